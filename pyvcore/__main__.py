@@ -1,0 +1,5 @@
+import sys
+
+from pyvcore.cli import main
+
+sys.exit(main())

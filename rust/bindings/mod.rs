@@ -1,0 +1,10 @@
+//! PyO3 bindings: the `pyvcore._core` extension module.  Thin: conversion and
+//! error mapping only; the logic lives in the pure modules.
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

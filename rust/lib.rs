@@ -1,0 +1,7 @@
+//! pyvcore core: a model of the KVM Book3S HV (POWER7/8) thread-aligned vcore
+//! gang scheduler, a checker of observed kernel state against it, and the
+//! readers (BTF) the gdb side needs.  Everything except `bindings` is plain Rust
+//! with no PyO3, so `cargo test` needs no Python.
+
+#[cfg(feature = "python")]
+mod bindings;
