@@ -3,5 +3,8 @@
 //! readers (BTF) the gdb side needs.  Everything except `bindings` is plain Rust
 //! with no PyO3, so `cargo test` needs no Python.
 
+pub mod consts;
+pub mod view;
+
 #[cfg(feature = "python")]
 mod bindings;

@@ -1,0 +1,195 @@
+//! Kernel constants per variant, by their kernel names.
+//!
+//! These are `#define`s in the kernel, so a debugger without macro info never
+//! sees them: the numbers here are what gdb reads out of memory.
+//! Sources: arch/powerpc/include/asm/kvm_host.h (vcore_state, vcpu state),
+//! kvm_asm.h (KVM_GUEST_MODE_*), kvm_book3s_asm.h (KVM_HWTHREAD_*),
+//! book3s_hv_rmhandlers.S (NAPPING_*), kvm_book3s.h (VCORE_ENTRY_MAP...).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Which kernel behaviour is modelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    /// The seed commit e0b7ec058c0e (v3.14): ptid fixed at vcpu creation,
+    /// `entry_exit_count` byte counters, `n_woken`/`nap_count`.
+    Seed,
+    /// Today's POWER8 path (6.x): `entry_exit_map` bitmaps, VCORE_EXIT_REQ,
+    /// modern vcore_state numbering, `thread_cpu`, no `nap_count`.
+    Modern,
+    /// Before the seed commit: physical threads handed out first-come
+    /// first-served each run, so ptid N need not sit on thread pcpu+N.
+    Prepatch,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 3] = [Variant::Seed, Variant::Modern, Variant::Prepatch];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Seed => "seed",
+            Variant::Modern => "modern",
+            Variant::Prepatch => "prepatch",
+        }
+    }
+
+    /// True where the vcore uses the `entry_exit_map` bitmap encoding.
+    pub fn has_entry_exit_map(self) -> bool {
+        matches!(self, Variant::Modern)
+    }
+
+    /// The vcore_state numbering of this variant (prepatch shares the seed's).
+    pub fn vcore_states(self) -> &'static VcoreStates {
+        match self {
+            Variant::Modern => &MODERN_VCORE_STATES,
+            Variant::Seed | Variant::Prepatch => &SEED_VCORE_STATES,
+        }
+    }
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownVariant(pub String);
+
+impl fmt::Display for UnknownVariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown variant {:?} (expected seed, modern or prepatch)", self.0)
+    }
+}
+
+impl std::error::Error for UnknownVariant {}
+
+impl FromStr for Variant {
+    type Err = UnknownVariant;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "seed" => Ok(Variant::Seed),
+            "modern" => Ok(Variant::Modern),
+            "prepatch" => Ok(Variant::Prepatch),
+            other => Err(UnknownVariant(other.to_string())),
+        }
+    }
+}
+
+/// `vcore->vcore_state` values. `None` where the variant has no such state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VcoreStates {
+    pub inactive: u8,
+    pub preempt: Option<u8>,
+    pub piggyback: Option<u8>,
+    pub sleeping: u8,
+    pub starting: Option<u8>,
+    pub running: u8,
+    pub exiting: u8,
+    pub polling: Option<u8>,
+}
+
+/// Seed (v3.14) numbering.
+pub const SEED_VCORE_STATES: VcoreStates = VcoreStates {
+    inactive: 0,
+    preempt: None,
+    piggyback: None,
+    sleeping: 1,
+    starting: Some(2),
+    running: 3,
+    exiting: 4,
+    polling: None,
+};
+
+/// Modern (>= ~v4.7) numbering: values >= SLEEPING need stolen-time accounting.
+pub const MODERN_VCORE_STATES: VcoreStates = VcoreStates {
+    inactive: 0,
+    preempt: Some(1),
+    piggyback: Some(2),
+    sleeping: 3,
+    starting: None,
+    running: 4,
+    exiting: 5,
+    polling: Some(6),
+};
+
+impl VcoreStates {
+    /// The kernel's name of a vcore_state value, e.g. "VCORE_RUNNING".
+    pub fn name(&self, value: u8) -> Option<&'static str> {
+        let table: [(Option<u8>, &'static str); 8] = [
+            (Some(self.inactive), "VCORE_INACTIVE"),
+            (self.preempt, "VCORE_PREEMPT"),
+            (self.piggyback, "VCORE_PIGGYBACK"),
+            (Some(self.sleeping), "VCORE_SLEEPING"),
+            (self.starting, "VCORE_STARTING"),
+            (Some(self.running), "VCORE_RUNNING"),
+            (Some(self.exiting), "VCORE_EXITING"),
+            (self.polling, "VCORE_POLLING"),
+        ];
+        table.iter().find(|(v, _)| *v == Some(value)).map(|(_, n)| *n)
+    }
+}
+
+// kvm_hstate.in_guest (KVM_GUEST_MODE_*, kvm_asm.h); the same in every variant.
+pub const KVM_GUEST_MODE_NONE: u8 = 0;
+pub const KVM_GUEST_MODE_GUEST: u8 = 1;
+pub const KVM_GUEST_MODE_SKIP: u8 = 2;
+pub const KVM_GUEST_MODE_GUEST_HV: u8 = 3;
+pub const KVM_GUEST_MODE_HOST_HV: u8 = 4;
+/// P9 path only (briefly named HV_FAST); never seen on the P8 path.
+pub const KVM_GUEST_MODE_HV_P9: u8 = 5;
+
+// kvm_hstate.hwthread_state (kvm_book3s_asm.h). Value 1 was renamed
+// KVM_HWTHREAD_IN_NAP -> KVM_HWTHREAD_IN_IDLE around v4.8; same number.
+pub const KVM_HWTHREAD_IN_KERNEL: u8 = 0;
+pub const KVM_HWTHREAD_IN_IDLE: u8 = 1;
+pub const KVM_HWTHREAD_IN_KVM: u8 = 2;
+
+// kvm_hstate.napping (book3s_hv_rmhandlers.S). UNSPLIT exists in modern only.
+pub const NAPPING_CEDE: u8 = 1;
+pub const NAPPING_NOVCPU: u8 = 2;
+pub const NAPPING_UNSPLIT: u8 = 3;
+
+// vcpu->arch.state (kvm_host.h); unchanged since the seed.
+pub const KVMPPC_VCPU_NOTREADY: u8 = 0;
+pub const KVMPPC_VCPU_RUNNABLE: u8 = 1;
+pub const KVMPPC_VCPU_BUSY_IN_HOST: u8 = 2;
+
+// Seed entry_exit_count: low byte = threads entered, next byte = threads exiting.
+pub const VCORE_EXIT_COUNT_ONE: u32 = 0x100;
+// Modern entry_exit_map: bits 0-7 entered ptids, 8-15 exiting ptids,
+// bit 16 an exit requested from another subcore.
+pub const VCORE_EXIT_REQ: u32 = 0x10000;
+
+/// MAX_SMT_THREADS: the most threads a core (and so a vcore) has.
+pub const MAX_SMT_THREADS: usize = 8;
+
+/// Guest interrupt vectors the model names (arch.trap).
+pub const BOOK3S_INTERRUPT_EXTERNAL: u32 = 0x500;
+pub const BOOK3S_INTERRUPT_HV_DECREMENTER: u32 = 0x980;
+pub const BOOK3S_INTERRUPT_SYSCALL: u32 = 0xc00;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variant_names_round_trip() {
+        for v in Variant::ALL {
+            assert_eq!(v.name().parse::<Variant>().unwrap(), v);
+        }
+        assert!("p8".parse::<Variant>().unwrap_err().to_string().contains("seed, modern or prepatch"));
+    }
+
+    #[test]
+    fn vcore_state_numbering_differs_between_seed_and_modern() {
+        assert_eq!(Variant::Seed.vcore_states().name(3), Some("VCORE_RUNNING"));
+        assert_eq!(Variant::Modern.vcore_states().name(3), Some("VCORE_SLEEPING"));
+        assert_eq!(Variant::Modern.vcore_states().name(4), Some("VCORE_RUNNING"));
+        assert_eq!(Variant::Seed.vcore_states().name(6), None);
+    }
+}
