@@ -4,6 +4,7 @@
 //! with no PyO3, so `cargo test` needs no Python.
 
 pub mod consts;
+pub mod invariants;
 pub mod view;
 
 #[cfg(feature = "python")]
