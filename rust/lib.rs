@@ -3,6 +3,7 @@
 //! readers (BTF) the gdb side needs.  Everything except `bindings` is plain Rust
 //! with no PyO3, so `cargo test` needs no Python.
 
+pub mod btf;
 pub mod consts;
 pub mod invariants;
 pub mod view;
