@@ -100,7 +100,7 @@ def watch(
         mi.cont(wait=False, timeout=30)
         while time.monotonic() < end:
             try:
-                mi.wait_for_stop(timeout=min(0.5, max(0.01, end - time.monotonic())))
+                mi.wait_for_stop(timeout=min(0.05, max(0.01, end - time.monotonic())))
                 target_stops += 1
                 break
             except MITimeout:
