@@ -12,7 +12,7 @@ use crate::btf::{ImageError, KernelImage, Layouts, StructLayout};
 
 fn to_py(e: ImageError) -> PyErr {
     match e {
-        ImageError::Io(m) => PyOSError::new_err(m),
+        ImageError::Io(_) => PyOSError::new_err(e.to_string()),
         ImageError::NoSuchType(_) => PyKeyError::new_err(e.to_string()),
         other => PyValueError::new_err(other.to_string()),
     }
