@@ -1,1 +1,495 @@
-"""The lab: a real POWER8 KVM-HV host under QEMU powernv8."""
+"""The lab: a real POWER8 KVM-HV host (Debian 6.12 kernel, kvm-hv) on QEMU powernv8.
+
+Python API (contract 4)::
+
+    from pyvcore.lab import Lab
+    with Lab(scenario="all", threads=4, qemu="patched") as lab:
+        lab.gdb_address        # "127.0.0.1:PORT" (gdbstub, localhost only)
+        lab.vmlinux            # Path of the booted kernel's vmlinux
+        lab.console            # Path of the console log
+        lab.status()           # the `pyvcore lab status --json` object
+        lab.reports()          # PYVCORE REPORT objects parsed from the console
+        lab.wait_for(r"PYVCORE DONE", timeout=60)
+
+`pyvcore lab up` starts the same thing detached (state in the cache dir) and
+``Lab.running()`` gives a handle on it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from pyvcore.lab.cache import KernelManifest, cache_dir, tree_key
+from pyvcore.lab.qemu import (
+    THREAD_CHOICES,
+    ConsoleFile,
+    LabBusy,
+    LabError,
+    acquire_lock,
+    free_port,
+    is_qemu_process,
+    kill_group,
+    port_in_use,
+    process_cmdline,
+    qemu_command,
+    qmp_execute,
+    qmp_quit,
+    spawn,
+    wait_gone,
+    write_lock_info,
+)
+
+__all__ = ["Lab", "LabError", "LabBusy", "LabNotSetUp", "SCENARIOS", "QEMU_KINDS"]
+
+# The scenarios /init knows (contract 5).
+SCENARIOS = ("all", "novcpu0", "cede", "doorbell", "sparse", "two-vcores", "exits")
+QEMU_KINDS = ("patched", "stock")
+STOCK_QEMU = Path("/usr/bin/qemu-system-ppc64")
+
+# Seen: 15-18 s from QEMU start to READY. A boot with no console output for STALL_TIMEOUT
+# (or not ready after BOOT_TIMEOUT) is hung; about one boot in fifteen hangs in kernel init.
+BOOT_TIMEOUT = 180.0
+STALL_TIMEOUT = 45.0
+RUNS_KEPT = 20
+
+
+class LabNotSetUp(LabError):
+    """Something `pyvcore lab setup` provides is missing."""
+
+
+def _state_file() -> Path:
+    return cache_dir() / "lab" / "state.json"
+
+
+def _log(message: str) -> None:
+    print(f"[lab] {message}", file=sys.stderr, flush=True)
+
+
+class Lab:
+    """One QEMU powernv8 boot of the lab (see the module docstring).
+
+    ``hold`` is the guest's pyvcore.hold (seconds the scenario runs before it reports and
+    powers off; 0 = until the lab is stopped). ``detached`` is for `pyvcore lab up`: QEMU
+    outlives this process and its state goes to the cache dir.
+    """
+
+    def __init__(
+        self,
+        scenario: str = "all",
+        threads: int = 4,
+        qemu: str = "patched",
+        hold: int = 0,
+        *,
+        gdb_port: int | None = None,
+        boot_timeout: float = BOOT_TIMEOUT,
+        stall_timeout: float = STALL_TIMEOUT,
+        retries: int = 1,
+        detached: bool = False,
+        append: tuple[str, ...] = (),
+        log: Callable[[str], None] | None = _log,
+    ) -> None:
+        if scenario not in SCENARIOS:
+            raise LabError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
+        if threads not in THREAD_CHOICES:
+            raise LabError(f"threads must be one of {', '.join(map(str, THREAD_CHOICES))}, not {threads}")
+        if qemu not in QEMU_KINDS:
+            raise LabError(f"qemu must be 'patched' or 'stock', not {qemu!r}")
+        if hold < 0:
+            raise LabError(f"hold must be >= 0 seconds, not {hold}")
+        self.scenario = scenario
+        self.threads = threads
+        self.qemu = qemu
+        self.hold = int(hold)
+        self.requested_gdb_port = gdb_port
+        self.boot_timeout = boot_timeout
+        self.stall_timeout = stall_timeout
+        self.retries = retries
+        self.detached = detached
+        self.append = tuple(append)
+        self._log = log or (lambda message: None)
+
+        self.proc: subprocess.Popen | None = None
+        self.pid: int | None = None
+        self.gdb_port: int | None = None
+        self.vmlinux: Path | None = None
+        self.console: Path | None = None
+        self.run_dir: Path | None = None
+        self.qmp_socket: Path | None = None
+        self.qemu_binary: Path | None = None
+        self.initrd: Path | None = None
+        self.manifest: KernelManifest | None = None
+        self.boot_seconds: float | None = None
+        self.attempts = 0
+        self.started_at: str | None = None
+        self._reader: ConsoleFile | None = None
+        self._qmp_dir: Path | None = None
+        self._atexit = False
+
+    # ----------------------------------------------------------------- public API
+
+    @property
+    def gdb_address(self) -> str:
+        if self.gdb_port is None:
+            raise LabError("the lab is not running")
+        return f"127.0.0.1:{self.gdb_port}"
+
+    def __enter__(self) -> "Lab":
+        self.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+        self.stop()
+
+    def start(self) -> "Lab":
+        """Boot until the guest prints ``PYVCORE READY`` (retrying one hung boot)."""
+        self._prepare()
+        for attempt in range(1, self.retries + 2):
+            self.attempts = attempt
+            try:
+                self._boot()
+                return self
+            except _BootHung as hung:
+                self.stop()
+                if attempt > self.retries:
+                    raise LabError(
+                        f"boot hung twice ({hung}); console tail:\n{hung.tail}", hung.tail
+                    ) from None
+                self._log(f"boot hung ({hung}); retrying once (about one boot in fifteen hangs in kernel init)")
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
+
+    def stop(self) -> None:
+        """Quit QEMU (QMP quit, then signals) and leave no process behind. Idempotent."""
+        pid, proc = self.pid, self.proc
+        if pid is not None and (proc is None or proc.poll() is None) and is_qemu_process(pid):
+            if self.qmp_socket is not None and self.qmp_socket.exists():
+                qmp_quit(self.qmp_socket, timeout=3.0)
+            if not wait_gone(pid, 5.0, proc):
+                kill_group(pid, signal.SIGTERM)
+                if not wait_gone(pid, 3.0, proc):
+                    kill_group(pid, signal.SIGKILL)
+                    wait_gone(pid, 5.0, proc)
+        if proc is not None:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.proc = None
+        self.pid = None
+        self.gdb_port = None
+        if self._qmp_dir is not None:
+            shutil.rmtree(self._qmp_dir, ignore_errors=True)
+            self._qmp_dir = None
+            self.qmp_socket = None
+
+    def alive(self) -> bool:
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return self.pid is not None and is_qemu_process(self.pid)
+
+    def status(self) -> dict:
+        """The `lab status --json` object (contract 4)."""
+        reader = self._poll()
+        console = reader.console if reader else None
+        run_state = None
+        if self.alive() and self.qmp_socket is not None:
+            try:
+                answer = qmp_execute(self.qmp_socket, "query-status", timeout=3.0)
+                run_state = answer.get("status") if isinstance(answer, dict) else None
+            except LabError as err:
+                run_state = f"unknown ({err})"
+        return {
+            "gdb": self.gdb_address if self.gdb_port else None,
+            "vmlinux": str(self.vmlinux) if self.vmlinux else None,
+            "scenario": self.scenario,
+            "qemu": self.qemu,
+            "pid": self.pid,
+            "console": str(self.console) if self.console else None,
+            "modules": console.modules if console else {},
+            "module_objects": dict(self.manifest.modules) if self.manifest else {},
+            "threads": self.threads,
+            "hold": self.hold,
+            "running": self.alive(),
+            "run_state": run_state,
+            "ready": bool(console and console.ready),
+            "done": console.done if console else None,
+            "boot_seconds": self.boot_seconds,
+            "attempts": self.attempts,
+            "started_at": self.started_at,
+            "qmp": str(self.qmp_socket) if self.qmp_socket else None,
+            "qemu_binary": str(self.qemu_binary) if self.qemu_binary else None,
+            "kernel": self.manifest.package if self.manifest else None,
+            "kernel_version": self.manifest.version if self.manifest else None,
+            "run_dir": str(self.run_dir) if self.run_dir else None,
+        }
+
+    def reports(self) -> list[dict]:
+        """Guest-side ``PYVCORE REPORT`` objects seen on the console so far."""
+        reader = self._poll()
+        return list(reader.console.reports) if reader else []
+
+    def wait_for(self, regex: str, timeout: float = 60.0) -> re.Match:
+        """Wait until a console line (since boot) matches ``regex``; returns the match.
+
+        Raises LabError with the console tail on timeout or if QEMU exits first."""
+        pattern = re.compile(regex)
+        deadline = time.monotonic() + timeout
+        checked = 0
+        while True:
+            reader = self._poll()
+            if reader is None:
+                raise LabError("the lab has no console (not started)")
+            lines = reader.console.lines
+            for index in range(checked, len(lines)):
+                if match := pattern.search(lines[index]):
+                    return match
+            checked = len(lines)
+            if not self.alive():
+                reader.poll()
+                if len(reader.console.lines) > checked:
+                    continue
+                raise LabError(
+                    f"QEMU exited before the console matched {regex!r}; console tail:\n{reader.console.tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise LabError(
+                    f"timed out after {timeout:.0f} s waiting for {regex!r}; console tail:\n{reader.console.tail()}"
+                )
+            time.sleep(0.1)
+
+    def console_text(self) -> str:
+        reader = self._poll()
+        return "\n".join(reader.console.lines) if reader else ""
+
+    # ----------------------------------------------------------------- detached labs
+
+    @classmethod
+    def running(cls) -> "Lab | None":
+        """The lab started by `pyvcore lab up`, or None if none is running."""
+        try:
+            state = json.loads(_state_file().read_text())
+        except (OSError, ValueError):
+            return None
+        if not is_qemu_process(state.get("pid", -1)):
+            return None
+        lab = cls(state["scenario"], state["threads"], state["qemu"], state["hold"], detached=True, log=None)
+        lab.pid = state["pid"]
+        lab.gdb_port = state["gdb_port"]
+        lab.vmlinux = Path(state["vmlinux"])
+        lab.console = Path(state["console"])
+        lab.run_dir = Path(state["run_dir"])
+        lab.qmp_socket = Path(state["qmp"])
+        lab._qmp_dir = lab.qmp_socket.parent
+        lab.qemu_binary = Path(state["qemu_binary"])
+        lab.boot_seconds = state.get("boot_seconds")
+        lab.attempts = state.get("attempts", 1)
+        lab.started_at = state.get("started_at")
+        lab.manifest = KernelManifest.load()
+        lab._reader = ConsoleFile(lab.console)
+        return lab
+
+    def save_state(self) -> Path:
+        target = _state_file()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "pid": self.pid,
+            "gdb_port": self.gdb_port,
+            "vmlinux": str(self.vmlinux),
+            "console": str(self.console),
+            "run_dir": str(self.run_dir),
+            "qmp": str(self.qmp_socket),
+            "qemu_binary": str(self.qemu_binary),
+            "scenario": self.scenario,
+            "threads": self.threads,
+            "qemu": self.qemu,
+            "hold": self.hold,
+            "boot_seconds": self.boot_seconds,
+            "attempts": self.attempts,
+            "started_at": self.started_at,
+        }
+        target.write_text(json.dumps(state, indent=2) + "\n")
+        return target
+
+    @staticmethod
+    def clear_state() -> None:
+        try:
+            _state_file().unlink()
+        except FileNotFoundError:
+            pass
+
+    # ----------------------------------------------------------------- internals
+
+    def _poll(self) -> ConsoleFile | None:
+        if self._reader is not None:
+            self._reader.poll()
+        return self._reader
+
+    def _prepare(self) -> None:
+        """Check setup and build the initramfs (before taking the machine lock)."""
+        from pyvcore.lab import setup
+
+        cache = cache_dir()
+        missing = list(setup.iter_missing(cache))
+        manifest = KernelManifest.load(cache)
+        if self.qemu == "stock":
+            binary = STOCK_QEMU
+            if not binary.is_file():
+                missing.append(f"{binary} (qemu-system-ppc from bookworm-backports)")
+        else:
+            try:
+                binary = setup.patched_qemu_path(cache)
+            except setup.SetupError as err:
+                raise LabNotSetUp(f"lab not set up: {err}") from None
+            if not binary.is_file():
+                missing.append(f"the patched QEMU for the current patch series ({binary})")
+        if missing:
+            raise LabNotSetUp(f"lab not set up: missing {'; '.join(missing)}; run `pyvcore lab setup`")
+        assert manifest is not None
+        self.manifest = manifest
+        self.qemu_binary = binary
+        self.vmlinux = Path(manifest.vmlinux)
+        self.initrd = self._initramfs(cache, manifest)
+
+    def _initramfs(self, cache: Path, manifest: KernelManifest) -> Path:
+        from pyvcore.lab import guest, setup
+
+        programs = setup.ensure_guest_programs(cache)
+        if programs is None:
+            raise LabNotSetUp("lab not set up: the guest programs are not built; run `pyvcore lab setup`")
+        key = tree_key(
+            [*programs.values(), *map(Path, manifest.modules.values()), Path(manifest.busybox)],
+            setup.guest_programs_dir(cache).name,
+        )
+        out = cache / "initramfs" / f"{key}.cpio.gz"
+        if not out.is_file():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            modules = {name: Path(path) for name, path in manifest.modules.items()}
+            built = guest.build_initramfs(out, busybox=Path(manifest.busybox), modules=modules, programs=programs)
+            out = Path(built)
+        return out
+
+    def _new_run_dir(self) -> Path:
+        runs = cache_dir() / "lab" / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(tempfile.mkdtemp(prefix=f"{stamp}-{self.scenario}-", dir=runs))
+        old = sorted(p for p in runs.iterdir() if p.is_dir())
+        for stale in old[:-RUNS_KEPT]:
+            shutil.rmtree(stale, ignore_errors=True)
+        return run_dir
+
+    def _boot(self) -> None:
+        assert self.qemu_binary and self.vmlinux and self.initrd
+        port = self.requested_gdb_port
+        if port is not None and port_in_use(port):
+            raise LabError(f"gdb port 127.0.0.1:{port} is already in use; pick another or omit it for a free one")
+        lock_fd = acquire_lock()
+        try:
+            if port is None:
+                port = free_port()
+            self.run_dir = self._new_run_dir()
+            self.console = self.run_dir / "console.log"
+            stderr = self.run_dir / "qemu.stderr"
+            # The QMP socket sits in a private (0700) directory: whoever connects owns QEMU.
+            self._qmp_dir = Path(tempfile.mkdtemp(prefix="pyvcore-qmp-"))
+            self.qmp_socket = self._qmp_dir / "qmp.sock"
+            cmd = qemu_command(
+                self.qemu_binary,
+                vmlinux=self.vmlinux,
+                initrd=self.initrd,
+                threads=self.threads,
+                scenario=self.scenario,
+                hold=self.hold,
+                gdb_port=port,
+                qmp_socket=self.qmp_socket,
+                append_extra=self.append,
+            )
+            (self.run_dir / "cmdline").write_text(" ".join(cmd) + "\n")
+            started = time.monotonic()
+            self.proc = spawn(cmd, console=self.console, stderr=stderr, lock_fd=lock_fd, detached=self.detached)
+            self.pid = self.proc.pid
+            self.gdb_port = port
+            self.started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+            write_lock_info(
+                lock_fd,
+                {
+                    "pid": self.pid,
+                    "scenario": self.scenario,
+                    "owner": f"{'pyvcore lab up' if self.detached else 'Lab()'} pid {os.getpid()} "
+                    f"({process_cmdline(os.getpid())[:60]})",
+                    "gdb": self.gdb_address,
+                },
+            )
+        finally:
+            os.close(lock_fd)  # QEMU keeps the lock through its inherited descriptor
+        if not self.detached and not self._atexit:
+            atexit.register(self.stop)
+            self._atexit = True
+        self._reader = ConsoleFile(self.console)
+        self._wait_ready(started, stderr)
+        self.boot_seconds = round(time.monotonic() - started, 1)
+        retry_note = f" (attempt {self.attempts})" if self.attempts > 1 else ""
+        self._log(
+            f"scenario {self.scenario} ready in {self.boot_seconds:.1f} s{retry_note}: "
+            f"gdb {self.gdb_address}, console {self.console}"
+        )
+
+    def _wait_ready(self, started: float, stderr: Path) -> None:
+        reader = self._reader
+        assert reader is not None and self.proc is not None
+        last_output = time.monotonic()
+        while True:
+            if reader.poll():
+                last_output = time.monotonic()
+            if reader.console.ready is not None:
+                if reader.console.ready != self.scenario:
+                    raise LabError(
+                        f"the guest reported READY for scenario {reader.console.ready!r}, not {self.scenario!r}"
+                    )
+                return
+            status = self.proc.poll()
+            if status is not None:
+                reader.poll()
+                raise self._died(status, stderr, reader)
+            now = time.monotonic()
+            if now - started > self.boot_timeout:
+                raise _BootHung(f"not ready after {self.boot_timeout:.0f} s", reader.console.tail())
+            if now - last_output > self.stall_timeout:
+                raise _BootHung(
+                    f"no console output for {self.stall_timeout:.0f} s, {now - started:.0f} s into the boot",
+                    reader.console.tail(),
+                )
+            time.sleep(0.1)
+
+    def _died(self, status: int, stderr: Path, reader: ConsoleFile) -> LabError:
+        try:
+            err_text = stderr.read_text(errors="replace").strip()
+        except OSError:
+            err_text = ""
+        how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
+        if "Address already in use" in err_text:
+            return LabError(f"gdb port {self.gdb_address} is already in use (QEMU could not bind it)", err_text)
+        first_err = err_text.splitlines()[-1] if err_text else ""
+        message = f"QEMU died during boot ({how})" + (f": {first_err}" if first_err else "")
+        detail = f"QEMU stderr:\n{err_text}\nconsole tail:\n{reader.console.tail()}"
+        return LabError(message, detail)
+
+
+class _BootHung(Exception):
+    def __init__(self, reason: str, tail: str) -> None:
+        super().__init__(reason)
+        self.tail = tail

@@ -1,5 +1,134 @@
-"""Placeholder: the owner of this subject replaces it."""
+"""`pyvcore lab setup|up|status|down`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pyvcore.lab.qemu import THREAD_CHOICES, LabError
 
 
-def register(subparsers) -> None:  # noqa: ANN001
-    pass
+def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparsers type
+    lab = subparsers.add_parser("lab", help="the QEMU powernv8 KVM-HV lab", description=__doc__)
+    commands = lab.add_subparsers(dest="lab_command", metavar="COMMAND")
+    lab.set_defaults(func=lambda args: (lab.print_help(), 2)[1])
+
+    setup = commands.add_parser("setup", help="install packages, fetch the kernel, build the patched QEMU")
+    setup.add_argument("--no-qemu-build", action="store_true", help="skip building the patched QEMU")
+    setup.add_argument("--rebuild-qemu", action="store_true", help="rebuild the patched QEMU even if cached")
+    setup.set_defaults(func=cmd_setup)
+
+    up = commands.add_parser("up", help="boot the lab and leave it running (detached)")
+    up.add_argument("--scenario", default="all", help="guest scenario (default: all)")
+    up.add_argument("--threads", type=int, default=4, help=f"hardware threads per core: {'|'.join(map(str, THREAD_CHOICES))}")
+    up.add_argument("--qemu", default="patched", help="patched (default) or stock")
+    up.add_argument(
+        "--hold", type=int, default=0, help="seconds the guest scenario runs before it reports and powers off (0 = until `lab down`)"
+    )
+    up.add_argument("--gdb-port", type=int, default=None, help="gdbstub port on 127.0.0.1 (default: a free one)")
+    up.add_argument("--timeout", type=float, default=None, help="seconds a boot may take before it counts as hung")
+    up.set_defaults(func=cmd_up)
+
+    status = commands.add_parser("status", help="show the running lab")
+    status.add_argument("--json", action="store_true", help="print the status object as JSON")
+    status.set_defaults(func=cmd_status)
+
+    down = commands.add_parser("down", help="stop the running lab")
+    down.set_defaults(func=cmd_down)
+
+
+def _fail(command: str, err: LabError) -> int:
+    print(f"pyvcore lab {command}: {err}", file=sys.stderr)
+    return 1
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from pyvcore.lab.setup import setup
+
+    return setup(build_qemu=not args.no_qemu_build, force_qemu=args.rebuild_qemu)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from pyvcore.lab import BOOT_TIMEOUT, Lab
+
+    running = Lab.running()
+    if running is not None:
+        return _fail(
+            "up",
+            LabError(
+                f"a lab is already running (pid {running.pid}, scenario {running.scenario}, gdb {running.gdb_address}); "
+                "stop it with `pyvcore lab down`"
+            ),
+        )
+    try:
+        lab = Lab(
+            args.scenario,
+            args.threads,
+            args.qemu,
+            args.hold,
+            gdb_port=args.gdb_port,
+            boot_timeout=args.timeout or BOOT_TIMEOUT,
+            detached=True,
+        )
+        lab.start()
+    except LabError as err:
+        return _fail("up", err)
+    lab.save_state()
+    _print_status(lab.status())
+    return 0
+
+
+def _print_status(status: dict) -> None:
+    rows = [
+        ("scenario", f"{status['scenario']} ({status['threads']} threads, {status['qemu']} QEMU, hold {status['hold']} s)"),
+        ("gdb", status["gdb"]),
+        ("pid", status["pid"]),
+        ("state", status.get("run_state") or ("running" if status["running"] else "stopped")),
+        ("boot", f"{status['boot_seconds']} s to READY" if status.get("boot_seconds") else "?"),
+        ("vmlinux", status["vmlinux"]),
+        ("console", status["console"]),
+    ]
+    for name, sections in sorted(status["modules"].items()):
+        text = " ".join(f"{sec}=0x{addr:x}" for sec, addr in sorted(sections.items()))
+        rows.append((f"module {name}", text))
+    if status.get("done"):
+        rows.append(("done", status["done"]["status"]))
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    print(f"attach: pyvcore gdb   (or gdb-multiarch {status['vmlinux']} -ex 'target remote {status['gdb']}')")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pyvcore.lab import Lab
+
+    lab = Lab.running()
+    if lab is None:
+        Lab.clear_state()
+        if args.json:
+            print(json.dumps({"running": False}))
+        else:
+            print("no lab is running (start one with `pyvcore lab up`)", file=sys.stderr)
+        return 1
+    status = lab.status()
+    if args.json:
+        print(json.dumps(status))
+    else:
+        _print_status(status)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from pyvcore.lab import Lab
+
+    lab = Lab.running()
+    if lab is None:
+        Lab.clear_state()
+        print("no lab is running")
+        return 0
+    pid = lab.pid
+    lab.stop()
+    Lab.clear_state()
+    print(f"lab stopped (QEMU pid {pid})")
+    return 0

@@ -1,0 +1,392 @@
+"""Running QEMU powernv8 for the lab: command line, console parsing, the machine lock,
+ports, process spawning and QMP.
+
+Everything here except :func:`spawn` and the QMP calls is pure and unit-tested without QEMU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import fcntl
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+LOCK_FILE = Path("/tmp/pyvcore-qemu.lock")
+QEMU_DATA_DIR = Path("/usr/share/qemu")
+MACHINE = "powernv8"
+CPU = "POWER8"
+MEMORY = "2G"
+THREAD_CHOICES = (4, 8)
+
+
+class LabError(RuntimeError):
+    """A lab failure with a one-line, user-facing message (plus optional detail lines)."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class LabBusy(LabError):
+    """Another QEMU holds the machine lock."""
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def kernel_append(scenario: str, hold: int, extra: Sequence[str] = ()) -> str:
+    """The kernel command line: hvc0 console plus the keys /init reads (contract 5)."""
+    return " ".join(["console=hvc0", f"pyvcore.scenario={scenario}", f"pyvcore.hold={int(hold)}", *extra])
+
+
+def qemu_command(
+    qemu: Path | str,
+    *,
+    vmlinux: Path | str,
+    initrd: Path | str,
+    threads: int,
+    scenario: str,
+    hold: int,
+    gdb_port: int,
+    qmp_socket: Path | str,
+    data_dir: Path | str = QEMU_DATA_DIR,
+    append_extra: Sequence[str] = (),
+) -> list[str]:
+    """The QEMU command line of a lab boot.
+
+    One POWER8 core with ``threads`` hardware threads (SMT, hash MMU). The gdbstub listens on
+    127.0.0.1 only (``-s`` would listen on every interface and give whoever connects the whole
+    machine) and QMP on a unix socket in a private directory. ``-nographic`` keeps OPAL's
+    power-off able to end QEMU (``-nodefaults -serial stdio`` does not).
+    """
+    if threads not in THREAD_CHOICES:
+        raise LabError(f"--threads must be one of {', '.join(map(str, THREAD_CHOICES))}, not {threads}")
+    return [
+        str(qemu),
+        "-L", str(data_dir),
+        "-M", MACHINE,
+        "-cpu", CPU,
+        "-smp", f"{threads},cores=1,threads={threads}",
+        "-m", MEMORY,
+        "-nographic",
+        "-kernel", str(vmlinux),
+        "-initrd", str(initrd),
+        "-append", kernel_append(scenario, hold, append_extra),
+        "-gdb", f"tcp:127.0.0.1:{gdb_port}",
+        "-qmp", f"unix:{qmp_socket},server=on,wait=off",
+    ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- console
+
+
+MODULE_LINE = re.compile(r"PYVCORE MODULE (\S+) (\S+) 0x([0-9a-fA-F]+)")
+READY_LINE = re.compile(r"PYVCORE READY scenario=(\S+)")
+REPORT_LINE = re.compile(r"PYVCORE REPORT (.*?)\s*$")
+DONE_LINE = re.compile(r"PYVCORE DONE scenario=(\S+) status=(.*?)\s*$")
+
+
+@dataclass
+class Console:
+    """What the lab learned from the console so far (contract 5 lines)."""
+
+    lines: list[str] = field(default_factory=list)
+    modules: dict[str, dict[str, int]] = field(default_factory=dict)
+    ready: str | None = None  # the scenario named by PYVCORE READY
+    ready_line: int | None = None
+    reports: list[dict] = field(default_factory=list)
+    done: dict[str, str] | None = None
+    _partial: str = ""
+
+    def feed(self, text: str) -> None:
+        """Add console output (any chunking); complete lines are parsed."""
+        text = self._partial + text.replace("\r", "")
+        *complete, self._partial = text.split("\n")
+        for line in complete:
+            self._parse(line)
+
+    def _parse(self, line: str) -> None:
+        self.lines.append(line)
+        if "PYVCORE" not in line:
+            return
+        if match := MODULE_LINE.search(line):
+            name, section, addr = match.groups()
+            self.modules.setdefault(name, {})[section] = int(addr, 16)
+        elif match := READY_LINE.search(line):
+            if self.ready is None:
+                self.ready = match.group(1)
+                self.ready_line = len(self.lines) - 1
+        elif match := REPORT_LINE.search(line):
+            try:
+                report = json.loads(match.group(1))
+            except ValueError as err:
+                report = {"unparsed": match.group(1), "error": str(err)}
+            self.reports.append(report if isinstance(report, dict) else {"value": report})
+        elif match := DONE_LINE.search(line):
+            self.done = {"scenario": match.group(1), "status": match.group(2)}
+
+    def tail(self, n: int = 25) -> str:
+        lines = self.lines[-n:] + ([self._partial] if self._partial else [])
+        return "\n".join(lines[-n:])
+
+
+class ConsoleFile:
+    """Incremental reader of the console log QEMU writes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.console = Console()
+        self._offset = 0
+
+    def poll(self) -> bool:
+        """Read what is new; True if anything was."""
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self._offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return False
+        if not data:
+            return False
+        self._offset += len(data)
+        self.console.feed(data.decode("utf-8", errors="replace"))
+        return True
+
+
+# --------------------------------------------------------------------------- lock
+
+
+def lock_holder(lock_file: Path = LOCK_FILE) -> str:
+    """A description of who holds the machine lock, for the 'a lab is running' error."""
+    pid = None
+    try:
+        info = json.loads(lock_file.read_text() or "{}")
+    except (OSError, ValueError):
+        info = {}
+    if isinstance(info, dict) and pid_alive(info.get("pid")):
+        pid = info["pid"]
+    else:
+        info = {}
+        pid = _flock_pid_from_proc_locks(lock_file)
+    if pid is None:
+        return "an unknown process"
+    text = f"pid {pid} ({process_cmdline(pid)[:120]})"
+    if info.get("scenario"):
+        text += f", scenario {info['scenario']}, started by {info.get('owner', '?')}"
+    return text
+
+
+def _flock_pid_from_proc_locks(lock_file: Path) -> int | None:
+    """The process holding the lock: /proc/locks names the process that took it (say
+    `flock`), which may have exited while a child (say the QEMU it ran) keeps the lock
+    open; then look for a live process with the file open, preferring a QEMU."""
+    try:
+        st = lock_file.stat()
+        locks = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    for line in locks.splitlines():
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 12345 08:01:1234567 0 EOF"
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5].endswith(f":{st.st_ino}"):
+            try:
+                pid = int(fields[4])
+            except ValueError:
+                continue
+            if pid_alive(pid):
+                return pid
+    openers = []
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            for fd in fd_dir.iterdir():
+                target = fd.stat()
+                if (target.st_dev, target.st_ino) == (st.st_dev, st.st_ino):
+                    openers.append(int(fd_dir.parent.name))
+                    break
+        except OSError:
+            continue
+    openers.sort(key=lambda pid: "qemu" not in process_cmdline(pid))
+    return openers[0] if openers else None
+
+
+def acquire_lock(lock_file: Path = LOCK_FILE) -> int:
+    """Take the exclusive machine lock without waiting; returns the fd (hand it to QEMU).
+
+    Raises LabBusy naming the holder when another QEMU (lab or by hand) has it."""
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise LabBusy(
+                f"a QEMU lab is already running on this machine ({lock_holder(lock_file)}); "
+                f"stop it with `pyvcore lab down` (or wait for it): only one QEMU may hold {lock_file}"
+            ) from None
+        raise
+    return fd
+
+
+def write_lock_info(fd: int, info: dict) -> None:
+    """Record the holder in the lock file (read back by :func:`lock_holder`)."""
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+    except OSError:
+        pass  # informational only
+
+
+# --------------------------------------------------------------------------- ports, processes
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on host right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def pid_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is dead for our purposes.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def process_cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "?"
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+def is_qemu_process(pid: int) -> bool:
+    """pid is alive and is a qemu-system-ppc64 (guards against pid reuse)."""
+    return pid_alive(pid) and "qemu-system-ppc64" in process_cmdline(pid)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _child_setup(detached: bool, parent_pid: int) -> None:
+    """Runs in the child between fork and exec."""
+    if detached:
+        os.setsid()  # survives the CLI; Ctrl-C in the terminal does not reach it
+        return
+    os.setpgid(0, 0)  # own process group: Ctrl-C goes to the caller, which stops QEMU cleanly
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the caller died before prctl took effect
+        os._exit(1)
+
+
+def spawn(
+    cmd: Sequence[str], *, console: Path, stderr: Path, lock_fd: int, detached: bool
+) -> subprocess.Popen:
+    """Start QEMU in its own process group, holding the machine lock through ``lock_fd``.
+
+    Not detached: QEMU gets SIGKILL when the calling thread dies (PR_SET_PDEATHSIG).
+    Detached (`lab up`): its own session, outliving the caller."""
+    parent = os.getpid()
+    with open(console, "wb") as out, open(stderr, "wb") as err:
+        return subprocess.Popen(
+            list(cmd),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            pass_fds=(lock_fd,),
+            preexec_fn=lambda: _child_setup(detached, parent),  # noqa: PLW1509
+        )
+
+
+def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Signal QEMU's process group (it is its own leader), falling back to the pid."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def wait_gone(pid: int, timeout: float, proc: subprocess.Popen | None = None) -> bool:
+    """Wait until pid has exited (reaping it when it is our child)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None:
+            if proc.poll() is not None:
+                return True
+        elif not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    return proc.poll() is not None if proc is not None else not pid_alive(pid)
+
+
+# --------------------------------------------------------------------------- QMP
+
+
+async def _qmp(socket_path: str, command: str, timeout: float) -> object:
+    from qemu.qmp import QMPClient
+
+    client = QMPClient("pyvcore-lab")
+    await asyncio.wait_for(client.connect(socket_path), timeout)
+    try:
+        return await asyncio.wait_for(client.execute(command), timeout)
+    finally:
+        try:
+            await asyncio.wait_for(client.disconnect(), timeout)
+        except Exception:  # noqa: BLE001 - QEMU may already be gone after 'quit'
+            pass
+
+
+def qmp_execute(socket_path: Path | str, command: str, timeout: float = 5.0) -> object:
+    """Run one QMP command (fresh connection); raises LabError when QMP does not answer."""
+    try:
+        return asyncio.run(_qmp(str(socket_path), command, timeout))
+    except Exception as err:  # noqa: BLE001 - qemu.qmp raises several unrelated types
+        raise LabError(f"QMP {command} on {socket_path} failed: {err or type(err).__name__}") from err
+
+
+def qmp_quit(socket_path: Path | str, timeout: float = 5.0) -> bool:
+    """Ask QEMU to quit over QMP; True if the request was delivered."""
+    try:
+        asyncio.run(_qmp(str(socket_path), "quit", timeout))
+        return True
+    except Exception as err:  # noqa: BLE001
+        # The connection may drop before the reply: QEMU quitting is what we wanted.
+        return "EOF" in repr(err) or "Disconnect" in type(err).__name__ or "Interrupted" in type(err).__name__

@@ -1,0 +1,269 @@
+"""Pure parts of the lab: command line, console parsing, cache keys, apt planning, the lock.
+No QEMU needed."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pyvcore.lab import SCENARIOS, Lab, LabError, LabNotSetUp
+from pyvcore.lab import qemu as labqemu
+from pyvcore.lab import setup as labsetup
+from pyvcore.lab.cache import KernelManifest, qemu_build_key, qemu_patches
+
+
+def test_qemu_command_is_powernv8_smt_with_local_only_gdbstub(tmp_path: Path) -> None:
+    cmd = labqemu.qemu_command(
+        "/opt/q/qemu-system-ppc64",
+        vmlinux="/k/vmlinux",
+        initrd="/k/initrd.gz",
+        threads=4,
+        scenario="novcpu0",
+        hold=30,
+        gdb_port=4321,
+        qmp_socket=tmp_path / "qmp.sock",
+    )
+    assert cmd[0] == "/opt/q/qemu-system-ppc64"
+    assert cmd[cmd.index("-M") + 1] == "powernv8"
+    assert cmd[cmd.index("-cpu") + 1] == "POWER8"
+    assert cmd[cmd.index("-smp") + 1] == "4,cores=1,threads=4"
+    assert cmd[cmd.index("-L") + 1] == "/usr/share/qemu"
+    assert cmd[cmd.index("-kernel") + 1] == "/k/vmlinux"
+    assert cmd[cmd.index("-initrd") + 1] == "/k/initrd.gz"
+    append = cmd[cmd.index("-append") + 1].split()
+    assert append[0] == "console=hvc0"
+    assert "pyvcore.scenario=novcpu0" in append and "pyvcore.hold=30" in append
+    # Never -s (all interfaces); the gdbstub and QMP are reachable only locally.
+    assert "-s" not in cmd
+    assert cmd[cmd.index("-gdb") + 1] == "tcp:127.0.0.1:4321"
+    assert cmd[cmd.index("-qmp") + 1] == f"unix:{tmp_path / 'qmp.sock'},server=on,wait=off"
+    assert "-nographic" in cmd
+
+
+def test_qemu_command_rejects_odd_thread_counts() -> None:
+    with pytest.raises(LabError, match="threads"):
+        labqemu.qemu_command("q", vmlinux="v", initrd="i", threads=3, scenario="all", hold=0, gdb_port=1, qmp_socket="s")
+
+
+def test_console_parses_contract_lines_across_chunks() -> None:
+    console = labqemu.Console()
+    text = (
+        "[    1.000] random kernel line\r\n"
+        "PYVCORE MODULE kvm .text 0xc008000000010000\r\n"
+        "PYVCORE MODULE kvm_hv .text 0xc0080000001a0000\r\n"
+        "PYVCORE MODULE kvm_hv .data 0xc0080000001f0000\r\n"
+        "[   12.5] kernel noise PYVCORE READY scenario=all\r\n"
+        'PYVCORE REPORT {"vcpu": 1, "tir": 1}\r\n'
+        "PYVCORE REPORT {broken\r\n"
+        "PYVCORE DONE scenario=all status=error vcpu 2 hung\r\n"
+        "partial"
+    )
+    for i in range(0, len(text), 7):  # arbitrary chunking
+        console.feed(text[i : i + 7])
+    assert console.modules == {
+        "kvm": {".text": 0xC008000000010000},
+        "kvm_hv": {".text": 0xC0080000001A0000, ".data": 0xC0080000001F0000},
+    }
+    assert console.ready == "all"
+    assert console.reports[0] == {"vcpu": 1, "tir": 1}
+    assert console.reports[1]["unparsed"] == "{broken"
+    assert console.done == {"scenario": "all", "status": "error vcpu 2 hung"}
+    assert console.lines[0] == "[    1.000] random kernel line"
+    assert console.tail(1) == "partial"
+
+
+def test_console_file_reads_incrementally(tmp_path: Path) -> None:
+    log = tmp_path / "console.log"
+    reader = labqemu.ConsoleFile(log)
+    assert reader.poll() is False  # not created yet
+    log.write_bytes(b"PYVCORE MODULE kvm .bss 0x")
+    assert reader.poll() is True
+    assert reader.console.modules == {}
+    with open(log, "ab") as fh:
+        fh.write(b"c00800000000abcd\n")
+    reader.poll()
+    assert reader.console.modules == {"kvm": {".bss": 0xC00800000000ABCD}}
+    assert reader.poll() is False
+
+
+def test_qemu_build_key_follows_patch_bytes_order_and_version(tmp_path: Path) -> None:
+    a = tmp_path / "0001-a.patch"
+    b = tmp_path / "0002-b.patch"
+    a.write_text("one\n")
+    b.write_text("two\n")
+    base = qemu_build_key(qemu_patches(tmp_path), "1:10.0.2+ds-2")
+    assert [p.name for p in qemu_patches(tmp_path)] == ["0001-a.patch", "0002-b.patch"]
+    assert base == qemu_build_key([a, b], "1:10.0.2+ds-2")
+    assert base != qemu_build_key([b, a], "1:10.0.2+ds-2")
+    assert base != qemu_build_key([a, b], "1:10.0.3+ds-1")
+    b.write_text("two!\n")
+    assert base != qemu_build_key(qemu_patches(tmp_path), "1:10.0.2+ds-2")
+    (tmp_path / "notes.txt").write_text("not a patch")
+    assert len(qemu_patches(tmp_path)) == 2
+
+
+def test_shipped_patch_touches_lpidr_and_sdr1() -> None:
+    patches = qemu_patches()
+    assert patches, "pyvcore/lab/qemu-patches/ must hold our QEMU patch series"
+    text = patches[0].read_text()
+    assert "+++ b/target/ppc/misc_helper.c" in text
+    assert "THREAD_SIBLING_FOREACH" in text and "async_run_on_cpu" in text
+    assert "helper_store_lpidr" in text and "helper_store_sdr1" in text
+
+
+def test_backports_source_copies_mirror_and_key() -> None:
+    debian_sources = (
+        "Types: deb\n# http://snapshot.debian.org/archive/debian/20250520T000000Z\n"
+        "URIs: http://deb.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n"
+        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
+        "Types: deb\nURIs: http://deb.example/debian-security\nSuites: bookworm-security\n"
+        "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+    )
+    text = labsetup.backports_source(debian_sources, "bookworm")
+    stanza = labsetup.parse_deb822(text)[0]
+    assert stanza == {
+        "Types": "deb deb-src",
+        "URIs": "http://deb.example/debian",
+        "Suites": "bookworm-backports",
+        "Components": "main",
+        "Signed-By": "/usr/share/keyrings/debian-archive-keyring.gpg",
+    }
+
+
+def test_apt_plan_commands_for_a_non_root_user() -> None:
+    plan = labsetup.AptPlan("Types: deb deb-src\n", True, ["qemu-system-ppc"], ["cpio", "flex"])
+    cmds = plan.commands("bookworm")
+    assert cmds[0].startswith(f"cat > {labsetup.BACKPORTS_SOURCES_FILE} <<'EOF'")
+    assert cmds[1:3] == ["dpkg --add-architecture ppc64el", "apt-get update"]
+    assert cmds[3] == "apt-get install -y --no-install-recommends -t bookworm-backports qemu-system-ppc"
+    assert cmds[4] == "apt-get install -y --no-install-recommends cpio flex"
+    assert labsetup.AptPlan(None, False, [], []).empty
+
+
+def test_mirror_skew_pins_from_apt_error() -> None:
+    output = (
+        "The following packages have unmet dependencies:\n"
+        " libpcre2-dev : Depends: libpcre2-8-0 (= 10.42-1) but 10.42-1+deb12u1 is to be installed\n"
+        "E: Unable to correct problems, you have held broken packages.\n"
+    )
+    assert labsetup.mirror_skew_pins(output) == ["libpcre2-8-0=10.42-1"]
+    assert labsetup.mirror_skew_pins("E: Unable to locate package foo") == []
+
+
+def test_kernel_candidates_pick_the_series_images_only() -> None:
+    names = [
+        "linux-image-6.12.95+deb12-powerpc64le",
+        "linux-image-6.12.95+deb12-powerpc64le-dbg",
+        "linux-image-6.12.48+deb12-powerpc64le",
+        "linux-image-6.1.0-35-powerpc64le",
+        "linux-image-6.12.95+deb12-powerpc64le-64k",
+        "linux-image-powerpc64le",
+    ]
+    assert labsetup.kernel_candidates(names) == [
+        "linux-image-6.12.95+deb12-powerpc64le",
+        "linux-image-6.12.48+deb12-powerpc64le",
+    ]
+
+
+def test_deb_filename_encodes_epoch() -> None:
+    assert labsetup.deb_filename("busybox-static", "1:1.35.0-4+deb12u1+b1") == (
+        "busybox-static_1%3a1.35.0-4+deb12u1+b1_ppc64el.deb"
+    )
+    assert labsetup.upstream_version("1:10.0.2+ds-2+deb13u1~bpo12+1") == "10.0.2+ds"
+
+
+def test_bad_scenario_is_one_clear_line() -> None:
+    with pytest.raises(LabError) as err:
+        Lab(scenario="nosuch")
+    message = str(err.value)
+    assert "\n" not in message and "'nosuch'" in message
+    assert all(name in message for name in SCENARIOS)
+    with pytest.raises(LabError, match="qemu must be"):
+        Lab(qemu="upstream")
+
+
+def test_missing_setup_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert KernelManifest.load() is None
+    with pytest.raises(LabNotSetUp) as err:
+        Lab("all").start()
+    message = str(err.value)
+    assert "\n" not in message
+    assert "kernel" in message and "run `pyvcore lab setup`" in message
+
+
+def test_cli_bad_scenario_exit_status_and_single_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyvcore", "lab", "up", "--scenario", "nosuch"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0
+    assert proc.stderr.startswith("pyvcore lab up: unknown scenario 'nosuch'")
+
+
+def test_lock_busy_names_the_holder(tmp_path: Path) -> None:
+    lock = tmp_path / "q.lock"
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "30"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # until `flock` really holds it
+            if lock.exists():
+                fd = os.open(lock, os.O_RDONLY)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                except OSError:
+                    break
+                finally:
+                    os.close(fd)
+            time.sleep(0.05)
+        with pytest.raises(labqemu.LabBusy) as err:
+            labqemu.acquire_lock(lock)
+        assert "already running" in str(err.value) and "pyvcore lab down" in str(err.value)
+        assert f"pid {holder.pid} (flock" in str(err.value)
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)  # flock and the sleep holding the lock
+        holder.wait()
+    time.sleep(0.2)
+    fd = labqemu.acquire_lock(lock)
+    os.close(fd)
+
+
+def test_port_helpers() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert labqemu.port_in_use(port)
+    port = labqemu.free_port()
+    assert not labqemu.port_in_use(port)
+
+
+def test_lock_holder_found_when_the_locker_exited(tmp_path: Path) -> None:
+    """`flock LOCK qemu...` by hand: if flock itself dies, the child still holds the lock."""
+    lock = tmp_path / "q.lock"
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "30"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "sleep" not in labqemu.lock_holder(lock):
+            time.sleep(0.05)
+        holder.kill()  # only flock: `sleep` keeps the locked descriptor
+        holder.wait()
+        with pytest.raises(labqemu.LabBusy, match=r"pid \d+ \(sleep 30\)"):
+            labqemu.acquire_lock(lock)
+    finally:
+        try:
+            os.killpg(holder.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
