@@ -6,6 +6,8 @@
 pub mod btf;
 pub mod consts;
 pub mod invariants;
+pub mod snapshot;
+pub mod trace;
 pub mod view;
 
 #[cfg(feature = "python")]
