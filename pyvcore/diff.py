@@ -55,6 +55,30 @@ def stop_kind(record: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------- gdb side
+def module_symbol_commands(status: dict[str, Any]) -> list[str]:
+    """``add-symbol-file`` commands for kvm.ko / kvm-hv.ko at their load addresses.
+
+    kvmppc_run_core and kvmppc_start_thread, two of pv-watch's points, live in
+    kvm-hv.ko, whose sections move every boot: the guest reports them from
+    /sys/module/*/sections (``status["modules"]``) and the lab knows the .ko it
+    loaded (``status["module_objects"]``).
+    """
+    out = []
+    objects = status.get("module_objects") or {}
+    for name, sections in (status.get("modules") or {}).items():
+        path = objects.get(name)
+        text = (sections or {}).get(".text")
+        if not path or text is None:
+            continue
+        extra = " ".join(
+            f"-s {section} {int(addr):#x}"
+            for section, addr in sorted(sections.items())
+            if section != ".text"
+        )
+        out.append(f"add-symbol-file {path} {int(text):#x} {extra}".rstrip())
+    return out
+
+
 def attach(lab: Any, *, gdb: str = "gdb-multiarch", timeout: float = 120.0) -> GdbMI:
     """gdb-multiarch attached to a running lab with vmlinux and the plugin loaded."""
     mi = GdbMI(gdb, timeout=timeout)
@@ -62,6 +86,8 @@ def attach(lab: Any, *, gdb: str = "gdb-multiarch", timeout: float = 120.0) -> G
         mi.console("set architecture powerpc:common64")
         mi.console("set endian little")
         mi.execute(f"-file-exec-and-symbols {lab.vmlinux}", timeout=timeout)
+        for command in module_symbol_commands(lab.status()):
+            mi.console(command, timeout=timeout)
         result = mi.console(f"source {plugin_entry()}", timeout=timeout)
         mi.plugin_banner = result.console.strip()  # type: ignore[attr-defined]
         mi.connect_remote(lab.gdb_address, timeout=timeout)
