@@ -1,0 +1,58 @@
+"""gdb-only half of pyvcore: the pv-* commands and $pv_* functions.
+
+Loaded by ``pyvcore/gdb.py`` (``source`` it in gdb-multiarch); it ships in the
+wheel as ``pyvcore._gdb_plugins``.  One module per subject, one gdb.Command
+class per command, its docstring is the help text.
+"""
+
+from __future__ import annotations
+
+from . import check, paca, session, snapshot, vcore, watch
+
+COMMANDS = ("pv-paca", "pv-vcore", "pv-snapshot", "pv-check", "pv-watch")
+
+
+def register() -> None:
+    """Register every command, function and event hook (idempotent enough to re-source)."""
+    paca.register()
+    vcore.register()
+    snapshot.register()
+    check.register()
+    watch.register()
+    session.install_events()
+
+
+def banner() -> str:
+    """One line: what the plugin found (kernel, layout source, threads) or what is missing."""
+    import gdb  # type: ignore[import-not-found]
+
+    parts = [f"pyvcore {_version()}: {', '.join(COMMANDS)}"]
+    path = session.executable_path()
+    if not path:
+        parts.append("no vmlinux loaded yet (`file vmlinux`)")
+    else:
+        try:
+            k = session.kernel()
+            parts.append(f"kernel {k.image.release or '?'} (layouts from {k.layouts.origin}, "
+                         f"{k.layout.paca_array}, {k.layout.entry_exit} -> variant {k.variant})")
+            if k.symbol("kvmppc_run_core") is None:
+                parts.append("kvm-hv.ko symbols not loaded")
+        except gdb.GdbError as e:
+            parts.append(str(e).removeprefix("pyvcore: "))
+    try:
+        if session.connected():
+            parts.append(f"{len(gdb.selected_inferior().threads())} threads")
+        else:
+            parts.append("not connected yet")
+    except gdb.error:
+        parts.append("not connected yet")
+    return "; ".join(parts)
+
+
+def _version() -> str:
+    try:
+        from pyvcore import __version__
+
+        return __version__
+    except ImportError:
+        return "?"

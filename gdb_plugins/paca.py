@@ -1,0 +1,96 @@
+"""pv-paca and $pv_paca: every hardware thread's PACA kvm_hstate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gdb  # type: ignore[import-not-found]
+
+from pyvcore import render
+from pyvcore.decode import KernelError, ReadError
+
+from . import session
+from .args import ArgParser
+from .session import PvError
+
+
+class PvPaca(gdb.Command):
+    """Show each hardware thread's PACA kvm_hstate (xmon `dp` style, with offsets).
+
+Usage: pv-paca [CPU|all]
+
+  all (default)  one column per thread: paca address, hw_cpu_id vs $pir, the
+                 thread's mode from MSR (host/real/guest/opal), $pc, $lpidr,
+                 $sdr1, $hdec, then every kvm_hstate field the vcore logic uses
+                 (in_guest, napping, hwthread_req, hwthread_state, ptid,
+                 kvm_vcpu, kvm_vcore, ...) with its offset inside paca_struct.
+  CPU            one Linux cpu, as a `name = value (offset)` list.
+
+gdb threads are matched to Linux cpus by $pir == paca->hw_cpu_id, and PACAs
+are found through paca_ptrs[] (or the pre-4.17 paca array).  Offsets come
+from DWARF when gdb has it, else from the vmlinux .BTF section."""
+
+    def __init__(self) -> None:
+        super().__init__("pv-paca", gdb.COMMAND_DATA)
+
+    def complete(self, text: str, word: str) -> list[str]:
+        return [w for w in ("all",) if w.startswith(word or "")]
+
+    def invoke(self, arg: str, from_tty: bool) -> None:
+        p = ArgParser("pv-paca")
+        p.add_argument("which", nargs="?", default="all")
+        a = p.parse(arg)
+        cpu: int | None = None
+        if a.which != "all":
+            try:
+                cpu = int(a.which, 0)
+            except ValueError:
+                raise PvError(f"pv-paca: CPU must be a number or `all`, not {a.which!r}") from None
+        k = session.kernel()
+        reading, _ = session.read_state(with_hdec=True, with_kvm=False)
+        if cpu is None:
+            gdb.write(render.paca_table(k.layout, reading) + "\n")
+        else:
+            rows = [r for r in reading.rows if r.cpu == cpu]
+            if not rows:
+                known = ", ".join(str(r.cpu) for r in reading.rows if r.cpu is not None)
+                raise PvError(f"pv-paca: no gdb thread is cpu {cpu} (cpus: {known})")
+            gdb.write(render.paca_list(k.layout, rows[0], reading) + "\n")
+        for problem in reading.problems:
+            gdb.write(f"pv-paca: {problem}\n")
+
+
+class PvPacaFunction(gdb.Function):
+    """$pv_paca(CPU): the PACA of Linux cpu CPU.
+
+A `struct paca_struct *` when gdb has the type (DWARF), else its address as
+an unsigned long; e.g. `x/8gx $pv_paca(1)` or `p $pv_paca(0)->kvm_hstate`."""
+
+    def __init__(self) -> None:
+        super().__init__("pv_paca")
+
+    def invoke(self, cpu: Any) -> Any:
+        k = session.kernel()
+        with session.GdbTarget() as target:
+            target.threads()
+            try:
+                pacas = k.reader.paca_addresses(target)
+            except (KernelError, ReadError) as e:
+                raise PvError(f"$pv_paca: {e}") from None
+        n = int(cpu)
+        if n not in pacas:
+            raise PvError(f"$pv_paca: no PACA for cpu {n} (cpus 0..{max(pacas) if pacas else -1})")
+        return typed_pointer(pacas[n], "paca_struct")
+
+
+def typed_pointer(addr: int, struct: str) -> Any:
+    value = gdb.Value(addr).cast(gdb.lookup_type("unsigned long"))
+    try:
+        return value.cast(gdb.lookup_type(f"struct {struct}").pointer())
+    except gdb.error:
+        return value
+
+
+def register() -> None:
+    PvPaca()
+    PvPacaFunction()

@@ -1,0 +1,371 @@
+"""What the pv-* commands share: the kernel image, its layouts, and gdb-backed
+memory and registers (``GdbTarget``).
+
+The kernel is found from gdb's own program space (``file vmlinux``); its
+layouts come from gdb's types when the vmlinux has DWARF, else from the
+``.BTF`` section through ``pyvcore._core.KernelImage``.  Everything read at
+boot time (PACA addresses, PIR -> cpu) is cached until the connection or the
+executable changes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import gdb  # type: ignore[import-not-found]
+
+from pyvcore import decode
+from pyvcore.decode import (
+    KernelError,
+    KernelLayout,
+    ReadError,
+    SnapshotReader,
+    ThreadRegs,
+    is_linear,
+    linear_to_phys,
+    normalise_msr,
+)
+from pyvcore.layout import LayoutError, Layouts
+
+
+class PvError(gdb.GdbError):
+    """One clear line for the user (gdb prints it without a traceback)."""
+
+
+def _int(value: Any) -> int:
+    return int(value) & 0xFFFF_FFFF_FFFF_FFFF
+
+
+# --------------------------------------------------------------------- layouts
+class GdbTypeSource:
+    """Struct layouts from gdb's own types (DWARF), in the dicts BTF gives."""
+
+    KINDS = {
+        gdb.TYPE_CODE_INT: "int", gdb.TYPE_CODE_BOOL: "bool", gdb.TYPE_CODE_ENUM: "enum",
+        gdb.TYPE_CODE_PTR: "ptr", gdb.TYPE_CODE_STRUCT: "struct", gdb.TYPE_CODE_UNION: "union",
+        gdb.TYPE_CODE_ARRAY: "array", gdb.TYPE_CODE_FLT: "float", gdb.TYPE_CODE_CHAR: "int",
+    }
+
+    def __init__(self) -> None:
+        self._anon: list[Any] = []  # gdb.Type of anonymous members, by index
+
+    def _kind(self, t: Any) -> str:
+        return self.KINDS.get(t.strip_typedefs().code, "other")
+
+    def _layout(self, name: str, t: Any) -> dict[str, Any]:
+        t = t.strip_typedefs()
+        members = []
+        for f in t.fields():
+            ft = f.type.strip_typedefs()
+            kind = self._kind(ft)
+            d: dict[str, Any] = {
+                "name": f.name or "", "offset": f.bitpos // 8, "bit_offset": f.bitpos,
+                "bitfield_size": f.bitsize or None, "size": ft.sizeof, "type": str(f.type),
+                "kind": kind, "signed": kind == "int" and not _is_unsigned(ft),
+                "type_id": 0, "array_len": None, "elem_size": None, "inner_kind": None,
+            }
+            if kind in ("struct", "union"):
+                d["type_id"] = len(self._anon)
+                self._anon.append(ft)
+            elif kind == "array":
+                et = ft.target().strip_typedefs()
+                d["array_len"] = ft.range()[1] - ft.range()[0] + 1
+                d["elem_size"] = et.sizeof
+                d["inner_kind"] = self._kind(et)
+                d["signed"] = d["inner_kind"] == "int" and not _is_unsigned(et)
+            elif kind == "ptr":
+                d["inner_kind"] = self._kind(ft.target())
+            members.append(d)
+        return {"name": name, "size": t.sizeof, "is_union": t.code == gdb.TYPE_CODE_UNION,
+                "members": members}
+
+    def struct_layout(self, name: str) -> dict[str, Any]:
+        try:
+            t = gdb.lookup_type("struct " + name)
+        except gdb.error:
+            try:
+                t = gdb.lookup_type(name)
+            except gdb.error:
+                raise KeyError(f"no type named {name} in DWARF") from None
+        return self._layout(name, t)
+
+    def layout_by_id(self, type_id: int) -> dict[str, Any]:
+        try:
+            t = self._anon[type_id]
+        except IndexError:
+            raise KeyError(f"no type #{type_id}") from None
+        return self._layout(t.tag or "", t)
+
+
+def _is_unsigned(t: Any) -> bool:
+    try:
+        return not t.is_signed  # gdb >= 12
+    except (AttributeError, ValueError):
+        return str(t).startswith(("unsigned", "u")) or str(t) in ("bool", "_Bool")
+
+
+def dwarf_available() -> bool:
+    try:
+        t = gdb.lookup_type("struct kvmppc_vcore")
+        return t.sizeof > 0
+    except gdb.error:
+        return False
+
+
+# --------------------------------------------------------------------- kernel
+class Kernel:
+    """The executable gdb has loaded, understood as a ppc64 KVM-HV kernel."""
+
+    def __init__(self, path: str):
+        from pyvcore._core import KernelImage
+
+        self.path = path
+        try:
+            self.image = KernelImage(path)
+        except OSError as e:
+            raise PvError(f"pyvcore: {e}") from None
+        except ValueError as e:
+            raise PvError(f"pyvcore: {path}: {e}") from None
+        if dwarf_available():
+            self.layouts = Layouts(GdbTypeSource(), "DWARF")
+        elif self.image.has_btf:
+            self.layouts = Layouts(self.image, "BTF")
+        else:
+            raise PvError(f"pyvcore: {os.path.basename(path)} has neither DWARF nor BTF: "
+                          "no struct layouts (use a kernel built with CONFIG_DEBUG_INFO_BTF "
+                          "or load its debuginfo)")
+        try:
+            self.layout = KernelLayout(self.layouts, self.image.symbol, self.image.little_endian,
+                                       self.image.release)
+        except (KernelError, LayoutError) as e:
+            raise PvError(f"pyvcore: {e}") from None
+        self.reader = SnapshotReader(self.layout)
+
+    @property
+    def variant(self) -> str:
+        return self.layout.variant
+
+    def symbol(self, name: str) -> int | None:
+        """vmlinux symbol, else one gdb knows (e.g. kvm-hv.ko after add-symbol-file)."""
+        addr = self.image.symbol(name)
+        if addr is not None:
+            return addr
+        return gdb_symbol(name)
+
+
+def gdb_symbol(name: str) -> int | None:
+    try:
+        return _int(gdb.parse_and_eval(f"(unsigned long)&{name}"))
+    except gdb.error:
+        return None
+
+
+_kernel: Kernel | None = None
+
+
+def executable_path() -> str | None:
+    path = gdb.current_progspace().filename
+    if path:
+        return path
+    objfiles = gdb.objfiles()
+    return objfiles[0].filename if objfiles else None
+
+
+def kernel() -> Kernel:
+    """The loaded kernel (cached per executable), or a PvError saying what is missing."""
+    global _kernel
+    path = executable_path()
+    if not path:
+        raise PvError("pyvcore: no vmlinux loaded (use `file /path/to/vmlinux`, or `pyvcore gdb`)")
+    if _kernel is None or _kernel.path != path:
+        _kernel = Kernel(path)
+    return _kernel
+
+
+def forget(*_args: Any) -> None:
+    """Drop boot-time caches (new connection, new executable)."""
+    if _kernel is not None:
+        _kernel.reader.reset()
+    _pir_cache.clear()
+
+
+def forget_kernel(*_args: Any) -> None:
+    global _kernel
+    _kernel = None
+    _pir_cache.clear()
+
+
+# --------------------------------------------------------------------- target
+_pir_cache: dict[tuple[int, int, int], int] = {}
+
+
+class Stats:
+    """Counts of what a pass cost (for the benchmark and `pv-snapshot --stats`)."""
+
+    def __init__(self) -> None:
+        self.memory_reads = 0
+        self.register_reads = 0
+        self.packets = 0
+        self.seconds = 0.0
+
+
+def connected() -> bool:
+    inf = gdb.selected_inferior()
+    return inf is not None and inf.pid != 0 and len(inf.threads()) > 0
+
+
+class GdbTarget:
+    """Registers and memory of the stopped target, restoring gdb's state on exit.
+
+    Use as a context manager: the selected thread/frame and QEMU's memory mode
+    are put back however the pass ends.
+    """
+
+    REGISTERS = ("msr", "pc", "lpidr", "sdr1")
+
+    def __init__(self, with_hdec: bool = False):
+        self.with_hdec = with_hdec
+        self.stats = Stats()
+        self._phys = False
+        self._reader_thread: Any = None
+        self._real_thread: Any = None
+        self._saved: Any = None
+        self._saved_frame: Any = None
+
+    # -- context
+    def __enter__(self) -> "GdbTarget":
+        if not connected():
+            raise PvError("pyvcore: not connected to a target (`target remote HOST:PORT`, "
+                          "or start the lab and use `pyvcore gdb`)")
+        if gdb.selected_thread() is not None and gdb.selected_thread().is_running():
+            raise PvError("pyvcore: the target is running; interrupt it first (Ctrl-C)")
+        self._saved = gdb.selected_thread()
+        try:
+            self._saved_frame = gdb.selected_frame()
+        except gdb.error:
+            self._saved_frame = None
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if self._phys:
+                self._packet("Qqemu.PhyMemMode:0")
+                self._phys = False
+        finally:
+            if self._saved is not None and self._saved.is_valid():
+                self._saved.switch()
+                if self._saved_frame is not None and self._saved_frame.is_valid():
+                    try:
+                        self._saved_frame.select()
+                    except gdb.error:
+                        pass
+            self.stats.seconds = time.perf_counter() - self._t0
+
+    def _packet(self, text: str) -> str:
+        self.stats.packets += 1
+        return gdb.execute(f"maintenance packet {text}", to_string=True)
+
+    # -- registers
+    def _reg(self, name: str) -> int | None:
+        self.stats.register_reads += 1
+        try:
+            v = gdb.parse_and_eval(f"${name}")
+        except gdb.error:
+            return None
+        if v.type.code == gdb.TYPE_CODE_VOID:
+            return None
+        try:
+            return _int(v)
+        except gdb.error:
+            return None
+
+    def threads(self) -> list[ThreadRegs]:
+        """Registers of every gdb thread (one per hardware thread), host byte order."""
+        out = []
+        for th in sorted(gdb.selected_inferior().threads(), key=lambda t: t.num):
+            th.switch()
+            regs = ThreadRegs(gdb_thread=th.num)
+            raw = {n: self._reg(n) for n in self.REGISTERS}
+            if self.with_hdec:
+                raw["hdec"] = self._reg("hdec")
+            if raw["msr"] is None:
+                regs.error = "registers unavailable"
+            else:
+                regs.msr, regs.swapped = normalise_msr(raw["msr"])
+            key = th.ptid
+            pir = _pir_cache.get(key)
+            if pir is None:
+                pir = self._reg("pir")
+                if pir is not None and regs.swapped:
+                    pir = decode.bswap64(pir)
+                if pir is not None:
+                    _pir_cache[key] = pir
+            regs.pir = pir
+            for n in ("pc", "lpidr", "sdr1", "hdec"):
+                value = raw.get(n)
+                if value is not None and regs.swapped:
+                    value = decode.bswap64(value)
+                setattr(regs, n, value)
+            out.append(regs)
+            if regs.host_virtual and self._reader_thread is None:
+                self._reader_thread = th
+            elif regs.hv and not regs.in_opal and self._real_thread is None:
+                self._real_thread = th
+        # Memory is read through one thread: one in host virtual mode reaches
+        # everything (vmalloc too); one in HV real mode reaches the linear map.
+        chosen = self._reader_thread or self._real_thread
+        if chosen is not None:
+            chosen.switch()
+        return out
+
+    # -- memory
+    def read(self, addr: int, size: int) -> bytes:
+        inf = gdb.selected_inferior()
+        if not self._phys and (self._reader_thread is not None
+                               or (self._real_thread is not None and is_linear(addr))):
+            self.stats.memory_reads += 1
+            try:
+                return inf.read_memory(addr, size).tobytes()
+            except gdb.MemoryError:
+                pass
+        if not is_linear(addr):
+            raise ReadError(addr, size, "cannot access memory (vmalloc/module space, "
+                                        "no thread in host virtual mode)")
+        # Every thread is in a guest (or OPAL): QEMU's physical memory mode and
+        # the linear map's va -> pa (top nibble dropped).
+        if not self._phys:
+            reply = self._packet("Qqemu.PhyMemMode:1")
+            if "OK" not in reply:
+                raise ReadError(addr, size, "cannot access memory and QEMU refused physical mode")
+            self._phys = True
+        self.stats.memory_reads += 1
+        try:
+            return inf.read_memory(linear_to_phys(addr), size).tobytes()
+        except gdb.MemoryError as e:
+            raise ReadError(addr, size, str(e).split(" at ")[0] or "cannot access memory") from None
+
+
+def read_state(stop: str | None = None, with_hdec: bool = False,
+               with_kvm: bool = True) -> tuple[decode.Reading, Stats]:
+    """One pass: registers of every thread, PACAs, vcores, vcpus, kvm."""
+    k = kernel()
+    with GdbTarget(with_hdec=with_hdec) as target:
+        regs = target.threads()
+        try:
+            reading = k.reader.read(target, regs, stop=stop, with_kvm=with_kvm)
+        except KernelError as e:
+            raise PvError(f"pyvcore: {e}") from None
+        except ReadError as e:
+            raise PvError(f"pyvcore: {e}") from None
+    return reading, target.stats
+
+
+def install_events() -> None:
+    gdb.events.new_objfile.connect(lambda _e: forget())
+    gdb.events.clear_objfiles.connect(forget_kernel)
+    if hasattr(gdb.events, "connection_removed"):
+        gdb.events.connection_removed.connect(forget)
+    gdb.events.exited.connect(forget)

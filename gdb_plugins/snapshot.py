@@ -1,0 +1,68 @@
+"""pv-snapshot: the contract-2 snapshot of the stopped machine."""
+
+from __future__ import annotations
+
+import json
+
+import gdb  # type: ignore[import-not-found]
+
+from . import session
+from .args import ArgParser
+from .session import PvError
+
+
+def write_json_line(path: str, record: dict) -> None:
+    """Append one JSON object as one line (a trace is a .jsonl of these)."""
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+    except OSError as e:
+        raise PvError(f"pyvcore: cannot write {path}: {e.strerror}") from None
+
+
+class PvSnapshot(gdb.Command):
+    """Take a snapshot of every thread's kvm_hstate, the vcores, vcpus and VM.
+
+Usage: pv-snapshot [--json FILE|-] [--stop LABEL] [--stats]
+
+  (no option)    print the snapshot as indented JSON
+  --json -       print it as one JSON line (for scripts and pygdbmi)
+  --json FILE    append it as one line to FILE: repeated snapshots build a
+                 trace that `pyvcore check FILE` reads
+  --stop LABEL   record LABEL as the snapshot's "stop"
+  --stats        also print how long it took and how many reads it needed
+
+The snapshot is the pyvcore contract-2 object: {"variant", "threads_per_core",
+"threads": [{"cpu", "hw_cpu_id", "lpidr", "sdr1", "kvm_hstate": {...}}],
+"vcores": [...], "vcpus": [...], "kvm": {...}} with the kernel's field names
+and pointers as integers."""
+
+    def __init__(self) -> None:
+        super().__init__("pv-snapshot", gdb.COMMAND_DATA, gdb.COMPLETE_FILENAME)
+
+    def invoke(self, arg: str, from_tty: bool) -> None:
+        p = ArgParser("pv-snapshot")
+        p.add_argument("--json", dest="json_out")
+        p.add_argument("--stop")
+        p.add_argument("--stats", action="store_true")
+        a = p.parse(arg)
+        reading, stats = session.read_state(stop=a.stop)
+        snap = reading.snapshot
+        if reading.problems:
+            snap["problems"] = reading.problems
+        if a.json_out == "-":
+            gdb.write(json.dumps(snap, separators=(",", ":")) + "\n")
+        elif a.json_out:
+            write_json_line(a.json_out, snap)
+            gdb.write(f"pv-snapshot: appended to {a.json_out}\n")
+        else:
+            gdb.write(json.dumps(snap, indent=1) + "\n")
+            for problem in reading.problems:
+                gdb.write(f"pv-snapshot: {problem}\n")
+        if a.stats:
+            gdb.write(f"pv-snapshot: {stats.seconds * 1000:.2f} ms, {stats.memory_reads} memory reads, "
+                      f"{stats.register_reads} register reads\n")
+
+
+def register() -> None:
+    PvSnapshot()

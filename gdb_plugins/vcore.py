@@ -1,0 +1,161 @@
+"""pv-vcore and $pv_vcore: every vcore of every VM, decoded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gdb  # type: ignore[import-not-found]
+
+from pyvcore import render
+from pyvcore.decode import ReadError, is_kernel_pointer
+
+from . import session
+from .args import ArgParser
+from .paca import typed_pointer
+from .session import PvError
+
+
+def all_vcores(k: session.Kernel, target: session.GdbTarget, reading: Any) -> dict[int, dict]:
+    """vcores reachable from the PACAs plus every kvm->arch.vcores[] of each VM seen.
+
+    VMs are those the vcores point at (struct kvm lives in vmalloc space, so
+    this needs a thread in host virtual mode); with kvm.ko symbols loaded,
+    `vm_list` adds VMs that no thread is running right now.
+    """
+    vcores = dict(reading.vcores)
+    kvms = set(reading.kvm)
+    head = k.symbol("vm_list")
+    L = k.layouts
+    if head is not None and L.has_struct("kvm"):
+        off = L.struct("kvm").field("vm_list").offset
+        try:
+            node = int.from_bytes(target.read(head, 8), k.layout.order)
+            for _ in range(256):
+                if node == head or not is_kernel_pointer(node):
+                    break
+                kvms.add(node - off)
+                node = int.from_bytes(target.read(node, 8), k.layout.order)
+        except ReadError as e:
+            reading.problems.append(f"vm_list unreadable: {e}")
+    if L.has_struct("kvm"):
+        f = L.struct("kvm").field("arch.vcores")
+        for kvm in sorted(kvms):
+            try:
+                raw = target.read(kvm + f.offset, f.size)
+            except ReadError as e:
+                reading.problems.append(f"kvm {kvm:#x}: arch.vcores[] unreadable: {e.why}")
+                continue
+            es = f.elem_size or 8
+            for i in range(f.array_len or 0):
+                p = int.from_bytes(raw[i * es:(i + 1) * es], k.layout.order)
+                if p and p not in vcores and is_kernel_pointer(p):
+                    try:
+                        vcores[p] = k.reader.read_vcore(target, p)
+                    except ReadError as e:
+                        reading.problems.append(f"kvm {kvm:#x}: vcores[{i}] {p:#x} unreadable: {e.why}")
+            if kvm not in reading.kvm:
+                try:
+                    reading.kvm[kvm] = k.reader.read_kvm(target, kvm)
+                except ReadError:
+                    pass
+    return vcores
+
+
+def vcpus_of(k: session.Kernel, target: session.GdbTarget, vcores: dict[int, dict],
+             reading: Any) -> dict[int, dict]:
+    """Known vcpus plus the runner and runnable_threads[] of every vcore."""
+    vcpus = dict(reading.vcpus)
+    for vc in vcores.values():
+        for p in [vc.get("runner") or 0, *(vc.get("runnable_threads") or [])]:
+            if p and p not in vcpus and is_kernel_pointer(p):
+                try:
+                    vcpus[p] = k.reader.read_vcpu(target, p)
+                except ReadError as e:
+                    reading.problems.append(f"vcpu {p:#x} unreadable: {e.why}")
+    return vcpus
+
+
+def gather(with_all: bool) -> tuple[session.Kernel, Any, dict[int, dict], dict[int, dict]]:
+    k = session.kernel()
+    with session.GdbTarget() as target:
+        regs = target.threads()
+        try:
+            reading = k.reader.read(target, regs)
+        except Exception as e:  # KernelError / ReadError: one line
+            raise PvError(f"pyvcore: {e}") from None
+        vcores = all_vcores(k, target, reading) if with_all else dict(reading.vcores)
+        vcpus = vcpus_of(k, target, vcores, reading)
+    return k, reading, vcores, vcpus
+
+
+class PvVcore(gdb.Command):
+    """Show the KVM virtual cores (struct kvmppc_vcore) with their vcpus, decoded.
+
+Usage: pv-vcore [ADDR|all]
+
+  all (default)  every vcore reachable from a PACA's kvm_hstate.kvm_vcore, and
+                 every kvm->arch.vcores[] entry of each VM found (from those
+                 vcores' kvm pointer, and from vm_list when kvm.ko symbols are
+                 loaded).
+  ADDR           the vcore at that address (an expression, e.g. $pv_vcore(0)).
+
+States are printed by name (vcore_state, vcpu arch.state), entry_exit_map and
+napping_threads as ptid lists, each vcpu with the thread (cpu) whose PACA
+points at it."""
+
+    def __init__(self) -> None:
+        super().__init__("pv-vcore", gdb.COMMAND_DATA, gdb.COMPLETE_EXPRESSION)
+
+    def invoke(self, arg: str, from_tty: bool) -> None:
+        p = ArgParser("pv-vcore")
+        p.add_argument("which", nargs="?", default="all")
+        a = p.parse(arg)
+        if a.which == "all":
+            k, reading, vcores, vcpus = gather(with_all=True)
+        else:
+            try:
+                addr = int(gdb.parse_and_eval(a.which)) & 0xFFFF_FFFF_FFFF_FFFF
+            except gdb.error as e:
+                raise PvError(f"pv-vcore: {e}") from None
+            if not is_kernel_pointer(addr):
+                raise PvError(f"pv-vcore: {addr:#x} is not a kernel address")
+            k, reading, vcores, vcpus = gather(with_all=False)
+            if addr not in vcores:
+                with session.GdbTarget() as target:
+                    target.threads()
+                    try:
+                        vcores = {addr: k.reader.read_vcore(target, addr)}
+                    except ReadError as e:
+                        raise PvError(f"pv-vcore: struct kvmppc_vcore at {addr:#x}: {e}") from None
+                    vcpus = vcpus_of(k, target, vcores, reading)
+            else:
+                vcores = {addr: vcores[addr]}
+        if not vcores:
+            gdb.write("pv-vcore: no vcore: no PACA points at one and no VM was found "
+                      "(is a KVM guest running? is kvm-hv loaded?)\n")
+        for addr, vc in vcores.items():
+            gdb.write(render.vcore_text(k.layout, addr, vc, reading, vcpus) + "\n")
+        for problem in reading.problems:
+            gdb.write(f"pv-vcore: {problem}\n")
+
+
+class PvVcoreFunction(gdb.Function):
+    """$pv_vcore(N): the N-th vcore in `pv-vcore all` order (0 = first).
+
+A `struct kvmppc_vcore *` when gdb has the type (DWARF), else its address."""
+
+    def __init__(self) -> None:
+        super().__init__("pv_vcore")
+
+    def invoke(self, n: Any) -> Any:
+        _, _, vcores, _ = gather(with_all=True)
+        addrs = list(vcores)
+        i = int(n)
+        if not 0 <= i < len(addrs):
+            raise PvError(f"$pv_vcore: no vcore {i} ({len(addrs)} found)")
+        return typed_pointer(addrs[i], "kvmppc_vcore")
+
+
+def register() -> None:
+    PvVcore()
+    PvVcoreFunction()

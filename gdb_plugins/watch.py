@@ -1,0 +1,242 @@
+"""pv-watch: silent internal breakpoints that snapshot and check at every hit."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gdb  # type: ignore[import-not-found]
+
+from . import check, session
+from .args import ArgParser
+from .session import PvError
+from .snapshot import write_json_line
+
+# Where the vcore state is defined (VCORE_SPEC section 7 "comparison checkpoints").
+# kvm-hv.ko functions (need its symbols at their load address):
+MODULE_POINTS = ("kvmppc_run_core", "kvmppc_start_thread")
+# Real-mode code linked into vmlinux (local labels, in the unstripped symtab):
+VMLINUX_POINTS = ("kvmppc_hv_entry", "kvmppc_primary_no_guest", "kvm_do_nap",
+                  "kvmhv_commence_exit", "kvmhv_switch_to_host")
+DEFAULT_POINTS = MODULE_POINTS + VMLINUX_POINTS
+
+
+def module_symbol_from_lab(name: str) -> int | None:
+    """kvm-hv.ko symbol address from a lab started by `pyvcore lab up` (module
+    section addresses reported by the guest + the .ko's own symtab)."""
+    try:
+        from pyvcore._core import module_symbols
+        from pyvcore.lab import Lab
+
+        lab = Lab.running()
+        if lab is None:
+            return None
+        status = lab.status()
+    except Exception:  # noqa: BLE001 - no lab is not an error here
+        return None
+    for mod, path in (status.get("module_objects") or {}).items():
+        sections = (status.get("modules") or {}).get(mod) or {}
+        try:
+            with open(path, "rb") as fh:
+                syms = module_symbols(fh.read())
+        except (OSError, ValueError):
+            continue
+        if name in syms:
+            section, offset = syms[name]
+            base = sections.get(section)
+            if base is not None:
+                return int(base) + int(offset)
+    return None
+
+
+class WatchPoint(gdb.Breakpoint):
+    """Internal breakpoint: snapshot + check at each hit, then keep going."""
+
+    def __init__(self, watcher: "Watcher", label: str, addr: int):
+        super().__init__(f"*{addr:#x}", gdb.BP_BREAKPOINT, internal=True)
+        self.silent = True
+        self.watcher = watcher
+        self.label = label
+
+    def stop(self) -> bool:
+        try:
+            return self.watcher.hit(self.label)
+        except Exception as e:  # noqa: BLE001 - never a traceback from a breakpoint
+            self.watcher.log_error(self.label, e)
+            return False
+
+
+class Watcher:
+    def __init__(self, log: str | None, max_stops: int | None, stop_on_violation: bool):
+        self.log = log
+        self.max_stops = max_stops
+        self.stop_on_violation = stop_on_violation
+        self.points: list[WatchPoint] = []
+        self.stops = 0
+        self.snapshots = 0
+        self.violations = 0
+        self.errors = 0
+        self.seconds = 0.0
+        self.last: dict | None = None
+        self.finished = False
+
+    def _cpu_of_selected(self) -> str:
+        th = gdb.selected_thread()
+        return f"t{th.num}" if th is not None else "t?"
+
+    def hit(self, label: str) -> bool:
+        if self.finished:
+            return False
+        t0 = time.perf_counter()
+        self.stops += 1
+        stopper = gdb.selected_thread()
+        reading, _ = session.read_state(stop=label)
+        snap = reading.snapshot
+        cpu = next((r.cpu for r in reading.rows
+                    if stopper is not None and r.regs.gdb_thread == stopper.num), None)
+        snap["stop"] = f"{label}@cpu{cpu}" if cpu is not None else label
+        record: dict[str, Any] = dict(snap)
+        violated = []
+        try:
+            violations, _ = check.evaluate(snap)
+            violated = [check.violation_dict(v) for v in violations]
+            record["violations"] = violated
+        except gdb.GdbError as e:
+            record["check_error"] = str(e)
+        if reading.problems:
+            record["problems"] = reading.problems
+        self.snapshots += 1
+        self.violations += len(violated)
+        self.last = record
+        if self.log:
+            write_json_line(self.log, record)
+        self.seconds += time.perf_counter() - t0
+        if violated and self.stop_on_violation:
+            gdb.write(f"pv-watch: stopped at {snap['stop']}: "
+                      + "; ".join(f"invariant {v.get('invariant')}: {v.get('message')}" for v in violated)
+                      + "\n")
+            return True
+        if self.max_stops is not None and self.snapshots >= self.max_stops:
+            self.finish(f"{self.snapshots} snapshots taken (--max-stops)")
+            return True
+        return False
+
+    def log_error(self, label: str, e: Exception) -> None:
+        self.errors += 1
+        if self.log:
+            try:
+                write_json_line(self.log, {"stop": label, "error": str(e)})
+            except gdb.GdbError:
+                pass
+
+    def finish(self, why: str) -> None:
+        """Stop watching; breakpoints are deleted outside stop() (gdb forbids it there)."""
+        self.finished = True
+        gdb.write(f"pv-watch: off: {why}\n")
+        gdb.post_event(self.delete)
+
+    def delete(self) -> None:
+        for bp in self.points:
+            if bp.is_valid():
+                bp.delete()
+        self.points = []
+
+    def summary(self) -> str:
+        per = (self.seconds / self.snapshots * 1000) if self.snapshots else 0.0
+        return (f"{self.stops} stops, {self.snapshots} snapshots, {self.violations} violations, "
+                f"{self.errors} errors, {per:.2f} ms per snapshot+check"
+                + (f", log {self.log}" if self.log else ""))
+
+
+_watcher: Watcher | None = None
+
+
+class PvWatch(gdb.Command):
+    """Snapshot and check the vcore state automatically at every point where it is defined.
+
+Usage: pv-watch on [--log FILE] [--max-stops N] [--stop-on-violation] [--at LABEL,...]
+       pv-watch off
+       pv-watch           (status)
+
+`on` plants silent internal breakpoints (not listed by `info breakpoints`) at
+kvmppc_run_core and kvmppc_start_thread (kvm-hv.ko: its symbols must be loaded
+at their load address, as `pyvcore gdb` does, or come from a running
+`pyvcore lab up`) and at the real-mode labels kvmppc_hv_entry,
+kvmppc_primary_no_guest, kvm_do_nap, kvmhv_commence_exit and
+kvmhv_switch_to_host (vmlinux).  At each hit it takes a snapshot (stop label
+"LABEL@cpuN"), checks it against the model and lets the target continue.
+
+  --log FILE            append each snapshot (with its "violations") to FILE as JSONL
+  --max-stops N         after N snapshots stop the target and turn the watch off
+  --stop-on-violation   stop the target when an invariant is violated
+  --at LABELS           comma-separated symbols instead of the default set"""
+
+    def __init__(self) -> None:
+        super().__init__("pv-watch", gdb.COMMAND_BREAKPOINTS)
+
+    def complete(self, text: str, word: str) -> list[str]:
+        words = ("on", "off", "--log", "--max-stops", "--stop-on-violation", "--at")
+        return [w for w in words if w.startswith(word or "")]
+
+    def invoke(self, arg: str, from_tty: bool) -> None:
+        global _watcher
+        p = ArgParser("pv-watch")
+        p.add_argument("action", nargs="?", choices=("on", "off"))
+        p.add_argument("--log")
+        p.add_argument("--max-stops", type=int)
+        p.add_argument("--stop-on-violation", action="store_true")
+        p.add_argument("--at")
+        a = p.parse(arg)
+        if a.action is None:
+            if _watcher is None or _watcher.finished:
+                gdb.write("pv-watch: off" + (f" (last run: {_watcher.summary()})" if _watcher else "")
+                          + "\n")
+            else:
+                gdb.write(f"pv-watch: on at {', '.join(b.label for b in _watcher.points)}; "
+                          f"{_watcher.summary()}\n")
+            return
+        if a.action == "off":
+            if _watcher is None or (_watcher.finished and not _watcher.points):
+                gdb.write("pv-watch: already off\n")
+                return
+            _watcher.finished = True
+            _watcher.delete()
+            gdb.write(f"pv-watch: off: {_watcher.summary()}\n")
+            return
+        if a.max_stops is not None and a.max_stops < 1:
+            raise PvError("pv-watch: --max-stops must be at least 1")
+        k = session.kernel()  # fails early with one line if there is no usable kernel
+        if _watcher is not None and not _watcher.finished:
+            _watcher.finished = True
+            _watcher.delete()
+        check.reset_checker()
+        watcher = Watcher(a.log, a.max_stops, a.stop_on_violation)
+        labels = tuple(x.strip() for x in a.at.split(",") if x.strip()) if a.at else DEFAULT_POINTS
+        missing = []
+        for label in labels:
+            addr = k.symbol(label)
+            if addr is None and label in MODULE_POINTS:
+                addr = module_symbol_from_lab(label)
+            if addr is None:
+                missing.append(label)
+                continue
+            watcher.points.append(WatchPoint(watcher, label, addr))
+        if not watcher.points:
+            raise PvError(f"pv-watch: none of {', '.join(labels)} found in the symbols")
+        if a.log:
+            try:
+                open(a.log, "a", encoding="utf-8").close()
+            except OSError as e:
+                watcher.delete()
+                raise PvError(f"pv-watch: cannot write {a.log}: {e.strerror}") from None
+        _watcher = watcher
+        gdb.write(f"pv-watch: on at {', '.join(b.label for b in watcher.points)}"
+                  + (f"; log {a.log}" if a.log else "") + "\n")
+        if missing:
+            gdb.write(f"pv-watch: not watched (symbol unknown): {', '.join(missing)}"
+                      + ("; kvm-hv.ko symbols are not loaded (add-symbol-file, or `pyvcore gdb`)"
+                         if any(m in MODULE_POINTS for m in missing) else "") + "\n")
+
+
+def register() -> None:
+    PvWatch()
