@@ -1,5 +1,6 @@
 """pyvcore: model and live checker of the KVM Book3S HV (POWER8) vcore scheduler."""
 
 from pyvcore._core import __version__
+from pyvcore.checker import Checker, SnapshotError, TraceReport, Violation, check_trace
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "Checker", "SnapshotError", "TraceReport", "Violation", "check_trace"]

@@ -815,11 +815,13 @@ fn check_threads(cx: &Ctx, out: &mut Vec<Violation>) {
                 _ => v.cpu as i64 == vc.pcpu as i64,
             };
             if started && (h.ptid != v.ptid || h.kvm_vcore != v.vcore) {
+                let what = if h.ptid != v.ptid {
+                    format!("PACA ptid {}", h.ptid)
+                } else {
+                    format!("PACA kvm_vcore {:#x}, not the vcpu's vcore {:#x}", h.kvm_vcore, v.vcore)
+                };
                 out.push(
-                    Violation::new(
-                        3,
-                        format!("thread {} runs vcpu {} (ptid {}) but its PACA says ptid {} of another vcore or thread", i, v.vcpu_id, v.ptid, h.ptid),
-                    )
+                    Violation::new(3, format!("thread {} runs vcpu {} (ptid {}) with {}", i, v.vcpu_id, v.ptid, what))
                     .field(hs(i, "ptid"), h.ptid)
                     .field(hs(i, "kvm_vcore"), h.kvm_vcore)
                     .field(p("vcpus", j, "ptid"), v.ptid)

@@ -4,10 +4,12 @@
 use pyo3::prelude::*;
 
 mod btf;
+mod check;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     btf::register(m)?;
+    check::register(m)?;
     Ok(())
 }
