@@ -27,3 +27,11 @@ class ArgParser(argparse.ArgumentParser):
         except ValueError as e:
             raise PvError(f"{self.prog}: {e}") from None
         return self.parse_args(words)
+
+
+def complete_words(text: str, word: str, options: tuple[str, ...]) -> list[str]:
+    """Completions for gdb: gdb splits words at '-', so match on the whole last
+    token of ``text`` and return what replaces ``word``."""
+    last = "" if not text or text.endswith(" ") else text.split()[-1]
+    cut = len(last) - len(word or "")
+    return [o[cut:] for o in options if o.startswith(last)]

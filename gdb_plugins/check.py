@@ -11,7 +11,7 @@ import gdb  # type: ignore[import-not-found]
 from pyvcore import render
 
 from . import session
-from .args import ArgParser
+from .args import ArgParser, complete_words
 from .session import PvError
 
 _checker: Any = None
@@ -91,7 +91,7 @@ forgets it.
         super().__init__("pv-check", gdb.COMMAND_DATA)
 
     def complete(self, text: str, word: str) -> list[str]:
-        return [w for w in ("--json", "--reset") if w.startswith(word or "")]
+        return complete_words(text, word, ("--json", "--reset"))
 
     def invoke(self, arg: str, from_tty: bool) -> None:
         p = ArgParser("pv-check")

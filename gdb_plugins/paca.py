@@ -10,7 +10,7 @@ from pyvcore import render
 from pyvcore.decode import KernelError, ReadError
 
 from . import session
-from .args import ArgParser
+from .args import ArgParser, complete_words
 from .session import PvError
 
 
@@ -34,7 +34,7 @@ from DWARF when gdb has it, else from the vmlinux .BTF section."""
         super().__init__("pv-paca", gdb.COMMAND_DATA)
 
     def complete(self, text: str, word: str) -> list[str]:
-        return [w for w in ("all",) if w.startswith(word or "")]
+        return complete_words(text, word, ("all",))
 
     def invoke(self, arg: str, from_tty: bool) -> None:
         p = ArgParser("pv-paca")

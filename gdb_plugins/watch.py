@@ -8,7 +8,7 @@ from typing import Any
 import gdb  # type: ignore[import-not-found]
 
 from . import check, session
-from .args import ArgParser
+from .args import ArgParser, complete_words
 from .session import PvError
 from .snapshot import write_json_line
 
@@ -176,7 +176,7 @@ kvmhv_switch_to_host (vmlinux).  At each hit it takes a snapshot (stop label
 
     def complete(self, text: str, word: str) -> list[str]:
         words = ("on", "off", "--log", "--max-stops", "--stop-on-violation", "--at")
-        return [w for w in words if w.startswith(word or "")]
+        return complete_words(text, word, words)
 
     def invoke(self, arg: str, from_tty: bool) -> None:
         global _watcher

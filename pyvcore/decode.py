@@ -528,6 +528,8 @@ class SnapshotReader:
                     problems.append(f"struct kvm at {kaddr:#x} unreadable: {e.why}"
                                     + ("" if is_linear(kaddr) else
                                        " (vmalloc space: needs a thread in host virtual mode)"))
+        if not vcores:
+            self._explain_no_vm(mem, problems)
         tpc = 0
         try:
             tpc = self.threads_per_core(mem)
@@ -535,6 +537,22 @@ class SnapshotReader:
             problems.append(f"threads_per_core unreadable: {e}")
         snap = self.snapshot_dict(rows, vcores, vcpus, kvms, tpc or len(rows), stop)
         return Reading(snap, rows, vcores, vcpus, kvms, problems)
+
+    def _explain_no_vm(self, mem: Memory, problems: list[str]) -> None:
+        """No PACA points at a vcore: say whether any HV guest exists at all.
+
+        ``hv_vm_count`` (book3s_hv_builtin.c, in vmlinux) counts VMs of kvm-hv;
+        it is 0 when kvm-hv is not loaded or no guest was created yet."""
+        addr = self.k.symbol("hv_vm_count")
+        if addr is None:
+            return
+        try:
+            count = int.from_bytes(mem.read(addr, 4), self.k.order, signed=True)
+        except ReadError:
+            return
+        if count == 0:
+            problems.append("kvm-hv: no HV guest exists (hv_vm_count = 0): "
+                            "kvm-hv not loaded or no VM created yet")
 
     def snapshot_dict(self, rows: list[ThreadRow], vcores: dict[int, dict[str, Any]],
                       vcpus: dict[int, dict[str, Any]], kvms: dict[int, dict[str, Any]],

@@ -215,3 +215,18 @@ def test_msr_byte_order():
 def test_thread_list():
     assert thread_list(0b1011) == "{0,1,3}"
     assert thread_list(0) == "{}"
+
+
+def test_kvm_hv_not_loaded():
+    host = FakeHost()
+    host.put_int(host.source.symbol("hv_vm_count"), 4, 0)
+    r = host.kernel_reader().read(host.mem, host.regs)
+    assert any(p.startswith("kvm-hv: no HV guest exists (hv_vm_count = 0)") for p in r.problems)
+    assert r.snapshot["vcores"] == [] and len(r.snapshot["threads"]) == 4
+
+
+def test_idle_host_with_a_vm_is_not_called_unloaded():
+    host = FakeHost()
+    host.put_int(host.source.symbol("hv_vm_count"), 4, 1)
+    r = host.kernel_reader().read(host.mem, host.regs)
+    assert r.problems == []

@@ -1,0 +1,100 @@
+"""The gdb plugin inside a real gdb-multiarch, without QEMU: loading, help, and the
+error lines (no vmlinux, not ppc64, no BTF/DWARF, not connected) -- one line
+each, never a Python traceback."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from test_btf import VMLINUX
+
+GDB = shutil.which("gdb-multiarch")
+ENTRY = Path(__file__).resolve().parent.parent / "pyvcore" / "gdb.py"
+pytestmark = [
+    pytest.mark.gdb,
+    pytest.mark.skipif(GDB is None, reason="gdb-multiarch not installed (`pyvcore lab setup`)"),
+]
+needs_vmlinux = pytest.mark.skipif(VMLINUX is None, reason="no ppc64 vmlinux (`pyvcore lab setup`)")
+
+
+def gdb_batch(*commands: str, timeout: float = 60) -> str:
+    argv = [GDB, "-nx", "-q", "-batch"]
+    for c in commands:
+        argv += ["-ex", c]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    text = out.stdout + out.stderr
+    assert "Traceback" not in text, text
+    return text
+
+
+def test_loads_without_a_kernel_and_says_so():
+    out = gdb_batch(f"source {ENTRY}", "pv-paca")
+    assert "pyvcore 0" in out and "no vmlinux loaded yet" in out
+    assert "pyvcore: no vmlinux loaded (use `file /path/to/vmlinux`" in out
+
+
+def test_not_a_ppc64_kernel():
+    out = gdb_batch("file /bin/true", f"source {ENTRY}", "pv-snapshot --json -")
+    assert "not a ppc64 kernel (ELF architecture is X86_64)" in out
+    assert out.count("not a ppc64 kernel") == 2  # banner + the command's error
+
+
+def test_no_btf_and_no_dwarf(tmp_path: Path):
+    cc = shutil.which("powerpc64le-linux-gnu-gcc")
+    if cc is None:
+        pytest.skip("powerpc64le-linux-gnu-gcc not installed (`pyvcore lab setup`)")
+    src = tmp_path / "k.c"
+    src.write_text("void *paca_ptrs[4];\nint nr_cpu_ids = 4;\n")
+    obj = tmp_path / "vmlinux"
+    subprocess.run([cc, "-c", "-g0", "-o", str(obj), str(src)], check=True)
+    out = gdb_batch(f"file {obj}", f"source {ENTRY}", "pv-paca")
+    assert "has neither DWARF nor BTF: no struct layouts" in out
+    assert out.count("has neither DWARF nor BTF") == 2
+
+
+@needs_vmlinux
+def test_banner_with_btf_kernel_and_not_connected():
+    out = gdb_batch(f"file {VMLINUX}", f"source {ENTRY}", "pv-paca", "pv-vcore", "pv-check",
+                    "pv-snapshot", "p $pv_paca(0)")
+    banner = out.splitlines()[0]
+    assert "layouts from BTF, paca_ptrs, entry_exit_map -> variant modern" in banner
+    assert "not connected yet" in banner
+    assert out.count("pyvcore: not connected to a target") == 5
+
+
+@needs_vmlinux
+def test_help_apropos_and_completion():
+    out = gdb_batch(f"file {VMLINUX}", f"source {ENTRY}", "help pv-vcore", "apropos kvm_hstate",
+                    "complete pv-watch o", "complete pv-check --j")
+    assert "Usage: pv-vcore [ADDR|all]" in out
+    assert "pv-paca -- Show each hardware thread's PACA kvm_hstate" in out
+    assert "pv-watch on" in out and "pv-watch off" in out
+    assert "pv-check --json" in out
+
+
+@needs_vmlinux
+def test_bad_arguments_are_one_line():
+    out = gdb_batch(f"file {VMLINUX}", f"source {ENTRY}", "pv-paca one two", "pv-paca x",
+                    "pv-watch on --max-stops 0", "pv-watch sideways")
+    assert "pv-paca: unrecognized arguments: two (see `help pv-paca`)" in out
+    assert "pv-paca: CPU must be a number or `all`, not 'x'" in out
+    assert "pv-watch: --max-stops must be at least 1" in out
+    assert "pv-watch: argument action: invalid choice: 'sideways'" in out
+
+
+@needs_vmlinux
+def test_watch_plants_internal_breakpoints_and_removes_them():
+    out = gdb_batch(f"file {VMLINUX}", f"source {ENTRY}", "pv-watch on --log /dev/null",
+                    "pv-watch", "maint info breakpoints", "pv-watch off", "pv-watch off",
+                    "maint info breakpoints")
+    assert "pv-watch: on at kvmppc_hv_entry, kvmppc_primary_no_guest, kvm_do_nap" in out
+    assert "not watched (symbol unknown): kvmppc_run_core, kvmppc_start_thread" in out
+    assert "pv-watch: already off" in out
+    # internal breakpoints have negative numbers; five planted, then none
+    before, after = out.split("pv-watch: off:")
+    assert before.count("<kvm_do_nap>") == 1 or "kvm_do_nap" in before
+    assert "kvm_do_nap" not in after.split("pv-watch: already off")[1]
