@@ -208,7 +208,8 @@ cede_waker:
 
 /*
  * Doorbells: wait until every vcpu of the vcore has arrived (so each
- * doorbell has a receiver running guest code), enable MSR[EE], then for each
+ * doorbell has a receiver running guest code; at most PV_BARRIER_ROUNDS
+ * reports, so a lone vcpu still sends), enable MSR[EE], then for each
  * sibling thread t != TIR: mark our bit in the mailbox of the vcpu that
  * should be on thread t (vcpu id - TIR + t) and msgsndp t.
  */
@@ -218,6 +219,7 @@ doorbell_send:
 	addi	r21, r21, 1
 	stwcx.	r21, 0, r20
 	bne-	1b
+	li	r25, PV_BARRIER_ROUNDS	/* give up waiting after this many reports */
 2:	mr	r22, r17
 3:	lwz	r21, 0(r20)
 	cmpw	r21, r16
@@ -225,7 +227,8 @@ doorbell_send:
 	addic.	r22, r22, -1
 	bne	3b
 	bl	report			/* still waiting: let the VMM see us */
-	b	2b
+	addic.	r25, r25, -1
+	bne	2b			/* siblings that never run (stock QEMU): send anyway */
 4:	li	r20, 0
 	ori	r20, r20, MSR_EE
 	mtmsrd	r20, 1

@@ -70,6 +70,7 @@
  */
 
 #define PV_DBELL_TYPE_SERVER (5 << 27)  /* msgsndp rB: message type 5 (server doorbell) */
+#define PV_BARRIER_ROUNDS   16          /* doorbell barrier: reports before giving up */
 #define PV_DEC_FAR          0x7fffffff  /* decrementer value that will not fire for seconds */
 
 #endif
