@@ -53,8 +53,10 @@ def test_qemu_command_rejects_odd_thread_counts() -> None:
         labqemu.qemu_command("q", vmlinux="v", initrd="i", threads=3, scenario="all", hold=0, gdb_port=1, qmp_socket="s")
 
 
-def test_console_parses_contract_lines_across_chunks() -> None:
-    console = labqemu.Console()
+def test_console_file_reads_incrementally_and_parses_contract_lines(tmp_path: Path) -> None:
+    log = tmp_path / "console.log"
+    reader = labqemu.ConsoleFile(log)
+    assert reader.poll() is False  # QEMU has not created it yet
     text = (
         "[    1.000] random kernel line\r\n"
         "PYVCORE MODULE kvm .text 0xc008000000010000\r\n"
@@ -62,36 +64,27 @@ def test_console_parses_contract_lines_across_chunks() -> None:
         "PYVCORE MODULE kvm_hv .data 0xc0080000001f0000\r\n"
         "[   12.5] kernel noise PYVCORE READY scenario=all\r\n"
         'PYVCORE REPORT {"vcpu": 1, "tir": 1}\r\n'
-        "PYVCORE REPORT {broken\r\n"
-        "PYVCORE DONE scenario=all status=error vcpu 2 hung\r\n"
+        "PYVCORE DONE scenario=all status=error reason=stalled\r\n"
         "partial"
     )
-    for i in range(0, len(text), 7):  # arbitrary chunking
-        console.feed(text[i : i + 7])
+    for i in range(0, len(text), 7):  # QEMU writes in arbitrary chunks
+        with open(log, "a") as fh:
+            fh.write(text[i : i + 7])
+        reader.poll()
+        if i < 60:
+            assert reader.parsed.modules == {}
+    assert reader.poll() is False
+    console = reader.parsed
     assert console.modules == {
         "kvm": {".text": 0xC008000000010000},
         "kvm_hv": {".text": 0xC0080000001A0000, ".data": 0xC0080000001F0000},
     }
     assert console.ready == "all"
-    assert console.reports[0] == {"vcpu": 1, "tir": 1}
-    assert console.reports[1]["unparsed"] == "{broken"
-    assert console.done == {"scenario": "all", "status": "error vcpu 2 hung"}
-    assert console.lines[0] == "[    1.000] random kernel line"
-    assert console.tail(1) == "partial"
-
-
-def test_console_file_reads_incrementally(tmp_path: Path) -> None:
-    log = tmp_path / "console.log"
-    reader = labqemu.ConsoleFile(log)
-    assert reader.poll() is False  # not created yet
-    log.write_bytes(b"PYVCORE MODULE kvm .bss 0x")
-    assert reader.poll() is True
-    assert reader.console.modules == {}
-    with open(log, "ab") as fh:
-        fh.write(b"c00800000000abcd\n")
-    reader.poll()
-    assert reader.console.modules == {"kvm": {".bss": 0xC00800000000ABCD}}
-    assert reader.poll() is False
+    assert console.reports == [{"vcpu": 1, "tir": 1}]
+    assert console.done["status"] == "error" and console.done["reason"] == "stalled"
+    assert reader.lines[0] == "[    1.000] random kernel line"
+    assert reader.lines[-1].startswith("PYVCORE DONE")
+    assert reader.tail(1) == "partial"
 
 
 def test_qemu_build_key_follows_patch_bytes_order_and_version(tmp_path: Path) -> None:

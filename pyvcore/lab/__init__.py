@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from pyvcore.lab.cache import KernelManifest, cache_dir, tree_key
+from pyvcore.lab.cache import KernelManifest, cache_dir, guest_sources, tree_key
 from pyvcore.lab.qemu import (
     THREAD_CHOICES,
     ConsoleFile,
@@ -163,9 +163,7 @@ class Lab:
             except _BootHung as hung:
                 self.stop()
                 if attempt > self.retries:
-                    raise LabError(
-                        f"boot hung twice ({hung}); console tail:\n{hung.tail}", hung.tail
-                    ) from None
+                    raise LabError(f"boot hung twice ({hung})", f"console tail:\n{hung.tail}") from None
                 self._log(f"boot hung ({hung}); retrying once (about one boot in fifteen hangs in kernel init)")
             except BaseException:
                 self.stop()
@@ -204,7 +202,7 @@ class Lab:
     def status(self) -> dict:
         """The `lab status --json` object (contract 4)."""
         reader = self._poll()
-        console = reader.console if reader else None
+        console = reader.parsed if reader else None
         run_state = None
         if self.alive() and self.qmp_socket is not None:
             try:
@@ -226,6 +224,7 @@ class Lab:
             "running": self.alive(),
             "run_state": run_state,
             "ready": bool(console and console.ready),
+            "stalled": console.stalled if console else None,
             "done": console.done if console else None,
             "boot_seconds": self.boot_seconds,
             "attempts": self.attempts,
@@ -240,7 +239,7 @@ class Lab:
     def reports(self) -> list[dict]:
         """Guest-side ``PYVCORE REPORT`` objects seen on the console so far."""
         reader = self._poll()
-        return list(reader.console.reports) if reader else []
+        return list(reader.parsed.reports) if reader else []
 
     def wait_for(self, regex: str, timeout: float = 60.0) -> re.Match:
         """Wait until a console line (since boot) matches ``regex``; returns the match.
@@ -253,27 +252,27 @@ class Lab:
             reader = self._poll()
             if reader is None:
                 raise LabError("the lab has no console (not started)")
-            lines = reader.console.lines
+            lines = reader.lines
             for index in range(checked, len(lines)):
                 if match := pattern.search(lines[index]):
                     return match
             checked = len(lines)
             if not self.alive():
                 reader.poll()
-                if len(reader.console.lines) > checked:
+                if len(reader.lines) > checked:
                     continue
                 raise LabError(
-                    f"QEMU exited before the console matched {regex!r}; console tail:\n{reader.console.tail()}"
+                    f"QEMU exited before the console matched {regex!r}", f"console tail:\n{reader.tail()}"
                 )
             if time.monotonic() > deadline:
                 raise LabError(
-                    f"timed out after {timeout:.0f} s waiting for {regex!r}; console tail:\n{reader.console.tail()}"
+                    f"timed out after {timeout:.0f} s waiting for {regex!r}", f"console tail:\n{reader.tail()}"
                 )
             time.sleep(0.1)
 
     def console_text(self) -> str:
         reader = self._poll()
-        return "\n".join(reader.console.lines) if reader else ""
+        return reader.text if reader else ""
 
     # ----------------------------------------------------------------- detached labs
 
@@ -365,21 +364,15 @@ class Lab:
         self.initrd = self._initramfs(cache, manifest)
 
     def _initramfs(self, cache: Path, manifest: KernelManifest) -> Path:
+        """The initramfs for this kernel and the current guest sources (rebuilt when they change)."""
         from pyvcore.lab import guest, setup
 
         programs = setup.ensure_guest_programs(cache)
-        if programs is None:
-            raise LabNotSetUp("lab not set up: the guest programs are not built; run `pyvcore lab setup`")
-        key = tree_key(
-            [*programs.values(), *map(Path, manifest.modules.values()), Path(manifest.busybox)],
-            setup.guest_programs_dir(cache).name,
-        )
-        out = cache / "initramfs" / f"{key}.cpio.gz"
+        inputs = [*guest_sources(), *programs.values(), *map(Path, manifest.modules.values()), Path(manifest.busybox)]
+        out = cache / "initramfs" / f"{tree_key(inputs)}.cpio.gz"
         if not out.is_file():
-            out.parent.mkdir(parents=True, exist_ok=True)
             modules = {name: Path(path) for name, path in manifest.modules.items()}
-            built = guest.build_initramfs(out, busybox=Path(manifest.busybox), modules=modules, programs=programs)
-            out = Path(built)
+            out = Path(guest.build_initramfs(out, busybox=Path(manifest.busybox), modules=modules, programs=programs))
         return out
 
     def _new_run_dir(self) -> Path:
@@ -449,29 +442,38 @@ class Lab:
         )
 
     def _wait_ready(self, started: float, stderr: Path) -> None:
+        """Until READY (or STALLED: some vcpus never ran, the stock-QEMU bug) for our scenario."""
         reader = self._reader
         assert reader is not None and self.proc is not None
         last_output = time.monotonic()
         while True:
             if reader.poll():
                 last_output = time.monotonic()
-            if reader.console.ready is not None:
-                if reader.console.ready != self.scenario:
+                console = reader.parsed
+                if console.ready is not None or console.stalled is not None:
+                    if console.ready is not None and console.ready != self.scenario:
+                        raise LabError(f"the guest is READY for scenario {console.ready!r}, not {self.scenario!r}")
+                    if console.ready is None:
+                        never = ",".join(map(str, console.stalled))
+                        self._log(f"guest reports vcpus {never} never ran (STALLED): the lab is up with them hung")
+                    return
+                if console.done is not None:
                     raise LabError(
-                        f"the guest reported READY for scenario {reader.console.ready!r}, not {self.scenario!r}"
+                        f"the guest scenario failed before it was ready: PYVCORE DONE "
+                        + " ".join(f"{k}={v}" for k, v in console.done.items()),
+                        reader.tail(),
                     )
-                return
             status = self.proc.poll()
             if status is not None:
                 reader.poll()
                 raise self._died(status, stderr, reader)
             now = time.monotonic()
             if now - started > self.boot_timeout:
-                raise _BootHung(f"not ready after {self.boot_timeout:.0f} s", reader.console.tail())
+                raise _BootHung(f"not ready after {self.boot_timeout:.0f} s", reader.tail())
             if now - last_output > self.stall_timeout:
                 raise _BootHung(
                     f"no console output for {self.stall_timeout:.0f} s, {now - started:.0f} s into the boot",
-                    reader.console.tail(),
+                    reader.tail(),
                 )
             time.sleep(0.1)
 
@@ -485,7 +487,7 @@ class Lab:
             return LabError(f"gdb port {self.gdb_address} is already in use (QEMU could not bind it)", err_text)
         first_err = err_text.splitlines()[-1] if err_text else ""
         message = f"QEMU died during boot ({how})" + (f": {first_err}" if first_err else "")
-        detail = f"QEMU stderr:\n{err_text}\nconsole tail:\n{reader.console.tail()}"
+        detail = f"QEMU stderr:\n{err_text}\nconsole tail:\n{reader.tail()}"
         return LabError(message, detail)
 
 

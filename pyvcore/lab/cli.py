@@ -40,6 +40,8 @@ def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparser
 
 def _fail(command: str, err: LabError) -> int:
     print(f"pyvcore lab {command}: {err}", file=sys.stderr)
+    if err.detail:  # console tail of a hung or dead boot
+        print("\n".join(f"    {line}" for line in err.detail.splitlines()), file=sys.stderr)
     return 1
 
 

@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -94,63 +93,18 @@ def qemu_command(
 # --------------------------------------------------------------------------- console
 
 
-MODULE_LINE = re.compile(r"PYVCORE MODULE (\S+) (\S+) 0x([0-9a-fA-F]+)")
-READY_LINE = re.compile(r"PYVCORE READY scenario=(\S+)")
-REPORT_LINE = re.compile(r"PYVCORE REPORT (.*?)\s*$")
-DONE_LINE = re.compile(r"PYVCORE DONE scenario=(\S+) status=(.*?)\s*$")
-
-
-@dataclass
-class Console:
-    """What the lab learned from the console so far (contract 5 lines)."""
-
-    lines: list[str] = field(default_factory=list)
-    modules: dict[str, dict[str, int]] = field(default_factory=dict)
-    ready: str | None = None  # the scenario named by PYVCORE READY
-    ready_line: int | None = None
-    reports: list[dict] = field(default_factory=list)
-    done: dict[str, str] | None = None
-    _partial: str = ""
-
-    def feed(self, text: str) -> None:
-        """Add console output (any chunking); complete lines are parsed."""
-        text = self._partial + text.replace("\r", "")
-        *complete, self._partial = text.split("\n")
-        for line in complete:
-            self._parse(line)
-
-    def _parse(self, line: str) -> None:
-        self.lines.append(line)
-        if "PYVCORE" not in line:
-            return
-        if match := MODULE_LINE.search(line):
-            name, section, addr = match.groups()
-            self.modules.setdefault(name, {})[section] = int(addr, 16)
-        elif match := READY_LINE.search(line):
-            if self.ready is None:
-                self.ready = match.group(1)
-                self.ready_line = len(self.lines) - 1
-        elif match := REPORT_LINE.search(line):
-            try:
-                report = json.loads(match.group(1))
-            except ValueError as err:
-                report = {"unparsed": match.group(1), "error": str(err)}
-            self.reports.append(report if isinstance(report, dict) else {"value": report})
-        elif match := DONE_LINE.search(line):
-            self.done = {"scenario": match.group(1), "status": match.group(2)}
-
-    def tail(self, n: int = 25) -> str:
-        lines = self.lines[-n:] + ([self._partial] if self._partial else [])
-        return "\n".join(lines[-n:])
-
-
 class ConsoleFile:
-    """Incremental reader of the console log QEMU writes."""
+    """Incremental reader of the console log QEMU writes.
+
+    The PYVCORE lines are parsed by the guest side's own parser
+    (:func:`pyvcore.lab.guest.parse_console`, contract 5), re-run only when new text came."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.console = Console()
+        self.text = ""
         self._offset = 0
+        self._parsed = None
+        self._parsed_len = -1
 
     def poll(self) -> bool:
         """Read what is new; True if anything was."""
@@ -163,8 +117,26 @@ class ConsoleFile:
         if not data:
             return False
         self._offset += len(data)
-        self.console.feed(data.decode("utf-8", errors="replace"))
+        self.text += data.decode("utf-8", errors="replace").replace("\r", "")
         return True
+
+    @property
+    def lines(self) -> list[str]:
+        """Complete lines so far (a trailing partial line is left out)."""
+        return self.text.split("\n")[:-1]
+
+    @property
+    def parsed(self):  # noqa: ANN201 - pyvcore.lab.guest.ConsoleLog (imported lazily)
+        complete = self.text[: self.text.rfind("\n") + 1]  # a half-written line may hold half an address
+        if self._parsed_len != len(complete):
+            from pyvcore.lab.guest import parse_console
+
+            self._parsed = parse_console(complete)
+            self._parsed_len = len(complete)
+        return self._parsed
+
+    def tail(self, n: int = 25) -> str:
+        return "\n".join(self.text.rstrip("\n").split("\n")[-n:])
 
 
 # --------------------------------------------------------------------------- lock

@@ -19,7 +19,6 @@ Steps (each timed and skipped when already done):
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import lzma
 import os
@@ -33,14 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from pyvcore.lab.cache import (
-    KernelManifest,
-    cache_dir,
-    guest_sources,
-    qemu_build_key,
-    qemu_patches,
-    tree_key,
-)
+from pyvcore.lab.cache import KernelManifest, cache_dir, qemu_build_key, qemu_patches
 
 KERNEL_SERIES = "6.12"
 FOREIGN_ARCH = "ppc64el"
@@ -642,29 +634,12 @@ def ensure_patched_qemu(cache: Path, *, force: bool = False) -> Path:
 # --------------------------------------------------------------------------- 5. guest programs
 
 
-def guest_programs_dir(cache: Path | None = None) -> Path:
-    return (cache or cache_dir()) / "guest" / tree_key(guest_sources(), CROSS_CC)
-
-
-def ensure_guest_programs(cache: Path) -> dict[str, Path] | None:
-    """Build the guest programs (cached by a hash of their sources)."""
-    # Guard until the lab-guest engineer's module lands in the tree (contract 5).
-    if importlib.util.find_spec("pyvcore.lab.guest") is None:
-        log("guest programs: pyvcore/lab/guest.py not in the tree yet: skipped")
-        return None
+def ensure_guest_programs(cache: Path) -> dict[str, Path]:
+    """Cross-compile the guest programs (contract 5; the builder skips unchanged sources)."""
     from pyvcore.lab import guest
 
-    out = guest_programs_dir(cache)
-    done = out / "programs.json"
-    if done.is_file():
-        programs = {k: Path(v) for k, v in json.loads(done.read_text()).items()}
-        if all(p.is_file() for p in programs.values()):
-            log(f"guest programs: cached in {out}")
-            return programs
-    out.mkdir(parents=True, exist_ok=True)
-    programs = guest.build_guest_programs(out, cc=CROSS_CC)
-    done.write_text(json.dumps({k: str(v) for k, v in programs.items()}, indent=2) + "\n")
-    log("guest programs: " + ", ".join(sorted(programs)))
+    programs = guest.build_guest_programs(cache / "guest", cc=CROSS_CC)
+    log("guest programs: " + ", ".join(f"{name} ({path})" for name, path in sorted(programs.items())))
     return programs
 
 
