@@ -72,7 +72,7 @@ an unsigned long; e.g. `x/8gx $pv_paca(1)` or `p $pv_paca(0)->kvm_hstate`."""
     def invoke(self, cpu: Any) -> Any:
         k = session.kernel()
         with session.GdbTarget() as target:
-            target.threads()
+            session.prepare(target, k)
             try:
                 pacas = k.reader.paca_addresses(target)
             except (KernelError, ReadError) as e:

@@ -233,6 +233,8 @@ class GdbTarget:
         self._real_thread: Any = None
         self._saved: Any = None
         self._saved_frame: Any = None
+        # End of the linear map (high_memory), set by read_state once known.
+        self.linear_end = decode.VMALLOC_START
 
     # -- context
     def __enter__(self) -> "GdbTarget":
@@ -325,13 +327,13 @@ class GdbTarget:
     def read(self, addr: int, size: int) -> bytes:
         inf = gdb.selected_inferior()
         if not self._phys and (self._reader_thread is not None
-                               or (self._real_thread is not None and is_linear(addr))):
+                               or (self._real_thread is not None and is_linear(addr, self.linear_end))):
             self.stats.memory_reads += 1
             try:
                 return inf.read_memory(addr, size).tobytes()
             except gdb.MemoryError:
                 pass
-        if not is_linear(addr):
+        if not is_linear(addr, self.linear_end):
             raise ReadError(addr, size, "cannot access memory (vmalloc/module space, "
                                         "no thread in host virtual mode)")
         # Every thread is in a guest (or OPAL): QEMU's physical memory mode and
@@ -348,12 +350,22 @@ class GdbTarget:
             raise ReadError(addr, size, str(e).split(" at ")[0] or "cannot access memory") from None
 
 
+def prepare(target: GdbTarget, k: Kernel) -> list[ThreadRegs]:
+    """Registers of every thread, a reader thread chosen, the linear map's end known."""
+    regs = target.threads()
+    try:
+        target.linear_end = k.reader.linear_end(target)
+    except ReadError:
+        pass
+    return regs
+
+
 def read_state(stop: str | None = None, with_hdec: bool = False,
                with_kvm: bool = True) -> tuple[decode.Reading, Stats]:
     """One pass: registers of every thread, PACAs, vcores, vcpus, kvm."""
     k = kernel()
     with GdbTarget(with_hdec=with_hdec) as target:
-        regs = target.threads()
+        regs = prepare(target, k)
         try:
             reading = k.reader.read(target, regs, stop=stop, with_kvm=with_kvm)
         except KernelError as e:

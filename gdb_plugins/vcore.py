@@ -78,7 +78,7 @@ def vcpus_of(k: session.Kernel, target: session.GdbTarget, vcores: dict[int, dic
 def gather(with_all: bool) -> tuple[session.Kernel, Any, dict[int, dict], dict[int, dict]]:
     k = session.kernel()
     with session.GdbTarget() as target:
-        regs = target.threads()
+        regs = session.prepare(target, k)
         try:
             reading = k.reader.read(target, regs)
         except Exception as e:  # KernelError / ReadError: one line
@@ -122,7 +122,7 @@ points at it."""
             k, reading, vcores, vcpus = gather(with_all=False)
             if addr not in vcores:
                 with session.GdbTarget() as target:
-                    target.threads()
+                    session.prepare(target, k)
                     try:
                         vcores = {addr: k.reader.read_vcore(target, addr)}
                     except ReadError as e:

@@ -61,9 +61,12 @@ def is_kernel_pointer(value: int) -> bool:
     return (value >> 60) == 0xC and value & 0x7 == 0
 
 
-def is_linear(value: int) -> bool:
-    """In the kernel linear map, i.e. reachable by a physical read."""
-    return KERNEL_BASE <= value < VMALLOC_START
+def is_linear(value: int, end: int = VMALLOC_START) -> bool:
+    """In the kernel linear map, i.e. reachable by a physical read.
+
+    ``end`` is the kernel's ``high_memory`` once known: modules live in the
+    0xc000... range too (e.g. 0xc0003d00...) but above the end of RAM."""
+    return KERNEL_BASE <= value < end
 
 
 def linear_to_phys(value: int) -> int:
@@ -351,12 +354,14 @@ class SnapshotReader:
         self._pacas: dict[int, int] | None = None  # cpu -> PACA address
         self._hw_to_cpu: dict[int, int] = {}  # PIR -> cpu (static after boot)
         self._threads_per_core: int | None = None
+        self._linear_end: int | None = None
 
     def reset(self) -> None:
         """Forget cached boot-time values (new connection or new kernel)."""
         self._pacas = None
         self._hw_to_cpu = {}
         self._threads_per_core = None
+        self._linear_end = None
 
     # -- boot-time constants (read once per connection)
     def threads_per_core(self, mem: Memory) -> int:
@@ -367,6 +372,19 @@ class SnapshotReader:
                 value = int.from_bytes(mem.read(addr, 4), self.k.order, signed=True)
             self._threads_per_core = value if 0 < value <= 8 else 0
         return self._threads_per_core
+
+    def linear_end(self, mem: Memory) -> int:
+        """``high_memory``: end of the linear map (cached; VMALLOC_START if unknown)."""
+        if self._linear_end is None:
+            addr = self.k.symbol("high_memory")
+            value = 0
+            if addr is not None:
+                try:
+                    value = _u64(mem.read(addr, 8), self.k.order)
+                except ReadError:
+                    value = 0
+            self._linear_end = value if KERNEL_BASE < value <= VMALLOC_START else VMALLOC_START
+        return self._linear_end
 
     def paca_addresses(self, mem: Memory) -> dict[int, int]:
         """cpu -> PACA address, from ``paca_ptrs[]`` (or the old ``paca`` array)."""
@@ -526,7 +544,7 @@ class SnapshotReader:
                     kvms[kaddr] = self.read_kvm(mem, kaddr)
                 except ReadError as e:
                     problems.append(f"struct kvm at {kaddr:#x} unreadable: {e.why}"
-                                    + ("" if is_linear(kaddr) else
+                                    + ("" if is_linear(kaddr, self._linear_end or VMALLOC_START) else
                                        " (vmalloc space: needs a thread in host virtual mode)"))
         if not vcores:
             self._explain_no_vm(mem, problems)

@@ -68,7 +68,7 @@ def paca_table(k: KernelLayout, reading: Reading, cpus: Iterable[int] | None = N
     offsets = k.paca_plan.offsets()
     lines = [f"paca_struct.kvm_hstate at +{hs_off:#x} ({k.hstate.size} bytes); "
              f"layouts from {k.layouts.origin}, variant {k.variant}"]
-    width = 26
+    width = 30
     head = f"{'offset':>7}  {'field':<16}"
     for r in rows:
         label = f"cpu {r.cpu}" if r.cpu is not None else "cpu ?"
