@@ -302,7 +302,9 @@ fn check_vcpus(cx: &Ctx, out: &mut Vec<Violation>) {
         // vcpu->cpu is vc->pcpu from kvmppc_start_thread until the exit sets
         // it to -1; outside a run it is -1.  Only judged while the vcore is in
         // a run: PREEMPT (modern) moves pcpu while the vcpus are out.
-        if cx.in_run(vc.vcore_state) {
+        // A vcpu held by a PACA is judged with its thread in check_threads.
+        let held = cx.s.threads.iter().any(|t| t.kvm_hstate.kvm_vcpu == v.addr);
+        if cx.in_run(vc.vcore_state) && !held {
             if v.cpu != -1 && v.cpu as i64 != vc.pcpu as i64 {
                 out.push(
                     Violation::new(6, format!("vcpu {} has cpu {}, not its vcore's pcpu {} (or -1)", v.vcpu_id, v.cpu, vc.pcpu))
@@ -919,21 +921,22 @@ fn check_mmu(cx: &Ctx, out: &mut Vec<Violation>) {
         && cx.s.vcores.iter().any(|v| Some(v.vcore_state) == cx.states.piggyback);
     if !split {
         for (name, get) in [("lpidr", (|t: &Thread| t.lpidr) as fn(&Thread) -> Option<u64>), ("sdr1", |t: &Thread| t.sdr1)] {
-            let mut first: Option<(usize, u64)> = None;
-            for (i, t) in threads.iter().enumerate() {
-                let Some(val) = get(t) else { continue };
-                match first {
-                    None => first = Some((i, val)),
-                    Some((i0, v0)) if v0 != val => {
-                        out.push(
-                            Violation::new(8, format!("threads {} and {} of one core have different {} ({:#x}, {:#x})", i0, i, name.to_uppercase(), v0, val))
-                                .field(p("threads", i0, name), v0)
-                                .field(p("threads", i, name), val),
-                        );
-                    }
-                    Some(_) => {}
-                }
+            let mut known = threads.iter().enumerate().filter_map(|(i, t)| get(t).map(|v| (i, v)));
+            let Some((i0, v0)) = known.next() else { continue };
+            let differ: Vec<(usize, u64)> = known.filter(|(_, v)| *v != v0).collect();
+            if differ.is_empty() {
+                continue;
             }
+            let list = differ.iter().map(|(i, v)| format!("thread {i} {v:#x}")).collect::<Vec<_>>().join(", ");
+            let mut viol = Violation::new(
+                8,
+                format!("threads of one core disagree on {} (one register per core): thread {i0} {v0:#x}, {list}", name.to_uppercase()),
+            )
+            .field(p("threads", i0, name), v0);
+            for (i, v) in differ {
+                viol = viol.field(p("threads", i, name), v);
+            }
+            out.push(viol);
         }
     }
     let Some(kvm) = &cx.s.kvm else { return };
@@ -950,25 +953,21 @@ fn check_mmu(cx: &Ctx, out: &mut Vec<Violation>) {
                     continue;
                 }
             }
-            if let Some(l) = t.lpidr {
-                if l != kvm.lpid {
-                    out.push(
-                        Violation::new(8, format!("thread {} executes the guest with LPIDR {:#x}, not the guest's LPID {:#x}", i, l, kvm.lpid))
-                            .field(p("threads", i, "lpidr"), l)
-                            .field(hs(i, "in_guest"), h.in_guest)
-                            .field("kvm.lpid", kvm.lpid),
-                    );
+            let bad_lpidr = t.lpidr.filter(|l| *l != kvm.lpid);
+            let bad_sdr1 = t.sdr1.filter(|sd| *sd != kvm.sdr1);
+            if bad_lpidr.is_some() || bad_sdr1.is_some() {
+                let mut what = Vec::new();
+                let mut viol = Violation::new(8, String::new()).field(hs(i, "in_guest"), h.in_guest);
+                if let Some(l) = bad_lpidr {
+                    what.push(format!("LPIDR {l:#x} (guest LPID {:#x})", kvm.lpid));
+                    viol = viol.field(p("threads", i, "lpidr"), l).field("kvm.lpid", kvm.lpid);
                 }
-            }
-            if let Some(sd) = t.sdr1 {
-                if sd != kvm.sdr1 {
-                    out.push(
-                        Violation::new(8, format!("thread {} executes the guest with SDR1 {:#x}, not the guest's {:#x}", i, sd, kvm.sdr1))
-                            .field(p("threads", i, "sdr1"), sd)
-                            .field(hs(i, "in_guest"), h.in_guest)
-                            .field("kvm.sdr1", kvm.sdr1),
-                    );
+                if let Some(sd) = bad_sdr1 {
+                    what.push(format!("SDR1 {sd:#x} (guest {:#x})", kvm.sdr1));
+                    viol = viol.field(p("threads", i, "sdr1"), sd).field("kvm.sdr1", kvm.sdr1);
                 }
+                viol.message = format!("thread {i} executes the guest with {}", what.join(" and "));
+                out.push(viol);
             }
         }
     }

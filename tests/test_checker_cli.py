@@ -1,0 +1,103 @@
+"""`pyvcore check TRACE.jsonl [--json] [--variant V]` through a subprocess:
+exit 0 clean, 1 violations, 2 unusable input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import checker_states as cs
+
+
+def run_check(*args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "pyvcore", "check", *map(str, args)],
+                          capture_output=True, text=True, input=stdin, timeout=120)
+
+
+def write_trace(path, snapshots, extra_lines=()):
+    lines = [json.dumps(s) for s in snapshots] + list(extra_lines)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_clean_trace_exits_0(tmp_path):
+    trace = write_trace(tmp_path / "ok.jsonl", cs.clean_sequence())
+    r = run_check(trace)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "0 violations" in r.stdout
+
+
+def test_violations_exit_1_with_invariant_line_stop_and_fields(tmp_path):
+    stock = cs.stock_qemu()
+    stock["stop"] = "guest_spin"
+    trace = write_trace(tmp_path / "stock.jsonl", [cs.running(), stock])
+    r = run_check(trace)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{trace}:2 [guest_spin]: invariant 8:" in r.stdout
+    assert "threads[1].lpidr=0x0" in r.stdout
+    assert "(invariant 8)" in r.stdout.splitlines()[-1]
+
+
+def test_json_report(tmp_path):
+    trace = write_trace(tmp_path / "stock.jsonl", [cs.stock_qemu()])
+    r = run_check(trace, "--json")
+    assert r.returncode == 1
+    report = json.loads(r.stdout)
+    assert report["snapshots"] == 1 and report["ok"] is False and report["error"] is None
+    assert {v["invariant"] for v in report["violations"]} == {8}
+    assert all(v["line"] == 1 and v["stop"] == "guest" for v in report["violations"])
+
+
+def test_missing_key_exits_2_naming_key_and_line(tmp_path):
+    bad = cs.running()
+    del bad["threads"][1]["kvm_hstate"]["hwthread_state"]
+    trace = write_trace(tmp_path / "bad.jsonl", [cs.running(), bad])
+    r = run_check(trace)
+    assert r.returncode == 2
+    assert "line 2" in r.stderr and "threads[1].kvm_hstate.hwthread_state" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run_check(trace, "--json")
+    assert r.returncode == 2
+    report = json.loads(r.stdout)
+    assert report["error"]["line"] == 2 and report["error"]["key"] == "threads[1].kvm_hstate.hwthread_state"
+    assert report["snapshots"] == 1
+
+
+def test_wrong_type_and_garbage_exit_2(tmp_path):
+    bad = cs.running()
+    bad["vcores"][0]["pcpu"] = "zero"
+    r = run_check(write_trace(tmp_path / "t.jsonl", [bad]))
+    assert r.returncode == 2 and "vcores[0].pcpu" in r.stderr and "line 1" in r.stderr
+    r = run_check(write_trace(tmp_path / "g.jsonl", [], ["{not json"]))
+    assert r.returncode == 2 and "not valid JSON" in r.stderr
+
+
+def test_missing_file_exits_2(tmp_path):
+    r = run_check(tmp_path / "nope.jsonl")
+    assert r.returncode == 2 and "cannot read" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_variant_option_and_stdin(tmp_path):
+    snap = cs.running("seed")
+    del snap["variant"]
+    text = json.dumps(snap) + "\n"
+    r = run_check("-", stdin=text)
+    assert r.returncode == 2 and "variant" in r.stderr
+    r = run_check("-", "--variant", "seed", stdin=text)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = run_check("-", "--variant", "p8", stdin=text)
+    assert r.returncode == 2  # argparse rejects the choice
+
+
+def test_check_trace_api_matches_cli(tmp_path):
+    from pyvcore import check_trace
+    trace = write_trace(tmp_path / "stock.jsonl", [cs.running(), cs.stock_qemu(), cs.running()])
+    report = check_trace(trace)
+    assert report.exit_code == 1 and report.snapshots == 3
+    assert {v.line for v in report.violations} == {2}
+    assert json.loads(run_check(trace, "--json").stdout) == json.loads(json.dumps(report.to_dict()))
+    with pytest.raises(OSError):
+        check_trace(tmp_path / "missing.jsonl")
