@@ -225,8 +225,11 @@ class GdbTarget:
 
     REGISTERS = ("msr", "pc", "lpidr", "sdr1")
 
-    def __init__(self, with_hdec: bool = False):
+    def __init__(self, with_hdec: bool = False, in_stop: bool = False):
         self.with_hdec = with_hdec
+        # Inside a Breakpoint.stop() gdb still marks the threads as running
+        # (the stop is not reported yet) although the target is halted.
+        self.in_stop = in_stop
         self.stats = Stats()
         self._phys = False
         self._reader_thread: Any = None
@@ -241,7 +244,8 @@ class GdbTarget:
         if not connected():
             raise PvError("pyvcore: not connected to a target (`target remote HOST:PORT`, "
                           "or start the lab and use `pyvcore gdb`)")
-        if gdb.selected_thread() is not None and gdb.selected_thread().is_running():
+        if (not self.in_stop and gdb.selected_thread() is not None
+                and gdb.selected_thread().is_running()):
             raise PvError("pyvcore: the target is running; interrupt it first (Ctrl-C)")
         self._saved = gdb.selected_thread()
         try:
@@ -361,10 +365,10 @@ def prepare(target: GdbTarget, k: Kernel) -> list[ThreadRegs]:
 
 
 def read_state(stop: str | None = None, with_hdec: bool = False,
-               with_kvm: bool = True) -> tuple[decode.Reading, Stats]:
+               with_kvm: bool = True, in_stop: bool = False) -> tuple[decode.Reading, Stats]:
     """One pass: registers of every thread, PACAs, vcores, vcpus, kvm."""
     k = kernel()
-    with GdbTarget(with_hdec=with_hdec) as target:
+    with GdbTarget(with_hdec=with_hdec, in_stop=in_stop) as target:
         regs = prepare(target, k)
         try:
             reading = k.reader.read(target, regs, stop=stop, with_kvm=with_kvm)

@@ -62,8 +62,7 @@ class WatchPoint(gdb.Breakpoint):
         try:
             return self.watcher.hit(self.label)
         except Exception as e:  # noqa: BLE001 - never a traceback from a breakpoint
-            self.watcher.log_error(self.label, e)
-            return False
+            return self.watcher.log_error(self.label, e)
 
 
 class Watcher:
@@ -90,7 +89,7 @@ class Watcher:
         t0 = time.perf_counter()
         self.stops += 1
         stopper = gdb.selected_thread()
-        reading, _ = session.read_state(stop=label)
+        reading, _ = session.read_state(stop=label, in_stop=True)
         snap = reading.snapshot
         cpu = next((r.cpu for r in reading.rows
                     if stopper is not None and r.regs.gdb_thread == stopper.num), None)
@@ -116,24 +115,34 @@ class Watcher:
                       + "; ".join(f"invariant {v.get('invariant')}: {v.get('message')}" for v in violated)
                       + "\n")
             return True
-        if self.max_stops is not None and self.snapshots >= self.max_stops:
-            self.finish(f"{self.snapshots} snapshots taken (--max-stops)")
+        if self.max_stops is not None and self.stops >= self.max_stops:
+            self.finish(f"{self.stops} stops (--max-stops)")
             return True
         return False
 
-    def log_error(self, label: str, e: Exception) -> None:
+    def log_error(self, label: str, e: Exception) -> bool:
+        """Log a stop that could not be read; it counts towards --max-stops."""
         self.errors += 1
         if self.log:
             try:
                 write_json_line(self.log, {"stop": label, "error": str(e)})
             except gdb.GdbError:
                 pass
+        if self.max_stops is not None and self.stops >= self.max_stops:
+            self.finish(f"{self.stops} stops (--max-stops), last error: {e}")
+            return True
+        return False
 
     def finish(self, why: str) -> None:
-        """Stop watching; breakpoints are deleted outside stop() (gdb forbids it there)."""
+        """Stop watching.  gdb forbids deleting breakpoints inside stop(), so
+        they go when the stop this returns True for is reported."""
         self.finished = True
         gdb.write(f"pv-watch: off: {why}\n")
-        gdb.post_event(self.delete)
+        gdb.events.stop.connect(self._delete_on_stop)
+
+    def _delete_on_stop(self, _event: Any) -> None:
+        gdb.events.stop.disconnect(self._delete_on_stop)
+        self.delete()
 
     def delete(self) -> None:
         for bp in self.points:
@@ -238,5 +247,15 @@ kvmhv_switch_to_host (vmlinux).  At each hit it takes a snapshot (stop label
                          if any(m in MODULE_POINTS for m in missing) else "") + "\n")
 
 
+def _before_exit(_event: Any = None) -> None:
+    """Delete our breakpoints before gdb tears Python down (gdb 13 crashed at
+    exit when Python breakpoints were still planted)."""
+    if _watcher is not None:
+        _watcher.finished = True
+        _watcher.delete()
+
+
 def register() -> None:
     PvWatch()
+    if hasattr(gdb.events, "gdb_exiting"):
+        gdb.events.gdb_exiting.connect(_before_exit)
