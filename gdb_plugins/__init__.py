@@ -41,7 +41,7 @@ def banner() -> str:
             parts.append(str(e).removeprefix("pyvcore: "))
     try:
         if session.connected():
-            parts.append(f"{len(gdb.selected_inferior().threads())} threads")
+            parts.append(f"{len(session.gdb_threads())} threads")
         else:
             parts.append("not connected yet")
     except gdb.error:

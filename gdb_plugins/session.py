@@ -11,6 +11,7 @@ executable changes.
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any
 
@@ -189,6 +190,8 @@ def forget(*_args: Any) -> None:
     if _kernel is not None:
         _kernel.reader.reset()
     _pir_cache.clear()
+    _regnum_cache.clear()
+    _thread_cache.clear()
 
 
 def forget_kernel(*_args: Any) -> None:
@@ -199,6 +202,8 @@ def forget_kernel(*_args: Any) -> None:
 
 # --------------------------------------------------------------------- target
 _pir_cache: dict[tuple[int, int, int], int] = {}
+_regnum_cache: dict[str, int] = {}
+_thread_cache: list[Any] = []
 
 
 class Stats:
@@ -213,7 +218,16 @@ class Stats:
 
 def connected() -> bool:
     inf = gdb.selected_inferior()
-    return inf is not None and inf.pid != 0 and len(inf.threads()) > 0
+    return inf is not None and inf.pid != 0 and gdb.selected_thread() is not None
+
+
+def gdb_threads() -> list[Any]:
+    """The inferior's threads, cached: `Inferior.threads()` refreshes gdb's
+    thread list (qfThreadInfo + one qsThreadInfo per thread) on every call,
+    and QEMU's hardware threads never change while connected."""
+    if not _thread_cache or not all(t.is_valid() for t in _thread_cache):
+        _thread_cache[:] = sorted(gdb.selected_inferior().threads(), key=lambda t: t.num)
+    return list(_thread_cache)
 
 
 class GdbTarget:
@@ -223,9 +237,11 @@ class GdbTarget:
     are put back however the pass ends.
     """
 
-    REGISTERS = ("msr", "pc", "lpidr", "sdr1")
+    # Per snapshot only what the checker needs; pc and hdec for pv-paca.
+    REGISTERS = ("msr", "lpidr", "sdr1")
 
     def __init__(self, with_hdec: bool = False, in_stop: bool = False):
+        # with_hdec: also $pc and $hdec (pv-paca shows them; snapshots don't need them)
         self.with_hdec = with_hdec
         # Inside a Breakpoint.stop() gdb still marks the threads as running
         # (the stop is not reported yet) although the target is halted.
@@ -234,8 +250,8 @@ class GdbTarget:
         self._phys = False
         self._reader_thread: Any = None
         self._real_thread: Any = None
+        self._current: Any = None
         self._saved: Any = None
-        self._saved_frame: Any = None
         # End of the linear map (high_memory), set by read_state once known.
         self.linear_end = decode.VMALLOC_START
 
@@ -247,11 +263,9 @@ class GdbTarget:
         if (not self.in_stop and gdb.selected_thread() is not None
                 and gdb.selected_thread().is_running()):
             raise PvError("pyvcore: the target is running; interrupt it first (Ctrl-C)")
+        # Only the thread is saved: asking gdb for the selected *frame* makes it
+        # unwind (dozens of 4-byte code reads on a kernel without DWARF).
         self._saved = gdb.selected_thread()
-        try:
-            self._saved_frame = gdb.selected_frame()
-        except gdb.error:
-            self._saved_frame = None
         self._t0 = time.perf_counter()
         return self
 
@@ -263,53 +277,94 @@ class GdbTarget:
         finally:
             if self._saved is not None and self._saved.is_valid():
                 self._saved.switch()
-                if self._saved_frame is not None and self._saved_frame.is_valid():
-                    try:
-                        self._saved_frame.select()
-                    except gdb.error:
-                        pass
             self.stats.seconds = time.perf_counter() - self._t0
 
     def _packet(self, text: str) -> str:
+        """One raw remote request; returns the reply payload."""
         self.stats.packets += 1
-        return gdb.execute(f"maintenance packet {text}", to_string=True)
+        out = gdb.execute(f"maintenance packet {text}", to_string=True)
+        m = re.search(r'received: "(.*)"', out)
+        return m.group(1) if m else ""
 
     # -- registers
-    def _reg(self, name: str) -> int | None:
-        self.stats.register_reads += 1
-        try:
-            v = gdb.parse_and_eval(f"${name}")
-        except gdb.error:
-            return None
-        if v.type.code == gdb.TYPE_CODE_VOID:
-            return None
-        try:
-            return _int(v)
-        except gdb.error:
-            return None
+    # Registers are read with raw `Hg` + `p` packets, not through gdb's frames:
+    # evaluating `$msr` makes gdb build frame 0 of every thread it visits, and
+    # without DWARF that is a prologue analysis of ~30 single-word code reads.
+    # gdb's idea of the current remote thread is kept true by reading the
+    # reader thread's registers last and doing the first memory read through
+    # gdb (which re-sends Hg when its own record differs).
+    def _regnums(self) -> dict[str, int]:
+        if not _regnum_cache:
+            out = gdb.execute("maintenance print remote-registers", to_string=True)
+            for line in out.splitlines():
+                f = line.split()
+                # Name Nr Rel Offset Size Type Rmt-Nr g/G-Offset
+                if len(f) >= 7 and f[1].isdigit() and f[-2].isdigit():
+                    _regnum_cache[f[0]] = int(f[-2])
+        return _regnum_cache
+
+    def _thread_id(self, th: Any) -> str:
+        pid, lwp, _ = th.ptid
+        return f"p{pid:x}.{lwp:x}"
+
+    def _raw_regs(self, th: Any, names: tuple[str, ...]) -> dict[str, int | None]:
+        nums = self._regnums()
+        if self._packet(f"Hg{self._thread_id(th)}") != "OK":
+            raise gdb.error("Hg refused")
+        out: dict[str, int | None] = {}
+        for n in names:
+            if n not in nums:
+                out[n] = None
+                continue
+            self.stats.register_reads += 1
+            reply = self._packet(f"p{nums[n]:x}")
+            if not reply or reply.startswith("E") or "x" in reply:
+                out[n] = None
+            else:
+                out[n] = int.from_bytes(bytes.fromhex(reply), "little")
+        return out
+
+    def _eval_regs(self, th: Any, names: tuple[str, ...]) -> dict[str, int | None]:
+        """Fallback for targets without `maintenance packet` (not a remote stub)."""
+        th.switch()
+        out: dict[str, int | None] = {}
+        for n in names:
+            self.stats.register_reads += 1
+            try:
+                v = gdb.parse_and_eval(f"${n}")
+                out[n] = None if v.type.code == gdb.TYPE_CODE_VOID else _int(v)
+            except gdb.error:
+                out[n] = None
+        return out
 
     def threads(self) -> list[ThreadRegs]:
         """Registers of every gdb thread (one per hardware thread), host byte order."""
+        threads = gdb_threads()
+        # Read the likely reader thread last (the one gdb had selected), so the
+        # remote's current thread is already right for the memory reads.
+        if self._saved in threads:
+            threads.remove(self._saved)
+            threads.append(self._saved)
+        names = self.REGISTERS + (("pc", "hdec") if self.with_hdec else ())
         out = []
-        for th in sorted(gdb.selected_inferior().threads(), key=lambda t: t.num):
-            th.switch()
+        last = None
+        for th in threads:
+            key = th.ptid
+            want = names if key in _pir_cache else names + ("pir",)
+            try:
+                raw = self._raw_regs(th, want)
+            except gdb.error:
+                raw = self._eval_regs(th, want)
+            last = th
             regs = ThreadRegs(gdb_thread=th.num)
-            raw = {n: self._reg(n) for n in self.REGISTERS}
-            if self.with_hdec:
-                raw["hdec"] = self._reg("hdec")
-            if raw["msr"] is None:
+            if raw.get("msr") is None:
                 regs.error = "registers unavailable"
             else:
                 regs.msr, regs.swapped = normalise_msr(raw["msr"])
-            key = th.ptid
-            pir = _pir_cache.get(key)
-            if pir is None:
-                pir = self._reg("pir")
-                if pir is not None and regs.swapped:
-                    pir = decode.bswap64(pir)
-                if pir is not None:
-                    _pir_cache[key] = pir
-            regs.pir = pir
+            if "pir" in raw and raw["pir"] is not None:
+                pir = raw["pir"]
+                _pir_cache[key] = decode.bswap64(pir) if regs.swapped else pir
+            regs.pir = _pir_cache.get(key)
             for n in ("pc", "lpidr", "sdr1", "hdec"):
                 value = raw.get(n)
                 if value is not None and regs.swapped:
@@ -321,17 +376,39 @@ class GdbTarget:
             elif regs.hv and not regs.in_opal and self._real_thread is None:
                 self._real_thread = th
         # Memory is read through one thread: one in host virtual mode reaches
-        # everything (vmalloc too); one in HV real mode reaches the linear map.
-        chosen = self._reader_thread or self._real_thread
+        # everything (vmalloc too); one in HV real mode reaches the linear map,
+        # which is where PACAs, vcores and vcpus live.  The thread whose
+        # registers were read last is already the remote's current thread:
+        # keep it if it will do, saving an Hg round trip.
+        last_regs = out[-1] if out else None
+        if last is not None and last_regs is not None and (
+                last_regs.host_virtual or (self._reader_thread is None and last_regs.hv
+                                           and not last_regs.in_opal)):
+            chosen = last
+        elif last is not None and last_regs is not None and last_regs.hv and not last_regs.in_opal:
+            chosen = last  # real mode: fine for the linear map; read() switches for vmalloc
+        else:
+            chosen = self._reader_thread or self._real_thread
+        self._current = chosen
         if chosen is not None:
+            if chosen is not last:
+                self._packet(f"Hg{self._thread_id(chosen)}")
             chosen.switch()
+        out.sort(key=lambda r: r.gdb_thread)
         return out
 
     # -- memory
     def read(self, addr: int, size: int) -> bytes:
         inf = gdb.selected_inferior()
+        linear = is_linear(addr, self.linear_end)
+        if (not linear and self._reader_thread is not None
+                and self._current is not self._reader_thread):
+            # vmalloc/module space needs the MMU on: switch to a host-virtual
+            # thread (gdb sends the Hg itself before the read).
+            self._current = self._reader_thread
+            self._reader_thread.switch()
         if not self._phys and (self._reader_thread is not None
-                               or (self._real_thread is not None and is_linear(addr, self.linear_end))):
+                               or (self._real_thread is not None and linear)):
             self.stats.memory_reads += 1
             try:
                 return inf.read_memory(addr, size).tobytes()

@@ -214,18 +214,28 @@ class Plan:
                 ranges.append([lo, hi])
         return cls(struct, fields, [(lo, hi) for lo, hi in ranges])
 
+    def __post_init__(self) -> None:
+        # (path, field, index of its range, offset inside that range), computed
+        # once: decoding runs at every breakpoint hit.
+        self._where = []
+        for path, f in self.fields.items():
+            for i, (lo, hi) in enumerate(self.ranges):
+                if lo <= f.offset and f.end <= hi:
+                    self._where.append((path, f, i, f.offset - lo))
+                    break
+
     def read(self, memory: Memory, addr: int, order: str) -> dict[str, Any]:
         """All planned fields of the struct at ``addr``, keyed by member path."""
-        chunks = [(lo, memory.read(addr + lo, hi - lo)) for lo, hi in self.ranges]
-        return self.decode(chunks, order)
+        return self.decode([memory.read(addr + lo, hi - lo) for lo, hi in self.ranges], order)
 
-    def decode(self, chunks: list[tuple[int, bytes]], order: str) -> dict[str, Any]:
+    def decode(self, chunks: list[bytes], order: str) -> dict[str, Any]:
+        """Fields from the bytes of each planned range (in ``self.ranges`` order)."""
         out: dict[str, Any] = {}
-        for path, f in self.fields.items():
-            for lo, buf in chunks:
-                if lo <= f.offset and f.end <= lo + len(buf):
-                    out[path] = decode_value(f, buf, f.offset - lo, order)
-                    break
+        for path, f, i, at in self._where:
+            if f.kind in ("int", "ptr", "enum", "bool") and not f.bitfield_size:
+                out[path] = int.from_bytes(chunks[i][at:at + f.size], order, signed=f.signed)
+            else:
+                out[path] = decode_value(f, chunks[i], at, order)
         return out
 
     def offsets(self) -> dict[str, int]:
@@ -355,6 +365,7 @@ class SnapshotReader:
         self._hw_to_cpu: dict[int, int] = {}  # PIR -> cpu (static after boot)
         self._threads_per_core: int | None = None
         self._linear_end: int | None = None
+        self._kvm_cache: dict[int, dict[str, Any]] = {}
 
     def reset(self) -> None:
         """Forget cached boot-time values (new connection or new kernel)."""
@@ -362,6 +373,7 @@ class SnapshotReader:
         self._hw_to_cpu = {}
         self._threads_per_core = None
         self._linear_end = None
+        self._kvm_cache = {}
 
     # -- boot-time constants (read once per connection)
     def threads_per_core(self, mem: Memory) -> int:
@@ -427,6 +439,15 @@ class SnapshotReader:
         if self.k.kvm_plan is None:
             raise LayoutError("struct kvm layout not available")
         return self.k.kvm_plan.read(mem, addr, self.k.order)
+
+    def read_kvm_cached(self, mem: Memory, addr: int) -> dict[str, Any]:
+        """kvm->arch fields the snapshot needs; they are fixed once a VM runs
+        (lpid and host_* at creation, sdr1 when its HPT is allocated, before
+        the first KVM_RUN), so each VM is read once per connection."""
+        cached = self._kvm_cache.get(addr)
+        if cached is None:
+            cached = self._kvm_cache[addr] = self.read_kvm(mem, addr)
+        return cached
 
     # -- the whole core
     def read(self, mem: Memory, regs: list[ThreadRegs], stop: str | None = None,
@@ -541,7 +562,7 @@ class SnapshotReader:
                     problems.append(f"vcore kvm = {kaddr:#x} is not a kernel address")
                     continue
                 try:
-                    kvms[kaddr] = self.read_kvm(mem, kaddr)
+                    kvms[kaddr] = self.read_kvm_cached(mem, kaddr)
                 except ReadError as e:
                     problems.append(f"struct kvm at {kaddr:#x} unreadable: {e.why}"
                                     + ("" if is_linear(kaddr, self._linear_end or VMALLOC_START) else

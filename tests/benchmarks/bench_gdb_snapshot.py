@@ -1,0 +1,97 @@
+"""Benchmark: snapshot + check of every thread over QEMU's gdbstub, from inside gdb.
+
+Run it inside gdb-multiarch attached to the lab with the plugin loaded, e.g.
+
+    pyvcore lab up --scenario all
+    pyvcore gdb -- -batch -ex 'source tests/benchmarks/bench_gdb_snapshot.py'
+
+Prints the median (and p10/p90) milliseconds of one full pass -- registers of
+every thread, PACAs, vcore, vcpus, kvm, then the model check -- and the number
+of remote round trips one pass takes, counted from gdb's own `set debug
+remote` log (one "Sending packet" per request; QEMU answers each).  Targets
+(issue 4): median <= 5 ms, <= 30 round trips for 4 threads.
+
+Environment: PYVCORE_BENCH_ROUNDS (default 50).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+
+try:
+    import gdb  # type: ignore[import-not-found]
+except ImportError:
+    sys.exit("run this inside gdb: pyvcore gdb -- -batch -ex 'source tests/benchmarks/bench_gdb_snapshot.py'")
+
+ROUNDS = int(os.environ.get("PYVCORE_BENCH_ROUNDS", "50"))
+
+
+def one_pass() -> tuple[int, int, int]:
+    """One pass: (threads, violations, raw packets the plugin sent itself).
+
+    The plugin reads registers with raw `maintenance packet` Hg/p requests,
+    which gdb's remote debug log does not show, so those are counted by the
+    plugin and added to the logged ones."""
+    from pyvcore._gdb_plugins import check, session
+
+    reading, stats = session.read_state(stop="bench")
+    violations, _ = check.evaluate(reading.snapshot)
+    return len(reading.snapshot["threads"]), len(violations), stats.packets
+
+
+def count_round_trips() -> int:
+    """Round trips of one pass, from gdb's remote protocol debug log."""
+    fd, path = tempfile.mkstemp(prefix="pv-bench-", suffix=".log")
+    os.close(fd)
+    for c in (f"set logging file {path}", "set logging overwrite on", "set logging redirect on",
+              "set logging debugredirect on", "set logging enabled on", "set debug remote 1"):
+        gdb.execute(c)  # not to_string: that capture would swallow the redirection
+    try:
+        _, _, raw = one_pass()
+    finally:
+        gdb.execute("set debug remote 0")
+        gdb.execute("set logging enabled off")
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        text = fh.read()
+    os.unlink(path)
+    sent = re.findall(r"Sending packet: \$(\w)", text)
+    kinds: dict[str, int] = {}
+    for k in sent:
+        kinds[k] = kinds.get(k, 0) + 1
+    print("bench_gdb_snapshot: packets by kind: "
+          + ", ".join(f"{k}={n}" for k, n in sorted(kinds.items()))
+          + f", raw Hg/p/Q (maintenance packet)={raw}")
+    return len(sent) + raw
+
+
+def main() -> None:
+    try:
+        from pyvcore._gdb_plugins import session
+    except ImportError:
+        sys.exit("bench_gdb_snapshot: source pyvcore/gdb.py first (or use `pyvcore gdb`)")
+    if not session.connected():
+        sys.exit("bench_gdb_snapshot: not connected to the lab")
+    threads, violations, _ = one_pass()  # warm-up: boot-time values get cached
+    times = []
+    for _ in range(ROUNDS):
+        t0 = time.perf_counter()
+        one_pass()
+        times.append((time.perf_counter() - t0) * 1000.0)
+    trips = count_round_trips()
+    times.sort()
+    p10 = times[len(times) // 10]
+    p90 = times[(len(times) * 9) // 10]
+    print(f"bench_gdb_snapshot: {threads} threads, {ROUNDS} rounds: snapshot+check median "
+          f"{statistics.median(times):.2f} ms (p10 {p10:.2f}, p90 {p90:.2f}); "
+          f"{trips} remote round trips per pass; {violations} violations at this stop")
+    print(f"bench_gdb_snapshot: targets: median <= 5 ms "
+          f"[{'met' if statistics.median(times) <= 5 else 'MISSED'}], <= 30 round trips "
+          f"[{'met' if trips <= 30 else 'MISSED'}]")
+
+
+main()
