@@ -401,6 +401,8 @@ class GdbTarget:
     def read(self, addr: int, size: int) -> bytes:
         inf = gdb.selected_inferior()
         linear = is_linear(addr, self.linear_end)
+        if linear and memory_mode() == "physical":
+            return self._read_physical(inf, addr, size)
         if (not linear and self._reader_thread is not None
                 and self._current is not self._reader_thread):
             # vmalloc/module space needs the MMU on: switch to a host-virtual
@@ -417,6 +419,9 @@ class GdbTarget:
         if not is_linear(addr, self.linear_end):
             raise ReadError(addr, size, "cannot access memory (vmalloc/module space, "
                                         "no thread in host virtual mode)")
+        return self._read_physical(inf, addr, size)
+
+    def _read_physical(self, inf: Any, addr: int, size: int) -> bytes:
         # Every thread is in a guest (or OPAL): QEMU's physical memory mode and
         # the linear map's va -> pa (top nibble dropped).
         if not self._phys:
@@ -429,6 +434,30 @@ class GdbTarget:
             return inf.read_memory(linear_to_phys(addr), size).tobytes()
         except gdb.MemoryError as e:
             raise ReadError(addr, size, str(e).split(" at ")[0] or "cannot access memory") from None
+
+
+class MemoryMode(gdb.Parameter):
+    """How pv-* commands read kernel memory: auto (default) reads through a
+thread in host mode and falls back to QEMU's physical-memory mode
+(Qqemu.PhyMemMode) for linear-map addresses when no thread can; physical
+always reads the linear map physically (useful to check that path)."""
+
+    set_doc = "Set how pv-* commands read kernel memory (auto|physical)."
+    show_doc = "Show how pv-* commands read kernel memory."
+
+    def __init__(self) -> None:
+        super().__init__("pv-memory", gdb.COMMAND_DATA, gdb.PARAM_ENUM, ["auto", "physical"])
+        self.value = "auto"
+
+    def get_show_string(self, svalue: str) -> str:
+        return f"pv-* commands read kernel memory in {svalue} mode"
+
+
+_memory_mode: MemoryMode | None = None
+
+
+def memory_mode() -> str:
+    return _memory_mode.value if _memory_mode is not None else "auto"
 
 
 def prepare(target: GdbTarget, k: Kernel) -> list[ThreadRegs]:
@@ -457,6 +486,9 @@ def read_state(stop: str | None = None, with_hdec: bool = False,
 
 
 def install_events() -> None:
+    global _memory_mode
+    if _memory_mode is None:
+        _memory_mode = MemoryMode()
     gdb.events.new_objfile.connect(lambda _e: forget())
     gdb.events.clear_objfiles.connect(forget_kernel)
     if hasattr(gdb.events, "connection_removed"):
