@@ -39,3 +39,46 @@ def check_trace_text(text: str, variant: Optional[str] = None) -> Dict[str, Any]
 
 def invariant_descriptions() -> Dict[int, str]:
     """{invariant number: one-line statement} for every invariant checked."""
+
+# --- kernel image reader (rust/bindings/btf.rs; used by pyvcore.layout / the gdb plugin) ---
+
+class KernelImage:
+    """A ppc64 kernel ELF: symbols from its symtab, struct layouts from its .BTF.
+
+    Raises OSError if the file cannot be read, ValueError if it is not a ppc64 ELF.
+    """
+
+    def __init__(self, path: Union[str, "PathLike[str]"]) -> None: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def machine(self) -> str:
+        """ELF architecture name ("PowerPc64")."""
+    @property
+    def little_endian(self) -> bool: ...
+    @property
+    def has_btf(self) -> bool: ...
+    @property
+    def has_debug_info(self) -> bool:
+        """True when the image carries DWARF (.debug_info)."""
+    @property
+    def banner(self) -> Optional[str]:
+        """linux_banner ("Linux version ...")."""
+    @property
+    def release(self) -> Optional[str]:
+        """Kernel release, e.g. "6.12.95+deb12-powerpc64le"."""
+    def symbol(self, name: str) -> Optional[int]: ...
+    def symbol_info(self, name: str) -> Optional[Dict[str, Any]]:
+        """{"address", "size", "section", "local"} or None."""
+    def struct_layout(self, name: str) -> Dict[str, Any]:
+        """{"name", "size", "is_union", "members": [{"name", "offset", "bit_offset",
+        "bitfield_size", "size", "type", "kind", "signed", "type_id", "array_len",
+        "elem_size", "inner_kind"}]}; KeyError if unknown, ValueError without BTF."""
+    def layout_by_id(self, type_id: int, module: Optional[str] = None) -> Dict[str, Any]:
+        """Layout of an (anonymous) struct/union by BTF id."""
+    def has_type(self, name: str) -> bool: ...
+    def add_module_btf(self, name: str, elf: bytes) -> bool:
+        """Add a module's split BTF (decompressed .ko bytes); False if it has none."""
+
+def module_symbols(elf: bytes) -> Dict[str, Tuple[str, int]]:
+    """Symbols of a (decompressed) module ELF: {name: (section, offset)}."""
