@@ -81,8 +81,9 @@ class Lab:
     """One QEMU powernv8 boot of the lab (see the module docstring).
 
     ``hold`` is the guest's pyvcore.hold (seconds the scenario runs before it reports and
-    powers off; 0 = until the lab is stopped). ``detached`` is for `pyvcore lab up`: QEMU
-    outlives this process and its state goes to the cache dir.
+    powers off; 0 = until the lab is stopped). ``lock_wait``: seconds to wait for another
+    QEMU to release the machine lock (default: fail at once). ``detached`` is for
+    `pyvcore lab up`: QEMU outlives this process and its state goes to the cache dir.
     """
 
     def __init__(
@@ -96,6 +97,7 @@ class Lab:
         boot_timeout: float = BOOT_TIMEOUT,
         stall_timeout: float = STALL_TIMEOUT,
         retries: int = 1,
+        lock_wait: float = 0.0,
         detached: bool = False,
         append: tuple[str, ...] = (),
         log: Callable[[str], None] | None = _log,
@@ -116,6 +118,7 @@ class Lab:
         self.boot_timeout = boot_timeout
         self.stall_timeout = stall_timeout
         self.retries = retries
+        self.lock_wait = lock_wait
         self.detached = detached
         self.append = tuple(append)
         self._log = log or (lambda message: None)
@@ -132,6 +135,7 @@ class Lab:
         self.manifest: KernelManifest | None = None
         self.boot_seconds: float | None = None
         self.attempts = 0
+        self.stopped_by: str | None = None
         self.started_at: str | None = None
         self._reader: ConsoleFile | None = None
         self._qmp_dir: Path | None = None
@@ -171,16 +175,25 @@ class Lab:
         raise AssertionError("unreachable")
 
     def stop(self) -> None:
-        """Quit QEMU (QMP quit, then signals) and leave no process behind. Idempotent."""
+        """Quit QEMU (QMP quit, then signals) and leave no process behind. Idempotent.
+
+        ``stopped_by`` then says how: "qmp quit", "SIGTERM", "SIGKILL", or "guest poweroff"
+        / "exited" when QEMU had already ended."""
         pid, proc = self.pid, self.proc
         if pid is not None and (proc is None or proc.poll() is None) and is_qemu_process(pid):
-            if self.qmp_socket is not None and self.qmp_socket.exists():
-                qmp_quit(self.qmp_socket, timeout=3.0)
-            if not wait_gone(pid, 5.0, proc):
+            self.stopped_by = "qmp quit"
+            if self.qmp_socket is None or not self.qmp_socket.exists() or not qmp_quit(self.qmp_socket, 3.0):
+                self.stopped_by = None
+            if self.stopped_by is None or not wait_gone(pid, 5.0, proc):
+                self.stopped_by = "SIGTERM"
                 kill_group(pid, signal.SIGTERM)
                 if not wait_gone(pid, 3.0, proc):
+                    self.stopped_by = "SIGKILL"
                     kill_group(pid, signal.SIGKILL)
                     wait_gone(pid, 5.0, proc)
+        elif pid is not None:
+            done = self._reader.parsed.powered_off if self._reader else False
+            self.stopped_by = "guest poweroff" if done else "exited"
         if proc is not None:
             try:
                 proc.wait(timeout=5)
@@ -390,7 +403,7 @@ class Lab:
         port = self.requested_gdb_port
         if port is not None and port_in_use(port):
             raise LabError(f"gdb port 127.0.0.1:{port} is already in use; pick another or omit it for a free one")
-        lock_fd = acquire_lock()
+        lock_fd = acquire_lock(wait=self.lock_wait)
         try:
             if port is None:
                 port = free_port()
@@ -485,7 +498,8 @@ class Lab:
         how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
         if "Address already in use" in err_text:
             return LabError(f"gdb port {self.gdb_address} is already in use (QEMU could not bind it)", err_text)
-        first_err = err_text.splitlines()[-1] if err_text else ""
+        errors = [line for line in err_text.splitlines() if ": warning: " not in line]
+        first_err = errors[-1] if errors else ""
         message = f"QEMU died during boot ({how})" + (f": {first_err}" if first_err else "")
         detail = f"QEMU stderr:\n{err_text}\nconsole tail:\n{reader.tail()}"
         return LabError(message, detail)
