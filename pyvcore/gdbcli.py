@@ -53,9 +53,31 @@ def gdb_command(*, vmlinux: str, remote: str | None, modules: list[str], gdb: st
     return argv + list(extra or [])
 
 
+AUTOLOAD = """\
+# gdb auto-load script for this kernel: loads the pyvcore pv-* commands.
+# Written by `pyvcore gdb --write-autoload`; gdb runs it when it loads the
+# vmlinux next to it, if the directory is in `set auto-load safe-path`.
+import runpy
+
+# run_path, not `source`: a nested `source` keeps this file's __file__, and the
+# entry finds the pyvcore package from its own path.
+runpy.run_path("{entry}", run_name="__main__")
+"""
+
+
+def write_autoload(vmlinux: Path) -> Path:
+    """``<vmlinux>-gdb.py`` next to the kernel (gdb's objfile auto-load name)."""
+    script = vmlinux.with_name(vmlinux.name + "-gdb.py")
+    script.write_text(AUTOLOAD.format(entry=plugin_entry()))
+    return script
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.entry:
+        print(plugin_entry())
+        return 0
     status: dict[str, Any] = {}
-    if args.vmlinux is None or args.remote is None:
+    if args.vmlinux is None or (args.remote is None and not args.write_autoload):
         try:
             from pyvcore.lab import Lab
 
@@ -63,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         except Exception as e:  # noqa: BLE001 - report, don't trace
             print(f"pyvcore gdb: cannot query the lab: {e}", file=sys.stderr)
             lab = None
-        if lab is None and (args.vmlinux is None or args.remote is None):
+        if lab is None and (args.vmlinux is None or (args.remote is None and not args.write_autoload)):
             print("pyvcore gdb: no lab is running: start one with `pyvcore lab up`, "
                   "or give --vmlinux and --remote HOST:PORT", file=sys.stderr)
             return 2
@@ -74,6 +96,15 @@ def run(args: argparse.Namespace) -> int:
     if not vmlinux or not Path(vmlinux).is_file():
         print(f"pyvcore gdb: vmlinux not found: {vmlinux}", file=sys.stderr)
         return 2
+    if args.write_autoload:
+        try:
+            script = write_autoload(Path(vmlinux))
+        except OSError as e:
+            print(f"pyvcore gdb: cannot write the auto-load script: {e}", file=sys.stderr)
+            return 2
+        print(f"wrote {script}\nallow it in ~/.gdbinit with: "
+              f"add-auto-load-safe-path {script.parent}")
+        return 0
     modules = [] if args.no_modules else module_commands(status)
     argv = gdb_command(vmlinux=str(vmlinux), remote=None if args.no_connect else remote,
                        modules=modules, gdb=args.gdb, extra=args.gdb_args)
@@ -108,6 +139,10 @@ def register(subparsers) -> None:  # noqa: ANN001
     p.add_argument("--no-modules", action="store_true", help="do not load module symbols")
     p.add_argument("--no-connect", action="store_true", help="do not connect to the gdbstub")
     p.add_argument("--print", action="store_true", help="print the gdb command line and exit")
+    p.add_argument("--entry", action="store_true",
+                   help="print the path of the gdb entry script (for `source` in ~/.gdbinit)")
+    p.add_argument("--write-autoload", action="store_true",
+                   help="write <vmlinux>-gdb.py next to the kernel so gdb loads pv-* with it")
     p.add_argument("gdb_args", nargs=argparse.REMAINDER,
                    help="extra gdb arguments after `--` (e.g. -batch -ex pv-paca)")
     p.set_defaults(func=_run_stripping_dashdash)

@@ -1,0 +1,76 @@
+"""`pyvcore gdb`: the gdb-multiarch command line it builds, and its auto-load script."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pyvcore.cli import main
+from pyvcore.gdbcli import gdb_command, module_commands, plugin_entry, write_autoload
+
+STATUS = {
+    "gdb": "127.0.0.1:4321",
+    "vmlinux": "/k/vmlinux",
+    "modules": {"kvm_hv": {".text": 0xC0003D0000478000, ".data": 0xC0003D000049EB40,
+                           ".bss": 0xC0003D00004A34C0},
+                "kvm": {".data": 1}},  # no .text: not loadable
+    "module_objects": {"kvm_hv": "/k/kvm-hv.ko", "kvm": "/k/kvm.ko"},
+}
+
+
+def test_module_symbols_at_reported_addresses():
+    assert module_commands(STATUS) == [
+        "add-symbol-file /k/kvm-hv.ko 0xc0003d0000478000 -s .bss 0xc0003d00004a34c0 "
+        "-s .data 0xc0003d000049eb40"]
+
+
+def test_gdb_command_order():
+    argv = gdb_command(vmlinux="/k/vmlinux", remote="127.0.0.1:4321", modules=["add-symbol-file x 0x1"])
+    ex = [argv[i + 1] for i, a in enumerate(argv) if a == "-ex"]
+    assert argv[0] == "gdb-multiarch"
+    assert ex.index("file /k/vmlinux") < ex.index("add-symbol-file x 0x1") \
+        < ex.index("target remote 127.0.0.1:4321") < ex.index(f"source {plugin_entry()}")
+    assert "set architecture powerpc:common64" in ex and "set endian little" in ex
+
+
+def test_entry_is_the_packaged_gdb_py(capsys):
+    assert main(["gdb", "--entry"]) == 0
+    path = Path(capsys.readouterr().out.strip())
+    assert path.name == "gdb.py" and path.parent.name == "pyvcore"
+    assert (path.parent / "_gdb_plugins" / "watch.py").is_file()
+
+
+def test_without_a_lab_it_says_what_to_do(capsys, monkeypatch):
+    import pyvcore.lab
+
+    monkeypatch.setattr(pyvcore.lab.Lab, "running", classmethod(lambda cls: None))
+    assert main(["gdb"]) == 2
+    assert "no lab is running: start one with `pyvcore lab up`" in capsys.readouterr().err
+
+
+def test_print_with_explicit_target(tmp_path, capsys):
+    vmlinux = tmp_path / "vmlinux"
+    vmlinux.write_bytes(b"")
+    assert main(["gdb", "--vmlinux", str(vmlinux), "--remote", "127.0.0.1:1", "--print"]) == 0
+    out = capsys.readouterr().out
+    assert "'target remote 127.0.0.1:1'" in out and f"'file {vmlinux}'" in out
+
+
+@pytest.mark.gdb
+@pytest.mark.skipif(shutil.which("gdb-multiarch") is None, reason="gdb-multiarch not installed")
+def test_autoload_script_loads_the_plugin(tmp_path):
+    vmlinux = tmp_path / "vmlinux"
+    shutil.copy("/bin/true", vmlinux)  # any ELF: the plugin must still load and explain
+    script = write_autoload(vmlinux)
+    assert script.name == "vmlinux-gdb.py"
+    out = subprocess.run(["gdb-multiarch", "-nx", "-q", "-batch", "-ex",
+                          f"add-auto-load-safe-path {tmp_path}", "-ex", f"file {vmlinux}",
+                          "-ex", "help pv-vcore"], capture_output=True, text=True, timeout=60)
+    text = out.stdout + out.stderr
+    assert "Traceback" not in text
+    assert "pv-paca, pv-vcore, pv-snapshot, pv-check, pv-watch" in text
+    assert "not a ppc64 kernel" in text
+    assert "Usage: pv-vcore [ADDR|all]" in text
