@@ -221,8 +221,11 @@ impl<'a> Ctx<'a> {
         self.s.variant == Variant::Modern && self.tpc == 8 && (p == i % 4 || p == i % 2)
     }
 
-    fn is_secondary(&self, i: usize) -> bool {
-        i != 0
+    /// A thread's number within its core: Linux numbers the threads of a
+    /// core consecutively from a multiple of threads_per_core
+    /// (cpu_thread_in_core), so this holds even if a reader skipped a thread.
+    fn core_thread(&self, t: &Thread) -> usize {
+        (t.cpu % self.tpc) as usize
     }
 }
 
@@ -577,8 +580,10 @@ fn check_entry_exit(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
             // vcore, and the seed never clears it; while STARTING/RUNNING no
             // other vcore can have taken the core's threads.
             let holds_core = vc.vcore_state == st.running || Some(vc.vcore_state) == st.starting;
-            if holds_core && cx.s.threads.len() as u32 == cx.tpc && cx.s.threads[0].cpu == vc.pcpu {
-                let pointing = cx.s.threads.iter().filter(|t| t.kvm_hstate.kvm_vcore == vc.addr).count() as u32;
+            let on_core = |t: &&Thread| t.cpu >= vc.pcpu && t.cpu - vc.pcpu < cx.tpc;
+            if holds_core && cx.s.threads.iter().filter(on_core).count() as u32 == cx.tpc {
+                let pointing =
+                    cx.s.threads.iter().filter(on_core).filter(|t| t.kvm_hstate.kvm_vcore == vc.addr).count() as u32;
                 if entry > pointing {
                     out.push(
                         Violation::new(10, format!("{entry} threads entered but only {pointing} PACAs point at the vcore"))
@@ -610,12 +615,12 @@ fn check_entry_exit(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
     if vc.vcore_state == st.running
         && !ee.exit_started()
         && ee != EntryExit::Unknown
-        && cx.s.threads.first().map(|t| t.cpu) == Some(vc.pcpu)
+        && vc.pcpu % cx.tpc == 0
     {
-        for (i, t) in cx.s.threads.iter().enumerate().skip(1).take(cx.tpc as usize - 1) {
-            if t.kvm_hstate.hwthread_req != 1 {
+        for (i, t) in cx.s.threads.iter().enumerate() {
+            if t.cpu > vc.pcpu && t.cpu - vc.pcpu < cx.tpc && t.kvm_hstate.hwthread_req != 1 {
                 out.push(
-                    Violation::new(17, format!("vcore runs with no exit started, but secondary thread {} is not grabbed", i))
+                    Violation::new(17, format!("vcore runs with no exit started, but secondary thread {} is not grabbed", t.cpu - vc.pcpu))
                         .field(hs(i, "hwthread_req"), t.kvm_hstate.hwthread_req)
                         .field(p("vcores", k, ee.key()), ee.raw()),
                 );
@@ -628,6 +633,8 @@ fn check_threads(cx: &Ctx, out: &mut Vec<Violation>) {
     let threads = &cx.s.threads;
     for (i, t) in threads.iter().enumerate() {
         let h = &t.kvm_hstate;
+        // Path index i, thread number in the core n.
+        let n = cx.core_thread(t);
 
         // Value ranges.
         if !matches!(h.in_guest, KVM_GUEST_MODE_NONE | KVM_GUEST_MODE_SKIP | KVM_GUEST_MODE_GUEST_HV | KVM_GUEST_MODE_HOST_HV) {
@@ -653,9 +660,9 @@ fn check_threads(cx: &Ctx, out: &mut Vec<Violation>) {
 
         // 3: the PACA ptid is only ever written as `cpu - vc->pcpu`, so even a
         // stale one is this thread's index (or 0 if never written).
-        if cx.aligned && !cx.hstate_ptid_ok(i, h.ptid) {
+        if cx.aligned && !cx.hstate_ptid_ok(n, h.ptid) {
             out.push(
-                Violation::new(3, format!("thread {} has PACA ptid {}, not its own thread number", i, h.ptid))
+                Violation::new(3, format!("thread {} has PACA ptid {}, not its own thread number", n, h.ptid))
                     .field(hs(i, "ptid"), h.ptid),
             );
         }
@@ -691,7 +698,7 @@ fn check_threads(cx: &Ctx, out: &mut Vec<Violation>) {
             );
         }
 
-        if cx.is_secondary(i) {
+        if n != 0 {
             // 15: a secondary is grabbed (hwthread_req 1) for the whole run and
             // clears napping before it can leave it.  Thread 0 is not judged:
             // it stores napping a few instructions before kvm_do_nap stores
@@ -748,7 +755,7 @@ fn check_threads(cx: &Ctx, out: &mut Vec<Violation>) {
 
         // 26: thread 0 with no vcpu naps with NAPPING_NOVCPU.
         if h.napping == NAPPING_NOVCPU {
-            check_novcpu(cx, i, t, out);
+            check_novcpu(cx, i, n, t, out);
         }
 
         let Some((j, v)) = cx.vcpu(h.kvm_vcpu) else { continue };
@@ -854,12 +861,12 @@ fn check_threads(cx: &Ctx, out: &mut Vec<Violation>) {
     }
 }
 
-fn check_novcpu(cx: &Ctx, i: usize, t: &Thread, out: &mut Vec<Violation>) {
+fn check_novcpu(cx: &Ctx, i: usize, n: usize, t: &Thread, out: &mut Vec<Violation>) {
     let h = &t.kvm_hstate;
-    let subcore_start = i == 0 || (cx.s.variant == Variant::Modern && cx.tpc == 8 && i % 2 == 0);
+    let subcore_start = n == 0 || (cx.s.variant == Variant::Modern && cx.tpc == 8 && n % 2 == 0);
     if !subcore_start {
         out.push(
-            Violation::new(26, format!("thread {} naps with NAPPING_NOVCPU; only thread 0 does", i))
+            Violation::new(26, format!("thread {} naps with NAPPING_NOVCPU; only thread 0 does", n))
                 .field(hs(i, "napping"), h.napping),
         );
         return;
@@ -921,9 +928,21 @@ fn check_mmu(cx: &Ctx, out: &mut Vec<Violation>) {
         && cx.s.vcores.iter().any(|v| Some(v.vcore_state) == cx.states.piggyback);
     if !split {
         for (name, get) in [("lpidr", (|t: &Thread| t.lpidr) as fn(&Thread) -> Option<u64>), ("sdr1", |t: &Thread| t.sdr1)] {
-            let mut known = threads.iter().enumerate().filter_map(|(i, t)| get(t).map(|v| (i, v)));
-            let Some((i0, v0)) = known.next() else { continue };
-            let differ: Vec<(usize, u64)> = known.filter(|(_, v)| *v != v0).collect();
+            // Per core (cpu / threads_per_core).
+            for (i0, t0) in threads.iter().enumerate() {
+            let Some(v0) = get(t0) else { continue };
+            let core = t0.cpu / cx.tpc;
+            if threads[..i0].iter().any(|t| t.cpu / cx.tpc == core && get(t).is_some()) {
+                continue; // not the first thread of its core with a value
+            }
+            let differ: Vec<(usize, u64)> = threads
+                .iter()
+                .enumerate()
+                .skip(i0 + 1)
+                .filter(|(_, t)| t.cpu / cx.tpc == core)
+                .filter_map(|(i, t)| get(t).map(|v| (i, v)))
+                .filter(|(_, v)| *v != v0)
+                .collect();
             if differ.is_empty() {
                 continue;
             }
@@ -937,6 +956,7 @@ fn check_mmu(cx: &Ctx, out: &mut Vec<Violation>) {
                 viol = viol.field(p("threads", i, name), v);
             }
             out.push(viol);
+            }
         }
     }
     let Some(kvm) = &cx.s.kvm else { return };
@@ -974,13 +994,13 @@ fn check_mmu(cx: &Ctx, out: &mut Vec<Violation>) {
     // Thread 0 outside KVM (in_guest NONE): kvmppc_hv_entry stores HOST_HV
     // before the switch in and the exit tail stores NONE after the switch
     // back, so no partition switch is under way on the core.
-    if let Some(t0) = threads.first() {
-        if t0.kvm_hstate.in_guest == KVM_GUEST_MODE_NONE {
+    for (i0, t0) in threads.iter().enumerate() {
+        if cx.core_thread(t0) == 0 && t0.kvm_hstate.in_guest == KVM_GUEST_MODE_NONE {
             if let (Some(l), Some(host)) = (t0.lpidr, kvm.host_lpid) {
                 if l != host {
                     out.push(
                         Violation::new(8, format!("thread 0 is outside KVM but LPIDR is {:#x}, not the host's {:#x}", l, host))
-                            .field("threads[0].lpidr", l)
+                            .field(p("threads", i0, "lpidr"), l)
                             .field("kvm.host_lpid", host),
                     );
                 }
@@ -989,7 +1009,7 @@ fn check_mmu(cx: &Ctx, out: &mut Vec<Violation>) {
                 if sd != host {
                     out.push(
                         Violation::new(8, format!("thread 0 is outside KVM but SDR1 is {:#x}, not the host's {:#x}", sd, host))
-                            .field("threads[0].sdr1", sd)
+                            .field(p("threads", i0, "sdr1"), sd)
                             .field("kvm.host_sdr1", host),
                     );
                 }
@@ -1087,11 +1107,11 @@ pub struct Prediction {
     pub vcpu_id: Option<u32>,
 }
 
-/// The vcore the model expects on this core: the one in a run whose pcpu is
-/// the core's thread 0 (RUNNING before STARTING/PIGGYBACK before EXITING).
-pub fn active_vcore(s: &Snapshot) -> Option<&Vcore> {
+/// The vcore the model expects on the core whose thread 0 is cpu `base`: the
+/// one in a run with that pcpu (RUNNING before STARTING/PIGGYBACK before
+/// EXITING).
+pub fn active_vcore(s: &Snapshot, base: u32) -> Option<&Vcore> {
     let st = s.variant.vcore_states();
-    let base = s.threads.first()?.cpu;
     let rank = |state: u8| {
         if state == st.running {
             Some(0)
@@ -1120,26 +1140,22 @@ pub fn active_vcore(s: &Snapshot) -> Option<&Vcore> {
 /// it is RUNNABLE (or its state is unknown).
 pub fn predict(s: &Snapshot) -> Vec<Prediction> {
     let modern = s.variant == Variant::Modern;
-    let Some(vc) = active_vcore(s) else {
-        return s
-            .threads
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Prediction {
-                thread: i,
-                cpu: t.cpu,
-                ptid: None,
-                kvm_vcpu: Some(0),
-                // Modern release clears kvm_vcore; the seed leaves it stale.
-                kvm_vcore: if modern { Some(0) } else { None },
-                vcpu_id: None,
-            })
-            .collect();
-    };
+    let tpc = s.threads_per_core.clamp(1, MAX_SMT_THREADS as u32);
     s.threads
         .iter()
         .enumerate()
         .map(|(i, t)| {
+            let Some(vc) = active_vcore(s, t.cpu - t.cpu % tpc) else {
+                return Prediction {
+                    thread: i,
+                    cpu: t.cpu,
+                    ptid: None,
+                    kvm_vcpu: Some(0),
+                    // Modern release clears kvm_vcore; the seed leaves it stale.
+                    kvm_vcore: if modern { Some(0) } else { None },
+                    vcpu_id: None,
+                };
+            };
             let n = t.cpu as i64 - vc.pcpu as i64;
             let vcpu = s.vcpus.iter().find(|v| {
                 v.vcore == vc.addr

@@ -104,13 +104,8 @@ fn validate(s: &Snapshot, line: Option<usize>) -> Result<(), SnapshotError> {
     if s.threads.is_empty() {
         return Err(SnapshotError::new(line, "threads", "must list the core's threads (thread 0 first)"));
     }
-    if s.threads.len() > tpc as usize {
-        return Err(SnapshotError::new(
-            line,
-            "threads",
-            format!("{} threads listed for threads_per_core {tpc}", s.threads.len()),
-        ));
-    }
+    // More threads than one core's (several cores, or a reader that lists
+    // every cpu) are fine: the checks group threads by cpu / threads_per_core.
     Ok(())
 }
 

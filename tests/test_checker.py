@@ -387,3 +387,27 @@ def test_check_trace_text_reports_lines():
     assert report.snapshots == 3 and report.exit_code == 1
     assert {v.line for v in report.violations} == {3}
     assert {v.invariant for v in report.violations} == {8}
+
+
+def test_thread_numbers_come_from_cpu_numbers_not_list_positions():
+    # A reader that could not read thread 2 leaves it out: thread 3 is still
+    # thread 3 (cpu % threads_per_core), with its own ptid.
+    s = cs.live_only_vcpu1()
+    del s["threads"][2]
+    assert invariants(s) == []
+    hstate(s, 2)["ptid"] = 2  # now the entry for cpu 3
+    assert invariants(s) == [3]
+
+
+def test_two_cores_are_judged_per_core():
+    s = running()
+    idle = [{"cpu": 4 + t, "hw_cpu_id": 16 + t, "lpidr": cs.HOST_LPID, "sdr1": cs.HOST_SDR1,
+             "kvm_hstate": {"kvm_vcpu": 0, "kvm_vcore": 0, "ptid": t, "hwthread_req": 0,
+                            "hwthread_state": IN_IDLE if t else IN_KERNEL, "napping": 0, "in_guest": NONE}}
+            for t in range(4)]
+    s["threads"] += idle
+    assert invariants(s) == []
+    rows = Checker().predict(s)
+    assert [r["kvm_vcore"] for r in rows[4:]] == [0, 0, 0, 0]
+    s["threads"][5]["lpidr"] = cs.GUEST_LPID  # core 1 disagrees with itself
+    assert invariants(s) == [8]
