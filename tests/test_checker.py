@@ -411,3 +411,33 @@ def test_two_cores_are_judged_per_core():
     assert [r["kvm_vcore"] for r in rows[4:]] == [0, 0, 0, 0]
     s["threads"][5]["lpidr"] = cs.GUEST_LPID  # core 1 disagrees with itself
     assert invariants(s) == [8]
+
+
+# --- real snapshots from the lab (patched QEMU, Debian 6.12, 4 vcpus) ----------
+# tests/checker_live_trace.jsonl: the distinct stops of two pv-watch sessions
+# (breakpoints on kvmppc_hv_entry and kvmhv_switch_to_host, every thread).
+
+LIVE_TRACE = __import__("pathlib").Path(__file__).with_name("checker_live_trace.jsonl")
+
+
+def test_live_lab_trace_passes():
+    report = pyvcore.check_trace(LIVE_TRACE)
+    assert report.snapshots == 75
+    assert report.exit_code == 0, report.format_text()
+
+
+def test_live_lab_trace_with_stock_qemu_registers_breaks_8():
+    lines = []
+    changed = 0
+    for line in LIVE_TRACE.read_text().splitlines():
+        s = json.loads(line)
+        if s["threads"][0]["lpidr"] == s["kvm"]["lpid"]:
+            # What stock QEMU shows: only the thread that wrote LPIDR has it.
+            for t in s["threads"][1:]:
+                t["lpidr"], t["sdr1"] = s["kvm"]["host_lpid"], s["kvm"]["host_sdr1"]
+            changed += 1
+        lines.append(json.dumps(s))
+    report = check_trace_text("\n".join(lines))
+    assert changed > 10
+    assert {v.invariant for v in report.violations} == {8}
+    assert len({v.line for v in report.violations}) == changed
