@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from pyvcore.gdbcli import module_commands, plugin_entry
 from pyvcore.mi import GdbCommandError, GdbMI, MIError, MITimeout, iter_jsonl
 
 SCENARIOS = ("all", "novcpu0", "cede", "doorbell", "sparse", "two-vcores", "exits")
@@ -39,11 +40,6 @@ class DiffError(RuntimeError):
     """The comparison could not be run (lab, gdb or plugin problem)."""
 
 
-def plugin_entry() -> Path:
-    """Path of the gdb entry script (contract 6), from a checkout or a wheel."""
-    return Path(__file__).resolve().parent / "gdb.py"
-
-
 def stop_kind(record: dict[str, Any]) -> str:
     """The breakpoint a snapshot was taken at, without per-hit decorations.
 
@@ -55,30 +51,6 @@ def stop_kind(record: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------- gdb side
-def module_symbol_commands(status: dict[str, Any]) -> list[str]:
-    """``add-symbol-file`` commands for kvm.ko / kvm-hv.ko at their load addresses.
-
-    kvmppc_run_core and kvmppc_start_thread, two of pv-watch's points, live in
-    kvm-hv.ko, whose sections move every boot: the guest reports them from
-    /sys/module/*/sections (``status["modules"]``) and the lab knows the .ko it
-    loaded (``status["module_objects"]``).
-    """
-    out = []
-    objects = status.get("module_objects") or {}
-    for name, sections in (status.get("modules") or {}).items():
-        path = objects.get(name)
-        text = (sections or {}).get(".text")
-        if not path or text is None:
-            continue
-        extra = " ".join(
-            f"-s {section} {int(addr):#x}"
-            for section, addr in sorted(sections.items())
-            if section != ".text"
-        )
-        out.append(f"add-symbol-file {path} {int(text):#x} {extra}".rstrip())
-    return out
-
-
 def attach(lab: Any, *, gdb: str = "gdb-multiarch", timeout: float = 120.0) -> GdbMI:
     """gdb-multiarch attached to a running lab with vmlinux and the plugin loaded."""
     mi = GdbMI(gdb, timeout=timeout)
@@ -86,7 +58,7 @@ def attach(lab: Any, *, gdb: str = "gdb-multiarch", timeout: float = 120.0) -> G
         mi.console("set architecture powerpc:common64")
         mi.console("set endian little")
         mi.execute(f"-file-exec-and-symbols {lab.vmlinux}", timeout=timeout)
-        for command in module_symbol_commands(lab.status()):
+        for command in module_commands(lab.status()):
             mi.console(command, timeout=timeout)
         result = mi.console(f"source {plugin_entry()}", timeout=timeout)
         mi.plugin_banner = result.console.strip()  # type: ignore[attr-defined]
@@ -117,7 +89,7 @@ def watch(
     log.unlink(missing_ok=True)
     if mi.running:
         mi.interrupt(timeout=30)
-    mi.console(f"pv-watch on --log {log} --max-stops {stops} {extra}".strip(), timeout=60)
+    on = mi.console(f"pv-watch on --log {log} --max-stops {stops} {extra}".strip(), timeout=60)
     started = time.monotonic()
     end = started + deadline_s
     target_stops = 0
@@ -147,6 +119,7 @@ def watch(
         "watch_s": round(time.monotonic() - started, 3),
         "target_stops": target_stops,
         "ended_by": reason,
+        "pv_watch": on.console.strip(),  # where it planted breakpoints, what it could not
     }
 
 
@@ -268,6 +241,7 @@ def run_live(
     wait_reports_s: float = 60.0,
     gdb: str = "gdb-multiarch",
     lab: Any = None,
+    lock_wait: float = 0.0,
     progress: Any = None,
 ) -> LiveRun:
     """Boot (unless ``lab`` is given, already started), watch, detach, collect reports.
@@ -283,10 +257,13 @@ def run_live(
     t0 = time.monotonic()
     if own_lab:
         say(f"booting the lab: scenario {scenario}, {qemu} QEMU, {threads} threads ...")
-        lab = Lab(scenario=scenario, threads=threads, qemu=qemu, hold=hold)
+        # lock_wait: how long to wait for another QEMU on this machine to finish.
+        extra = {"lock_wait": lock_wait} if lock_wait else {}
+        lab = Lab(scenario=scenario, threads=threads, qemu=qemu, hold=hold, **extra)
         lab.start()
     try:
-        timings["boot_s"] = round(time.monotonic() - t0, 2)
+        # The lab's own figure excludes waiting for the machine lock.
+        timings["boot_s"] = round(getattr(lab, "boot_seconds", None) or (time.monotonic() - t0), 2)
         status = dict(lab.status())
         t1 = time.monotonic()
         say(f"attaching gdb to {lab.gdb_address} ...")
