@@ -1,0 +1,131 @@
+"""`pyvcore diff` without a lab: the offline half (re-check, table, JSON, exit codes).
+
+The trace below is four consecutive pv-watch records from a real run of the
+``all`` scenario on patched QEMU (6.12 kernel): one entry stop and three stops
+in kvmhv_switch_to_host while the four threads exit one after the other.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyvcore import diff
+from pyvcore.diff import LiveRun, format_table, stop_kind, summarize
+
+# Recorded by `pyvcore diff --scenario all` (pv-watch --log), 2026-11-25.
+REAL_TRACE = r"""
+{"variant":"modern","threads_per_core":4,"stop":"kvmppc_hv_entry@cpu0","threads":[{"cpu":0,"hw_cpu_id":8,"kvm_hstate":{"in_guest":0,"napping":0,"hwthread_req":0,"hwthread_state":2,"ptid":0,"kvm_vcpu":13835058055320740864,"kvm_vcore":13835058055328945920},"lpidr":0,"sdr1":2080374791},{"cpu":1,"hw_cpu_id":9,"kvm_hstate":{"in_guest":4,"napping":0,"hwthread_req":1,"hwthread_state":2,"ptid":1,"kvm_vcpu":13835058055320731648,"kvm_vcore":13835058055328945920},"lpidr":0,"sdr1":2080374791},{"cpu":2,"hw_cpu_id":10,"kvm_hstate":{"in_guest":4,"napping":0,"hwthread_req":1,"hwthread_state":2,"ptid":2,"kvm_vcpu":13835058055320750080,"kvm_vcore":13835058055328945920},"lpidr":0,"sdr1":2080374791},{"cpu":3,"hw_cpu_id":11,"kvm_hstate":{"in_guest":4,"napping":0,"hwthread_req":1,"hwthread_state":2,"ptid":3,"kvm_vcpu":13835058055955096576,"kvm_vcore":13835058055328945920},"lpidr":0,"sdr1":2080374791}],"vcores":[{"addr":13835058055328945920,"n_runnable":4,"num_threads":4,"napping_threads":0,"first_vcpuid":0,"pcpu":0,"vcore_state":4,"in_guest":0,"entry_exit_map":14,"runner":13835058055320731648,"kvm":13835058055354286080}],"vcpus":[{"addr":13835058055320740864,"vcpu_id":0,"vcore":13835058055328945920,"ptid":0,"cpu":0,"thread_cpu":0,"state":1,"ceded":0},{"addr":13835058055320731648,"vcpu_id":1,"vcore":13835058055328945920,"ptid":1,"cpu":0,"thread_cpu":1,"state":1,"ceded":0},{"addr":13835058055320750080,"vcpu_id":2,"vcore":13835058055328945920,"ptid":2,"cpu":0,"thread_cpu":2,"state":1,"ceded":0},{"addr":13835058055955096576,"vcpu_id":3,"vcore":13835058055328945920,"ptid":3,"cpu":0,"thread_cpu":3,"state":1,"ceded":0}],"kvm":{"lpid":1,"sdr1":1962934278,"host_lpid":0,"host_sdr1":2080374791},"violations":[]}
+{"variant":"modern","threads_per_core":4,"stop":"kvmhv_switch_to_host@cpu1","threads":[{"cpu":0,"hw_cpu_id":8,"kvm_hstate":{"in_guest":4,"napping":0,"hwthread_req":0,"hwthread_state":2,"ptid":0,"kvm_vcpu":13835058055320740864,"kvm_vcore":13835058055328945920},"lpidr":1,"sdr1":1962934278},{"cpu":1,"hw_cpu_id":9,"kvm_hstate":{"in_guest":4,"napping":0,"hwthread_req":1,"hwthread_state":2,"ptid":1,"kvm_vcpu":13835058055320731648,"kvm_vcore":13835058055328945920},"lpidr":1,"sdr1":1962934278},{"cpu":2,"hw_cpu_id":10,"kvm_hstate":{"in_guest":4,"napping":0,"hwthread_req":1,"hwthread_state":2,"ptid":2,"kvm_vcpu":13835058055320750080,"kvm_vcore":13835058055328945920},"lpidr":1,"sdr1":1962934278},{"cpu":3,"hw_cpu_id":11,"kvm_hstate":{"in_guest":4,"napping":0,"hwthread_req":1,"hwthread_state":2,"ptid":3,"kvm_vcpu":13835058055955096576,"kvm_vcore":13835058055328945920},"lpidr":1,"sdr1":1962934278}],"vcores":[{"addr":13835058055328945920,"n_runnable":4,"num_threads":4,"napping_threads":0,"first_vcpuid":0,"pcpu":0,"vcore_state":4,"in_guest":1,"entry_exit_map":1551,"runner":13835058055320731648,"kvm":13835058055354286080}],"vcpus":[{"addr":13835058055320740864,"vcpu_id":0,"vcore":13835058055328945920,"ptid":0,"cpu":0,"thread_cpu":0,"state":1,"ceded":0},{"addr":13835058055320731648,"vcpu_id":1,"vcore":13835058055328945920,"ptid":1,"cpu":-1,"thread_cpu":-1,"state":1,"ceded":0},{"addr":13835058055320750080,"vcpu_id":2,"vcore":13835058055328945920,"ptid":2,"cpu":-1,"thread_cpu":-1,"state":1,"ceded":0},{"addr":13835058055955096576,"vcpu_id":3,"vcore":13835058055328945920,"ptid":3,"cpu":0,"thread_cpu":3,"state":1,"ceded":0}],"kvm":{"lpid":1,"sdr1":1962934278,"host_lpid":0,"host_sdr1":2080374791},"violations":[]}
+{"variant":"modern","threads_per_core":4,"stop":"kvmhv_switch_to_host@cpu2","threads":[{"cpu":0,"hw_cpu_id":8,"kvm_hstate":{"in_guest":4,"napping":0,"hwthread_req":0,"hwthread_state":2,"ptid":0,"kvm_vcpu":13835058055320740864,"kvm_vcore":13835058055328945920},"lpidr":1,"sdr1":1962934278},{"cpu":1,"hw_cpu_id":9,"kvm_hstate":{"in_guest":4,"napping":0,"hwthread_req":1,"hwthread_state":2,"ptid":1,"kvm_vcpu":13835058055320731648,"kvm_vcore":13835058055328945920},"lpidr":1,"sdr1":1962934278},{"cpu":2,"hw_cpu_id":10,"kvm_hstate":{"in_guest":4,"napping":0,"hwthread_req":1,"hwthread_state":2,"ptid":2,"kvm_vcpu":13835058055320750080,"kvm_vcore":13835058055328945920},"lpidr":1,"sdr1":1962934278},{"cpu":3,"hw_cpu_id":11,"kvm_hstate":{"in_guest":4,"napping":0,"hwthread_req":1,"hwthread_state":2,"ptid":3,"kvm_vcpu":13835058055955096576,"kvm_vcore":13835058055328945920},"lpidr":1,"sdr1":1962934278}],"vcores":[{"addr":13835058055328945920,"n_runnable":4,"num_threads":4,"napping_threads":0,"first_vcpuid":0,"pcpu":0,"vcore_state":4,"in_guest":1,"entry_exit_map":1807,"runner":13835058055320731648,"kvm":13835058055354286080}],"vcpus":[{"addr":13835058055320740864,"vcpu_id":0,"vcore":13835058055328945920,"ptid":0,"cpu":-1,"thread_cpu":-1,"state":1,"ceded":0},{"addr":13835058055320731648,"vcpu_id":1,"vcore":13835058055328945920,"ptid":1,"cpu":-1,"thread_cpu":-1,"state":1,"ceded":0},{"addr":13835058055320750080,"vcpu_id":2,"vcore":13835058055328945920,"ptid":2,"cpu":-1,"thread_cpu":-1,"state":1,"ceded":0},{"addr":13835058055955096576,"vcpu_id":3,"vcore":13835058055328945920,"ptid":3,"cpu":0,"thread_cpu":3,"state":1,"ceded":0}],"kvm":{"lpid":1,"sdr1":1962934278,"host_lpid":0,"host_sdr1":2080374791},"violations":[]}
+{"variant":"modern","threads_per_core":4,"stop":"kvmhv_switch_to_host@cpu0","threads":[{"cpu":0,"hw_cpu_id":8,"kvm_hstate":{"in_guest":4,"napping":0,"hwthread_req":0,"hwthread_state":2,"ptid":0,"kvm_vcpu":13835058055320740864,"kvm_vcore":13835058055328945920},"lpidr":1,"sdr1":1962934278},{"cpu":1,"hw_cpu_id":9,"kvm_hstate":{"in_guest":4,"napping":0,"hwthread_req":1,"hwthread_state":2,"ptid":1,"kvm_vcpu":13835058055320731648,"kvm_vcore":13835058055328945920},"lpidr":1,"sdr1":1962934278},{"cpu":2,"hw_cpu_id":10,"kvm_hstate":{"in_guest":4,"napping":0,"hwthread_req":1,"hwthread_state":2,"ptid":2,"kvm_vcpu":13835058055320750080,"kvm_vcore":13835058055328945920},"lpidr":1,"sdr1":1962934278},{"cpu":3,"hw_cpu_id":11,"kvm_hstate":{"in_guest":4,"napping":0,"hwthread_req":1,"hwthread_state":2,"ptid":3,"kvm_vcpu":13835058055955096576,"kvm_vcore":13835058055328945920},"lpidr":1,"sdr1":1962934278}],"vcores":[{"addr":13835058055328945920,"n_runnable":4,"num_threads":4,"napping_threads":0,"first_vcpuid":0,"pcpu":0,"vcore_state":4,"in_guest":1,"entry_exit_map":3855,"runner":13835058055320731648,"kvm":13835058055354286080}],"vcpus":[{"addr":13835058055320740864,"vcpu_id":0,"vcore":13835058055328945920,"ptid":0,"cpu":-1,"thread_cpu":-1,"state":1,"ceded":0},{"addr":13835058055320731648,"vcpu_id":1,"vcore":13835058055328945920,"ptid":1,"cpu":-1,"thread_cpu":-1,"state":1,"ceded":0},{"addr":13835058055320750080,"vcpu_id":2,"vcore":13835058055328945920,"ptid":2,"cpu":-1,"thread_cpu":-1,"state":1,"ceded":0},{"addr":13835058055955096576,"vcpu_id":3,"vcore":13835058055328945920,"ptid":3,"cpu":-1,"thread_cpu":-1,"state":1,"ceded":0}],"kvm":{"lpid":1,"sdr1":1962934278,"host_lpid":0,"host_sdr1":2080374791},"violations":[]}
+""".strip()
+
+
+def real_records() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in REAL_TRACE.splitlines()]
+
+
+def swap_ptids(record: dict[str, Any], a: int, b: int) -> dict[str, Any]:
+    bad = copy.deepcopy(record)
+    ha, hb = bad["threads"][a]["kvm_hstate"], bad["threads"][b]["kvm_hstate"]
+    ha["ptid"], hb["ptid"] = hb["ptid"], ha["ptid"]
+    return bad
+
+
+def fake_run(records: list[dict[str, Any]], tmp_path: Path) -> LiveRun:
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return LiveRun(
+        scenario="all", qemu="patched", trace=trace, records=records, reports=[],
+        timings={"boot_s": 17.0, "attach_s": 3.5, "watch_s": 2.9}, watch={"ended_by": "stops"},
+        status={}, console="",
+    )
+
+
+def test_stop_kind_drops_the_per_hit_decoration() -> None:
+    assert stop_kind({"stop": "kvmhv_switch_to_host@cpu2"}) == "kvmhv_switch_to_host"
+    assert stop_kind({"stop": "kvm_do_nap"}) == "kvm_do_nap"
+    assert stop_kind({}) == "?"
+
+
+def test_real_trace_is_clean_and_tabulated_per_stop_kind() -> None:
+    summary = summarize(real_records())
+    assert summary.violations == []
+    assert summary.mismatches == []  # pv-watch's in-gdb verdicts ([] each) agree
+    assert list(summary.stops) == ["kvmppc_hv_entry", "kvmhv_switch_to_host"]
+    assert summary.stops["kvmppc_hv_entry"]["snapshots"] == 1
+    assert summary.stops["kvmhv_switch_to_host"]["snapshots"] == 3
+    assert all(row["check_ms"] > 0 for row in summary.stops.values())
+
+
+def test_swapped_ptids_are_reported_with_invariant_stop_and_fields() -> None:
+    records = real_records()
+    records[3] = swap_ptids(records[3], 1, 2)
+    summary = summarize(records)
+    assert summary.violations, "a ptid swapped between threads 1 and 2 went unnoticed"
+    inv3 = [v for v in summary.violations if v["invariant"] == 3]
+    assert inv3 and all(v["stop"] == "kvmhv_switch_to_host@cpu0" and v["index"] == 3 for v in inv3)
+    assert any("ptid" in key for v in inv3 for key in v["fields"])
+    # The record still carries pv-watch's clean verdict: the disagreement is flagged too.
+    assert summary.mismatches and summary.mismatches[0]["index"] == 3
+    assert summary.stops["kvmhv_switch_to_host"]["violations"] == len(summary.violations)
+
+
+def test_prepatch_and_modern_agree_on_a_dense_vcore() -> None:
+    """vcpus 0-3 all running: packing (prepatch) and alignment give the same threads."""
+    for variant in ("modern", "prepatch"):
+        assert summarize(real_records(), variant).violations == [], variant
+
+
+def test_table_lists_every_stop_kind_and_the_verdict(tmp_path: Path) -> None:
+    run = fake_run(real_records(), tmp_path)
+    text = format_table(run, summarize(run.records))
+    assert "kvmppc_hv_entry" in text and "kvmhv_switch_to_host" in text
+    assert "verdict: clean" in text
+    bad = fake_run([swap_ptids(r, 0, 3) for r in real_records()], tmp_path)
+    text = format_table(bad, summarize(bad.records))
+    assert "inv. 3" in text and "violations" in text
+
+
+@pytest.mark.parametrize(
+    "case, code",
+    [("clean", 0), ("corrupted", 1), ("empty", 2), ("lab-fails", 2)],
+)
+def test_cli_json_and_exit_codes(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                 tmp_path: Path, case: str, code: int) -> None:
+    records = real_records()
+    if case == "corrupted":
+        records[1] = swap_ptids(records[1], 0, 1)
+    if case == "empty":
+        records = []
+
+    def fake_run_live(scenario: str, **kwargs: Any) -> LiveRun:
+        if case == "lab-fails":
+            raise RuntimeError("boot hung twice")
+        assert scenario == "all" and kwargs["qemu"] == "stock" and kwargs["stops"] == 4
+        return fake_run(records, tmp_path)
+
+    monkeypatch.setattr(diff, "run_live", fake_run_live)
+    from pyvcore.cli import main
+
+    rc = main(["diff", "--scenario", "all", "--qemu", "stock", "--stops", "4", "--json"])
+    out, err = capsys.readouterr()
+    assert rc == code
+    if case == "lab-fails":
+        assert "could not run" in err and "boot hung twice" in err
+        return
+    doc = json.loads(out)
+    assert doc["scenario"] == "all"
+    for kind, row in doc["stops"].items():
+        assert isinstance(row["snapshots"], int) and isinstance(row["violations"], int)
+        assert isinstance(row["check_ms"], float)
+    if case == "corrupted":
+        assert doc["violations"] and {"invariant", "stop", "fields"} <= set(doc["violations"][0])
+        assert 3 in {v["invariant"] for v in doc["violations"]}
+    else:
+        assert doc["violations"] == []
