@@ -159,7 +159,10 @@ pv_guest_spin_loop:			/* where a spinning vcpu spends its time */
 	bl	report
 	b	spin
 
-/* Report hcall: counts it, re-reads TIR, exits to the VMM.  Clobbers r3-r12. */
+/*
+ * Report hcall: counts it, re-reads TIR, exits to the VMM.  Returns the VMM's
+ * answer in r3 (PV_RET_*).  Clobbers r3-r12.
+ */
 report:
 	INC	VA_REPORTS, r5
 	mfspr	r5, SPRN_TIR
@@ -208,8 +211,8 @@ cede_waker:
 
 /*
  * Doorbells: wait until every vcpu of the vcore has arrived (so each
- * doorbell has a receiver running guest code; at most PV_BARRIER_ROUNDS
- * reports, so a lone vcpu still sends), enable MSR[EE], then for each
+ * doorbell has a receiver running guest code; the VMM ends the wait when its
+ * start timeout passed, so a lone vcpu still sends), enable MSR[EE], then for each
  * sibling thread t != TIR: mark our bit in the mailbox of the vcpu that
  * should be on thread t (vcpu id - TIR + t) and msgsndp t.
  */
@@ -219,7 +222,6 @@ doorbell_send:
 	addi	r21, r21, 1
 	stwcx.	r21, 0, r20
 	bne-	1b
-	li	r25, PV_BARRIER_ROUNDS	/* give up waiting after this many reports */
 2:	mr	r22, r17
 3:	lwz	r21, 0(r20)
 	cmpw	r21, r16
@@ -227,8 +229,8 @@ doorbell_send:
 	addic.	r22, r22, -1
 	bne	3b
 	bl	report			/* still waiting: let the VMM see us */
-	addic.	r25, r25, -1
-	bne	2b			/* siblings that never run (stock QEMU): send anyway */
+	cmpdi	r3, PV_RET_STOP_WAITING	/* siblings that never run (stock QEMU): send anyway */
+	bne	2b
 4:	li	r20, 0
 	ori	r20, r20, MSR_EE
 	mtmsrd	r20, 1

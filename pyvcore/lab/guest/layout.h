@@ -47,6 +47,10 @@
 #define PV_HCALL_REPORT     0xf100      /* r4 = kind; counters are in the vcpu area */
 #define PV_HCALL_EXIT       0xf104      /* "exits" scenario: a bare exit to userspace */
 
+/* What the VMM answers a report with (r3) */
+#define PV_RET_CONTINUE     0
+#define PV_RET_STOP_WAITING 1           /* start phase over: stop waiting for siblings */
+
 #define PV_KIND_PROGRESS    1
 #define PV_KIND_UNEXPECTED  2
 
@@ -70,7 +74,6 @@
  */
 
 #define PV_DBELL_TYPE_SERVER (5 << 27)  /* msgsndp rB: message type 5 (server doorbell) */
-#define PV_BARRIER_ROUNDS   16          /* doorbell barrier: reports before giving up */
 #define PV_DEC_FAR          0x7fffffff  /* decrementer value that will not fire for seconds */
 
 #endif

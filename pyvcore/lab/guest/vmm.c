@@ -94,6 +94,7 @@ static struct vcpu vcpus[MAX_VCPUS];
 static int nvcpus, smt = 1;
 static char *guest_mem;
 static volatile int stop_requested;
+static volatile int start_phase_over;   /* READY or STALLED printed */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
 static int n_started, n_finished, n_errors;
@@ -176,8 +177,10 @@ static void *vcpu_thread(void *arg)
 		if (run->exit_reason == KVM_EXIT_PAPR_HCALL) {
 			uint64_t nr = run->papr_hcall.nr;
 
-			run->papr_hcall.ret = 0;
+			run->papr_hcall.ret = PV_RET_CONTINUE;
 			if (nr == PV_HCALL_REPORT) {
+				if (start_phase_over)
+					run->papr_hcall.ret = PV_RET_STOP_WAITING;
 				v->report_hcalls++;
 				v->t_last = now();
 				if (!v->started) {
@@ -426,6 +429,7 @@ int main(int argc, char **argv)
 		print_id_list(ids, sizeof(ids), 0);
 		say("PYVCORE STALLED scenario=%s waiting=%s", sc->name, ids);
 	}
+	start_phase_over = 1;
 	/* Hold: keep the guest running (hold 0 = until the machine stops). */
 	deadline = hold > 0 ? now() + hold : 0;
 	wait_until(any_error, deadline);
