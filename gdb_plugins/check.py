@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import gdb  # type: ignore[import-not-found]
@@ -65,9 +64,11 @@ def violation_dict(v: Any) -> dict:
 
 
 def colour_wanted() -> bool:
+    """gdb's own styling switch: gdb turns it off when its output is not a
+    terminal (pipes, batch mode), and users can `set style enabled off`."""
     try:
-        return bool(gdb.parameter("style enabled")) and sys.stdout.isatty()
-    except (gdb.error, RuntimeError, AttributeError):
+        return bool(gdb.parameter("style enabled"))
+    except (gdb.error, RuntimeError):
         return False
 
 
