@@ -21,6 +21,9 @@ import pytest
 # show up (measured; see tests/test_live_scenarios.py) while the whole live
 # suite stays inside ~10 minutes on a 2-core machine.
 LIVE_STOPS = int(os.environ.get("PYVCORE_LIVE_STOPS", "80"))
+# Another QEMU on the machine (a developer's `pyvcore lab up`, a parallel run)
+# holds the machine lock: wait for it this long instead of failing at once.
+LOCK_WAIT = float(os.environ.get("PYVCORE_LOCK_WAIT", "600"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,6 +56,7 @@ class LiveRuns:
                     qemu=qemu,
                     stops=kwargs.pop("stops", LIVE_STOPS),
                     trace=self.root / f"{scenario}-{qemu}.jsonl",
+                    lock_wait=kwargs.pop("lock_wait", LOCK_WAIT),
                     **kwargs,
                 )
             except BaseException as exc:
