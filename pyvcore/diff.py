@@ -377,6 +377,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
             hold=args.hold,
             watch_deadline_s=args.deadline,
             wait_reports_s=0 if args.no_reports else 60.0,
+            lock_wait=args.lock_wait,
             progress=say,
         )
         summary = summarize(run.records, args.variant)
@@ -421,6 +422,8 @@ def register(subparsers: Any) -> None:
                    help="guest seconds the scenario runs before reporting (default %(default)s)")
     p.add_argument("--deadline", type=float, default=90.0,
                    help="wall-clock seconds the watch may take (default %(default)s)")
+    p.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long for another QEMU lab on the machine to finish (default: fail at once)")
     p.add_argument("--trace", help="where to keep the JSONL trace (default: a temp dir)")
     p.add_argument("--no-reports", action="store_true", help="do not wait for the guest's reports")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")

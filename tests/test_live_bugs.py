@@ -37,8 +37,8 @@ def stock_diff(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     trace = tmp_path_factory.mktemp("stock") / "all-stock.jsonl"
     proc = subprocess.run(
         [sys.executable, "-m", "pyvcore", "diff", "--scenario", "all", "--qemu", "stock",
-         "--stops", "40", "--deadline", "60", "--no-reports", "--json", "--trace", str(trace)],
-        capture_output=True, text=True, timeout=400,
+         "--stops", "40", "--deadline", "60", "--no-reports", "--json", "--trace", str(trace), "--lock-wait", "600"],
+        capture_output=True, text=True, timeout=1000,
     )
     assert proc.returncode != 2, f"pyvcore diff could not run:\n{proc.stderr[-3000:]}"
     return {"rc": proc.returncode, "doc": json.loads(proc.stdout), "trace": trace, "stderr": proc.stderr}
