@@ -164,3 +164,32 @@ def test_offline_replay_gives_the_same_verdicts(live_run: Callable[..., Any], sc
     assert sorted(offline) == sorted(live)
     assert proc.returncode == (1 if live else 0)
     assert summarize(run.records).mismatches == []
+
+
+# ------------------------------------------------------------ guest's own view
+def vcpu_ptids_seen(snapshots: Iterable[dict[str, Any]]) -> dict[int, set[int]]:
+    """vcpu id -> every arch.ptid gdb read for it."""
+    seen: dict[int, set[int]] = {}
+    for s in snapshots:
+        for v in s.get("vcpus", []):
+            seen.setdefault(v["vcpu_id"], set()).add(v["ptid"])
+    return seen
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_guest_reports_tir_equal_to_the_ptid_gdb_read(live_run: Callable[..., Any], scenario: str) -> None:
+    """Inside the guest TIR names the physical thread; gdb read arch.ptid from the host."""
+    run = live_run(scenario)
+    assert run.reports, "the guest printed no PYVCORE REPORT lines"
+    started = [r for r in run.reports if r["started"]]
+    assert started, f"no vcpu ever ran: {run.reports}"
+    assert all(r["error"] is None for r in run.reports), [r["error"] for r in run.reports]
+    seen = vcpu_ptids_seen(run.snapshots)
+    compared = 0
+    for r in started:
+        assert r["tir"] == r["vcpu"] - r["first_vcpuid"], r
+        assert r["tir_changes"] == 0, r  # never moved to another thread
+        if r["vcpu"] in seen:
+            assert seen[r["vcpu"]] == {r["tir"]}, (r["vcpu"], seen[r["vcpu"]], r["tir"])
+            compared += 1
+    assert compared >= 1, f"gdb never read a vcpu the guest reported on ({sorted(seen)})"
