@@ -193,3 +193,19 @@ def test_guest_reports_tir_equal_to_the_ptid_gdb_read(live_run: Callable[..., An
             assert seen[r["vcpu"]] == {r["tir"]}, (r["vcpu"], seen[r["vcpu"]], r["tir"])
             compared += 1
     assert compared >= 1, f"gdb never read a vcpu the guest reported on ({sorted(seen)})"
+
+
+def test_doorbells_reach_the_vcpu_on_the_named_thread_while_watched(live_run: Callable[..., Any]) -> None:
+    """msgsndp names a physical thread: with patched QEMU (0002) each one wakes the vcpu
+    that gdb saw on that thread, also while pv-watch is stopping the core."""
+    run = live_run("doorbell")
+    started = [r for r in run.reports if r["started"]]
+    tirs = {r["tir"] for r in started}
+    assert tirs == {0, 1, 2, 3}
+    seen = vcpu_ptids_seen(run.snapshots)
+    for r in started:
+        assert r["msgsndp_traps"] == 0 and r["program_checks"] == 0, r
+        assert r["doorbells_sent"] == len(tirs) - 1, r
+        assert r["woken_by"] == sorted(tirs - {r["tir"]}), r
+        assert r["doorbells_received"] >= 1, r
+        assert seen.get(r["vcpu"], {r["tir"]}) == {r["tir"]}
