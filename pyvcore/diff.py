@@ -94,16 +94,24 @@ def watch(
     end = started + deadline_s
     target_stops = 0
     reason = "deadline"
+    stop: dict[str, Any] = {}
     while True:
-        mi.cont(wait=False, timeout=30)
+        try:
+            mi.cont(wait=False, timeout=30)
+        except GdbCommandError as exc:  # e.g. the guest powered off: "not being run"
+            reason = f"target gone ({exc.message})"
+            break
         while time.monotonic() < end:
             try:
-                mi.wait_for_stop(timeout=min(0.05, max(0.01, end - time.monotonic())))
+                stop = mi.wait_for_stop(timeout=min(0.05, max(0.01, end - time.monotonic())))
                 target_stops += 1
                 break
             except MITimeout:
                 if _count_lines(log) >= stops:
                     break
+        if mi.target_exited:
+            reason = f"target gone ({stop.get('reason')})"
+            break
         if _count_lines(log) >= stops:
             reason = "stops"
             break
@@ -111,10 +119,11 @@ def watch(
             break
     if mi.running:
         mi.interrupt(timeout=30)
-    try:
-        mi.console("pv-watch off", timeout=60)
-    except GdbCommandError:
-        pass  # already off (pv-watch turns itself off at --max-stops)
+    if not mi.target_exited:
+        try:
+            mi.console("pv-watch off", timeout=60)
+        except GdbCommandError:
+            pass  # already off (pv-watch turns itself off at --max-stops)
     return {
         "watch_s": round(time.monotonic() - started, 3),
         "target_stops": target_stops,
@@ -273,10 +282,11 @@ def run_live(
             watched = watch(mi, trace, stops=stops, deadline_s=watch_deadline_s)
             banner = getattr(mi, "plugin_banner", "")
             # Let the guest finish on its own: detach, so QEMU runs free.
-            try:
-                mi.execute("-target-detach", timeout=30)
-            except MIError:
-                pass
+            if not mi.target_exited:
+                try:
+                    mi.execute("-target-detach", timeout=30)
+                except MIError:
+                    pass
         timings["watch_s"] = watched["watch_s"]
         reports: list[dict[str, Any]] = []
         if wait_reports_s > 0:

@@ -156,6 +156,7 @@ class GdbMI:
         self._outstanding: deque[int] = deque()  # tokens sent, result not seen yet
         self._stops: deque[dict[str, Any]] = deque()  # *stopped payloads not yet waited for
         self.running = False  # the target is running (last exec record was *running)
+        self.target_exited = False  # the inferior exited or the remote end went away
         self.async_console: list[str] = []  # console text printed while no command ran
         self.stderr_text = ""
         self._closed = False
@@ -206,6 +207,13 @@ class GdbMI:
         elif record.get("message") == "stopped":
             self.running = False
             self._stops.append(record.get("payload") or {})
+        elif record.get("message") == "thread-group-exited":
+            # The inferior exited or the remote side (QEMU) closed the connection;
+            # a remote close comes with no *stopped, so make one for waiters.
+            self.target_exited = True
+            if self.running or not self._stops:
+                self._stops.append({"reason": "thread-group-exited", **(record.get("payload") or {})})
+            self.running = False
 
     # ----------------------------------------------------------------- commands
     def execute(self, command: str, timeout: float | None = None) -> MIResult:
