@@ -77,19 +77,26 @@ def watch(
     stops: int,
     deadline_s: float,
     extra: str = "",
+    append: bool = False,
 ) -> dict[str, Any]:
-    """Run ``pv-watch`` until ``stops`` snapshots are logged or the deadline passes.
+    """Run ``pv-watch`` until ``stops`` more snapshots are logged or the deadline passes.
 
     Works whether pv-watch stops the target itself (at --max-stops or on a
     violation) or keeps it running: each stop of the target is answered with a
     continue until enough snapshots are in the log; at the deadline the target
-    is interrupted.  Leaves the target stopped and the watch off.
+    is interrupted.  Leaves the target stopped and the watch off.  ``extra``
+    goes to pv-watch (e.g. ``--at kvm_do_nap``); with ``append`` the log keeps
+    what earlier phases wrote.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
-    log.unlink(missing_ok=True)
+    if not append:
+        log.unlink(missing_ok=True)
+    stops += _count_lines(log)
     if mi.running:
         mi.interrupt(timeout=30)
-    on = mi.console(f"pv-watch on --log {log} --max-stops {stops} {extra}".strip(), timeout=60)
+    on = mi.console(
+        f"pv-watch on --log {log} --max-stops {stops - _count_lines(log)} {extra}".strip(), timeout=60
+    )
     started = time.monotonic()
     end = started + deadline_s
     target_stops = 0
@@ -247,6 +254,7 @@ def run_live(
     threads: int = 4,
     hold: int = DEFAULT_HOLD,
     watch_deadline_s: float = 90.0,
+    phases: Sequence[tuple[str, int]] = (),
     wait_reports_s: float = 60.0,
     gdb: str = "gdb-multiarch",
     lab: Any = None,
@@ -280,6 +288,16 @@ def run_live(
             timings["attach_s"] = round(time.monotonic() - t1, 2)
             say(f"watching up to {stops} stops ...")
             watched = watch(mi, trace, stops=stops, deadline_s=watch_deadline_s)
+            # Further phases watch chosen points only (pv-watch --at), appending
+            # to the same trace, e.g. the cede path that the default points pass
+            # through too rarely to be caught in a bounded run.
+            for extra, more in phases:
+                if mi.target_exited:
+                    break
+                phase = watch(mi, trace, stops=more, deadline_s=watch_deadline_s,
+                              extra=extra, append=True)
+                watched.setdefault("phases", []).append(phase)
+                watched["watch_s"] = round(watched["watch_s"] + phase["watch_s"], 3)
             banner = getattr(mi, "plugin_banner", "")
             # Let the guest finish on its own: detach, so QEMU runs free.
             if not mi.target_exited:

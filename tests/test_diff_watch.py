@@ -132,3 +132,18 @@ def test_watch_deadline_when_no_stop_comes(spin: Path, tmp_path: Path) -> None:
         assert result["ended_by"] == "deadline"
         assert not gdb.running
         assert not log.exists() or not log.read_text().strip()
+
+
+def test_a_second_phase_appends_its_stops_to_the_same_trace(spin: Path, tmp_path: Path) -> None:
+    plugin = tmp_path / "fake_watch.py"
+    plugin.write_text("MODE = 'stop-at-max'\n" + FAKE_WATCH)
+    log = tmp_path / "trace.jsonl"
+    with GdbMI(args=[str(spin)]) as gdb:
+        gdb.console(f"source {plugin}")
+        gdb.execute("-exec-run")
+        gdb.poll_events(0.2)
+        assert watch(gdb, log, stops=10, deadline_s=30)["ended_by"] == "stops"
+        second = watch(gdb, log, stops=7, deadline_s=30, append=True)
+        assert second["ended_by"] == "stops"
+        counters = [r["counter"] for r in iter_jsonl(log)]
+        assert len(counters) == 17 and counters == sorted(counters)
