@@ -36,6 +36,15 @@ DEFAULT_STOPS = 120
 DEFAULT_HOLD = 20
 
 
+# Extra watch phases per scenario: (pv-watch arguments, snapshots).  The default
+# points are dominated by entry/exit stops; a ceding thread passes kvm_do_nap
+# rarely enough to be missed in a bounded run, so `cede` also watches the cede
+# path on its own.
+SCENARIO_PHASES: dict[str, tuple[tuple[str, int], ...]] = {
+    "cede": (("--at kvmppc_h_cede,kvm_do_nap,kvm_end_cede", 20),),
+}
+
+
 class DiffError(RuntimeError):
     """The comparison could not be run (lab, gdb or plugin problem)."""
 
@@ -254,7 +263,7 @@ def run_live(
     threads: int = 4,
     hold: int = DEFAULT_HOLD,
     watch_deadline_s: float = 90.0,
-    phases: Sequence[tuple[str, int]] = (),
+    phases: Sequence[tuple[str, int]] | None = None,
     wait_reports_s: float = 60.0,
     gdb: str = "gdb-multiarch",
     lab: Any = None,
@@ -291,7 +300,7 @@ def run_live(
             # Further phases watch chosen points only (pv-watch --at), appending
             # to the same trace, e.g. the cede path that the default points pass
             # through too rarely to be caught in a bounded run.
-            for extra, more in phases:
+            for extra, more in SCENARIO_PHASES.get(scenario, ()) if phases is None else phases:
                 if mi.target_exited:
                     break
                 phase = watch(mi, trace, stops=more, deadline_s=watch_deadline_s,
