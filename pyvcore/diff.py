@@ -303,7 +303,7 @@ def run_live(
             for extra, more in SCENARIO_PHASES.get(scenario, ()) if phases is None else phases:
                 if mi.target_exited:
                     break
-                phase = watch(mi, trace, stops=more, deadline_s=watch_deadline_s,
+                phase = watch(mi, trace, stops=more, deadline_s=min(watch_deadline_s, 30.0),
                               extra=extra, append=True)
                 watched.setdefault("phases", []).append(phase)
                 watched["watch_s"] = round(watched["watch_s"] + phase["watch_s"], 3)
