@@ -280,8 +280,15 @@ class GdbTarget:
             self.stats.seconds = time.perf_counter() - self._t0
 
     def _packet(self, text: str) -> str:
-        """One raw remote request; returns the reply payload."""
+        """One raw remote request; returns the reply payload.
+
+        gdb >= 12 has RemoteTargetConnection.send_packet; `maintenance packet`
+        is the fallback (same packet, plus CLI parsing and output capture)."""
         self.stats.packets += 1
+        conn = getattr(gdb.selected_inferior(), "connection", None)
+        if conn is not None and hasattr(conn, "send_packet"):
+            reply = conn.send_packet(text)
+            return reply.decode("ascii", "replace") if isinstance(reply, bytes) else str(reply)
         out = gdb.execute(f"maintenance packet {text}", to_string=True)
         m = re.search(r'received: "(.*)"', out)
         return m.group(1) if m else ""
