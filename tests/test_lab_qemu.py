@@ -25,16 +25,21 @@ pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
 LOCK_WAIT = 600.0
 
 
-def _require_setup() -> None:
+def _require_setup(qemu: str) -> None:
     try:
-        Lab("all")._prepare()
+        Lab("all", qemu=qemu)._prepare()
     except LabNotSetUp as err:
-        pytest.skip(f"{err} (the lab tests need the kernel unpack and the patched QEMU)")
+        pytest.skip(f"{err} (the lab tests need `pyvcore lab setup`)")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def lab_is_set_up() -> None:
-    _require_setup()
+    _require_setup("stock")
+
+
+@pytest.fixture
+def patched_qemu() -> None:
+    _require_setup("patched")
 
 
 def qemu_children(parent: int) -> list[int]:
@@ -50,12 +55,15 @@ def assert_gone(pid: int | None) -> None:
     assert not pid_alive(pid), f"QEMU pid {pid} is still running"
 
 
-def assert_lock_free() -> None:
-    fd = acquire_lock(wait=10)
-    os.close(fd)
+def assert_lock_released(pid: int) -> None:
+    """The machine lock is free, or held by someone else's QEMU (a shared machine), not pid's."""
+    try:
+        os.close(acquire_lock())
+    except LabBusy as busy:
+        assert f"pid {pid} " not in str(busy)
 
 
-def test_lab_boots_all_and_status_has_real_values() -> None:
+def test_lab_boots_all_and_status_has_real_values(patched_qemu: None) -> None:
     with Lab("all", threads=4, qemu="patched", hold=10, lock_wait=LOCK_WAIT) as lab:
         pid = lab.pid
         status = lab.status()
@@ -87,7 +95,7 @@ def test_lab_boots_all_and_status_has_real_values() -> None:
         assert all(r["started"] for r in reports)
     assert lab.stopped_by == "guest poweroff"
     assert_gone(pid)
-    assert_lock_free()
+    assert_lock_released(pid)
 
 
 def test_stock_qemu_hangs_the_vcpus_off_thread_0() -> None:
@@ -108,7 +116,7 @@ def run_cli(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
     )
 
 
-def test_cli_up_status_down_leaves_no_process() -> None:
+def test_cli_up_status_down_leaves_no_process(patched_qemu: None) -> None:
     acquire_wait = acquire_lock(wait=LOCK_WAIT)  # wait for other QEMUs, then let `up` take it
     os.close(acquire_wait)
     up = run_cli("up", "--scenario", "novcpu0")
@@ -136,7 +144,7 @@ def test_cli_up_status_down_leaves_no_process() -> None:
     assert_gone(pid)
     after = run_cli("status", "--json")
     assert after.returncode == 1 and json.loads(after.stdout) == {"running": False}
-    assert_lock_free()
+    assert_lock_released(pid)
 
 
 def test_busy_gdb_port_is_a_clear_error() -> None:
@@ -144,7 +152,7 @@ def test_busy_gdb_port_is_a_clear_error() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        lab = Lab("all", gdb_port=port, lock_wait=LOCK_WAIT)
+        lab = Lab("all", qemu="stock", gdb_port=port, lock_wait=LOCK_WAIT)
         with pytest.raises(LabError) as err:
             lab.start()
     assert str(err.value) == f"gdb port 127.0.0.1:{port} is already in use; pick another or omit it for a free one"
@@ -152,7 +160,7 @@ def test_busy_gdb_port_is_a_clear_error() -> None:
 
 
 def test_qemu_dying_mid_boot_is_reported_and_reaped() -> None:
-    lab = Lab("all", lock_wait=LOCK_WAIT, log=None)
+    lab = Lab("all", qemu="stock", lock_wait=LOCK_WAIT, log=None)
     killed: list[int] = []
 
     def kill_once_booting() -> None:
@@ -175,13 +183,13 @@ def test_qemu_dying_mid_boot_is_reported_and_reaped() -> None:
     assert err.value.detail.split("console tail:\n", 1)[1].strip()  # the console tail comes with it
     assert_gone(killed[0])
     assert lab.pid is None
-    assert_lock_free()
+    assert_lock_released(killed[0])
 
 
 def test_hung_boot_is_retried_once_then_fails_with_the_console_tail() -> None:
     # skiboot's PCI probing is ~4 s of silence: a 1.5 s stall bound calls every boot hung.
     messages: list[str] = []
-    lab = Lab("all", stall_timeout=1.5, lock_wait=LOCK_WAIT, log=messages.append)
+    lab = Lab("all", qemu="stock", stall_timeout=1.5, lock_wait=LOCK_WAIT, log=messages.append)
     pids: list[int] = []
     original_boot = lab._boot
 
@@ -201,14 +209,14 @@ def test_hung_boot_is_retried_once_then_fails_with_the_console_tail() -> None:
     assert lab.attempts == 2 and len(set(pids)) == 2
     for pid in pids:
         assert_gone(pid)
-    assert_lock_free()
+    assert_lock_released(pid)
 
 
 CALLER = textwrap.dedent(
     """
     import sys, time
     from pyvcore.lab import Lab
-    with Lab("all", lock_wait=600, log=None) as lab:
+    with Lab("all", qemu="stock", lock_wait=600, log=None) as lab:
         time.sleep(600)
     """
 )
@@ -216,12 +224,10 @@ CALLER = textwrap.dedent(
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "caller-crash"])
 def test_caller_interrupted_or_killed_leaves_no_qemu(sig: int) -> None:
-    acquire_wait = acquire_lock(wait=LOCK_WAIT)
-    os.close(acquire_wait)
     caller = subprocess.Popen([sys.executable, "-c", CALLER], stderr=subprocess.PIPE, text=True)
     try:
         qemu: list[int] = []
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + LOCK_WAIT  # the caller may wait for other QEMUs first
         while not qemu and time.monotonic() < deadline:
             qemu = qemu_children(caller.pid)
             time.sleep(0.2)
@@ -230,8 +236,8 @@ def test_caller_interrupted_or_killed_leaves_no_qemu(sig: int) -> None:
         caller.send_signal(sig)
         caller.wait(timeout=60)
         assert_gone(qemu[0])
+        assert_lock_released(qemu[0])
     finally:
         if caller.poll() is None:
             caller.kill()
             caller.wait()
-    assert_lock_free()
