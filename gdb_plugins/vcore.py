@@ -7,7 +7,8 @@ from typing import Any
 import gdb  # type: ignore[import-not-found]
 
 from pyvcore import render
-from pyvcore.decode import ReadError, is_kernel_pointer
+from pyvcore.decode import ReadError, is_kernel_pointer, xarray_entries
+from pyvcore.layout import LayoutError
 
 from . import session
 from .args import ArgParser
@@ -61,18 +62,51 @@ def all_vcores(k: session.Kernel, target: session.GdbTarget, reading: Any) -> di
     return vcores
 
 
+def vm_vcpus(k: session.Kernel, target: session.GdbTarget, kvm: int) -> list[int]:
+    """Every vcpu of a VM: ``kvm->vcpu_array`` (xarray, ~v5.16+) or ``kvm->vcpus[]``."""
+    L = k.layouts
+    s = L.struct("kvm")
+    if s.has("vcpu_array"):
+        return list(xarray_entries(target, L, kvm + s.field("vcpu_array").offset,
+                                   k.layout.order).values())
+    if s.has("vcpus"):  # before the xarray: a plain array, online_vcpus long
+        f = s.field("vcpus")
+        n = f.array_len or 0
+        if s.has("online_vcpus.counter"):
+            c = s.field("online_vcpus.counter")
+            n = min(n, int.from_bytes(target.read(kvm + c.offset, 4), k.layout.order))
+        raw = target.read(kvm + f.offset, 8 * n) if n > 0 else b""
+        return [p for p in (int.from_bytes(raw[i:i + 8], k.layout.order)
+                            for i in range(0, len(raw), 8)) if p]
+    return []
+
+
 def vcpus_of(k: session.Kernel, target: session.GdbTarget, vcores: dict[int, dict],
              reading: Any) -> dict[int, dict]:
-    """Known vcpus plus the runner and runnable_threads[] of every vcore."""
+    """Known vcpus, the runner and runnable_threads[] of every vcore, and every
+    vcpu of each VM seen (so a vcpu that is not running shows up too)."""
     vcpus = dict(reading.vcpus)
+    wanted: list[int] = []
     for vc in vcores.values():
-        for p in [vc.get("runner") or 0, *(vc.get("runnable_threads") or [])]:
-            if p and p not in vcpus and is_kernel_pointer(p):
-                try:
-                    vcpus[p] = k.reader.read_vcpu(target, p)
-                except ReadError as e:
-                    reading.problems.append(f"vcpu {p:#x} unreadable: {e.why}")
+        wanted += [vc.get("runner") or 0, *(vc.get("runnable_threads") or [])]
+    for kvm in sorted({vc.get("kvm") for vc in vcores.values() if vc.get("kvm")}):
+        if not kvm_layout_known(k):
+            break
+        try:
+            wanted += vm_vcpus(k, target, kvm)
+        except (ReadError, LayoutError) as e:
+            reading.problems.append(f"kvm {kvm:#x}: vcpu list unreadable: {e}")
+    for p in wanted:
+        if p and p not in vcpus and is_kernel_pointer(p):
+            try:
+                vcpus[p] = k.reader.read_vcpu(target, p)
+            except ReadError as e:
+                reading.problems.append(f"vcpu {p:#x} unreadable: {e.why}")
     return vcpus
+
+
+def kvm_layout_known(k: session.Kernel) -> bool:
+    return k.layouts.has_struct("kvm")
 
 
 def gather(with_all: bool) -> tuple[session.Kernel, Any, dict[int, dict], dict[int, dict]]:

@@ -242,6 +242,50 @@ class Plan:
         return {p: f.offset for p, f in self.fields.items()}
 
 
+# ------------------------------------------------------------------ xarray
+def xa_is_node(entry: int) -> bool:
+    """include/linux/xarray.h: internal entries have the low bits 0b10; node
+    pointers are the internal entries above 4096 (smaller ones are retry,
+    zero and sibling markers)."""
+    return entry & 3 == 2 and entry > 4096
+
+
+def xarray_entries(mem: Memory, layouts: Layouts, xa_addr: int, order: str,
+                   limit: int = 4096) -> dict[int, int]:
+    """index -> pointer of every present entry of the ``struct xarray`` at ``xa_addr``.
+
+    Used for ``kvm->vcpu_array`` (an xarray since ~v5.16, indexed by vcpu_idx =
+    creation order).  One read per node: a VM with up to 64 vcpus is the
+    head plus one ``xa_node`` (64 slots)."""
+    xa = layouts.struct("xarray")
+    head_f = xa.field("xa_head")
+    head = int.from_bytes(mem.read(xa_addr + head_f.offset, 8), order)
+    if head == 0:
+        return {}
+    if not xa_is_node(head):
+        return {0: head}  # a single entry at index 0 lives in the head itself
+    node = layouts.struct("xa_node")
+    shift_f, slots_f = node.field("shift"), node.field("slots")
+    nslots = slots_f.array_len or 64
+    out: dict[int, int] = {}
+    todo = [(head - 2, 0)]
+    while todo and len(out) < limit:
+        addr, base = todo.pop()
+        raw = mem.read(addr, slots_f.offset + slots_f.size)
+        shift = raw[shift_f.offset]
+        for i in range(nslots):
+            at = slots_f.offset + 8 * i
+            entry = int.from_bytes(raw[at:at + 8], order)
+            if entry == 0 or (entry & 3 == 2 and entry <= 4096):
+                continue  # empty, or a retry/sibling marker
+            index = base + (i << shift)
+            if xa_is_node(entry) and shift > 0:
+                todo.append((entry - 2, index))
+            elif entry & 3 == 0:
+                out[index] = entry
+    return out
+
+
 # ------------------------------------------------------------------ the kernel
 HSTATE_FIELDS = ("in_guest", "napping", "hwthread_req", "hwthread_state", "ptid",
                  "kvm_vcpu", "kvm_vcore")

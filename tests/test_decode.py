@@ -230,3 +230,24 @@ def test_idle_host_with_a_vm_is_not_called_unloaded():
     host.put_int(host.source.symbol("hv_vm_count"), 4, 1)
     r = host.kernel_reader().read(host.mem, host.regs)
     assert r.problems == []
+
+
+def test_xarray_of_vcpus():
+    from gdb_fakes import KVM
+    from pyvcore.decode import xarray_entries
+
+    host = FakeHost()
+    host.vm([0, 1, 2, 3])
+    xa = KVM + host.layouts.struct("kvm").field("vcpu_array").offset
+    node = 0xC000_0000_0600_0000
+    host.alloc("xa_node", node)
+    host.put("xa_node", node, {"shift": 0, "count": 4,
+                               "slots": [host.vcpu_addr(i) for i in range(4)] + [0] * 60})
+    host.put_int(xa + host.layouts.struct("xarray").field("xa_head").offset, 8, node | 2)
+    assert xarray_entries(host.mem, host.layouts, xa, "little") == {
+        i: host.vcpu_addr(i) for i in range(4)}
+    # one vcpu: the entry sits in xa_head itself
+    host.put_int(xa + 8, 8, host.vcpu_addr(1))
+    assert xarray_entries(host.mem, host.layouts, xa, "little") == {0: host.vcpu_addr(1)}
+    host.put_int(xa + 8, 8, 0)
+    assert xarray_entries(host.mem, host.layouts, xa, "little") == {}

@@ -68,6 +68,8 @@ class Session:
             "echo @@pv-snapshot\\n", "pv-snapshot --json -",
             "echo @@pv-check\\n", "pv-check --json",
             "echo @@pv-check-table\\n", "pv-check",
+            f"pv-snapshot --json {tmp / 'trace.jsonl'}",
+            f"pv-snapshot --json {tmp / 'trace.jsonl'}",
             "echo @@end\\n",
         ]
         argv = gdb_command(vmlinux=status["vmlinux"], remote=status["gdb"],
@@ -84,6 +86,7 @@ class Session:
         self.snapshot = json.loads(self.out["pv-snapshot"].splitlines()[0])
         self.check = json.loads(self.out["pv-check"].splitlines()[0])
         self.watch = [json.loads(line) for line in self.log.read_text().splitlines() if line]
+        self.trace = tmp / "trace.jsonl"
 
 
 def spin_pc_of(lab: Any) -> int:
@@ -192,3 +195,11 @@ def test_pv_check_clean_on_a_correct_kernel(session: Session) -> None:
     watched = [r for r in session.watch if "violations" in r]
     assert watched and all(r["violations"] == [] for r in watched), \
         [(r["stop"], r["violations"]) for r in watched if r["violations"]]
+
+
+def test_snapshot_appends_build_a_trace_pyvcore_check_reads(session: Session) -> None:
+    from pyvcore.cli import main
+
+    lines = session.trace.read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[0])["threads"]
+    assert main(["check", str(session.trace)]) == 0
