@@ -260,3 +260,17 @@ def test_lock_holder_found_when_the_locker_exited(tmp_path: Path) -> None:
             os.killpg(holder.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_parse_apt_policy_candidates() -> None:
+    text = (
+        "linux-image-6.12.95+deb12-powerpc64le:ppc64el:\n"
+        "  Installed: (none)\n  Candidate: 6.12.95-1~bpo12+1\n  Version table:\n"
+        "     6.12.95-1~bpo12+1 100\n        100 http://deb.debian.org/debian bookworm-backports/main ppc64el Packages\n"
+        "busybox-static:ppc64el:\n  Installed: (none)\n  Candidate: 1:1.35.0-4+deb12u1+b1\n"
+        "gone:ppc64el:\n  Installed: (none)\n  Candidate: (none)\n"
+    )
+    assert labsetup.parse_apt_policy(text) == {
+        "linux-image-6.12.95+deb12-powerpc64le:ppc64el": "6.12.95-1~bpo12+1",
+        "busybox-static:ppc64el": "1:1.35.0-4+deb12u1+b1",
+    }

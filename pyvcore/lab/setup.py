@@ -377,13 +377,23 @@ def ensure_pip_build_tools() -> None:
 # --------------------------------------------------------------------------- 3. kernel, busybox
 
 
-def apt_candidate_version(package: str) -> str | None:
-    """The version apt would fetch for ``package`` (``name:arch``), or None."""
-    proc = subprocess.run(["apt-cache", "policy", package], capture_output=True, text=True)
-    match = re.search(r"Candidate:\s*(\S+)", proc.stdout)
-    if not match or match.group(1) == "(none)":
-        return None
-    return match.group(1)
+def apt_candidate_versions(packages: Sequence[str]) -> dict[str, str]:
+    """{package: version apt would fetch} for ``name:arch`` packages, in one apt-cache call
+    (each call re-reads every package list: seconds on this machine)."""
+    proc = subprocess.run(["apt-cache", "policy", *packages], capture_output=True, text=True)
+    return parse_apt_policy(proc.stdout)
+
+
+def parse_apt_policy(text: str) -> dict[str, str]:
+    found = {}
+    package = None
+    for line in text.splitlines():
+        if line and not line[0].isspace() and line.rstrip().endswith(":"):
+            package = line.rstrip()[:-1]
+        elif package and (match := re.match(r"\s+Candidate:\s*(\S+)", line)):
+            if match.group(1) != "(none)":
+                found[package] = match.group(1)
+    return found
 
 
 KERNEL_NAME = re.compile(r"^linux-image-(\d+\.\d+)\.(\d+)\+\S*-powerpc64le$")
@@ -394,27 +404,28 @@ def kernel_candidates(names: Sequence[str], series: str = KERNEL_SERIES) -> list
     return [n for n in names if (m := KERNEL_NAME.match(n)) and m.group(1) == series]
 
 
-def newest_kernel_package() -> tuple[str, str]:
-    """(name, version) of the newest ``linux-image-6.12*-powerpc64le`` for ppc64el."""
+def newest_kernel_package() -> tuple[tuple[str, str], str]:
+    """((name, version) of the newest ``linux-image-6.12*-powerpc64le``, busybox-static version)
+    for ppc64el, as apt resolves them now."""
     proc = subprocess.run(
         ["apt-cache", "search", "--names-only", rf"^linux-image-{re.escape(KERNEL_SERIES)}\..*-powerpc64le$"],
         capture_output=True,
         text=True,
     )
     names = kernel_candidates([line.split(" ", 1)[0] for line in proc.stdout.splitlines()])
-    found = []
-    for name in names:
-        version = apt_candidate_version(f"{name}:{FOREIGN_ARCH}")
-        if version:
-            found.append((name, version))
+    busybox = f"busybox-static:{FOREIGN_ARCH}"
+    versions = apt_candidate_versions([*(f"{name}:{FOREIGN_ARCH}" for name in names), busybox])
+    found = [(name, versions[f"{name}:{FOREIGN_ARCH}"]) for name in names if f"{name}:{FOREIGN_ARCH}" in versions]
     if not found:
         raise SetupError(
             f"apt knows no linux-image-{KERNEL_SERIES}*-powerpc64le for {FOREIGN_ARCH}: is the "
             f"{os_codename()}-backports source configured and `apt-get update` run after "
             f"`dpkg --add-architecture {FOREIGN_ARCH}`?"
         )
+    if busybox not in versions:
+        raise SetupError(f"apt knows no {busybox}")
     found.sort(key=functools.cmp_to_key(lambda a, b: version_cmp(a[1], b[1])))
-    return found[-1]
+    return found[-1], versions[busybox]
 
 
 def deb_filename(name: str, version: str, arch: str = FOREIGN_ARCH) -> str:
@@ -476,8 +487,8 @@ def find_one(root: Path, pattern: str) -> Path:
 
 
 def ensure_kernel(cache: Path) -> KernelManifest:
-    name, version = newest_kernel_package()
-    log(f"kernel: newest {KERNEL_SERIES} package is {name} {version}")
+    (name, version), bb_version = newest_kernel_package()
+    log(f"kernel: newest {KERNEL_SERIES} package is {name} {version}; busybox-static {bb_version}")
     deb = download_deb(name, version, cache / "debs")
     root = unpack_deb(deb, cache / "kernel" / f"{name}_{version.replace(':', '_')}")
     vmlinux = find_one(root, "boot/vmlinux-*")
@@ -486,9 +497,6 @@ def ensure_kernel(cache: Path) -> KernelManifest:
         src = find_one(root, f"lib/modules/*/kernel/arch/powerpc/kvm/{filename}*")
         modules[module] = str(decompress_module(src, root / "ko" / filename))
 
-    bb_version = apt_candidate_version(f"busybox-static:{FOREIGN_ARCH}")
-    if not bb_version:
-        raise SetupError(f"apt knows no busybox-static:{FOREIGN_ARCH}")
     bb_deb = download_deb("busybox-static", bb_version, cache / "debs")
     bb_root = unpack_deb(bb_deb, cache / "busybox" / bb_version.replace(":", "_"))
     busybox = find_one(bb_root, "bin/busybox")
