@@ -165,8 +165,10 @@ points at it."""
             else:
                 vcores = {addr: vcores[addr]}
         if not vcores:
-            gdb.write("pv-vcore: no vcore: no PACA points at one and no VM was found "
-                      "(is a KVM guest running? is kvm-hv loaded?)\n")
+            hint = ("is a KVM guest running? is kvm-hv loaded?" if k.symbol("vm_list") is not None
+                    else "load kvm.ko symbols (add-symbol-file, or `pyvcore gdb`) to find VMs "
+                         "through vm_list when no thread is running one")
+            gdb.write(f"pv-vcore: no vcore: no PACA points at one and no VM was found ({hint})\n")
         for addr, vc in vcores.items():
             gdb.write(render.vcore_text(k.layout, addr, vc, reading, vcpus) + "\n")
         for problem in reading.problems:

@@ -35,10 +35,10 @@ def hexptr(value: Any) -> str:
     return "0" if int(value) == 0 else f"{int(value):#x}"
 
 
-def _vcpu_label(addr: int, reading: Reading) -> str:
+def _vcpu_label(addr: int, reading: Reading, vcpus: dict[int, dict[str, Any]] | None = None) -> str:
     if not addr:
         return "0"
-    v = reading.vcpus.get(addr)
+    v = (vcpus or reading.vcpus).get(addr)
     return f"{addr:#x} (vcpu {v['vcpu_id']})" if v else hexptr(addr)
 
 
@@ -154,7 +154,7 @@ def vcore_text(k: KernelLayout, addr: int, vc: dict[str, Any], reading: Reading,
                  f"  in_guest {vc.get('in_guest')}  pcpu {vc.get('pcpu')}"
                  f"  first_vcpuid {vc.get('first_vcpuid')}")
     lines.append(f"  n_runnable {vc.get('n_runnable')}  num_threads {vc.get('num_threads')}"
-                 f"  runner {_vcpu_label(vc.get('runner') or 0, reading)}")
+                 f"  runner {_vcpu_label(vc.get('runner') or 0, reading, vcpus)}")
     lines.append(f"  {entry_exit_text(k, int(vc.get(k.entry_exit, 0)))}")
     lines.append(f"  napping_threads {thread_list(int(vc.get('napping_threads', 0)))}"
                  + (f"  n_woken {vc['n_woken']}  nap_count {vc['nap_count']}"
