@@ -274,3 +274,27 @@ def test_parse_apt_policy_candidates() -> None:
         "linux-image-6.12.95+deb12-powerpc64le:ppc64el": "6.12.95-1~bpo12+1",
         "busybox-static:ppc64el": "1:1.35.0-4+deb12u1+b1",
     }
+
+
+def test_setup_without_root_prints_the_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = labsetup.AptPlan(None, False, ["qemu-system-data"], ["gdb-multiarch"])
+    monkeypatch.setattr(labsetup, "plan_apt", lambda codename: plan)
+    monkeypatch.setattr(labsetup, "is_root", lambda: False)
+    with pytest.raises(labsetup.SetupError) as err:
+        labsetup.ensure_apt("bookworm")
+    message = str(err.value)
+    assert "needs root" in message
+    assert "apt-get install -y --no-install-recommends -t bookworm-backports qemu-system-data" in message
+    assert "apt-get install -y --no-install-recommends gdb-multiarch" in message
+    assert message.rstrip().endswith("then run `pyvcore lab setup` again.")
+
+
+def test_cli_up_without_setup_is_one_line(tmp_path: Path) -> None:
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyvcore", "lab", "up"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("pyvcore lab up: lab not set up: missing the kernel unpack")
+    assert proc.stderr.rstrip().endswith("run `pyvcore lab setup`")
