@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from pyvcore.lab.guest import SCENARIOS  # the scenarios /init knows (contract 5)
 from pyvcore.lab.cache import KernelManifest, cache_dir, guest_sources, tree_key
 from pyvcore.lab.qemu import (
     THREAD_CHOICES,
@@ -53,8 +54,6 @@ from pyvcore.lab.qemu import (
 
 __all__ = ["Lab", "LabError", "LabBusy", "LabNotSetUp", "SCENARIOS", "QEMU_KINDS"]
 
-# The scenarios /init knows (contract 5).
-SCENARIOS = ("all", "novcpu0", "cede", "doorbell", "sparse", "two-vcores", "exits")
 QEMU_KINDS = ("patched", "stock")
 STOCK_QEMU = Path("/usr/bin/qemu-system-ppc64")
 

@@ -1,4 +1,5 @@
-"""`pyvcore lab setup|up|status|down`."""
+"""`pyvcore lab setup|up|status|down`: a real POWER8 KVM-HV host (Debian 6.12, kvm-hv) on
+QEMU powernv8 with a multi-vcpu KVM guest and a gdbstub on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 import sys
 
+from pyvcore.lab import SCENARIOS
 from pyvcore.lab.qemu import THREAD_CHOICES, LabError
 
 
@@ -20,7 +22,7 @@ def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparser
     setup.set_defaults(func=cmd_setup)
 
     up = commands.add_parser("up", help="boot the lab and leave it running (detached)")
-    up.add_argument("--scenario", default="all", help="guest scenario (default: all)")
+    up.add_argument("--scenario", default="all", help=f"guest scenario: {', '.join(SCENARIOS)} (default: all)")
     up.add_argument("--threads", type=int, default=4, help=f"hardware threads per core: {'|'.join(map(str, THREAD_CHOICES))}")
     up.add_argument("--qemu", default="patched", help="patched (default) or stock")
     up.add_argument(
