@@ -4,6 +4,7 @@ No QEMU needed."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import socket
@@ -298,3 +299,51 @@ def test_cli_up_without_setup_is_one_line(tmp_path: Path) -> None:
     assert proc.stderr.count("\n") == 1
     assert proc.stderr.startswith("pyvcore lab up: lab not set up: missing the kernel unpack")
     assert proc.stderr.rstrip().endswith("run `pyvcore lab setup`")
+
+
+def test_status_and_down_of_a_detached_lab_from_its_state_file(tmp_path: Path) -> None:
+    """`lab status`/`lab down` work from the state `lab up` leaves (a stand-in QEMU: no QMP
+    socket, so `down` falls back to signals and must still leave no process)."""
+    fake_qemu = tmp_path / "qemu-system-ppc64"
+    fake_qemu.write_bytes(Path("/bin/sleep").read_bytes())
+    fake_qemu.chmod(0o755)
+    proc = subprocess.Popen([str(fake_qemu), "300"], start_new_session=True)
+    console = tmp_path / "console.log"
+    console.write_text("PYVCORE MODULE kvm_hv .text 0xc0080000001a0000\nPYVCORE READY scenario=sparse\n")
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    state = tmp_path / "cache" / "pyvcore" / "lab" / "state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(
+        json.dumps(
+            {
+                "pid": proc.pid, "gdb_port": 1234, "vmlinux": "/k/vmlinux", "console": str(console),
+                "run_dir": str(tmp_path), "qmp": str(tmp_path / "qmp" / "qmp.sock"),
+                "qemu_binary": str(fake_qemu), "scenario": "sparse", "threads": 4, "qemu": "stock",
+                "hold": 0, "boot_seconds": 17.5, "attempts": 1, "started_at": "now",
+            }
+        )
+    )
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "pyvcore", "lab", *args], capture_output=True, text=True, env=env, timeout=60
+        )
+
+    try:
+        status = cli("status", "--json")
+        assert status.returncode == 0, status.stderr
+        data = json.loads(status.stdout)
+        assert data["pid"] == proc.pid and data["gdb"] == "127.0.0.1:1234" and data["scenario"] == "sparse"
+        assert data["modules"] == {"kvm_hv": {".text": 0xC0080000001A0000}} and data["ready"] is True
+        human = cli("status")
+        assert "module kvm_hv  .text=0xc0080000001a0000" in human.stdout
+        down = cli("down")
+        assert down.returncode == 0 and f"lab stopped (QEMU pid {proc.pid})" in down.stdout
+        assert proc.wait(timeout=10) == -signal.SIGTERM
+        assert not state.exists()
+        assert cli("status", "--json").stdout.strip() == '{"running": false}'
+        assert cli("down").stdout.strip() == "no lab is running"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
