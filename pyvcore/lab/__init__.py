@@ -379,12 +379,16 @@ class Lab:
         """The initramfs for this kernel and the current guest sources (rebuilt when they change)."""
         from pyvcore.lab import guest, setup
 
-        programs = setup.ensure_guest_programs(cache)
-        inputs = [*guest_sources(), *programs.values(), *map(Path, manifest.modules.values()), Path(manifest.busybox)]
-        out = cache / "initramfs" / f"{tree_key(inputs)}.cpio.gz"
-        if not out.is_file():
-            modules = {name: Path(path) for name, path in manifest.modules.items()}
-            out = Path(guest.build_initramfs(out, busybox=Path(manifest.busybox), modules=modules, programs=programs))
+        try:
+            programs = guest.build_guest_programs(cache / "guest", cc=setup.CROSS_CC)  # skips unchanged sources
+            inputs = [*guest_sources(), *programs.values(), *map(Path, manifest.modules.values()), Path(manifest.busybox)]
+            out = cache / "initramfs" / f"{tree_key(inputs)}.cpio.gz"
+            if not out.is_file():
+                modules = {name: Path(path) for name, path in manifest.modules.items()}
+                out = Path(guest.build_initramfs(out, busybox=Path(manifest.busybox), modules=modules, programs=programs))
+        except guest.GuestBuildError as err:
+            first, _, rest = str(err).partition("\n")
+            raise LabError(f"cannot build the initramfs: {first}", rest) from None
         return out
 
     def _new_run_dir(self) -> Path:
@@ -425,7 +429,10 @@ class Lab:
             )
             (self.run_dir / "cmdline").write_text(" ".join(cmd) + "\n")
             started = time.monotonic()
-            self.proc = spawn(cmd, console=self.console, stderr=stderr, lock_fd=lock_fd, detached=self.detached)
+            try:
+                self.proc = spawn(cmd, console=self.console, stderr=stderr, lock_fd=lock_fd, detached=self.detached)
+            except OSError as err:
+                raise LabError(f"cannot start {self.qemu_binary}: {err.strerror or err}") from err
             self.pid = self.proc.pid
             self.gdb_port = port
             self.started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

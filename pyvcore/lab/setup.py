@@ -646,7 +646,10 @@ def ensure_guest_programs(cache: Path) -> dict[str, Path]:
     """Cross-compile the guest programs (contract 5; the builder skips unchanged sources)."""
     from pyvcore.lab import guest
 
-    programs = guest.build_guest_programs(cache / "guest", cc=CROSS_CC)
+    try:
+        programs = guest.build_guest_programs(cache / "guest", cc=CROSS_CC)
+    except guest.GuestBuildError as err:
+        raise SetupError(str(err)) from None
     log("guest programs: " + ", ".join(f"{name} ({path})" for name, path in sorted(programs.items())))
     return programs
 
