@@ -494,7 +494,8 @@ fn check_vcores(cx: &Ctx, out: &mut Vec<Violation>) {
 
 fn check_entry_exit(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
     let ee = EntryExit::of(vc, cx.s.variant);
-    let key = p("vcores", k, ee.key());
+    // Built only when a violation is reported (the clean path allocates nothing).
+    let key = || p("vcores", k, ee.key());
     let core_mask = (1u32 << cx.tpc) - 1;
     let st = cx.states;
     match ee {
@@ -503,13 +504,13 @@ fn check_entry_exit(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
             if raw & !(0xffff | VCORE_EXIT_REQ) != 0 || (entry | exit) & !core_mask != 0 {
                 out.push(
                     Violation::new(10, format!("entry_exit_map {raw:#x} has bits outside a {}-thread core", cx.tpc))
-                        .field(key.clone(), raw),
+                        .field(key(), raw),
                 );
             }
             if exit & !entry != 0 {
                 out.push(
                     Violation::new(10, format!("entry_exit_map {raw:#x}: a thread is exiting that never entered"))
-                        .field(key.clone(), raw),
+                        .field(key(), raw),
                 );
             }
             // A thread that entered and has not begun to exit is still in the
@@ -529,7 +530,7 @@ fn check_entry_exit(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
                                     10,
                                     format!("thread {} entered the vcore and is not exiting, but its PACA kvm_vcore is not the vcore", i),
                                 )
-                                .field(key.clone(), raw)
+                                .field(key(), raw)
                                 .field(hs(i, "kvm_vcore"), t.kvm_hstate.kvm_vcore)
                                 .field(p("vcores", k, "addr"), vc.addr),
                             );
@@ -540,10 +541,20 @@ fn check_entry_exit(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
             // 12: only thread 0's switch lets anyone run, so the first exiter
             // entered after thread 0 -- unless another subcore requested the
             // exit (VCORE_EXIT_REQ), when thread 0 may be too late to enter.
+            // ... and vc->in_guest = 1 is stored by thread 0 after its own
+            // entry bit (the run reset clears the map before in_guest, so a
+            // map of 0 may show a stale in_guest 1).
+            if vc.in_guest == 1 && raw != 0 && entry & 1 == 0 {
+                out.push(
+                    Violation::new(12, format!("vcore in_guest is 1 but thread 0 never entered (entry_exit_map {raw:#x})"))
+                        .field(key(), raw)
+                        .field(p("vcores", k, "in_guest"), vc.in_guest),
+                );
+            }
             if exit != 0 && !req && entry & 1 == 0 {
                 out.push(
                     Violation::new(12, format!("entry_exit_map {raw:#x}: threads exit but thread 0 never entered"))
-                        .field(key.clone(), raw),
+                        .field(key(), raw),
                 );
             }
             // 13: in_guest drops to 0 only at thread 0's switch back, which
@@ -552,7 +563,7 @@ fn check_entry_exit(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
             if vc.in_guest == 0 && exit != 0 && !req && exit != entry {
                 out.push(
                     Violation::new(13, format!("vcore in_guest is 0 but entry_exit_map {raw:#x} has entered threads not exiting"))
-                        .field(key.clone(), raw)
+                        .field(key(), raw)
                         .field(p("vcores", k, "in_guest"), vc.in_guest),
                 );
             }
@@ -562,7 +573,7 @@ fn check_entry_exit(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
                 out.push(
                     Violation::new(14, format!("napping_threads {:#x} is not within the entered threads {:#x}", vc.napping_threads, entry))
                         .field(p("vcores", k, "napping_threads"), vc.napping_threads)
-                        .field(key.clone(), raw),
+                        .field(key(), raw),
                 );
             }
         }
@@ -573,7 +584,7 @@ fn check_entry_exit(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
                         10,
                         format!("entry_exit_count {raw:#x}: {entry} entered, {exit} exiting on a {}-thread core", cx.tpc),
                     )
-                    .field(key.clone(), raw),
+                    .field(key(), raw),
                 );
             }
             // Every thread that enters found its PACA's kvm_vcore set to this
@@ -587,14 +598,14 @@ fn check_entry_exit(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
                 if entry > pointing {
                     out.push(
                         Violation::new(10, format!("{entry} threads entered but only {pointing} PACAs point at the vcore"))
-                            .field(key.clone(), raw),
+                            .field(key(), raw),
                     );
                 }
             }
             if vc.in_guest == 0 && exit != 0 && exit != entry {
                 out.push(
                     Violation::new(13, format!("vcore in_guest is 0 but only {exit} of {entry} entered threads are exiting"))
-                        .field(key.clone(), raw)
+                        .field(key(), raw)
                         .field(p("vcores", k, "in_guest"), vc.in_guest),
                 );
             }
@@ -602,7 +613,7 @@ fn check_entry_exit(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
                 out.push(
                     Violation::new(14, format!("napping_threads {:#x} has more threads than the {} entered", vc.napping_threads, entry))
                         .field(p("vcores", k, "napping_threads"), vc.napping_threads)
-                        .field(key.clone(), raw),
+                        .field(key(), raw),
                 );
             }
         }
@@ -1090,6 +1101,108 @@ pub fn check_step(prev: &Snapshot, next: &Snapshot) -> Vec<Violation> {
     out
 }
 
+/// Transition invariants for two states exactly one model event apart (the
+/// explorer's parent and child), on top of [`check_step`].  An event may
+/// bundle several stores of one thread or of the runner, so each graph allows
+/// skipping forward; what it rejects is going backwards without passing
+/// through the states that must lie between:
+///
+/// * 11: once a thread has begun to exit, the entry part of the entry/exit
+///   word changes only by the next run's reset (to 0);
+/// * 19: vcore_state moves forward along its graph (VCORE_SPEC §5.6), or to
+///   INACTIVE;
+/// * 23: a thread's in_guest moves along NONE -> HOST_HV <-> GUEST_HV (and
+///   HOST_HV <-> SKIP), HOST_HV -> NONE.
+///
+/// Not for samples taken at breakpoints: a whole run can lie between two of
+/// those (use [`check_step`]).
+pub fn check_event_step(prev: &Snapshot, next: &Snapshot) -> Vec<Violation> {
+    let mut out = check_step(prev, next);
+    let st = next.variant.vcore_states();
+    for (k, vc) in next.vcores.iter().enumerate() {
+        let Some(old) = prev.vcores.iter().find(|o| o.addr == vc.addr) else { continue };
+        let (a, b) = (EntryExit::of(old, prev.variant), EntryExit::of(vc, next.variant));
+        let entries = |e: &EntryExit| match *e {
+            EntryExit::Map { entry, .. } | EntryExit::Count { entry, .. } => Some(entry),
+            EntryExit::Unknown => None,
+        };
+        if a.exit_started() && b.raw() != 0 && entries(&a) != entries(&b) {
+            out.push(
+                Violation::new(11, format!("{} went from {:#x} to {:#x}: a thread entered after the exit began", b.key(), a.raw(), b.raw()))
+                    .field(p("vcores", k, b.key()), b.raw())
+                    .field("previous", a.raw()),
+            );
+        }
+        if !vcore_state_step_ok(st, old.vcore_state, vc.vcore_state) {
+            out.push(
+                Violation::new(
+                    19,
+                    format!(
+                        "vcore_state went from {} to {}",
+                        st.name(old.vcore_state).unwrap_or("?"),
+                        st.name(vc.vcore_state).unwrap_or("?")
+                    ),
+                )
+                .field(p("vcores", k, "vcore_state"), vc.vcore_state)
+                .field("previous", old.vcore_state),
+            );
+        }
+    }
+    for (i, t) in next.threads.iter().enumerate() {
+        let Some(old) = prev.threads.iter().find(|o| o.cpu == t.cpu) else { continue };
+        let (a, b) = (old.kvm_hstate.in_guest, t.kvm_hstate.in_guest);
+        let ok = a == b
+            || matches!(
+                (a, b),
+                (KVM_GUEST_MODE_NONE, KVM_GUEST_MODE_HOST_HV)
+                    | (KVM_GUEST_MODE_HOST_HV, KVM_GUEST_MODE_GUEST_HV)
+                    | (KVM_GUEST_MODE_GUEST_HV, KVM_GUEST_MODE_HOST_HV)
+                    | (KVM_GUEST_MODE_HOST_HV, KVM_GUEST_MODE_NONE)
+                    | (KVM_GUEST_MODE_HOST_HV, KVM_GUEST_MODE_SKIP)
+                    | (KVM_GUEST_MODE_SKIP, KVM_GUEST_MODE_HOST_HV)
+            );
+        if !ok {
+            out.push(
+                Violation::new(23, format!("thread {} went from in_guest {} to {} in one step", i, a, b))
+                    .field(hs(i, "in_guest"), b)
+                    .field("previous", a),
+            );
+        }
+    }
+    out
+}
+
+/// One event's worth of vcore_state change (forward along the graph, with
+/// skips; any state may drop to INACTIVE).
+fn vcore_state_step_ok(st: &VcoreStates, a: u8, b: u8) -> bool {
+    if a == b || b == st.inactive || a == st.inactive {
+        return true;
+    }
+    // Position along the run: STARTING < RUNNING < EXITING; PREEMPT and
+    // PIGGYBACK (modern) come before RUNNING; SLEEPING/POLLING are a side
+    // branch left only through INACTIVE (POLLING may go on to SLEEPING).
+    let run_pos = |s: u8| {
+        if Some(s) == st.preempt {
+            Some(0)
+        } else if Some(s) == st.piggyback || Some(s) == st.starting {
+            Some(1)
+        } else if s == st.running {
+            Some(2)
+        } else if s == st.exiting {
+            Some(3)
+        } else {
+            None
+        }
+    };
+    match (run_pos(a), run_pos(b)) {
+        // Modern: a non-master subcore vcore goes EXITING/PIGGYBACK -> PREEMPT.
+        (Some(3), Some(0)) | (Some(1), Some(0)) => st.preempt.is_some(),
+        (Some(x), Some(y)) => y >= x,
+        (None, None) => Some(a) == st.polling && b == st.sleeping,
+        _ => false,
+    }
+}
+
 // ---------------------------------------------------------------------------
 // What the model expects
 
@@ -1340,6 +1453,60 @@ mod tests {
         assert_eq!(p[1].ptid, Some(1));
         assert_eq!(p[2].kvm_vcore, Some(0));
         assert_eq!(p[2].ptid, None);
+    }
+
+    #[test]
+    fn event_step_graphs() {
+        let a = running(&[0, 1, 2, 3]);
+        let mut exiting = a.clone();
+        exiting.vcores[0].entry_exit_map = Some(0x10f);
+        assert!(check_event_step(&a, &exiting).is_empty());
+        let mut late = exiting.clone();
+        late.vcores[0].entry_exit_map = Some(0x107);
+        assert_eq!(check_event_step(&exiting, &late).iter().map(|v| v.invariant).collect::<Vec<_>>(), vec![11]);
+        let mut reset = exiting.clone();
+        reset.vcores[0].entry_exit_map = Some(0);
+        assert!(check_event_step(&exiting, &reset).is_empty());
+        let mut back = a.clone();
+        back.vcores[0].vcore_state = MODERN_VCORE_STATES.exiting;
+        let mut again = back.clone();
+        again.vcores[0].vcore_state = MODERN_VCORE_STATES.running;
+        assert!(check_event_step(&a, &back).is_empty());
+        assert_eq!(check_event_step(&back, &again).iter().map(|v| v.invariant).collect::<Vec<_>>(), vec![19]);
+        let mut jump = a.clone();
+        jump.threads[1].kvm_hstate.in_guest = KVM_GUEST_MODE_NONE; // GUEST_HV -> NONE skips the exit
+        assert_eq!(check_event_step(&a, &jump).iter().map(|v| v.invariant).collect::<Vec<_>>(), vec![23]);
+        // The same pairs as breakpoint samples are explained by a run boundary.
+        assert!(check_step(&exiting, &late).is_empty() && check_step(&back, &again).is_empty());
+        let st = &SEED_VCORE_STATES;
+        assert!(vcore_state_step_ok(st, 2, 3) && vcore_state_step_ok(st, 3, 4) && vcore_state_step_ok(st, 4, 0));
+        assert!(!vcore_state_step_ok(st, 4, 3) && !vcore_state_step_ok(st, 1, 3) && !vcore_state_step_ok(st, 3, 2));
+        let m = &MODERN_VCORE_STATES;
+        assert!(vcore_state_step_ok(m, 6, 3) && vcore_state_step_ok(m, 1, 2) && vcore_state_step_ok(m, 5, 1));
+        assert!(!vcore_state_step_ok(m, 3, 4) && !vcore_state_step_ok(m, 6, 4));
+    }
+
+    /// `cargo test --release --lib invariants::tests::speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn speed() {
+        let states = [running(&[0, 1, 2, 3]), running(&[1]), running(&[0, 2])];
+        let n = 1_000_000;
+        let t = std::time::Instant::now();
+        let mut found = 0;
+        for i in 0..n {
+            let s = &states[i % 3];
+            found += check_snapshot(std::hint::black_box(s)).len();
+            found += check_step(&states[(i + 1) % 3], s).len();
+        }
+        let ns = t.elapsed().as_nanos() as f64 / n as f64;
+        println!("check_snapshot + check_step: {ns:.0} ns per state ({found} violations)");
+        let t = std::time::Instant::now();
+        for i in 0..n {
+            found += check_snapshot(std::hint::black_box(&states[i % 3])).len();
+        }
+        println!("check_snapshot alone: {:.0} ns", t.elapsed().as_nanos() as f64 / n as f64);
+        assert_eq!(found, 0);
     }
 
     /// Random field values never panic (no unwrap on input, no overflow).

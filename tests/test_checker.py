@@ -109,6 +109,10 @@ BREAKS = {
         lambda s: (s["vcores"][0].update(entry_exit_map=0x206),
                    s["vcores"][0].update(napping_threads=0),
                    hstate(s, 0).update(napping=0)), {12}),
+    "12 in_guest 1 without thread 0's entry": (
+        lambda: running(vcpu_ids=(1, 2)),
+        lambda s: (s["vcores"][0].update(entry_exit_map=0x6, napping_threads=0),
+                   hstate(s, 0).update(napping=0)), {12}),
     # 13: in_guest back to 0 only once every entered thread exits
     "13 in_guest 0 with threads still in": (
         cs.exit_in_progress,
