@@ -126,3 +126,52 @@ pub fn check_file(path: &Path, variant: Option<Variant>) -> io::Result<TraceRepo
     let file = std::fs::File::open(path)?;
     Ok(check_lines(io::BufReader::with_capacity(1 << 16, file).lines(), variant))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SNAP: &str = r#"{"variant":"modern","threads_per_core":2,"stop":"s",
+        "threads":[{"cpu":0,"hw_cpu_id":8,"lpidr":0,"kvm_hstate":{"kvm_vcpu":0,"kvm_vcore":0,"ptid":0,
+        "hwthread_req":0,"hwthread_state":0,"napping":0,"in_guest":0}},
+        {"cpu":1,"hw_cpu_id":9,"lpidr":0,"kvm_hstate":{"kvm_vcpu":0,"kvm_vcore":0,"ptid":1,
+        "hwthread_req":0,"hwthread_state":1,"napping":0,"in_guest":0}}]}"#;
+
+    fn line(s: &str) -> String {
+        s.replace('\n', " ")
+    }
+
+    #[test]
+    fn clean_trace_with_blank_lines() {
+        let text = format!("{}\n\n{}\n", line(SNAP), line(SNAP));
+        let r = check_text(&text, None);
+        assert_eq!((r.snapshots, r.violations.len(), r.exit_code()), (2, 0, 0));
+    }
+
+    #[test]
+    fn violations_carry_line_and_stop() {
+        let bad = line(SNAP).replace(r#""ptid":1"#, r#""ptid":3"#);
+        let r = check_text(&format!("{}\n{}\n", line(SNAP), bad), None);
+        assert_eq!(r.exit_code(), 1);
+        assert!(r.violations.iter().all(|v| v.line == 2 && v.stop.as_deref() == Some("s")));
+        assert_eq!(r.violations[0].violation.invariant, 3);
+    }
+
+    #[test]
+    fn unusable_line_stops_with_its_number_and_keeps_what_came_before() {
+        let bad = line(SNAP).replacen(r#""cpu":1,"#, "", 1);
+        let r = check_text(&format!("{}\n{}\n{}\n", line(SNAP), bad, line(SNAP)), None);
+        assert_eq!(r.exit_code(), 2);
+        assert_eq!(r.snapshots, 1);
+        let e = r.error.unwrap();
+        assert_eq!((e.line, e.key.as_str()), (Some(2), "threads[1].cpu"));
+    }
+
+    #[test]
+    fn replayer_variant_override() {
+        let mut rp = Replayer::new(Some(Variant::Seed));
+        assert!(rp.push_text(&line(SNAP), Some(1)).unwrap().is_empty());
+        assert!(rp.push_text("{}", Some(2)).is_err());
+        rp.reset();
+    }
+}
