@@ -5,9 +5,11 @@
 
 pub mod btf;
 pub mod consts;
+pub mod explore;
 pub mod invariants;
 pub mod snapshot;
 pub mod trace;
+pub mod model;
 pub mod view;
 
 #[cfg(feature = "python")]

@@ -5,11 +5,13 @@ use pyo3::prelude::*;
 
 mod btf;
 mod check;
+mod model;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     btf::register(m)?;
     check::register(m)?;
+    model::register(m)?;
     Ok(())
 }

@@ -1,0 +1,371 @@
+//! The model of the KVM Book3S HV (POWER7/8) vcore gang scheduler: one
+//! physical core of 1-8 threads running one vcore, driven by explicit events
+//! ([`Event`]), for the `seed`, `modern` and `prepatch` variants.
+//!
+//! After every step the model is viewed as a [`Snapshot`] (the same format a
+//! live kernel stop produces) and checked by the shared invariant code
+//! (`invariants::check_snapshot` / `check_step`), plus the invariants that
+//! need history a snapshot does not carry (§4 7, 25, 27) and the doorbell
+//! delivery property (29).
+//!
+//! Not modelled (unsplit core only): split-core / dynamic micro-threading and
+//! piggybacking (kvm_split_mode, VCORE_PIGGYBACK, VCORE_EXIT_REQ set by
+//! another subcore), VCORE_PREEMPT / VCORE_POLLING / VCORE_SLEEPING
+//! (kvmppc_vcore_blocked), the VPA-update window where seed drops vc->lock,
+//! signals during a run, hdec_soon taken at entry (HDEC < 512), the
+//! grab-timeout and wait_for_nap-timeout error paths, and the seed runnable
+//! list order (kept sorted; it only orders kvmppc_start_thread calls).
+
+pub mod events;
+pub mod state;
+pub mod transitions;
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use crate::consts::*;
+use crate::invariants::{self, Violation};
+use crate::view::{Hstate, KvmArch, Snapshot, Thread, Vcore, Vcpu};
+
+pub use events::{BadEvent, Event};
+pub use state::{Mmu, Phase, State};
+pub use transitions::{delivered_to, vc_first, Config, Effects, ModelError};
+
+/// Synthetic addresses of the model's kernel objects (what the PACAs point at).
+pub const KVM_ADDR: u64 = 0xc000_0000_0200_0000;
+pub const VCORE_ADDR: u64 = 0xc000_0000_0300_0000;
+pub const VCPU_ADDR_BASE: u64 = 0xc000_0000_0400_0000;
+pub const VCPU_ADDR_STRIDE: u64 = 0x4000;
+/// kvm->arch values.
+pub const GUEST_LPID: u64 = 1;
+pub const GUEST_SDR1: u64 = 0x0000_0000_1f00_0012;
+pub const HOST_LPID: u64 = 0;
+pub const HOST_SDR1: u64 = 0;
+
+/// Invariant numbers beyond VCORE_SPEC §4's 1-28.
+pub const INV_DOORBELL: u32 = 29;
+pub const INV_DEADLOCK: u32 = 30;
+
+pub fn vcpu_addr(vcpu_id: u32) -> u64 {
+    VCPU_ADDR_BASE + vcpu_id as u64 * VCPU_ADDR_STRIDE
+}
+
+fn violation(invariant: u32, message: String, fields: &[(&str, Value)]) -> Violation {
+    Violation {
+        invariant,
+        message,
+        fields: fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<BTreeMap<_, _>>(),
+    }
+}
+
+impl Config {
+    pub fn new(variant: Variant, threads: u8, cpu_base: u32) -> Result<Config, ModelError> {
+        if !(1..=MAX_SMT_THREADS as u8).contains(&threads) {
+            return Err(ModelError {
+                event: "new".into(),
+                reason: format!("threads per core must be 1..{MAX_SMT_THREADS}, not {threads}"),
+            });
+        }
+        if cpu_base % threads as u32 != 0 {
+            return Err(ModelError {
+                event: "new".into(),
+                reason: format!("cpu {cpu_base} is not thread 0 of a {threads}-thread core"),
+            });
+        }
+        Ok(Config { variant, threads, cpu_base })
+    }
+
+    /// The state as a contract-2 snapshot, with the kernel's field names and values.
+    pub fn view(&self, s: &State, stop: Option<&str>) -> Snapshot {
+        let first = vc_first(s);
+        let ptr = |idx: Option<u8>| idx.map_or(0, |i| vcpu_addr(first + i as u32));
+        let (lpidr, sdr1) = match s.mmu {
+            Mmu::Guest => (GUEST_LPID, GUEST_SDR1),
+            Mmu::Host => (HOST_LPID, HOST_SDR1),
+        };
+        let threads = (0..self.threads as usize)
+            .map(|t| {
+                let h = &s.threads[t].hstate;
+                Thread {
+                    cpu: self.cpu_base + t as u32,
+                    hw_cpu_id: self.cpu_base + t as u32,
+                    lpidr: Some(lpidr),
+                    sdr1: Some(sdr1),
+                    kvm_hstate: Hstate {
+                        kvm_vcpu: ptr(h.kvm_vcpu),
+                        kvm_vcore: if h.kvm_vcore { VCORE_ADDR } else { 0 },
+                        ptid: h.ptid,
+                        hwthread_req: h.hwthread_req,
+                        hwthread_state: h.hwthread_state,
+                        napping: h.napping,
+                        in_guest: h.in_guest,
+                    },
+                }
+            })
+            .collect();
+        let modern = self.variant.has_entry_exit_map();
+        let vcores = s
+            .vcore
+            .iter()
+            .map(|vc| {
+                let word = vc.entry_exit_word(modern);
+                Vcore {
+                    addr: VCORE_ADDR,
+                    first_vcpuid: vc.first_vcpuid,
+                    pcpu: vc.pcpu,
+                    num_threads: vc.num_threads,
+                    n_runnable: vc.runq_len as u32,
+                    vcore_state: vc.vcore_state,
+                    in_guest: vc.in_guest,
+                    entry_exit_map: modern.then_some(word),
+                    entry_exit_count: (!modern).then_some(word),
+                    napping_threads: vc.napping_threads as u32,
+                    runner: Some(ptr(vc.runner)),
+                    n_woken: (!modern).then_some(vc.n_woken as u32),
+                    nap_count: (!modern).then_some(vc.nap_count as u32),
+                    kvm: Some(KVM_ADDR),
+                }
+            })
+            .collect();
+        let vcpus = s
+            .vcpus
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.map(|v| (i, v)))
+            .map(|(i, v)| Vcpu {
+                addr: vcpu_addr(first + i as u32),
+                vcpu_id: first + i as u32,
+                vcore: VCORE_ADDR,
+                ptid: v.ptid,
+                cpu: v.cpu,
+                thread_cpu: modern.then_some(v.thread_cpu),
+                state: Some(v.state),
+                ceded: Some(v.ceded),
+            })
+            .collect();
+        Snapshot {
+            variant: self.variant,
+            threads_per_core: self.threads as u32,
+            stop: stop.map(str::to_string),
+            threads,
+            vcores,
+            vcpus,
+            kvm: Some(KvmArch {
+                lpid: GUEST_LPID,
+                sdr1: GUEST_SDR1,
+                host_lpid: Some(HOST_LPID),
+                host_sdr1: Some(HOST_SDR1),
+            }),
+        }
+    }
+
+    /// Where a doorbell from vcpu index `from` to thread `t` goes, and the
+    /// violation of property 29 if it does not reach vcpu first_vcpuid + t.
+    pub fn doorbell_check(&self, s: &State, from: u8, t: usize) -> Option<Violation> {
+        let first = vc_first(s);
+        let intended = t as u8;
+        let delivered = delivered_to(s, t);
+        let from_id = first + from as u32;
+        let fields = |d: Option<u8>| {
+            vec![
+                ("from_vcpu", json!(from_id)),
+                ("thread", json!(t)),
+                ("intended_vcpu", json!(first + t as u32)),
+                ("delivered_vcpu", d.map_or(Value::Null, |d| json!(first + d as u32))),
+            ]
+        };
+        match delivered {
+            Some(d) if d != intended => Some(violation(
+                INV_DOORBELL,
+                format!(
+                    "doorbell from vcpu {from_id} to thread {t} reached vcpu {} instead of vcpu {}",
+                    first + d as u32,
+                    first + t as u32
+                ),
+                &fields(delivered),
+            )),
+            None => {
+                // Nobody on that thread: lost if the intended vcpu runs elsewhere.
+                let elsewhere = (0..self.threads as usize)
+                    .find(|&x| x != t && s.threads[x].running == Some(intended));
+                elsewhere.map(|x| {
+                    violation(
+                        INV_DOORBELL,
+                        format!(
+                            "doorbell from vcpu {from_id} to thread {t} is lost: vcpu {} runs on thread {x}",
+                            first + t as u32
+                        ),
+                        &fields(None),
+                    )
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Invariants that need the step, not just the resulting state.
+    pub fn history_check(&self, prev: &State, next: &State, event: &Event, fx: &Effects) -> Vec<Violation> {
+        let mut out = Vec::new();
+        if next.switch_in > 1 || next.switch_out > 1 {
+            out.push(violation(
+                7,
+                format!("MMU switched more than once per run (in {}, out {})", next.switch_in, next.switch_out),
+                &[("switch_in", json!(next.switch_in)), ("switch_out", json!(next.switch_out))],
+            ));
+        }
+        let in_guest = |s: &State| s.vcore.map(|v| v.in_guest).unwrap_or(0);
+        let mmu_event = matches!(event, Event::SwitchIn | Event::SwitchOut | Event::RunCore { .. });
+        if (in_guest(prev) != in_guest(next) || prev.mmu != next.mmu) && !mmu_event {
+            out.push(violation(
+                7,
+                format!("{event} changed vc->in_guest or the partition: only thread 0's switch may"),
+                &[("in_guest", json!(in_guest(next)))],
+            ));
+        }
+        if let (Event::Cede { thread }, true) = (event, fx.ceded_to_nap) {
+            let vc = next.vcore.unwrap();
+            let all = if self.variant.has_entry_exit_map() {
+                vc.napping_threads == vc.entered
+            } else {
+                vc.napping_threads.count_ones() >= vc.entry_count()
+            };
+            if all {
+                out.push(violation(
+                    25,
+                    format!("thread {thread} napped in a cede although every entered thread now naps"),
+                    &[("napping_threads", json!(vc.napping_threads)), ("entered", json!(vc.entered))],
+                ));
+            }
+        }
+        if let Some(vc) = next.vcore {
+            if vc.tb_offset_applied != (vc.in_guest == 1) {
+                out.push(violation(
+                    27,
+                    "TB offset applied outside thread 0's switch-in..switch-out".into(),
+                    &[("tb_offset_applied", json!(vc.tb_offset_applied)), ("in_guest", json!(vc.in_guest))],
+                ));
+            }
+        }
+        if let Event::Doorbell { vcpu, thread } = event {
+            let from = (*vcpu - vc_first(prev)) as u8;
+            out.extend(self.doorbell_check(prev, from, *thread as usize));
+        }
+        out
+    }
+
+    /// Every event that is legal in `s` (doorbells included).
+    pub fn enabled(&self, s: &State) -> Vec<Event> {
+        let mut out = Vec::new();
+        for e in self.candidates(s, true) {
+            let mut c = *s;
+            if self.apply(&mut c, e).is_ok() {
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    /// Candidate events (legality not yet checked).
+    pub fn candidates(&self, s: &State, doorbells: bool) -> Vec<Event> {
+        let n = self.threads;
+        let first = vc_first(s);
+        let mut out = Vec::with_capacity(16 + 8 * n as usize);
+        for i in 0..n {
+            let id = first + i as u32;
+            out.push(Event::CreateVcpu { vcpu: id });
+            out.push(Event::Runnable { vcpu: id });
+            out.push(Event::Block { vcpu: id });
+            out.push(Event::RunCore { runner: id });
+            out.push(Event::StartThread { vcpu: id });
+            out.push(Event::Prod { vcpu: id });
+        }
+        out.push(Event::VcoreEntry);
+        out.push(Event::SwitchIn);
+        out.push(Event::SwitchOut);
+        out.push(Event::Release);
+        out.push(Event::Finish);
+        for t in 0..n {
+            out.push(Event::Enter { thread: t });
+            out.push(Event::GuestEntry { thread: t });
+            out.push(Event::Cede { thread: t });
+            out.push(Event::Wake { thread: t });
+            out.push(Event::Exit { thread: t, trap: BOOK3S_INTERRUPT_HV_DECREMENTER });
+            out.push(Event::Tail { thread: t });
+            out.push(Event::ReturnToIdle { thread: t });
+        }
+        if doorbells {
+            for i in 0..n {
+                for t in 0..n {
+                    out.push(Event::Doorbell { vcpu: first + i as u32, thread: t });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What one applied event produced.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub event: Event,
+    pub effects: Effects,
+    pub violations: Vec<Violation>,
+}
+
+/// A model you drive event by event (what the Python `Vcore` wraps).
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub config: Config,
+    pub state: State,
+    pub trace: Vec<Event>,
+    view: Snapshot,
+}
+
+impl Model {
+    pub fn new(variant: Variant, threads: u8) -> Result<Model, ModelError> {
+        Model::with_cpu_base(variant, threads, 0)
+    }
+
+    pub fn with_cpu_base(variant: Variant, threads: u8, cpu_base: u32) -> Result<Model, ModelError> {
+        let config = Config::new(variant, threads, cpu_base)?;
+        let state = State::initial();
+        let view = config.view(&state, None);
+        Ok(Model { config, state, trace: Vec::new(), view })
+    }
+
+    /// Apply one event; on success the new state has been checked.
+    pub fn apply(&mut self, event: Event) -> Result<Step, ModelError> {
+        let prev = self.state;
+        let effects = self.config.apply(&mut self.state, event)?;
+        let next_view = self.config.view(&self.state, Some(event.label()));
+        let mut violations = invariants::check_snapshot(&next_view);
+        violations.extend(invariants::check_step(&self.view, &next_view));
+        violations.extend(self.config.history_check(&prev, &self.state, &event, &effects));
+        self.view = next_view;
+        self.trace.push(event);
+        Ok(Step { event, effects, violations })
+    }
+
+    /// Parse and apply an event given in its text form.
+    pub fn apply_text(&mut self, text: &str) -> Result<Step, ModelError> {
+        let event: Event = text.parse().map_err(|e: BadEvent| ModelError { event: text.to_string(), reason: e.0 })?;
+        self.apply(event)
+    }
+
+    pub fn enabled(&self) -> Vec<Event> {
+        self.config.enabled(&self.state)
+    }
+
+    /// The current state as a snapshot (stop = the last event's kernel label).
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.view
+    }
+
+    pub fn first_vcpuid(&self) -> u32 {
+        vc_first(&self.state)
+    }
+}
+
+#[cfg(test)]
+mod tests;

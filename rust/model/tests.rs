@@ -1,0 +1,298 @@
+use super::*;
+use crate::explore::{explore, ExploreOptions};
+
+fn ev(text: &str) -> Event {
+    text.parse().unwrap()
+}
+
+fn model(variant: Variant, n: u8, vcpus: &[u32]) -> Model {
+    let mut m = Model::new(variant, n).unwrap();
+    for &v in vcpus {
+        m.apply(Event::CreateVcpu { vcpu: v }).unwrap();
+    }
+    m
+}
+
+fn run(m: &mut Model, events: &[&str]) {
+    for e in events {
+        let step = m.apply(ev(e)).unwrap_or_else(|err| panic!("{err}"));
+        assert!(step.violations.is_empty(), "{e}: {:?}", step.violations);
+    }
+}
+
+fn hs(m: &Model, t: usize) -> crate::view::Hstate {
+    m.snapshot().threads[t].kvm_hstate.clone()
+}
+
+fn vc(m: &Model) -> crate::view::Vcore {
+    m.snapshot().vcores[0].clone()
+}
+
+/// VCORE_SPEC §3.11, row by row: seed, N = 4, vcpus 1 and 2, thread 0 without a vcpu.
+#[test]
+fn worked_example_seed_3_11() {
+    let mut m = model(Variant::Seed, 4, &[1, 2]);
+    let v1 = vcpu_addr(1);
+    let v2 = vcpu_addr(2);
+    assert_eq!(hs(&m, 0).hwthread_state, 0);
+    for t in 1..4 {
+        assert_eq!(hs(&m, t).hwthread_state, 1);
+        assert_eq!(hs(&m, t).hwthread_req, 0);
+    }
+    run(&mut m, &["runnable(1)", "runnable(2)", "run_core(runner=1)"]);
+    // run_core reset + grab
+    let v = vc(&m);
+    assert_eq!((v.n_woken, v.nap_count, v.entry_exit_count), (Some(0), Some(0), Some(0)));
+    assert_eq!((v.vcore_state, v.in_guest, v.napping_threads), (2, 0, 0));
+    for t in 1..4 {
+        assert_eq!((hs(&m, t).hwthread_req, hs(&m, t).kvm_vcpu), (1, 0));
+    }
+    // start_thread x2
+    run(&mut m, &["start_thread(1)", "start_thread(2)"]);
+    assert_eq!((vc(&m).pcpu, vc(&m).n_woken), (0, Some(2)));
+    assert_eq!((hs(&m, 1).kvm_vcpu, hs(&m, 1).kvm_vcore, hs(&m, 1).ptid), (v1, VCORE_ADDR, 1));
+    assert_eq!((hs(&m, 2).kvm_vcpu, hs(&m, 2).kvm_vcore, hs(&m, 2).ptid), (v2, VCORE_ADDR, 2));
+    assert!(m.state.threads[1].ipi && m.state.threads[2].ipi && !m.state.threads[3].ipi);
+    // thread-0 fixup, RUNNING
+    run(&mut m, &["vcore_entry"]);
+    assert_eq!(vc(&m).vcore_state, 3);
+    assert_eq!((hs(&m, 0).kvm_vcore, hs(&m, 0).ptid, hs(&m, 0).kvm_vcpu), (VCORE_ADDR, 0, 0));
+    // T0 kvmppc_hv_entry + switch
+    run(&mut m, &["enter(0)", "switch_in"]);
+    assert_eq!((vc(&m).entry_exit_count, vc(&m).in_guest), (Some(1), 1));
+    assert_eq!(hs(&m, 0).in_guest, KVM_GUEST_MODE_HOST_HV);
+    assert_eq!(m.snapshot().threads[0].lpidr, Some(GUEST_LPID));
+    // T0 no_guest nap
+    run(&mut m, &["guest_entry(0)"]);
+    assert_eq!(vc(&m).napping_threads, 1);
+    assert_eq!((hs(&m, 0).napping, hs(&m, 0).hwthread_req), (NAPPING_NOVCPU, 1));
+    // T1/T2 wake
+    run(&mut m, &["enter(1)"]);
+    assert_eq!(vc(&m).entry_exit_count, Some(2));
+    assert_eq!((hs(&m, 1).hwthread_state, hs(&m, 1).in_guest), (2, 4));
+    run(&mut m, &["guest_entry(1)", "enter(2)", "guest_entry(2)"]);
+    assert_eq!(vc(&m).entry_exit_count, Some(3));
+    assert_eq!((hs(&m, 1).in_guest, hs(&m, 2).in_guest), (3, 3));
+    assert_eq!(hs(&m, 3).hwthread_state, 1);
+    // T1 exits (hcall to QEMU): first exiter, IPI to T0; T2 takes the HDEC
+    run(&mut m, &["exit(thread=1, trap=0xc00)"]);
+    assert_eq!(vc(&m).entry_exit_count, Some(0x103));
+    assert!(m.state.threads[0].ipi);
+    assert_eq!(hs(&m, 1).in_guest, 4);
+    assert!(m.apply(ev("tail(1)")).is_err(), "T1 waits for in_guest == 0");
+    run(&mut m, &["exit(2)"]);
+    assert_eq!(vc(&m).entry_exit_count, Some(0x203));
+    // T0 wakes, exits, napping bit 0 stays set
+    run(&mut m, &["wake(0)"]);
+    assert_eq!(vc(&m).entry_exit_count, Some(0x303));
+    assert_eq!(vc(&m).napping_threads, 1);
+    assert_eq!((hs(&m, 0).napping, hs(&m, 0).hwthread_req, hs(&m, 0).hwthread_state), (0, 0, 2));
+    run(&mut m, &["switch_out"]);
+    assert_eq!((vc(&m).in_guest, hs(&m, 0).in_guest), (0, 0));
+    assert_eq!(m.snapshot().threads[0].lpidr, Some(HOST_LPID));
+    // tails
+    run(&mut m, &["tail(1)"]);
+    assert_eq!((hs(&m, 1).in_guest, hs(&m, 1).kvm_vcpu, hs(&m, 1).hwthread_state), (0, 0, 1));
+    assert_eq!(vc(&m).nap_count, Some(1));
+    run(&mut m, &["tail(2)"]);
+    assert_eq!(vc(&m).nap_count, Some(2));
+    // C side
+    run(&mut m, &["release"]);
+    assert_eq!(vc(&m).vcore_state, 4);
+    for t in 0..4 {
+        assert_eq!((hs(&m, t).hwthread_req, hs(&m, t).kvm_vcpu), (0, 0));
+    }
+    // kvm_vcore and ptid are not cleared by the seed release: stale.
+    assert_eq!((hs(&m, 1).kvm_vcore, hs(&m, 1).ptid), (VCORE_ADDR, 1));
+    run(&mut m, &["finish"]);
+    assert_eq!(vc(&m).vcore_state, 0);
+    assert_eq!(vc(&m).runner, Some(0));
+    // vcpu 1 went to userspace with its hcall; vcpu 2 stays runnable.
+    assert_eq!(vc(&m).n_runnable, 1);
+    assert_eq!(m.snapshot().vcpus[0].state, Some(KVMPPC_VCPU_BUSY_IN_HOST));
+}
+
+#[test]
+fn illegal_events_are_errors_and_change_nothing() {
+    let mut m = model(Variant::Modern, 4, &[0, 1]);
+    let before = m.state;
+    for text in [
+        "run_core(runner=0)", // not runnable
+        "enter(1)",
+        "switch_in",
+        "guest_entry(0)",
+        "cede(1)",
+        "wake(0)",
+        "exit(0)",
+        "switch_out",
+        "tail(1)",
+        "release",
+        "finish",
+        "return_to_idle(1)",
+        "start_thread(0)",
+        "vcore_entry",
+        "doorbell(vcpu=0, thread=1)",
+        "runnable(9)",
+        "enter(7)",
+        "create_vcpu(0)",
+        "create_vcpu(5)",
+    ] {
+        let err = m.apply(ev(text)).unwrap_err();
+        assert!(err.to_string().starts_with("illegal event"), "{text}: {err}");
+        assert_eq!(m.state, before, "{text} changed the state");
+    }
+    assert!(m.apply_text("fly(1)").unwrap_err().reason.contains("unknown event name"));
+    assert!(Model::new(Variant::Seed, 0).is_err());
+    assert!(Model::new(Variant::Seed, 9).is_err());
+}
+
+#[test]
+fn modern_run_with_cede_prod_and_latecomer() {
+    let mut m = model(Variant::Modern, 4, &[0, 1, 2, 3]);
+    run(
+        &mut m,
+        &[
+            "runnable(1)",
+            "runnable(2)",
+            "run_core(runner=1)",
+            "start_thread(1)",
+            "start_thread(2)",
+            "vcore_entry",
+            "enter(0)",
+            "switch_in",
+            "guest_entry(0)",
+            "enter(1)",
+            "guest_entry(1)",
+        ],
+    );
+    // Modern: thread_cpu is the thread running the vcpu, cpu is thread 0.
+    let v1 = &m.snapshot().vcpus[1];
+    assert_eq!((v1.cpu, v1.thread_cpu), (0, Some(1)));
+    assert_eq!(vc(&m).entry_exit_map, Some(0b11));
+    // vcpu 0 joins late: thread 0 gets an IPI and runs it from its nap.
+    run(&mut m, &["runnable(0)"]);
+    assert!(m.state.threads[0].ipi);
+    run(&mut m, &["wake(0)"]);
+    assert_eq!(m.state.threads[0].phase, Phase::InGuest);
+    assert_eq!(hs(&m, 0).in_guest, KVM_GUEST_MODE_GUEST_HV);
+    // Prod then cede: returns at once.
+    run(&mut m, &["prod(0)", "cede(0)"]);
+    assert_eq!(m.state.threads[0].phase, Phase::InGuest);
+    // Cede on thread 1 naps; then thread 0's cede would make every entered thread nap -> exit.
+    run(&mut m, &["cede(1)"]);
+    assert_eq!((hs(&m, 1).napping, hs(&m, 1).hwthread_req), (NAPPING_CEDE, 1));
+    run(&mut m, &["cede(0)"]);
+    assert_eq!(m.state.threads[0].phase, Phase::Exiting);
+    // First exiter (not HDEC) IPIs every entered thread but itself.
+    assert!(m.state.threads[1].ipi);
+    assert_eq!(m.snapshot().vcpus[0].cpu, -1);
+    // Thread 2 was started but has not entered: it will be too late.
+    run(&mut m, &["wake(1)", "enter(2)"]);
+    assert_eq!(m.state.threads[2].phase, Phase::TooLate);
+    assert!(m.apply(ev("release")).is_err());
+    run(&mut m, &["switch_out", "tail(1)", "tail(2)", "release", "finish"]);
+    for t in 0..4 {
+        assert_eq!((hs(&m, t).kvm_vcore, hs(&m, t).hwthread_req), (0, 0));
+    }
+    assert_eq!(m.state.threads[1].phase, Phase::Spinning);
+    run(&mut m, &["return_to_idle(1)", "return_to_idle(2)"]);
+    assert_eq!(hs(&m, 1).hwthread_state, KVM_HWTHREAD_IN_IDLE);
+    // A second run works from the stale state.
+    run(&mut m, &["run_core(runner=0)", "start_thread(0)", "start_thread(1)", "start_thread(2)", "vcore_entry"]);
+    assert_eq!(vc(&m).vcore_state, 4);
+}
+
+#[test]
+fn prepatch_misdelivers_a_doorbell() {
+    let mut m = model(Variant::Prepatch, 4, &[0, 1, 2, 3]);
+    for e in ["runnable(2)", "run_core(runner=2)", "start_thread(2)", "vcore_entry", "enter(0)", "switch_in", "guest_entry(0)"] {
+        let step = m.apply(ev(e)).unwrap();
+        // The checker sees the misplaced vcpu in the PACA already (static 29).
+        assert!(step.violations.iter().all(|v| v.invariant == INV_DOORBELL), "{e}: {:?}", step.violations);
+    }
+    assert_eq!(m.snapshot().vcpus[2].ptid, 0);
+    // vcpu 2 runs on thread 0; its guest signals thread 0 meaning vcpu 0.
+    let step = m.apply(ev("doorbell(vcpu=2, thread=0)")).unwrap();
+    assert_eq!(step.effects.doorbell_delivered, Some(2));
+    assert!(step.violations.iter().any(|v| v.invariant == INV_DOORBELL), "{:?}", step.violations);
+    // The same doorbell on the seed reaches nobody wrong.
+    let mut s = model(Variant::Seed, 4, &[0, 1, 2, 3]);
+    run(&mut s, &["runnable(2)", "run_core(runner=2)", "start_thread(2)", "vcore_entry", "enter(0)", "switch_in"]);
+    run(&mut s, &["guest_entry(0)", "enter(2)", "guest_entry(2)", "doorbell(vcpu=2, thread=0)"]);
+}
+
+#[test]
+fn explorer_small_cores() {
+    for n in 1..=4u8 {
+        for variant in [Variant::Seed, Variant::Modern] {
+            let r = explore(&ExploreOptions::new(variant, n)).unwrap();
+            assert!(r.violation.is_none(), "{variant} N={n}: {:?} {:?}", r.violated(), r.counterexample.map(|t| t.iter().map(|e| e.to_string()).collect::<Vec<_>>()));
+            assert!(r.states > 10 && r.finished_runs > 0 && r.complete);
+        }
+    }
+    let r = explore(&ExploreOptions::new(Variant::Prepatch, 4)).unwrap();
+    assert_eq!(r.violation.as_ref().unwrap().invariant, INV_DOORBELL);
+    let trace = r.counterexample.unwrap();
+    assert!(trace.len() <= 10, "{trace:?}");
+    assert!(matches!(trace.last(), Some(Event::Doorbell { .. })));
+}
+
+/// A deterministic random walk over legal events never panics, and every
+/// state of seed/modern satisfies every invariant.
+#[test]
+fn random_walks_hold() {
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for variant in Variant::ALL {
+        for n in [1u8, 2, 4, 8] {
+            for _ in 0..20 {
+                let mut m = Model::new(variant, n).unwrap();
+                for _ in 0..300 {
+                    let enabled = m.enabled();
+                    // Random (often illegal) event texts must fail cleanly.
+                    let _ = m.clone().apply_text(&format!("enter({})", rnd() % 10));
+                    if enabled.is_empty() {
+                        break;
+                    }
+                    let e = enabled[(rnd() % enabled.len() as u64) as usize];
+                    let step = m.apply(e).unwrap();
+                    if variant != Variant::Prepatch {
+                        assert!(step.violations.is_empty(), "{variant} N={n} {e}: {:?}\n{:?}", step.violations, m.trace);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Prints explorer sizes and times (cargo test --release -- --ignored --nocapture).
+#[test]
+#[ignore]
+fn explorer_sizes() {
+    for n in [2u8, 4, 8] {
+        for variant in Variant::ALL {
+            let mut o = ExploreOptions::new(variant, n);
+            if let Ok(v) = std::env::var("PV_CHECK") {
+                o.check_invariants = v == "1";
+            }
+            if let Ok(v) = std::env::var("PV_MAXCEDES") {
+                o.max_cedes = v.parse().ok();
+            }
+            if n == 8 {
+                if let Ok(v) = std::env::var("PV_MAXSTATES") {
+                    o.max_states = v.parse().ok();
+                }
+            }
+            let r = explore(&o).unwrap();
+            println!(
+                "{variant} N={n}: {} states {} transitions {:.3}s depth {} complete {} violated {:?}",
+                r.states, r.transitions, r.seconds, r.depth, r.complete, r.violated()
+            );
+        }
+    }
+}
