@@ -42,6 +42,21 @@ impl SnapshotError {
 /// Parse one snapshot.  `variant`, when given, overrides (or supplies) the
 /// snapshot's own "variant" key.
 pub fn parse_snapshot(text: &str, line: Option<usize>, variant: Option<Variant>) -> Result<Snapshot, SnapshotError> {
+    // serde would also take a struct from a JSON array (by position): a
+    // snapshot is an object, say so plainly.
+    let kind = match text.trim_start().as_bytes().first() {
+        Some(b'{') => None,
+        Some(b'[') => Some("an array"),
+        Some(b'"') => Some("a string"),
+        Some(b't' | b'f') => Some("a boolean"),
+        Some(b'n') => Some("null"),
+        Some(b'-' | b'0'..=b'9') => Some("a number"),
+        None => Some("empty"),
+        Some(_) => None, // not JSON at all: serde says where
+    };
+    if let Some(kind) = kind {
+        return Err(SnapshotError::new(line, "", format!("a snapshot is a JSON object, not {kind}")));
+    }
     // Fast path: plain serde_json.  Only a failed parse is redone with path
     // tracking, to name the key.
     if let Ok(mut snap) = serde_json::from_str::<Snapshot>(text) {
@@ -172,6 +187,7 @@ mod tests {
         assert_eq!(e.key, "threads_per_core");
         let e = parse_snapshot("[1,2]", Some(3), None).unwrap_err();
         assert_eq!(e.key, "");
+        assert_eq!(e.message, "a snapshot is a JSON object, not an array");
         let e = parse_snapshot("{\"variant\":", Some(3), None).unwrap_err();
         assert!(e.message.starts_with("not valid JSON"), "{}", e.message);
         assert!(parse_snapshot(&format!("{GOOD} x"), None, None).is_err());
