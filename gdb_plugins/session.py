@@ -143,6 +143,25 @@ class Kernel:
         except (KernelError, LayoutError) as e:
             raise PvError(f"pyvcore: {e}") from None
         self.reader = SnapshotReader(self.layout)
+        self.module_btf: dict[str, bool] = {}  # objfile path -> had split BTF
+
+    def add_module_btf(self) -> None:
+        """Split BTF of the modules gdb has loaded (add-symbol-file kvm-hv.ko):
+        types that vmlinux only forward-declares (kvm_resize_hpt, ...) or does
+        not have (preempted_vcore_list) come from there."""
+        if not self.image.has_btf:
+            return
+        for objfile in gdb.objfiles():
+            path = objfile.filename or ""
+            if not path.endswith(".ko") or path in self.module_btf:
+                continue
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+                name = os.path.basename(path)[:-3].replace("-", "_")
+                self.module_btf[path] = self.image.add_module_btf(name, data)
+            except (OSError, ValueError):
+                self.module_btf[path] = False
 
     @property
     def variant(self) -> str:
@@ -182,6 +201,7 @@ def kernel() -> Kernel:
         raise PvError("pyvcore: no vmlinux loaded (use `file /path/to/vmlinux`, or `pyvcore gdb`)")
     if _kernel is None or _kernel.path != path:
         _kernel = Kernel(path)
+    _kernel.add_module_btf()
     return _kernel
 
 

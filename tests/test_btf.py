@@ -51,9 +51,11 @@ MEMBER = re.compile(r"^\t(?!\t)(?P<decl>.*?);\s*/\*\s*(?P<off>\d+)(?::\s*(?P<bit
 SIZE = re.compile(r"/\* size: (\d+),")
 
 
-def pahole_members(struct: str) -> tuple[int, list[tuple[str, int, int]]]:
-    out = subprocess.run(["pahole", "-F", "btf", "-C", struct, str(VMLINUX)],
-                         capture_output=True, text=True, check=True).stdout
+def pahole_members(struct: str, module: Path | None = None) -> tuple[int, list[tuple[str, int, int]]]:
+    argv = ["pahole", "-F", "btf", "-C", struct, str(VMLINUX)]
+    if module is not None:  # split BTF of a module on top of vmlinux
+        argv = ["pahole", "-F", "btf", "--btf_base", str(VMLINUX), "-C", struct, str(module)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     members = []
     size = -1
     for line in out.splitlines():
@@ -140,3 +142,34 @@ def test_missing_file() -> None:
 def test_module_symbols_rejects_garbage() -> None:
     with pytest.raises(ValueError):
         module_symbols(b"not an elf")
+
+
+def kvm_hv_ko() -> Path | None:
+    try:
+        from pyvcore.lab.cache import KernelManifest
+
+        manifest = KernelManifest.load()
+        path = Path(manifest.modules["kvm_hv"]) if manifest else None
+        return path if path and path.is_file() else None
+    except Exception:  # noqa: BLE001
+        return None
+
+
+@needs_vmlinux
+@pytest.mark.skipif(kvm_hv_ko() is None, reason="no decompressed kvm-hv.ko (`pyvcore lab setup`)")
+def test_split_btf_of_kvm_hv(image: KernelImage) -> None:
+    # preempted_vcore_list exists only in kvm-hv.ko; kvm_resize_hpt is only
+    # forward-declared in vmlinux and defined in the module.
+    with pytest.raises((KeyError, ValueError)):
+        image.struct_layout("preempted_vcore_list")
+    assert image.add_module_btf("kvm_hv", kvm_hv_ko().read_bytes())
+    names = [m["name"] for m in image.struct_layout("preempted_vcore_list")["members"]]
+    assert names == ["list", "lock"]
+    assert image.struct_layout("kvm_resize_hpt")["size"] > 0
+    assert image.struct_layout("kvmppc_vcore")["size"] == 240  # vmlinux types still first
+    if shutil.which("pahole"):
+        for struct in ("preempted_vcore_list", "kvm_resize_hpt"):
+            size, expected = pahole_members(struct, kvm_hv_ko())
+            layout = image.struct_layout(struct)
+            assert layout["size"] == size
+            assert [(m["name"], m["offset"], m["size"]) for m in layout["members"]] == expected

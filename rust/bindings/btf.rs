@@ -152,14 +152,16 @@ impl PyKernelImage {
         let base = self.layouts()?;
         match base.struct_layout(name) {
             Ok(l) => layout_dict(py, &l),
-            Err(ImageError::NoSuchType(_)) => {
+            // Unknown to vmlinux, or only forward-declared there: a module's
+            // split BTF may define it (e.g. kvm-hv's struct kvm_resize_hpt).
+            Err(err @ (ImageError::NoSuchType(_) | ImageError::NotAStruct(_))) => {
                 let mods = self.module_layouts.lock().unwrap();
                 for (_, ml) in mods.iter() {
                     if let Ok(l) = ml.struct_layout(name) {
                         return layout_dict(py, &l);
                     }
                 }
-                Err(to_py(ImageError::NoSuchType(name.to_string())))
+                Err(to_py(err))
             }
             Err(e) => Err(to_py(e)),
         }
