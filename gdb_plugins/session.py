@@ -408,12 +408,8 @@ class GdbTarget:
         # registers were read last is already the remote's current thread:
         # keep it if it will do, saving an Hg round trip.
         last_regs = out[-1] if out else None
-        if last is not None and last_regs is not None and (
-                last_regs.host_virtual or (self._reader_thread is None and last_regs.hv
-                                           and not last_regs.in_opal)):
-            chosen = last
-        elif last is not None and last_regs is not None and last_regs.hv and not last_regs.in_opal:
-            chosen = last  # real mode: fine for the linear map; read() switches for vmalloc
+        if last is not None and last_regs is not None and last_regs.hv and not last_regs.in_opal:
+            chosen = last  # host or HV real mode: both reach the linear map; read() switches for vmalloc
         else:
             chosen = self._reader_thread or self._real_thread
         self._current = chosen
