@@ -1506,7 +1506,26 @@ mod tests {
             found += check_snapshot(std::hint::black_box(&states[i % 3])).len();
         }
         println!("check_snapshot alone: {:.0} ns", t.elapsed().as_nanos() as f64 / n as f64);
-        assert_eq!(found, 0);
+        let text = serde_json::to_string(&states[0]).unwrap();
+        let t = std::time::Instant::now();
+        for _ in 0..n / 10 {
+            let s = crate::snapshot::parse_snapshot(std::hint::black_box(&text), Some(1), None).unwrap();
+            found += s.threads.len();
+        }
+        println!("parse_snapshot ({} B): {:.0} ns", text.len(), t.elapsed().as_nanos() as f64 / (n / 10) as f64);
+        let t = std::time::Instant::now();
+        for _ in 0..n / 10 {
+            let s: Snapshot = serde_json::from_str(std::hint::black_box(&text)).unwrap();
+            found += s.threads.len();
+        }
+        println!("serde_json::from_str::<Snapshot>: {:.0} ns", t.elapsed().as_nanos() as f64 / (n / 10) as f64);
+        let t = std::time::Instant::now();
+        for _ in 0..n / 10 {
+            let v: serde_json::Value = serde_json::from_str(std::hint::black_box(&text)).unwrap();
+            found += v.as_object().map_or(0, |o| o.len());
+        }
+        println!("serde_json::from_str::<Value>: {:.0} ns", t.elapsed().as_nanos() as f64 / (n / 10) as f64);
+        assert!(found > 0);
     }
 
     /// Random field values never panic (no unwrap on input, no overflow).

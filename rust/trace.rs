@@ -79,41 +79,98 @@ impl TraceReport {
     }
 }
 
+/// Lines parsed per batch; a batch is parsed on all available cores, then
+/// checked in order (the transition checks need the previous snapshot).
+const BATCH: usize = 4096;
+
 /// Replay a trace from any line source.  Blank lines are skipped.
 pub fn check_lines<I, S>(lines: I, variant: Option<Variant>) -> TraceReport
 where
     I: IntoIterator<Item = io::Result<S>>,
-    S: AsRef<str>,
+    S: AsRef<str> + Send + Sync,
 {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
     let mut report = TraceReport::default();
     let mut replayer = Replayer::new(variant);
-    for (idx, line) in lines.into_iter().enumerate() {
-        let n = idx + 1;
-        let line = match line {
-            Ok(l) => l,
-            Err(e) => {
-                report.error = Some(SnapshotError { line: Some(n), key: String::new(), message: format!("cannot read: {e}") });
+    let mut lines = lines.into_iter().enumerate();
+    let mut batch: Vec<(usize, S)> = Vec::with_capacity(BATCH);
+    loop {
+        batch.clear();
+        let mut read_error = None;
+        for (idx, line) in lines.by_ref() {
+            match line {
+                Ok(l) => batch.push((idx + 1, l)),
+                Err(e) => {
+                    read_error = Some(SnapshotError { line: Some(idx + 1), key: String::new(), message: format!("cannot read: {e}") });
+                    break;
+                }
+            }
+            if batch.len() == BATCH {
                 break;
             }
-        };
-        let text = line.as_ref().trim();
-        if text.is_empty() {
-            continue;
         }
-        let snap = match parse_snapshot(text, Some(n), variant) {
-            Ok(s) => s,
-            Err(e) => {
-                report.error = Some(e);
-                break;
+        if batch.is_empty() && read_error.is_none() {
+            break;
+        }
+        for (n, parsed) in parse_batch(&batch, variant, workers) {
+            let snap = match parsed {
+                Some(Ok(s)) => s,
+                Some(Err(e)) => {
+                    report.error = Some(e);
+                    return report;
+                }
+                None => continue, // blank line
+            };
+            let stop = snap.stop.clone();
+            report.snapshots += 1;
+            for violation in replayer.push(snap) {
+                report.violations.push(TraceViolation { line: n, stop: stop.clone(), violation });
             }
-        };
-        let stop = snap.stop.clone();
-        report.snapshots += 1;
-        for violation in replayer.push(snap) {
-            report.violations.push(TraceViolation { line: n, stop: stop.clone(), violation });
+        }
+        if read_error.is_some() {
+            report.error = read_error;
+            return report;
         }
     }
     report
+}
+
+type Parsed = Option<Result<Snapshot, SnapshotError>>;
+
+/// Parse a batch of (line number, text), in order, on up to `workers` threads.
+fn parse_batch<S: AsRef<str> + Sync>(batch: &[(usize, S)], variant: Option<Variant>, workers: usize) -> Vec<(usize, Parsed)> {
+    let parse = |chunk: &[(usize, S)]| -> Vec<(usize, Parsed)> {
+        chunk
+            .iter()
+            .map(|(n, line)| {
+                let text = line.as_ref().trim();
+                (*n, if text.is_empty() { None } else { Some(parse_snapshot(text, Some(*n), variant)) })
+            })
+            .collect()
+    };
+    if workers <= 1 || batch.len() < 256 {
+        return parse(batch);
+    }
+    let size = batch.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let mut chunks = batch.chunks(size);
+        let first = chunks.next().unwrap_or(&[]);
+        let handles: Vec<_> = chunks.map(|c| scope.spawn(move || parse(c))).collect();
+        let mut out = parse(first);
+        for h in handles {
+            // A panic in a worker would be a bug in the parser; report it as
+            // an unusable line rather than unwinding through the caller.
+            match h.join() {
+                Ok(part) => out.extend(part),
+                Err(_) => {
+                    let n = out.last().map_or(0, |(n, _)| n + 1);
+                    out.push((n, Some(Err(SnapshotError { line: Some(n), key: String::new(), message: "internal error while parsing".into() }))));
+                    break;
+                }
+            }
+        }
+        out
+    })
 }
 
 /// Replay a trace held in a string.
@@ -165,6 +222,21 @@ mod tests {
         assert_eq!(r.snapshots, 1);
         let e = r.error.unwrap();
         assert_eq!((e.line, e.key.as_str()), (Some(2), "threads[1].cpu"));
+    }
+
+    #[test]
+    fn large_traces_parse_in_parallel_and_keep_line_order() {
+        let good = line(SNAP);
+        let bad_ptid = good.replace(r#""ptid":1"#, r#""ptid":3"#);
+        let broken = good.replacen(r#""cpu":1,"#, "", 1);
+        let mut lines: Vec<String> = (1..=5000).map(|_| good.clone()).collect();
+        lines[499] = bad_ptid; // line 500
+        lines[1999] = String::new(); // blank line 2000
+        lines[4199] = broken; // line 4200, in the second batch
+        let r = check_text(&lines.join("\n"), None);
+        assert_eq!(r.snapshots, 4198);
+        assert_eq!(r.error.as_ref().and_then(|e| e.line), Some(4200));
+        assert_eq!(r.violations.iter().map(|v| v.line).collect::<Vec<_>>(), vec![500]);
     }
 
     #[test]
