@@ -7,6 +7,7 @@ show is asserted from those reports (format: ``pyvcore.lab.guest``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from pyvcore.lab.guest import SCENARIOS, ConsoleLog, parse_console
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
 
 HOLD = 2  # seconds the scenario runs once every vcpu started
+# Another QEMU on the machine holds the lock: wait for it (as tests/conftest.py does).
+LOCK_WAIT = float(os.environ.get("PYVCORE_LOCK_WAIT", "600"))
 SRR1_PROGILL = 0x80000  # SRR1 bit 44: illegal instruction program interrupt
 
 VCPUS = {
@@ -35,7 +38,7 @@ def run_scenario(scenario: str, qemu: str = "patched", *, append: tuple[str, ...
 
     A LabError is accepted only when the guest still printed its DONE line (a scenario that
     never becomes READY -- stalled vcpus, a bad scenario name -- ends that way)."""
-    lab = Lab(scenario=scenario, qemu=qemu, hold=HOLD, append=append)
+    lab = Lab(scenario=scenario, qemu=qemu, hold=HOLD, append=append, lock_wait=LOCK_WAIT)
     try:
         try:
             lab.start()
