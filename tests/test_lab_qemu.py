@@ -80,6 +80,13 @@ def test_lab_boots_all_and_status_has_real_values(patched_qemu: None) -> None:
         assert host == "127.0.0.1" and status["gdb"] == lab.gdb_address
         with socket.create_connection((host, int(port)), timeout=5):
             pass
+        # QEMU pauses the machine when a gdb client connects: proof the probe reached the stub.
+        deadline = time.monotonic() + 10
+        while lab.status()["run_state"] != "paused" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert lab.status()["run_state"] == "paused"
+        lab.resume()
+        assert lab.status()["run_state"] == "running"
         # Module sections are kernel addresses (powerpc64: 0xc000...).
         for module in ("kvm", "kvm_hv"):
             for section in (".text", ".data", ".bss"):
@@ -93,6 +100,8 @@ def test_lab_boots_all_and_status_has_real_values(patched_qemu: None) -> None:
         reports = lab.reports()
         assert sorted(r["vcpu"] for r in reports) == [0, 1, 2, 3]
         assert all(r["started"] for r in reports)
+        lab.wait_exit(timeout=120)  # /init powers off; OPAL's power-off ends QEMU
+        assert not lab.alive() and lab.status()["running"] is False
     assert lab.stopped_by == "guest poweroff"
     assert_gone(pid)
     assert_lock_released(pid)

@@ -248,6 +248,22 @@ class Lab:
             "run_dir": str(self.run_dir) if self.run_dir else None,
         }
 
+    def resume(self) -> None:
+        """Let the machine run again (QMP ``cont``). QEMU pauses it whenever a client connects
+        to the gdbstub; a gdb that detaches resumes it, one that dies or a bare TCP probe
+        leaves it paused (``status()["run_state"] == "paused"``)."""
+        if not self.alive() or self.qmp_socket is None:
+            raise LabError("the lab is not running")
+        qmp_execute(self.qmp_socket, "cont")
+
+    def wait_exit(self, timeout: float = 60.0) -> None:
+        """Wait until QEMU ends by itself (the guest powered off after its hold)."""
+        if self.pid is None:
+            return
+        if not wait_gone(self.pid, timeout, self.proc):
+            tail = self._poll().tail() if self._reader else ""
+            raise LabError(f"QEMU still running {timeout:.0f} s later", f"console tail:\n{tail}")
+
     def reports(self) -> list[dict]:
         """Guest-side ``PYVCORE REPORT`` objects seen on the console so far."""
         reader = self._poll()
