@@ -2,5 +2,7 @@
 
 from pyvcore._core import __version__
 from pyvcore.checker import Checker, SnapshotError, TraceReport, Violation, check_trace
+from pyvcore.model import ExploreResult, InvariantError, ModelError, Step, Vcore, explore
 
-__all__ = ["__version__", "Checker", "SnapshotError", "TraceReport", "Violation", "check_trace"]
+__all__ = ["__version__", "Checker", "SnapshotError", "TraceReport", "Violation", "check_trace",
+           "Vcore", "Step", "ModelError", "InvariantError", "explore", "ExploreResult"]
