@@ -82,3 +82,51 @@ class KernelImage:
 
 def module_symbols(elf: bytes) -> Dict[str, Tuple[str, int]]:
     """Symbols of a (decompressed) module ELF: {name: (section, offset)}."""
+
+# --- model and explorer (rust/bindings/model.rs; wrapped by pyvcore.model) ---
+
+class ModelError(ValueError):
+    """An event not legal in the model's current state, or a bad model parameter."""
+
+    event: str
+    """The event in its text form (e.g. "enter(thread=1)")."""
+    reason: str
+    """Why it is not legal."""
+
+class CoreModel:
+    """One vcore on one physical core, driven event by event (pyvcore.Vcore wraps it)."""
+
+    def __init__(self, variant: str, threads: int, cpu_base: int = 0) -> None:
+        """Raises ValueError for an unknown variant, ModelError for bad threads/cpu_base."""
+    @property
+    def variant(self) -> str: ...
+    @property
+    def threads(self) -> int: ...
+    @property
+    def cpu_base(self) -> int: ...
+    def apply(self, event: str) -> str:
+        """Apply one event (text form); JSON {"event", "stop", "violations": [{"invariant",
+        "message", "fields"}], "doorbell_delivered", "ceded_to_nap"}. Raises ModelError."""
+    def snapshot_json(self) -> str:
+        """The contract-2 snapshot of the current state."""
+    def detail_json(self) -> str:
+        """Model-only detail: {"threads": [{"thread", "phase", "label", "ipi", "running",
+        "kvm_vcpu_id"}], "vcpus": [{"vcpu_id", "prodded", "trap", "started", "cedes"}],
+        "vcore": {"entered", "exited", "runnable", "tb_offset_applied", "lock_held"} | None,
+        "mmu", "switch_in", "switch_out"}."""
+    def enabled(self) -> List[str]:
+        """Every event legal now, in text form."""
+    def trace(self) -> List[str]: ...
+    def copy(self) -> "CoreModel": ...
+
+def explore(variant: str, threads: int, vcpus: Optional[List[int]] = None,
+            ignore: Optional[List[int]] = None, max_states: Optional[int] = None,
+            cedes_per_vcpu: Optional[int] = None, max_cedes: Optional[int] = None,
+            max_prods: Optional[int] = None, check_invariants: bool = True,
+            symmetry: bool = True) -> str:
+    """Explore one vcore run; JSON {"variant", "threads", "vcpus", "states", "transitions",
+    "seconds", "counterexample", "violated", "violation", "complete", "finished_runs",
+    "depth", "ignored", "bounds"}. Runs without the GIL. Raises ModelError/ValueError."""
+
+def event_forms() -> List[str]:
+    """The text form of every event, e.g. "enter(thread=T)"."""
