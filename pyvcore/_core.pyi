@@ -20,21 +20,25 @@ ViolationTuple = Tuple[int, str, Dict[str, Any]]
 class CoreChecker:
     """Stateful checker: keeps the previous snapshot for transition invariants."""
 
-    def __init__(self, variant: Optional[str] = None) -> None: ...
+    def __init__(self, variant: Optional[str] = None, same_vm: bool = False) -> None: ...
     @property
     def variant(self) -> Optional[str]: ...
+    @property
+    def same_vm(self) -> bool:
+        """Also check what never changes within one VM's life between snapshots."""
     def check_json(self, text: str, line: Optional[int] = None) -> List[ViolationTuple]:
         """Check one snapshot (JSON text). Raises SnapshotError."""
     def predict_json(self, text: str) -> List[Dict[str, Any]]:
         """Per thread: {"thread", "cpu", "ptid", "kvm_vcpu", "kvm_vcore", "vcpu_id"} the model expects."""
     def reset(self) -> None: ...
 
-def check_trace_file(path: Union[str, PathLike[str]], variant: Optional[str] = None) -> Dict[str, Any]:
+def check_trace_file(path: Union[str, PathLike[str]], variant: Optional[str] = None,
+                     same_vm: bool = False) -> Dict[str, Any]:
     """Replay a JSONL trace file: {"snapshots": int, "violations": [{"line", "stop",
     "violation": ViolationTuple}], "error": None | {"line", "key", "message", "text"}}.
     Raises OSError if the file cannot be read."""
 
-def check_trace_text(text: str, variant: Optional[str] = None) -> Dict[str, Any]:
+def check_trace_text(text: str, variant: Optional[str] = None, same_vm: bool = False) -> Dict[str, Any]:
     """Replay a JSONL trace held in a string (same result as check_trace_file)."""
 
 def invariant_descriptions() -> Dict[int, str]:

@@ -116,19 +116,26 @@ class Checker:
     """Checks snapshots one after the other.
 
     ``variant`` ("seed", "modern", "prepatch") overrides the snapshots' own
-    "variant" key; None uses theirs.  The checker keeps the previous snapshot,
-    so :meth:`check` also judges the step from it (call :meth:`reset` to start
-    a new sequence).
+    "variant" key; None uses theirs.
+
+    ``same_vm=True`` says the snapshots all belong to one VM's life: then
+    :meth:`check` also judges the step from the previous snapshot (vcpu ids
+    and ptids, first_vcpuid, LPID unchanged, num_threads never shrinking).
+    Off by default: between breakpoint samples a VM can be destroyed and
+    created again at the same addresses, which explains any such change.
+    Call :meth:`reset` to start a new sequence.
     """
 
-    def __init__(self, variant: Optional[str] = None) -> None:
+    def __init__(self, variant: Optional[str] = None, *, same_vm: bool = False) -> None:
         if variant is not None and variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r} (expected one of {', '.join(VARIANTS)})")
-        self._core = _core.CoreChecker(variant)
+        self._core = _core.CoreChecker(variant, same_vm)
         self.variant = variant
+        self.same_vm = same_vm
 
     def check(self, snapshot: Snapshot, *, line: Optional[int] = None) -> List[Violation]:
-        """Violations of this snapshot, and of the step from the previous one.
+        """Violations of this snapshot (and, with ``same_vm``, of the step from
+        the previous one).
 
         Raises :class:`SnapshotError` if the snapshot misses a key or has a
         wrongly typed one (the previous snapshot is then kept).
@@ -220,23 +227,25 @@ def _report(raw: Mapping[str, Any], path: Optional[str]) -> TraceReport:
     return TraceReport(path, raw["snapshots"], violations, raw["error"])
 
 
-def check_trace(path: Union[str, "os.PathLike[str]"], variant: Optional[str] = None) -> TraceReport:
+def check_trace(path: Union[str, "os.PathLike[str]"], variant: Optional[str] = None, *,
+                same_vm: bool = False) -> TraceReport:
     """Replay a JSONL trace (one snapshot per line; ``"-"`` reads stdin).
 
-    Parsing and checking run in Rust.  Raises OSError if the file cannot be
-    opened; an unusable line is reported in ``TraceReport.error``.
+    Parsing and checking run in Rust.  ``same_vm`` as for :class:`Checker`.
+    Raises OSError if the file cannot be opened; an unusable line is
+    reported in ``TraceReport.error``.
     """
     if variant is not None and variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r} (expected one of {', '.join(VARIANTS)})")
     name = str(path)
     if name == "-":
-        return _report(_core.check_trace_text(sys.stdin.read(), variant), "<stdin>")
-    return _report(_core.check_trace_file(name, variant), name)
+        return _report(_core.check_trace_text(sys.stdin.read(), variant, same_vm), "<stdin>")
+    return _report(_core.check_trace_file(name, variant, same_vm), name)
 
 
-def check_trace_text(text: str, variant: Optional[str] = None) -> TraceReport:
+def check_trace_text(text: str, variant: Optional[str] = None, *, same_vm: bool = False) -> TraceReport:
     """Replay a JSONL trace held in a string."""
-    return _report(_core.check_trace_text(text, variant), None)
+    return _report(_core.check_trace_text(text, variant, same_vm), None)
 
 
 # --------------------------------------------------------------------------
@@ -245,7 +254,7 @@ def check_trace_text(text: str, variant: Optional[str] = None) -> TraceReport:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        report = check_trace(args.trace, args.variant)
+        report = check_trace(args.trace, args.variant, same_vm=args.same_vm)
     except OSError as e:
         message = f"cannot read {args.trace}: {e.strerror or e}"
         if args.json:
@@ -280,6 +289,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--variant", choices=VARIANTS, default=None,
                    help="judge every line as this variant (default: each line's own 'variant')")
+    p.add_argument("--same-vm", action="store_true",
+                   help="the trace covers one VM's life: also check between lines what never changes "
+                        "within it (vcpu ids and ptids, first_vcpuid, the LPID; num_threads never shrinks)")
     p.set_defaults(func=_run)
 
 

@@ -1030,18 +1030,24 @@ fn check_mmu(cx: &Ctx, out: &mut Vec<Violation>) {
 }
 
 // ---------------------------------------------------------------------------
-// Between two samples
+// Between two states
 
-/// Transition invariants between two consecutive samples.
+/// What never changes during one VM's life, between two states of it (any
+/// number of steps apart): a vcpu's vcpu_id and (seed/modern) ptid, a
+/// vcore's first_vcpuid, num_threads never shrinking (vcpus are never
+/// removed), the VM's LPID (SDR1 may change: HPT resizing).
 ///
-/// Samples are taken at breakpoints: any number of legal steps may lie
-/// between them, including whole vcore runs (a run resets the entry/exit
-/// word, napping_threads, in_guest, and passes every vcore_state and every
-/// per-thread in_guest value).  So the ordering invariants (7, 11, 12, 13,
-/// 19's and 23's graphs) cannot be told from a run boundary between two
-/// samples, and only what no sequence of steps can change is judged here:
-/// a vcpu's id, vcore and ptid (fixed at creation), a vcore's first_vcpuid,
-/// num_threads never shrinking, and the VM's LPID.
+/// Only for states known to belong to one VM: the model's steps, or a trace
+/// the user says covers one VM (`pyvcore check --same-vm`).  Between
+/// arbitrary breakpoint samples nothing is flagged by default, because no
+/// pair of samples is unexplainable: a whole vcore run between them resets
+/// the entry/exit word, napping_threads and in_guest and passes every
+/// vcore_state and per-thread in_guest value (so 7, 11, 12, 13 and the 19/23
+/// graphs cannot be told from a run boundary), and a VM destroyed and
+/// created again reuses the freed addresses of its kvm, vcore and vcpus
+/// (SLUB hands them out again), which explains any change of the fields
+/// above.  Objects at a reused address are skipped where a changed vcore
+/// or kvm pointer shows it.
 pub fn check_step(prev: &Snapshot, next: &Snapshot) -> Vec<Violation> {
     let mut out = Vec::new();
     let aligned = next.variant != Variant::Prepatch;

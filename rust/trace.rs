@@ -17,19 +17,27 @@ use crate::view::Snapshot;
 pub struct Replayer {
     /// Overrides each snapshot's own "variant".
     pub variant: Option<Variant>,
+    /// The snapshots all belong to one VM's life: also judge what never
+    /// changes within it ([`check_step`]).
+    pub same_vm: bool,
     prev: Option<Snapshot>,
 }
 
 impl Replayer {
     pub fn new(variant: Option<Variant>) -> Self {
-        Replayer { variant, prev: None }
+        Replayer { variant, same_vm: false, prev: None }
     }
 
-    /// Check one snapshot: its own invariants, then the step from the
-    /// previous one.
+    pub fn with_same_vm(mut self, same_vm: bool) -> Self {
+        self.same_vm = same_vm;
+        self
+    }
+
+    /// Check one snapshot: its own invariants, then (same_vm) the step from
+    /// the previous one.
     pub fn push(&mut self, snap: Snapshot) -> Vec<Violation> {
         let mut out = check_snapshot(&snap);
-        if let Some(prev) = &self.prev {
+        if let (true, Some(prev)) = (self.same_vm, &self.prev) {
             out.extend(check_step(prev, &snap));
         }
         self.prev = Some(snap);
@@ -84,14 +92,14 @@ impl TraceReport {
 const BATCH: usize = 4096;
 
 /// Replay a trace from any line source.  Blank lines are skipped.
-pub fn check_lines<I, S>(lines: I, variant: Option<Variant>) -> TraceReport
+pub fn check_lines<I, S>(lines: I, variant: Option<Variant>, same_vm: bool) -> TraceReport
 where
     I: IntoIterator<Item = io::Result<S>>,
     S: AsRef<str> + Send + Sync,
 {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
     let mut report = TraceReport::default();
-    let mut replayer = Replayer::new(variant);
+    let mut replayer = Replayer::new(variant).with_same_vm(same_vm);
     let mut lines = lines.into_iter().enumerate();
     let mut batch: Vec<(usize, S)> = Vec::with_capacity(BATCH);
     loop {
@@ -174,14 +182,14 @@ fn parse_batch<S: AsRef<str> + Sync>(batch: &[(usize, S)], variant: Option<Varia
 }
 
 /// Replay a trace held in a string.
-pub fn check_text(text: &str, variant: Option<Variant>) -> TraceReport {
-    check_lines(text.lines().map(Ok::<_, io::Error>), variant)
+pub fn check_text(text: &str, variant: Option<Variant>, same_vm: bool) -> TraceReport {
+    check_lines(text.lines().map(Ok::<_, io::Error>), variant, same_vm)
 }
 
 /// Replay a trace file.
-pub fn check_file(path: &Path, variant: Option<Variant>) -> io::Result<TraceReport> {
+pub fn check_file(path: &Path, variant: Option<Variant>, same_vm: bool) -> io::Result<TraceReport> {
     let file = std::fs::File::open(path)?;
-    Ok(check_lines(io::BufReader::with_capacity(1 << 16, file).lines(), variant))
+    Ok(check_lines(io::BufReader::with_capacity(1 << 16, file).lines(), variant, same_vm))
 }
 
 #[cfg(test)]
@@ -201,14 +209,14 @@ mod tests {
     #[test]
     fn clean_trace_with_blank_lines() {
         let text = format!("{}\n\n{}\n", line(SNAP), line(SNAP));
-        let r = check_text(&text, None);
+        let r = check_text(&text, None, false);
         assert_eq!((r.snapshots, r.violations.len(), r.exit_code()), (2, 0, 0));
     }
 
     #[test]
     fn violations_carry_line_and_stop() {
         let bad = line(SNAP).replace(r#""ptid":1"#, r#""ptid":3"#);
-        let r = check_text(&format!("{}\n{}\n", line(SNAP), bad), None);
+        let r = check_text(&format!("{}\n{}\n", line(SNAP), bad), None, false);
         assert_eq!(r.exit_code(), 1);
         assert!(r.violations.iter().all(|v| v.line == 2 && v.stop.as_deref() == Some("s")));
         assert_eq!(r.violations[0].violation.invariant, 3);
@@ -217,7 +225,7 @@ mod tests {
     #[test]
     fn unusable_line_stops_with_its_number_and_keeps_what_came_before() {
         let bad = line(SNAP).replacen(r#""cpu":1,"#, "", 1);
-        let r = check_text(&format!("{}\n{}\n{}\n", line(SNAP), bad, line(SNAP)), None);
+        let r = check_text(&format!("{}\n{}\n{}\n", line(SNAP), bad, line(SNAP)), None, true);
         assert_eq!(r.exit_code(), 2);
         assert_eq!(r.snapshots, 1);
         let e = r.error.unwrap();
@@ -233,7 +241,7 @@ mod tests {
         lines[499] = bad_ptid; // line 500
         lines[1999] = String::new(); // blank line 2000
         lines[4199] = broken; // line 4200, in the second batch
-        let r = check_text(&lines.join("\n"), None);
+        let r = check_text(&lines.join("\n"), None, true);
         assert_eq!(r.snapshots, 4198);
         assert_eq!(r.error.as_ref().and_then(|e| e.line), Some(4200));
         assert_eq!(r.violations.iter().map(|v| v.line).collect::<Vec<_>>(), vec![500]);

@@ -249,19 +249,19 @@ def test_modern_eight_thread_core_accepts_split_core_ptids_only_for_modern():
 # --- transitions between samples -----------------------------------------------
 
 def test_ptid_change_between_samples_breaks_1_but_not_for_prepatch():
-    checker = Checker()
+    checker = Checker(same_vm=True)
     assert checker.check(running()) == []
     later = running()
     vcpu(later, 3)["ptid"] = 2  # also breaks the snapshot form of 1
     found = checker.check(later)
     assert any(v.invariant == 1 and "changed ptid" in v.message for v in found)
-    checker = Checker("prepatch")
+    checker = Checker("prepatch", same_vm=True)
     checker.check(running("prepatch"))
     assert not any("changed ptid" in v.message for v in checker.check(later))
 
 
 def test_num_threads_shrinking_and_first_vcpuid_change_are_flagged():
-    checker = Checker()
+    checker = Checker(same_vm=True)
     checker.check(running())
     smaller = running(vcpu_ids=(0, 1, 2), num_threads=3)
     found = checker.check(smaller)
@@ -277,7 +277,7 @@ def test_num_threads_shrinking_and_first_vcpuid_change_are_flagged():
 
 
 def test_lpid_change_of_the_same_vm_is_flagged():
-    checker = Checker()
+    checker = Checker(same_vm=True)
     checker.check(running())
     later = running()
     later["kvm"]["lpid"] = 7
@@ -290,15 +290,29 @@ def test_what_a_run_boundary_explains_is_not_flagged():
     # Exit under way, then a sample where the entry map shrank and the vcore
     # is inactive, then a new run: each pair is explained by a run ending and
     # another starting between the samples.
+    for checker in (Checker(), Checker(same_vm=True)):
+        seq = [cs.live_four_vcpus(1), cs.inactive_with_stale_words(), running(vcpu_ids=(1,), num_threads=4),
+               cs.live_four_vcpus(0), running()]
+        for snap in seq:
+            assert checker.check(snap) == []
+
+
+def test_a_vm_created_again_at_the_same_addresses_is_not_flagged_by_default():
+    # VM 1 (4 vcpus) is destroyed; VM 2 (3 vcpus, another LPID) gets the freed
+    # kvm/vcore/vcpu memory back.  Only `same_vm` makes that a violation.
+    vm2 = running(vcpu_ids=(0, 1, 2), num_threads=3)
+    vm2["kvm"]["lpid"] = 2
+    for t in vm2["threads"]:
+        t["lpidr"] = 2
     checker = Checker()
-    seq = [cs.live_four_vcpus(1), cs.inactive_with_stale_words(), running(vcpu_ids=(1,), num_threads=4),
-           cs.live_four_vcpus(0), running()]
-    for snap in seq:
-        assert checker.check(snap) == []
+    assert checker.check(running()) == [] and checker.check(vm2) == []
+    checker = Checker(same_vm=True)
+    checker.check(running())
+    assert {v.invariant for v in checker.check(vm2)} == {8, 20}
 
 
 def test_checker_keeps_previous_snapshot_after_a_bad_one():
-    checker = Checker()
+    checker = Checker(same_vm=True)
     checker.check(running())
     with pytest.raises(SnapshotError):
         checker.check({"variant": "modern"})

@@ -101,3 +101,11 @@ def test_check_trace_api_matches_cli(tmp_path):
     assert json.loads(run_check(trace, "--json").stdout) == json.loads(json.dumps(report.to_dict()))
     with pytest.raises(OSError):
         check_trace(tmp_path / "missing.jsonl")
+
+
+def test_same_vm_option_enables_the_step_checks(tmp_path):
+    fewer = cs.running(vcpu_ids=(0, 1, 2), num_threads=3)
+    trace = write_trace(tmp_path / "vm.jsonl", [cs.running(), fewer])
+    assert run_check(trace).returncode == 0
+    r = run_check(trace, "--same-vm")
+    assert r.returncode == 1 and ":2 [guest]: invariant 20:" in r.stdout

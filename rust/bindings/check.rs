@@ -116,9 +116,9 @@ pub struct PyCoreChecker {
 #[pymethods]
 impl PyCoreChecker {
     #[new]
-    #[pyo3(signature = (variant=None))]
-    fn new(variant: Option<&str>) -> PyResult<Self> {
-        Ok(PyCoreChecker { replayer: Replayer::new(parse_variant(variant)?) })
+    #[pyo3(signature = (variant=None, same_vm=false))]
+    fn new(variant: Option<&str>, same_vm: bool) -> PyResult<Self> {
+        Ok(PyCoreChecker { replayer: Replayer::new(parse_variant(variant)?).with_same_vm(same_vm) })
     }
 
     /// Check one snapshot (JSON text); returns [(invariant, message, fields)].
@@ -158,25 +158,30 @@ impl PyCoreChecker {
     fn variant(&self) -> Option<&'static str> {
         self.replayer.variant.map(|v| v.name())
     }
+
+    #[getter]
+    fn same_vm(&self) -> bool {
+        self.replayer.same_vm
+    }
 }
 
 /// Replay a JSONL trace file; returns {"snapshots", "violations", "error"}.
 #[pyfunction]
-#[pyo3(signature = (path, variant=None))]
-fn check_trace_file<'py>(py: Python<'py>, path: PathBuf, variant: Option<&str>) -> PyResult<Bound<'py, PyDict>> {
+#[pyo3(signature = (path, variant=None, same_vm=false))]
+fn check_trace_file<'py>(py: Python<'py>, path: PathBuf, variant: Option<&str>, same_vm: bool) -> PyResult<Bound<'py, PyDict>> {
     let variant = parse_variant(variant)?;
     let report = py
-        .detach(|| check_file(&path, variant))
+        .detach(|| check_file(&path, variant, same_vm))
         .map_err(|e| PyOSError::new_err(format!("{}: {e}", path.display())))?;
     report_dict(py, &report)
 }
 
 /// Replay a JSONL trace held in a string.
 #[pyfunction]
-#[pyo3(signature = (text, variant=None))]
-fn check_trace_text<'py>(py: Python<'py>, text: &str, variant: Option<&str>) -> PyResult<Bound<'py, PyDict>> {
+#[pyo3(signature = (text, variant=None, same_vm=false))]
+fn check_trace_text<'py>(py: Python<'py>, text: &str, variant: Option<&str>, same_vm: bool) -> PyResult<Bound<'py, PyDict>> {
     let variant = parse_variant(variant)?;
-    let report = check_text(text, variant);
+    let report = check_text(text, variant, same_vm);
     report_dict(py, &report)
 }
 
