@@ -442,7 +442,8 @@ PATCHED = sorted(p.name for p in LIVE.glob("*-patched*.jsonl"))
 
 def test_live_fixtures_are_there():
     assert {"all-patched-watch.jsonl", "cede-patched.jsonl", "novcpu0-patched.jsonl",
-            "two-vcores-patched.jsonl", "exits-patched.jsonl", "doorbell-patched.jsonl"} <= set(PATCHED)
+            "two-vcores-patched.jsonl", "exits-patched.jsonl", "doorbell-patched.jsonl",
+            "sparse-patched.jsonl"} <= set(PATCHED)
 
 
 @pytest.mark.parametrize("name", PATCHED)
