@@ -103,8 +103,15 @@ def _as_json(snapshot: Snapshot) -> str:
         try:
             return json.dumps(snapshot)
         except (TypeError, ValueError) as e:
-            raise SnapshotError(f"snapshot is not JSON-serialisable: {e}") from None
+            raise _snapshot_error(f"snapshot is not JSON-serialisable: {e}") from None
     raise TypeError(f"a snapshot is a dict or JSON text, not {type(snapshot).__name__}")
+
+
+def _snapshot_error(reason: str, key: str = "", line: Optional[int] = None) -> Exception:
+    """A SnapshotError raised from Python, with the attributes the Rust side sets."""
+    err = SnapshotError(reason)
+    err.key, err.line, err.reason = key, line, reason
+    return err
 
 
 def _violation(raw: Any, line: Optional[int] = None, stop: Optional[str] = None) -> Violation:
@@ -145,7 +152,7 @@ class Checker:
         if not found:
             return []
         stop = snapshot.get("stop") if isinstance(snapshot, Mapping) else _stop_of(text)
-        return [_violation(v, line, stop) for v in found]
+        return [_violation(v, line, stop if isinstance(stop, str) else None) for v in found]
 
     def predict(self, snapshot: Snapshot) -> List[Dict[str, Any]]:
         """Per thread of the core, what the model expects its PACA to hold:

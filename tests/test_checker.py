@@ -393,8 +393,9 @@ def test_bad_snapshots_raise_snapshot_error_with_key():
     assert e.value.key == "vcpus[1].cpu" and e.value.line is None
     with pytest.raises(SnapshotError):
         Checker().check("not json")
-    with pytest.raises(SnapshotError):
+    with pytest.raises(SnapshotError) as e:
         Checker().check({"x": {1, 2}})  # not JSON-serialisable
+    assert e.value.key == "" and e.value.line is None and "JSON-serialisable" in e.value.reason
     with pytest.raises(TypeError):
         Checker().check(42)
 
