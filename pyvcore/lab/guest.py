@@ -53,6 +53,8 @@ Report JSON (``PYVCORE REPORT``), one object per vcpu, always these keys:
     ``program_check_srr1`` (SRR0/SRR1 of the last one, else null); ``msgsndp_pc``
     (guest address of the msgsndp instruction); ``unexpected_vector`` /
     ``unexpected_pc`` (an interrupt the guest has no handler for, else null);
+    ``busy_retries`` (KVM_RUN calls that failed with EBUSY and were retried: the vcore
+    runner could not grab a secondary thread in time, "KVM: couldn't grab cpu N");
     ``seconds`` (first to last report); ``error`` (VMM-side error or null).
 
 Scenarios (vcpu ids; with 4 threads KVM_CAP_PPC_SMT is 4, so ids 0-3 are vcore 0)

@@ -44,6 +44,7 @@ extern const char pv_guest_spin_loop[], pv_guest_msgsndp[], pv_guest_cede[];
 #define MAX_VCPUS        8
 #define START_TIMEOUT_S  15.0   /* first report of every vcpu (seen: < 1 s) */
 #define STOP_TIMEOUT_S   5.0
+#define MAX_BUSY_RETRIES 500    /* KVM_RUN EBUSY retries, 10 ms apart */
 #define LPCR_ILE         0x0000000002000000UL
 #define GUEST_MSR        0x8000000000001001UL   /* SF | ME | LE */
 #define H_FUNCTION       (-2L)
@@ -84,7 +85,7 @@ struct vcpu {
 	pthread_t thread;
 	volatile uint64_t *area;        /* this vcpu's counters in guest memory */
 	int started, finished;
-	uint64_t exits, report_hcalls, exit_hcalls;
+	uint64_t exits, report_hcalls, exit_hcalls, busy_retries;
 	double t_first, t_last;
 	char error[160];
 };
@@ -168,6 +169,17 @@ static void *vcpu_thread(void *arg)
 			if (errno == EINTR || errno == EAGAIN) {
 				if (should_stop(v))
 					break;
+				continue;
+			}
+			/*
+			 * EBUSY: the vcore runner could not grab a secondary
+			 * thread in time ("KVM: couldn't grab cpu N":
+			 * kvmppc_grab_hwthread gives up after 10 ms, which a
+			 * loaded TCG host exceeds).  Transient: retry a while.
+			 */
+			if (errno == EBUSY && v->busy_retries < MAX_BUSY_RETRIES) {
+				v->busy_retries++;
+				usleep(10000);
 				continue;
 			}
 			vcpu_error(v, "KVM_RUN: %s", strerror(errno));
@@ -297,8 +309,8 @@ static void print_report(const struct vcpu *v)
 		       U(VA_UNEXPECTED_VEC), U(VA_UNEXPECTED_SRR0));
 	else
 		printf("\"unexpected_vector\":null,\"unexpected_pc\":null,");
-	printf("\"seconds\":%.3f,\"error\":%s}\n",
-	       v->started ? v->t_last - v->t_first : 0.0, json_err);
+	printf("\"busy_retries\":%lu,\"seconds\":%.3f,\"error\":%s}\n",
+	       (unsigned long)v->busy_retries, v->started ? v->t_last - v->t_first : 0.0, json_err);
 #undef U
 }
 
