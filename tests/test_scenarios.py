@@ -17,7 +17,10 @@ from pyvcore.lab.guest import SCENARIOS, ConsoleLog, parse_console
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
 
-HOLD = 2  # seconds the scenario runs once every vcpu started
+# Seconds the scenario runs once every vcpu started.  Exits are slow under TCG (a whole
+# vcore exit and re-entry each, seen 0.1-0.5 s on a loaded 2-core host): long enough for
+# every vcpu to report progress at least once more.
+HOLD = 4
 # Another QEMU on the machine holds the lock: wait for it (as tests/conftest.py does).
 LOCK_WAIT = float(os.environ.get("PYVCORE_LOCK_WAIT", "600"))
 SRR1_PROGILL = 0x80000  # SRR1 bit 44: illegal instruction program interrupt
@@ -103,9 +106,9 @@ def test_scenario_boots_and_reports(scenario_log, scenario):
             assert reports[vcpu]["program_checks"] == 0
     if scenario == "exits":
         for rep in reports.values():
-            # one exit to userspace per iteration: the VMM saw every one of them
-            assert rep["hcalls"] >= rep["iterations"] > 100, rep
-            assert rep["exits"] >= rep["hcalls"]
+            # one bare exit hcall per iteration, every one seen by the VMM, on top of reports
+            assert rep["hcalls"] - rep["reports"] >= rep["iterations"] >= 1, rep
+            assert rep["exits"] >= rep["hcalls"] > rep["reports"], rep
 
 
 def test_doorbell_delivered_to_the_vcpu_of_the_named_thread(scenario_log):

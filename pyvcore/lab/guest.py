@@ -27,7 +27,8 @@ Console lines (one per line, everything else on the console is kernel noise)
         instead of READY: these vcpus never ran within 15 s (stock QEMU: every
         vcpu off hardware thread 0).
     ``PYVCORE REPORT {json}``
-        one per vcpu, printed after the hold time (see below).
+        one per vcpu, printed after the hold time (see below).  Stopping: each vcpu stops
+        at its next exit to the VMM; after 3 s the rest are kicked out of KVM_RUN.
     ``PYVCORE DONE scenario=S status=ok vcpus=N started=N seconds=F``
         or ``status=error reason=R ...`` with R one of ``unknown-scenario``,
         ``stalled`` (plus ``never_ran=ID,..``), ``vcpu-error``,

@@ -43,7 +43,8 @@ extern const char pv_guest_spin_loop[], pv_guest_msgsndp[], pv_guest_cede[];
 #define GUEST_MEM_SIZE   (16UL << 20)
 #define MAX_VCPUS        8
 #define START_TIMEOUT_S  15.0   /* first report of every vcpu (seen: < 1 s) */
-#define STOP_TIMEOUT_S   5.0
+#define NATURAL_STOP_S   3.0    /* after the hold: wait for each vcpu's next report */
+#define STOP_TIMEOUT_S   5.0    /* then kick the rest out of KVM_RUN for this long */
 #define MAX_BUSY_RETRIES 500    /* KVM_RUN EBUSY retries, 10 ms apart */
 #define LPCR_ILE         0x0000000002000000UL
 #define GUEST_MSR        0x8000000000001001UL   /* SF | ME | LE */
@@ -446,7 +447,11 @@ int main(int argc, char **argv)
 	deadline = hold > 0 ? now() + hold : 0;
 	wait_until(any_error, deadline);
 	stop_requested = 1;
-	/* Spinning vcpus stop at their next report; kick those that are not exiting. */
+	/*
+	 * Spinning vcpus stop at their next report (so each reports its last
+	 * chunk); after NATURAL_STOP_S kick those that are not exiting.
+	 */
+	wait_until(all_finished, now() + NATURAL_STOP_S);
 	deadline = now() + STOP_TIMEOUT_S;
 	while (!all_finished() && now() < deadline) {
 		wait_until(all_finished, now() + 0.5);
