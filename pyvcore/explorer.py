@@ -78,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
         result = explore(
             args.variant, args.threads, args.vcpus, max_states=args.max_states,
             cedes_per_vcpu=args.cedes_per_vcpu, max_cedes=args.max_cedes, max_prods=args.max_prods,
-            symmetry=not args.no_symmetry,
+            symmetry=not args.no_symmetry, exit_request=args.exit_request,
         )
     except (ModelError, ValueError) as e:
         print(f"pyvcore explore: {e}", file=sys.stderr)
@@ -114,6 +114,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-prods", type=int, metavar="K", help="H_PRODs in total per run (default 1)")
     p.add_argument("--no-symmetry", action="store_true",
                    help="do not merge states that differ only by a permutation of secondary threads")
+    p.add_argument("--exit-request", action="store_true",
+                   help="modern: also let VCORE_EXIT_REQ arrive at any time (as from another subcore)")
     p.set_defaults(func=_run)
 
 

@@ -282,6 +282,10 @@ class Vcore:
         0xc00 an hcall for userspace, ...)."""
         return self.apply(f"exit(thread={int(thread)}, trap={int(trap):#x})")
 
+    def exit_request(self) -> Step:
+        """Modern: VCORE_EXIT_REQ arrives, as another subcore's first exiter sets it."""
+        return self.apply("exit_request")
+
     def switch_out(self) -> Step:
         """Thread 0 switches back to the host once exits == entries."""
         return self.apply("switch_out")
@@ -368,18 +372,19 @@ def explore(variant: str, threads: int, vcpus: Optional[Sequence[int]] = None, *
             max_states: Optional[int] = None, cedes_per_vcpu: Optional[int] = None,
             max_cedes: Optional[int] = None, max_prods: Optional[int] = None,
             ignore: Optional[Sequence[int]] = None, check_invariants: bool = True,
-            symmetry: bool = True) -> ExploreResult:
+            symmetry: bool = True, exit_request: bool = False) -> ExploreResult:
     """Enumerate every interleaving of one vcore run (breadth first, states
     deduplicated) and return the shortest counterexample, if any.
 
     ``vcpus`` defaults to all of vcore 0 (ids 0..threads-1).  The bounds
     (``cedes_per_vcpu``, ``max_cedes``, ``max_prods``) default to 1, 2 (1 above
     four threads) and 1; ``ExploreResult.bounds`` says them in words.
+    ``exit_request`` (modern) also lets VCORE_EXIT_REQ arrive at any time.
     """
     raw = json.loads(_core.explore(
         variant, threads, list(vcpus) if vcpus is not None else None,
         list(ignore) if ignore is not None else None, max_states,
-        cedes_per_vcpu, max_cedes, max_prods, check_invariants, symmetry,
+        cedes_per_vcpu, max_cedes, max_prods, check_invariants, symmetry, exit_request,
     ))
     v = raw["violation"]
     return ExploreResult(

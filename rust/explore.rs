@@ -40,7 +40,7 @@ pub struct ExploreOptions {
     pub max_states: Option<usize>,
     /// Cedes per vcpu per run (default 1).
     pub cedes_per_vcpu: u8,
-    /// Cedes in total per run (default: no limit beyond cedes_per_vcpu).
+    /// Cedes in total per run (default 2 for up to 4 threads, 1 above; None = no limit).
     pub max_cedes: Option<u8>,
     /// H_PRODs in total per run (default 1).
     pub max_prods: u8,
@@ -50,6 +50,8 @@ pub struct ExploreOptions {
     /// Merge states that differ only by a permutation of the secondary
     /// threads with their vcpus (seed/modern; default true).
     pub symmetry: bool,
+    /// Modern: also explore VCORE_EXIT_REQ arriving (as from another subcore) at any time.
+    pub exit_request: bool,
 }
 
 impl ExploreOptions {
@@ -60,10 +62,16 @@ impl ExploreOptions {
             None => format!("at most {} cede(s) per vcpu", self.cedes_per_vcpu),
         };
         format!(
-            "one run of the vcore; each vcpu becomes runnable once (any order, late joins included); {cedes}; \
+            "one run of the vcore; each vcpu becomes runnable once, in any order, before the run or as a latecomer \
+while no thread has begun exiting; {cedes}; \
 at most {} H_PROD(s) in total; a doorbell from every running vcpu to every thread checked in every state; \
-exits by HDEC (others reach the same states); {}",
+exits by HDEC (others reach the same states){}; {}",
             self.max_prods,
+            if self.exit_request && self.variant == Variant::Modern {
+                "; VCORE_EXIT_REQ may arrive at any time"
+            } else {
+                ""
+            },
             if self.symmetry && self.variant != Variant::Prepatch {
                 "any runnable vcpu may be the runner; start_thread in any order; states equal up to a \
 permutation of the secondary threads (with their vcpus) are merged"
@@ -81,10 +89,13 @@ permutation of the secondary threads (with their vcpus) are merged"
             ignore: None,
             max_states: None,
             cedes_per_vcpu: 1,
-            max_cedes: None,
+            // Two cedes give the cede-to-exit race between two napping threads;
+            // one keeps an 8-thread core well inside a minute.
+            max_cedes: Some(if threads > 4 { 1 } else { 2 }),
             max_prods: 1,
             check_invariants: true,
             symmetry: true,
+            exit_request: false,
         }
     }
 
@@ -181,6 +192,26 @@ impl Hasher for Fingerprinter {
         mix64(self.a)
     }
 }
+
+/// The fingerprints are already mixed: the set uses their low bits as is.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64;
+        }
+    }
+    fn write_u128(&mut self, x: u128) {
+        self.0 = x as u64;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FingerprintSet = HashSet<u128, std::hash::BuildHasherDefault<PassThrough>>;
 
 fn fingerprint(s: &State) -> u128 {
     let mut h = Fingerprinter::new();
@@ -315,7 +346,12 @@ fn candidates(cfg: &Config, opts: &ExploreOptions, s: &State, chosen: u8, out: &
             None => continue,
         };
         let id = first + i as u32;
-        if chosen & (1 << i) != 0 && v.state == crate::consts::KVMPPC_VCPU_NOTREADY {
+        // A vcpu becomes runnable before the run or as a latecomer that can
+        // still join; arriving once the exit has begun only parks it on the
+        // runnable list until the next run, which is not explored.
+        let can_join = vc.vcore_state == cfg.variant.vcore_states().inactive
+            || (vc.vcore_state == cfg.variant.vcore_states().running && !vc.exiting());
+        if chosen & (1 << i) != 0 && v.state == crate::consts::KVMPPC_VCPU_NOTREADY && can_join && !vc.lock_held {
             out.push(Event::Runnable { vcpu: id });
         }
         if v.started && prods < opts.max_prods as u32 && vc.vcore_state == cfg.variant.vcore_states().running {
@@ -345,9 +381,12 @@ fn candidates(cfg: &Config, opts: &ExploreOptions, s: &State, chosen: u8, out: &
     if vc.lock_held {
         out.push(Event::VcoreEntry);
     }
+    if opts.exit_request && cfg.variant == Variant::Modern && !vc.exiting() && vc.vcore_state == st.running {
+        out.push(Event::ExitRequest);
+    }
     match t0.phase {
         Phase::Entered => out.push(Event::SwitchIn),
-        Phase::Exiting => out.push(Event::SwitchOut),
+        Phase::Exiting | Phase::TooLate => out.push(Event::SwitchOut),
         Phase::Returned if vc.vcore_state == st.running => out.push(Event::Release),
         Phase::Returned => out.push(Event::Finish),
         Phase::Host if vc.vcore_state == st.running && !vc.lock_held => out.push(Event::Enter { thread: 0 }),
@@ -418,8 +457,10 @@ fn doorbell_violation(cfg: &Config, s: &State) -> Option<(Event, Violation)> {
             (Phase::InGuest, Some(v)) => v,
             _ => continue,
         };
-        for t in 0..cfg.threads as usize {
-            if s.vcpus[t].is_none() {
+        // Doorbells to other vcpus first, then the vcpu's own thread number.
+        let targets = (0..cfg.threads as usize).filter(|&t| t != from as usize).chain(std::iter::once(from as usize));
+        for t in targets {
+            if t >= cfg.threads as usize || s.vcpus[t].is_none() {
                 continue; // the guest only signals vcpus that exist
             }
             if let Some(v) = cfg.doorbell_check(s, from, t) {
@@ -447,7 +488,7 @@ pub fn explore(opts: &ExploreOptions) -> Result<ExploreReport, ModelError> {
     let chosen: u8 = vcpus.iter().fold(0, |m, &id| m | 1 << (id - first));
     let ignored = opts.ignored();
 
-    let mut seen: HashSet<u128> = HashSet::new();
+    let mut seen = FingerprintSet::default();
     // nodes[i] = (parent node, event that led here); node 0 is the root.
     let mut nodes: Vec<(u32, Option<Event>)> = vec![(u32::MAX, None)];
     let symmetric = opts.symmetry && cfg.variant != Variant::Prepatch;

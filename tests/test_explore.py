@@ -59,6 +59,13 @@ def test_same_vcore_other_than_zero() -> None:
     assert r.ok and r.complete and r.vcpus == [4, 5, 6, 7]
 
 
+def test_modern_with_exit_requests_holds() -> None:
+    plain = explore("modern", 3)
+    r = explore("modern", 3, exit_request=True)
+    assert r.ok and r.complete and r.states > plain.states
+    assert "VCORE_EXIT_REQ" in r.bounds
+
+
 def test_symmetry_does_not_change_the_verdict() -> None:
     with_sym = explore("seed", 3)
     without = explore("seed", 3, symmetry=False)

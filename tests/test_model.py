@@ -157,6 +157,7 @@ def test_every_event_kind_legal_somewhere(variant: str) -> None:
     vc = full_run(variant)
     names = {e.split("(")[0] for e in vc.trace}
     expected = {f.split("(")[0] for f in EVENT_FORMS}
+    expected.discard("exit_request")  # its own test: it ends the run another way
     if variant != "modern":
         expected.discard("return_to_idle")
     assert names == expected
@@ -288,6 +289,24 @@ def test_cede_to_exit_rule_and_prod() -> None:
     assert vc.paca_table()[1]["ipi"]  # modern: IPI every entered thread but self
     vc.prod(1)
     assert vc.vcpus[1]["prodded"] == 1
+
+
+def test_exit_request_thread_0_too_late_never_switches() -> None:
+    vc = Vcore("modern", threads=2, vcpus=[0, 1], strict=True)
+    vc.runnable(1)
+    vc.run_core()
+    vc.enter(1)
+    vc.exit_request()
+    assert vc.vcore["entry_exit_map"] == 0x10002
+    vc.enter(0)
+    assert vc.paca_table()[0]["phase"] == "too_late"
+    with pytest.raises(ModelError, match="only thread 0"):
+        vc.switch_in()
+    vc.exit(1)  # no_switch_exit: the secondary saw the exit while waiting for in_guest
+    vc.switch_out()
+    assert vc.paca_table()[0]["lpidr"] == 0 and vc.vcore["in_guest"] == 0
+    with pytest.raises(ModelError, match="only in the modern kernel"):
+        Vcore("seed", vcpus=[0]).exit_request()
 
 
 def test_doorbell_delivery_seed_vs_prepatch() -> None:

@@ -195,7 +195,8 @@ fn report_json(r: &ExploreReport) -> Value {
 /// Explore every interleaving of one vcore run; returns the report as JSON.
 #[pyfunction]
 #[pyo3(signature = (variant, threads, vcpus = None, ignore = None, max_states = None,
-    cedes_per_vcpu = None, max_cedes = None, max_prods = None, check_invariants = true, symmetry = true))]
+    cedes_per_vcpu = None, max_cedes = None, max_prods = None, check_invariants = true, symmetry = true,
+    exit_request = false))]
 #[allow(clippy::too_many_arguments)]
 fn explore(
     py: Python<'_>,
@@ -209,6 +210,7 @@ fn explore(
     max_prods: Option<u8>,
     check_invariants: bool,
     symmetry: bool,
+    exit_request: bool,
 ) -> PyResult<String> {
     let variant = parse_variant(variant)?;
     let threads = u8::try_from(threads)
@@ -237,6 +239,7 @@ fn explore(
     }
     opts.check_invariants = check_invariants;
     opts.symmetry = symmetry;
+    opts.exit_request = exit_request;
     let result = py.detach(|| run_explore(&opts));
     let report = result.map_err(|e| model_error(py, &e))?;
     Ok(report_json(&report).to_string())

@@ -47,6 +47,9 @@ pub enum Event {
     /// The guest on `thread` takes an interrupt that exits to the host
     /// (`trap` is the vector; hdec_soon / kvmhv_commence_exit).
     Exit { thread: u8, trap: u32 },
+    /// Modern, split core: another subcore's first exiter sets VCORE_EXIT_REQ
+    /// in this vcore and IPIs its entered threads (kvmhv_commence_exit).
+    ExitRequest,
     /// Thread 0, once exits == entries, switches the MMU back to the host.
     SwitchOut,
     /// A secondary sees vc->in_guest == 0 and finishes (clears kvm_vcpu;
@@ -81,6 +84,7 @@ impl Event {
             Event::Wake { .. } => "wake",
             Event::Doorbell { .. } => "doorbell",
             Event::Exit { .. } => "exit",
+            Event::ExitRequest => "exit_request",
             Event::SwitchOut => "switch_out",
             Event::Tail { .. } => "tail",
             Event::Release => "release",
@@ -106,6 +110,7 @@ impl Event {
             Event::Wake { .. } => "kvm_start_guest",
             Event::Doorbell { .. } => "msgsndp",
             Event::Exit { .. } => "kvmhv_commence_exit",
+            Event::ExitRequest => "kvmhv_interrupt_vcore",
             Event::SwitchOut => "kvmhv_switch_to_host",
             Event::Tail { .. } => "kvm_no_guest",
             Event::Release => "kvmppc_release_hwthread",
@@ -130,6 +135,7 @@ impl Event {
         "wake(thread=T)",
         "doorbell(vcpu=ID, thread=T)",
         "exit(thread=T[, trap=0x980])",
+        "exit_request",
         "switch_out",
         "tail(thread=T)",
         "release",
@@ -156,7 +162,12 @@ impl fmt::Display for Event {
             | Event::ReturnToIdle { thread } => write!(f, "{n}(thread={thread})"),
             Event::Doorbell { vcpu, thread } => write!(f, "{n}(vcpu={vcpu}, thread={thread})"),
             Event::Exit { thread, trap } => write!(f, "{n}(thread={thread}, trap={trap:#x})"),
-            Event::VcoreEntry | Event::SwitchIn | Event::SwitchOut | Event::Release | Event::Finish => {
+            Event::VcoreEntry
+            | Event::SwitchIn
+            | Event::ExitRequest
+            | Event::SwitchOut
+            | Event::Release
+            | Event::Finish => {
                 f.write_str(n)
             }
         }
@@ -220,7 +231,7 @@ impl FromStr for Event {
             "enter" | "guest_entry" | "cede" | "wake" | "tail" | "return_to_idle" => &["thread"],
             "doorbell" => &["vcpu", "thread"],
             "exit" => &["thread", "trap"],
-            "vcore_entry" | "switch_in" | "switch_out" | "release" | "finish" => &[],
+            "vcore_entry" | "switch_in" | "exit_request" | "switch_out" | "release" | "finish" => &[],
             _ => return Err(bad("unknown event name")),
         };
         if positional.len() > keys.len() {
@@ -269,6 +280,7 @@ impl FromStr for Event {
             },
             "vcore_entry" => Event::VcoreEntry,
             "switch_in" => Event::SwitchIn,
+            "exit_request" => Event::ExitRequest,
             "switch_out" => Event::SwitchOut,
             "release" => Event::Release,
             "finish" => Event::Finish,

@@ -9,8 +9,8 @@
 //! delivery property (29).
 //!
 //! Not modelled (unsplit core only): split-core / dynamic micro-threading and
-//! piggybacking (kvm_split_mode, VCORE_PIGGYBACK, VCORE_EXIT_REQ set by
-//! another subcore), VCORE_PREEMPT / VCORE_POLLING / VCORE_SLEEPING
+//! piggybacking (kvm_split_mode, VCORE_PIGGYBACK; the `exit_request` event
+//! stands in for another subcore setting VCORE_EXIT_REQ), VCORE_PREEMPT / VCORE_POLLING / VCORE_SLEEPING
 //! (kvmppc_vcore_blocked), the VPA-update window where seed drops vc->lock,
 //! signals during a run, hdec_soon taken at entry (HDEC < 512), the
 //! grab-timeout and wait_for_nap-timeout error paths, and the seed runnable
@@ -282,6 +282,7 @@ impl Config {
         }
         out.push(Event::VcoreEntry);
         out.push(Event::SwitchIn);
+        out.push(Event::ExitRequest);
         out.push(Event::SwitchOut);
         out.push(Event::Release);
         out.push(Event::Finish);

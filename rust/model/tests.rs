@@ -202,6 +202,24 @@ fn modern_run_with_cede_prod_and_latecomer() {
     assert_eq!(vc(&m).vcore_state, 4);
 }
 
+/// Modern, VCORE_EXIT_REQ before thread 0 entered: thread 0 is too late and
+/// never switches the MMU; the started secondary exits without entering the guest.
+#[test]
+fn modern_exit_request_makes_thread_0_too_late() {
+    let mut m = model(Variant::Modern, 2, &[0, 1]);
+    run(&mut m, &["runnable(1)", "run_core(runner=1)", "start_thread(1)", "vcore_entry", "enter(1)", "exit_request"]);
+    assert_eq!(vc(&m).entry_exit_map, Some(0x10002));
+    assert!(m.state.threads[1].ipi);
+    run(&mut m, &["enter(0)"]);
+    assert_eq!(m.state.threads[0].phase, Phase::TooLate);
+    assert!(m.apply(ev("switch_in")).is_err());
+    run(&mut m, &["exit(1)", "switch_out"]);
+    assert_eq!(m.state.switch_in, 0);
+    assert_eq!(m.state.mmu, Mmu::Host);
+    run(&mut m, &["tail(1)", "release", "finish"]);
+    assert!(Model::new(Variant::Seed, 2).unwrap().apply(ev("exit_request")).is_err());
+}
+
 #[test]
 fn prepatch_misdelivers_a_doorbell() {
     let mut m = model(Variant::Prepatch, 4, &[0, 1, 2, 3]);

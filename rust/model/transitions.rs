@@ -571,10 +571,29 @@ impl Config {
                 }
             }
 
+            Event::ExitRequest => {
+                let vc = *s.vcore.as_ref().ok_or("no vcore")?;
+                if !self.modern() {
+                    return Err("VCORE_EXIT_REQ exists only in the modern kernel (set by another subcore)".into());
+                }
+                if vc.vcore_state != st.running || vc.exiting() {
+                    return Err("the vcore is not running, or an exit has already begun".into());
+                }
+                let vc = s.vcore.as_mut().unwrap();
+                vc.exit_req = true;
+                for i in 0..self.threads as usize {
+                    if vc.entered & (1 << i) != 0 {
+                        s.threads[i].ipi = true;
+                    }
+                }
+            }
+
             Event::SwitchOut => {
                 let th = s.threads[0];
                 let vc = *s.vcore.as_ref().ok_or("no vcore")?;
-                if th.phase != Phase::Exiting {
+                // Thread 0 too late (modern, VCORE_EXIT_REQ before it entered)
+                // goes to kvmhv_switch_to_host too and skips the MMU switch.
+                if th.phase != Phase::Exiting && th.phase != Phase::TooLate {
                     return Err(format!("thread 0 has not started exiting (it is {:?})", th.phase));
                 }
                 let all_out = if self.modern() {
