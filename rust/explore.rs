@@ -387,8 +387,8 @@ fn candidates(cfg: &Config, opts: &ExploreOptions, s: &State, chosen: u8, out: &
     match t0.phase {
         Phase::Entered => out.push(Event::SwitchIn),
         Phase::Exiting | Phase::TooLate => out.push(Event::SwitchOut),
-        Phase::Returned if vc.vcore_state == st.running => out.push(Event::Release),
-        Phase::Returned => out.push(Event::Finish),
+        Phase::Returned if vc.released => out.push(Event::Finish),
+        Phase::Returned => out.push(Event::Release),
         Phase::Host if vc.vcore_state == st.running && !vc.lock_held => out.push(Event::Enter { thread: 0 }),
         _ => {}
     }

@@ -183,8 +183,8 @@ pub struct VcoreModel {
     /// The runner holds vc->lock inside kvmppc_run_core (between the reset
     /// and vcore_state = RUNNING): no other vcpu task can get in.
     pub lock_held: bool,
-    /// Seed first exiter with trap != HDEC wrote HDEC = 0 (core-shared).
-    pub hdec_kicked: bool,
+    /// kvmppc_release_hwthread has run for this run's threads.
+    pub released: bool,
 }
 
 impl VcoreModel {
@@ -206,7 +206,7 @@ impl VcoreModel {
             runq: [0; MAX_SMT_THREADS],
             runq_len: 0,
             lock_held: false,
-            hdec_kicked: false,
+            released: false,
         }
     }
 

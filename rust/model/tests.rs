@@ -190,7 +190,14 @@ fn modern_run_with_cede_prod_and_latecomer() {
     run(&mut m, &["wake(1)", "enter(2)"]);
     assert_eq!(m.state.threads[2].phase, Phase::TooLate);
     assert!(m.apply(ev("release")).is_err());
-    run(&mut m, &["switch_out", "tail(1)", "tail(2)", "release", "finish"]);
+    run(&mut m, &["switch_out", "tail(1)"]);
+    // Modern: VCORE_EXITING is set before kvmppc_wait_for_nap, visible while thread 2 finishes.
+    run(&mut m, &["release"]);
+    assert_eq!(vc(&m).vcore_state, 5);
+    assert_eq!(hs(&m, 2).kvm_vcore, VCORE_ADDR);
+    assert!(m.apply(ev("release")).is_err());
+    assert!(m.apply(ev("finish")).is_err());
+    run(&mut m, &["tail(2)", "release", "finish"]);
     for t in 0..4 {
         assert_eq!((hs(&m, t).kvm_vcore, hs(&m, t).hwthread_req), (0, 0));
     }

@@ -219,7 +219,6 @@ impl Config {
                 vc.exit_req = false;
                 vc.in_guest = 0;
                 vc.napping_threads = 0;
-                vc.hdec_kicked = false;
                 vc.tb_offset_applied = false;
                 if !self.modern() {
                     vc.n_woken = 0;
@@ -227,6 +226,7 @@ impl Config {
                     vc.vcore_state = st.starting.expect("seed numbering has VCORE_STARTING");
                 }
                 vc.lock_held = true;
+                vc.released = false;
                 vc.pcpu = self.cpu_base;
                 s.switch_in = 0;
                 s.switch_out = 0;
@@ -652,18 +652,27 @@ impl Config {
 
             Event::Release => {
                 let vc = *s.vcore.as_ref().ok_or("no vcore")?;
-                if s.threads[0].phase != Phase::Returned || vc.vcore_state != st.running {
-                    return Err("__kvmppc_vcore_entry has not returned on thread 0 yet".into());
+                let exiting_unreleased = self.modern() && vc.vcore_state == st.exiting && !vc.released;
+                if s.threads[0].phase != Phase::Returned || !(vc.vcore_state == st.running || exiting_unreleased) {
+                    return Err("__kvmppc_vcore_entry has not returned on thread 0 yet (or the threads were released)".into());
                 }
-                if self.modern() {
-                    if let Some(t) = (1..self.threads as usize).find(|&t| s.threads[t].hstate.kvm_vcore) {
-                        return Err(format!("kvmppc_wait_for_nap: thread {t} still has kvm_vcore set"));
-                    }
+                let waiting = if self.modern() {
+                    (1..self.threads as usize).find(|&t| s.threads[t].hstate.kvm_vcore).map(|t| {
+                        format!("kvmppc_wait_for_nap: thread {t} still has kvm_vcore set")
+                    })
                 } else if vc.nap_count < vc.n_woken {
-                    return Err(format!(
-                        "kvmppc_wait_for_nap: nap_count {} < n_woken {}",
-                        vc.nap_count, vc.n_woken
-                    ));
+                    Some(format!("kvmppc_wait_for_nap: nap_count {} < n_woken {}", vc.nap_count, vc.n_woken))
+                } else {
+                    None
+                };
+                if let Some(why) = waiting {
+                    if self.modern() && vc.vcore_state == st.running {
+                        // Modern sets VCORE_EXITING before kvmppc_wait_for_nap:
+                        // that state is visible while the secondaries finish.
+                        s.vcore.as_mut().unwrap().vcore_state = st.exiting;
+                        return Ok(fx);
+                    }
+                    return Err(why);
                 }
                 if !self.modern() {
                     // "disable sending of IPIs on virtual external irqs"
@@ -678,12 +687,14 @@ impl Config {
                         th.hstate.kvm_vcore = false;
                     }
                 }
-                s.vcore.as_mut().unwrap().vcore_state = st.exiting;
+                let vc = s.vcore.as_mut().unwrap();
+                vc.vcore_state = st.exiting;
+                vc.released = true;
             }
 
             Event::Finish => {
                 let vc = *s.vcore.as_ref().ok_or("no vcore")?;
-                if vc.vcore_state != st.exiting || s.threads[0].phase != Phase::Returned {
+                if vc.vcore_state != st.exiting || !vc.released || s.threads[0].phase != Phase::Returned {
                     return Err("the threads have not been released yet".into());
                 }
                 for &i in vc.runnable() {
@@ -780,11 +791,11 @@ impl Config {
                     }
                 }
             } else {
-                // HDEC = 0 kicks the threads in the guest; nap is not woken
-                // by HDEC, so the napping ones get an IPI.
-                if trap != BOOK3S_INTERRUPT_HV_DECREMENTER {
-                    vc.hdec_kicked = true;
-                }
+                // A first exiter with trap != HDEC writes HDEC = 0 (shared by
+                // the core), which kicks the threads in the guest: the model
+                // lets them exit at any time anyway.  Nap is not woken by
+                // HDEC, so the napping ones get an IPI.
+                let _ = trap;
                 for i in 0..self.threads as usize {
                     if i != t && napping & (1 << i) != 0 {
                         s.threads[i].ipi = true;
