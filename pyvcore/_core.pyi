@@ -127,10 +127,14 @@ def explore(variant: str, threads: int, vcpus: Optional[List[int]] = None,
             ignore: Optional[List[int]] = None, max_states: Optional[int] = None,
             cedes_per_vcpu: Optional[int] = None, max_cedes: Optional[int] = None,
             max_prods: Optional[int] = None, check_invariants: bool = True,
-            symmetry: bool = True, exit_request: bool = False) -> str:
+            symmetry: bool = True, exit_request: bool = False,
+            fault: Optional[str] = None) -> str:
     """Explore one vcore run; JSON {"variant", "threads", "vcpus", "states", "transitions",
     "seconds", "counterexample", "violated", "violation", "complete", "finished_runs",
     "depth", "ignored", "bounds"}. Runs without the GIL. Raises ModelError/ValueError."""
 
 def event_forms() -> List[str]:
     """The text form of every event, e.g. "enter(thread=T)"."""
+
+def fault_names() -> List[str]:
+    """The deliberate faults explore(fault=...) accepts."""

@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any, List, Optional
 
-from pyvcore.model import ExploreResult, ModelError, explore
+from pyvcore.model import FAULTS, ExploreResult, ModelError, explore
 
 VARIANTS = ("seed", "modern", "prepatch")
 
@@ -78,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
         result = explore(
             args.variant, args.threads, args.vcpus, max_states=args.max_states,
             cedes_per_vcpu=args.cedes_per_vcpu, max_cedes=args.max_cedes, max_prods=args.max_prods,
-            symmetry=not args.no_symmetry, exit_request=args.exit_request,
+            symmetry=not args.no_symmetry, exit_request=args.exit_request, fault=args.fault,
         )
     except (ModelError, ValueError) as e:
         print(f"pyvcore explore: {e}", file=sys.stderr)
@@ -116,6 +116,8 @@ def register(subparsers: Any) -> None:
                    help="do not merge states that differ only by a permutation of secondary threads")
     p.add_argument("--exit-request", action="store_true",
                    help="modern: also let VCORE_EXIT_REQ arrive at any time (as from another subcore)")
+    p.add_argument("--fault", choices=FAULTS,
+                   help="break one kernel rule on purpose, to see the explorer catch it")
     p.set_defaults(func=_run)
 
 

@@ -37,6 +37,10 @@ parameter (a ValueError); ``.event`` is the event text, ``.reason`` why."""
 EVENT_FORMS: List[str] = list(_core.event_forms())
 """The text form of every event, e.g. ``"enter(thread=T)"``."""
 
+FAULTS: List[str] = list(_core.fault_names())
+"""Deliberate kernel bugs :func:`explore` can inject (``fault=``) to show
+they are caught: no-cede-exit, early-switch-out, no-exit-ipi."""
+
 BOOK3S_INTERRUPT_HV_DECREMENTER = 0x980
 BOOK3S_INTERRUPT_SYSCALL = 0xC00
 
@@ -372,7 +376,8 @@ def explore(variant: str, threads: int, vcpus: Optional[Sequence[int]] = None, *
             max_states: Optional[int] = None, cedes_per_vcpu: Optional[int] = None,
             max_cedes: Optional[int] = None, max_prods: Optional[int] = None,
             ignore: Optional[Sequence[int]] = None, check_invariants: bool = True,
-            symmetry: bool = True, exit_request: bool = False) -> ExploreResult:
+            symmetry: bool = True, exit_request: bool = False,
+            fault: Optional[str] = None) -> ExploreResult:
     """Enumerate every interleaving of one vcore run (breadth first, states
     deduplicated) and return the shortest counterexample, if any.
 
@@ -380,11 +385,12 @@ def explore(variant: str, threads: int, vcpus: Optional[Sequence[int]] = None, *
     (``cedes_per_vcpu``, ``max_cedes``, ``max_prods``) default to 1, 2 (1 above
     four threads) and 1; ``ExploreResult.bounds`` says them in words.
     ``exit_request`` (modern) also lets VCORE_EXIT_REQ arrive at any time.
+    ``fault`` (one of :data:`FAULTS`) breaks one kernel rule on purpose.
     """
     raw = json.loads(_core.explore(
         variant, threads, list(vcpus) if vcpus is not None else None,
         list(ignore) if ignore is not None else None, max_states,
-        cedes_per_vcpu, max_cedes, max_prods, check_invariants, symmetry, exit_request,
+        cedes_per_vcpu, max_cedes, max_prods, check_invariants, symmetry, exit_request, fault,
     ))
     v = raw["violation"]
     return ExploreResult(

@@ -52,6 +52,8 @@ pub struct ExploreOptions {
     pub symmetry: bool,
     /// Modern: also explore VCORE_EXIT_REQ arriving (as from another subcore) at any time.
     pub exit_request: bool,
+    /// Run a deliberately broken kernel rule (to see the explorer catch it).
+    pub fault: Option<crate::model::Fault>,
 }
 
 impl ExploreOptions {
@@ -61,11 +63,12 @@ impl ExploreOptions {
             Some(m) => format!("at most {} cede(s) per vcpu and {m} in total", self.cedes_per_vcpu),
             None => format!("at most {} cede(s) per vcpu", self.cedes_per_vcpu),
         };
+        let fault = self.fault.map_or(String::new(), |f| format!("; FAULT {} injected", f.name()));
         format!(
             "one run of the vcore; each vcpu becomes runnable once, in any order, before the run or as a latecomer \
 while no thread has begun exiting; {cedes}; \
 at most {} H_PROD(s) in total; a doorbell from every running vcpu to every thread checked in every state; \
-exits by HDEC (others reach the same states){}; {}",
+exits by HDEC (others reach the same states){}; {}{fault}",
             self.max_prods,
             if self.exit_request && self.variant == Variant::Modern {
                 "; VCORE_EXIT_REQ may arrive at any time"
@@ -96,6 +99,7 @@ permutation of the secondary threads (with their vcpus) are merged"
             check_invariants: true,
             symmetry: true,
             exit_request: false,
+            fault: None,
         }
     }
 
@@ -434,6 +438,7 @@ fn check(
     parent_view: Option<&crate::view::Snapshot>,
     s: &State,
     event: &Event,
+    fx: &crate::model::Effects,
     ignored: &[u32],
 ) -> Vec<Violation> {
     let mut out: Vec<Violation> = Vec::new();
@@ -444,7 +449,7 @@ fn check(
         out.retain(|v| !ignored.contains(&v.invariant));
     }
     // The step's own history invariants (no doorbell event here).
-    out.extend(cfg.history_check(parent, s, event, &Default::default()));
+    out.extend(cfg.history_check(parent, s, event, fx));
     out
 }
 
@@ -482,7 +487,8 @@ pub fn explore(opts: &ExploreOptions) -> Result<ExploreReport, ModelError> {
     for &id in &vcpus {
         model.apply(Event::CreateVcpu { vcpu: id })?;
     }
-    let cfg = model.config;
+    let mut cfg = model.config;
+    cfg.fault = opts.fault;
     let root = model.state;
     let first = vc_first(&root);
     let chosen: u8 = vcpus.iter().fold(0, |m, &id| m | 1 << (id - first));
@@ -538,9 +544,10 @@ pub fn explore(opts: &ExploreOptions) -> Result<ExploreReport, ModelError> {
             let mut any_legal = false;
             for &e in cands.iter() {
                 let mut c = s;
-                if cfg.apply(&mut c, e).is_err() {
-                    continue;
-                }
+                let fx = match cfg.apply(&mut c, e) {
+                    Ok(fx) => fx,
+                    Err(_) => continue,
+                };
                 any_legal = true;
                 transitions += 1;
                 if !seen.insert(fp(&c)) {
@@ -548,7 +555,7 @@ pub fn explore(opts: &ExploreOptions) -> Result<ExploreReport, ModelError> {
                 }
                 nodes.push((id, Some(e)));
                 let cid = (nodes.len() - 1) as u32;
-                let violations = check(&cfg, &s, parent_view.as_ref(), &c, &e, &ignored);
+                let violations = check(&cfg, &s, parent_view.as_ref(), &c, &e, &fx, &ignored);
                 if let Some(v) = violations.into_iter().next() {
                     let trace = trace_to(&nodes, cid);
                     return Ok(report(seen.len(), transitions, Some(trace), Some(v), true, finished_runs, depth + 1));

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::consts::Variant;
 use crate::explore::{explore as run_explore, ExploreOptions, ExploreReport};
 use crate::invariants::Violation;
-use crate::model::{Event, Model, ModelError, Phase};
+use crate::model::{Event, Fault, Model, ModelError, Phase};
 
 pyo3::create_exception!(
     _core,
@@ -196,7 +196,7 @@ fn report_json(r: &ExploreReport) -> Value {
 #[pyfunction]
 #[pyo3(signature = (variant, threads, vcpus = None, ignore = None, max_states = None,
     cedes_per_vcpu = None, max_cedes = None, max_prods = None, check_invariants = true, symmetry = true,
-    exit_request = false))]
+    exit_request = false, fault = None))]
 #[allow(clippy::too_many_arguments)]
 fn explore(
     py: Python<'_>,
@@ -211,6 +211,7 @@ fn explore(
     check_invariants: bool,
     symmetry: bool,
     exit_request: bool,
+    fault: Option<&str>,
 ) -> PyResult<String> {
     let variant = parse_variant(variant)?;
     let threads = u8::try_from(threads)
@@ -240,9 +241,16 @@ fn explore(
     opts.check_invariants = check_invariants;
     opts.symmetry = symmetry;
     opts.exit_request = exit_request;
+    opts.fault = fault.map(Fault::parse).transpose().map_err(PyValueError::new_err)?;
     let result = py.detach(|| run_explore(&opts));
     let report = result.map_err(|e| model_error(py, &e))?;
     Ok(report_json(&report).to_string())
+}
+
+/// The names of the deliberate faults `explore(fault=...)` accepts.
+#[pyfunction]
+fn fault_names() -> Vec<&'static str> {
+    Fault::ALL.iter().map(|f| f.name()).collect()
 }
 
 /// The text form of every event, e.g. "enter(thread=T)".
@@ -256,5 +264,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ModelError", m.py().get_type::<PyModelError>())?;
     m.add_function(wrap_pyfunction!(explore, m)?)?;
     m.add_function(wrap_pyfunction!(event_forms, m)?)?;
+    m.add_function(wrap_pyfunction!(fault_names, m)?)?;
     Ok(())
 }

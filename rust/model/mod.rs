@@ -30,7 +30,7 @@ use crate::view::{Hstate, KvmArch, Snapshot, Thread, Vcore, Vcpu};
 
 pub use events::{BadEvent, Event};
 pub use state::{Mmu, Phase, State};
-pub use transitions::{delivered_to, vc_first, Config, Effects, ModelError};
+pub use transitions::{delivered_to, vc_first, Config, Effects, Fault, ModelError};
 
 /// Synthetic addresses of the model's kernel objects (what the PACAs point at).
 pub const KVM_ADDR: u64 = 0xc000_0000_0200_0000;
@@ -73,7 +73,7 @@ impl Config {
                 reason: format!("cpu {cpu_base} is not thread 0 of a {threads}-thread core"),
             });
         }
-        Ok(Config { variant, threads, cpu_base })
+        Ok(Config { variant, threads, cpu_base, fault: None })
     }
 
     /// The state as a contract-2 snapshot, with the kernel's field names and values.

@@ -41,6 +41,42 @@ pub struct Config {
     pub variant: Variant,
     pub threads: u8,
     pub cpu_base: u32,
+    /// A deliberately broken kernel rule (None = the kernel as it is), to
+    /// show that the invariants and the explorer catch such a bug.
+    pub fault: Option<Fault>,
+}
+
+/// Deliberate bugs the model can be run with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// kvmppc_h_cede naps even when every entered thread would then nap.
+    NoCedeExit,
+    /// Thread 0 switches the MMU back without waiting for exits == entries.
+    EarlySwitchOut,
+    /// The first exiter does not IPI the napping threads (seed) / the
+    /// entered threads (modern).
+    NoExitIpi,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 3] = [Fault::NoCedeExit, Fault::EarlySwitchOut, Fault::NoExitIpi];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::NoCedeExit => "no-cede-exit",
+            Fault::EarlySwitchOut => "early-switch-out",
+            Fault::NoExitIpi => "no-exit-ipi",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Fault, String> {
+        Fault::ALL.into_iter().find(|f| f.name() == name).ok_or_else(|| {
+            format!(
+                "unknown fault {name:?} (expected one of: {})",
+                Fault::ALL.map(Fault::name).join(", ")
+            )
+        })
+    }
 }
 
 /// What an event did that is not in the state (for the Python API and for
@@ -424,7 +460,7 @@ impl Config {
                 }
                 let vc = s.vcore.as_mut().unwrap();
                 let me = 1u8 << t;
-                let all_napping = if self.modern() {
+                let all_napping = self.fault != Some(Fault::NoCedeExit) && if self.modern() {
                     (vc.napping_threads | me) == vc.entered
                 } else {
                     (vc.napping_threads | me).count_ones() >= vc.entry_count()
@@ -596,7 +632,7 @@ impl Config {
                 if th.phase != Phase::Exiting && th.phase != Phase::TooLate {
                     return Err(format!("thread 0 has not started exiting (it is {:?})", th.phase));
                 }
-                let all_out = if self.modern() {
+                let all_out = self.fault == Some(Fault::EarlySwitchOut) || if self.modern() {
                     vc.exited == vc.entered
                 } else {
                     vc.exited.count_ones() == vc.entered.count_ones()
@@ -777,7 +813,7 @@ impl Config {
     /// exiting; the first exiter pokes the others.
     fn commence_exit(&self, s: &mut State, t: usize, trap: u32) {
         let vc = s.vcore.as_mut().unwrap();
-        let first = !vc.exiting();
+        let first = !vc.exiting() && self.fault != Some(Fault::NoExitIpi);
         vc.exited |= 1 << t;
         let entered = vc.entered;
         let napping = vc.napping_threads;
