@@ -548,7 +548,8 @@ pub fn explore(opts: &ExploreOptions) -> Result<ExploreReport, ModelError> {
                     Ok(fx) => fx,
                     Err(_) => continue,
                 };
-                any_legal = true;
+                // An H_PROD alone does not move the run on (deadlock check).
+                any_legal |= !matches!(e, Event::Prod { .. });
                 transitions += 1;
                 if !seen.insert(fp(&c)) {
                     continue;
