@@ -46,6 +46,19 @@ def _threads(text: str) -> int:
     return n
 
 
+def _count(limit: int):
+    """An argparse type: a whole number 0..limit."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = -1
+        if not 0 <= n <= limit:
+            raise argparse.ArgumentTypeError(f"expected a whole number 0..{limit}, not {text!r}")
+        return n
+    return parse
+
+
 def format_result(r: ExploreResult) -> str:
     """The human-readable report."""
     rate = f"{r.states_per_second:,.0f} states/s" if r.seconds > 0 else "-"
@@ -80,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
             cedes_per_vcpu=args.cedes_per_vcpu, max_cedes=args.max_cedes, max_prods=args.max_prods,
             symmetry=not args.no_symmetry, exit_request=args.exit_request, fault=args.fault,
         )
-    except (ModelError, ValueError) as e:
+    except (ModelError, ValueError, OverflowError) as e:
         print(f"pyvcore explore: {e}", file=sys.stderr)
         return 2
     if args.json:
@@ -107,11 +120,11 @@ def register(subparsers: Any) -> None:
                    help="vcpu ids of the vcore, e.g. 1,2 or 0-3 (default: all N of vcore 0)")
     p.add_argument("--json", action="store_true",
                    help='print {"states", "transitions", "seconds", "counterexample", "violated", ...}')
-    p.add_argument("--max-states", type=int, metavar="K", help="stop after K states (report is then incomplete)")
-    p.add_argument("--cedes-per-vcpu", type=int, metavar="K", help="cedes per vcpu per run (default 1)")
-    p.add_argument("--max-cedes", type=int, metavar="K",
+    p.add_argument("--max-states", type=_count(2**62), metavar="K", help="stop after K states (report is then incomplete)")
+    p.add_argument("--cedes-per-vcpu", type=_count(255), metavar="K", help="cedes per vcpu per run (default 1)")
+    p.add_argument("--max-cedes", type=_count(255), metavar="K",
                    help="cedes in total per run (default 2, or 1 above 4 threads)")
-    p.add_argument("--max-prods", type=int, metavar="K", help="H_PRODs in total per run (default 1)")
+    p.add_argument("--max-prods", type=_count(255), metavar="K", help="H_PRODs in total per run (default 1)")
     p.add_argument("--no-symmetry", action="store_true",
                    help="do not merge states that differ only by a permutation of secondary threads")
     p.add_argument("--exit-request", action="store_true",

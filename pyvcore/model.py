@@ -93,6 +93,10 @@ class Vcore:
 
     def __init__(self, variant: str = "modern", threads: int = 4, vcpus: Sequence[int] = (), *,
                  cpu_base: int = 0, strict: bool = False) -> None:
+        if not isinstance(threads, int) or not 1 <= threads <= 8:
+            raise ValueError(f"threads per core must be 1..8, not {threads!r}")
+        if not isinstance(cpu_base, int) or not 0 <= cpu_base < 2**32:
+            raise ValueError(f"cpu_base must be a cpu number, not {cpu_base!r}")
         self._core = _core.CoreModel(variant, threads, cpu_base)
         self.strict = strict
         self.violations: List[Violation] = []
@@ -387,6 +391,10 @@ def explore(variant: str, threads: int, vcpus: Optional[Sequence[int]] = None, *
     ``exit_request`` (modern) also lets VCORE_EXIT_REQ arrive at any time.
     ``fault`` (one of :data:`FAULTS`) breaks one kernel rule on purpose.
     """
+    for name, value, limit in (("max_states", max_states, 2**62), ("cedes_per_vcpu", cedes_per_vcpu, 255),
+                               ("max_cedes", max_cedes, 255), ("max_prods", max_prods, 255)):
+        if value is not None and not 0 <= value <= limit:
+            raise ValueError(f"{name} must be 0..{limit}, not {value}")
     raw = json.loads(_core.explore(
         variant, threads, list(vcpus) if vcpus is not None else None,
         list(ignore) if ignore is not None else None, max_states,

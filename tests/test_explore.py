@@ -83,9 +83,13 @@ def test_injected_faults_are_caught(variant: str, fault: str, invariant) -> None
     assert f"FAULT {fault}" in r.bounds
 
 
-def test_unknown_fault() -> None:
+def test_unknown_fault_and_bad_bounds() -> None:
     with pytest.raises(ValueError, match="unknown fault"):
         explore("seed", 2, fault="nope")
+    with pytest.raises(ValueError, match="max_cedes"):
+        explore("seed", 2, max_cedes=-1)
+    with pytest.raises(ValueError, match="max_prods"):
+        explore("seed", 2, max_prods=256)
 
 
 def test_symmetry_does_not_change_the_verdict() -> None:
@@ -150,6 +154,10 @@ def test_cli_exit_codes_and_json(capsys: pytest.CaptureFixture) -> None:
     ["explore", "--variant", "p8", "--threads", "4"],
     ["explore", "--variant", "seed", "--threads", "4", "--vcpus", "x"],
     ["explore", "--threads", "4"],
+    ["explore", "--variant", "seed", "--threads", "2", "--max-cedes", "-1"],
+    ["explore", "--variant", "seed", "--threads", "2", "--max-cedes", "300"],
+    ["explore", "--variant", "seed", "--threads", "2", "--max-states", "-5"],
+    ["explore", "--variant", "seed", "--threads", "2", "--fault", "nope"],
 ])
 def test_cli_bad_arguments_exit_2(argv: list) -> None:
     with pytest.raises(SystemExit) as info:

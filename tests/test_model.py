@@ -267,11 +267,19 @@ def test_illegal_in_the_middle_of_a_run() -> None:
 def test_bad_parameters() -> None:
     with pytest.raises(ValueError, match="unknown variant"):
         Vcore("p8")
-    for n in (0, 9, -1, 1000):
+    for n in (0, 9, -1, 1000, 2**70, "4"):
         with pytest.raises(ValueError, match="1..8"):
             Vcore("seed", threads=n)
     with pytest.raises(ModelError, match="bad event"):
         Vcore("seed").apply("fly(1)")
+    with pytest.raises(ModelError, match="bad event"):
+        Vcore("seed").enter(-1)
+    with pytest.raises(ModelError, match="out of range"):
+        Vcore("seed").enter(2**40)
+    with pytest.raises(ValueError, match="cpu_base"):
+        Vcore("seed", cpu_base=-4)
+    with pytest.raises(ModelError, match="not thread 0"):
+        Vcore("seed", threads=4, cpu_base=6)
     with pytest.raises(ModelError, match="no runnable vcpu"):
         Vcore("seed", vcpus=[0]).run_core()
 
