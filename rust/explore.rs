@@ -418,7 +418,7 @@ fn candidates(cfg: &Config, opts: &ExploreOptions, s: &State, chosen: u8, out: &
             Phase::SwitchedIn => out.push(Event::GuestEntry { thread: t }),
             Phase::InGuest => {
                 let v = th.running.and_then(|v| s.vcpus[v as usize]);
-                if may_cede && v.map_or(false, |v| v.cedes < opts.cedes_per_vcpu) {
+                if may_cede && v.is_some_and(|v| v.cedes < opts.cedes_per_vcpu) {
                     out.push(Event::Cede { thread: t });
                 }
                 out.push(Event::Exit { thread: t, trap: crate::consts::BOOK3S_INTERRUPT_HV_DECREMENTER });
@@ -567,14 +567,14 @@ pub fn explore(opts: &ExploreOptions) -> Result<ExploreReport, ModelError> {
                     return Ok(report(seen.len(), transitions, Some(trace), Some(v), true, finished_runs, depth + 2));
                 }
                 next_frontier.push((c, cid));
-                if opts.max_states.map_or(false, |m| seen.len() >= m) {
+                if opts.max_states.is_some_and(|m| seen.len() >= m) {
                     complete = false;
                     break 'bfs;
                 }
             }
             // Before any vcpu is runnable nothing need happen; after that the
             // run must be able to go on until it finishes.
-            let started = s.vcore.map_or(false, |vc| vc.runq_len > 0 || vc.runner.is_some());
+            let started = s.vcore.is_some_and(|vc| vc.runq_len > 0 || vc.runner.is_some());
             if !any_legal && started {
                 let v = Violation {
                     invariant: INV_DEADLOCK,
