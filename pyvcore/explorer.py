@@ -96,10 +96,19 @@ def _run(args: argparse.Namespace) -> int:
     except (ModelError, ValueError, OverflowError) as e:
         print(f"pyvcore explore: {e}", file=sys.stderr)
         return 2
+    if args.trace and result.counterexample:
+        try:
+            with open(args.trace, "w", encoding="utf-8") as f:
+                f.write("\n".join(result.trace_lines()) + "\n")
+        except OSError as e:
+            print(f"pyvcore explore: cannot write {args.trace}: {e.strerror or e}", file=sys.stderr)
+            return 2
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
         print(format_result(result))
+        if args.trace and result.counterexample:
+            print(f"counterexample written to {args.trace} as a snapshot trace (pyvcore check {args.trace})")
     return 0 if result.violation is None else 1
 
 
@@ -129,6 +138,8 @@ def register(subparsers: Any) -> None:
                    help="do not merge states that differ only by a permutation of secondary threads")
     p.add_argument("--exit-request", action="store_true",
                    help="modern: also let VCORE_EXIT_REQ arrive at any time (as from another subcore)")
+    p.add_argument("--trace", metavar="FILE",
+                   help="write the counterexample as a JSONL snapshot trace (one line per state)")
     p.add_argument("--fault", choices=FAULTS,
                    help="break one kernel rule on purpose, to see the explorer catch it")
     p.set_defaults(func=_run)

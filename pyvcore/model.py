@@ -375,6 +375,19 @@ class ExploreResult:
         vc.replay(self.counterexample or [])
         return vc
 
+    def trace_lines(self) -> List[str]:
+        """The counterexample as a snapshot trace: one JSON line per state,
+        from "vcpus created" to the violation, each with its "stop" label and
+        the event that led to it -- what ``pyvcore check`` and gdb users read."""
+        vc = Vcore(self.variant, self.threads, self.vcpus)
+        lines = [vc.snapshot_json()]
+        for event in self.counterexample or []:
+            vc.apply(event)
+            snap = vc.snapshot()
+            snap["event"] = event
+            lines.append(json.dumps(snap))
+        return lines
+
 
 def explore(variant: str, threads: int, vcpus: Optional[Sequence[int]] = None, *,
             max_states: Optional[int] = None, cedes_per_vcpu: Optional[int] = None,

@@ -112,6 +112,25 @@ def test_max_states_marks_the_report_incomplete() -> None:
     assert not r.complete and r.states <= 101
 
 
+def test_counterexample_as_a_snapshot_trace(tmp_path) -> None:
+    """The counterexample replays into snapshots that pyvcore check reads; the
+    checker flags the misplaced vcpu on its own (static 29)."""
+    path = tmp_path / "cex.jsonl"
+    assert main(["explore", "--variant", "prepatch", "--threads", "4", "--trace", str(path)]) == 1
+    lines = path.read_text().splitlines()
+    r = explore("prepatch", 4)
+    assert len(lines) == len(r.counterexample) + 1
+    assert json.loads(lines[-1])["event"] == r.counterexample[-1]
+    from pyvcore import check_trace
+    report = check_trace(str(path))
+    assert report.snapshots == len(lines)
+    assert any(v.invariant == 29 for v in report.violations)
+    # A seed run has no counterexample, so nothing is written.
+    other = tmp_path / "none.jsonl"
+    assert main(["explore", "--variant", "seed", "--threads", "2", "--trace", str(other)]) == 0
+    assert not other.exists()
+
+
 def test_bad_input() -> None:
     with pytest.raises(ValueError):
         explore("p8", 4)
