@@ -849,6 +849,9 @@ impl Config {
         }
         th.hstate.in_guest = KVM_GUEST_MODE_HOST_HV;
         th.phase = Phase::Exiting;
+        // The thread is on its way out of the guest: an IPI meant to kick it
+        // has done its job (the exit path acks pending IPIs before the tail).
+        th.ipi = false;
     }
 }
 
