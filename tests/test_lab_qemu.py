@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pyvcore.lab import Lab, LabBusy, LabError, LabNotSetUp
-from pyvcore.lab.qemu import LOCK_FILE, acquire_lock, is_qemu_process, pid_alive
+from pyvcore.lab.qemu import acquire_lock, is_qemu_process, pid_alive
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
 

@@ -83,6 +83,9 @@ class Lab:
     powers off; 0 = until the lab is stopped). ``lock_wait``: seconds to wait for another
     QEMU to release the machine lock (default: fail at once). ``detached`` is for
     `pyvcore lab up`: QEMU outlives this process and its state goes to the cache dir.
+
+    Not detached, QEMU is killed when the thread that started it ends (PR_SET_PDEATHSIG acts
+    on the parent *thread*): start a Lab from a thread that outlives its use.
     """
 
     def __init__(

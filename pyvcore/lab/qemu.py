@@ -12,7 +12,6 @@ import errno
 import fcntl
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
