@@ -213,6 +213,8 @@ ILLEGAL_AT_START = [
     ("create_vcpu(vcpu=0)", "already exists"),
     ("create_vcpu(vcpu=5)", "one vcore"),
     ("prod(vcpu=6)", "not in this vcore"),
+    ("create_vcpu(vcpu=4294967295)", "out of range"),
+    ("runnable(vcpu=4294967295)", "not in this vcore"),
 ]
 
 

@@ -136,6 +136,8 @@ fn illegal_events_are_errors_and_change_nothing() {
         "enter(7)",
         "create_vcpu(0)",
         "create_vcpu(5)",
+        "create_vcpu(4294967295)",
+        "runnable(4294967295)",
     ] {
         let err = m.apply(ev(text)).unwrap_err();
         assert!(err.to_string().starts_with("illegal event"), "{text}: {err}");

@@ -20,6 +20,9 @@ use crate::consts::*;
 use crate::model::events::Event;
 use crate::model::state::{Mmu, Phase, State, VcpuModel, VcoreModel};
 
+/// vcpu ids the model accepts (far above any KVM_MAX_VCPU_IDS on POWER).
+pub const MAX_VCPU_ID: u32 = 1 << 24;
+
 /// Why an event cannot happen in the current state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelError {
@@ -144,6 +147,9 @@ impl Config {
         match event {
             Event::CreateVcpu { vcpu } => {
                 let n = self.threads as u32;
+                if vcpu >= MAX_VCPU_ID {
+                    return Err(format!("vcpu id {vcpu} is out of range (the model takes ids below {MAX_VCPU_ID})"));
+                }
                 let first = match s.vcore {
                     Some(_) => vc_first(s),
                     None => (vcpu / n) * n,
