@@ -248,6 +248,18 @@ class Vcore:
             step = self.vcore_entry()
         return step
 
+    def vcore_blocked(self, runner: Optional[int] = None) -> Step:
+        """kvmppc_vcore_blocked: every runnable vcpu has ceded, the runner
+        (default: the first runnable vcpu) sleeps; VCORE_SLEEPING."""
+        if runner is None:
+            vc = self.vcore
+            runner = vc["runnable"][0] if vc and vc["runnable"] else -1
+        return self.apply(f"vcore_blocked(runner={int(runner)})")
+
+    def vcore_wake(self, vcpu_id: int) -> Step:
+        """The sleeping vcore wakes because ``vcpu_id`` has work; its cede ends."""
+        return self.apply(f"vcore_wake(vcpu={int(vcpu_id)})")
+
     def start_thread(self, vcpu_id: int) -> Step:
         return self.apply(f"start_thread(vcpu={int(vcpu_id)})")
 

@@ -157,7 +157,8 @@ def test_every_event_kind_legal_somewhere(variant: str) -> None:
     vc = full_run(variant)
     names = {e.split("(")[0] for e in vc.trace}
     expected = {f.split("(")[0] for f in EVENT_FORMS}
-    expected.discard("exit_request")  # its own test: it ends the run another way
+    # Their own tests: they need a run that ends another way.
+    expected -= {"exit_request", "vcore_blocked", "vcore_wake"}
     if variant != "modern":
         expected.discard("return_to_idle")
     assert names == expected
@@ -299,6 +300,27 @@ def test_cede_to_exit_rule_and_prod() -> None:
     assert vc.paca_table()[1]["ipi"]  # modern: IPI every entered thread but self
     vc.prod(1)
     assert vc.vcpus[1]["prodded"] == 1
+
+
+@pytest.mark.parametrize("variant,sleeping", [("seed", 1), ("modern", 3)])
+def test_all_ceded_vcore_sleeps(variant: str, sleeping: int) -> None:
+    vc = Vcore(variant, threads=2, vcpus=[0, 1], strict=True)
+    vc.runnable(1)
+    vc.run_core()
+    vc.enter(0); vc.switch_in(); vc.guest_entry(0); vc.enter(1); vc.guest_entry(1)
+    assert not vc.cede(1).ceded_to_nap  # thread 0 naps without a vcpu: the cede exits
+    vc.wake(0); vc.switch_out(); vc.tail(1); vc.release(); vc.finish()
+    assert vc.vcpus[1]["ceded"] == 1 and vc.vcore["runnable"] == [1]
+    with pytest.raises(ModelError, match="vcore_blocked"):
+        vc.run_core()
+    vc.vcore_blocked()
+    assert (vc.vcore["vcore_state"], vc.vcore["vcore_state_name"]) == (sleeping, "VCORE_SLEEPING")
+    with pytest.raises(ModelError, match="not inactive"):
+        vc.vcore_blocked()
+    vc.vcore_wake(1)
+    assert vc.vcore["vcore_state_name"] == "VCORE_INACTIVE" and vc.vcpus[1]["ceded"] == 0
+    vc.run_core()
+    assert vc.vcore["vcore_state_name"] == "VCORE_RUNNING"
 
 
 def test_exit_request_thread_0_too_late_never_switches() -> None:

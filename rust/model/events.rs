@@ -21,6 +21,12 @@ pub enum Event {
     /// kvmppc_run_core on the runner's CPU (thread 0): reset the per-run
     /// fields, grab the secondaries (hwthread_req = 1), vc->pcpu.
     RunCore { runner: u32 },
+    /// kvmppc_vcore_blocked: every runnable vcpu has ceded, so the runner
+    /// sleeps on vc->wq instead of running the core (VCORE_SLEEPING).
+    VcoreBlocked { runner: u32 },
+    /// The sleeping vcore is woken because vcpu `vcpu` has work (its DEC
+    /// timer, an H_PROD, an interrupt): its cede ends, VCORE_INACTIVE.
+    VcoreWake { vcpu: u32 },
     /// kvmppc_start_thread for a runnable vcpu (PACA of thread pcpu+ptid).
     StartThread { vcpu: u32 },
     /// The end of kvmppc_run_core's start-up: thread 0 joins even without a
@@ -74,6 +80,8 @@ impl Event {
             Event::Runnable { .. } => "runnable",
             Event::Block { .. } => "block",
             Event::RunCore { .. } => "run_core",
+            Event::VcoreBlocked { .. } => "vcore_blocked",
+            Event::VcoreWake { .. } => "vcore_wake",
             Event::StartThread { .. } => "start_thread",
             Event::VcoreEntry => "vcore_entry",
             Event::Enter { .. } => "enter",
@@ -100,6 +108,8 @@ impl Event {
             Event::Runnable { .. } => "kvmppc_run_vcpu",
             Event::Block { .. } => "kvmppc_remove_runnable",
             Event::RunCore { .. } => "kvmppc_run_core",
+            Event::VcoreBlocked { .. } => "kvmppc_vcore_blocked",
+            Event::VcoreWake { .. } => "kvmppc_vcore_blocked_wake",
             Event::StartThread { .. } => "kvmppc_start_thread",
             Event::VcoreEntry => "__kvmppc_vcore_entry",
             Event::Enter { .. } => "kvmppc_hv_entry",
@@ -125,6 +135,8 @@ impl Event {
         "runnable(vcpu=ID)",
         "block(vcpu=ID)",
         "run_core(runner=ID)",
+        "vcore_blocked(runner=ID)",
+        "vcore_wake(vcpu=ID)",
         "start_thread(vcpu=ID)",
         "vcore_entry",
         "enter(thread=T)",
@@ -152,8 +164,9 @@ impl fmt::Display for Event {
             | Event::Runnable { vcpu }
             | Event::Block { vcpu }
             | Event::StartThread { vcpu }
+            | Event::VcoreWake { vcpu }
             | Event::Prod { vcpu } => write!(f, "{n}(vcpu={vcpu})"),
-            Event::RunCore { runner } => write!(f, "{n}(runner={runner})"),
+            Event::RunCore { runner } | Event::VcoreBlocked { runner } => write!(f, "{n}(runner={runner})"),
             Event::Enter { thread }
             | Event::GuestEntry { thread }
             | Event::Cede { thread }
@@ -226,8 +239,8 @@ impl FromStr for Event {
             }
         }
         let keys: &[&str] = match name {
-            "create_vcpu" | "runnable" | "block" | "start_thread" | "prod" => &["vcpu"],
-            "run_core" => &["runner"],
+            "create_vcpu" | "runnable" | "block" | "start_thread" | "prod" | "vcore_wake" => &["vcpu"],
+            "run_core" | "vcore_blocked" => &["runner"],
             "enter" | "guest_entry" | "cede" | "wake" | "tail" | "return_to_idle" => &["thread"],
             "doorbell" => &["vcpu", "thread"],
             "exit" => &["thread", "trap"],
@@ -264,6 +277,8 @@ impl FromStr for Event {
             "start_thread" => Event::StartThread { vcpu: vcpu(0)? },
             "prod" => Event::Prod { vcpu: vcpu(0)? },
             "run_core" => Event::RunCore { runner: vcpu(0)? },
+            "vcore_blocked" => Event::VcoreBlocked { runner: vcpu(0)? },
+            "vcore_wake" => Event::VcoreWake { vcpu: vcpu(0)? },
             "enter" => Event::Enter { thread: thread(0)? },
             "guest_entry" => Event::GuestEntry { thread: thread(0)? },
             "cede" => Event::Cede { thread: thread(0)? },

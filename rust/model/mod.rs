@@ -10,8 +10,10 @@
 //!
 //! Not modelled (unsplit core only): split-core / dynamic micro-threading and
 //! piggybacking (kvm_split_mode, VCORE_PIGGYBACK; the `exit_request` event
-//! stands in for another subcore setting VCORE_EXIT_REQ), VCORE_PREEMPT / VCORE_POLLING / VCORE_SLEEPING
-//! (kvmppc_vcore_blocked), the VPA-update window where seed drops vc->lock,
+//! stands in for another subcore setting VCORE_EXIT_REQ), VCORE_PREEMPT and
+//! VCORE_POLLING (`vcore_blocked` goes straight to VCORE_SLEEPING; seed's
+//! wake of vc->wq by a new runnable vcpu is the `vcore_wake` event), the
+//! VPA-update window where seed drops vc->lock,
 //! signals during a run, hdec_soon taken at entry (HDEC < 512), the
 //! grab-timeout and wait_for_nap-timeout error paths, and the seed runnable
 //! list order (kept sorted; it only orders kvmppc_start_thread calls).
@@ -277,6 +279,8 @@ impl Config {
             out.push(Event::Runnable { vcpu: id });
             out.push(Event::Block { vcpu: id });
             out.push(Event::RunCore { runner: id });
+            out.push(Event::VcoreBlocked { runner: id });
+            out.push(Event::VcoreWake { vcpu: id });
             out.push(Event::StartThread { vcpu: id });
             out.push(Event::Prod { vcpu: id });
         }

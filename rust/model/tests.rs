@@ -211,6 +211,31 @@ fn modern_run_with_cede_prod_and_latecomer() {
     assert_eq!(vc(&m).vcore_state, 4);
 }
 
+/// A vcpu that ceded and stays runnable after the run: the next runner
+/// sleeps (VCORE_SLEEPING) until the vcpu has work again.
+#[test]
+fn ceded_vcore_sleeps_and_wakes() {
+    for variant in [Variant::Seed, Variant::Modern] {
+        let mut m = model(variant, 2, &[0, 1]);
+        run(&mut m, &["runnable(1)", "run_core(runner=1)", "start_thread(1)", "vcore_entry", "enter(0)", "switch_in"]);
+        run(&mut m, &["guest_entry(0)", "enter(1)", "guest_entry(1)", "cede(1)"]);
+        // Thread 0 naps without a vcpu, so thread 1's cede turns into an exit.
+        assert_eq!(m.state.threads[1].phase, Phase::Exiting);
+        run(&mut m, &["wake(0)", "switch_out", "tail(1)", "release", "finish"]);
+        assert_eq!(m.snapshot().vcpus[1].ceded, Some(1));
+        assert_eq!(vc(&m).n_runnable, 1);
+        let err = m.apply(ev("run_core(runner=1)")).unwrap_err();
+        assert!(err.reason.contains("vcore_blocked"), "{err}");
+        run(&mut m, &["vcore_blocked(runner=1)"]);
+        let sleeping = variant.vcore_states().sleeping;
+        assert_eq!((vc(&m).vcore_state, vc(&m).runner), (sleeping, Some(vcpu_addr(1))));
+        assert!(m.apply(ev("run_core(runner=1)")).is_err());
+        run(&mut m, &["vcore_wake(vcpu=1)"]);
+        assert_eq!((vc(&m).vcore_state, vc(&m).runner), (0, Some(0)));
+        run(&mut m, &["run_core(runner=1)"]);
+    }
+}
+
 /// Modern, VCORE_EXIT_REQ before thread 0 entered: thread 0 is too late and
 /// never switches the MMU; the started secondary exits without entering the guest.
 #[test]

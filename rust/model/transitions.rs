@@ -236,7 +236,7 @@ impl Config {
                     return Err(format!("vcpu {runner} is not runnable, so its task cannot run the core"));
                 }
                 if vc.runnable().iter().all(|&i| s.vcpus[i as usize].unwrap().ceded != 0) {
-                    return Err("every runnable vcpu has ceded: the kernel calls kvmppc_vcore_blocked (VCORE_SLEEPING, not modelled)".into());
+                    return Err("every runnable vcpu has ceded: the kernel calls kvmppc_vcore_blocked (vcore_blocked)".into());
                 }
                 if s.threads[0].phase != Phase::Host {
                     return Err("thread 0 is not in the host".into());
@@ -302,6 +302,42 @@ impl Config {
                 if self.modern() {
                     s.threads[0].hstate.napping = 0;
                 }
+            }
+
+            Event::VcoreBlocked { runner } => {
+                let idx = self.vcpu_index(s, runner)?;
+                let vc = s.vcore.as_ref().unwrap();
+                if vc.vcore_state != st.inactive || vc.lock_held || vc.runner.is_some() {
+                    return Err("the vcore is not inactive".into());
+                }
+                if !vc.is_runnable(idx) {
+                    return Err(format!("vcpu {runner} is not runnable, so its task cannot be the runner"));
+                }
+                if let Some(&i) = vc.runnable().iter().find(|&&i| s.vcpus[i as usize].unwrap().ceded == 0) {
+                    return Err(format!(
+                        "vcpu {} has not ceded: the runner runs the core instead",
+                        i as u32 + vc_first(s)
+                    ));
+                }
+                let vc = s.vcore.as_mut().unwrap();
+                vc.runner = Some(idx);
+                // Modern may poll first (VCORE_POLLING, halt_poll_ns): not modelled.
+                vc.vcore_state = st.sleeping;
+            }
+
+            Event::VcoreWake { vcpu } => {
+                let idx = self.vcpu_index(s, vcpu)?;
+                let vc = s.vcore.as_ref().unwrap();
+                if vc.vcore_state != st.sleeping {
+                    return Err("the vcore is not sleeping".into());
+                }
+                if !vc.is_runnable(idx) {
+                    return Err(format!("vcpu {vcpu} is not runnable"));
+                }
+                s.vcpus[idx as usize].as_mut().unwrap().ceded = 0;
+                let vc = s.vcore.as_mut().unwrap();
+                vc.vcore_state = st.inactive;
+                vc.runner = None;
             }
 
             Event::StartThread { vcpu } => {
