@@ -41,6 +41,8 @@ class LiveRuns:
         self.runs: dict[tuple[str, str], Any] = {}
         self.errors: dict[tuple[str, str], BaseException] = {}
         self.wall: dict[tuple[str, str], float] = {}
+        # Runs made through the `pyvcore diff --json` CLI: (scenario, qemu) -> its JSON + wall s.
+        self.cli: dict[tuple[str, str], dict[str, Any]] = {}
 
     def get(self, scenario: str, qemu: str = "patched", **kwargs: Any) -> Any:
         from pyvcore.diff import run_live
@@ -96,6 +98,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         f"{'scenario':<11} {'qemu':<8} {'stops':>6} {'snapshots':>9} {'violations':>10} "
         f"{'reports':>7} {'boot s':>7} {'watch s':>7} {'wall s':>7}"
     )
+    for (scenario, qemu), doc in sorted(_LIVE.cli.items()):
+        tr.write_line(
+            f"{scenario:<11} {qemu:<8} {sum(k['stops'] for k in doc['stops'].values()):>6} "
+            f"{doc['snapshots']:>9} {len(doc['violations']):>10} {len(doc.get('reports', [])):>7} "
+            f"{doc['timings'].get('boot_s', 0):>7.1f} {doc['timings'].get('watch_s', 0):>7.1f} "
+            f"{doc.get('wall_s', 0):>7.1f}  (pyvcore diff --json)"
+        )
     for key in sorted(set(_LIVE.runs) | set(_LIVE.errors)):
         scenario, qemu = key
         if key in _LIVE.errors:

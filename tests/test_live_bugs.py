@@ -18,6 +18,7 @@ import copy
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,11 +36,12 @@ _STOCK: dict[str, Any] = {}
 
 
 @pytest.fixture(scope="module")
-def stock_diff(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def stock_diff(tmp_path_factory: pytest.TempPathFactory, live_runs: Any) -> dict[str, Any]:
     """`pyvcore diff --scenario all --qemu stock --json`, run as a user runs it (once:
     a failure is remembered, not re-run for every test that uses it)."""
     if not _STOCK:
         trace = tmp_path_factory.mktemp("stock") / "all-stock.jsonl"
+        started = time.monotonic()
         proc = subprocess.run(
             [sys.executable, "-m", "pyvcore", "diff", "--scenario", "all", "--qemu", "stock",
              "--stops", "40", "--deadline", "60", "--no-reports", "--json", "--trace", str(trace),
@@ -47,6 +49,9 @@ def stock_diff(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             capture_output=True, text=True, timeout=1000,
         )
         _STOCK.update(rc=proc.returncode, stdout=proc.stdout, stderr=proc.stderr, trace=trace)
+        if proc.returncode in (0, 1) and proc.stdout.strip():
+            doc = json.loads(proc.stdout)
+            live_runs.cli[("all", "stock")] = {**doc, "wall_s": time.monotonic() - started}
     if _STOCK["rc"] not in (0, 1) or not _STOCK["stdout"].strip():
         pytest.fail(f"pyvcore diff could not run (exit {_STOCK['rc']}):\n{_STOCK['stderr'][-3000:]}")
     return {**_STOCK, "doc": json.loads(_STOCK["stdout"])}
