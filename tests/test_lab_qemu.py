@@ -126,9 +126,7 @@ def run_cli(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
 
 
 def test_cli_up_status_down_leaves_no_process(patched_qemu: None) -> None:
-    acquire_wait = acquire_lock(wait=LOCK_WAIT)  # wait for other QEMUs, then let `up` take it
-    os.close(acquire_wait)
-    up = run_cli("up", "--scenario", "novcpu0")
+    up = run_cli("up", "--scenario", "novcpu0", "--wait", str(LOCK_WAIT), timeout=LOCK_WAIT + 400)
     assert up.returncode == 0, up.stderr
     assert "ready in" in up.stderr
     try:

@@ -30,6 +30,9 @@ def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparser
     )
     up.add_argument("--gdb-port", type=int, default=None, help="gdbstub port on 127.0.0.1 (default: a free one)")
     up.add_argument("--timeout", type=float, default=None, help="seconds a boot may take before it counts as hung")
+    up.add_argument(
+        "--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for another QEMU to free the machine"
+    )
     up.set_defaults(func=cmd_up)
 
     status = commands.add_parser("status", help="show the running lab")
@@ -73,6 +76,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             args.hold,
             gdb_port=args.gdb_port,
             boot_timeout=args.timeout or BOOT_TIMEOUT,
+            lock_wait=args.wait,
             detached=True,
         )
         lab.start()
