@@ -98,7 +98,8 @@ def _print_status(status: dict) -> None:
         ("console", status["console"]),
     ]
     for name, sections in sorted(status["modules"].items()):
-        text = " ".join(f"{sec}=0x{addr:x}" for sec, addr in sorted(sections.items()))
+        # The main sections only (`--json` has them all): what add-symbol-file needs.
+        text = " ".join(f"{sec}=0x{sections[sec]:x}" for sec in (".text", ".data", ".bss") if sec in sections)
         rows.append((f"module {name}", text))
     if status.get("done"):
         rows.append(("done", status["done"]["status"]))
