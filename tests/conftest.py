@@ -33,6 +33,26 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gdb: drives a real gdb-multiarch")
 
 
+# Where the lab must exist (CI sets PYVCORE_REQUIRE_LAB=1 after `pyvcore lab
+# setup`), a test skipped because gdb-multiarch, the kernel, the patched QEMU or
+# the cross compiler is missing would hide a broken setup behind a green run:
+# turn those skips into failures. Skips for other reasons (e.g. PYVCORE_SLOW)
+# stay skips.
+_MISSING_SETUP_WORDS = ("setup", "set up", "not installed")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    if not (report.skipped and os.environ.get("PYVCORE_REQUIRE_LAB")):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if any(word in reason for word in _MISSING_SETUP_WORDS):
+        report.outcome = "failed"
+        report.longrepr = f"PYVCORE_REQUIRE_LAB is set, so this skip is a failure: {reason}"
+
+
 class LiveRuns:
     """Cache of ``pyvcore.diff.run_live`` results keyed by (scenario, qemu)."""
 
