@@ -347,3 +347,29 @@ def test_status_and_down_of_a_detached_lab_from_its_state_file(tmp_path: Path) -
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_missing_patched_qemu_and_skiboot_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel unpack alone is not a set-up lab: the patched QEMU build and qemu-system-data's
+    skiboot are named, with the fix."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    files = {name: tmp_path / name for name in ("vmlinux", "kvm.ko", "kvm-hv.ko", "busybox")}
+    for path in files.values():
+        path.write_bytes(b"\x7fELF")
+    KernelManifest(
+        package="linux-image-x",
+        version="1",
+        vmlinux=str(files["vmlinux"]),
+        modules={"kvm": str(files["kvm.ko"]), "kvm_hv": str(files["kvm-hv.ko"])},
+        busybox=str(files["busybox"]),
+        busybox_version="1",
+    ).save()
+    assert KernelManifest.load() is not None
+    monkeypatch.setattr(labsetup, "QEMU_DATA_DIR", tmp_path / "no-qemu-data")
+    with pytest.raises(LabNotSetUp) as err:
+        Lab("all", qemu="patched").start()
+    message = str(err.value)
+    assert "kernel unpack" not in message
+    assert "skiboot.lid (qemu-system-data)" in message
+    assert "the patched QEMU for the current patch series" in message and str(tmp_path) in message
+    assert message.endswith("run `pyvcore lab setup`")
