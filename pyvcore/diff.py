@@ -345,6 +345,17 @@ def run_live(
 
 
 # --------------------------------------------------------------------- the CLI
+def watched_points(watch_result: dict[str, Any]) -> list[str]:
+    """Breakpoint labels pv-watch said it planted ("pv-watch: on at A, B; log ..."), all phases."""
+    out: list[str] = []
+    for entry in [watch_result, *watch_result.get("phases", [])]:
+        m = re.search(r"pv-watch: on at ([^;\n]+)", entry.get("pv_watch", ""))
+        for label in (m.group(1).split(",") if m else []):
+            if label.strip() and label.strip() not in out:
+                out.append(label.strip())
+    return out
+
+
 def format_table(run: LiveRun, summary: Summary) -> str:
     lines = [
         f"pyvcore diff: scenario {run.scenario}, {run.qemu} QEMU, model variant "
@@ -365,6 +376,10 @@ def format_table(run: LiveRun, summary: Summary) -> str:
             f"{kind:<28} {row['stops']:>6} {row['snapshots']:>8} {row['violations']:>10} "
             f"{row['check_ms']:>9.3f}"
         )
+    planted = watched_points(run.watch)
+    missed = [p for p in planted if p not in summary.stops]
+    if missed:
+        lines.append(f"{'(watched, never hit)':<28} " + ", ".join(missed))
     total_stops = sum(r["stops"] for r in summary.stops.values())
     lines.append(
         f"{'total':<28} {total_stops:>6} {summary.total_snapshots:>8} {len(summary.violations):>10}"

@@ -129,3 +129,10 @@ def test_cli_json_and_exit_codes(monkeypatch: pytest.MonkeyPatch, capsys: pytest
         assert 3 in {v["invariant"] for v in doc["violations"]}
     else:
         assert doc["violations"] == []
+
+
+def test_table_names_watched_points_that_were_never_hit(tmp_path: Path) -> None:
+    run = fake_run(real_records(), tmp_path)
+    run.watch = {"pv_watch": "pv-watch: on at kvmppc_run_core, kvmppc_hv_entry, kvmhv_switch_to_host; log x"}
+    text = format_table(run, summarize(run.records))
+    assert "(watched, never hit)" in text and "kvmppc_run_core" in text.split("never hit)")[1]
