@@ -58,5 +58,9 @@ for module in kvm kvm_hv; do
 done
 
 echo "PYVCORE KVM uptime=$(cut -d' ' -f1 /proc/uptime) online=$(cat /sys/devices/system/cpu/online)"
+# From here on the console carries the VMM's long REPORT lines: keep kernel
+# warnings (e.g. "hrtimer: interrupt took N ns" under TCG load) from being
+# printed into the middle of one; errors and worse still reach the console.
+echo 4 > /proc/sys/kernel/printk
 /bin/pyvcore-vmm "$scenario" "$hold"
 finish
