@@ -331,6 +331,29 @@ def apt_install(packages: Sequence[str], target_release: str | None = None) -> N
     run([*cmd, "--allow-downgrades", *packages, *pins], env=env, echo=indent)
 
 
+def apt_update(attempts: int = 2) -> None:
+    """`apt-get update`, tolerating index files that fail to download.
+
+    A mirror in mid-sync serves some index files with the wrong size (seen here:
+    bookworm-security's ppc64el Packages, which the lab never uses). apt then
+    exits 100 but keeps every other list, so retry once and otherwise go on: a
+    package that really cannot be found fails the install step with its name.
+    """
+    for attempt in range(1, attempts + 1):
+        status, output = run(["apt-get", "update", "-q"], echo=indent, check=False)
+        if status == 0:
+            return
+        failed = [line for line in output.splitlines() if line.startswith("E: Failed to fetch")]
+        if attempt < attempts:
+            log(f"apt: `apt-get update` exited {status}; retrying in 5 s")
+            time.sleep(5)
+    log(
+        f"apt: WARNING: `apt-get update` still exits {status} "
+        f"({len(failed)} index file(s) failed, e.g. {failed[0][len('E: Failed to fetch '):].split()[0] if failed else '?'}); "
+        "going on with the lists apt has"
+    )
+
+
 def ensure_apt(codename: str) -> None:
     plan = plan_apt(codename)
     if plan.empty:
@@ -347,7 +370,7 @@ def ensure_apt(codename: str) -> None:
         log(f"apt: wrote {BACKPORTS_SOURCES_FILE}")
     if plan.add_arch:
         run(["dpkg", "--add-architecture", FOREIGN_ARCH], echo=indent)
-    run(["apt-get", "update", "-q"], echo=indent)
+    apt_update()
     if plan.backports_packages:
         apt_install(plan.backports_packages, target_release=f"{codename}-backports")
     if plan.packages:
