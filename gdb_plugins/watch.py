@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import struct
 import time
 from typing import Any
 
@@ -48,6 +49,38 @@ def module_symbol_from_lab(name: str) -> int | None:
             if base is not None:
                 return int(base) + int(offset)
     return None
+
+
+# ELFv2 (ppc64le) global entry prologues of a C function, setting up the TOC
+# pointer r2 from the entry address in r12: vmlinux uses `addis r2,r12,hi;
+# addi r2,r2,lo`; modules (large code model) `ld r2,-8(r12); add r2,r2,r12`.
+_ADDIS_R2_R12 = 0x3C4C0000
+_ADDI_R2_R2 = 0x38420000
+_LD_R2_R12 = 0xE84C0000
+_ADD_R2_R2_R12 = 0x7C426214
+
+
+def local_entry(addr: int) -> int:
+    """Where calls into the function at `addr` really arrive.
+
+    A C function on ppc64le (ELFv2) has a global entry (its symbol) that sets up
+    r2 and falls into its local entry 8 bytes on; callers sharing its TOC, such
+    as kvm-hv.ko calling kvmppc_run_core, branch straight to the local entry,
+    so a breakpoint on the symbol would never be hit. Real-mode asm labels have
+    no such prologue and stay where they are. Falls back to `addr` when the code
+    cannot be read.
+    """
+    try:
+        with session.GdbTarget() as target:
+            session.prepare(target, session.kernel())
+            first, second = struct.unpack("<II", target.read(addr, 8))
+    except (PvError, session.ReadError, gdb.error, struct.error):
+        return addr
+    if (first & 0xFFFF0000) == _ADDIS_R2_R12 and (second & 0xFFFF0000) == _ADDI_R2_R2:
+        return addr + 8
+    if (first & 0xFFFF0000) == _LD_R2_R12 and second == _ADD_R2_R2_R12:
+        return addr + 8
+    return addr
 
 
 class WatchPoint(gdb.Breakpoint):
@@ -231,7 +264,7 @@ kvmhv_switch_to_host (vmlinux).  At each hit it takes a snapshot (stop label
             if addr is None:
                 missing.append(label)
                 continue
-            watcher.points.append(WatchPoint(watcher, label, addr))
+            watcher.points.append(WatchPoint(watcher, label, local_entry(addr)))
         if not watcher.points:
             raise PvError(f"pv-watch: none of {', '.join(labels)} found in the symbols")
         if a.log:
