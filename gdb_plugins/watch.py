@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import statistics
-import struct
 import time
 from typing import Any
 
 import gdb  # type: ignore[import-not-found]
+
+from pyvcore.decode import elfv2_local_entry_offset
 
 from . import check, session
 from .args import ArgParser, complete_words
@@ -51,15 +52,6 @@ def module_symbol_from_lab(name: str) -> int | None:
     return None
 
 
-# ELFv2 (ppc64le) global entry prologues of a C function, setting up the TOC
-# pointer r2 from the entry address in r12: vmlinux uses `addis r2,r12,hi;
-# addi r2,r2,lo`; modules (large code model) `ld r2,-8(r12); add r2,r2,r12`.
-_ADDIS_R2_R12 = 0x3C4C0000
-_ADDI_R2_R2 = 0x38420000
-_LD_R2_R12 = 0xE84C0000
-_ADD_R2_R2_R12 = 0x7C426214
-
-
 def local_entry(addr: int) -> int:
     """Where calls into the function at `addr` really arrive.
 
@@ -73,14 +65,10 @@ def local_entry(addr: int) -> int:
     try:
         with session.GdbTarget() as target:
             session.prepare(target, session.kernel())
-            first, second = struct.unpack("<II", target.read(addr, 8))
-    except (PvError, session.ReadError, gdb.error, struct.error):
+            code = target.read(addr, 8)
+    except (PvError, session.ReadError, gdb.error):
         return addr
-    if (first & 0xFFFF0000) == _ADDIS_R2_R12 and (second & 0xFFFF0000) == _ADDI_R2_R2:
-        return addr + 8
-    if (first & 0xFFFF0000) == _LD_R2_R12 and second == _ADD_R2_R2_R12:
-        return addr + 8
-    return addr
+    return addr + elfv2_local_entry_offset(code)
 
 
 class WatchPoint(gdb.Breakpoint):

@@ -14,6 +14,7 @@ is a gdbstub round trip.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol
 
@@ -683,3 +684,32 @@ class SnapshotReader:
                     kd[key] = int(k[f"arch.{key}"])
             snap["kvm"] = kd
         return snap
+
+
+# ELFv2 (ppc64le) global entry prologues of a C function, setting up the TOC
+# pointer r2 from the entry address in r12: vmlinux uses `addis r2,r12,hi;
+# addi r2,r2,lo`; modules (large code model) `ld r2,-8(r12); add r2,r2,r12`.
+_ADDIS_R2_R12 = 0x3C4C0000
+_ADDI_R2_R2 = 0x38420000
+_LD_R2_R12 = 0xE84C0000
+_ADD_R2_R2_R12 = 0x7C426214
+
+
+def elfv2_local_entry_offset(code: bytes) -> int:
+    """Offset of a function's local entry from its symbol, given its first 8 bytes.
+
+    8 when the code starts with an ELFv2 global-entry TOC set-up (callers that
+    share the TOC branch past it, so a breakpoint on the symbol is never hit),
+    else 0 (real-mode asm labels, functions without a TOC).
+
+    >>> elfv2_local_entry_offset(bytes.fromhex("f8ff4ce81462427c"))  # ld r2,-8(r12); add r2,r2,r12
+    8
+    """
+    if len(code) < 8:
+        return 0
+    first, second = struct.unpack_from("<II", code)
+    if (first & 0xFFFF0000) == _ADDIS_R2_R12 and (second & 0xFFFF0000) == _ADDI_R2_R2:
+        return 8
+    if (first & 0xFFFF0000) == _LD_R2_R12 and second == _ADD_R2_R2_R12:
+        return 8
+    return 0

@@ -251,3 +251,33 @@ def test_xarray_of_vcpus():
     assert xarray_entries(host.mem, host.layouts, xa, "little") == {0: host.vcpu_addr(1)}
     host.put_int(xa + 8, 8, 0)
     assert xarray_entries(host.mem, host.layouts, xa, "little") == {}
+
+
+# -- ELFv2 local entry (pv-watch plants C-function breakpoints there) ----------
+
+
+def _words(*insns: int) -> bytes:
+    import struct
+
+    return struct.pack(f"<{len(insns)}I", *insns)
+
+
+def test_local_entry_of_a_module_function_skips_the_large_model_toc_setup():
+    # kvm-hv.ko's kvmppc_run_core starts `ld r2,-8(r12); add r2,r2,r12`.
+    from pyvcore.decode import elfv2_local_entry_offset
+
+    assert elfv2_local_entry_offset(_words(0xE84CFFF8, 0x7C426214)) == 8
+
+
+def test_local_entry_of_a_vmlinux_function_skips_addis_addi():
+    from pyvcore.decode import elfv2_local_entry_offset
+
+    assert elfv2_local_entry_offset(_words(0x3C4C0123, 0x38427A00)) == 8
+
+
+def test_asm_labels_and_short_reads_have_no_local_entry():
+    from pyvcore.decode import elfv2_local_entry_offset
+
+    assert elfv2_local_entry_offset(_words(0x7C0802A6, 0xF8010010)) == 0  # mflr r0; std r0,16(r1)
+    assert elfv2_local_entry_offset(_words(0x3C4C0123, 0x7C426214)) == 0  # addis without its addi
+    assert elfv2_local_entry_offset(b"\x00\x01") == 0
