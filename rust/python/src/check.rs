@@ -1,5 +1,5 @@
-//! Python face of the checker (`crate::invariants`, `crate::snapshot`,
-//! `crate::trace`): `CoreChecker`, `check_trace_file`, `check_trace_text`,
+//! Python face of the checker (`pyvcore_core::invariants`, `pyvcore_core::snapshot`,
+//! `pyvcore_core::trace`): `CoreChecker`, `check_trace_file`, `check_trace_text`,
 //! `invariant_descriptions`, and the `SnapshotError` exception.  Snapshots
 //! cross as JSON text (parsed by serde in Rust); results cross as plain
 //! Python objects that `pyvcore.checker` wraps.
@@ -11,10 +11,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use serde_json::Value;
 
-use crate::consts::Variant;
-use crate::invariants::{predict, Violation, INVARIANTS};
-use crate::snapshot::{parse_snapshot, SnapshotError};
-use crate::trace::{check_file, check_text, Replayer, TraceReport};
+use pyvcore_core::consts::Variant;
+use pyvcore_core::invariants::{predict, Violation, INVARIANTS};
+use pyvcore_core::snapshot::{parse_snapshot, SnapshotError};
+use pyvcore_core::trace::{check_file, check_text, Replayer, TraceReport};
 
 pyo3::create_exception!(
     _core,

@@ -1,4 +1,4 @@
-//! Python face of `crate::btf`: `KernelImage` (symbols, banner, BTF layouts of
+//! Python face of `pyvcore_core::btf`: `KernelImage` (symbols, banner, BTF layouts of
 //! a vmlinux, optionally with a module's split BTF).  Layouts cross as plain
 //! dicts so that `pyvcore.layout` can use them like gdb's own types.
 
@@ -8,7 +8,7 @@ use pyo3::exceptions::{PyKeyError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use crate::btf::{ImageError, KernelImage, Layouts, StructLayout};
+use pyvcore_core::btf::{ImageError, KernelImage, Layouts, StructLayout};
 
 fn to_py(e: ImageError) -> PyErr {
     match e {

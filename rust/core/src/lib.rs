@@ -1,7 +1,8 @@
 //! pyvcore core: a model of the KVM Book3S HV (POWER7/8) thread-aligned vcore
 //! gang scheduler, a checker of observed kernel state against it, and the
-//! readers (BTF) the gdb side needs.  Everything except `bindings` is plain Rust
-//! with no PyO3, so `cargo test` needs no Python.
+//! readers (BTF) the gdb side needs.  Everything here is plain Rust
+//! with no PyO3, so `cargo test` needs no Python; the bindings are the
+//! `pyvcore-python` crate (rust/python).
 
 pub mod btf;
 pub mod consts;
@@ -12,5 +13,3 @@ pub mod trace;
 pub mod model;
 pub mod view;
 
-#[cfg(feature = "python")]
-mod bindings;

@@ -1,5 +1,5 @@
-//! Python face of the model (`crate::model`) and the explorer
-//! (`crate::explore`): `CoreModel`, `explore`, `event_forms` and the
+//! Python face of the model (`pyvcore_core::model`) and the explorer
+//! (`pyvcore_core::explore`): `CoreModel`, `explore`, `event_forms` and the
 //! `ModelError` exception.  Structured results cross as JSON text that
 //! `pyvcore.model` parses; events cross in their text form.
 
@@ -7,10 +7,10 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use serde_json::{json, Value};
 
-use crate::consts::Variant;
-use crate::explore::{explore as run_explore, ExploreOptions, ExploreReport};
-use crate::invariants::Violation;
-use crate::model::{Event, Fault, Model, ModelError, Phase};
+use pyvcore_core::consts::Variant;
+use pyvcore_core::explore::{explore as run_explore, ExploreOptions, ExploreReport};
+use pyvcore_core::invariants::Violation;
+use pyvcore_core::model::{Event, Fault, Model, ModelError, Phase};
 
 pyo3::create_exception!(
     _core,
@@ -151,7 +151,7 @@ impl PyCoreModel {
             "threads": threads,
             "vcpus": vcpus,
             "vcore": vcore,
-            "mmu": match s.mmu { crate::model::Mmu::Host => "host", crate::model::Mmu::Guest => "guest" },
+            "mmu": match s.mmu { pyvcore_core::model::Mmu::Host => "host", pyvcore_core::model::Mmu::Guest => "guest" },
             "switch_in": s.switch_in,
             "switch_out": s.switch_out,
         })
