@@ -33,8 +33,10 @@ def banner() -> str:
     else:
         try:
             k = session.kernel()
-            parts.append(f"kernel {k.image.release or '?'} (layouts from {k.layouts.origin}, "
-                         f"{k.layout.paca_array}, {k.layout.entry_exit} -> variant {k.variant})")
+            parts.append(
+                f"kernel {k.image.release or '?'} (layouts from {k.layouts.origin}, "
+                f"{k.layout.paca_array}, {k.layout.entry_exit} -> variant {k.variant})"
+            )
             if k.symbol("kvmppc_run_core") is None:
                 parts.append("kvm-hv.ko symbols not loaded")
         except gdb.GdbError as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -29,10 +30,8 @@ def checker_for(variant: str) -> Any:
     global _checker
     if _checker is None or getattr(_checker, "_pv_variant", None) != variant:
         _checker = checker_class()(variant)
-        try:
+        with contextlib.suppress(AttributeError):
             _checker._pv_variant = variant
-        except AttributeError:
-            pass
     return _checker
 
 
@@ -75,18 +74,18 @@ def colour_wanted() -> bool:
 class PvCheck(gdb.Command):
     """Check the live kvm_hstate/vcore state against the pyvcore model.
 
-Usage: pv-check [--json] [--reset]
+    Usage: pv-check [--json] [--reset]
 
-Takes a snapshot (as pv-snapshot does) and evaluates it with pyvcore's
-Checker for the variant the kernel's layout implies (modern: entry_exit_map;
-seed: entry_exit_count).  Prints per thread what the kernel has (ptid /
-kvm_vcpu / kvm_vcore) next to what the model predicts, then every violated
-invariant with its number (see VCORE_SPEC section 4).  Green/red when the
-terminal supports colour.  The checker keeps the previous snapshot, so
-transition invariants apply between successive pv-check calls; --reset
-forgets it.
+    Takes a snapshot (as pv-snapshot does) and evaluates it with pyvcore's
+    Checker for the variant the kernel's layout implies (modern: entry_exit_map;
+    seed: entry_exit_count).  Prints per thread what the kernel has (ptid /
+    kvm_vcpu / kvm_vcore) next to what the model predicts, then every violated
+    invariant with its number (see VCORE_SPEC section 4).  Green/red when the
+    terminal supports colour.  The checker keeps the previous snapshot, so
+    transition invariants apply between successive pv-check calls; --reset
+    forgets it.
 
-  --json   print {"snapshot", "violations", "predicted"} as one JSON line"""
+      --json   print {"snapshot", "violations", "predicted"} as one JSON line"""
 
     def __init__(self) -> None:
         super().__init__("pv-check", gdb.COMMAND_DATA)
@@ -104,10 +103,18 @@ forgets it.
         reading, _ = session.read_state(stop="pv-check")
         violations, predicted = evaluate(reading.snapshot)
         if a.json:
-            gdb.write(json.dumps({"snapshot": reading.snapshot,
-                                  "violations": [violation_dict(v) for v in violations],
-                                  "predicted": predicted,
-                                  "problems": reading.problems}, separators=(",", ":")) + "\n")
+            gdb.write(
+                json.dumps(
+                    {
+                        "snapshot": reading.snapshot,
+                        "violations": [violation_dict(v) for v in violations],
+                        "predicted": predicted,
+                        "problems": reading.problems,
+                    },
+                    separators=(",", ":"),
+                )
+                + "\n"
+            )
             return
         style = render.Style(colour_wanted())
         gdb.write(render.check_table(reading, predicted, violations, style) + "\n")

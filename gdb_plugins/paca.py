@@ -17,18 +17,18 @@ from .session import PvError
 class PvPaca(gdb.Command):
     """Show each hardware thread's PACA kvm_hstate (xmon `dp` style, with offsets).
 
-Usage: pv-paca [CPU|all]
+    Usage: pv-paca [CPU|all]
 
-  all (default)  one column per thread: paca address, hw_cpu_id vs $pir, the
-                 thread's mode from MSR (host/real/guest/opal), $pc, $lpidr,
-                 $sdr1, $hdec, then every kvm_hstate field the vcore logic uses
-                 (in_guest, napping, hwthread_req, hwthread_state, ptid,
-                 kvm_vcpu, kvm_vcore, ...) with its offset inside paca_struct.
-  CPU            one Linux cpu, as a `name = value (offset)` list.
+      all (default)  one column per thread: paca address, hw_cpu_id vs $pir, the
+                     thread's mode from MSR (host/real/guest/opal), $pc, $lpidr,
+                     $sdr1, $hdec, then every kvm_hstate field the vcore logic uses
+                     (in_guest, napping, hwthread_req, hwthread_state, ptid,
+                     kvm_vcpu, kvm_vcore, ...) with its offset inside paca_struct.
+      CPU            one Linux cpu, as a `name = value (offset)` list.
 
-gdb threads are matched to Linux cpus by $pir == paca->hw_cpu_id, and PACAs
-are found through paca_ptrs[] (or the pre-4.17 paca array).  Offsets come
-from DWARF when gdb has it, else from the vmlinux .BTF section."""
+    gdb threads are matched to Linux cpus by $pir == paca->hw_cpu_id, and PACAs
+    are found through paca_ptrs[] (or the pre-4.17 paca array).  Offsets come
+    from DWARF when gdb has it, else from the vmlinux .BTF section."""
 
     def __init__(self) -> None:
         super().__init__("pv-paca", gdb.COMMAND_DATA)
@@ -63,8 +63,8 @@ from DWARF when gdb has it, else from the vmlinux .BTF section."""
 class PvPacaFunction(gdb.Function):
     """$pv_paca(CPU): the PACA of Linux cpu CPU.
 
-A `struct paca_struct *` when gdb has the type (DWARF), else its address as
-an unsigned long; e.g. `x/8gx $pv_paca(1)` or `p $pv_paca(0)->kvm_hstate`."""
+    A `struct paca_struct *` when gdb has the type (DWARF), else its address as
+    an unsigned long; e.g. `x/8gx $pv_paca(1)` or `p $pv_paca(0)->kvm_hstate`."""
 
     def __init__(self) -> None:
         super().__init__("pv_paca")

@@ -10,6 +10,7 @@ executable changes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -44,9 +45,15 @@ class GdbTypeSource:
     """Struct layouts from gdb's own types (DWARF), in the dicts BTF gives."""
 
     KINDS = {
-        gdb.TYPE_CODE_INT: "int", gdb.TYPE_CODE_BOOL: "bool", gdb.TYPE_CODE_ENUM: "enum",
-        gdb.TYPE_CODE_PTR: "ptr", gdb.TYPE_CODE_STRUCT: "struct", gdb.TYPE_CODE_UNION: "union",
-        gdb.TYPE_CODE_ARRAY: "array", gdb.TYPE_CODE_FLT: "float", gdb.TYPE_CODE_CHAR: "int",
+        gdb.TYPE_CODE_INT: "int",
+        gdb.TYPE_CODE_BOOL: "bool",
+        gdb.TYPE_CODE_ENUM: "enum",
+        gdb.TYPE_CODE_PTR: "ptr",
+        gdb.TYPE_CODE_STRUCT: "struct",
+        gdb.TYPE_CODE_UNION: "union",
+        gdb.TYPE_CODE_ARRAY: "array",
+        gdb.TYPE_CODE_FLT: "float",
+        gdb.TYPE_CODE_CHAR: "int",
     }
 
     def __init__(self) -> None:
@@ -62,10 +69,18 @@ class GdbTypeSource:
             ft = f.type.strip_typedefs()
             kind = self._kind(ft)
             d: dict[str, Any] = {
-                "name": f.name or "", "offset": f.bitpos // 8, "bit_offset": f.bitpos,
-                "bitfield_size": f.bitsize or None, "size": ft.sizeof, "type": str(f.type),
-                "kind": kind, "signed": kind == "int" and not _is_unsigned(ft),
-                "type_id": 0, "array_len": None, "elem_size": None, "inner_kind": None,
+                "name": f.name or "",
+                "offset": f.bitpos // 8,
+                "bit_offset": f.bitpos,
+                "bitfield_size": f.bitsize or None,
+                "size": ft.sizeof,
+                "type": str(f.type),
+                "kind": kind,
+                "signed": kind == "int" and not _is_unsigned(ft),
+                "type_id": 0,
+                "array_len": None,
+                "elem_size": None,
+                "inner_kind": None,
             }
             if kind in ("struct", "union"):
                 d["type_id"] = len(self._anon)
@@ -79,8 +94,7 @@ class GdbTypeSource:
             elif kind == "ptr":
                 d["inner_kind"] = self._kind(ft.target())
             members.append(d)
-        return {"name": name, "size": t.sizeof, "is_union": t.code == gdb.TYPE_CODE_UNION,
-                "members": members}
+        return {"name": name, "size": t.sizeof, "is_union": t.code == gdb.TYPE_CODE_UNION, "members": members}
 
     def struct_layout(self, name: str) -> dict[str, Any]:
         try:
@@ -134,12 +148,15 @@ class Kernel:
         elif self.image.has_btf:
             self.layouts = Layouts(self.image, "BTF")
         else:
-            raise PvError(f"pyvcore: {os.path.basename(path)} has neither DWARF nor BTF: "
-                          "no struct layouts (use a kernel built with CONFIG_DEBUG_INFO_BTF "
-                          "or load its debuginfo)")
+            raise PvError(
+                f"pyvcore: {os.path.basename(path)} has neither DWARF nor BTF: "
+                "no struct layouts (use a kernel built with CONFIG_DEBUG_INFO_BTF "
+                "or load its debuginfo)"
+            )
         try:
-            self.layout = KernelLayout(self.layouts, self.image.symbol, self.image.little_endian,
-                                       self.image.release)
+            self.layout = KernelLayout(
+                self.layouts, self.image.symbol, self.image.little_endian, self.image.release
+            )
         except (KernelError, LayoutError) as e:
             raise PvError(f"pyvcore: {e}") from None
         self.reader = SnapshotReader(self.layout)
@@ -276,12 +293,13 @@ class GdbTarget:
         self.linear_end = decode.VMALLOC_START
 
     # -- context
-    def __enter__(self) -> "GdbTarget":
+    def __enter__(self) -> GdbTarget:
         if not connected():
-            raise PvError("pyvcore: not connected to a target (`target remote HOST:PORT`, "
-                          "or start the lab and use `pyvcore gdb`)")
-        if (not self.in_stop and gdb.selected_thread() is not None
-                and gdb.selected_thread().is_running()):
+            raise PvError(
+                "pyvcore: not connected to a target (`target remote HOST:PORT`, "
+                "or start the lab and use `pyvcore gdb`)"
+            )
+        if not self.in_stop and gdb.selected_thread() is not None and gdb.selected_thread().is_running():
             raise PvError("pyvcore: the target is running; interrupt it first (Ctrl-C)")
         # Only the thread is saved: asking gdb for the selected *frame* makes it
         # unwind (dozens of 4-byte code reads on a kernel without DWARF).
@@ -377,7 +395,7 @@ class GdbTarget:
         last = None
         for th in threads:
             key = th.ptid
-            want = names if key in _pir_cache else names + ("pir",)
+            want = names if key in _pir_cache else (*names, "pir")
             try:
                 raw = self._raw_regs(th, want)
             except gdb.error:
@@ -426,22 +444,21 @@ class GdbTarget:
         linear = is_linear(addr, self.linear_end)
         if linear and memory_mode() == "physical":
             return self._read_physical(inf, addr, size)
-        if (not linear and self._reader_thread is not None
-                and self._current is not self._reader_thread):
+        if not linear and self._reader_thread is not None and self._current is not self._reader_thread:
             # vmalloc/module space needs the MMU on: switch to a host-virtual
             # thread (gdb sends the Hg itself before the read).
             self._current = self._reader_thread
             self._reader_thread.switch()
-        if not self._phys and (self._reader_thread is not None
-                               or (self._real_thread is not None and linear)):
+        if not self._phys and (self._reader_thread is not None or (self._real_thread is not None and linear)):
             self.stats.memory_reads += 1
             try:
                 return inf.read_memory(addr, size).tobytes()
             except gdb.MemoryError:
                 pass
         if not is_linear(addr, self.linear_end):
-            raise ReadError(addr, size, "cannot access memory (vmalloc/module space, "
-                                        "no thread in host virtual mode)")
+            raise ReadError(
+                addr, size, "cannot access memory (vmalloc/module space, no thread in host virtual mode)"
+            )
         return self._read_physical(inf, addr, size)
 
     def _read_physical(self, inf: Any, addr: int, size: int) -> bytes:
@@ -461,9 +478,9 @@ class GdbTarget:
 
 class MemoryMode(gdb.Parameter):
     """How pv-* commands read kernel memory: auto (default) reads through a
-thread in host mode and falls back to QEMU's physical-memory mode
-(Qqemu.PhyMemMode) for linear-map addresses when no thread can; physical
-always reads the linear map physically (useful to check that path)."""
+    thread in host mode and falls back to QEMU's physical-memory mode
+    (Qqemu.PhyMemMode) for linear-map addresses when no thread can; physical
+    always reads the linear map physically (useful to check that path)."""
 
     set_doc = "Set how pv-* commands read kernel memory (auto|physical)."
     show_doc = "Show how pv-* commands read kernel memory."
@@ -486,15 +503,14 @@ def memory_mode() -> str:
 def prepare(target: GdbTarget, k: Kernel) -> list[ThreadRegs]:
     """Registers of every thread, a reader thread chosen, the linear map's end known."""
     regs = target.threads()
-    try:
+    with contextlib.suppress(ReadError):
         target.linear_end = k.reader.linear_end(target)
-    except ReadError:
-        pass
     return regs
 
 
-def read_state(stop: str | None = None, with_hdec: bool = False,
-               with_kvm: bool = True, in_stop: bool = False) -> tuple[decode.Reading, Stats]:
+def read_state(
+    stop: str | None = None, with_hdec: bool = False, with_kvm: bool = True, in_stop: bool = False
+) -> tuple[decode.Reading, Stats]:
     """One pass: registers of every thread, PACAs, vcores, vcpus, kvm."""
     k = kernel()
     with GdbTarget(with_hdec=with_hdec, in_stop=in_stop) as target:

@@ -23,19 +23,19 @@ def write_json_line(path: str, record: dict) -> None:
 class PvSnapshot(gdb.Command):
     """Take a snapshot of every thread's kvm_hstate, the vcores, vcpus and VM.
 
-Usage: pv-snapshot [--json FILE|-] [--stop LABEL] [--stats]
+    Usage: pv-snapshot [--json FILE|-] [--stop LABEL] [--stats]
 
-  (no option)    print the snapshot as indented JSON
-  --json -       print it as one JSON line (for scripts and pygdbmi)
-  --json FILE    append it as one line to FILE: repeated snapshots build a
-                 trace that `pyvcore check FILE` reads
-  --stop LABEL   record LABEL as the snapshot's "stop"
-  --stats        also print how long it took and how many reads it needed
+      (no option)    print the snapshot as indented JSON
+      --json -       print it as one JSON line (for scripts and pygdbmi)
+      --json FILE    append it as one line to FILE: repeated snapshots build a
+                     trace that `pyvcore check FILE` reads
+      --stop LABEL   record LABEL as the snapshot's "stop"
+      --stats        also print how long it took and how many reads it needed
 
-The snapshot is the pyvcore contract-2 object: {"variant", "threads_per_core",
-"threads": [{"cpu", "hw_cpu_id", "lpidr", "sdr1", "kvm_hstate": {...}}],
-"vcores": [...], "vcpus": [...], "kvm": {...}} with the kernel's field names
-and pointers as integers."""
+    The snapshot is the pyvcore contract-2 object: {"variant", "threads_per_core",
+    "threads": [{"cpu", "hw_cpu_id", "lpidr", "sdr1", "kvm_hstate": {...}}],
+    "vcores": [...], "vcpus": [...], "kvm": {...}} with the kernel's field names
+    and pointers as integers."""
 
     def __init__(self) -> None:
         super().__init__("pv-snapshot", gdb.COMMAND_DATA, gdb.COMPLETE_FILENAME)
@@ -60,8 +60,10 @@ and pointers as integers."""
             for problem in reading.problems:
                 gdb.write(f"pv-snapshot: {problem}\n")
         if a.stats:
-            gdb.write(f"pv-snapshot: {stats.seconds * 1000:.2f} ms, {stats.memory_reads} memory reads, "
-                      f"{stats.register_reads} register reads\n")
+            gdb.write(
+                f"pv-snapshot: {stats.seconds * 1000:.2f} ms, {stats.memory_reads} memory reads, "
+                f"{stats.register_reads} register reads\n"
+            )
 
 
 def register() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import gdb  # type: ignore[import-not-found]
@@ -48,17 +49,15 @@ def all_vcores(k: session.Kernel, target: session.GdbTarget, reading: Any) -> di
                 continue
             es = f.elem_size or 8
             for i in range(f.array_len or 0):
-                p = int.from_bytes(raw[i * es:(i + 1) * es], k.layout.order)
+                p = int.from_bytes(raw[i * es : (i + 1) * es], k.layout.order)
                 if p and p not in vcores and is_kernel_pointer(p):
                     try:
                         vcores[p] = k.reader.read_vcore(target, p)
                     except ReadError as e:
                         reading.problems.append(f"kvm {kvm:#x}: vcores[{i}] {p:#x} unreadable: {e.why}")
             if kvm not in reading.kvm:
-                try:
+                with contextlib.suppress(ReadError):
                     reading.kvm[kvm] = k.reader.read_kvm(target, kvm)
-                except ReadError:
-                    pass
     return vcores
 
 
@@ -67,8 +66,7 @@ def vm_vcpus(k: session.Kernel, target: session.GdbTarget, kvm: int) -> list[int
     L = k.layouts
     s = L.struct("kvm")
     if s.has("vcpu_array"):
-        return list(xarray_entries(target, L, kvm + s.field("vcpu_array").offset,
-                                   k.layout.order).values())
+        return list(xarray_entries(target, L, kvm + s.field("vcpu_array").offset, k.layout.order).values())
     if s.has("vcpus"):  # before the xarray: a plain array, online_vcpus long
         f = s.field("vcpus")
         n = f.array_len or 0
@@ -76,13 +74,15 @@ def vm_vcpus(k: session.Kernel, target: session.GdbTarget, kvm: int) -> list[int
             c = s.field("online_vcpus.counter")
             n = min(n, int.from_bytes(target.read(kvm + c.offset, 4), k.layout.order))
         raw = target.read(kvm + f.offset, 8 * n) if n > 0 else b""
-        return [p for p in (int.from_bytes(raw[i:i + 8], k.layout.order)
-                            for i in range(0, len(raw), 8)) if p]
+        return [
+            p for p in (int.from_bytes(raw[i : i + 8], k.layout.order) for i in range(0, len(raw), 8)) if p
+        ]
     return []
 
 
-def vcpus_of(k: session.Kernel, target: session.GdbTarget, vcores: dict[int, dict],
-             reading: Any) -> dict[int, dict]:
+def vcpus_of(
+    k: session.Kernel, target: session.GdbTarget, vcores: dict[int, dict], reading: Any
+) -> dict[int, dict]:
     """Known vcpus, the runner and runnable_threads[] of every vcore, and every
     vcpu of each VM seen (so a vcpu that is not running shows up too)."""
     vcpus = dict(reading.vcpus)
@@ -125,17 +125,17 @@ def gather(with_all: bool) -> tuple[session.Kernel, Any, dict[int, dict], dict[i
 class PvVcore(gdb.Command):
     """Show the KVM virtual cores (struct kvmppc_vcore) with their vcpus, decoded.
 
-Usage: pv-vcore [ADDR|all]
+    Usage: pv-vcore [ADDR|all]
 
-  all (default)  every vcore reachable from a PACA's kvm_hstate.kvm_vcore, and
-                 every kvm->arch.vcores[] entry of each VM found (from those
-                 vcores' kvm pointer, and from vm_list when kvm.ko symbols are
-                 loaded).
-  ADDR           the vcore at that address (an expression, e.g. $pv_vcore(0)).
+      all (default)  every vcore reachable from a PACA's kvm_hstate.kvm_vcore, and
+                     every kvm->arch.vcores[] entry of each VM found (from those
+                     vcores' kvm pointer, and from vm_list when kvm.ko symbols are
+                     loaded).
+      ADDR           the vcore at that address (an expression, e.g. $pv_vcore(0)).
 
-States are printed by name (vcore_state, vcpu arch.state), entry_exit_map and
-napping_threads as ptid lists, each vcpu with the thread (cpu) whose PACA
-points at it."""
+    States are printed by name (vcore_state, vcpu arch.state), entry_exit_map and
+    napping_threads as ptid lists, each vcpu with the thread (cpu) whose PACA
+    points at it."""
 
     def __init__(self) -> None:
         super().__init__("pv-vcore", gdb.COMMAND_DATA, gdb.COMPLETE_EXPRESSION)
@@ -165,9 +165,12 @@ points at it."""
             else:
                 vcores = {addr: vcores[addr]}
         if not vcores:
-            hint = ("is a KVM guest running? is kvm-hv loaded?" if k.symbol("vm_list") is not None
-                    else "load kvm.ko symbols (add-symbol-file, or `pyvcore gdb`) to find VMs "
-                         "through vm_list when no thread is running one")
+            hint = (
+                "is a KVM guest running? is kvm-hv loaded?"
+                if k.symbol("vm_list") is not None
+                else "load kvm.ko symbols (add-symbol-file, or `pyvcore gdb`) to find VMs "
+                "through vm_list when no thread is running one"
+            )
             gdb.write(f"pv-vcore: no vcore: no PACA points at one and no VM was found ({hint})\n")
         for addr, vc in vcores.items():
             gdb.write(render.vcore_text(k.layout, addr, vc, reading, vcpus) + "\n")
@@ -178,7 +181,7 @@ points at it."""
 class PvVcoreFunction(gdb.Function):
     """$pv_vcore(N): the N-th vcore in `pv-vcore all` order (0 = first).
 
-A `struct kvmppc_vcore *` when gdb has the type (DWARF), else its address."""
+    A `struct kvmppc_vcore *` when gdb has the type (DWARF), else its address."""
 
     def __init__(self) -> None:
         super().__init__("pv_vcore")

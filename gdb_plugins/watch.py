@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from typing import Any
@@ -19,8 +20,13 @@ from .snapshot import write_json_line
 # kvm-hv.ko functions (need its symbols at their load address):
 MODULE_POINTS = ("kvmppc_run_core", "kvmppc_start_thread")
 # Real-mode code linked into vmlinux (local labels, in the unstripped symtab):
-VMLINUX_POINTS = ("kvmppc_hv_entry", "kvmppc_primary_no_guest", "kvm_do_nap",
-                  "kvmhv_commence_exit", "kvmhv_switch_to_host")
+VMLINUX_POINTS = (
+    "kvmppc_hv_entry",
+    "kvmppc_primary_no_guest",
+    "kvm_do_nap",
+    "kvmhv_commence_exit",
+    "kvmhv_switch_to_host",
+)
 DEFAULT_POINTS = MODULE_POINTS + VMLINUX_POINTS
 
 
@@ -35,7 +41,7 @@ def module_symbol_from_lab(name: str) -> int | None:
         if lab is None:
             return None
         status = lab.status()
-    except Exception:  # noqa: BLE001 - no lab is not an error here
+    except Exception:
         return None
     for mod, path in (status.get("module_objects") or {}).items():
         sections = (status.get("modules") or {}).get(mod) or {}
@@ -74,7 +80,7 @@ def local_entry(addr: int) -> int:
 class WatchPoint(gdb.Breakpoint):
     """Internal breakpoint: snapshot + check at each hit, then keep going."""
 
-    def __init__(self, watcher: "Watcher", label: str, addr: int):
+    def __init__(self, watcher: Watcher, label: str, addr: int):
         super().__init__(f"*{addr:#x}", gdb.BP_BREAKPOINT, internal=True)
         self.silent = True
         self.watcher = watcher
@@ -83,7 +89,7 @@ class WatchPoint(gdb.Breakpoint):
     def stop(self) -> bool:
         try:
             return self.watcher.hit(self.label)
-        except Exception as e:  # noqa: BLE001 - never a traceback from a breakpoint
+        except Exception as e:
             return self.watcher.log_error(self.label, e)
 
 
@@ -113,8 +119,9 @@ class Watcher:
         stopper = gdb.selected_thread()
         reading, _ = session.read_state(stop=label, in_stop=True)
         snap = reading.snapshot
-        cpu = next((r.cpu for r in reading.rows
-                    if stopper is not None and r.regs.gdb_thread == stopper.num), None)
+        cpu = next(
+            (r.cpu for r in reading.rows if stopper is not None and r.regs.gdb_thread == stopper.num), None
+        )
         snap["stop"] = f"{label}@cpu{cpu}" if cpu is not None else label
         record: dict[str, Any] = dict(snap)
         violated = []
@@ -133,9 +140,11 @@ class Watcher:
             write_json_line(self.log, record)
         self.times_ms.append((time.perf_counter() - t0) * 1000.0)
         if violated and self.stop_on_violation:
-            gdb.write(f"pv-watch: stopped at {snap['stop']}: "
-                      + "; ".join(f"invariant {v.get('invariant')}: {v.get('message')}" for v in violated)
-                      + "\n")
+            gdb.write(
+                f"pv-watch: stopped at {snap['stop']}: "
+                + "; ".join(f"invariant {v.get('invariant')}: {v.get('message')}" for v in violated)
+                + "\n"
+            )
             return True
         if self.max_stops is not None and self.stops >= self.max_stops:
             self.finish(f"{self.stops} stops (--max-stops)")
@@ -146,10 +155,8 @@ class Watcher:
         """Log a stop that could not be read; it counts towards --max-stops."""
         self.errors += 1
         if self.log:
-            try:
+            with contextlib.suppress(gdb.GdbError):
                 write_json_line(self.log, {"stop": label, "error": str(e)})
-            except gdb.GdbError:
-                pass
         if self.max_stops is not None and self.stops >= self.max_stops:
             self.finish(f"{self.stops} stops (--max-stops), last error: {e}")
             return True
@@ -175,9 +182,11 @@ class Watcher:
     def summary(self) -> str:
         # median: the first hit also reads the boot-time values (PACA array, ...)
         per = statistics.median(self.times_ms) if self.times_ms else 0.0
-        return (f"{self.stops} stops, {self.snapshots} snapshots, {self.violations} violations, "
-                f"{self.errors} errors, median {per:.2f} ms per snapshot+check"
-                + (f", log {self.log}" if self.log else ""))
+        return (
+            f"{self.stops} stops, {self.snapshots} snapshots, {self.violations} violations, "
+            f"{self.errors} errors, median {per:.2f} ms per snapshot+check"
+            + (f", log {self.log}" if self.log else "")
+        )
 
 
 _watcher: Watcher | None = None
@@ -186,22 +195,22 @@ _watcher: Watcher | None = None
 class PvWatch(gdb.Command):
     """Snapshot and check the vcore state automatically at every point where it is defined.
 
-Usage: pv-watch on [--log FILE] [--max-stops N] [--stop-on-violation] [--at LABEL,...]
-       pv-watch off
-       pv-watch           (status)
+    Usage: pv-watch on [--log FILE] [--max-stops N] [--stop-on-violation] [--at LABEL,...]
+           pv-watch off
+           pv-watch           (status)
 
-`on` plants silent internal breakpoints (not listed by `info breakpoints`) at
-kvmppc_run_core and kvmppc_start_thread (kvm-hv.ko: its symbols must be loaded
-at their load address, as `pyvcore gdb` does, or come from a running
-`pyvcore lab up`) and at the real-mode labels kvmppc_hv_entry,
-kvmppc_primary_no_guest, kvm_do_nap, kvmhv_commence_exit and
-kvmhv_switch_to_host (vmlinux).  At each hit it takes a snapshot (stop label
-"LABEL@cpuN"), checks it against the model and lets the target continue.
+    `on` plants silent internal breakpoints (not listed by `info breakpoints`) at
+    kvmppc_run_core and kvmppc_start_thread (kvm-hv.ko: its symbols must be loaded
+    at their load address, as `pyvcore gdb` does, or come from a running
+    `pyvcore lab up`) and at the real-mode labels kvmppc_hv_entry,
+    kvmppc_primary_no_guest, kvm_do_nap, kvmhv_commence_exit and
+    kvmhv_switch_to_host (vmlinux).  At each hit it takes a snapshot (stop label
+    "LABEL@cpuN"), checks it against the model and lets the target continue.
 
-  --log FILE            append each snapshot (with its "violations") to FILE as JSONL
-  --max-stops N         after N snapshots stop the target and turn the watch off
-  --stop-on-violation   stop the target when an invariant is violated
-  --at LABELS           comma-separated symbols instead of the default set"""
+      --log FILE            append each snapshot (with its "violations") to FILE as JSONL
+      --max-stops N         after N snapshots stop the target and turn the watch off
+      --stop-on-violation   stop the target when an invariant is violated
+      --at LABELS           comma-separated symbols instead of the default set"""
 
     def __init__(self) -> None:
         super().__init__("pv-watch", gdb.COMMAND_BREAKPOINTS)
@@ -221,11 +230,11 @@ kvmhv_switch_to_host (vmlinux).  At each hit it takes a snapshot (stop label
         a = p.parse(arg)
         if a.action is None:
             if _watcher is None or _watcher.finished:
-                gdb.write("pv-watch: off" + (f" (last run: {_watcher.summary()})" if _watcher else "")
-                          + "\n")
+                gdb.write("pv-watch: off" + (f" (last run: {_watcher.summary()})" if _watcher else "") + "\n")
             else:
-                gdb.write(f"pv-watch: on at {', '.join(b.label for b in _watcher.points)}; "
-                          f"{_watcher.summary()}\n")
+                gdb.write(
+                    f"pv-watch: on at {', '.join(b.label for b in _watcher.points)}; {_watcher.summary()}\n"
+                )
             return
         if a.action == "off":
             if _watcher is None or (_watcher.finished and not _watcher.points):
@@ -262,12 +271,21 @@ kvmhv_switch_to_host (vmlinux).  At each hit it takes a snapshot (stop label
                 watcher.delete()
                 raise PvError(f"pv-watch: cannot write {a.log}: {e.strerror}") from None
         _watcher = watcher
-        gdb.write(f"pv-watch: on at {', '.join(b.label for b in watcher.points)}"
-                  + (f"; log {a.log}" if a.log else "") + "\n")
+        gdb.write(
+            f"pv-watch: on at {', '.join(b.label for b in watcher.points)}"
+            + (f"; log {a.log}" if a.log else "")
+            + "\n"
+        )
         if missing:
-            gdb.write(f"pv-watch: not watched (symbol unknown): {', '.join(missing)}"
-                      + ("; kvm-hv.ko symbols are not loaded (add-symbol-file, or `pyvcore gdb`)"
-                         if any(m in MODULE_POINTS for m in missing) else "") + "\n")
+            gdb.write(
+                f"pv-watch: not watched (symbol unknown): {', '.join(missing)}"
+                + (
+                    "; kvm-hv.ko symbols are not loaded (add-symbol-file, or `pyvcore gdb`)"
+                    if any(m in MODULE_POINTS for m in missing)
+                    else ""
+                )
+                + "\n"
+            )
 
 
 def _before_exit(_event: Any = None) -> None:

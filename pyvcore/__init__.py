@@ -4,5 +4,17 @@ from pyvcore._core import __version__
 from pyvcore.checker import Checker, SnapshotError, TraceReport, Violation, check_trace
 from pyvcore.model import ExploreResult, InvariantError, ModelError, Step, Vcore, explore
 
-__all__ = ["__version__", "Checker", "SnapshotError", "TraceReport", "Violation", "check_trace",
-           "Vcore", "Step", "ModelError", "InvariantError", "explore", "ExploreResult"]
+__all__ = [
+    "Checker",
+    "ExploreResult",
+    "InvariantError",
+    "ModelError",
+    "SnapshotError",
+    "Step",
+    "TraceReport",
+    "Vcore",
+    "Violation",
+    "__version__",
+    "check_trace",
+    "explore",
+]

@@ -2,7 +2,7 @@ __version__: str
 
 # --- checker (rust/bindings/check.rs; wrapped by pyvcore.checker) ---------
 from os import PathLike
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Optional, Union
 
 class SnapshotError(ValueError):
     """A snapshot or trace line that cannot be used."""
@@ -14,7 +14,7 @@ class SnapshotError(ValueError):
     reason: str
     """The reason without the line/key prefix."""
 
-ViolationTuple = Tuple[int, str, Dict[str, Any]]
+ViolationTuple = tuple[int, str, dict[str, Any]]
 """(invariant number, one-line message, {field path: observed value})."""
 
 class CoreChecker:
@@ -26,22 +26,23 @@ class CoreChecker:
     @property
     def same_vm(self) -> bool:
         """Also check what never changes within one VM's life between snapshots."""
-    def check_json(self, text: str, line: Optional[int] = None) -> List[ViolationTuple]:
+    def check_json(self, text: str, line: Optional[int] = None) -> list[ViolationTuple]:
         """Check one snapshot (JSON text). Raises SnapshotError."""
-    def predict_json(self, text: str) -> List[Dict[str, Any]]:
+    def predict_json(self, text: str) -> list[dict[str, Any]]:
         """Per thread: {"thread", "cpu", "ptid", "kvm_vcpu", "kvm_vcore", "vcpu_id"} the model expects."""
     def reset(self) -> None: ...
 
-def check_trace_file(path: Union[str, PathLike[str]], variant: Optional[str] = None,
-                     same_vm: bool = False) -> Dict[str, Any]:
+def check_trace_file(
+    path: Union[str, PathLike[str]], variant: Optional[str] = None, same_vm: bool = False
+) -> dict[str, Any]:
     """Replay a JSONL trace file: {"snapshots": int, "violations": [{"line", "stop",
     "violation": ViolationTuple}], "error": None | {"line", "key", "message", "text"}}.
     Raises OSError if the file cannot be read."""
 
-def check_trace_text(text: str, variant: Optional[str] = None, same_vm: bool = False) -> Dict[str, Any]:
+def check_trace_text(text: str, variant: Optional[str] = None, same_vm: bool = False) -> dict[str, Any]:
     """Replay a JSONL trace held in a string (same result as check_trace_file)."""
 
-def invariant_descriptions() -> Dict[int, str]:
+def invariant_descriptions() -> dict[int, str]:
     """{invariant number: one-line statement} for every invariant checked."""
 
 # --- kernel image reader (rust/bindings/btf.rs; used by pyvcore.layout / the gdb plugin) ---
@@ -52,7 +53,7 @@ class KernelImage:
     Raises OSError if the file cannot be read, ValueError if it is not a ppc64 ELF.
     """
 
-    def __init__(self, path: Union[str, "PathLike[str]"]) -> None: ...
+    def __init__(self, path: Union[str, PathLike[str]]) -> None: ...
     @property
     def path(self) -> str: ...
     @property
@@ -72,19 +73,19 @@ class KernelImage:
     def release(self) -> Optional[str]:
         """Kernel release, e.g. "6.12.95+deb12-powerpc64le"."""
     def symbol(self, name: str) -> Optional[int]: ...
-    def symbol_info(self, name: str) -> Optional[Dict[str, Any]]:
+    def symbol_info(self, name: str) -> Optional[dict[str, Any]]:
         """{"address", "size", "section", "local"} or None."""
-    def struct_layout(self, name: str) -> Dict[str, Any]:
+    def struct_layout(self, name: str) -> dict[str, Any]:
         """{"name", "size", "is_union", "members": [{"name", "offset", "bit_offset",
         "bitfield_size", "size", "type", "kind", "signed", "type_id", "array_len",
         "elem_size", "inner_kind"}]}; KeyError if unknown, ValueError without BTF."""
-    def layout_by_id(self, type_id: int, module: Optional[str] = None) -> Dict[str, Any]:
+    def layout_by_id(self, type_id: int, module: Optional[str] = None) -> dict[str, Any]:
         """Layout of an (anonymous) struct/union by BTF id."""
     def has_type(self, name: str) -> bool: ...
     def add_module_btf(self, name: str, elf: bytes) -> bool:
         """Add a module's split BTF (decompressed .ko bytes); False if it has none."""
 
-def module_symbols(elf: bytes) -> Dict[str, Tuple[str, int]]:
+def module_symbols(elf: bytes) -> dict[str, tuple[str, int]]:
     """Symbols of a (decompressed) module ELF: {name: (section, offset)}."""
 
 # --- model and explorer (rust/bindings/model.rs; wrapped by pyvcore.model) ---
@@ -118,23 +119,31 @@ class CoreModel:
         "kvm_vcpu_id"}], "vcpus": [{"vcpu_id", "prodded", "trap", "started", "cedes"}],
         "vcore": {"entered", "exited", "runnable", "tb_offset_applied", "lock_held"} | None,
         "mmu", "switch_in", "switch_out"}."""
-    def enabled(self) -> List[str]:
+    def enabled(self) -> list[str]:
         """Every event legal now, in text form."""
-    def trace(self) -> List[str]: ...
-    def copy(self) -> "CoreModel": ...
+    def trace(self) -> list[str]: ...
+    def copy(self) -> CoreModel: ...
 
-def explore(variant: str, threads: int, vcpus: Optional[List[int]] = None,
-            ignore: Optional[List[int]] = None, max_states: Optional[int] = None,
-            cedes_per_vcpu: Optional[int] = None, max_cedes: Optional[int] = None,
-            max_prods: Optional[int] = None, check_invariants: bool = True,
-            symmetry: bool = True, exit_request: bool = False,
-            fault: Optional[str] = None) -> str:
+def explore(
+    variant: str,
+    threads: int,
+    vcpus: Optional[list[int]] = None,
+    ignore: Optional[list[int]] = None,
+    max_states: Optional[int] = None,
+    cedes_per_vcpu: Optional[int] = None,
+    max_cedes: Optional[int] = None,
+    max_prods: Optional[int] = None,
+    check_invariants: bool = True,
+    symmetry: bool = True,
+    exit_request: bool = False,
+    fault: Optional[str] = None,
+) -> str:
     """Explore one vcore run; JSON {"variant", "threads", "vcpus", "states", "transitions",
     "seconds", "counterexample", "violated", "violation", "complete", "finished_runs",
     "depth", "ignored", "bounds"}. Runs without the GIL. Raises ModelError/ValueError."""
 
-def event_forms() -> List[str]:
+def event_forms() -> list[str]:
     """The text form of every event, e.g. "enter(thread=T)"."""
 
-def fault_names() -> List[str]:
+def fault_names() -> list[str]:
     """The deliberate faults explore(fault=...) accepts."""

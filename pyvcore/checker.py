@@ -19,11 +19,12 @@ wraps the results::
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Optional, Union
 
 from pyvcore import _core
 
@@ -32,7 +33,7 @@ SnapshotError = _core.SnapshotError
 path of the offending key (``threads[1].kvm_hstate.ptid``, "" for the whole
 snapshot), ``.line`` the trace line (or None), ``.reason`` the bare reason."""
 
-INVARIANTS: Dict[int, str] = dict(_core.invariant_descriptions())
+INVARIANTS: dict[int, str] = dict(_core.invariant_descriptions())
 """Invariant number -> one-line statement, for every invariant checked."""
 
 VARIANTS = ("seed", "modern", "prepatch")
@@ -41,8 +42,19 @@ Snapshot = Union[Mapping[str, Any], str, bytes]
 
 # Field names whose values read best in hex (pointers, SPRs, bit words).
 _HEX_FIELDS = {
-    "kvm_vcpu", "kvm_vcore", "addr", "vcore", "runner", "kvm", "lpidr", "sdr1",
-    "lpid", "host_lpid", "host_sdr1", "entry_exit_map", "entry_exit_count",
+    "kvm_vcpu",
+    "kvm_vcore",
+    "addr",
+    "vcore",
+    "runner",
+    "kvm",
+    "lpidr",
+    "sdr1",
+    "lpid",
+    "host_lpid",
+    "host_sdr1",
+    "entry_exit_map",
+    "entry_exit_count",
     "napping_threads",
 }
 
@@ -66,11 +78,11 @@ class Violation:
 
     invariant: int
     message: str
-    fields: Dict[str, Any] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
     line: Optional[int] = None
     stop: Optional[str] = None
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "invariant": self.invariant,
             "message": self.message,
@@ -140,7 +152,7 @@ class Checker:
         self.variant = variant
         self.same_vm = same_vm
 
-    def check(self, snapshot: Snapshot, *, line: Optional[int] = None) -> List[Violation]:
+    def check(self, snapshot: Snapshot, *, line: Optional[int] = None) -> list[Violation]:
         """Violations of this snapshot (and, with ``same_vm``, of the step from
         the previous one).
 
@@ -154,7 +166,7 @@ class Checker:
         stop = snapshot.get("stop") if isinstance(snapshot, Mapping) else _stop_of(text)
         return [_violation(v, line, stop if isinstance(stop, str) else None) for v in found]
 
-    def predict(self, snapshot: Snapshot) -> List[Dict[str, Any]]:
+    def predict(self, snapshot: Snapshot) -> list[dict[str, Any]]:
         """Per thread of the core, what the model expects its PACA to hold:
         ``{"thread", "cpu", "ptid", "kvm_vcpu", "kvm_vcore", "vcpu_id"}``,
         None where any value is allowed (a stale field)."""
@@ -183,8 +195,8 @@ class TraceReport:
 
     path: Optional[str]
     snapshots: int
-    violations: List[Violation]
-    error: Optional[Dict[str, Any]] = None
+    violations: list[Violation]
+    error: Optional[dict[str, Any]] = None
 
     @property
     def ok(self) -> bool:
@@ -197,7 +209,7 @@ class TraceReport:
             return 2
         return 1 if self.violations else 0
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "trace": self.path,
             "snapshots": self.snapshots,
@@ -222,7 +234,9 @@ class TraceReport:
         summary = f"{self.snapshots} snapshot{'s' if self.snapshots != 1 else ''}, "
         summary += f"{len(self.violations)} violation{'s' if len(self.violations) != 1 else ''}"
         if numbers:
-            summary += " (invariant" + ("s " if len(numbers) > 1 else " ") + ", ".join(map(str, numbers)) + ")"
+            summary += (
+                " (invariant" + ("s " if len(numbers) > 1 else " ") + ", ".join(map(str, numbers)) + ")"
+            )
         if self.error is not None:
             summary += "; stopped at an unusable line"
         lines.append(summary)
@@ -234,8 +248,9 @@ def _report(raw: Mapping[str, Any], path: Optional[str]) -> TraceReport:
     return TraceReport(path, raw["snapshots"], violations, raw["error"])
 
 
-def check_trace(path: Union[str, "os.PathLike[str]"], variant: Optional[str] = None, *,
-                same_vm: bool = False) -> TraceReport:
+def check_trace(
+    path: Union[str, os.PathLike[str]], variant: Optional[str] = None, *, same_vm: bool = False
+) -> TraceReport:
     """Replay a JSONL trace (one snapshot per line; ``"-"`` reads stdin).
 
     Parsing and checking run in Rust.  ``same_vm`` as for :class:`Checker`.
@@ -265,8 +280,17 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as e:
         message = f"cannot read {args.trace}: {e.strerror or e}"
         if args.json:
-            print(json.dumps({"trace": args.trace, "snapshots": 0, "ok": False, "violations": [],
-                              "error": {"line": None, "key": "", "message": message, "text": message}}))
+            print(
+                json.dumps(
+                    {
+                        "trace": args.trace,
+                        "snapshots": 0,
+                        "ok": False,
+                        "violations": [],
+                        "error": {"line": None, "key": "", "message": message, "text": message},
+                    }
+                )
+            )
         else:
             print(f"pyvcore check: {message}", file=sys.stderr)
         return 2
@@ -294,15 +318,29 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("trace", metavar="TRACE.jsonl", help="trace file ('-' reads stdin)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    p.add_argument("--variant", choices=VARIANTS, default=None,
-                   help="judge every line as this variant (default: each line's own 'variant')")
-    p.add_argument("--same-vm", action="store_true",
-                   help="the trace covers one VM's life: also check between lines what never changes "
-                        "within it (vcpu ids and ptids, first_vcpuid, the LPID; num_threads never shrinks)")
+    p.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        default=None,
+        help="judge every line as this variant (default: each line's own 'variant')",
+    )
+    p.add_argument(
+        "--same-vm",
+        action="store_true",
+        help="the trace covers one VM's life: also check between lines what never changes "
+        "within it (vcpu ids and ptids, first_vcpuid, the LPID; num_threads never shrinks)",
+    )
     p.set_defaults(func=_run)
 
 
 __all__ = [
-    "Checker", "Violation", "SnapshotError", "TraceReport", "check_trace", "check_trace_text",
-    "INVARIANTS", "VARIANTS", "register",
+    "INVARIANTS",
+    "VARIANTS",
+    "Checker",
+    "SnapshotError",
+    "TraceReport",
+    "Violation",
+    "check_trace",
+    "check_trace_text",
+    "register",
 ]

@@ -10,17 +10,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 # Command -> the module that registers it. Each module must import without gdb
 # and without a lab. Only the module of the command being run is imported
 # (the lab's pulls in asyncio and QMP: `pyvcore check` should not pay for it).
 SUBJECT_MODULES = {
-    "check": "pyvcore.checker",     # pyvcore check TRACE.jsonl
+    "check": "pyvcore.checker",  # pyvcore check TRACE.jsonl
     "explore": "pyvcore.explorer",  # pyvcore explore --variant V --threads N
-    "lab": "pyvcore.lab.cli",       # pyvcore lab setup|up|status|down
-    "gdb": "pyvcore.gdbcli",        # pyvcore gdb
-    "diff": "pyvcore.diff",         # pyvcore diff --scenario S
+    "lab": "pyvcore.lab.cli",  # pyvcore lab setup|up|status|down
+    "gdb": "pyvcore.gdbcli",  # pyvcore gdb
+    "diff": "pyvcore.diff",  # pyvcore diff --scenario S
 }
 
 

@@ -15,8 +15,9 @@ is a gdbstub round trip.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Protocol
 
 from pyvcore.layout import Field, LayoutError, Layouts, Struct
 
@@ -145,15 +146,24 @@ class ThreadRegs:
 VCORE_STATES = {
     # arch/powerpc/include/asm/kvm_host.h, since "KVM: PPC: Book3S HV: Implement
     # halt polling" (~v4.7): ordered so that >= SLEEPING needs stolen-time accounting.
-    "modern": {0: "INACTIVE", 1: "PREEMPT", 2: "PIGGYBACK", 3: "SLEEPING", 4: "RUNNING",
-               5: "EXITING", 6: "POLLING"},
+    "modern": {
+        0: "INACTIVE",
+        1: "PREEMPT",
+        2: "PIGGYBACK",
+        3: "SLEEPING",
+        4: "RUNNING",
+        5: "EXITING",
+        6: "POLLING",
+    },
     # v3.14 (the seed commit).
     "seed": {0: "INACTIVE", 1: "SLEEPING", 2: "STARTING", 3: "RUNNING", 4: "EXITING"},
 }
 VCORE_STATES["prepatch"] = VCORE_STATES["seed"]
 GUEST_MODES = {0: "NONE", 1: "GUEST", 2: "SKIP", 3: "GUEST_HV", 4: "HOST_HV", 5: "HV_P9"}
-HWTHREAD_STATES = {"modern": {0: "IN_KERNEL", 1: "IN_IDLE", 2: "IN_KVM"},
-                   "seed": {0: "IN_KERNEL", 1: "IN_NAP", 2: "IN_KVM"}}
+HWTHREAD_STATES = {
+    "modern": {0: "IN_KERNEL", 1: "IN_IDLE", 2: "IN_KVM"},
+    "seed": {0: "IN_KERNEL", 1: "IN_NAP", 2: "IN_KVM"},
+}
 HWTHREAD_STATES["prepatch"] = HWTHREAD_STATES["seed"]
 NAPPING = {0: "-", 1: "CEDE", 2: "NOVCPU", 3: "UNSPLIT"}
 VCPU_STATES = {0: "NOTREADY", 1: "RUNNABLE", 2: "BUSY_IN_HOST"}
@@ -176,12 +186,16 @@ def decode_value(f: Field, buf: bytes, at: int, order: str) -> Any:
     if f.kind == "array":
         n, es = f.array_len or 0, f.elem_size or 0
         if f.inner_kind in ("int", "ptr", "enum", "bool") and es in (1, 2, 4, 8):
-            return [int.from_bytes(buf[at + i * es: at + (i + 1) * es], order,
-                                   signed=f.signed and f.inner_kind == "int") for i in range(n)]
-        return bytes(buf[at: at + f.size])
+            return [
+                int.from_bytes(
+                    buf[at + i * es : at + (i + 1) * es], order, signed=f.signed and f.inner_kind == "int"
+                )
+                for i in range(n)
+            ]
+        return bytes(buf[at : at + f.size])
     if f.kind in ("struct", "union"):
-        return bytes(buf[at: at + f.size])
-    raw = buf[at: at + f.size]
+        return bytes(buf[at : at + f.size])
+    raw = buf[at : at + f.size]
     value = int.from_bytes(raw, order, signed=f.signed)
     if f.bitfield_size:
         shift = f.bit_offset - (f.offset * 8)
@@ -198,8 +212,9 @@ class Plan:
     ranges: list[tuple[int, int]]
 
     @classmethod
-    def build(cls, struct: Struct, wanted: Iterable[str], optional: Iterable[str] = (),
-              merge_gap: int = MERGE_GAP) -> "Plan":
+    def build(
+        cls, struct: Struct, wanted: Iterable[str], optional: Iterable[str] = (), merge_gap: int = MERGE_GAP
+    ) -> Plan:
         fields: dict[str, Field] = {}
         for path in wanted:
             fields[path] = struct.field(path)
@@ -234,7 +249,7 @@ class Plan:
         out: dict[str, Any] = {}
         for path, f, i, at in self._where:
             if f.kind in ("int", "ptr", "enum", "bool") and not f.bitfield_size:
-                out[path] = int.from_bytes(chunks[i][at:at + f.size], order, signed=f.signed)
+                out[path] = int.from_bytes(chunks[i][at : at + f.size], order, signed=f.signed)
             else:
                 out[path] = decode_value(f, chunks[i], at, order)
         return out
@@ -251,8 +266,9 @@ def xa_is_node(entry: int) -> bool:
     return entry & 3 == 2 and entry > 4096
 
 
-def xarray_entries(mem: Memory, layouts: Layouts, xa_addr: int, order: str,
-                   limit: int = 4096) -> dict[int, int]:
+def xarray_entries(
+    mem: Memory, layouts: Layouts, xa_addr: int, order: str, limit: int = 4096
+) -> dict[int, int]:
     """index -> pointer of every present entry of the ``struct xarray`` at ``xa_addr``.
 
     Used for ``kvm->vcpu_array`` (an xarray since ~v5.16, indexed by vcpu_idx =
@@ -276,7 +292,7 @@ def xarray_entries(mem: Memory, layouts: Layouts, xa_addr: int, order: str,
         shift = raw[shift_f.offset]
         for i in range(nslots):
             at = slots_f.offset + 8 * i
-            entry = int.from_bytes(raw[at:at + 8], order)
+            entry = int.from_bytes(raw[at : at + 8], order)
             if entry == 0 or (entry & 3 == 2 and entry <= 4096):
                 continue  # empty, or a retry/sibling marker
             index = base + (i << shift)
@@ -288,20 +304,42 @@ def xarray_entries(mem: Memory, layouts: Layouts, xa_addr: int, order: str,
 
 
 # ------------------------------------------------------------------ the kernel
-HSTATE_FIELDS = ("in_guest", "napping", "hwthread_req", "hwthread_state", "ptid",
-                 "kvm_vcpu", "kvm_vcore")
+HSTATE_FIELDS = ("in_guest", "napping", "hwthread_req", "hwthread_state", "ptid", "kvm_vcpu", "kvm_vcore")
 # Fields some kernels have: shown in pv-paca, not part of the snapshot contract.
 HSTATE_EXTRA = ("host_ipi", "fake_suspend", "kvm_split_mode", "saved_xirr", "dec_expires")
-VCORE_FIELDS = ("n_runnable", "num_threads", "napping_threads", "first_vcpuid", "pcpu",
-                "vcore_state", "in_guest")
-VCORE_OPTIONAL = ("runner", "kvm", "n_woken", "nap_count", "last_cpu", "tb_offset_applied",
-                  "dpdes", "conferring_threads", "online_count.counter", "runnable_threads")
+VCORE_FIELDS = (
+    "n_runnable",
+    "num_threads",
+    "napping_threads",
+    "first_vcpuid",
+    "pcpu",
+    "vcore_state",
+    "in_guest",
+)
+VCORE_OPTIONAL = (
+    "runner",
+    "kvm",
+    "n_woken",
+    "nap_count",
+    "last_cpu",
+    "tb_offset_applied",
+    "dpdes",
+    "conferring_threads",
+    "online_count.counter",
+    "runnable_threads",
+)
 VCPU_FIELDS = ("cpu", "vcpu_id", "arch.vcore", "arch.ptid")
-VCPU_OPTIONAL = ("vcpu_idx", "arch.thread_cpu", "arch.state", "arch.ceded", "arch.prodded",
-                 "arch.trap")
+VCPU_OPTIONAL = ("vcpu_idx", "arch.thread_cpu", "arch.state", "arch.ceded", "arch.prodded", "arch.trap")
 KVM_ARCH_FIELDS = ("arch.lpid", "arch.sdr1")
-KVM_ARCH_OPTIONAL = ("arch.host_lpid", "arch.host_sdr1", "arch.smt_mode", "arch.online_vcores",
-                     "vm_list.next", "online_vcpus.counter", "created_vcpus")
+KVM_ARCH_OPTIONAL = (
+    "arch.host_lpid",
+    "arch.host_sdr1",
+    "arch.smt_mode",
+    "arch.online_vcores",
+    "vm_list.next",
+    "online_vcpus.counter",
+    "created_vcpus",
+)
 
 
 class KernelError(Exception):
@@ -350,8 +388,9 @@ class KernelLayout:
         # paca_index .. end of the kvm_hstate fields: one read per PACA.
         hs = [f"kvm_hstate.{n}" for n in HSTATE_FIELDS]
         hs_extra = [f"kvm_hstate.{n}" for n in HSTATE_EXTRA]
-        self.paca_plan = Plan.build(self.paca, ["paca_index", "hw_cpu_id", *hs], hs_extra,
-                                    merge_gap=MAX_PACKET_BYTES)
+        self.paca_plan = Plan.build(
+            self.paca, ["paca_index", "hw_cpu_id", *hs], hs_extra, merge_gap=MAX_PACKET_BYTES
+        )
         self.vcore_plan = Plan.build(self.vcore, [*VCORE_FIELDS, self.entry_exit], VCORE_OPTIONAL)
         self.vcpu_plan = Plan.build(self.vcpu, VCPU_FIELDS, VCPU_OPTIONAL)
         self.kvm_plan: Plan | None = None
@@ -362,8 +401,10 @@ class KernelLayout:
                 self.kvm_plan = None
 
     def describe(self) -> str:
-        return (f"{self.paca_array}, {self.entry_exit} -> variant {self.variant}, "
-                f"layouts from {self.layouts.origin}")
+        return (
+            f"{self.paca_array}, {self.entry_exit} -> variant {self.variant}, "
+            f"layouts from {self.layouts.origin}"
+        )
 
 
 # ------------------------------------------------------------------ snapshot
@@ -461,7 +502,7 @@ class SnapshotReader:
         if self.k.paca_array == "paca_ptrs":
             raw = mem.read(base, 8 * nr)
             for cpu in range(nr):
-                p = int.from_bytes(raw[8 * cpu: 8 * cpu + 8], order)
+                p = int.from_bytes(raw[8 * cpu : 8 * cpu + 8], order)
                 if is_kernel_pointer(p):
                     out[cpu] = p
         else:  # pre-v4.17: one contiguous array of struct paca_struct
@@ -495,8 +536,9 @@ class SnapshotReader:
         return cached
 
     # -- the whole core
-    def read(self, mem: Memory, regs: list[ThreadRegs], stop: str | None = None,
-             with_kvm: bool = True) -> Reading:
+    def read(
+        self, mem: Memory, regs: list[ThreadRegs], stop: str | None = None, with_kvm: bool = True
+    ) -> Reading:
         problems: list[str] = []
         pacas = self.paca_addresses(mem)
         rows: list[ThreadRow] = []
@@ -546,7 +588,8 @@ class SnapshotReader:
             if row.regs.in_opal:
                 problems.append(
                     f"cpu {row.cpu}: inside OPAL firmware (big-endian, pc {row.regs.pc or 0:#x}); "
-                    f"registers byte-swapped back, PACA read from memory")
+                    f"registers byte-swapped back, PACA read from memory"
+                )
         rows.sort(key=lambda row: (row.cpu is None, row.cpu or 0, row.regs.gdb_thread))
 
         # vcores and vcpus reachable from the PACAs
@@ -609,9 +652,14 @@ class SnapshotReader:
                 try:
                     kvms[kaddr] = self.read_kvm_cached(mem, kaddr)
                 except ReadError as e:
-                    problems.append(f"struct kvm at {kaddr:#x} unreadable: {e.why}"
-                                    + ("" if is_linear(kaddr, self._linear_end or VMALLOC_START) else
-                                       " (vmalloc space: needs a thread in host virtual mode)"))
+                    problems.append(
+                        f"struct kvm at {kaddr:#x} unreadable: {e.why}"
+                        + (
+                            ""
+                            if is_linear(kaddr, self._linear_end or VMALLOC_START)
+                            else " (vmalloc space: needs a thread in host virtual mode)"
+                        )
+                    )
         if not vcores:
             self._explain_no_vm(mem, problems)
         tpc = 0
@@ -635,12 +683,19 @@ class SnapshotReader:
         except ReadError:
             return
         if count == 0:
-            problems.append("kvm-hv: no HV guest exists (hv_vm_count = 0): "
-                            "kvm-hv not loaded or no VM created yet")
+            problems.append(
+                "kvm-hv: no HV guest exists (hv_vm_count = 0): kvm-hv not loaded or no VM created yet"
+            )
 
-    def snapshot_dict(self, rows: list[ThreadRow], vcores: dict[int, dict[str, Any]],
-                      vcpus: dict[int, dict[str, Any]], kvms: dict[int, dict[str, Any]],
-                      threads_per_core: int, stop: str | None) -> dict[str, Any]:
+    def snapshot_dict(
+        self,
+        rows: list[ThreadRow],
+        vcores: dict[int, dict[str, Any]],
+        vcpus: dict[int, dict[str, Any]],
+        kvms: dict[int, dict[str, Any]],
+        threads_per_core: int,
+        stop: str | None,
+    ) -> dict[str, Any]:
         """Contract 2: the snapshot JSON object (kernel field names, pointers as ints)."""
         snap: dict[str, Any] = {"variant": self.k.variant, "threads_per_core": threads_per_core}
         if stop:
@@ -669,10 +724,18 @@ class SnapshotReader:
             snap["vcores"].append(d)
         snap["vcpus"] = []
         for addr, v in vcpus.items():
-            d = {"addr": addr, "vcpu_id": int(v["vcpu_id"]), "vcore": int(v["arch.vcore"]),
-                 "ptid": int(v["arch.ptid"]), "cpu": int(v["cpu"])}
-            for key, path in (("thread_cpu", "arch.thread_cpu"), ("state", "arch.state"),
-                              ("ceded", "arch.ceded")):
+            d = {
+                "addr": addr,
+                "vcpu_id": int(v["vcpu_id"]),
+                "vcore": int(v["arch.vcore"]),
+                "ptid": int(v["arch.ptid"]),
+                "cpu": int(v["cpu"]),
+            }
+            for key, path in (
+                ("thread_cpu", "arch.thread_cpu"),
+                ("state", "arch.state"),
+                ("ceded", "arch.ceded"),
+            ):
                 if path in v:
                     d[key] = int(v[path])
             snap["vcpus"].append(d)

@@ -15,15 +15,17 @@ Exit status: 0 clean, 1 violations (or gdb's and the offline verdicts disagree),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
 import tempfile
 import time
 from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from pyvcore.gdbcli import module_commands, plugin_entry
 from pyvcore.mi import GdbCommandError, GdbMI, MIError, MITimeout, iter_jsonl
@@ -162,7 +164,7 @@ class Summary:
     """What one live run found, per stop kind, re-checked offline by the model."""
 
     variant: str | None
-    stops: "OrderedDict[str, dict[str, Any]]" = field(default_factory=OrderedDict)
+    stops: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     violations: list[dict[str, Any]] = field(default_factory=list)
     # Snapshots where the verdict logged by pv-watch (inside gdb) differs from
     # the offline Checker's: index, live invariants, offline invariants.
@@ -203,9 +205,7 @@ def summarize(records: Iterable[dict[str, Any]], variant: str | None = None) -> 
     summary = Summary(variant=variant)
     for index, record in enumerate(records):
         kind = stop_kind(record)
-        row = summary.stops.setdefault(
-            kind, {"stops": 0, "snapshots": 0, "violations": 0, "check_ms": 0.0}
-        )
+        row = summary.stops.setdefault(kind, {"stops": 0, "snapshots": 0, "violations": 0, "check_ms": 0.0})
         row["stops"] += 1
         if not _is_snapshot(record):
             continue  # pv-watch logged a stop it could not read (its error is in the record)
@@ -303,17 +303,16 @@ def run_live(
             for extra, more in SCENARIO_PHASES.get(scenario, ()) if phases is None else phases:
                 if mi.target_exited:
                     break
-                phase = watch(mi, trace, stops=more, deadline_s=min(watch_deadline_s, 30.0),
-                              extra=extra, append=True)
+                phase = watch(
+                    mi, trace, stops=more, deadline_s=min(watch_deadline_s, 30.0), extra=extra, append=True
+                )
                 watched.setdefault("phases", []).append(phase)
                 watched["watch_s"] = round(watched["watch_s"] + phase["watch_s"], 3)
             banner = getattr(mi, "plugin_banner", "")
             # Let the guest finish on its own: detach, so QEMU runs free.
             if not mi.target_exited:
-                try:
+                with contextlib.suppress(MIError):
                     mi.execute("-target-detach", timeout=30)
-                except MIError:
-                    pass
         timings["watch_s"] = watched["watch_s"]
         reports: list[dict[str, Any]] = []
         if wait_reports_s > 0:
@@ -350,7 +349,7 @@ def watched_points(watch_result: dict[str, Any]) -> list[str]:
     out: list[str] = []
     for entry in [watch_result, *watch_result.get("phases", [])]:
         m = re.search(r"pv-watch: on at ([^;\n]+)", entry.get("pv_watch", ""))
-        for label in (m.group(1).split(",") if m else []):
+        for label in m.group(1).split(",") if m else []:
             if label.strip() and label.strip() not in out:
                 out.append(label.strip())
     return out
@@ -358,8 +357,7 @@ def watched_points(watch_result: dict[str, Any]) -> list[str]:
 
 def format_table(run: LiveRun, summary: Summary) -> str:
     lines = [
-        f"pyvcore diff: scenario {run.scenario}, {run.qemu} QEMU, model variant "
-        f"{summary.variant or 'auto'}",
+        f"pyvcore diff: scenario {run.scenario}, {run.qemu} QEMU, model variant {summary.variant or 'auto'}",
         "boot {boot:.1f} s, attach {attach:.1f} s, watch {watch:.1f} s; {n} guest reports; "
         "trace {trace}".format(
             boot=run.timings.get("boot_s", 0.0),
@@ -381,9 +379,7 @@ def format_table(run: LiveRun, summary: Summary) -> str:
     if missed:
         lines.append(f"{'(watched, never hit)':<28} " + ", ".join(missed))
     total_stops = sum(r["stops"] for r in summary.stops.values())
-    lines.append(
-        f"{'total':<28} {total_stops:>6} {summary.total_snapshots:>8} {len(summary.violations):>10}"
-    )
+    lines.append(f"{'total':<28} {total_stops:>6} {summary.total_snapshots:>8} {len(summary.violations):>10}")
     if summary.violations:
         lines.append("")
         lines.append("violations (VCORE_SPEC §4):")
@@ -468,14 +464,31 @@ def register(subparsers: Any) -> None:
     p.add_argument("--qemu", default="patched", choices=("patched", "stock"))
     p.add_argument("--stops", type=int, default=DEFAULT_STOPS, help="snapshots to take (default %(default)s)")
     p.add_argument("--threads", type=int, default=4, choices=(4, 8))
-    p.add_argument("--variant", default=None, choices=("seed", "modern", "prepatch"),
-                   help="model variant to check against (default: what the snapshots say)")
-    p.add_argument("--hold", type=int, default=DEFAULT_HOLD,
-                   help="guest seconds the scenario runs before reporting (default %(default)s)")
-    p.add_argument("--deadline", type=float, default=90.0,
-                   help="wall-clock seconds the watch may take (default %(default)s)")
-    p.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS",
-                   help="wait this long for another QEMU lab on the machine to finish (default: fail at once)")
+    p.add_argument(
+        "--variant",
+        default=None,
+        choices=("seed", "modern", "prepatch"),
+        help="model variant to check against (default: what the snapshots say)",
+    )
+    p.add_argument(
+        "--hold",
+        type=int,
+        default=DEFAULT_HOLD,
+        help="guest seconds the scenario runs before reporting (default %(default)s)",
+    )
+    p.add_argument(
+        "--deadline",
+        type=float,
+        default=90.0,
+        help="wall-clock seconds the watch may take (default %(default)s)",
+    )
+    p.add_argument(
+        "--lock-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another QEMU lab on the machine to finish (default: fail at once)",
+    )
     p.add_argument("--trace", help="where to keep the JSONL trace (default: a temp dir)")
     p.add_argument("--no-reports", action="store_true", help="do not wait for the guest's reports")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")

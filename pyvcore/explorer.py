@@ -12,16 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 from pyvcore.model import FAULTS, ExploreResult, ModelError, explore
 
 VARIANTS = ("seed", "modern", "prepatch")
 
 
-def _vcpu_list(text: str) -> List[int]:
+def _vcpu_list(text: str) -> list[int]:
     """Parse "0,1,3" or "0-3" or a mix."""
-    ids: List[int] = []
+    ids: list[int] = []
     try:
         for part in (p.strip() for p in text.split(",") if p.strip()):
             if "-" in part:
@@ -48,6 +48,7 @@ def _threads(text: str) -> int:
 
 def _count(limit: int):
     """An argparse type: a whole number 0..limit."""
+
     def parse(text: str) -> int:
         try:
             n = int(text)
@@ -56,6 +57,7 @@ def _count(limit: int):
         if not 0 <= n <= limit:
             raise argparse.ArgumentTypeError(f"expected a whole number 0..{limit}, not {text!r}")
         return n
+
     return parse
 
 
@@ -68,30 +70,45 @@ def format_result(r: ExploreResult) -> str:
         f"bounds: {r.bounds}",
     ]
     if r.ignored:
-        lines.append(f"not reported: invariant(s) {', '.join(map(str, r.ignored))} "
-                     "(for prepatch the checker's static doorbell check; the explorer sends the doorbells)")
-    lines.append(f"{r.states:,} states, {r.transitions:,} transitions, {r.seconds:.3f} s ({rate}), "
-                 f"depth {r.depth}, {r.finished_runs:,} finished runs"
-                 + ("" if r.complete else " -- INCOMPLETE (max-states reached)"))
+        lines.append(
+            f"not reported: invariant(s) {', '.join(map(str, r.ignored))} "
+            "(for prepatch the checker's static doorbell check; the explorer sends the doorbells)"
+        )
+    lines.append(
+        f"{r.states:,} states, {r.transitions:,} transitions, {r.seconds:.3f} s ({rate}), "
+        f"depth {r.depth}, {r.finished_runs:,} finished runs"
+        + ("" if r.complete else " -- INCOMPLETE (max-states reached)")
+    )
     if r.violation is None:
         lines.append("all invariants hold" if r.complete else "no violation found in the explored part")
         return "\n".join(lines)
     trace = r.counterexample or []
-    lines.append(f"counterexample ({len(trace)} events, shortest; vcpus {','.join(map(str, r.vcpus))} created first):")
+    lines.append(
+        f"counterexample ({len(trace)} events, shortest; vcpus {','.join(map(str, r.vcpus))} created first):"
+    )
     for i, event in enumerate(trace, 1):
         lines.append(f"  {i:3d}. {event}")
     lines.append(f"violated: {r.violated}")
     for key, value in (r.violation.fields or {}).items():
-        lines.append(f"    {key} = {value:#x}" if isinstance(value, int) and value > 0xffff else f"    {key} = {value}")
+        lines.append(
+            f"    {key} = {value:#x}" if isinstance(value, int) and value > 0xFFFF else f"    {key} = {value}"
+        )
     return "\n".join(lines)
 
 
 def _run(args: argparse.Namespace) -> int:
     try:
         result = explore(
-            args.variant, args.threads, args.vcpus, max_states=args.max_states,
-            cedes_per_vcpu=args.cedes_per_vcpu, max_cedes=args.max_cedes, max_prods=args.max_prods,
-            symmetry=not args.no_symmetry, exit_request=args.exit_request, fault=args.fault,
+            args.variant,
+            args.threads,
+            args.vcpus,
+            max_states=args.max_states,
+            cedes_per_vcpu=args.cedes_per_vcpu,
+            max_cedes=args.max_cedes,
+            max_prods=args.max_prods,
+            symmetry=not args.no_symmetry,
+            exit_request=args.exit_request,
+            fault=args.fault,
         )
     except (ModelError, ValueError, OverflowError) as e:
         print(f"pyvcore explore: {e}", file=sys.stderr)
@@ -125,27 +142,55 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--variant", required=True, choices=VARIANTS, help="kernel behaviour to model")
     p.add_argument("--threads", required=True, type=_threads, metavar="N", help="threads per core (1-8)")
-    p.add_argument("--vcpus", type=_vcpu_list, metavar="IDS",
-                   help="vcpu ids of the vcore, e.g. 1,2 or 0-3 (default: all N of vcore 0)")
-    p.add_argument("--json", action="store_true",
-                   help='print {"states", "transitions", "seconds", "counterexample", "violated", ...}')
-    p.add_argument("--max-states", type=_count(2**62), metavar="K", help="stop after K states (report is then incomplete)")
-    p.add_argument("--cedes-per-vcpu", type=_count(255), metavar="K", help="cedes per vcpu per run (default 1)")
-    p.add_argument("--max-cedes", type=_count(255), metavar="K",
-                   help="cedes in total per run (default 2, or 1 above 4 threads)")
+    p.add_argument(
+        "--vcpus",
+        type=_vcpu_list,
+        metavar="IDS",
+        help="vcpu ids of the vcore, e.g. 1,2 or 0-3 (default: all N of vcore 0)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"states", "transitions", "seconds", "counterexample", "violated", ...}',
+    )
+    p.add_argument(
+        "--max-states",
+        type=_count(2**62),
+        metavar="K",
+        help="stop after K states (report is then incomplete)",
+    )
+    p.add_argument(
+        "--cedes-per-vcpu", type=_count(255), metavar="K", help="cedes per vcpu per run (default 1)"
+    )
+    p.add_argument(
+        "--max-cedes",
+        type=_count(255),
+        metavar="K",
+        help="cedes in total per run (default 2, or 1 above 4 threads)",
+    )
     p.add_argument("--max-prods", type=_count(255), metavar="K", help="H_PRODs in total per run (default 1)")
-    p.add_argument("--no-symmetry", action="store_true",
-                   help="do not merge states that differ only by a permutation of secondary threads")
-    p.add_argument("--exit-request", action="store_true",
-                   help="modern: also let VCORE_EXIT_REQ arrive at any time (as from another subcore)")
-    p.add_argument("--trace", metavar="FILE",
-                   help="write the counterexample as a JSONL snapshot trace (one line per state)")
-    p.add_argument("--fault", choices=FAULTS,
-                   help="break one kernel rule on purpose, to see the explorer catch it")
+    p.add_argument(
+        "--no-symmetry",
+        action="store_true",
+        help="do not merge states that differ only by a permutation of secondary threads",
+    )
+    p.add_argument(
+        "--exit-request",
+        action="store_true",
+        help="modern: also let VCORE_EXIT_REQ arrive at any time (as from another subcore)",
+    )
+    p.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="write the counterexample as a JSONL snapshot trace (one line per state)",
+    )
+    p.add_argument(
+        "--fault", choices=FAULTS, help="break one kernel rule on purpose, to see the explorer catch it"
+    )
     p.set_defaults(func=_run)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="pyvcore")
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["explore", *(argv if argv is not None else sys.argv[1:])])

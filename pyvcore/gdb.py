@@ -26,15 +26,17 @@ def _load() -> None:
         sys.path.insert(0, root)
     try:
         import pyvcore._core  # noqa: F401  (the compiled part must load in gdb's Python)
-    except Exception as e:  # noqa: BLE001 - one line, never a traceback in gdb
-        gdb.write(f"pyvcore: cannot load pyvcore from {root} ({type(e).__name__}: {e}); "
-                  f"rebuild with `pip install -e .` or reinstall the wheel\n", gdb.STDERR)
+    except Exception as e:
+        gdb.write(
+            f"pyvcore: cannot load pyvcore from {root} ({type(e).__name__}: {e}); "
+            f"rebuild with `pip install -e .` or reinstall the wheel\n",
+            gdb.STDERR,
+        )
         return
     try:
         from pyvcore import _gdb_plugins as plugins
-    except Exception as e:  # noqa: BLE001
-        gdb.write(f"pyvcore: gdb plugins missing under {root}/pyvcore/_gdb_plugins ({e})\n",
-                  gdb.STDERR)
+    except Exception as e:
+        gdb.write(f"pyvcore: gdb plugins missing under {root}/pyvcore/_gdb_plugins ({e})\n", gdb.STDERR)
         return
     plugins.register()
     gdb.write(plugins.banner() + "\n")

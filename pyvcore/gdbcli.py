@@ -33,17 +33,26 @@ def module_commands(status: dict[str, Any]) -> list[str]:
         sections = sections or {}
         if not path or ".text" not in sections:
             continue
-        extra = " ".join(f"-s {sec} {int(addr):#x}" for sec, addr in sorted(sections.items())
-                         if sec != ".text")
+        extra = " ".join(
+            f"-s {sec} {int(addr):#x}" for sec, addr in sorted(sections.items()) if sec != ".text"
+        )
         out.append(f"add-symbol-file {path} {int(sections['.text']):#x} {extra}".rstrip())
     return out
 
 
-def gdb_command(*, vmlinux: str, remote: str | None, modules: list[str], gdb: str = GDB,
-                extra: list[str] | None = None) -> list[str]:
+def gdb_command(
+    *, vmlinux: str, remote: str | None, modules: list[str], gdb: str = GDB, extra: list[str] | None = None
+) -> list[str]:
     """The gdb-multiarch argv (kept separate from exec for tests and --print)."""
-    ex = ["set pagination off", "set architecture powerpc:common64", "set endian little",
-          f"file {vmlinux}", "set confirm off", *modules, "set confirm on"]
+    ex = [
+        "set pagination off",
+        "set architecture powerpc:common64",
+        "set endian little",
+        f"file {vmlinux}",
+        "set confirm off",
+        *modules,
+        "set confirm on",
+    ]
     if remote:
         ex.append(f"target remote {remote}")
     ex.append(f"source {plugin_entry()}")
@@ -82,12 +91,15 @@ def run(args: argparse.Namespace) -> int:
             from pyvcore.lab import Lab
 
             lab = Lab.running()
-        except Exception as e:  # noqa: BLE001 - report, don't trace
+        except Exception as e:
             print(f"pyvcore gdb: cannot query the lab: {e}", file=sys.stderr)
             lab = None
         if lab is None and (args.vmlinux is None or (args.remote is None and not args.write_autoload)):
-            print("pyvcore gdb: no lab is running: start one with `pyvcore lab up`, "
-                  "or give --vmlinux and --remote HOST:PORT", file=sys.stderr)
+            print(
+                "pyvcore gdb: no lab is running: start one with `pyvcore lab up`, "
+                "or give --vmlinux and --remote HOST:PORT",
+                file=sys.stderr,
+            )
             return 2
         if lab is not None:
             status = lab.status()
@@ -102,18 +114,24 @@ def run(args: argparse.Namespace) -> int:
         except OSError as e:
             print(f"pyvcore gdb: cannot write the auto-load script: {e}", file=sys.stderr)
             return 2
-        print(f"wrote {script}\nallow it in ~/.gdbinit with: "
-              f"add-auto-load-safe-path {script.parent}")
+        print(f"wrote {script}\nallow it in ~/.gdbinit with: add-auto-load-safe-path {script.parent}")
         return 0
     modules = [] if args.no_modules else module_commands(status)
-    argv = gdb_command(vmlinux=str(vmlinux), remote=None if args.no_connect else remote,
-                       modules=modules, gdb=args.gdb, extra=args.gdb_args)
+    argv = gdb_command(
+        vmlinux=str(vmlinux),
+        remote=None if args.no_connect else remote,
+        modules=modules,
+        gdb=args.gdb,
+        extra=args.gdb_args,
+    )
     if args.print:
         print(" ".join(_quote(a) for a in argv))
         return 0
     if shutil.which(args.gdb) is None:
-        print(f"pyvcore gdb: {args.gdb} not found (apt-get install gdb-multiarch, "
-              "or `pyvcore lab setup`)", file=sys.stderr)
+        print(
+            f"pyvcore gdb: {args.gdb} not found (apt-get install gdb-multiarch, or `pyvcore lab setup`)",
+            file=sys.stderr,
+        )
         return 2
     os.execvp(argv[0], argv)
     return 0  # not reached
@@ -125,13 +143,13 @@ def _quote(word: str) -> str:
     return shlex.quote(word)
 
 
-def register(subparsers) -> None:  # noqa: ANN001
+def register(subparsers) -> None:
     p = subparsers.add_parser(
         "gdb",
         help="start gdb-multiarch attached to the running lab with the pv-* commands",
         description="Start gdb-multiarch attached to the running lab (pyvcore lab up): "
-                    "vmlinux, kvm.ko and kvm-hv.ko symbols at their load addresses, "
-                    "the gdbstub connected and the pv-* plugin loaded.",
+        "vmlinux, kvm.ko and kvm-hv.ko symbols at their load addresses, "
+        "the gdbstub connected and the pv-* plugin loaded.",
     )
     p.add_argument("--vmlinux", help="kernel image (default: the lab's)")
     p.add_argument("--remote", metavar="HOST:PORT", help="gdbstub (default: the lab's)")
@@ -139,12 +157,19 @@ def register(subparsers) -> None:  # noqa: ANN001
     p.add_argument("--no-modules", action="store_true", help="do not load module symbols")
     p.add_argument("--no-connect", action="store_true", help="do not connect to the gdbstub")
     p.add_argument("--print", action="store_true", help="print the gdb command line and exit")
-    p.add_argument("--entry", action="store_true",
-                   help="print the path of the gdb entry script (for `source` in ~/.gdbinit)")
-    p.add_argument("--write-autoload", action="store_true",
-                   help="write <vmlinux>-gdb.py next to the kernel so gdb loads pv-* with it")
-    p.add_argument("gdb_args", nargs=argparse.REMAINDER,
-                   help="extra gdb arguments after `--` (e.g. -batch -ex pv-paca)")
+    p.add_argument(
+        "--entry",
+        action="store_true",
+        help="print the path of the gdb entry script (for `source` in ~/.gdbinit)",
+    )
+    p.add_argument(
+        "--write-autoload",
+        action="store_true",
+        help="write <vmlinux>-gdb.py next to the kernel so gdb loads pv-* with it",
+    )
+    p.add_argument(
+        "gdb_args", nargs=argparse.REMAINDER, help="extra gdb arguments after `--` (e.g. -batch -ex pv-paca)"
+    )
     p.set_defaults(func=_run_stripping_dashdash)
 
 

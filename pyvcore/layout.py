@@ -51,7 +51,7 @@ class Field:
     def end(self) -> int:
         return self.offset + self.size
 
-    def shifted(self, by: int, prefix: str = "") -> "Field":
+    def shifted(self, by: int, prefix: str = "") -> Field:
         return Field(
             name=prefix + self.name,
             offset=self.offset + by,
@@ -88,7 +88,7 @@ def _field(d: dict[str, Any]) -> Field:
 class Struct:
     """A struct layout with C-style member lookup (anonymous members flattened)."""
 
-    def __init__(self, layouts: "Layouts", raw: dict[str, Any]):
+    def __init__(self, layouts: Layouts, raw: dict[str, Any]):
         self._layouts = layouts
         self.name: str = raw["name"]
         self.size: int = int(raw["size"])
@@ -127,8 +127,10 @@ class Struct:
         for i, part in enumerate(parts):
             f = struct.members.get(part)
             if f is None:
-                raise LayoutError(f"struct {struct.name} has no member {part!r}"
-                                  + (f" (looking for {self.name}.{path})" if i else ""))
+                raise LayoutError(
+                    f"struct {struct.name} has no member {part!r}"
+                    + (f" (looking for {self.name}.{path})" if i else "")
+                )
             if i == len(parts) - 1:
                 return replace(f.shifted(base), name=path)
             if f.kind not in ("struct", "union"):

@@ -16,6 +16,7 @@ Nothing here imports ``gdb``: this runs in the user's Python, not inside gdb.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -24,9 +25,10 @@ import signal
 import subprocess
 import time
 from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from pygdbmi.IoManager import IoManager
 
@@ -148,9 +150,7 @@ class GdbMI:
         except FileNotFoundError as exc:
             raise MIError(f"cannot start {gdb!r}: not found (install gdb-multiarch)") from exc
         assert self.process.stdin and self.process.stdout and self.process.stderr
-        self._io = IoManager(
-            self.process.stdin, self.process.stdout, self.process.stderr, _QUIET_SEC
-        )
+        self._io = IoManager(self.process.stdin, self.process.stdout, self.process.stderr, _QUIET_SEC)
         self._tokens = itertools.count(1)
         self._pending: deque[dict[str, Any]] = deque()  # read, not yet consumed
         self._outstanding: deque[int] = deque()  # tokens sent, result not seen yet
@@ -342,10 +342,8 @@ class GdbMI:
                 proc.stdin.flush()  # type: ignore[union-attr]
             except OSError:
                 pass
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
         for sig in (signal.SIGTERM, signal.SIGKILL):
             if proc.poll() is not None:
                 break
@@ -364,7 +362,7 @@ class GdbMI:
             except OSError:
                 pass
 
-    def __enter__(self) -> "GdbMI":
+    def __enter__(self) -> GdbMI:
         return self
 
     def __exit__(self, *exc: object) -> None:

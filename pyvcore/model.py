@@ -24,8 +24,9 @@ readable face of it.  :func:`explore` enumerates every interleaving of one run.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Optional
 
 from pyvcore import _core
 from pyvcore.checker import Violation
@@ -34,10 +35,10 @@ ModelError = _core.ModelError
 """Raised for an event that is not legal in the current state, or a bad
 parameter (a ValueError); ``.event`` is the event text, ``.reason`` why."""
 
-EVENT_FORMS: List[str] = list(_core.event_forms())
+EVENT_FORMS: list[str] = list(_core.event_forms())
 """The text form of every event, e.g. ``"enter(thread=T)"``."""
 
-FAULTS: List[str] = list(_core.fault_names())
+FAULTS: list[str] = list(_core.fault_names())
 """Deliberate kernel bugs :func:`explore` can inject (``fault=``) to show
 they are caught: no-cede-exit, early-switch-out, no-exit-ipi."""
 
@@ -45,16 +46,28 @@ BOOK3S_INTERRUPT_HV_DECREMENTER = 0x980
 BOOK3S_INTERRUPT_SYSCALL = 0xC00
 
 # vcore_state names per variant (the kernel's #defines; see rust/consts.rs).
-_SEED_STATES = {0: "VCORE_INACTIVE", 1: "VCORE_SLEEPING", 2: "VCORE_STARTING", 3: "VCORE_RUNNING",
-                4: "VCORE_EXITING"}
-_MODERN_STATES = {0: "VCORE_INACTIVE", 1: "VCORE_PREEMPT", 2: "VCORE_PIGGYBACK", 3: "VCORE_SLEEPING",
-                  4: "VCORE_RUNNING", 5: "VCORE_EXITING", 6: "VCORE_POLLING"}
+_SEED_STATES = {
+    0: "VCORE_INACTIVE",
+    1: "VCORE_SLEEPING",
+    2: "VCORE_STARTING",
+    3: "VCORE_RUNNING",
+    4: "VCORE_EXITING",
+}
+_MODERN_STATES = {
+    0: "VCORE_INACTIVE",
+    1: "VCORE_PREEMPT",
+    2: "VCORE_PIGGYBACK",
+    3: "VCORE_SLEEPING",
+    4: "VCORE_RUNNING",
+    5: "VCORE_EXITING",
+    6: "VCORE_POLLING",
+}
 
 
 class InvariantError(AssertionError):
     """Raised by a ``strict`` :class:`Vcore` when a step breaks an invariant."""
 
-    def __init__(self, event: str, violations: List[Violation]) -> None:
+    def __init__(self, event: str, violations: list[Violation]) -> None:
         self.event = event
         self.violations = violations
         super().__init__(f"{event}: " + "; ".join(str(v) for v in violations))
@@ -68,14 +81,14 @@ class Step:
     """The event in its text form, e.g. ``"enter(thread=1)"``."""
     stop: str
     """The kernel function or label the event ends at (the snapshot's "stop")."""
-    violations: List[Violation] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
     doorbell_delivered: Optional[int] = None
     """For a doorbell: the vcpu id it reached (None = no vcpu on that thread)."""
     ceded_to_nap: bool = False
     """For a cede: whether the thread napped (False: returned at once, or exited)."""
 
 
-def _violations(raw: Iterable[Dict[str, Any]], stop: Optional[str] = None) -> List[Violation]:
+def _violations(raw: Iterable[dict[str, Any]], stop: Optional[str] = None) -> list[Violation]:
     return [Violation(v["invariant"], v["message"], dict(v["fields"]), stop=stop) for v in raw]
 
 
@@ -91,15 +104,22 @@ class Vcore:
     :attr:`violations`.
     """
 
-    def __init__(self, variant: str = "modern", threads: int = 4, vcpus: Sequence[int] = (), *,
-                 cpu_base: int = 0, strict: bool = False) -> None:
+    def __init__(
+        self,
+        variant: str = "modern",
+        threads: int = 4,
+        vcpus: Sequence[int] = (),
+        *,
+        cpu_base: int = 0,
+        strict: bool = False,
+    ) -> None:
         if not isinstance(threads, int) or not 1 <= threads <= 8:
             raise ValueError(f"threads per core must be 1..8, not {threads!r}")
         if not isinstance(cpu_base, int) or not 0 <= cpu_base < 2**32:
             raise ValueError(f"cpu_base must be a cpu number, not {cpu_base!r}")
         self._core = _core.CoreModel(variant, threads, cpu_base)
         self.strict = strict
-        self.violations: List[Violation] = []
+        self.violations: list[Violation] = []
         """Violations found by the last step."""
         for vcpu_id in vcpus:
             self.create_vcpu(vcpu_id)
@@ -114,7 +134,7 @@ class Vcore:
     def threads(self) -> int:
         return self._core.threads
 
-    def snapshot(self) -> Dict[str, Any]:
+    def snapshot(self) -> dict[str, Any]:
         """The current state as a contract-2 snapshot dict (kernel field names;
         pointers are the model's synthetic addresses)."""
         return json.loads(self._core.snapshot_json())
@@ -123,10 +143,10 @@ class Vcore:
         """The snapshot as one line of JSON (a trace line for ``pyvcore check``)."""
         return self._core.snapshot_json()
 
-    def _detail(self) -> Dict[str, Any]:
+    def _detail(self) -> dict[str, Any]:
         return json.loads(self._core.detail_json())
 
-    def paca_table(self) -> List[Dict[str, Any]]:
+    def paca_table(self) -> list[dict[str, Any]]:
         """One row per hardware thread: its PACA ``kvm_hstate`` fields (vcpu
         and vcore as ids/addresses), where the thread is (``phase`` and the
         kernel ``label``) and whether an IPI is pending."""
@@ -135,21 +155,23 @@ class Vcore:
         rows = []
         for thread, (t, d) in enumerate(zip(snap["threads"], detail["threads"])):
             h = t["kvm_hstate"]
-            rows.append({
-                "thread": thread,
-                "cpu": t["cpu"],
-                "phase": d["phase"],
-                "label": d["label"],
-                "vcpu_id": d["kvm_vcpu_id"],
-                "running": d["running"],
-                "ipi": d["ipi"],
-                "lpidr": t.get("lpidr"),
-                **h,
-            })
+            rows.append(
+                {
+                    "thread": thread,
+                    "cpu": t["cpu"],
+                    "phase": d["phase"],
+                    "label": d["label"],
+                    "vcpu_id": d["kvm_vcpu_id"],
+                    "running": d["running"],
+                    "ipi": d["ipi"],
+                    "lpidr": t.get("lpidr"),
+                    **h,
+                }
+            )
         return rows
 
     @property
-    def vcore(self) -> Optional[Dict[str, Any]]:
+    def vcore(self) -> Optional[dict[str, Any]]:
         """The vcore's fields (contract-2 keys) plus ``vcore_state_name``; None
         before the first vcpu is created."""
         vcores = self.snapshot()["vcores"]
@@ -163,7 +185,7 @@ class Vcore:
         return vc
 
     @property
-    def vcpus(self) -> List[Dict[str, Any]]:
+    def vcpus(self) -> list[dict[str, Any]]:
         """Every vcpu's fields (contract-2 keys) plus ``prodded``, ``trap``, ``started``."""
         extra = {d["vcpu_id"]: d for d in self._detail()["vcpus"]}
         out = []
@@ -173,15 +195,15 @@ class Vcore:
         return out
 
     @property
-    def trace(self) -> List[str]:
+    def trace(self) -> list[str]:
         """The events applied so far, in text form (replayable with :meth:`replay`)."""
         return list(self._core.trace())
 
-    def enabled(self) -> List[str]:
+    def enabled(self) -> list[str]:
         """Every event that is legal now, in text form."""
         return list(self._core.enabled())
 
-    def copy(self) -> "Vcore":
+    def copy(self) -> Vcore:
         """An independent copy (same state and trace)."""
         other = Vcore.__new__(Vcore)
         other._core = self._core.copy()
@@ -191,10 +213,25 @@ class Vcore:
 
     def format_table(self) -> str:
         """The PACA table as text, one line per thread."""
-        cols = ("thread", "phase", "vcpu_id", "kvm_vcore", "ptid", "hwthread_req", "hwthread_state",
-                "napping", "in_guest", "ipi")
-        rows = [[("-" if r[c] is None else f"{r[c]:#x}" if c == "kvm_vcore" and r[c] else str(r[c]))
-                 for c in cols] for r in self.paca_table()]
+        cols = (
+            "thread",
+            "phase",
+            "vcpu_id",
+            "kvm_vcore",
+            "ptid",
+            "hwthread_req",
+            "hwthread_state",
+            "napping",
+            "in_guest",
+            "ipi",
+        )
+        rows = [
+            [
+                ("-" if r[c] is None else f"{r[c]:#x}" if c == "kvm_vcore" and r[c] else str(r[c]))
+                for c in cols
+            ]
+            for r in self.paca_table()
+        ]
         widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
         lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
@@ -212,7 +249,7 @@ class Vcore:
             raise InvariantError(step.event, violations)
         return step
 
-    def replay(self, events: Iterable[str]) -> List[Step]:
+    def replay(self, events: Iterable[str]) -> list[Step]:
         """Apply events in order (e.g. an explorer counterexample)."""
         return [self.apply(e) for e in events]
 
@@ -338,11 +375,11 @@ class ExploreResult:
 
     variant: str
     threads: int
-    vcpus: List[int]
+    vcpus: list[int]
     states: int
     transitions: int
     seconds: float
-    counterexample: Optional[List[str]]
+    counterexample: Optional[list[str]]
     """The shortest event trace to the violation (from "vcpus created"), or None."""
     violated: Optional[str]
     """``"invariant <n>: <message>"`` of the violation, or None."""
@@ -352,7 +389,7 @@ class ExploreResult:
     finished_runs: int
     depth: int
     bounds: str
-    ignored: List[int]
+    ignored: list[int]
 
     @property
     def ok(self) -> bool:
@@ -362,7 +399,7 @@ class ExploreResult:
     def states_per_second(self) -> float:
         return self.states / self.seconds if self.seconds > 0 else float("inf")
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The ``pyvcore explore --json`` object."""
         return {
             "states": self.states,
@@ -387,7 +424,7 @@ class ExploreResult:
         vc.replay(self.counterexample or [])
         return vc
 
-    def trace_lines(self) -> List[str]:
+    def trace_lines(self) -> list[str]:
         """The counterexample as a snapshot trace: one JSON line per state,
         from "vcpus created" to the violation, each with its "stop" label and
         the event that led to it -- what ``pyvcore check`` and gdb users read."""
@@ -401,12 +438,21 @@ class ExploreResult:
         return lines
 
 
-def explore(variant: str, threads: int, vcpus: Optional[Sequence[int]] = None, *,
-            max_states: Optional[int] = None, cedes_per_vcpu: Optional[int] = None,
-            max_cedes: Optional[int] = None, max_prods: Optional[int] = None,
-            ignore: Optional[Sequence[int]] = None, check_invariants: bool = True,
-            symmetry: bool = True, exit_request: bool = False,
-            fault: Optional[str] = None) -> ExploreResult:
+def explore(
+    variant: str,
+    threads: int,
+    vcpus: Optional[Sequence[int]] = None,
+    *,
+    max_states: Optional[int] = None,
+    cedes_per_vcpu: Optional[int] = None,
+    max_cedes: Optional[int] = None,
+    max_prods: Optional[int] = None,
+    ignore: Optional[Sequence[int]] = None,
+    check_invariants: bool = True,
+    symmetry: bool = True,
+    exit_request: bool = False,
+    fault: Optional[str] = None,
+) -> ExploreResult:
     """Enumerate every interleaving of one vcore run (breadth first, states
     deduplicated) and return the shortest counterexample, if any.
 
@@ -416,21 +462,44 @@ def explore(variant: str, threads: int, vcpus: Optional[Sequence[int]] = None, *
     ``exit_request`` (modern) also lets VCORE_EXIT_REQ arrive at any time.
     ``fault`` (one of :data:`FAULTS`) breaks one kernel rule on purpose.
     """
-    for name, value, limit in (("max_states", max_states, 2**62), ("cedes_per_vcpu", cedes_per_vcpu, 255),
-                               ("max_cedes", max_cedes, 255), ("max_prods", max_prods, 255)):
+    for name, value, limit in (
+        ("max_states", max_states, 2**62),
+        ("cedes_per_vcpu", cedes_per_vcpu, 255),
+        ("max_cedes", max_cedes, 255),
+        ("max_prods", max_prods, 255),
+    ):
         if value is not None and not 0 <= value <= limit:
             raise ValueError(f"{name} must be 0..{limit}, not {value}")
-    raw = json.loads(_core.explore(
-        variant, threads, list(vcpus) if vcpus is not None else None,
-        list(ignore) if ignore is not None else None, max_states,
-        cedes_per_vcpu, max_cedes, max_prods, check_invariants, symmetry, exit_request, fault,
-    ))
+    raw = json.loads(
+        _core.explore(
+            variant,
+            threads,
+            list(vcpus) if vcpus is not None else None,
+            list(ignore) if ignore is not None else None,
+            max_states,
+            cedes_per_vcpu,
+            max_cedes,
+            max_prods,
+            check_invariants,
+            symmetry,
+            exit_request,
+            fault,
+        )
+    )
     v = raw["violation"]
     return ExploreResult(
-        variant=raw["variant"], threads=raw["threads"], vcpus=list(raw["vcpus"]), states=raw["states"],
-        transitions=raw["transitions"], seconds=raw["seconds"], counterexample=raw["counterexample"],
+        variant=raw["variant"],
+        threads=raw["threads"],
+        vcpus=list(raw["vcpus"]),
+        states=raw["states"],
+        transitions=raw["transitions"],
+        seconds=raw["seconds"],
+        counterexample=raw["counterexample"],
         violated=raw["violated"],
         violation=Violation(v["invariant"], v["message"], dict(v["fields"])) if v else None,
-        complete=raw["complete"], finished_runs=raw["finished_runs"], depth=raw["depth"],
-        bounds=raw["bounds"], ignored=list(raw["ignored"]),
+        complete=raw["complete"],
+        finished_runs=raw["finished_runs"],
+        depth=raw["depth"],
+        bounds=raw["bounds"],
+        ignored=list(raw["ignored"]),
     )

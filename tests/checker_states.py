@@ -9,7 +9,8 @@ IN_KERNEL 0 / IN_IDLE 1 / IN_KVM 2; napping CEDE 1 / NOVCPU 2.
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any, Optional
 
 VCORE = 0xC000000012340000
 KVM = 0xC000000056780000
@@ -30,8 +31,12 @@ def vcpu_addr(vcpu_id: int) -> int:
     return 0xC000000090000000 + vcpu_id * 0x2000
 
 
-def running(variant: str = "modern", threads: int = 4, vcpu_ids: Iterable[int] = (0, 1, 2, 3),
-            num_threads: Optional[int] = None) -> Dict[str, Any]:
+def running(
+    variant: str = "modern",
+    threads: int = 4,
+    vcpu_ids: Iterable[int] = (0, 1, 2, 3),
+    num_threads: Optional[int] = None,
+) -> dict[str, Any]:
     """A vcore in the middle of a run: every listed vcpu executes the guest on
     thread pcpu + (vcpu_id - first_vcpuid); thread 0 switched the MMU (and,
     with no vcpu of its own, naps with NAPPING_NOVCPU); unused secondaries are
@@ -39,17 +44,27 @@ def running(variant: str = "modern", threads: int = 4, vcpu_ids: Iterable[int] =
     ids = sorted(vcpu_ids)
     modern = variant == "modern"
     entered = [0] + [i for i in ids if i != 0]
-    snap: Dict[str, Any] = {
+    snap: dict[str, Any] = {
         "variant": variant,
         "threads_per_core": threads,
         "stop": "guest",
         "threads": [],
-        "vcores": [{
-            "addr": VCORE, "first_vcpuid": 0, "pcpu": 0,
-            "num_threads": num_threads if num_threads is not None else max(len(ids), max(ids, default=0) + 1),
-            "n_runnable": len(ids), "vcore_state": RUNNING[variant], "in_guest": 1,
-            "napping_threads": 0 if 0 in ids else 1, "runner": vcpu_addr(ids[0]) if ids else 0, "kvm": KVM,
-        }],
+        "vcores": [
+            {
+                "addr": VCORE,
+                "first_vcpuid": 0,
+                "pcpu": 0,
+                "num_threads": num_threads
+                if num_threads is not None
+                else max(len(ids), max(ids, default=0) + 1),
+                "n_runnable": len(ids),
+                "vcore_state": RUNNING[variant],
+                "in_guest": 1,
+                "napping_threads": 0 if 0 in ids else 1,
+                "runner": vcpu_addr(ids[0]) if ids else 0,
+                "kvm": KVM,
+            }
+        ],
         "vcpus": [],
         "kvm": {"lpid": GUEST_LPID, "sdr1": GUEST_SDR1, "host_lpid": HOST_LPID, "host_sdr1": HOST_SDR1},
     }
@@ -75,8 +90,9 @@ def running(variant: str = "modern", threads: int = 4, vcpu_ids: Iterable[int] =
             hstate["hwthread_state"] = IN_IDLE
         if t == 0 and not has_vcpu:
             hstate["napping"] = NOVCPU
-        snap["threads"].append({"cpu": t, "hw_cpu_id": 8 + t, "lpidr": GUEST_LPID, "sdr1": GUEST_SDR1,
-                                "kvm_hstate": hstate})
+        snap["threads"].append(
+            {"cpu": t, "hw_cpu_id": 8 + t, "lpidr": GUEST_LPID, "sdr1": GUEST_SDR1, "kvm_hstate": hstate}
+        )
     if not modern:
         # The seed's kvm_vcore is never cleared; a secondary without a vcpu
         # keeps whatever it had (here: never written).
@@ -89,21 +105,22 @@ def running(variant: str = "modern", threads: int = 4, vcpu_ids: Iterable[int] =
     return snap
 
 
-def hstate(snap: Dict[str, Any], thread: int) -> Dict[str, Any]:
+def hstate(snap: dict[str, Any], thread: int) -> dict[str, Any]:
     return snap["threads"][thread]["kvm_hstate"]
 
 
-def vcpu(snap: Dict[str, Any], vcpu_id: int) -> Dict[str, Any]:
+def vcpu(snap: dict[str, Any], vcpu_id: int) -> dict[str, Any]:
     return next(v for v in snap["vcpus"] if v["vcpu_id"] == vcpu_id)
 
 
-def clone(snap: Dict[str, Any]) -> Dict[str, Any]:
+def clone(snap: dict[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(snap)
 
 
 # --- the real states of LAB_NOTES ("must accept"), modern 6.12 ------------
 
-def live_four_vcpus(vcore_in_guest: int = 1) -> Dict[str, Any]:
+
+def live_four_vcpus(vcore_in_guest: int = 1) -> dict[str, Any]:
     """Observed: 4 vcpus spinning, stopped while every thread is in host-side
     entry/exit code: ptid 0..3, one kvm_vcore, hwthread_state 2, in_guest 4,
     n_runnable 4, num_threads 4, entry_exit_map 0xf0f."""
@@ -124,21 +141,32 @@ def live_four_vcpus(vcore_in_guest: int = 1) -> Dict[str, Any]:
     return s
 
 
-def live_only_vcpu1() -> Dict[str, Any]:
+def live_only_vcpu1() -> dict[str, Any]:
     """Observed (novcpu0): only vcpu 1 runs; thread 0 switched the MMU with no
     vcpu (kvm_vcore set, kvm_vcpu 0, napping 2, hwthread_req 1); threads 2-3
     idle, outside the vcore, with the stale ptid of an earlier run."""
     s = running(vcpu_ids=(1,), num_threads=2)
     s["stop"] = "kvm_do_nap"
-    s["vcpus"].insert(0, {"addr": vcpu_addr(0), "vcpu_id": 0, "vcore": VCORE, "ptid": 0, "cpu": -1,
-                          "thread_cpu": -1, "state": 2, "ceded": 0})
+    s["vcpus"].insert(
+        0,
+        {
+            "addr": vcpu_addr(0),
+            "vcpu_id": 0,
+            "vcore": VCORE,
+            "ptid": 0,
+            "cpu": -1,
+            "thread_cpu": -1,
+            "state": 2,
+            "ceded": 0,
+        },
+    )
     for t in (2, 3):
         h = hstate(s, t)
         h.update(ptid=t, kvm_vcore=0, kvm_vcpu=0, hwthread_state=IN_IDLE, in_guest=NONE)
     return s
 
 
-def exit_in_progress() -> Dict[str, Any]:
+def exit_in_progress() -> dict[str, Any]:
     """A PACA still holds a vcpu whose cpu/thread_cpu are already -1: thread 1
     took an exit (commence_exit set its exit bit and cleared cpu/thread_cpu),
     which IPI'd the others."""
@@ -149,7 +177,7 @@ def exit_in_progress() -> Dict[str, Any]:
     return s
 
 
-def grabbed_secondary_in_kernel() -> Dict[str, Any]:
+def grabbed_secondary_in_kernel() -> dict[str, Any]:
     """A grabbed secondary briefly IN_KERNEL with hwthread_req 1 (woken, on
     its way from the idle loop to idle_kvm_start_guest)."""
     s = running(vcpu_ids=(0, 1, 2), num_threads=4)
@@ -158,7 +186,7 @@ def grabbed_secondary_in_kernel() -> Dict[str, Any]:
     return s
 
 
-def switch_back_in_progress() -> Dict[str, Any]:
+def switch_back_in_progress() -> dict[str, Any]:
     """vcore in_guest still 1 while every thread already has the host LPIDR:
     thread 0 is between the LPIDR/SDR1 switch back and `in_guest = 0`."""
     s = live_four_vcpus(vcore_in_guest=1)
@@ -167,23 +195,31 @@ def switch_back_in_progress() -> Dict[str, Any]:
     return s
 
 
-def inactive_with_stale_words() -> Dict[str, Any]:
+def inactive_with_stale_words() -> dict[str, Any]:
     """After the run: vcore INACTIVE, released threads, entry_exit_map and
     napping_threads stale (thread 0 left by kvm_novcpu_exit with its napping
     bit still set)."""
     s = running(vcpu_ids=(1, 2, 3), num_threads=4)
     vc = s["vcores"][0]
-    vc.update(vcore_state=INACTIVE, in_guest=0, entry_exit_map=0xF0F, napping_threads=0x1, runner=0, n_runnable=3)
+    vc.update(
+        vcore_state=INACTIVE, in_guest=0, entry_exit_map=0xF0F, napping_threads=0x1, runner=0, n_runnable=3
+    )
     for i, t in enumerate(s["threads"]):
         t["lpidr"], t["sdr1"] = HOST_LPID, HOST_SDR1
-        t["kvm_hstate"].update(kvm_vcpu=0, kvm_vcore=0, hwthread_req=0, napping=0, in_guest=NONE,
-                               hwthread_state=IN_KVM if i == 0 else IN_IDLE)
+        t["kvm_hstate"].update(
+            kvm_vcpu=0,
+            kvm_vcore=0,
+            hwthread_req=0,
+            napping=0,
+            in_guest=NONE,
+            hwthread_state=IN_KVM if i == 0 else IN_IDLE,
+        )
     for v in s["vcpus"]:
         v.update(cpu=-1, thread_cpu=-1)
     return s
 
 
-def stock_qemu() -> Dict[str, Any]:
+def stock_qemu() -> dict[str, Any]:
     """Stock QEMU: only thread 0 got the guest's LPIDR/SDR1; threads 1-3 say
     they execute the guest (in_guest 3) with the host's values."""
     s = running()
@@ -195,9 +231,17 @@ def stock_qemu() -> Dict[str, Any]:
 def clean_sequence() -> list:
     """Modern samples of one VM in an order a correct kernel can produce
     (any number of steps between them)."""
-    return [live_only_vcpu1(), live_four_vcpus(1), switch_back_in_progress(), live_four_vcpus(0),
-            inactive_with_stale_words(), running(vcpu_ids=(1,), num_threads=4), running(),
-            exit_in_progress(), grabbed_secondary_in_kernel()]
+    return [
+        live_only_vcpu1(),
+        live_four_vcpus(1),
+        switch_back_in_progress(),
+        live_four_vcpus(0),
+        inactive_with_stale_words(),
+        running(vcpu_ids=(1,), num_threads=4),
+        running(),
+        exit_in_progress(),
+        grabbed_secondary_in_kernel(),
+    ]
 
 
 MUST_ACCEPT = {

@@ -29,7 +29,9 @@ LOCK_WAIT = float(os.environ.get("PYVCORE_LOCK_WAIT", "600"))
 def pytest_configure(config: pytest.Config) -> None:
     # Also declared in pyproject.toml; repeated here so a run from another
     # rootdir (e.g. an installed wheel's tests) still knows them.
-    config.addinivalue_line("markers", "lab: boots the real QEMU powernv8 lab (slow; needs `pyvcore lab setup`)")
+    config.addinivalue_line(
+        "markers", "lab: boots the real QEMU powernv8 lab (slow; needs `pyvcore lab setup`)"
+    )
     config.addinivalue_line("markers", "gdb: drives a real gdb-multiarch")
 
 

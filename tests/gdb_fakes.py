@@ -120,9 +120,18 @@ class FakeHost:
         for cpu, addr in enumerate(self.pacas):
             self.mem.write(addr, bytes(paca_size))
             self.put("paca_struct", addr, {"paca_index": cpu, "hw_cpu_id": 8 + cpu})
-        self.regs = [ThreadRegs(gdb_thread=cpu + 1, pir=8 + cpu, msr=MSR_HOST, pc=0xC000_0000_0000_1000,
-                                lpidr=HOST_LPID, sdr1=HOST_SDR1, hdec=0x7FFFFFFF)
-                     for cpu in range(threads)]
+        self.regs = [
+            ThreadRegs(
+                gdb_thread=cpu + 1,
+                pir=8 + cpu,
+                msr=MSR_HOST,
+                pc=0xC000_0000_0000_1000,
+                lpidr=HOST_LPID,
+                sdr1=HOST_SDR1,
+                hdec=0x7FFFFFFF,
+            )
+            for cpu in range(threads)
+        ]
 
     # -- raw writers
     def put_int(self, addr: int, size: int, value: int) -> None:
@@ -155,34 +164,85 @@ class FakeHost:
             entry |= 1 << vid
         if thread0_novcpu:
             entry |= 1
-        self.put("kvmppc_vcore", VCORE, {
-            "n_runnable": len(running), "num_threads": len(vcpu_ids), "entry_exit_map": entry,
-            "napping_threads": 1 if thread0_novcpu else 0, "first_vcpuid": 0, "pcpu": 0,
-            "vcore_state": 4, "in_guest": 1, "runner": self.vcpu_addr(running[0]) if running else 0,
-            "kvm": KVM,
-            "runnable_threads": [self.vcpu_addr(i) if i in running else 0 for i in range(8)],
-        } if self.kernel.entry_exit == "entry_exit_map" else {
-            "n_runnable": len(running), "num_threads": len(vcpu_ids), "entry_exit_count": len(running),
-            "napping_threads": 0, "first_vcpuid": 0, "pcpu": 0, "vcore_state": 3, "in_guest": 1,
-            "runner": self.vcpu_addr(running[0]) if running else 0, "kvm": KVM,
-        })
-        self.put("kvm", KVM, {"arch.lpid": GUEST_LPID, "arch.sdr1": GUEST_SDR1,
-                              "arch.host_lpid": HOST_LPID, "arch.host_sdr1": HOST_SDR1,
-                              "arch.smt_mode": 4})
+        self.put(
+            "kvmppc_vcore",
+            VCORE,
+            {
+                "n_runnable": len(running),
+                "num_threads": len(vcpu_ids),
+                "entry_exit_map": entry,
+                "napping_threads": 1 if thread0_novcpu else 0,
+                "first_vcpuid": 0,
+                "pcpu": 0,
+                "vcore_state": 4,
+                "in_guest": 1,
+                "runner": self.vcpu_addr(running[0]) if running else 0,
+                "kvm": KVM,
+                "runnable_threads": [self.vcpu_addr(i) if i in running else 0 for i in range(8)],
+            }
+            if self.kernel.entry_exit == "entry_exit_map"
+            else {
+                "n_runnable": len(running),
+                "num_threads": len(vcpu_ids),
+                "entry_exit_count": len(running),
+                "napping_threads": 0,
+                "first_vcpuid": 0,
+                "pcpu": 0,
+                "vcore_state": 3,
+                "in_guest": 1,
+                "runner": self.vcpu_addr(running[0]) if running else 0,
+                "kvm": KVM,
+            },
+        )
+        self.put(
+            "kvm",
+            KVM,
+            {
+                "arch.lpid": GUEST_LPID,
+                "arch.sdr1": GUEST_SDR1,
+                "arch.host_lpid": HOST_LPID,
+                "arch.host_sdr1": HOST_SDR1,
+                "arch.smt_mode": 4,
+            },
+        )
         for vid in vcpu_ids:
             addr = self.vcpu_addr(vid)
             self.alloc("kvm_vcpu", addr)
             on = vid in running
-            self.put("kvm_vcpu", addr, {"vcpu_id": vid, "cpu": 0 if on else -1, "arch.vcore": VCORE,
-                                        "arch.ptid": vid, "arch.thread_cpu": vid if on else -1,
-                                        "arch.state": 1 if on else 2})
+            self.put(
+                "kvm_vcpu",
+                addr,
+                {
+                    "vcpu_id": vid,
+                    "cpu": 0 if on else -1,
+                    "arch.vcore": VCORE,
+                    "arch.ptid": vid,
+                    "arch.thread_cpu": vid if on else -1,
+                    "arch.state": 1 if on else 2,
+                },
+            )
         for cpu in range(self.threads):
             if cpu in running:
-                self.hstate(cpu, kvm_vcpu=self.vcpu_addr(cpu), kvm_vcore=VCORE, ptid=cpu,
-                            hwthread_req=1 if cpu else 0, hwthread_state=2, in_guest=3)
+                self.hstate(
+                    cpu,
+                    kvm_vcpu=self.vcpu_addr(cpu),
+                    kvm_vcore=VCORE,
+                    ptid=cpu,
+                    hwthread_req=1 if cpu else 0,
+                    hwthread_state=2,
+                    in_guest=3,
+                )
             elif cpu == 0 and thread0_novcpu:
-                self.hstate(0, kvm_vcpu=0, kvm_vcore=VCORE, ptid=0, hwthread_req=1,
-                            hwthread_state=2, napping=2, in_guest=4)
+                self.hstate(
+                    0,
+                    kvm_vcpu=0,
+                    kvm_vcore=VCORE,
+                    ptid=0,
+                    hwthread_req=1,
+                    hwthread_state=2,
+                    napping=2,
+                    in_guest=4,
+                )
             else:
                 self.hstate(cpu, hwthread_state=1, hwthread_req=1 if cpu else 0)
             if cpu in running or (cpu == 0 and thread0_novcpu):

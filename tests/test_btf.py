@@ -19,8 +19,18 @@ import pytest
 
 from pyvcore._core import KernelImage, module_symbols
 
-STRUCTS = ["paca_struct", "kvmppc_host_state", "kvmppc_vcore", "kvm_vcpu", "kvm_vcpu_arch",
-           "kvm", "kvm_arch", "list_head", "kvm_split_mode", "module"]
+STRUCTS = [
+    "paca_struct",
+    "kvmppc_host_state",
+    "kvmppc_vcore",
+    "kvm_vcpu",
+    "kvm_vcpu_arch",
+    "kvm",
+    "kvm_arch",
+    "list_head",
+    "kvm_split_mode",
+    "module",
+]
 
 
 def find_vmlinux() -> Path | None:
@@ -33,7 +43,7 @@ def find_vmlinux() -> Path | None:
         manifest = KernelManifest.load()
         if manifest is not None and Path(manifest.vmlinux).is_file():
             return Path(manifest.vmlinux)
-    except Exception:  # noqa: BLE001 - the lab package is optional for this test
+    except Exception:
         pass
     found = sorted(glob.glob("/tmp/warm/k/root/boot/vmlinux-*"))
     return Path(found[0]) if found else None
@@ -41,13 +51,17 @@ def find_vmlinux() -> Path | None:
 
 VMLINUX = find_vmlinux()
 needs_vmlinux = pytest.mark.skipif(
-    VMLINUX is None, reason="no ppc64 vmlinux: run `pyvcore lab setup` or set PYVCORE_VMLINUX")
-needs_pahole = pytest.mark.skipif(shutil.which("pahole") is None,
-                                  reason="pahole (dwarves) not installed: `pyvcore lab setup` installs it")
+    VMLINUX is None, reason="no ppc64 vmlinux: run `pyvcore lab setup` or set PYVCORE_VMLINUX"
+)
+needs_pahole = pytest.mark.skipif(
+    shutil.which("pahole") is None, reason="pahole (dwarves) not installed: `pyvcore lab setup` installs it"
+)
 
 # One top-level member line of `pahole -C`: exactly one tab of indent, the
 # declaration, then /* offset size */ or /* offset: bit size */ for bitfields.
-MEMBER = re.compile(r"^\t(?!\t)(?P<decl>.*?);\s*/\*\s*(?P<off>\d+)(?::\s*(?P<bit>\d+))?\s+(?P<size>\d+)\s*\*/")
+MEMBER = re.compile(
+    r"^\t(?!\t)(?P<decl>.*?);\s*/\*\s*(?P<off>\d+)(?::\s*(?P<bit>\d+))?\s+(?P<size>\d+)\s*\*/"
+)
 SIZE = re.compile(r"/\* size: (\d+),")
 
 
@@ -151,7 +165,7 @@ def kvm_hv_ko() -> Path | None:
         manifest = KernelManifest.load()
         path = Path(manifest.modules["kvm_hv"]) if manifest else None
         return path if path and path.is_file() else None
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 

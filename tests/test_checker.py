@@ -6,15 +6,27 @@ from __future__ import annotations
 
 import json
 
+import checker_states as cs
 import pytest
+from checker_states import (
+    CEDE,
+    GUEST_HV,
+    HOST_HV,
+    IN_IDLE,
+    IN_KERNEL,
+    NONE,
+    NOVCPU,
+    VCORE,
+    clone,
+    hstate,
+    running,
+    vcpu,
+    vcpu_addr,
+)
 
 import pyvcore
 from pyvcore import Checker, SnapshotError, Violation
 from pyvcore.checker import INVARIANTS, check_trace_text
-
-import checker_states as cs
-from checker_states import (CEDE, EXITING, GUEST_HV, HOST_HV, IN_IDLE, IN_KERNEL, NONE, NOVCPU, VCORE,
-                            clone, hstate, running, vcpu, vcpu_addr)
 
 
 def invariants(snapshot, variant=None):
@@ -22,6 +34,7 @@ def invariants(snapshot, variant=None):
 
 
 # --- states a correct kernel shows -----------------------------------------
+
 
 @pytest.mark.parametrize("name", sorted(cs.MUST_ACCEPT))
 def test_real_states_pass(name):
@@ -40,7 +53,10 @@ def test_stock_qemu_secondaries_in_guest_with_host_lpidr_break_8():
     # Every secondary executing the guest is named with its LPIDR.
     per_thread = [v for v in violations if "executes the guest" in v.message]
     assert sorted(k for v in per_thread for k in v.fields if k.endswith(".lpidr")) == [
-        "threads[1].lpidr", "threads[2].lpidr", "threads[3].lpidr"]
+        "threads[1].lpidr",
+        "threads[2].lpidr",
+        "threads[3].lpidr",
+    ]
     assert all(v.fields["kvm.lpid"] == cs.GUEST_LPID for v in per_thread)
 
 
@@ -49,7 +65,9 @@ def test_ptid_swapped_between_two_threads_is_flagged():
     hstate(s, 1)["ptid"], hstate(s, 2)["ptid"] = 2, 1
     violations = Checker().check(s)
     assert {v.invariant for v in violations} == {3}
-    assert {"threads[1].kvm_hstate.ptid", "threads[2].kvm_hstate.ptid"} <= {k for v in violations for k in v.fields}
+    assert {"threads[1].kvm_hstate.ptid", "threads[2].kvm_hstate.ptid"} <= {
+        k for v in violations for k in v.fields
+    }
 
 
 def test_ptid_swap_on_idle_threads_outside_the_vcore_is_flagged_too():
@@ -61,6 +79,7 @@ def test_ptid_swap_on_idle_threads_outside_the_vcore_is_flagged_too():
 # --- every invariant: a state that breaks it --------------------------------
 # (each "holds" side is the matching must-accept state above)
 
+
 def _mut(base, fn):
     s = clone(base() if callable(base) else base)
     fn(s)
@@ -70,6 +89,7 @@ def _mut(base, fn):
 def _set(path_fn, **kw):
     def apply(s):
         path_fn(s).update(kw)
+
     return apply
 
 
@@ -81,13 +101,28 @@ BREAKS = {
     "2 first_vcpuid": (running, lambda s: s["vcores"][0].update(first_vcpuid=2), {2, 1, 29}),
     "2 vcpu id out of range": (running, lambda s: vcpu(s, 3).update(vcpu_id=7), {2, 29}),
     # 3: vcpu on the wrong thread
-    "3 vcpus swapped": (running, lambda s: (hstate(s, 1).update(kvm_vcpu=vcpu_addr(2)),
-                                            hstate(s, 2).update(kvm_vcpu=vcpu_addr(1))), {3, 6, 29}),
-    "3 kvm_vcore of another vcore": (running, lambda s: hstate(s, 2).update(kvm_vcore=VCORE + 0x1000), {3, 10}),
+    "3 vcpus swapped": (
+        running,
+        lambda s: (hstate(s, 1).update(kvm_vcpu=vcpu_addr(2)), hstate(s, 2).update(kvm_vcpu=vcpu_addr(1))),
+        {3, 6, 29},
+    ),
+    "3 kvm_vcore of another vcore": (
+        running,
+        lambda s: hstate(s, 2).update(kvm_vcore=VCORE + 0x1000),
+        {3, 10},
+    ),
     # 4: running vcore's pcpu is thread 0
-    "4 pcpu not thread 0": (lambda: running(threads=4), lambda s: s["vcores"][0].update(pcpu=4 + 1), {4, 3, 6}),
+    "4 pcpu not thread 0": (
+        lambda: running(threads=4),
+        lambda s: s["vcores"][0].update(pcpu=4 + 1),
+        {4, 3, 6},
+    ),
     # 5: one vcpu per PACA
-    "5 vcpu in two PACAs": (cs.live_only_vcpu1, lambda s: hstate(s, 3).update(kvm_vcpu=vcpu_addr(1)), {5, 3, 6, 29}),
+    "5 vcpu in two PACAs": (
+        cs.live_only_vcpu1,
+        lambda s: hstate(s, 3).update(kvm_vcpu=vcpu_addr(1)),
+        {5, 3, 6, 29},
+    ),
     # 6: cpu == pcpu, thread_cpu == pcpu + ptid
     "6 cpu is the thread": (running, lambda s: vcpu(s, 2).update(cpu=2), {6}),
     "6 thread_cpu": (running, lambda s: vcpu(s, 2).update(thread_cpu=1), {6}),
@@ -95,72 +130,139 @@ BREAKS = {
     "8 stock qemu": (cs.stock_qemu, lambda s: None, {8}),
     "8 thread 0 outside KVM with guest LPIDR": (
         cs.inactive_with_stale_words,
-        lambda s: [t.update(lpidr=cs.GUEST_LPID) for t in s["threads"]], {8}),
+        lambda s: [t.update(lpidr=cs.GUEST_LPID) for t in s["threads"]],
+        {8},
+    ),
     # 9: nobody in the guest while vc->in_guest == 0
     "9 secondary in guest, in_guest 0": (running, lambda s: s["vcores"][0].update(in_guest=0), {9}),
     # 10: entry/exit word
     "10 exit without entry": (running, lambda s: s["vcores"][0].update(entry_exit_map=0x801 | 0x6), {10}),
     "10 bits outside the core": (running, lambda s: s["vcores"][0].update(entry_exit_map=0x1F), {10}),
     "10 entered thread no longer pointing at vcore": (
-        cs.exit_in_progress, lambda s: hstate(s, 3).update(kvm_vcore=0, kvm_vcpu=0, in_guest=NONE), {10}),
+        cs.exit_in_progress,
+        lambda s: hstate(s, 3).update(kvm_vcore=0, kvm_vcpu=0, in_guest=NONE),
+        {10},
+    ),
     # 12: thread 0 entered before anyone exits
     "12 exit before thread 0 entered": (
         lambda: running(vcpu_ids=(1, 2)),
-        lambda s: (s["vcores"][0].update(entry_exit_map=0x206),
-                   s["vcores"][0].update(napping_threads=0),
-                   hstate(s, 0).update(napping=0)), {12}),
+        lambda s: (
+            s["vcores"][0].update(entry_exit_map=0x206),
+            s["vcores"][0].update(napping_threads=0),
+            hstate(s, 0).update(napping=0),
+        ),
+        {12},
+    ),
     "12 in_guest 1 without thread 0's entry": (
         lambda: running(vcpu_ids=(1, 2)),
-        lambda s: (s["vcores"][0].update(entry_exit_map=0x6, napping_threads=0),
-                   hstate(s, 0).update(napping=0)), {12}),
+        lambda s: (
+            s["vcores"][0].update(entry_exit_map=0x6, napping_threads=0),
+            hstate(s, 0).update(napping=0),
+        ),
+        {12},
+    ),
     # 13: in_guest back to 0 only once every entered thread exits
     "13 in_guest 0 with threads still in": (
         cs.exit_in_progress,
-        lambda s: (s["vcores"][0].update(in_guest=0),
-                   [hstate(s, t).update(in_guest=HOST_HV) for t in range(4)]), {13}),
+        lambda s: (
+            s["vcores"][0].update(in_guest=0),
+            [hstate(s, t).update(in_guest=HOST_HV) for t in range(4)],
+        ),
+        {13},
+    ),
     # 14: napping_threads within entered threads; nappers are in KVM
     "14 napping bit of a thread not entered": (
-        lambda: running(vcpu_ids=(0, 1, 2)), lambda s: s["vcores"][0].update(napping_threads=0x8), {14}),
+        lambda: running(vcpu_ids=(0, 1, 2)),
+        lambda s: s["vcores"][0].update(napping_threads=0x8),
+        {14},
+    ),
     "14 napping while in the guest": (running, lambda s: hstate(s, 2).update(napping=CEDE), {14, 24}),
     # 15: napping secondary is grabbed
     "15 napping secondary not grabbed": (
-        running, lambda s: (hstate(s, 2).update(napping=CEDE, in_guest=HOST_HV, hwthread_req=0),
-                            vcpu(s, 2).update(ceded=1)), {15, 17, 18}),
+        running,
+        lambda s: (
+            hstate(s, 2).update(napping=CEDE, in_guest=HOST_HV, hwthread_req=0),
+            vcpu(s, 2).update(ceded=1),
+        ),
+        {15, 17, 18},
+    ),
     # 17: secondaries grabbed while running
     "17 secondary released while running": (
-        lambda: running(vcpu_ids=(0, 1, 2)), lambda s: hstate(s, 3).update(hwthread_req=0), {17}),
+        lambda: running(vcpu_ids=(0, 1, 2)),
+        lambda s: hstate(s, 3).update(hwthread_req=0),
+        {17},
+    ),
     # 18: secondary in KVM is grabbed and IN_KVM
     "18 secondary in KVM marked idle": (running, lambda s: hstate(s, 1).update(hwthread_state=IN_IDLE), {18}),
     "18 modern secondary in KVM marked IN_KERNEL": (
-        running, lambda s: hstate(s, 1).update(hwthread_state=IN_KERNEL), {18}),
+        running,
+        lambda s: hstate(s, 1).update(hwthread_state=IN_KERNEL),
+        {18},
+    ),
     # 19: vcore_state and runner
     "19 unknown vcore_state": (running, lambda s: s["vcores"][0].update(vcore_state=9), {19}),
     "19 running without runner": (running, lambda s: s["vcores"][0].update(runner=0), {19}),
     "19 runner of another vcore": (
-        running, lambda s: s["vcpus"].append({"addr": 0xC0000000AAAA0000, "vcpu_id": 4, "vcore": VCORE + 0x1000,
-                                              "ptid": 0, "cpu": -1}) or
-        s["vcores"][0].update(runner=0xC0000000AAAA0000), {19}),
+        running,
+        lambda s: (
+            s["vcpus"].append(
+                {"addr": 0xC0000000AAAA0000, "vcpu_id": 4, "vcore": VCORE + 0x1000, "ptid": 0, "cpu": -1}
+            )
+            or s["vcores"][0].update(runner=0xC0000000AAAA0000)
+        ),
+        {19},
+    ),
     # 20: bookkeeping
     "20 n_runnable above num_threads": (running, lambda s: s["vcores"][0].update(n_runnable=5), {20}),
     "20 runnable count off by two": (running, lambda s: s["vcores"][0].update(n_runnable=2), {20}),
     # 21: one RUNNING vcore per core
     "21 two running vcores": (
-        running, lambda s: s["vcores"].append(dict(s["vcores"][0], addr=VCORE + 0x1000, first_vcpuid=4,
-                                                   runner=0, entry_exit_map=0, napping_threads=0)), {21, 19}),
+        running,
+        lambda s: s["vcores"].append(
+            dict(
+                s["vcores"][0],
+                addr=VCORE + 0x1000,
+                first_vcpuid=4,
+                runner=0,
+                entry_exit_map=0,
+                napping_threads=0,
+            )
+        ),
+        {21, 19},
+    ),
     # 23: in_guest values, and a thread in KVM points at a vcore
     "23 P9 mode on the P8 path": (running, lambda s: hstate(s, 1).update(in_guest=5), {23}),
     "23 in KVM with no vcore": (
-        cs.live_only_vcpu1, lambda s: hstate(s, 2).update(in_guest=HOST_HV, hwthread_state=2), {23}),
+        cs.live_only_vcpu1,
+        lambda s: hstate(s, 2).update(in_guest=HOST_HV, hwthread_state=2),
+        {23},
+    ),
     # 24: ceded
     "24 ceding vcpu not ceded": (
-        running, lambda s: (hstate(s, 2).update(napping=CEDE, in_guest=HOST_HV),
-                            s["vcores"][0].update(napping_threads=0x4)), {24}),
+        running,
+        lambda s: (
+            hstate(s, 2).update(napping=CEDE, in_guest=HOST_HV),
+            s["vcores"][0].update(napping_threads=0x4),
+        ),
+        {24},
+    ),
     "24 vcpu in guest still ceded": (running, lambda s: vcpu(s, 1).update(ceded=1), {24}),
     # 26: thread 0 novcpu nap shape
-    "26 novcpu napping bit missing": (cs.live_only_vcpu1, lambda s: s["vcores"][0].update(napping_threads=0), {26}),
+    "26 novcpu napping bit missing": (
+        cs.live_only_vcpu1,
+        lambda s: s["vcores"][0].update(napping_threads=0),
+        {26},
+    ),
     "26 novcpu on a secondary": (
-        cs.live_only_vcpu1, lambda s: hstate(s, 1).update(napping=NOVCPU, in_guest=HOST_HV), {26, 24}),
-    "26 novcpu with kvm_vcore NULL": (cs.live_only_vcpu1, lambda s: hstate(s, 0).update(kvm_vcore=0), {26, 23, 10}),
+        cs.live_only_vcpu1,
+        lambda s: hstate(s, 1).update(napping=NOVCPU, in_guest=HOST_HV),
+        {26, 24},
+    ),
+    "26 novcpu with kvm_vcore NULL": (
+        cs.live_only_vcpu1,
+        lambda s: hstate(s, 0).update(kvm_vcore=0),
+        {26, 23, 10},
+    ),
 }
 
 
@@ -180,6 +282,7 @@ def test_every_checked_invariant_has_a_breaking_test():
 
 
 # --- variant-specific ---------------------------------------------------------
+
 
 def test_seed_nap_count_above_n_woken_breaks_16():
     s = running("seed")
@@ -248,6 +351,7 @@ def test_modern_eight_thread_core_accepts_split_core_ptids_only_for_modern():
 
 # --- transitions between samples -----------------------------------------------
 
+
 def test_ptid_change_between_samples_breaks_1_but_not_for_prepatch():
     checker = Checker(same_vm=True)
     assert checker.check(running()) == []
@@ -291,8 +395,13 @@ def test_what_a_run_boundary_explains_is_not_flagged():
     # is inactive, then a new run: each pair is explained by a run ending and
     # another starting between the samples.
     for checker in (Checker(), Checker(same_vm=True)):
-        seq = [cs.live_four_vcpus(1), cs.inactive_with_stale_words(), running(vcpu_ids=(1,), num_threads=4),
-               cs.live_four_vcpus(0), running()]
+        seq = [
+            cs.live_four_vcpus(1),
+            cs.inactive_with_stale_words(),
+            running(vcpu_ids=(1,), num_threads=4),
+            cs.live_four_vcpus(0),
+            running(),
+        ]
         for snap in seq:
             assert checker.check(snap) == []
 
@@ -322,6 +431,7 @@ def test_checker_keeps_previous_snapshot_after_a_bad_one():
 
 # --- predict -----------------------------------------------------------------
 
+
 def test_predict_places_vcpu_n_on_thread_n():
     s = cs.live_only_vcpu1()
     rows = Checker().predict(s)
@@ -348,6 +458,7 @@ def test_predict_outside_a_run():
 
 
 # --- API -----------------------------------------------------------------------
+
 
 def test_violation_fields_line_stop_and_to_dict():
     s = running()
@@ -420,10 +531,24 @@ def test_thread_numbers_come_from_cpu_numbers_not_list_positions():
 
 def test_two_cores_are_judged_per_core():
     s = running()
-    idle = [{"cpu": 4 + t, "hw_cpu_id": 16 + t, "lpidr": cs.HOST_LPID, "sdr1": cs.HOST_SDR1,
-             "kvm_hstate": {"kvm_vcpu": 0, "kvm_vcore": 0, "ptid": t, "hwthread_req": 0,
-                            "hwthread_state": IN_IDLE if t else IN_KERNEL, "napping": 0, "in_guest": NONE}}
-            for t in range(4)]
+    idle = [
+        {
+            "cpu": 4 + t,
+            "hw_cpu_id": 16 + t,
+            "lpidr": cs.HOST_LPID,
+            "sdr1": cs.HOST_SDR1,
+            "kvm_hstate": {
+                "kvm_vcpu": 0,
+                "kvm_vcore": 0,
+                "ptid": t,
+                "hwthread_req": 0,
+                "hwthread_state": IN_IDLE if t else IN_KERNEL,
+                "napping": 0,
+                "in_guest": NONE,
+            },
+        }
+        for t in range(4)
+    ]
     s["threads"] += idle
     assert invariants(s) == []
     rows = Checker().predict(s)
@@ -442,9 +567,15 @@ PATCHED = sorted(p.name for p in LIVE.glob("*-patched*.jsonl"))
 
 
 def test_live_fixtures_are_there():
-    assert {"all-patched-watch.jsonl", "cede-patched.jsonl", "novcpu0-patched.jsonl",
-            "two-vcores-patched.jsonl", "exits-patched.jsonl", "doorbell-patched.jsonl",
-            "sparse-patched.jsonl"} <= set(PATCHED)
+    assert {
+        "all-patched-watch.jsonl",
+        "cede-patched.jsonl",
+        "novcpu0-patched.jsonl",
+        "two-vcores-patched.jsonl",
+        "exits-patched.jsonl",
+        "doorbell-patched.jsonl",
+        "sparse-patched.jsonl",
+    } <= set(PATCHED)
 
 
 @pytest.mark.parametrize("name", PATCHED)

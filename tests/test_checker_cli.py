@@ -7,14 +7,18 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 import checker_states as cs
+import pytest
 
 
 def run_check(*args, stdin=None):
-    return subprocess.run([sys.executable, "-m", "pyvcore", "check", *map(str, args)],
-                          capture_output=True, text=True, input=stdin, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pyvcore", "check", *map(str, args)],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
+    )
 
 
 def write_trace(path, snapshots, extra_lines=()):
@@ -94,6 +98,7 @@ def test_variant_option_and_stdin(tmp_path):
 
 def test_check_trace_api_matches_cli(tmp_path):
     from pyvcore import check_trace
+
     trace = write_trace(tmp_path / "stock.jsonl", [cs.running(), cs.stock_qemu(), cs.running()])
     report = check_trace(trace)
     assert report.exit_code == 1 and report.snapshots == 3

@@ -7,37 +7,76 @@ from __future__ import annotations
 import json
 import re
 
-from hypothesis import given, settings, strategies as st
-
 import checker_states as cs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from pyvcore import Checker, SnapshotError
 from pyvcore.checker import INVARIANTS, check_trace_text
 
 u8 = st.integers(0, 255)
-ptr = st.sampled_from([0, cs.VCORE, cs.VCORE + 0x1000] + [cs.vcpu_addr(i) for i in range(5)]) | st.integers(0, 2**64 - 1)
+ptr = st.sampled_from([0, cs.VCORE, cs.VCORE + 0x1000] + [cs.vcpu_addr(i) for i in range(5)]) | st.integers(
+    0, 2**64 - 1
+)
 small = st.integers(0, 9)
 
-hstate = st.fixed_dictionaries({
-    "kvm_vcpu": ptr, "kvm_vcore": ptr, "ptid": u8, "hwthread_req": u8, "hwthread_state": u8,
-    "napping": u8, "in_guest": u8})
+hstate = st.fixed_dictionaries(
+    {
+        "kvm_vcpu": ptr,
+        "kvm_vcore": ptr,
+        "ptid": u8,
+        "hwthread_req": u8,
+        "hwthread_state": u8,
+        "napping": u8,
+        "in_guest": u8,
+    }
+)
 thread = st.fixed_dictionaries(
     {"cpu": small, "hw_cpu_id": st.integers(0, 2**32 - 1), "kvm_hstate": hstate},
-    optional={"lpidr": st.integers(0, 2**64 - 1), "sdr1": st.integers(0, 2**64 - 1)})
+    optional={"lpidr": st.integers(0, 2**64 - 1), "sdr1": st.integers(0, 2**64 - 1)},
+)
 vcore = st.fixed_dictionaries(
-    {"addr": ptr, "first_vcpuid": small, "pcpu": small, "num_threads": small, "n_runnable": small,
-     "vcore_state": u8, "in_guest": u8, "napping_threads": st.integers(0, 2**32 - 1)},
-    optional={"entry_exit_map": st.integers(0, 2**32 - 1), "entry_exit_count": st.integers(0, 2**32 - 1),
-              "runner": ptr, "n_woken": small, "nap_count": small, "kvm": ptr})
+    {
+        "addr": ptr,
+        "first_vcpuid": small,
+        "pcpu": small,
+        "num_threads": small,
+        "n_runnable": small,
+        "vcore_state": u8,
+        "in_guest": u8,
+        "napping_threads": st.integers(0, 2**32 - 1),
+    },
+    optional={
+        "entry_exit_map": st.integers(0, 2**32 - 1),
+        "entry_exit_count": st.integers(0, 2**32 - 1),
+        "runner": ptr,
+        "n_woken": small,
+        "nap_count": small,
+        "kvm": ptr,
+    },
+)
 vcpu = st.fixed_dictionaries(
-    {"addr": ptr, "vcpu_id": small, "vcore": ptr, "ptid": u8, "cpu": st.integers(-2**31, 2**31 - 1)},
-    optional={"thread_cpu": st.integers(-2**31, 2**31 - 1), "state": u8, "ceded": u8})
-snapshot = st.integers(1, 8).flatmap(lambda n: st.fixed_dictionaries(
-    {"variant": st.sampled_from(["seed", "modern", "prepatch"]), "threads_per_core": st.just(n),
-     "threads": st.lists(thread, min_size=1, max_size=n)},
-    optional={"vcores": st.lists(vcore, max_size=3), "vcpus": st.lists(vcpu, max_size=8),
-              "stop": st.text(max_size=10),
-              "kvm": st.fixed_dictionaries({"lpid": st.integers(0, 2**64 - 1), "sdr1": st.integers(0, 2**64 - 1)},
-                                           optional={"host_lpid": st.integers(0, 2**64 - 1)})}))
+    {"addr": ptr, "vcpu_id": small, "vcore": ptr, "ptid": u8, "cpu": st.integers(-(2**31), 2**31 - 1)},
+    optional={"thread_cpu": st.integers(-(2**31), 2**31 - 1), "state": u8, "ceded": u8},
+)
+snapshot = st.integers(1, 8).flatmap(
+    lambda n: st.fixed_dictionaries(
+        {
+            "variant": st.sampled_from(["seed", "modern", "prepatch"]),
+            "threads_per_core": st.just(n),
+            "threads": st.lists(thread, min_size=1, max_size=n),
+        },
+        optional={
+            "vcores": st.lists(vcore, max_size=3),
+            "vcpus": st.lists(vcpu, max_size=8),
+            "stop": st.text(max_size=10),
+            "kvm": st.fixed_dictionaries(
+                {"lpid": st.integers(0, 2**64 - 1), "sdr1": st.integers(0, 2**64 - 1)},
+                optional={"host_lpid": st.integers(0, 2**64 - 1)},
+            ),
+        },
+    )
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -54,9 +93,16 @@ def test_random_snapshots_give_numbered_violations(snaps):
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=20)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -83,7 +129,8 @@ def _paths(obj, prefix=""):
 OPTIONAL = re.compile(
     r"^(stop|vcores|vcpus|kvm|kvm\.host_lpid|kvm\.host_sdr1|threads\[\d+\]\.(lpidr|sdr1)"
     r"|vcores\[\d+\]\.(entry_exit_map|entry_exit_count|runner|n_woken|nap_count|kvm)"
-    r"|vcpus\[\d+\]\.(thread_cpu|state|ceded))$")
+    r"|vcpus\[\d+\]\.(thread_cpu|state|ceded))$"
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -102,11 +149,18 @@ def test_deleting_a_key_names_it_or_is_harmless(name, data):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.sampled_from(sorted(cs.MUST_ACCEPT)), st.data(),
-       st.sampled_from(["x", -1, 1.5, [], {}, None, True, 2**64]))
+@given(
+    st.sampled_from(sorted(cs.MUST_ACCEPT)),
+    st.data(),
+    st.sampled_from(["x", -1, 1.5, [], {}, None, True, 2**64]),
+)
 def test_wrong_type_names_the_key(name, data, bad):
     s = cs.MUST_ACCEPT[name]()
-    leaves = [(p, parent, k) for p, parent, k in _paths(s) if isinstance(parent[k], int) and not isinstance(parent[k], bool)]
+    leaves = [
+        (p, parent, k)
+        for p, parent, k in _paths(s)
+        if isinstance(parent[k], int) and not isinstance(parent[k], bool)
+    ]
     path, parent, key = data.draw(st.sampled_from(leaves))
     parent[key] = bad
     try:

@@ -21,17 +21,52 @@ NONE, GUEST_HV, HOST_HV = 0, 3, 4
 
 
 def initial():
-    hs = lambda state: {"kvm_vcpu": 0, "kvm_vcore": 0, "ptid": 0, "hwthread_req": 0, "hwthread_state": state,
-                        "napping": 0, "in_guest": NONE}
+    def hs(state):
+        return {
+            "kvm_vcpu": 0,
+            "kvm_vcore": 0,
+            "ptid": 0,
+            "hwthread_req": 0,
+            "hwthread_state": state,
+            "napping": 0,
+            "in_guest": NONE,
+        }
+
     return {
-        "variant": "seed", "threads_per_core": 4, "stop": "initial",
-        "threads": [{"cpu": t, "hw_cpu_id": t, "lpidr": HOST_LPID, "sdr1": HOST_SDR1,
-                     "kvm_hstate": hs(IN_KERNEL if t == 0 else IN_NAP)} for t in range(4)],
-        "vcores": [{"addr": VC, "first_vcpuid": 0, "pcpu": 0, "num_threads": 2, "n_runnable": 2,
-                    "vcore_state": INACTIVE, "in_guest": 0, "entry_exit_count": 0, "napping_threads": 0,
-                    "runner": V1, "n_woken": 0, "nap_count": 0, "kvm": KVM}],
-        "vcpus": [{"addr": V1, "vcpu_id": 1, "vcore": VC, "ptid": 1, "cpu": -1, "state": 1, "ceded": 0},
-                  {"addr": V2, "vcpu_id": 2, "vcore": VC, "ptid": 2, "cpu": -1, "state": 1, "ceded": 0}],
+        "variant": "seed",
+        "threads_per_core": 4,
+        "stop": "initial",
+        "threads": [
+            {
+                "cpu": t,
+                "hw_cpu_id": t,
+                "lpidr": HOST_LPID,
+                "sdr1": HOST_SDR1,
+                "kvm_hstate": hs(IN_KERNEL if t == 0 else IN_NAP),
+            }
+            for t in range(4)
+        ],
+        "vcores": [
+            {
+                "addr": VC,
+                "first_vcpuid": 0,
+                "pcpu": 0,
+                "num_threads": 2,
+                "n_runnable": 2,
+                "vcore_state": INACTIVE,
+                "in_guest": 0,
+                "entry_exit_count": 0,
+                "napping_threads": 0,
+                "runner": V1,
+                "n_woken": 0,
+                "nap_count": 0,
+                "kvm": KVM,
+            }
+        ],
+        "vcpus": [
+            {"addr": V1, "vcpu_id": 1, "vcore": VC, "ptid": 1, "cpu": -1, "state": 1, "ceded": 0},
+            {"addr": V2, "vcpu_id": 2, "vcore": VC, "ptid": 2, "cpu": -1, "state": 1, "ceded": 0},
+        ],
         "kvm": {"lpid": GUEST_LPID, "sdr1": GUEST_SDR1, "host_lpid": HOST_LPID, "host_sdr1": HOST_SDR1},
     }
 
@@ -129,8 +164,11 @@ def test_bugs_in_the_worked_example_are_flagged():
     # vcpu 2 started on thread 3 (the pre-change first-come-first-served placement).
     def misplace(s):
         h2, h3 = s["threads"][2]["kvm_hstate"], s["threads"][3]["kvm_hstate"]
-        h3.update(kvm_vcpu=h2["kvm_vcpu"], kvm_vcore=VC, ptid=3, in_guest=h2["in_guest"], hwthread_state=IN_KVM)
+        h3.update(
+            kvm_vcpu=h2["kvm_vcpu"], kvm_vcore=VC, ptid=3, in_guest=h2["in_guest"], hwthread_state=IN_KVM
+        )
         h2.update(kvm_vcpu=0, kvm_vcore=0, in_guest=NONE, hwthread_state=IN_NAP)
+
     assert {3, 29} <= set(_broken("T1/T2 in the guest", misplace))
     # Thread 0 switched back while T2 was still in the guest.
     assert 9 in _broken("T1 exits (hcall to QEMU)", lambda s: s["vcores"][0].update(in_guest=0))
@@ -143,4 +181,6 @@ def test_bugs_in_the_worked_example_are_flagged():
     # nap_count running ahead of n_woken.
     assert _broken("T2 tail", lambda s: s["vcores"][0].update(n_woken=1)) == [16]
     # Secondaries released while the vcore still runs with no exit.
-    assert _broken("T1/T2 in the guest", lambda s: s["threads"][3]["kvm_hstate"].update(hwthread_req=0)) == [17]
+    assert _broken("T1/T2 in the guest", lambda s: s["threads"][3]["kvm_hstate"].update(hwthread_req=0)) == [
+        17
+    ]

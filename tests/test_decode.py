@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from gdb_fakes import (
     GUEST_LPID,
     GUEST_SDR1,
@@ -18,6 +17,7 @@ from gdb_fakes import (
     recorded,
     seed_like,
 )
+
 from pyvcore.decode import (
     KernelError,
     KernelLayout,
@@ -35,10 +35,18 @@ def test_offsets_match_the_lab_notes():
     L = host.layouts
     assert L.struct("paca_struct").field("kvm_hstate").offset == 664
     hs = L.struct("kvmppc_host_state")
-    assert {n: hs.field(n).offset for n in ("in_guest", "napping", "hwthread_req", "hwthread_state",
-                                            "ptid", "kvm_vcpu", "kvm_vcore")} == {
-        "in_guest": 56, "napping": 58, "hwthread_req": 59, "hwthread_state": 60, "ptid": 62,
-        "kvm_vcpu": 64, "kvm_vcore": 72}
+    assert {
+        n: hs.field(n).offset
+        for n in ("in_guest", "napping", "hwthread_req", "hwthread_state", "ptid", "kvm_vcpu", "kvm_vcore")
+    } == {
+        "in_guest": 56,
+        "napping": 58,
+        "hwthread_req": 59,
+        "hwthread_state": 60,
+        "ptid": 62,
+        "kvm_vcpu": 64,
+        "kvm_vcore": 72,
+    }
     vc = L.struct("kvmppc_vcore")
     assert vc.field("entry_exit_map").offset == 8 and vc.field("runner").offset == 152
     assert L.struct("kvm_vcpu").field("arch.ptid").offset == 512 + 5700
@@ -74,15 +82,29 @@ def test_all_scenario_snapshot():
         assert t["kvm_hstate"]["kvm_vcore"] == VCORE
         assert t["lpidr"] == 1
     (vc,) = s["vcores"]
-    assert vc == {"addr": VCORE, "n_runnable": 4, "num_threads": 4, "napping_threads": 0,
-                  "first_vcpuid": 0, "pcpu": 0, "vcore_state": 4, "in_guest": 1,
-                  "entry_exit_map": 0xF, "runner": host.vcpu_addr(0), "kvm": KVM}
+    assert vc == {
+        "addr": VCORE,
+        "n_runnable": 4,
+        "num_threads": 4,
+        "napping_threads": 0,
+        "first_vcpuid": 0,
+        "pcpu": 0,
+        "vcore_state": 4,
+        "in_guest": 1,
+        "entry_exit_map": 0xF,
+        "runner": host.vcpu_addr(0),
+        "kvm": KVM,
+    }
     assert sorted(v["vcpu_id"] for v in s["vcpus"]) == [0, 1, 2, 3]
     for v in s["vcpus"]:
         assert v["ptid"] == v["vcpu_id"] and v["vcore"] == VCORE and v["cpu"] == 0
         assert v["thread_cpu"] == v["vcpu_id"]
-    assert s["kvm"] == {"lpid": GUEST_LPID, "sdr1": GUEST_SDR1, "host_lpid": HOST_LPID,
-                        "host_sdr1": HOST_SDR1}
+    assert s["kvm"] == {
+        "lpid": GUEST_LPID,
+        "sdr1": GUEST_SDR1,
+        "host_lpid": HOST_LPID,
+        "host_sdr1": HOST_SDR1,
+    }
 
 
 def test_novcpu0_snapshot():
@@ -127,8 +149,7 @@ def test_garbage_pointer_in_a_paca_is_one_problem_and_the_rest_is_read():
     host.vm([0, 1, 2, 3])
     host.hstate(2, kvm_vcore=0x1234_5678)
     r = host.kernel_reader().read(host.mem, host.regs)
-    assert any("cpu 2: kvm_hstate.kvm_vcore = 0x12345678 is not a kernel address" in p
-               for p in r.problems)
+    assert any("cpu 2: kvm_hstate.kvm_vcore = 0x12345678 is not a kernel address" in p for p in r.problems)
     assert len(r.snapshot["threads"]) == 4 and len(r.snapshot["vcores"]) == 1
 
 
@@ -234,6 +255,7 @@ def test_idle_host_with_a_vm_is_not_called_unloaded():
 
 def test_xarray_of_vcpus():
     from gdb_fakes import KVM
+
     from pyvcore.decode import xarray_entries
 
     host = FakeHost()
@@ -241,11 +263,11 @@ def test_xarray_of_vcpus():
     xa = KVM + host.layouts.struct("kvm").field("vcpu_array").offset
     node = 0xC000_0000_0600_0000
     host.alloc("xa_node", node)
-    host.put("xa_node", node, {"shift": 0, "count": 4,
-                               "slots": [host.vcpu_addr(i) for i in range(4)] + [0] * 60})
+    host.put(
+        "xa_node", node, {"shift": 0, "count": 4, "slots": [host.vcpu_addr(i) for i in range(4)] + [0] * 60}
+    )
     host.put_int(xa + host.layouts.struct("xarray").field("xa_head").offset, 8, node | 2)
-    assert xarray_entries(host.mem, host.layouts, xa, "little") == {
-        i: host.vcpu_addr(i) for i in range(4)}
+    assert xarray_entries(host.mem, host.layouts, xa, "little") == {i: host.vcpu_addr(i) for i in range(4)}
     # one vcpu: the entry sits in xa_head itself
     host.put_int(xa + 8, 8, host.vcpu_addr(1))
     assert xarray_entries(host.mem, host.layouts, xa, "little") == {0: host.vcpu_addr(1)}

@@ -41,9 +41,15 @@ def fake_run(records: list[dict[str, Any]], tmp_path: Path) -> LiveRun:
     trace = tmp_path / "trace.jsonl"
     trace.write_text("".join(json.dumps(r) + "\n" for r in records))
     return LiveRun(
-        scenario="all", qemu="patched", trace=trace, records=records, reports=[],
-        timings={"boot_s": 17.0, "attach_s": 3.5, "watch_s": 2.9}, watch={"ended_by": "stops"},
-        status={}, console="",
+        scenario="all",
+        qemu="patched",
+        trace=trace,
+        records=records,
+        reports=[],
+        timings={"boot_s": 17.0, "attach_s": 3.5, "watch_s": 2.9},
+        watch={"ended_by": "stops"},
+        status={},
+        console="",
     )
 
 
@@ -96,8 +102,9 @@ def test_table_lists_every_stop_kind_and_the_verdict(tmp_path: Path) -> None:
     "case, code",
     [("clean", 0), ("corrupted", 1), ("empty", 2), ("lab-fails", 2)],
 )
-def test_cli_json_and_exit_codes(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-                                 tmp_path: Path, case: str, code: int) -> None:
+def test_cli_json_and_exit_codes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, case: str, code: int
+) -> None:
     records = real_records()
     if case == "corrupted":
         records[1] = swap_ptids(records[1], 0, 1)
@@ -121,7 +128,7 @@ def test_cli_json_and_exit_codes(monkeypatch: pytest.MonkeyPatch, capsys: pytest
         return
     doc = json.loads(out)
     assert doc["scenario"] == "all"
-    for kind, row in doc["stops"].items():
+    for _kind, row in doc["stops"].items():
         assert isinstance(row["snapshots"], int) and isinstance(row["violations"], int)
         assert isinstance(row["check_ms"], float)
     if case == "corrupted":

@@ -10,7 +10,6 @@ either behaviour, and leaves the target stopped.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import textwrap

@@ -66,13 +66,16 @@ def test_modern_with_exit_requests_holds() -> None:
     assert "VCORE_EXIT_REQ" in r.bounds
 
 
-@pytest.mark.parametrize("variant,fault,invariant", [
-    ("seed", "no-cede-exit", 25),
-    ("modern", "no-cede-exit", 25),
-    ("seed", "early-switch-out", None),
-    ("modern", "early-switch-out", None),
-    ("seed", "no-exit-ipi", 30),
-])
+@pytest.mark.parametrize(
+    "variant,fault,invariant",
+    [
+        ("seed", "no-cede-exit", 25),
+        ("modern", "no-cede-exit", 25),
+        ("seed", "early-switch-out", None),
+        ("modern", "early-switch-out", None),
+        ("seed", "no-exit-ipi", 30),
+    ],
+)
 def test_injected_faults_are_caught(variant: str, fault: str, invariant) -> None:
     """The verdict "all invariants hold" is not vacuous: each broken rule is found."""
     r = explore(variant, 3, fault=fault)
@@ -122,6 +125,7 @@ def test_counterexample_as_a_snapshot_trace(tmp_path) -> None:
     assert len(lines) == len(r.counterexample) + 1
     assert json.loads(lines[-1])["event"] == r.counterexample[-1]
     from pyvcore import check_trace
+
     report = check_trace(str(path))
     assert report.snapshots == len(lines)
     assert any(v.invariant == 29 for v in report.violations)
@@ -168,16 +172,19 @@ def test_cli_exit_codes_and_json(capsys: pytest.CaptureFixture) -> None:
     assert "one vcore" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [
-    ["explore", "--variant", "seed", "--threads", "9"],
-    ["explore", "--variant", "p8", "--threads", "4"],
-    ["explore", "--variant", "seed", "--threads", "4", "--vcpus", "x"],
-    ["explore", "--threads", "4"],
-    ["explore", "--variant", "seed", "--threads", "2", "--max-cedes", "-1"],
-    ["explore", "--variant", "seed", "--threads", "2", "--max-cedes", "300"],
-    ["explore", "--variant", "seed", "--threads", "2", "--max-states", "-5"],
-    ["explore", "--variant", "seed", "--threads", "2", "--fault", "nope"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["explore", "--variant", "seed", "--threads", "9"],
+        ["explore", "--variant", "p8", "--threads", "4"],
+        ["explore", "--variant", "seed", "--threads", "4", "--vcpus", "x"],
+        ["explore", "--threads", "4"],
+        ["explore", "--variant", "seed", "--threads", "2", "--max-cedes", "-1"],
+        ["explore", "--variant", "seed", "--threads", "2", "--max-cedes", "300"],
+        ["explore", "--variant", "seed", "--threads", "2", "--max-states", "-5"],
+        ["explore", "--variant", "seed", "--threads", "2", "--fault", "nope"],
+    ],
+)
 def test_cli_bad_arguments_exit_2(argv: list) -> None:
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -185,15 +192,21 @@ def test_cli_bad_arguments_exit_2(argv: list) -> None:
 
 
 def test_cli_as_a_process() -> None:
-    proc = subprocess.run([sys.executable, "-m", "pyvcore", "explore", "--variant", "prepatch", "--threads", "2"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyvcore", "explore", "--variant", "prepatch", "--threads", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "doorbell(vcpu=" in proc.stdout
 
 
-@pytest.mark.skipif(not os.environ.get("PYVCORE_SLOW"),
-                    reason="the full 8-thread exploration takes 30-60 s: set PYVCORE_SLOW=1 "
-                           "(tests/benchmarks/bench_model.py runs it too)")
+@pytest.mark.skipif(
+    not os.environ.get("PYVCORE_SLOW"),
+    reason="the full 8-thread exploration takes 30-60 s: set PYVCORE_SLOW=1 "
+    "(tests/benchmarks/bench_model.py runs it too)",
+)
 @pytest.mark.parametrize("variant", ["seed", "modern"])
 def test_eight_threads_complete(variant: str) -> None:
     """The full 8-thread exploration (about half a minute on an idle 2-core machine)."""

@@ -14,9 +14,10 @@ from pyvcore.gdbcli import gdb_command, module_commands, plugin_entry, write_aut
 STATUS = {
     "gdb": "127.0.0.1:4321",
     "vmlinux": "/k/vmlinux",
-    "modules": {"kvm_hv": {".text": 0xC0003D0000478000, ".data": 0xC0003D000049EB40,
-                           ".bss": 0xC0003D00004A34C0},
-                "kvm": {".data": 1}},  # no .text: not loadable
+    "modules": {
+        "kvm_hv": {".text": 0xC0003D0000478000, ".data": 0xC0003D000049EB40, ".bss": 0xC0003D00004A34C0},
+        "kvm": {".data": 1},
+    },  # no .text: not loadable
     "module_objects": {"kvm_hv": "/k/kvm-hv.ko", "kvm": "/k/kvm.ko"},
 }
 
@@ -24,15 +25,20 @@ STATUS = {
 def test_module_symbols_at_reported_addresses():
     assert module_commands(STATUS) == [
         "add-symbol-file /k/kvm-hv.ko 0xc0003d0000478000 -s .bss 0xc0003d00004a34c0 "
-        "-s .data 0xc0003d000049eb40"]
+        "-s .data 0xc0003d000049eb40"
+    ]
 
 
 def test_gdb_command_order():
     argv = gdb_command(vmlinux="/k/vmlinux", remote="127.0.0.1:4321", modules=["add-symbol-file x 0x1"])
     ex = [argv[i + 1] for i, a in enumerate(argv) if a == "-ex"]
     assert argv[0] == "gdb-multiarch"
-    assert ex.index("file /k/vmlinux") < ex.index("add-symbol-file x 0x1") \
-        < ex.index("target remote 127.0.0.1:4321") < ex.index(f"source {plugin_entry()}")
+    assert (
+        ex.index("file /k/vmlinux")
+        < ex.index("add-symbol-file x 0x1")
+        < ex.index("target remote 127.0.0.1:4321")
+        < ex.index(f"source {plugin_entry()}")
+    )
     assert "set architecture powerpc:common64" in ex and "set endian little" in ex
 
 
@@ -66,9 +72,23 @@ def test_autoload_script_loads_the_plugin(tmp_path):
     shutil.copy("/bin/true", vmlinux)  # any ELF: the plugin must still load and explain
     script = write_autoload(vmlinux)
     assert script.name == "vmlinux-gdb.py"
-    out = subprocess.run(["gdb-multiarch", "-nx", "-q", "-batch", "-ex",
-                          f"add-auto-load-safe-path {tmp_path}", "-ex", f"file {vmlinux}",
-                          "-ex", "help pv-vcore"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            "gdb-multiarch",
+            "-nx",
+            "-q",
+            "-batch",
+            "-ex",
+            f"add-auto-load-safe-path {tmp_path}",
+            "-ex",
+            f"file {vmlinux}",
+            "-ex",
+            "help pv-vcore",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     text = out.stdout + out.stderr
     assert "Traceback" not in text
     assert "pv-paca, pv-vcore, pv-snapshot, pv-check, pv-watch" in text

@@ -22,8 +22,10 @@ GDB = shutil.which("gdb-multiarch")
 ENTRY = Path(__file__).resolve().parent.parent / "pyvcore" / "gdb.py"
 pytestmark = [
     pytest.mark.gdb,
-    pytest.mark.skipif(CC is None or GDB is None,
-                       reason="needs powerpc64le-linux-gnu-gcc and gdb-multiarch (`pyvcore lab setup`)"),
+    pytest.mark.skipif(
+        CC is None or GDB is None,
+        reason="needs powerpc64le-linux-gnu-gcc and gdb-multiarch (`pyvcore lab setup`)",
+    ),
 ]
 
 SOURCE = """
@@ -48,8 +50,7 @@ struct kvm the_kvm; struct kvm_vcpu the_vcpu; struct paca_struct the_paca;
 """
 
 PATHS = {
-    "paca_struct": ["paca_index", "a", "b", "c", "hw_cpu_id", "kvm_hstate.ptid",
-                    "kvm_hstate.kvm_vcore"],
+    "paca_struct": ["paca_index", "a", "b", "c", "hw_cpu_id", "kvm_hstate.ptid", "kvm_hstate.kvm_vcore"],
     "kvmppc_vcore": ["entry_exit_map", "pcpu", "vcore_state", "runnable_threads", "runner", "kvm"],
     "kvm_vcpu": ["cpu", "vcpu_id", "arch.vcore", "arch.ptid", "arch.thread_cpu", "arch.bits"],
     "kvm": ["vm_list", "arch.lpid", "arch.sdr1", "arch.host_lpid", "arch.vcores"],
@@ -91,12 +92,27 @@ def test_dwarf_layouts_equal_btf_layouts(objects, tmp_path):
     expected = fields(Layouts(KernelImage(str(btf)), "BTF"))
     script = tmp_path / "dump.py"
     script.write_text(
-        "import json\n" + FIELDS +
-        "from pyvcore._gdb_plugins import session\n"
+        "import json\n" + FIELDS + "from pyvcore._gdb_plugins import session\n"
         "from pyvcore.layout import Layouts\n"
-        "print('@@' + json.dumps(fields(Layouts(session.GdbTypeSource(), 'DWARF'))))\n")
-    out = subprocess.run([GDB, "-nx", "-q", "-batch", "-ex", f"file {dwarf}", "-ex", f"source {ENTRY}",
-                          "-ex", f"source {script}"], capture_output=True, text=True, timeout=60)
+        "print('@@' + json.dumps(fields(Layouts(session.GdbTypeSource(), 'DWARF'))))\n"
+    )
+    out = subprocess.run(
+        [
+            GDB,
+            "-nx",
+            "-q",
+            "-batch",
+            "-ex",
+            f"file {dwarf}",
+            "-ex",
+            f"source {ENTRY}",
+            "-ex",
+            f"source {script}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     text = out.stdout + out.stderr
     assert "Traceback" not in text, text
     assert "layouts from DWARF" in text.splitlines()[0]

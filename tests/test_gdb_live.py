@@ -24,8 +24,9 @@ from pyvcore.gdbcli import gdb_command, module_commands
 pytestmark = [
     pytest.mark.lab,
     pytest.mark.gdb,
-    pytest.mark.skipif(shutil.which("gdb-multiarch") is None,
-                       reason="gdb-multiarch not installed (`pyvcore lab setup`)"),
+    pytest.mark.skipif(
+        shutil.which("gdb-multiarch") is None, reason="gdb-multiarch not installed (`pyvcore lab setup`)"
+    ),
 ]
 
 WATCH_STOPS = 16
@@ -63,17 +64,21 @@ class Session:
             f"break *{spin_pc:#x} if ($msr & (1 << 60)) == 0",
             "continue",
             "delete",
-            "echo @@pv-paca\\n", "pv-paca",
-            "echo @@pv-vcore\\n", "pv-vcore",
-            "echo @@pv-snapshot\\n", "pv-snapshot --json -",
-            "echo @@pv-check\\n", "pv-check --json",
-            "echo @@pv-check-table\\n", "pv-check",
+            "echo @@pv-paca\\n",
+            "pv-paca",
+            "echo @@pv-vcore\\n",
+            "pv-vcore",
+            "echo @@pv-snapshot\\n",
+            "pv-snapshot --json -",
+            "echo @@pv-check\\n",
+            "pv-check --json",
+            "echo @@pv-check-table\\n",
+            "pv-check",
             f"pv-snapshot --json {tmp / 'trace.jsonl'}",
             f"pv-snapshot --json {tmp / 'trace.jsonl'}",
             "echo @@end\\n",
         ]
-        argv = gdb_command(vmlinux=status["vmlinux"], remote=status["gdb"],
-                           modules=module_commands(status))
+        argv = gdb_command(vmlinux=status["vmlinux"], remote=status["gdb"], modules=module_commands(status))
         argv[1:1] = ["-nx", "-batch"]
         for c in commands:
             argv += ["-ex", c]
@@ -138,8 +143,14 @@ def test_scenario_state(session: Session) -> None:
     snaps = [r for r in session.watch if r.get("threads")] + [session.snapshot]
 
     def placed(s: dict) -> dict[int, tuple[int, bool, bool]]:
-        return {t["cpu"]: (t["kvm_hstate"]["ptid"], bool(t["kvm_hstate"]["kvm_vcpu"]),
-                           bool(t["kvm_hstate"]["kvm_vcore"])) for t in s["threads"]}
+        return {
+            t["cpu"]: (
+                t["kvm_hstate"]["ptid"],
+                bool(t["kvm_hstate"]["kvm_vcpu"]),
+                bool(t["kvm_hstate"]["kvm_vcore"]),
+            )
+            for t in s["threads"]
+        }
 
     if session.scenario == "all":  # type: ignore[attr-defined]
         want = {n: (n, True, True) for n in range(4)}
@@ -149,8 +160,9 @@ def test_scenario_state(session: Session) -> None:
         assert sorted(v["vcpu_id"] for v in session.snapshot["vcpus"]) == [0, 1, 2, 3]
     else:
         # thread 0 switched the MMU with no vcpu of its own; vcpu 1 runs on thread 1
-        assert any(p[0] == (0, False, True) and p[1] == (1, True, True)
-                   for p in map(placed, snaps)), [placed(s) for s in snaps]
+        assert any(p[0] == (0, False, True) and p[1] == (1, True, True) for p in map(placed, snaps)), [
+            placed(s) for s in snaps
+        ]
         (vc,) = session.snapshot["vcores"]
         assert vc["first_vcpuid"] == 0 and vc["pcpu"] == 0
         assert [v["vcpu_id"] for v in session.snapshot["vcpus"]] == [1]
@@ -193,8 +205,9 @@ def test_pv_check_clean_on_a_correct_kernel(session: Session) -> None:
     assert session.check["violations"] == [], session.check["violations"]
     assert "no invariant violated (modern)" in session.out["pv-check-table"]
     watched = [r for r in session.watch if "violations" in r]
-    assert watched and all(r["violations"] == [] for r in watched), \
-        [(r["stop"], r["violations"]) for r in watched if r["violations"]]
+    assert watched and all(r["violations"] == [] for r in watched), [
+        (r["stop"], r["violations"]) for r in watched if r["violations"]
+    ]
 
 
 def test_snapshot_appends_build_a_trace_pyvcore_check_reads(session: Session) -> None:

@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from test_btf import VMLINUX
 
 GDB = shutil.which("gdb-multiarch")
@@ -58,8 +57,15 @@ def test_no_btf_and_no_dwarf(tmp_path: Path):
 
 @needs_vmlinux
 def test_banner_with_btf_kernel_and_not_connected():
-    out = gdb_batch(f"file {VMLINUX}", f"source {ENTRY}", "pv-paca", "pv-vcore", "pv-check",
-                    "pv-snapshot", "p $pv_paca(0)")
+    out = gdb_batch(
+        f"file {VMLINUX}",
+        f"source {ENTRY}",
+        "pv-paca",
+        "pv-vcore",
+        "pv-check",
+        "pv-snapshot",
+        "p $pv_paca(0)",
+    )
     banner = out.splitlines()[0]
     assert "layouts from BTF, paca_ptrs, entry_exit_map -> variant modern" in banner
     assert "not connected yet" in banner
@@ -68,8 +74,14 @@ def test_banner_with_btf_kernel_and_not_connected():
 
 @needs_vmlinux
 def test_help_apropos_and_completion():
-    out = gdb_batch(f"file {VMLINUX}", f"source {ENTRY}", "help pv-vcore", "apropos kvm_hstate",
-                    "complete pv-watch o", "complete pv-check --j")
+    out = gdb_batch(
+        f"file {VMLINUX}",
+        f"source {ENTRY}",
+        "help pv-vcore",
+        "apropos kvm_hstate",
+        "complete pv-watch o",
+        "complete pv-check --j",
+    )
     assert "Usage: pv-vcore [ADDR|all]" in out
     assert "pv-paca -- Show each hardware thread's PACA kvm_hstate" in out
     assert "pv-watch on" in out and "pv-watch off" in out
@@ -78,8 +90,14 @@ def test_help_apropos_and_completion():
 
 @needs_vmlinux
 def test_bad_arguments_are_one_line():
-    out = gdb_batch(f"file {VMLINUX}", f"source {ENTRY}", "pv-paca one two", "pv-paca x",
-                    "pv-watch on --max-stops 0", "pv-watch sideways")
+    out = gdb_batch(
+        f"file {VMLINUX}",
+        f"source {ENTRY}",
+        "pv-paca one two",
+        "pv-paca x",
+        "pv-watch on --max-stops 0",
+        "pv-watch sideways",
+    )
     assert "pv-paca: unrecognized arguments: two (see `help pv-paca`)" in out
     assert "pv-paca: CPU must be a number or `all`, not 'x'" in out
     assert "pv-watch: --max-stops must be at least 1" in out
@@ -88,9 +106,16 @@ def test_bad_arguments_are_one_line():
 
 @needs_vmlinux
 def test_watch_plants_internal_breakpoints_and_removes_them():
-    out = gdb_batch(f"file {VMLINUX}", f"source {ENTRY}", "pv-watch on --log /dev/null",
-                    "pv-watch", "maint info breakpoints", "pv-watch off", "pv-watch off",
-                    "maint info breakpoints")
+    out = gdb_batch(
+        f"file {VMLINUX}",
+        f"source {ENTRY}",
+        "pv-watch on --log /dev/null",
+        "pv-watch",
+        "maint info breakpoints",
+        "pv-watch off",
+        "pv-watch off",
+        "maint info breakpoints",
+    )
     assert "pv-watch: on at kvmppc_hv_entry, kvmppc_primary_no_guest, kvm_do_nap" in out
     assert "not watched (symbol unknown): kvmppc_run_core, kvmppc_start_thread" in out
     assert "pv-watch: already off" in out

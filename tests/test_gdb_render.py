@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from gdb_fakes import MSR_OPAL, VCORE, FakeHost
+
 from pyvcore import render
 
 
@@ -56,7 +57,7 @@ def test_exit_request_bit_is_named():
 
 
 def test_check_table_marks_differences_and_violations():
-    host, r = reading()
+    _host, r = reading()
 
     class V:
         invariant = 3

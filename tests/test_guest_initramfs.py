@@ -55,8 +55,7 @@ def inputs(tmp_path):
 
 def test_initramfs_contents(tmp_path, inputs):
     busybox, modules, programs = inputs
-    out = build_initramfs(tmp_path / "initrd.gz", busybox=busybox, modules=modules,
-                          programs=programs)
+    out = build_initramfs(tmp_path / "initrd.gz", busybox=busybox, modules=modules, programs=programs)
     members = list_initramfs(out)
     assert stat.S_ISCHR(members["dev/console"])
     assert stat.S_ISLNK(members["bin/sh"])
@@ -79,8 +78,9 @@ def test_initramfs_is_reproducible(tmp_path, inputs):
 def test_initramfs_without_kvm_hv_says_what_is_missing(tmp_path, inputs):
     busybox, modules, programs = inputs
     with pytest.raises(GuestBuildError, match="kvm-hv"):
-        build_initramfs(tmp_path / "x.gz", busybox=busybox, modules={"kvm": modules["kvm"]},
-                        programs=programs)
+        build_initramfs(
+            tmp_path / "x.gz", busybox=busybox, modules={"kvm": modules["kvm"]}, programs=programs
+        )
 
 
 def test_initramfs_rejects_a_module_that_is_not_elf(tmp_path, inputs):
@@ -88,8 +88,9 @@ def test_initramfs_rejects_a_module_that_is_not_elf(tmp_path, inputs):
     bad = tmp_path / "bad.ko"
     bad.write_bytes(b"not a module")
     with pytest.raises(GuestBuildError, match="not a kernel module"):
-        build_initramfs(tmp_path / "x.gz", busybox=busybox, modules={**modules, "kvm": bad},
-                        programs=programs)
+        build_initramfs(
+            tmp_path / "x.gz", busybox=busybox, modules={**modules, "kvm": bad}, programs=programs
+        )
 
 
 def test_missing_cross_compiler_names_the_package(tmp_path):
@@ -97,8 +98,9 @@ def test_missing_cross_compiler_names_the_package(tmp_path):
         build_guest_programs(tmp_path, cc="no-such-powerpc64le-gcc")
 
 
-@pytest.mark.skipif(shutil.which(CROSS_CC) is None,
-                    reason=f"{CROSS_CC} not installed (`pyvcore lab setup` installs it)")
+@pytest.mark.skipif(
+    shutil.which(CROSS_CC) is None, reason=f"{CROSS_CC} not installed (`pyvcore lab setup` installs it)"
+)
 def test_vmm_cross_compiles_static_ppc64le_and_is_cached(tmp_path):
     programs = build_guest_programs(tmp_path)
     vmm = programs["pyvcore-vmm"]

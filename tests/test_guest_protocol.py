@@ -40,8 +40,15 @@ def test_reports_stalled_and_done():
     assert log.report(1)["started"] is False and log.report(1)["tir"] is None
     assert log.stalled == [1, 2, 3]
     assert log.ready is None
-    assert log.done == {"scenario": "all", "status": "error", "reason": "stalled", "vcpus": "4",
-                        "started": "1", "never_ran": "1,2,3", "seconds": "18.894"}
+    assert log.done == {
+        "scenario": "all",
+        "status": "error",
+        "reason": "stalled",
+        "vcpus": "4",
+        "started": "1",
+        "never_ran": "1,2,3",
+        "seconds": "18.894",
+    }
     assert not log.ok
     assert log.powered_off
     assert log.vmm["msgsndp_pc"] == "0x11a8"

@@ -162,7 +162,10 @@ def test_busy_gdb_port_is_a_clear_error() -> None:
         lab = Lab("all", qemu="stock", gdb_port=port, lock_wait=LOCK_WAIT)
         with pytest.raises(LabError) as err:
             lab.start()
-    assert str(err.value) == f"gdb port 127.0.0.1:{port} is already in use; pick another or omit it for a free one"
+    assert (
+        str(err.value)
+        == f"gdb port 127.0.0.1:{port} is already in use; pick another or omit it for a free one"
+    )
     assert lab.pid is None and qemu_children(os.getpid()) == []
 
 
@@ -174,7 +177,12 @@ def test_qemu_dying_mid_boot_is_reported_and_reaped() -> None:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             console = lab.console
-            if lab.pid and console and console.exists() and "Linux version" in console.read_text(errors="replace"):
+            if (
+                lab.pid
+                and console
+                and console.exists()
+                and "Linux version" in console.read_text(errors="replace")
+            ):
                 killed.append(lab.pid)
                 os.kill(lab.pid, signal.SIGKILL)
                 return

@@ -3,6 +3,7 @@ No QEMU needed."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -51,7 +52,9 @@ def test_qemu_command_is_powernv8_smt_with_local_only_gdbstub(tmp_path: Path) ->
 
 def test_qemu_command_rejects_odd_thread_counts() -> None:
     with pytest.raises(LabError, match="threads"):
-        labqemu.qemu_command("q", vmlinux="v", initrd="i", threads=3, scenario="all", hold=0, gdb_port=1, qmp_socket="s")
+        labqemu.qemu_command(
+            "q", vmlinux="v", initrd="i", threads=3, scenario="all", hold=0, gdb_port=1, qmp_socket="s"
+        )
 
 
 def test_console_file_reads_incrementally_and_parses_contract_lines(tmp_path: Path) -> None:
@@ -257,10 +260,8 @@ def test_lock_holder_found_when_the_locker_exited(tmp_path: Path) -> None:
         with pytest.raises(labqemu.LabBusy, match=r"pid \d+ \(sleep 30\)"):
             labqemu.acquire_lock(lock)
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(holder.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def test_parse_apt_policy_candidates() -> None:
@@ -316,17 +317,31 @@ def test_status_and_down_of_a_detached_lab_from_its_state_file(tmp_path: Path) -
     state.write_text(
         json.dumps(
             {
-                "pid": proc.pid, "gdb_port": 1234, "vmlinux": "/k/vmlinux", "console": str(console),
-                "run_dir": str(tmp_path), "qmp": str(tmp_path / "qmp" / "qmp.sock"),
-                "qemu_binary": str(fake_qemu), "scenario": "sparse", "threads": 4, "qemu": "stock",
-                "hold": 0, "boot_seconds": 17.5, "attempts": 1, "started_at": "now",
+                "pid": proc.pid,
+                "gdb_port": 1234,
+                "vmlinux": "/k/vmlinux",
+                "console": str(console),
+                "run_dir": str(tmp_path),
+                "qmp": str(tmp_path / "qmp" / "qmp.sock"),
+                "qemu_binary": str(fake_qemu),
+                "scenario": "sparse",
+                "threads": 4,
+                "qemu": "stock",
+                "hold": 0,
+                "boot_seconds": 17.5,
+                "attempts": 1,
+                "started_at": "now",
             }
         )
     )
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "pyvcore", "lab", *args], capture_output=True, text=True, env=env, timeout=60
+            [sys.executable, "-m", "pyvcore", "lab", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
         )
 
     try:

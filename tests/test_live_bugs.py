@@ -24,7 +24,6 @@ from typing import Any, Callable
 
 import pytest
 
-from pyvcore.diff import summarize
 from pyvcore.mi import iter_jsonl
 
 pytestmark = [pytest.mark.lab, pytest.mark.gdb]
@@ -43,10 +42,29 @@ def stock_diff(tmp_path_factory: pytest.TempPathFactory, live_runs: Any) -> dict
         trace = tmp_path_factory.mktemp("stock") / "all-stock.jsonl"
         started = time.monotonic()
         proc = subprocess.run(
-            [sys.executable, "-m", "pyvcore", "diff", "--scenario", "all", "--qemu", "stock",
-             "--stops", "40", "--deadline", "60", "--no-reports", "--json", "--trace", str(trace),
-             "--lock-wait", "600"],
-            capture_output=True, text=True, timeout=1000,
+            [
+                sys.executable,
+                "-m",
+                "pyvcore",
+                "diff",
+                "--scenario",
+                "all",
+                "--qemu",
+                "stock",
+                "--stops",
+                "40",
+                "--deadline",
+                "60",
+                "--no-reports",
+                "--json",
+                "--trace",
+                str(trace),
+                "--lock-wait",
+                "600",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1000,
         )
         _STOCK.update(rc=proc.returncode, stdout=proc.stdout, stderr=proc.stderr, trace=trace)
         if proc.returncode in (0, 1) and proc.stdout.strip():
@@ -66,7 +84,9 @@ def test_stock_qemu_lpidr_sdr1_bug_is_flagged_by_the_mmu_invariants(stock_diff: 
     assert flagged & MMU_INVARIANTS, f"violations named {sorted(flagged)}, none of inv. 8/9"
     mmu = [v for v in doc["violations"] if v["invariant"] in MMU_INVARIANTS]
     # The violation names the registers involved, as read from the threads.
-    assert any("lpidr" in json.dumps(v["fields"]).lower() or "sdr1" in json.dumps(v["fields"]).lower() for v in mmu)
+    assert any(
+        "lpidr" in json.dumps(v["fields"]).lower() or "sdr1" in json.dumps(v["fields"]).lower() for v in mmu
+    )
     for v in doc["violations"]:
         assert isinstance(v["invariant"], int) and v.get("stop") is not None
 
@@ -74,7 +94,9 @@ def test_stock_qemu_lpidr_sdr1_bug_is_flagged_by_the_mmu_invariants(stock_diff: 
 def test_stock_trace_replays_to_the_same_verdict(stock_diff: dict[str, Any]) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "pyvcore", "check", str(stock_diff["trace"]), "--json"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 1, proc.stderr
     offline = sorted(v["invariant"] for v in json.loads(proc.stdout)["violations"])
@@ -121,7 +143,11 @@ def model_placement(variant: str, vcpu_ids: list[int], threads: int = 4) -> dict
         model.apply(step[0])
     snap = json.loads(model.snapshot_json())
     ids = {v["addr"]: v["vcpu_id"] for v in snap["vcpus"]}
-    return {ids[t["kvm_hstate"]["kvm_vcpu"]]: n for n, t in enumerate(snap["threads"]) if t["kvm_hstate"]["kvm_vcpu"]}
+    return {
+        ids[t["kvm_hstate"]["kvm_vcpu"]]: n
+        for n, t in enumerate(snap["threads"])
+        if t["kvm_hstate"]["kvm_vcpu"]
+    }
 
 
 def real_placement(snapshots: list[dict[str, Any]]) -> dict[int, set[int]]:
@@ -162,8 +188,13 @@ def test_prepatch_model_disagrees_with_the_kernel_exactly_where_ids_have_gaps(
 def _swap_ptids(snapshot: dict[str, Any]) -> dict[str, Any] | None:
     """The snapshot with kvm_hstate.ptid swapped between two threads holding vcpus."""
     holders = [i for i, t in enumerate(snapshot["threads"]) if t["kvm_hstate"]["kvm_vcpu"]]
-    pairs = [(a, b) for a in holders for b in holders
-             if a < b and snapshot["threads"][a]["kvm_hstate"]["ptid"] != snapshot["threads"][b]["kvm_hstate"]["ptid"]]
+    pairs = [
+        (a, b)
+        for a in holders
+        for b in holders
+        if a < b
+        and snapshot["threads"][a]["kvm_hstate"]["ptid"] != snapshot["threads"][b]["kvm_hstate"]["ptid"]
+    ]
     if not pairs:
         return None
     a, b = pairs[0]
@@ -187,7 +218,11 @@ def test_corrupted_snapshot_is_reported(live_run: Callable[..., Any], tmp_path: 
     # And through the CLI, as a trace.
     trace = tmp_path / "corrupted.jsonl"
     trace.write_text("".join(json.dumps(s) + "\n" for s in sample))
-    proc = subprocess.run([sys.executable, "-m", "pyvcore", "check", str(trace), "--json"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyvcore", "check", str(trace), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert 3 in {v["invariant"] for v in json.loads(proc.stdout)["violations"]}

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from typing import Any, Callable, Iterable
+from collections.abc import Iterable
+from typing import Any, Callable
 
 import pytest
 
@@ -58,7 +59,7 @@ def exit_in_progress(s: dict[str, Any]) -> bool:
         if vc.get("vcore_state") == VCORE_EXITING:
             return True
         eem = vc.get("entry_exit_map")
-        if eem is not None and (eem & 0xff) and (eem >> 8) & 0xff:
+        if eem is not None and (eem & 0xFF) and (eem >> 8) & 0xFF:
             return True
     return False
 
@@ -126,7 +127,9 @@ def test_snapshots_differ_between_stops(live_run: Callable[..., Any], scenario: 
     """The watcher samples different moments, not one state over and over."""
     run = live_run(scenario)
     distinct = {
-        json.dumps({k: v for k, v in s.items() if k not in ("stop", "violations", "seq", "time")}, sort_keys=True)
+        json.dumps(
+            {k: v for k, v in s.items() if k not in ("stop", "violations", "seq", "time")}, sort_keys=True
+        )
         for s in run.snapshots
     }
     assert len(distinct) >= max(3, len(run.snapshots) // 10)
@@ -144,7 +147,11 @@ def test_every_vcpu_on_its_own_thread(live_run: Callable[..., Any], scenario: st
             v = vcpus.get(t["kvm_hstate"]["kvm_vcpu"])
             if v is None or v["vcore"] not in vcores:
                 continue
-            assert v["ptid"] == v["vcpu_id"] - vcores[v["vcore"]]["first_vcpuid"] == thread, (s.get("stop"), thread, v)
+            assert v["ptid"] == v["vcpu_id"] - vcores[v["vcore"]]["first_vcpuid"] == thread, (
+                s.get("stop"),
+                thread,
+                v,
+            )
             checked += 1
     assert checked > 0, "no stop showed a thread holding a vcpu"
 
@@ -155,7 +162,9 @@ def test_offline_replay_gives_the_same_verdicts(live_run: Callable[..., Any], sc
     run = live_run(scenario)
     proc = subprocess.run(
         [sys.executable, "-m", "pyvcore", "check", str(run.trace), "--json"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode in (0, 1), proc.stderr
     report = json.loads(proc.stdout)

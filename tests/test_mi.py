@@ -103,9 +103,8 @@ def test_deadline_raises_and_late_output_is_not_mixed_into_the_next_command() ->
 
 
 def test_gdb_dying_is_reported() -> None:
-    with GdbMI() as gdb:
-        with pytest.raises(GdbExited):
-            gdb.console("python import os; os._exit(3)", timeout=10)
+    with GdbMI() as gdb, pytest.raises(GdbExited):
+        gdb.console("python import os; os._exit(3)", timeout=10)
 
 
 def test_missing_gdb_binary_is_a_clear_error() -> None:
@@ -147,14 +146,13 @@ def test_interrupt_continue_and_breakpoint_stop(spin: Path) -> None:
 
 def test_cleanup_after_a_failing_test_body_leaves_no_process(spin: Path) -> None:
     pids = {}
-    with pytest.raises(RuntimeError, match="test body failed"):
-        with GdbMI(args=[str(spin)]) as gdb:
-            gdb.execute("-exec-run")
-            time.sleep(0.2)
-            gdb.interrupt(timeout=10)
-            pids = {"gdb": gdb.process.pid, "inferior": _inferior_pid(gdb)}
-            gdb.cont(wait=False)  # leave the inferior running on purpose
-            raise RuntimeError("test body failed")
+    with pytest.raises(RuntimeError, match="test body failed"), GdbMI(args=[str(spin)]) as gdb:
+        gdb.execute("-exec-run")
+        time.sleep(0.2)
+        gdb.interrupt(timeout=10)
+        pids = {"gdb": gdb.process.pid, "inferior": _inferior_pid(gdb)}
+        gdb.cont(wait=False)  # leave the inferior running on purpose
+        raise RuntimeError("test body failed")
     assert pids and all(pid > 0 for pid in pids.values())
     deadline = time.monotonic() + 5
     while any(_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:

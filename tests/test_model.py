@@ -36,7 +36,12 @@ def test_worked_example_3_11_row_by_row() -> None:
     vc.run_core(runner=1, start=False)  # row "run_core reset" + row "grab"
     v = vc.vcore
     assert (v["n_woken"], v["nap_count"], v["entry_exit_count"]) == (0, 0, 0)
-    assert (v["vcore_state"], v["vcore_state_name"], v["in_guest"], v["napping_threads"]) == (2, "VCORE_STARTING", 0, 0)
+    assert (v["vcore_state"], v["vcore_state_name"], v["in_guest"], v["napping_threads"]) == (
+        2,
+        "VCORE_STARTING",
+        0,
+        0,
+    )
     for t in (1, 2, 3):
         assert (row(vc, t)["hwthread_req"], row(vc, t)["kvm_vcpu"]) == (1, 0)
 
@@ -291,7 +296,11 @@ def test_cede_to_exit_rule_and_prod() -> None:
     vc = Vcore("modern", threads=2, vcpus=[0, 1], strict=True)
     vc.runnable(0, 1)
     vc.run_core()
-    vc.enter(0); vc.switch_in(); vc.guest_entry(0); vc.enter(1); vc.guest_entry(1)
+    vc.enter(0)
+    vc.switch_in()
+    vc.guest_entry(0)
+    vc.enter(1)
+    vc.guest_entry(1)
     assert vc.cede(1).ceded_to_nap
     assert vc.paca_table()[1]["napping"] == 1 and vc.vcpus[1]["ceded"] == 1
     step = vc.cede(0)  # every entered thread would nap: exit instead
@@ -307,9 +316,17 @@ def test_all_ceded_vcore_sleeps(variant: str, sleeping: int) -> None:
     vc = Vcore(variant, threads=2, vcpus=[0, 1], strict=True)
     vc.runnable(1)
     vc.run_core()
-    vc.enter(0); vc.switch_in(); vc.guest_entry(0); vc.enter(1); vc.guest_entry(1)
+    vc.enter(0)
+    vc.switch_in()
+    vc.guest_entry(0)
+    vc.enter(1)
+    vc.guest_entry(1)
     assert not vc.cede(1).ceded_to_nap  # thread 0 naps without a vcpu: the cede exits
-    vc.wake(0); vc.switch_out(); vc.tail(1); vc.release(); vc.finish()
+    vc.wake(0)
+    vc.switch_out()
+    vc.tail(1)
+    vc.release()
+    vc.finish()
     assert vc.vcpus[1]["ceded"] == 1 and vc.vcore["runnable"] == [1]
     with pytest.raises(ModelError, match="vcore_blocked"):
         vc.run_core()
@@ -346,9 +363,12 @@ def test_doorbell_delivery_seed_vs_prepatch() -> None:
         vc = Vcore(variant, threads=4, vcpus=[0, 1, 2, 3])
         vc.runnable(2)
         vc.run_core()
-        vc.enter(0); vc.switch_in(); vc.guest_entry(0)
+        vc.enter(0)
+        vc.switch_in()
+        vc.guest_entry(0)
         if variant == "seed":
-            vc.enter(2); vc.guest_entry(2)
+            vc.enter(2)
+            vc.guest_entry(2)
             assert vc.doorbell(2, 0) is None  # nobody on thread 0: vcpu 0 gets it when it runs
             assert vc.violations == []
         else:
@@ -413,8 +433,11 @@ def event_texts(draw: st.DrawFn) -> str:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(variant=st.sampled_from(["seed", "modern", "prepatch"]), threads=st.integers(1, 8),
-       events=st.lists(event_texts(), max_size=60))
+@given(
+    variant=st.sampled_from(["seed", "modern", "prepatch"]),
+    threads=st.integers(1, 8),
+    events=st.lists(event_texts(), max_size=60),
+)
 def test_random_event_texts_never_crash(variant: str, threads: int, events: list) -> None:
     vc = Vcore(variant, threads=threads)
     for text in events:
@@ -427,9 +450,15 @@ def test_random_event_texts_never_crash(variant: str, threads: int, events: list
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(variant=st.sampled_from(["seed", "modern"]), threads=st.integers(1, 8),
-       choices=st.lists(st.integers(0, 10_000), min_size=1, max_size=150), data=st.data())
-def test_random_legal_walks_pass_the_checker(variant: str, threads: int, choices: list, data: st.DataObject) -> None:
+@given(
+    variant=st.sampled_from(["seed", "modern"]),
+    threads=st.integers(1, 8),
+    choices=st.lists(st.integers(0, 10_000), min_size=1, max_size=150),
+    data=st.data(),
+)
+def test_random_legal_walks_pass_the_checker(
+    variant: str, threads: int, choices: list, data: st.DataObject
+) -> None:
     """Every state reached by legal events satisfies every invariant, both in
     the model's own check and through pyvcore.Checker (transitions included)."""
     # Real cores have 1, 2, 4 or 8 threads; other sizes are modelled for vcore 0 only.

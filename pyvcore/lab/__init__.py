@@ -18,6 +18,7 @@ Python API (contract 4)::
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
 import json
 import os
@@ -31,8 +32,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from pyvcore.lab.guest import SCENARIOS  # the scenarios /init knows (contract 5)
 from pyvcore.lab.cache import KernelManifest, cache_dir, guest_sources, tree_key
+from pyvcore.lab.guest import SCENARIOS  # the scenarios /init knows (contract 5)
 from pyvcore.lab.qemu import (
     THREAD_CHOICES,
     ConsoleFile,
@@ -52,7 +53,7 @@ from pyvcore.lab.qemu import (
     write_lock_info,
 )
 
-__all__ = ["Lab", "LabError", "LabBusy", "LabNotSetUp", "SCENARIOS", "QEMU_KINDS"]
+__all__ = ["QEMU_KINDS", "SCENARIOS", "Lab", "LabBusy", "LabError", "LabNotSetUp"]
 
 QEMU_KINDS = ("patched", "stock")
 STOCK_QEMU = Path("/usr/bin/qemu-system-ppc64")
@@ -151,14 +152,14 @@ class Lab:
             raise LabError("the lab is not running")
         return f"127.0.0.1:{self.gdb_port}"
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         self.start()
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+    def __exit__(self, exc_type, exc, tb) -> None:
         self.stop()
 
-    def start(self) -> "Lab":
+    def start(self) -> Lab:
         """Boot until the guest prints ``PYVCORE READY`` (retrying one hung boot)."""
         self._prepare()
         for attempt in range(1, self.retries + 2):
@@ -170,7 +171,9 @@ class Lab:
                 self.stop()
                 if attempt > self.retries:
                     raise LabError(f"boot hung twice ({hung})", f"console tail:\n{hung.tail}") from None
-                self._log(f"boot hung ({hung}); retrying once (about one boot in fifteen hangs in kernel init)")
+                self._log(
+                    f"boot hung ({hung}); retrying once (about one boot in fifteen hangs in kernel init)"
+                )
             except BaseException:
                 self.stop()
                 raise
@@ -197,10 +200,8 @@ class Lab:
             done = self._reader.parsed.powered_off if self._reader else False
             self.stopped_by = "guest poweroff" if done else "exited"
         if proc is not None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
         self.proc = None
         self.pid = None
         self.gdb_port = None
@@ -297,7 +298,8 @@ class Lab:
                 )
             if time.monotonic() > deadline:
                 raise LabError(
-                    f"timed out after {timeout:.0f} s waiting for {regex!r}", f"console tail:\n{reader.tail()}"
+                    f"timed out after {timeout:.0f} s waiting for {regex!r}",
+                    f"console tail:\n{reader.tail()}",
                 )
             time.sleep(0.1)
 
@@ -308,7 +310,7 @@ class Lab:
     # ----------------------------------------------------------------- detached labs
 
     @classmethod
-    def running(cls) -> "Lab | None":
+    def running(cls) -> Lab | None:
         """The lab started by `pyvcore lab up`, or None if none is running."""
         try:
             state = json.loads(_state_file().read_text())
@@ -356,10 +358,8 @@ class Lab:
 
     @staticmethod
     def clear_state() -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             _state_file().unlink()
-        except FileNotFoundError:
-            pass
 
     # ----------------------------------------------------------------- internals
 
@@ -399,12 +399,23 @@ class Lab:
         from pyvcore.lab import guest, setup
 
         try:
-            programs = guest.build_guest_programs(cache / "guest", cc=setup.CROSS_CC)  # skips unchanged sources
-            inputs = [*guest_sources(), *programs.values(), *map(Path, manifest.modules.values()), Path(manifest.busybox)]
+            programs = guest.build_guest_programs(
+                cache / "guest", cc=setup.CROSS_CC
+            )  # skips unchanged sources
+            inputs = [
+                *guest_sources(),
+                *programs.values(),
+                *map(Path, manifest.modules.values()),
+                Path(manifest.busybox),
+            ]
             out = cache / "initramfs" / f"{tree_key(inputs)}.cpio.gz"
             if not out.is_file():
                 modules = {name: Path(path) for name, path in manifest.modules.items()}
-                out = Path(guest.build_initramfs(out, busybox=Path(manifest.busybox), modules=modules, programs=programs))
+                out = Path(
+                    guest.build_initramfs(
+                        out, busybox=Path(manifest.busybox), modules=modules, programs=programs
+                    )
+                )
         except guest.GuestBuildError as err:
             first, _, rest = str(err).partition("\n")
             raise LabError(f"cannot build the initramfs: {first}", rest) from None
@@ -424,7 +435,9 @@ class Lab:
         assert self.qemu_binary and self.vmlinux and self.initrd
         port = self.requested_gdb_port
         if port is not None and port_in_use(port):
-            raise LabError(f"gdb port 127.0.0.1:{port} is already in use; pick another or omit it for a free one")
+            raise LabError(
+                f"gdb port 127.0.0.1:{port} is already in use; pick another or omit it for a free one"
+            )
         lock_fd = acquire_lock(wait=self.lock_wait)
         try:
             if port is None:
@@ -449,7 +462,9 @@ class Lab:
             (self.run_dir / "cmdline").write_text(" ".join(cmd) + "\n")
             started = time.monotonic()
             try:
-                self.proc = spawn(cmd, console=self.console, stderr=stderr, lock_fd=lock_fd, detached=self.detached)
+                self.proc = spawn(
+                    cmd, console=self.console, stderr=stderr, lock_fd=lock_fd, detached=self.detached
+                )
             except OSError as err:
                 raise LabError(f"cannot start {self.qemu_binary}: {err.strerror or err}") from err
             self.pid = self.proc.pid
@@ -490,14 +505,18 @@ class Lab:
                 console = reader.parsed
                 if console.ready is not None or console.stalled is not None:
                     if console.ready is not None and console.ready != self.scenario:
-                        raise LabError(f"the guest is READY for scenario {console.ready!r}, not {self.scenario!r}")
+                        raise LabError(
+                            f"the guest is READY for scenario {console.ready!r}, not {self.scenario!r}"
+                        )
                     if console.ready is None:
                         never = ",".join(map(str, console.stalled))
-                        self._log(f"guest reports vcpus {never} never ran (STALLED): the lab is up with them hung")
+                        self._log(
+                            f"guest reports vcpus {never} never ran (STALLED): the lab is up with them hung"
+                        )
                     return
                 if console.done is not None:
                     raise LabError(
-                        f"the guest scenario failed before it was ready: PYVCORE DONE "
+                        "the guest scenario failed before it was ready: PYVCORE DONE "
                         + " ".join(f"{k}={v}" for k, v in console.done.items()),
                         reader.tail(),
                     )
@@ -522,7 +541,9 @@ class Lab:
             err_text = ""
         how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
         if "Address already in use" in err_text:
-            return LabError(f"gdb port {self.gdb_address} is already in use (QEMU could not bind it)", err_text)
+            return LabError(
+                f"gdb port {self.gdb_address} is already in use (QEMU could not bind it)", err_text
+            )
         errors = [line for line in err_text.splitlines() if ": warning: " not in line]
         first_err = errors[-1] if errors else ""
         message = f"QEMU died during boot ({how})" + (f": {first_err}" if first_err else "")

@@ -18,9 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 QEMU_PATCH_DIR = PACKAGE_DIR / "qemu-patches"
@@ -97,7 +97,7 @@ class KernelManifest:
         return target
 
     @classmethod
-    def load(cls, cache: Path | None = None) -> "KernelManifest | None":
+    def load(cls, cache: Path | None = None) -> KernelManifest | None:
         """The manifest, or None when setup has not unpacked a kernel (or files vanished)."""
         target = cls.path(cache)
         try:

@@ -11,7 +11,7 @@ from pyvcore.lab import SCENARIOS
 from pyvcore.lab.qemu import THREAD_CHOICES, LabError
 
 
-def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparsers type
+def register(subparsers) -> None:
     lab = subparsers.add_parser("lab", help="the QEMU powernv8 KVM-HV lab", description=__doc__)
     commands = lab.add_subparsers(dest="lab_command", metavar="COMMAND")
     lab.set_defaults(func=lambda args: (lab.print_help(), 2)[1])
@@ -22,16 +22,34 @@ def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparser
     setup.set_defaults(func=cmd_setup)
 
     up = commands.add_parser("up", help="boot the lab and leave it running (detached)")
-    up.add_argument("--scenario", default="all", help=f"guest scenario: {', '.join(SCENARIOS)} (default: all)")
-    up.add_argument("--threads", type=int, default=4, help=f"hardware threads per core: {'|'.join(map(str, THREAD_CHOICES))}")
+    up.add_argument(
+        "--scenario", default="all", help=f"guest scenario: {', '.join(SCENARIOS)} (default: all)"
+    )
+    up.add_argument(
+        "--threads",
+        type=int,
+        default=4,
+        help=f"hardware threads per core: {'|'.join(map(str, THREAD_CHOICES))}",
+    )
     up.add_argument("--qemu", default="patched", help="patched (default) or stock")
     up.add_argument(
-        "--hold", type=int, default=0, help="seconds the guest scenario runs before it reports and powers off (0 = until `lab down`)"
+        "--hold",
+        type=int,
+        default=0,
+        help="seconds the guest scenario runs before it reports and powers off (0 = until `lab down`)",
     )
-    up.add_argument("--gdb-port", type=int, default=None, help="gdbstub port on 127.0.0.1 (default: a free one)")
-    up.add_argument("--timeout", type=float, default=None, help="seconds a boot may take before it counts as hung")
     up.add_argument(
-        "--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for another QEMU to free the machine"
+        "--gdb-port", type=int, default=None, help="gdbstub port on 127.0.0.1 (default: a free one)"
+    )
+    up.add_argument(
+        "--timeout", type=float, default=None, help="seconds a boot may take before it counts as hung"
+    )
+    up.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another QEMU to free the machine",
     )
     up.set_defaults(func=cmd_up)
 
@@ -89,7 +107,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def _print_status(status: dict) -> None:
     rows = [
-        ("scenario", f"{status['scenario']} ({status['threads']} threads, {status['qemu']} QEMU, hold {status['hold']} s)"),
+        (
+            "scenario",
+            f"{status['scenario']} ({status['threads']} threads, {status['qemu']} QEMU, hold {status['hold']} s)",
+        ),
         ("gdb", status["gdb"]),
         ("pid", status["pid"]),
         ("state", status.get("run_state") or ("running" if status["running"] else "stopped")),

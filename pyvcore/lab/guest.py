@@ -76,9 +76,10 @@ import re
 import shutil
 import stat
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 GUEST_DIR = Path(__file__).resolve().parent / "guest"
 SCENARIOS = ("all", "novcpu0", "cede", "doorbell", "sparse", "two-vcores", "exits")
@@ -100,7 +101,7 @@ def _sources_digest(cc: str) -> str:
     digest = hashlib.sha256()
     for name in VMM_SOURCES:
         digest.update(name.encode() + b"\0" + (GUEST_DIR / name).read_bytes())
-    digest.update(" ".join((cc,) + CFLAGS).encode())
+    digest.update(" ".join((cc, *CFLAGS)).encode())
     return digest.hexdigest()[:16]
 
 
@@ -124,8 +125,15 @@ def build_guest_programs(out_dir: Path, cc: str = CROSS_CC) -> dict[str, Path]:
     if vmm.exists() and stamp.exists() and stamp.read_text().strip() == digest:
         return {VMM_NAME: vmm}
     tmp = out_dir / f"{VMM_NAME}.tmp"
-    cmd = [cc, *CFLAGS, f"-I{GUEST_DIR}", str(GUEST_DIR / "vmm.c"), str(GUEST_DIR / "guest.S"),
-           "-o", str(tmp)]
+    cmd = [
+        cc,
+        *CFLAGS,
+        f"-I{GUEST_DIR}",
+        str(GUEST_DIR / "vmm.c"),
+        str(GUEST_DIR / "guest.S"),
+        "-o",
+        str(tmp),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise GuestBuildError(f"building {VMM_NAME} failed:\n$ {' '.join(cmd)}\n{proc.stderr}")
@@ -146,8 +154,21 @@ class CpioEntry:
 
 def _newc_member(ino: int, entry: CpioEntry) -> bytes:
     name = entry.name.encode() + b"\0"
-    fields = (ino, entry.mode, 0, 0, 2 if stat.S_ISDIR(entry.mode) else 1, 0, len(entry.data),
-              0, 0, entry.rdev[0], entry.rdev[1], len(name), 0)
+    fields = (
+        ino,
+        entry.mode,
+        0,
+        0,
+        2 if stat.S_ISDIR(entry.mode) else 1,
+        0,
+        len(entry.data),
+        0,
+        0,
+        entry.rdev[0],
+        entry.rdev[1],
+        len(name),
+        0,
+    )
     header = b"070701" + b"".join(b"%08X" % f for f in fields)
     out = header + name
     out += b"\0" * (-len(out) % 4)
@@ -169,15 +190,15 @@ def read_newc(blob: bytes) -> list[CpioEntry]:
     """Parse a newc cpio archive (the inverse of :func:`write_newc`)."""
     entries, pos = [], 0
     while True:
-        if blob[pos:pos + 6] != b"070701":
+        if blob[pos : pos + 6] != b"070701":
             raise ValueError(f"not a newc cpio member at offset {pos}")
-        fields = [int(blob[pos + 6 + 8 * i: pos + 14 + 8 * i], 16) for i in range(13)]
+        fields = [int(blob[pos + 6 + 8 * i : pos + 14 + 8 * i], 16) for i in range(13)]
         mode, size, rmaj, rmin, namesize = fields[1], fields[6], fields[9], fields[10], fields[11]
         pos += 110
-        name = blob[pos:pos + namesize - 1].decode()
+        name = blob[pos : pos + namesize - 1].decode()
         pos += namesize
         pos += -pos % 4
-        data = blob[pos:pos + size]
+        data = blob[pos : pos + size]
         pos += size
         pos += -pos % 4
         if name == "TRAILER!!!":
@@ -194,8 +215,7 @@ def _module_bytes(path: Path) -> bytes:
     return data
 
 
-def build_initramfs(out: Path, *, busybox: Path, modules: dict[str, Path],
-                    programs: dict[str, Path]) -> Path:
+def build_initramfs(out: Path, *, busybox: Path, modules: dict[str, Path], programs: dict[str, Path]) -> Path:
     """Write the lab initramfs (gzip'd newc cpio) to ``out`` and return it.
 
     ``modules`` maps ``kvm`` and ``kvm-hv`` (``kvm_hv`` accepted) to the module
@@ -209,8 +229,7 @@ def build_initramfs(out: Path, *, busybox: Path, modules: dict[str, Path],
     if missing:
         raise GuestBuildError(f"build_initramfs: missing modules {missing} (got {sorted(modules)})")
     d, x, r = stat.S_IFDIR | 0o755, stat.S_IFREG | 0o755, stat.S_IFREG | 0o644
-    entries = [CpioEntry(name, d) for name in
-               ("bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules")]
+    entries = [CpioEntry(name, d) for name in ("bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules")]
     entries.append(CpioEntry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)))
     entries.append(CpioEntry("init", x, (GUEST_DIR / "init.sh").read_bytes()))
     entries.append(CpioEntry("bin/busybox", x, Path(busybox).read_bytes()))
@@ -250,7 +269,7 @@ class ConsoleLog:
 
     modules: dict[str, dict[str, int]] = field(default_factory=dict)
     vmm: dict[str, str] | None = None
-    ready: str | None = None          # scenario named by the READY line
+    ready: str | None = None  # scenario named by the READY line
     stalled: list[int] | None = None  # vcpu ids of a STALLED line
     reports: list[dict[str, Any]] = field(default_factory=list)
     done: dict[str, str] | None = None

@@ -7,6 +7,7 @@ Everything here except :func:`spawn` and the QMP calls is pure and unit-tested w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -16,8 +17,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 LOCK_FILE = Path("/tmp/pyvcore-qemu.lock")
 QEMU_DATA_DIR = Path("/usr/share/qemu")
@@ -125,7 +126,7 @@ class ConsoleFile:
         return self.text.split("\n")[:-1]
 
     @property
-    def parsed(self):  # noqa: ANN201 - pyvcore.lab.guest.ConsoleLog (imported lazily)
+    def parsed(self):
         complete = self.text[: self.text.rfind("\n") + 1]  # a half-written line may hold half an address
         if self._parsed_len != len(complete):
             from pyvcore.lab.guest import parse_console
@@ -307,7 +308,7 @@ def spawn(
             stdout=out,
             stderr=err,
             pass_fds=(lock_fd,),
-            preexec_fn=lambda: _child_setup(detached, parent),  # noqa: PLW1509
+            preexec_fn=lambda: _child_setup(detached, parent),
         )
 
 
@@ -316,10 +317,8 @@ def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def wait_gone(pid: int, timeout: float, proc: subprocess.Popen | None = None) -> bool:
@@ -347,17 +346,15 @@ async def _qmp(socket_path: str, command: str, timeout: float, connected: list[b
     try:
         return await asyncio.wait_for(client.execute(command), timeout)
     finally:
-        try:
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(client.disconnect(), timeout)
-        except Exception:  # noqa: BLE001 - QEMU may already be gone after 'quit'
-            pass
 
 
 def qmp_execute(socket_path: Path | str, command: str, timeout: float = 5.0) -> object:
     """Run one QMP command (fresh connection); raises LabError when QMP does not answer."""
     try:
         return asyncio.run(_qmp(str(socket_path), command, timeout, []))
-    except Exception as err:  # noqa: BLE001 - qemu.qmp raises several unrelated types
+    except Exception as err:
         raise LabError(f"QMP {command} on {socket_path} failed: {err or type(err).__name__}") from err
 
 
@@ -365,8 +362,6 @@ def qmp_quit(socket_path: Path | str, timeout: float = 5.0) -> bool:
     """Ask QEMU to quit over QMP; True if the request reached QEMU (the caller still
     waits for the process to end: that is the proof)."""
     connected: list[bool] = []
-    try:
+    with contextlib.suppress(Exception):
         asyncio.run(_qmp(str(socket_path), "quit", timeout, connected))
-    except Exception:  # noqa: BLE001 - the connection may drop before the reply
-        pass
     return bool(connected)

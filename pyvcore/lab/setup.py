@@ -28,9 +28,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable
 
 from pyvcore.lab.cache import KernelManifest, cache_dir, qemu_build_key, qemu_patches
 
@@ -94,12 +95,12 @@ class Step:
 
     name: str
 
-    def __enter__(self) -> "Step":
+    def __enter__(self) -> Step:
         self.start = time.monotonic()
         log(f"{self.name} ...")
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+    def __exit__(self, exc_type, exc, tb) -> None:
         took = time.monotonic() - self.start
         state = "done" if exc_type is None else "FAILED"
         log(f"{self.name}: {state} in {took:.1f} s")
@@ -214,7 +215,9 @@ def backports_source(debian_sources: str, codename: str) -> str:
             main = stanza
             break
     if main is None:
-        raise SetupError(f"no '{codename}' stanza in {DEBIAN_SOURCES_FILE}: cannot derive the backports mirror")
+        raise SetupError(
+            f"no '{codename}' stanza in {DEBIAN_SOURCES_FILE}: cannot derive the backports mirror"
+        )
     lines = [
         "Types: deb deb-src",
         f"URIs: {main['URIs']}",
@@ -349,7 +352,7 @@ def apt_update(attempts: int = 2) -> None:
             time.sleep(5)
     log(
         f"apt: WARNING: `apt-get update` still exits {status} "
-        f"({len(failed)} index file(s) failed, e.g. {failed[0][len('E: Failed to fetch '):].split()[0] if failed else '?'}); "
+        f"({len(failed)} index file(s) failed, e.g. {failed[0][len('E: Failed to fetch ') :].split()[0] if failed else '?'}); "
         "going on with the lists apt has"
     )
 
@@ -438,7 +441,9 @@ def newest_kernel_package() -> tuple[tuple[str, str], str]:
     names = kernel_candidates([line.split(" ", 1)[0] for line in proc.stdout.splitlines()])
     busybox = f"busybox-static:{FOREIGN_ARCH}"
     versions = apt_candidate_versions([*(f"{name}:{FOREIGN_ARCH}" for name in names), busybox])
-    found = [(name, versions[f"{name}:{FOREIGN_ARCH}"]) for name in names if f"{name}:{FOREIGN_ARCH}" in versions]
+    found = [
+        (name, versions[f"{name}:{FOREIGN_ARCH}"]) for name in names if f"{name}:{FOREIGN_ARCH}" in versions
+    ]
     if not found:
         raise SetupError(
             f"apt knows no linux-image-{KERNEL_SERIES}*-powerpc64le for {FOREIGN_ARCH}: is the "
@@ -571,7 +576,10 @@ def fetch_qemu_source(version: str, dest: Path) -> Path:
     downloads = dest.parent / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
     status, output = run(
-        ["apt-get", "source", "--download-only", "-q", f"qemu={version}"], cwd=downloads, echo=indent, check=False
+        ["apt-get", "source", "--download-only", "-q", f"qemu={version}"],
+        cwd=downloads,
+        echo=indent,
+        check=False,
     )
     no_epoch = version.split(":", 1)[-1]
     dsc = downloads / f"qemu_{no_epoch}.dsc"

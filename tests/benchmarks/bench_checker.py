@@ -20,16 +20,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import checker_states as cs  # noqa: E402
-from pyvcore import Checker, check_trace  # noqa: E402
+import checker_states as cs
+
+from pyvcore import Checker, check_trace
 
 
 def trace_lines(threads: int, n: int) -> list:
     if threads == 4:
         base = cs.clean_sequence()[1:]  # [0] has fewer vcpus: it cannot follow the others
     else:
-        base = [cs.running(threads=threads, vcpu_ids=range(threads)),
-                cs.running(threads=threads, vcpu_ids=range(1, threads), num_threads=threads)]
+        base = [
+            cs.running(threads=threads, vcpu_ids=range(threads)),
+            cs.running(threads=threads, vcpu_ids=range(1, threads), num_threads=threads),
+        ]
     texts = [json.dumps(s) for s in base]
     return [texts[i % len(texts)] for i in range(n)]
 
@@ -52,7 +55,9 @@ def main() -> int:
             assert report.snapshots == args.snapshots and report.exit_code == 0, report.format_text()[-500:]
 
             t0 = time.perf_counter()
-            r = subprocess.run([sys.executable, "-m", "pyvcore", "check", str(path)], capture_output=True, text=True)
+            r = subprocess.run(
+                [sys.executable, "-m", "pyvcore", "check", str(path)], capture_output=True, text=True
+            )
             cli = time.perf_counter() - t0
             assert r.returncode == 0, r.stderr
 
@@ -63,10 +68,12 @@ def main() -> int:
                 checker.check(d)
             one = time.perf_counter() - t0
 
-            print(f"N={n_threads}: {args.snapshots} snapshots ({size / args.snapshots:.0f} B each): "
-                  f"check_trace {args.snapshots / api:,.0f}/s wall ({args.snapshots / cpu:,.0f} per CPU-second), "
-                  f"`pyvcore check` {args.snapshots / cli:,.0f}/s (incl. interpreter start), "
-                  f"Checker.check(dict) {len(dicts) / one:,.0f}/s")
+            print(
+                f"N={n_threads}: {args.snapshots} snapshots ({size / args.snapshots:.0f} B each): "
+                f"check_trace {args.snapshots / api:,.0f}/s wall ({args.snapshots / cpu:,.0f} per CPU-second), "
+                f"`pyvcore check` {args.snapshots / cli:,.0f}/s (incl. interpreter start), "
+                f"Checker.check(dict) {len(dicts) / one:,.0f}/s"
+            )
     return 0
 
 

@@ -48,8 +48,14 @@ def count_round_trips() -> int:
     """Round trips of one pass, from gdb's remote protocol debug log."""
     fd, path = tempfile.mkstemp(prefix="pv-bench-", suffix=".log")
     os.close(fd)
-    for c in (f"set logging file {path}", "set logging overwrite on", "set logging redirect on",
-              "set logging debugredirect on", "set logging enabled on", "set debug remote 1"):
+    for c in (
+        f"set logging file {path}",
+        "set logging overwrite on",
+        "set logging redirect on",
+        "set logging debugredirect on",
+        "set logging enabled on",
+        "set debug remote 1",
+    ):
         gdb.execute(c)  # not to_string: that capture would swallow the redirection
     try:
         _, _, raw = one_pass()
@@ -67,9 +73,11 @@ def count_round_trips() -> int:
     # with the `maintenance packet` fallback they are not: add the plugin's count.
     logged_raw = kinds.get("H", 0) + kinds.get("p", 0) + kinds.get("Q", 0)
     total = len(sent) if logged_raw >= raw else len(sent) + raw
-    print("bench_gdb_snapshot: packets by kind: "
-          + ", ".join(f"{k}={n}" for k, n in sorted(kinds.items()))
-          + f" (plugin's own Hg/p/Q: {raw})")
+    print(
+        "bench_gdb_snapshot: packets by kind: "
+        + ", ".join(f"{k}={n}" for k, n in sorted(kinds.items()))
+        + f" (plugin's own Hg/p/Q: {raw})"
+    )
     return total
 
 
@@ -101,16 +109,22 @@ def main() -> None:
     times.sort()
     p10 = times[len(times) // 10]
     p90 = times[(len(times) * 9) // 10]
-    print(f"bench_gdb_snapshot: {threads} threads, {ROUNDS} rounds: snapshot+check median "
-          f"{statistics.median(times):.2f} ms (p10 {p10:.2f}, p90 {p90:.2f}); "
-          f"{trips} remote round trips per pass; {violations} violations at this stop")
+    print(
+        f"bench_gdb_snapshot: {threads} threads, {ROUNDS} rounds: snapshot+check median "
+        f"{statistics.median(times):.2f} ms (p10 {p10:.2f}, p90 {p90:.2f}); "
+        f"{trips} remote round trips per pass; {violations} violations at this stop"
+    )
     rt = statistics.median(rtt)
-    print(f"bench_gdb_snapshot: one round trip (8-byte read) median {rt:.0f} us now; "
-          f"{trips} x that = {trips * rt / 1000:.2f} ms of the pass is waiting on the stub; "
-          f"load average {os.getloadavg()[0]:.1f}")
-    print(f"bench_gdb_snapshot: targets: median <= 5 ms "
-          f"[{'met' if statistics.median(times) <= 5 else 'MISSED'}], <= 30 round trips "
-          f"[{'met' if trips <= 30 else 'MISSED'}]")
+    print(
+        f"bench_gdb_snapshot: one round trip (8-byte read) median {rt:.0f} us now; "
+        f"{trips} x that = {trips * rt / 1000:.2f} ms of the pass is waiting on the stub; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"bench_gdb_snapshot: targets: median <= 5 ms "
+        f"[{'met' if statistics.median(times) <= 5 else 'MISSED'}], <= 30 round trips "
+        f"[{'met' if trips <= 30 else 'MISSED'}]"
+    )
 
 
 main()

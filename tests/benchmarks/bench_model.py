@@ -18,15 +18,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import List
 
 from pyvcore import Vcore, check_trace, explore
 
 
-def walk_snapshots(variant: str, threads: int, count: int, seed: int = 1) -> List[str]:
+def walk_snapshots(variant: str, threads: int, count: int, seed: int = 1) -> list[str]:
     """``count`` snapshot lines from random legal walks (restarting after each run)."""
     rng = random.Random(seed)
-    lines: List[str] = []
+    lines: list[str] = []
     while len(lines) < count:
         vc = Vcore(variant, threads=threads, vcpus=range(threads))
         for _ in range(400):
@@ -44,11 +43,21 @@ def bench_explore(threads: int, quick: bool) -> None:
             print(f"  explore {variant:8s} N={threads}: skipped (--quick)")
             continue
         r = explore(variant, threads)
-        verdict = "all invariants hold" if r.ok else f"counterexample of {len(r.counterexample or [])} events ({r.violated})"
+        verdict = (
+            "all invariants hold"
+            if r.ok
+            else f"counterexample of {len(r.counterexample or [])} events ({r.violated})"
+        )
         target = {4: 1.0, 8: 60.0}.get(threads)
-        mark = "" if target is None or variant == "prepatch" else (" [target < %.0f s: %s]" % (target, "met" if r.seconds < target else "MISSED"))
-        print(f"  explore {variant:8s} N={threads}: {r.states:>10,} states {r.transitions:>11,} transitions "
-              f"{r.seconds:8.3f} s {r.states_per_second:>12,.0f} states/s  {verdict}{mark}")
+        mark = (
+            ""
+            if target is None or variant == "prepatch"
+            else (" [target < {:.0f} s: {}]".format(target, "met" if r.seconds < target else "MISSED"))
+        )
+        print(
+            f"  explore {variant:8s} N={threads}: {r.states:>10,} states {r.transitions:>11,} transitions "
+            f"{r.seconds:8.3f} s {r.states_per_second:>12,.0f} states/s  {verdict}{mark}"
+        )
 
 
 def bench_check(threads: int, count: int) -> None:
@@ -64,16 +73,20 @@ def bench_check(threads: int, count: int) -> None:
             report = check_trace(path)
             api = time.perf_counter() - t0
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "pyvcore", "check", path], capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, "-m", "pyvcore", "check", path], capture_output=True, text=True
+            )
             cli = time.perf_counter() - t0
         finally:
             os.unlink(path)
         rate_api = report.snapshots / api if api > 0 else float("inf")
         rate_cli = report.snapshots / cli if cli > 0 else float("inf")
-        print(f"  check   {variant:8s} N={threads}: {report.snapshots:>8,} snapshots "
-              f"({len(report.violations)} violations, exit {proc.returncode}); check_trace {rate_api:>10,.0f}/s, "
-              f"`pyvcore check` {rate_cli:>10,.0f}/s incl. start-up [target >= 100,000/s: "
-              f"{'met' if rate_api >= 100_000 else 'MISSED'}] (trace made in {made:.1f} s)")
+        print(
+            f"  check   {variant:8s} N={threads}: {report.snapshots:>8,} snapshots "
+            f"({len(report.violations)} violations, exit {proc.returncode}); check_trace {rate_api:>10,.0f}/s, "
+            f"`pyvcore check` {rate_cli:>10,.0f}/s incl. start-up [target >= 100,000/s: "
+            f"{'met' if rate_api >= 100_000 else 'MISSED'}] (trace made in {made:.1f} s)"
+        )
 
 
 def main() -> None:
@@ -81,8 +94,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the 8-thread seed/modern explorations")
     parser.add_argument("--snapshots", type=int, default=100_000, help="snapshots per check trace")
     args = parser.parse_args()
-    print(f"pyvcore model benchmark on {os.cpu_count()} CPU(s), load average "
-          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(
+        f"pyvcore model benchmark on {os.cpu_count()} CPU(s), load average "
+        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
     for threads in (2, 4, 8):
         print(f"N = {threads}")
         bench_explore(threads, args.quick)

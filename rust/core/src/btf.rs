@@ -134,12 +134,16 @@ pub struct Layouts {
 
 impl Layouts {
     pub fn from_bytes(btf: &[u8]) -> Result<Self, ImageError> {
-        Ok(Layouts { btf: Btf::from_bytes(btf).map_err(btf_err)? })
+        Ok(Layouts {
+            btf: Btf::from_bytes(btf).map_err(btf_err)?,
+        })
     }
 
     /// Layouts of a module: `split` is the module's `.BTF`, based on `self`.
     pub fn with_split(&self, split: &[u8]) -> Result<Self, ImageError> {
-        Ok(Layouts { btf: Btf::from_split_bytes(split, &self.btf).map_err(btf_err)? })
+        Ok(Layouts {
+            btf: Btf::from_split_bytes(split, &self.btf).map_err(btf_err)?,
+        })
     }
 
     /// Strip typedefs, const, volatile, restrict and type tags.
@@ -147,9 +151,7 @@ impl Layouts {
         for _ in 0..64 {
             let next = match &t {
                 Type::Typedef(x) => self.btf.resolve_chained_type(x),
-                Type::Volatile(x) | Type::Const(x) | Type::Restrict(x) => {
-                    self.btf.resolve_chained_type(x)
-                }
+                Type::Volatile(x) | Type::Const(x) | Type::Restrict(x) => self.btf.resolve_chained_type(x),
                 Type::TypeTag(x) => self.btf.resolve_chained_type(x),
                 _ => return Ok(t),
             };
@@ -247,10 +249,7 @@ impl Layouts {
         }
     }
 
-    fn member_layout(
-        &self,
-        m: &btf_rs::Member,
-    ) -> Result<MemberLayout, ImageError> {
+    fn member_layout(&self, m: &btf_rs::Member) -> Result<MemberLayout, ImageError> {
         let name = self.btf.resolve_name(m).unwrap_or_default();
         let raw_id = m.get_type_id().unwrap_or(0);
         let raw = self.btf.resolve_type_by_id(raw_id).map_err(btf_err)?;
@@ -344,7 +343,12 @@ impl Layouts {
             .iter()
             .map(|m| self.member_layout(m))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(StructLayout { name: name.to_string(), is_union, size: s.size() as u64, members })
+        Ok(StructLayout {
+            name: name.to_string(),
+            is_union,
+            size: s.size() as u64,
+            members,
+        })
     }
 
     /// Layout of the named struct (or union).  Forward declarations are
@@ -386,7 +390,10 @@ impl Layouts {
 
     /// Whether a named type exists at all (struct, union, typedef, enum...).
     pub fn has_type(&self, name: &str) -> bool {
-        self.btf.resolve_ids_by_name(name).map(|v| !v.is_empty()).unwrap_or(false)
+        self.btf
+            .resolve_ids_by_name(name)
+            .map(|v| !v.is_empty())
+            .unwrap_or(false)
     }
 }
 
@@ -449,7 +456,12 @@ impl KernelImage {
                 .unwrap_or_default();
             // Local labels can repeat across files; the first global wins,
             // else the first local.
-            let new = Symbol { address: sym.address(), size: sym.size(), section, local: sym.is_local() };
+            let new = Symbol {
+                address: sym.address(),
+                size: sym.size(),
+                section,
+                local: sym.is_local(),
+            };
             match symbols.get(name) {
                 Some(old) if !(old.local && !new.local) => {}
                 _ => {
@@ -462,22 +474,23 @@ impl KernelImage {
             .and_then(|s| s.uncompressed_data().ok())
             .map(|d| d.into_owned());
         let banner = symbols.get("linux_banner").and_then(|sym| {
-            file.sections().find_map(|s| {
-                let size = if sym.size > 0 { sym.size } else { 256 };
-                s.data_range(sym.address, size).ok().flatten().or_else(|| {
-                    // the symbol may be shorter than 256 bytes from the end
-                    let end = s.address() + s.size();
-                    if sym.address >= s.address() && sym.address < end {
-                        s.data_range(sym.address, end - sym.address).ok().flatten()
-                    } else {
-                        None
-                    }
+            file.sections()
+                .find_map(|s| {
+                    let size = if sym.size > 0 { sym.size } else { 256 };
+                    s.data_range(sym.address, size).ok().flatten().or_else(|| {
+                        // the symbol may be shorter than 256 bytes from the end
+                        let end = s.address() + s.size();
+                        if sym.address >= s.address() && sym.address < end {
+                            s.data_range(sym.address, end - sym.address).ok().flatten()
+                        } else {
+                            None
+                        }
+                    })
                 })
-            })
-            .map(|bytes| {
-                let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-                String::from_utf8_lossy(&bytes[..end]).trim_end().to_string()
-            })
+                .map(|bytes| {
+                    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+                    String::from_utf8_lossy(&bytes[..end]).trim_end().to_string()
+                })
         });
         let has_debug_info = file.section_by_name(".debug_info").is_some();
         Ok(KernelImage {
@@ -530,7 +543,9 @@ mod tests {
 
     #[test]
     fn missing_file_is_io_error() {
-        let err = KernelImage::open(Path::new("/nonexistent/vmlinux")).err().unwrap();
+        let err = KernelImage::open(Path::new("/nonexistent/vmlinux"))
+            .err()
+            .unwrap();
         assert!(matches!(err, ImageError::Io(_)));
     }
 

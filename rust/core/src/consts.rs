@@ -62,7 +62,11 @@ pub struct UnknownVariant(pub String);
 
 impl fmt::Display for UnknownVariant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown variant {:?} (expected seed, modern or prepatch)", self.0)
+        write!(
+            f,
+            "unknown variant {:?} (expected seed, modern or prepatch)",
+            self.0
+        )
     }
 }
 
@@ -182,7 +186,11 @@ mod tests {
         for v in Variant::ALL {
             assert_eq!(v.name().parse::<Variant>().unwrap(), v);
         }
-        assert!("p8".parse::<Variant>().unwrap_err().to_string().contains("seed, modern or prepatch"));
+        assert!("p8"
+            .parse::<Variant>()
+            .unwrap_err()
+            .to_string()
+            .contains("seed, modern or prepatch"));
     }
 
     #[test]

@@ -60,10 +60,15 @@ impl ExploreOptions {
     /// The bounds in words (printed with every report).
     pub fn bounds(&self) -> String {
         let cedes = match self.max_cedes {
-            Some(m) => format!("at most {} cede(s) per vcpu and {m} in total", self.cedes_per_vcpu),
+            Some(m) => format!(
+                "at most {} cede(s) per vcpu and {m} in total",
+                self.cedes_per_vcpu
+            ),
             None => format!("at most {} cede(s) per vcpu", self.cedes_per_vcpu),
         };
-        let fault = self.fault.map_or(String::new(), |f| format!("; FAULT {} injected", f.name()));
+        let fault = self
+            .fault
+            .map_or(String::new(), |f| format!("; FAULT {} injected", f.name()));
         format!(
             "one run of the vcore; each vcpu becomes runnable once, in any order, before the run or as a latecomer \
 while no thread has begun exiting; {cedes}; \
@@ -135,7 +140,9 @@ pub struct ExploreReport {
 impl ExploreReport {
     /// "<invariant id>: <message>" of the violation, if any.
     pub fn violated(&self) -> Option<String> {
-        self.violation.as_ref().map(|v| format!("invariant {}: {}", v.invariant, v.message))
+        self.violation
+            .as_ref()
+            .map(|v| format!("invariant {}: {}", v.invariant, v.message))
     }
 }
 
@@ -148,7 +155,10 @@ struct Fingerprinter {
 
 impl Fingerprinter {
     fn new() -> Self {
-        Fingerprinter { a: 0x243f_6a88_85a3_08d3, b: 0x1319_8a2e_0370_7344 }
+        Fingerprinter {
+            a: 0x243f_6a88_85a3_08d3,
+            b: 0x1319_8a2e_0370_7344,
+        }
     }
 
     fn finish128(&self) -> u128 {
@@ -270,8 +280,14 @@ fn secondary_key(s: &State, t: usize, chosen: u8) -> Option<SecondaryKey> {
             if v.ptid != me {
                 return None;
             }
-            let thread_cpu = if v.thread_cpu >= 0 { v.thread_cpu - t as i32 } else { v.thread_cpu };
-            Some((v.state, v.ceded, v.prodded, v.cpu, thread_cpu, v.trap, v.started, v.cedes, v.prods, true))
+            let thread_cpu = if v.thread_cpu >= 0 {
+                v.thread_cpu - t as i32
+            } else {
+                v.thread_cpu
+            };
+            Some((
+                v.state, v.ceded, v.prodded, v.cpu, thread_cpu, v.trap, v.started, v.cedes, v.prods, true,
+            ))
         }
     };
     Some(SecondaryKey {
@@ -355,10 +371,15 @@ fn candidates(cfg: &Config, opts: &ExploreOptions, s: &State, chosen: u8, out: &
         // runnable list until the next run, which is not explored.
         let can_join = vc.vcore_state == cfg.variant.vcore_states().inactive
             || (vc.vcore_state == cfg.variant.vcore_states().running && !vc.exiting());
-        if chosen & (1 << i) != 0 && v.state == crate::consts::KVMPPC_VCPU_NOTREADY && can_join && !vc.lock_held {
+        if chosen & (1 << i) != 0
+            && v.state == crate::consts::KVMPPC_VCPU_NOTREADY
+            && can_join
+            && !vc.lock_held
+        {
             out.push(Event::Runnable { vcpu: id });
         }
-        if v.started && prods < opts.max_prods as u32 && vc.vcore_state == cfg.variant.vcore_states().running {
+        if v.started && prods < opts.max_prods as u32 && vc.vcore_state == cfg.variant.vcore_states().running
+        {
             out.push(Event::Prod { vcpu: id });
         }
         if symmetric && vc.is_runnable(i) {
@@ -370,11 +391,19 @@ fn candidates(cfg: &Config, opts: &ExploreOptions, s: &State, chosen: u8, out: &
     }
     if !symmetric {
         if let Some(&lowest) = vc.runnable().iter().min() {
-            out.push(Event::RunCore { runner: first + lowest as u32 });
+            out.push(Event::RunCore {
+                runner: first + lowest as u32,
+            });
         }
         if vc.lock_held {
-            if let Some(&next) = vc.runnable().iter().find(|&&i| !s.vcpus[i as usize].unwrap().started) {
-                out.push(Event::StartThread { vcpu: first + next as u32 });
+            if let Some(&next) = vc
+                .runnable()
+                .iter()
+                .find(|&&i| !s.vcpus[i as usize].unwrap().started)
+            {
+                out.push(Event::StartThread {
+                    vcpu: first + next as u32,
+                });
             }
         }
     }
@@ -412,7 +441,10 @@ fn candidates(cfg: &Config, opts: &ExploreOptions, s: &State, chosen: u8, out: &
                 if vc.in_guest == 1 {
                     out.push(Event::GuestEntry { thread: t });
                 } else if vc.exiting() {
-                    out.push(Event::Exit { thread: t, trap: crate::consts::BOOK3S_INTERRUPT_HV_DECREMENTER });
+                    out.push(Event::Exit {
+                        thread: t,
+                        trap: crate::consts::BOOK3S_INTERRUPT_HV_DECREMENTER,
+                    });
                 }
             }
             Phase::SwitchedIn => out.push(Event::GuestEntry { thread: t }),
@@ -421,11 +453,18 @@ fn candidates(cfg: &Config, opts: &ExploreOptions, s: &State, chosen: u8, out: &
                 if may_cede && v.is_some_and(|v| v.cedes < opts.cedes_per_vcpu) {
                     out.push(Event::Cede { thread: t });
                 }
-                out.push(Event::Exit { thread: t, trap: crate::consts::BOOK3S_INTERRUPT_HV_DECREMENTER });
+                out.push(Event::Exit {
+                    thread: t,
+                    trap: crate::consts::BOOK3S_INTERRUPT_HV_DECREMENTER,
+                });
             }
             Phase::CedeNap => out.push(Event::Wake { thread: t }),
-            Phase::NovcpuNap if th.ipi || cfg.variant == Variant::Modern => out.push(Event::Wake { thread: t }),
-            Phase::Exiting | Phase::TooLate if t != 0 && vc.in_guest == 0 => out.push(Event::Tail { thread: t }),
+            Phase::NovcpuNap if th.ipi || cfg.variant == Variant::Modern => {
+                out.push(Event::Wake { thread: t })
+            }
+            Phase::Exiting | Phase::TooLate if t != 0 && vc.in_guest == 0 => {
+                out.push(Event::Tail { thread: t })
+            }
             _ => {}
         }
     }
@@ -463,13 +502,21 @@ fn doorbell_violation(cfg: &Config, s: &State) -> Option<(Event, Violation)> {
             _ => continue,
         };
         // Doorbells to other vcpus first, then the vcpu's own thread number.
-        let targets = (0..cfg.threads as usize).filter(|&t| t != from as usize).chain(std::iter::once(from as usize));
+        let targets = (0..cfg.threads as usize)
+            .filter(|&t| t != from as usize)
+            .chain(std::iter::once(from as usize));
         for t in targets {
             if t >= cfg.threads as usize || s.vcpus[t].is_none() {
                 continue; // the guest only signals vcpus that exist
             }
             if let Some(v) = cfg.doorbell_check(s, from, t) {
-                return Some((Event::Doorbell { vcpu: first + from as u32, thread: t as u8 }, v));
+                return Some((
+                    Event::Doorbell {
+                        vcpu: first + from as u32,
+                        thread: t as u8,
+                    },
+                    v,
+                ));
             }
         }
     }
@@ -482,7 +529,10 @@ pub fn explore(opts: &ExploreOptions) -> Result<ExploreReport, ModelError> {
     let n = opts.threads as u32;
     let vcpus = opts.vcpus.clone().unwrap_or_else(|| (0..n).collect());
     if vcpus.is_empty() {
-        return Err(ModelError { event: "explore".into(), reason: "no vcpus given".into() });
+        return Err(ModelError {
+            event: "explore".into(),
+            reason: "no vcpus given".into(),
+        });
     }
     for &id in &vcpus {
         model.apply(Event::CreateVcpu { vcpu: id })?;
@@ -498,7 +548,13 @@ pub fn explore(opts: &ExploreOptions) -> Result<ExploreReport, ModelError> {
     // nodes[i] = (parent node, event that led here); node 0 is the root.
     let mut nodes: Vec<(u32, Option<Event>)> = vec![(u32::MAX, None)];
     let symmetric = opts.symmetry && cfg.variant != Variant::Prepatch;
-    let fp = |s: &State| if symmetric { symmetric_fingerprint(&cfg, s, chosen) } else { fingerprint(s) };
+    let fp = |s: &State| {
+        if symmetric {
+            symmetric_fingerprint(&cfg, s, chosen)
+        } else {
+            fingerprint(s)
+        }
+    };
     seen.insert(fp(&root));
     let mut frontier: Vec<(State, u32)> = vec![(root, 0)];
     let mut transitions = 0usize;
@@ -516,21 +572,22 @@ pub fn explore(opts: &ExploreOptions) -> Result<ExploreReport, ModelError> {
         events.reverse();
         events
     };
-    let report = |states, transitions, counterexample, violation, complete, finished_runs, depth| ExploreReport {
-        variant: opts.variant,
-        threads: opts.threads,
-        vcpus: vcpus.clone(),
-        states,
-        transitions,
-        seconds: start.elapsed().as_secs_f64(),
-        counterexample,
-        violation,
-        complete,
-        finished_runs,
-        depth,
-        ignored: ignored.clone(),
-        bounds: opts.bounds(),
-    };
+    let report =
+        |states, transitions, counterexample, violation, complete, finished_runs, depth| ExploreReport {
+            variant: opts.variant,
+            threads: opts.threads,
+            vcpus: vcpus.clone(),
+            states,
+            transitions,
+            seconds: start.elapsed().as_secs_f64(),
+            counterexample,
+            violation,
+            complete,
+            finished_runs,
+            depth,
+            ignored: ignored.clone(),
+            bounds: opts.bounds(),
+        };
 
     'bfs: while !frontier.is_empty() {
         let mut next_frontier = Vec::new();
@@ -559,12 +616,28 @@ pub fn explore(opts: &ExploreOptions) -> Result<ExploreReport, ModelError> {
                 let violations = check(&cfg, &s, parent_view.as_ref(), &c, &e, &fx, &ignored);
                 if let Some(v) = violations.into_iter().next() {
                     let trace = trace_to(&nodes, cid);
-                    return Ok(report(seen.len(), transitions, Some(trace), Some(v), true, finished_runs, depth + 1));
+                    return Ok(report(
+                        seen.len(),
+                        transitions,
+                        Some(trace),
+                        Some(v),
+                        true,
+                        finished_runs,
+                        depth + 1,
+                    ));
                 }
                 if let Some((db, v)) = doorbell_violation(&cfg, &c) {
                     let mut trace = trace_to(&nodes, cid);
                     trace.push(db);
-                    return Ok(report(seen.len(), transitions, Some(trace), Some(v), true, finished_runs, depth + 2));
+                    return Ok(report(
+                        seen.len(),
+                        transitions,
+                        Some(trace),
+                        Some(v),
+                        true,
+                        finished_runs,
+                        depth + 2,
+                    ));
                 }
                 next_frontier.push((c, cid));
                 if opts.max_states.is_some_and(|m| seen.len() >= m) {
@@ -582,7 +655,15 @@ pub fn explore(opts: &ExploreOptions) -> Result<ExploreReport, ModelError> {
                     fields: Default::default(),
                 };
                 let trace = trace_to(&nodes, id);
-                return Ok(report(seen.len(), transitions, Some(trace), Some(v), true, finished_runs, depth));
+                return Ok(report(
+                    seen.len(),
+                    transitions,
+                    Some(trace),
+                    Some(v),
+                    true,
+                    finished_runs,
+                    depth,
+                ));
             }
         }
         frontier = next_frontier;
@@ -590,5 +671,13 @@ pub fn explore(opts: &ExploreOptions) -> Result<ExploreReport, ModelError> {
             depth += 1;
         }
     }
-    Ok(report(seen.len(), transitions, None, None, complete, finished_runs, depth))
+    Ok(report(
+        seen.len(),
+        transitions,
+        None,
+        None,
+        complete,
+        finished_runs,
+        depth,
+    ))
 }

@@ -32,7 +32,11 @@ pub struct Violation {
 
 impl Violation {
     fn new(invariant: u32, message: impl Into<String>) -> Self {
-        Violation { invariant, message: message.into(), fields: BTreeMap::new() }
+        Violation {
+            invariant,
+            message: message.into(),
+            fields: BTreeMap::new(),
+        }
     }
 
     fn field(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
@@ -86,9 +90,18 @@ pub fn describe(n: u32) -> Option<&'static str> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum EntryExit {
     /// Modern `entry_exit_map`: entered ptids, exiting ptids, VCORE_EXIT_REQ.
-    Map { raw: u32, entry: u32, exit: u32, req: bool },
+    Map {
+        raw: u32,
+        entry: u32,
+        exit: u32,
+        req: bool,
+    },
     /// Seed/prepatch `entry_exit_count`: number entered, number exiting.
-    Count { raw: u32, entry: u32, exit: u32 },
+    Count {
+        raw: u32,
+        entry: u32,
+        exit: u32,
+    },
     Unknown,
 }
 
@@ -100,8 +113,16 @@ impl EntryExit {
             exit: (raw >> 8) & 0xff,
             req: raw & VCORE_EXIT_REQ != 0,
         };
-        let count = |raw: u32| EntryExit::Count { raw, entry: raw & 0xff, exit: (raw >> 8) & 0xff };
-        match (vc.entry_exit_map, vc.entry_exit_count, variant.has_entry_exit_map()) {
+        let count = |raw: u32| EntryExit::Count {
+            raw,
+            entry: raw & 0xff,
+            exit: (raw >> 8) & 0xff,
+        };
+        match (
+            vc.entry_exit_map,
+            vc.entry_exit_count,
+            variant.has_entry_exit_map(),
+        ) {
             (Some(m), _, true) => map(m),
             (_, Some(c), false) => count(c),
             (Some(m), None, false) => map(m),
@@ -176,7 +197,11 @@ impl<'a> Ctx<'a> {
     }
 
     fn thread_at_cpu(&self, cpu: u64) -> Option<(usize, &'a Thread)> {
-        self.s.threads.iter().enumerate().find(|(_, t)| t.cpu as u64 == cpu)
+        self.s
+            .threads
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.cpu as u64 == cpu)
     }
 
     /// The vcore a thread takes part in: its kvm_vcore, else its vcpu's vcore.
@@ -255,9 +280,15 @@ fn check_vcpus(cx: &Ctx, out: &mut Vec<Violation>) {
     for (j, v) in cx.s.vcpus.iter().enumerate() {
         if v.ptid as u32 >= cx.tpc {
             out.push(
-                Violation::new(1, format!("vcpu {} has ptid {} outside a {}-thread core", v.vcpu_id, v.ptid, cx.tpc))
-                    .field(p("vcpus", j, "ptid"), v.ptid)
-                    .field("threads_per_core", cx.s.threads_per_core),
+                Violation::new(
+                    1,
+                    format!(
+                        "vcpu {} has ptid {} outside a {}-thread core",
+                        v.vcpu_id, v.ptid, cx.tpc
+                    ),
+                )
+                .field(p("vcpus", j, "ptid"), v.ptid)
+                .field("threads_per_core", cx.s.threads_per_core),
             );
         }
         if let Some(st) = v.state {
@@ -276,14 +307,21 @@ fn check_vcpus(cx: &Ctx, out: &mut Vec<Violation>) {
                 );
             }
         }
-        let Some((k, vc)) = cx.vcore(v.vcore) else { continue };
+        let Some((k, vc)) = cx.vcore(v.vcore) else {
+            continue;
+        };
         let first = vc.first_vcpuid;
         let in_range = v.vcpu_id >= first && v.vcpu_id - first < cx.tpc;
         if !in_range {
             out.push(
                 Violation::new(
                     2,
-                    format!("vcpu {} is outside its vcore's ids {}..{}", v.vcpu_id, first, first + cx.tpc),
+                    format!(
+                        "vcpu {} is outside its vcore's ids {}..{}",
+                        v.vcpu_id,
+                        first,
+                        first + cx.tpc
+                    ),
                 )
                 .field(p("vcpus", j, "vcpu_id"), v.vcpu_id)
                 .field(p("vcores", k, "first_vcpuid"), first),
@@ -295,7 +333,12 @@ fn check_vcpus(cx: &Ctx, out: &mut Vec<Violation>) {
             out.push(
                 Violation::new(
                     1,
-                    format!("vcpu {} has ptid {}, not vcpu_id - first_vcpuid = {}", v.vcpu_id, v.ptid, v.vcpu_id - first),
+                    format!(
+                        "vcpu {} has ptid {}, not vcpu_id - first_vcpuid = {}",
+                        v.vcpu_id,
+                        v.ptid,
+                        v.vcpu_id - first
+                    ),
                 )
                 .field(p("vcpus", j, "ptid"), v.ptid)
                 .field(p("vcpus", j, "vcpu_id"), v.vcpu_id)
@@ -310,9 +353,15 @@ fn check_vcpus(cx: &Ctx, out: &mut Vec<Violation>) {
         if cx.in_run(vc.vcore_state) && !held {
             if v.cpu != -1 && v.cpu as i64 != vc.pcpu as i64 {
                 out.push(
-                    Violation::new(6, format!("vcpu {} has cpu {}, not its vcore's pcpu {} (or -1)", v.vcpu_id, v.cpu, vc.pcpu))
-                        .field(p("vcpus", j, "cpu"), v.cpu)
-                        .field(p("vcores", k, "pcpu"), vc.pcpu),
+                    Violation::new(
+                        6,
+                        format!(
+                            "vcpu {} has cpu {}, not its vcore's pcpu {} (or -1)",
+                            v.vcpu_id, v.cpu, vc.pcpu
+                        ),
+                    )
+                    .field(p("vcpus", j, "cpu"), v.cpu)
+                    .field(p("vcores", k, "pcpu"), vc.pcpu),
                 );
             }
             if let Some(tc) = v.thread_cpu {
@@ -343,8 +392,11 @@ fn check_vcores(cx: &Ctx, out: &mut Vec<Violation>) {
         let state_name = st.name(vc.vcore_state);
         if state_name.is_none() {
             out.push(
-                Violation::new(19, format!("vcore_state {} is not a {} state", vc.vcore_state, cx.s.variant))
-                    .field(p("vcores", k, "vcore_state"), vc.vcore_state),
+                Violation::new(
+                    19,
+                    format!("vcore_state {} is not a {} state", vc.vcore_state, cx.s.variant),
+                )
+                .field(p("vcores", k, "vcore_state"), vc.vcore_state),
             );
         }
         if vc.in_guest > 1 {
@@ -360,31 +412,39 @@ fn check_vcores(cx: &Ctx, out: &mut Vec<Violation>) {
         // covers the vcore's ptids.
         let step = match cx.s.variant {
             Variant::Modern => {
-                let max_ptid = cx
-                    .s
-                    .vcpus
-                    .iter()
-                    .filter(|v| v.vcore == vc.addr)
-                    .map(|v| v.ptid as u32)
-                    .max()
-                    .unwrap_or(0);
+                let max_ptid =
+                    cx.s.vcpus
+                        .iter()
+                        .filter(|v| v.vcore == vc.addr)
+                        .map(|v| v.ptid as u32)
+                        .max()
+                        .unwrap_or(0);
                 (max_ptid + 1).next_power_of_two().min(cx.tpc.next_power_of_two())
             }
             _ => cx.tpc,
         };
         if vc.first_vcpuid % step != 0 {
             out.push(
-                Violation::new(2, format!("vcore first_vcpuid {} is not a multiple of {}", vc.first_vcpuid, step))
-                    .field(p("vcores", k, "first_vcpuid"), vc.first_vcpuid)
-                    .field("threads_per_core", cx.s.threads_per_core),
+                Violation::new(
+                    2,
+                    format!(
+                        "vcore first_vcpuid {} is not a multiple of {}",
+                        vc.first_vcpuid, step
+                    ),
+                )
+                .field(p("vcores", k, "first_vcpuid"), vc.first_vcpuid)
+                .field("threads_per_core", cx.s.threads_per_core),
             );
         }
         for (k2, other) in cx.s.vcores.iter().enumerate().skip(k + 1) {
             if other.addr != vc.addr && other.first_vcpuid == vc.first_vcpuid && other.kvm == vc.kvm {
                 out.push(
-                    Violation::new(2, format!("two vcores of one VM have first_vcpuid {}", vc.first_vcpuid))
-                        .field(p("vcores", k, "addr"), vc.addr)
-                        .field(p("vcores", k2, "addr"), other.addr),
+                    Violation::new(
+                        2,
+                        format!("two vcores of one VM have first_vcpuid {}", vc.first_vcpuid),
+                    )
+                    .field(p("vcores", k, "addr"), vc.addr)
+                    .field(p("vcores", k2, "addr"), other.addr),
                 );
             }
         }
@@ -394,9 +454,15 @@ fn check_vcores(cx: &Ctx, out: &mut Vec<Violation>) {
         // run pcpu is stale, or PREEMPT's current cpu).
         if running && !cx.pcpu_offset_ok(vc.pcpu % cx.tpc, vc.num_threads) {
             out.push(
-                Violation::new(4, format!("running vcore has pcpu {}, not thread 0 of a {}-thread core", vc.pcpu, cx.tpc))
-                    .field(p("vcores", k, "pcpu"), vc.pcpu)
-                    .field(p("vcores", k, "vcore_state"), vc.vcore_state),
+                Violation::new(
+                    4,
+                    format!(
+                        "running vcore has pcpu {}, not thread 0 of a {}-thread core",
+                        vc.pcpu, cx.tpc
+                    ),
+                )
+                .field(p("vcores", k, "pcpu"), vc.pcpu)
+                .field(p("vcores", k, "vcore_state"), vc.vcore_state),
             );
         }
 
@@ -410,17 +476,26 @@ fn check_vcores(cx: &Ctx, out: &mut Vec<Violation>) {
                 || Some(vc.vcore_state) == st.polling;
             if runner == 0 && needs_runner {
                 out.push(
-                    Violation::new(19, format!("vcore is {} with no runner", state_name.unwrap_or("?")))
-                        .field(p("vcores", k, "vcore_state"), vc.vcore_state)
-                        .field(p("vcores", k, "runner"), runner),
+                    Violation::new(
+                        19,
+                        format!("vcore is {} with no runner", state_name.unwrap_or("?")),
+                    )
+                    .field(p("vcores", k, "vcore_state"), vc.vcore_state)
+                    .field(p("vcores", k, "runner"), runner),
                 );
             }
             if let Some((j, rv)) = cx.vcpu(runner) {
                 if rv.vcore != vc.addr {
                     out.push(
-                        Violation::new(19, format!("vcore runner is vcpu {}, which belongs to another vcore", rv.vcpu_id))
-                            .field(p("vcores", k, "runner"), runner)
-                            .field(p("vcpus", j, "vcore"), rv.vcore),
+                        Violation::new(
+                            19,
+                            format!(
+                                "vcore runner is vcpu {}, which belongs to another vcore",
+                                rv.vcpu_id
+                            ),
+                        )
+                        .field(p("vcores", k, "runner"), runner)
+                        .field(p("vcpus", j, "vcore"), rv.vcore),
                     );
                 }
             }
@@ -433,7 +508,10 @@ fn check_vcores(cx: &Ctx, out: &mut Vec<Violation>) {
             out.push(
                 Violation::new(
                     20,
-                    format!("vcore has n_runnable {} and num_threads {} on a {}-thread core", vc.n_runnable, vc.num_threads, cx.tpc),
+                    format!(
+                        "vcore has n_runnable {} and num_threads {} on a {}-thread core",
+                        vc.n_runnable, vc.num_threads, cx.tpc
+                    ),
                 )
                 .field(p("vcores", k, "n_runnable"), vc.n_runnable)
                 .field(p("vcores", k, "num_threads"), vc.num_threads),
@@ -452,13 +530,25 @@ fn check_vcores(cx: &Ctx, out: &mut Vec<Violation>) {
         }
         if members > vc.num_threads {
             out.push(
-                Violation::new(20, format!("{} vcpus point at a vcore with num_threads {}", members, vc.num_threads))
-                    .field(p("vcores", k, "num_threads"), vc.num_threads),
+                Violation::new(
+                    20,
+                    format!(
+                        "{} vcpus point at a vcore with num_threads {}",
+                        members, vc.num_threads
+                    ),
+                )
+                .field(p("vcores", k, "num_threads"), vc.num_threads),
             );
         } else if members == vc.num_threads && all_states && runnable.abs_diff(vc.n_runnable) > 1 {
             out.push(
-                Violation::new(20, format!("vcore n_runnable {} but {} of its vcpus are RUNNABLE", vc.n_runnable, runnable))
-                    .field(p("vcores", k, "n_runnable"), vc.n_runnable),
+                Violation::new(
+                    20,
+                    format!(
+                        "vcore n_runnable {} but {} of its vcpus are RUNNABLE",
+                        vc.n_runnable, runnable
+                    ),
+                )
+                .field(p("vcores", k, "n_runnable"), vc.n_runnable),
             );
         }
 
@@ -468,9 +558,12 @@ fn check_vcores(cx: &Ctx, out: &mut Vec<Violation>) {
             for (k2, other) in cx.s.vcores.iter().enumerate().skip(k + 1) {
                 if other.vcore_state == st.running && other.pcpu / cx.tpc == vc.pcpu / cx.tpc {
                     out.push(
-                        Violation::new(21, format!("two vcores are RUNNING on the core of cpu {}", vc.pcpu))
-                            .field(p("vcores", k, "addr"), vc.addr)
-                            .field(p("vcores", k2, "addr"), other.addr),
+                        Violation::new(
+                            21,
+                            format!("two vcores are RUNNING on the core of cpu {}", vc.pcpu),
+                        )
+                        .field(p("vcores", k, "addr"), vc.addr)
+                        .field(p("vcores", k2, "addr"), other.addr),
                     );
                 }
             }
@@ -500,17 +593,31 @@ fn check_entry_exit(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
     let st = cx.states;
     match ee {
         EntryExit::Unknown => {}
-        EntryExit::Map { raw, entry, exit, req } => {
+        EntryExit::Map {
+            raw,
+            entry,
+            exit,
+            req,
+        } => {
             if raw & !(0xffff | VCORE_EXIT_REQ) != 0 || (entry | exit) & !core_mask != 0 {
                 out.push(
-                    Violation::new(10, format!("entry_exit_map {raw:#x} has bits outside a {}-thread core", cx.tpc))
-                        .field(key(), raw),
+                    Violation::new(
+                        10,
+                        format!(
+                            "entry_exit_map {raw:#x} has bits outside a {}-thread core",
+                            cx.tpc
+                        ),
+                    )
+                    .field(key(), raw),
                 );
             }
             if exit & !entry != 0 {
                 out.push(
-                    Violation::new(10, format!("entry_exit_map {raw:#x}: a thread is exiting that never entered"))
-                        .field(key(), raw),
+                    Violation::new(
+                        10,
+                        format!("entry_exit_map {raw:#x}: a thread is exiting that never entered"),
+                    )
+                    .field(key(), raw),
                 );
             }
             // A thread that entered and has not begun to exit is still in the
@@ -546,15 +653,21 @@ fn check_entry_exit(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
             // map of 0 may show a stale in_guest 1).
             if vc.in_guest == 1 && raw != 0 && entry & 1 == 0 {
                 out.push(
-                    Violation::new(12, format!("vcore in_guest is 1 but thread 0 never entered (entry_exit_map {raw:#x})"))
-                        .field(key(), raw)
-                        .field(p("vcores", k, "in_guest"), vc.in_guest),
+                    Violation::new(
+                        12,
+                        format!("vcore in_guest is 1 but thread 0 never entered (entry_exit_map {raw:#x})"),
+                    )
+                    .field(key(), raw)
+                    .field(p("vcores", k, "in_guest"), vc.in_guest),
                 );
             }
             if exit != 0 && !req && entry & 1 == 0 {
                 out.push(
-                    Violation::new(12, format!("entry_exit_map {raw:#x}: threads exit but thread 0 never entered"))
-                        .field(key(), raw),
+                    Violation::new(
+                        12,
+                        format!("entry_exit_map {raw:#x}: threads exit but thread 0 never entered"),
+                    )
+                    .field(key(), raw),
                 );
             }
             // 13: in_guest drops to 0 only at thread 0's switch back, which
@@ -562,18 +675,29 @@ fn check_entry_exit(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
             // new run clears the map before in_guest.)
             if vc.in_guest == 0 && exit != 0 && !req && exit != entry {
                 out.push(
-                    Violation::new(13, format!("vcore in_guest is 0 but entry_exit_map {raw:#x} has entered threads not exiting"))
-                        .field(key(), raw)
-                        .field(p("vcores", k, "in_guest"), vc.in_guest),
+                    Violation::new(
+                        13,
+                        format!(
+                            "vcore in_guest is 0 but entry_exit_map {raw:#x} has entered threads not exiting"
+                        ),
+                    )
+                    .field(key(), raw)
+                    .field(p("vcores", k, "in_guest"), vc.in_guest),
                 );
             }
             // 14: napping bits are set by entered threads only; both words are
             // reset together (map first, so a map of 0 may show stale bits).
             if vc.napping_threads & !core_mask != 0 || (entry != 0 && vc.napping_threads & !entry != 0) {
                 out.push(
-                    Violation::new(14, format!("napping_threads {:#x} is not within the entered threads {:#x}", vc.napping_threads, entry))
-                        .field(p("vcores", k, "napping_threads"), vc.napping_threads)
-                        .field(key(), raw),
+                    Violation::new(
+                        14,
+                        format!(
+                            "napping_threads {:#x} is not within the entered threads {:#x}",
+                            vc.napping_threads, entry
+                        ),
+                    )
+                    .field(p("vcores", k, "napping_threads"), vc.napping_threads)
+                    .field(key(), raw),
                 );
             }
         }
@@ -582,7 +706,10 @@ fn check_entry_exit(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
                 out.push(
                     Violation::new(
                         10,
-                        format!("entry_exit_count {raw:#x}: {entry} entered, {exit} exiting on a {}-thread core", cx.tpc),
+                        format!(
+                            "entry_exit_count {raw:#x}: {entry} entered, {exit} exiting on a {}-thread core",
+                            cx.tpc
+                        ),
                     )
                     .field(key(), raw),
                 );
@@ -594,26 +721,43 @@ fn check_entry_exit(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
             let on_core = |t: &&Thread| t.cpu >= vc.pcpu && t.cpu - vc.pcpu < cx.tpc;
             if holds_core && cx.s.threads.iter().filter(on_core).count() as u32 == cx.tpc {
                 let pointing =
-                    cx.s.threads.iter().filter(on_core).filter(|t| t.kvm_hstate.kvm_vcore == vc.addr).count() as u32;
+                    cx.s.threads
+                        .iter()
+                        .filter(on_core)
+                        .filter(|t| t.kvm_hstate.kvm_vcore == vc.addr)
+                        .count() as u32;
                 if entry > pointing {
                     out.push(
-                        Violation::new(10, format!("{entry} threads entered but only {pointing} PACAs point at the vcore"))
-                            .field(key(), raw),
+                        Violation::new(
+                            10,
+                            format!("{entry} threads entered but only {pointing} PACAs point at the vcore"),
+                        )
+                        .field(key(), raw),
                     );
                 }
             }
             if vc.in_guest == 0 && exit != 0 && exit != entry {
                 out.push(
-                    Violation::new(13, format!("vcore in_guest is 0 but only {exit} of {entry} entered threads are exiting"))
-                        .field(key(), raw)
-                        .field(p("vcores", k, "in_guest"), vc.in_guest),
+                    Violation::new(
+                        13,
+                        format!("vcore in_guest is 0 but only {exit} of {entry} entered threads are exiting"),
+                    )
+                    .field(key(), raw)
+                    .field(p("vcores", k, "in_guest"), vc.in_guest),
                 );
             }
-            if vc.napping_threads & !core_mask != 0 || (entry != 0 && vc.napping_threads.count_ones() > entry) {
+            if vc.napping_threads & !core_mask != 0 || (entry != 0 && vc.napping_threads.count_ones() > entry)
+            {
                 out.push(
-                    Violation::new(14, format!("napping_threads {:#x} has more threads than the {} entered", vc.napping_threads, entry))
-                        .field(p("vcores", k, "napping_threads"), vc.napping_threads)
-                        .field(key(), raw),
+                    Violation::new(
+                        14,
+                        format!(
+                            "napping_threads {:#x} has more threads than the {} entered",
+                            vc.napping_threads, entry
+                        ),
+                    )
+                    .field(p("vcores", k, "napping_threads"), vc.napping_threads)
+                    .field(key(), raw),
                 );
             }
         }
@@ -623,17 +767,20 @@ fn check_entry_exit(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
     // secondary is grabbed.  Release comes after __kvmppc_vcore_entry
     // returns, i.e. after thread 0 itself began exiting, so RUNNING with no
     // exit started is inside that span.  (Seed keeps RUNNING during release.)
-    if vc.vcore_state == st.running
-        && !ee.exit_started()
-        && ee != EntryExit::Unknown
-        && vc.pcpu % cx.tpc == 0
+    if vc.vcore_state == st.running && !ee.exit_started() && ee != EntryExit::Unknown && vc.pcpu % cx.tpc == 0
     {
         for (i, t) in cx.s.threads.iter().enumerate() {
             if t.cpu > vc.pcpu && t.cpu - vc.pcpu < cx.tpc && t.kvm_hstate.hwthread_req != 1 {
                 out.push(
-                    Violation::new(17, format!("vcore runs with no exit started, but secondary thread {} is not grabbed", t.cpu - vc.pcpu))
-                        .field(hs(i, "hwthread_req"), t.kvm_hstate.hwthread_req)
-                        .field(p("vcores", k, ee.key()), ee.raw()),
+                    Violation::new(
+                        17,
+                        format!(
+                            "vcore runs with no exit started, but secondary thread {} is not grabbed",
+                            t.cpu - vc.pcpu
+                        ),
+                    )
+                    .field(hs(i, "hwthread_req"), t.kvm_hstate.hwthread_req)
+                    .field(p("vcores", k, ee.key()), ee.raw()),
                 );
             }
         }
@@ -648,24 +795,46 @@ fn check_threads(cx: &Ctx, out: &mut Vec<Violation>) {
         let n = cx.core_thread(t);
 
         // Value ranges.
-        if !matches!(h.in_guest, KVM_GUEST_MODE_NONE | KVM_GUEST_MODE_SKIP | KVM_GUEST_MODE_GUEST_HV | KVM_GUEST_MODE_HOST_HV) {
+        if !matches!(
+            h.in_guest,
+            KVM_GUEST_MODE_NONE | KVM_GUEST_MODE_SKIP | KVM_GUEST_MODE_GUEST_HV | KVM_GUEST_MODE_HOST_HV
+        ) {
             out.push(
-                Violation::new(23, format!("thread {} has in_guest {}, a mode the POWER8 HV path never uses", i, h.in_guest))
-                    .field(hs(i, "in_guest"), h.in_guest),
+                Violation::new(
+                    23,
+                    format!(
+                        "thread {} has in_guest {}, a mode the POWER8 HV path never uses",
+                        i, h.in_guest
+                    ),
+                )
+                .field(hs(i, "in_guest"), h.in_guest),
             );
         }
-        let max_napping = if cx.s.variant == Variant::Modern { NAPPING_UNSPLIT } else { NAPPING_NOVCPU };
+        let max_napping = if cx.s.variant == Variant::Modern {
+            NAPPING_UNSPLIT
+        } else {
+            NAPPING_NOVCPU
+        };
         if h.napping > max_napping {
             out.push(
-                Violation::new(14, format!("thread {} has napping {}, not a NAPPING_* value", i, h.napping))
-                    .field(hs(i, "napping"), h.napping),
+                Violation::new(
+                    14,
+                    format!("thread {} has napping {}, not a NAPPING_* value", i, h.napping),
+                )
+                .field(hs(i, "napping"), h.napping),
             );
         }
         if h.hwthread_state > KVM_HWTHREAD_IN_KVM || h.hwthread_req > 1 {
             out.push(
-                Violation::new(18, format!("thread {} has hwthread_state {} / hwthread_req {}", i, h.hwthread_state, h.hwthread_req))
-                    .field(hs(i, "hwthread_state"), h.hwthread_state)
-                    .field(hs(i, "hwthread_req"), h.hwthread_req),
+                Violation::new(
+                    18,
+                    format!(
+                        "thread {} has hwthread_state {} / hwthread_req {}",
+                        i, h.hwthread_state, h.hwthread_req
+                    ),
+                )
+                .field(hs(i, "hwthread_state"), h.hwthread_state)
+                .field(hs(i, "hwthread_req"), h.hwthread_req),
             );
         }
 
@@ -673,14 +842,20 @@ fn check_threads(cx: &Ctx, out: &mut Vec<Violation>) {
         // stale one is this thread's index (or 0 if never written).
         if cx.aligned && !cx.hstate_ptid_ok(n, h.ptid) {
             out.push(
-                Violation::new(3, format!("thread {} has PACA ptid {}, not its own thread number", n, h.ptid))
-                    .field(hs(i, "ptid"), h.ptid),
+                Violation::new(
+                    3,
+                    format!("thread {} has PACA ptid {}, not its own thread number", n, h.ptid),
+                )
+                .field(hs(i, "ptid"), h.ptid),
             );
         }
 
         // 5: one vcpu per PACA.
         if h.kvm_vcpu != 0 {
-            if let Some(i2) = threads[..i].iter().position(|o| o.kvm_hstate.kvm_vcpu == h.kvm_vcpu) {
+            if let Some(i2) = threads[..i]
+                .iter()
+                .position(|o| o.kvm_hstate.kvm_vcpu == h.kvm_vcpu)
+            {
                 out.push(
                     Violation::new(5, format!("one vcpu is in the PACAs of threads {} and {}", i2, i))
                         .field(hs(i2, "kvm_vcpu"), threads[i2].kvm_hstate.kvm_vcpu)
@@ -693,19 +868,32 @@ fn check_threads(cx: &Ctx, out: &mut Vec<Violation>) {
         // pointing at a vcore (cleared only after in_guest is back to NONE).
         if h.in_guest != KVM_GUEST_MODE_NONE && h.kvm_vcore == 0 {
             out.push(
-                Violation::new(23, format!("thread {} is in KVM (in_guest {}) with no kvm_vcore", i, h.in_guest))
-                    .field(hs(i, "in_guest"), h.in_guest)
-                    .field(hs(i, "kvm_vcore"), h.kvm_vcore),
+                Violation::new(
+                    23,
+                    format!(
+                        "thread {} is in KVM (in_guest {}) with no kvm_vcore",
+                        i, h.in_guest
+                    ),
+                )
+                .field(hs(i, "in_guest"), h.in_guest)
+                .field(hs(i, "kvm_vcore"), h.kvm_vcore),
             );
         }
 
         // 14: napping (CEDE or NOVCPU) happens inside kvmppc_hv_entry, with
         // in_guest HOST_HV until the wakeup clears napping.
-        if (h.napping == NAPPING_CEDE || h.napping == NAPPING_NOVCPU) && h.in_guest != KVM_GUEST_MODE_HOST_HV {
+        if (h.napping == NAPPING_CEDE || h.napping == NAPPING_NOVCPU) && h.in_guest != KVM_GUEST_MODE_HOST_HV
+        {
             out.push(
-                Violation::new(14, format!("thread {} naps in KVM (napping {}) but in_guest is {}", i, h.napping, h.in_guest))
-                    .field(hs(i, "napping"), h.napping)
-                    .field(hs(i, "in_guest"), h.in_guest),
+                Violation::new(
+                    14,
+                    format!(
+                        "thread {} naps in KVM (napping {}) but in_guest is {}",
+                        i, h.napping, h.in_guest
+                    ),
+                )
+                .field(hs(i, "napping"), h.napping)
+                .field(hs(i, "in_guest"), h.in_guest),
             );
         }
 
@@ -716,9 +904,15 @@ fn check_threads(cx: &Ctx, out: &mut Vec<Violation>) {
             // hwthread_req = 1, and its hwthread_req was 0 before.
             if h.napping != 0 && h.hwthread_req != 1 {
                 out.push(
-                    Violation::new(15, format!("secondary thread {} naps in KVM (napping {}) with hwthread_req 0", i, h.napping))
-                        .field(hs(i, "napping"), h.napping)
-                        .field(hs(i, "hwthread_req"), h.hwthread_req),
+                    Violation::new(
+                        15,
+                        format!(
+                            "secondary thread {} naps in KVM (napping {}) with hwthread_req 0",
+                            i, h.napping
+                        ),
+                    )
+                    .field(hs(i, "napping"), h.napping)
+                    .field(hs(i, "hwthread_req"), h.hwthread_req),
                 );
             }
             // 18: a secondary in KVM real-mode code came through
@@ -756,9 +950,12 @@ fn check_threads(cx: &Ctx, out: &mut Vec<Violation>) {
             if let Some((k, vc)) = vcore {
                 if vc.in_guest == 0 {
                     out.push(
-                        Violation::new(9, format!("thread {} executes the guest while vcore in_guest is 0", i))
-                            .field(hs(i, "in_guest"), h.in_guest)
-                            .field(p("vcores", k, "in_guest"), vc.in_guest),
+                        Violation::new(
+                            9,
+                            format!("thread {} executes the guest while vcore in_guest is 0", i),
+                        )
+                        .field(hs(i, "in_guest"), h.in_guest)
+                        .field(p("vcores", k, "in_guest"), vc.in_guest),
                     );
                 }
             }
@@ -769,24 +966,37 @@ fn check_threads(cx: &Ctx, out: &mut Vec<Violation>) {
             check_novcpu(cx, i, n, t, out);
         }
 
-        let Some((j, v)) = cx.vcpu(h.kvm_vcpu) else { continue };
-        let Some((k, vc)) = cx.vcore(v.vcore) else { continue };
+        let Some((j, v)) = cx.vcpu(h.kvm_vcpu) else {
+            continue;
+        };
+        let Some((k, vc)) = cx.vcore(v.vcore) else {
+            continue;
+        };
 
         // 24: ceded is set before the cede nap and cleared only by the next
         // fast_guest_return, which is also where in_guest becomes GUEST_HV.
         if let Some(ceded) = v.ceded {
             if h.napping == NAPPING_CEDE && ceded == 0 {
                 out.push(
-                    Violation::new(24, format!("thread {} naps with NAPPING_CEDE but vcpu {} has ceded 0", i, v.vcpu_id))
-                        .field(hs(i, "napping"), h.napping)
-                        .field(p("vcpus", j, "ceded"), ceded),
+                    Violation::new(
+                        24,
+                        format!(
+                            "thread {} naps with NAPPING_CEDE but vcpu {} has ceded 0",
+                            i, v.vcpu_id
+                        ),
+                    )
+                    .field(hs(i, "napping"), h.napping)
+                    .field(p("vcpus", j, "ceded"), ceded),
                 );
             }
             if h.in_guest == KVM_GUEST_MODE_GUEST_HV && ceded != 0 {
                 out.push(
-                    Violation::new(24, format!("vcpu {} executes the guest with ceded {}", v.vcpu_id, ceded))
-                        .field(hs(i, "in_guest"), h.in_guest)
-                        .field(p("vcpus", j, "ceded"), ceded),
+                    Violation::new(
+                        24,
+                        format!("vcpu {} executes the guest with ceded {}", v.vcpu_id, ceded),
+                    )
+                    .field(hs(i, "in_guest"), h.in_guest)
+                    .field(p("vcpus", j, "ceded"), ceded),
                 );
             }
         }
@@ -795,17 +1005,29 @@ fn check_threads(cx: &Ctx, out: &mut Vec<Violation>) {
         // the exit has begun (a PACA may still hold the vcpu then).
         if v.cpu != -1 && v.cpu as i64 != vc.pcpu as i64 {
             out.push(
-                Violation::new(6, format!("vcpu {} on thread {} has cpu {}, not pcpu {} (or -1)", v.vcpu_id, i, v.cpu, vc.pcpu))
-                    .field(p("vcpus", j, "cpu"), v.cpu)
-                    .field(p("vcores", k, "pcpu"), vc.pcpu),
+                Violation::new(
+                    6,
+                    format!(
+                        "vcpu {} on thread {} has cpu {}, not pcpu {} (or -1)",
+                        v.vcpu_id, i, v.cpu, vc.pcpu
+                    ),
+                )
+                .field(p("vcpus", j, "cpu"), v.cpu)
+                .field(p("vcores", k, "pcpu"), vc.pcpu),
             );
         }
         if let Some(tc) = v.thread_cpu {
             if tc != -1 && tc as i64 != t.cpu as i64 {
                 out.push(
-                    Violation::new(6, format!("vcpu {} is in the PACA of cpu {} but has thread_cpu {}", v.vcpu_id, t.cpu, tc))
-                        .field(p("vcpus", j, "thread_cpu"), tc)
-                        .field(p("threads", i, "cpu"), t.cpu),
+                    Violation::new(
+                        6,
+                        format!(
+                            "vcpu {} is in the PACA of cpu {} but has thread_cpu {}",
+                            v.vcpu_id, t.cpu, tc
+                        ),
+                    )
+                    .field(p("vcpus", j, "thread_cpu"), tc)
+                    .field(p("threads", i, "cpu"), t.cpu),
                 );
             }
         }
@@ -822,7 +1044,10 @@ fn check_threads(cx: &Ctx, out: &mut Vec<Violation>) {
                 out.push(
                     Violation::new(
                         3,
-                        format!("vcpu {} (ptid {}) is on thread {} of the vcore, not thread {}", v.vcpu_id, v.ptid, n, v.ptid),
+                        format!(
+                            "vcpu {} (ptid {}) is on thread {} of the vcore, not thread {}",
+                            v.vcpu_id, v.ptid, n, v.ptid
+                        ),
                     )
                     .field(hs(i, "kvm_vcpu"), h.kvm_vcpu)
                     .field(p("threads", i, "cpu"), t.cpu)
@@ -838,10 +1063,19 @@ fn check_threads(cx: &Ctx, out: &mut Vec<Violation>) {
                 let what = if h.ptid != v.ptid {
                     format!("PACA ptid {}", h.ptid)
                 } else {
-                    format!("PACA kvm_vcore {:#x}, not the vcpu's vcore {:#x}", h.kvm_vcore, v.vcore)
+                    format!(
+                        "PACA kvm_vcore {:#x}, not the vcpu's vcore {:#x}",
+                        h.kvm_vcore, v.vcore
+                    )
                 };
                 out.push(
-                    Violation::new(3, format!("thread {} runs vcpu {} (ptid {}) with {}", i, v.vcpu_id, v.ptid, what))
+                    Violation::new(
+                        3,
+                        format!(
+                            "thread {} runs vcpu {} (ptid {}) with {}",
+                            i, v.vcpu_id, v.ptid, what
+                        ),
+                    )
                     .field(hs(i, "ptid"), h.ptid)
                     .field(hs(i, "kvm_vcore"), h.kvm_vcore)
                     .field(p("vcpus", j, "ptid"), v.ptid)
@@ -877,16 +1111,25 @@ fn check_novcpu(cx: &Ctx, i: usize, n: usize, t: &Thread, out: &mut Vec<Violatio
     let subcore_start = n == 0 || (cx.s.variant == Variant::Modern && cx.tpc == 8 && n % 2 == 0);
     if !subcore_start {
         out.push(
-            Violation::new(26, format!("thread {} naps with NAPPING_NOVCPU; only thread 0 does", n))
-                .field(hs(i, "napping"), h.napping),
+            Violation::new(
+                26,
+                format!("thread {} naps with NAPPING_NOVCPU; only thread 0 does", n),
+            )
+            .field(hs(i, "napping"), h.napping),
         );
         return;
     }
     if h.ptid != 0 || h.kvm_vcore == 0 {
         out.push(
-            Violation::new(26, format!("thread {} naps with NAPPING_NOVCPU but has ptid {} and kvm_vcore {:#x}", i, h.ptid, h.kvm_vcore))
-                .field(hs(i, "ptid"), h.ptid)
-                .field(hs(i, "kvm_vcore"), h.kvm_vcore),
+            Violation::new(
+                26,
+                format!(
+                    "thread {} naps with NAPPING_NOVCPU but has ptid {} and kvm_vcore {:#x}",
+                    i, h.ptid, h.kvm_vcore
+                ),
+            )
+            .field(hs(i, "ptid"), h.ptid)
+            .field(hs(i, "kvm_vcore"), h.kvm_vcore),
         );
     }
     // kvm_vcpu is NULL, or a latecomer with ptid 0 was just handed to it
@@ -894,13 +1137,21 @@ fn check_novcpu(cx: &Ctx, i: usize, n: usize, t: &Thread, out: &mut Vec<Violatio
     if let Some((j, v)) = cx.vcpu(h.kvm_vcpu) {
         if v.ptid != 0 || (h.kvm_vcore != 0 && v.vcore != h.kvm_vcore) {
             out.push(
-                Violation::new(26, format!("thread {} naps with NAPPING_NOVCPU holding vcpu {} (ptid {})", i, v.vcpu_id, v.ptid))
-                    .field(hs(i, "kvm_vcpu"), h.kvm_vcpu)
-                    .field(p("vcpus", j, "ptid"), v.ptid),
+                Violation::new(
+                    26,
+                    format!(
+                        "thread {} naps with NAPPING_NOVCPU holding vcpu {} (ptid {})",
+                        i, v.vcpu_id, v.ptid
+                    ),
+                )
+                .field(hs(i, "kvm_vcpu"), h.kvm_vcpu)
+                .field(p("vcpus", j, "ptid"), v.ptid),
             );
         }
     }
-    let Some((k, vc)) = cx.vcore(h.kvm_vcore) else { return };
+    let Some((k, vc)) = cx.vcore(h.kvm_vcore) else {
+        return;
+    };
     // kvmppc_primary_no_guest runs after the entry count and the MMU switch,
     // sets napping bit 0 before storing NAPPING_NOVCPU, and the wakeup clears
     // napping before the bit.
@@ -936,9 +1187,16 @@ fn check_novcpu(cx: &Ctx, i: usize, n: usize, t: &Thread, out: &mut Vec<Violatio
 fn check_mmu(cx: &Ctx, out: &mut Vec<Violation>) {
     let threads = &cx.s.threads;
     let split = cx.s.variant == Variant::Modern
-        && cx.s.vcores.iter().any(|v| Some(v.vcore_state) == cx.states.piggyback);
+        && cx
+            .s
+            .vcores
+            .iter()
+            .any(|v| Some(v.vcore_state) == cx.states.piggyback);
     if !split {
-        for (name, get) in [("lpidr", (|t: &Thread| t.lpidr) as fn(&Thread) -> Option<u64>), ("sdr1", |t: &Thread| t.sdr1)] {
+        for (name, get) in [
+            ("lpidr", (|t: &Thread| t.lpidr) as fn(&Thread) -> Option<u64>),
+            ("sdr1", |t: &Thread| t.sdr1),
+        ] {
             // Fast path: one value on every thread that has one.
             let mut values = threads.iter().filter_map(get);
             if let Some(v0) = values.next() {
@@ -948,32 +1206,39 @@ fn check_mmu(cx: &Ctx, out: &mut Vec<Violation>) {
             }
             // Per core (cpu / threads_per_core).
             for (i0, t0) in threads.iter().enumerate() {
-            let Some(v0) = get(t0) else { continue };
-            let core = t0.cpu / cx.tpc;
-            if threads[..i0].iter().any(|t| t.cpu / cx.tpc == core && get(t).is_some()) {
-                continue; // not the first thread of its core with a value
-            }
-            let differ: Vec<(usize, u64)> = threads
-                .iter()
-                .enumerate()
-                .skip(i0 + 1)
-                .filter(|(_, t)| t.cpu / cx.tpc == core)
-                .filter_map(|(i, t)| get(t).map(|v| (i, v)))
-                .filter(|(_, v)| *v != v0)
-                .collect();
-            if differ.is_empty() {
-                continue;
-            }
-            let list = differ.iter().map(|(i, v)| format!("thread {i} {v:#x}")).collect::<Vec<_>>().join(", ");
-            let mut viol = Violation::new(
+                let Some(v0) = get(t0) else { continue };
+                let core = t0.cpu / cx.tpc;
+                if threads[..i0]
+                    .iter()
+                    .any(|t| t.cpu / cx.tpc == core && get(t).is_some())
+                {
+                    continue; // not the first thread of its core with a value
+                }
+                let differ: Vec<(usize, u64)> = threads
+                    .iter()
+                    .enumerate()
+                    .skip(i0 + 1)
+                    .filter(|(_, t)| t.cpu / cx.tpc == core)
+                    .filter_map(|(i, t)| get(t).map(|v| (i, v)))
+                    .filter(|(_, v)| *v != v0)
+                    .collect();
+                if differ.is_empty() {
+                    continue;
+                }
+                let list = differ
+                    .iter()
+                    .map(|(i, v)| format!("thread {i} {v:#x}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut viol = Violation::new(
                 8,
                 format!("threads of one core disagree on {} (one register per core): thread {i0} {v0:#x}, {list}", name.to_uppercase()),
             )
             .field(p("threads", i0, name), v0);
-            for (i, v) in differ {
-                viol = viol.field(p("threads", i, name), v);
-            }
-            out.push(viol);
+                for (i, v) in differ {
+                    viol = viol.field(p("threads", i, name), v);
+                }
+                out.push(viol);
             }
         }
     }
@@ -1006,11 +1271,15 @@ fn check_mmu(cx: &Ctx, out: &mut Vec<Violation>) {
                 let mut viol = Violation::new(8, String::new()).field(hs(i, "in_guest"), h.in_guest);
                 if let Some(l) = bad_lpidr {
                     what.push(format!("LPIDR {l:#x} (guest LPID {:#x})", kvm.lpid));
-                    viol = viol.field(p("threads", i, "lpidr"), l).field("kvm.lpid", kvm.lpid);
+                    viol = viol
+                        .field(p("threads", i, "lpidr"), l)
+                        .field("kvm.lpid", kvm.lpid);
                 }
                 if let Some(sd) = bad_sdr1 {
                     what.push(format!("SDR1 {sd:#x} (guest {:#x})", kvm.sdr1));
-                    viol = viol.field(p("threads", i, "sdr1"), sd).field("kvm.sdr1", kvm.sdr1);
+                    viol = viol
+                        .field(p("threads", i, "sdr1"), sd)
+                        .field("kvm.sdr1", kvm.sdr1);
                 }
                 viol.message = format!("thread {i} executes the guest with {}", what.join(" and "));
                 out.push(viol);
@@ -1025,18 +1294,30 @@ fn check_mmu(cx: &Ctx, out: &mut Vec<Violation>) {
             if let (Some(l), Some(host)) = (t0.lpidr, kvm.host_lpid) {
                 if l != host {
                     out.push(
-                        Violation::new(8, format!("thread 0 is outside KVM but LPIDR is {:#x}, not the host's {:#x}", l, host))
-                            .field(p("threads", i0, "lpidr"), l)
-                            .field("kvm.host_lpid", host),
+                        Violation::new(
+                            8,
+                            format!(
+                                "thread 0 is outside KVM but LPIDR is {:#x}, not the host's {:#x}",
+                                l, host
+                            ),
+                        )
+                        .field(p("threads", i0, "lpidr"), l)
+                        .field("kvm.host_lpid", host),
                     );
                 }
             }
             if let (Some(sd), Some(host)) = (t0.sdr1, kvm.host_sdr1) {
                 if sd != host {
                     out.push(
-                        Violation::new(8, format!("thread 0 is outside KVM but SDR1 is {:#x}, not the host's {:#x}", sd, host))
-                            .field(p("threads", i0, "sdr1"), sd)
-                            .field("kvm.host_sdr1", host),
+                        Violation::new(
+                            8,
+                            format!(
+                                "thread 0 is outside KVM but SDR1 is {:#x}, not the host's {:#x}",
+                                sd, host
+                            ),
+                        )
+                        .field(p("threads", i0, "sdr1"), sd)
+                        .field("kvm.host_sdr1", host),
                     );
                 }
             }
@@ -1067,44 +1348,72 @@ pub fn check_step(prev: &Snapshot, next: &Snapshot) -> Vec<Violation> {
     let mut out = Vec::new();
     let aligned = next.variant != Variant::Prepatch;
     for (j, v) in next.vcpus.iter().enumerate() {
-        let Some(old) = prev.vcpus.iter().find(|o| o.addr == v.addr) else { continue };
+        let Some(old) = prev.vcpus.iter().find(|o| o.addr == v.addr) else {
+            continue;
+        };
         if old.vcore != v.vcore {
             // Another VM's vcpu at a reused address: a new object.
             continue;
         }
         if old.vcpu_id != v.vcpu_id {
             out.push(
-                Violation::new(2, format!("vcpu at {:#x} changed vcpu_id from {} to {}", v.addr, old.vcpu_id, v.vcpu_id))
-                    .field(p("vcpus", j, "vcpu_id"), v.vcpu_id)
-                    .field("previous", old.vcpu_id),
+                Violation::new(
+                    2,
+                    format!(
+                        "vcpu at {:#x} changed vcpu_id from {} to {}",
+                        v.addr, old.vcpu_id, v.vcpu_id
+                    ),
+                )
+                .field(p("vcpus", j, "vcpu_id"), v.vcpu_id)
+                .field("previous", old.vcpu_id),
             );
         } else if aligned && old.ptid != v.ptid {
             out.push(
-                Violation::new(1, format!("vcpu {} changed ptid from {} to {}; it is fixed at creation", v.vcpu_id, old.ptid, v.ptid))
-                    .field(p("vcpus", j, "ptid"), v.ptid)
-                    .field("previous", old.ptid),
+                Violation::new(
+                    1,
+                    format!(
+                        "vcpu {} changed ptid from {} to {}; it is fixed at creation",
+                        v.vcpu_id, old.ptid, v.ptid
+                    ),
+                )
+                .field(p("vcpus", j, "ptid"), v.ptid)
+                .field("previous", old.ptid),
             );
         }
     }
     let mut same_vm = false;
     for (k, vc) in next.vcores.iter().enumerate() {
-        let Some(old) = prev.vcores.iter().find(|o| o.addr == vc.addr) else { continue };
+        let Some(old) = prev.vcores.iter().find(|o| o.addr == vc.addr) else {
+            continue;
+        };
         if old.kvm != vc.kvm {
             continue;
         }
         same_vm |= vc.kvm.is_some();
         if old.first_vcpuid != vc.first_vcpuid {
             out.push(
-                Violation::new(2, format!("vcore changed first_vcpuid from {} to {}", old.first_vcpuid, vc.first_vcpuid))
-                    .field(p("vcores", k, "first_vcpuid"), vc.first_vcpuid)
-                    .field("previous", old.first_vcpuid),
+                Violation::new(
+                    2,
+                    format!(
+                        "vcore changed first_vcpuid from {} to {}",
+                        old.first_vcpuid, vc.first_vcpuid
+                    ),
+                )
+                .field(p("vcores", k, "first_vcpuid"), vc.first_vcpuid)
+                .field("previous", old.first_vcpuid),
             );
         }
         if vc.num_threads < old.num_threads {
             out.push(
-                Violation::new(20, format!("vcore num_threads went from {} down to {}; vcpus are never removed", old.num_threads, vc.num_threads))
-                    .field(p("vcores", k, "num_threads"), vc.num_threads)
-                    .field("previous", old.num_threads),
+                Violation::new(
+                    20,
+                    format!(
+                        "vcore num_threads went from {} down to {}; vcpus are never removed",
+                        old.num_threads, vc.num_threads
+                    ),
+                )
+                .field(p("vcores", k, "num_threads"), vc.num_threads)
+                .field("previous", old.num_threads),
             );
         }
     }
@@ -1113,9 +1422,12 @@ pub fn check_step(prev: &Snapshot, next: &Snapshot) -> Vec<Violation> {
     if let (true, Some(a), Some(b)) = (same_vm, &prev.kvm, &next.kvm) {
         if a.lpid != b.lpid {
             out.push(
-                Violation::new(8, format!("the VM's LPID changed from {:#x} to {:#x}", a.lpid, b.lpid))
-                    .field("kvm.lpid", b.lpid)
-                    .field("previous", a.lpid),
+                Violation::new(
+                    8,
+                    format!("the VM's LPID changed from {:#x} to {:#x}", a.lpid, b.lpid),
+                )
+                .field("kvm.lpid", b.lpid)
+                .field("previous", a.lpid),
             );
         }
     }
@@ -1141,7 +1453,9 @@ pub fn check_event_step(prev: &Snapshot, next: &Snapshot) -> Vec<Violation> {
     let mut out = check_step(prev, next);
     let st = next.variant.vcore_states();
     for (k, vc) in next.vcores.iter().enumerate() {
-        let Some(old) = prev.vcores.iter().find(|o| o.addr == vc.addr) else { continue };
+        let Some(old) = prev.vcores.iter().find(|o| o.addr == vc.addr) else {
+            continue;
+        };
         let (a, b) = (EntryExit::of(old, prev.variant), EntryExit::of(vc, next.variant));
         let entries = |e: &EntryExit| match *e {
             EntryExit::Map { entry, .. } | EntryExit::Count { entry, .. } => Some(entry),
@@ -1149,9 +1463,17 @@ pub fn check_event_step(prev: &Snapshot, next: &Snapshot) -> Vec<Violation> {
         };
         if a.exit_started() && b.raw() != 0 && entries(&a) != entries(&b) {
             out.push(
-                Violation::new(11, format!("{} went from {:#x} to {:#x}: a thread entered after the exit began", b.key(), a.raw(), b.raw()))
-                    .field(p("vcores", k, b.key()), b.raw())
-                    .field("previous", a.raw()),
+                Violation::new(
+                    11,
+                    format!(
+                        "{} went from {:#x} to {:#x}: a thread entered after the exit began",
+                        b.key(),
+                        a.raw(),
+                        b.raw()
+                    ),
+                )
+                .field(p("vcores", k, b.key()), b.raw())
+                .field("previous", a.raw()),
             );
         }
         if !vcore_state_step_ok(st, old.vcore_state, vc.vcore_state) {
@@ -1170,7 +1492,9 @@ pub fn check_event_step(prev: &Snapshot, next: &Snapshot) -> Vec<Violation> {
         }
     }
     for (i, t) in next.threads.iter().enumerate() {
-        let Some(old) = prev.threads.iter().find(|o| o.cpu == t.cpu) else { continue };
+        let Some(old) = prev.threads.iter().find(|o| o.cpu == t.cpu) else {
+            continue;
+        };
         let (a, b) = (old.kvm_hstate.in_guest, t.kvm_hstate.in_guest);
         let ok = a == b
             || matches!(
@@ -1184,9 +1508,12 @@ pub fn check_event_step(prev: &Snapshot, next: &Snapshot) -> Vec<Violation> {
             );
         if !ok {
             out.push(
-                Violation::new(23, format!("thread {} went from in_guest {} to {} in one step", i, a, b))
-                    .field(hs(i, "in_guest"), b)
-                    .field("previous", a),
+                Violation::new(
+                    23,
+                    format!("thread {} went from in_guest {} to {} in one step", i, a, b),
+                )
+                .field(hs(i, "in_guest"), b)
+                .field("previous", a),
             );
         }
     }
@@ -1346,9 +1673,21 @@ mod tests {
                     kvm_vcore: if has || t == 0 { VC } else { 0 },
                     ptid: t as u8,
                     hwthread_req: 1,
-                    hwthread_state: if t == 0 { KVM_HWTHREAD_IN_KERNEL } else if has { KVM_HWTHREAD_IN_KVM } else { KVM_HWTHREAD_IN_IDLE },
+                    hwthread_state: if t == 0 {
+                        KVM_HWTHREAD_IN_KERNEL
+                    } else if has {
+                        KVM_HWTHREAD_IN_KVM
+                    } else {
+                        KVM_HWTHREAD_IN_IDLE
+                    },
                     napping: if t == 0 && !has { NAPPING_NOVCPU } else { 0 },
-                    in_guest: if has { KVM_GUEST_MODE_GUEST_HV } else if t == 0 { KVM_GUEST_MODE_HOST_HV } else { 0 },
+                    in_guest: if has {
+                        KVM_GUEST_MODE_GUEST_HV
+                    } else if t == 0 {
+                        KVM_GUEST_MODE_HOST_HV
+                    } else {
+                        0
+                    },
                 },
             });
         }
@@ -1387,7 +1726,12 @@ mod tests {
                     ceded: Some(0),
                 })
                 .collect(),
-            kvm: Some(KvmArch { lpid: 1, sdr1: 0x3f00, host_lpid: Some(0), host_sdr1: Some(0x2000) }),
+            kvm: Some(KvmArch {
+                lpid: 1,
+                sdr1: 0x3f00,
+                host_lpid: Some(0),
+                host_sdr1: Some(0x2000),
+            }),
         }
     }
 
@@ -1438,7 +1782,12 @@ mod tests {
         s.vcpus[1].ptid = 1; // vcpu 2 got ptid 1 first-come first-served
         s.vcpus[1].thread_cpu = None; // no thread_cpu before ~v4.1
         s.threads[1].kvm_hstate = s.threads[2].kvm_hstate.clone();
-        s.threads[2].kvm_hstate = Hstate { hwthread_req: 1, hwthread_state: KVM_HWTHREAD_IN_IDLE, ptid: 2, ..Hstate::default() };
+        s.threads[2].kvm_hstate = Hstate {
+            hwthread_req: 1,
+            hwthread_state: KVM_HWTHREAD_IN_IDLE,
+            ptid: 2,
+            ..Hstate::default()
+        };
         assert_eq!(numbers(&s), vec![29]);
         s.variant = Variant::Seed;
         assert!(numbers(&s).contains(&1));
@@ -1459,10 +1808,16 @@ mod tests {
         assert!(check_step(&a, &b).is_empty());
         let mut c = a.clone();
         c.vcores[0].num_threads = 3;
-        assert_eq!(check_step(&a, &c).iter().map(|v| v.invariant).collect::<Vec<_>>(), vec![20]);
+        assert_eq!(
+            check_step(&a, &c).iter().map(|v| v.invariant).collect::<Vec<_>>(),
+            vec![20]
+        );
         let mut d = a.clone();
         d.vcpus[3].ptid = 2;
-        assert_eq!(check_step(&a, &d).iter().map(|v| v.invariant).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(
+            check_step(&a, &d).iter().map(|v| v.invariant).collect::<Vec<_>>(),
+            vec![1]
+        );
     }
 
     #[test]
@@ -1484,7 +1839,13 @@ mod tests {
         assert!(check_event_step(&a, &exiting).is_empty());
         let mut late = exiting.clone();
         late.vcores[0].entry_exit_map = Some(0x107);
-        assert_eq!(check_event_step(&exiting, &late).iter().map(|v| v.invariant).collect::<Vec<_>>(), vec![11]);
+        assert_eq!(
+            check_event_step(&exiting, &late)
+                .iter()
+                .map(|v| v.invariant)
+                .collect::<Vec<_>>(),
+            vec![11]
+        );
         let mut reset = exiting.clone();
         reset.vcores[0].entry_exit_map = Some(0);
         assert!(check_event_step(&exiting, &reset).is_empty());
@@ -1493,15 +1854,33 @@ mod tests {
         let mut again = back.clone();
         again.vcores[0].vcore_state = MODERN_VCORE_STATES.running;
         assert!(check_event_step(&a, &back).is_empty());
-        assert_eq!(check_event_step(&back, &again).iter().map(|v| v.invariant).collect::<Vec<_>>(), vec![19]);
+        assert_eq!(
+            check_event_step(&back, &again)
+                .iter()
+                .map(|v| v.invariant)
+                .collect::<Vec<_>>(),
+            vec![19]
+        );
         let mut jump = a.clone();
         jump.threads[1].kvm_hstate.in_guest = KVM_GUEST_MODE_NONE; // GUEST_HV -> NONE skips the exit
-        assert_eq!(check_event_step(&a, &jump).iter().map(|v| v.invariant).collect::<Vec<_>>(), vec![23]);
+        assert_eq!(
+            check_event_step(&a, &jump)
+                .iter()
+                .map(|v| v.invariant)
+                .collect::<Vec<_>>(),
+            vec![23]
+        );
         // The same pairs as breakpoint samples are explained by a run boundary.
         assert!(check_step(&exiting, &late).is_empty() && check_step(&back, &again).is_empty());
         let st = &SEED_VCORE_STATES;
-        assert!(vcore_state_step_ok(st, 2, 3) && vcore_state_step_ok(st, 3, 4) && vcore_state_step_ok(st, 4, 0));
-        assert!(!vcore_state_step_ok(st, 4, 3) && !vcore_state_step_ok(st, 1, 3) && !vcore_state_step_ok(st, 3, 2));
+        assert!(
+            vcore_state_step_ok(st, 2, 3) && vcore_state_step_ok(st, 3, 4) && vcore_state_step_ok(st, 4, 0)
+        );
+        assert!(
+            !vcore_state_step_ok(st, 4, 3)
+                && !vcore_state_step_ok(st, 1, 3)
+                && !vcore_state_step_ok(st, 3, 2)
+        );
         let m = &MODERN_VCORE_STATES;
         assert!(vcore_state_step_ok(m, 6, 3) && vcore_state_step_ok(m, 1, 2) && vcore_state_step_ok(m, 5, 1));
         assert!(!vcore_state_step_ok(m, 3, 4) && !vcore_state_step_ok(m, 6, 4));
@@ -1526,10 +1905,17 @@ mod tests {
         for i in 0..n {
             found += check_snapshot(std::hint::black_box(&states[i % 3])).len();
         }
-        println!("check_snapshot alone: {:.0} ns", t.elapsed().as_nanos() as f64 / n as f64);
+        println!(
+            "check_snapshot alone: {:.0} ns",
+            t.elapsed().as_nanos() as f64 / n as f64
+        );
         type Part = fn(&Ctx, &mut Vec<Violation>);
-        let parts: [(&str, Part); 4] =
-            [("vcpus", check_vcpus), ("vcores", check_vcores), ("threads", check_threads), ("mmu", check_mmu)];
+        let parts: [(&str, Part); 4] = [
+            ("vcpus", check_vcpus),
+            ("vcores", check_vcores),
+            ("threads", check_threads),
+            ("mmu", check_mmu),
+        ];
         for (name, f) in parts {
             let t = std::time::Instant::now();
             let mut out = Vec::new();
@@ -1546,19 +1932,29 @@ mod tests {
             let s = crate::snapshot::parse_snapshot(std::hint::black_box(&text), Some(1), None).unwrap();
             found += s.threads.len();
         }
-        println!("parse_snapshot ({} B): {:.0} ns", text.len(), t.elapsed().as_nanos() as f64 / (n / 10) as f64);
+        println!(
+            "parse_snapshot ({} B): {:.0} ns",
+            text.len(),
+            t.elapsed().as_nanos() as f64 / (n / 10) as f64
+        );
         let t = std::time::Instant::now();
         for _ in 0..n / 10 {
             let s: Snapshot = serde_json::from_str(std::hint::black_box(&text)).unwrap();
             found += s.threads.len();
         }
-        println!("serde_json::from_str::<Snapshot>: {:.0} ns", t.elapsed().as_nanos() as f64 / (n / 10) as f64);
+        println!(
+            "serde_json::from_str::<Snapshot>: {:.0} ns",
+            t.elapsed().as_nanos() as f64 / (n / 10) as f64
+        );
         let t = std::time::Instant::now();
         for _ in 0..n / 10 {
             let v: serde_json::Value = serde_json::from_str(std::hint::black_box(&text)).unwrap();
             found += v.as_object().map_or(0, |o| o.len());
         }
-        println!("serde_json::from_str::<Value>: {:.0} ns", t.elapsed().as_nanos() as f64 / (n / 10) as f64);
+        println!(
+            "serde_json::from_str::<Value>: {:.0} ns",
+            t.elapsed().as_nanos() as f64 / (n / 10) as f64
+        );
         assert!(found > 0);
     }
 
@@ -1585,7 +1981,11 @@ mod tests {
                 t.kvm_hstate.napping = (r >> 16) as u8 % 5;
                 t.kvm_hstate.in_guest = (r >> 24) as u8 % 7;
                 t.kvm_hstate.hwthread_req = (r >> 32) as u8 % 3;
-                t.kvm_hstate.kvm_vcpu = if r & 1 == 0 { vcpu_addr((r >> 40) as u32 % 5) } else { r };
+                t.kvm_hstate.kvm_vcpu = if r & 1 == 0 {
+                    vcpu_addr((r >> 40) as u32 % 5)
+                } else {
+                    r
+                };
                 t.lpidr = Some(rnd() % 3);
             }
             for vc in &mut s.vcores {

@@ -8,8 +8,7 @@ pub mod btf;
 pub mod consts;
 pub mod explore;
 pub mod invariants;
+pub mod model;
 pub mod snapshot;
 pub mod trace;
-pub mod model;
 pub mod view;
-

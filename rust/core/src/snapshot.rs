@@ -35,13 +35,21 @@ impl std::error::Error for SnapshotError {}
 
 impl SnapshotError {
     fn new(line: Option<usize>, key: impl Into<String>, message: impl Into<String>) -> Self {
-        SnapshotError { line, key: key.into(), message: message.into() }
+        SnapshotError {
+            line,
+            key: key.into(),
+            message: message.into(),
+        }
     }
 }
 
 /// Parse one snapshot.  `variant`, when given, overrides (or supplies) the
 /// snapshot's own "variant" key.
-pub fn parse_snapshot(text: &str, line: Option<usize>, variant: Option<Variant>) -> Result<Snapshot, SnapshotError> {
+pub fn parse_snapshot(
+    text: &str,
+    line: Option<usize>,
+    variant: Option<Variant>,
+) -> Result<Snapshot, SnapshotError> {
     // serde would also take a struct from a JSON array (by position): a
     // snapshot is an object, say so plainly.
     let kind = match text.trim_start().as_bytes().first() {
@@ -55,7 +63,11 @@ pub fn parse_snapshot(text: &str, line: Option<usize>, variant: Option<Variant>)
         Some(_) => None, // not JSON at all: serde says where
     };
     if let Some(kind) = kind {
-        return Err(SnapshotError::new(line, "", format!("a snapshot is a JSON object, not {kind}")));
+        return Err(SnapshotError::new(
+            line,
+            "",
+            format!("a snapshot is a JSON object, not {kind}"),
+        ));
     }
     // Fast path: plain serde_json.  Only a failed parse is redone with path
     // tracking, to name the key.
@@ -70,7 +82,8 @@ pub fn parse_snapshot(text: &str, line: Option<usize>, variant: Option<Variant>)
     let parsed: Result<Snapshot, _> = serde_path_to_error::deserialize(&mut de);
     let mut snap = match parsed {
         Ok(s) => {
-            de.end().map_err(|e| SnapshotError::new(line, "", clean_message(&e.to_string())))?;
+            de.end()
+                .map_err(|e| SnapshotError::new(line, "", clean_message(&e.to_string())))?;
             s
         }
         Err(e) => {
@@ -96,8 +109,8 @@ pub fn parse_snapshot(text: &str, line: Option<usize>, variant: Option<Variant>)
 }
 
 fn parse_with_variant(text: &str, line: Option<usize>, variant: Variant) -> Result<Snapshot, SnapshotError> {
-    let mut value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| SnapshotError::new(line, "", clean_message(&e.to_string())))?;
+    let mut value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| SnapshotError::new(line, "", clean_message(&e.to_string())))?;
     if let Some(obj) = value.as_object_mut() {
         obj.insert("variant".into(), serde_json::Value::String(variant.name().into()));
     }
@@ -114,10 +127,18 @@ fn parse_with_variant(text: &str, line: Option<usize>, variant: Variant) -> Resu
 fn validate(s: &Snapshot, line: Option<usize>) -> Result<(), SnapshotError> {
     let tpc = s.threads_per_core;
     if tpc == 0 || tpc as usize > MAX_SMT_THREADS {
-        return Err(SnapshotError::new(line, "threads_per_core", format!("{tpc} is not 1..{MAX_SMT_THREADS}")));
+        return Err(SnapshotError::new(
+            line,
+            "threads_per_core",
+            format!("{tpc} is not 1..{MAX_SMT_THREADS}"),
+        ));
     }
     if s.threads.is_empty() {
-        return Err(SnapshotError::new(line, "threads", "must list the core's threads (thread 0 first)"));
+        return Err(SnapshotError::new(
+            line,
+            "threads",
+            "must list the core's threads (thread 0 first)",
+        ));
     }
     // More threads than one core's (several cores, or a reader that lists
     // every cpu) are fine: the checks group threads by cpu / threads_per_core.
@@ -139,7 +160,11 @@ fn key_of(path: &str, message: &str) -> String {
     let base = if path == "." { "" } else { path };
     if let Some(rest) = message.strip_prefix("missing field `") {
         if let Some(field) = rest.split('`').next() {
-            return if base.is_empty() { field.to_string() } else { format!("{base}.{field}") };
+            return if base.is_empty() {
+                field.to_string()
+            } else {
+                format!("{base}.{field}")
+            };
         }
     }
     base.to_string()
@@ -166,7 +191,11 @@ mod tests {
         let e = parse_snapshot(&text, Some(7), None).unwrap_err();
         assert_eq!(e.key, "threads[0].kvm_hstate.ptid");
         assert_eq!(e.line, Some(7));
-        assert!(e.to_string().starts_with("line 7: key `threads[0].kvm_hstate.ptid`: missing field"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("line 7: key `threads[0].kvm_hstate.ptid`: missing field"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -176,14 +205,22 @@ mod tests {
         assert_eq!(e.key, "threads[0].kvm_hstate.hwthread_req");
         assert!(e.message.contains("invalid type"), "{}", e.message);
         let text = GOOD.replace("\"hwthread_req\":0", "\"hwthread_req\":300");
-        assert_eq!(parse_snapshot(&text, None, None).unwrap_err().key, "threads[0].kvm_hstate.hwthread_req");
+        assert_eq!(
+            parse_snapshot(&text, None, None).unwrap_err().key,
+            "threads[0].kvm_hstate.hwthread_req"
+        );
     }
 
     #[test]
     fn bad_variant_and_shape() {
         let e = parse_snapshot(&GOOD.replace("\"modern\"", "\"p8\""), None, None).unwrap_err();
         assert_eq!(e.key, "variant");
-        let e = parse_snapshot(&GOOD.replace("\"threads_per_core\":2", "\"threads_per_core\":0"), None, None).unwrap_err();
+        let e = parse_snapshot(
+            &GOOD.replace("\"threads_per_core\":2", "\"threads_per_core\":0"),
+            None,
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e.key, "threads_per_core");
         let e = parse_snapshot("[1,2]", Some(3), None).unwrap_err();
         assert_eq!(e.key, "");

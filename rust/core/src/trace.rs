@@ -25,7 +25,11 @@ pub struct Replayer {
 
 impl Replayer {
     pub fn new(variant: Option<Variant>) -> Self {
-        Replayer { variant, same_vm: false, prev: None }
+        Replayer {
+            variant,
+            same_vm: false,
+            prev: None,
+        }
     }
 
     pub fn with_same_vm(mut self, same_vm: bool) -> Self {
@@ -109,7 +113,11 @@ where
             match line {
                 Ok(l) => batch.push((idx + 1, l)),
                 Err(e) => {
-                    read_error = Some(SnapshotError { line: Some(idx + 1), key: String::new(), message: format!("cannot read: {e}") });
+                    read_error = Some(SnapshotError {
+                        line: Some(idx + 1),
+                        key: String::new(),
+                        message: format!("cannot read: {e}"),
+                    });
                     break;
                 }
             }
@@ -132,7 +140,11 @@ where
             let stop = snap.stop.clone();
             report.snapshots += 1;
             for violation in replayer.push(snap) {
-                report.violations.push(TraceViolation { line: n, stop: stop.clone(), violation });
+                report.violations.push(TraceViolation {
+                    line: n,
+                    stop: stop.clone(),
+                    violation,
+                });
             }
         }
         if read_error.is_some() {
@@ -146,13 +158,24 @@ where
 type Parsed = Option<Result<Snapshot, SnapshotError>>;
 
 /// Parse a batch of (line number, text), in order, on up to `workers` threads.
-fn parse_batch<S: AsRef<str> + Sync>(batch: &[(usize, S)], variant: Option<Variant>, workers: usize) -> Vec<(usize, Parsed)> {
+fn parse_batch<S: AsRef<str> + Sync>(
+    batch: &[(usize, S)],
+    variant: Option<Variant>,
+    workers: usize,
+) -> Vec<(usize, Parsed)> {
     let parse = |chunk: &[(usize, S)]| -> Vec<(usize, Parsed)> {
         chunk
             .iter()
             .map(|(n, line)| {
                 let text = line.as_ref().trim();
-                (*n, if text.is_empty() { None } else { Some(parse_snapshot(text, Some(*n), variant)) })
+                (
+                    *n,
+                    if text.is_empty() {
+                        None
+                    } else {
+                        Some(parse_snapshot(text, Some(*n), variant))
+                    },
+                )
             })
             .collect()
     };
@@ -172,7 +195,14 @@ fn parse_batch<S: AsRef<str> + Sync>(batch: &[(usize, S)], variant: Option<Varia
                 Ok(part) => out.extend(part),
                 Err(_) => {
                     let n = out.last().map_or(0, |(n, _)| n + 1);
-                    out.push((n, Some(Err(SnapshotError { line: Some(n), key: String::new(), message: "internal error while parsing".into() }))));
+                    out.push((
+                        n,
+                        Some(Err(SnapshotError {
+                            line: Some(n),
+                            key: String::new(),
+                            message: "internal error while parsing".into(),
+                        })),
+                    ));
                     break;
                 }
             }
@@ -189,7 +219,11 @@ pub fn check_text(text: &str, variant: Option<Variant>, same_vm: bool) -> TraceR
 /// Replay a trace file.
 pub fn check_file(path: &Path, variant: Option<Variant>, same_vm: bool) -> io::Result<TraceReport> {
     let file = std::fs::File::open(path)?;
-    Ok(check_lines(io::BufReader::with_capacity(1 << 16, file).lines(), variant, same_vm))
+    Ok(check_lines(
+        io::BufReader::with_capacity(1 << 16, file).lines(),
+        variant,
+        same_vm,
+    ))
 }
 
 #[cfg(test)]
@@ -218,7 +252,10 @@ mod tests {
         let bad = line(SNAP).replace(r#""ptid":1"#, r#""ptid":3"#);
         let r = check_text(&format!("{}\n{}\n", line(SNAP), bad), None, false);
         assert_eq!(r.exit_code(), 1);
-        assert!(r.violations.iter().all(|v| v.line == 2 && v.stop.as_deref() == Some("s")));
+        assert!(r
+            .violations
+            .iter()
+            .all(|v| v.line == 2 && v.stop.as_deref() == Some("s")));
         assert_eq!(r.violations[0].violation.invariant, 3);
     }
 

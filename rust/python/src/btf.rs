@@ -87,7 +87,13 @@ impl PyKernelImage {
             Some(Err(e)) => (None, Some(e.to_string())),
             None => (None, None),
         };
-        Ok(PyKernelImage { path, image, layouts, btf_error, module_layouts: Default::default() })
+        Ok(PyKernelImage {
+            path,
+            image,
+            layouts,
+            btf_error,
+            module_layouts: Default::default(),
+        })
     }
 
     #[getter]
@@ -137,7 +143,9 @@ impl PyKernelImage {
 
     /// Full symbol record: {"address", "size", "section", "local"} or None.
     fn symbol_info<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let Some(s) = self.image.symbol(name) else { return Ok(None) };
+        let Some(s) = self.image.symbol(name) else {
+            return Ok(None);
+        };
         let d = PyDict::new(py);
         d.set_item("address", s.address)?;
         d.set_item("size", s.size)?;

@@ -36,7 +36,10 @@ fn snapshot_error(py: Python<'_>, e: &SnapshotError) -> PyErr {
 
 fn parse_variant(variant: Option<&str>) -> PyResult<Option<Variant>> {
     variant
-        .map(|v| v.parse::<Variant>().map_err(|e| PyValueError::new_err(e.to_string())))
+        .map(|v| {
+            v.parse::<Variant>()
+                .map_err(|e| PyValueError::new_err(e.to_string()))
+        })
         .transpose()
 }
 
@@ -77,7 +80,9 @@ fn violation_tuple<'py>(py: Python<'py>, v: &Violation) -> PyResult<Bound<'py, P
     for (k, val) in &v.fields {
         fields.set_item(k, json_to_py(py, val)?)?;
     }
-    Ok((v.invariant, v.message.as_str(), fields).into_pyobject(py)?.into_any())
+    Ok((v.invariant, v.message.as_str(), fields)
+        .into_pyobject(py)?
+        .into_any())
 }
 
 fn report_dict<'py>(py: Python<'py>, r: &TraceReport) -> PyResult<Bound<'py, PyDict>> {
@@ -118,13 +123,23 @@ impl PyCoreChecker {
     #[new]
     #[pyo3(signature = (variant=None, same_vm=false))]
     fn new(variant: Option<&str>, same_vm: bool) -> PyResult<Self> {
-        Ok(PyCoreChecker { replayer: Replayer::new(parse_variant(variant)?).with_same_vm(same_vm) })
+        Ok(PyCoreChecker {
+            replayer: Replayer::new(parse_variant(variant)?).with_same_vm(same_vm),
+        })
     }
 
     /// Check one snapshot (JSON text); returns [(invariant, message, fields)].
     #[pyo3(signature = (text, line=None))]
-    fn check_json<'py>(&mut self, py: Python<'py>, text: &str, line: Option<usize>) -> PyResult<Bound<'py, PyList>> {
-        let found = self.replayer.push_text(text, line).map_err(|e| snapshot_error(py, &e))?;
+    fn check_json<'py>(
+        &mut self,
+        py: Python<'py>,
+        text: &str,
+        line: Option<usize>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let found = self
+            .replayer
+            .push_text(text, line)
+            .map_err(|e| snapshot_error(py, &e))?;
         let list = PyList::empty(py);
         for v in &found {
             list.append(violation_tuple(py, v)?)?;
@@ -168,7 +183,12 @@ impl PyCoreChecker {
 /// Replay a JSONL trace file; returns {"snapshots", "violations", "error"}.
 #[pyfunction]
 #[pyo3(signature = (path, variant=None, same_vm=false))]
-fn check_trace_file<'py>(py: Python<'py>, path: PathBuf, variant: Option<&str>, same_vm: bool) -> PyResult<Bound<'py, PyDict>> {
+fn check_trace_file<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    variant: Option<&str>,
+    same_vm: bool,
+) -> PyResult<Bound<'py, PyDict>> {
     let variant = parse_variant(variant)?;
     let report = py
         .detach(|| check_file(&path, variant, same_vm))
@@ -179,7 +199,12 @@ fn check_trace_file<'py>(py: Python<'py>, path: PathBuf, variant: Option<&str>, 
 /// Replay a JSONL trace held in a string.
 #[pyfunction]
 #[pyo3(signature = (text, variant=None, same_vm=false))]
-fn check_trace_text<'py>(py: Python<'py>, text: &str, variant: Option<&str>, same_vm: bool) -> PyResult<Bound<'py, PyDict>> {
+fn check_trace_text<'py>(
+    py: Python<'py>,
+    text: &str,
+    variant: Option<&str>,
+    same_vm: bool,
+) -> PyResult<Bound<'py, PyDict>> {
     let variant = parse_variant(variant)?;
     let report = check_text(text, variant, same_vm);
     report_dict(py, &report)

@@ -28,7 +28,9 @@ fn model_error(py: Python<'_>, e: &ModelError) -> PyErr {
 }
 
 fn parse_variant(variant: &str) -> PyResult<Variant> {
-    variant.parse::<Variant>().map_err(|e| PyValueError::new_err(e.to_string()))
+    variant
+        .parse::<Variant>()
+        .map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 fn violation_json(v: &Violation) -> Value {
@@ -241,7 +243,10 @@ fn explore(
     opts.check_invariants = check_invariants;
     opts.symmetry = symmetry;
     opts.exit_request = exit_request;
-    opts.fault = fault.map(Fault::parse).transpose().map_err(PyValueError::new_err)?;
+    opts.fault = fault
+        .map(Fault::parse)
+        .transpose()
+        .map_err(PyValueError::new_err)?;
     let result = py.detach(|| run_explore(&opts));
     let report = result.map_err(|e| model_error(py, &e))?;
     Ok(report_json(&report).to_string())

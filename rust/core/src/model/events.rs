@@ -180,9 +180,7 @@ impl fmt::Display for Event {
             | Event::ExitRequest
             | Event::SwitchOut
             | Event::Release
-            | Event::Finish => {
-                f.write_str(n)
-            }
+            | Event::Finish => f.write_str(n),
         }
     }
 }
@@ -215,11 +213,17 @@ impl FromStr for Event {
     fn from_str(text: &str) -> Result<Self, BadEvent> {
         let text = text.trim();
         let bad = |why: &str| {
-            BadEvent(format!("bad event {text:?}: {why} (expected one of: {})", Event::FORMS.join(", ")))
+            BadEvent(format!(
+                "bad event {text:?}: {why} (expected one of: {})",
+                Event::FORMS.join(", ")
+            ))
         };
         let (name, args) = match text.find('(') {
             Some(open) => {
-                let close = text.rfind(')').filter(|&c| c == text.len() - 1).ok_or_else(|| bad("missing ')'"))?;
+                let close = text
+                    .rfind(')')
+                    .filter(|&c| c == text.len() - 1)
+                    .ok_or_else(|| bad("missing ')'"))?;
                 (text[..open].trim(), &text[open + 1..close])
             }
             None => (text, ""),
@@ -255,7 +259,10 @@ impl FromStr for Event {
             values[i] = Some(v);
         }
         for (k, v) in named {
-            let i = keys.iter().position(|key| *key == k).ok_or_else(|| bad(&format!("unknown argument {k:?}")))?;
+            let i = keys
+                .iter()
+                .position(|key| *key == k)
+                .ok_or_else(|| bad(&format!("unknown argument {k:?}")))?;
             if values[i].is_some() {
                 return Err(bad(&format!("argument {k:?} given twice")));
             }
@@ -285,7 +292,10 @@ impl FromStr for Event {
             "wake" => Event::Wake { thread: thread(0)? },
             "tail" => Event::Tail { thread: thread(0)? },
             "return_to_idle" => Event::ReturnToIdle { thread: thread(0)? },
-            "doorbell" => Event::Doorbell { vcpu: vcpu(0)?, thread: thread(1)? },
+            "doorbell" => Event::Doorbell {
+                vcpu: vcpu(0)?,
+                thread: thread(1)?,
+            },
             "exit" => Event::Exit {
                 thread: thread(0)?,
                 trap: match values[1] {
@@ -315,19 +325,39 @@ mod tests {
             Event::RunCore { runner: 1 },
             Event::VcoreEntry,
             Event::Doorbell { vcpu: 1, thread: 2 },
-            Event::Exit { thread: 2, trap: 0xc00 },
+            Event::Exit {
+                thread: 2,
+                trap: 0xc00,
+            },
             Event::ReturnToIdle { thread: 7 },
         ];
         for e in events {
             assert_eq!(e.to_string().parse::<Event>().unwrap(), e);
         }
-        assert_eq!("exit(1)".parse::<Event>().unwrap(), Event::Exit { thread: 1, trap: 0x980 });
-        assert_eq!("doorbell(1, 2)".parse::<Event>().unwrap(), Event::Doorbell { vcpu: 1, thread: 2 });
+        assert_eq!(
+            "exit(1)".parse::<Event>().unwrap(),
+            Event::Exit {
+                thread: 1,
+                trap: 0x980
+            }
+        );
+        assert_eq!(
+            "doorbell(1, 2)".parse::<Event>().unwrap(),
+            Event::Doorbell { vcpu: 1, thread: 2 }
+        );
     }
 
     #[test]
     fn bad_text_is_a_clear_error() {
-        for text in ["", "fly(1)", "enter(", "enter(x)", "enter(thread=1, thread=2)", "enter(300)", "cede()"] {
+        for text in [
+            "",
+            "fly(1)",
+            "enter(",
+            "enter(x)",
+            "enter(thread=1, thread=2)",
+            "enter(300)",
+            "cede()",
+        ] {
             let err = text.parse::<Event>().unwrap_err().to_string();
             assert!(err.contains("bad event"), "{text}: {err}");
         }

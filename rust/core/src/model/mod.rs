@@ -57,7 +57,10 @@ fn violation(invariant: u32, message: String, fields: &[(&str, Value)]) -> Viola
     Violation {
         invariant,
         message,
-        fields: fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<BTreeMap<_, _>>(),
+        fields: fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect::<BTreeMap<_, _>>(),
     }
 }
 
@@ -75,7 +78,12 @@ impl Config {
                 reason: format!("cpu {cpu_base} is not thread 0 of a {threads}-thread core"),
             });
         }
-        Ok(Config { variant, threads, cpu_base, fault: None })
+        Ok(Config {
+            variant,
+            threads,
+            cpu_base,
+            fault: None,
+        })
     }
 
     /// The state as a contract-2 snapshot, with the kernel's field names and values.
@@ -174,7 +182,10 @@ impl Config {
                 ("from_vcpu", json!(from_id)),
                 ("thread", json!(t)),
                 ("intended_vcpu", json!(first + t as u32)),
-                ("delivered_vcpu", d.map_or(Value::Null, |d| json!(first + d as u32))),
+                (
+                    "delivered_vcpu",
+                    d.map_or(Value::Null, |d| json!(first + d as u32)),
+                ),
             ]
         };
         match delivered {
@@ -189,8 +200,8 @@ impl Config {
             )),
             None => {
                 // Nobody on that thread: lost if the intended vcpu runs elsewhere.
-                let elsewhere = (0..self.threads as usize)
-                    .find(|&x| x != t && s.threads[x].running == Some(intended));
+                let elsewhere =
+                    (0..self.threads as usize).find(|&x| x != t && s.threads[x].running == Some(intended));
                 elsewhere.map(|x| {
                     violation(
                         INV_DOORBELL,
@@ -212,8 +223,14 @@ impl Config {
         if next.switch_in > 1 || next.switch_out > 1 {
             out.push(violation(
                 7,
-                format!("MMU switched more than once per run (in {}, out {})", next.switch_in, next.switch_out),
-                &[("switch_in", json!(next.switch_in)), ("switch_out", json!(next.switch_out))],
+                format!(
+                    "MMU switched more than once per run (in {}, out {})",
+                    next.switch_in, next.switch_out
+                ),
+                &[
+                    ("switch_in", json!(next.switch_in)),
+                    ("switch_out", json!(next.switch_out)),
+                ],
             ));
         }
         let in_guest = |s: &State| s.vcore.map(|v| v.in_guest).unwrap_or(0);
@@ -236,7 +253,10 @@ impl Config {
                 out.push(violation(
                     25,
                     format!("thread {thread} napped in a cede although every entered thread now naps"),
-                    &[("napping_threads", json!(vc.napping_threads)), ("entered", json!(vc.entered))],
+                    &[
+                        ("napping_threads", json!(vc.napping_threads)),
+                        ("entered", json!(vc.entered)),
+                    ],
                 ));
             }
         }
@@ -245,7 +265,10 @@ impl Config {
                 out.push(violation(
                     27,
                     "TB offset applied outside thread 0's switch-in..switch-out".into(),
-                    &[("tb_offset_applied", json!(vc.tb_offset_applied)), ("in_guest", json!(vc.in_guest))],
+                    &[
+                        ("tb_offset_applied", json!(vc.tb_offset_applied)),
+                        ("in_guest", json!(vc.in_guest)),
+                    ],
                 ));
             }
         }
@@ -295,14 +318,20 @@ impl Config {
             out.push(Event::GuestEntry { thread: t });
             out.push(Event::Cede { thread: t });
             out.push(Event::Wake { thread: t });
-            out.push(Event::Exit { thread: t, trap: BOOK3S_INTERRUPT_HV_DECREMENTER });
+            out.push(Event::Exit {
+                thread: t,
+                trap: BOOK3S_INTERRUPT_HV_DECREMENTER,
+            });
             out.push(Event::Tail { thread: t });
             out.push(Event::ReturnToIdle { thread: t });
         }
         if doorbells {
             for i in 0..n {
                 for t in 0..n {
-                    out.push(Event::Doorbell { vcpu: first + i as u32, thread: t });
+                    out.push(Event::Doorbell {
+                        vcpu: first + i as u32,
+                        thread: t,
+                    });
                 }
             }
         }
@@ -336,7 +365,12 @@ impl Model {
         let config = Config::new(variant, threads, cpu_base)?;
         let state = State::initial();
         let view = config.view(&state, None);
-        Ok(Model { config, state, trace: Vec::new(), view })
+        Ok(Model {
+            config,
+            state,
+            trace: Vec::new(),
+            view,
+        })
     }
 
     /// Apply one event; on success the new state has been checked.
@@ -349,12 +383,19 @@ impl Model {
         violations.extend(self.config.history_check(&prev, &self.state, &event, &effects));
         self.view = next_view;
         self.trace.push(event);
-        Ok(Step { event, effects, violations })
+        Ok(Step {
+            event,
+            effects,
+            violations,
+        })
     }
 
     /// Parse and apply an event given in its text form.
     pub fn apply_text(&mut self, text: &str) -> Result<Step, ModelError> {
-        let event: Event = text.parse().map_err(|e: BadEvent| ModelError { event: text.to_string(), reason: e.0 })?;
+        let event: Event = text.parse().map_err(|e: BadEvent| ModelError {
+            event: text.to_string(),
+            reason: e.0,
+        })?;
         self.apply(event)
     }
 

@@ -11,8 +11,7 @@
 //! paths), exactly as the kernel leaves them.
 
 use crate::consts::{
-    KVMPPC_VCPU_NOTREADY, KVM_GUEST_MODE_NONE, KVM_HWTHREAD_IN_IDLE, KVM_HWTHREAD_IN_KERNEL,
-    MAX_SMT_THREADS,
+    KVMPPC_VCPU_NOTREADY, KVM_GUEST_MODE_NONE, KVM_HWTHREAD_IN_IDLE, KVM_HWTHREAD_IN_KERNEL, MAX_SMT_THREADS,
 };
 
 /// Where a hardware thread is, keyed to the kernel labels of VCORE_SPEC §3/§5.
@@ -104,7 +103,11 @@ impl ThreadModel {
                 ptid: 0,
                 hwthread_req: 0,
                 // Thread 0 is an online CPU; the secondaries are offline, napping.
-                hwthread_state: if thread == 0 { KVM_HWTHREAD_IN_KERNEL } else { KVM_HWTHREAD_IN_IDLE },
+                hwthread_state: if thread == 0 {
+                    KVM_HWTHREAD_IN_KERNEL
+                } else {
+                    KVM_HWTHREAD_IN_IDLE
+                },
                 napping: 0,
                 in_guest: KVM_GUEST_MODE_NONE,
             },
@@ -248,7 +251,11 @@ impl VcoreModel {
         if bitmaps {
             self.entered as u32
                 | (self.exited as u32) << 8
-                | if self.exit_req { crate::consts::VCORE_EXIT_REQ } else { 0 }
+                | if self.exit_req {
+                    crate::consts::VCORE_EXIT_REQ
+                } else {
+                    0
+                }
         } else {
             self.entered.count_ones() | self.exited.count_ones() << 8
         }

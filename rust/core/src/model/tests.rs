@@ -42,7 +42,10 @@ fn worked_example_seed_3_11() {
     run(&mut m, &["runnable(1)", "runnable(2)", "run_core(runner=1)"]);
     // run_core reset + grab
     let v = vc(&m);
-    assert_eq!((v.n_woken, v.nap_count, v.entry_exit_count), (Some(0), Some(0), Some(0)));
+    assert_eq!(
+        (v.n_woken, v.nap_count, v.entry_exit_count),
+        (Some(0), Some(0), Some(0))
+    );
     assert_eq!((v.vcore_state, v.in_guest, v.napping_threads), (2, 0, 0));
     for t in 1..4 {
         assert_eq!((hs(&m, t).hwthread_req, hs(&m, t).kvm_vcpu), (1, 0));
@@ -50,13 +53,22 @@ fn worked_example_seed_3_11() {
     // start_thread x2
     run(&mut m, &["start_thread(1)", "start_thread(2)"]);
     assert_eq!((vc(&m).pcpu, vc(&m).n_woken), (0, Some(2)));
-    assert_eq!((hs(&m, 1).kvm_vcpu, hs(&m, 1).kvm_vcore, hs(&m, 1).ptid), (v1, VCORE_ADDR, 1));
-    assert_eq!((hs(&m, 2).kvm_vcpu, hs(&m, 2).kvm_vcore, hs(&m, 2).ptid), (v2, VCORE_ADDR, 2));
+    assert_eq!(
+        (hs(&m, 1).kvm_vcpu, hs(&m, 1).kvm_vcore, hs(&m, 1).ptid),
+        (v1, VCORE_ADDR, 1)
+    );
+    assert_eq!(
+        (hs(&m, 2).kvm_vcpu, hs(&m, 2).kvm_vcore, hs(&m, 2).ptid),
+        (v2, VCORE_ADDR, 2)
+    );
     assert!(m.state.threads[1].ipi && m.state.threads[2].ipi && !m.state.threads[3].ipi);
     // thread-0 fixup, RUNNING
     run(&mut m, &["vcore_entry"]);
     assert_eq!(vc(&m).vcore_state, 3);
-    assert_eq!((hs(&m, 0).kvm_vcore, hs(&m, 0).ptid, hs(&m, 0).kvm_vcpu), (VCORE_ADDR, 0, 0));
+    assert_eq!(
+        (hs(&m, 0).kvm_vcore, hs(&m, 0).ptid, hs(&m, 0).kvm_vcpu),
+        (VCORE_ADDR, 0, 0)
+    );
     // T0 kvmppc_hv_entry + switch
     run(&mut m, &["enter(0)", "switch_in"]);
     assert_eq!((vc(&m).entry_exit_count, vc(&m).in_guest), (Some(1), 1));
@@ -86,13 +98,23 @@ fn worked_example_seed_3_11() {
     run(&mut m, &["wake(0)"]);
     assert_eq!(vc(&m).entry_exit_count, Some(0x303));
     assert_eq!(vc(&m).napping_threads, 1);
-    assert_eq!((hs(&m, 0).napping, hs(&m, 0).hwthread_req, hs(&m, 0).hwthread_state), (0, 0, 2));
+    assert_eq!(
+        (
+            hs(&m, 0).napping,
+            hs(&m, 0).hwthread_req,
+            hs(&m, 0).hwthread_state
+        ),
+        (0, 0, 2)
+    );
     run(&mut m, &["switch_out"]);
     assert_eq!((vc(&m).in_guest, hs(&m, 0).in_guest), (0, 0));
     assert_eq!(m.snapshot().threads[0].lpidr, Some(HOST_LPID));
     // tails
     run(&mut m, &["tail(1)"]);
-    assert_eq!((hs(&m, 1).in_guest, hs(&m, 1).kvm_vcpu, hs(&m, 1).hwthread_state), (0, 0, 1));
+    assert_eq!(
+        (hs(&m, 1).in_guest, hs(&m, 1).kvm_vcpu, hs(&m, 1).hwthread_state),
+        (0, 0, 1)
+    );
     assert_eq!(vc(&m).nap_count, Some(1));
     run(&mut m, &["tail(2)"]);
     assert_eq!(vc(&m).nap_count, Some(2));
@@ -143,7 +165,11 @@ fn illegal_events_are_errors_and_change_nothing() {
         assert!(err.to_string().starts_with("illegal event"), "{text}: {err}");
         assert_eq!(m.state, before, "{text} changed the state");
     }
-    assert!(m.apply_text("fly(1)").unwrap_err().reason.contains("unknown event name"));
+    assert!(m
+        .apply_text("fly(1)")
+        .unwrap_err()
+        .reason
+        .contains("unknown event name"));
     assert!(Model::new(Variant::Seed, 0).is_err());
     assert!(Model::new(Variant::Seed, 9).is_err());
 }
@@ -207,7 +233,16 @@ fn modern_run_with_cede_prod_and_latecomer() {
     run(&mut m, &["return_to_idle(1)", "return_to_idle(2)"]);
     assert_eq!(hs(&m, 1).hwthread_state, KVM_HWTHREAD_IN_IDLE);
     // A second run works from the stale state.
-    run(&mut m, &["run_core(runner=0)", "start_thread(0)", "start_thread(1)", "start_thread(2)", "vcore_entry"]);
+    run(
+        &mut m,
+        &[
+            "run_core(runner=0)",
+            "start_thread(0)",
+            "start_thread(1)",
+            "start_thread(2)",
+            "vcore_entry",
+        ],
+    );
     assert_eq!(vc(&m).vcore_state, 4);
 }
 
@@ -217,8 +252,21 @@ fn modern_run_with_cede_prod_and_latecomer() {
 fn ceded_vcore_sleeps_and_wakes() {
     for variant in [Variant::Seed, Variant::Modern] {
         let mut m = model(variant, 2, &[0, 1]);
-        run(&mut m, &["runnable(1)", "run_core(runner=1)", "start_thread(1)", "vcore_entry", "enter(0)", "switch_in"]);
-        run(&mut m, &["guest_entry(0)", "enter(1)", "guest_entry(1)", "cede(1)"]);
+        run(
+            &mut m,
+            &[
+                "runnable(1)",
+                "run_core(runner=1)",
+                "start_thread(1)",
+                "vcore_entry",
+                "enter(0)",
+                "switch_in",
+            ],
+        );
+        run(
+            &mut m,
+            &["guest_entry(0)", "enter(1)", "guest_entry(1)", "cede(1)"],
+        );
         // Thread 0 naps without a vcpu, so thread 1's cede turns into an exit.
         assert_eq!(m.state.threads[1].phase, Phase::Exiting);
         run(&mut m, &["wake(0)", "switch_out", "tail(1)", "release", "finish"]);
@@ -228,7 +276,10 @@ fn ceded_vcore_sleeps_and_wakes() {
         assert!(err.reason.contains("vcore_blocked"), "{err}");
         run(&mut m, &["vcore_blocked(runner=1)"]);
         let sleeping = variant.vcore_states().sleeping;
-        assert_eq!((vc(&m).vcore_state, vc(&m).runner), (sleeping, Some(vcpu_addr(1))));
+        assert_eq!(
+            (vc(&m).vcore_state, vc(&m).runner),
+            (sleeping, Some(vcpu_addr(1)))
+        );
         assert!(m.apply(ev("run_core(runner=1)")).is_err());
         run(&mut m, &["vcore_wake(vcpu=1)"]);
         assert_eq!((vc(&m).vcore_state, vc(&m).runner), (0, Some(0)));
@@ -241,7 +292,17 @@ fn ceded_vcore_sleeps_and_wakes() {
 #[test]
 fn modern_exit_request_makes_thread_0_too_late() {
     let mut m = model(Variant::Modern, 2, &[0, 1]);
-    run(&mut m, &["runnable(1)", "run_core(runner=1)", "start_thread(1)", "vcore_entry", "enter(1)", "exit_request"]);
+    run(
+        &mut m,
+        &[
+            "runnable(1)",
+            "run_core(runner=1)",
+            "start_thread(1)",
+            "vcore_entry",
+            "enter(1)",
+            "exit_request",
+        ],
+    );
     assert_eq!(vc(&m).entry_exit_map, Some(0x10002));
     assert!(m.state.threads[1].ipi);
     run(&mut m, &["enter(0)"]);
@@ -251,26 +312,63 @@ fn modern_exit_request_makes_thread_0_too_late() {
     assert_eq!(m.state.switch_in, 0);
     assert_eq!(m.state.mmu, Mmu::Host);
     run(&mut m, &["tail(1)", "release", "finish"]);
-    assert!(Model::new(Variant::Seed, 2).unwrap().apply(ev("exit_request")).is_err());
+    assert!(Model::new(Variant::Seed, 2)
+        .unwrap()
+        .apply(ev("exit_request"))
+        .is_err());
 }
 
 #[test]
 fn prepatch_misdelivers_a_doorbell() {
     let mut m = model(Variant::Prepatch, 4, &[0, 1, 2, 3]);
-    for e in ["runnable(2)", "run_core(runner=2)", "start_thread(2)", "vcore_entry", "enter(0)", "switch_in", "guest_entry(0)"] {
+    for e in [
+        "runnable(2)",
+        "run_core(runner=2)",
+        "start_thread(2)",
+        "vcore_entry",
+        "enter(0)",
+        "switch_in",
+        "guest_entry(0)",
+    ] {
         let step = m.apply(ev(e)).unwrap();
         // The checker sees the misplaced vcpu in the PACA already (static 29).
-        assert!(step.violations.iter().all(|v| v.invariant == INV_DOORBELL), "{e}: {:?}", step.violations);
+        assert!(
+            step.violations.iter().all(|v| v.invariant == INV_DOORBELL),
+            "{e}: {:?}",
+            step.violations
+        );
     }
     assert_eq!(m.snapshot().vcpus[2].ptid, 0);
     // vcpu 2 runs on thread 0; its guest signals thread 0 meaning vcpu 0.
     let step = m.apply(ev("doorbell(vcpu=2, thread=0)")).unwrap();
     assert_eq!(step.effects.doorbell_delivered, Some(2));
-    assert!(step.violations.iter().any(|v| v.invariant == INV_DOORBELL), "{:?}", step.violations);
+    assert!(
+        step.violations.iter().any(|v| v.invariant == INV_DOORBELL),
+        "{:?}",
+        step.violations
+    );
     // The same doorbell on the seed reaches nobody wrong.
     let mut s = model(Variant::Seed, 4, &[0, 1, 2, 3]);
-    run(&mut s, &["runnable(2)", "run_core(runner=2)", "start_thread(2)", "vcore_entry", "enter(0)", "switch_in"]);
-    run(&mut s, &["guest_entry(0)", "enter(2)", "guest_entry(2)", "doorbell(vcpu=2, thread=0)"]);
+    run(
+        &mut s,
+        &[
+            "runnable(2)",
+            "run_core(runner=2)",
+            "start_thread(2)",
+            "vcore_entry",
+            "enter(0)",
+            "switch_in",
+        ],
+    );
+    run(
+        &mut s,
+        &[
+            "guest_entry(0)",
+            "enter(2)",
+            "guest_entry(2)",
+            "doorbell(vcpu=2, thread=0)",
+        ],
+    );
 }
 
 #[test]
@@ -279,7 +377,13 @@ fn explorer_small_cores() {
     for n in 1..=3u8 {
         for variant in [Variant::Seed, Variant::Modern] {
             let r = explore(&ExploreOptions::new(variant, n)).unwrap();
-            assert!(r.violation.is_none(), "{variant} N={n}: {:?} {:?}", r.violated(), r.counterexample.map(|t| t.iter().map(|e| e.to_string()).collect::<Vec<_>>()));
+            assert!(
+                r.violation.is_none(),
+                "{variant} N={n}: {:?} {:?}",
+                r.violated(),
+                r.counterexample
+                    .map(|t| t.iter().map(|e| e.to_string()).collect::<Vec<_>>())
+            );
             assert!(r.states > 10 && r.finished_runs > 0 && r.complete);
         }
     }
@@ -315,7 +419,12 @@ fn random_walks_hold() {
                     let e = enabled[(rnd() % enabled.len() as u64) as usize];
                     let step = m.apply(e).unwrap();
                     if variant != Variant::Prepatch {
-                        assert!(step.violations.is_empty(), "{variant} N={n} {e}: {:?}\n{:?}", step.violations, m.trace);
+                        assert!(
+                            step.violations.is_empty(),
+                            "{variant} N={n} {e}: {:?}\n{:?}",
+                            step.violations,
+                            m.trace
+                        );
                     }
                 }
             }
@@ -344,7 +453,12 @@ fn explorer_sizes() {
             let r = explore(&o).unwrap();
             println!(
                 "{variant} N={n}: {} states {} transitions {:.3}s depth {} complete {} violated {:?}",
-                r.states, r.transitions, r.seconds, r.depth, r.complete, r.violated()
+                r.states,
+                r.transitions,
+                r.seconds,
+                r.depth,
+                r.complete,
+                r.violated()
             );
         }
     }
@@ -354,7 +468,18 @@ fn explorer_sizes() {
 #[ignore]
 fn cost_of_checks() {
     let mut m = model(Variant::Modern, 8, &[0, 1, 2, 3, 4, 5, 6, 7]);
-    for e in ["runnable(1)", "runnable(2)", "run_core(runner=1)", "start_thread(1)", "start_thread(2)", "vcore_entry", "enter(0)", "switch_in", "guest_entry(0)", "enter(1)"] {
+    for e in [
+        "runnable(1)",
+        "runnable(2)",
+        "run_core(runner=1)",
+        "start_thread(1)",
+        "start_thread(2)",
+        "vcore_entry",
+        "enter(0)",
+        "switch_in",
+        "guest_entry(0)",
+        "enter(1)",
+    ] {
         m.apply(ev(e)).unwrap();
     }
     let prev = m.snapshot().clone();
@@ -363,14 +488,23 @@ fn cost_of_checks() {
     let cfg = m.config;
     let n = 100_000;
     let t = std::time::Instant::now();
-    for _ in 0..n { std::hint::black_box(cfg.view(&s, Some("x"))); }
+    for _ in 0..n {
+        std::hint::black_box(cfg.view(&s, Some("x")));
+    }
     println!("view {:.2} us", t.elapsed().as_secs_f64() * 1e6 / n as f64);
     let v = cfg.view(&s, Some("x"));
     let t = std::time::Instant::now();
-    for _ in 0..n { std::hint::black_box(crate::invariants::check_snapshot(&v)); }
-    println!("check_snapshot {:.2} us", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    for _ in 0..n {
+        std::hint::black_box(crate::invariants::check_snapshot(&v));
+    }
+    println!(
+        "check_snapshot {:.2} us",
+        t.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
     let t = std::time::Instant::now();
-    for _ in 0..n { std::hint::black_box(crate::invariants::check_step(&prev, &v)); }
+    for _ in 0..n {
+        std::hint::black_box(crate::invariants::check_step(&prev, &v));
+    }
     println!("check_step {:.2} us", t.elapsed().as_secs_f64() * 1e6 / n as f64);
 }
 
@@ -386,8 +520,15 @@ fn explorer_catches_injected_faults() {
             let mut o = ExploreOptions::new(variant, 2);
             o.fault = Some(fault);
             let r = explore(&o).unwrap();
-            let v = r.violation.unwrap_or_else(|| panic!("{variant} {fault:?} not caught"));
-            println!("{variant} {}: {} in {} events", fault.name(), v.message, r.counterexample.unwrap().len());
+            let v = r
+                .violation
+                .unwrap_or_else(|| panic!("{variant} {fault:?} not caught"));
+            println!(
+                "{variant} {}: {} in {} events",
+                fault.name(),
+                v.message,
+                r.counterexample.unwrap().len()
+            );
         }
     }
 }

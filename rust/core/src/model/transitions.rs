@@ -18,7 +18,7 @@ use std::fmt;
 
 use crate::consts::*;
 use crate::model::events::Event;
-use crate::model::state::{Mmu, Phase, State, VcpuModel, VcoreModel};
+use crate::model::state::{Mmu, Phase, State, VcoreModel, VcpuModel};
 
 /// vcpu ids the model accepts (far above any KVM_MAX_VCPU_IDS on POWER).
 pub const MAX_VCPU_ID: u32 = 1 << 24;
@@ -118,7 +118,10 @@ impl Config {
 
     fn thread_index(&self, thread: u8) -> Result<usize, String> {
         if thread >= self.threads {
-            return Err(format!("thread {thread} does not exist (the core has threads 0..{})", self.threads - 1));
+            return Err(format!(
+                "thread {thread} does not exist (the core has threads 0..{})",
+                self.threads - 1
+            ));
         }
         Ok(thread as usize)
     }
@@ -148,7 +151,9 @@ impl Config {
             Event::CreateVcpu { vcpu } => {
                 let n = self.threads as u32;
                 if vcpu >= MAX_VCPU_ID {
-                    return Err(format!("vcpu id {vcpu} is out of range (the model takes ids below {MAX_VCPU_ID})"));
+                    return Err(format!(
+                        "vcpu id {vcpu} is out of range (the model takes ids below {MAX_VCPU_ID})"
+                    ));
                 }
                 let first = match s.vcore {
                     Some(_) => vc_first(s),
@@ -182,7 +187,9 @@ impl Config {
                 }
                 let vc = s.vcore.as_mut().unwrap();
                 if vc.lock_held {
-                    return Err("the runner holds vc->lock inside kvmppc_run_core (until vcore_entry)".into());
+                    return Err(
+                        "the runner holds vc->lock inside kvmppc_run_core (until vcore_entry)".into(),
+                    );
                 }
                 let v = s.vcpus[idx as usize].as_mut().unwrap();
                 v.ceded = 0;
@@ -233,9 +240,15 @@ impl Config {
                     ));
                 }
                 if !vc.is_runnable(idx) {
-                    return Err(format!("vcpu {runner} is not runnable, so its task cannot run the core"));
+                    return Err(format!(
+                        "vcpu {runner} is not runnable, so its task cannot run the core"
+                    ));
                 }
-                if vc.runnable().iter().all(|&i| s.vcpus[i as usize].unwrap().ceded != 0) {
+                if vc
+                    .runnable()
+                    .iter()
+                    .all(|&i| s.vcpus[i as usize].unwrap().ceded != 0)
+                {
                     return Err("every runnable vcpu has ceded: the kernel calls kvmppc_vcore_blocked (vcore_blocked)".into());
                 }
                 if s.threads[0].phase != Phase::Host {
@@ -250,7 +263,10 @@ impl Config {
                         _ => false,
                     };
                     if !ok {
-                        return Err(format!("thread {t} is still in KVM ({:?}): it cannot be grabbed", s.threads[t].phase));
+                        return Err(format!(
+                            "thread {t} is still in KVM ({:?}): it cannot be grabbed",
+                            s.threads[t].phase
+                        ));
                     }
                 }
                 let vc = s.vcore.as_mut().unwrap();
@@ -311,9 +327,15 @@ impl Config {
                     return Err("the vcore is not inactive".into());
                 }
                 if !vc.is_runnable(idx) {
-                    return Err(format!("vcpu {runner} is not runnable, so its task cannot be the runner"));
+                    return Err(format!(
+                        "vcpu {runner} is not runnable, so its task cannot be the runner"
+                    ));
                 }
-                if let Some(&i) = vc.runnable().iter().find(|&&i| s.vcpus[i as usize].unwrap().ceded == 0) {
+                if let Some(&i) = vc
+                    .runnable()
+                    .iter()
+                    .find(|&&i| s.vcpus[i as usize].unwrap().ceded == 0)
+                {
                     return Err(format!(
                         "vcpu {} has not ceded: the runner runs the core instead",
                         i as u32 + vc_first(s)
@@ -360,10 +382,20 @@ impl Config {
                 if !vc.lock_held {
                     return Err("not inside kvmppc_run_core's start-up (run_core first)".into());
                 }
-                if let Some(&i) = vc.runnable().iter().find(|&&i| !s.vcpus[i as usize].unwrap().started) {
-                    return Err(format!("runnable vcpu {} has not been started yet", i as u32 + vc_first(s)));
+                if let Some(&i) = vc
+                    .runnable()
+                    .iter()
+                    .find(|&&i| !s.vcpus[i as usize].unwrap().started)
+                {
+                    return Err(format!(
+                        "runnable vcpu {} has not been started yet",
+                        i as u32 + vc_first(s)
+                    ));
                 }
-                let has_ptid0 = vc.runnable().iter().any(|&i| s.vcpus[i as usize].unwrap().ptid == 0);
+                let has_ptid0 = vc
+                    .runnable()
+                    .iter()
+                    .any(|&i| s.vcpus[i as usize].unwrap().ptid == 0);
                 match self.variant {
                     // "Set this explicitly in case thread 0 doesn't have a vcpu".
                     Variant::Seed => {
@@ -414,9 +446,15 @@ impl Config {
                             th.phase, th.hstate.hwthread_req, th.ipi
                         ));
                     }
-                    let go = if self.modern() { th.hstate.kvm_vcore } else { th.hstate.kvm_vcpu.is_some() };
+                    let go = if self.modern() {
+                        th.hstate.kvm_vcore
+                    } else {
+                        th.hstate.kvm_vcpu.is_some()
+                    };
                     if !go || th.hstate.kvm_vcpu.is_none() {
-                        return Err(format!("thread {t} has no vcpu to run (it would go back to kvm_no_guest)"));
+                        return Err(format!(
+                            "thread {t} has no vcpu to run (it would go back to kvm_no_guest)"
+                        ));
                     }
                 }
                 let exiting = vc.exiting();
@@ -457,12 +495,20 @@ impl Config {
                 let th = s.threads[t];
                 if t == 0 {
                     if th.phase != Phase::SwitchedIn {
-                        return Err(format!("thread 0 must have switched the MMU first (it is {:?})", th.phase));
+                        return Err(format!(
+                            "thread 0 must have switched the MMU first (it is {:?})",
+                            th.phase
+                        ));
                     }
                 } else if th.phase != Phase::Entered {
-                    return Err(format!("thread {t} has not entered kvmppc_hv_entry (it is {:?})", th.phase));
+                    return Err(format!(
+                        "thread {t} has not entered kvmppc_hv_entry (it is {:?})",
+                        th.phase
+                    ));
                 } else if vc.in_guest == 0 {
-                    return Err(format!("thread {t} waits for vc->in_guest (thread 0 has not switched the MMU)"));
+                    return Err(format!(
+                        "thread {t} waits for vc->in_guest (thread 0 has not switched the MMU)"
+                    ));
                 }
                 match th.running {
                     Some(v) => self.to_guest(s, t, v),
@@ -487,7 +533,12 @@ impl Config {
                 let th = s.threads[t];
                 let v = match (th.phase, th.running) {
                     (Phase::InGuest, Some(v)) => v,
-                    _ => return Err(format!("thread {t} is not running a guest vcpu (it is {:?})", th.phase)),
+                    _ => {
+                        return Err(format!(
+                            "thread {t} is not running a guest vcpu (it is {:?})",
+                            th.phase
+                        ))
+                    }
                 };
                 s.threads[t].hstate.in_guest = KVM_GUEST_MODE_HOST_HV;
                 let vm = s.vcpus[v as usize].as_mut().unwrap();
@@ -502,11 +553,12 @@ impl Config {
                 }
                 let vc = s.vcore.as_mut().unwrap();
                 let me = 1u8 << t;
-                let all_napping = self.fault != Some(Fault::NoCedeExit) && if self.modern() {
-                    (vc.napping_threads | me) == vc.entered
-                } else {
-                    (vc.napping_threads | me).count_ones() >= vc.entry_count()
-                };
+                let all_napping = self.fault != Some(Fault::NoCedeExit)
+                    && if self.modern() {
+                        (vc.napping_threads | me) == vc.entered
+                    } else {
+                        (vc.napping_threads | me).count_ones() >= vc.entry_count()
+                    };
                 if all_napping {
                     // kvm_cede_exit: every entered thread would nap; go to the host.
                     vm_trap(s, v, BOOK3S_INTERRUPT_SYSCALL);
@@ -600,7 +652,11 @@ impl Config {
                                 _ => {
                                     // Seed: anything but a latecomer exits (kvm_novcpu_exit);
                                     // modern: the timeslice is over (HDEC < 0).
-                                    let trap = if self.modern() { BOOK3S_INTERRUPT_HV_DECREMENTER } else { 0 };
+                                    let trap = if self.modern() {
+                                        BOOK3S_INTERRUPT_HV_DECREMENTER
+                                    } else {
+                                        0
+                                    };
                                     self.commence_exit(s, t, trap);
                                 }
                             }
@@ -613,11 +669,15 @@ impl Config {
             Event::Doorbell { vcpu, thread } => {
                 let from = self.vcpu_index(s, vcpu)?;
                 let t = self.thread_index(thread)?;
-                let sender = s.threads.iter().take(self.threads as usize).position(|th| {
-                    th.phase == Phase::InGuest && th.running == Some(from)
-                });
+                let sender = s
+                    .threads
+                    .iter()
+                    .take(self.threads as usize)
+                    .position(|th| th.phase == Phase::InGuest && th.running == Some(from));
                 if sender.is_none() {
-                    return Err(format!("vcpu {vcpu} is not executing in the guest, so it cannot msgsndp"));
+                    return Err(format!(
+                        "vcpu {vcpu} is not executing in the guest, so it cannot msgsndp"
+                    ));
                 }
                 fx.doorbell_delivered = delivered_to(s, t);
                 // A doorbell wakes a thread napping in a cede (LPCR[PECEDP]).
@@ -652,7 +712,9 @@ impl Config {
             Event::ExitRequest => {
                 let vc = *s.vcore.as_ref().ok_or("no vcore")?;
                 if !self.modern() {
-                    return Err("VCORE_EXIT_REQ exists only in the modern kernel (set by another subcore)".into());
+                    return Err(
+                        "VCORE_EXIT_REQ exists only in the modern kernel (set by another subcore)".into(),
+                    );
                 }
                 if vc.vcore_state != st.running || vc.exiting() {
                     return Err("the vcore is not running, or an exit has already begun".into());
@@ -674,14 +736,17 @@ impl Config {
                 if th.phase != Phase::Exiting && th.phase != Phase::TooLate {
                     return Err(format!("thread 0 has not started exiting (it is {:?})", th.phase));
                 }
-                let all_out = self.fault == Some(Fault::EarlySwitchOut) || if self.modern() {
-                    vc.exited == vc.entered
-                } else {
-                    vc.exited.count_ones() == vc.entered.count_ones()
-                };
+                let all_out = self.fault == Some(Fault::EarlySwitchOut)
+                    || if self.modern() {
+                        vc.exited == vc.entered
+                    } else {
+                        vc.exited.count_ones() == vc.entered.count_ones()
+                    };
                 if !all_out {
                     let word = vc.entry_exit_word(self.modern());
-                    return Err(format!("thread 0 waits until exits == entries (entry/exit word {word:#x})"));
+                    return Err(format!(
+                        "thread 0 waits until exits == entries (entry/exit word {word:#x})"
+                    ));
                 }
                 let vc = s.vcore.as_mut().unwrap();
                 if vc.in_guest != 0 {
@@ -710,7 +775,9 @@ impl Config {
                 }
                 let vc = s.vcore.as_mut().unwrap();
                 if vc.in_guest != 0 {
-                    return Err(format!("thread {t} waits for vc->in_guest == 0 (thread 0 has not switched back)"));
+                    return Err(format!(
+                        "thread {t} waits for vc->in_guest == 0 (thread 0 has not switched back)"
+                    ));
                 }
                 if !self.modern() {
                     vc.nap_count = vc.nap_count.saturating_add(1);
@@ -731,15 +798,20 @@ impl Config {
             Event::Release => {
                 let vc = *s.vcore.as_ref().ok_or("no vcore")?;
                 let exiting_unreleased = self.modern() && vc.vcore_state == st.exiting && !vc.released;
-                if s.threads[0].phase != Phase::Returned || !(vc.vcore_state == st.running || exiting_unreleased) {
+                if s.threads[0].phase != Phase::Returned
+                    || !(vc.vcore_state == st.running || exiting_unreleased)
+                {
                     return Err("__kvmppc_vcore_entry has not returned on thread 0 yet (or the threads were released)".into());
                 }
                 let waiting = if self.modern() {
-                    (1..self.threads as usize).find(|&t| s.threads[t].hstate.kvm_vcore).map(|t| {
-                        format!("kvmppc_wait_for_nap: thread {t} still has kvm_vcore set")
-                    })
+                    (1..self.threads as usize)
+                        .find(|&t| s.threads[t].hstate.kvm_vcore)
+                        .map(|t| format!("kvmppc_wait_for_nap: thread {t} still has kvm_vcore set"))
                 } else if vc.nap_count < vc.n_woken {
-                    Some(format!("kvmppc_wait_for_nap: nap_count {} < n_woken {}", vc.nap_count, vc.n_woken))
+                    Some(format!(
+                        "kvmppc_wait_for_nap: nap_count {} < n_woken {}",
+                        vc.nap_count, vc.n_woken
+                    ))
                 } else {
                     None
                 };
@@ -798,7 +870,10 @@ impl Config {
                 let t = self.thread_index(thread)?;
                 let th = &mut s.threads[t];
                 if th.phase != Phase::Spinning {
-                    return Err(format!("thread {t} is not spinning in kvm_no_guest (it is {:?})", th.phase));
+                    return Err(format!(
+                        "thread {t} is not spinning in kvm_no_guest (it is {:?})",
+                        th.phase
+                    ));
                 }
                 if th.hstate.hwthread_req != 0 {
                     return Err(format!("thread {t} keeps spinning while hwthread_req is 1"));
