@@ -8,7 +8,7 @@ from typing import Any
 
 import gdb  # type: ignore[import-not-found]
 
-from pyvcore import render
+from pyvcore import tables
 
 from . import session
 from .args import ArgParser, complete_words
@@ -116,8 +116,8 @@ class PvCheck(gdb.Command):
                 + "\n"
             )
             return
-        style = render.Style(colour_wanted())
-        gdb.write(render.check_table(reading, predicted, violations, style) + "\n")
+        style = tables.Style(colour_wanted())
+        gdb.write(tables.check_table(reading, predicted, violations, style) + "\n")
         for problem in reading.problems:
             gdb.write(f"pv-check: {problem}\n")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import gdb  # type: ignore[import-not-found]
 
-from pyvcore import render
+from pyvcore import tables
 from pyvcore.decode import KernelError, ReadError
 
 from . import session
@@ -49,13 +49,13 @@ class PvPaca(gdb.Command):
         k = session.kernel()
         reading, _ = session.read_state(with_hdec=True, with_kvm=False)
         if cpu is None:
-            gdb.write(render.paca_table(k.layout, reading) + "\n")
+            gdb.write(tables.paca_table(k.layout, reading) + "\n")
         else:
             rows = [r for r in reading.rows if r.cpu == cpu]
             if not rows:
                 known = ", ".join(str(r.cpu) for r in reading.rows if r.cpu is not None)
                 raise PvError(f"pv-paca: no gdb thread is cpu {cpu} (cpus: {known})")
-            gdb.write(render.paca_list(k.layout, rows[0], reading) + "\n")
+            gdb.write(tables.paca_list(k.layout, rows[0], reading) + "\n")
         for problem in reading.problems:
             gdb.write(f"pv-paca: {problem}\n")
 

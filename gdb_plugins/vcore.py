@@ -7,7 +7,7 @@ from typing import Any
 
 import gdb  # type: ignore[import-not-found]
 
-from pyvcore import render
+from pyvcore import tables
 from pyvcore.decode import ReadError, is_kernel_pointer, xarray_entries
 from pyvcore.layout import LayoutError
 
@@ -173,7 +173,7 @@ class PvVcore(gdb.Command):
             )
             gdb.write(f"pv-vcore: no vcore: no PACA points at one and no VM was found ({hint})\n")
         for addr, vc in vcores.items():
-            gdb.write(render.vcore_text(k.layout, addr, vc, reading, vcpus) + "\n")
+            gdb.write(tables.vcore_text(k.layout, addr, vc, reading, vcpus) + "\n")
         for problem in reading.problems:
             gdb.write(f"pv-vcore: {problem}\n")
 

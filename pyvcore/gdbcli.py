@@ -133,8 +133,17 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    os.execvp(argv[0], argv)
+    os.execvpe(argv[0], argv, gdb_environment())
     return 0  # not reached
+
+
+def gdb_environment() -> dict[str, str]:
+    """This environment plus where pyvcore's dependencies are, for gdb's own Python."""
+    import tabulate
+
+    env = dict(os.environ)
+    env["PYVCORE_SITE_PACKAGES"] = str(Path(tabulate.__file__).resolve().parent.parent)
+    return env
 
 
 def _quote(word: str) -> str:
@@ -143,7 +152,7 @@ def _quote(word: str) -> str:
     return shlex.quote(word)
 
 
-def register(subparsers) -> None:
+def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "gdb",
         help="start gdb-multiarch attached to the running lab with the pv-* commands",

@@ -1,238 +1,140 @@
-"""Text tables of a :class:`pyvcore.decode.Reading` (what pv-paca, pv-vcore and
-pv-check print).  Pure Python, so the layout of the output is unit-tested."""
+"""The one table renderer of pyvcore, for the CLI and the gdb commands alike.
+
+Built on ``tabulate`` (one pure-Python module with no dependencies, so gdb's
+own Python can import it next to pyvcore): a table is rendered to a plain
+string, which gdb's pager and a pipe handle like any other text.
+
+* ``render_table(columns, rows)`` fits ``width`` columns (80 by default): when
+  the table is wider, it is transposed into one block per row
+  (``render_blocks``), each block a ``column  value`` list.
+* Colours stay inside a cell: ``paint(text, "red", on)`` wraps one cell's text
+  in an SGR sequence and its reset, so a reset never leaks past a newline or
+  into the next column.  ``on`` is the caller's no-colour switch (gdb's ``set
+  style enabled``, a terminal for the CLI, ``NO_COLOR``); widths are measured
+  without the escape sequences.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import os
+import re
+import textwrap
+from collections.abc import Sequence
+from typing import IO, Any
 
-from pyvcore.decode import (
-    GUEST_MODES,
-    HWTHREAD_STATES,
-    NAPPING,
-    VCORE_STATES,
-    VCPU_STATES,
-    KernelLayout,
-    Reading,
-    ThreadRow,
-    name_of,
-    thread_list,
-)
+from tabulate import tabulate
 
-GREEN, RED, YELLOW, DIM, RESET = "\033[32m", "\033[31m", "\033[33m", "\033[2m", "\033[0m"
+WIDTH = 80
+_SGR = {"red": "31", "green": "32", "yellow": "33", "blue": "34", "bold": "1", "dim": "2"}
+_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
-class Style:
-    def __init__(self, colour: bool):
-        self.colour = colour
-
-    def __call__(self, text: str, code: str) -> str:
-        return f"{code}{text}{RESET}" if self.colour else text
-
-
-def hexptr(value: Any) -> str:
-    if value is None:
-        return "?"
-    return "0" if int(value) == 0 else f"{int(value):#x}"
-
-
-def _vcpu_label(addr: int, reading: Reading, vcpus: dict[int, dict[str, Any]] | None = None) -> str:
-    if not addr:
-        return "0"
-    v = (vcpus or reading.vcpus).get(addr)
-    return f"{addr:#x} (vcpu {v['vcpu_id']})" if v else hexptr(addr)
-
-
-def _hstate_rows(k: KernelLayout, row: ThreadRow, reading: Reading) -> list[tuple[str, str]]:
-    """(field, value) for one thread's kvm_hstate, in declaration order."""
-    variant = k.variant
-    v = row.hstate
-    return [
-        ("in_guest", f"{v('in_guest')} {name_of(GUEST_MODES, v('in_guest'))}"),
-        ("napping", f"{v('napping')} {name_of(NAPPING, v('napping'))}"),
-        ("hwthread_req", str(v("hwthread_req"))),
-        ("hwthread_state", f"{v('hwthread_state')} {name_of(HWTHREAD_STATES[variant], v('hwthread_state'))}"),
-        ("host_ipi", str(v("host_ipi"))),
-        ("ptid", str(v("ptid"))),
-        ("fake_suspend", str(v("fake_suspend"))),
-        ("kvm_vcpu", _vcpu_label(v("kvm_vcpu") or 0, reading)),
-        ("kvm_vcore", hexptr(v("kvm_vcore"))),
-        ("kvm_split_mode", hexptr(v("kvm_split_mode"))),
-    ]
-
-
-def paca_table(k: KernelLayout, reading: Reading, cpus: Iterable[int] | None = None) -> str:
-    """xmon-style dump: one column per thread, offsets within paca_struct on the left."""
-    rows = [r for r in reading.rows if cpus is None or r.cpu in set(cpus)]
-    hs_off = k.paca.field("kvm_hstate").offset
-    offsets = k.paca_plan.offsets()
-    lines = [
-        f"paca_struct.kvm_hstate at +{hs_off:#x} ({k.hstate.size} bytes); "
-        f"layouts from {k.layouts.origin}, variant {k.variant}"
-    ]
-    width = 30
-    head = f"{'offset':>7}  {'field':<16}"
-    for r in rows:
-        label = f"cpu {r.cpu}" if r.cpu is not None else "cpu ?"
-        head += f"{label + ' (thread ' + str(r.regs.gdb_thread) + ')':<{width}}"
-    lines.append(head)
-
-    def line(off: str, name: str, values: list[str]) -> None:
-        lines.append(f"{off:>7}  {name:<16}" + "".join(f"{v:<{width}}" for v in values))
-
-    line("", "paca", [hexptr(r.paca) for r in rows])
-    line(
-        f"{offsets.get('hw_cpu_id', 0):#x}",
-        "hw_cpu_id",
-        [hexptr(r.fields.get("hw_cpu_id")) if r.fields else "?" for r in rows],
-    )
-    line("", "$pir", [hexptr(r.regs.pir) for r in rows])
-    line("", "mode (MSR)", [f"{r.regs.mode} {hexptr(r.regs.msr)}" for r in rows])
-    line("", "$pc", [hexptr(r.regs.pc) for r in rows])
-    line("", "$lpidr", [hexptr(r.regs.lpidr) for r in rows])
-    line("", "$sdr1", [hexptr(r.regs.sdr1) for r in rows])
-    if any(r.regs.hdec is not None for r in rows):
-        line("", "$hdec", [hexptr(r.regs.hdec) for r in rows])
-    table: dict[str, list[str]] = {}
-    names: list[str] = []
-    for r in rows:
-        if r.fields:
-            for name, _value in _hstate_rows(k, r, reading):
-                if f"kvm_hstate.{name}" not in offsets:
-                    continue
-                if name not in table:
-                    names.append(name)
-                table.setdefault(name, [])
-    for name in names:
-        values = []
-        for r in rows:
-            if not r.fields:
-                values.append(r.error or "?")
-                continue
-            values.append(dict(_hstate_rows(k, r, reading))[name])
-        line(f"{offsets[f'kvm_hstate.{name}']:#x}", name, values)
-    for r in rows:
-        if r.error:
-            lines.append(f"cpu {r.cpu if r.cpu is not None else '?'} (thread {r.regs.gdb_thread}): {r.error}")
-    return "\n".join(lines)
-
-
-def paca_list(k: KernelLayout, row: ThreadRow, reading: Reading) -> str:
-    """One thread, xmon `dp` style: name = value (offset)."""
-    offsets = k.paca_plan.offsets()
-    lines = [f"paca for cpu {row.cpu} (gdb thread {row.regs.gdb_thread}) at {hexptr(row.paca)}:"]
-    lines.append(
-        f" {'hw_cpu_id':<26}= {hexptr(row.fields.get('hw_cpu_id'))}  ({offsets.get('hw_cpu_id', 0):#x})"
-    )
-    lines.append(f" {'mode':<26}= {row.regs.mode} (msr {hexptr(row.regs.msr)}, pc {hexptr(row.regs.pc)})")
-    lines.append(f" {'lpidr / sdr1':<26}= {hexptr(row.regs.lpidr)} / {hexptr(row.regs.sdr1)}")
-    if row.regs.hdec is not None:
-        lines.append(f" {'hdec':<26}= {hexptr(row.regs.hdec)}")
-    for name, value in _hstate_rows(k, row, reading):
-        path = f"kvm_hstate.{name}"
-        if path in offsets:
-            lines.append(f" {path:<26}= {value:<30} ({offsets[path]:#x})")
-    if row.error:
-        lines.append(f" error: {row.error}")
-    return "\n".join(lines)
-
-
-def entry_exit_text(k: KernelLayout, value: int) -> str:
-    if k.entry_exit == "entry_exit_map":
-        text = (
-            f"entry_exit_map {value:#x}: entered {thread_list(value & 0xFF)} "
-            f"exiting {thread_list((value >> 8) & 0xFF)}"
-        )
-        if value & 0x10000:
-            text += " EXIT_REQ"
+def paint(text: str, colour: str, on: bool = True) -> str:
+    """``text`` in ``colour`` (red, green, yellow, blue, bold, dim) when ``on``, else as is."""
+    if not on or not text:
         return text
-    return f"entry_exit_count {value:#x}: entered {value & 0xFF}, exiting {value >> 8}"
+    return f"\x1b[{_SGR[colour]}m{text}\x1b[0m"
 
 
-def vcore_text(
-    k: KernelLayout,
-    addr: int,
-    vc: dict[str, Any],
-    reading: Reading,
-    vcpus: dict[int, dict[str, Any]] | None = None,
-) -> str:
-    """One vcore, decoded, with the vcpus that point at it and the threads that run them."""
-    states = VCORE_STATES[k.variant]
-    kvm = vc.get("kvm")
-    kvm_fields = reading.kvm.get(kvm) if kvm else None
-    lines = [
-        f"vcore {addr:#x}  kvm {hexptr(kvm)}"
-        + (f" (lpid {kvm_fields.get('arch.lpid')})" if kvm_fields else "")
-    ]
-    lines.append(
-        f"  vcore_state {vc.get('vcore_state')} {name_of(states, vc.get('vcore_state'))}"
-        f"  in_guest {vc.get('in_guest')}  pcpu {vc.get('pcpu')}"
-        f"  first_vcpuid {vc.get('first_vcpuid')}"
-    )
-    lines.append(
-        f"  n_runnable {vc.get('n_runnable')}  num_threads {vc.get('num_threads')}"
-        f"  runner {_vcpu_label(vc.get('runner') or 0, reading, vcpus)}"
-    )
-    lines.append(f"  {entry_exit_text(k, int(vc.get(k.entry_exit, 0)))}")
-    lines.append(
-        f"  napping_threads {thread_list(int(vc.get('napping_threads', 0)))}"
-        + (
-            f"  n_woken {vc['n_woken']}  nap_count {vc['nap_count']}"
-            if "n_woken" in vc and "nap_count" in vc
-            else ""
-        )
-    )
-    on_thread = {}
-    for r in reading.rows:
-        if r.fields and r.hstate("kvm_vcpu"):
-            on_thread[int(r.hstate("kvm_vcpu"))] = r.cpu
-    mine = {a: v for a, v in (vcpus or reading.vcpus).items() if v.get("arch.vcore") == addr}
-    if mine:
-        lines.append(
-            f"  {'vcpu':>4} {'ptid':>4} {'addr':<20} {'cpu':>4} {'thread_cpu':>10} "
-            f"{'state':<13} {'ceded':>5}  on thread"
-        )
-        for a, v in sorted(mine.items(), key=lambda kv: kv[1].get("vcpu_id", 0)):
-            lines.append(
-                f"  {v.get('vcpu_id'):>4} {v.get('arch.ptid'):>4} {a:#x} {v.get('cpu'):>4} "
-                f"{v.get('arch.thread_cpu', '-')!s:>10} "
-                f"{name_of(VCPU_STATES, v.get('arch.state')):<13} {v.get('arch.ceded', '-')!s:>5}"
-                f"  {'cpu ' + str(on_thread[a]) if a in on_thread else '-'}"
-            )
-    else:
-        lines.append("  (no vcpu of this vcore is reachable from a PACA or the vcore)")
-    return "\n".join(lines)
+def plain(text: str) -> str:
+    """``text`` without colour escape sequences."""
+    return _ESCAPE.sub("", text)
 
 
-def check_table(
-    reading: Reading, predicted: list[dict[str, Any]] | None, violations: list[Any], style: Style
-) -> str:
-    """Side by side per thread: what the kernel has vs what the model predicts."""
-    snap = reading.snapshot
-    lines = [f"{'cpu':>3}  {'actual ptid/kvm_vcpu/kvm_vcore':<46}  {'predicted':<46}"]
-    for i, t in enumerate(snap["threads"]):
-        hs = t["kvm_hstate"]
-        actual = f"{hs['ptid']} / {_vcpu_label(hs['kvm_vcpu'], reading)} / {hexptr(hs['kvm_vcore'])}"
-        if predicted is not None and i < len(predicted):
-            p = predicted[i]
-            pp = p.get("kvm_hstate", p)
-            ptid = pp.get("ptid", "-")
-            pred = (
-                f"{'-' if ptid is None else ptid} / "
-                f"{_vcpu_label(pp.get('kvm_vcpu') or 0, reading)} / {hexptr(pp.get('kvm_vcore'))}"
-            )
-            same = all(
-                pp.get(key) in (None, hs[key]) for key in ("ptid", "kvm_vcpu", "kvm_vcore") if key in pp
-            )
-            mark = style("ok", GREEN) if same else style("DIFF", RED)
+def visible_width(text: str) -> int:
+    """Columns the widest line of ``text`` takes on a terminal (escapes excluded)."""
+    return max((len(plain(line)) for line in text.splitlines()), default=0)
+
+
+def colour_for(stream: IO[Any]) -> bool:
+    """Colour for a CLI stream: a terminal, and ``NO_COLOR`` unset (no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _frame(body: str, title: str | None, legend: str | None, width: int) -> str:
+    parts = []
+    if title:
+        parts.append(_wrap(title, width))
+    parts.append(body)
+    if legend:
+        parts.append(_wrap(legend, width))
+    return "\n".join(parts)
+
+
+def _wrap(text: str, width: int, indent: str = "") -> str:
+    """Wrap each line of ``text`` to ``width`` (colour is dropped from a line that must wrap)."""
+    out = []
+    for line in text.splitlines() or [""]:
+        if len(plain(line)) <= width:
+            out.append(line)
         else:
-            pred, mark = "(no prediction)", ""
-        lines.append(f"{t['cpu']:>3}  {actual:<46}  {pred:<46} {mark}")
-    if violations:
-        for v in violations:
-            inv = getattr(v, "invariant", None)
-            msg = getattr(v, "message", str(v))
-            lines.append(style(f"violated invariant {inv}: {msg}", RED))
-    else:
-        lines.append(style(f"no invariant violated ({snap['variant']})", GREEN))
-    return "\n".join(lines)
+            out += textwrap.wrap(
+                plain(line),
+                width,
+                subsequent_indent=indent + " " * (len(line) - len(line.lstrip())),
+                break_long_words=True,
+                break_on_hyphens=False,
+            )
+    return "\n".join(out)
+
+
+def render_table(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    width: int | None = None,
+    title: str | None = None,
+    legend: str | None = None,
+) -> str:
+    """A table of ``rows`` (each a list of cells, one per column) under ``columns``.
+
+    Cells are strings (``None`` prints as empty); a header may have two lines
+    (``"in_guest\\n+0x2d0"``).  Fits ``width`` terminal columns (default 80): a
+    table that is wider is transposed into one block per row, headed by the
+    row's first cell (see ``render_blocks``).  ``title`` goes above, ``legend``
+    below, both wrapped to the width.  Returns the text without a final newline.
+    """
+    width = width or WIDTH
+    cells = [["" if c is None else str(c) for c in row] for row in rows]
+    if not cells:
+        return _frame("(none)", title, legend, width)
+    text = tabulate(cells, headers=list(columns), tablefmt="simple", disable_numparse=True)
+    if visible_width(text) <= width:
+        return _frame(text, title, legend, width)
+    names = [c.replace("\n", " ") for c in columns]
+    blocks = [(f"{names[0]} {row[0]}", list(zip(names[1:], row[1:]))) for row in cells]
+    return render_blocks(blocks, width=width, title=title, legend=legend)
+
+
+def render_blocks(
+    blocks: Sequence[tuple[str, Sequence[tuple[str, Any]]]],
+    *,
+    width: int | None = None,
+    title: str | None = None,
+    legend: str | None = None,
+) -> str:
+    """The transposed form: per block a heading line, then ``name  value`` lines.
+
+    ``blocks`` is ``[(heading, [(name, value), ...]), ...]``.  Names are aligned
+    within a block; a value too long for the width continues on the next line,
+    indented under the value.  Returns the text without a final newline.
+    """
+    width = width or WIDTH
+    out = []
+    for heading, pairs in blocks:
+        out.append(_wrap(heading, width))
+        pairs = [(n, "" if v is None else str(v)) for n, v in pairs]
+        key = min(max((len(plain(n)) for n, _ in pairs), default=0), width // 3)
+        for name, value in pairs:
+            lead = f"  {name:<{key}}  "
+            room = max(width - len(lead), 10)
+            if len(plain(value)) <= room:
+                out.append(lead + value)
+                continue
+            chunks = textwrap.wrap(plain(value), room, break_long_words=True) or [""]
+            out.append(lead + chunks[0])
+            out += [" " * len(lead) + c for c in chunks[1:]]
+    return _frame("\n".join(out), title, legend, width)
