@@ -21,6 +21,7 @@ SUBJECT_MODULES = {
     "lab": "pyvcore.lab.cli",  # pyvcore lab setup|up|status|down
     "gdb": "pyvcore.gdbcli",  # pyvcore gdb
     "diff": "pyvcore.diff",  # pyvcore diff --scenario S
+    "timeline": "pyvcore.timeline",  # pyvcore timeline TRACE -o OUT.html|.json|.png
 }
 
 

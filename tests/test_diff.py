@@ -95,7 +95,7 @@ def test_table_lists_every_stop_kind_and_the_verdict(tmp_path: Path) -> None:
     assert "verdict: clean" in text
     bad = fake_run([swap_ptids(r, 0, 3) for r in real_records()], tmp_path)
     text = format_table(bad, summarize(bad.records))
-    assert "inv. 3" in text and "violations" in text
+    assert "invariant 3" in text and "violations" in text
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,186 @@
+"""The `pyvcore diff` command line (the logic is in :mod:`pyvcore.diff`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from pyvcore import diff
+
+
+class Progress:
+    """Progress on stderr: one line per phase (``say``), a transient line (``tick``).
+
+    On a terminal the transient line is rewritten in place; otherwise it is
+    printed at most every ``every`` seconds, so a CI log still shows the run is
+    alive without a line per second.
+    """
+
+    def __init__(self, stream: TextIO | None = None, every: float = 10.0) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.every = every
+        self._pending = False
+        self._last = float("-inf")
+
+    def say(self, message: str) -> None:
+        self._clear()
+        print(f"pyvcore diff: {message}", file=self.stream, flush=True)
+
+    def tick(self, message: str) -> None:
+        if self.tty:
+            self.stream.write(f"\r\x1b[Kpyvcore diff: {message}")
+            self.stream.flush()
+            self._pending = True
+        elif time.monotonic() - self._last >= self.every:
+            self._last = time.monotonic()
+            print(f"pyvcore diff: {message}", file=self.stream, flush=True)
+
+    def _clear(self) -> None:
+        if self._pending:
+            self.stream.write("\r\x1b[K")
+            self._pending = False
+
+
+def _qemu(value: str) -> str:
+    if value in ("patched", "stock") or Path(value).is_file():
+        return value
+    raise argparse.ArgumentTypeError(f"expected patched, stock or a QEMU binary, not {value!r}")
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value!r}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value!r}")
+    return n
+
+
+def run(args: argparse.Namespace) -> int:
+    progress = Progress()
+    report_dir = Path(args.report) if args.report else None
+    trace = args.trace or (report_dir / "trace.jsonl" if report_dir else None)
+    if report_dir is not None:
+        try:
+            report_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"pyvcore diff: cannot create the report directory: {exc}", file=sys.stderr)
+            return 2
+    try:
+        result = diff.run_diff(
+            args.scenario,
+            qemu=args.qemu,
+            stops=args.stops,
+            variant=args.variant,
+            kernel=args.kernel,
+            modules=args.modules,
+            attach=args.attach,
+            threads=args.threads,
+            hold=args.hold,
+            deadline_s=args.deadline,
+            wait_reports_s=0 if args.no_reports else 60.0,
+            lock_wait=args.lock_wait,
+            trace=trace,
+            keep=args.keep,
+            progress=progress.say,
+            tick=progress.tick,
+        )
+    except diff.DiffInterrupted as exc:
+        progress.say(
+            f"interrupted; partial trace ({exc.stops} stops) kept in {exc.trace}"
+            if exc.trace
+            else "interrupted before any stop was logged; nothing kept"
+        )
+        return 130
+    if result.verdict == "error":
+        print(f"pyvcore diff: could not run: {result.error}", file=sys.stderr)
+        return 2
+    assert result.run is not None and result.summary is not None
+    table = diff.format_table(result.run, result.summary)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(table)
+    if report_dir is not None:
+        from pyvcore.diff_report import write_report
+
+        written = write_report(report_dir, result, table)
+        progress.say(f"report in {report_dir}: " + ", ".join(p.name for p in written))
+    elif result.trace is not None and args.json:
+        progress.say(f"trace kept in {result.trace}")
+    return result.exit_code
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "diff",
+        help="watch the real kernel in the lab with gdb and check every stop against the model",
+        description=(
+            "Boot the QEMU powernv8 lab with a scenario (or --attach to a running lab or any "
+            "gdbstub), let pv-watch snapshot the core at its breakpoints, and check every stop "
+            "against the model.  Per stop kind it tells stops, judged, not judged and violations.  "
+            "Exit 0 clean, 1 violations, 2 could not run or a stop kind was never judged, 130 Ctrl-C."
+        ),
+    )
+    p.add_argument("--scenario", default="all", choices=diff.SCENARIOS)
+    p.add_argument("--qemu", default="patched", type=_qemu, help="patched, stock or a QEMU binary")
+    p.add_argument(
+        "--stops", type=_positive, default=diff.DEFAULT_STOPS, help="snapshots to take (default %(default)s)"
+    )
+    p.add_argument("--threads", type=int, default=4, choices=(4, 8))
+    p.add_argument(
+        "--variant",
+        default=None,
+        choices=("seed", "modern", "prepatch"),
+        help="model variant to check against (default: what the snapshots say)",
+    )
+    p.add_argument(
+        "--kernel", metavar="VMLINUX", help="boot this vmlinux (with --attach: the one the target runs)"
+    )
+    p.add_argument(
+        "--modules", metavar="DIR", help="directory with kvm.ko and kvm-hv.ko (.ko or .ko.xz) to load"
+    )
+    p.add_argument(
+        "--attach",
+        nargs="?",
+        const="lab",
+        metavar="ADDR",
+        help="use a target already running: the lab (`pyvcore lab up`; the default) or HOST:PORT of any gdbstub",
+    )
+    p.add_argument(
+        "--hold",
+        type=int,
+        default=diff.DEFAULT_HOLD,
+        help="guest seconds the scenario runs before reporting (default %(default)s)",
+    )
+    p.add_argument(
+        "--deadline",
+        type=float,
+        default=90.0,
+        help="wall-clock seconds the watch may take (default %(default)s)",
+    )
+    p.add_argument(
+        "--lock-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another QEMU lab on the machine to finish (default: fail at once)",
+    )
+    p.add_argument("--trace", help="where to write the JSONL trace (default: the lab's run directory)")
+    p.add_argument(
+        "--keep", action="store_true", help="keep the trace of a bare gdbstub's run (else removed)"
+    )
+    p.add_argument(
+        "--report",
+        metavar="DIR",
+        help="write table, trace, timeline (html, json) and console log into DIR",
+    )
+    p.add_argument("--no-reports", action="store_true", help="do not wait for the guest's reports")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout (addresses as hex strings)")
+    p.set_defaults(func=run)

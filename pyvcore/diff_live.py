@@ -1,0 +1,405 @@
+"""The live half of `pyvcore diff`: a target (the lab, a running lab, any gdbstub), gdb, pv-watch.
+
+:func:`run_live` boots the lab (``pyvcore.lab.Lab``) or attaches to one that is
+already running or to any gdbstub, drives gdb-multiarch through the MI driver
+(``pyvcore.mi``), lets ``pv-watch`` snapshot the core at its breakpoints for a
+bounded number of stops, detaches, waits for the guest's own reports and tears
+down what it started.  :mod:`pyvcore.diff` judges the result; the live test
+suite (``tests/test_live_*.py``) calls the same functions.
+
+Where files go: the trace is written under the run's own directory (the lab's
+run directory, which the lab rotates), or where the caller says; against a bare
+gdbstub into a private temporary directory that :class:`LiveRun` names and
+:func:`pyvcore.diff.run_diff` removes unless asked to keep it.  On Ctrl-C,
+:class:`DiffInterrupted` carries the path of the partial trace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyvcore.gdbcli import module_commands, plugin_entry
+from pyvcore.mi import GdbCommandError, GdbMI, MIError, MITimeout, iter_jsonl
+
+DEFAULT_STOPS = 120
+# Guest seconds the scenario keeps running before it reports and powers off.  The
+# watch must finish inside it; the guest clock stands still while gdb holds the
+# machine, so this is mostly the time the target runs between breakpoints.
+DEFAULT_HOLD = 20
+
+# Extra watch phases per scenario: (pv-watch arguments, snapshots).  The default
+# points are dominated by entry/exit stops; a ceding thread passes kvm_do_nap
+# rarely enough to be missed in a bounded run, so `cede` also watches the cede
+# path on its own.
+SCENARIO_PHASES: dict[str, tuple[tuple[str, int], ...]] = {
+    "cede": (("--at kvmppc_h_cede,kvm_do_nap,kvm_end_cede", 20),),
+}
+
+Say = Callable[[str], None]
+
+
+class DiffError(RuntimeError):
+    """The comparison could not be run (lab, gdb or plugin problem)."""
+
+
+class DiffInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a live run; ``trace`` is the partial trace kept (or None), ``stops`` its lines."""
+
+    def __init__(self, trace: Path | None, stops: int) -> None:
+        super().__init__(f"interrupted; {stops} stops in {trace}")
+        self.trace = trace
+        self.stops = stops
+
+
+@dataclass
+class GdbStub:
+    """Any gdbstub given by address (``diff --attach HOST:PORT``), with the kernel it runs.
+
+    It has no console: no guest reports, no module load addresses (pv-watch then
+    plants only what vmlinux itself resolves).
+    """
+
+    address: str
+    vmlinux: Path
+
+    @property
+    def gdb_address(self) -> str:
+        return self.address
+
+    run_dir = None
+    console = None
+
+    def status(self) -> dict[str, Any]:
+        return {"gdb": self.address, "vmlinux": str(self.vmlinux), "modules": {}, "hold": 0}
+
+
+def resolve_attach(address: str, kernel: str | Path | None) -> Any:
+    """The target of ``--attach``: "lab" (or the running lab's own address) -> that Lab; else a GdbStub.
+
+    Raises DiffError when "lab" is asked for and none runs, or when a bare gdbstub
+    is given without the vmlinux it runs.
+    """
+    from pyvcore.lab import Lab
+
+    lab = Lab.running()
+    if address == "lab":
+        if lab is None:
+            raise DiffError("--attach lab: no lab is running (start one with `pyvcore lab up`)")
+        return lab
+    if lab is not None and lab.gdb_port is not None and _same_address(address, lab.gdb_address):
+        return lab
+    if kernel is None or not Path(kernel).is_file():
+        raise DiffError(
+            f"--attach {address}: not the running lab's gdbstub, so --kernel VMLINUX must name the "
+            "kernel it runs" + (f" ({kernel} is not a file)" if kernel else "")
+        )
+    if not re.fullmatch(r"[\w.\-\[\]:]+:\d+", address):
+        raise DiffError(f"--attach {address}: expected HOST:PORT or 'lab'")
+    return GdbStub(address, Path(kernel))
+
+
+def _same_address(a: str, b: str) -> bool:
+    def norm(s: str) -> str:
+        host, _, port = s.rpartition(":")
+        return f"{'127.0.0.1' if host in ('', 'localhost') else host}:{port}"
+
+    return norm(a) == norm(b)
+
+
+# --------------------------------------------------------------------- gdb side
+def attach(lab: Any, *, gdb: str = "gdb-multiarch", timeout: float = 120.0) -> GdbMI:
+    """gdb-multiarch attached to a target (a Lab or a GdbStub) with vmlinux and the plugin loaded.
+
+    ``lab`` needs ``.vmlinux``, ``.gdb_address`` and ``.status()`` (the ``lab status
+    --json`` object: module section addresses).  Raises ``pyvcore.mi.MIError``.
+    """
+    mi = GdbMI(gdb, timeout=timeout)
+    try:
+        mi.console("set architecture powerpc:common64")
+        mi.console("set endian little")
+        mi.execute(f"-file-exec-and-symbols {lab.vmlinux}", timeout=timeout)
+        for command in module_commands(lab.status()):
+            mi.console(command, timeout=timeout)
+        result = mi.console(f"source {plugin_entry()}", timeout=timeout)
+        mi.plugin_banner = result.console.strip()  # type: ignore[attr-defined]
+        mi.connect_remote(lab.gdb_address, timeout=timeout)
+        mi.poll_events(0.1)
+        return mi
+    except BaseException:
+        mi.close()
+        raise
+
+
+def watch(
+    mi: GdbMI,
+    log: Path,
+    *,
+    stops: int,
+    deadline_s: float,
+    extra: str = "",
+    append: bool = False,
+    tick: Say | None = None,
+) -> dict[str, Any]:
+    """Run ``pv-watch`` until ``stops`` more snapshots are logged or the deadline passes.
+
+    Works whether pv-watch stops the target itself (at --max-stops or on a
+    violation) or keeps it running: each stop of the target is answered with a
+    continue until enough snapshots are in the log; at the deadline the target
+    is interrupted.  Leaves the target stopped and the watch off.  ``extra``
+    goes to pv-watch (e.g. ``--at kvm_do_nap``); with ``append`` the log keeps
+    what earlier phases wrote.  ``tick`` hears the progress about once a second.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    if not append:
+        log.unlink(missing_ok=True)
+    stops += _count_lines(log)
+    if mi.running:
+        mi.interrupt(timeout=30)
+    on = mi.console(
+        f"pv-watch on --log {log} --max-stops {stops - _count_lines(log)} {extra}".strip(), timeout=60
+    )
+    started = time.monotonic()
+    end = started + deadline_s
+    target_stops = 0
+    reason = "deadline"
+    stop: dict[str, Any] = {}
+    last_tick = 0.0
+    while True:
+        try:
+            mi.cont(wait=False, timeout=30)
+        except GdbCommandError as exc:  # e.g. the guest powered off: "not being run"
+            reason = f"target gone ({exc.message})"
+            break
+        while time.monotonic() < end:
+            try:
+                stop = mi.wait_for_stop(timeout=min(0.05, max(0.01, end - time.monotonic())))
+                target_stops += 1
+                break
+            except MITimeout:
+                if _count_lines(log) >= stops:
+                    break
+            if tick and time.monotonic() - last_tick >= 1.0:
+                last_tick = time.monotonic()
+                tick(
+                    f"watching: {_count_lines(log)}/{stops} stops logged, "
+                    f"{end - last_tick:.0f} s left of the deadline"
+                )
+        if mi.target_exited:
+            reason = f"target gone ({stop.get('reason')})"
+            break
+        if _count_lines(log) >= stops:
+            reason = "stops"
+            break
+        if time.monotonic() >= end:
+            break
+    if mi.running:
+        mi.interrupt(timeout=30)
+    if not mi.target_exited:
+        # already off when pv-watch turned itself off at --max-stops
+        with contextlib.suppress(GdbCommandError):
+            mi.console("pv-watch off", timeout=60)
+    return {
+        "watch_s": round(time.monotonic() - started, 3),
+        "target_stops": target_stops,
+        "ended_by": reason,
+        "pv_watch": on.console.strip(),  # where it planted breakpoints, what it could not
+    }
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as fh:
+            return sum(1 for line in fh if line.strip())
+    except FileNotFoundError:
+        return 0
+
+
+# --------------------------------------------------------------------- one run
+@dataclass
+class LiveRun:
+    """Everything one boot (or attach) + watch produced (the suite asserts on this).
+
+    ``temp_dir`` is set when the trace lives in a private temporary directory
+    (a bare gdbstub and no ``trace`` given): the caller removes it.
+    """
+
+    scenario: str
+    qemu: str
+    trace: Path
+    records: list[dict[str, Any]]
+    reports: list[dict[str, Any]]
+    timings: dict[str, float]
+    watch: dict[str, Any]
+    status: dict[str, Any]
+    console: str
+    plugin_banner: str = ""
+    temp_dir: Path | None = None
+
+    @property
+    def snapshots(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if _is_snapshot(r)]
+
+
+def _is_snapshot(record: dict[str, Any]) -> bool:
+    return isinstance(record.get("threads"), list) and bool(record["threads"])
+
+
+def _new_lab(
+    scenario: str, qemu: str, threads: int, hold: int, lock_wait: float, kernel: Any, modules: Any
+) -> Any:
+    from pyvcore.lab import Lab
+
+    extra: dict[str, Any] = {"lock_wait": lock_wait} if lock_wait else {}
+    accepted = inspect.signature(Lab).parameters
+    for name, value in (("kernel", kernel), ("modules", modules)):
+        if value is None:
+            continue
+        if name not in accepted:
+            raise DiffError(f"this version of the lab cannot boot another {name} ({name}={value})")
+        extra[name] = str(value)
+    return Lab(scenario=scenario, threads=threads, qemu=qemu, hold=hold, **extra)
+
+
+def _trace_path(target: Any, scenario: str, qemu: str) -> tuple[Path, Path | None]:
+    """(trace path, temporary directory to remove or None) for a target without a given trace."""
+    run_dir = getattr(target, "run_dir", None)
+    if run_dir is not None:
+        stamp = time.strftime("%H%M%S")
+        return Path(run_dir) / f"diff-{scenario}-{qemu}-{stamp}.jsonl", None
+    tmp = Path(tempfile.mkdtemp(prefix="pyvcore-diff-"))
+    return tmp / f"{scenario}-{qemu}.jsonl", tmp
+
+
+def wait_reports(lab: Any, timeout: float, say: Say, tick: Say) -> None:
+    """Wait up to ``timeout`` s for the guest's ``PYVCORE DONE`` line, counting down on ``tick``."""
+    end = time.monotonic() + timeout
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            say(f"no PYVCORE DONE line within {timeout:g} s: the guest's reports are incomplete")
+            return
+        tick(f"waiting for the guest's reports: {left:.0f} s left")
+        try:
+            lab.wait_for(r"PYVCORE DONE", timeout=min(1.0, left))
+            return
+        except Exception as exc:  # a timeout of this slice, or QEMU gone: a finding, not a crash
+            if not lab.alive():
+                say(f"the guest ended without PYVCORE DONE ({str(exc).splitlines()[0]})")
+                return
+
+
+def _watch_phases(
+    mi: GdbMI, trace: Path, scenario: str, stops: int, deadline_s: float, phases: Any, tick: Say
+) -> dict[str, Any]:
+    watched = watch(mi, trace, stops=stops, deadline_s=deadline_s, tick=tick)
+    # Further phases watch chosen points only (pv-watch --at), appending to the
+    # same trace, e.g. the cede path that the default points pass through too
+    # rarely to be caught in a bounded run.
+    for extra, more in SCENARIO_PHASES.get(scenario, ()) if phases is None else phases:
+        if mi.target_exited:
+            break
+        phase = watch(
+            mi, trace, stops=more, deadline_s=min(deadline_s, 30.0), extra=extra, append=True, tick=tick
+        )
+        watched.setdefault("phases", []).append(phase)
+        watched["watch_s"] = round(watched["watch_s"] + phase["watch_s"], 3)
+    return watched
+
+
+def run_live(
+    scenario: str,
+    *,
+    qemu: str = "patched",
+    stops: int = DEFAULT_STOPS,
+    trace: Path | None = None,
+    threads: int = 4,
+    hold: int = DEFAULT_HOLD,
+    watch_deadline_s: float = 90.0,
+    phases: Sequence[tuple[str, int]] | None = None,
+    wait_reports_s: float = 60.0,
+    gdb: str = "gdb-multiarch",
+    lab: Any = None,
+    lock_wait: float = 0.0,
+    progress: Say | None = None,
+    tick: Say | None = None,
+    kernel: str | Path | None = None,
+    modules: str | Path | None = None,
+) -> LiveRun:
+    """Boot (unless ``lab`` is given: a started Lab, a GdbStub), watch, detach, collect reports.
+
+    ``progress`` hears one line per phase, ``tick`` a transient line about once a
+    second (stop count while watching, a countdown while waiting for the guest).
+    The lab is stopped on every path when this function started it.  Raises
+    DiffError / LabError / MIError when it cannot run, DiffInterrupted on Ctrl-C.
+    """
+    say = progress or (lambda msg: None)
+    tick = tick or (lambda msg: None)
+    timings: dict[str, float] = {}
+    own_lab = lab is None
+    temp_dir: Path | None = None
+    t0 = time.monotonic()
+    status: dict[str, Any] = {}
+    try:
+        if own_lab:
+            what = f"scenario {scenario}, {qemu} QEMU, {threads} threads" + (
+                f", kernel {kernel}" if kernel else ""
+            )
+            say(f"booting the lab: {what} ...")
+            lab = _new_lab(scenario, qemu, threads, hold, lock_wait, kernel, modules)
+            lab.start()
+        if trace is None:
+            trace, temp_dir = _trace_path(lab, scenario, qemu)
+        timings["boot_s"] = round(getattr(lab, "boot_seconds", None) or (time.monotonic() - t0), 2)
+        status = dict(lab.status())
+        t1 = time.monotonic()
+        say(f"attaching gdb to {lab.gdb_address} ...")
+        with attach(lab, gdb=gdb) as mi:
+            timings["attach_s"] = round(time.monotonic() - t1, 2)
+            say(f"watching up to {stops} stops (trace {trace}) ...")
+            watched = _watch_phases(mi, trace, scenario, stops, watch_deadline_s, phases, tick)
+            banner = getattr(mi, "plugin_banner", "")
+            # Let the guest finish on its own: detach, so QEMU runs free.
+            if not mi.target_exited:
+                with contextlib.suppress(MIError):
+                    mi.execute("-target-detach", timeout=30)
+        timings["watch_s"] = watched["watch_s"]
+        reports: list[dict[str, Any]] = []
+        if wait_reports_s > 0 and getattr(lab, "console", None) and status.get("hold"):
+            t2 = time.monotonic()
+            wait_reports(lab, wait_reports_s, say, tick)
+            reports = list(lab.reports())
+            timings["reports_s"] = round(time.monotonic() - t2, 2)
+        console = Path(lab.console).read_text(errors="replace") if getattr(lab, "console", None) else ""
+    except KeyboardInterrupt:
+        kept = trace if trace is not None and trace.exists() else None
+        raise DiffInterrupted(kept, _count_lines(kept) if kept else 0) from None
+    except BaseException:
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+    finally:
+        if own_lab and lab is not None:
+            lab.stop()
+    records = list(iter_jsonl(trace)) if trace.exists() else []
+    return LiveRun(
+        scenario=scenario,
+        qemu=qemu,
+        trace=trace,
+        records=records,
+        reports=reports,
+        timings=timings,
+        watch=watched,
+        status=status,
+        console=console,
+        plugin_banner=banner,
+        temp_dir=temp_dir,
+    )

@@ -1,0 +1,188 @@
+"""`pyvcore.diff.run_diff` and the `pyvcore diff` CLI around it, with the live half faked.
+
+The records are the real 6.12 trace of ``tests/test_diff.py``; the lab, gdb and
+pv-watch are replaced by a function returning a LiveRun, so these run anywhere.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_diff import fake_run, real_records, swap_ptids
+
+from pyvcore import diff
+from pyvcore.diff import DiffInterrupted, LiveRun, hexify, run_diff, summarize
+from pyvcore.diff_cli import Progress
+
+
+def _fake(
+    monkeypatch: pytest.MonkeyPatch, run: LiveRun | BaseException, seen: dict[str, Any] | None = None
+) -> None:
+    def fake_run_live(scenario: str, **kwargs: Any) -> LiveRun:
+        if seen is not None:
+            seen.update(kwargs, scenario=scenario)
+        if isinstance(run, BaseException):
+            raise run
+        return run
+
+    monkeypatch.setattr(diff, "run_live", fake_run_live)
+
+
+def test_clean_run_is_judged_per_stop_kind(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: dict[str, Any] = {}
+    _fake(monkeypatch, fake_run(real_records(), tmp_path), seen)
+    result = run_diff("all", qemu="patched", stops=4, variant=None, kernel="/k/vmlinux", modules="/k/mods")
+    assert result.verdict == "clean" and result.exit_code == 0
+    assert result.judged == {"kvmppc_hv_entry": 1, "kvmhv_switch_to_host": 3}
+    assert result.violations == []
+    # --kernel/--modules reach the lab when run_diff boots it
+    assert seen["kernel"] == "/k/vmlinux" and seen["modules"] == "/k/mods" and seen["lab"] is None
+
+
+def test_violations_verdict_carries_invariant_and_stop(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    records = real_records()
+    records[2] = swap_ptids(records[2], 0, 1)
+    _fake(monkeypatch, fake_run(records, tmp_path))
+    result = run_diff("all", stops=4)
+    assert result.verdict == "violations" and result.exit_code == 1
+    assert {v["invariant"] for v in result.violations} >= {3}
+    assert all(v["stop"] == "kvmhv_switch_to_host@cpu2" for v in result.violations)
+
+
+def test_a_stop_kind_never_judged_is_not_clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """kvmppc_run_core stops whose vcore could not be read: not judged, exit 2."""
+    records = real_records()
+    blind = copy.deepcopy(records[0])
+    blind["stop"], blind["vcores"], blind["vcpus"] = "kvmppc_run_core#3", [], []
+    unreadable = {
+        "stop": "kvmppc_start_thread@cpu1",
+        "error": "Cannot access memory at address 0xd000000001234000",
+    }
+    _fake(monkeypatch, fake_run([*records, blind, unreadable], tmp_path))
+    result = run_diff("all", stops=6)
+    assert result.verdict == "not-judged" and result.exit_code == 2
+    assert result.judged["kvmppc_run_core"] == 0 and result.judged["kvmppc_start_thread"] == 0
+    rows = result.summary.stops if result.summary else {}
+    assert rows["kvmppc_run_core"]["reasons"] == {"no vcore found": 1}
+    assert "Cannot access memory" in next(iter(rows["kvmppc_start_thread"]["reasons"]))
+    text = diff.format_table(result.run, result.summary)  # type: ignore[arg-type]
+    assert "not judged: stop kind(s) never judged: kvmppc_run_core, kvmppc_start_thread" in text
+    assert "1x no vcore found" in text
+
+
+def test_empty_trace_is_not_judged(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _fake(monkeypatch, fake_run([], tmp_path))
+    result = run_diff("all")
+    assert result.verdict == "not-judged" and result.exit_code == 2
+
+
+def test_a_run_that_fails_is_an_error_verdict_not_an_exception(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake(monkeypatch, RuntimeError("boot hung twice\nconsole tail: ..."))
+    result = run_diff("cede")
+    assert result.verdict == "error" and result.exit_code == 2
+    assert result.error == "RuntimeError: boot hung twice"
+
+
+def test_bare_gdbstub_needs_the_kernel(tmp_path: Path) -> None:
+    result = run_diff("all", attach="127.0.0.1:1")
+    assert result.verdict == "error" and "--kernel VMLINUX" in (result.error or "")
+    vmlinux = tmp_path / "vmlinux"
+    vmlinux.write_bytes(b"\x7fELF")
+    target = diff.resolve_attach("127.0.0.1:1", vmlinux)
+    assert isinstance(target, diff.GdbStub) and target.gdb_address == "127.0.0.1:1"
+    assert target.status()["hold"] == 0  # no console: no reports to wait for
+    with pytest.raises(diff.DiffError, match="HOST:PORT"):
+        diff.resolve_attach("nonsense", vmlinux)
+
+
+def test_temporary_trace_is_removed_unless_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for keep in (False, True):
+        tmp = tmp_path / f"pyvcore-diff-{keep}"
+        tmp.mkdir()
+        run = fake_run(real_records(), tmp)
+        run.temp_dir = tmp
+        _fake(monkeypatch, run)
+        result = run_diff("all", keep=keep)
+        assert tmp.exists() is keep
+        assert (result.trace is not None) is keep
+        assert result.verdict == "clean"  # judged from the records read before removal
+
+
+def test_json_has_verdict_and_hex_addresses(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    records = real_records()
+    records[1] = swap_ptids(records[1], 0, 1)
+    _fake(monkeypatch, fake_run(records, tmp_path))
+    from pyvcore.cli import main
+
+    assert main(["diff", "--json", "--stops", "4"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"] == "violations" and doc["judged"]["kvmhv_switch_to_host"] == 3
+    fields = [
+        f for v in doc["violations"] for k, f in v["fields"].items() if k.endswith(("kvm_vcore", ".vcore"))
+    ]
+    assert fields and all(isinstance(f, str) and f.startswith("0xc0000") for f in fields)
+
+
+def test_hexify_keeps_small_numbers_and_writes_addresses_exactly() -> None:
+    doc = hexify({"threads[1].kvm_hstate.kvm_vcore": 0xC000000002C9D700, "ptid": 3, "x": 2**40, "lpidr": 1})
+    assert doc == {
+        "threads[1].kvm_hstate.kvm_vcore": "0xc000000002c9d700",
+        "ptid": 3,
+        "x": "0x10000000000",
+        "lpidr": "0x1",
+    }
+
+
+def test_ctrl_c_names_the_partial_trace(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    partial = tmp_path / "partial.jsonl"
+    partial.write_text("{}\n{}\n")
+    _fake(monkeypatch, DiffInterrupted(partial, 2))
+    from pyvcore.cli import main
+
+    assert main(["diff"]) == 130
+    assert f"interrupted; partial trace (2 stops) kept in {partial}" in capsys.readouterr().err
+
+
+def test_cli_could_not_run_is_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fake(monkeypatch, OSError("gdb-multiarch not found"))
+    from pyvcore.cli import main
+
+    assert main(["diff", "--scenario", "cede"]) == 2
+    assert "could not run: OSError: gdb-multiarch not found" in capsys.readouterr().err
+
+
+def test_progress_counts_down_in_place_on_a_terminal_and_rarely_in_a_log() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Tty()
+    p = Progress(tty)
+    p.tick("waiting for the guest's reports: 17 s left")
+    p.tick("waiting for the guest's reports: 16 s left")
+    p.say("done")
+    out = tty.getvalue()
+    assert out.count("\r\x1b[K") == 3 and out.endswith("pyvcore diff: done\n")
+    log = io.StringIO()
+    p = Progress(log, every=3600)
+    for n in range(5):
+        p.tick(f"{n} s left")
+    assert log.getvalue() == "pyvcore diff: 0 s left\n"
+
+
+def test_summary_rows_say_what_was_judged() -> None:
+    rows = summarize(real_records()).stops
+    assert rows["kvmhv_switch_to_host"]["judged"] == 3 and rows["kvmhv_switch_to_host"]["not_judged"] == 0
