@@ -1,0 +1,366 @@
+"""`pyvcore timeline`: the story of a vcore run as lanes, for Perfetto, a browser or a picture.
+
+Input (detected from the first line):
+
+* a **sampled trace**: JSONL snapshots, one per stop, as ``pv-watch --log`` and
+  ``pyvcore diff`` write them.  Each stop is drawn as a *point* on every lane, at
+  its timebase (``tb``, ticks of ``tb_freq`` Hz) when every stop has one, else at
+  its stop number.  Nothing is drawn between two stops: what happened there was
+  not seen.
+* a **continuous event log** (``pyvcore trace``): a header object
+  ``{"format": "pyvcore-events", "version": 1, "tb_freq": ...}`` then one store per
+  line, ``{"seq", "tb", "cpu", "pc", "field", "old", "new"}``.  A ``field`` is the
+  kernel's name of what was stored: ``kvm_hstate.<member>`` (the PACA of hardware
+  thread ``cpu``) or ``vcore.<member>`` (the vcore at ``"vcore"``, when given).
+  ``msgsndp`` / ``msgsnd`` (doorbell, ``new`` = the target thread / cpu) and
+  ``host_ipi`` (exit IPI, ``new`` = the target cpu) become arrows from ``cpu`` to
+  the target.  A line with an ``invariant`` key is a violation found by the step
+  checker.  Here every lane is a run of *slices*: the state holds from one store
+  to the next, because every store was seen.
+
+Lanes: one per hardware thread, coloured by where the thread is (host, idle,
+grabbed, entering, in guest (vcpu id), napping (why), exiting: from
+``kvm_hstate.in_guest``, ``napping``, ``hwthread_state``, ``hwthread_req`` and the
+vcore's ``entry_exit_map``, as arch/powerpc/kvm/book3s_hv_rmhandlers.S and
+book3s_hv.c:kvmppc_run_core set them), one per vcore (``vcore_state``,
+``in_guest``, entry/exit map), and one for violations (invariant and message).
+
+Output by suffix: ``.json`` Chrome/Perfetto trace-event JSON (opens in
+ui.perfetto.dev and chrome://tracing), ``.html`` one self-contained zoomable page
+(inline SVG and script, no network), ``.png`` a static picture (matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# kvm_hstate.in_guest: KVM_GUEST_MODE_* (arch/powerpc/include/asm/kvm_asm.h)
+IN_GUEST = {0: "NONE", 1: "GUEST", 2: "SKIP", 3: "GUEST_HV", 4: "HOST_HV", 5: "HV_P9"}
+# kvm_hstate.napping: NAPPING_* (arch/powerpc/include/asm/kvm_book3s_asm.h)
+NAPPING = {1: "cede", 2: "novcpu", 3: "unsplit"}
+# kvm_hstate.hwthread_state: KVM_HWTHREAD_IN_KERNEL / IN_IDLE (IN_NAP before v4.x) / IN_KVM
+HWTHREAD_IN_KERNEL, HWTHREAD_IN_IDLE, HWTHREAD_IN_KVM = 0, 1, 2
+# kvmppc_vcore.vcore_state (arch/powerpc/include/asm/kvm_host.h); the seed kernels
+# (v3.x) had STARTING and no PREEMPT/PIGGYBACK/POLLING.
+VCORE_STATES = {
+    "seed": ("INACTIVE", "SLEEPING", "STARTING", "RUNNING", "EXITING"),
+    "modern": ("INACTIVE", "PREEMPT", "PIGGYBACK", "SLEEPING", "RUNNING", "EXITING", "POLLING"),
+}
+
+# Thread states, in legend order, with their colours (HTML, PNG; Perfetto picks its own).
+STATES: dict[str, str] = {
+    "host": "#9e9e9e",
+    "idle": "#d7d7d7",
+    "grabbed": "#f9a825",
+    "entering": "#42a5f5",
+    "guest": "#2e7d32",
+    "napping": "#8e24aa",
+    "exiting": "#ef6c00",
+    "vcore": "#5c6bc0",
+    "violation": "#d50000",
+}
+
+
+class TimelineError(ValueError):
+    """A trace that cannot be drawn (not JSON, not a trace, empty): one line."""
+
+
+def as_int(value: Any) -> int:
+    """An integer from a trace value: int, or a ``"0x..."`` / decimal string (both forms are written)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value, 0)
+        except ValueError:
+            raise TimelineError(f"not an integer: {value!r}") from None
+    if value is None:
+        return 0
+    raise TimelineError(f"not an integer: {value!r}")
+
+
+# ------------------------------------------------------------------ the picture
+@dataclass
+class Lane:
+    key: str
+    title: str
+    group: str  # "threads" | "vcores" | "violations"
+
+
+@dataclass
+class Mark:
+    """A state seen at one instant (sampled) or held from ``ts`` to ``end`` (continuous)."""
+
+    lane: str
+    ts: float
+    state: str
+    label: str
+    args: dict[str, Any] = field(default_factory=dict)
+    end: float | None = None
+
+
+@dataclass
+class Flow:
+    """An arrow: a doorbell or an exit IPI from one thread lane to another."""
+
+    name: str
+    src: str
+    dst: str
+    ts: float
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Violation:
+    ts: float
+    invariant: int
+    message: str
+    stop: str = ""
+
+
+@dataclass
+class Timeline:
+    """Lanes and what is drawn on them; ``unit`` is "us" (timebase) or "stop" (stop number)."""
+
+    source: str  # "sampled" | "continuous"
+    unit: str
+    title: str
+    lanes: list[Lane] = field(default_factory=list)
+    marks: list[Mark] = field(default_factory=list)
+    flows: list[Flow] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
+    stops: int = 0
+
+    def lane(self, key: str, title: str, group: str) -> str:
+        if not any(lane.key == key for lane in self.lanes):
+            self.lanes.append(Lane(key, title, group))
+        return key
+
+    def sorted_lanes(self) -> list[Lane]:
+        order = {"threads": 0, "vcores": 1, "violations": 2}
+        return sorted(self.lanes, key=lambda lane: (order[lane.group], _natural(lane.key)))
+
+    @property
+    def span(self) -> tuple[float, float]:
+        times = [m.ts for m in self.marks] + [m.end for m in self.marks if m.end is not None]
+        times += [v.ts for v in self.violations] + [f.ts for f in self.flows]
+        return (min(times), max(times)) if times else (0.0, 1.0)
+
+
+def _natural(key: str) -> tuple[Any, ...]:
+    head, _, num = key.rpartition(" ")
+    return (head, int(num, 0)) if num.lstrip("-").isdigit() or num.startswith("0x") else (key, 0)
+
+
+# ------------------------------------------------------------- reading states
+def thread_state(
+    hstate: dict[str, Any], vcore: dict[str, Any] | None, vcpu_ids: dict[int, int]
+) -> tuple[str, str]:
+    """(state, label) of one hardware thread from its PACA's kvm_hstate and its vcore.
+
+    ``vcpu_ids`` maps a ``struct kvm_vcpu`` address to its vcpu_id.  Where a
+    state is set: in_guest = GUEST_HV before the hrfid into the guest and
+    HOST_HV on the way in and out (book3s_hv_rmhandlers.S); napping =
+    NAPPING_CEDE/NOVCPU/UNSPLIT before kvm_do_nap; the exit half of
+    entry_exit_map (bits 8..15, one per ptid) once a thread starts exiting
+    (kvmhv_commence_exit).
+    """
+    in_guest = as_int(hstate.get("in_guest"))
+    napping = as_int(hstate.get("napping"))
+    hw = as_int(hstate.get("hwthread_state"))
+    vcpu = as_int(hstate.get("kvm_vcpu"))
+    if napping:
+        return "napping", f"napping ({NAPPING.get(napping, napping)})"
+    if in_guest in (1, 2, 3, 5):
+        who = f"vcpu {vcpu_ids[vcpu]}" if vcpu in vcpu_ids else (f"vcpu {vcpu:#x}" if vcpu else "no vcpu")
+        return "guest", f"in guest ({who})"
+    if in_guest == 4:
+        ptid = as_int(hstate.get("ptid"))
+        exit_map = as_int(vcore.get("entry_exit_map")) >> 8 if vcore else 0
+        return ("exiting", "exiting") if exit_map & (1 << ptid) else ("entering", "entering")
+    if hw == HWTHREAD_IN_IDLE:
+        return "idle", "idle"
+    if as_int(hstate.get("kvm_vcore")):
+        return "entering", "entering (vcore assigned)"
+    if hw == HWTHREAD_IN_KVM or as_int(hstate.get("hwthread_req")):
+        return "grabbed", "grabbed"
+    return "host", "host"
+
+
+def vcore_label(vcore: dict[str, Any], variant: str | None) -> str:
+    names = VCORE_STATES["seed" if variant == "seed" else "modern"]
+    state = as_int(vcore.get("vcore_state"))
+    eem = as_int(vcore.get("entry_exit_map"))
+    entered = [i for i in range(8) if eem >> i & 1]
+    exiting = [i for i in range(8) if eem >> (8 + i) & 1]
+    return (
+        f"{names[state] if 0 <= state < len(names) else state} in_guest {as_int(vcore.get('in_guest'))} "
+        f"entered {{{','.join(map(str, entered))}}} exiting {{{','.join(map(str, exiting))}}}"
+    )
+
+
+# --------------------------------------------------------------------- loading
+def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line; TimelineError names the bad line."""
+    try:
+        fh = open(path, encoding="utf-8", errors="strict")  # noqa: SIM115 (closed by the with below)
+    except OSError as exc:
+        raise TimelineError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with fh:
+        try:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except ValueError as exc:
+                    raise TimelineError(f"{path}:{number}: not JSON ({exc})") from None
+                if not isinstance(obj, dict):
+                    raise TimelineError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
+                yield number, obj
+        except UnicodeDecodeError as exc:
+            raise TimelineError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def load(path: str | Path, variant: str | None = None) -> Timeline:
+    """Read a sampled trace or a continuous event log into a Timeline (TimelineError if unusable)."""
+    path = Path(path)
+    lines = read_lines(path)
+    first = next(lines, None)
+    if first is None:
+        raise TimelineError(f"{path}: empty trace, nothing to draw")
+    if first[1].get("format") == "pyvcore-events":
+        from pyvcore.timeline_events import from_events
+
+        return from_events(path.name, first[1], lines)
+    return from_snapshots(path.name, _chain(first, lines), variant)
+
+
+def _chain(
+    first: tuple[int, dict[str, Any]], rest: Iterable[tuple[int, dict[str, Any]]]
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    yield first
+    yield from rest
+
+
+def from_snapshots(
+    title: str, records: Iterable[tuple[int, dict[str, Any]]], variant: str | None = None
+) -> Timeline:
+    """A sampled trace: each stop a point on every lane, violations from the offline checker."""
+    from pyvcore.checker import Checker, SnapshotError
+
+    items = list(records)
+    if not items:
+        raise TimelineError(f"{title}: empty trace, nothing to draw")
+    by_tb = all("tb" in rec for _n, rec in items)
+    freq = next((as_int(rec["tb_freq"]) for _n, rec in items if rec.get("tb_freq")), 512_000_000)
+    tl = Timeline("sampled", "us" if by_tb else "stop", title)
+    checker = Checker(variant)
+    for index, (number, rec) in enumerate(items):
+        ts = as_int(rec["tb"]) * 1e6 / freq if by_tb else float(index)
+        stop = str(rec.get("stop") or f"line {number}")
+        if not isinstance(rec.get("threads"), list) or not rec["threads"]:
+            continue  # a stop pv-watch could not read: nothing seen, nothing drawn
+        tl.stops += 1
+        try:
+            _draw_snapshot(tl, rec, ts, stop, variant or rec.get("variant"))
+            found = checker.check(rec, line=number)
+        except (SnapshotError, TimelineError, KeyError, TypeError) as exc:
+            raise TimelineError(f"{title}:{number}: not a usable snapshot ({exc})") from None
+        for v in found:
+            tl.violations.append(Violation(ts, v.invariant, v.message, stop))
+    if not tl.stops:
+        raise TimelineError(f"{title}: no stop in this trace has a snapshot, nothing to draw")
+    return tl
+
+
+def _draw_snapshot(tl: Timeline, rec: dict[str, Any], ts: float, stop: str, variant: str | None) -> None:
+    vcores = {as_int(v["addr"]): v for v in rec.get("vcores") or []}
+    vcpu_ids = {as_int(v["addr"]): as_int(v["vcpu_id"]) for v in rec.get("vcpus") or []}
+    for thread in rec["threads"]:
+        hs = thread["kvm_hstate"]
+        cpu = as_int(thread.get("cpu"))
+        lane = tl.lane(f"cpu {cpu}", f"cpu {cpu} (ptid {as_int(hs.get('ptid'))})", "threads")
+        state, label = thread_state(hs, vcores.get(as_int(hs.get("kvm_vcore"))), vcpu_ids)
+        tl.marks.append(Mark(lane, ts, state, label, {"stop": stop, **_hex_args(hs)}))
+    for addr, vc in vcores.items():
+        lane = tl.lane(f"vcore {addr:#x}", f"vcore {addr:#x}", "vcores")
+        tl.marks.append(Mark(lane, ts, "vcore", vcore_label(vc, variant), {"stop": stop, **_hex_args(vc)}))
+
+
+def _hex_args(obj: dict[str, Any]) -> dict[str, Any]:
+    """The scalar fields of a record, addresses as hex strings (trace-event args must stay exact)."""
+    from pyvcore.diff import hexify
+
+    return {k: hexify(v, k) for k, v in obj.items() if isinstance(v, (int, str)) and not isinstance(v, bool)}
+
+
+# ------------------------------------------------------------------ the command
+def write(tl: Timeline, out: Path) -> Path:
+    """Write ``tl`` in the format named by ``out``'s suffix (.json, .html, .png)."""
+    suffix = out.suffix.lower()
+    if suffix == ".json":
+        from pyvcore.timeline_render import chrome_trace
+
+        out.write_text(json.dumps(chrome_trace(tl)))
+    elif suffix in (".html", ".htm"):
+        from pyvcore.timeline_render import html_page
+
+        out.write_text(html_page(tl), encoding="utf-8")
+    elif suffix == ".png":
+        from pyvcore.timeline_render import png_picture
+
+        png_picture(tl, out)
+    else:
+        raise TimelineError(f"{out}: unknown output format {suffix or '(none)'}; use .html, .json or .png")
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    out = Path(args.output) if args.output else Path(Path(args.trace).stem + ".html")
+    try:
+        tl = load(args.trace, args.variant)
+        write(tl, out)
+    except TimelineError as exc:
+        print(f"pyvcore timeline: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"pyvcore timeline: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    lanes = sum(1 for lane in tl.lanes if lane.group == "threads")
+    print(
+        f"{out}: {tl.source} timeline, {lanes} thread lanes, {tl.stops or len(tl.marks)} "
+        f"{'stops' if tl.source == 'sampled' else 'states'}, {len(tl.flows)} arrows, "
+        f"{len(tl.violations)} violations"
+    )
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(out.resolve().as_uri())
+    return 1 if tl.violations else 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "timeline",
+        help="draw a trace as lanes: .html (zoomable page), .json (Perfetto) or .png",
+        description=(
+            "Draw a sampled trace (pv-watch / pyvcore diff JSONL) or a continuous event log "
+            "(pyvcore trace) as one lane per hardware thread, one per vcore, doorbell and exit-IPI "
+            "arrows and violation marks.  Exit 0 drawn with no violation, 1 drawn with violations, "
+            "2 unusable trace."
+        ),
+    )
+    p.add_argument("trace", help="JSONL trace or event log")
+    p.add_argument("-o", "--output", help="OUT.html, OUT.json (Perfetto) or OUT.png (default: TRACE.html)")
+    p.add_argument("--variant", choices=("seed", "modern", "prepatch"), help="model variant for the checks")
+    p.add_argument("--open", action="store_true", help="open the result in the browser")
+    p.set_defaults(func=_run)
