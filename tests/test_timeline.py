@@ -1,0 +1,279 @@
+"""`pyvcore timeline`: lanes from a recorded lab trace and from an event log, in all three formats.
+
+The HTML is rendered by headless Chromium (Debian's ``chromium``): its DOM after
+the page's script ran is queried for the lanes and the violation marks, and a
+screenshot is kept (its path is printed; set PYVCORE_ARTIFACTS to keep it in a
+chosen directory).  The JSON is read back as trace-event JSON: slices and
+instants counted per thread lane.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections import Counter
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyvcore.cli import main
+from pyvcore.timeline import Timeline, TimelineError, load, thread_state, write
+
+LIVE = Path(__file__).parent / "checker_live"
+STOCK = LIVE / "all-stock.jsonl"  # stock QEMU: invariant 8 at four stops
+CEDE = LIVE / "cede-patched.jsonl"
+
+
+def trace_events(path: Path) -> dict[str, Any]:
+    """Parse a trace-event JSON file by the format's rules: lanes by (pid, tid) named by "M" events."""
+    doc = json.loads(path.read_text())
+    assert isinstance(doc["traceEvents"], list)
+    names = {
+        (e["pid"], e["tid"]): e["args"]["name"]
+        for e in doc["traceEvents"]
+        if e["ph"] == "M" and e["name"] == "thread_name"
+    }
+    per_lane: dict[str, Counter[str]] = {}
+    for e in doc["traceEvents"]:
+        if e["ph"] in ("X", "i"):
+            assert isinstance(e["ts"], (int, float)) and e["ts"] >= 0
+            if e["ph"] == "X":
+                assert e["dur"] >= 0
+            per_lane.setdefault(names[(e["pid"], e["tid"])], Counter())[e["ph"]] += 1
+    flows = Counter(e["ph"] for e in doc["traceEvents"] if e["ph"] in ("s", "f"))
+    return {"lanes": per_lane, "flows": flows, "events": doc["traceEvents"], "names": names}
+
+
+def snapshots(path: Path) -> int:
+    return sum(1 for line in path.read_text().splitlines() if line.strip())
+
+
+# ------------------------------------------------------------------ sampled
+def test_sampled_json_has_one_instant_per_stop_on_every_thread_lane(tmp_path: Path) -> None:
+    out = write(load(STOCK), tmp_path / "t.json")
+    parsed = trace_events(out)
+    stops = snapshots(STOCK)
+    threads = {name: c for name, c in parsed["lanes"].items() if name.startswith("cpu ")}
+    assert sorted(threads) == ["cpu 0 (ptid 0)", "cpu 1 (ptid 1)", "cpu 2 (ptid 2)", "cpu 3 (ptid 3)"]
+    for name, counts in threads.items():
+        assert counts == Counter({"i": stops}), name  # points only: nothing drawn between stops
+    from pyvcore import check_trace
+
+    expected = len(check_trace(str(STOCK)).violations)
+    assert expected > 0 and parsed["lanes"]["violations"] == Counter({"i": expected})
+    marks = [e for e in parsed["events"] if e.get("cat") == "violation"]
+    assert all(e["name"] == "invariant 8" and ("LPIDR" in e["args"]["message"] or "SDR1" in e["args"]["message"]) for e in marks)
+
+
+def test_thread_states_follow_the_kernel_fields() -> None:
+    vcore = {"entry_exit_map": 0x203}  # entered {0,1}, exiting {1}
+    ids = {0xC1: 7}
+    hs = {"in_guest": 3, "napping": 0, "hwthread_state": 2, "ptid": 1, "kvm_vcpu": 0xC1, "kvm_vcore": 0xC0}
+    assert thread_state(hs, vcore, ids) == ("guest", "in guest (vcpu 7)")
+    assert thread_state({**hs, "napping": 1}, vcore, ids) == ("napping", "napping (cede)")
+    assert thread_state({**hs, "napping": 2, "kvm_vcpu": 0}, vcore, ids) == ("napping", "napping (novcpu)")
+    assert thread_state({**hs, "in_guest": 4}, vcore, ids)[0] == "exiting"
+    assert thread_state({**hs, "in_guest": 4, "ptid": 0}, vcore, ids)[0] == "entering"
+    assert thread_state({"in_guest": 0, "hwthread_state": 1}, None, ids)[0] == "idle"
+    assert thread_state({"in_guest": 0, "hwthread_state": 2, "kvm_vcore": 0}, None, ids)[0] == "grabbed"
+    assert thread_state({"in_guest": 0, "hwthread_state": 0, "hwthread_req": 0}, None, ids)[0] == "host"
+    # hex strings (snapshot v2) read the same as integers
+    assert thread_state({**hs, "kvm_vcpu": "0xc1"}, vcore, ids) == ("guest", "in guest (vcpu 7)")
+
+
+def test_png_is_a_real_picture(tmp_path: Path) -> None:
+    image = pytest.importorskip("matplotlib.image", reason="the .png writer needs matplotlib")
+    out = write(load(STOCK), tmp_path / "t.png")
+    pixels = image.imread(out)
+    assert pixels.shape[0] > 300 and pixels.shape[1] > 1000
+    colours = {tuple(round(float(c), 2) for c in px[:3]) for row in pixels[::7] for px in row[::7]}
+    assert len(colours) > 20
+    red = ((pixels[:, :, 0] > 0.75) & (pixels[:, :, 1] < 0.15) & (pixels[:, :, 2] < 0.15)).sum()
+    assert red > 30, "no violation mark drawn"
+
+
+# --------------------------------------------------------------- continuous
+def _event_log(tmp_path: Path) -> Path:
+    header = {"format": "pyvcore-events", "version": 1, "tb_freq": 512_000_000, "threads": 2}
+    vc = "0xc000000028186a00"
+    events = [
+        {
+            "seq": 1,
+            "tb": 1000,
+            "cpu": 0,
+            "pc": "0xc0",
+            "field": "kvm_hstate.kvm_vcore",
+            "old": "0x0",
+            "new": vc,
+        },
+        {
+            "seq": 2,
+            "tb": 1100,
+            "cpu": 1,
+            "pc": "0xc0",
+            "field": "kvm_hstate.hwthread_state",
+            "old": 1,
+            "new": 2,
+        },
+        {"seq": 3, "tb": 1200, "cpu": 0, "pc": "0xc0", "field": "kvm_hstate.in_guest", "old": 0, "new": 4},
+        {"seq": 4, "tb": 1300, "cpu": 0, "pc": "0xc0", "field": "kvm_hstate.in_guest", "old": 4, "new": 3},
+        {"seq": 5, "tb": 1400, "cpu": 0, "pc": "0xc0", "field": "msgsndp", "old": 0, "new": 1},
+        {
+            "seq": 6,
+            "tb": 1500,
+            "cpu": 0,
+            "pc": "0xc0",
+            "field": "vcore.entry_exit_map",
+            "old": 1,
+            "new": "0x101",
+            "vcore": vc,
+        },
+        {"seq": 7, "tb": 1600, "cpu": 0, "pc": "0xc0", "field": "kvm_hstate.in_guest", "old": 3, "new": 4},
+        {"seq": 8, "tb": 1700, "invariant": 14, "message": "thread 1 napping but not in napping_threads"},
+        {"seq": 9, "tb": 1800, "cpu": 0, "pc": "0xc0", "field": "kvm_hstate.in_guest", "old": 4, "new": 0},
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in [header, *events]) + "\n")
+    return path
+
+
+def test_event_log_becomes_slices_arrows_and_marks(tmp_path: Path) -> None:
+    tl = load(_event_log(tmp_path))
+    assert tl.source == "continuous" and tl.unit == "us"
+    cpu0 = [(m.label, m.ts, m.end) for m in tl.marks if m.lane == "cpu 0"]
+    labels = [label for label, _ts, _end in cpu0]
+    assert labels == [
+        "entering (vcore assigned)",
+        "entering",
+        "in guest (no vcpu)",
+        "exiting",
+        "entering (vcore assigned)",
+    ]
+    assert all(end is not None and end >= ts for _l, ts, end in cpu0)
+    assert cpu0[1][2] == cpu0[2][1]  # a slice ends where the next begins: every store was seen
+    assert [(f.name, f.src, f.dst) for f in tl.flows] == [("doorbell", "cpu 0", "cpu 1")]
+    assert [(v.invariant, v.message) for v in tl.violations] == [
+        (14, "thread 1 napping but not in napping_threads")
+    ]
+    parsed = trace_events(write(tl, tmp_path / "e.json"))
+    assert parsed["lanes"]["cpu 0"] == Counter({"X": 5}) and parsed["lanes"]["cpu 1"] == Counter({"X": 1})
+    assert parsed["flows"] == Counter({"s": 1, "f": 1})
+
+
+# ------------------------------------------------------------------ the page
+class _Dom(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lanes: list[str] = []
+        self.violations: list[str] = []
+        self.points = 0
+        self.scripts = 0
+        self.external: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        cls = (a.get("class") or "").split()
+        if tag == "g" and "lane" in cls:
+            self.lanes.append(a.get("data-lane") or "")
+        if "violation" in cls:
+            self.violations.append(a.get("data-invariant") or "")
+        if "point" in cls:
+            self.points += 1
+        if tag == "script":
+            self.scripts += 1
+        for key in ("src", "href"):
+            if a.get(key) and not str(a[key]).startswith("#"):
+                self.external.append(str(a[key]))
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return name
+    pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+
+
+def test_html_renders_in_headless_chromium_with_lanes_and_violation_marks(tmp_path: Path) -> None:
+    page = write(load(STOCK), tmp_path / "stock.html")
+    browser = _chromium()
+    flags = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    parsed = _Dom()
+    parsed.feed(dom.stdout)
+    assert [lane for lane in parsed.lanes if lane.startswith("cpu")] == ["cpu 0", "cpu 1", "cpu 2", "cpu 3"]
+    assert any(lane.startswith("vcore 0x") for lane in parsed.lanes) and "violations" in parsed.lanes
+    assert parsed.violations and set(parsed.violations) == {"8"}
+    assert parsed.points == 5 * snapshots(STOCK)  # 4 threads + 1 vcore, one point per stop
+    assert parsed.external == [], "the page must not load anything from outside"
+    assert "-0.38 .. 19.38 stop" in dom.stdout  # the script ran: the axis range was written
+    artifacts = Path(os.environ.get("PYVCORE_ARTIFACTS") or tmp_path)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shot = artifacts / "timeline-all-stock.png"
+    done = subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1400,520", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and shot.stat().st_size > 10_000, done.stderr[-2000:]
+    print(f"timeline screenshot: {shot}")
+
+
+# ------------------------------------------------------------------ the CLI
+def test_cli_formats_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["timeline", str(CEDE), "-o", str(tmp_path / "c.json")]) == 0
+    assert main(["timeline", str(STOCK), "-o", str(tmp_path / "s.html")]) == 1  # drawn, with violations
+    out = capsys.readouterr().out
+    assert "4 thread lanes, 20 stops" in out and "violations" in out
+    bad = tmp_path / "bad.jsonl"
+    for content, message in [
+        ("", "empty trace"),
+        ("{not json\n", "bad.jsonl:1: not JSON"),
+        ("[1, 2]\n", "expected a JSON object"),
+        (b"\xff\xfe\n", "not UTF-8"),
+        ('{"stop": "x", "error": "Cannot access memory"}\n', "no stop in this trace has a snapshot"),
+    ]:
+        if isinstance(content, bytes):
+            bad.write_bytes(content)
+        else:
+            bad.write_text(content)
+        assert main(["timeline", str(bad), "-o", str(tmp_path / "x.html")]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["timeline", str(CEDE), "-o", str(tmp_path / "x.svgz")]) == 2
+    assert "unknown output format .svgz" in capsys.readouterr().err
+    assert main(["timeline", str(tmp_path / "missing.jsonl")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_unreadable_stops_are_not_drawn(tmp_path: Path) -> None:
+    lines = CEDE.read_text().splitlines()[:3]
+    trace = tmp_path / "gap.jsonl"
+    trace.write_text(
+        "\n".join([lines[0], '{"stop": "kvmppc_run_core", "error": "Cannot access memory"}', *lines[1:]])
+        + "\n"
+    )
+    tl: Timeline = load(trace)
+    assert tl.stops == 3 and {m.ts for m in tl.marks} == {0.0, 2.0, 3.0}
+
+
+def test_timebase_places_stops_in_microseconds(tmp_path: Path) -> None:
+    recs = [json.loads(x) for x in CEDE.read_text().splitlines()[:2]]
+    recs[0]["tb"], recs[1]["tb"] = "0x200", 512 + 512_000  # 1 ms later at 512 MHz
+    trace = tmp_path / "tb.jsonl"
+    trace.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    tl = load(trace)
+    assert tl.unit == "us" and sorted({m.ts for m in tl.marks}) == pytest.approx([1.0, 1001.0])
+    with pytest.raises(TimelineError):
+        load(tmp_path / "nope.jsonl")
