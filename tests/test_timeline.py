@@ -66,7 +66,10 @@ def test_sampled_json_has_one_instant_per_stop_on_every_thread_lane(tmp_path: Pa
     expected = len(check_trace(str(STOCK)).violations)
     assert expected > 0 and parsed["lanes"]["violations"] == Counter({"i": expected})
     marks = [e for e in parsed["events"] if e.get("cat") == "violation"]
-    assert all(e["name"] == "invariant 8" and ("LPIDR" in e["args"]["message"] or "SDR1" in e["args"]["message"]) for e in marks)
+    assert all(
+        e["name"] == "invariant 8" and ("LPIDR" in e["args"]["message"] or "SDR1" in e["args"]["message"])
+        for e in marks
+    )
 
 
 def test_thread_states_follow_the_kernel_fields() -> None:
