@@ -1,4 +1,4 @@
-"""pv-check: the snapshot evaluated against the model (pyvcore.Checker, contract 3)."""
+"""pv-check: the snapshot evaluated against the model (pyvcore.Checker)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 
 import gdb  # type: ignore[import-not-found]
 
-from pyvcore import tables
+from pyvcore import stopview
+from pyvcore.show import explain
 
 from . import session
 from .args import ArgParser, complete_words
@@ -74,41 +75,55 @@ def colour_wanted() -> bool:
 class PvCheck(gdb.Command):
     """Check the live kvm_hstate/vcore state against the pyvcore model.
 
-    Usage: pv-check [--json] [--reset]
+    Usage: pv-check [--json] [--reset] [--explain]
 
-    Takes a snapshot (as pv-snapshot does) and evaluates it with pyvcore's
-    Checker for the variant the kernel's layout implies (modern: entry_exit_map;
-    seed: entry_exit_count).  Prints per thread what the kernel has (ptid /
-    kvm_vcpu / kvm_vcore) next to what the model predicts, then every violated
-    invariant with its number (see VCORE_SPEC section 4).  Green/red when the
-    terminal supports colour.  The checker keeps the previous snapshot, so
-    transition invariants apply between successive pv-check calls; --reset
-    forgets it.
+    Takes a snapshot (as pv-snapshot does) and checks it with the model of the
+    variant the kernel's layout implies (modern: entry_exit_map; seed:
+    entry_exit_count).  Prints one row per hardware thread, named by Linux cpu
+    and thread in the core (t0..t7): what its PACA holds (ptid/vcpu/vcore), where
+    the model places the vcore's vcpus, and a verdict: ok, allowed-now (with the
+    reason, e.g. "exit in progress"), violation, or not judged.  Then every
+    violated invariant.  Coloured when gdb styling is on (`set style enabled`).
 
-      --json   print {"snapshot", "violations", "predicted"} as one JSON line"""
+    pv-check remembers the previous pv-check's snapshot: between two calls it
+    also checks what a stop-to-stop step may not change (a vcpu's id and ptid,
+    a vcore's first_vcpuid; num_threads never shrinks).  --reset forgets it
+    (e.g. after the VM was re-created).
+
+      --json     print {"snapshot", "violations", "predicted", "problems"} as one JSON line
+      --explain  after each violated invariant, what it states, when it is judged,
+                 the kernel source it comes from, and what a violation usually means
+
+    Examples:
+      pv-check
+      pv-check --explain"""
 
     def __init__(self) -> None:
         super().__init__("pv-check", gdb.COMMAND_DATA)
 
     def complete(self, text: str, word: str) -> list[str]:
-        return complete_words(text, word, ("--json", "--reset"))
+        return complete_words(text, word, ("--json", "--reset", "--explain"))
 
     def invoke(self, arg: str, from_tty: bool) -> None:
         p = ArgParser("pv-check")
         p.add_argument("--json", action="store_true")
         p.add_argument("--reset", action="store_true")
+        p.add_argument("--explain", action="store_true")
         a = p.parse(arg)
         if a.reset:
             reset_checker()
         reading, _ = session.read_state(stop="pv-check")
-        violations, predicted = evaluate(reading.snapshot)
+        try:
+            judgement = stopview.judge(checker_for(reading.snapshot["variant"]), reading.snapshot)
+        except (ValueError, TypeError) as e:
+            raise PvError(f"pv-check: the checker rejected the snapshot: {e}") from None
         if a.json:
             gdb.write(
                 json.dumps(
                     {
                         "snapshot": reading.snapshot,
-                        "violations": [violation_dict(v) for v in violations],
-                        "predicted": predicted,
+                        "violations": [violation_dict(v) for v in judgement.violations],
+                        "predicted": judgement.predicted,
                         "problems": reading.problems,
                     },
                     separators=(",", ":"),
@@ -116,10 +131,25 @@ class PvCheck(gdb.Command):
                 + "\n"
             )
             return
-        style = tables.Style(colour_wanted())
-        gdb.write(tables.check_table(reading, predicted, violations, style) + "\n")
+        text = stopview.check_text(
+            reading.snapshot,
+            judgement,
+            colour=colour_wanted(),
+            width=terminal_width(),
+            explain=explain if a.explain else None,
+        )
+        gdb.write(text + "\n")
         for problem in reading.problems:
             gdb.write(f"pv-check: {problem}\n")
+
+
+def terminal_width() -> int:
+    """gdb's idea of the screen width (`show width`), 80 when unlimited or unknown."""
+    try:
+        w = gdb.parameter("width")
+    except (gdb.error, RuntimeError):
+        return 80
+    return int(w) if w and 0 < int(w) < 10000 else 80
 
 
 def register() -> None:

@@ -9,7 +9,7 @@ import gdb  # type: ignore[import-not-found]
 from pyvcore import tables
 from pyvcore.decode import KernelError, ReadError
 
-from . import session
+from . import check, session
 from .args import ArgParser, complete_words
 from .session import PvError
 
@@ -19,12 +19,19 @@ class PvPaca(gdb.Command):
 
     Usage: pv-paca [CPU|all]
 
-      all (default)  one column per thread: paca address, hw_cpu_id vs $pir, the
-                     thread's mode from MSR (host/real/guest/opal), $pc, $lpidr,
-                     $sdr1, $hdec, then every kvm_hstate field the vcore logic uses
+      all (default)  one row per hardware thread (Linux cpu, thread in the core
+                     t0..t7, $pir): the kvm_hstate fields the vcore logic uses
                      (in_guest, napping, hwthread_req, hwthread_state, ptid,
-                     kvm_vcpu, kvm_vcore, ...) with its offset inside paca_struct.
-      CPU            one Linux cpu, as a `name = value (offset)` list.
+                     kvm_vcpu as a vcpu id, kvm_vcore as vc0, vc1... as numbered
+                     by pv-vcore), each with its offset inside paca_struct; then
+                     the thread's mode from MSR (host/real/guest/opal), $pc,
+                     $lpidr, $sdr1, $hdec.  Fits 80 columns.
+      CPU            one Linux cpu (the same number as $pv_paca(CPU)), every
+                     field as a `name = value (offset)` list with addresses.
+
+    Examples:
+      pv-paca
+      pv-paca 0
 
     gdb threads are matched to Linux cpus by $pir == paca->hw_cpu_id, and PACAs
     are found through paca_ptrs[] (or the pre-4.17 paca array).  Offsets come
@@ -49,7 +56,7 @@ class PvPaca(gdb.Command):
         k = session.kernel()
         reading, _ = session.read_state(with_hdec=True, with_kvm=False)
         if cpu is None:
-            gdb.write(tables.paca_table(k.layout, reading) + "\n")
+            gdb.write(tables.paca_table(k.layout, reading, width=check.terminal_width()) + "\n")
         else:
             rows = [r for r in reading.rows if r.cpu == cpu]
             if not rows:
@@ -61,15 +68,18 @@ class PvPaca(gdb.Command):
 
 
 class PvPacaFunction(gdb.Function):
-    """$pv_paca(CPU): the PACA of Linux cpu CPU.
+    """$pv_paca(CPU): the PACA of Linux cpu CPU (as in `pv-paca CPU`).
 
-    A `struct paca_struct *` when gdb has the type (DWARF), else its address as
-    an unsigned long; e.g. `x/8gx $pv_paca(1)` or `p $pv_paca(0)->kvm_hstate`."""
+    A `struct paca_struct *` when gdb has the type (DWARF): `p $pv_paca(0)->kvm_hstate`.
+    With layouts from BTF only, gdb has no struct type: it is a `void *` to the
+    PACA; print its fields with pv-print: `pv-print paca_struct $pv_paca(0) kvm_hstate`.
+    Examples: `p $pv_paca(0)`, `x/4gx $pv_paca(1)`."""
 
     def __init__(self) -> None:
         super().__init__("pv_paca")
 
-    def invoke(self, cpu: Any) -> Any:
+    def invoke(self, *args: Any) -> Any:
+        cpu = one_argument("$pv_paca", "CPU", args)
         k = session.kernel()
         with session.GdbTarget() as target:
             session.prepare(target, k)
@@ -77,18 +87,29 @@ class PvPacaFunction(gdb.Function):
                 pacas = k.reader.paca_addresses(target)
             except (KernelError, ReadError) as e:
                 raise PvError(f"$pv_paca: {e}") from None
-        n = int(cpu)
+        n = cpu
         if n not in pacas:
             raise PvError(f"$pv_paca: no PACA for cpu {n} (cpus 0..{max(pacas) if pacas else -1})")
         return typed_pointer(pacas[n], "paca_struct")
 
 
+def one_argument(name: str, what: str, args: tuple[Any, ...]) -> int:
+    """The single integer argument of a $pv_* function, or a one-line error."""
+    if len(args) != 1:
+        raise PvError(f"{name}: takes one argument, {what} (e.g. {name}(0)); got {len(args)}")
+    try:
+        return int(args[0])
+    except (gdb.error, TypeError, ValueError):
+        raise PvError(f"{name}: {what} must be an integer, not {args[0]}") from None
+
+
 def typed_pointer(addr: int, struct: str) -> Any:
+    """``(struct S *) addr`` when gdb knows the type (DWARF), else ``(void *) addr``."""
     value = gdb.Value(addr).cast(gdb.lookup_type("unsigned long"))
     try:
         return value.cast(gdb.lookup_type(f"struct {struct}").pointer())
     except gdb.error:
-        return value
+        return value.cast(gdb.lookup_type("void").pointer())
 
 
 def register() -> None:

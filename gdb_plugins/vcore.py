@@ -11,9 +11,9 @@ from pyvcore import tables
 from pyvcore.decode import ReadError, is_kernel_pointer, xarray_entries
 from pyvcore.layout import LayoutError
 
-from . import session
+from . import check, session
 from .args import ArgParser
-from .paca import typed_pointer
+from .paca import one_argument, typed_pointer
 from .session import PvError
 
 
@@ -125,17 +125,23 @@ def gather(with_all: bool) -> tuple[session.Kernel, Any, dict[int, dict], dict[i
 class PvVcore(gdb.Command):
     """Show the KVM virtual cores (struct kvmppc_vcore) with their vcpus, decoded.
 
-    Usage: pv-vcore [ADDR|all]
+    Usage: pv-vcore [N|ADDR|all]
 
       all (default)  every vcore reachable from a PACA's kvm_hstate.kvm_vcore, and
                      every kvm->arch.vcores[] entry of each VM found (from those
                      vcores' kvm pointer, and from vm_list when kvm.ko symbols are
-                     loaded).
-      ADDR           the vcore at that address (an expression, e.g. $pv_vcore(0)).
+                     loaded), numbered vc0, vc1... by VM (LPID) and first_vcpuid.
+      N              vcore number N of that list (the same N as $pv_vcore(N)).
+      ADDR           the vcore at that kernel address (an expression).
 
     States are printed by name (vcore_state, vcpu arch.state), entry_exit_map and
-    napping_threads as ptid lists, each vcpu with the thread (cpu) whose PACA
-    points at it."""
+    napping_threads as ptid lists, each vcpu with the thread (cpu / t) whose PACA
+    points at it.
+
+    Examples:
+      pv-vcore
+      pv-vcore 0
+      pv-vcore $pv_vcore(0)"""
 
     def __init__(self) -> None:
         super().__init__("pv-vcore", gdb.COMMAND_DATA, gdb.COMPLETE_EXPRESSION)
@@ -144,26 +150,31 @@ class PvVcore(gdb.Command):
         p = ArgParser("pv-vcore")
         p.add_argument("which", nargs="?", default="all")
         a = p.parse(arg)
-        if a.which == "all":
-            k, reading, vcores, vcpus = gather(with_all=True)
-        else:
+        k, reading, vcores, vcpus = gather(with_all=True)
+        order = tables.vcore_numbers(vcores, reading.kvm)
+        if a.which != "all":
             try:
-                addr = int(gdb.parse_and_eval(a.which)) & 0xFFFF_FFFF_FFFF_FFFF
+                value = int(gdb.parse_and_eval(a.which)) & 0xFFFF_FFFF_FFFF_FFFF
             except gdb.error as e:
                 raise PvError(f"pv-vcore: {e}") from None
-            if not is_kernel_pointer(addr):
-                raise PvError(f"pv-vcore: {addr:#x} is not a kernel address")
-            k, reading, vcores, vcpus = gather(with_all=False)
-            if addr not in vcores:
-                with session.GdbTarget() as target:
-                    session.prepare(target, k)
-                    try:
-                        vcores = {addr: k.reader.read_vcore(target, addr)}
-                    except ReadError as e:
-                        raise PvError(f"pv-vcore: struct kvmppc_vcore at {addr:#x}: {e}") from None
-                    vcpus = vcpus_of(k, target, vcores, reading)
+            if is_kernel_pointer(value):
+                addr = value
+                if addr not in vcores:
+                    with session.GdbTarget() as target:
+                        session.prepare(target, k)
+                        try:
+                            vcores = {addr: k.reader.read_vcore(target, addr)}
+                        except ReadError as e:
+                            raise PvError(f"pv-vcore: struct kvmppc_vcore at {addr:#x}: {e}") from None
+                        vcpus = vcpus_of(k, target, vcores, reading)
+            elif value < len(order):
+                addr = order[value]
             else:
-                vcores = {addr: vcores[addr]}
+                raise PvError(
+                    f"pv-vcore: no vcore {value} ({len(order)} found: 0..{len(order) - 1}); "
+                    f"a number is an index, a kernel address (0xc...) a struct kvmppc_vcore"
+                )
+            vcores = {addr: vcores[addr]}
         if not vcores:
             hint = (
                 "is a KVM guest running? is kvm-hv loaded?"
@@ -172,24 +183,29 @@ class PvVcore(gdb.Command):
                 "through vm_list when no thread is running one"
             )
             gdb.write(f"pv-vcore: no vcore: no PACA points at one and no VM was found ({hint})\n")
-        for addr, vc in vcores.items():
-            gdb.write(tables.vcore_text(k.layout, addr, vc, reading, vcpus) + "\n")
+        width = check.terminal_width()
+        for addr in sorted(vcores, key=lambda a: order.index(a) if a in order else len(order)):
+            number = order.index(addr) if addr in order else None
+            text = tables.vcore_text(k.layout, addr, vcores[addr], reading, vcpus, number=number, width=width)
+            gdb.write(text + "\n")
         for problem in reading.problems:
             gdb.write(f"pv-vcore: {problem}\n")
 
 
 class PvVcoreFunction(gdb.Function):
-    """$pv_vcore(N): the N-th vcore in `pv-vcore all` order (0 = first).
+    """$pv_vcore(N): vcore number N of `pv-vcore` (vc0, vc1...: by VM LPID, then first_vcpuid).
 
-    A `struct kvmppc_vcore *` when gdb has the type (DWARF), else its address."""
+    A `struct kvmppc_vcore *` when gdb has the type (DWARF), else a `void *`
+    (print its fields with `pv-print kvmppc_vcore $pv_vcore(0)`).
+    Examples: `p $pv_vcore(0)`, `pv-vcore $pv_vcore(0)`."""
 
     def __init__(self) -> None:
         super().__init__("pv_vcore")
 
-    def invoke(self, n: Any) -> Any:
-        _, _, vcores, _ = gather(with_all=True)
-        addrs = list(vcores)
-        i = int(n)
+    def invoke(self, *args: Any) -> Any:
+        i = one_argument("$pv_vcore", "N", args)
+        _, reading, vcores, _ = gather(with_all=True)
+        addrs = tables.vcore_numbers(vcores, reading.kvm)
         if not 0 <= i < len(addrs):
             raise PvError(f"$pv_vcore: no vcore {i} ({len(addrs)} found)")
         return typed_pointer(addrs[i], "kvmppc_vcore")

@@ -22,6 +22,7 @@ SUBJECT_MODULES = {
     "gdb": "pyvcore.gdbcli",  # pyvcore gdb
     "diff": "pyvcore.diff",  # pyvcore diff --scenario S
     "timeline": "pyvcore.timeline",  # pyvcore timeline TRACE -o OUT.html|.json|.png
+    "show": "pyvcore.show",  # pyvcore show TRACE [--line N | --stop LABEL]
 }
 
 

@@ -22,7 +22,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import IO, Any
 
-from tabulate import tabulate
+import tabulate as _tabulate
 
 WIDTH = 80
 _SGR = {"red": "31", "green": "32", "yellow": "33", "blue": "34", "bold": "1", "dim": "2"}
@@ -57,15 +57,17 @@ def colour_for(stream: IO[Any]) -> bool:
 def _frame(body: str, title: str | None, legend: str | None, width: int) -> str:
     parts = []
     if title:
-        parts.append(_wrap(title, width))
+        parts.append(wrap(title, width))
     parts.append(body)
     if legend:
-        parts.append(_wrap(legend, width))
+        parts.append(wrap(legend, width))
     return "\n".join(parts)
 
 
-def _wrap(text: str, width: int, indent: str = "") -> str:
-    """Wrap each line of ``text`` to ``width`` (colour is dropped from a line that must wrap)."""
+def wrap(text: str, width: int | None = None, indent: str = "") -> str:
+    """Wrap each line of ``text`` to ``width`` (default 80), continuation lines indented
+    like the line plus ``indent``; colour is dropped from a line that must wrap."""
+    width = width or WIDTH
     out = []
     for line in text.splitlines() or [""]:
         if len(plain(line)) <= width:
@@ -101,7 +103,9 @@ def render_table(
     cells = [["" if c is None else str(c) for c in row] for row in rows]
     if not cells:
         return _frame("(none)", title, legend, width)
-    text = tabulate(cells, headers=list(columns), tablefmt="simple", disable_numparse=True)
+    # tabulate pads every header by MIN_PADDING; the two-space column gap is enough.
+    _tabulate.MIN_PADDING = 0
+    text = _tabulate.tabulate(cells, headers=list(columns), tablefmt="simple", disable_numparse=True)
     if visible_width(text) <= width:
         return _frame(text, title, legend, width)
     names = [c.replace("\n", " ") for c in columns]
@@ -125,7 +129,7 @@ def render_blocks(
     width = width or WIDTH
     out = []
     for heading, pairs in blocks:
-        out.append(_wrap(heading, width))
+        out.append(wrap(heading, width))
         pairs = [(n, "" if v is None else str(v)) for n, v in pairs]
         key = min(max((len(plain(n)) for n, _ in pairs), default=0), width // 3)
         for name, value in pairs:

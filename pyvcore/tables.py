@@ -19,16 +19,8 @@ from pyvcore.decode import (
     name_of,
     thread_list,
 )
-
-GREEN, RED, YELLOW, DIM, RESET = "\033[32m", "\033[31m", "\033[33m", "\033[2m", "\033[0m"
-
-
-class Style:
-    def __init__(self, colour: bool):
-        self.colour = colour
-
-    def __call__(self, text: str, code: str) -> str:
-        return f"{code}{text}{RESET}" if self.colour else text
+from pyvcore.render import render_table, wrap
+from pyvcore.stopview import Names
 
 
 def hexptr(value: Any) -> str:
@@ -62,60 +54,80 @@ def _hstate_rows(k: KernelLayout, row: ThreadRow, reading: Reading) -> list[tupl
     ]
 
 
-def paca_table(k: KernelLayout, reading: Reading, cpus: Iterable[int] | None = None) -> str:
-    """xmon-style dump: one column per thread, offsets within paca_struct on the left."""
+def _thread_index(reading: Reading, row: ThreadRow) -> str:
+    """``t<i>``: the row's hardware thread in its core (its place in the snapshot)."""
+    for i, t in enumerate(reading.snapshot.get("threads") or []):
+        if row.cpu is not None and t.get("cpu") == row.cpu:
+            return f"t{i}"
+    return "t?"
+
+
+PACA_FIELDS = (  # in struct kvmppc_host_state order (arch/powerpc/include/asm/kvm_book3s_asm.h)
+    ("in_guest", "in_guest"),
+    ("napping", "napping"),
+    ("hwthread_req", "req"),
+    ("hwthread_state", "hwthread_state"),
+    ("ptid", "ptid"),
+    ("kvm_vcpu", "vcpu"),
+    ("kvm_vcore", "vcore"),
+)
+
+
+def paca_table(
+    k: KernelLayout, reading: Reading, cpus: Iterable[int] | None = None, *, width: int | None = None
+) -> str:
+    """pv-paca: one row per hardware thread, the kvm_hstate fields of the vcore logic
+    (offsets inside paca_struct under each name), then the thread's registers.
+
+    Fits 80 columns at 4 and 8 threads; ``pv-paca CPU`` lists every field of one cpu."""
     rows = [r for r in reading.rows if cpus is None or r.cpu in set(cpus)]
-    hs_off = k.paca.field("kvm_hstate").offset
+    names = Names.of(reading.snapshot)
     offsets = k.paca_plan.offsets()
-    lines = [
-        f"paca_struct.kvm_hstate at +{hs_off:#x} ({k.hstate.size} bytes); "
-        f"layouts from {k.layouts.origin}, variant {k.variant}"
-    ]
-    width = 30
-    head = f"{'offset':>7}  {'field':<16}"
+    hs_off = k.paca.field("kvm_hstate").offset
+    fields = [(f, short) for f, short in PACA_FIELDS if f"kvm_hstate.{f}" in offsets]
+    columns = ["cpu", "t", "pir"] + [f"{short}\n{offsets[f'kvm_hstate.{f}']:#x}" for f, short in fields]
+    body = []
     for r in rows:
-        label = f"cpu {r.cpu}" if r.cpu is not None else "cpu ?"
-        head += f"{label + ' (thread ' + str(r.regs.gdb_thread) + ')':<{width}}"
-    lines.append(head)
-
-    def line(off: str, name: str, values: list[str]) -> None:
-        lines.append(f"{off:>7}  {name:<16}" + "".join(f"{v:<{width}}" for v in values))
-
-    line("", "paca", [hexptr(r.paca) for r in rows])
-    line(
-        f"{offsets.get('hw_cpu_id', 0):#x}",
-        "hw_cpu_id",
-        [hexptr(r.fields.get("hw_cpu_id")) if r.fields else "?" for r in rows],
+        label = ["?" if r.cpu is None else r.cpu, _thread_index(reading, r), hexptr(r.regs.pir)]
+        if not r.fields:
+            body.append(label + [r.error or "?"] + [""] * (len(fields) - 1))
+            continue
+        values = dict(_hstate_rows(k, r, reading))
+        values["kvm_vcpu"] = names.vcpu(r.hstate("kvm_vcpu") or 0)
+        values["kvm_vcore"] = names.vcore(r.hstate("kvm_vcore") or 0)
+        for f in ("in_guest", "napping", "hwthread_state"):
+            values[f] = values[f].split(" ", 1)[-1]
+        body.append(label + [values[f] for f, _ in fields])
+    vcores = ", ".join(f"{n} = {a:#x}" for a, n in names.vcores.items())
+    title = (
+        f"paca_struct.kvm_hstate at +{hs_off:#x} ({k.hstate.size} bytes, offsets below the names); "
+        f"layouts from {k.layouts.origin}, variant {k.variant}" + (f"; {vcores}" if vcores else "")
     )
-    line("", "$pir", [hexptr(r.regs.pir) for r in rows])
-    line("", "mode (MSR)", [f"{r.regs.mode} {hexptr(r.regs.msr)}" for r in rows])
-    line("", "$pc", [hexptr(r.regs.pc) for r in rows])
-    line("", "$lpidr", [hexptr(r.regs.lpidr) for r in rows])
-    line("", "$sdr1", [hexptr(r.regs.sdr1) for r in rows])
-    if any(r.regs.hdec is not None for r in rows):
-        line("", "$hdec", [hexptr(r.regs.hdec) for r in rows])
-    table: dict[str, list[str]] = {}
-    names: list[str] = []
-    for r in rows:
-        if r.fields:
-            for name, _value in _hstate_rows(k, r, reading):
-                if f"kvm_hstate.{name}" not in offsets:
-                    continue
-                if name not in table:
-                    names.append(name)
-                table.setdefault(name, [])
-    for name in names:
-        values = []
-        for r in rows:
-            if not r.fields:
-                values.append(r.error or "?")
-                continue
-            values.append(dict(_hstate_rows(k, r, reading))[name])
-        line(f"{offsets[f'kvm_hstate.{name}']:#x}", name, values)
+    regs = [
+        [
+            "?" if r.cpu is None else r.cpu,
+            _thread_index(reading, r),
+            r.regs.mode,
+            hexptr(r.regs.pc),
+            hexptr(r.regs.lpidr),
+            hexptr(r.regs.sdr1),
+            hexptr(r.regs.hdec) if r.regs.hdec is not None else "-",
+        ]
+        for r in rows
+    ]
+    out = [
+        render_table(columns, body, width=width, title=title),
+        render_table(["cpu", "t", "mode", "$pc", "$lpidr", "$sdr1", "$hdec"], regs, width=width),
+    ]
     for r in rows:
         if r.error:
-            lines.append(f"cpu {r.cpu if r.cpu is not None else '?'} (thread {r.regs.gdb_thread}): {r.error}")
-    return "\n".join(lines)
+            out.append(
+                wrap(
+                    f"cpu {r.cpu if r.cpu is not None else '?'} (gdb thread {r.regs.gdb_thread}): {r.error}",
+                    width,
+                )
+            )
+    return "\n".join(out)
 
 
 def paca_list(k: KernelLayout, row: ThreadRow, reading: Reading) -> str:
@@ -150,19 +162,37 @@ def entry_exit_text(k: KernelLayout, value: int) -> str:
     return f"entry_exit_count {value:#x}: entered {value & 0xFF}, exiting {value >> 8}"
 
 
+def vcore_numbers(vcores: dict[int, dict[str, Any]], kvm: dict[int, dict[str, Any]]) -> list[int]:
+    """vcore addresses in their stable order (``vc0``, ``vc1``...): by VM (its LPID,
+    then the struct kvm address), then by first_vcpuid (the vcore id times the
+    vcpus per vcore, kvmppc_vcore_create() in book3s_hv.c)."""
+
+    def key(item: tuple[int, dict[str, Any]]) -> tuple[int, int, int]:
+        _, vc = item
+        vm = vc.get("kvm") or 0
+        lpid = (kvm.get(vm) or {}).get("arch.lpid")
+        return (lpid if lpid is not None else 1 << 32, vm, int(vc.get("first_vcpuid") or 0))
+
+    return [addr for addr, _ in sorted(vcores.items(), key=key)]
+
+
 def vcore_text(
     k: KernelLayout,
     addr: int,
     vc: dict[str, Any],
     reading: Reading,
     vcpus: dict[int, dict[str, Any]] | None = None,
+    *,
+    number: int | None = None,
+    width: int | None = None,
 ) -> str:
     """One vcore, decoded, with the vcpus that point at it and the threads that run them."""
     states = VCORE_STATES[k.variant]
     kvm = vc.get("kvm")
     kvm_fields = reading.kvm.get(kvm) if kvm else None
     lines = [
-        f"vcore {addr:#x}  kvm {hexptr(kvm)}"
+        (f"vc{number} " if number is not None else "")
+        + f"vcore {addr:#x}  kvm {hexptr(kvm)}"
         + (f" (lpid {kvm_fields.get('arch.lpid')})" if kvm_fields else "")
     ]
     lines.append(
@@ -186,54 +216,25 @@ def vcore_text(
     on_thread = {}
     for r in reading.rows:
         if r.fields and r.hstate("kvm_vcpu"):
-            on_thread[int(r.hstate("kvm_vcpu"))] = r.cpu
+            on_thread[int(r.hstate("kvm_vcpu"))] = f"cpu {r.cpu} / {_thread_index(reading, r)}"
     mine = {a: v for a, v in (vcpus or reading.vcpus).items() if v.get("arch.vcore") == addr}
-    if mine:
-        lines.append(
-            f"  {'vcpu':>4} {'ptid':>4} {'addr':<20} {'cpu':>4} {'thread_cpu':>10} "
-            f"{'state':<13} {'ceded':>5}  on thread"
-        )
-        for a, v in sorted(mine.items(), key=lambda kv: kv[1].get("vcpu_id", 0)):
-            lines.append(
-                f"  {v.get('vcpu_id'):>4} {v.get('arch.ptid'):>4} {a:#x} {v.get('cpu'):>4} "
-                f"{v.get('arch.thread_cpu', '-')!s:>10} "
-                f"{name_of(VCPU_STATES, v.get('arch.state')):<13} {v.get('arch.ceded', '-')!s:>5}"
-                f"  {'cpu ' + str(on_thread[a]) if a in on_thread else '-'}"
-            )
-    else:
+    if not mine:
         lines.append("  (no vcpu of this vcore is reachable from a PACA or the vcore)")
-    return "\n".join(lines)
-
-
-def check_table(
-    reading: Reading, predicted: list[dict[str, Any]] | None, violations: list[Any], style: Style
-) -> str:
-    """Side by side per thread: what the kernel has vs what the model predicts."""
-    snap = reading.snapshot
-    lines = [f"{'cpu':>3}  {'actual ptid/kvm_vcpu/kvm_vcore':<46}  {'predicted':<46}"]
-    for i, t in enumerate(snap["threads"]):
-        hs = t["kvm_hstate"]
-        actual = f"{hs['ptid']} / {_vcpu_label(hs['kvm_vcpu'], reading)} / {hexptr(hs['kvm_vcore'])}"
-        if predicted is not None and i < len(predicted):
-            p = predicted[i]
-            pp = p.get("kvm_hstate", p)
-            ptid = pp.get("ptid", "-")
-            pred = (
-                f"{'-' if ptid is None else ptid} / "
-                f"{_vcpu_label(pp.get('kvm_vcpu') or 0, reading)} / {hexptr(pp.get('kvm_vcore'))}"
-            )
-            same = all(
-                pp.get(key) in (None, hs[key]) for key in ("ptid", "kvm_vcpu", "kvm_vcore") if key in pp
-            )
-            mark = style("ok", GREEN) if same else style("DIFF", RED)
-        else:
-            pred, mark = "(no prediction)", ""
-        lines.append(f"{t['cpu']:>3}  {actual:<46}  {pred:<46} {mark}")
-    if violations:
-        for v in violations:
-            inv = getattr(v, "invariant", None)
-            msg = getattr(v, "message", str(v))
-            lines.append(style(f"violated invariant {inv}: {msg}", RED))
-    else:
-        lines.append(style(f"no invariant violated ({snap['variant']})", GREEN))
-    return "\n".join(lines)
+        return wrap("\n".join(lines), width, indent="    ")
+    rows = [
+        [
+            v.get("vcpu_id"),
+            v.get("arch.ptid"),
+            f"{a:#x}",
+            v.get("cpu"),
+            v.get("arch.thread_cpu", "-"),
+            name_of(VCPU_STATES, v.get("arch.state")),
+            v.get("arch.ceded", "-"),
+            on_thread.get(a, "-"),
+        ]
+        for a, v in sorted(mine.items(), key=lambda kv: kv[1].get("vcpu_id", 0))
+    ]
+    table = render_table(
+        ["vcpu", "ptid", "addr", "cpu", "thread_cpu", "state", "ceded", "in PACA of"], rows, width=width
+    )
+    return wrap("\n".join(lines), width, indent="    ") + "\n" + table

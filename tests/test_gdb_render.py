@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
+import pytest
 from gdb_fakes import MSR_OPAL, VCORE, FakeHost
 
-from pyvcore import tables
+from pyvcore import stopview, tables
 
 
 def reading(novcpu0: bool = False):
@@ -18,17 +20,35 @@ def reading(novcpu0: bool = False):
     return host, host.kernel_reader().read(host.mem, host.regs)
 
 
-def test_paca_table_has_offsets_and_one_column_per_thread():
+def test_paca_table_one_row_per_thread_with_offsets_under_the_names():
     host, r = reading()
     text = tables.paca_table(host.kernel, r)
     lines = text.splitlines()
-    assert lines[0].startswith("paca_struct.kvm_hstate at +0x298 (272 bytes); layouts from BTF")
-    ptid = next(line for line in lines if re.match(r"\s+0x2d6\s+ptid\b", line))
-    assert ptid.split()[2:] == ["0", "1", "2", "3"]
-    vcpu = next(line for line in lines if "kvm_vcpu" in line)
-    assert vcpu.count("(vcpu ") == 4
-    assert re.search(r"0x2d0\s+in_guest\s+3 GUEST_HV", text)
-    assert re.search(r"hwthread_state\s+2 IN_KVM", text)
+    assert lines[0].startswith("paca_struct.kvm_hstate at +0x298 (272 bytes")
+    head = next(i for i, line in enumerate(lines) if line.startswith("cpu  t "))
+    names, offsets = lines[head].split(), lines[head + 1].split()
+    assert names[3:] == ["in_guest", "napping", "req", "hwthread_state", "ptid", "vcpu", "vcore"]
+    assert offsets == ["0x2d0", "0x2d2", "0x2d3", "0x2d4", "0x2d6", "0x2d8", "0x2e0"]
+    rows = [line.split() for line in lines[head + 3 : head + 7]]
+    assert [row[:3] for row in rows] == [
+        ["0", "t0", "0x8"],
+        ["1", "t1", "0x9"],
+        ["2", "t2", "0xa"],
+        ["3", "t3", "0xb"],
+    ]
+    assert [row[7:] for row in rows] == [[str(i), str(i), "vc0"] for i in range(4)]
+    assert all(row[3:7] == ["GUEST_HV", "-", "1" if row[0] != "0" else "0", "IN_KVM"] for row in rows)
+    assert f"vc0 = {VCORE:#x}" in text
+
+
+@pytest.mark.parametrize("threads", [4, 8])
+def test_paca_table_fits_80_columns(threads):
+    host = FakeHost(threads=threads)
+    host.vm(list(range(threads)))
+    r = host.kernel_reader().read(host.mem, host.regs)
+    text = tables.paca_table(host.kernel, r)
+    assert max(map(len, text.splitlines())) <= 80
+    assert len(re.findall(r"^\d+\s+t\d\s+0x", text, re.M)) == threads  # not transposed
 
 
 def test_paca_list_for_one_cpu():
@@ -46,7 +66,7 @@ def test_vcore_text_decodes_states_and_maps():
     assert "vcore_state 4 RUNNING" in text
     assert "entry_exit_map 0xf: entered {0,1,2,3} exiting {}" in text
     assert "(lpid 1)" in text
-    rows = re.findall(r"^\s+(\d)\s+(\d)\s+0xc[0-9a-f]+\s+0\s+(\d)\s+RUNNABLE", text, re.M)
+    rows = re.findall(r"^(\d)\s+(\d)\s+0xc[0-9a-f]+\s+0\s+(\d)\s+RUNNABLE\s+0\s+cpu \d / t\d$", text, re.M)
     assert rows == [("0", "0", "0"), ("1", "1", "1"), ("2", "2", "2"), ("3", "3", "3")]
     assert text.count("cpu ") >= 4
 
@@ -56,21 +76,27 @@ def test_exit_request_bit_is_named():
     assert tables.entry_exit_text(host.kernel, 0x10F03).endswith("entered {0,1} exiting {0,1,2,3} EXIT_REQ")
 
 
-def test_check_table_marks_differences_and_violations():
+def test_check_text_verdicts_per_thread():
     _host, r = reading()
 
-    class V:
-        invariant = 3
-        message = "thread 2 runs vcpu 1"
+    v = SimpleNamespace(invariant=3, message="thread 2 runs vcpu 1", fields={"threads[2].ptid": 7})
 
     predicted = [dict(t["kvm_hstate"]) for t in r.snapshot["threads"]]
     predicted[2]["ptid"] = 7
-    text = tables.check_table(r, predicted, [V()], tables.Style(colour=False))
-    lines = text.splitlines()
-    assert lines[1].endswith("ok") and lines[3].endswith("DIFF")
-    assert lines[-1] == "violated invariant 3: thread 2 runs vcpu 1"
-    coloured = tables.check_table(r, predicted, [], tables.Style(colour=True))
-    assert "\033[32mno invariant violated (modern)\033[0m" in coloured
+    judged = stopview.Judgement([v], predicted)
+    text = stopview.check_text(r.snapshot, judged)
+    verdicts = re.findall(r"^(\d+)\s+(t\d)\s+\S+\s+\S+\s+(.*)$", text, re.M)
+    assert verdicts == [("0", "t0", "ok"), ("1", "t1", "ok"), ("2", "t2", "violation"), ("3", "t3", "ok")]
+    assert "violation of invariant 3: thread 2 runs vcpu 1" in text
+    # a difference that no violation names is allowed at this instant, with a reason
+    predicted[2]["ptid"] = 2
+    predicted[1]["kvm_vcpu"] = 0
+    text = stopview.check_text(r.snapshot, stopview.Judgement([], predicted))
+    assert re.search(r"^1\s+t1\s+1/1/vc0\s+1/-/vc0\s+allowed-now: between two stores$", text, re.M)
+    coloured = stopview.check_text(r.snapshot, stopview.Judgement([], predicted), colour=True)
+    assert "\x1b[32mno invariant violated (modern)\x1b[0m" in coloured
+    not_judged = stopview.check_text(r.snapshot, stopview.Judgement([], predicted, [(8, "no vcore")], False))
+    assert not_judged.count("not judged") >= 5 and "not judged: invariant 8: no vcore" in not_judged
 
 
 def test_opal_thread_still_shown():
@@ -79,5 +105,5 @@ def test_opal_thread_still_shown():
     host.regs[3].msr = MSR_OPAL
     r = host.kernel_reader().read(host.mem, host.regs)
     text = tables.paca_table(host.kernel, r)
-    assert re.search(r"mode \(MSR\)\s+host .* opal 0x9000000000001000", text)
-    assert re.search(r"0x2d6\s+ptid\s+0\s+1\s+2\s+3", text)
+    assert re.search(r"^3\s+t3\s+opal\s+0x", text, re.M)
+    assert re.search(r"^0\s+t0\s+host\s+0x", text, re.M)

@@ -1,0 +1,158 @@
+"""`pyvcore show TRACE [--line N | --stop LABEL]`: the pv-check tables of a recorded stop.
+
+A trace is what ``pv-watch --log`` and ``pyvcore diff --trace`` write (one
+snapshot per line).  Each shown stop gets the same tables as ``pv-check`` in a
+live gdb: the threads' PACAs, the vcores with their vcpus, and per thread the
+kernel's value, the model's, and a verdict; then every violation, with the
+invariant explained once.  The trace is replayed from its first line, so the
+checker's verdict on a line is the one ``pyvcore check`` gives.
+
+Exit status: 0 no violation in the stops shown, 1 violations, 2 unusable input
+(unreadable file, a bad line, no such line or stop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any, Optional
+
+from pyvcore.render import colour_for, wrap
+from pyvcore.stopview import Judgement, check_text, judge, threads_table, vcores_text
+
+
+class ShowError(Exception):
+    """Unusable input: one line for the user, exit 2."""
+
+
+def explain(n: int) -> Optional[str]:
+    """A short explanation of invariant ``n`` (what it states, where it comes from)."""
+    try:
+        from pyvcore import invariants  # type: ignore[attr-defined]
+    except ImportError:
+        invariants = None
+    if callable(invariants):
+        for info in invariants():
+            if getattr(info, "number", None) == n:
+                parts = [
+                    f"{getattr(info, 'title', '')}: {getattr(info, 'statement', '')}",
+                    f"judged: {getattr(info, 'window', '?')}",
+                    f"source: {getattr(info, 'source', '?')}",
+                    f"meaning: {getattr(info, 'meaning', '?')}",
+                ]
+                return "\n".join(parts)
+        return None
+    from pyvcore.checker import INVARIANTS
+
+    return INVARIANTS.get(n)
+
+
+def snapshots(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, snapshot) for every non-empty line; ShowError on a bad one."""
+    try:
+        stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+    except OSError as e:
+        raise ShowError(f"cannot read {path}: {e.strerror or e}") from None
+    with stream:
+        for n, text in enumerate(stream, 1):
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except ValueError as e:
+                raise ShowError(f"{path}:{n}: not JSON ({e})") from None
+            if not isinstance(obj, dict):
+                raise ShowError(f"{path}:{n}: not a snapshot (a JSON object)")
+            if obj.get("format") == "pyvcore-events":
+                raise ShowError(f"{path} is an event log, not snapshots: read it with `pyvcore timeline`")
+            if not isinstance(obj.get("threads"), list):
+                raise ShowError(f"{path}:{n}: not a snapshot: no `threads` list")
+            yield n, obj
+
+
+def wanted(n: int, snap: dict[str, Any], args: argparse.Namespace) -> bool:
+    if args.line is not None:
+        return bool(n == args.line)
+    if args.stop is not None:
+        label = str(snap.get("stop", ""))
+        return bool(label == args.stop or label.split("@")[0] == args.stop)
+    return True
+
+
+def render_stop(
+    path: str, n: int, snap: dict[str, Any], j: Judgement, *, colour: bool, width: int | None, legend: bool
+) -> str:
+    """Everything ``show`` prints for one stop."""
+    head = f"== line {n}  stop {snap.get('stop', '?')}"
+    if "tb" in snap:
+        head += f"  tb {snap['tb']}"
+    return "\n".join(
+        [
+            wrap(head, width),
+            threads_table(snap, width=width),
+            vcores_text(snap, width=width),
+            check_text(snap, j, colour=colour, width=width, explain=explain, legend=legend),
+        ]
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from pyvcore.checker import Checker, SnapshotError
+
+    checker = Checker(args.variant)
+    colour = colour_for(sys.stdout) if args.colour == "auto" else args.colour == "always"
+    shown = violations = 0
+    try:
+        for n, snap in snapshots(args.trace):
+            try:
+                j = judge(checker, snap)
+            except (SnapshotError, ValueError, TypeError) as e:
+                raise ShowError(f"{args.trace}:{n}: {e}") from None
+            if not wanted(n, snap, args):
+                continue
+            if args.line is not None and n > args.line:
+                break
+            if shown:
+                print()
+            else:
+                print(wrap(f"trace {args.trace}", args.width))
+            print(render_stop(args.trace, n, snap, j, colour=colour, width=args.width, legend=not shown))
+            shown += 1
+            violations += len(j.violations)
+            if args.line is not None:
+                break
+    except ShowError as e:
+        print(f"pyvcore show: {e}", file=sys.stderr)
+        return 2
+    if not shown:
+        what = (
+            f"line {args.line}" if args.line is not None else f"stop {args.stop!r}" if args.stop else "stop"
+        )
+        print(f"pyvcore show: {args.trace}: no {what} in this trace", file=sys.stderr)
+        return 2
+    return 1 if violations else 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``pyvcore show TRACE [--line N | --stop LABEL] [--width W] [--colour WHEN]``."""
+    p = subparsers.add_parser(
+        "show",
+        help="the pv-check tables of any recorded stop of a trace",
+        description="Render the tables pv-check prints in gdb for recorded stops of a trace "
+        "(a pv-watch log): PACAs, vcores, kernel vs model per thread with a verdict, violations "
+        "explained. Exit status: 0 clean, 1 violations, 2 unusable input.",
+    )
+    p.add_argument("trace", metavar="TRACE.jsonl", help="trace file ('-' reads stdin)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--line", type=int, metavar="N", help="the stop on line N (as `pyvcore check` names it)"
+    )
+    which.add_argument(
+        "--stop", metavar="LABEL", help="every stop with this label (kvm_do_nap or kvm_do_nap@cpu0)"
+    )
+    p.add_argument("--width", type=int, default=None, help="terminal columns to fit (default 80)")
+    p.add_argument("--variant", choices=("seed", "modern", "prepatch"), default=None)
+    p.add_argument("--colour", choices=("auto", "always", "never"), default="auto")
+    p.set_defaults(func=run)

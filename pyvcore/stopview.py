@@ -1,0 +1,316 @@
+"""The tables of one stop, built from its snapshot alone.
+
+The same text comes out of ``pv-check`` in gdb (a live stop) and ``pyvcore
+show`` (a recorded one), so a failure in CI reads like a session at the lab.
+A snapshot is the checker's input (one JSON object per stop); numbers in it may
+be integers or hex strings (``"0xc000000028c26d00"``).
+
+Threads are named by Linux cpu and hardware thread: ``threads[i]`` of a
+snapshot is hardware thread ``i`` of the core (the thread a vcpu with ptid
+``i`` must run on, since "KVM: PPC: Book3S HV: Align physical and virtual CPU
+thread numbers", e0b7ec058c0e).  vcores are numbered ``vc0``, ``vc1``... by
+(VM lpid, first_vcpuid), the same numbers as ``pv-vcore N`` and ``$pv_vcore(N)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyvcore.decode import GUEST_MODES, HWTHREAD_STATES, NAPPING, VCORE_STATES, VCPU_STATES, name_of
+from pyvcore.render import paint, render_table, wrap
+
+LEGEND = (
+    "kernel: what the thread's PACA holds (ptid/vcpu/vcore); model: where the model places the vcore's "
+    "vcpus in this vcore state.  verdict: ok = the same; allowed-now = different in a state the kernel "
+    "passes through legally (reason given); violation = an invariant fails (listed below); "
+    "not judged = the stop lacks what the check needs."
+)
+
+
+def num(value: Any) -> int | None:
+    """An integer from a snapshot value: int, hex/decimal string, or None."""
+    if value is None or isinstance(value, bool):
+        return None if value is None else int(value)
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value), 0)
+    except ValueError:
+        return None
+
+
+def vcore_order(snapshot: Mapping[str, Any]) -> list[int]:
+    """vcore addresses in stable order: by VM (lpid, else kvm address), then first_vcpuid."""
+    lpid = num((snapshot.get("kvm") or {}).get("lpid"))
+
+    def key(vc: Mapping[str, Any]) -> tuple[int, int, int]:
+        return (lpid if lpid is not None else 0, num(vc.get("kvm")) or 0, num(vc.get("first_vcpuid")) or 0)
+
+    return [num(vc.get("addr")) or 0 for vc in sorted(snapshot.get("vcores") or [], key=key)]
+
+
+@dataclass
+class Names:
+    """Short names for the addresses of one stop: vcores ``vc0``.., vcpus by id."""
+
+    vcores: dict[int, str] = field(default_factory=dict)
+    vcpus: dict[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, snapshot: Mapping[str, Any]) -> Names:
+        names = cls()
+        for i, addr in enumerate(vcore_order(snapshot)):
+            names.vcores[addr] = f"vc{i}"
+        for v in snapshot.get("vcpus") or []:
+            vaddr, vid = num(v.get("addr")), num(v.get("vcpu_id"))
+            if vaddr and vid is not None:
+                names.vcpus[vaddr] = vid
+        return names
+
+    def vcore(self, addr: Any) -> str:
+        a = num(addr)
+        if a is None:
+            return "?"
+        return "-" if a == 0 else self.vcores.get(a, f"{a:#x}")
+
+    def vcpu(self, addr: Any) -> str:
+        a = num(addr)
+        if a is None:
+            return "?"
+        return "-" if a == 0 else str(self.vcpus[a]) if a in self.vcpus else f"{a:#x}"
+
+
+def thread_label(snapshot: Mapping[str, Any], i: int) -> str:
+    return f"cpu {snapshot['threads'][i].get('cpu', '?')} / t{i}"
+
+
+def threads_table(snapshot: Mapping[str, Any], *, width: int | None = None) -> str:
+    """Per hardware thread: cpu, the kvm_hstate fields of the vcore logic, LPIDR."""
+    names = Names.of(snapshot)
+    variant = snapshot.get("variant", "modern")
+    rows = []
+    for i, t in enumerate(snapshot.get("threads") or []):
+        hs = t.get("kvm_hstate") or {}
+        rows.append(
+            [
+                t.get("cpu", "?"),
+                f"t{i}",
+                name_of(GUEST_MODES, num(hs.get("in_guest"))),
+                name_of(NAPPING, num(hs.get("napping"))),
+                name_of(
+                    HWTHREAD_STATES.get(variant, HWTHREAD_STATES["modern"]), num(hs.get("hwthread_state"))
+                ),
+                hs.get("hwthread_req", "?"),
+                hs.get("ptid", "?"),
+                names.vcpu(hs.get("kvm_vcpu")),
+                names.vcore(hs.get("kvm_vcore")),
+                _hex(t.get("lpidr")),
+            ]
+        )
+    columns = ["cpu", "t", "in_guest", "napping", "hwthread_state", "req", "ptid", "vcpu", "vcore", "lpidr"]
+    return render_table(columns, rows, width=width)
+
+
+def _hex(value: Any) -> str:
+    n = num(value)
+    return "-" if n is None else f"{n:#x}"
+
+
+def vcores_text(snapshot: Mapping[str, Any], *, width: int | None = None) -> str:
+    """Each vcore (numbered as pv-vcore does) with its vcpus."""
+    names = Names.of(snapshot)
+    states = VCORE_STATES.get(snapshot.get("variant", "modern"), VCORE_STATES["modern"])
+    by_addr = {num(vc.get("addr")): vc for vc in snapshot.get("vcores") or []}
+    on_thread = {
+        num((t.get("kvm_hstate") or {}).get("kvm_vcpu")): i
+        for i, t in enumerate(snapshot.get("threads") or [])
+    }
+    out = []
+    for addr in vcore_order(snapshot):
+        vc = by_addr[addr]
+        ee = num(vc.get("entry_exit_map", vc.get("entry_exit_count"))) or 0
+        title = (
+            f"{names.vcore(addr)} {addr:#x}: {name_of(states, num(vc.get('vcore_state')))}, "
+            f"in_guest {vc.get('in_guest')}, entry_exit {ee:#x}, napping_threads "
+            f"{_bits(num(vc.get('napping_threads')) or 0)}, runner vcpu {names.vcpu(vc.get('runner'))}"
+        )
+        rows = [
+            [
+                v.get("vcpu_id"),
+                v.get("ptid"),
+                name_of(VCPU_STATES, num(v.get("state"))),
+                v.get("ceded", "-"),
+                v.get("thread_cpu", "-"),
+                f"t{on_thread[num(v.get('addr'))]}" if num(v.get("addr")) in on_thread else "-",
+            ]
+            for v in sorted(snapshot.get("vcpus") or [], key=lambda v: num(v.get("vcpu_id")) or 0)
+            if num(v.get("vcore")) == addr
+        ]
+        out.append(
+            render_table(
+                ["vcpu", "ptid", "state", "ceded", "thread_cpu", "in PACA of"], rows, width=width, title=title
+            )
+        )
+    return "\n".join(out) if out else "(no vcore in this stop)"
+
+
+def _bits(bitmap: int) -> str:
+    return "{" + ",".join(str(i) for i in range(32) if bitmap >> i & 1) + "}"
+
+
+@dataclass
+class Judgement:
+    """What a check of one snapshot said (the checker's outcome, in one shape)."""
+
+    violations: list[Any]
+    predicted: list[dict[str, Any]] | None
+    not_judged: list[tuple[int, str]] = field(default_factory=list)
+    vcore_found: bool = True
+
+
+def _threads_named(v: Any) -> set[int]:
+    """Hardware threads a violation names in its fields (``threads[2].lpidr``)."""
+    import re
+
+    fields = getattr(v, "fields", None) or {}
+    return {int(m) for key in fields for m in re.findall(r"threads\[(\d+)\]", str(key))}
+
+
+def allowed_reason(snapshot: Mapping[str, Any], i: int) -> str:
+    """Why a PACA may differ from the model's placement at this instant."""
+    hs = snapshot["threads"][i].get("kvm_hstate") or {}
+    vc = next(
+        (c for c in snapshot.get("vcores") or [] if num(c.get("addr")) == num(hs.get("kvm_vcore"))),
+        None,
+    ) or next(iter(snapshot.get("vcores") or []), None)
+    if vc is None:
+        return "no vcore"
+    ee = num(vc.get("entry_exit_map", vc.get("entry_exit_count"))) or 0
+    state = name_of(VCORE_STATES.get(snapshot.get("variant", "modern"), {}), num(vc.get("vcore_state")))
+    if ee >> 8 or state == "EXITING":
+        return "exit in progress"
+    if not ee & (1 << i) and num(hs.get("kvm_vcore")):
+        return "entry in progress"
+    if state not in ("RUNNING", "EXITING"):
+        return f"vcore {state}"
+    return "between two stores"
+
+
+def _verdicts(snapshot: Mapping[str, Any], j: Judgement, colour: bool) -> list[str]:
+    named = set().union(*(_threads_named(v) for v in j.violations)) if j.violations else set()
+    unnamed = any(not _threads_named(v) for v in j.violations)
+    out = []
+    for i, t in enumerate(snapshot.get("threads") or []):
+        hs = t.get("kvm_hstate") or {}
+        p = (j.predicted or [])[i] if j.predicted and i < len(j.predicted) else None
+        p = p.get("kvm_hstate", p) if p else None
+        same = p is not None and all(
+            p.get(key) is None or num(p.get(key)) == num(hs.get(key))
+            for key in ("ptid", "kvm_vcpu", "kvm_vcore")
+        )
+        if not j.vcore_found:
+            out.append(paint("not judged", "yellow", colour))
+        elif i in named or (unnamed and not same):
+            out.append(paint("violation", "red", colour))
+        elif p is None:
+            out.append("no prediction")
+        elif same:
+            out.append(paint("ok", "green", colour))
+        else:
+            out.append(paint("allowed-now", "yellow", colour) + f": {allowed_reason(snapshot, i)}")
+    return out
+
+
+def _triple(names: Names, d: Mapping[str, Any] | None) -> str:
+    if not d:
+        return "?"
+    ptid = d.get("ptid")
+    return (
+        f"{'*' if ptid is None else ptid}/{names.vcpu(d.get('kvm_vcpu'))}/{names.vcore(d.get('kvm_vcore'))}"
+    )
+
+
+def check_text(
+    snapshot: Mapping[str, Any],
+    judgement: Judgement,
+    *,
+    colour: bool = False,
+    width: int | None = None,
+    explain: Any = None,
+    legend: bool = True,
+) -> str:
+    """pv-check's table (kernel vs model per thread, with a verdict), then the violations.
+
+    ``explain(n) -> str | None`` gives an invariant's explanation, printed once per invariant."""
+    names = Names.of(snapshot)
+    verdicts = _verdicts(snapshot, judgement, colour)
+    rows = []
+    for i, t in enumerate(snapshot.get("threads") or []):
+        p = judgement.predicted[i] if judgement.predicted and i < len(judgement.predicted) else None
+        rows.append(
+            [
+                t.get("cpu", "?"),
+                f"t{i}",
+                _triple(names, t.get("kvm_hstate")),
+                _triple(names, p.get("kvm_hstate", p) if p else None),
+                verdicts[i],
+            ]
+        )
+    vcores = ", ".join(f"{n} = {a:#x}" for a, n in names.vcores.items()) or "none"
+    title = f"stop {snapshot.get('stop', '?')}, variant {snapshot.get('variant', '?')}; vcores: {vcores}"
+    out = [
+        render_table(
+            ["cpu", "t", "kernel\nptid/vcpu/vcore", "model\nptid/vcpu/vcore", "verdict"],
+            rows,
+            width=width,
+            title=title,
+            legend=LEGEND if legend else None,
+        )
+    ]
+    out += [wrap(line, width, indent="    ") for line in _outcome_lines(snapshot, judgement, colour, explain)]
+    return "\n".join(out)
+
+
+def _outcome_lines(snapshot: Mapping[str, Any], j: Judgement, colour: bool, explain: Any) -> list[str]:
+    out = []
+    for number, why in j.not_judged:
+        out.append(paint(f"not judged: invariant {number}: {why}", "yellow", colour))
+    explained: set[int] = set()
+    for v in j.violations:
+        n = getattr(v, "invariant", None)
+        out.append(paint(f"violation of invariant {n}: {getattr(v, 'message', v)}", "red", colour))
+        if explain is not None and n is not None and n not in explained:
+            explained.add(n)
+            text = explain(n)
+            if text:
+                out += ["    " + line for line in text.splitlines()]
+    if not j.violations:
+        if not j.vcore_found:
+            out.append(paint("not judged: no active vcore could be read at this stop", "yellow", colour))
+        else:
+            out.append(paint(f"no invariant violated ({snapshot.get('variant', '?')})", "green", colour))
+    return out
+
+
+def judge(checker: Any, snapshot: Mapping[str, Any]) -> Judgement:
+    """Run ``checker`` on ``snapshot``: the three-way outcome when the checker gives one."""
+    outcome = getattr(checker, "check_outcome", None)
+    if outcome is not None:
+        o = outcome(dict(snapshot))
+        violations = list(o.violations)
+        not_judged = [(int(n), str(why)) for n, why in getattr(o, "not_judged", [])]
+        found = bool(getattr(o, "vcore_found", True))
+    else:
+        violations, not_judged, found = list(checker.check(dict(snapshot))), [], True
+    predicted: list[dict[str, Any]] | None
+    try:
+        predicted = list(checker.predict(dict(snapshot)))
+    except (ValueError, TypeError, NotImplementedError, AttributeError):
+        predicted = None
+    return Judgement(violations, predicted, not_judged, found)
+
+
+def violation_count(judgements: Sequence[Judgement]) -> int:
+    return sum(len(j.violations) for j in judgements)
