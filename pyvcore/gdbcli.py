@@ -10,6 +10,7 @@ and ``--remote`` name a kernel and a gdbstub by hand.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -40,26 +41,80 @@ def module_commands(status: dict[str, Any]) -> list[str]:
     return out
 
 
+QUIET_START = """\
+import gdb
+loaded = []
+for name, command in {modules!r}:
+    try:
+        gdb.execute(command, to_string=True)
+        loaded.append(name)
+    except gdb.error as e:
+        gdb.write("pyvcore gdb: symbols of %s not loaded: %s\\n" % (name, e), gdb.STDERR)
+if loaded:
+    gdb.write("pyvcore gdb: symbols of %s loaded at the lab's addresses (--verbose shows them)\\n"
+              % ", ".join(loaded))
+if {remote!r}:
+    try:
+        gdb.execute("target remote " + {remote!r}, to_string=True)
+        gdb.write("pyvcore gdb: connected to %s\\n" % {remote!r})
+    except gdb.error as e:
+        gdb.write("pyvcore gdb: cannot connect to %s: %s\\n" % ({remote!r}, e), gdb.STDERR)
+"""
+
+
 def gdb_command(
-    *, vmlinux: str, remote: str | None, modules: list[str], gdb: str = GDB, extra: list[str] | None = None
+    *,
+    vmlinux: str,
+    remote: str | None,
+    modules: list[str],
+    gdb: str = GDB,
+    extra: list[str] | None = None,
+    verbose: bool = True,
 ) -> list[str]:
-    """The gdb-multiarch argv (kept separate from exec for tests and --print)."""
+    """The gdb-multiarch argv (kept separate from exec for tests and --print).
+
+    Quiet (``verbose=False``): the module symbols are loaded and the target
+    connected inside gdb's Python with their output captured, so the user sees
+    one line for each instead of every section address, the `.strtab`/`.symtab`
+    warnings and the first stop's "Cannot access memory" lines."""
     ex = [
-        "set pagination off",
         "set architecture powerpc:common64",
         "set endian little",
+        "set tcp connect-timeout 5",
         f"file {vmlinux}",
-        "set confirm off",
-        *modules,
-        "set confirm on",
     ]
-    if remote:
-        ex.append(f"target remote {remote}")
+    if verbose:
+        ex += ["set confirm off", *modules, "set confirm on"]
+        if remote:
+            ex.append(f"target remote {remote}")
+    elif modules or remote:
+        named = [(_module_name(m), m) for m in modules]
+        code = QUIET_START.format(modules=named, remote=remote or "")
+        ex.append(f"python exec({code!r})")
     ex.append(f"source {plugin_entry()}")
     argv = [gdb, "-q"]
     for command in ex:
         argv += ["-ex", command]
     return argv + list(extra or [])
+
+
+def _module_name(command: str) -> str:
+    """``add-symbol-file /x/kvm-hv.ko ...`` -> ``kvm-hv``."""
+    return Path(command.split()[1]).name.split(".")[0]
+
+
+def reachable(remote: str, timeout: float = 3.0) -> str | None:
+    """None when something accepts TCP connections at HOST:PORT, else why not (one line)."""
+    import socket
+
+    host, _, port = remote.rpartition(":")
+    if not host or not port.isdigit():
+        return f"--remote must be HOST:PORT, not {remote!r}"
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return None
+    except OSError as e:
+        return f"nothing answers at {remote} ({e.strerror or e}); is the lab up (`pyvcore lab status`)?"
 
 
 AUTOLOAD = """\
@@ -81,28 +136,44 @@ def write_autoload(vmlinux: Path) -> Path:
     return script
 
 
+def lab_status(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The lab's status object: from ``--status FILE`` (``pyvcore lab status --json``
+    output, ``-`` for stdin), else from the running lab; None when there is none."""
+    if args.status:
+        try:
+            text = sys.stdin.read() if args.status == "-" else Path(args.status).read_text()
+            status = json.loads(text)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"pyvcore gdb: cannot read the lab status {args.status}: {e}") from None
+        if not isinstance(status, dict):
+            raise SystemExit(f"pyvcore gdb: {args.status} is not a lab status object")
+        return status
+    try:
+        from pyvcore.lab import Lab
+
+        lab = Lab.running()
+    except Exception as e:
+        print(f"pyvcore gdb: cannot query the lab: {e}", file=sys.stderr)
+        return None
+    return lab.status() if lab is not None else None
+
+
 def run(args: argparse.Namespace) -> int:
     if args.entry:
         print(plugin_entry())
         return 0
+    need_remote = not (args.no_connect or args.write_autoload)
     status: dict[str, Any] = {}
-    if args.vmlinux is None or (args.remote is None and not args.write_autoload):
-        try:
-            from pyvcore.lab import Lab
-
-            lab = Lab.running()
-        except Exception as e:
-            print(f"pyvcore gdb: cannot query the lab: {e}", file=sys.stderr)
-            lab = None
-        if lab is None and (args.vmlinux is None or (args.remote is None and not args.write_autoload)):
+    if args.status or args.vmlinux is None or (need_remote and args.remote is None):
+        found = lab_status(args)
+        if found is None:
             print(
                 "pyvcore gdb: no lab is running: start one with `pyvcore lab up`, "
-                "or give --vmlinux and --remote HOST:PORT",
+                "or give --vmlinux (and --remote HOST:PORT, or --no-connect)",
                 file=sys.stderr,
             )
             return 2
-        if lab is not None:
-            status = lab.status()
+        status = found
     vmlinux = args.vmlinux or status.get("vmlinux")
     remote = args.remote or status.get("gdb")
     if not vmlinux or not Path(vmlinux).is_file():
@@ -123,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
         modules=modules,
         gdb=args.gdb,
         extra=args.gdb_args,
+        verbose=args.verbose,
     )
     if args.print:
         print(" ".join(_quote(a) for a in argv))
@@ -133,6 +205,11 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if remote and not args.no_connect:
+        why = reachable(remote)
+        if why:
+            print(f"pyvcore gdb: {why}", file=sys.stderr)
+            return 2
     os.execvpe(argv[0], argv, gdb_environment())
     return 0  # not reached
 
@@ -164,7 +241,22 @@ def register(subparsers: Any) -> None:
     p.add_argument("--remote", metavar="HOST:PORT", help="gdbstub (default: the lab's)")
     p.add_argument("--gdb", default=GDB, help=f"gdb binary (default: {GDB})")
     p.add_argument("--no-modules", action="store_true", help="do not load module symbols")
-    p.add_argument("--no-connect", action="store_true", help="do not connect to the gdbstub")
+    p.add_argument(
+        "--no-connect",
+        action="store_true",
+        help="do not connect to the gdbstub (no lab needed with --vmlinux)",
+    )
+    p.add_argument(
+        "--status",
+        metavar="FILE",
+        help="the lab's status object (`pyvcore lab status --json` output; '-' for stdin) "
+        "instead of asking the running lab",
+    )
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show gdb's own output while loading module symbols and connecting",
+    )
     p.add_argument("--print", action="store_true", help="print the gdb command line and exit")
     p.add_argument(
         "--entry",

@@ -30,7 +30,9 @@ def test_module_symbols_at_reported_addresses():
 
 
 def test_gdb_command_order():
-    argv = gdb_command(vmlinux="/k/vmlinux", remote="127.0.0.1:4321", modules=["add-symbol-file x 0x1"])
+    argv = gdb_command(
+        vmlinux="/k/vmlinux", remote="127.0.0.1:4321", modules=["add-symbol-file x 0x1"], verbose=True
+    )
     ex = [argv[i + 1] for i, a in enumerate(argv) if a == "-ex"]
     assert argv[0] == "gdb-multiarch"
     assert (
@@ -40,6 +42,69 @@ def test_gdb_command_order():
         < ex.index(f"source {plugin_entry()}")
     )
     assert "set architecture powerpc:common64" in ex and "set endian little" in ex
+
+
+def test_quiet_start_loads_modules_and_connects_inside_python_in_order():
+    argv = gdb_command(
+        vmlinux="/k/vmlinux", remote="127.0.0.1:4321", modules=module_commands(STATUS), verbose=False
+    )
+    ex = [argv[i + 1] for i, a in enumerate(argv) if a == "-ex"]
+    quiet = next(e for e in ex if e.startswith("python exec("))
+    assert ex.index("file /k/vmlinux") < ex.index(quiet) < ex.index(f"source {plugin_entry()}")
+    assert not any(e.startswith(("add-symbol-file", "target remote")) for e in ex)
+    code = eval(quiet[len("python exec(") : -1])  # the script gdb runs
+    compile(code, "quiet", "exec")
+    assert "to_string=True" in code and "kvm-hv" in code and "127.0.0.1:4321" in code
+
+
+def test_no_connect_needs_no_lab(tmp_path, capsys, monkeypatch):
+    import pyvcore.lab
+
+    def no_lab(cls):
+        raise AssertionError("the lab must not be asked")
+
+    monkeypatch.setattr(pyvcore.lab.Lab, "running", classmethod(no_lab))
+    vmlinux = tmp_path / "vmlinux"
+    vmlinux.write_bytes(b"")
+    assert main(["gdb", "--vmlinux", str(vmlinux), "--no-connect", "--print"]) == 0
+    out = capsys.readouterr().out
+    assert "target remote" not in out and f"file {vmlinux}" in out
+
+
+def test_status_file_instead_of_asking_the_lab(tmp_path, capsys, monkeypatch):
+    import json
+
+    import pyvcore.lab
+
+    monkeypatch.setattr(pyvcore.lab.Lab, "running", classmethod(lambda cls: 1 / 0))
+    vmlinux = tmp_path / "vmlinux"
+    vmlinux.write_bytes(b"")
+    status = tmp_path / "status.json"
+    status.write_text(json.dumps({**STATUS, "vmlinux": str(vmlinux)}))
+    assert main(["gdb", "--status", str(status), "--print", "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert "target remote 127.0.0.1:4321" in out and "add-symbol-file /k/kvm-hv.ko" in out
+    status.write_text("[1]")
+    with pytest.raises(SystemExit, match="not a lab status object"):
+        main(["gdb", "--status", str(status)])
+
+
+def test_unreachable_remote_fails_fast(tmp_path, capsys):
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    vmlinux = tmp_path / "vmlinux"
+    vmlinux.write_bytes(b"")
+    started = time.monotonic()
+    assert main(["gdb", "--vmlinux", str(vmlinux), "--remote", f"127.0.0.1:{port}"]) == 2
+    assert time.monotonic() - started < 5
+    err = capsys.readouterr().err
+    assert f"nothing answers at 127.0.0.1:{port}" in err and len(err.strip().splitlines()) == 1
+    assert main(["gdb", "--vmlinux", str(vmlinux), "--remote", "nonsense"]) == 2
+    assert "--remote must be HOST:PORT" in capsys.readouterr().err
 
 
 def test_entry_is_the_packaged_gdb_py(capsys):
@@ -62,7 +127,7 @@ def test_print_with_explicit_target(tmp_path, capsys):
     vmlinux.write_bytes(b"")
     assert main(["gdb", "--vmlinux", str(vmlinux), "--remote", "127.0.0.1:1", "--print"]) == 0
     out = capsys.readouterr().out
-    assert "'target remote 127.0.0.1:1'" in out and f"'file {vmlinux}'" in out
+    assert "127.0.0.1:1" in out and f"'file {vmlinux}'" in out
 
 
 @pytest.mark.gdb
@@ -93,4 +158,4 @@ def test_autoload_script_loads_the_plugin(tmp_path):
     assert "Traceback" not in text
     assert "pv-paca, pv-vcore, pv-snapshot, pv-check, pv-watch" in text
     assert "not a ppc64 kernel" in text
-    assert "Usage: pv-vcore [ADDR|all]" in text
+    assert "Usage: pv-vcore [N|ADDR|all]" in text

@@ -82,7 +82,7 @@ def test_help_apropos_and_completion():
         "complete pv-watch o",
         "complete pv-check --j",
     )
-    assert "Usage: pv-vcore [ADDR|all]" in out
+    assert "Usage: pv-vcore [N|ADDR|all]" in out
     assert "pv-paca -- Show each hardware thread's PACA kvm_hstate" in out
     assert "pv-watch on" in out and "pv-watch off" in out
     assert "pv-check --json" in out
