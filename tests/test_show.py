@@ -87,7 +87,7 @@ def test_the_live_colour_is_inside_cells(capsys):
 def test_unusable_input_is_one_line_and_exit_2(capsys, tmp_path, content, args, message):
     path = tmp_path / "t.jsonl"
     path.write_text(content)
-    code, out, err = show(capsys, path, *args)
+    code, _out, err = show(capsys, path, *args)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
