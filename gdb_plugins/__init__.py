@@ -7,15 +7,18 @@ class per command, its docstring is the help text.
 
 from __future__ import annotations
 
-from . import check, paca, session, snapshot, vcore, watch
+from . import check, paca, session, snapshot, vcore, vcpu, watch
+from . import print as print_command
 
-COMMANDS = ("pv-paca", "pv-vcore", "pv-snapshot", "pv-check", "pv-watch")
+COMMANDS = ("pv-paca", "pv-vcore", "pv-vcpu", "pv-print", "pv-snapshot", "pv-check", "pv-watch")
 
 
 def register() -> None:
     """Register every command, function and event hook (idempotent enough to re-source)."""
     paca.register()
     vcore.register()
+    vcpu.register()
+    print_command.register()
     snapshot.register()
     check.register()
     watch.register()

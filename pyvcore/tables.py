@@ -54,7 +54,7 @@ def _hstate_rows(k: KernelLayout, row: ThreadRow, reading: Reading) -> list[tupl
     ]
 
 
-def _thread_index(reading: Reading, row: ThreadRow) -> str:
+def thread_index(reading: Reading, row: ThreadRow) -> str:
     """``t<i>``: the row's hardware thread in its core (its place in the snapshot)."""
     for i, t in enumerate(reading.snapshot.get("threads") or []):
         if row.cpu is not None and t.get("cpu") == row.cpu:
@@ -88,7 +88,7 @@ def paca_table(
     columns = ["cpu", "t", "pir"] + [f"{short}\n{offsets[f'kvm_hstate.{f}']:#x}" for f, short in fields]
     body = []
     for r in rows:
-        label = ["?" if r.cpu is None else r.cpu, _thread_index(reading, r), hexptr(r.regs.pir)]
+        label = ["?" if r.cpu is None else r.cpu, thread_index(reading, r), hexptr(r.regs.pir)]
         if not r.fields:
             body.append(label + [r.error or "?"] + [""] * (len(fields) - 1))
             continue
@@ -106,7 +106,7 @@ def paca_table(
     regs = [
         [
             "?" if r.cpu is None else r.cpu,
-            _thread_index(reading, r),
+            thread_index(reading, r),
             r.regs.mode,
             hexptr(r.regs.pc),
             hexptr(r.regs.lpidr),
@@ -216,7 +216,7 @@ def vcore_text(
     on_thread = {}
     for r in reading.rows:
         if r.fields and r.hstate("kvm_vcpu"):
-            on_thread[int(r.hstate("kvm_vcpu"))] = f"cpu {r.cpu} / {_thread_index(reading, r)}"
+            on_thread[int(r.hstate("kvm_vcpu"))] = f"cpu {r.cpu} / {thread_index(reading, r)}"
     mine = {a: v for a, v in (vcpus or reading.vcpus).items() if v.get("arch.vcore") == addr}
     if not mine:
         lines.append("  (no vcpu of this vcore is reachable from a PACA or the vcore)")

@@ -156,6 +156,78 @@ def test_autoload_script_loads_the_plugin(tmp_path):
     )
     text = out.stdout + out.stderr
     assert "Traceback" not in text
-    assert "pv-paca, pv-vcore, pv-snapshot, pv-check, pv-watch" in text
+    assert "pv-paca, pv-vcore, pv-vcpu, pv-print, pv-snapshot, pv-check, pv-watch" in text
     assert "not a ppc64 kernel" in text
     assert "Usage: pv-vcore [N|ADDR|all]" in text
+
+
+PV_COMMANDS = ("pv-paca", "pv-vcore", "pv-vcpu", "pv-print", "pv-snapshot", "pv-check", "pv-watch")
+PV_FUNCTIONS = ("pv_paca", "pv_vcore", "pv_vcpu")
+
+
+def help_examples(text: str) -> list[str]:
+    """The lines under "Examples:" in a help text (indented, up to a blank line)."""
+    out, inside = [], False
+    for line in text.splitlines():
+        if line.strip() == "Examples:":
+            inside = True
+        elif inside and line.startswith("  ") and line.strip():
+            out.append(line.strip())
+        elif inside:
+            inside = False
+    return out
+
+
+def function_examples(text: str) -> list[str]:
+    """`p $pv_...(...)`-style examples quoted in a function's help."""
+    import re
+
+    return [m for m in re.findall(r"`([^`]+)`", text) if "$pv_" in m and not m.startswith("$pv_")]
+
+
+def vmlinux_or_skip() -> str:
+    from test_btf import VMLINUX
+
+    if VMLINUX is None or shutil.which("gdb-multiarch") is None:
+        pytest.skip("needs gdb-multiarch and the lab's ppc64 vmlinux (`pyvcore lab setup`)")
+    return str(VMLINUX)
+
+
+def gdb_batch(*commands: str) -> str:
+    argv = [
+        "gdb-multiarch",
+        "-nx",
+        "-q",
+        "-batch",
+        "-ex",
+        f"file {vmlinux_or_skip()}",
+        "-ex",
+        f"source {plugin_entry()}",
+    ]
+    for c in commands:
+        argv += ["-ex", c]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    return out.stdout + out.stderr
+
+
+@pytest.mark.gdb
+def test_every_help_example_parses_and_fails_only_for_want_of_a_target():
+    """Without a target each example must get as far as needing one: no usage error,
+    no unknown command or function, no traceback.  (Live: tests/test_gdb_tmux.py.)"""
+    helps = gdb_batch(*(f"help {c}" for c in PV_COMMANDS), *(f"help function {f}" for f in PV_FUNCTIONS))
+    examples = help_examples(helps) + function_examples(helps)
+    assert {"pv-paca 0", "pv-vcore 0", "pv-vcpu 1", "pv-check --explain", "p $pv_paca(0)"} <= set(examples)
+    out = gdb_batch(*examples)
+    assert "Traceback" not in out and "Python Exception" not in out
+    for bad in ("unrecognized arguments", "Undefined command", "No symbol", "invalid choice", "must be"):
+        assert bad not in out, (bad, out)
+    assert out.count("not connected to a target") == len(examples)
+
+
+@pytest.mark.gdb
+def test_pv_functions_with_wrong_arguments_are_one_line():
+    out = gdb_batch("p $pv_paca()", "p $pv_vcore(1, 2)", "p $pv_vcpu()")
+    assert "Traceback" not in out and "Python Exception" not in out
+    assert "$pv_paca: takes one argument, CPU (e.g. $pv_paca(0)); got 0" in out
+    assert "$pv_vcore: takes one argument, N (e.g. $pv_vcore(0)); got 2" in out
+    assert "$pv_vcpu: takes one argument, ID (e.g. $pv_vcpu(0)); got 0" in out

@@ -6,7 +6,7 @@ import re
 from types import SimpleNamespace
 
 import pytest
-from gdb_fakes import MSR_OPAL, VCORE, FakeHost
+from gdb_fakes import MSR_GUEST, MSR_OPAL, VCORE, FakeHost
 
 from pyvcore import stopview, tables
 
@@ -107,3 +107,53 @@ def test_opal_thread_still_shown():
     text = tables.paca_table(host.kernel, r)
     assert re.search(r"^3\s+t3\s+opal\s+0x", text, re.M)
     assert re.search(r"^0\s+t0\s+host\s+0x", text, re.M)
+
+
+def test_pv_print_lists_every_member_with_offset_type_and_value():
+    from pyvcore.structprint import print_struct
+
+    host, _ = reading()
+    text = print_struct(host.layouts, host.mem, "struct kvmppc_vcore", VCORE)
+    assert text.splitlines()[0] == f"struct kvmppc_vcore at {VCORE:#x} (240 bytes, layout from BTF)"
+    assert re.search(r"^0x18\s+1\s+vcore_state\s+u8\s+4$", text, re.M)
+    assert re.search(r"^0xa0\s+8\s+kvm\s+struct kvm \*\s+0xc008000000100000$", text, re.M)
+    # arrays of pointers element by element, at their own offsets
+    assert re.search(r"^0x28\s+8\s+runnable_threads\[1\]\s+0xc0000000050040", text, re.M)
+    assert max(map(len, text.splitlines())) <= 80
+
+
+def test_pv_print_expands_a_struct_member_and_refuses_bad_names():
+    from pyvcore.layout import LayoutError
+    from pyvcore.structprint import print_struct
+
+    host, r = reading()
+    paca = r.rows[1].paca
+    text = print_struct(host.layouts, host.mem, "paca_struct", paca, ["kvm_hstate", "hw_cpu_id"])
+    assert re.search(r"^0x2d6\s+1\s+\.ptid\s+u8\s+1$", text, re.M)
+    assert re.search(r"^0x38\s+2\s+hw_cpu_id\s+s16\s+9$", text, re.M)
+    with pytest.raises(LayoutError, match="no member 'nope'"):
+        print_struct(host.layouts, host.mem, "paca_struct", paca, ["nope"])
+    with pytest.raises(LayoutError, match="no struct no_such_struct"):
+        print_struct(host.layouts, host.mem, "no_such_struct", paca)
+
+
+def test_pv_vcpu_tables():
+    from pyvcore import vcpuview
+
+    host = FakeHost()
+    host.vm([0, 1], running=[1], thread0_novcpu=True)
+    host.regs[1].msr = MSR_GUEST
+    r = host.kernel_reader().read(host.mem, host.regs)
+    names = {VCORE: "vc0"}
+    details = {
+        a: vcpuview.read_detail(host.layouts, host.mem, a, "little") for a in map(host.vcpu_addr, (0, 1))
+    }
+    assert {d["vcpu_id"] for d in details.values()} == {0, 1}
+    text = vcpuview.vcpu_tables(details, r, names, r.vcores)
+    rows = re.findall(r"^(\d)\s+vc0\s+(\d)\s+(\S+)\s+(\d)\s+(\d)\s+\S+\s+(\S+)\s+(.*)$", text, re.M)
+    assert [(row[0], row[1], row[2]) for row in rows] == [("0", "0", "BUSY_IN_HOST"), ("1", "1", "RUNNABLE")]
+    assert rows[1][-1] == "cpu 1 / t1" and rows[0][-1] == "-"
+    # vcpu 1 is executing the guest on thread 1: its PC/MSR are live from that thread
+    assert re.search(r"^1\s+live \(cpu 1 / t1\)\s+0x", text, re.M)
+    assert re.search(r"^0\s+saved at exit\s+", text, re.M)
+    assert max(map(len, text.splitlines())) <= 80
