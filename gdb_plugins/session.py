@@ -147,6 +147,8 @@ class Kernel:
             self.layouts = Layouts(GdbTypeSource(), "DWARF")
         elif self.image.has_btf:
             self.layouts = Layouts(self.image, "BTF")
+        elif self.image.btf_error:
+            raise PvError(f"pyvcore: {os.path.basename(path)}: {self.image.btf_error}")
         else:
             raise PvError(
                 f"pyvcore: {os.path.basename(path)} has neither DWARF nor BTF: "
@@ -155,7 +157,7 @@ class Kernel:
             )
         try:
             self.layout = KernelLayout(
-                self.layouts, self.image.symbol, self.image.little_endian, self.image.release
+                self.layouts, self.image.address, self.image.little_endian, self.image.release
             )
         except (KernelError, LayoutError) as e:
             raise PvError(f"pyvcore: {e}") from None
@@ -186,7 +188,7 @@ class Kernel:
 
     def symbol(self, name: str) -> int | None:
         """vmlinux symbol, else one gdb knows (e.g. kvm-hv.ko after add-symbol-file)."""
-        addr = self.image.symbol(name)
+        addr = self.image.address(name)
         if addr is not None:
             return addr
         return gdb_symbol(name)

@@ -2,7 +2,8 @@ __version__: str
 
 # --- checker (rust/bindings/check.rs; wrapped by pyvcore.checker) ---------
 from os import PathLike
-from typing import Any, Optional, Union
+from pathlib import Path
+from typing import Any, Optional, Union, final
 
 class SnapshotError(ValueError):
     """A snapshot or trace line that cannot be used."""
@@ -47,15 +48,42 @@ def invariant_descriptions() -> dict[int, str]:
 
 # --- kernel image reader (rust/bindings/btf.rs; used by pyvcore.layout / the gdb plugin) ---
 
+class ImageError(ValueError):
+    """A kernel image that is not what it claims: not ELF, not ppc64, corrupt .BTF
+    (cycles, absurd depths, overflowing sizes), a symbol or offset outside it."""
+
+@final
+class Symbol:
+    """One ELF symbol of a KernelImage."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def address(self) -> int:
+        """st_value: an address in vmlinux, an offset into `section` in a module."""
+    @property
+    def size(self) -> int:
+        """st_size in bytes (0 for assembly labels)."""
+    @property
+    def local_entry(self) -> int:
+        """ELFv2 local entry offset in bytes from st_other (0 when none)."""
+    @property
+    def section(self) -> str: ...
+    @property
+    def local(self) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+
+@final
 class KernelImage:
     """A ppc64 kernel ELF: symbols from its symtab, struct layouts from its .BTF.
 
-    Raises OSError if the file cannot be read, ValueError if it is not a ppc64 ELF.
+    Raises OSError if the file cannot be read, ImageError if it is not a ppc64 ELF.
     """
 
-    def __init__(self, path: Union[str, PathLike[str]]) -> None: ...
+    def __new__(cls, path: Union[str, PathLike[str]]) -> KernelImage: ...
     @property
-    def path(self) -> str: ...
+    def path(self) -> Path: ...
     @property
     def machine(self) -> str:
         """ELF architecture name ("PowerPc64")."""
@@ -63,6 +91,17 @@ class KernelImage:
     def little_endian(self) -> bool: ...
     @property
     def has_btf(self) -> bool: ...
+    @property
+    def btf_error(self) -> Optional[str]:
+        """Why the .BTF section could not be read, or None."""
+    @property
+    def relocatable(self) -> bool:
+        """True for a module (ET_REL): symbols are section-relative."""
+    @property
+    def modinfo(self) -> list[tuple[str, str]]:
+        """.modinfo key=value pairs of a module."""
+    @property
+    def section_names(self) -> list[str]: ...
     @property
     def has_debug_info(self) -> bool:
         """True when the image carries DWARF (.debug_info)."""
@@ -72,13 +111,18 @@ class KernelImage:
     @property
     def release(self) -> Optional[str]:
         """Kernel release, e.g. "6.12.95+deb12-powerpc64le"."""
-    def symbol(self, name: str) -> Optional[int]: ...
+    def symbol(self, name: str) -> Optional[Symbol]: ...
+    def address(self, name: str) -> Optional[int]: ...
+    def file_offset(self, symbol: str, offset: int = 0, length: int = 4) -> int:
+        """File offset of `length` bytes at symbol+offset; ImageError outside it."""
+    def relocations_in(self, section: str, start: int, length: int) -> list[int]:
+        """Relocation targets touching [start, start+length) of a module section."""
     def symbol_info(self, name: str) -> Optional[dict[str, Any]]:
-        """{"address", "size", "section", "local"} or None."""
+        """{"address", "size", "section", "local", "local_entry"} or None."""
     def struct_layout(self, name: str) -> dict[str, Any]:
         """{"name", "size", "is_union", "members": [{"name", "offset", "bit_offset",
         "bitfield_size", "size", "type", "kind", "signed", "type_id", "array_len",
-        "elem_size", "inner_kind"}]}; KeyError if unknown, ValueError without BTF."""
+        "elem_size", "inner_kind"}]}; KeyError if unknown, ImageError without BTF."""
     def layout_by_id(self, type_id: int, module: Optional[str] = None) -> dict[str, Any]:
         """Layout of an (anonymous) struct/union by BTF id."""
     def has_type(self, name: str) -> bool: ...

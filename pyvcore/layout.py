@@ -17,6 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+# The kernel nests anonymous structs/unions a few levels deep (paca_struct: 3).
+MAX_ANONYMOUS_NESTING = 64
+
 
 class LayoutError(LookupError):
     """A struct or field the reader needs is not in the kernel's layouts."""
@@ -96,19 +99,38 @@ class Struct:
         # Declared members in order (anonymous ones included, unnamed).
         self.declared: list[Field] = [_field(m) for m in raw["members"]]
         self._members: dict[str, Field] | None = None
+        self._flattening = False
 
     @property
     def members(self) -> dict[str, Field]:
         """Named members, with the members of anonymous structs/unions lifted up."""
         if self._members is None:
-            out: dict[str, Field] = {}
-            for f in self.declared:
-                if f.name:
-                    out.setdefault(f.name, f)
-                elif f.kind in ("struct", "union"):
-                    inner = self._layouts.by_id(f.type_id)
-                    for name, g in inner.members.items():
-                        out.setdefault(name, g.shifted(f.offset))
+            # Layouts come from an untrusted file: a struct that contains itself
+            # (directly or through anonymous members) or nests absurdly deep is
+            # refused, never recursed into without bound.
+            if self._flattening:
+                raise LayoutError(
+                    f"struct {self.name or '(anonymous)'} contains itself (corrupt type information)"
+                )
+            if self._layouts.nesting >= MAX_ANONYMOUS_NESTING:
+                raise LayoutError(
+                    f"struct {self.name or '(anonymous)'}: anonymous members nested deeper than "
+                    f"{MAX_ANONYMOUS_NESTING} (corrupt type information)"
+                )
+            self._flattening = True
+            self._layouts.nesting += 1
+            try:
+                out: dict[str, Field] = {}
+                for f in self.declared:
+                    if f.name:
+                        out.setdefault(f.name, f)
+                    elif f.kind in ("struct", "union"):
+                        inner = self._layouts.by_id(f.type_id)
+                        for name, g in inner.members.items():
+                            out.setdefault(name, g.shifted(f.offset))
+            finally:
+                self._flattening = False
+                self._layouts.nesting -= 1
             self._members = out
         return self._members
 
@@ -151,6 +173,7 @@ class Layouts:
         self.origin = origin  # "BTF" or "DWARF"
         self._by_name: dict[str, Struct] = {}
         self._by_id: dict[int, Struct] = {}
+        self.nesting = 0  # anonymous members being flattened right now
 
     def struct(self, name: str) -> Struct:
         s = self._by_name.get(name)
@@ -177,6 +200,6 @@ class Layouts:
             try:
                 raw = self.source.layout_by_id(type_id)
             except (KeyError, ValueError) as e:
-                raise LayoutError(f"no layout for {hint or 'type #%d' % type_id}: {e}") from e
+                raise LayoutError(f"no layout for {hint or f'type #{type_id}'}: {e}") from e
             s = self._by_id[type_id] = Struct(self, raw)
         return s

@@ -11,13 +11,16 @@ import glob
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
+import elfcraft
 import pytest
 
-from pyvcore._core import KernelImage, module_symbols
+from pyvcore._core import ImageError, KernelImage, module_symbols
+from pyvcore.layout import LayoutError, Layouts
 
 STRUCTS = [
     "paca_struct",
@@ -118,6 +121,11 @@ def test_image_facts(image: KernelImage) -> None:
     # local labels of the real-mode code are in the symtab (pv-watch needs them)
     info = image.symbol_info("kvm_do_nap")
     assert info is not None and info["local"] and info["section"] == ".text"
+    # ELFv2 local entries from st_other, as `readelf -s` shows them
+    nap = image.symbol("kvm_do_nap")
+    assert nap is not None and nap.local_entry == 0 and nap.local
+    exit_ = image.symbol("kvmhv_commence_exit")
+    assert exit_ is not None and exit_.local_entry == 8 and not exit_.local
     assert image.symbol("no_such_symbol_xyz") is None
 
 
@@ -148,9 +156,83 @@ def test_not_ppc64() -> None:
         KernelImage(sys.executable if Path(sys.executable).is_file() else "/bin/sh")
 
 
-def test_missing_file() -> None:
-    with pytest.raises(OSError, match="cannot read kernel image"):
+def test_missing_file_names_the_path_once() -> None:
+    with pytest.raises(FileNotFoundError) as e:
         KernelImage("/nonexistent/vmlinux")
+    assert str(e.value).count("/nonexistent/vmlinux") == 1, str(e.value)
+
+
+def test_crafted_symbols_carry_local_entry(tmp_path: Path) -> None:
+    elf = elfcraft.kernel()
+    elf.symbol("c_function", 0xC000000000010040, 0x40, ".text", local_entry=8)
+    elf.symbol("asm_label", 0xC000000000010080, 0, ".text", bind=elfcraft.STB_LOCAL)
+    path = tmp_path / "vmlinux"
+    path.write_bytes(elf.build())
+    image = KernelImage(str(path))
+    sym = image.symbol("c_function")
+    assert sym is not None
+    assert (sym.address, sym.size, sym.local_entry, sym.section, sym.local) == (
+        0xC000000000010040,
+        0x40,
+        8,
+        ".text",
+        False,
+    )
+    label = image.symbol("asm_label")
+    assert label is not None and label.local_entry == 0 and label.local
+    assert image.address("c_function") == 0xC000000000010040
+    assert image.release == "6.12.95+deb12-powerpc64le"
+    assert image.file_offset("c_function", 4, 4) == image.file_offset("c_function") + 4
+    with pytest.raises(ImageError, match="past the end of the symbol"):
+        image.file_offset("c_function", 0x40, 4)
+    with pytest.raises(ImageError, match="no symbol nope"):
+        image.file_offset("nope")
+
+
+def test_crafted_module_symbols_are_section_relative(tmp_path: Path) -> None:
+    elf = elfcraft.Elf(etype=elfcraft.ET_REL)
+    elf.section(".text", bytes(0x80)).section(".modinfo", b"vermagic=6.12.95 SMP mod_unload \0name=x\0")
+    elf.symbol("f", 0x20, 0x20, ".text", local_entry=4)
+    elf.relocations[".text"] = [0x24, 0x60]
+    path = tmp_path / "x.ko"
+    path.write_bytes(elf.build())
+    image = KernelImage(str(path))
+    assert image.relocatable
+    f = image.symbol("f")
+    assert f is not None and (f.address, f.local_entry, f.section) == (0x20, 4, ".text")
+    assert dict(image.modinfo)["vermagic"] == "6.12.95 SMP mod_unload "
+    assert image.relocations_in(".text", 0x20, 8) == [0x24]
+    assert image.relocations_in(".text", 0x28, 8) == []
+    assert module_symbols(path.read_bytes())["f"] == (".text", 0x20)
+
+
+def test_corrupt_btf_is_named_not_absent(tmp_path: Path) -> None:
+    path = tmp_path / "vmlinux"
+    # a header that promises 1000 bytes of types in a 32-byte section
+    header = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, 1000, 1000, 10)
+    path.write_bytes(elfcraft.kernel().section(".BTF", header + bytes(8)).build())
+    image = KernelImage(str(path))
+    assert not image.has_btf
+    assert image.btf_error is not None and "corrupt .BTF" in image.btf_error
+    with pytest.raises(ImageError, match=r"corrupt \.BTF"):
+        image.struct_layout("anything")
+
+
+def test_btf_array_of_itself_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "vmlinux"
+    path.write_bytes(elfcraft.kernel().section(".BTF", elfcraft.btf_array_of_itself()).build())
+    image = KernelImage(str(path))
+    assert image.has_btf
+    with pytest.raises(ImageError, match="refers back to itself"):
+        image.struct_layout("s")
+
+
+def test_struct_containing_itself_anonymously_is_a_layout_error(tmp_path: Path) -> None:
+    path = tmp_path / "vmlinux"
+    path.write_bytes(elfcraft.kernel().section(".BTF", elfcraft.btf_anonymous_self()).build())
+    layouts = Layouts(KernelImage(str(path)), "BTF")
+    with pytest.raises(LayoutError, match="contains itself"):
+        layouts.struct("s").field("x")
 
 
 def test_module_symbols_rejects_garbage() -> None:

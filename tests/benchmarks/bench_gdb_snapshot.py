@@ -100,7 +100,7 @@ def main() -> None:
     inf = gdb.selected_inferior()
     from pyvcore._gdb_plugins import session as _s
 
-    paca = _s.kernel().image.symbol("paca_ptrs")
+    paca = _s.kernel().image.address("paca_ptrs")
     rtt = []
     for _ in range(50):
         t0 = time.perf_counter()

@@ -1,6 +1,7 @@
-//! Python face of `pyvcore_core::btf`: `KernelImage` (symbols, banner, BTF layouts of
-//! a vmlinux, optionally with a module's split BTF).  Layouts cross as plain
-//! dicts so that `pyvcore.layout` can use them like gdb's own types.
+//! Python face of `pyvcore_core::{image, btf}`: `KernelImage` (symbols with their
+//! ELFv2 local entry, sections, `.modinfo`, banner, BTF layouts of a vmlinux,
+//! optionally with a module's split BTF).  Layouts cross as plain dicts so that
+//! `pyvcore.layout` can use them like gdb's own types.
 
 use std::path::PathBuf;
 
@@ -8,13 +9,75 @@ use pyo3::exceptions::{PyKeyError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use pyvcore_core::btf::{ImageError, KernelImage, Layouts, StructLayout};
+use pyvcore_core::btf::{ImageError, KernelImage, Layouts, StructLayout, Symbol};
 
+pyo3::create_exception!(
+    _core,
+    PyImageError,
+    PyValueError,
+    "A kernel image (vmlinux or .ko) that is not what it claims: not ELF, not ppc64, \
+     corrupt .BTF (cycles, absurd depths, overflowing sizes), a symbol or offset \
+     outside the image.  One line, without the path (the caller knows it)."
+);
+
+/// Io errors are `OSError(errno, reason, path)` (Python prints the path once);
+/// unknown types are `KeyError`; everything else is `ImageError`.
 fn to_py(e: ImageError) -> PyErr {
     match e {
-        ImageError::Io(_) => PyOSError::new_err(e.to_string()),
+        ImageError::Io { path, reason, errno } => match errno {
+            Some(n) => PyOSError::new_err((n, reason, path)),
+            None => PyOSError::new_err(format!("cannot read {path}: {reason}")),
+        },
         ImageError::NoSuchType(_) => PyKeyError::new_err(e.to_string()),
-        other => PyValueError::new_err(other.to_string()),
+        other => PyImageError::new_err(other.to_string()),
+    }
+}
+
+/// One ELF symbol (`KernelImage.symbol(name)`).
+#[pyclass(module = "pyvcore._core", name = "Symbol", frozen, eq)]
+#[derive(PartialEq)]
+pub struct PySymbol {
+    /// Symbol name.
+    #[pyo3(get)]
+    name: String,
+    /// `st_value`: an address in vmlinux, an offset into `section` in a module.
+    #[pyo3(get)]
+    address: u64,
+    /// `st_size` in bytes (0 for assembly labels).
+    #[pyo3(get)]
+    size: u64,
+    /// ELFv2 local entry offset in bytes from `st_other` (0 when none): where
+    /// callers sharing the TOC enter, so where a breakpoint must go.
+    #[pyo3(get)]
+    local_entry: u64,
+    /// Name of the section that holds the symbol (".text", ".data", ...).
+    #[pyo3(get)]
+    section: String,
+    /// True for STB_LOCAL.
+    #[pyo3(get)]
+    local: bool,
+}
+
+impl PySymbol {
+    fn new(name: &str, s: &Symbol) -> Self {
+        PySymbol {
+            name: name.to_string(),
+            address: s.address,
+            size: s.size,
+            local_entry: s.local_entry,
+            section: s.section.clone(),
+            local: s.local,
+        }
+    }
+}
+
+#[pymethods]
+impl PySymbol {
+    fn __repr__(&self) -> String {
+        format!(
+            "Symbol({:?}, address={:#x}, size={}, local_entry={}, section={:?})",
+            self.name, self.address, self.size, self.local_entry, self.section
+        )
     }
 }
 
@@ -47,8 +110,9 @@ fn layout_dict<'py>(py: Python<'py>, l: &StructLayout) -> PyResult<Bound<'py, Py
 /// A ppc64 kernel ELF image: symbols from its symtab, layouts from its .BTF.
 ///
 /// `KernelImage(path)` raises OSError if the file cannot be read and
-/// ValueError if it is not a ppc64 ELF.  Layout lookups raise KeyError for an
-/// unknown type and ValueError when the image has no BTF.
+/// ImageError (a ValueError) if it is not a ppc64 ELF.  Layout lookups raise
+/// KeyError for an unknown type and ImageError when the image has no BTF or a
+/// corrupt one.
 #[pyclass(module = "pyvcore._core", name = "KernelImage", frozen)]
 pub struct PyKernelImage {
     path: PathBuf,
@@ -62,7 +126,7 @@ impl PyKernelImage {
     fn layouts(&self) -> PyResult<&Layouts> {
         match (&self.layouts, &self.btf_error) {
             (Some(l), _) => Ok(l),
-            (None, Some(e)) => Err(PyValueError::new_err(e.clone())),
+            (None, Some(e)) => Err(PyImageError::new_err(e.clone())),
             (None, None) => Err(to_py(ImageError::NoBtf)),
         }
     }
@@ -118,6 +182,31 @@ impl PyKernelImage {
         self.layouts.is_some()
     }
 
+    /// Why the image's .BTF section could not be read ("corrupt .BTF section:
+    /// ..."), or None when it has none or it is fine.
+    #[getter]
+    fn btf_error(&self) -> Option<String> {
+        self.btf_error.clone()
+    }
+
+    /// True for a relocatable ELF (a module), whose symbols are section-relative.
+    #[getter]
+    fn relocatable(&self) -> bool {
+        self.image.relocatable
+    }
+
+    /// The `.modinfo` key=value pairs of a module ({} for vmlinux).
+    #[getter]
+    fn modinfo(&self) -> Vec<(String, String)> {
+        self.image.modinfo.clone()
+    }
+
+    /// Names of the image's sections, in file order.
+    #[getter]
+    fn section_names(&self) -> Vec<String> {
+        self.image.sections.iter().map(|s| s.name.clone()).collect()
+    }
+
     /// True when the image carries DWARF (.debug_info).
     #[getter]
     fn has_debug_info(&self) -> bool {
@@ -136,12 +225,31 @@ impl PyKernelImage {
         self.image.release()
     }
 
-    /// Address of a symbol, or None.
-    fn symbol(&self, name: &str) -> Option<u64> {
+    /// The symbol named `name`, or None.
+    fn symbol(&self, name: &str) -> Option<PySymbol> {
+        self.image.symbol(name).map(|s| PySymbol::new(name, s))
+    }
+
+    /// Address (`st_value`) of a symbol, or None.
+    fn address(&self, name: &str) -> Option<u64> {
         self.image.symbol(name).map(|s| s.address)
     }
 
-    /// Full symbol record: {"address", "size", "section", "local"} or None.
+    /// File offset of the `length` bytes at `symbol + offset` (bytes).
+    /// ImageError when the symbol is unknown or the range leaves its section
+    /// (or the symbol, when it has a size).
+    #[pyo3(signature = (symbol, offset=0, length=4))]
+    fn file_offset(&self, symbol: &str, offset: u64, length: u64) -> PyResult<u64> {
+        self.image.file_offset(symbol, offset, length).map_err(to_py)
+    }
+
+    /// Relocation targets (section offsets) within `[start, start+length)` of a
+    /// module's `section`; [] for vmlinux.
+    fn relocations_in(&self, section: &str, start: u64, length: u64) -> Vec<u64> {
+        self.image.relocations_in(section, start, length)
+    }
+
+    /// Full symbol record: {"address", "size", "section", "local", "local_entry"} or None.
     fn symbol_info<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Option<Bound<'py, PyDict>>> {
         let Some(s) = self.image.symbol(name) else {
             return Ok(None);
@@ -151,6 +259,7 @@ impl PyKernelImage {
         d.set_item("size", s.size)?;
         d.set_item("section", &s.section)?;
         d.set_item("local", s.local)?;
+        d.set_item("local_entry", s.local_entry)?;
         Ok(Some(d))
     }
 
@@ -252,6 +361,8 @@ fn module_symbols<'py>(py: Python<'py>, elf: &Bound<'py, PyBytes>) -> PyResult<B
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyKernelImage>()?;
+    m.add_class::<PySymbol>()?;
+    m.add("ImageError", m.py().get_type::<PyImageError>())?;
     m.add_function(wrap_pyfunction!(module_symbols, m)?)?;
     Ok(())
 }
