@@ -407,19 +407,9 @@ def watched_points(watch_result: dict[str, Any]) -> list[str]:
 
 
 def _render(columns: list[str], rows: list[list[str]], legend: str) -> str:
-    try:  # the shared renderer, once it is there
-        from pyvcore.render import render_table  # type: ignore[attr-defined]
-    except ImportError:
-        render_table = None
-    if render_table is not None:
-        return str(render_table(columns, rows, legend=legend))
-    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
+    from pyvcore.render import render_table
 
-    def fmt(cells: list[str]) -> str:
-        pairs = enumerate(zip(cells, widths))
-        return "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in pairs).rstrip()
-
-    return "\n".join([fmt(columns), *(fmt(r) for r in rows), legend])
+    return render_table(columns, rows, legend=legend)
 
 
 LEGEND = (
