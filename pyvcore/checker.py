@@ -275,6 +275,13 @@ def check_trace_text(text: str, variant: Optional[str] = None, *, same_vm: bool 
 
 
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "vmcore", None):  # post-mortem: pyvcore.vmcore reads the dump
+        from pyvcore.vmcore_cli import run as run_vmcore
+
+        return run_vmcore(args)
+    if args.trace is None:
+        print("pyvcore check: give a TRACE.jsonl (or --vmcore FILE --vmlinux VMLINUX)", file=sys.stderr)
+        return 2
     try:
         report = check_trace(args.trace, args.variant, same_vm=args.same_vm)
     except OSError as e:
@@ -316,7 +323,10 @@ def register(subparsers: Any) -> None:
             "label, and the fields involved. Exit status: 0 clean, 1 violations, 2 unusable input."
         ),
     )
-    p.add_argument("trace", metavar="TRACE.jsonl", help="trace file ('-' reads stdin)")
+    p.add_argument("trace", metavar="TRACE.jsonl", nargs="?", help="trace file ('-' reads stdin)")
+    p.add_argument("--vmcore", metavar="FILE", help="judge a kdump/ELF vmcore instead (needs --vmlinux)")
+    p.add_argument("--vmlinux", metavar="VMLINUX", help="with --vmcore: the dumped kernel (BTF)")
+    p.add_argument("--modules", metavar="DIR", help="with --vmcore: kvm.ko/kvm-hv.ko (.ko or .ko.xz) for their BTF")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument(
         "--variant",

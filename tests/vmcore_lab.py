@@ -1,0 +1,98 @@
+"""Real vmcores from the lab for the post-mortem tests (QMP ``dump-guest-memory``).
+
+:func:`make_dumps` boots a scenario (held until stopped), waits until its vcpus
+run, pauses the machine and writes an ELF and a kdump-compressed vmcore; with
+``corrupt`` it then swaps two threads' ``kvm_hstate.ptid`` in guest memory while
+the machine stays paused (``gpa2hva`` over the HMP, then ``/proc/PID/mem`` of
+QEMU) and dumps again, so the same kernel state is dumped clean and broken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+# Formats of dump-guest-memory libkdumpfile reads: QEMU's plain "kdump-zlib" is
+# makedumpfile's *flattened* stream (made for pipes), which needs `makedumpfile
+# -R` first; "kdump-raw-zlib" (QEMU 8.2+) is the seekable file.
+FORMATS = {"elf": "elf", "kdump": "kdump-raw-zlib"}
+
+
+def hmp(qmp_socket: Path, command: str) -> str:
+    from qemu.qmp import QMPClient
+
+    async def go() -> str:
+        client = QMPClient("pyvcore-test")
+        await asyncio.wait_for(client.connect(str(qmp_socket)), 10)
+        try:
+            return str(
+                await asyncio.wait_for(client.execute("human-monitor-command", {"command-line": command}), 30)
+            )
+        finally:
+            await client.disconnect()
+
+    return asyncio.run(go())
+
+
+def poke(lab: Any, phys: int, data: bytes) -> None:
+    """Write ``data`` at guest physical ``phys`` through QEMU's own mapping of guest RAM."""
+    answer = hmp(lab.qmp_socket, f"gpa2hva {phys:#x}")
+    m = re.search(r"0x[0-9a-f]+", answer.split("is")[-1])
+    assert m, f"gpa2hva: {answer!r}"
+    with open(f"/proc/{lab.pid}/mem", "r+b") as mem:
+        mem.seek(int(m.group(0), 16))
+        mem.write(data)
+
+
+def ptid_addresses(vmcore: Path, vmlinux: str) -> list[int]:
+    """Physical addresses of kvm_hstate.ptid of every cpu's PACA, read from a dump."""
+    from pyvcore.decode import REAL_ADDRESS_MASK
+    from pyvcore.vmcore import DumpMemory, _load_kernel, open_dump
+
+    _image, reader = _load_kernel(Path(vmlinux), None)
+    ctx, kdump = open_dump(vmcore)
+    mem = DumpMemory(ctx, kdump)
+    off = reader.k.paca.offsetof("kvm_hstate.ptid")
+    return [(addr + off) & REAL_ADDRESS_MASK for _cpu, addr in sorted(reader.paca_addresses(mem).items())]
+
+
+def has_vcore(vmcore: Path, vmlinux: str) -> bool:
+    from pyvcore.vmcore import check_vmcore
+
+    return bool(check_vmcore(vmcore, vmlinux).cores)
+
+
+def make_dumps(
+    scenario: str, out: Path, *, corrupt: bool = False, lock_wait: float = 900.0
+) -> dict[str, Any]:
+    """Boot ``scenario``, dump it in both formats (and corrupted, with ``corrupt``); returns paths + vmlinux."""
+    from pyvcore.lab import Lab
+    from pyvcore.vmcore_cli import dump_guest_memory
+
+    out.mkdir(parents=True, exist_ok=True)
+    made: dict[str, Any] = {"scenario": scenario}
+    with Lab(scenario=scenario, hold=0, lock_wait=lock_wait) as lab:
+        lab.wait_for(r"PYVCORE READY", timeout=180)
+        time.sleep(3)  # let the vcpus run a while: vcores in every state the scenario has
+        made["vmlinux"] = str(lab.vmlinux)
+        # A dump between two vcore runs has no vcore on any PACA (nothing to
+        # judge): resume for a moment and dump again, a few times at most.
+        for _attempt in range(6):
+            made["kdump"] = dump_guest_memory(lab.qmp_socket, out / f"{scenario}.kdump", FORMATS["kdump"])
+            if has_vcore(made["kdump"], made["vmlinux"]):
+                break
+            hmp(lab.qmp_socket, "cont")
+            time.sleep(0.7)
+        made["elf"] = dump_guest_memory(lab.qmp_socket, out / f"{scenario}.elf", FORMATS["elf"])
+        if corrupt:
+            first, second = ptid_addresses(made["elf"], made["vmlinux"])[1:3]
+            poke(lab, first, b"\x02")
+            poke(lab, second, b"\x01")
+            for name, fmt in FORMATS.items():
+                made[f"bad-{name}"] = dump_guest_memory(lab.qmp_socket, out / f"{scenario}-bad.{name}", fmt)
+    (out / f"{scenario}.json").write_text(json.dumps({k: str(v) for k, v in made.items()}))
+    return made
