@@ -7,7 +7,7 @@ class per command, its docstring is the help text.
 
 from __future__ import annotations
 
-from . import check, paca, session, snapshot, vcore, vcpu, watch
+from . import check, errors, paca, session, snapshot, vcore, vcpu, watch
 from . import print as print_command
 
 COMMANDS = ("pv-paca", "pv-vcore", "pv-vcpu", "pv-print", "pv-snapshot", "pv-check", "pv-watch")
@@ -23,6 +23,8 @@ def register() -> None:
     check.register()
     watch.register()
     session.install_events()
+    # Last: every pv-* command and $pv_* function fails with one line, never a traceback.
+    errors.guard_all(__name__)
 
 
 def banner() -> str:

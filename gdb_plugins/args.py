@@ -6,7 +6,7 @@ import argparse
 import shlex
 from typing import Any
 
-from .session import PvError
+from .errors import PvError
 
 
 class ArgParser(argparse.ArgumentParser):

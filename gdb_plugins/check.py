@@ -41,15 +41,48 @@ def reset_checker() -> None:
     _checker = None
 
 
-def evaluate(snapshot: dict) -> tuple[list[Any], list[dict] | None]:
-    """(violations, predictions) for a snapshot; predictions None if the checker has none."""
+class Outcome:
+    """What checking one snapshot judged: the violations, and whether the vcore
+    invariants had their data (a stop with no vcore read is "not judged",
+    never clean).  Uses ``Checker.check_outcome`` when the checker has it."""
+
+    def __init__(self, snapshot: dict, checker: Any):
+        self.vcore_found = bool(snapshot.get("vcores"))
+        self.judged: list[int] | None = None
+        self.not_judged: list[tuple[int, str]] = []
+        try:
+            if hasattr(checker, "check_outcome"):
+                out = checker.check_outcome(snapshot)
+                self.violations = list(out.violations)
+                self.judged = list(out.judged)
+                self.not_judged = [(int(n), str(why)) for n, why in out.not_judged]
+                self.vcore_found = bool(out.vcore_found)
+            else:
+                self.violations = list(checker.check(snapshot))
+        except (ValueError, TypeError) as e:
+            raise PvError(f"pv-check: the checker rejected the snapshot: {e}") from None
+
+    def record(self) -> dict[str, Any]:
+        """The fields a pv-watch log line carries about what was judged."""
+        rec: dict[str, Any] = {"vcore_found": self.vcore_found}
+        if self.judged is not None:
+            rec["judged"] = self.judged
+            rec["not_judged"] = [{"invariant": n, "reason": why} for n, why in self.not_judged]
+        return rec
+
+
+def outcome(snapshot: dict) -> Outcome:
+    """Check a snapshot with the checker of its variant (kept between stops)."""
+    return Outcome(snapshot, checker_for(snapshot["variant"]))
+
+
+def evaluate(snapshot: dict, predict: bool = True) -> tuple[list[Any], list[dict] | None]:
+    """(violations, predictions) for a snapshot; predictions None if the checker
+    has none or ``predict`` is False (pv-watch does not show them)."""
     checker = checker_for(snapshot["variant"])
-    try:
-        violations = list(checker.check(snapshot))
-    except (ValueError, TypeError) as e:
-        raise PvError(f"pv-check: the checker rejected the snapshot: {e}") from None
+    violations = outcome(snapshot).violations
     predicted = None
-    if hasattr(checker, "predict"):
+    if predict and hasattr(checker, "predict"):
         try:
             predicted = list(checker.predict(snapshot))
         except (ValueError, TypeError, NotImplementedError):

@@ -7,8 +7,8 @@ from typing import Any
 
 import gdb  # type: ignore[import-not-found]
 
-from pyvcore import tables
-from pyvcore.decode import ReadError, is_kernel_pointer, xarray_entries
+from pyvcore import tables, walk
+from pyvcore.decode import ReadError, is_kernel_pointer
 from pyvcore.layout import LayoutError
 
 from . import check, session
@@ -20,64 +20,36 @@ from .session import PvError
 def all_vcores(k: session.Kernel, target: session.GdbTarget, reading: Any) -> dict[int, dict]:
     """vcores reachable from the PACAs plus every kvm->arch.vcores[] of each VM seen.
 
-    VMs are those the vcores point at (struct kvm lives in vmalloc space, so
-    this needs a thread in host virtual mode); with kvm.ko symbols loaded,
-    `vm_list` adds VMs that no thread is running right now.
-    """
+    VMs are those the vcores point at, and with kvm.ko symbols loaded every VM
+    on `vm_list` (struct kvm lives in vmalloc space: read through a host-mode
+    thread, or the kernel page table when no thread is in host mode)."""
     vcores = dict(reading.vcores)
     kvms = set(reading.kvm)
+    L, order = k.layouts, k.layout.order
+    if not L.has_struct("kvm"):
+        return vcores
     head = k.symbol("vm_list")
-    L = k.layouts
-    if head is not None and L.has_struct("kvm"):
-        off = L.struct("kvm").field("vm_list").offset
+    if head is not None:
         try:
-            node = int.from_bytes(target.read(head, 8), k.layout.order)
-            for _ in range(256):
-                if node == head or not is_kernel_pointer(node):
-                    break
-                kvms.add(node - off)
-                node = int.from_bytes(target.read(node, 8), k.layout.order)
-        except ReadError as e:
+            kvms.update(walk.vm_list(target, L, head, order))
+        except (ReadError, walk.WalkError) as e:
             reading.problems.append(f"vm_list unreadable: {e}")
-    if L.has_struct("kvm"):
-        f = L.struct("kvm").field("arch.vcores")
-        for kvm in sorted(kvms):
-            try:
-                raw = target.read(kvm + f.offset, f.size)
-            except ReadError as e:
-                reading.problems.append(f"kvm {kvm:#x}: arch.vcores[] unreadable: {e.why}")
-                continue
-            es = f.elem_size or 8
-            for i in range(f.array_len or 0):
-                p = int.from_bytes(raw[i * es : (i + 1) * es], k.layout.order)
-                if p and p not in vcores and is_kernel_pointer(p):
-                    try:
-                        vcores[p] = k.reader.read_vcore(target, p)
-                    except ReadError as e:
-                        reading.problems.append(f"kvm {kvm:#x}: vcores[{i}] {p:#x} unreadable: {e.why}")
-            if kvm not in reading.kvm:
-                with contextlib.suppress(ReadError):
-                    reading.kvm[kvm] = k.reader.read_kvm(target, kvm)
+    for kvm in sorted(kvms):
+        try:
+            found = walk.kvm_vcores(target, L, kvm, order)
+        except (ReadError, walk.WalkError) as e:
+            reading.problems.append(f"kvm {kvm:#x}: arch.vcores[] unreadable: {e}")
+            continue
+        for i, p in found.items():
+            if p not in vcores:
+                try:
+                    vcores[p] = k.reader.read_vcore(target, p)
+                except ReadError as e:
+                    reading.problems.append(f"kvm {kvm:#x}: vcores[{i}] {p:#x} unreadable: {e.why}")
+        if kvm not in reading.kvm:
+            with contextlib.suppress(ReadError):
+                reading.kvm[kvm] = k.reader.read_kvm(target, kvm)
     return vcores
-
-
-def vm_vcpus(k: session.Kernel, target: session.GdbTarget, kvm: int) -> list[int]:
-    """Every vcpu of a VM: ``kvm->vcpu_array`` (xarray, ~v5.16+) or ``kvm->vcpus[]``."""
-    L = k.layouts
-    s = L.struct("kvm")
-    if s.has("vcpu_array"):
-        return list(xarray_entries(target, L, kvm + s.field("vcpu_array").offset, k.layout.order).values())
-    if s.has("vcpus"):  # before the xarray: a plain array, online_vcpus long
-        f = s.field("vcpus")
-        n = f.array_len or 0
-        if s.has("online_vcpus.counter"):
-            c = s.field("online_vcpus.counter")
-            n = min(n, int.from_bytes(target.read(kvm + c.offset, 4), k.layout.order))
-        raw = target.read(kvm + f.offset, 8 * n) if n > 0 else b""
-        return [
-            p for p in (int.from_bytes(raw[i : i + 8], k.layout.order) for i in range(0, len(raw), 8)) if p
-        ]
-    return []
 
 
 def vcpus_of(
@@ -93,8 +65,8 @@ def vcpus_of(
         if not kvm_layout_known(k):
             break
         try:
-            wanted += vm_vcpus(k, target, kvm)
-        except (ReadError, LayoutError) as e:
+            wanted += walk.kvm_vcpus(target, k.layouts, kvm, k.layout.order)
+        except (ReadError, LayoutError, walk.WalkError) as e:
             reading.problems.append(f"kvm {kvm:#x}: vcpu list unreadable: {e}")
     for p in wanted:
         if p and p not in vcpus and is_kernel_pointer(p):

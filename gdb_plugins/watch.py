@@ -9,15 +9,15 @@ from typing import Any
 
 import gdb  # type: ignore[import-not-found]
 
-from pyvcore.decode import elfv2_local_entry_offset
+from pyvcore.decode import ENTRY_ARGUMENTS
 
 from . import check, session
 from .args import ArgParser, complete_words
 from .session import PvError
 from .snapshot import write_json_line
 
-# Where the vcore state is defined (VCORE_SPEC section 7 "comparison checkpoints").
-# kvm-hv.ko functions (need its symbols at their load address):
+# Where the vcore state is defined.  kvm-hv.ko functions (need its symbols at
+# their load address: `pyvcore gdb` adds them with add-symbol-file):
 MODULE_POINTS = ("kvmppc_run_core", "kvmppc_start_thread")
 # Real-mode code linked into vmlinux (local labels, in the unstripped symtab):
 VMLINUX_POINTS = (
@@ -30,65 +30,21 @@ VMLINUX_POINTS = (
 DEFAULT_POINTS = MODULE_POINTS + VMLINUX_POINTS
 
 
-def module_symbol_from_lab(name: str) -> int | None:
-    """kvm-hv.ko symbol address from a lab started by `pyvcore lab up` (module
-    section addresses reported by the guest + the .ko's own symtab)."""
-    try:
-        from pyvcore._core import module_symbols
-        from pyvcore.lab import Lab
-
-        lab = Lab.running()
-        if lab is None:
-            return None
-        status = lab.status()
-    except Exception:
-        return None
-    for mod, path in (status.get("module_objects") or {}).items():
-        sections = (status.get("modules") or {}).get(mod) or {}
-        try:
-            with open(path, "rb") as fh:
-                syms = module_symbols(fh.read())
-        except (OSError, ValueError):
-            continue
-        if name in syms:
-            section, offset = syms[name]
-            base = sections.get(section)
-            if base is not None:
-                return int(base) + int(offset)
-    return None
-
-
-def local_entry(addr: int) -> int:
-    """Where calls into the function at `addr` really arrive.
-
-    A C function on ppc64le (ELFv2) has a global entry (its symbol) that sets up
-    r2 and falls into its local entry 8 bytes on; callers sharing its TOC, such
-    as kvm-hv.ko calling kvmppc_run_core, branch straight to the local entry,
-    so a breakpoint on the symbol would never be hit. Real-mode asm labels have
-    no such prologue and stay where they are. Falls back to `addr` when the code
-    cannot be read.
-    """
-    try:
-        with session.GdbTarget() as target:
-            session.prepare(target, session.kernel())
-            code = target.read(addr, 8)
-    except (PvError, session.ReadError, gdb.error):
-        return addr
-    return addr + elfv2_local_entry_offset(code)
-
-
 class WatchPoint(gdb.Breakpoint):
     """Internal breakpoint: snapshot + check at each hit, then keep going."""
 
-    def __init__(self, watcher: Watcher, label: str, addr: int):
+    def __init__(self, watcher: Watcher, label: str, addr: int, entry: str | None):
         super().__init__(f"*{addr:#x}", gdb.BP_BREAKPOINT, internal=True)
         self.silent = True
         self.watcher = watcher
         self.label = label
+        self.addr = addr
+        # The function whose entry this is, when its arguments name the vcore.
+        self.entry = entry
 
     def stop(self) -> bool:
         try:
-            return self.watcher.hit(self.label)
+            return self.watcher.hit(self.label, self.entry)
         except Exception as e:
             return self.watcher.log_error(self.label, e)
 
@@ -103,6 +59,7 @@ class Watcher:
         self.snapshots = 0
         self.violations = 0
         self.errors = 0
+        self.not_judged = 0  # snapshots in which no vcore could be found
         self.times_ms: list[float] = []
         self.last: dict | None = None
         self.finished = False
@@ -111,13 +68,13 @@ class Watcher:
         th = gdb.selected_thread()
         return f"t{th.num}" if th is not None else "t?"
 
-    def hit(self, label: str) -> bool:
+    def hit(self, label: str, entry: str | None = None) -> bool:
         if self.finished:
             return False
         t0 = time.perf_counter()
         self.stops += 1
         stopper = gdb.selected_thread()
-        reading, _ = session.read_state(stop=label, in_stop=True)
+        reading, _ = session.read_state(stop=label, in_stop=True, entry=entry)
         snap = reading.snapshot
         cpu = next(
             (r.cpu for r in reading.rows if stopper is not None and r.regs.gdb_thread == stopper.num), None
@@ -126,13 +83,16 @@ class Watcher:
         record: dict[str, Any] = dict(snap)
         violated = []
         try:
-            violations, _ = check.evaluate(snap)
-            violated = [check.violation_dict(v) for v in violations]
+            outcome = check.outcome(snap)
+            violated = [check.violation_dict(v) for v in outcome.violations]
             record["violations"] = violated
+            record.update(outcome.record())
         except gdb.GdbError as e:
             record["check_error"] = str(e)
         if reading.problems:
             record["problems"] = reading.problems
+        if not snap["vcores"]:
+            self.not_judged += 1
         self.snapshots += 1
         self.violations += len(violated)
         self.last = record
@@ -184,6 +144,7 @@ class Watcher:
         per = statistics.median(self.times_ms) if self.times_ms else 0.0
         return (
             f"{self.stops} stops, {self.snapshots} snapshots, {self.violations} violations, "
+            f"{self.not_judged} without a vcore (not judged), "
             f"{self.errors} errors, median {per:.2f} ms per snapshot+check"
             + (f", log {self.log}" if self.log else "")
         )
@@ -201,11 +162,15 @@ class PvWatch(gdb.Command):
 
     `on` plants silent internal breakpoints (not listed by `info breakpoints`) at
     kvmppc_run_core and kvmppc_start_thread (kvm-hv.ko: its symbols must be loaded
-    at their load address, as `pyvcore gdb` does, or come from a running
-    `pyvcore lab up`) and at the real-mode labels kvmppc_hv_entry,
+    at their load address with add-symbol-file, as `pyvcore gdb` does; the
+    breakpoint goes on the ELFv2 local entry read from the symbol's st_other)
+    and at the real-mode labels kvmppc_hv_entry,
     kvmppc_primary_no_guest, kvm_do_nap, kvmhv_commence_exit and
     kvmhv_switch_to_host (vmlinux).  At each hit it takes a snapshot (stop label
     "LABEL@cpuN"), checks it against the model and lets the target continue.
+    At kvmppc_run_core the vcore is its argument (r3), at kvmppc_start_thread
+    the vcpu and vcore (r3, r4); a stop where no vcore can be read is logged as
+    not judged.
 
       --log FILE            append each snapshot (with its "violations") to FILE as JSONL
       --max-stops N         after N snapshots stop the target and turn the watch off
@@ -255,13 +220,16 @@ class PvWatch(gdb.Command):
         labels = tuple(x.strip() for x in a.at.split(",") if x.strip()) if a.at else DEFAULT_POINTS
         missing = []
         for label in labels:
-            addr = k.symbol(label)
-            if addr is None and label in MODULE_POINTS:
-                addr = module_symbol_from_lab(label)
-            if addr is None:
+            try:
+                where = k.entry_point(label)
+            except PvError:
+                watcher.delete()
+                raise
+            if where is None:
                 missing.append(label)
                 continue
-            watcher.points.append(WatchPoint(watcher, label, local_entry(addr)))
+            entry = label if label in ENTRY_ARGUMENTS else None
+            watcher.points.append(WatchPoint(watcher, label, where[0], entry))
         if not watcher.points:
             raise PvError(f"pv-watch: none of {', '.join(labels)} found in the symbols")
         if a.log:

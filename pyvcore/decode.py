@@ -1,322 +1,54 @@
-"""Read the vcore state of a ppc64 KVM-HV host out of raw memory.
+"""Read the vcore state of a ppc64 KVM-HV host out of raw memory: the reader.
 
-Everything here works on a :class:`Memory` (``read(addr, size) -> bytes``) and
-per-thread register values (:class:`ThreadRegs`), so it runs the same on fake
-memory in a unit test and on QEMU's gdbstub inside gdb (``gdb_plugins``
-supplies the gdb-backed memory).  Offsets come from :mod:`pyvcore.layout`
-(BTF or DWARF), never from constants.
-
-Reads are planned per struct: the fields a snapshot needs are grouped into as
-few byte ranges as possible (one range per struct unless the fields are far
-apart, like ``kvm_vcpu.cpu`` and ``kvm_vcpu.arch.ptid``), because every read
-is a gdbstub round trip.
+Everything here works on a :class:`~pyvcore.readplan.Memory` (``read(addr,
+size) -> bytes``) and per-thread register values
+(:class:`~pyvcore.ppc64.ThreadRegs`), so it runs the same on fake memory in a
+unit test and on QEMU's gdbstub inside gdb (``gdb_plugins`` supplies the
+gdb-backed memory).  Offsets come from :mod:`pyvcore.layout` (BTF or DWARF),
+never from constants.  The ppc64 facts live in :mod:`pyvcore.ppc64`, the read
+plans in :mod:`pyvcore.readplan`, the list walkers in :mod:`pyvcore.walk`, the
+snapshot format in :mod:`pyvcore.snapshot`.
 """
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any
 
-from pyvcore.layout import Field, LayoutError, Layouts, Struct
-
-# ppc64 kernel addresses: the linear map is 0xc000..., vmalloc/ioremap/modules
-# start at 0xc008... with the hash MMU (H_VMALLOC_START, book3s/64/hash-64k.h).
-KERNEL_BASE = 0xC000_0000_0000_0000
-VMALLOC_START = 0xC008_0000_0000_0000
-# In HV real mode (and for QEMU's physical-memory mode) the top 4 bits of an
-# effective address are ignored: linear-map va -> physical address.
-REAL_ADDRESS_MASK = 0x0FFF_FFFF_FFFF_FFFF
-
-# MSR bits (ISA 2.07, big-endian bit numbering in comments).
-MSR_SF = 1 << 63  # 64-bit mode (bit 0)
-MSR_HV = 1 << 60  # hypervisor state (bit 3)
-MSR_IR = 1 << 5  # instruction relocation (bit 58)
-MSR_DR = 1 << 4  # data relocation (bit 59)
-MSR_LE = 1 << 0  # little-endian (bit 63)
-
-# Gaps up to this many bytes are read rather than split into two reads: one
-# gdbstub round trip costs about as much as 1-2 KB of payload.
-MERGE_GAP = 1024
-# QEMU's gdbstub packet size is 4096 hex chars, so gdb reads at most 2048
-# bytes per 'm' packet; a range larger than that costs several round trips.
-MAX_PACKET_BYTES = 2048
-
-
-class ReadError(Exception):
-    """Memory that could not be read (with the address, for the error line)."""
-
-    def __init__(self, addr: int, size: int, why: str = "cannot access memory"):
-        super().__init__(f"{why} at {addr:#x} (+{size})")
-        self.addr = addr
-        self.size = size
-        self.why = why
-
-
-class Memory(Protocol):
-    def read(self, addr: int, size: int) -> bytes: ...
-
-
-def is_kernel_pointer(value: int) -> bool:
-    """A plausible ppc64 kernel virtual address (not NULL, not user, not garbage)."""
-    return (value >> 60) == 0xC and value & 0x7 == 0
-
-
-def is_linear(value: int, end: int = VMALLOC_START) -> bool:
-    """In the kernel linear map, i.e. reachable by a physical read.
-
-    ``end`` is the kernel's ``high_memory`` once known: modules live in the
-    0xc000... range too (e.g. 0xc0003d00...) but above the end of RAM."""
-    return KERNEL_BASE <= value < end
-
-
-def linear_to_phys(value: int) -> int:
-    return value & REAL_ADDRESS_MASK
-
-
-def bswap64(value: int) -> int:
-    return int.from_bytes(value.to_bytes(8, "little"), "big")
-
-
-def normalise_msr(raw: int) -> tuple[int, bool]:
-    """MSR as read, and whether the thread's registers arrive byte-swapped.
-
-    QEMU's gdbstub sends a thread's registers in that thread's byte order
-    (MSR[LE]); gdb decodes them with one fixed endianness (``set endian
-    little``).  A thread in big-endian code (OPAL/skiboot) therefore reads
-    byte-swapped.  Every 64-bit host MSR has SF set, so whichever of the two
-    byte orders has SF and a consistent LE bit is the real one.
-    """
-    if raw & MSR_SF:
-        return raw, False
-    swapped = bswap64(raw)
-    if swapped & MSR_SF and not swapped & MSR_LE:
-        return swapped, True
-    return raw, False
-
-
-@dataclass
-class ThreadRegs:
-    """Registers of one hardware thread (one gdb thread), already in host order."""
-
-    gdb_thread: int
-    pir: int | None = None
-    msr: int | None = None
-    pc: int | None = None
-    r13: int | None = None
-    hsprg0: int | None = None
-    lpidr: int | None = None
-    sdr1: int | None = None
-    hdec: int | None = None
-    # True when the raw values arrived byte-swapped (thread in big-endian code).
-    swapped: bool = False
-    error: str | None = None
-
-    @property
-    def hv(self) -> bool:
-        return self.msr is not None and bool(self.msr & MSR_HV)
-
-    @property
-    def host_virtual(self) -> bool:
-        """Host kernel with the MMU on: virtual reads of vmalloc space work here."""
-        return self.hv and bool(self.msr & MSR_IR) and bool(self.msr & MSR_DR)  # type: ignore[operator]
-
-    @property
-    def in_opal(self) -> bool:
-        """Hypervisor mode, big-endian: skiboot/OPAL firmware (the LE kernel never runs BE)."""
-        return self.hv and not (self.msr & MSR_LE)  # type: ignore[operator]
-
-    @property
-    def mode(self) -> str:
-        if self.msr is None:
-            return "?"
-        if self.in_opal:
-            return "opal"
-        if not self.hv:
-            return "guest"
-        if self.host_virtual:
-            return "host"
-        return "real"
-
-
-# ------------------------------------------------------------------ names
-# Display names only (the numbers are what the snapshot carries).  These are
-# #defines in the kernel, so neither BTF nor DWARF has them.
-VCORE_STATES = {
-    # arch/powerpc/include/asm/kvm_host.h, since "KVM: PPC: Book3S HV: Implement
-    # halt polling" (~v4.7): ordered so that >= SLEEPING needs stolen-time accounting.
-    "modern": {
-        0: "INACTIVE",
-        1: "PREEMPT",
-        2: "PIGGYBACK",
-        3: "SLEEPING",
-        4: "RUNNING",
-        5: "EXITING",
-        6: "POLLING",
-    },
-    # v3.14 (the seed commit).
-    "seed": {0: "INACTIVE", 1: "SLEEPING", 2: "STARTING", 3: "RUNNING", 4: "EXITING"},
-}
-VCORE_STATES["prepatch"] = VCORE_STATES["seed"]
-GUEST_MODES = {0: "NONE", 1: "GUEST", 2: "SKIP", 3: "GUEST_HV", 4: "HOST_HV", 5: "HV_P9"}
-HWTHREAD_STATES = {
-    "modern": {0: "IN_KERNEL", 1: "IN_IDLE", 2: "IN_KVM"},
-    "seed": {0: "IN_KERNEL", 1: "IN_NAP", 2: "IN_KVM"},
-}
-HWTHREAD_STATES["prepatch"] = HWTHREAD_STATES["seed"]
-NAPPING = {0: "-", 1: "CEDE", 2: "NOVCPU", 3: "UNSPLIT"}
-VCPU_STATES = {0: "NOTREADY", 1: "RUNNABLE", 2: "BUSY_IN_HOST"}
-
-
-def name_of(table: dict[int, str], value: Any) -> str:
-    if value is None:
-        return "?"
-    return table.get(int(value), str(value))
-
-
-def thread_list(bitmap: int) -> str:
-    """0b1011 -> "{0,1,3}": maps by ptid as the reader thinks of them."""
-    return "{" + ",".join(str(i) for i in range(32) if bitmap >> i & 1) + "}"
-
-
-# ------------------------------------------------------------------ plans
-def decode_value(f: Field, buf: bytes, at: int, order: str) -> Any:
-    """Decode one field from ``buf`` where the field starts at ``at``."""
-    if f.kind == "array":
-        n, es = f.array_len or 0, f.elem_size or 0
-        if f.inner_kind in ("int", "ptr", "enum", "bool") and es in (1, 2, 4, 8):
-            return [
-                int.from_bytes(
-                    buf[at + i * es : at + (i + 1) * es], order, signed=f.signed and f.inner_kind == "int"
-                )
-                for i in range(n)
-            ]
-        return bytes(buf[at : at + f.size])
-    if f.kind in ("struct", "union"):
-        return bytes(buf[at : at + f.size])
-    raw = buf[at : at + f.size]
-    value = int.from_bytes(raw, order, signed=f.signed)
-    if f.bitfield_size:
-        shift = f.bit_offset - (f.offset * 8)
-        value = (int.from_bytes(raw, order) >> shift) & ((1 << f.bitfield_size) - 1)
-    return value
-
-
-@dataclass
-class Plan:
-    """Which fields of one struct to read, grouped into byte ranges."""
-
-    struct: Struct
-    fields: dict[str, Field]
-    ranges: list[tuple[int, int]]
-
-    @classmethod
-    def build(
-        cls, struct: Struct, wanted: Iterable[str], optional: Iterable[str] = (), merge_gap: int = MERGE_GAP
-    ) -> Plan:
-        fields: dict[str, Field] = {}
-        for path in wanted:
-            fields[path] = struct.field(path)
-        for path in optional:
-            if struct.has(path):
-                fields[path] = struct.field(path)
-        spans = sorted((f.offset, f.end) for f in fields.values())
-        ranges: list[list[int]] = []
-        for lo, hi in spans:
-            if ranges and lo - ranges[-1][1] <= merge_gap:
-                ranges[-1][1] = max(ranges[-1][1], hi)
-            else:
-                ranges.append([lo, hi])
-        return cls(struct, fields, [(lo, hi) for lo, hi in ranges])
-
-    def __post_init__(self) -> None:
-        # (path, field, index of its range, offset inside that range), computed
-        # once: decoding runs at every breakpoint hit.
-        self._where = []
-        for path, f in self.fields.items():
-            for i, (lo, hi) in enumerate(self.ranges):
-                if lo <= f.offset and f.end <= hi:
-                    self._where.append((path, f, i, f.offset - lo))
-                    break
-
-    def read(self, memory: Memory, addr: int, order: str) -> dict[str, Any]:
-        """All planned fields of the struct at ``addr``, keyed by member path."""
-        return self.decode([memory.read(addr + lo, hi - lo) for lo, hi in self.ranges], order)
-
-    def decode(self, chunks: list[bytes], order: str) -> dict[str, Any]:
-        """Fields from the bytes of each planned range (in ``self.ranges`` order)."""
-        out: dict[str, Any] = {}
-        for path, f, i, at in self._where:
-            if f.kind in ("int", "ptr", "enum", "bool") and not f.bitfield_size:
-                out[path] = int.from_bytes(chunks[i][at : at + f.size], order, signed=f.signed)
-            else:
-                out[path] = decode_value(f, chunks[i], at, order)
-        return out
-
-    def offsets(self) -> dict[str, int]:
-        return {p: f.offset for p, f in self.fields.items()}
-
-
-# ------------------------------------------------------------------ xarray
-def xa_is_node(entry: int) -> bool:
-    """include/linux/xarray.h: internal entries have the low bits 0b10; node
-    pointers are the internal entries above 4096 (smaller ones are retry,
-    zero and sibling markers)."""
-    return entry & 3 == 2 and entry > 4096
-
-
-def xarray_entries(
-    mem: Memory, layouts: Layouts, xa_addr: int, order: str, limit: int = 4096
-) -> dict[int, int]:
-    """index -> pointer of every present entry of the ``struct xarray`` at ``xa_addr``.
-
-    Used for ``kvm->vcpu_array`` (an xarray since ~v5.16, indexed by vcpu_idx =
-    creation order).  One read per node: a VM with up to 64 vcpus is the
-    head plus one ``xa_node`` (64 slots)."""
-    xa = layouts.struct("xarray")
-    head_f = xa.field("xa_head")
-    head = int.from_bytes(mem.read(xa_addr + head_f.offset, 8), order)
-    if head == 0:
-        return {}
-    if not xa_is_node(head):
-        return {0: head}  # a single entry at index 0 lives in the head itself
-    node = layouts.struct("xa_node")
-    shift_f, slots_f = node.field("shift"), node.field("slots")
-    nslots = slots_f.array_len or 64
-    out: dict[int, int] = {}
-    todo = [(head - 2, 0)]
-    while todo and len(out) < limit:
-        addr, base = todo.pop()
-        raw = mem.read(addr, slots_f.offset + slots_f.size)
-        shift = raw[shift_f.offset]
-        for i in range(nslots):
-            at = slots_f.offset + 8 * i
-            entry = int.from_bytes(raw[at : at + 8], order)
-            if entry == 0 or (entry & 3 == 2 and entry <= 4096):
-                continue  # empty, or a retry/sibling marker
-            index = base + (i << shift)
-            if xa_is_node(entry) and shift > 0:
-                todo.append((entry - 2, index))
-            elif entry & 3 == 0:
-                out[index] = entry
-    return out
-
+from pyvcore.layout import LayoutError, Layouts
+from pyvcore.pagetable import Geometry, KernelPageTable, PhysRead
+from pyvcore.ppc64 import (  # noqa: F401  (re-exported: the names pv-* output uses)
+    GUEST_MODES,
+    HWTHREAD_STATES,
+    KERNEL_BASE,
+    MSR_DR,
+    MSR_HV,
+    MSR_IR,
+    MSR_LE,
+    MSR_SF,
+    NAPPING,
+    REAL_ADDRESS_MASK,
+    VCORE_STATES,
+    VCPU_STATES,
+    VMALLOC_START,
+    ThreadRegs,
+    bswap64,
+    is_kernel_pointer,
+    is_linear,
+    linear_to_phys,
+    name_of,
+    normalise_msr,
+    thread_list,
+)
+from pyvcore.readplan import MAX_PACKET_BYTES, ByteOrder, Memory, Plan, ReadError
+from pyvcore.snapshot import HSTATE_FIELDS, VCORE_FIELDS, build_snapshot
+from pyvcore.walk import WalkError, kvm_vcores, vm_list, xarray_entries  # noqa: F401
 
 # ------------------------------------------------------------------ the kernel
-HSTATE_FIELDS = ("in_guest", "napping", "hwthread_req", "hwthread_state", "ptid", "kvm_vcpu", "kvm_vcore")
-# Fields some kernels have: shown in pv-paca, not part of the snapshot contract.
+# Fields some kernels have: shown in pv-paca, not part of the snapshot.
 HSTATE_EXTRA = ("host_ipi", "fake_suspend", "kvm_split_mode", "saved_xirr", "dec_expires")
-VCORE_FIELDS = (
-    "n_runnable",
-    "num_threads",
-    "napping_threads",
-    "first_vcpuid",
-    "pcpu",
-    "vcore_state",
-    "in_guest",
-)
-VCORE_OPTIONAL = (
+VCORE_READ_OPTIONAL = (
     "runner",
     "kvm",
     "n_woken",
@@ -363,7 +95,7 @@ class KernelLayout:
 
     def __post_init__(self) -> None:
         L = self.layouts
-        self.order = "little" if self.little_endian else "big"
+        self.order: ByteOrder = "little" if self.little_endian else "big"
         try:
             self.paca = L.struct("paca_struct")
             self.hstate = L.struct("kvmppc_host_state")
@@ -391,7 +123,7 @@ class KernelLayout:
         self.paca_plan = Plan.build(
             self.paca, ["paca_index", "hw_cpu_id", *hs], hs_extra, merge_gap=MAX_PACKET_BYTES
         )
-        self.vcore_plan = Plan.build(self.vcore, [*VCORE_FIELDS, self.entry_exit], VCORE_OPTIONAL)
+        self.vcore_plan = Plan.build(self.vcore, [*VCORE_FIELDS, self.entry_exit], VCORE_READ_OPTIONAL)
         self.vcpu_plan = Plan.build(self.vcpu, VCPU_FIELDS, VCPU_OPTIONAL)
         self.kvm_plan: Plan | None = None
         if L.has_struct("kvm"):
@@ -399,12 +131,6 @@ class KernelLayout:
                 self.kvm_plan = Plan.build(L.struct("kvm"), KVM_ARCH_FIELDS, KVM_ARCH_OPTIONAL)
             except LayoutError:
                 self.kvm_plan = None
-
-    def describe(self) -> str:
-        return (
-            f"{self.paca_array}, {self.entry_exit} -> variant {self.variant}, "
-            f"layouts from {self.layouts.origin}"
-        )
 
 
 # ------------------------------------------------------------------ snapshot
@@ -422,9 +148,46 @@ class ThreadRow:
         return self.fields.get(f"kvm_hstate.{name}")
 
 
+# Where the kernel passes the vcore (or a vcpu) in a register at a function's
+# entry (ELFv2: arguments in r3, r4, ...).  arch/powerpc/kvm/book3s_hv.c
+# (v6.12): `static noinline void kvmppc_run_core(struct kvmppc_vcore *vc)`,
+# `static void kvmppc_start_thread(struct kvm_vcpu *vcpu, struct
+# kvmppc_vcore *vc)` (vcpu is NULL for a thread started with no vcpu).
+ENTRY_ARGUMENTS: dict[str, dict[str, str]] = {
+    "kvmppc_run_core": {"r3": "vcore"},
+    "kvmppc_start_thread": {"r3": "vcpu", "r4": "vcore"},
+}
+
+
+@dataclass
+class Hints:
+    """Objects the stop itself names (function arguments), with where they came from."""
+
+    vcores: list[tuple[int, str]] = field(default_factory=list)
+    vcpus: list[tuple[int, str]] = field(default_factory=list)
+
+    @classmethod
+    def from_entry(cls, function: str, regs: ThreadRegs | None) -> Hints:
+        """The arguments of ``function`` (a key of ENTRY_ARGUMENTS) in the stopping thread's registers."""
+        hints = cls()
+        if regs is None:
+            return hints
+        for reg, what in ENTRY_ARGUMENTS.get(function, {}).items():
+            value = getattr(regs, reg)
+            if value:  # NULL (kvmppc_start_thread without a vcpu) names nothing
+                (hints.vcores if what == "vcore" else hints.vcpus).append(
+                    (int(value), f"{reg} at {function}")
+                )
+        return hints
+
+
 @dataclass
 class Reading:
-    """The result of one pass over the target: snapshot + what pv-* commands show."""
+    """The result of one pass over the target: snapshot + what pv-* commands show.
+
+    ``vcore_from`` says, per vcore address, where it was found (a PACA's
+    ``kvm_hstate.kvm_vcore``, a function argument such as ``r3 at
+    kvmppc_run_core``, a vcpu's ``arch.vcore``, or ``vm_list``)."""
 
     snapshot: dict[str, Any]
     rows: list[ThreadRow]
@@ -432,70 +195,108 @@ class Reading:
     vcpus: dict[int, dict[str, Any]]
     kvm: dict[int, dict[str, Any]]
     problems: list[str]
+    vcore_from: dict[int, str] = field(default_factory=dict)
 
 
-def _u32(buf: bytes, order: str) -> int:
+def _u32(buf: bytes, order: ByteOrder) -> int:
     return int.from_bytes(buf[:4], order)
 
 
-def _u64(buf: bytes, order: str) -> int:
+def _u64(buf: bytes, order: ByteOrder) -> int:
     return int.from_bytes(buf[:8], order)
 
 
 class SnapshotReader:
-    """Builds contract-2 snapshots from memory + registers; caches what never changes."""
+    """Builds snapshots from memory + registers; caches what never changes after boot."""
 
     def __init__(self, kernel: KernelLayout):
         self.k = kernel
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget cached boot-time values (new connection or new kernel)."""
         self._pacas: dict[int, int] | None = None  # cpu -> PACA address
         self._hw_to_cpu: dict[int, int] = {}  # PIR -> cpu (static after boot)
         self._threads_per_core: int | None = None
         self._linear_end: int | None = None
+        self._tb_freq: int | None = None
+        self._geometry: Geometry | None = None
         self._kvm_cache: dict[int, dict[str, Any]] = {}
 
-    def reset(self) -> None:
-        """Forget cached boot-time values (new connection or new kernel)."""
-        self._pacas = None
-        self._hw_to_cpu = {}
-        self._threads_per_core = None
-        self._linear_end = None
-        self._kvm_cache = {}
-
     # -- boot-time constants (read once per connection)
+    def _int_symbol(self, mem: Memory, name: str, size: int, signed: bool = False) -> int | None:
+        addr = self.k.symbol(name)
+        if addr is None:
+            return None
+        return int.from_bytes(mem.read(addr, size), self.k.order, signed=signed)
+
     def threads_per_core(self, mem: Memory) -> int:
         if self._threads_per_core is None:
-            addr = self.k.symbol("threads_per_core")
-            value = 0
-            if addr is not None:
-                value = int.from_bytes(mem.read(addr, 4), self.k.order, signed=True)
+            value = self._int_symbol(mem, "threads_per_core", 4, signed=True) or 0
             self._threads_per_core = value if 0 < value <= 8 else 0
         return self._threads_per_core
+
+    def tb_freq(self, mem: Memory) -> int | None:
+        """``ppc_tb_freq`` (Hz; arch/powerpc/kernel/time.c), set at boot from the device tree."""
+        if self._tb_freq is None:
+            try:
+                value = self._int_symbol(mem, "ppc_tb_freq", 8)
+            except ReadError:
+                value = None
+            if value and 0 < value < 1 << 40:
+                self._tb_freq = value
+        return self._tb_freq
 
     def linear_end(self, mem: Memory) -> int:
         """``high_memory``: end of the linear map (cached; VMALLOC_START if unknown)."""
         if self._linear_end is None:
-            addr = self.k.symbol("high_memory")
-            value = 0
-            if addr is not None:
-                try:
-                    value = _u64(mem.read(addr, 8), self.k.order)
-                except ReadError:
-                    value = 0
+            try:
+                value = self._int_symbol(mem, "high_memory", 8) or 0
+            except ReadError:
+                value = 0
             self._linear_end = value if KERNEL_BASE < value <= VMALLOC_START else VMALLOC_START
         return self._linear_end
+
+    def page_table(self, mem: Memory, read_phys: PhysRead) -> KernelPageTable:
+        """The kernel's own page table (``swapper_pg_dir``, = ``init_mm.pgd``) for
+        vmalloc/module addresses, read physically.  Geometry from the kernel's
+        run-time index sizes and ``mmu_psize_defs[mmu_virtual_psize].shift``
+        (arch/powerpc/mm/book3s64/hash_utils.c); KernelError if unknown."""
+        if self._geometry is None:
+            self._geometry = self._read_geometry(mem)
+        root = self.k.symbol("swapper_pg_dir")
+        if root is None:
+            raise KernelError("no swapper_pg_dir symbol: cannot walk the kernel page table")
+        return KernelPageTable(read_phys, linear_to_phys(root), self._geometry)
+
+    def _read_geometry(self, mem: Memory) -> Geometry:
+        sizes = []
+        for level in ("pgd", "pud", "pmd", "pte"):
+            value = self._int_symbol(mem, f"__{level}_index_size", 8)
+            if value is None:
+                raise KernelError(f"no __{level}_index_size symbol: not a Book3S-64 kernel?")
+            sizes.append(value)
+        psize = self._int_symbol(mem, "mmu_virtual_psize", 4, signed=True)
+        defs = self.k.symbol("mmu_psize_defs")
+        if psize is None or defs is None or not self.k.layouts.has_struct("mmu_psize_def"):
+            raise KernelError("no mmu_psize_defs/mmu_virtual_psize: page size unknown")
+        d = self.k.layouts.struct("mmu_psize_def")
+        shift_f = d.field("shift")
+        shift = int.from_bytes(mem.read(defs + psize * d.size + shift_f.offset, 4), self.k.order)
+        try:
+            return Geometry(sizes[0], sizes[1], sizes[2], sizes[3], page_shift=shift)
+        except ValueError as e:
+            raise KernelError(f"kernel page table: {e} (not set up yet?)") from None
 
     def paca_addresses(self, mem: Memory) -> dict[int, int]:
         """cpu -> PACA address, from ``paca_ptrs[]`` (or the old ``paca`` array)."""
         if self._pacas is not None:
             return self._pacas
         order = self.k.order
-        nr_sym = self.k.symbol("nr_cpu_ids")
-        nr = _u32(mem.read(nr_sym, 4), order) if nr_sym is not None else 0
+        nr = self._int_symbol(mem, "nr_cpu_ids", 4) or 0
         if not 0 < nr <= 8192:
             raise KernelError(f"nr_cpu_ids reads {nr}: kernel memory not readable yet?")
-        base_sym = self.k.symbol(self.k.paca_array)
-        assert base_sym is not None
-        base = _u64(mem.read(base_sym, 8), order)
+        base = self._int_symbol(mem, self.k.paca_array, 8) or 0
         if not is_kernel_pointer(base):
             raise KernelError(f"{self.k.paca_array} = {base:#x}: not set up yet (early boot?)")
         out: dict[int, int] = {}
@@ -537,129 +338,36 @@ class SnapshotReader:
 
     # -- the whole core
     def read(
-        self, mem: Memory, regs: list[ThreadRegs], stop: str | None = None, with_kvm: bool = True
+        self,
+        mem: Memory,
+        regs: list[ThreadRegs],
+        stop: str | None = None,
+        with_kvm: bool = True,
+        hints: Hints | None = None,
+        stopper: int | None = None,
     ) -> Reading:
+        """One pass: every thread's PACA, the vcores (from the PACAs, ``hints``
+        and, when neither has one, ``vm_list``), their vcpus and VM.
+        ``stopper`` is the gdb thread number that hit the stop (its timebase is
+        the stop's ``tb``).  Unreadable parts become ``problems``, never an
+        exception, except a kernel whose PACAs cannot be found (KernelError)."""
         problems: list[str] = []
-        pacas = self.paca_addresses(mem)
-        rows: list[ThreadRow] = []
-        for r in regs:
-            row = ThreadRow(regs=r)
-            rows.append(row)
-            if r.error:
-                row.error = r.error
-            cpu = self._hw_to_cpu.get(r.pir) if r.pir is not None else None
-            if cpu is not None:
-                row.cpu, row.paca = cpu, pacas.get(cpu)
-        # PIRs not seen before: read PACAs until every thread is matched
-        # ($pir == paca->hw_cpu_id).  Afterwards the map is cached.
-        unmatched = [row for row in rows if row.cpu is None and row.regs.pir is not None]
-        if unmatched:
-            for cpu, addr in sorted(pacas.items()):
-                if cpu in self._hw_to_cpu.values():
-                    continue
-                try:
-                    f = self.read_paca(mem, addr)
-                except ReadError as e:
-                    problems.append(f"cpu {cpu}: PACA at {addr:#x} unreadable: {e}")
-                    continue
-                hw = f.get("hw_cpu_id")
-                if hw is None:
-                    continue
-                self._hw_to_cpu[int(hw)] = cpu
-                for row in unmatched:
-                    if row.regs.pir == hw:
-                        row.cpu, row.paca, row.fields = cpu, addr, f
-                if all(row.cpu is not None for row in unmatched):
-                    break
-        for row in rows:
-            if row.cpu is None:
-                if row.regs.pir is None:
-                    row.error = row.error or "no $pir register (not a POWER gdbstub?)"
-                else:
-                    row.error = row.error or (f"no PACA has hw_cpu_id == $pir {row.regs.pir:#x}")
-                problems.append(f"gdb thread {row.regs.gdb_thread}: {row.error}")
-                continue
-            if not row.fields and row.paca is not None:
-                try:
-                    row.fields = self.read_paca(mem, row.paca)
-                except ReadError as e:
-                    row.error = f"PACA at {row.paca:#x} unreadable: {e}"
-                    problems.append(f"cpu {row.cpu}: {row.error}")
-            if row.regs.in_opal:
-                problems.append(
-                    f"cpu {row.cpu}: inside OPAL firmware (big-endian, pc {row.regs.pc or 0:#x}); "
-                    f"registers byte-swapped back, PACA read from memory"
-                )
-        rows.sort(key=lambda row: (row.cpu is None, row.cpu or 0, row.regs.gdb_thread))
-
-        # vcores and vcpus reachable from the PACAs
-        vcore_addrs: list[int] = []
-        vcpu_addrs: list[int] = []
-
-        def want(addr: Any, into: list[int], what: str, where: str) -> None:
-            if not addr:
-                return
-            if not is_kernel_pointer(int(addr)):
-                problems.append(f"{where}: {what} = {int(addr):#x} is not a kernel address (garbage?)")
-                return
-            if addr not in into:
-                into.append(int(addr))
-
+        rows = self._match_threads(mem, regs, problems)
+        found = _Found(problems)
         for row in rows:
             if row.fields:
-                want(row.hstate("kvm_vcore"), vcore_addrs, "kvm_hstate.kvm_vcore", f"cpu {row.cpu}")
-                want(row.hstate("kvm_vcpu"), vcpu_addrs, "kvm_hstate.kvm_vcpu", f"cpu {row.cpu}")
-        vcores: dict[int, dict[str, Any]] = {}
-        vcpus: dict[int, dict[str, Any]] = {}
-        i = 0
-        while i < len(vcore_addrs):
-            addr = vcore_addrs[i]
-            i += 1
-            try:
-                vc = self.read_vcore(mem, addr)
-            except ReadError as e:
-                problems.append(f"struct kvmppc_vcore at {addr:#x} unreadable: {e}")
-                continue
-            vcores[addr] = vc
-            want(vc.get("runner"), vcpu_addrs, "runner", f"vcore {addr:#x}")
-            for p in vc.get("runnable_threads") or []:
-                want(p, vcpu_addrs, "runnable_threads[]", f"vcore {addr:#x}")
-        for addr in vcpu_addrs:
-            try:
-                v = self.read_vcpu(mem, addr)
-            except ReadError as e:
-                problems.append(f"struct kvm_vcpu at {addr:#x} unreadable: {e}")
-                continue
-            vcpus[addr] = v
-            owner = v.get("arch.vcore")
-            if owner and owner not in vcores:
-                if is_kernel_pointer(owner):
-                    try:
-                        vcores[owner] = self.read_vcore(mem, owner)
-                    except ReadError as e:
-                        problems.append(f"struct kvmppc_vcore at {owner:#x} unreadable: {e}")
-                else:
-                    problems.append(f"vcpu {addr:#x}: arch.vcore = {owner:#x} is not a kernel address")
-        kvms: dict[int, dict[str, Any]] = {}
-        if with_kvm and self.k.kvm_plan is not None:
-            for vc in vcores.values():
-                kaddr = vc.get("kvm")
-                if not kaddr or kaddr in kvms:
-                    continue
-                if not is_kernel_pointer(kaddr):
-                    problems.append(f"vcore kvm = {kaddr:#x} is not a kernel address")
-                    continue
-                try:
-                    kvms[kaddr] = self.read_kvm_cached(mem, kaddr)
-                except ReadError as e:
-                    problems.append(
-                        f"struct kvm at {kaddr:#x} unreadable: {e.why}"
-                        + (
-                            ""
-                            if is_linear(kaddr, self._linear_end or VMALLOC_START)
-                            else " (vmalloc space: needs a thread in host virtual mode)"
-                        )
-                    )
+                found.vcore(
+                    row.hstate("kvm_vcore"), "kvm_hstate.kvm_vcore", f"cpu {row.cpu}: kvm_hstate.kvm_vcore"
+                )
+                found.vcpu(row.hstate("kvm_vcpu"), f"cpu {row.cpu}: kvm_hstate.kvm_vcpu")
+        for addr, source in (hints or Hints()).vcores:
+            found.vcore(addr, source, source)
+        for addr, source in (hints or Hints()).vcpus:
+            found.vcpu(addr, source)
+        vcores, vcpus = self._read_vcores_and_vcpus(mem, found)
+        if not vcores:
+            self._vcores_from_vm_list(mem, found, vcores)
+        kvms = self._read_kvms(mem, vcores, problems) if with_kvm else {}
         if not vcores:
             self._explain_no_vm(mem, problems)
         tpc = 0
@@ -667,19 +375,165 @@ class SnapshotReader:
             tpc = self.threads_per_core(mem)
         except ReadError as e:
             problems.append(f"threads_per_core unreadable: {e}")
-        snap = self.snapshot_dict(rows, vcores, vcpus, kvms, tpc or len(rows), stop)
-        return Reading(snap, rows, vcores, vcpus, kvms, problems)
+        tb_freq = None
+        try:
+            tb_freq = self.tb_freq(mem)
+        except ReadError as e:
+            problems.append(f"ppc_tb_freq unreadable: {e}")
+        snap = build_snapshot(
+            self.k,
+            rows,
+            vcores,
+            vcpus,
+            kvms,
+            threads_per_core=tpc or len(rows),
+            stop=stop,
+            tb_freq=tb_freq,
+            stopper=stopper,
+            vcore_from=found.vcore_from,
+        )
+        return Reading(snap, rows, vcores, vcpus, kvms, problems, dict(found.vcore_from))
+
+    def _match_threads(self, mem: Memory, regs: list[ThreadRegs], problems: list[str]) -> list[ThreadRow]:
+        """One row per gdb thread, matched to its Linux cpu by ``$pir == paca->hw_cpu_id``."""
+        pacas = self.paca_addresses(mem)
+        rows: list[ThreadRow] = []
+        for r in regs:
+            row = ThreadRow(regs=r, error=r.error)
+            rows.append(row)
+            cpu = self._hw_to_cpu.get(r.pir) if r.pir is not None else None
+            if cpu is not None:
+                row.cpu, row.paca = cpu, pacas.get(cpu)
+        # PIRs not seen before: read PACAs until every thread is matched.
+        # Afterwards the map is cached.
+        unmatched = [row for row in rows if row.cpu is None and row.regs.pir is not None]
+        for cpu, addr in sorted(pacas.items()) if unmatched else ():
+            if cpu in self._hw_to_cpu.values():
+                continue
+            try:
+                f = self.read_paca(mem, addr)
+            except ReadError as e:
+                problems.append(f"cpu {cpu}: PACA at {addr:#x} unreadable: {e}")
+                continue
+            hw = f.get("hw_cpu_id")
+            if hw is None:
+                continue
+            self._hw_to_cpu[int(hw)] = cpu
+            for row in unmatched:
+                if row.regs.pir == hw:
+                    row.cpu, row.paca, row.fields = cpu, addr, f
+            if all(row.cpu is not None for row in unmatched):
+                break
+        for row in rows:
+            self._read_row(mem, row, problems)
+        rows.sort(key=lambda row: (row.cpu is None, row.cpu or 0, row.regs.gdb_thread))
+        return rows
+
+    def _read_row(self, mem: Memory, row: ThreadRow, problems: list[str]) -> None:
+        if row.cpu is None:
+            if row.regs.pir is None:
+                row.error = row.error or "no $pir register (not a POWER gdbstub?)"
+            else:
+                row.error = row.error or f"no PACA has hw_cpu_id == $pir {row.regs.pir:#x}"
+            problems.append(f"gdb thread {row.regs.gdb_thread}: {row.error}")
+            return
+        if not row.fields and row.paca is not None:
+            try:
+                row.fields = self.read_paca(mem, row.paca)
+            except ReadError as e:
+                row.error = f"PACA at {row.paca:#x} unreadable: {e}"
+                problems.append(f"cpu {row.cpu}: {row.error}")
+        if row.regs.in_opal:
+            problems.append(
+                f"cpu {row.cpu}: inside OPAL firmware (big-endian, pc {row.regs.pc or 0:#x}); "
+                f"registers byte-swapped back, PACA read from memory"
+            )
+
+    def _read_vcores_and_vcpus(
+        self, mem: Memory, found: _Found
+    ) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+        """Every vcore found so far, their runner and runnable_threads[], every
+        vcpu found, and each vcpu's own ``arch.vcore``."""
+        vcores: dict[int, dict[str, Any]] = {}
+        vcpus: dict[int, dict[str, Any]] = {}
+        i = 0
+        while i < len(found.vcores):
+            addr = found.vcores[i]
+            i += 1
+            self._read_one_vcore(mem, addr, found, vcores)
+        for addr in found.vcpus:
+            try:
+                v = self.read_vcpu(mem, addr)
+            except ReadError as e:
+                found.problems.append(f"struct kvm_vcpu at {addr:#x} unreadable: {e}")
+                continue
+            vcpus[addr] = v
+            owner = v.get("arch.vcore")
+            if (
+                owner
+                and owner not in vcores
+                and found.vcore(owner, "kvm_vcpu.arch.vcore", f"vcpu {addr:#x}: arch.vcore")
+            ):
+                self._read_one_vcore(mem, owner, found, vcores, follow=False)
+        return vcores, vcpus
+
+    def _read_one_vcore(
+        self, mem: Memory, addr: int, found: _Found, vcores: dict[int, dict[str, Any]], follow: bool = True
+    ) -> None:
+        try:
+            vc = self.read_vcore(mem, addr)
+        except ReadError as e:
+            found.problems.append(f"struct kvmppc_vcore at {addr:#x} unreadable: {e}")
+            return
+        vcores[addr] = vc
+        if follow:
+            found.vcpu(vc.get("runner"), f"vcore {addr:#x}: runner")
+            for p in vc.get("runnable_threads") or []:
+                found.vcpu(p, f"vcore {addr:#x}: runnable_threads[]")
+
+    def _vcores_from_vm_list(self, mem: Memory, found: _Found, vcores: dict[int, dict[str, Any]]) -> None:
+        """No PACA and no argument names a vcore: every VM on kvm.ko's ``vm_list``,
+        and of their ``arch.vcores[]`` those that are not INACTIVE (0)."""
+        head = self.k.symbol("vm_list")
+        if head is None or not self.k.layouts.has_struct("kvm"):
+            return
+        try:
+            for kvm in vm_list(mem, self.k.layouts, head, self.k.order):
+                for addr in kvm_vcores(mem, self.k.layouts, kvm, self.k.order).values():
+                    vc = self.read_vcore(mem, addr)
+                    if vc.get("vcore_state"):
+                        vcores[addr] = vc
+                        found.vcore_from[addr] = "vm_list"
+        except (ReadError, WalkError, LayoutError) as e:
+            found.problems.append(f"vm_list unreadable: {e}")
+
+    def _read_kvms(
+        self, mem: Memory, vcores: dict[int, dict[str, Any]], problems: list[str]
+    ) -> dict[int, dict[str, Any]]:
+        kvms: dict[int, dict[str, Any]] = {}
+        if self.k.kvm_plan is None:
+            return kvms
+        for vc in vcores.values():
+            kaddr = vc.get("kvm")
+            if not kaddr or kaddr in kvms:
+                continue
+            if not is_kernel_pointer(kaddr):
+                problems.append(f"vcore kvm = {kaddr:#x} is not a kernel address")
+                continue
+            try:
+                kvms[kaddr] = self.read_kvm_cached(mem, kaddr)
+            except ReadError as e:
+                where = "" if is_linear(kaddr, self._linear_end or VMALLOC_START) else " (vmalloc space)"
+                problems.append(f"struct kvm at {kaddr:#x} unreadable: {e.why}{where}")
+        return kvms
 
     def _explain_no_vm(self, mem: Memory, problems: list[str]) -> None:
-        """No PACA points at a vcore: say whether any HV guest exists at all.
+        """No vcore found: say whether any HV guest exists at all.
 
         ``hv_vm_count`` (book3s_hv_builtin.c, in vmlinux) counts VMs of kvm-hv;
         it is 0 when kvm-hv is not loaded or no guest was created yet."""
-        addr = self.k.symbol("hv_vm_count")
-        if addr is None:
-            return
         try:
-            count = int.from_bytes(mem.read(addr, 4), self.k.order, signed=True)
+            count = self._int_symbol(mem, "hv_vm_count", 4, signed=True)
         except ReadError:
             return
         if count == 0:
@@ -687,92 +541,33 @@ class SnapshotReader:
                 "kvm-hv: no HV guest exists (hv_vm_count = 0): kvm-hv not loaded or no VM created yet"
             )
 
-    def snapshot_dict(
-        self,
-        rows: list[ThreadRow],
-        vcores: dict[int, dict[str, Any]],
-        vcpus: dict[int, dict[str, Any]],
-        kvms: dict[int, dict[str, Any]],
-        threads_per_core: int,
-        stop: str | None,
-    ) -> dict[str, Any]:
-        """Contract 2: the snapshot JSON object (kernel field names, pointers as ints)."""
-        snap: dict[str, Any] = {"variant": self.k.variant, "threads_per_core": threads_per_core}
-        if stop:
-            snap["stop"] = stop
-        threads = []
-        for row in rows:
-            if row.cpu is None or not row.fields:
-                continue
-            t: dict[str, Any] = {
-                "cpu": int(row.fields.get("paca_index", row.cpu)),
-                "hw_cpu_id": int(row.fields.get("hw_cpu_id", row.regs.pir or 0)),
-                "kvm_hstate": {n: int(row.hstate(n) or 0) for n in HSTATE_FIELDS},
-            }
-            for reg in ("lpidr", "sdr1", "hdec"):
-                value = getattr(row.regs, reg)
-                if value is not None:
-                    t[reg] = int(value)
-            threads.append(t)
-        snap["threads"] = threads
-        snap["vcores"] = []
-        for addr, vc in vcores.items():
-            d: dict[str, Any] = {"addr": addr}
-            for n in (*VCORE_FIELDS, self.k.entry_exit, "runner", "n_woken", "nap_count", "kvm"):
-                if n in vc:
-                    d[n] = int(vc[n])
-            snap["vcores"].append(d)
-        snap["vcpus"] = []
-        for addr, v in vcpus.items():
-            d = {
-                "addr": addr,
-                "vcpu_id": int(v["vcpu_id"]),
-                "vcore": int(v["arch.vcore"]),
-                "ptid": int(v["arch.ptid"]),
-                "cpu": int(v["cpu"]),
-            }
-            for key, path in (
-                ("thread_cpu", "arch.thread_cpu"),
-                ("state", "arch.state"),
-                ("ceded", "arch.ceded"),
-            ):
-                if path in v:
-                    d[key] = int(v[path])
-            snap["vcpus"].append(d)
-        if kvms:
-            k = next(iter(kvms.values()))
-            kd: dict[str, Any] = {"lpid": int(k.get("arch.lpid", 0)), "sdr1": int(k.get("arch.sdr1", 0))}
-            for key in ("host_lpid", "host_sdr1"):
-                if f"arch.{key}" in k:
-                    kd[key] = int(k[f"arch.{key}"])
-            snap["kvm"] = kd
-        return snap
 
+class _Found:
+    """Addresses to read, in the order found, with where each vcore came from."""
 
-# ELFv2 (ppc64le) global entry prologues of a C function, setting up the TOC
-# pointer r2 from the entry address in r12: vmlinux uses `addis r2,r12,hi;
-# addi r2,r2,lo`; modules (large code model) `ld r2,-8(r12); add r2,r2,r12`.
-_ADDIS_R2_R12 = 0x3C4C0000
-_ADDI_R2_R2 = 0x38420000
-_LD_R2_R12 = 0xE84C0000
-_ADD_R2_R2_R12 = 0x7C426214
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        self.vcores: list[int] = []
+        self.vcpus: list[int] = []
+        self.vcore_from: dict[int, str] = {}
 
+    def _ok(self, addr: Any, where: str) -> bool:
+        if not addr:
+            return False
+        if not is_kernel_pointer(int(addr)):
+            self.problems.append(f"{where} = {int(addr):#x} is not a kernel address (garbage?)")
+            return False
+        return True
 
-def elfv2_local_entry_offset(code: bytes) -> int:
-    """Offset of a function's local entry from its symbol, given its first 8 bytes.
+    def vcore(self, addr: Any, source: str, where: str) -> bool:
+        if not self._ok(addr, where):
+            return False
+        addr = int(addr)
+        if addr not in self.vcores:
+            self.vcores.append(addr)
+            self.vcore_from[addr] = source
+        return True
 
-    8 when the code starts with an ELFv2 global-entry TOC set-up (callers that
-    share the TOC branch past it, so a breakpoint on the symbol is never hit),
-    else 0 (real-mode asm labels, functions without a TOC).
-
-    >>> elfv2_local_entry_offset(bytes.fromhex("f8ff4ce81462427c"))  # ld r2,-8(r12); add r2,r2,r12
-    8
-    """
-    if len(code) < 8:
-        return 0
-    first, second = struct.unpack_from("<II", code)
-    if (first & 0xFFFF0000) == _ADDIS_R2_R12 and (second & 0xFFFF0000) == _ADDI_R2_R2:
-        return 8
-    if (first & 0xFFFF0000) == _LD_R2_R12 and second == _ADD_R2_R2_R12:
-        return 8
-    return 0
+    def vcpu(self, addr: Any, where: str) -> None:
+        if self._ok(addr, where) and int(addr) not in self.vcpus:
+            self.vcpus.append(int(addr))

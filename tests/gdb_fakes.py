@@ -31,6 +31,7 @@ MSR_HOST = 0x9000_0000_0000_1033  # SF HV ME IR DR RI LE
 MSR_HV_REAL = 0x9000_0000_0000_1001  # SF HV ME LE, MMU off
 MSR_GUEST = 0x8000_0000_0000_1033  # SF ME IR DR RI LE, HV=0
 MSR_OPAL = 0x9000_0000_0000_1000  # SF HV ME, big-endian
+TB_FREQ = 512_000_000  # POWER8 timebase, Hz
 
 
 def recorded() -> dict[str, Any]:
@@ -57,6 +58,35 @@ class RecordedSource:
 
     def symbol(self, name: str) -> int | None:
         return self.data["symbols"].get(name)
+
+
+def pre_xarray(data: dict[str, Any], max_vcpus: int = 2048) -> dict[str, Any]:
+    """The recorded 6.12 layouts turned into a kernel from before c5b077549136
+    ("KVM: Convert the kvm->vcpus array to a xarray", v5.16): ``struct kvm``
+    has ``struct kvm_vcpu *vcpus[KVM_MAX_VCPUS]`` where ``vcpu_array`` was."""
+    d = copy.deepcopy(data)
+    kvm = d["by_name"]["kvm"]
+    for m in kvm["members"]:
+        if m["name"] == "vcpu_array":
+            m.update(
+                name="vcpus",
+                kind="array",
+                type="struct kvm_vcpu *[2048]",
+                size=8 * max_vcpus,
+                array_len=max_vcpus,
+                elem_size=8,
+                inner_kind="ptr",
+                type_id=0,
+            )
+    # the array is bigger than the xarray: move every later member up
+    at = next(m for m in kvm["members"] if m["name"] == "vcpus")
+    grow = 8 * max_vcpus - 16
+    for m in kvm["members"]:
+        if m["offset"] > at["offset"]:
+            m["offset"] += grow
+            m["bit_offset"] += 8 * grow
+    kvm["size"] += grow
+    return d
 
 
 def seed_like(data: dict[str, Any]) -> dict[str, Any]:
@@ -106,6 +136,7 @@ class FakeHost:
         sym = self.source.symbol
         self.put_int(sym("nr_cpu_ids"), 4, threads)
         self.put_int(sym("threads_per_core"), 4, threads)
+        self.put_int(sym("ppc_tb_freq"), 8, TB_FREQ)
         paca_size = self.layouts.struct("paca_struct").size
         self.pacas = []
         if self.kernel.paca_array == "paca_ptrs":
@@ -129,6 +160,8 @@ class FakeHost:
                 lpidr=HOST_LPID,
                 sdr1=HOST_SDR1,
                 hdec=0x7FFFFFFF,
+                dpdes=0,
+                tb=0x1_0000_0000 + cpu,
             )
             for cpu in range(threads)
         ]

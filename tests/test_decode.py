@@ -10,7 +10,9 @@ from gdb_fakes import (
     HOST_SDR1,
     KVM,
     MSR_GUEST,
+    MSR_HOST,
     MSR_OPAL,
+    TB_FREQ,
     VCORE,
     FakeHost,
     RecordedSource,
@@ -70,6 +72,8 @@ def test_seed_kernel_detected_from_layout():
 def test_all_scenario_snapshot():
     host = FakeHost()
     host.vm([0, 1, 2, 3])
+    host.put("kvmppc_vcore", VCORE, {"dpdes": 0b100})  # a doorbell pending for virtual thread 2
+    host.regs[1].dpdes = 0b1
     r = host.kernel_reader().read(host.mem, host.regs, stop="test")
     s = r.snapshot
     assert r.problems == []
@@ -81,6 +85,12 @@ def test_all_scenario_snapshot():
         assert t["kvm_hstate"]["kvm_vcpu"] == host.vcpu_addr(n)
         assert t["kvm_hstate"]["kvm_vcore"] == VCORE
         assert t["lpidr"] == 1
+        assert t["pc"] == 0xC000_0000_0000_1000 and t["msr"] == MSR_HOST and t["hdec"] == 0x7FFFFFFF
+        assert t["dpdes"] == (1 if n == 1 else 0)
+    assert s["version"] == 2 and s["tb_freq"] == TB_FREQ
+    assert s["tb"] == 0x1_0000_0000  # no stopping thread given: the first thread's
+    assert s["vcore_from"] == ["kvm_hstate.kvm_vcore"]
+    assert host.kernel_reader().read(host.mem, host.regs, stopper=3).snapshot["tb"] == 0x1_0000_0002
     (vc,) = s["vcores"]
     assert vc == {
         "addr": VCORE,
@@ -94,6 +104,7 @@ def test_all_scenario_snapshot():
         "entry_exit_map": 0xF,
         "runner": host.vcpu_addr(0),
         "kvm": KVM,
+        "dpdes": 0b100,
     }
     assert sorted(v["vcpu_id"] for v in s["vcpus"]) == [0, 1, 2, 3]
     for v in s["vcpus"]:
@@ -251,55 +262,3 @@ def test_idle_host_with_a_vm_is_not_called_unloaded():
     host.put_int(host.source.symbol("hv_vm_count"), 4, 1)
     r = host.kernel_reader().read(host.mem, host.regs)
     assert r.problems == []
-
-
-def test_xarray_of_vcpus():
-    from gdb_fakes import KVM
-
-    from pyvcore.decode import xarray_entries
-
-    host = FakeHost()
-    host.vm([0, 1, 2, 3])
-    xa = KVM + host.layouts.struct("kvm").field("vcpu_array").offset
-    node = 0xC000_0000_0600_0000
-    host.alloc("xa_node", node)
-    host.put(
-        "xa_node", node, {"shift": 0, "count": 4, "slots": [host.vcpu_addr(i) for i in range(4)] + [0] * 60}
-    )
-    host.put_int(xa + host.layouts.struct("xarray").field("xa_head").offset, 8, node | 2)
-    assert xarray_entries(host.mem, host.layouts, xa, "little") == {i: host.vcpu_addr(i) for i in range(4)}
-    # one vcpu: the entry sits in xa_head itself
-    host.put_int(xa + 8, 8, host.vcpu_addr(1))
-    assert xarray_entries(host.mem, host.layouts, xa, "little") == {0: host.vcpu_addr(1)}
-    host.put_int(xa + 8, 8, 0)
-    assert xarray_entries(host.mem, host.layouts, xa, "little") == {}
-
-
-# -- ELFv2 local entry (pv-watch plants C-function breakpoints there) ----------
-
-
-def _words(*insns: int) -> bytes:
-    import struct
-
-    return struct.pack(f"<{len(insns)}I", *insns)
-
-
-def test_local_entry_of_a_module_function_skips_the_large_model_toc_setup():
-    # kvm-hv.ko's kvmppc_run_core starts `ld r2,-8(r12); add r2,r2,r12`.
-    from pyvcore.decode import elfv2_local_entry_offset
-
-    assert elfv2_local_entry_offset(_words(0xE84CFFF8, 0x7C426214)) == 8
-
-
-def test_local_entry_of_a_vmlinux_function_skips_addis_addi():
-    from pyvcore.decode import elfv2_local_entry_offset
-
-    assert elfv2_local_entry_offset(_words(0x3C4C0123, 0x38427A00)) == 8
-
-
-def test_asm_labels_and_short_reads_have_no_local_entry():
-    from pyvcore.decode import elfv2_local_entry_offset
-
-    assert elfv2_local_entry_offset(_words(0x7C0802A6, 0xF8010010)) == 0  # mflr r0; std r0,16(r1)
-    assert elfv2_local_entry_offset(_words(0x3C4C0123, 0x7C426214)) == 0  # addis without its addi
-    assert elfv2_local_entry_offset(b"\x00\x01") == 0

@@ -40,7 +40,7 @@ def one_pass() -> tuple[int, int, int]:
     from pyvcore._gdb_plugins import check, session
 
     reading, stats = session.read_state(stop="bench")
-    violations, _ = check.evaluate(reading.snapshot)
+    violations = check.outcome(reading.snapshot).violations
     return len(reading.snapshot["threads"]), len(violations), stats.packets
 
 

@@ -1,0 +1,118 @@
+"""The read plan: which byte ranges of a struct to fetch, and how to decode them.
+
+Every read through QEMU's gdbstub is a round trip, so the fields a snapshot
+needs are grouped into as few ranges as possible (one per struct unless the
+fields are far apart, like ``kvm_vcpu.cpu`` and ``kvm_vcpu.arch.ptid``).
+Works on any :class:`Memory` (``read(addr, size) -> bytes``): fake memory in
+tests, gdb-backed memory inside gdb.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from pyvcore.layout import Field, Struct
+
+# Gaps up to this many bytes are read rather than split into two reads: one
+# gdbstub round trip costs about as much as 1-2 KB of payload.
+MERGE_GAP = 1024
+# QEMU's gdbstub packet size is 4096 hex chars, so gdb reads at most 2048
+# bytes per 'm' packet; a range larger than that costs several round trips.
+MAX_PACKET_BYTES = 2048
+
+
+class ReadError(Exception):
+    """Memory that could not be read (with the address, for the error line)."""
+
+    def __init__(self, addr: int, size: int, why: str = "cannot access memory"):
+        super().__init__(f"{why} at {addr:#x} (+{size})")
+        self.addr = addr
+        self.size = size
+        self.why = why
+
+
+# Byte order of the kernel's memory, as int.from_bytes takes it.
+ByteOrder = Literal["little", "big"]
+
+
+class Memory(Protocol):
+    def read(self, addr: int, size: int) -> bytes: ...
+
+
+def decode_value(f: Field, buf: bytes, at: int, order: ByteOrder) -> Any:
+    """Decode one field from ``buf`` where the field starts at ``at``."""
+    if f.kind == "array":
+        n, es = f.array_len or 0, f.elem_size or 0
+        if f.inner_kind in ("int", "ptr", "enum", "bool") and es in (1, 2, 4, 8):
+            return [
+                int.from_bytes(
+                    buf[at + i * es : at + (i + 1) * es], order, signed=f.signed and f.inner_kind == "int"
+                )
+                for i in range(n)
+            ]
+        return bytes(buf[at : at + f.size])
+    if f.kind in ("struct", "union"):
+        return bytes(buf[at : at + f.size])
+    raw = buf[at : at + f.size]
+    value = int.from_bytes(raw, order, signed=f.signed)
+    if f.bitfield_size:
+        shift = f.bit_offset - (f.offset * 8)
+        value = (int.from_bytes(raw, order) >> shift) & ((1 << f.bitfield_size) - 1)
+    return value
+
+
+@dataclass
+class Plan:
+    """Which fields of one struct to read, grouped into byte ranges."""
+
+    struct: Struct
+    fields: dict[str, Field]
+    ranges: list[tuple[int, int]]
+
+    @classmethod
+    def build(
+        cls, struct: Struct, wanted: Iterable[str], optional: Iterable[str] = (), merge_gap: int = MERGE_GAP
+    ) -> Plan:
+        fields: dict[str, Field] = {}
+        for path in wanted:
+            fields[path] = struct.field(path)
+        for path in optional:
+            if struct.has(path):
+                fields[path] = struct.field(path)
+        spans = sorted((f.offset, f.end) for f in fields.values())
+        ranges: list[list[int]] = []
+        for lo, hi in spans:
+            if ranges and lo - ranges[-1][1] <= merge_gap:
+                ranges[-1][1] = max(ranges[-1][1], hi)
+            else:
+                ranges.append([lo, hi])
+        return cls(struct, fields, [(lo, hi) for lo, hi in ranges])
+
+    def __post_init__(self) -> None:
+        # (path, field, index of its range, offset inside that range), computed
+        # once: decoding runs at every breakpoint hit.
+        self._where = []
+        for path, f in self.fields.items():
+            for i, (lo, hi) in enumerate(self.ranges):
+                if lo <= f.offset and f.end <= hi:
+                    self._where.append((path, f, i, f.offset - lo))
+                    break
+
+    def read(self, memory: Memory, addr: int, order: ByteOrder) -> dict[str, Any]:
+        """All planned fields of the struct at ``addr``, keyed by member path."""
+        return self.decode([memory.read(addr + lo, hi - lo) for lo, hi in self.ranges], order)
+
+    def decode(self, chunks: list[bytes], order: ByteOrder) -> dict[str, Any]:
+        """Fields from the bytes of each planned range (in ``self.ranges`` order)."""
+        out: dict[str, Any] = {}
+        for path, f, i, at in self._where:
+            if f.kind in ("int", "ptr", "enum", "bool") and not f.bitfield_size:
+                out[path] = int.from_bytes(chunks[i][at : at + f.size], order, signed=f.signed)
+            else:
+                out[path] = decode_value(f, chunks[i], at, order)
+        return out
+
+    def offsets(self) -> dict[str, int]:
+        return {p: f.offset for p, f in self.fields.items()}

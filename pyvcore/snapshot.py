@@ -1,0 +1,131 @@
+"""The snapshot object one stop produces (format version 2), from what the reader read.
+
+The format is documented once, in the module doc of ``rust/core/src/view.rs``
+(the checker's reader).  This module only writes it: the kernel's field
+names, registers per thread, the timebase of the stop, and where the vcore
+was found (``vcore_from``: empty when no vcore could be read, so the stop is
+not judged for the vcore invariants).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyvcore.decode import KernelLayout, ThreadRow
+
+SNAPSHOT_VERSION = 2
+
+HSTATE_FIELDS = ("in_guest", "napping", "hwthread_req", "hwthread_state", "ptid", "kvm_vcpu", "kvm_vcore")
+HSTATE_POINTERS = ("kvm_vcpu", "kvm_vcore")
+VCORE_FIELDS = (
+    "n_runnable",
+    "num_threads",
+    "napping_threads",
+    "first_vcpuid",
+    "pcpu",
+    "vcore_state",
+    "in_guest",
+)
+# Written when the kernel has them.  dpdes: the doorbells pending for the
+# vcore's virtual threads (struct kvmppc_vcore in
+# arch/powerpc/include/asm/kvm_host.h), saved from the DPDES register by
+# thread 0 on guest exit and loaded again on entry (book3s_hv_rmhandlers.S,
+# VCORE_DPDES).
+VCORE_OPTIONAL = ("n_woken", "nap_count", "dpdes")
+VCORE_POINTERS = ("runner", "kvm")
+# Per-thread registers written when read: pc, msr (the thread's mode),
+# lpidr/sdr1 (one register per core on POWER8), hdec, dpdes (SPR 176).
+THREAD_REGISTERS = ("pc", "msr", "lpidr", "sdr1", "hdec", "dpdes")
+
+
+def address(value: Any) -> int:
+    """A kernel address or other 64-bit value as the snapshot carries it."""
+    return int(value) & 0xFFFF_FFFF_FFFF_FFFF
+
+
+def build_snapshot(
+    k: KernelLayout,
+    rows: list[ThreadRow],
+    vcores: dict[int, dict[str, Any]],
+    vcpus: dict[int, dict[str, Any]],
+    kvms: dict[int, dict[str, Any]],
+    *,
+    threads_per_core: int,
+    stop: str | None,
+    tb_freq: int | None = None,
+    stopper: int | None = None,
+    vcore_from: dict[int, str] | None = None,
+) -> dict[str, Any]:
+    """The snapshot JSON object (kernel field names).
+
+    ``tb`` is the timebase of the stopping thread (gdb thread ``stopper``), else
+    of the first thread whose timebase was read; ``tb_freq`` is the kernel's
+    ``ppc_tb_freq`` in Hz."""
+    snap: dict[str, Any] = {
+        "version": SNAPSHOT_VERSION,
+        "variant": k.variant,
+        "threads_per_core": threads_per_core,
+    }
+    if stop:
+        snap["stop"] = stop
+    tbs = [r.regs.tb for r in rows if r.regs.tb is not None and r.regs.gdb_thread == stopper]
+    tbs += [r.regs.tb for r in rows if r.regs.tb is not None]
+    if tbs:
+        snap["tb"] = int(tbs[0])
+    if tb_freq:
+        snap["tb_freq"] = int(tb_freq)
+    snap["threads"] = [_thread(row) for row in rows if row.cpu is not None and row.fields]
+    snap["vcores"] = [_vcore(k, addr, vc) for addr, vc in vcores.items()]
+    snap["vcore_from"] = sorted(set((vcore_from or {}).get(a, "?") for a in vcores))
+    snap["vcpus"] = [_vcpu(addr, v) for addr, v in vcpus.items()]
+    if kvms:
+        kv = next(iter(kvms.values()))
+        kd: dict[str, Any] = {"lpid": int(kv.get("arch.lpid", 0)), "sdr1": int(kv.get("arch.sdr1", 0))}
+        for key in ("host_lpid", "host_sdr1"):
+            if f"arch.{key}" in kv:
+                kd[key] = int(kv[f"arch.{key}"])
+        snap["kvm"] = kd
+    return snap
+
+
+def _thread(row: ThreadRow) -> dict[str, Any]:
+    hstate = {}
+    for n in HSTATE_FIELDS:
+        value = int(row.hstate(n) or 0)
+        hstate[n] = address(value) if n in HSTATE_POINTERS else value
+    t: dict[str, Any] = {
+        "cpu": int(row.fields.get("paca_index", row.cpu or 0)),
+        "hw_cpu_id": int(row.fields.get("hw_cpu_id", row.regs.pir or 0)),
+        "kvm_hstate": hstate,
+    }
+    for reg in THREAD_REGISTERS:
+        value = getattr(row.regs, reg)
+        if value is not None:
+            t[reg] = int(value)
+    return t
+
+
+def _vcore(k: KernelLayout, addr: int, vc: dict[str, Any]) -> dict[str, Any]:
+    d: dict[str, Any] = {"addr": address(addr)}
+    for n in (*VCORE_FIELDS, k.entry_exit, *VCORE_OPTIONAL):
+        if n in vc:
+            d[n] = int(vc[n])
+    for n in VCORE_POINTERS:
+        if n in vc:
+            d[n] = address(vc[n])
+    return d
+
+
+def _vcpu(addr: int, v: dict[str, Any]) -> dict[str, Any]:
+    d = {
+        "addr": address(addr),
+        "vcpu_id": int(v["vcpu_id"]),
+        "vcore": address(v["arch.vcore"]),
+        "ptid": int(v["arch.ptid"]),
+        "cpu": int(v["cpu"]),
+    }
+    for key, path in (("thread_cpu", "arch.thread_cpu"), ("state", "arch.state"), ("ceded", "arch.ceded")):
+        if path in v:
+            d[key] = int(v[path])
+    return d
