@@ -60,7 +60,7 @@ def guard_all(package: str) -> int:
 def _label(cls: type) -> str:
     """The command's name for the error line: pv-watch for PvWatch, $pv_paca for PvPacaFunction."""
     name = cls.__name__
-    words = []
+    words: list[str] = []
     for ch in name:
         if ch.isupper() and words:
             words.append("-")

@@ -10,6 +10,7 @@ objfiles change.
 from __future__ import annotations
 
 import os
+import struct
 from typing import Any
 
 import gdb  # type: ignore[import-not-found]
@@ -137,9 +138,16 @@ def local_entry(sym: Any, name: str, path: str) -> int:
     """ELFv2 local-entry offset (bytes) of a ``KernelImage.symbol`` result, from ``st_other``."""
     offset = getattr(sym, "local_entry", None)
     if offset is None:
+        from . import elfsym
+
+        try:
+            offset = elfsym.local_entry(path, name)
+        except (OSError, ValueError, struct.error) as e:
+            raise PvError(f"pyvcore: {path}: symbol table unreadable ({e})") from None
+    if offset is None:
         raise PvError(
-            f"pyvcore: this pyvcore build does not read st_other for {name} in "
-            f"{os.path.basename(path)}: cannot place its breakpoint correctly (rebuild pyvcore)"
+            f"pyvcore: no st_other for {name} in {os.path.basename(path)}: "
+            "cannot place its breakpoint at its local entry"
         )
     return int(offset)
 

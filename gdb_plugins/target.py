@@ -100,7 +100,7 @@ class GdbTarget:
 
     # -- registers
     def _names(self, th: Any, first_time: bool) -> tuple[str, ...]:
-        names = PER_THREAD
+        names: tuple[str, ...] = PER_THREAD
         if th is self.stopper:
             names += STOPPER_ONLY
         elif self.with_hdec:
@@ -143,8 +143,8 @@ class GdbTarget:
         else:
             regs.msr, regs.swapped = normalise_msr(raw["msr"])  # type: ignore[arg-type]
         if raw.get("pir") is not None:
-            pir = raw["pir"]
-            _pir_cache[th.ptid] = bswap64(pir) if regs.swapped else pir  # type: ignore[arg-type]
+            pir = int(raw["pir"])
+            _pir_cache[th.ptid] = bswap64(pir) if regs.swapped else pir
         regs.pir = _pir_cache.get(th.ptid)
         for n in ("pc", "lpidr", "sdr1", "hdec", "tb", "r3", "r4"):
             value = raw.get(n)

@@ -18,7 +18,7 @@ from typing import Any
 
 from pyvcore.layout import LayoutError, Layouts
 from pyvcore.pagetable import Geometry, KernelPageTable, PhysRead
-from pyvcore.ppc64 import (  # noqa: F401  (re-exported: the names pv-* output uses)
+from pyvcore.ppc64 import (
     GUEST_MODES,
     HWTHREAD_STATES,
     KERNEL_BASE,
@@ -43,7 +43,44 @@ from pyvcore.ppc64 import (  # noqa: F401  (re-exported: the names pv-* output u
 )
 from pyvcore.readplan import MAX_PACKET_BYTES, ByteOrder, Memory, Plan, ReadError
 from pyvcore.snapshot import HSTATE_FIELDS, VCORE_FIELDS, build_snapshot
-from pyvcore.walk import WalkError, kvm_vcores, vm_list, xarray_entries  # noqa: F401
+from pyvcore.walk import WalkError, kvm_vcores, vm_list, xarray_entries
+
+# Re-exported from the modules decode.py was split into, for the code that
+# imports them from here (the pv-* tables, older callers).
+__all__ = [
+    "ENTRY_ARGUMENTS",
+    "GUEST_MODES",
+    "HWTHREAD_STATES",
+    "KERNEL_BASE",
+    "MSR_DR",
+    "MSR_HV",
+    "MSR_IR",
+    "MSR_LE",
+    "MSR_SF",
+    "NAPPING",
+    "REAL_ADDRESS_MASK",
+    "VCORE_STATES",
+    "VCPU_STATES",
+    "VMALLOC_START",
+    "Hints",
+    "KernelError",
+    "KernelLayout",
+    "Memory",
+    "ReadError",
+    "Reading",
+    "SnapshotReader",
+    "ThreadRegs",
+    "ThreadRow",
+    "WalkError",
+    "bswap64",
+    "is_kernel_pointer",
+    "is_linear",
+    "linear_to_phys",
+    "name_of",
+    "normalise_msr",
+    "thread_list",
+    "xarray_entries",
+]
 
 # ------------------------------------------------------------------ the kernel
 # Fields some kernels have: shown in pv-paca, not part of the snapshot.

@@ -4,6 +4,7 @@ each, never a Python traceback."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -104,8 +105,17 @@ def test_bad_arguments_are_one_line():
     assert "pv-watch: argument action: invalid choice: 'sideways'" in out
 
 
+# `maint info breakpoints` line of an internal (negative-numbered) breakpoint
+INTERNAL_BP = re.compile(r"^-\d+\s+breakpoint\s+\S+\s+\S+\s+0x[0-9a-f]+\s+<([\w.]+)(?:\+(\d+))?>", re.M)
+
+
+def internal_breakpoints(text: str) -> dict[str, int]:
+    """symbol -> offset of every internal breakpoint listed in ``text``."""
+    return {m.group(1): int(m.group(2) or 0) for m in INTERNAL_BP.finditer(text)}
+
+
 @needs_vmlinux
-def test_watch_plants_internal_breakpoints_and_removes_them():
+def test_watch_plants_internal_breakpoints_at_local_entries_and_removes_them():
     out = gdb_batch(
         f"file {VMLINUX}",
         f"source {ENTRY}",
@@ -119,7 +129,39 @@ def test_watch_plants_internal_breakpoints_and_removes_them():
     assert "pv-watch: on at kvmppc_hv_entry, kvmppc_primary_no_guest, kvm_do_nap" in out
     assert "not watched (symbol unknown): kvmppc_run_core, kvmppc_start_thread" in out
     assert "pv-watch: already off" in out
-    # internal breakpoints have negative numbers; five planted, then none
     before, after = out.split("pv-watch: off:")
-    assert before.count("<kvm_do_nap>") == 1 or "kvm_do_nap" in before
-    assert "kvm_do_nap" not in after.split("pv-watch: already off")[1]
+    # Five internal breakpoints: the real-mode asm labels at their symbol, the C
+    # function kvmhv_commence_exit at its ELFv2 local entry (st_other: 8 bytes
+    # on, where callers sharing its TOC arrive); after `off`, none.
+    assert internal_breakpoints(before) == {
+        "kvmppc_hv_entry": 0,
+        "kvmppc_primary_no_guest": 0,
+        "kvm_do_nap": 0,
+        "kvmhv_commence_exit": 8,
+        "kvmhv_switch_to_host": 0,
+    }
+    assert internal_breakpoints(after) == {}
+
+
+@needs_vmlinux
+def test_an_unexpected_error_inside_a_command_is_one_line():
+    out = gdb_batch(
+        f"file {VMLINUX}",
+        f"source {ENTRY}",
+        "python from pyvcore._gdb_plugins import session; session.kernel = lambda: 1 / 0",
+        "pv-snapshot",
+    )
+    assert "pv-snapshot: internal error: ZeroDivisionError: division by zero (please report it" in out
+
+
+def test_no_target_no_vmlinux_and_bad_arguments_never_trace():
+    out = gdb_batch(
+        f"source {ENTRY}",
+        "pv-watch on",
+        "pv-check --json",
+        "pv-snapshot --stop",
+        "pv-vcore all",
+        "set pv-memory sideways",
+    )
+    assert out.count("pyvcore: no vmlinux loaded") == 3
+    assert "pv-snapshot: argument --stop: expected one argument" in out
