@@ -41,7 +41,7 @@ from pyvcore.ppc64 import (
     normalise_msr,
     thread_list,
 )
-from pyvcore.readplan import MAX_PACKET_BYTES, ByteOrder, Memory, Plan, ReadError
+from pyvcore.readplan import MAX_PACKET_BYTES, ByteOrder, Memory, Plan, ReadError, decode_value
 from pyvcore.snapshot import HSTATE_FIELDS, VCORE_FIELDS, build_snapshot
 from pyvcore.walk import WalkError, kvm_vcores, vm_list, xarray_entries
 
@@ -73,6 +73,7 @@ __all__ = [
     "ThreadRow",
     "WalkError",
     "bswap64",
+    "decode_value",
     "is_kernel_pointer",
     "is_linear",
     "linear_to_phys",
