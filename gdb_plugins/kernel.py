@@ -10,7 +10,6 @@ objfiles change.
 from __future__ import annotations
 
 import os
-import struct
 from typing import Any
 
 import gdb  # type: ignore[import-not-found]
@@ -138,16 +137,9 @@ def local_entry(sym: Any, name: str, path: str) -> int:
     """ELFv2 local-entry offset (bytes) of a ``KernelImage.symbol`` result, from ``st_other``."""
     offset = getattr(sym, "local_entry", None)
     if offset is None:
-        from . import elfsym
-
-        try:
-            offset = elfsym.local_entry(path, name)
-        except (OSError, ValueError, struct.error) as e:
-            raise PvError(f"pyvcore: {path}: symbol table unreadable ({e})") from None
-    if offset is None:
         raise PvError(
-            f"pyvcore: no st_other for {name} in {os.path.basename(path)}: "
-            "cannot place its breakpoint at its local entry"
+            f"pyvcore: no st_other for {name} in {os.path.basename(path)} (pyvcore's extension "
+            "is older than this plugin: `pip install -e .`): cannot place its breakpoint correctly"
         )
     return int(offset)
 
