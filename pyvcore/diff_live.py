@@ -281,6 +281,7 @@ def _trace_path(target: Any, scenario: str, qemu: str) -> tuple[Path, Path | Non
 
 def wait_reports(lab: Any, timeout: float, say: Say, tick: Say) -> None:
     """Wait up to ``timeout`` s for the guest's ``PYVCORE DONE`` line, counting down on ``tick``."""
+    say(f"waiting for the guest's reports (up to {timeout:g} s) ...")
     end = time.monotonic() + timeout
     while True:
         left = end - time.monotonic()

@@ -63,6 +63,10 @@ STATES: dict[str, str] = {
     "napping": "#8e24aa",
     "exiting": "#ef6c00",
     "vcore": "#5c6bc0",
+    "vcore RUNNING": "#3949ab",
+    "vcore EXITING": "#ff7043",
+    "vcore SLEEPING": "#ab47bc",
+    "vcore INACTIVE": "#b0bec5",
     "violation": "#d50000",
 }
 
@@ -195,6 +199,14 @@ def thread_state(
     return "host", "host"
 
 
+def vcore_state(vcore: dict[str, Any], variant: str | None) -> str:
+    """The lane state of a vcore: "vcore RUNNING", ... ("vcore" for a state without a colour)."""
+    names = VCORE_STATES["seed" if variant == "seed" else "modern"]
+    state = as_int(vcore.get("vcore_state"))
+    name = f"vcore {names[state]}" if 0 <= state < len(names) else "vcore"
+    return name if name in STATES else "vcore"
+
+
 def vcore_label(vcore: dict[str, Any], variant: str | None) -> str:
     names = VCORE_STATES["seed" if variant == "seed" else "modern"]
     state = as_int(vcore.get("vcore_state"))
@@ -293,7 +305,11 @@ def _draw_snapshot(tl: Timeline, rec: dict[str, Any], ts: float, stop: str, vari
         tl.marks.append(Mark(lane, ts, state, label, {"stop": stop, **_hex_args(hs)}))
     for addr, vc in vcores.items():
         lane = tl.lane(f"vcore {addr:#x}", f"vcore {addr:#x}", "vcores")
-        tl.marks.append(Mark(lane, ts, "vcore", vcore_label(vc, variant), {"stop": stop, **_hex_args(vc)}))
+        tl.marks.append(
+            Mark(
+                lane, ts, vcore_state(vc, variant), vcore_label(vc, variant), {"stop": stop, **_hex_args(vc)}
+            )
+        )
 
 
 def _hex_args(obj: dict[str, Any]) -> dict[str, Any]:
@@ -328,6 +344,7 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else Path(Path(args.trace).stem + ".html")
     try:
         tl = load(args.trace, args.variant)
+        tl.title = args.title or tl.title
         write(tl, out)
     except TimelineError as exc:
         print(f"pyvcore timeline: {exc}", file=sys.stderr)
@@ -362,5 +379,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("trace", help="JSONL trace or event log")
     p.add_argument("-o", "--output", help="OUT.html, OUT.json (Perfetto) or OUT.png (default: TRACE.html)")
     p.add_argument("--variant", choices=("seed", "modern", "prepatch"), help="model variant for the checks")
+    p.add_argument("--title", help="title of the picture (default: the trace's file name)")
     p.add_argument("--open", action="store_true", help="open the result in the browser")
     p.set_defaults(func=_run)

@@ -19,6 +19,7 @@ from pyvcore.timeline import (
     as_int,
     thread_state,
     vcore_label,
+    vcore_state,
 )
 
 # Stores that send something to another thread: the doorbell instructions
@@ -116,7 +117,7 @@ def _apply(st: _State, ev: dict[str, Any], ts: float) -> None:
         vc = st.vcores.setdefault(addr, {"addr": addr})
         vc[member] = ev.get("new")
         lane = st.tl.lane(f"vcore {addr:#x}", f"vcore {addr:#x}", "vcores")
-        st.set_state(lane, ts, "vcore", vcore_label(vc, st.variant), {k: v for k, v in vc.items()})
+        st.set_state(lane, ts, vcore_state(vc, st.variant), vcore_label(vc, st.variant), dict(vc))
         for thread, hs in st.hstate.items():
             if as_int(hs.get("kvm_vcore")) == addr:
                 st.redraw_thread(thread, ts)
