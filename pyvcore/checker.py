@@ -326,7 +326,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("trace", metavar="TRACE.jsonl", nargs="?", help="trace file ('-' reads stdin)")
     p.add_argument("--vmcore", metavar="FILE", help="judge a kdump/ELF vmcore instead (needs --vmlinux)")
     p.add_argument("--vmlinux", metavar="VMLINUX", help="with --vmcore: the dumped kernel (BTF)")
-    p.add_argument("--modules", metavar="DIR", help="with --vmcore: kvm.ko/kvm-hv.ko (.ko or .ko.xz) for their BTF")
+    p.add_argument(
+        "--modules", metavar="DIR", help="with --vmcore: kvm.ko/kvm-hv.ko (.ko or .ko.xz) for their BTF"
+    )
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument(
         "--variant",

@@ -289,7 +289,7 @@ def _load_kernel(vmlinux: Path, modules: Path | None) -> tuple[Any, Any]:
         )
     module_btf(image, modules)
     try:
-        layout = KernelLayout(Layouts(image, "BTF"), image.symbol, image.little_endian, image.release)
+        layout = KernelLayout(Layouts(image, "BTF"), image.address, image.little_endian, image.release)
     except (KernelError, LayoutError) as exc:
         raise VmcoreError(f"--vmlinux {vmlinux}: {exc}") from None
     return image, SnapshotReader(layout)
@@ -297,7 +297,7 @@ def _load_kernel(vmlinux: Path, modules: Path | None) -> tuple[Any, Any]:
 
 def _same_kernel(image: Any, mem: DumpMemory) -> None:
     """Refuse a dump of another kernel: its linux_banner must be the vmlinux's."""
-    addr = image.symbol("linux_banner")
+    addr = image.address("linux_banner")
     want = image.banner
     if addr is None or not want:
         return

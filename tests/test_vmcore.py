@@ -45,7 +45,7 @@ class _Image:
     def __init__(self, banner: str) -> None:
         self.banner = banner
 
-    def symbol(self, name: str) -> int:
+    def address(self, name: str) -> int:
         return 0xC000000001000000
 
 
