@@ -129,11 +129,44 @@ runpy.run_path("{entry}", run_name="__main__")
 """
 
 
+CHAIN = """\
+import runpy
+runpy.run_path("{entry}", run_name="__main__")  # pyvcore pv-* commands
+"""
+
+
+class AutoloadExists(OSError):
+    """``<vmlinux>-gdb.py`` is already there (a file or a symlink): never overwritten."""
+
+
 def write_autoload(vmlinux: Path) -> Path:
-    """``<vmlinux>-gdb.py`` next to the kernel (gdb's objfile auto-load name)."""
+    """Create ``<vmlinux>-gdb.py`` next to the kernel (gdb's objfile auto-load name).
+
+    Refuses (AutoloadExists, saying how to chain pyvcore into it) when that
+    name exists in any form: in a kernel build tree it is the symlink to
+    scripts/gdb's own loader, tracked by git.  Created with O_EXCL|O_NOFOLLOW,
+    so a file or link appearing meanwhile is not written through either."""
     script = vmlinux.with_name(vmlinux.name + "-gdb.py")
-    script.write_text(AUTOLOAD.format(entry=plugin_entry()))
+    entry = plugin_entry()
+    if os.path.lexists(script):
+        raise AutoloadExists(_exists_message(script, entry))
+    try:
+        fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except FileExistsError:
+        raise AutoloadExists(_exists_message(script, entry)) from None
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(AUTOLOAD.format(entry=entry))
     return script
+
+
+def _exists_message(script: Path, entry: Path) -> str:
+    what = f"a symlink to {os.readlink(script)}" if script.is_symlink() else "a file"
+    chain = CHAIN.format(entry=entry).rstrip("\n").replace("\n", "\n    ")
+    return (
+        f"{script} already exists ({what}); pyvcore does not overwrite it or write through it.\n"
+        f"To load the pv-* commands with it, append to the loader it is (or to ~/.gdbinit, "
+        f"as `source {entry}`):\n    {chain}"
+    )
 
 
 def lab_status(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -182,6 +215,9 @@ def run(args: argparse.Namespace) -> int:
     if args.write_autoload:
         try:
             script = write_autoload(Path(vmlinux))
+        except AutoloadExists as e:
+            print(f"pyvcore gdb: {e}", file=sys.stderr)
+            return 2
         except OSError as e:
             print(f"pyvcore gdb: cannot write the auto-load script: {e}", file=sys.stderr)
             return 2
