@@ -27,9 +27,12 @@ _regnum_cache: dict[str, tuple[int, int, int]] = {}
 _thread_cache: list[Any] = []
 
 # Read for every thread (the checker needs them per thread), and for the
-# thread that hit a stop (its timebase and hypervisor decrementer).
+# thread that hit a stop: its timebase (the stop's time) and r3/r4 (the
+# arguments at a function entry; free, they come in the same `g` reply).
+# HDEC costs one round trip per thread: only pv-paca reads it (with_hdec),
+# which keeps a pv-watch stop within 30 round trips for 4 threads.
 PER_THREAD = ("pc", "msr", "lpidr", "sdr1")
-STOPPER_ONLY = ("hdec", "tb", "r3", "r4")
+STOPPER_ONLY = ("tb", "r3", "r4")
 
 
 class Stats:

@@ -22,7 +22,7 @@ from pyvcore.readplan import ReadError
 
 from . import params, registers
 from .errors import PvError
-from .registers import PER_THREAD, STOPPER_ONLY, RemoteRegisters, Stats
+from .registers import RemoteRegisters, Stats
 
 # PIR of each gdb thread (ptid): fixed per hardware thread, read once per connection.
 _pir_cache: dict[tuple[int, int, int], int] = {}
@@ -100,9 +100,9 @@ class GdbTarget:
 
     # -- registers
     def _names(self, th: Any, first_time: bool) -> tuple[str, ...]:
-        names: tuple[str, ...] = PER_THREAD
+        names: tuple[str, ...] = registers.PER_THREAD
         if th is self.stopper:
-            names += STOPPER_ONLY
+            names += registers.STOPPER_ONLY
         elif self.with_hdec:
             names += ("hdec",)
         return (*names, "pir") if first_time else names

@@ -22,8 +22,9 @@ hash-64k.h, v6.12):
   ``P4D/PUD/PMD_MASKED_BITS`` (0xc0000000000000ff) masked off;
   ``_PAGE_PRESENT`` is bit 63, ``_PAGE_PTE`` (bit 62) marks a leaf, also at
   the PMD/PUD level (huge mappings);
-* a leaf's physical page is ``pte & PTE_RPN_MASK`` (bits below
-  ``_PAGE_PA_MAX`` = 56, page aligned).
+* a leaf's physical page is ``pte & PTE_RPN_MASK``: the bits below
+  ``_PAGE_PA_MAX`` (53), page aligned; the hash MMU keeps its HPTE slot
+  (``H_PAGE_F_GIX``, from bit 53 up) and software bits above.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 PAGE_PRESENT = 1 << 63
 PAGE_PTE = 1 << 62
 DIR_MASKED_BITS = 0xC000_0000_0000_00FF
-PAGE_PA_MAX = 56
+PAGE_PA_MAX = 53
 # The sizes a Book3S-64 kernel uses (hash and radix, 4k and 64k pages); any
 # other value read from memory means the variables are not set up or garbage.
 INDEX_SIZE_RANGE = range(1, 17)

@@ -35,8 +35,10 @@ VCORE_FIELDS = (
 VCORE_OPTIONAL = ("n_woken", "nap_count", "dpdes")
 VCORE_POINTERS = ("runner", "kvm")
 # Per-thread registers written when read: pc, msr (the thread's mode),
-# lpidr/sdr1 (one register per core on POWER8), hdec, dpdes (SPR 176).
+# lpidr/sdr1 (one register per core on POWER8), hdec, dpdes (SPR 176).  The
+# 64-bit ones are written like addresses.
 THREAD_REGISTERS = ("pc", "msr", "lpidr", "sdr1", "hdec", "dpdes")
+THREAD_WIDE = ("pc", "msr", "sdr1")
 
 
 def address(value: Any) -> int:
@@ -81,10 +83,11 @@ def build_snapshot(
     snap["vcpus"] = [_vcpu(addr, v) for addr, v in vcpus.items()]
     if kvms:
         kv = next(iter(kvms.values()))
-        kd: dict[str, Any] = {"lpid": int(kv.get("arch.lpid", 0)), "sdr1": int(kv.get("arch.sdr1", 0))}
-        for key in ("host_lpid", "host_sdr1"):
-            if f"arch.{key}" in kv:
-                kd[key] = int(kv[f"arch.{key}"])
+        kd: dict[str, Any] = {"lpid": int(kv.get("arch.lpid", 0)), "sdr1": address(kv.get("arch.sdr1", 0))}
+        if "arch.host_lpid" in kv:
+            kd["host_lpid"] = int(kv["arch.host_lpid"])
+        if "arch.host_sdr1" in kv:
+            kd["host_sdr1"] = address(kv["arch.host_sdr1"])
         snap["kvm"] = kd
     return snap
 
@@ -102,7 +105,7 @@ def _thread(row: ThreadRow) -> dict[str, Any]:
     for reg in THREAD_REGISTERS:
         value = getattr(row.regs, reg)
         if value is not None:
-            t[reg] = int(value)
+            t[reg] = address(value) if reg in THREAD_WIDE else int(value)
     return t
 
 

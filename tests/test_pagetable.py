@@ -52,8 +52,9 @@ class Tables:
         for i, (name, shift, bits) in enumerate(levels):
             index = (ea >> shift) & ((1 << bits) - 1)
             if name == leaf_level:
-                # software bits in the low byte and a hash slot, as the kernel keeps
-                self.put(table, index, PAGE_PRESENT | PAGE_PTE | pa | 0x10F)
+                # software bits in the low byte and a hash slot index above
+                # _PAGE_PA_MAX (H_PAGE_F_GIX), as a hash kernel keeps them
+                self.put(table, index, PAGE_PRESENT | PAGE_PTE | (0b101 << 53) | pa | 0x10F)
                 return
             value = self.entry(table, index)
             if not value:

@@ -29,6 +29,7 @@ except ImportError:
     sys.exit("run this inside gdb: pyvcore gdb -- -batch -ex 'source tests/benchmarks/bench_gdb_snapshot.py'")
 
 ROUNDS = int(os.environ.get("PYVCORE_BENCH_ROUNDS", "50"))
+V2: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] = ((), (), ())
 
 
 def one_pass() -> tuple[int, int, int]:
@@ -39,7 +40,9 @@ def one_pass() -> tuple[int, int, int]:
     log, so the plugin counts them too."""
     from pyvcore._gdb_plugins import check, session
 
-    reading, stats = session.read_state(stop="bench")
+    # in_stop: read as pv-watch does at a breakpoint (the selected thread is
+    # the one that stopped: its timebase, HDEC and r3/r4 are read too).
+    reading, stats = session.read_state(stop="bench", in_stop=True)
     violations = check.outcome(reading.snapshot).violations
     return len(reading.snapshot["threads"]), len(violations), stats.packets
 
@@ -71,14 +74,27 @@ def count_round_trips() -> int:
         kinds[k] = kinds.get(k, 0) + 1
     # Raw packets sent with RemoteTargetConnection.send_packet are in the log;
     # with the `maintenance packet` fallback they are not: add the plugin's count.
-    logged_raw = kinds.get("H", 0) + kinds.get("p", 0) + kinds.get("Q", 0)
+    logged_raw = sum(kinds.get(k, 0) for k in "HpgQ")
     total = len(sent) if logged_raw >= raw else len(sent) + raw
     print(
         "bench_gdb_snapshot: packets by kind: "
         + ", ".join(f"{k}={n}" for k, n in sorted(kinds.items()))
-        + f" (plugin's own Hg/p/Q: {raw})"
+        + f" (plugin's own Hg/g/p/Q: {raw})"
     )
     return total
+
+
+def register_set(version: int) -> None:
+    """Registers read per pass: 2 = the snapshot v2 set (Hg + g for pc/msr/r3/r4,
+    p for lpidr, sdr1; tb for the stopping thread); 1 = the v1 set
+    before it (Hg + p for msr, lpidr, sdr1), to print the cost before/after."""
+    from pyvcore._gdb_plugins import registers
+
+    if version == 1:
+        registers.PER_THREAD, registers.STOPPER_ONLY, registers.CORE = ("msr", "lpidr", "sdr1"), (), ()
+        registers._g_bytes[0] = 0  # no `g`: every register by `p`, as v1 did
+    else:
+        registers.PER_THREAD, registers.STOPPER_ONLY, registers.CORE = V2
 
 
 def main() -> None:
@@ -88,19 +104,27 @@ def main() -> None:
         sys.exit("bench_gdb_snapshot: source pyvcore/gdb.py first (or use `pyvcore gdb`)")
     if not session.connected():
         sys.exit("bench_gdb_snapshot: not connected to the lab")
+    from pyvcore._gdb_plugins import registers
+
+    global V2
+    V2 = (registers.PER_THREAD, registers.STOPPER_ONLY, registers.CORE)
     threads, violations, _ = one_pass()  # warm-up: boot-time values get cached
     times = []
     for _ in range(ROUNDS):
         t0 = time.perf_counter()
         one_pass()
         times.append((time.perf_counter() - t0) * 1000.0)
+    register_set(1)
+    trips_v1 = count_round_trips()
+    register_set(2)
     trips = count_round_trips()
+    print(f"bench_gdb_snapshot: round trips per pass: {trips_v1} with the v1 registers, {trips} with v2")
     # The floor under the pass time: one gdbstub round trip on this machine now
     # (LAB_NOTES measured ~70 us on an idle machine; it grows with the load).
     inf = gdb.selected_inferior()
     from pyvcore._gdb_plugins import session as _s
 
-    paca = _s.kernel().image.address("paca_ptrs")
+    paca = _s.kernel().address("paca_ptrs")
     rtt = []
     for _ in range(50):
         t0 = time.perf_counter()
