@@ -1,6 +1,7 @@
 __version__: str
 
-# --- checker (rust/bindings/check.rs; wrapped by pyvcore.checker) ---------
+# --- checker (rust/python/src/check.rs; wrapped by pyvcore.checker) ---------
+from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
 from typing import Any, Optional, Union, final
@@ -12,39 +13,151 @@ class SnapshotError(ValueError):
     """Path of the offending key, e.g. "threads[1].kvm_hstate.ptid" ("" = the whole snapshot)."""
     line: Optional[int]
     """1-based trace line, or None for a single snapshot."""
+    column: Optional[int]
+    """1-based column within the line, or None."""
     reason: str
     """The reason without the line/key prefix."""
 
-ViolationTuple = tuple[int, str, dict[str, Any]]
-"""(invariant number, one-line message, {field path: observed value})."""
+@final
+class InvariantInfo:
+    """One row of the invariant table."""
 
+    @property
+    def number(self) -> int: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def statement(self) -> str: ...
+    @property
+    def window(self) -> str:
+        """When it is judged."""
+    @property
+    def source(self) -> str:
+        """Kernel (or QEMU) file, function and commit."""
+    @property
+    def meaning(self) -> str:
+        """What a violation usually means, and where to look."""
+    @property
+    def needs(self) -> list[str]:
+        """Snapshot fields it needs (empty: always judged)."""
+    @property
+    def kind(self) -> str:
+        """ "snapshot", "step", "history" or "liveness"."""
+
+def invariants() -> list[InvariantInfo]:
+    """Every invariant pyvcore can report, by number."""
+
+@final
+class Violation:
+    """One broken invariant."""
+
+    def __new__(
+        cls,
+        invariant: int,
+        message: str,
+        fields: Optional[dict[str, Any]] = None,
+        line: Optional[int] = None,
+        stop: Optional[str] = None,
+    ) -> Violation: ...
+    @property
+    def invariant(self) -> int: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def fields(self) -> dict[str, Any]:
+        """A copy: JSON path -> observed value (64-bit kernel values as hex strings)."""
+    @property
+    def line(self) -> Optional[int]: ...
+    @property
+    def stop(self) -> Optional[str]: ...
+    def to_dict(self) -> dict[str, Any]: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class CheckOutcome:
+    """What checking one snapshot judged."""
+
+    @property
+    def violations(self) -> list[Violation]: ...
+    @property
+    def judged(self) -> list[int]: ...
+    @property
+    def not_judged(self) -> list[tuple[int, str]]:
+        """(invariant, reason) for each invariant whose data the stop lacked."""
+    @property
+    def vcore_found(self) -> bool: ...
+    @property
+    def verdict(self) -> str:
+        """ "clean", "violations" or "not judged"."""
+
+_Snapshot = Union[Mapping[str, Any], str, bytes]
+
+@final
 class CoreChecker:
-    """Stateful checker: keeps the previous snapshot for transition invariants."""
+    """Stateful checker: keeps the previous snapshot for the step invariants."""
 
-    def __init__(self, variant: Optional[str] = None, same_vm: bool = False) -> None: ...
+    def __new__(cls, variant: Optional[str] = None, same_vm: bool = False) -> CoreChecker: ...
     @property
     def variant(self) -> Optional[str]: ...
     @property
     def same_vm(self) -> bool:
         """Also check what never changes within one VM's life between snapshots."""
-    def check_json(self, text: str, line: Optional[int] = None) -> list[ViolationTuple]:
-        """Check one snapshot (JSON text). Raises SnapshotError."""
-    def predict_json(self, text: str) -> list[dict[str, Any]]:
+    def check_outcome(self, snapshot: _Snapshot, line: Optional[int] = None) -> CheckOutcome:
+        """Check one snapshot (dict or JSON text). Raises SnapshotError, TypeError."""
+    def predict(self, snapshot: _Snapshot) -> list[dict[str, Any]]:
         """Per thread: {"thread", "cpu", "ptid", "kvm_vcpu", "kvm_vcore", "vcpu_id"} the model expects."""
     def reset(self) -> None: ...
 
+@final
+class CoreTraceReport:
+    """The result of replaying a trace."""
+
+    @property
+    def snapshots(self) -> int: ...
+    @property
+    def violations(self) -> list[Violation]:
+        """The first `keep` violations."""
+    @property
+    def total_violations(self) -> int: ...
+    @property
+    def groups(self) -> list[tuple[int, int, Violation]]:
+        """(invariant, count, first violation), by invariant number."""
+    @property
+    def not_judged(self) -> int: ...
+    @property
+    def first_not_judged(self) -> Optional[int]: ...
+    @property
+    def error(self) -> Optional[tuple[Optional[int], Optional[int], str, str, str]]:
+        """(line, column, key, reason, text) of the unusable line."""
+    @property
+    def exit_code(self) -> int: ...
+    @property
+    def verdict(self) -> str: ...
+
 def check_trace_file(
-    path: Union[str, PathLike[str]], variant: Optional[str] = None, same_vm: bool = False
-) -> dict[str, Any]:
-    """Replay a JSONL trace file: {"snapshots": int, "violations": [{"line", "stop",
-    "violation": ViolationTuple}], "error": None | {"line", "key", "message", "text"}}.
-    Raises OSError if the file cannot be read."""
+    path: Union[str, PathLike[str]],
+    variant: Optional[str] = None,
+    same_vm: bool = False,
+    max_line_bytes: int = ...,
+    keep: int = 1000,
+) -> CoreTraceReport:
+    """Replay a JSONL trace file, streamed. Raises OSError if it cannot be opened."""
 
-def check_trace_text(text: str, variant: Optional[str] = None, same_vm: bool = False) -> dict[str, Any]:
-    """Replay a JSONL trace held in a string (same result as check_trace_file)."""
+def check_trace_stdin(
+    variant: Optional[str] = None, same_vm: bool = False, max_line_bytes: int = ..., keep: int = 1000
+) -> CoreTraceReport:
+    """Replay a JSONL trace from file descriptor 0, streamed."""
 
-def invariant_descriptions() -> dict[int, str]:
-    """{invariant number: one-line statement} for every invariant checked."""
+def check_trace_text(
+    text: str,
+    variant: Optional[str] = None,
+    same_vm: bool = False,
+    max_line_bytes: int = ...,
+    keep: int = 1000,
+) -> CoreTraceReport:
+    """Replay a JSONL trace held in a string."""
 
 # --- kernel image reader (rust/bindings/btf.rs; used by pyvcore.layout / the gdb plugin) ---
 

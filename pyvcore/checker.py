@@ -1,19 +1,20 @@
-"""Check observed (or modelled) vcore states against the VCORE_SPEC invariants.
+"""Check observed (or modelled) vcore states against the scheduler's invariants.
 
 A *snapshot* is one stop of a POWER8 core: every hardware thread's PACA
-``kvm_hstate``, the vcores and their vcpus (contract 2; the Rust structs in
-``rust/view.rs`` are the reference).  :class:`Checker` evaluates the §4
-invariants on each snapshot and, between consecutive snapshots, the
-transition invariants; :func:`check_trace` replays a JSONL trace (one
-snapshot per line) and ``pyvcore check TRACE.jsonl`` is its command line.
+``kvm_hstate``, the vcores and their vcpus (the format is documented in the
+module doc of ``rust/core/src/view.rs`` and the README's "Snapshot format").
+:class:`Checker` evaluates the invariants on each snapshot; :func:`check_trace`
+replays a JSONL trace (one snapshot per line) and ``pyvcore check TRACE.jsonl``
+is its command line.
 
-Parsing and checking run in Rust (``pyvcore._core``); this module only
-wraps the results::
+Parsing, validation and checking run in Rust (``pyvcore._core``), once; the
+results are typed objects (``Violation``, ``CheckOutcome``)::
 
     >>> from pyvcore import Checker
     >>> checker = Checker()
     >>> for v in checker.check(snapshot):       # dict or JSON text
     ...     print(v.invariant, v.message, v.fields)
+    >>> checker.check_outcome(snapshot).verdict  # "clean", "violations" or "not judged"
 """
 
 from __future__ import annotations
@@ -21,114 +22,68 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from pyvcore import _core
+from pyvcore.errors import PyvcoreError
 
 SnapshotError = _core.SnapshotError
 """Raised for a snapshot that cannot be used (a ValueError): ``.key`` is the
 path of the offending key (``threads[1].kvm_hstate.ptid``, "" for the whole
-snapshot), ``.line`` the trace line (or None), ``.reason`` the bare reason."""
+snapshot), ``.line`` the trace line (or None), ``.column`` the column (or
+None), ``.reason`` the bare reason."""
 
-INVARIANTS: dict[int, str] = dict(_core.invariant_descriptions())
-"""Invariant number -> one-line statement, for every invariant checked."""
+Violation = _core.Violation
+"""One broken invariant: ``invariant`` (its number), ``message``, ``fields``
+(JSON path -> observed value; 64-bit kernel values as hex strings), ``line``
+and ``stop`` (which snapshot of a trace); ``to_dict()``."""
+
+CheckOutcome = _core.CheckOutcome
+"""What checking one snapshot judged: ``violations``, ``judged`` (invariant
+numbers), ``not_judged`` ([(number, reason)]), ``vcore_found``, ``verdict``
+("clean", "violations", "not judged")."""
+
+InvariantInfo = _core.InvariantInfo
+
+
+def invariants() -> list[InvariantInfo]:
+    """Every invariant pyvcore can report: number, title, statement, window,
+    source (kernel file, function, commit), meaning, needs, kind."""
+    return list(_core.invariants())
+
+
+INVARIANTS: dict[int, str] = {i.number: i.statement for i in _core.invariants()}
+"""Invariant number -> statement, for every invariant in the table."""
 
 VARIANTS = ("seed", "modern", "prepatch")
 
 Snapshot = Union[Mapping[str, Any], str, bytes]
 
-# Field names whose values read best in hex (pointers, SPRs, bit words).
-_HEX_FIELDS = {
-    "kvm_vcpu",
-    "kvm_vcore",
-    "addr",
-    "vcore",
-    "runner",
-    "kvm",
-    "lpidr",
-    "sdr1",
-    "lpid",
-    "host_lpid",
-    "host_sdr1",
-    "entry_exit_map",
-    "entry_exit_count",
-    "napping_threads",
-}
+# Fields whose integer values read best in hex (bit words; pointers and SPRs
+# already come as hex strings).
+_HEX_FIELDS = {"entry_exit_map", "entry_exit_count", "napping_threads", "previous"}
 
 
 def _show(key: str, value: Any) -> str:
     name = key.rsplit(".", 1)[-1]
     if isinstance(value, int) and not isinstance(value, bool) and name in _HEX_FIELDS:
         return f"{key}={value:#x}"
-    return f"{key}={value}"
+    return f"{key}={escape(str(value))}"
 
 
-@dataclass(frozen=True)
-class Violation:
-    """One broken invariant.
-
-    ``invariant`` is its VCORE_SPEC §4 number (29: doorbell delivery),
-    ``message`` says what is wrong in one line, ``fields`` maps the JSON path
-    of each field involved to its observed value; ``line`` and ``stop`` say
-    which snapshot of a trace it came from.
-    """
-
-    invariant: int
-    message: str
-    fields: dict[str, Any] = field(default_factory=dict)
-    line: Optional[int] = None
-    stop: Optional[str] = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "invariant": self.invariant,
-            "message": self.message,
-            "fields": dict(self.fields),
-            "line": self.line,
-            "stop": self.stop,
-        }
-
-    def __str__(self) -> str:
-        where = []
-        if self.line is not None:
-            where.append(f"line {self.line}")
-        if self.stop:
-            where.append(f"stop {self.stop}")
-        head = f"invariant {self.invariant}"
-        if where:
-            head += f" ({', '.join(where)})"
-        text = f"{head}: {self.message}"
-        if self.fields:
-            text += " [" + ", ".join(_show(k, v) for k, v in self.fields.items()) + "]"
+def escape(text: str) -> str:
+    """Control characters from the input shown escaped (a stop label can hold
+    a newline or an ESC: it must not forge report lines or drive a terminal)."""
+    if text.isprintable():
         return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
-def _as_json(snapshot: Snapshot) -> str:
-    if isinstance(snapshot, str):
-        return snapshot
-    if isinstance(snapshot, (bytes, bytearray)):
-        return bytes(snapshot).decode("utf-8", errors="replace")
-    if isinstance(snapshot, Mapping):
-        try:
-            return json.dumps(snapshot)
-        except (TypeError, ValueError) as e:
-            raise _snapshot_error(f"snapshot is not JSON-serialisable: {e}") from None
-    raise TypeError(f"a snapshot is a dict or JSON text, not {type(snapshot).__name__}")
-
-
-def _snapshot_error(reason: str, key: str = "", line: Optional[int] = None) -> Exception:
-    """A SnapshotError raised from Python, with the attributes the Rust side sets."""
-    err = SnapshotError(reason)
-    err.key, err.line, err.reason = key, line, reason
-    return err
-
-
-def _violation(raw: Any, line: Optional[int] = None, stop: Optional[str] = None) -> Violation:
-    invariant, message, fields = raw
-    return Violation(invariant, message, fields, line, stop)
+def _check_variant(variant: Optional[str]) -> None:
+    if variant is not None and variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r} (expected one of {', '.join(VARIANTS)})")
 
 
 class Checker:
@@ -142,131 +97,187 @@ class Checker:
     and ptids, first_vcpuid, LPID unchanged, num_threads never shrinking).
     Off by default: between breakpoint samples a VM can be destroyed and
     created again at the same addresses, which explains any such change.
+    Stops that carry the same ``vcores[].seq`` are always judged as one run.
     Call :meth:`reset` to start a new sequence.
     """
 
     def __init__(self, variant: Optional[str] = None, *, same_vm: bool = False) -> None:
-        if variant is not None and variant not in VARIANTS:
-            raise ValueError(f"unknown variant {variant!r} (expected one of {', '.join(VARIANTS)})")
+        _check_variant(variant)
         self._core = _core.CoreChecker(variant, same_vm)
         self.variant = variant
         self.same_vm = same_vm
 
-    def check(self, snapshot: Snapshot, *, line: Optional[int] = None) -> list[Violation]:
-        """Violations of this snapshot (and, with ``same_vm``, of the step from
-        the previous one).
+    def check_outcome(self, snapshot: Snapshot, *, line: Optional[int] = None) -> CheckOutcome:
+        """Violations of this snapshot and what was judged.
 
         Raises :class:`SnapshotError` if the snapshot misses a key or has a
-        wrongly typed one (the previous snapshot is then kept).
+        wrongly typed one (the previous snapshot is then kept), TypeError if
+        it is neither a mapping nor JSON text.
         """
-        text = _as_json(snapshot)
-        found = self._core.check_json(text, line)
-        if not found:
-            return []
-        stop = snapshot.get("stop") if isinstance(snapshot, Mapping) else _stop_of(text)
-        return [_violation(v, line, stop if isinstance(stop, str) else None) for v in found]
+        return self._core.check_outcome(snapshot, line)
+
+    def check(self, snapshot: Snapshot, *, line: Optional[int] = None) -> list[Violation]:
+        """Violations of this snapshot (and, with ``same_vm``, of the step from
+        the previous one).  Errors as :meth:`check_outcome`."""
+        return list(self._core.check_outcome(snapshot, line).violations)
 
     def predict(self, snapshot: Snapshot) -> list[dict[str, Any]]:
         """Per thread of the core, what the model expects its PACA to hold:
         ``{"thread", "cpu", "ptid", "kvm_vcpu", "kvm_vcore", "vcpu_id"}``,
         None where any value is allowed (a stale field)."""
-        return list(self._core.predict_json(_as_json(snapshot)))
+        return list(self._core.predict(snapshot))
 
     def reset(self) -> None:
         """Forget the previous snapshot."""
         self._core.reset()
 
 
-def _stop_of(text: str) -> Optional[str]:
-    try:
-        stop = json.loads(text).get("stop")
-    except (ValueError, AttributeError):
-        return None
-    return stop if isinstance(stop, str) else None
-
-
 @dataclass
 class TraceReport:
     """The result of replaying a trace.
 
-    ``error`` is set (a dict with ``line``, ``key``, ``message``, ``text``)
-    when a line could not be used; the lines before it were checked.
+    ``violations`` holds the first ones in full (``total_violations`` counts
+    all); ``groups`` is [(invariant, count, first violation)];
+    ``not_judged`` counts stops where no vcore was found; ``error`` is set
+    (a dict with ``line``, ``column``, ``key``, ``message``, ``text``) when a
+    line could not be used: the lines before it were checked.
     """
 
     path: Optional[str]
     snapshots: int
     violations: list[Violation]
     error: Optional[dict[str, Any]] = None
+    total_violations: int = 0
+    groups: list[tuple[int, int, Violation]] = field(default_factory=list)
+    not_judged: int = 0
+    first_not_judged: Optional[int] = None
+    verdict: str = "clean"
 
     @property
     def ok(self) -> bool:
-        return self.error is None and not self.violations
+        return self.verdict == "clean"
 
     @property
     def exit_code(self) -> int:
-        """0 clean, 1 violations, 2 unusable input."""
-        if self.error is not None:
-            return 2
-        return 1 if self.violations else 0
+        """0 clean, 1 violations, 2 unusable input / empty / not judged."""
+        return {"clean": 0, "violations": 1}.get(self.verdict, 2)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "trace": self.path,
             "snapshots": self.snapshots,
+            "verdict": self.verdict,
             "ok": self.ok,
+            "total_violations": self.total_violations,
             "violations": [v.to_dict() for v in self.violations],
+            "groups": [
+                {"invariant": n, "count": c, "first_line": v.line, "first_stop": v.stop}
+                for n, c, v in self.groups
+            ],
+            "not_judged": self.not_judged,
+            "first_not_judged": self.first_not_judged,
+            "judged": self.verdict in ("clean", "violations"),
             "error": self.error,
         }
 
-    def format_text(self) -> str:
-        name = self.path or "<trace>"
+    def format_text(self, *, explain: bool = True) -> str:
+        """The report: each kept violation, then one line per invariant
+        ("48x invariant 8, first at line 5") with its short explanation, then
+        the summary."""
+        name = escape(self.path or "<trace>")
         lines = []
         for v in self.violations:
             where = f"{name}:{v.line}"
             if v.stop:
-                where += f" [{v.stop}]"
-            lines.append(f"{where}: invariant {v.invariant}: {v.message}")
+                where += f" [{escape(v.stop)}]"
+            lines.append(f"{where}: invariant {v.invariant}: {escape(v.message)}")
             if v.fields:
                 lines.append("    " + ", ".join(_show(k, val) for k, val in v.fields.items()))
+        if self.total_violations > len(self.violations):
+            lines.append(f"... {self.total_violations - len(self.violations)} more violations, counted below")
+        rows = {i.number: i for i in _core.invariants()}
+        for number, count, first in self.groups:
+            head = f"{count}x invariant {number}, first at line {first.line}"
+            info = rows.get(number)
+            lines.append(f"{head}: {info.title}" if info else head)
+            if explain and info:
+                lines.append(f"    {info.meaning}")
+                lines.append(f"    source: {info.source}; more: pyvcore invariants {number}")
         if self.error is not None:
-            lines.append(f"{name}: {self.error['text']}")
-        numbers = sorted({v.invariant for v in self.violations})
-        summary = f"{self.snapshots} snapshot{'s' if self.snapshots != 1 else ''}, "
-        summary += f"{len(self.violations)} violation{'s' if len(self.violations) != 1 else ''}"
+            lines.append(f"{name}: {escape(self.error['text'])}")
+        if self.not_judged:
+            lines.append(
+                f"{self.not_judged} stop{'s' if self.not_judged != 1 else ''} not judged "
+                f"(no vcore found; first at line {self.first_not_judged})"
+            )
+        lines.append(self._summary())
+        return "\n".join(lines)
+
+    def _summary(self) -> str:
+        plural = "s" if self.snapshots != 1 else ""
+        summary = f"{self.snapshots} snapshot{plural}, "
+        summary += f"{self.total_violations} violation{'s' if self.total_violations != 1 else ''}"
+        numbers = [n for n, _, _ in self.groups]
         if numbers:
             summary += (
                 " (invariant" + ("s " if len(numbers) > 1 else " ") + ", ".join(map(str, numbers)) + ")"
             )
         if self.error is not None:
             summary += "; stopped at an unusable line"
-        lines.append(summary)
-        return "\n".join(lines)
+        elif self.snapshots == 0:
+            summary += "; empty trace: nothing judged"
+        elif self.not_judged and not self.total_violations:
+            summary += "; not judged: no vcore at some stops"
+        return summary
 
 
-def _report(raw: Mapping[str, Any], path: Optional[str]) -> TraceReport:
-    violations = [_violation(item["violation"], item["line"], item["stop"]) for item in raw["violations"]]
-    return TraceReport(path, raw["snapshots"], violations, raw["error"])
+def _report(raw: Any, path: Optional[str]) -> TraceReport:
+    error = None
+    if raw.error is not None:
+        line, column, key, message, text = raw.error
+        error = {"line": line, "column": column, "key": key, "message": message, "text": text}
+    return TraceReport(
+        path=path,
+        snapshots=raw.snapshots,
+        violations=list(raw.violations),
+        error=error,
+        total_violations=raw.total_violations,
+        groups=[tuple(g) for g in raw.groups],
+        not_judged=raw.not_judged,
+        first_not_judged=raw.first_not_judged,
+        verdict=raw.verdict,
+    )
+
+
+DEFAULT_MAX_LINE_BYTES = 64 << 20
 
 
 def check_trace(
-    path: Union[str, os.PathLike[str]], variant: Optional[str] = None, *, same_vm: bool = False
+    path: Union[str, os.PathLike[str]],
+    variant: Optional[str] = None,
+    *,
+    same_vm: bool = False,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    keep: int = 1000,
 ) -> TraceReport:
-    """Replay a JSONL trace (one snapshot per line; ``"-"`` reads stdin).
+    """Replay a JSONL trace (one snapshot per line; ``"-"`` streams stdin).
 
-    Parsing and checking run in Rust.  ``same_vm`` as for :class:`Checker`.
-    Raises OSError if the file cannot be opened; an unusable line is
-    reported in ``TraceReport.error``.
+    Parsing and checking run in Rust, streamed, lines at most
+    ``max_line_bytes`` long; ``keep`` violations are kept in full, the rest
+    counted per invariant.  ``same_vm`` as for :class:`Checker`.  Raises
+    OSError if the file cannot be opened; an unusable line is reported in
+    ``TraceReport.error``.
     """
-    if variant is not None and variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r} (expected one of {', '.join(VARIANTS)})")
-    name = str(path)
+    _check_variant(variant)
+    name = os.fspath(path)
     if name == "-":
-        return _report(_core.check_trace_text(sys.stdin.read(), variant, same_vm), "<stdin>")
-    return _report(_core.check_trace_file(name, variant, same_vm), name)
+        return _report(_core.check_trace_stdin(variant, same_vm, max_line_bytes, keep), "<stdin>")
+    return _report(_core.check_trace_file(name, variant, same_vm, max_line_bytes, keep), str(name))
 
 
 def check_trace_text(text: str, variant: Optional[str] = None, *, same_vm: bool = False) -> TraceReport:
     """Replay a JSONL trace held in a string."""
+    _check_variant(variant)
     return _report(_core.check_trace_text(text, variant, same_vm), None)
 
 
@@ -278,34 +289,29 @@ def _run(args: argparse.Namespace) -> int:
     if getattr(args, "vmcore", None):  # post-mortem: pyvcore.vmcore reads the dump
         from pyvcore.vmcore_cli import run as run_vmcore
 
-        return run_vmcore(args)
+        return int(run_vmcore(args))
     if args.trace is None:
-        print("pyvcore check: give a TRACE.jsonl (or --vmcore FILE --vmlinux VMLINUX)", file=sys.stderr)
-        return 2
+        raise PyvcoreError("give a TRACE.jsonl (or --vmcore FILE --vmlinux VMLINUX)")
+    if args.max_line_bytes < 1:
+        raise PyvcoreError(f"--max-line-bytes must be at least 1, not {args.max_line_bytes}")
     try:
-        report = check_trace(args.trace, args.variant, same_vm=args.same_vm)
+        report = check_trace(
+            args.trace, args.variant, same_vm=args.same_vm, max_line_bytes=args.max_line_bytes
+        )
     except OSError as e:
-        message = f"cannot read {args.trace}: {e.strerror or e}"
+        message = f"cannot read {escape(args.trace)}: {e.strerror or e}"
         if args.json:
-            print(
-                json.dumps(
-                    {
-                        "trace": args.trace,
-                        "snapshots": 0,
-                        "ok": False,
-                        "violations": [],
-                        "error": {"line": None, "key": "", "message": message, "text": message},
-                    }
-                )
-            )
-        else:
-            print(f"pyvcore check: {message}", file=sys.stderr)
-        return 2
+            error = {"line": None, "column": None, "key": "", "message": message, "text": message}
+            print(json.dumps(TraceReport(args.trace, 0, [], error, verdict="unusable input").to_dict()))
+            return 2
+        raise PyvcoreError(message) from None
     if args.json:
         print(json.dumps(report.to_dict()))
     else:
-        text = report.format_text()
+        text = report.format_text(explain=not args.no_explain)
         if report.error is not None:
+            import sys
+
             print(text, file=sys.stderr)
         else:
             print(text)
@@ -313,14 +319,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``pyvcore check TRACE.jsonl [--json] [--variant V]``."""
+    """Add ``pyvcore check TRACE.jsonl [--json] [--variant V] [--same-vm]``."""
     p = subparsers.add_parser(
         "check",
         help="check a JSONL trace of snapshots against the vcore invariants",
         description=(
-            "Replay a trace (one snapshot JSON object per line, e.g. a pv-watch log) through "
-            "the checker. Prints each violation with its invariant number, the line and stop "
-            "label, and the fields involved. Exit status: 0 clean, 1 violations, 2 unusable input."
+            "Replay a trace (one snapshot JSON object per line, e.g. a pv-watch log; '-' streams "
+            "stdin) through the checker. Prints each violation with its invariant number, the line "
+            "and stop label, and the fields involved, then one line per invariant with what a "
+            "violation usually means. Exit status: 0 clean, 1 violations, 2 unusable input, empty "
+            "trace or a stop not judged (no vcore found), 3 internal error."
         ),
     )
     p.add_argument("trace", metavar="TRACE.jsonl", nargs="?", help="trace file ('-' reads stdin)")
@@ -342,17 +350,29 @@ def register(subparsers: Any) -> None:
         help="the trace covers one VM's life: also check between lines what never changes "
         "within it (vcpu ids and ptids, first_vcpuid, the LPID; num_threads never shrinks)",
     )
+    p.add_argument(
+        "--max-line-bytes",
+        type=int,
+        default=DEFAULT_MAX_LINE_BYTES,
+        metavar="N",
+        help=f"refuse a line longer than N bytes (default {DEFAULT_MAX_LINE_BYTES})",
+    )
+    p.add_argument("--no-explain", action="store_true", help="omit the per-invariant explanations")
     p.set_defaults(func=_run)
 
 
 __all__ = [
     "INVARIANTS",
     "VARIANTS",
+    "CheckOutcome",
     "Checker",
+    "InvariantInfo",
     "SnapshotError",
     "TraceReport",
     "Violation",
     "check_trace",
     "check_trace_text",
+    "escape",
+    "invariants",
     "register",
 ]

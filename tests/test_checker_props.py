@@ -173,7 +173,7 @@ def test_wrong_type_names_the_key(name, data, bad):
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.text(max_size=40) | snapshot.map(json.dumps), max_size=5))
 def test_random_traces_report_instead_of_crashing(lines):
-    report = check_trace_text("\n".join(l.replace("\n", " ") for l in lines))
+    report = check_trace_text("\n".join(line.replace("\n", " ") for line in lines))
     assert report.exit_code in (0, 1, 2)
     if report.error is not None:
         assert report.error["line"] is None or report.error["line"] >= 1

@@ -9,6 +9,7 @@ pub mod btf_craft;
 pub mod consts;
 pub mod elf;
 pub mod explore;
+pub mod hexint;
 pub mod image;
 pub mod invariants;
 pub mod model;

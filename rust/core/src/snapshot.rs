@@ -1,58 +1,57 @@
-//! Reading snapshots: one JSON object per stop (contract 2), one per line in
-//! a trace.  A missing key or a wrong type is a [`SnapshotError`] naming the
-//! key (as a path, e.g. `threads[1].kvm_hstate.ptid`) and the trace line.
+//! Reading snapshots (the format is documented in [`crate::view`]): one JSON
+//! object per stop, one per line in a trace.  A snapshot is validated once,
+//! here; an unusable one is a [`SnapshotError`] naming the trace line, the
+//! column, the key (as a path, e.g. `threads[1].kvm_hstate.ptid`) and what
+//! was expected.
 
-use std::fmt;
+use serde::Deserializer;
 
 use crate::consts::{Variant, MAX_SMT_THREADS};
 use crate::view::Snapshot;
 
 /// Why a snapshot could not be used.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.render())]
 pub struct SnapshotError {
     /// 1-based line of the trace, when the snapshot came from one.
     pub line: Option<usize>,
+    /// 1-based column within the line, for JSON syntax errors.
+    pub column: Option<usize>,
     /// Path of the offending key (`threads[1].kvm_hstate.ptid`), or "" for
     /// the snapshot as a whole.
     pub key: String,
     pub message: String,
 }
 
-impl fmt::Display for SnapshotError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(line) = self.line {
-            write!(f, "line {line}: ")?;
-        }
-        if self.key.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "key `{}`: {}", self.key, self.message)
-        }
-    }
-}
-
-impl std::error::Error for SnapshotError {}
-
 impl SnapshotError {
-    fn new(line: Option<usize>, key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(line: Option<usize>, key: impl Into<String>, message: impl Into<String>) -> Self {
         SnapshotError {
             line,
+            column: None,
             key: key.into(),
             message: message.into(),
         }
     }
+
+    fn render(&self) -> String {
+        let mut out = String::new();
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => out.push_str(&format!("line {l}, column {c}: ")),
+            (Some(l), None) => out.push_str(&format!("line {l}: ")),
+            (None, Some(c)) => out.push_str(&format!("column {c}: ")),
+            (None, None) => {}
+        }
+        if !self.key.is_empty() {
+            out.push_str(&format!("key `{}`: ", self.key));
+        }
+        out.push_str(&self.message);
+        out
+    }
 }
 
-/// Parse one snapshot.  `variant`, when given, overrides (or supplies) the
-/// snapshot's own "variant" key.
-pub fn parse_snapshot(
-    text: &str,
-    line: Option<usize>,
-    variant: Option<Variant>,
-) -> Result<Snapshot, SnapshotError> {
-    // serde would also take a struct from a JSON array (by position): a
-    // snapshot is an object, say so plainly.
-    let kind = match text.trim_start().as_bytes().first() {
+/// What a JSON text that is not an object is.
+fn not_an_object(text: &str) -> Option<&'static str> {
+    match text.trim_start().as_bytes().first() {
         Some(b'{') => None,
         Some(b'[') => Some("an array"),
         Some(b'"') => Some("a string"),
@@ -60,9 +59,19 @@ pub fn parse_snapshot(
         Some(b'n') => Some("null"),
         Some(b'-' | b'0'..=b'9') => Some("a number"),
         None => Some("empty"),
-        Some(_) => None, // not JSON at all: serde says where
-    };
-    if let Some(kind) = kind {
+        Some(_) => None, // not JSON at all: the parser says where
+    }
+}
+
+/// Parse one snapshot.  `variant`, when given, overrides (or supplies) the
+/// snapshot's own "variant" key.  A leading UTF-8 byte order mark is skipped.
+pub fn parse_snapshot(
+    text: &str,
+    line: Option<usize>,
+    variant: Option<Variant>,
+) -> Result<Snapshot, SnapshotError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Some(kind) = not_an_object(text) {
         return Err(SnapshotError::new(
             line,
             "",
@@ -71,41 +80,104 @@ pub fn parse_snapshot(
     }
     // Fast path: plain serde_json.  Only a failed parse is redone with path
     // tracking, to name the key.
-    if let Ok(mut snap) = serde_json::from_str::<Snapshot>(text) {
-        if let Some(v) = variant {
-            snap.variant = v;
-        }
-        validate(&snap, line)?;
-        return Ok(snap);
-    }
-    let mut de = serde_json::Deserializer::from_str(text);
-    let parsed: Result<Snapshot, _> = serde_path_to_error::deserialize(&mut de);
-    let mut snap = match parsed {
-        Ok(s) => {
-            de.end()
-                .map_err(|e| SnapshotError::new(line, "", clean_message(&e.to_string())))?;
-            s
-        }
-        Err(e) => {
-            let path = e.path().to_string();
-            let message = clean_message(&e.inner().to_string());
-            let key = key_of(&path, &message);
-            // A trace made without a "variant" key is still usable when the
-            // caller says which variant it is.
-            if variant.is_some() && key == "variant" && message.starts_with("missing field") {
-                return parse_with_variant(text, line, variant.unwrap_or(Variant::Modern));
-            }
-            if e.inner().is_syntax() || e.inner().is_eof() {
-                return Err(SnapshotError::new(line, "", format!("not valid JSON: {message}")));
-            }
-            return Err(SnapshotError::new(line, key, message));
-        }
+    let mut snap = match serde_json::from_str::<Snapshot>(text) {
+        Ok(s) => s,
+        Err(_) => slow_parse(text, line, variant)?,
     };
     if let Some(v) = variant {
         snap.variant = v;
     }
     validate(&snap, line)?;
     Ok(snap)
+}
+
+/// The failed parse again, with the key path, the column and a hint.
+fn slow_parse(text: &str, line: Option<usize>, variant: Option<Variant>) -> Result<Snapshot, SnapshotError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let (path, inner) = match serde_path_to_error::deserialize::<_, Snapshot>(&mut de) {
+        Ok(s) => match de.end() {
+            Ok(()) => return Ok(s),
+            Err(e) => (".".to_string(), e),
+        },
+        Err(e) => (e.path().to_string(), e.into_inner()),
+    };
+    let inner = &inner;
+    let message = clean_message(&inner.to_string());
+    let key = key_of(&path, &message);
+    // A trace made without a "variant" key is still usable when the caller
+    // says which variant it is.
+    if let (Some(v), "variant", true) = (variant, key.as_str(), message.starts_with("missing field")) {
+        return parse_with_variant(text, line, v);
+    }
+    let column = Some(inner.column()).filter(|c| *c > 0);
+    // serde_json reports a non-string where an enum (the variant) is
+    // expected as a syntax error; the JSON is fine, the type is not.
+    let valid_json = inner.is_syntax() && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+    let error = if valid_json {
+        SnapshotError {
+            line,
+            column,
+            key: key.clone(),
+            message: format!("wrong JSON type for this key{}", type_hint_for_key(&key)),
+        }
+    } else if inner.is_syntax() || inner.is_eof() {
+        let near = text.get(inner.column().saturating_sub(1)..).unwrap_or("");
+        SnapshotError {
+            line,
+            column,
+            key: String::new(),
+            message: format!(
+                "not valid JSON: {message}{}",
+                syntax_hint(near, &message, inner.is_eof())
+            ),
+        }
+    } else {
+        SnapshotError {
+            line,
+            column,
+            key,
+            message: format!("{message}{}", type_hint(&message)),
+        }
+    };
+    Err(error)
+}
+
+/// A hint for the usual causes of invalid JSON in a trace.
+fn syntax_hint(near: &str, message: &str, eof: bool) -> &'static str {
+    let near = near.trim_start_matches(['-', '+']);
+    if message.contains("number out of range") {
+        " (an integer with too many digits for 64 bits)"
+    } else if near.starts_with("NaN") || near.starts_with("Infinity") || near.starts_with("inf") {
+        " (NaN and Infinity are not JSON numbers: the writer must give an integer or null)"
+    } else if near.starts_with('\'') {
+        " (JSON strings use double quotes)"
+    } else if eof {
+        " (the line ends inside the object: a truncated line?)"
+    } else {
+        ""
+    }
+}
+
+/// A hint for a valid JSON value of the wrong type or range.
+fn type_hint(message: &str) -> &'static str {
+    if message.contains("floating point") && message.contains("expected u") {
+        " (an integer this large does not fit the field: 2^64 or more, or written as a float)"
+    } else if message.contains("number out of range") || message.contains("too large") {
+        " (an integer out of range for this field)"
+    } else if message.contains("invalid type: sequence") || message.contains("cannot be cast as 'Mapping'") {
+        " (an array where an object is expected)"
+    } else {
+        ""
+    }
+}
+
+/// What a key expects, for a wrong JSON type.
+fn type_hint_for_key(key: &str) -> &'static str {
+    if key == "variant" {
+        ": expected \"seed\", \"modern\" or \"prepatch\""
+    } else {
+        ""
+    }
 }
 
 fn parse_with_variant(text: &str, line: Option<usize>, variant: Variant) -> Result<Snapshot, SnapshotError> {
@@ -120,6 +192,31 @@ fn parse_with_variant(text: &str, line: Option<usize>, variant: Variant) -> Resu
         SnapshotError::new(line, key_of(&path, &message), message)
     })?;
     validate(&snap, line)?;
+    Ok(snap)
+}
+
+/// A snapshot from any serde data source (e.g. a Python dict through
+/// pythonize): the same checks and errors as [`parse_snapshot`].
+pub fn snapshot_from<'de, D>(de: D, variant: Option<Variant>) -> Result<Snapshot, SnapshotError>
+where
+    D: Deserializer<'de>,
+    D::Error: std::fmt::Display,
+{
+    let mut snap: Snapshot = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = clean_message(&e.inner().to_string());
+        let key = key_of(&path, &message);
+        let hint = if message.contains("for enum") {
+            type_hint_for_key(&key)
+        } else {
+            type_hint(&message)
+        };
+        SnapshotError::new(None, key, format!("{message}{hint}"))
+    })?;
+    if let Some(v) = variant {
+        snap.variant = v;
+    }
+    validate(&snap, None)?;
     Ok(snap)
 }
 
@@ -140,13 +237,22 @@ fn validate(s: &Snapshot, line: Option<usize>) -> Result<(), SnapshotError> {
             "must list the core's threads (thread 0 first)",
         ));
     }
+    if let Some(v) = s.version {
+        if !(1..=2).contains(&v) {
+            return Err(SnapshotError::new(
+                line,
+                "version",
+                format!("{v} is not a snapshot version this checker reads (1 or 2)"),
+            ));
+        }
+    }
     // More threads than one core's (several cores, or a reader that lists
     // every cpu) are fine: the checks group threads by cpu / threads_per_core.
     Ok(())
 }
 
 /// serde_json appends " at line L column C" (of the JSON text, not the
-/// trace): the path already says where.
+/// trace): the column is reported on its own, the path says where.
 fn clean_message(m: &str) -> String {
     match m.rfind(" at line ") {
         Some(i) => m[..i].to_string(),
@@ -171,72 +277,4 @@ fn key_of(path: &str, message: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = r#"{"variant":"modern","threads_per_core":2,"stop":"x",
-        "threads":[{"cpu":0,"hw_cpu_id":8,"kvm_hstate":{"kvm_vcpu":0,"kvm_vcore":0,"ptid":0,
-        "hwthread_req":0,"hwthread_state":0,"napping":0,"in_guest":0}}],"extra":1}"#;
-
-    #[test]
-    fn parses_and_ignores_unknown_keys() {
-        let s = parse_snapshot(GOOD, Some(1), None).unwrap();
-        assert_eq!(s.threads.len(), 1);
-        assert_eq!(s.stop.as_deref(), Some("x"));
-    }
-
-    #[test]
-    fn missing_key_names_the_path_and_line() {
-        let text = GOOD.replace("\"ptid\":0,", "");
-        let e = parse_snapshot(&text, Some(7), None).unwrap_err();
-        assert_eq!(e.key, "threads[0].kvm_hstate.ptid");
-        assert_eq!(e.line, Some(7));
-        assert!(
-            e.to_string()
-                .starts_with("line 7: key `threads[0].kvm_hstate.ptid`: missing field"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn wrong_type_names_the_key() {
-        let text = GOOD.replace("\"hwthread_req\":0", "\"hwthread_req\":\"one\"");
-        let e = parse_snapshot(&text, Some(2), None).unwrap_err();
-        assert_eq!(e.key, "threads[0].kvm_hstate.hwthread_req");
-        assert!(e.message.contains("invalid type"), "{}", e.message);
-        let text = GOOD.replace("\"hwthread_req\":0", "\"hwthread_req\":300");
-        assert_eq!(
-            parse_snapshot(&text, None, None).unwrap_err().key,
-            "threads[0].kvm_hstate.hwthread_req"
-        );
-    }
-
-    #[test]
-    fn bad_variant_and_shape() {
-        let e = parse_snapshot(&GOOD.replace("\"modern\"", "\"p8\""), None, None).unwrap_err();
-        assert_eq!(e.key, "variant");
-        let e = parse_snapshot(
-            &GOOD.replace("\"threads_per_core\":2", "\"threads_per_core\":0"),
-            None,
-            None,
-        )
-        .unwrap_err();
-        assert_eq!(e.key, "threads_per_core");
-        let e = parse_snapshot("[1,2]", Some(3), None).unwrap_err();
-        assert_eq!(e.key, "");
-        assert_eq!(e.message, "a snapshot is a JSON object, not an array");
-        let e = parse_snapshot("{\"variant\":", Some(3), None).unwrap_err();
-        assert!(e.message.starts_with("not valid JSON"), "{}", e.message);
-        assert!(parse_snapshot(&format!("{GOOD} x"), None, None).is_err());
-    }
-
-    #[test]
-    fn variant_override_supplies_a_missing_variant() {
-        let text = GOOD.replace("\"variant\":\"modern\",", "");
-        assert_eq!(parse_snapshot(&text, None, None).unwrap_err().key, "variant");
-        let s = parse_snapshot(&text, None, Some(Variant::Seed)).unwrap();
-        assert_eq!(s.variant, Variant::Seed);
-        let s = parse_snapshot(GOOD, None, Some(Variant::Prepatch)).unwrap();
-        assert_eq!(s.variant, Variant::Prepatch);
-    }
-}
+mod tests;

@@ -1,13 +1,16 @@
 //! Replaying a trace: one snapshot per line (JSONL), each checked on its own
-//! and against the line before it.
+//! and, where provable, against the line before it.  Lines are streamed
+//! (stdin like a file), each at most `max_line_bytes` long; labels are kept
+//! once per line; the report keeps the first violations in full and counts
+//! the rest per invariant.
 
+use std::collections::BTreeMap;
 use std::io::{self, BufRead};
 use std::path::Path;
-
-use serde::Serialize;
+use std::sync::Arc;
 
 use crate::consts::Variant;
-use crate::invariants::{check_snapshot, check_step, Violation};
+use crate::invariants::{check_outcome, check_same_run, check_step, Violation};
 use crate::snapshot::{parse_snapshot, SnapshotError};
 use crate::view::Snapshot;
 
@@ -37,15 +40,24 @@ impl Replayer {
         self
     }
 
-    /// Check one snapshot: its own invariants, then (same_vm) the step from
-    /// the previous one.
+    /// Check one snapshot: its own invariants, the ordering within a vcore
+    /// run when the previous stop is provably in the same run, then
+    /// (same_vm) what never changes in one VM.
     pub fn push(&mut self, snap: Snapshot) -> Vec<Violation> {
-        let mut out = check_snapshot(&snap);
-        if let (true, Some(prev)) = (self.same_vm, &self.prev) {
-            out.extend(check_step(prev, &snap));
+        self.push_outcome(snap).violations
+    }
+
+    /// [`Replayer::push`] with what was judged.
+    pub fn push_outcome(&mut self, snap: Snapshot) -> crate::invariants::CheckOutcome {
+        let mut outcome = check_outcome(&snap);
+        if let Some(prev) = &self.prev {
+            outcome.violations.extend(check_same_run(prev, &snap));
+            if self.same_vm {
+                outcome.violations.extend(check_step(prev, &snap));
+            }
         }
         self.prev = Some(snap);
-        out
+        outcome
     }
 
     /// Parse and check one line of text.
@@ -61,12 +73,42 @@ impl Replayer {
 }
 
 /// A violation found at one line of a trace.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TraceViolation {
     pub line: usize,
-    pub stop: Option<String>,
-    #[serde(flatten)]
+    /// The stop label, shared by every violation of the line.
+    pub stop: Option<Arc<str>>,
     pub violation: Violation,
+}
+
+/// Every violation of one invariant in a trace: how many, and the first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Group {
+    pub invariant: u32,
+    pub count: usize,
+    pub first: TraceViolation,
+}
+
+/// How the trace is read.
+#[derive(Clone, Debug)]
+pub struct TraceOptions {
+    pub variant: Option<Variant>,
+    pub same_vm: bool,
+    /// A longer line is an error (no allocation from an unbounded line).
+    pub max_line_bytes: usize,
+    /// Violations kept in full; the rest are only counted in the groups.
+    pub keep: usize,
+}
+
+impl Default for TraceOptions {
+    fn default() -> Self {
+        TraceOptions {
+            variant: None,
+            same_vm: false,
+            max_line_bytes: 64 << 20,
+            keep: 1000,
+        }
+    }
 }
 
 /// The result of replaying a trace.  `error` is set when a line could not be
@@ -74,107 +116,243 @@ pub struct TraceViolation {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TraceReport {
     pub snapshots: usize,
+    /// The first `keep` violations, in trace order.
     pub violations: Vec<TraceViolation>,
+    pub total_violations: usize,
+    /// Per invariant, in number order.
+    pub groups: Vec<Group>,
+    /// Stops where no vcore was found: the vcore invariants were not judged.
+    pub not_judged: usize,
+    /// The first such line.
+    pub first_not_judged: Option<usize>,
     pub error: Option<SnapshotError>,
 }
 
 impl TraceReport {
-    /// 0 clean, 1 violations, 2 unusable input (the CLI's exit code).
+    /// 0 clean, 1 violations, 2 unusable input, empty trace or a stop not
+    /// judged (the CLI's exit code).
     pub fn exit_code(&self) -> i32 {
         if self.error.is_some() {
             2
-        } else if self.violations.is_empty() {
-            0
-        } else {
+        } else if self.total_violations > 0 {
             1
+        } else if self.snapshots == 0 || self.not_judged > 0 {
+            2
+        } else {
+            0
+        }
+    }
+
+    /// "clean", "violations", "not judged", "empty" or "unusable input".
+    pub fn verdict(&self) -> &'static str {
+        if self.error.is_some() {
+            "unusable input"
+        } else if self.total_violations > 0 {
+            "violations"
+        } else if self.snapshots == 0 {
+            "empty"
+        } else if self.not_judged > 0 {
+            "not judged"
+        } else {
+            "clean"
         }
     }
 }
 
-/// Lines parsed per batch; a batch is parsed on all available cores, then
-/// checked in order (the transition checks need the previous snapshot).
-const BATCH: usize = 4096;
+/// Builds a [`TraceReport`] from checked lines.
+struct Collector {
+    report: TraceReport,
+    groups: BTreeMap<u32, Group>,
+    keep: usize,
+}
 
-/// Replay a trace from any line source.  Blank lines are skipped.
-pub fn check_lines<I, S>(lines: I, variant: Option<Variant>, same_vm: bool) -> TraceReport
-where
-    I: IntoIterator<Item = io::Result<S>>,
-    S: AsRef<str> + Send + Sync,
-{
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-    let mut report = TraceReport::default();
-    let mut replayer = Replayer::new(variant).with_same_vm(same_vm);
-    let mut lines = lines.into_iter().enumerate();
-    let mut batch: Vec<(usize, S)> = Vec::with_capacity(BATCH);
+impl Collector {
+    fn add(&mut self, line: usize, stop: Option<Arc<str>>, outcome: crate::invariants::CheckOutcome) {
+        self.report.snapshots += 1;
+        if !outcome.vcore_found {
+            self.report.not_judged += 1;
+            self.report.first_not_judged.get_or_insert(line);
+        }
+        for violation in outcome.violations {
+            self.report.total_violations += 1;
+            let tv = TraceViolation {
+                line,
+                stop: stop.clone(),
+                violation,
+            };
+            self.groups
+                .entry(tv.violation.invariant)
+                .and_modify(|g| g.count += 1)
+                .or_insert_with(|| Group {
+                    invariant: tv.violation.invariant,
+                    count: 1,
+                    first: tv.clone(),
+                });
+            if self.report.violations.len() < self.keep {
+                self.report.violations.push(tv);
+            }
+        }
+    }
+
+    fn finish(mut self, error: Option<SnapshotError>) -> TraceReport {
+        self.report.groups = self.groups.into_values().collect();
+        self.report.error = error;
+        self.report
+    }
+}
+
+/// One line read with a cap.
+enum Read {
+    Line,
+    Eof,
+    TooLong,
+}
+
+/// Read up to (not including) the next newline into `buf`, at most `cap`
+/// bytes.
+fn read_line_capped<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, cap: usize) -> io::Result<Read> {
+    buf.clear();
     loop {
-        batch.clear();
-        let mut read_error = None;
-        for (idx, line) in lines.by_ref() {
-            match line {
-                Ok(l) => batch.push((idx + 1, l)),
+        let avail = match r.fill_buf() {
+            Ok(a) => a,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if avail.is_empty() {
+            return Ok(if buf.is_empty() { Read::Eof } else { Read::Line });
+        }
+        let (take, done) = match memchr(avail) {
+            Some(i) => (i, true),
+            None => (avail.len(), false),
+        };
+        if buf.len() + take > cap {
+            return Ok(Read::TooLong);
+        }
+        buf.extend_from_slice(&avail[..take]);
+        r.consume(if done { take + 1 } else { take });
+        if done {
+            return Ok(Read::Line);
+        }
+    }
+}
+
+fn memchr(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
+/// Lines parsed per batch (and at most this many bytes); a batch is parsed
+/// on all available cores, then checked in order (the step checks need the
+/// previous snapshot).
+const BATCH: usize = 4096;
+const BATCH_BYTES: usize = 32 << 20;
+
+/// Replay a trace from any byte stream, streaming.  Blank lines are
+/// skipped; a UTF-8 byte order mark at the start is skipped.  `interrupted`
+/// is asked between batches (Ctrl-C): true stops with what was checked.
+pub fn check_reader<R: BufRead>(
+    mut reader: R,
+    opts: &TraceOptions,
+    interrupted: &mut dyn FnMut() -> bool,
+) -> (TraceReport, bool) {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    let mut collector = Collector {
+        report: TraceReport::default(),
+        groups: BTreeMap::new(),
+        keep: opts.keep,
+    };
+    let mut replayer = Replayer::new(opts.variant).with_same_vm(opts.same_vm);
+    let mut buf = Vec::new();
+    let mut line_no = 0usize;
+    loop {
+        let mut batch: Vec<(usize, String)> = Vec::new();
+        let mut bytes = 0;
+        let mut stop_error = None;
+        while batch.len() < BATCH && bytes < BATCH_BYTES {
+            line_no += 1;
+            match read_line_capped(&mut reader, &mut buf, opts.max_line_bytes) {
+                Ok(Read::Eof) => break,
+                Ok(Read::TooLong) => {
+                    stop_error = Some(SnapshotError::new(
+                        Some(line_no),
+                        "",
+                        format!(
+                            "line longer than {} bytes (the limit; see --max-line-bytes): not a snapshot trace?",
+                            opts.max_line_bytes
+                        ),
+                    ));
+                    break;
+                }
+                Ok(Read::Line) => match decode(&mut buf, line_no) {
+                    Ok(text) => {
+                        bytes += text.len();
+                        batch.push((line_no, text));
+                    }
+                    Err(e) => {
+                        stop_error = Some(e);
+                        break;
+                    }
+                },
                 Err(e) => {
-                    read_error = Some(SnapshotError {
-                        line: Some(idx + 1),
-                        key: String::new(),
-                        message: format!("cannot read: {e}"),
-                    });
+                    stop_error = Some(SnapshotError::new(Some(line_no), "", format!("cannot read: {e}")));
                     break;
                 }
             }
-            if batch.len() == BATCH {
-                break;
-            }
         }
-        if batch.is_empty() && read_error.is_none() {
-            break;
-        }
-        for (n, parsed) in parse_batch(&batch, variant, workers) {
+        let done = batch.is_empty() || stop_error.is_some();
+        for (n, parsed) in parse_batch(&batch, opts.variant, workers) {
             let snap = match parsed {
                 Some(Ok(s)) => s,
-                Some(Err(e)) => {
-                    report.error = Some(e);
-                    return report;
-                }
+                Some(Err(e)) => return (collector.finish(Some(e)), false),
                 None => continue, // blank line
             };
-            let stop = snap.stop.clone();
-            report.snapshots += 1;
-            for violation in replayer.push(snap) {
-                report.violations.push(TraceViolation {
-                    line: n,
-                    stop: stop.clone(),
-                    violation,
-                });
-            }
+            let stop: Option<Arc<str>> = snap.stop.as_deref().map(Arc::from);
+            collector.add(n, stop, replayer.push_outcome(snap));
         }
-        if read_error.is_some() {
-            report.error = read_error;
-            return report;
+        if done {
+            return (collector.finish(stop_error), false);
+        }
+        if interrupted() {
+            return (collector.finish(None), true);
         }
     }
-    report
+}
+
+/// The line as text: UTF-8, without a trailing CR or a leading BOM.
+fn decode(buf: &mut Vec<u8>, line: usize) -> Result<String, SnapshotError> {
+    if buf.last() == Some(&b'\r') {
+        buf.pop();
+    }
+    let bytes = std::mem::take(buf);
+    let mut text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        SnapshotError {
+            line: Some(line),
+            column: Some(at + 1),
+            key: String::new(),
+            message: format!(
+                "not UTF-8 text (byte {:#04x}): a snapshot trace is JSON text",
+                e.as_bytes()[at]
+            ),
+        }
+    })?;
+    if line == 1 && text.starts_with('\u{feff}') {
+        text.drain(..3);
+    }
+    Ok(text)
 }
 
 type Parsed = Option<Result<Snapshot, SnapshotError>>;
 
 /// Parse a batch of (line number, text), in order, on up to `workers` threads.
-fn parse_batch<S: AsRef<str> + Sync>(
-    batch: &[(usize, S)],
-    variant: Option<Variant>,
-    workers: usize,
-) -> Vec<(usize, Parsed)> {
-    let parse = |chunk: &[(usize, S)]| -> Vec<(usize, Parsed)> {
+fn parse_batch(batch: &[(usize, String)], variant: Option<Variant>, workers: usize) -> Vec<(usize, Parsed)> {
+    let parse = |chunk: &[(usize, String)]| -> Vec<(usize, Parsed)> {
         chunk
             .iter()
             .map(|(n, line)| {
-                let text = line.as_ref().trim();
+                let text = line.trim();
                 (
                     *n,
-                    if text.is_empty() {
-                        None
-                    } else {
-                        Some(parse_snapshot(text, Some(*n), variant))
-                    },
+                    (!text.is_empty()).then(|| parse_snapshot(text, Some(*n), variant)),
                 )
             })
             .collect()
@@ -197,11 +375,11 @@ fn parse_batch<S: AsRef<str> + Sync>(
                     let n = out.last().map_or(0, |(n, _)| n + 1);
                     out.push((
                         n,
-                        Some(Err(SnapshotError {
-                            line: Some(n),
-                            key: String::new(),
-                            message: "internal error while parsing".into(),
-                        })),
+                        Some(Err(SnapshotError::new(
+                            Some(n),
+                            "",
+                            "internal error while parsing",
+                        ))),
                     ));
                     break;
                 }
@@ -213,82 +391,24 @@ fn parse_batch<S: AsRef<str> + Sync>(
 
 /// Replay a trace held in a string.
 pub fn check_text(text: &str, variant: Option<Variant>, same_vm: bool) -> TraceReport {
-    check_lines(text.lines().map(Ok::<_, io::Error>), variant, same_vm)
+    let opts = TraceOptions {
+        variant,
+        same_vm,
+        ..TraceOptions::default()
+    };
+    check_reader(text.as_bytes(), &opts, &mut || false).0
 }
 
 /// Replay a trace file.
 pub fn check_file(path: &Path, variant: Option<Variant>, same_vm: bool) -> io::Result<TraceReport> {
-    let file = std::fs::File::open(path)?;
-    Ok(check_lines(
-        io::BufReader::with_capacity(1 << 16, file).lines(),
+    let opts = TraceOptions {
         variant,
         same_vm,
-    ))
+        ..TraceOptions::default()
+    };
+    let file = std::fs::File::open(path)?;
+    Ok(check_reader(io::BufReader::with_capacity(1 << 16, file), &opts, &mut || false).0)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SNAP: &str = r#"{"variant":"modern","threads_per_core":2,"stop":"s",
-        "threads":[{"cpu":0,"hw_cpu_id":8,"lpidr":0,"kvm_hstate":{"kvm_vcpu":0,"kvm_vcore":0,"ptid":0,
-        "hwthread_req":0,"hwthread_state":0,"napping":0,"in_guest":0}},
-        {"cpu":1,"hw_cpu_id":9,"lpidr":0,"kvm_hstate":{"kvm_vcpu":0,"kvm_vcore":0,"ptid":1,
-        "hwthread_req":0,"hwthread_state":1,"napping":0,"in_guest":0}}]}"#;
-
-    fn line(s: &str) -> String {
-        s.replace('\n', " ")
-    }
-
-    #[test]
-    fn clean_trace_with_blank_lines() {
-        let text = format!("{}\n\n{}\n", line(SNAP), line(SNAP));
-        let r = check_text(&text, None, false);
-        assert_eq!((r.snapshots, r.violations.len(), r.exit_code()), (2, 0, 0));
-    }
-
-    #[test]
-    fn violations_carry_line_and_stop() {
-        let bad = line(SNAP).replace(r#""ptid":1"#, r#""ptid":3"#);
-        let r = check_text(&format!("{}\n{}\n", line(SNAP), bad), None, false);
-        assert_eq!(r.exit_code(), 1);
-        assert!(r
-            .violations
-            .iter()
-            .all(|v| v.line == 2 && v.stop.as_deref() == Some("s")));
-        assert_eq!(r.violations[0].violation.invariant, 3);
-    }
-
-    #[test]
-    fn unusable_line_stops_with_its_number_and_keeps_what_came_before() {
-        let bad = line(SNAP).replacen(r#""cpu":1,"#, "", 1);
-        let r = check_text(&format!("{}\n{}\n{}\n", line(SNAP), bad, line(SNAP)), None, true);
-        assert_eq!(r.exit_code(), 2);
-        assert_eq!(r.snapshots, 1);
-        let e = r.error.unwrap();
-        assert_eq!((e.line, e.key.as_str()), (Some(2), "threads[1].cpu"));
-    }
-
-    #[test]
-    fn large_traces_parse_in_parallel_and_keep_line_order() {
-        let good = line(SNAP);
-        let bad_ptid = good.replace(r#""ptid":1"#, r#""ptid":3"#);
-        let broken = good.replacen(r#""cpu":1,"#, "", 1);
-        let mut lines: Vec<String> = (1..=5000).map(|_| good.clone()).collect();
-        lines[499] = bad_ptid; // line 500
-        lines[1999] = String::new(); // blank line 2000
-        lines[4199] = broken; // line 4200, in the second batch
-        let r = check_text(&lines.join("\n"), None, true);
-        assert_eq!(r.snapshots, 4198);
-        assert_eq!(r.error.as_ref().and_then(|e| e.line), Some(4200));
-        assert_eq!(r.violations.iter().map(|v| v.line).collect::<Vec<_>>(), vec![500]);
-    }
-
-    #[test]
-    fn replayer_variant_override() {
-        let mut rp = Replayer::new(Some(Variant::Seed));
-        assert!(rp.push_text(&line(SNAP), Some(1)).unwrap().is_empty());
-        assert!(rp.push_text("{}", Some(2)).is_err());
-        rp.reset();
-    }
-}
+mod tests;

@@ -3,11 +3,55 @@
 //! own field names and numeric values.
 //!
 //! This is the snapshot format that the gdb side writes and `pyvcore check`
-//! reads (one JSON object per stop), and the view of the model's state that
-//! the invariants are evaluated on, so a model step and a live stop are
-//! checked by the same code.  Pointers are plain integers (0 = NULL); unknown
-//! extra keys are ignored; optional keys are those some kernels or some
-//! readers do not have.
+//! reads (one JSON object per stop, one per line in a trace), and the view
+//! of the model's state that the invariants are evaluated on, so a model
+//! step and a live stop are checked by the same code.
+//!
+//! # Snapshot format, version 2
+//!
+//! ```text
+//! {"version": 2, "variant": "modern", "threads_per_core": 4, "stop": "kvmppc_hv_entry@cpu1",
+//!  "tb": "0x1d4c0b2f3a", "tb_freq": 512000000,
+//!  "threads": [{"cpu": 0, "hw_cpu_id": 8, "lpidr": "0x1", "sdr1": "0x75000006",
+//!               "pc": "0xc000000000115690", "msr": "0x9000000002803003", "dpdes": "0x0",
+//!               "hdec": "0xfff25ffe",
+//!               "kvm_hstate": {"kvm_vcpu": "0x0", "kvm_vcore": "0xc000000028186a00", "ptid": 0,
+//!                              "hwthread_req": 0, "hwthread_state": 2, "napping": 2, "in_guest": 4}}, ...],
+//!  "vcores": [{"addr": "0xc000000028186a00", "first_vcpuid": 0, "pcpu": 0, "num_threads": 1,
+//!              "n_runnable": 1, "vcore_state": 4, "in_guest": 1, "entry_exit_map": 515,
+//!              "napping_threads": 1, "runner": "0xc0000000042e2400", "kvm": "0xc0000000040b8000",
+//!              "dpdes": "0x0", "seq": 3}],
+//!  "vcpus": [{"addr": "0xc0000000042e2400", "vcpu_id": 1, "vcore": "0xc000000028186a00", "ptid": 1,
+//!             "cpu": -1, "thread_cpu": -1, "state": 1, "ceded": 0}],
+//!  "kvm": {"lpid": "0x1", "sdr1": "0x...", "host_lpid": "0x0", "host_sdr1": "0x..."}}
+//! ```
+//!
+//! * Top level: `version` (1 when absent), `variant` (`seed`, `modern`,
+//!   `prepatch`), `threads_per_core` (1..8), `stop` (where the snapshot was
+//!   taken, free text), `tb` (the timebase, in ticks) and `tb_freq` (its
+//!   frequency in Hz; 512000000 on POWER8).  `judged` is never input: it is
+//!   what `pyvcore check --json` adds to its output.
+//! * `threads[]`: one per hardware thread of the core, thread 0 first: Linux
+//!   `cpu`, `hw_cpu_id` (PIR), the thread's SPRs `lpidr`, `sdr1`, `dpdes`
+//!   (bit N = doorbell pending for thread N), `hdec` (hypervisor decrementer,
+//!   ticks), `pc` and `msr` where the reader has them, and `kvm_hstate` (the
+//!   PACA's struct kvmppc_host_state fields, kernel values).
+//! * `vcores[]`: struct kvmppc_vcore: `entry_exit_map` (modern) or
+//!   `entry_exit_count` (seed layout), `n_woken`/`nap_count` (seed layout),
+//!   `dpdes` (modern: the doorbell state the kernel saved at the last exit),
+//!   `seq` (written by a reader that watches kvmppc_run_core: the number of
+//!   runs of this vcore it has seen start; two stops with the same `seq`
+//!   lie in one run).
+//! * `vcpus[]`: struct kvm_vcpu and its arch fields.
+//! * `kvm`: the VM's LPID/SDR1 and the host's.
+//!
+//! Addresses and other 64-bit kernel values (pointers, SPRs, tb) are written
+//! as hex strings (`"0xc000000028c26d00"`) by every pyvcore writer, because
+//! JSON numbers lose precision above 2^53 in many readers; every reader
+//! accepts a hex string or an integer.  Small counters and bit words stay
+//! integers.  0 = NULL.  Unknown keys are ignored; optional keys are those
+//! some kernels or readers do not have, and a check that needs one runs only
+//! when it is present.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,8 +61,10 @@ use crate::consts::Variant;
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Hstate {
     /// struct kvm_vcpu * to run on this thread (0 = none).
+    #[serde(deserialize_with = "crate::hexint::deserialize")]
     pub kvm_vcpu: u64,
     /// struct kvmppc_vcore * this thread takes part in (may be stale).
+    #[serde(deserialize_with = "crate::hexint::deserialize")]
     pub kvm_vcore: u64,
     /// This thread's index within the vcore (may be stale).
     pub ptid: u8,
@@ -39,11 +85,48 @@ pub struct Thread {
     /// paca->hw_cpu_id (the PIR).
     pub hw_cpu_id: u32,
     /// This thread's LPIDR SPR, where the reader could get it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "crate::hexint::opt::deserialize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lpidr: Option<u64>,
     /// This thread's SDR1 SPR, where the reader could get it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "crate::hexint::opt::deserialize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sdr1: Option<u64>,
+    /// Program counter where the thread stopped.
+    #[serde(
+        deserialize_with = "crate::hexint::opt::deserialize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pc: Option<u64>,
+    /// MSR (mode: HV, IR/DR translation, PR).
+    #[serde(
+        deserialize_with = "crate::hexint::opt::deserialize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub msr: Option<u64>,
+    /// DPDES SPR: directed privileged doorbells pending, bit N for thread N.
+    #[serde(
+        deserialize_with = "crate::hexint::opt::deserialize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dpdes: Option<u64>,
+    /// HDEC SPR (hypervisor decrementer, timebase ticks).
+    #[serde(
+        deserialize_with = "crate::hexint::opt::deserialize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub hdec: Option<u64>,
+    #[serde(deserialize_with = "object::one")]
     pub kvm_hstate: Hstate,
 }
 
@@ -51,6 +134,7 @@ pub struct Thread {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Vcore {
     /// Address of the struct (what PACAs and vcpus point at).
+    #[serde(deserialize_with = "crate::hexint::deserialize")]
     pub addr: u64,
     pub first_vcpuid: u32,
     /// Host cpu of thread 0 of the core running this vcore.
@@ -69,7 +153,11 @@ pub struct Vcore {
     /// Bitmap by ptid of threads napping in the guest context.
     pub napping_threads: u32,
     /// struct kvm_vcpu * of the runner (0 = none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "crate::hexint::opt::deserialize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub runner: Option<u64>,
     /// Seed only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,17 +165,34 @@ pub struct Vcore {
     /// Seed only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nap_count: Option<u32>,
-    /// struct kvm * owning this vcore.
+    /// Modern: doorbell state saved at the last exit (vc->dpdes).
+    #[serde(
+        deserialize_with = "crate::hexint::opt::deserialize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dpdes: Option<u64>,
+    /// Runs of this vcore the writer saw start (kvmppc_run_core hits); equal
+    /// values on two stops prove they lie in one run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// struct kvm * owning this vcore.
+    #[serde(
+        deserialize_with = "crate::hexint::opt::deserialize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub kvm: Option<u64>,
 }
 
 /// struct kvm_vcpu (with the kvm_vcpu_arch fields the vcore logic uses).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Vcpu {
+    #[serde(deserialize_with = "crate::hexint::deserialize")]
     pub addr: u64,
     pub vcpu_id: u32,
     /// arch.vcore.
+    #[serde(deserialize_with = "crate::hexint::deserialize")]
     pub vcore: u64,
     /// arch.ptid.
     pub ptid: u8,
@@ -107,28 +212,171 @@ pub struct Vcpu {
 /// kvm->arch values the MMU invariants compare the SPRs against.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KvmArch {
+    #[serde(deserialize_with = "crate::hexint::deserialize")]
     pub lpid: u64,
+    #[serde(deserialize_with = "crate::hexint::deserialize")]
     pub sdr1: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "crate::hexint::opt::deserialize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host_lpid: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "crate::hexint::opt::deserialize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host_sdr1: Option<u64>,
 }
 
 /// One stop: the whole core.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Snapshot {
+    /// Format version (1 when absent, 2 with the fields below).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
     pub variant: Variant,
     pub threads_per_core: u32,
     /// Where the snapshot was taken (breakpoint label), if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<String>,
     /// Indexed by physical thread of the core (thread 0 first).
+    #[serde(deserialize_with = "object::many")]
     pub threads: Vec<Thread>,
-    #[serde(default)]
-    pub vcores: Vec<Vcore>,
-    #[serde(default)]
-    pub vcpus: Vec<Vcpu>,
+    /// Timebase at the stop (ticks).
+    #[serde(
+        deserialize_with = "crate::hexint::opt::deserialize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tb: Option<u64>,
+    /// Timebase frequency (Hz).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tb_freq: Option<u64>,
+    #[serde(default, deserialize_with = "object::many")]
+    pub vcores: Vec<Vcore>,
+    #[serde(default, deserialize_with = "object::many")]
+    pub vcpus: Vec<Vcpu>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "object::opt"
+    )]
     pub kvm: Option<KvmArch>,
+}
+
+/// Nested structs are JSON objects: serde's derive would also take a struct
+/// from an array (by position), which hides a writer's mistake.
+mod object {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::value::MapAccessDeserializer;
+    use serde::de::{MapAccess, SeqAccess, Visitor};
+    use serde::{Deserialize, Deserializer};
+
+    struct ObjectVisitor<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map))
+        }
+    }
+
+    /// One object.
+    pub fn one<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+        d.deserialize_map(ObjectVisitor(PhantomData))
+    }
+
+    struct Obj<T>(T);
+
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            one(d).map(Obj)
+        }
+    }
+
+    /// An object or null.
+    pub fn opt<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+        Ok(Option::<Obj<T>>::deserialize(d)?.map(|o| o.0))
+    }
+
+    struct ManyVisitor<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for ManyVisitor<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an array of JSON objects")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            // The hint is capped: it comes from the input.
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(Obj(item)) = seq.next_element::<Obj<T>>()? {
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+
+    /// An array of objects.
+    pub fn many<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        d.deserialize_seq(ManyVisitor(PhantomData))
+    }
+}
+
+/// Keys of 64-bit kernel values (addresses, SPRs, timebase): written as hex
+/// strings by [`Snapshot::to_hex_json`].
+pub const HEX_KEYS: &[&str] = &[
+    "kvm_vcpu",
+    "kvm_vcore",
+    "addr",
+    "vcore",
+    "runner",
+    "kvm",
+    "lpidr",
+    "sdr1",
+    "pc",
+    "msr",
+    "dpdes",
+    "hdec",
+    "lpid",
+    "host_lpid",
+    "host_sdr1",
+    "tb",
+];
+
+impl Snapshot {
+    /// The snapshot as JSON with every 64-bit kernel value as a hex string,
+    /// the form every pyvcore writer emits.
+    pub fn to_hex_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        hexify(&mut v);
+        v
+    }
+}
+
+/// Rewrite the integer values of [`HEX_KEYS`] as hex strings, recursively.
+pub fn hexify(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, item) in map.iter_mut() {
+                if let (true, Some(n)) = (HEX_KEYS.contains(&k.as_str()), item.as_u64()) {
+                    *item = serde_json::Value::String(format!("{n:#x}"));
+                } else {
+                    hexify(item);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(hexify),
+        _ => {}
+    }
 }

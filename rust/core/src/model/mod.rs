@@ -111,6 +111,7 @@ impl Config {
                         napping: h.napping,
                         in_guest: h.in_guest,
                     },
+                    ..Default::default()
                 }
             })
             .collect();
@@ -135,6 +136,7 @@ impl Config {
                     n_woken: (!modern).then_some(vc.n_woken as u32),
                     nap_count: (!modern).then_some(vc.nap_count as u32),
                     kvm: Some(KVM_ADDR),
+                    ..Default::default()
                 }
             })
             .collect();
@@ -155,6 +157,9 @@ impl Config {
             })
             .collect();
         Snapshot {
+            version: Some(2),
+            tb: None,
+            tb_freq: None,
             variant: self.variant,
             threads_per_core: self.threads as u32,
             stop: stop.map(str::to_string),

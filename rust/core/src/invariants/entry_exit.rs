@@ -1,0 +1,306 @@
+//! The vcore's entry/exit word (10, 12, 13, 14), the switch back (13) and
+//! the grab of the secondaries around a run (17).
+
+use super::ctx::{hs, p, Ctx, EntryExit};
+use super::Violation;
+use crate::consts::*;
+use crate::view::{Thread, Vcore};
+
+pub(crate) fn check(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
+    let ee = EntryExit::of(vc, cx.s.variant);
+    match ee {
+        EntryExit::Unknown => {}
+        EntryExit::Map {
+            raw,
+            entry,
+            exit,
+            req,
+        } => {
+            map_shape(cx, k, vc, (raw, entry, exit), out);
+            map_order(cx, k, vc, (raw, entry, exit, req), out);
+        }
+        EntryExit::Count { raw, entry, exit } => count(cx, k, vc, (raw, entry, exit), out),
+    }
+    switched_back(cx, k, vc, ee, out);
+    grabbed(cx, k, vc, ee, out);
+}
+
+/// 10 (modern map): bits within the core, exits within entries, an entered
+/// thread that is not exiting still points at the vcore.
+fn map_shape(cx: &Ctx, k: usize, vc: &Vcore, (raw, entry, exit): (u32, u32, u32), out: &mut Vec<Violation>) {
+    let key = || p("vcores", k, "entry_exit_map");
+    let core_mask = (1u32 << cx.tpc) - 1;
+    if raw & !(0xffff | VCORE_EXIT_REQ) != 0 || (entry | exit) & !core_mask != 0 {
+        out.push(
+            Violation::new(
+                10,
+                format!(
+                    "entry_exit_map {raw:#x} has bits outside a {}-thread core",
+                    cx.tpc
+                ),
+            )
+            .field(key(), raw),
+        );
+    }
+    if exit & !entry != 0 {
+        out.push(
+            Violation::new(
+                10,
+                format!("entry_exit_map {raw:#x}: a thread is exiting that never entered"),
+            )
+            .field(key(), raw),
+        );
+    }
+    // A thread that entered and has not begun to exit is still in the
+    // run, so its PACA still points at the vcore: secondaries clear
+    // kvm_vcore only after kvmppc_hv_entry returns (after their exit
+    // bit), thread 0's is cleared by kvmppc_release_hwthread.
+    if cx.s.variant == Variant::Modern {
+        let pending = entry & !exit;
+        for bit in 0..cx.tpc {
+            if pending & (1 << bit) == 0 {
+                continue;
+            }
+            if let Some((i, t)) = cx.thread_at_cpu(vc.pcpu as u64 + bit as u64) {
+                if t.kvm_hstate.kvm_vcore != vc.addr {
+                    out.push(
+                                Violation::new(
+                                    10,
+                                    format!("thread {} entered the vcore and is not exiting, but its PACA kvm_vcore is not the vcore", i),
+                                )
+                                .field(key(), raw)
+                                .field(hs(i, "kvm_vcore"), t.kvm_hstate.kvm_vcore)
+                                .field(p("vcores", k, "addr"), vc.addr),
+                            );
+                }
+            }
+        }
+    }
+}
+
+/// 12, 13, 14 (modern map): the order of entries, exits and the switch.
+fn map_order(
+    cx: &Ctx,
+    k: usize,
+    vc: &Vcore,
+    (raw, entry, exit, req): (u32, u32, u32, bool),
+    out: &mut Vec<Violation>,
+) {
+    let key = || p("vcores", k, "entry_exit_map");
+    let core_mask = (1u32 << cx.tpc) - 1;
+    // 12: only thread 0's switch lets anyone run, so the first exiter
+    // entered after thread 0 -- unless another subcore requested the
+    // exit (VCORE_EXIT_REQ), when thread 0 may be too late to enter.
+    // ... and vc->in_guest = 1 is stored by thread 0 after its own
+    // entry bit (the run reset clears the map before in_guest, so a
+    // map of 0 may show a stale in_guest 1).
+    if vc.in_guest == 1 && raw != 0 && entry & 1 == 0 {
+        out.push(
+            Violation::new(
+                12,
+                format!("vcore in_guest is 1 but thread 0 never entered (entry_exit_map {raw:#x})"),
+            )
+            .field(key(), raw)
+            .field(p("vcores", k, "in_guest"), vc.in_guest),
+        );
+    }
+    if exit != 0 && !req && entry & 1 == 0 {
+        out.push(
+            Violation::new(
+                12,
+                format!("entry_exit_map {raw:#x}: threads exit but thread 0 never entered"),
+            )
+            .field(key(), raw),
+        );
+    }
+    // 13: in_guest drops to 0 only at thread 0's switch back, which
+    // waits for every entered thread to be exiting.  (The reset of a
+    // new run clears the map before in_guest.)
+    if vc.in_guest == 0 && exit != 0 && !req && exit != entry {
+        out.push(
+            Violation::new(
+                13,
+                format!("vcore in_guest is 0 but entry_exit_map {raw:#x} has entered threads not exiting"),
+            )
+            .field(key(), raw)
+            .field(p("vcores", k, "in_guest"), vc.in_guest),
+        );
+    }
+    // 14: napping bits are set by entered threads only; both words are
+    // reset together (map first, so a map of 0 may show stale bits).
+    if vc.napping_threads & !core_mask != 0 || (entry != 0 && vc.napping_threads & !entry != 0) {
+        out.push(
+            Violation::new(
+                14,
+                format!(
+                    "napping_threads {:#x} is not within the entered threads {:#x}",
+                    vc.napping_threads, entry
+                ),
+            )
+            .field(p("vcores", k, "napping_threads"), vc.napping_threads)
+            .field(key(), raw),
+        );
+    }
+}
+
+/// 10, 13, 14 (seed layout: entry_exit_count).
+fn count(cx: &Ctx, k: usize, vc: &Vcore, (raw, entry, exit): (u32, u32, u32), out: &mut Vec<Violation>) {
+    let key = || p("vcores", k, "entry_exit_count");
+    let core_mask = (1u32 << cx.tpc) - 1;
+    let st = cx.states;
+    if raw & !0xffff != 0 || entry > cx.tpc || exit > entry {
+        out.push(
+            Violation::new(
+                10,
+                format!(
+                    "entry_exit_count {raw:#x}: {entry} entered, {exit} exiting on a {}-thread core",
+                    cx.tpc
+                ),
+            )
+            .field(key(), raw),
+        );
+    }
+    // Every thread that enters found its PACA's kvm_vcore set to this
+    // vcore, and the seed never clears it; while STARTING/RUNNING no
+    // other vcore can have taken the core's threads.
+    let holds_core = vc.vcore_state == st.running || Some(vc.vcore_state) == st.starting;
+    let on_core = |t: &&Thread| t.cpu >= vc.pcpu && t.cpu - vc.pcpu < cx.tpc;
+    if holds_core && cx.s.threads.iter().filter(on_core).count() as u32 == cx.tpc {
+        let pointing =
+            cx.s.threads
+                .iter()
+                .filter(on_core)
+                .filter(|t| t.kvm_hstate.kvm_vcore == vc.addr)
+                .count() as u32;
+        if entry > pointing {
+            out.push(
+                Violation::new(
+                    10,
+                    format!("{entry} threads entered but only {pointing} PACAs point at the vcore"),
+                )
+                .field(key(), raw),
+            );
+        }
+    }
+    if vc.in_guest == 0 && exit != 0 && exit != entry {
+        out.push(
+            Violation::new(
+                13,
+                format!("vcore in_guest is 0 but only {exit} of {entry} entered threads are exiting"),
+            )
+            .field(key(), raw)
+            .field(p("vcores", k, "in_guest"), vc.in_guest),
+        );
+    }
+    if vc.napping_threads & !core_mask != 0 || (entry != 0 && vc.napping_threads.count_ones() > entry) {
+        out.push(
+            Violation::new(
+                14,
+                format!(
+                    "napping_threads {:#x} has more threads than the {} entered",
+                    vc.napping_threads, entry
+                ),
+            )
+            .field(p("vcores", k, "napping_threads"), vc.napping_threads)
+            .field(key(), raw),
+        );
+    }
+}
+
+/// 13 (after the switch back): thread 0 stores 0 to vc->in_guest ("signal
+/// secondary CPUs to continue") before it stores KVM_GUEST_MODE_NONE to its
+/// own PACA in kvmhv_switch_to_host, and the next run clears the entry/exit
+/// word before in_guest.  So once every entered thread is exiting and
+/// thread 0 is out of KVM (in_guest NONE, still pointing at the vcore),
+/// vc->in_guest is 0.  Linux 7fe4e1176dfe fixed a kernel that stored a PCR
+/// value there instead, leaving the secondaries spinning.
+fn switched_back(cx: &Ctx, k: usize, vc: &Vcore, ee: EntryExit, out: &mut Vec<Violation>) {
+    if vc.in_guest == 0 || !cx.in_run(vc.vcore_state) {
+        return;
+    }
+    let all_exiting = match ee {
+        EntryExit::Map { entry, exit, .. } => entry & 1 != 0 && exit != 0 && exit == entry,
+        EntryExit::Count { entry, exit, .. } => exit != 0 && exit == entry,
+        EntryExit::Unknown => false,
+    };
+    if !all_exiting {
+        return;
+    }
+    let Some((i0, t0)) = cx.thread_at_cpu(vc.pcpu as u64) else {
+        return;
+    };
+    let h = &t0.kvm_hstate;
+    if h.in_guest == KVM_GUEST_MODE_NONE && h.kvm_vcore == vc.addr {
+        out.push(
+            Violation::new(
+                13,
+                format!(
+                    "thread 0 is back in the host and every entered thread exits ({} {:#x}), but vcore in_guest is still {}",
+                    ee.key(),
+                    ee.raw(),
+                    vc.in_guest
+                ),
+            )
+            .field(p("vcores", k, "in_guest"), vc.in_guest)
+            .field(p("vcores", k, ee.key()), ee.raw())
+            .field(hs(i0, "in_guest"), h.in_guest),
+        );
+    }
+}
+
+/// 17: the secondaries are grabbed (hwthread_req 1) from before the first
+/// kvmppc_start_thread until kvmppc_release_hwthread.  Judged where that span
+/// is certain from the snapshot:
+/// * RUNNING with no exit started (all variants);
+/// * modern RUNNING with an exit under way: the release comes after
+///   vcore_state = VCORE_EXITING in kvmppc_run_core;
+/// * seed/prepatch RUNNING while thread 0 is still in KVM: the runner
+///   releases the threads in C, after __kvmppc_vcore_entry returned;
+/// * seed STARTING once a vcpu has been started or an entry counted: every
+///   sibling is grabbed before the first start (7b444c6710c6).
+fn grabbed(cx: &Ctx, k: usize, vc: &Vcore, ee: EntryExit, out: &mut Vec<Violation>) {
+    if ee == EntryExit::Unknown || !vc.pcpu.is_multiple_of(cx.tpc) {
+        return;
+    }
+    let st = cx.states;
+    let secondaries = || {
+        cx.s.threads
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.cpu > vc.pcpu && t.cpu - vc.pcpu < cx.tpc)
+    };
+    let window = if vc.vcore_state == st.running {
+        if !ee.exit_started() || cx.s.variant == Variant::Modern {
+            Some("vcore runs")
+        } else {
+            let t0_in_kvm = cx
+                .thread_at_cpu(vc.pcpu as u64)
+                .is_some_and(|(_, t)| t.kvm_hstate.in_guest != KVM_GUEST_MODE_NONE);
+            t0_in_kvm.then_some("the run is exiting and thread 0 is still in KVM")
+        }
+    } else if Some(vc.vcore_state) == st.starting {
+        let started = ee.entered() > 0
+            || secondaries().any(|(_, t)| t.kvm_hstate.kvm_vcpu != 0 && t.kvm_hstate.kvm_vcore == vc.addr);
+        started.then_some("vcore is STARTING and a vcpu was already started")
+    } else {
+        None
+    };
+    let Some(window) = window else { return };
+    for (i, t) in secondaries() {
+        if t.kvm_hstate.hwthread_req != 1 {
+            out.push(
+                Violation::new(
+                    17,
+                    format!(
+                        "{window}, but secondary thread {} is not grabbed (hwthread_req {})",
+                        t.cpu - vc.pcpu,
+                        t.kvm_hstate.hwthread_req
+                    ),
+                )
+                .field(hs(i, "hwthread_req"), t.kvm_hstate.hwthread_req)
+                .field(p("vcores", k, "vcore_state"), vc.vcore_state)
+                .field(p("vcores", k, ee.key()), ee.raw()),
+            );
+        }
+    }
+}

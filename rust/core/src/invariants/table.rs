@@ -1,0 +1,368 @@
+//! The invariant table: one row per invariant that any pyvcore code can
+//! report (snapshot checker, step checker, model, explorer, trace plugin).
+//!
+//! Every violation is built from a row (`Violation::new(number, ..)`), the
+//! `pyvcore invariants` command and the README's invariant list are printed
+//! from it, and a test asserts that every number the code emits is here.
+//! Adding an invariant: add its row here, then emit it from one function of
+//! the subject module (`threads.rs`, `vcores.rs`, ...).
+//!
+//! Numbers 1-28 follow the numbering of the kernel design this model was
+//! derived from; 29-30 are the model's doorbell and deadlock properties;
+//! 31-39 are snapshot checks on registers (`pc`, `msr`, `dpdes`); model-only
+//! and liveness rows added later take 40 and up.
+
+/// When an invariant can be judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// On one stop (a live snapshot, or one state of the model).
+    Snapshot,
+    /// Between two stops of one VM's life (`--same-vm`), or two stops
+    /// provably inside one vcore run (the same `vcores[].seq`).
+    Step,
+    /// Needs the exact history of events: judged in the model / explorer
+    /// only (and by the continuous trace plugin, which sees every store).
+    History,
+    /// Something must eventually happen within a bound (trace plugin).
+    Liveness,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Snapshot => "snapshot",
+            Kind::Step => "step",
+            Kind::History => "history",
+            Kind::Liveness => "liveness",
+        }
+    }
+}
+
+/// One invariant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvariantInfo {
+    pub number: u32,
+    /// A few words, for report headers.
+    pub title: &'static str,
+    /// What holds, in one or two sentences.
+    pub statement: &'static str,
+    /// When it is judged (the states or stops in which it must hold).
+    pub window: &'static str,
+    /// Kernel (or QEMU) file, function and commit it comes from.
+    pub source: &'static str,
+    /// What a violation usually means, and where to look.
+    pub meaning: &'static str,
+    /// Snapshot fields it needs (`vcores`, `vcpus`, `threads.lpidr`, ...);
+    /// empty = always judged.
+    pub needs: &'static [&'static str],
+    pub kind: Kind,
+}
+
+/// Every invariant, by number.
+pub static INVARIANTS: &[InvariantInfo] = &[
+    InvariantInfo {
+        number: 1,
+        title: "vcpu ptid",
+        statement: "A vcpu's arch.ptid is vcpu_id - first_vcpuid of its vcore, below the threads per vcore, and fixed from creation.",
+        window: "every stop (the fixed-at-creation part between stops of one VM, --same-vm)",
+        source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_core_vcpu_create_hv; e0b7ec058c0e (v3.14) \"Align physical and virtual CPU thread numbers\"",
+        meaning: "The vcpu will run on the wrong hardware thread and doorbells (msgsndp names a physical thread) reach the wrong vcpu. Look at where arch.ptid is assigned in kvmppc_core_vcpu_create_hv.",
+        needs: &["vcpus"],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 2,
+        title: "vcore numbering",
+        statement: "A vcore's first_vcpuid is a multiple of the threads per vcore; each vcpu id lies in its vcore's range; one VM has one vcore per first_vcpuid.",
+        window: "every stop (first_vcpuid and vcpu_id unchanged between stops of one VM, --same-vm)",
+        source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_core_vcpu_create_hv (core = id / threads_per_vcore); e0b7ec058c0e",
+        meaning: "vcpus are grouped into the wrong vcore. Look at the vcore index computation in kvmppc_core_vcpu_create_hv and kvm->arch.smt_mode.",
+        needs: &["vcores"],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 3,
+        title: "thread alignment",
+        statement: "The PACA of thread pcpu+N holds the vcpu with ptid N, with kvm_hstate.ptid N and kvm_vcore its vcore; a PACA ptid is only ever its own thread number (or 0).",
+        window: "every stop; a started vcpu's PACA fields once kvmppc_start_thread has stored them all",
+        source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_start_thread; e0b7ec058c0e",
+        meaning: "kvmppc_start_thread put a vcpu on another thread than its ptid, so the guest's view of its thread (TIR) and the hardware disagree. Look at the cpu computed in kvmppc_start_thread.",
+        needs: &[],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 4,
+        title: "pcpu is thread 0",
+        statement: "A vcore in a run has pcpu = thread 0 of a core (or of a subcore when a modern POWER8 core is dynamically split).",
+        window: "vcore_state STARTING, RUNNING, EXITING or PIGGYBACK",
+        source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_run_core (on_primary_thread; subcore_thread_map)",
+        meaning: "The runner started a run off a primary thread. Look at on_primary_thread and the pcpu assignment in kvmppc_run_core.",
+        needs: &["vcores"],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 5,
+        title: "one PACA per vcpu",
+        statement: "A vcpu is in at most one PACA's kvm_hstate.kvm_vcpu.",
+        window: "every stop",
+        source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_start_thread / kvmppc_release_hwthread",
+        meaning: "A vcpu was started twice, or a PACA was not cleared at the end of a run. Look at kvmppc_release_hwthread and the secondaries' exit path.",
+        needs: &[],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 6,
+        title: "vcpu cpu fields",
+        statement: "A started vcpu has cpu = its vcore's pcpu and (modern) thread_cpu = pcpu + ptid; otherwise -1.",
+        window: "vcore in a run; a vcpu held by a PACA on any stop",
+        source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_start_thread and post_guest_process (vcpu->cpu = -1)",
+        meaning: "IPIs for the vcpu go to the wrong cpu. Look at where vcpu->cpu and arch.thread_cpu are set and cleared.",
+        needs: &["vcores", "vcpus"],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 7,
+        title: "one MMU switch per run",
+        statement: "Only thread 0 switches LPIDR/SDR1 and vc->in_guest, at most once into the guest and once back per run; vc->in_guest does not go back to 1 in a run once it has dropped to 0.",
+        window: "model steps; between two stops of one vcore run (same vcores[].seq)",
+        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvmppc_hv_entry (switch in, ptid 0 only) and kvmhv_switch_to_host (switch back)",
+        meaning: "The partition was switched by a secondary or twice: the guest ran with the host's MMU or the reverse. Look at the ptid tests around the LPIDR writes in kvmppc_hv_entry / kvmhv_switch_to_host.",
+        needs: &[],
+        kind: Kind::History,
+    },
+    InvariantInfo {
+        number: 8,
+        title: "partition registers",
+        statement: "LPIDR and SDR1 are one register per POWER7/8 core: every thread of a core shows the same value; a thread executing the guest has the guest's LPID/SDR1; thread 0 outside KVM has the host's.",
+        window: "every stop that carries LPIDR/SDR1 (not while a modern vcore is PIGGYBACK); the LPID unchanged between stops of one VM (--same-vm)",
+        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvmppc_hv_entry (thread 0 writes LPIDR/SDR1 once for the core) and kvmhv_switch_to_host",
+        meaning: "A thread runs in another partition than its siblings: on an emulator, the per-core SPRs are not shared between threads (QEMU target/ppc helper_store_lpidr / helper_store_sdr1); on a kernel, a missing or extra switch.",
+        needs: &["threads.lpidr"],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 9,
+        title: "no guest before the switch",
+        statement: "No thread executes the guest (in_guest GUEST_HV) while its vcore's in_guest is 0; vc->in_guest is 0 or 1.",
+        window: "every stop with the thread's vcore",
+        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvmppc_hv_entry (secondaries wait for VCORE_IN_GUEST)",
+        meaning: "A secondary entered the guest before thread 0 switched the partition, or in_guest was cleared early. Look at the wait loop on VCORE_IN_GUEST in kvmppc_hv_entry.",
+        needs: &["vcores"],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 10,
+        title: "entry/exit word",
+        statement: "Exits are a subset of entries, within the core's threads; every entered thread's PACA points at the vcore while it has not begun to exit.",
+        window: "every stop with a vcore (entry_exit_map or entry_exit_count present)",
+        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvmppc_hv_entry (entry) and kvmhv_commence_exit (exit)",
+        meaning: "A thread counted itself twice or exited without entering. Look at the atomic updates of vc->entry_exit_map / entry_exit_count.",
+        needs: &["vcores"],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 11,
+        title: "no entry after an exit began",
+        statement: "Once a thread has begun to exit, the entry part of the entry/exit word does not change again in the run; within one run both parts only grow.",
+        window: "model steps; between two stops of one vcore run (same vcores[].seq)",
+        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvmppc_hv_entry (entry only if no exit: the lwarx/stwcx loop)",
+        meaning: "A late thread entered the guest after the others started leaving it and will run without thread 0's partition. Look at the entry loop's exit test.",
+        needs: &["vcores"],
+        kind: Kind::Step,
+    },
+    InvariantInfo {
+        number: 12,
+        title: "thread 0 enters first",
+        statement: "Thread 0's entry is counted before any thread exits (unless another subcore requested the exit), and vc->in_guest = 1 only after thread 0 entered.",
+        window: "every stop with a vcore",
+        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvmppc_hv_entry; book3s_hv_builtin.c kvmhv_commence_exit",
+        meaning: "A secondary ran and exited without thread 0's partition switch. Look at the secondaries' wait for vc->in_guest.",
+        needs: &["vcores"],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 13,
+        title: "switch back after all exit",
+        statement: "vc->in_guest drops to 0 only when every entered thread is exiting; after the switch back (thread 0 out of KVM, every entered thread exiting) vc->in_guest is 0.",
+        window: "every stop with a vcore",
+        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvmhv_switch_to_host (wait for exits == entries; store 0 to VCORE_IN_GUEST); fix 7fe4e1176dfe (v5.4)",
+        meaning: "Thread 0 switched back while a sibling was still in the guest, or left vc->in_guest set after the switch back so the secondaries spin forever (\"CPU N seems to be stuck\"). Look at kvmhv_switch_to_host.",
+        needs: &["vcores"],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 14,
+        title: "napping threads",
+        statement: "napping_threads is a subset of the entered threads; a thread napping in KVM (CEDE or NOVCPU) has in_guest HOST_HV; napping holds a NAPPING_* value.",
+        window: "every stop (the bits may stay stale after an exit until the next run's reset)",
+        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvmppc_h_cede / kvm_do_nap / kvmppc_primary_no_guest",
+        meaning: "A thread set its napping bit without having entered. Look at the napping_threads updates in kvmppc_h_cede and kvmppc_primary_no_guest.",
+        needs: &[],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 15,
+        title: "napping secondary is grabbed",
+        statement: "A secondary napping inside KVM has hwthread_req 1.",
+        window: "every stop (thread 0 not judged: it stores napping just before hwthread_req)",
+        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvm_do_nap; arch/powerpc/platforms/powernv/idle.c (wakeup tests hwthread_req)",
+        meaning: "A secondary naps in KVM but would wake into the host. Look at kvmppc_release_hwthread and the nap paths.",
+        needs: &[],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 16,
+        title: "nap count (seed)",
+        statement: "Seed: nap_count <= n_woken during a run, and the woken secondaries still holding a vcpu plus nap_count never exceed n_woken + 1 (a secondary clears its PACA's vcpu before it counts its nap).",
+        window: "seed and prepatch vcore in a run (STARTING, RUNNING, EXITING)",
+        source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_start_thread (++n_woken) and kvmppc_run_core (wait for nap_count == n_woken); book3s_hv_rmhandlers.S secondary nap; 7b444c6710c6",
+        meaning: "The runner can release the threads while a secondary still writes its vcpu state: a nap was counted before the PACA's vcpu was cleared. Look at the order of the kvm_vcpu clear and the nap_count increment.",
+        needs: &["vcores.nap_count"],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 17,
+        title: "secondaries grabbed during a run",
+        statement: "From the first started vcpu (or the start of RUNNING) until the threads are released, every secondary of the core has hwthread_req 1.",
+        window: "seed STARTING with a vcpu started or an entry counted; RUNNING (modern: until EXITING; seed: until thread 0 left KVM after the exit)",
+        source: "arch/powerpc/kvm/book3s_hv.c, on_primary_thread / kvmppc_grab_hwthread before kvmppc_start_thread, kvmppc_release_hwthread after the run; 7b444c6710c6",
+        meaning: "A thread was started before all siblings were grabbed, or released while the run goes on: the sibling can enter the host kernel with the guest's partition. Look at on_primary_thread and kvmppc_release_hwthread.",
+        needs: &["vcores"],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 18,
+        title: "secondary in KVM is grabbed",
+        statement: "A secondary in KVM's real-mode code (in_guest not NONE) has hwthread_req 1 and hwthread_state IN_KVM (seed: not IN_IDLE).",
+        window: "every stop",
+        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvm_start_guest; arch/powerpc/platforms/powernv/idle.c pnv_powersave_wakeup",
+        meaning: "A thread runs KVM code without having been grabbed: it may go back to the host with the guest's partition. Look at the grab/release and the wakeup path.",
+        needs: &[],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 19,
+        title: "vcore_state and runner",
+        statement: "vcore_state is a known state and moves along its graph; the runner is set in the active states and belongs to the vcore.",
+        window: "every stop (the graph: model steps and stops of one vcore run)",
+        source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_run_vcpu / kvmppc_run_core / kvmppc_vcore_blocked",
+        meaning: "The runner logic lost track of the vcore. Look at the vcore_state stores in kvmppc_run_vcpu.",
+        needs: &["vcores"],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 20,
+        title: "vcore bookkeeping",
+        statement: "n_runnable <= num_threads <= threads per core, num_threads counts the vcore's vcpus, n_runnable matches the RUNNABLE vcpus (within one), num_threads never shrinks.",
+        window: "every stop with a vcore (never shrinking: --same-vm)",
+        source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_run_vcpu / kvmppc_remove_runnable / kvmppc_core_vcpu_create_hv",
+        meaning: "The runnable list and its count disagree. Look at kvmppc_remove_runnable and the runnable list updates.",
+        needs: &["vcores", "vcpus"],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 21,
+        title: "one running vcore per core",
+        statement: "At most one vcore is RUNNING on a physical core.",
+        window: "every stop with two vcores or more",
+        source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_run_core",
+        meaning: "Two runners took the same core. Look at on_primary_thread and the core's ownership.",
+        needs: &["vcores"],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 23,
+        title: "hstate in_guest",
+        statement: "hstate.in_guest is a POWER8-path mode (NONE, SKIP, GUEST_HV, HOST_HV) and moves NONE -> HOST_HV <-> GUEST_HV -> ... -> NONE; a thread in KVM points at a vcore.",
+        window: "every stop (the graph: model steps)",
+        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvmppc_hv_entry / fast_guest_return / kvmppc_interrupt_hv",
+        meaning: "A PACA is corrupt or a path skipped the HOST_HV state. Look at the HSTATE_IN_GUEST stores.",
+        needs: &[],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 24,
+        title: "ceded flag",
+        statement: "A vcpu whose thread naps with NAPPING_CEDE has arch.ceded 1; a vcpu executing the guest has ceded 0.",
+        window: "every stop with the vcpu",
+        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvmppc_h_cede and fast_guest_return (ceded cleared)",
+        meaning: "An H_CEDE was lost or a wakeup did not clear ceded. Look at kvmppc_h_cede / kvm_end_cede.",
+        needs: &["vcpus"],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 25,
+        title: "cede to exit",
+        statement: "A cede that would make every entered thread nap is turned into an exit instead of a nap.",
+        window: "model steps (cede events)",
+        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvmppc_h_cede (napping_threads vs entry map)",
+        meaning: "All threads could nap with nobody to wake them: the core hangs until an external interrupt. Look at the all-napping test in kvmppc_h_cede.",
+        needs: &[],
+        kind: Kind::History,
+    },
+    InvariantInfo {
+        number: 26,
+        title: "thread 0 without a vcpu",
+        statement: "Thread 0 napping with NAPPING_NOVCPU has kvm_vcore set, ptid 0, no vcpu of another thread, and the vcore shows it entered, napping bit 0 set and in_guest 1.",
+        window: "every stop where a thread naps with NAPPING_NOVCPU",
+        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvmppc_primary_no_guest / kvm_novcpu_wakeup; e0b7ec058c0e",
+        meaning: "Thread 0 naps outside the run it serves: it will not switch the partition back. Look at kvmppc_primary_no_guest.",
+        needs: &[],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 27,
+        title: "timebase offset",
+        statement: "The guest's TB offset is applied only between thread 0's switch in and its switch back.",
+        window: "model steps",
+        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvmppc_hv_entry / kvmhv_switch_to_host (VCORE_TB_OFFSET, tb_offset_applied)",
+        meaning: "The host ran with the guest's timebase (or the reverse). Look at the tb_offset_applied handling.",
+        needs: &[],
+        kind: Kind::History,
+    },
+    InvariantInfo {
+        number: 29,
+        title: "doorbell delivery",
+        statement: "A doorbell (msgsndp) sent to virtual thread N reaches vcpu first_vcpuid + N, and no other vcpu: the vcpu on physical thread pcpu + N is vcpu first_vcpuid + N.",
+        window: "every stop (placement); model doorbell events",
+        source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_start_thread; e0b7ec058c0e (msgsndp names a physical thread)",
+        meaning: "The guest's IPIs reach the wrong vcpu. Look at the vcpu placement in kvmppc_start_thread.",
+        needs: &["vcpus"],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 30,
+        title: "no deadlock",
+        statement: "Once a vcpu is runnable, the run can always go on until it finishes.",
+        window: "explorer (every reachable state)",
+        source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_run_vcpu / kvmppc_run_core",
+        meaning: "Some thread waits for a condition no other thread can make true. The explorer's counterexample shows the path.",
+        needs: &[],
+        kind: Kind::History,
+    },
+    InvariantInfo {
+        number: 31,
+        title: "doorbell state per core",
+        statement: "DPDES is one register per POWER8 core, bit N pending for thread N: every thread of a core reads the same value, so a doorbell is never pending on one thread only.",
+        window: "every stop that carries threads[].dpdes",
+        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvmppc_hv_entry (thread 0 loads VCORE_DPDES: \"DPDES and VTB are shared between threads\") and kvmhv_switch_to_host (saves it); QEMU target/ppc 0324d236d291 \"Fix mtDPDES targeting SMT siblings\"",
+        meaning: "A doorbell for one thread is pending on another: the intended vcpu never sees it and the wrong one takes it. On an emulator, mtDPDES/msgsndp does not target the sibling (QEMU target/ppc/misc_helper.c); on a kernel, the DPDES save/restore.",
+        needs: &["threads.dpdes"],
+        kind: Kind::Snapshot,
+    },
+    InvariantInfo {
+        number: 32,
+        title: "KVM state runs in real mode",
+        statement: "A thread whose PACA says it naps inside KVM (napping CEDE/NOVCPU) or executes the guest (in_guest GUEST_HV) never runs hypervisor code with translation on (MSR[HV] and MSR[IR] or MSR[DR]).",
+        window: "every stop that carries threads[].msr",
+        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvm_do_nap / kvm_start_guest; arch/powerpc/platforms/powernv/idle.c pnv_powersave_wakeup; fix 56376c5864f8 (v4.17)",
+        meaning: "A thread woke from a nap in KVM into host code (it skipped the hwthread_req test and returned \"somewhere garbage\"). Look at the wakeup path in pnv_powersave_wakeup and the thread's pc.",
+        needs: &["threads.msr"],
+        kind: Kind::Snapshot,
+    },
+];
+
+/// The row of invariant `n`.
+pub fn info(n: u32) -> Option<&'static InvariantInfo> {
+    INVARIANTS.iter().find(|i| i.number == n)
+}

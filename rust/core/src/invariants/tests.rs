@@ -1,0 +1,371 @@
+use super::ctx::Ctx;
+use super::step::vcore_state_step_ok;
+use super::*;
+use crate::consts::*;
+use crate::view::{Hstate, KvmArch, Snapshot, Thread, Vcore, Vcpu};
+
+const VC: u64 = 0xc000_0000_1234_0000;
+const KVMP: u64 = 0xc000_0000_5678_0000;
+
+fn vcpu_addr(id: u32) -> u64 {
+    0xc000_0000_9000_0000 + id as u64 * 0x2000
+}
+
+/// Modern, 4 threads, vcpus `ids` executing the guest on thread = id;
+/// thread 0 naps with NAPPING_NOVCPU when it has no vcpu.
+fn running(ids: &[u32]) -> Snapshot {
+    let mut threads = Vec::new();
+    for t in 0..4u32 {
+        let has = ids.contains(&t);
+        threads.push(Thread {
+            cpu: t,
+            hw_cpu_id: 8 + t,
+            lpidr: Some(1),
+            sdr1: Some(0x3f00),
+            kvm_hstate: Hstate {
+                kvm_vcpu: if has { vcpu_addr(t) } else { 0 },
+                kvm_vcore: if has || t == 0 { VC } else { 0 },
+                ptid: t as u8,
+                hwthread_req: 1,
+                hwthread_state: if t == 0 {
+                    KVM_HWTHREAD_IN_KERNEL
+                } else if has {
+                    KVM_HWTHREAD_IN_KVM
+                } else {
+                    KVM_HWTHREAD_IN_IDLE
+                },
+                napping: if t == 0 && !has { NAPPING_NOVCPU } else { 0 },
+                in_guest: if has {
+                    KVM_GUEST_MODE_GUEST_HV
+                } else if t == 0 {
+                    KVM_GUEST_MODE_HOST_HV
+                } else {
+                    0
+                },
+            },
+            ..Default::default()
+        });
+    }
+    let entered: u32 = 1 | ids.iter().map(|i| 1u32 << i).fold(0, |a, b| a | b);
+    Snapshot {
+        version: None,
+        tb: None,
+        tb_freq: None,
+        variant: Variant::Modern,
+        threads_per_core: 4,
+        stop: None,
+        threads,
+        vcores: vec![Vcore {
+            addr: VC,
+            first_vcpuid: 0,
+            pcpu: 0,
+            num_threads: 4,
+            n_runnable: ids.len() as u32,
+            vcore_state: MODERN_VCORE_STATES.running,
+            in_guest: 1,
+            entry_exit_map: Some(entered),
+            entry_exit_count: None,
+            napping_threads: if ids.contains(&0) { 0 } else { 1 },
+            runner: Some(vcpu_addr(ids[0])),
+            n_woken: None,
+            nap_count: None,
+            kvm: Some(KVMP),
+            ..Default::default()
+        }],
+        vcpus: ids
+            .iter()
+            .map(|&i| Vcpu {
+                addr: vcpu_addr(i),
+                vcpu_id: i,
+                vcore: VC,
+                ptid: i as u8,
+                cpu: 0,
+                thread_cpu: Some(i as i32),
+                state: Some(KVMPPC_VCPU_RUNNABLE),
+                ceded: Some(0),
+            })
+            .collect(),
+        kvm: Some(KvmArch {
+            lpid: 1,
+            sdr1: 0x3f00,
+            host_lpid: Some(0),
+            host_sdr1: Some(0x2000),
+        }),
+    }
+}
+
+fn numbers(s: &Snapshot) -> Vec<u32> {
+    let mut n: Vec<u32> = check_snapshot(s).iter().map(|v| v.invariant).collect();
+    n.sort();
+    n.dedup();
+    n
+}
+
+#[test]
+fn correct_states_pass() {
+    assert_eq!(numbers(&running(&[0, 1, 2, 3])), Vec::<u32>::new());
+    assert_eq!(numbers(&running(&[1])), Vec::<u32>::new());
+    // Exit in progress: the PACA still holds vcpu 1, whose cpu is -1.
+    let mut s = running(&[0, 1, 2, 3]);
+    s.vcores[0].entry_exit_map = Some(0x20f);
+    s.threads[1].kvm_hstate.in_guest = KVM_GUEST_MODE_HOST_HV;
+    s.vcpus[1].cpu = -1;
+    s.vcpus[1].thread_cpu = Some(-1);
+    assert_eq!(numbers(&s), Vec::<u32>::new());
+}
+
+#[test]
+fn stock_qemu_breaks_8() {
+    let mut s = running(&[0, 1, 2, 3]);
+    for t in &mut s.threads[1..] {
+        t.lpidr = Some(0);
+    }
+    assert_eq!(numbers(&s), vec![8]);
+}
+
+#[test]
+fn swapped_paca_ptids_break_3() {
+    let mut s = running(&[0, 1, 2, 3]);
+    s.threads[1].kvm_hstate.ptid = 2;
+    s.threads[2].kvm_hstate.ptid = 1;
+    assert_eq!(numbers(&s), vec![3]);
+}
+
+#[test]
+fn prepatch_placement_is_a_misdelivery_only() {
+    let mut s = running(&[0, 2]);
+    s.variant = Variant::Prepatch;
+    s.vcores[0].entry_exit_map = None;
+    s.vcores[0].entry_exit_count = Some(2);
+    s.vcores[0].vcore_state = SEED_VCORE_STATES.running;
+    s.vcpus[1].ptid = 1; // vcpu 2 got ptid 1 first-come first-served
+    s.vcpus[1].thread_cpu = None; // no thread_cpu before ~v4.1
+    s.threads[1].kvm_hstate = s.threads[2].kvm_hstate.clone();
+    s.threads[2].kvm_hstate = Hstate {
+        hwthread_req: 1,
+        hwthread_state: KVM_HWTHREAD_IN_IDLE,
+        ptid: 2,
+        ..Hstate::default()
+    };
+    assert_eq!(numbers(&s), vec![29]);
+    s.variant = Variant::Seed;
+    assert!(numbers(&s).contains(&1));
+}
+
+#[test]
+fn novcpu_shape_26() {
+    let mut s = running(&[1]);
+    s.vcores[0].napping_threads = 0;
+    assert_eq!(numbers(&s), vec![26]);
+}
+
+#[test]
+fn step_flags_only_what_no_run_explains() {
+    let a = running(&[0, 1, 2, 3]);
+    let mut b = running(&[1]);
+    b.vcores[0].entry_exit_map = Some(0x303);
+    assert!(check_step(&a, &b).is_empty());
+    let mut c = a.clone();
+    c.vcores[0].num_threads = 3;
+    assert_eq!(
+        check_step(&a, &c).iter().map(|v| v.invariant).collect::<Vec<_>>(),
+        vec![20]
+    );
+    let mut d = a.clone();
+    d.vcpus[3].ptid = 2;
+    assert_eq!(
+        check_step(&a, &d).iter().map(|v| v.invariant).collect::<Vec<_>>(),
+        vec![1]
+    );
+}
+
+#[test]
+fn predict_aligns_vcpu_ids() {
+    let p = predict(&running(&[1]));
+    assert_eq!(p[0].kvm_vcore, Some(VC));
+    assert_eq!(p[0].kvm_vcpu, Some(0));
+    assert_eq!(p[1].kvm_vcpu, Some(vcpu_addr(1)));
+    assert_eq!(p[1].ptid, Some(1));
+    assert_eq!(p[2].kvm_vcore, Some(0));
+    assert_eq!(p[2].ptid, None);
+}
+
+#[test]
+fn event_step_graphs() {
+    let a = running(&[0, 1, 2, 3]);
+    let mut exiting = a.clone();
+    exiting.vcores[0].entry_exit_map = Some(0x10f);
+    assert!(check_event_step(&a, &exiting).is_empty());
+    let mut late = exiting.clone();
+    late.vcores[0].entry_exit_map = Some(0x107);
+    assert_eq!(
+        check_event_step(&exiting, &late)
+            .iter()
+            .map(|v| v.invariant)
+            .collect::<Vec<_>>(),
+        vec![11]
+    );
+    let mut reset = exiting.clone();
+    reset.vcores[0].entry_exit_map = Some(0);
+    assert!(check_event_step(&exiting, &reset).is_empty());
+    let mut back = a.clone();
+    back.vcores[0].vcore_state = MODERN_VCORE_STATES.exiting;
+    let mut again = back.clone();
+    again.vcores[0].vcore_state = MODERN_VCORE_STATES.running;
+    assert!(check_event_step(&a, &back).is_empty());
+    assert_eq!(
+        check_event_step(&back, &again)
+            .iter()
+            .map(|v| v.invariant)
+            .collect::<Vec<_>>(),
+        vec![19]
+    );
+    let mut jump = a.clone();
+    jump.threads[1].kvm_hstate.in_guest = KVM_GUEST_MODE_NONE; // GUEST_HV -> NONE skips the exit
+    assert_eq!(
+        check_event_step(&a, &jump)
+            .iter()
+            .map(|v| v.invariant)
+            .collect::<Vec<_>>(),
+        vec![23]
+    );
+    // The same pairs as breakpoint samples are explained by a run boundary.
+    assert!(check_step(&exiting, &late).is_empty() && check_step(&back, &again).is_empty());
+    let st = &SEED_VCORE_STATES;
+    assert!(vcore_state_step_ok(st, 2, 3) && vcore_state_step_ok(st, 3, 4) && vcore_state_step_ok(st, 4, 0));
+    assert!(
+        !vcore_state_step_ok(st, 4, 3) && !vcore_state_step_ok(st, 1, 3) && !vcore_state_step_ok(st, 3, 2)
+    );
+    let m = &MODERN_VCORE_STATES;
+    assert!(vcore_state_step_ok(m, 6, 3) && vcore_state_step_ok(m, 1, 2) && vcore_state_step_ok(m, 5, 1));
+    assert!(!vcore_state_step_ok(m, 3, 4) && !vcore_state_step_ok(m, 6, 4));
+}
+
+/// `cargo test --release --lib invariants::tests::speed -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn speed() {
+    let states = [running(&[0, 1, 2, 3]), running(&[1]), running(&[0, 2])];
+    let n = 1_000_000;
+    let t = std::time::Instant::now();
+    let mut found = 0;
+    for i in 0..n {
+        let s = &states[i % 3];
+        found += check_snapshot(std::hint::black_box(s)).len();
+        found += check_step(&states[(i + 1) % 3], s).len();
+    }
+    let ns = t.elapsed().as_nanos() as f64 / n as f64;
+    println!("check_snapshot + check_step: {ns:.0} ns per state ({found} violations)");
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        found += check_snapshot(std::hint::black_box(&states[i % 3])).len();
+    }
+    println!(
+        "check_snapshot alone: {:.0} ns",
+        t.elapsed().as_nanos() as f64 / n as f64
+    );
+    type Part = fn(&Ctx, &mut Vec<Violation>);
+    let parts: [(&str, Part); 5] = [
+        ("vcpus", super::vcpus::check),
+        ("vcores", super::vcores::check),
+        ("threads", super::threads::check),
+        ("regs", super::regs::check),
+        ("mmu", super::mmu::check),
+    ];
+    for (name, f) in parts {
+        let t = std::time::Instant::now();
+        let mut out = Vec::new();
+        for i in 0..n {
+            let cx = Ctx::new(std::hint::black_box(&states[i % 3]));
+            f(&cx, &mut out);
+        }
+        found += out.len();
+        println!("  {name}: {:.0} ns", t.elapsed().as_nanos() as f64 / n as f64);
+    }
+    let text = serde_json::to_string(&states[0]).unwrap();
+    let t = std::time::Instant::now();
+    for _ in 0..n / 10 {
+        let s = crate::snapshot::parse_snapshot(std::hint::black_box(&text), Some(1), None).unwrap();
+        found += s.threads.len();
+    }
+    println!(
+        "parse_snapshot ({} B): {:.0} ns",
+        text.len(),
+        t.elapsed().as_nanos() as f64 / (n / 10) as f64
+    );
+    let t = std::time::Instant::now();
+    for _ in 0..n / 10 {
+        let s: Snapshot = serde_json::from_str(std::hint::black_box(&text)).unwrap();
+        found += s.threads.len();
+    }
+    println!(
+        "serde_json::from_str::<Snapshot>: {:.0} ns",
+        t.elapsed().as_nanos() as f64 / (n / 10) as f64
+    );
+    let t = std::time::Instant::now();
+    for _ in 0..n / 10 {
+        let v: serde_json::Value = serde_json::from_str(std::hint::black_box(&text)).unwrap();
+        found += v.as_object().map_or(0, |o| o.len());
+    }
+    println!(
+        "serde_json::from_str::<Value>: {:.0} ns",
+        t.elapsed().as_nanos() as f64 / (n / 10) as f64
+    );
+    assert!(found > 0);
+}
+
+/// Random field values never panic (no unwrap on input, no overflow).
+#[test]
+fn random_values_never_panic() {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let base = running(&[0, 1, 2, 3]);
+    for round in 0..20_000 {
+        let mut s = base.clone();
+        s.variant = Variant::ALL[round % 3];
+        s.threads_per_core = (rnd() % 8 + 1) as u32;
+        s.threads.truncate(s.threads_per_core as usize);
+        for t in &mut s.threads {
+            let r = rnd();
+            t.cpu = (r % 12) as u32;
+            t.kvm_hstate.ptid = (r >> 8) as u8;
+            t.kvm_hstate.napping = (r >> 16) as u8 % 5;
+            t.kvm_hstate.in_guest = (r >> 24) as u8 % 7;
+            t.kvm_hstate.hwthread_req = (r >> 32) as u8 % 3;
+            t.kvm_hstate.kvm_vcpu = if r & 1 == 0 {
+                vcpu_addr((r >> 40) as u32 % 5)
+            } else {
+                r
+            };
+            t.lpidr = Some(rnd() % 3);
+        }
+        for vc in &mut s.vcores {
+            let r = rnd();
+            vc.pcpu = (r % 16) as u32 * if r & 0x100 == 0 { 1 } else { u32::MAX / 16 };
+            vc.first_vcpuid = (r >> 8) as u32;
+            vc.entry_exit_map = Some((r >> 16) as u32);
+            vc.entry_exit_count = Some((r >> 24) as u32);
+            vc.vcore_state = (r >> 40) as u8 % 8;
+            vc.napping_threads = (r >> 48) as u32;
+            vc.num_threads = (r >> 56) as u32;
+            vc.n_woken = Some(rnd() as u32);
+            vc.nap_count = Some(rnd() as u32);
+        }
+        for v in &mut s.vcpus {
+            let r = rnd();
+            v.vcpu_id = r as u32;
+            v.ptid = (r >> 32) as u8;
+            v.cpu = (r >> 40) as i32;
+            v.thread_cpu = Some((r >> 8) as i32);
+        }
+        let prev = base.clone();
+        let _ = check_snapshot(&s);
+        let _ = check_step(&prev, &s);
+        let _ = predict(&s);
+    }
+}
