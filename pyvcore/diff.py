@@ -21,12 +21,11 @@ verdicts disagree), 2 could not run or a stop kind was never judged, 130 Ctrl-C.
 from __future__ import annotations
 
 import importlib
-import json
 import re
 import shutil
 import sys
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,13 +69,17 @@ __all__ = [
     "LiveRun",
     "Summary",
     "attach",
+    "explain",
+    "format_table",
     "hexify",
     "resolve_attach",
     "run_diff",
     "run_live",
     "stop_kind",
     "summarize",
+    "verdict_line",
     "watch",
+    "watched_points",
 ]
 
 VERDICTS = ("clean", "violations", "not-judged", "error")
@@ -398,107 +401,8 @@ def run_diff(
     return result_of(run, variant, trace_kept=kept)
 
 
-# --------------------------------------------------------------------- the table
-def watched_points(watch_result: dict[str, Any]) -> list[str]:
-    """Breakpoint labels pv-watch said it planted ("pv-watch: on at A, B; log ..."), all phases."""
-    out: list[str] = []
-    for entry in [watch_result, *watch_result.get("phases", [])]:
-        m = re.search(r"pv-watch: on at ([^;\n]+)", entry.get("pv_watch", ""))
-        for label in m.group(1).split(",") if m else []:
-            if label.strip() and label.strip() not in out:
-                out.append(label.strip())
-    return out
-
-
-def _render(columns: list[str], rows: list[list[str]], legend: str) -> str:
-    from pyvcore.render import render_table
-
-    return render_table(columns, rows, legend=legend)
-
-
-LEGEND = (
-    "judged: the vcore and its threads were read and every invariant with its data was checked; "
-    "not judged: the stop could not be judged (reason below), never counted as clean"
-)
-
-
-def format_table(run: LiveRun, summary: Summary) -> str:
-    """The human report: timings, the per-stop-kind table, violations grouped, the verdict."""
-    lines = [
-        f"pyvcore diff: scenario {run.scenario}, {run.qemu} QEMU, model variant {summary.variant or 'auto'}",
-        "boot {boot:.1f} s, attach {attach:.1f} s, watch {watch:.1f} s; {n} guest reports; trace {trace}".format(
-            boot=run.timings.get("boot_s", 0.0),
-            attach=run.timings.get("attach_s", 0.0),
-            watch=run.timings.get("watch_s", 0.0),
-            n=len(run.reports),
-            trace=run.trace if run.temp_dir is None or run.trace.exists() else "(removed)",
-        ),
-        "",
-    ]
-    columns = ["stop kind", "stops", "judged", "not judged", "violations", "ms/check"]
-    rows = [
-        [
-            kind,
-            str(r["stops"]),
-            str(r["judged"]),
-            str(r["not_judged"]),
-            str(r["violations"]),
-            f"{r['check_ms']:.3f}",
-        ]
-        for kind, r in summary.stops.items()
-    ]
-    total = [
-        sum(r[k] for r in summary.stops.values()) for k in ("stops", "judged", "not_judged", "violations")
-    ]
-    rows.append(["total", *map(str, total), ""])
-    lines.append(_render(columns, rows, LEGEND))
-    planted = watched_points(run.watch)
-    missed = [p for p in planted if p not in summary.stops]
-    if missed:
-        lines.append("(watched, never hit): " + ", ".join(missed))
-    reasons: Counter[str] = Counter()
-    for row in summary.stops.values():
-        reasons.update(row["reasons"])
-    for reason, n in reasons.most_common():
-        lines.append(f"not judged: {n}x {reason}")
-    lines += _violation_lines(summary)
-    lines.append("")
-    lines.append(verdict_line(summary))
-    return "\n".join(lines)
-
-
-def _violation_lines(summary: Summary) -> list[str]:
-    lines: list[str] = []
-    if summary.violations:
-        lines += ["", "violations:"]
-        shown: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
-        for v in summary.violations:
-            shown.setdefault((v["invariant"], v.get("message")), []).append(v)
-        for (inv, message), group in shown.items():
-            first = group[0]
-            fields = json.dumps(hexify(first.get("fields", {})), sort_keys=True)
-            lines.append(
-                f"  invariant {inv}: {message} ({len(group)}x, first at stop #{first['index']} "
-                f"{first.get('stop')}): {fields}"
-            )
-    if summary.mismatches:
-        lines += [
-            "",
-            f"WARNING: {len(summary.mismatches)} snapshots where pv-watch's verdict differs "
-            "from the offline check, first: " + json.dumps(summary.mismatches[0]),
-        ]
-    return lines
-
-
-def verdict_line(summary: Summary) -> str:
-    verdict = summary.verdict
-    if verdict == "violations":
-        return f"verdict: violations ({len(summary.violations)})"
-    if verdict == "not-judged":
-        if not summary.stops:
-            return "verdict: not judged: no stop was seen, nothing was compared"
-        return "verdict: not judged: stop kind(s) never judged: " + ", ".join(summary.never_judged)
-    return "verdict: clean: every stop kind was judged and the model accepts every judged stop"
+# The human report lives in pyvcore.diff_table; re-exported here for callers of pyvcore.diff.
+from pyvcore.diff_table import explain, format_table, verdict_line, watched_points  # noqa: E402
 
 
 def register(subparsers: Any) -> None:
