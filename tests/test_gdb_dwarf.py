@@ -90,6 +90,12 @@ def objects(tmp_path_factory) -> tuple[Path, Path]:
 def test_dwarf_layouts_equal_btf_layouts(objects, tmp_path):
     dwarf, btf = objects
     expected = fields(Layouts(KernelImage(str(btf)), "BTF"))
+    # An oracle independent of both readers (the C above, ppc64 LP64 rules):
+    # the two readers must not merely agree with each other.
+    assert expected["kvmppc_vcore.entry_exit_map"][:2] == [8, 4]
+    assert expected["kvmppc_vcore.runner"][:3] == [32 + 8 * 8, 8, "ptr"]
+    assert expected["paca_struct.hw_cpu_id"][:2] == [24, 2]
+    assert expected["kvm_vcpu.arch.bits"][-1] == 3
     script = tmp_path / "dump.py"
     script.write_text(
         "import json\n" + FIELDS + "from pyvcore._gdb_plugins import session\n"
