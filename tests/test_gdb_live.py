@@ -4,7 +4,8 @@ Boots the QEMU powernv8 lab (patched QEMU, Debian 6.12 kernel, kvm-hv) once per
 scenario, then runs a real gdb-multiarch in batch mode with the exact command
 line `pyvcore gdb` builds (vmlinux, kvm/kvm-hv symbols at the addresses the
 guest reported, target remote, source pyvcore/gdb.py).  Each gdb run lets
-pv-watch take snapshots at kvmppc_hv_entry / kvmhv_switch_to_host, then stops
+pv-watch take snapshots at kvmppc_run_core / kvmppc_hv_entry / kvmhv_switch_to_host
+(the first in kvm-hv.ko, at its ELFv2 local entry), then stops
 inside the guest at the VMM's spin loop and prints every command's output.
 """
 
@@ -57,7 +58,7 @@ class Session:
         spin_pc = spin_pc_of(lab)
         self.log = tmp / "watch.jsonl"
         commands = [
-            f"pv-watch on --at kvmppc_hv_entry,kvmhv_switch_to_host --log {self.log} "
+            f"pv-watch on --at kvmppc_run_core,kvmppc_hv_entry,kvmhv_switch_to_host --log {self.log} "
             f"--max-stops {WATCH_STOPS}",
             "continue",
             # a stop inside the guest: the VMM's spin loop, guest (MSR[HV]=0) only
@@ -169,6 +170,24 @@ def test_scenario_state(session: Session) -> None:
     assert session.snapshot["kvm"]["lpid"] != session.snapshot["kvm"]["host_lpid"]
 
 
+def test_snapshot_v2_fields(session: Session) -> None:
+    # every watch stop: the timebase of the stopping thread, the kernel's
+    # ppc_tb_freq (POWER8: 512 MHz), pc/msr per thread, where the vcore came from
+    stops = [r for r in session.watch if r.get("threads")]
+    assert stops
+    tbs = [r["tb"] for r in stops]
+    assert all(r["version"] == 2 and r["tb_freq"] == 512_000_000 for r in stops)
+    assert tbs == sorted(tbs) and len(set(tbs)) == len(tbs), tbs  # the timebase only moves forward
+    for r in stops:
+        # at kvmppc_run_core's entry no PACA points at the vcore yet: it is the argument
+        want = "r3 at kvmppc_run_core" if r["stop"].startswith("kvmppc_run_core") else "kvm_hstate.kvm_vcore"
+        assert r["vcores"] and want in r["vcore_from"], (r["stop"], r["vcore_from"])
+        for t in r["threads"]:
+            assert t["msr"] >> 60 in (0x8, 0x9) and t["pc"] >> 60 in (0x0, 0xC), (
+                t
+            )  # SF; kernel or real address
+
+
 def test_in_guest_stop_reads_guest_mmu(session: Session) -> None:
     # stopped at the guest's spin loop: that thread is in the guest, and the
     # LPIDR of thread 0 is the guest's (thread 0 did the partition switch)
@@ -193,7 +212,7 @@ def test_pv_paca_table(session: Session) -> None:
 
 def test_pv_vcore_decoded(session: Session) -> None:
     text = session.out["pv-vcore"]
-    assert re.search(r"^vcore 0xc[0-9a-f]+\s+kvm 0xc[0-9a-f]+ \(lpid \d+\)", text, re.M)
+    assert re.search(r"^(vc\d+ )?vcore 0xc[0-9a-f]+\s+kvm 0xc[0-9a-f]+ \(lpid \d+\)", text, re.M)
     assert re.search(r"vcore_state \d (RUNNING|EXITING|PREEMPT|INACTIVE)", text)
     assert re.search(r"entry_exit_map 0x[0-9a-f]+: entered \{[0-9,]*\} exiting \{[0-9,]*\}", text)
     if session.scenario == "all":  # type: ignore[attr-defined]
