@@ -10,6 +10,7 @@ import gdb  # type: ignore[import-not-found]
 
 from pyvcore import stopview
 from pyvcore.show import explain
+from pyvcore.snapshot import to_wire
 
 from . import session
 from .args import ArgParser, complete_words
@@ -76,20 +77,6 @@ def outcome(snapshot: dict) -> Outcome:
     return Outcome(snapshot, checker_for(snapshot["variant"]))
 
 
-def evaluate(snapshot: dict, predict: bool = True) -> tuple[list[Any], list[dict] | None]:
-    """(violations, predictions) for a snapshot; predictions None if the checker
-    has none or ``predict`` is False (pv-watch does not show them)."""
-    checker = checker_for(snapshot["variant"])
-    violations = outcome(snapshot).violations
-    predicted = None
-    if predict and hasattr(checker, "predict"):
-        try:
-            predicted = list(checker.predict(snapshot))
-        except (ValueError, TypeError, NotImplementedError):
-            predicted = None
-    return violations, predicted
-
-
 def violation_dict(v: Any) -> dict:
     if hasattr(v, "to_dict"):
         return v.to_dict()
@@ -154,7 +141,7 @@ class PvCheck(gdb.Command):
             gdb.write(
                 json.dumps(
                     {
-                        "snapshot": reading.snapshot,
+                        "snapshot": to_wire(reading.snapshot),
                         "violations": [violation_dict(v) for v in judgement.violations],
                         "predicted": judgement.predicted,
                         "problems": reading.problems,

@@ -1,4 +1,4 @@
-"""pv-snapshot: the contract-2 snapshot of the stopped machine."""
+"""pv-snapshot: the snapshot (format version 2) of the stopped machine."""
 
 from __future__ import annotations
 
@@ -6,16 +6,19 @@ import json
 
 import gdb  # type: ignore[import-not-found]
 
+from pyvcore.snapshot import to_wire
+
 from . import session
 from .args import ArgParser
 from .session import PvError
 
 
 def write_json_line(path: str, record: dict) -> None:
-    """Append one JSON object as one line (a trace is a .jsonl of these)."""
+    """Append one JSON object as one line (a trace is a .jsonl of these), with
+    addresses and 64-bit values as hex strings."""
     try:
         with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+            fh.write(json.dumps(to_wire(record), separators=(",", ":")) + "\n")
     except OSError as e:
         raise PvError(f"pyvcore: cannot write {path}: {e.strerror}") from None
 
@@ -32,10 +35,11 @@ class PvSnapshot(gdb.Command):
       --stop LABEL   record LABEL as the snapshot's "stop"
       --stats        also print how long it took and how many reads it needed
 
-    The snapshot is the pyvcore contract-2 object: {"variant", "threads_per_core",
-    "threads": [{"cpu", "hw_cpu_id", "lpidr", "sdr1", "kvm_hstate": {...}}],
-    "vcores": [...], "vcpus": [...], "kvm": {...}} with the kernel's field names
-    and pointers as integers."""
+    The snapshot is the object `pyvcore check` reads (format version 2):
+    {"version", "variant", "threads_per_core", "stop", "tb", "tb_freq",
+    "threads": [{"cpu", "hw_cpu_id", "pc", "msr", "lpidr", "sdr1", "kvm_hstate": {...}}],
+    "vcores": [...], "vcore_from": [...], "vcpus": [...], "kvm": {...}} with the
+    kernel's field names; addresses and 64-bit values as hex strings."""
 
     def __init__(self) -> None:
         super().__init__("pv-snapshot", gdb.COMMAND_DATA, gdb.COMPLETE_FILENAME)
@@ -51,12 +55,12 @@ class PvSnapshot(gdb.Command):
         if reading.problems:
             snap["problems"] = reading.problems
         if a.json_out == "-":
-            gdb.write(json.dumps(snap, separators=(",", ":")) + "\n")
+            gdb.write(json.dumps(to_wire(snap), separators=(",", ":")) + "\n")
         elif a.json_out:
             write_json_line(a.json_out, snap)
             gdb.write(f"pv-snapshot: appended to {a.json_out}\n")
         else:
-            gdb.write(json.dumps(snap, indent=1) + "\n")
+            gdb.write(json.dumps(to_wire(snap), indent=1) + "\n")
             for problem in reading.problems:
                 gdb.write(f"pv-snapshot: {problem}\n")
         if a.stats:

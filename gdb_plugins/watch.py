@@ -60,6 +60,9 @@ class Watcher:
         self.violations = 0
         self.errors = 0
         self.not_judged = 0  # snapshots in which no vcore could be found
+        # vcore address -> kvmppc_run_core entries seen for it: written as the
+        # vcore's "seq", so two stops with the same seq lie in one run of it.
+        self.runs: dict[int, int] = {}
         self.times_ms: list[float] = []
         self.last: dict | None = None
         self.finished = False
@@ -76,6 +79,7 @@ class Watcher:
         stopper = gdb.selected_thread()
         reading, _ = session.read_state(stop=label, in_stop=True, entry=entry)
         snap = reading.snapshot
+        self._count_runs(entry, reading.vcore_from, snap)
         cpu = next(
             (r.cpu for r in reading.rows if stopper is not None and r.regs.gdb_thread == stopper.num), None
         )
@@ -110,6 +114,17 @@ class Watcher:
             self.finish(f"{self.stops} stops (--max-stops)")
             return True
         return False
+
+    def _count_runs(self, entry: str | None, vcore_from: dict[int, str], snap: dict[str, Any]) -> None:
+        """Every run of a vcore starts with a call of kvmppc_run_core(vc)
+        (arch/powerpc/kvm/book3s_hv.c, kvmppc_run_vcpu): count them per vcore."""
+        if entry == "kvmppc_run_core":
+            for addr, source in vcore_from.items():
+                if source.startswith("r3 at "):
+                    self.runs[addr] = self.runs.get(addr, 0) + 1
+        for vc in snap["vcores"]:
+            if vc["addr"] in self.runs:
+                vc["seq"] = self.runs[vc["addr"]]
 
     def log_error(self, label: str, e: Exception) -> bool:
         """Log a stop that could not be read; it counts towards --max-stops."""

@@ -132,3 +132,45 @@ def _vcpu(addr: int, v: dict[str, Any]) -> dict[str, Any]:
         if path in v:
             d[key] = int(v[path])
     return d
+
+
+# 64-bit kernel values written as hex strings (JSON numbers lose precision
+# above 2^53 in many readers); small counters and bit words stay integers.
+WIRE_HEX: dict[str, tuple[str, ...]] = {
+    "": ("tb",),
+    "threads": ("lpidr", "sdr1", "pc", "msr", "dpdes", "hdec"),
+    "kvm_hstate": ("kvm_vcpu", "kvm_vcore"),
+    "vcores": ("addr", "runner", "kvm", "dpdes"),
+    "vcpus": ("addr", "vcore"),
+    "kvm": ("lpid", "sdr1", "host_lpid", "host_sdr1"),
+}
+
+
+def _hex(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    out = dict(d)
+    for k in keys:
+        v = out.get(k)
+        if isinstance(v, int) and not isinstance(v, bool):
+            out[k] = f"{v & 0xFFFF_FFFF_FFFF_FFFF:#x}"
+    return out
+
+
+def to_wire(record: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot (or a log record holding one) as written to JSON: addresses,
+    SPRs and the timebase as hex strings ``"0xc000000028c26d00"``, the rest as
+    is.  Other keys of a record (violations, problems, ...) are kept unchanged."""
+    out = _hex(record, WIRE_HEX[""])
+    if isinstance(out.get("threads"), list):
+        out["threads"] = [
+            {
+                **_hex(t, WIRE_HEX["threads"]),
+                "kvm_hstate": _hex(t.get("kvm_hstate", {}), WIRE_HEX["kvm_hstate"]),
+            }
+            for t in out["threads"]
+        ]
+    for key in ("vcores", "vcpus"):
+        if isinstance(out.get(key), list):
+            out[key] = [_hex(x, WIRE_HEX[key]) for x in out[key]]
+    if isinstance(out.get("kvm"), dict):
+        out["kvm"] = _hex(out["kvm"], WIRE_HEX["kvm"])
+    return out

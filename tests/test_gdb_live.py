@@ -33,6 +33,11 @@ pytestmark = [
 WATCH_STOPS = 16
 
 
+def num(value: Any) -> int:
+    """A snapshot value: addresses and 64-bit values are written as hex strings."""
+    return int(value, 16) if isinstance(value, str) else int(value)
+
+
 def start_lab(scenario: str) -> Any:
     """A started Lab; waits (bounded) while another QEMU holds the machine lock."""
     from pyvcore.lab import Lab, LabBusy, LabNotSetUp
@@ -134,7 +139,7 @@ def test_ptid_n_on_thread_n_at_every_stop(session: Session) -> None:
         vcpus = {v["addr"]: v for v in s["vcpus"]}
         for t in s["threads"]:
             hs = t["kvm_hstate"]
-            if hs["kvm_vcpu"]:
+            if num(hs["kvm_vcpu"]):
                 assert hs["ptid"] == t["cpu"], (s.get("stop"), t)
                 assert vcpus[hs["kvm_vcpu"]]["vcpu_id"] == hs["ptid"], (s.get("stop"), t)
                 assert vcpus[hs["kvm_vcpu"]]["ptid"] == hs["ptid"]
@@ -147,8 +152,8 @@ def test_scenario_state(session: Session) -> None:
         return {
             t["cpu"]: (
                 t["kvm_hstate"]["ptid"],
-                bool(t["kvm_hstate"]["kvm_vcpu"]),
-                bool(t["kvm_hstate"]["kvm_vcore"]),
+                bool(num(t["kvm_hstate"]["kvm_vcpu"])),
+                bool(num(t["kvm_hstate"]["kvm_vcore"])),
             )
             for t in s["threads"]
         }
@@ -167,7 +172,7 @@ def test_scenario_state(session: Session) -> None:
         (vc,) = session.snapshot["vcores"]
         assert vc["first_vcpuid"] == 0 and vc["pcpu"] == 0
         assert [v["vcpu_id"] for v in session.snapshot["vcpus"]] == [1]
-    assert session.snapshot["kvm"]["lpid"] != session.snapshot["kvm"]["host_lpid"]
+    assert num(session.snapshot["kvm"]["lpid"]) != num(session.snapshot["kvm"]["host_lpid"])
 
 
 def test_snapshot_v2_fields(session: Session) -> None:
@@ -175,17 +180,19 @@ def test_snapshot_v2_fields(session: Session) -> None:
     # ppc_tb_freq (POWER8: 512 MHz), pc/msr per thread, where the vcore came from
     stops = [r for r in session.watch if r.get("threads")]
     assert stops
-    tbs = [r["tb"] for r in stops]
+    tbs = [num(r["tb"]) for r in stops]
     assert all(r["version"] == 2 and r["tb_freq"] == 512_000_000 for r in stops)
     assert tbs == sorted(tbs) and len(set(tbs)) == len(tbs), tbs  # the timebase only moves forward
     for r in stops:
         # at kvmppc_run_core's entry no PACA points at the vcore yet: it is the argument
         want = "r3 at kvmppc_run_core" if r["stop"].startswith("kvmppc_run_core") else "kvm_hstate.kvm_vcore"
         assert r["vcores"] and want in r["vcore_from"], (r["stop"], r["vcore_from"])
-        for t in r["threads"]:
-            assert t["msr"] >> 60 in (0x8, 0x9) and t["pc"] >> 60 in (0x0, 0xC), (
-                t
-            )  # SF; kernel or real address
+        for t in r["threads"]:  # SF set; a kernel or a real address
+            assert num(t["msr"]) >> 60 in (0x8, 0x9) and num(t["pc"]) >> 60 in (0x0, 0xC), t
+    # the vcore's run count (seq) is written once its kvmppc_run_core was seen,
+    # and grows by one per run
+    seqs = [r["vcores"][0]["seq"] for r in stops if "seq" in r["vcores"][0]]
+    assert seqs == sorted(seqs) and all(b - a <= 1 for a, b in zip(seqs, seqs[1:])), seqs
 
 
 def test_in_guest_stop_reads_guest_mmu(session: Session) -> None:
@@ -194,8 +201,8 @@ def test_in_guest_stop_reads_guest_mmu(session: Session) -> None:
     s = session.snapshot
     guest = [t for t in s["threads"] if t["kvm_hstate"]["in_guest"] == 3]
     assert guest, s["threads"]
-    assert s["threads"][0]["lpidr"] == s["kvm"]["lpid"]
-    assert s["threads"][0]["sdr1"] == s["kvm"]["sdr1"]
+    assert num(s["threads"][0]["lpidr"]) == num(s["kvm"]["lpid"])
+    assert num(s["threads"][0]["sdr1"]) == num(s["kvm"]["sdr1"])
 
 
 def test_pv_paca_table(session: Session) -> None:
