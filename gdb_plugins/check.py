@@ -51,6 +51,7 @@ class Outcome:
         self.vcore_found = bool(snapshot.get("vcores"))
         self.judged: list[int] | None = None
         self.not_judged: list[tuple[int, str]] = []
+        self.verdict: str | None = None
         try:
             if hasattr(checker, "check_outcome"):
                 out = checker.check_outcome(snapshot)
@@ -58,6 +59,7 @@ class Outcome:
                 self.judged = list(out.judged)
                 self.not_judged = [(int(n), str(why)) for n, why in out.not_judged]
                 self.vcore_found = bool(out.vcore_found)
+                self.verdict = str(out.verdict)
             else:
                 self.violations = list(checker.check(snapshot))
         except (ValueError, TypeError) as e:
@@ -66,6 +68,8 @@ class Outcome:
     def record(self) -> dict[str, Any]:
         """The fields a pv-watch log line carries about what was judged."""
         rec: dict[str, Any] = {"vcore_found": self.vcore_found}
+        if self.verdict is not None:
+            rec["verdict"] = self.verdict
         if self.judged is not None:
             rec["judged"] = self.judged
             rec["not_judged"] = [{"invariant": n, "reason": why} for n, why in self.not_judged]
