@@ -85,9 +85,9 @@ def format_table(run: LiveRun, summary: Summary) -> str:
 def explain(number: int) -> str | None:
     """The invariant table's short explanation (what it states, what a violation usually means,
     where it comes from), where this pyvcore has the table; None otherwise."""
-    import pyvcore
+    from pyvcore import checker
 
-    table = getattr(pyvcore, "invariants", None)
+    table = getattr(checker, "invariants", None)
     for info in table() if table is not None else ():
         if int(info.number) == number:
             return f"{info.title}. {info.meaning} (source: {info.source})"

@@ -34,9 +34,11 @@ from typing import Any
 
 from pyvcore.decode import REAL_ADDRESS_MASK, VMALLOC_START, KernelError, ReadError, ThreadRegs, is_linear
 
-# Registers a kdump note never has: the snapshot leaves them out, and the
-# checks that need them are reported as not judged.
-MISSING_REGISTERS = ("lpidr", "sdr1", "hdec")
+# Registers a kdump note never has (NT_PRSTATUS is pt_regs): the snapshot
+# leaves them out, and the checks that need them are reported as not judged.
+MISSING_REGISTERS = ("lpidr", "sdr1", "hdec", "dpdes")
+# What the notes give, when the dump has notes (QEMU's kdump-compressed files have none).
+NOTE_REGISTERS = ("pc", "msr")
 # Debian/Ubuntu ship libkdumpfile's bindings for the system Python only
 # (python3-libkdumpfile); a virtualenv on the same Python minor can load them.
 _SYSTEM_DIST = Path("/usr/lib/python3/dist-packages")
@@ -364,7 +366,7 @@ def check_vmcore(
         image.release,
         [],
         [],
-        list(MISSING_REGISTERS),
+        list(MISSING_REGISTERS) + ([] if notes else list(NOTE_REGISTERS)),
         len(notes),
         problems,
     )

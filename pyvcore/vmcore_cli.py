@@ -22,17 +22,16 @@ def turned_off(missing: list[str]) -> dict[int, str]:
     one check known to read SPRs: invariant 8 (LPIDR/SDR1 are one register
     per core on POWER8, book3s_hv_rmhandlers.S writes them on the primary only).
     """
-    import pyvcore
-    from pyvcore.checker import INVARIANTS
+    from pyvcore import checker
 
-    table = getattr(pyvcore, "invariants", None)
+    table = getattr(checker, "invariants", None)
     out: dict[int, str] = {}
     if table is not None:
         for info in table():
             if any(reg in str(need) for need in info.needs for reg in missing):
                 out[int(info.number)] = str(info.title)
         return out
-    return {8: INVARIANTS.get(8, "LPIDR/SDR1 per core")} if {"lpidr", "sdr1"} & set(missing) else {}
+    return {8: checker.INVARIANTS.get(8, "LPIDR/SDR1 per core")} if {"lpidr", "sdr1"} & set(missing) else {}
 
 
 def format_report(report: VmcoreReport) -> str:
