@@ -36,6 +36,7 @@ SUBJECT_MODULES = {
     "diff": "pyvcore.diff",  # pyvcore diff --scenario S
     "timeline": "pyvcore.timeline",  # pyvcore timeline TRACE -o OUT.html|.json|.png
     "show": "pyvcore.show",  # pyvcore show TRACE [--line N | --stop LABEL]
+    "mutants": "pyvcore.mutants.cli",  # pyvcore mutants [--list] [--run NAME|all] [--json]
 }
 
 EXIT_INTERNAL = 3

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyvcore._core import ImageError, KernelImage
+from pyvcore.errors import PyvcoreError
 
 # book3s_hv_rmhandlers.S: the POWER7/8 real-mode guest entry and the nap of a thread
 # with no vcpu; both are built into vmlinux (CONFIG_KVM_BOOK3S_64_HANDLER) whenever
@@ -35,12 +36,10 @@ MODULES = {"kvm": "kvm.ko", "kvm_hv": "kvm-hv.ko"}
 XZ_MAGIC = b"\xfd7zXZ\0"
 
 
-class KernelRefused(ValueError):
+class KernelRefused(PyvcoreError, ValueError):
     """The kernel cannot be checked; ``str()`` is one line per reason (``.reasons``).
 
     ``exit_code`` is 2 (unusable input) for the CLI."""
-
-    exit_code = 2
 
     def __init__(self, reasons: list[str]):
         self.reasons = reasons

@@ -1,0 +1,102 @@
+"""Apply a mutant to a copy of the lab's kernel or kvm-hv.ko, never blindly.
+
+The bytes at ``symbol + offset`` are found through the ELF (section file offset +
+the symbol's value, section-relative in a module), compared with the bytes the
+mutant expects, and only then replaced; in a module the patched bytes must not be
+a relocation target (the loader would rewrite them).  A kernel whose bytes differ
+is refused with one line, before anything is written.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyvcore._core import ImageError, KernelImage
+from pyvcore.errors import PyvcoreError
+from pyvcore.mutants.catalogue import Mutant
+
+
+class MutantRefused(PyvcoreError):
+    """The mutant cannot be applied to this kernel (one line); CLI exit code 2."""
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a mutant's bytes are in its object file."""
+
+    path: Path
+    file_offset: int
+    found: bytes
+
+
+def locate(mutant: Mutant, path: Path) -> Site:
+    """Find and check the mutant's bytes in ``path``; MutantRefused when they differ,
+    the symbol is missing, or (module) a relocation touches them."""
+    try:
+        image = KernelImage(path)
+        off = image.file_offset(mutant.symbol, mutant.offset, mutant.length)
+    except (OSError, ImageError) as e:
+        raise MutantRefused(f"mutant {mutant.name}: {path}: {e}") from None
+    sym = image.symbol(mutant.symbol)
+    assert sym is not None
+    if image.relocatable:
+        start = sym.address + mutant.offset
+        relocs = image.relocations_in(sym.section, start, mutant.length)
+        if relocs:
+            raise MutantRefused(
+                f"mutant {mutant.name}: {mutant.symbol}+{mutant.offset:#x} is a relocation target "
+                f"({sym.section}+{relocs[0]:#x}): the module loader would rewrite it"
+            )
+    with path.open("rb") as fh:
+        fh.seek(off)
+        found = fh.read(mutant.length)
+    if found != bytes.fromhex(mutant.expected):
+        raise MutantRefused(
+            f"mutant {mutant.name}: {mutant.symbol}+{mutant.offset:#x} in {path.name} holds {found.hex()}, "
+            f"expected {mutant.expected}: not the kernel this mutant was made for (Debian 6.12.95); refused"
+        )
+    return Site(path, off, found)
+
+
+@dataclass(frozen=True)
+class MutatedKernel:
+    """What to boot: ``kernel`` (None = the lab's own vmlinux) and ``modules`` (None =
+    the lab's own kvm.ko / kvm-hv.ko)."""
+
+    kernel: Path | None
+    modules: Path | None
+
+
+def apply(mutant: Mutant, workdir: Path, *, vmlinux: Path, modules: dict[str, Path]) -> MutatedKernel:
+    """Copy the object the mutant edits into ``workdir``, check and patch the copy.
+
+    ``modules``: {"kvm": path, "kvm_hv": path} of the unmutated kernel.  A vmlinux
+    mutant boots the copied vmlinux with the lab's modules; a kvm-hv.ko mutant boots
+    the lab's vmlinux with a modules directory holding kvm.ko and the patched kvm-hv.ko."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    if mutant.obj == "vmlinux":
+        locate(mutant, vmlinux)  # refuse before copying 300 MB
+        target = workdir / vmlinux.name
+        shutil.copyfile(vmlinux, target)
+        result = MutatedKernel(kernel=target, modules=None)
+    elif mutant.obj == "kvm-hv.ko":
+        locate(mutant, modules["kvm_hv"])
+        mod_dir = workdir / "modules"
+        mod_dir.mkdir(exist_ok=True)
+        shutil.copyfile(modules["kvm"], mod_dir / "kvm.ko")
+        target = mod_dir / "kvm-hv.ko"
+        shutil.copyfile(modules["kvm_hv"], target)
+        result = MutatedKernel(kernel=None, modules=mod_dir)
+    else:
+        raise MutantRefused(f"mutant {mutant.name}: unknown object {mutant.obj!r}")
+    site = locate(mutant, target)
+    with target.open("r+b") as fh:
+        fh.seek(site.file_offset)
+        fh.write(bytes.fromhex(mutant.replacement))
+    with target.open("rb") as fh:
+        fh.seek(site.file_offset)
+        if fh.read(mutant.length) != bytes.fromhex(mutant.replacement):
+            raise MutantRefused(f"mutant {mutant.name}: {target}: the patched bytes did not read back")
+    return result

@@ -1,0 +1,260 @@
+"""The mutants: one minimal machine-code edit each, in Debian's 6.12.95 ppc64le kernel.
+
+Every entry was found by disassembling the lab's objects
+(``powerpc64le-linux-gnu-objdump -dr``) next to the 6.12 source
+(arch/powerpc/kvm/book3s_hv_rmhandlers.S, book3s_hv_builtin.c, book3s_hv.c).  Bytes
+are as they lie in the file (little-endian instruction words).  ``commit`` is the
+upstream commit that fixed the bug class or introduced the rule the mutant breaks;
+``commit_verified`` says whether its title was checked against a public copy of the
+commit (False: from memory of the history, to be confirmed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NOP = "00000060"  # ori r0,r0,0
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One mutant: where (``obj`` "vmlinux" or "kvm-hv.ko", ``symbol`` + ``offset`` bytes),
+    what (``expected`` and ``replacement`` hex bytes, file order), why (``klass``,
+    ``commit``), which lab scenarios exercise it, and -- for an equivalent mutant -- the
+    argument from the code that it behaves exactly like the kernel."""
+
+    name: str
+    klass: str
+    commit: str
+    commit_title: str
+    commit_verified: bool
+    obj: str
+    symbol: str
+    offset: int
+    expected: str
+    replacement: str
+    scenarios: tuple[str, ...]
+    source: str  # the source line(s) the instruction comes from
+    effect: str
+    equivalent: str | None = None
+
+    @property
+    def length(self) -> int:
+        return len(bytes.fromhex(self.expected))
+
+
+MUTANTS: tuple[Mutant, ...] = (
+    Mutant(
+        name="in-guest-not-cleared",
+        klass="vcore in_guest not cleared at the switch back",
+        commit="7fe4e1176dfe",
+        commit_title="",
+        commit_verified=False,
+        obj="vmlinux",
+        symbol="kvmhv_switch_to_host",
+        offset=0xFC,
+        expected="19000598",  # stb r0,VCORE_IN_GUEST(r5)
+        replacement=NOP,
+        scenarios=("all",),
+        source="book3s_hv_rmhandlers.S kvmhv_switch_to_host, label 18: stb r0,VCORE_IN_GUEST(r5)",
+        effect="thread 0 returns to the host with vcore->in_guest still 1; secondaries spin at label 13",
+    ),
+    Mutant(
+        name="secondary-enters-early",
+        klass="a secondary entering the guest before thread 0 has switched the partition",
+        commit="e0b7ec058c0e",
+        commit_title="KVM: PPC: Book3S HV: Align physical and virtual CPU thread numbers",
+        commit_verified=True,
+        obj="vmlinux",
+        symbol="kvmppc_got_guest",
+        offset=0x21C,
+        expected="ecff8241",  # beq 20b (wait for VCORE_IN_GUEST)
+        replacement=NOP,
+        scenarios=("all",),
+        source="book3s_hv_rmhandlers.S kvmppc_hv_entry tail: 20: ... lbz r0,VCORE_IN_GUEST(r5); beq 20b",
+        effect="a secondary leaves its wait loop at once and enters the guest in the host partition",
+    ),
+    Mutant(
+        name="primary-exits-early",
+        klass="thread 0 switching back before every entered thread has exited",
+        commit="7d6c40da198a",
+        commit_title="KVM: PPC: Book3S HV: Use bitmap of active threads rather than count",
+        commit_verified=False,
+        obj="vmlinux",
+        symbol="kvmhv_switch_to_host",
+        offset=0x3C,
+        expected="f0ff8240",  # bne 15b (entry map != exit map)
+        replacement=NOP,
+        scenarios=("exits",),
+        source="book3s_hv_rmhandlers.S kvmhv_switch_to_host 15: ... cmpw r3,r0; bne 15b",
+        effect="thread 0 restores the host LPIDR/SDR1 while secondaries may still run the guest",
+    ),
+    Mutant(
+        name="too-late-check-skipped",
+        klass="an entry after the exit began (the too-late check skipped)",
+        commit="2f12f0343684",
+        commit_title="KVM: PPC: Book3S HV: Fixes for late-joining threads",
+        commit_verified=True,
+        obj="vmlinux",
+        symbol="kvmppc_hv_entry",
+        offset=0x38,
+        expected="54048040",  # bge secondary_too_late
+        replacement=NOP,
+        scenarios=("exits",),
+        source="book3s_hv_rmhandlers.S kvmppc_hv_entry 21: cmpwi r3,0x100; bge secondary_too_late",
+        effect="a thread sets its entry bit although another thread already started the exit",
+    ),
+    Mutant(
+        name="no-exit-ipi",
+        klass="no exit IPI to the other threads",
+        commit="66feed61cdf6",
+        commit_title="KVM: PPC: Book3S HV: Use msgsnd for signalling threads on POWER8",
+        commit_verified=False,
+        obj="vmlinux",
+        symbol="kvmhv_commence_exit",
+        offset=0x84,
+        expected="ec008240",  # bne (trap != HDEC) -> kvmhv_interrupt_vcore path
+        replacement=NOP,
+        scenarios=("exits",),
+        source="book3s_hv_builtin.c kvmhv_commence_exit: if (trap != BOOK3S_INTERRUPT_HV_DECREMENTER) "
+        "kvmhv_interrupt_vcore(vc, ee & ~(1 << ptid))",
+        effect="the first thread to exit never pulls the others out; they leave on their own HDEC",
+    ),
+    Mutant(
+        name="ptid-zero",
+        klass="the wrong ptid stored for a started thread",
+        commit="e0b7ec058c0e",
+        commit_title="KVM: PPC: Book3S HV: Align physical and virtual CPU thread numbers",
+        commit_verified=True,
+        obj="kvm-hv.ko",
+        symbol="kvmppc_start_thread",
+        offset=0x78,
+        expected="50f04a7d",  # subf r10,r10,r30  (cpu - vc->pcpu)
+        replacement="00004039",  # li r10,0
+        scenarios=("all",),
+        source="book3s_hv.c kvmppc_start_thread: tpaca->kvm_hstate.ptid = cpu - vc->pcpu",
+        effect="every started thread believes it is thread 0 (and does thread 0's partition switch)",
+    ),
+    Mutant(
+        name="paca-vcpu-not-cleared",
+        klass="the PACA's vcpu not cleared at exit",
+        commit="7b444c6710c6",
+        commit_title="KVM: PPC: Book3S HV: Fix some races in starting secondary threads",
+        commit_verified=True,
+        obj="vmlinux",
+        symbol="kvm_secondary_got_guest",
+        offset=0x5C,
+        expected="d8020df8",  # std r0,HSTATE_KVM_VCPU(r13)
+        replacement=NOP,
+        scenarios=("exits",),
+        source="book3s_hv_rmhandlers.S kvm_secondary_got_guest after bl kvmppc_hv_entry: "
+        "li r0,0; std r0,HSTATE_KVM_VCPU(r13)",
+        effect="a secondary back from the guest keeps kvm_hstate.kvm_vcpu pointing at its old vcpu",
+    ),
+    Mutant(
+        name="napping-not-cleared",
+        klass="napping_threads not cleared on wake",
+        commit="19ccb76a1938",
+        commit_title="KVM: PPC: Implement H_CEDE hcall for book3s_hv in real-mode code",
+        commit_verified=False,
+        obj="vmlinux",
+        symbol="kvm_end_cede",
+        offset=0x80,
+        expected="7800e77c",  # andc r7,r7,r0
+        replacement=NOP,
+        scenarios=("cede",),
+        source="book3s_hv_rmhandlers.S kvm_end_cede 32: lwarx r7; andc r7,r7,r0; stwcx. r7",
+        effect="a woken thread stays in vcore->napping_threads while it runs the guest",
+    ),
+    Mutant(
+        name="threads-released-early",
+        klass="threads released before they are back",
+        commit="7b444c6710c6",
+        commit_title="KVM: PPC: Book3S HV: Fix some races in starting secondary threads",
+        commit_verified=True,
+        obj="kvm-hv.ko",
+        symbol="kvmppc_run_core",
+        offset=0xD7C,
+        expected="d8008140",  # ble (n_threads <= 1: no wait) in the inlined kvmppc_wait_for_nap
+        replacement="d8000048",  # b (always skip the wait)
+        scenarios=("exits",),
+        source="book3s_hv.c kvmppc_run_core -> kvmppc_wait_for_nap(controlled_threads) "
+        "(inlined): if (n_threads <= 1) return;",
+        effect="thread 0 finishes the vcore run without waiting for the secondaries' kvm_vcore to clear",
+    ),
+    Mutant(
+        name="cede-exit-rule",
+        klass="the cede-to-exit rule broken in kvmppc_h_cede",
+        commit="19ccb76a1938",
+        commit_title="KVM: PPC: Implement H_CEDE hcall for book3s_hv in real-mode code",
+        commit_verified=False,
+        obj="vmlinux",
+        symbol="kvmppc_h_cede",
+        offset=0x58,
+        expected="e0018241",  # beq kvm_cede_exit (every other thread napping)
+        replacement=NOP,
+        scenarios=("cede",),
+        source="book3s_hv_rmhandlers.S kvmppc_h_cede 31: or r4,r4,r0; cmpw r4,r8; beq kvm_cede_exit",
+        effect="the last thread to cede naps instead of taking the vcore to the host: all threads nap",
+    ),
+    Mutant(
+        name="rank-placement",
+        klass="a vcpu placed on the thread of its runnable rank instead of its id (pre-2014 placement)",
+        commit="e0b7ec058c0e",
+        commit_title="KVM: PPC: Book3S HV: Align physical and virtual CPU thread numbers",
+        commit_verified=True,
+        obj="kvm-hv.ko",
+        symbol="kvmppc_start_thread",
+        offset=0x48,
+        expected="1452de7f",  # add r30,r30,r10  (cpu = vc->pcpu + arch.ptid)
+        replacement="ffffca3b",  # addi r30,r10,-1
+        scenarios=("novcpu0",),
+        source="book3s_hv.c kvmppc_start_thread: cpu += vcpu->arch.ptid",
+        effect="with vcpus 1-3 and no vcpu 0 (novcpu0) and vc->pcpu 0 (the lab's only core), vcpu N "
+        "runs on thread N-1: its rank among the runnable vcpus, as before e0b7ec058c0e",
+    ),
+    Mutant(
+        name="lpidr-on-secondary",
+        klass="the LPIDR written on a secondary",
+        commit="e0b7ec058c0e",
+        commit_title="KVM: PPC: Book3S HV: Align physical and virtual CPU thread numbers",
+        commit_verified=True,
+        obj="vmlinux",
+        symbol="kvmppc_hv_entry",
+        offset=0x4C,
+        expected="c4008240",  # bne 10f (ptid != 0: skip the partition switch)
+        replacement=NOP,
+        scenarios=("all",),
+        source="book3s_hv_rmhandlers.S kvmppc_hv_entry: cmpwi r6,0; bne 10f; ... mtspr SPRN_LPID,r7",
+        effect="every thread, not only thread 0, writes LPIDR/SDR1 and sets in_guest",
+    ),
+    Mutant(
+        name="ptid-absolute",
+        klass="the wrong ptid stored for a started thread (equivalent in the lab)",
+        commit="e0b7ec058c0e",
+        commit_title="KVM: PPC: Book3S HV: Align physical and virtual CPU thread numbers",
+        commit_verified=True,
+        obj="kvm-hv.ko",
+        symbol="kvmppc_start_thread",
+        offset=0x78,
+        expected="50f04a7d",  # subf r10,r10,r30  (cpu - vc->pcpu)
+        replacement="78f3ca7f",  # mr r10,r30  (cpu)
+        scenarios=("all",),
+        source="book3s_hv.c kvmppc_start_thread: tpaca->kvm_hstate.ptid = cpu - vc->pcpu",
+        effect="ptid = cpu instead of cpu - vc->pcpu",
+        equivalent=(
+            "Equivalent on the lab: vc->pcpu is the cpu of thread 0 of the core the vcore runs on "
+            "(kvmppc_run_core sets pcpu = smp_processor_id() after checking it is on thread 0), "
+            "and the powernv8 lab has one core whose threads are cpus 0-3, so pcpu == 0 and "
+            "cpu - pcpu == cpu for every started thread.  Not equivalent on a host with more "
+            "than one core: there ptid would exceed threads_per_core."
+        ),
+    ),
+)
+
+
+def by_name(name: str) -> Mutant:
+    for m in MUTANTS:
+        if m.name == name:
+            return m
+    raise KeyError(name)

@@ -1,0 +1,171 @@
+"""Run mutants in the lab and judge them: the kill table.
+
+Each (mutant, scenario) boots the lab with the mutated copy
+(``pyvcore.diff.run_diff(kernel=..., modules=...)``), takes ``stops`` sampled
+snapshots at the hook points and judges them (sampled mode); when
+``pyvcore.trace.run_trace`` exists the same boot is judged continuously too.  The
+unmutated kernel runs first, as the control: it must be clean, else no kill
+means anything and the run stops.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyvcore.mutants.apply import MutantRefused, apply
+from pyvcore.mutants.catalogue import Mutant
+
+
+@dataclass
+class Outcome:
+    """One (mutant, scenario) run.  ``sampled`` / ``continuous``: "killed", "survived",
+    "not run" or "error"; ``*_by``: what killed it ("invariant 8 at kvmppc_hv_entry"),
+    or why it did not run."""
+
+    mutant: str
+    klass: str
+    commit: str
+    scenario: str
+    sampled: str
+    sampled_by: str
+    continuous: str = "not run"
+    continuous_by: str = "pyvcore.trace is not available"
+    seconds: float = 0.0
+    equivalent: bool = False
+
+    @property
+    def killed(self) -> bool:
+        return "killed" in (self.sampled, self.continuous)
+
+
+def _first_violation(violations: list[dict[str, Any]]) -> str:
+    v = violations[0]
+    stop = v.get("stop") or "?"
+    return f"invariant {v.get('invariant')} at {stop}"
+
+
+def sampled(
+    scenario: str, kernel: Path | None, modules: Path | None, stops: int, lock_wait: float
+) -> tuple[str, str]:
+    """Judge one boot by sampling (``pyvcore diff``): (status, detail)."""
+    from pyvcore.diff import run_diff
+
+    result = run_diff(scenario, kernel=kernel, modules=modules, stops=stops, lock_wait=lock_wait, keep=False)
+    if result.verdict == "violations":
+        return "killed", _first_violation(result.violations)
+    if result.verdict == "clean":
+        return "survived", f"{sum(result.judged.values())} stops judged clean"
+    return "error", f"{result.verdict}: {result.error or 'a stop kind was never judged'}"
+
+
+def continuous(scenario: str, kernel: Path | None, modules: Path | None, lock_wait: float) -> tuple[str, str]:
+    """Judge one boot continuously (``pyvcore trace``), when that module exists."""
+    try:
+        trace = importlib.import_module("pyvcore.trace")
+    except ImportError:
+        return "not run", "pyvcore.trace is not available"
+    run_trace = getattr(trace, "run_trace", None)
+    if run_trace is None:
+        return "not run", "pyvcore.trace has no run_trace"
+    result = run_trace(scenario, kernel=kernel, modules=modules, lock_wait=lock_wait)
+    violations = list(getattr(result, "violations", []) or [])
+    if violations:
+        v = violations[0]
+        get = v.get if isinstance(v, dict) else lambda k, d=None: getattr(v, k, d)
+        return "killed", f"invariant {get('invariant')} at event {get('seq', get('event', '?'))}"
+    verdict = getattr(result, "verdict", "?")
+    return ("survived", "clean") if verdict == "clean" else ("error", str(verdict))
+
+
+@dataclass
+class Plan:
+    """What to run: mutants, scenario override, stops per boot, lock wait (s)."""
+
+    mutants: Sequence[Mutant]
+    stops: int
+    lock_wait: float
+    scenarios: tuple[str, ...] | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
+def run_one(
+    mutant: Mutant | None,
+    scenario: str,
+    plan: Plan,
+    *,
+    vmlinux: Path,
+    modules: dict[str, Path],
+    workdir: Path,
+) -> Outcome:
+    """Boot and judge one mutant (None: the unmutated control) in one scenario."""
+    started = time.monotonic()
+    kernel: Path | None = None
+    mod_dir: Path | None = None
+    if mutant is not None:
+        mutated = apply(mutant, workdir / mutant.name, vmlinux=vmlinux, modules=modules)
+        kernel, mod_dir = mutated.kernel, mutated.modules
+    s_status, s_by = sampled(scenario, kernel, mod_dir, plan.stops, plan.lock_wait)
+    c_status, c_by = continuous(scenario, kernel, mod_dir, plan.lock_wait)
+    return Outcome(
+        mutant=mutant.name if mutant else "(control)",
+        klass=mutant.klass if mutant else "unmutated kernel",
+        commit=mutant.commit if mutant else "-",
+        scenario=scenario,
+        sampled=s_status,
+        sampled_by=s_by,
+        continuous=c_status,
+        continuous_by=c_by,
+        seconds=round(time.monotonic() - started, 1),
+        equivalent=bool(mutant and mutant.equivalent),
+    )
+
+
+def run_plan(
+    plan: Plan, *, vmlinux: Path, modules: dict[str, Path], progress: Callable[[Outcome], None] | None = None
+) -> list[Outcome]:
+    """Control first (every scenario the plan uses), then each mutant in its scenarios."""
+    scenarios_of = {m.name: plan.scenarios or m.scenarios for m in plan.mutants}
+    used = sorted({s for ss in scenarios_of.values() for s in ss})
+    with tempfile.TemporaryDirectory(prefix="pyvcore-mutants-") as tmp:
+        work = Path(tmp)
+        for scenario in used:
+            o = run_one(None, scenario, plan, vmlinux=vmlinux, modules=modules, workdir=work)
+            plan.outcomes.append(o)
+            if progress:
+                progress(o)
+            if o.sampled != "survived":
+                raise MutantRefused(
+                    f"control run of scenario {scenario} is not clean ({o.sampled}: {o.sampled_by}): "
+                    "no kill would mean anything"
+                )
+        for m in plan.mutants:
+            for scenario in scenarios_of[m.name]:
+                o = run_one(m, scenario, plan, vmlinux=vmlinux, modules=modules, workdir=work)
+                plan.outcomes.append(o)
+                if progress:
+                    progress(o)
+                # one 300 MB copy at a time
+                for f in (work / m.name).glob("**/*"):
+                    if f.is_file():
+                        f.unlink()
+    return plan.outcomes
+
+
+def kill_rate(outcomes: Sequence[Outcome]) -> tuple[int, int]:
+    """(killed, non-equivalent mutants run), counting a mutant killed in any scenario."""
+    names = {o.mutant for o in outcomes if o.mutant != "(control)" and not o.equivalent}
+    killed = {o.mutant for o in outcomes if o.mutant in names and o.killed}
+    return len(killed), len(names)
+
+
+def to_json(outcomes: Sequence[Outcome]) -> str:
+    killed, total = kill_rate(outcomes)
+    doc = {"outcomes": [asdict(o) for o in outcomes], "killed": killed, "non_equivalent": total}
+    return json.dumps(doc, indent=2)

@@ -1,0 +1,149 @@
+"""Mutants: the catalogue matches the lab's real objects, application is checked and
+refused when the bytes differ or a relocation touches them, the CLI lists and refuses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import elfcraft
+import pytest
+
+from pyvcore.cli import main
+from pyvcore.mutants import MUTANTS, Mutant, MutantRefused, apply, locate
+from pyvcore.mutants.run import Outcome, kill_rate
+
+
+def lab() -> dict[str, Path] | None:
+    manifest = Path.home() / ".cache/pyvcore/kernel/current.json"
+    if not manifest.is_file():
+        return None
+    m = json.loads(manifest.read_text())
+    paths = {"vmlinux": Path(m["vmlinux"]), **{k: Path(v) for k, v in m["modules"].items()}}
+    return paths if all(p.is_file() for p in paths.values()) else None
+
+
+needs_lab = pytest.mark.skipif(lab() is None, reason="no lab kernel: run `pyvcore lab setup`")
+
+
+def test_catalogue_shape() -> None:
+    names = [m.name for m in MUTANTS]
+    assert len(MUTANTS) >= 12 and len(set(names)) == len(names)
+    for m in MUTANTS:
+        assert m.obj in ("vmlinux", "kvm-hv.ko")
+        assert len(bytes.fromhex(m.expected)) == len(bytes.fromhex(m.replacement)) == 4
+        assert m.expected != m.replacement
+        assert m.scenarios and len(m.commit) == 12
+    equivalent = [m for m in MUTANTS if m.equivalent]
+    assert equivalent and all("pcpu" in m.equivalent for m in equivalent if m.equivalent)
+
+
+def test_every_bug_class_is_covered() -> None:
+    words = [
+        "in_guest",
+        "before thread 0 has switched",
+        "switching back before",
+        "after the exit began",
+        "exit IPI",
+        "wrong ptid",
+        "PACA's vcpu",
+        "napping_threads",
+        "released before",
+        "cede-to-exit",
+        "runnable rank",
+        "LPIDR",
+    ]
+    for w in words:
+        assert any(w in m.klass for m in MUTANTS), w
+
+
+@needs_lab
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
+def test_expected_bytes_are_in_the_lab_kernel(mutant: Mutant) -> None:
+    paths = lab()
+    assert paths is not None
+    site = locate(mutant, paths["vmlinux"] if mutant.obj == "vmlinux" else paths["kvm_hv"])
+    assert site.found.hex() == mutant.expected
+
+
+@needs_lab
+def test_apply_patches_a_copy_only(tmp_path: Path) -> None:
+    paths = lab()
+    assert paths is not None
+    mutant = next(m for m in MUTANTS if m.obj == "kvm-hv.ko")
+    before = paths["kvm_hv"].read_bytes()
+    mutated = apply(mutant, tmp_path, vmlinux=paths["vmlinux"], modules=paths)
+    assert mutated.kernel is None and mutated.modules is not None
+    after = (mutated.modules / "kvm-hv.ko").read_bytes()
+    assert paths["kvm_hv"].read_bytes() == before
+    diff = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
+    assert len(before) == len(after) and 1 <= len(diff) <= 4
+    assert (mutated.modules / "kvm.ko").read_bytes() == paths["kvm"].read_bytes()
+    # a second application to the patched copy is refused: its bytes are no longer the expected ones
+    with pytest.raises(MutantRefused, match="expected"):
+        locate(mutant, mutated.modules / "kvm-hv.ko")
+
+
+def crafted_module(tmp_path: Path, text: bytes, relocs: list[int]) -> Path:
+    elf = elfcraft.Elf(etype=elfcraft.ET_REL)
+    elf.section(".text", text).symbol("f", 0x10, 0x20, ".text", local_entry=8)
+    elf.relocations[".text"] = relocs
+    path = tmp_path / "kvm-hv.ko"
+    path.write_bytes(elf.build())
+    return path
+
+
+def mutant_at(offset: int, expected: str) -> Mutant:
+    return Mutant(
+        name="t",
+        klass="k",
+        commit="0" * 12,
+        commit_title="",
+        commit_verified=False,
+        obj="kvm-hv.ko",
+        symbol="f",
+        offset=offset,
+        expected=expected,
+        replacement="00000060",
+        scenarios=("all",),
+        source="",
+        effect="",
+    )
+
+
+def test_refused_when_bytes_differ(tmp_path: Path) -> None:
+    path = crafted_module(tmp_path, bytes(range(0x40)), [])
+    assert locate(mutant_at(4, "14151617"), path).found == bytes([0x14, 0x15, 0x16, 0x17])
+    with pytest.raises(MutantRefused, match=r"f\+0x4 in kvm-hv.ko holds 14151617, expected 00000000"):
+        locate(mutant_at(4, "00000000"), path)
+    with pytest.raises(MutantRefused, match="past the end of the symbol"):
+        locate(mutant_at(0x20, "00000000"), path)
+
+
+def test_refused_on_a_relocation_target(tmp_path: Path) -> None:
+    path = crafted_module(tmp_path, bytes(range(0x40)), [0x18])
+    with pytest.raises(MutantRefused, match="relocation target"):
+        locate(mutant_at(8, "18191a1b"), path)
+    assert locate(mutant_at(4, "14151617"), path)  # the word before it is free
+
+
+def test_kill_rate_counts_mutants_not_runs() -> None:
+    def o(name: str, sampled: str, equivalent: bool = False) -> Outcome:
+        return Outcome(name, "k", "c", "all", sampled, "", equivalent=equivalent)
+
+    outcomes = [
+        o("(control)", "survived"),
+        o("a", "killed"),
+        o("a", "survived"),
+        o("b", "survived"),
+        o("e", "survived", True),
+    ]
+    assert kill_rate(outcomes) == (1, 2)
+
+
+def test_cli_list_and_unknown(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["mutants", "--list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [m["name"] for m in listed] == [m.name for m in MUTANTS]
+    assert main(["mutants", "--run", "no-such-mutant"]) == 2
+    assert "no mutant 'no-such-mutant'" in capsys.readouterr().err
