@@ -8,15 +8,10 @@ Input (detected from the first line):
   its stop number.  Nothing is drawn between two stops: what happened there was
   not seen.
 * a **continuous event log** (``pyvcore trace``): a header object
-  ``{"format": "pyvcore-events", "version": 1, "tb_freq": ...}`` then one store per
-  line, ``{"seq", "tb", "cpu", "pc", "field", "old", "new"}``.  A ``field`` is the
-  kernel's name of what was stored: ``kvm_hstate.<member>`` (the PACA of hardware
-  thread ``cpu``) or ``vcore.<member>`` (the vcore at ``"vcore"``, when given).
-  ``msgsndp`` / ``msgsnd`` (doorbell, ``new`` = the target thread / cpu) and
-  ``host_ipi`` (exit IPI, ``new`` = the target cpu) become arrows from ``cpu`` to
-  the target.  A line with an ``invariant`` key is a violation found by the step
-  checker.  Here every lane is a run of *slices*: the state holds from one store
-  to the next, because every store was seen.
+  ``{"format": "pyvcore-events", "version": 1, "tb_freq": ...}`` then one
+  change of one watched field per line (:mod:`pyvcore.timeline_events` says
+  which fields it draws).  Every store was seen, so every lane is a run of
+  *slices*: a state holds from the change that made it to the next one.
 
 Lanes: one per hardware thread, coloured by where the thread is (host, idle,
 grabbed, entering, in guest (vcpu id), napping (why), exiting: from

@@ -1,12 +1,26 @@
-"""Continuous event logs (``pyvcore trace``) into a :class:`pyvcore.timeline.Timeline`.
+"""Continuous event logs (``pyvcore trace``, format ``pyvcore-events``) into a Timeline.
 
 Every store was seen, so each lane is a run of slices: a state holds from the
-store that made it to the next store that changed it.  See the module doc of
-:mod:`pyvcore.timeline` for the fields this reads.
+change that made it to the next change.  The fields read (as the log names
+them; the format's reference is the module doc of rust/core/src/shadow/mod.rs):
+
+* ``threads[N].kvm_hstate.F``: the PACA of hardware thread N (``in_guest``,
+  ``napping``, ``hwthread_state``, ``hwthread_req``, ``ptid``, ``kvm_vcore``,
+  ``kvm_vcpu``); a ``host_ipi`` set by another thread is an exit-IPI arrow
+  from the storing ``cpu`` to N (book3s_hv.c: kvmppc_ipi_thread, via the ICP);
+* ``threads[N].msgsndp`` / ``threads[N].msgsnd``: a doorbell sent by N, the
+  value being the target thread: an arrow;
+* ``vcores[0xADDR].F``: the vcore's ``vcore_state``, ``in_guest``,
+  ``entry_exit_map``...; ``vcpus[0xADDR].vcpu_id``: names a vcpu;
+* a line with an ``invariant`` key, and the violations found by replaying the
+  log through the shadow checker where pyvcore has it (``replay_events``), are
+  marked at their timebase.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,27 +36,25 @@ from pyvcore.timeline import (
     vcore_state,
 )
 
-# Stores that send something to another thread: the doorbell instructions
-# (msgsndp: a thread of this core, msgsnd: any cpu) and the exit IPI the
-# kernel raises by setting the target's kvm_hstate.host_ipi (book3s_hv.c:
-# kvmppc_ipi_thread / kvmhv_interrupt_vcore, via the XICS/ICP).
-FLOW_FIELDS = {
-    "msgsndp": "doorbell",
-    "msgsnd": "doorbell",
-    "host_ipi": "exit IPI",
-    "kvm_hstate.host_ipi": "exit IPI",
-}
+_THREAD = re.compile(r"threads\[(\d+)\]\.(?:kvm_hstate\.)?(\w+)$")
+_VCORE = re.compile(r"vcores\[(0x[0-9a-fA-F]+|\d+)\]\.(\w+)$")
+_VCPU = re.compile(r"vcpus\[(0x[0-9a-fA-F]+|\d+)\]\.(\w+)$")
+DOORBELLS = ("msgsndp", "msgsnd")
 
 
 class _State:
-    def __init__(self, tl: Timeline, variant: str | None) -> None:
+    def __init__(self, tl: Timeline, variant: str | None, freq: int) -> None:
         self.tl = tl
         self.variant = variant
+        self.freq = freq
         self.hstate: dict[int, dict[str, Any]] = {}
         self.vcores: dict[int, dict[str, Any]] = {}
-        self.vcore_of: dict[int, int] = {}
+        self.vcpu_ids: dict[int, int] = {}
         self.open: dict[str, Mark] = {}
         self.last_ts = 0.0
+
+    def lane(self, cpu: int) -> str:
+        return self.tl.lane(f"cpu {cpu}", f"cpu {cpu}", "threads")
 
     def set_state(self, lane: str, ts: float, state: str, label: str, args: dict[str, Any]) -> None:
         current = self.open.get(lane)
@@ -57,9 +69,8 @@ class _State:
     def redraw_thread(self, cpu: int, ts: float) -> None:
         hs = self.hstate[cpu]
         vcore = self.vcores.get(as_int(hs.get("kvm_vcore")))
-        state, label = thread_state(hs, vcore, {})
-        lane = self.tl.lane(f"cpu {cpu}", f"cpu {cpu}", "threads")
-        self.set_state(lane, ts, state, label, {k: v for k, v in hs.items() if not isinstance(v, dict)})
+        state, label = thread_state(hs, vcore, self.vcpu_ids)
+        self.set_state(self.lane(cpu), ts, state, label, dict(hs))
 
     def finish(self) -> None:
         for mark in self.open.values():
@@ -73,51 +84,84 @@ def from_events(title: str, header: dict[str, Any], lines: Iterable[tuple[int, d
         raise TimelineError(f"{title}: event log version {header.get('version')} is not supported (1 is)")
     freq = as_int(header.get("tb_freq") or 512_000_000)
     tl = Timeline("continuous", "us", title)
-    st = _State(tl, header.get("variant"))
+    st = _State(tl, header.get("variant"), freq)
+    kept: list[dict[str, Any]] = [header]
     for number, ev in lines:
+        kept.append(ev)
         try:
             _apply(st, ev, as_int(ev.get("tb")) * 1e6 / freq)
         except (TimelineError, KeyError, TypeError, ValueError) as exc:
             raise TimelineError(f"{title}:{number}: not a usable event ({exc})") from None
     st.finish()
+    _replayed_violations(tl, kept, freq)
     if not tl.marks and not tl.violations:
-        raise TimelineError(f"{title}: the event log has no store to draw")
+        raise TimelineError(f"{title}: the event log has no change to draw")
     return tl
 
 
+def _replayed_violations(tl: Timeline, lines: list[dict[str, Any]], freq: int) -> None:
+    """Violations of the shadow checker, replaying the log, where the compiled core has it."""
+    from pyvcore import _core
+
+    replay = getattr(_core, "replay_events", None)
+    if replay is None or tl.violations:
+        return
+    try:
+        summary = json.loads(replay("\n".join(json.dumps(x) for x in lines)))
+    except ValueError as exc:
+        raise TimelineError(f"{tl.title}: the shadow checker refused the log ({exc})") from None
+    for v in summary.get("violations", []):
+        tl.violations.append(
+            Violation(
+                as_int(v.get("tb")) * 1e6 / freq,
+                as_int(v["invariant"]),
+                str(v.get("message", "")),
+                f"seq {v.get('seq')}",
+            )
+        )
+
+
 def _apply(st: _State, ev: dict[str, Any], ts: float) -> None:
+    if ev.get("end"):
+        st.last_ts = max(st.last_ts, ts)
+        return
     st.last_ts = max(st.last_ts, ts)
     if "invariant" in ev:
         st.tl.violations.append(
-            Violation(ts, as_int(ev["invariant"]), str(ev.get("message", "")), str(ev.get("seq", "")))
+            Violation(ts, as_int(ev["invariant"]), str(ev.get("message", "")), f"seq {ev.get('seq')}")
         )
         return
     name = str(ev["field"])
     cpu = as_int(ev.get("cpu"))
-    # The PACA a kvm_hstate store went to: "target" when another thread stored
-    # into it (host_ipi is set by the sender), else the storing thread's own.
-    owner = as_int(ev.get("target", cpu))
-    if name in FLOW_FIELDS and as_int(ev.get("new")):
-        dst = as_int(ev.get("new")) if name in ("msgsndp", "msgsnd") else owner
-        if dst != cpu or name in ("msgsndp", "msgsnd"):
-            src_lane = st.tl.lane(f"cpu {cpu}", f"cpu {cpu}", "threads")
-            dst_lane = st.tl.lane(f"cpu {dst}", f"cpu {dst}", "threads")
+    new = ev.get("new")
+    if m := _THREAD.match(name):
+        owner, member = int(m.group(1)), m.group(2)
+        if member in DOORBELLS:
             st.tl.flows.append(
-                Flow(FLOW_FIELDS[name], src_lane, dst_lane, ts, {"seq": ev.get("seq"), "pc": ev.get("pc")})
+                Flow(
+                    "doorbell",
+                    st.lane(owner),
+                    st.lane(as_int(new)),
+                    ts,
+                    {"seq": ev.get("seq"), "pc": ev.get("pc")},
+                )
             )
-    if name in ("msgsndp", "msgsnd"):
-        return
-    group, _, member = name.partition(".")
-    if group in ("kvm_hstate", "hstate", "paca") and member:
-        member = member.rsplit(".", 1)[-1]
-        st.hstate.setdefault(owner, {})[member] = ev.get("new")
-        st.redraw_thread(owner, ts)
-    elif group in ("vcore", "kvmppc_vcore") and member:
-        addr = as_int(ev.get("vcore", 0))
+            return
+        if member == "host_ipi" and as_int(new) and cpu != owner:
+            st.tl.flows.append(
+                Flow("exit IPI", st.lane(cpu), st.lane(owner), ts, {"seq": ev.get("seq"), "pc": ev.get("pc")})
+            )
+        if ".kvm_hstate." in name:
+            st.hstate.setdefault(owner, {})[member] = new
+            st.redraw_thread(owner, ts)
+    elif m := _VCORE.match(name):
+        addr, member = as_int(m.group(1)), m.group(2)
         vc = st.vcores.setdefault(addr, {"addr": addr})
-        vc[member] = ev.get("new")
+        vc[member] = new
         lane = st.tl.lane(f"vcore {addr:#x}", f"vcore {addr:#x}", "vcores")
         st.set_state(lane, ts, vcore_state(vc, st.variant), vcore_label(vc, st.variant), dict(vc))
         for thread, hs in st.hstate.items():
             if as_int(hs.get("kvm_vcore")) == addr:
                 st.redraw_thread(thread, ts)
+    elif (m := _VCPU.match(name)) and m.group(2) == "vcpu_id":
+        st.vcpu_ids[as_int(m.group(1))] = as_int(new)

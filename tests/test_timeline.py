@@ -101,43 +101,110 @@ def test_png_is_a_real_picture(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------- continuous
 def _event_log(tmp_path: Path) -> Path:
-    header = {"format": "pyvcore-events", "version": 1, "tb_freq": 512_000_000, "threads": 2}
+    """A log in the format of rust/core/src/shadow/mod.rs (pyvcore-events, version 1)."""
+    header = {
+        "format": "pyvcore-events",
+        "version": 1,
+        "variant": "modern",
+        "threads_per_core": 2,
+        "tb_freq": 512_000_000,
+    }
     vc = "0xc000000028186a00"
+    vcpu = "0xc0000000042e2400"
     events = [
         {
             "seq": 1,
             "tb": 1000,
             "cpu": 0,
             "pc": "0xc0",
-            "field": "kvm_hstate.kvm_vcore",
-            "old": "0x0",
+            "field": "threads[0].kvm_hstate.kvm_vcore",
+            "old": None,
             "new": vc,
+        },
+        {
+            "seq": 1,
+            "tb": 1000,
+            "cpu": 0,
+            "pc": "0xc0",
+            "field": f"vcpus[{vcpu}].vcpu_id",
+            "old": None,
+            "new": 5,
         },
         {
             "seq": 2,
             "tb": 1100,
             "cpu": 1,
             "pc": "0xc0",
-            "field": "kvm_hstate.hwthread_state",
+            "field": "threads[1].kvm_hstate.hwthread_state",
             "old": 1,
             "new": 2,
         },
-        {"seq": 3, "tb": 1200, "cpu": 0, "pc": "0xc0", "field": "kvm_hstate.in_guest", "old": 0, "new": 4},
-        {"seq": 4, "tb": 1300, "cpu": 0, "pc": "0xc0", "field": "kvm_hstate.in_guest", "old": 4, "new": 3},
-        {"seq": 5, "tb": 1400, "cpu": 0, "pc": "0xc0", "field": "msgsndp", "old": 0, "new": 1},
         {
-            "seq": 6,
+            "seq": 3,
+            "tb": 1200,
+            "cpu": 0,
+            "pc": "0xc0",
+            "field": "threads[0].kvm_hstate.in_guest",
+            "old": 0,
+            "new": 4,
+        },
+        {
+            "seq": 4,
+            "tb": 1250,
+            "cpu": 0,
+            "pc": "0xc0",
+            "field": "threads[0].kvm_hstate.kvm_vcpu",
+            "old": "0x0",
+            "new": vcpu,
+        },
+        {
+            "seq": 5,
+            "tb": 1300,
+            "cpu": 0,
+            "pc": "0xc0",
+            "field": "threads[0].kvm_hstate.in_guest",
+            "old": 4,
+            "new": 3,
+        },
+        {"seq": 6, "tb": 1400, "cpu": 0, "pc": "0xc0", "field": "threads[0].msgsndp", "old": None, "new": 1},
+        {
+            "seq": 7,
+            "tb": 1450,
+            "cpu": 0,
+            "pc": "0xc0",
+            "field": "threads[1].kvm_hstate.host_ipi",
+            "old": 0,
+            "new": 1,
+        },
+        {
+            "seq": 8,
             "tb": 1500,
             "cpu": 0,
             "pc": "0xc0",
-            "field": "vcore.entry_exit_map",
+            "field": f"vcores[{vc}].entry_exit_map",
             "old": 1,
-            "new": "0x101",
-            "vcore": vc,
+            "new": 257,
         },
-        {"seq": 7, "tb": 1600, "cpu": 0, "pc": "0xc0", "field": "kvm_hstate.in_guest", "old": 3, "new": 4},
-        {"seq": 8, "tb": 1700, "invariant": 14, "message": "thread 1 napping but not in napping_threads"},
-        {"seq": 9, "tb": 1800, "cpu": 0, "pc": "0xc0", "field": "kvm_hstate.in_guest", "old": 4, "new": 0},
+        {
+            "seq": 9,
+            "tb": 1600,
+            "cpu": 0,
+            "pc": "0xc0",
+            "field": "threads[0].kvm_hstate.in_guest",
+            "old": 3,
+            "new": 4,
+        },
+        {"seq": 10, "tb": 1700, "invariant": 14, "message": "thread 1 napping but not in napping_threads"},
+        {
+            "seq": 11,
+            "tb": 1800,
+            "cpu": 0,
+            "pc": "0xc0",
+            "field": "threads[0].kvm_hstate.in_guest",
+            "old": 4,
+            "new": 0,
+        },
+        {"end": True, "tb": 1900},
     ]
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(json.dumps(x) for x in [header, *events]) + "\n")
@@ -152,19 +219,23 @@ def test_event_log_becomes_slices_arrows_and_marks(tmp_path: Path) -> None:
     assert labels == [
         "entering (vcore assigned)",
         "entering",
-        "in guest (no vcpu)",
+        "in guest (vcpu 5)",
         "exiting",
         "entering (vcore assigned)",
     ]
     assert all(end is not None and end >= ts for _l, ts, end in cpu0)
     assert cpu0[1][2] == cpu0[2][1]  # a slice ends where the next begins: every store was seen
-    assert [(f.name, f.src, f.dst) for f in tl.flows] == [("doorbell", "cpu 0", "cpu 1")]
+    assert [(f.name, f.src, f.dst) for f in tl.flows] == [
+        ("doorbell", "cpu 0", "cpu 1"),
+        ("exit IPI", "cpu 0", "cpu 1"),
+    ]
+    assert cpu0[-1][2] == pytest.approx(1900 * 1e6 / 512_000_000)  # the last state lasts to the end line
     assert [(v.invariant, v.message) for v in tl.violations] == [
         (14, "thread 1 napping but not in napping_threads")
     ]
     parsed = trace_events(write(tl, tmp_path / "e.json"))
     assert parsed["lanes"]["cpu 0"] == Counter({"X": 5}) and parsed["lanes"]["cpu 1"] == Counter({"X": 1})
-    assert parsed["flows"] == Counter({"s": 1, "f": 1})
+    assert parsed["flows"] == Counter({"s": 2, "f": 2})
 
 
 # ------------------------------------------------------------------ the page
