@@ -37,12 +37,23 @@ class ReadError(Exception):
 ByteOrder = Literal["little", "big"]
 
 
+def byte_order(order: str) -> ByteOrder:
+    """``order`` checked to be one int.from_bytes takes."""
+    if order == "little":
+        return "little"
+    if order == "big":
+        return "big"
+    raise ValueError(f"byte order {order!r} is neither little nor big")
+
+
 class Memory(Protocol):
     def read(self, addr: int, size: int) -> bytes: ...
 
 
-def decode_value(f: Field, buf: bytes, at: int, order: ByteOrder) -> Any:
-    """Decode one field from ``buf`` where the field starts at ``at``."""
+def decode_value(f: Field, buf: bytes, at: int, order: str) -> Any:
+    """Decode one field from ``buf`` where the field starts at ``at``
+    (``order``: "little" or "big")."""
+    order = byte_order(order)
     if f.kind == "array":
         n, es = f.array_len or 0, f.elem_size or 0
         if f.inner_kind in ("int", "ptr", "enum", "bool") and es in (1, 2, 4, 8):

@@ -8,8 +8,9 @@ Run it inside gdb-multiarch attached to the lab with the plugin loaded, e.g.
 Prints the median (and p10/p90) milliseconds of one full pass -- registers of
 every thread, PACAs, vcore, vcpus, kvm, then the model check -- and the number
 of remote round trips one pass takes, counted from gdb's own `set debug
-remote` log (one "Sending packet" per request; QEMU answers each).  Targets
-(issue 4): median <= 5 ms, <= 30 round trips for 4 threads.
+remote` log (one "Sending packet" per request; QEMU answers each), with the
+register set of snapshot format v1 and of v2.  Targets: median <= 5 ms,
+<= 30 round trips for 4 threads.
 
 Environment: PYVCORE_BENCH_ROUNDS (default 50).
 """
@@ -120,7 +121,7 @@ def main() -> None:
     trips = count_round_trips()
     print(f"bench_gdb_snapshot: round trips per pass: {trips_v1} with the v1 registers, {trips} with v2")
     # The floor under the pass time: one gdbstub round trip on this machine now
-    # (LAB_NOTES measured ~70 us on an idle machine; it grows with the load).
+    # (about 70 us on an idle machine; it grows with the load).
     inf = gdb.selected_inferior()
     from pyvcore._gdb_plugins import session as _s
 
