@@ -27,8 +27,9 @@ def register() -> None:
     errors.guard_all(__name__)
 
 
-def banner() -> str:
-    """One line: what the plugin found (kernel, layout source, threads) or what is missing."""
+def banner(width: int = 80) -> str:
+    """What the plugin found (kernel, layout source, threads) or what is missing: one
+    line, or one part per line when that is wider than ``width``."""
     import gdb  # type: ignore[import-not-found]
 
     parts = [f"pyvcore {_version()}: {', '.join(COMMANDS)}"]
@@ -38,9 +39,10 @@ def banner() -> str:
     else:
         try:
             k = session.kernel()
+            parts.append(f"kernel {k.image.release or '?'}")
             parts.append(
-                f"kernel {k.image.release or '?'} (layouts from {k.layouts.origin}, "
-                f"{k.layout.paca_array}, {k.layout.entry_exit} -> variant {k.variant})"
+                f"layouts from {k.layouts.origin}, {k.layout.paca_array}, "
+                f"{k.layout.entry_exit} -> variant {k.variant}"
             )
             if k.symbol("kvmppc_run_core") is None:
                 parts.append("kvm-hv.ko symbols not loaded")
@@ -53,7 +55,8 @@ def banner() -> str:
             parts.append("not connected yet")
     except gdb.error:
         parts.append("not connected yet")
-    return "; ".join(parts)
+    line = "; ".join(parts)
+    return line if len(line) <= width else ";\n  ".join(parts)
 
 
 def _version() -> str:

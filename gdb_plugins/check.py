@@ -9,6 +9,7 @@ from typing import Any
 import gdb  # type: ignore[import-not-found]
 
 from pyvcore import stopview
+from pyvcore.render import wrap
 from pyvcore.show import explain
 from pyvcore.snapshot import to_wire
 
@@ -164,7 +165,7 @@ class PvCheck(gdb.Command):
         )
         gdb.write(text + "\n")
         for problem in reading.problems:
-            gdb.write(f"pv-check: {problem}\n")
+            gdb.write(wrap(f"pv-check: {problem}", terminal_width(), indent="    ") + "\n")
 
 
 def terminal_width() -> int:

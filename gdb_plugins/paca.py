@@ -8,6 +8,7 @@ import gdb  # type: ignore[import-not-found]
 
 from pyvcore import tables
 from pyvcore.decode import KernelError, ReadError
+from pyvcore.render import wrap
 
 from . import check, session
 from .args import ArgParser, complete_words
@@ -64,7 +65,7 @@ class PvPaca(gdb.Command):
                 raise PvError(f"pv-paca: no gdb thread is cpu {cpu} (cpus: {known})")
             gdb.write(tables.paca_list(k.layout, rows[0], reading) + "\n")
         for problem in reading.problems:
-            gdb.write(f"pv-paca: {problem}\n")
+            gdb.write(wrap(f"pv-paca: {problem}", check.terminal_width(), indent="    ") + "\n")
 
 
 class PvPacaFunction(gdb.Function):

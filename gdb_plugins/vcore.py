@@ -10,6 +10,7 @@ import gdb  # type: ignore[import-not-found]
 from pyvcore import tables, walk
 from pyvcore.decode import ReadError, is_kernel_pointer
 from pyvcore.layout import LayoutError
+from pyvcore.render import wrap
 
 from . import check, session
 from .args import ArgParser
@@ -161,7 +162,7 @@ class PvVcore(gdb.Command):
             text = tables.vcore_text(k.layout, addr, vcores[addr], reading, vcpus, number=number, width=width)
             gdb.write(text + "\n")
         for problem in reading.problems:
-            gdb.write(f"pv-vcore: {problem}\n")
+            gdb.write(wrap(f"pv-vcore: {problem}", check.terminal_width(), indent="    ") + "\n")
 
 
 class PvVcoreFunction(gdb.Function):

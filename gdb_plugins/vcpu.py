@@ -9,6 +9,7 @@ import gdb  # type: ignore[import-not-found]
 from pyvcore import tables, vcpuview
 from pyvcore.decode import ReadError
 from pyvcore.layout import LayoutError
+from pyvcore.render import wrap
 
 from . import check, session
 from .paca import one_argument, typed_pointer
@@ -81,7 +82,7 @@ class PvVcpu(gdb.Command):
                     reading.problems.append(f"vcpu {addr:#x}: {e}")
         gdb.write(vcpuview.vcpu_tables(details, reading, names, vcores, width=check.terminal_width()) + "\n")
         for problem in reading.problems:
-            gdb.write(f"pv-vcpu: {problem}\n")
+            gdb.write(wrap(f"pv-vcpu: {problem}", check.terminal_width(), indent="    ") + "\n")
 
 
 class PvVcpuFunction(gdb.Function):

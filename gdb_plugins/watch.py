@@ -10,6 +10,7 @@ from typing import Any
 import gdb  # type: ignore[import-not-found]
 
 from pyvcore.decode import ENTRY_ARGUMENTS
+from pyvcore.watchsummary import WatchTally
 
 from . import check, session
 from .args import ArgParser, complete_words
@@ -66,6 +67,7 @@ class Watcher:
         self.times_ms: list[float] = []
         self.last: dict | None = None
         self.finished = False
+        self.tally = WatchTally()
 
     def _cpu_of_selected(self) -> str:
         th = gdb.selected_thread()
@@ -99,6 +101,9 @@ class Watcher:
             self.not_judged += 1
         self.snapshots += 1
         self.violations += len(violated)
+        self.tally.record(
+            snap["stop"], violated, judged=bool(snap.get("vcores")), error=record.get("check_error")
+        )
         self.last = record
         if self.log:
             write_json_line(self.log, record)
@@ -111,7 +116,7 @@ class Watcher:
             )
             return True
         if self.max_stops is not None and self.stops >= self.max_stops:
-            self.finish(f"{self.stops} stops (--max-stops)")
+            self.finish(f"--max-stops {self.max_stops}")
             return True
         return False
 
@@ -129,6 +134,7 @@ class Watcher:
     def log_error(self, label: str, e: Exception) -> bool:
         """Log a stop that could not be read; it counts towards --max-stops."""
         self.errors += 1
+        self.tally.record(label, [], error=str(e))
         if self.log:
             with contextlib.suppress(gdb.GdbError):
                 write_json_line(self.log, {"stop": label, "error": str(e)})
@@ -141,8 +147,15 @@ class Watcher:
         """Stop watching.  gdb forbids deleting breakpoints inside stop(), so
         they go when the stop this returns True for is reported."""
         self.finished = True
-        gdb.write(f"pv-watch: off: {why}\n")
+        gdb.write(self.report(why) + "\n")
         gdb.events.stop.connect(self._delete_on_stop)
+
+    def report(self, why: str) -> str:
+        """The summary whatever ended the watch: totals, violations by invariant, per label and cpu."""
+        text = self.tally.render(why, width=check.terminal_width())
+        # median: the first hit also reads the boot-time values (PACA array, ...)
+        per = statistics.median(self.times_ms) if self.times_ms else 0.0
+        return text + f"\nmedian {per:.2f} ms per snapshot+check" + (f"; log {self.log}" if self.log else "")
 
     def _delete_on_stop(self, _event: Any) -> None:
         gdb.events.stop.disconnect(self._delete_on_stop)
@@ -155,14 +168,8 @@ class Watcher:
         self.points = []
 
     def summary(self) -> str:
-        # median: the first hit also reads the boot-time values (PACA array, ...)
-        per = statistics.median(self.times_ms) if self.times_ms else 0.0
-        return (
-            f"{self.stops} stops, {self.snapshots} snapshots, {self.violations} violations, "
-            f"{self.not_judged} without a vcore (not judged), "
-            f"{self.errors} errors, median {per:.2f} ms per snapshot+check"
-            + (f", log {self.log}" if self.log else "")
-        )
+        """The totals in one line (while the watch is on)."""
+        return self.tally.line()
 
 
 _watcher: Watcher | None = None
@@ -209,8 +216,10 @@ class PvWatch(gdb.Command):
         p.add_argument("--at")
         a = p.parse(arg)
         if a.action is None:
-            if _watcher is None or _watcher.finished:
-                gdb.write("pv-watch: off" + (f" (last run: {_watcher.summary()})" if _watcher else "") + "\n")
+            if _watcher is None:
+                gdb.write("pv-watch: off\n")
+            elif _watcher.finished:
+                gdb.write(_watcher.report("last run") + "\n")
             else:
                 gdb.write(
                     f"pv-watch: on at {', '.join(b.label for b in _watcher.points)}; {_watcher.summary()}\n"
@@ -222,7 +231,7 @@ class PvWatch(gdb.Command):
                 return
             _watcher.finished = True
             _watcher.delete()
-            gdb.write(f"pv-watch: off: {_watcher.summary()}\n")
+            gdb.write(_watcher.report("pv-watch off") + "\n")
             return
         if a.max_stops is not None and a.max_stops < 1:
             raise PvError("pv-watch: --max-stops must be at least 1")
@@ -279,7 +288,15 @@ def _before_exit(_event: Any = None) -> None:
         _watcher.delete()
 
 
+def _target_exited(_event: Any = None) -> None:
+    """The target went away while watching: say what was seen."""
+    if _watcher is not None and not _watcher.finished:
+        _watcher.finished = True
+        gdb.write(_watcher.report("the target exited") + "\n")
+
+
 def register() -> None:
     PvWatch()
+    gdb.events.exited.connect(_target_exited)
     if hasattr(gdb.events, "gdb_exiting"):
         gdb.events.gdb_exiting.connect(_before_exit)

@@ -101,7 +101,7 @@ def _load() -> None:
         gdb.write(f"pyvcore: gdb plugins missing under {root}/pyvcore/_gdb_plugins ({e})\n", gdb.STDERR)
         return
     plugins.register()
-    gdb.write(plugins.banner() + "\n")
+    gdb.write(plugins.banner(plugins.check.terminal_width()) + "\n")
 
 
 _load()

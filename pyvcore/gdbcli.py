@@ -43,6 +43,11 @@ def module_commands(status: dict[str, Any]) -> list[str]:
 
 QUIET_START = """\
 import gdb
+for command in ("set architecture powerpc:common64", "set endian little", "file " + {vmlinux!r}):
+    try:
+        gdb.execute(command, to_string=True)
+    except gdb.error as e:
+        gdb.write("pyvcore gdb: %s: %s\\n" % (command, e), gdb.STDERR)
 loaded = []
 for name, command in {modules!r}:
     try:
@@ -53,12 +58,13 @@ for name, command in {modules!r}:
 if loaded:
     gdb.write("pyvcore gdb: symbols of %s loaded at the lab's addresses (--verbose shows them)\\n"
               % ", ".join(loaded))
-if {remote!r}:
-    try:
-        gdb.execute("target remote " + {remote!r}, to_string=True)
-        gdb.write("pyvcore gdb: connected to %s\\n" % {remote!r})
-    except gdb.error as e:
-        gdb.write("pyvcore gdb: cannot connect to %s: %s\\n" % ({remote!r}, e), gdb.STDERR)
+"""
+QUIET_CONNECT = """\
+try:
+    gdb.execute("target remote " + {remote!r}, to_string=True)
+    gdb.write("pyvcore gdb: connected to %s\\n" % {remote!r})
+except gdb.error as e:
+    gdb.write("pyvcore gdb: cannot connect to %s: %s\\n" % ({remote!r}, e), gdb.STDERR)
 """
 
 
@@ -77,19 +83,17 @@ def gdb_command(
     connected inside gdb's Python with their output captured, so the user sees
     one line for each instead of every section address, the `.strtab`/`.symtab`
     warnings and the first stop's "Cannot access memory" lines."""
-    ex = [
-        "set architecture powerpc:common64",
-        "set endian little",
-        "set tcp connect-timeout 5",
-        f"file {vmlinux}",
-    ]
+    ex = ["set tcp connect-timeout 5"]
     if verbose:
+        ex += ["set architecture powerpc:common64", "set endian little", f"file {vmlinux}"]
         ex += ["set confirm off", *modules, "set confirm on"]
         if remote:
             ex.append(f"target remote {remote}")
-    elif modules or remote:
+    else:
         named = [(_module_name(m), m) for m in modules]
-        code = QUIET_START.format(modules=named, remote=remote or "")
+        code = QUIET_START.format(vmlinux=vmlinux, modules=named)
+        if remote:
+            code += QUIET_CONNECT.format(remote=remote)
         ex.append(f"python exec({code!r})")
     ex.append(f"source {plugin_entry()}")
     argv = [gdb, "-q"]

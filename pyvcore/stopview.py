@@ -303,7 +303,8 @@ def judge(checker: Any, snapshot: Mapping[str, Any]) -> Judgement:
         not_judged = [(int(n), str(why)) for n, why in getattr(o, "not_judged", [])]
         found = bool(getattr(o, "vcore_found", True))
     else:
-        violations, not_judged, found = list(checker.check(dict(snapshot))), [], True
+        violations, not_judged = list(checker.check(dict(snapshot))), []
+        found = bool(snapshot.get("vcores"))
     predicted: list[dict[str, Any]] | None
     try:
         predicted = list(checker.predict(dict(snapshot)))

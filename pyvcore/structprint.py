@@ -41,7 +41,10 @@ def _int(v: int, f: Field) -> str:
         return "0" if v == 0 else f"{v:#x}"
     if f.kind == "bool":
         return "true" if v else "false"
-    return str(v) if -1024 < v < 1024 else f"{v} ({v & (1 << 8 * f.size) - 1:#x})"
+    if -1024 < v < 1024:
+        return str(v)
+    raw = v & (1 << 8 * f.size) - 1
+    return f"{v} ({raw:#x})" if raw < 1 << 32 else f"{raw:#x}"
 
 
 def rows_of(

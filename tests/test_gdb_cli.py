@@ -50,11 +50,12 @@ def test_quiet_start_loads_modules_and_connects_inside_python_in_order():
     )
     ex = [argv[i + 1] for i, a in enumerate(argv) if a == "-ex"]
     quiet = next(e for e in ex if e.startswith("python exec("))
-    assert ex.index("file /k/vmlinux") < ex.index(quiet) < ex.index(f"source {plugin_entry()}")
-    assert not any(e.startswith(("add-symbol-file", "target remote")) for e in ex)
+    assert ex.index(quiet) < ex.index(f"source {plugin_entry()}")
+    assert not any(e.startswith(("add-symbol-file", "target remote", "file ")) for e in ex)
     code = eval(quiet[len("python exec(") : -1])  # the script gdb runs
     compile(code, "quiet", "exec")
     assert "to_string=True" in code and "kvm-hv" in code and "127.0.0.1:4321" in code
+    assert code.index("/k/vmlinux") < code.index("kvm-hv.ko") < code.index("127.0.0.1:4321")
 
 
 def test_no_connect_needs_no_lab(tmp_path, capsys, monkeypatch):
@@ -68,7 +69,7 @@ def test_no_connect_needs_no_lab(tmp_path, capsys, monkeypatch):
     vmlinux.write_bytes(b"")
     assert main(["gdb", "--vmlinux", str(vmlinux), "--no-connect", "--print"]) == 0
     out = capsys.readouterr().out
-    assert "target remote" not in out and f"file {vmlinux}" in out
+    assert "target remote" not in out and str(vmlinux) in out
 
 
 def test_status_file_instead_of_asking_the_lab(tmp_path, capsys, monkeypatch):
@@ -127,7 +128,7 @@ def test_print_with_explicit_target(tmp_path, capsys):
     vmlinux.write_bytes(b"")
     assert main(["gdb", "--vmlinux", str(vmlinux), "--remote", "127.0.0.1:1", "--print"]) == 0
     out = capsys.readouterr().out
-    assert "127.0.0.1:1" in out and f"'file {vmlinux}'" in out
+    assert "127.0.0.1:1" in out and str(vmlinux) in out
 
 
 @pytest.mark.gdb
@@ -156,7 +157,7 @@ def test_autoload_script_loads_the_plugin(tmp_path):
     )
     text = out.stdout + out.stderr
     assert "Traceback" not in text
-    assert "pv-paca, pv-vcore, pv-vcpu, pv-print, pv-snapshot, pv-check, pv-watch" in text
+    assert "pv-paca, pv-vcore, pv-vcpu, pv-print, pv-snapshot, pv-check, pv-watch" in text.replace(";\n  ", "; ")
     assert "not a ppc64 kernel" in text
     assert "Usage: pv-vcore [N|ADDR|all]" in text
 

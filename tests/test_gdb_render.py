@@ -157,3 +157,26 @@ def test_pv_vcpu_tables():
     assert re.search(r"^1\s+live \(cpu 1 / t1\)\s+0x", text, re.M)
     assert re.search(r"^0\s+saved at exit\s+", text, re.M)
     assert max(map(len, text.splitlines())) <= 80
+
+
+def test_watch_summary_groups_violations_and_counts_per_label_and_cpu():
+    from pyvcore.watchsummary import WatchTally
+
+    t = WatchTally()
+    lpidr = {"invariant": 8, "message": "threads of one core disagree on LPIDR"}
+    for i in range(12):
+        label = ("kvmppc_hv_entry", "kvmhv_switch_to_host")[i % 2]
+        t.record(f"{label}@cpu{i % 4}", [lpidr] if i >= 2 else [])
+    t.record("kvm_do_nap@cpu0", [], judged=False)
+    t.record("kvm_do_nap@cpu1", [], error="cannot access memory")
+    text = t.render("--max-stops 14")
+    lines = text.splitlines()
+    assert lines[0].startswith("pv-watch: off: --max-stops 14; 14 stops: 12 judged, 1 not judged")
+    assert "10 violations" in text.replace("\n  ", " ")
+    assert "  invariant 8: 10x, first at stop 3 (kvmppc_hv_entry@cpu2): threads of one core" in text
+    assert re.search(r"^kvmppc_hv_entry\s+6\s+3 0 3 0\s+5$", text, re.M)
+    assert re.search(r"^kvmhv_switch_to_host\s+6\s+0 3 0 3\s+5$", text, re.M)
+    assert re.search(r"^kvm_do_nap\s+2\s+1 1 0 0\s+0$", text, re.M)
+    assert max(map(len, lines)) <= 80
+    # nothing found is still a summary
+    assert WatchTally().render("pv-watch off").startswith("pv-watch: off: pv-watch off; 0 stops")
