@@ -32,7 +32,7 @@ def banner(width: int = 80) -> str:
     line, or one part per line when that is wider than ``width``."""
     import gdb  # type: ignore[import-not-found]
 
-    parts = [f"pyvcore {_version()}: {', '.join(COMMANDS)}"]
+    parts = [", ".join(COMMANDS)]
     path = session.executable_path()
     if not path:
         parts.append("no vmlinux loaded yet (`file vmlinux`)")
@@ -55,8 +55,8 @@ def banner(width: int = 80) -> str:
             parts.append("not connected yet")
     except gdb.error:
         parts.append("not connected yet")
-    line = "; ".join(parts)
-    return line if len(line) <= width else ";\n  ".join(parts)
+    line = f"pyvcore {_version()}: " + "; ".join(parts)
+    return line if len(line) <= width else f"pyvcore {_version()}:\n  " + ";\n  ".join(parts)
 
 
 def _version() -> str:

@@ -71,7 +71,8 @@ class PvPaca(gdb.Command):
 class PvPacaFunction(gdb.Function):
     """$pv_paca(CPU): the PACA of Linux cpu CPU (as in `pv-paca CPU`).
 
-    A `struct paca_struct *` when gdb has the type (DWARF): `p $pv_paca(0)->kvm_hstate`.
+    A `struct paca_struct *` when gdb has the type (DWARF), so that
+    p $pv_paca(0)->kvm_hstate works there.
     With layouts from BTF only, gdb has no struct type: it is a `void *` to the
     PACA; print its fields with pv-print: `pv-print paca_struct $pv_paca(0) kvm_hstate`.
     Examples: `p $pv_paca(0)`, `x/4gx $pv_paca(1)`."""

@@ -32,7 +32,7 @@ class PvPrint(gdb.Command):
     Examples:
       pv-print paca_struct $pv_paca(0) kvm_hstate
       pv-print kvmppc_vcore $pv_vcore(0)
-      pv-print kvm_vcpu $pv_vcpu(0) vcpu_id arch.ptid arch.ceded"""
+      pv-print kvm_vcpu $pv_vcpu(1) vcpu_id arch.ptid arch.ceded"""
 
     def __init__(self) -> None:
         super().__init__("pv-print", gdb.COMMAND_DATA, gdb.COMPLETE_EXPRESSION)

@@ -89,8 +89,8 @@ class PvVcpuFunction(gdb.Function):
     """$pv_vcpu(ID): the kvm_vcpu with vcpu_id ID (in the first VM that has one, as pv-vcpu lists them).
 
     A `struct kvm_vcpu *` when gdb has the type (DWARF), else a `void *` (print
-    its fields with `pv-print kvm_vcpu $pv_vcpu(0) vcpu_id arch.ptid`).
-    Examples: `p $pv_vcpu(0)`, `pv-print kvm_vcpu $pv_vcpu(1) arch.ceded`."""
+    its fields with `pv-print kvm_vcpu $pv_vcpu(1) vcpu_id arch.ptid arch.ceded`).
+    Examples: `p $pv_vcpu(1)`."""
 
     def __init__(self) -> None:
         super().__init__("pv_vcpu")

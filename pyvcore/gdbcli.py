@@ -56,8 +56,7 @@ for name, command in {modules!r}:
     except gdb.error as e:
         gdb.write("pyvcore gdb: symbols of %s not loaded: %s\\n" % (name, e), gdb.STDERR)
 if loaded:
-    gdb.write("pyvcore gdb: symbols of %s loaded at the lab's addresses (--verbose shows them)\\n"
-              % ", ".join(loaded))
+    gdb.write("pyvcore gdb: %s symbols at their load addresses\\n" % ", ".join(loaded))
 """
 QUIET_CONNECT = """\
 try:

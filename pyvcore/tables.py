@@ -137,7 +137,8 @@ def paca_list(k: KernelLayout, row: ThreadRow, reading: Reading) -> str:
     lines.append(
         f" {'hw_cpu_id':<26}= {hexptr(row.fields.get('hw_cpu_id'))}  ({offsets.get('hw_cpu_id', 0):#x})"
     )
-    lines.append(f" {'mode':<26}= {row.regs.mode} (msr {hexptr(row.regs.msr)}, pc {hexptr(row.regs.pc)})")
+    lines.append(f" {'mode (MSR)':<26}= {row.regs.mode} {hexptr(row.regs.msr)}")
+    lines.append(f" {'$pc':<26}= {hexptr(row.regs.pc)}")
     lines.append(f" {'lpidr / sdr1':<26}= {hexptr(row.regs.lpidr)} / {hexptr(row.regs.sdr1)}")
     if row.regs.hdec is not None:
         lines.append(f" {'hdec':<26}= {hexptr(row.regs.hdec)}")

@@ -157,7 +157,9 @@ def test_autoload_script_loads_the_plugin(tmp_path):
     )
     text = out.stdout + out.stderr
     assert "Traceback" not in text
-    assert "pv-paca, pv-vcore, pv-vcpu, pv-print, pv-snapshot, pv-check, pv-watch" in text.replace(";\n  ", "; ")
+    assert "pv-paca, pv-vcore, pv-vcpu, pv-print, pv-snapshot, pv-check, pv-watch" in text.replace(
+        ":\n  ", ": "
+    ).replace(";\n  ", "; ")
     assert "not a ppc64 kernel" in text
     assert "Usage: pv-vcore [N|ADDR|all]" in text
 
@@ -232,3 +234,13 @@ def test_pv_functions_with_wrong_arguments_are_one_line():
     assert "$pv_paca: takes one argument, CPU (e.g. $pv_paca(0)); got 0" in out
     assert "$pv_vcore: takes one argument, N (e.g. $pv_vcore(0)); got 2" in out
     assert "$pv_vcpu: takes one argument, ID (e.g. $pv_vcpu(0)); got 0" in out
+
+
+@pytest.mark.gdb
+def test_the_live_first_steps_run_every_help_example():
+    """tests/test_gdb_tmux.py types FIRST_STEPS into a live gdb: every example is among them."""
+    from test_gdb_tmux import FIRST_STEPS
+
+    helps = gdb_batch(*(f"help {c}" for c in PV_COMMANDS), *(f"help function {f}" for f in PV_FUNCTIONS))
+    missing = set(help_examples(helps) + function_examples(helps)) - set(FIRST_STEPS)
+    assert not missing

@@ -92,7 +92,9 @@ class Session:
         self.text = out.stdout + out.stderr
         assert "Traceback" not in self.text, self.text[-3000:]
         parts = re.split(r"^@@([\w-]+)$", self.text, flags=re.M)
-        self.banner = parts[0].replace(";\n  ", "; ")  # one part per line when wider than 80
+        self.banner = (
+            parts[0].replace(":\n  ", ": ").replace(";\n  ", "; ")
+        )  # one part per line when wider than 80
         self.out = {parts[i]: parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)}
         self.snapshot = json.loads(self.out["pv-snapshot"].splitlines()[0])
         self.check = json.loads(self.out["pv-check"].splitlines()[0])

@@ -67,7 +67,9 @@ def test_banner_with_btf_kernel_and_not_connected():
         "pv-snapshot",
         "p $pv_paca(0)",
     )
-    banner = out.replace(";\n  ", "; ").splitlines()[0]  # one part per line when wider than 80
+    banner = (
+        out.replace(":\n  ", ": ").replace(";\n  ", "; ").splitlines()[0]
+    )  # one part per line when wider than 80
     assert "layouts from BTF, paca_ptrs, entry_exit_map -> variant modern" in banner
     assert "not connected yet" in banner
     assert out.count("pyvcore: not connected to a target") == 5
