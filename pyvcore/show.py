@@ -27,26 +27,16 @@ class ShowError(Exception):
     """Unusable input: one line for the user, exit 2."""
 
 
-def explain(n: int) -> Optional[str]:
-    """A short explanation of invariant ``n`` (what it states, where it comes from)."""
-    try:
-        from pyvcore import invariants  # type: ignore[attr-defined]
-    except ImportError:
-        invariants = None
-    if callable(invariants):
-        for info in invariants():
-            if getattr(info, "number", None) == n:
-                parts = [
-                    f"{getattr(info, 'title', '')}: {getattr(info, 'statement', '')}",
-                    f"judged: {getattr(info, 'window', '?')}",
-                    f"source: {getattr(info, 'source', '?')}",
-                    f"meaning: {getattr(info, 'meaning', '?')}",
-                ]
-                return "\n".join(parts)
-        return None
-    from pyvcore.checker import INVARIANTS
+def explain(n: int, width: int = 76) -> Optional[str]:
+    """What invariant ``n`` states, when it is judged, the kernel source it comes from and
+    what a violation usually means (the invariant table's row), or None if there is no such row."""
+    from pyvcore.errors import PyvcoreError
+    from pyvcore.invariants import explain as table_explain
 
-    return INVARIANTS.get(n)
+    try:
+        return table_explain(n, width=width)
+    except PyvcoreError:
+        return None
 
 
 def snapshots(path: str) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from pyvcore.decode import Memory, decode_value
 from pyvcore.layout import Field, LayoutError, Layouts, Struct
+from pyvcore.readplan import ByteOrder
 from pyvcore.render import render_table
 
 TYPE_WIDTH = 22
@@ -23,7 +24,7 @@ def _type(f: Field) -> str:
     return text if len(text) <= TYPE_WIDTH else text[: TYPE_WIDTH - 1] + "~"
 
 
-def _value(f: Field, buf: bytes, at: int, order: str) -> str:
+def _value(f: Field, buf: bytes, at: int, order: ByteOrder) -> str:
     if f.kind in ("struct", "union"):
         return f"{{...}} ({f.size} bytes)"
     if at + f.size > len(buf):
@@ -48,7 +49,7 @@ def _int(v: int, f: Field) -> str:
 
 
 def rows_of(
-    struct: Struct, layouts: Layouts, buf: bytes, paths: Sequence[str], order: str
+    struct: Struct, layouts: Layouts, buf: bytes, paths: Sequence[str], order: ByteOrder
 ) -> list[list[str]]:
     """(offset, size, field, type, value) rows: every declared member when ``paths`` is
     empty, else each path, and a struct/union path expanded one level."""
@@ -89,7 +90,7 @@ def print_struct(
     addr: int,
     paths: Sequence[str] = (),
     *,
-    order: str = "little",
+    order: ByteOrder = "little",
     width: int | None = None,
 ) -> str:
     """The table pv-print shows for ``struct type_name`` at ``addr``.

@@ -18,6 +18,7 @@ from typing import Any
 
 from pyvcore.decode import VCPU_STATES, Memory, ReadError, Reading, ThreadRow, decode_value, name_of
 from pyvcore.layout import Layouts
+from pyvcore.readplan import ByteOrder
 from pyvcore.render import render_table
 
 DETAIL = (
@@ -35,7 +36,7 @@ DETAIL = (
 )
 
 
-def read_detail(layouts: Layouts, mem: Memory, addr: int, order: str) -> dict[str, Any]:
+def read_detail(layouts: Layouts, mem: Memory, addr: int, order: ByteOrder) -> dict[str, Any]:
     """The DETAIL fields of the kvm_vcpu at ``addr`` that the layout has (one read
     per field; a field that cannot be read is left out)."""
     s = layouts.struct("kvm_vcpu")
