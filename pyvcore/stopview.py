@@ -275,8 +275,9 @@ def check_text(
 
 def _outcome_lines(snapshot: Mapping[str, Any], j: Judgement, colour: bool, explain: Any) -> list[str]:
     out = []
-    for number, why in j.not_judged:
-        out.append(paint(f"not judged: invariant {number}: {why}", "yellow", colour))
+    if j.not_judged:
+        which = ", ".join(f"{number} ({why})" for number, why in j.not_judged)
+        out.append(paint(f"not judged at this stop, for want of data: invariant {which}", "yellow", colour))
     explained: set[int] = set()
     for v in j.violations:
         n = getattr(v, "invariant", None)
