@@ -96,7 +96,10 @@ def test_check_text_verdicts_per_thread():
     coloured = stopview.check_text(r.snapshot, stopview.Judgement([], predicted), colour=True)
     assert "\x1b[32mno invariant violated (modern)\x1b[0m" in coloured
     not_judged = stopview.check_text(r.snapshot, stopview.Judgement([], predicted, [(8, "no vcore")], False))
-    assert not_judged.count("not judged") >= 5 and "not judged at this stop, for want of data: invariant 8 (no vcore)" in not_judged
+    assert (
+        not_judged.count("not judged") >= 5
+        and "not judged at this stop, for want of data: invariant 8 (no vcore)" in not_judged
+    )
 
 
 def test_opal_thread_still_shown():
