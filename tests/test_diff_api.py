@@ -186,3 +186,35 @@ def test_progress_counts_down_in_place_on_a_terminal_and_rarely_in_a_log() -> No
 def test_summary_rows_say_what_was_judged() -> None:
     rows = summarize(real_records()).stops
     assert rows["kvmhv_switch_to_host"]["judged"] == 3 and rows["kvmhv_switch_to_host"]["not_judged"] == 0
+
+
+def test_report_folder_has_every_file_and_survives_an_empty_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    run = fake_run(real_records(), tmp_path)
+    run.console = "PYVCORE READY scenario=all\n"
+    _fake(monkeypatch, run)
+    from pyvcore.cli import main
+
+    out = tmp_path / "report"
+    assert main(["diff", "--report", str(out)]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "README.txt",
+        "console.log",
+        "diff.json",
+        "table.txt",
+        "timeline.html",
+        "timeline.json",
+        "trace.jsonl",
+    ]
+    assert json.loads((out / "diff.json").read_text())["verdict"] == "clean"
+    assert "verdict: clean" in (out / "table.txt").read_text()
+    assert '"cat": "entering"' in (out / "timeline.json").read_text()
+    assert f"report in {out}" in capsys.readouterr().err
+    # no stop at all: no timeline, said so in README.txt, the rest still written
+    _fake(monkeypatch, fake_run([], tmp_path))
+    empty = tmp_path / "empty"
+    assert main(["diff", "--report", str(empty)]) == 2
+    assert not (empty / "timeline.html").exists()
+    assert "no timeline:" in (empty / "README.txt").read_text()
