@@ -13,6 +13,7 @@ pub mod hexint;
 pub mod image;
 pub mod invariants;
 pub mod model;
+pub mod shadow;
 pub mod snapshot;
 pub mod trace;
 pub mod view;

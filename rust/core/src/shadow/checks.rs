@@ -1,0 +1,260 @@
+//! Checks that need two consecutive states exactly one store apart (7, 12,
+//! 13: who stored what, and when) and the liveness bounds (a state held
+//! longer than the kernel itself allows, in timebase ticks).
+//!
+//! Invariants 11, 19 and 23 (entry after exit, the vcore_state graph, the
+//! per-thread in_guest graph) are [`crate::invariants::check_event_step`],
+//! run by the shadow on the states before and after each change.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::consts::*;
+use crate::invariants::Violation;
+
+use super::field::{FieldRef, Reg, VField};
+use super::state::CoreState;
+
+/// `LPID_RSVD` (arch/powerpc/kvm/book3s_hv_rmhandlers.S: the reserved LPID
+/// loaded while the partition is being switched).
+pub const LPID_RSVD: u64 = 0xfff;
+
+/// Liveness invariants: numbers, in the same numbering as the others.
+pub const LIVE_GRAB: u32 = 41;
+pub const LIVE_EXIT_IPI: u32 = 42;
+pub const LIVE_EXITING: u32 = 43;
+
+/// The kernel's own bounds, in seconds (converted with the timebase
+/// frequency), and the slack applied to them under emulation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bounds {
+    /// kvmppc_grab_hwthread (arch/powerpc/kvm/book3s_hv.c, 6.12): polls
+    /// `hwthread_state == KVM_HWTHREAD_IN_KERNEL` 10000 times with
+    /// `udelay(1)` between, then prints "KVM: couldn't grab cpu" and gives
+    /// up: 10 ms.
+    pub grab_s: f64,
+    /// A thread that entered must start its exit once another thread has:
+    /// kvmhv_commence_exit (arch/powerpc/kvm/book3s_hv_builtin.c) IPIs every
+    /// entered thread (msgsnd on POWER8), and a thread that is still in
+    /// the guest is in any case forced out by the hypervisor decrementer,
+    /// which __kvmppc_vcore_entry (book3s_hv_interrupts.S) loads from the
+    /// host's DEC: at most one host tick, 4 ms at Debian's CONFIG_HZ=250.
+    pub exit_ipi_s: f64,
+    /// VCORE_EXITING lasts from kvmppc_run_core's `vc->vcore_state =
+    /// VCORE_EXITING` through kvmppc_wait_for_nap (1,000,000 polls, then
+    /// "KVM: CPU %d seems to be stuck") and post_guest_process: bounded at
+    /// 1,000,000 polls of ~100 ns each = 100 ms.
+    pub exiting_s: f64,
+    /// Multiplier on every bound.  Under TCG the timebase follows the host
+    /// clock while a vCPU thread can be descheduled by the host for tens of
+    /// milliseconds, so a bound is judged at `slack` times the kernel's.
+    pub slack: f64,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            grab_s: 0.010,
+            exit_ipi_s: 0.004,
+            exiting_s: 0.100,
+            slack: 10.0,
+        }
+    }
+}
+
+/// What a liveness episode is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Live {
+    Grab(usize),
+    ExitIpi(u64, u32),
+    Exiting(u64),
+}
+
+/// Step and liveness state carried from one change to the next.
+#[derive(Clone, Debug, Default)]
+pub struct StepChecker {
+    /// Episode start (tb) and whether it was reported.
+    live: BTreeMap<Live, (u64, bool)>,
+    /// Non-reserved LPIDR writes by threads in KVM, per vcore, this run.
+    lpid_writes: BTreeMap<u64, u32>,
+}
+
+fn v(inv: u32, msg: String) -> Violation {
+    Violation {
+        invariant: inv,
+        message: msg,
+        fields: BTreeMap::new(),
+    }
+}
+
+fn with(mut x: Violation, k: &str, val: impl Into<Value>) -> Violation {
+    x.fields.insert(k.to_string(), val.into());
+    x
+}
+
+fn entry_exit(s: &CoreState, vc: u64) -> Option<(u32, u32, bool)> {
+    let c = s.vcores.get(&vc)?;
+    if let Some(m) = c.entry_exit_map {
+        Some((m & 0xff, (m >> 8) & 0xff, m & VCORE_EXIT_REQ != 0))
+    } else {
+        c.entry_exit_count.map(|m| (m & 0xff, (m >> 8) & 0xff, false))
+    }
+}
+
+impl StepChecker {
+    /// Invariants 7, 12 and 13 on the change of `field` to `new` made by
+    /// hardware thread `cpu`; `before` is the state before it.
+    pub fn step(&mut self, before: &CoreState, cpu: usize, field: FieldRef, new: u64) -> Vec<Violation> {
+        let mut out = Vec::new();
+        let me = before.hstate.get(cpu).cloned().unwrap_or_default();
+        let variant = before.variant;
+        match field {
+            FieldRef::Reg(t, Reg::MtLpidr | Reg::MtSdr1) if me.in_guest != KVM_GUEST_MODE_NONE => {
+                let what = if matches!(field, FieldRef::Reg(_, Reg::MtLpidr)) {
+                    "LPIDR"
+                } else {
+                    "SDR1"
+                };
+                if me.ptid != 0 {
+                    out.push(with(
+                        with(
+                            v(7, format!("thread {t} (ptid {}) wrote {what} inside KVM; only ptid 0 switches the partition", me.ptid)),
+                            &format!("threads[{t}].kvm_hstate.ptid"),
+                            me.ptid,
+                        ),
+                        "value",
+                        format!("{new:#x}"),
+                    ));
+                }
+                if what == "LPIDR" && new != LPID_RSVD && me.kvm_vcore != 0 {
+                    let n = self.lpid_writes.entry(me.kvm_vcore).or_insert(0);
+                    *n += 1;
+                    if *n > 2 {
+                        out.push(with(
+                            v(
+                                7,
+                                format!(
+                                    "LPIDR switched {} times in one run of vcore {:#x}; once in, once out",
+                                    *n, me.kvm_vcore
+                                ),
+                            ),
+                            "value",
+                            format!("{new:#x}"),
+                        ));
+                    }
+                }
+            }
+            FieldRef::Vcore(a, VField::InGuest) => {
+                let old = before.vcores.get(&a).map(|c| c.in_guest).unwrap_or(0);
+                if old != new as u8 && me.ptid != 0 && me.kvm_vcore == a {
+                    out.push(with(
+                        v(7, format!("vcore in_guest {old} -> {new} stored by thread {cpu} with ptid {}; only ptid 0 does", me.ptid)),
+                        &format!("vcores[{a:#x}].in_guest"),
+                        new,
+                    ));
+                }
+                if old == 1 && new == 0 {
+                    if let Some((entry, exit, _)) = entry_exit(before, a) {
+                        let done = if variant.has_entry_exit_map() {
+                            exit == entry
+                        } else {
+                            exit >= entry
+                        };
+                        if !done {
+                            out.push(with(
+                                v(13, format!("thread {cpu} switched the MMU back (in_guest 1 -> 0) with entries {entry:#x} but exits {exit:#x}")),
+                                &format!("vcores[{a:#x}].in_guest"),
+                                new,
+                            ));
+                        }
+                    }
+                }
+            }
+            FieldRef::Vcore(a, VField::EntryExitMap | VField::EntryExitCount) => {
+                let (entry, exit, req) = {
+                    let m = new as u32;
+                    (m & 0xff, (m >> 8) & 0xff, m & VCORE_EXIT_REQ != 0)
+                };
+                let (_, old_exit, _) = entry_exit(before, a).unwrap_or((0, 0, false));
+                if old_exit == 0 && exit != 0 && !req {
+                    let first_in = if variant.has_entry_exit_map() {
+                        entry & 1 != 0
+                    } else {
+                        entry >= 1
+                    };
+                    if !first_in {
+                        out.push(with(
+                            v(
+                                12,
+                                format!("the first exit ({new:#x}) came before thread 0 entered"),
+                            ),
+                            &format!("vcores[{a:#x}].entry_exit_map"),
+                            format!("{new:#x}"),
+                        ));
+                    }
+                }
+                if new as u32 & 0xffff == 0 {
+                    self.lpid_writes.remove(&a);
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// Liveness on the state after a change, at timebase `tb`.
+    pub fn liveness(&mut self, s: &CoreState, tb: u64, tb_freq: u64, b: &Bounds) -> Vec<Violation> {
+        let mut now: Vec<(Live, f64)> = Vec::new();
+        for (t, h) in s.hstate.iter().enumerate().skip(1) {
+            if h.hwthread_req == 1 && h.hwthread_state == KVM_HWTHREAD_IN_KERNEL {
+                now.push((Live::Grab(t), b.grab_s));
+            }
+        }
+        let exiting = s.variant.vcore_states().exiting;
+        for (&a, vc) in &s.vcores {
+            if vc.vcore_state == exiting {
+                now.push((Live::Exiting(a), b.exiting_s));
+            }
+            if let Some((entry, exit, _)) = entry_exit(s, a) {
+                if exit != 0 && s.variant.has_entry_exit_map() {
+                    for p in 0..8 {
+                        if entry & (1 << p) != 0 && exit & (1 << p) == 0 {
+                            now.push((Live::ExitIpi(a, p), b.exit_ipi_s));
+                        }
+                    }
+                }
+            }
+        }
+        self.live.retain(|k, _| now.iter().any(|(n, _)| n == k));
+        let mut out = Vec::new();
+        for (k, secs) in now {
+            let e = self.live.entry(k).or_insert((tb, false));
+            let limit = (secs * b.slack * tb_freq as f64) as u64;
+            let held = tb.saturating_sub(e.0);
+            if !e.1 && held > limit {
+                e.1 = true;
+                let ms = held as f64 * 1000.0 / tb_freq as f64;
+                let bound = secs * 1000.0;
+                out.push(match k {
+                    Live::Grab(t) => with(
+                        v(LIVE_GRAB, format!("thread {t} still IN_KERNEL with hwthread_req 1 after {ms:.1} ms (kernel bound {bound} ms, x{})", b.slack)),
+                        &format!("threads[{t}].kvm_hstate.hwthread_state"),
+                        0,
+                    ),
+                    Live::ExitIpi(a, p) => with(
+                        v(LIVE_EXIT_IPI, format!("ptid {p} entered vcore {a:#x} but has not started its exit {ms:.1} ms after the exit began (kernel bound {bound} ms, x{})", b.slack)),
+                        &format!("vcores[{a:#x}].entry_exit_map"),
+                        format!("{:#x}", s.vcores[&a].entry_exit_map.unwrap_or(0)),
+                    ),
+                    Live::Exiting(a) => with(
+                        v(LIVE_EXITING, format!("vcore {a:#x} has been VCORE_EXITING for {ms:.1} ms (kernel bound {bound} ms, x{})", b.slack)),
+                        &format!("vcores[{a:#x}].vcore_state"),
+                        exiting,
+                    ),
+                });
+            }
+        }
+        out
+    }
+}

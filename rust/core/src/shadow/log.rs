@@ -1,0 +1,186 @@
+//! Writing and reading the event log (format in the [`super`] module doc).
+
+use std::fmt;
+
+use serde_json::{json, Value};
+
+use crate::consts::Variant;
+
+use super::field::{FieldRef, HField, Reg, VField};
+use super::{Event, Shadow};
+
+fn hex(v: u64) -> Value {
+    Value::String(format!("{v:#x}"))
+}
+
+fn value_json(field: FieldRef, v: u64) -> Value {
+    if field.is_address() {
+        hex(v)
+    } else {
+        // Signed fields come sign-extended: show -1, not 0xffff...
+        json!(v as i64)
+    }
+}
+
+/// One event as a JSON object (one log line).
+pub fn event_json(e: &Event) -> Value {
+    json!({
+        "seq": e.seq,
+        "tb": e.tb,
+        "cpu": e.cpu,
+        "pc": hex(e.pc),
+        "field": e.field.to_string(),
+        "old": e.old.map(|o| value_json(e.field, o)),
+        "new": value_json(e.field, e.new),
+    })
+}
+
+/// A value as an edge label: pointers as NULL/ptr, LPIDR by role, the
+/// rest as numbers (maps in hex).
+pub fn edge_value(field: FieldRef, v: u64) -> String {
+    match field {
+        FieldRef::Reg(_, Reg::Lpidr | Reg::MtLpidr) => match v {
+            0 => "0 (host)".into(),
+            super::checks::LPID_RSVD => "LPID_RSVD".into(),
+            _ => "guest".into(),
+        },
+        FieldRef::Reg(_, Reg::Sdr1 | Reg::MtSdr1) => "value".into(),
+        FieldRef::Vcore(_, VField::EntryExitMap | VField::EntryExitCount | VField::NappingThreads) => {
+            format!("{v:#x}")
+        }
+        FieldRef::Hstate(_, HField::KvmVcpu | HField::KvmVcore)
+        | FieldRef::Vcore(_, VField::Runner | VField::Kvm) => if v == 0 { "NULL" } else { "ptr" }.into(),
+        f if f.is_address() => if v == 0 { "NULL" } else { "ptr" }.into(),
+        _ => format!("{}", v as i64),
+    }
+}
+
+/// An unusable log line: line number (1-based) and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for LogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+impl std::error::Error for LogError {}
+
+fn int(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64().or_else(|| n.as_i64().map(|i| i as u64)),
+        Value::String(s) => {
+            let (neg, t) = match s.strip_prefix('-') {
+                Some(t) => (true, t),
+                None => (false, s.as_str()),
+            };
+            let x = match t.strip_prefix("0x") {
+                Some(h) => u64::from_str_radix(h, 16).ok()?,
+                None => t.parse().ok()?,
+            };
+            Some(if neg { x.wrapping_neg() } else { x })
+        }
+        _ => None,
+    }
+}
+
+/// Whether `first_line` is an event-log header.
+pub fn is_header(first_line: &str) -> bool {
+    serde_json::from_str::<Value>(first_line)
+        .ok()
+        .is_some_and(|v| v.get("format").and_then(Value::as_str) == Some("pyvcore-events"))
+}
+
+fn parse_event(v: &Value) -> Result<Event, String> {
+    let get = |k: &str| v.get(k).ok_or_else(|| format!("missing key `{k}`"));
+    let num = |k: &str| get(k).and_then(|x| int(x).ok_or_else(|| format!("key `{k}`: not an integer: {x}")));
+    let name = get("field")?.as_str().ok_or("key `field`: not a string")?;
+    let field = FieldRef::parse(name).ok_or_else(|| format!("key `field`: unknown field {name:?}"))?;
+    let old = match get("old")? {
+        Value::Null => None,
+        x => Some(int(x).ok_or_else(|| format!("key `old`: not an integer: {x}"))?),
+    };
+    Ok(Event {
+        seq: num("seq")?,
+        tb: num("tb")?,
+        cpu: num("cpu")? as usize,
+        pc: num("pc")?,
+        field,
+        old,
+        new: num("new")?,
+    })
+}
+
+/// Replay a whole log through a fresh shadow.  The header must come first;
+/// an unusable line stops the replay with its line number (nothing after
+/// it is judged).
+pub fn replay<'a, I: IntoIterator<Item = &'a str>>(lines: I) -> Result<Shadow, LogError> {
+    let mut shadow: Option<Shadow> = None;
+    let mut batch: Vec<Event> = Vec::new();
+    let mut n = 0;
+    for (i, line) in lines.into_iter().enumerate() {
+        n = i + 1;
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let err = |message: String| LogError { line: i + 1, message };
+        let v: Value = serde_json::from_str(line).map_err(|e| err(format!("not JSON: {e}")))?;
+        let Some(s) = shadow.as_mut() else {
+            if v.get("format").and_then(Value::as_str) != Some("pyvcore-events") {
+                return Err(err("not a pyvcore-events header".into()));
+            }
+            if v.get("version").and_then(Value::as_u64) != Some(1) {
+                return Err(err(format!(
+                    "unsupported version {}",
+                    v.get("version").unwrap_or(&Value::Null)
+                )));
+            }
+            let variant: Variant = v
+                .get("variant")
+                .and_then(Value::as_str)
+                .unwrap_or("modern")
+                .parse()
+                .map_err(|e| err(format!("key `variant`: {e}")))?;
+            let threads = v.get("threads_per_core").and_then(Value::as_u64).unwrap_or(4);
+            if !(1..=8).contains(&threads) {
+                return Err(err(format!("key `threads_per_core`: {threads} is not 1..8")));
+            }
+            let freq = v
+                .get("tb_freq")
+                .and_then(Value::as_u64)
+                .unwrap_or(super::TB_FREQ_POWER8);
+            shadow = Some(Shadow::replay(variant, threads as usize, freq.max(1)));
+            continue;
+        };
+        if v.get("end").is_some() {
+            s.apply_batch(&batch);
+            batch.clear();
+            let tb = v.get("tb").and_then(int).unwrap_or(0);
+            s.finish(tb);
+            continue;
+        }
+        let ev = parse_event(&v).map_err(err)?;
+        if batch.first().is_some_and(|b| b.seq != ev.seq) {
+            s.apply_batch(&batch);
+            batch.clear();
+        }
+        if let FieldRef::Reg(t, _) | FieldRef::Hstate(t, _) | FieldRef::Paca(t) = ev.field {
+            if t >= s.state().threads_per_core {
+                return Err(err(format!("thread {t} outside the core")));
+            }
+        }
+        batch.push(ev);
+    }
+    if let Some(s) = shadow.as_mut() {
+        s.apply_batch(&batch);
+    }
+    shadow.ok_or(LogError {
+        line: n.max(1),
+        message: "empty log: no header".into(),
+    })
+}

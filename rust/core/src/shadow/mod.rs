@@ -1,0 +1,437 @@
+//! The continuous trace: a shadow of the KVM Book3S HV scheduler state kept
+//! from every store the guest's kernel makes, checked after every change.
+//!
+//! A QEMU TCG plugin (crate `pyvcore-plugin`) hands each store whose
+//! physical address falls in a watched page to [`Shadow::store`], and each
+//! `mtspr` to LPIDR/SDR1/DPDES and `msgsnd`/`msgsndp` to
+//! [`Shadow::register`].  The shadow decodes the store into field changes
+//! ([`decode`]), follows pointers as they are stored (`paca_ptrs` -> each
+//! PACA's `kvm_hstate` -> the vcores and vcpus it points at), and after each
+//! change runs, in process:
+//!
+//! * the snapshot invariants ([`crate::invariants::check_snapshot`]) on the
+//!   new state, as a [`crate::view::Snapshot`];
+//! * the step invariants between the state before and after:
+//!   [`crate::invariants::check_event_step`] (11, 19, 23) and
+//!   [`checks::StepChecker::step`] (7, 12, 13), now exactly one store apart;
+//! * the liveness bounds ([`checks::Bounds`], in timebase ticks).
+//!
+//! A violation carries the last events before it (a ring of
+//! [`RING`] events): the counterexample, from the real kernel.
+//!
+//! # The event log (format `pyvcore-events`, version 1)
+//!
+//! JSON Lines.  The first line is a header object:
+//!
+//! ```json
+//! {"format": "pyvcore-events", "version": 1, "variant": "modern",
+//!  "threads_per_core": 4, "tb_freq": 512000000, ...}
+//! ```
+//!
+//! (any further keys describe the run: `scenario`, `qemu`, `kernel`).
+//! Every other line is one change of one watched field:
+//!
+//! ```json
+//! {"seq": 17, "tb": 9148512345, "cpu": 1, "pc": "0xc000000000114bc0",
+//!  "field": "threads[1].kvm_hstate.in_guest", "old": 0, "new": 4}
+//! ```
+//!
+//! * `seq`: the store (or register event) that made the change: 1, 2,
+//!   3...; the changes of one store (an 8-byte store covers several u8
+//!   fields; a pointer store also reports the fields of the object it
+//!   points at) share it, and are checked together;
+//! * `tb`: the timebase of the storing thread (ticks; `tb_freq` per second);
+//! * `cpu`: the hardware thread (QEMU vCPU index = thread of the core);
+//! * `pc`: the address of the storing instruction (hex string);
+//! * `field`: `paca_ptrs`, `paca_ptrs[N]`, `threads[N].kvm_hstate.F`,
+//!   `threads[N].R` (R: `lpidr`, `sdr1`, `dpdes` read from the thread;
+//!   `mtspr_lpidr`, `mtspr_sdr1`, `mtspr_dpdes` written by it; `msgsnd`,
+//!   `msgsndp` a doorbell it sent, the value being the target),
+//!   `vcores[0xADDR].F`, `vcpus[0xADDR].F` with the kernel's member names
+//!   (`vcpus[..].ptid` is `arch.ptid`);
+//! * `old`, `new`: the value before and after; `old` is `null` when the
+//!   field was just found (its value read when its object was first
+//!   pointed at).  Pointers and registers are hex strings, the rest
+//!   integers (signed fields such as `vcpu.cpu` may be -1); readers accept
+//!   both.
+//!
+//! The last line may be `{"end": true, "tb": T}`: the trace ended at `T`
+//! (liveness is judged up to there).  `pyvcore check` replays a log through
+//! [`Shadow::replay`] and reports the same violations as the live run.
+
+pub mod checks;
+pub mod decode;
+pub mod field;
+pub mod layout;
+pub mod log;
+pub mod state;
+#[cfg(test)]
+mod tests;
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::consts::Variant;
+use crate::invariants::{check_event_step, check_snapshot, Violation};
+use crate::view::Snapshot;
+
+pub use checks::{Bounds, StepChecker};
+pub use decode::{phys, Change, Decoder, Memory, NoMemory};
+pub use field::{CField, FieldRef, HField, Reg, VField};
+pub use layout::WatchLayout;
+pub use state::CoreState;
+
+/// Events kept before each violation.
+pub const RING: usize = 32;
+/// Violations kept in full (the rest are counted).
+pub const MAX_RECORDED: usize = 200;
+/// Distinct states remembered (the count saturates there).
+pub const MAX_STATES: usize = 1 << 20;
+/// Distinct edges remembered.
+pub const MAX_EDGES: usize = 1 << 14;
+
+/// One change of one watched field (one line of the event log).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub seq: u64,
+    pub tb: u64,
+    pub cpu: usize,
+    pub pc: u64,
+    pub field: FieldRef,
+    pub old: Option<u64>,
+    pub new: u64,
+}
+
+/// A violation with where it happened and the events that led to it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Recorded {
+    #[serde(flatten)]
+    pub violation: Violation,
+    pub seq: u64,
+    pub tb: u64,
+    pub cpu: usize,
+    pub pc: String,
+    pub field: String,
+    /// The last events up to and including the one that broke it.
+    pub events: Vec<serde_json::Value>,
+}
+
+/// One state change as an edge: field kind, old -> new (pointers shown as
+/// NULL/ptr), and the PC that made it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Edge {
+    pub field: String,
+    pub old: String,
+    pub new: String,
+    pub pc: u64,
+}
+
+/// Counters of a trace.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Stats {
+    /// Stores that fell in a watched page and were decoded.
+    pub stores_checked: u64,
+    pub events: u64,
+    pub events_per_field: BTreeMap<String, u64>,
+    pub distinct_states: u64,
+    pub violations: u64,
+    pub first_tb: Option<u64>,
+    pub last_tb: u64,
+}
+
+/// The shadow, its checks and its records.
+pub struct Shadow {
+    decoder: Option<Decoder>,
+    state: CoreState,
+    prev: Snapshot,
+    active: HashSet<(u32, String)>,
+    checker: StepChecker,
+    pub bounds: Bounds,
+    pub tb_freq: u64,
+    ring: VecDeque<Event>,
+    seq: u64,
+    pub stats: Stats,
+    states: HashSet<u64>,
+    edges: BTreeMap<Edge, u64>,
+    recorded: Vec<Recorded>,
+    log: Option<Box<dyn Write + Send>>,
+}
+
+/// POWER8's timebase frequency (Hz).
+pub const TB_FREQ_POWER8: u64 = 512_000_000;
+
+impl Shadow {
+    /// A live shadow: stores are decoded with `layout`.
+    pub fn new(layout: WatchLayout, threads_per_core: usize, tb_freq: u64) -> Self {
+        let variant = layout.variant;
+        let mut s = Self::replay(variant, threads_per_core, tb_freq);
+        s.decoder = Some(Decoder::new(layout, threads_per_core));
+        s
+    }
+
+    /// A shadow fed with events only (replaying a log, tests).
+    pub fn replay(variant: Variant, threads_per_core: usize, tb_freq: u64) -> Self {
+        let state = CoreState::new(variant, threads_per_core);
+        let prev = state.snapshot();
+        Shadow {
+            decoder: None,
+            state,
+            prev,
+            active: HashSet::new(),
+            checker: StepChecker::default(),
+            bounds: Bounds::default(),
+            tb_freq,
+            ring: VecDeque::with_capacity(RING),
+            seq: 0,
+            stats: Stats::default(),
+            states: HashSet::new(),
+            edges: BTreeMap::new(),
+            recorded: Vec::new(),
+            log: None,
+        }
+    }
+
+    pub fn state(&self) -> &CoreState {
+        &self.state
+    }
+
+    pub fn decoder(&self) -> Option<&Decoder> {
+        self.decoder.as_ref()
+    }
+
+    pub fn violations(&self) -> &[Recorded] {
+        &self.recorded
+    }
+
+    pub fn edges(&self) -> &BTreeMap<Edge, u64> {
+        &self.edges
+    }
+
+    /// Write every event to `w` from now on, after a header line with
+    /// `extra` keys (scenario, qemu, kernel...).
+    pub fn set_log(
+        &mut self,
+        mut w: Box<dyn Write + Send>,
+        extra: &serde_json::Map<String, serde_json::Value>,
+    ) {
+        let mut h = serde_json::Map::new();
+        h.insert("format".into(), "pyvcore-events".into());
+        h.insert("version".into(), 1.into());
+        h.insert("variant".into(), self.state.variant.name().into());
+        h.insert("threads_per_core".into(), self.state.threads_per_core.into());
+        h.insert("tb_freq".into(), self.tb_freq.into());
+        for (k, v) in extra {
+            h.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        let _ = writeln!(w, "{}", serde_json::Value::Object(h));
+        self.log = Some(w);
+    }
+
+    /// The cheap filter, for every store of the machine.
+    #[inline]
+    pub fn may_watch(&self, pa: u64, len: u64) -> bool {
+        self.decoder.as_ref().is_some_and(|d| d.may_watch(pa, len))
+    }
+
+    /// A store of `bytes` (memory order) at physical `pa` by thread `cpu`.
+    /// All the changes it makes (and the fields of objects it made the
+    /// shadow find) share one `seq` and are checked together: a store is
+    /// atomic.  Returns the number of field changes.
+    pub fn store(
+        &mut self,
+        cpu: usize,
+        pc: u64,
+        tb: u64,
+        pa: u64,
+        bytes: &[u8],
+        mem: &mut dyn Memory,
+    ) -> usize {
+        let Some(d) = self.decoder.as_mut() else {
+            return 0;
+        };
+        self.stats.stores_checked += 1;
+        let changes = d.store(pa, bytes, mem);
+        if changes.is_empty() {
+            return 0;
+        }
+        self.seq += 1;
+        let seq = self.seq;
+        let batch: Vec<Event> = changes
+            .iter()
+            .map(|c| Event {
+                seq,
+                tb,
+                cpu,
+                pc,
+                field: c.field,
+                old: c.old,
+                new: c.new,
+            })
+            .collect();
+        self.apply_batch(&batch);
+        batch.len()
+    }
+
+    /// A register value or message from thread `cpu` (see [`Reg`]).  A
+    /// value read from the thread that equals what the shadow holds makes
+    /// no event.
+    pub fn register(&mut self, cpu: usize, pc: u64, tb: u64, reg: Reg, value: u64) {
+        let field = FieldRef::Reg(cpu, reg);
+        let old = self.state.value(field);
+        if let (Reg::Lpidr | Reg::Sdr1 | Reg::Dpdes, Some(o)) = (reg, old) {
+            let r = self.state.regs.get(cpu);
+            let fresh = r.is_some_and(|r| match reg {
+                Reg::Lpidr => r.lpidr_fresh,
+                Reg::Sdr1 => r.sdr1_fresh,
+                _ => true,
+            });
+            if o == value && fresh {
+                return;
+            }
+        }
+        self.seq += 1;
+        self.apply_batch(&[Event {
+            seq: self.seq,
+            tb,
+            cpu,
+            pc,
+            field,
+            old,
+            new: value,
+        }]);
+    }
+
+    /// Apply the events of one store (one `seq`) and check the state after
+    /// them: snapshot invariants, step invariants, liveness.
+    pub fn apply_batch(&mut self, batch: &[Event]) {
+        let Some(last) = batch.last() else {
+            return;
+        };
+        self.seq = self.seq.max(last.seq);
+        let mut found = Vec::new();
+        let mut snapshot_changed = false;
+        for ev in batch {
+            self.note(ev);
+            found.extend(self.checker.step(&self.state, ev.cpu, ev.field, ev.new));
+            if self.state.apply(ev.field, ev.new) {
+                snapshot_changed |= !matches!(
+                    ev.field,
+                    FieldRef::Reg(_, Reg::Dpdes | Reg::MtDpdes | Reg::Msgsnd | Reg::Msgsndp)
+                        | FieldRef::PacaPtrs
+                );
+            }
+        }
+        if snapshot_changed {
+            let next = self.state.snapshot();
+            let now = check_snapshot(&next);
+            let keys: HashSet<(u32, String)> = now.iter().map(|v| (v.invariant, v.message.clone())).collect();
+            found.extend(
+                now.into_iter()
+                    .filter(|v| !self.active.contains(&(v.invariant, v.message.clone()))),
+            );
+            self.active = keys;
+            found.extend(check_event_step(&self.prev, &next));
+            if self.states.len() < MAX_STATES {
+                let mut h = DefaultHasher::new();
+                next.hash(&mut h);
+                self.states.insert(h.finish());
+                self.stats.distinct_states = self.states.len() as u64;
+            }
+            self.prev = next;
+        }
+        found.extend(
+            self.checker
+                .liveness(&self.state, last.tb, self.tb_freq, &self.bounds),
+        );
+        let last = last.clone();
+        for v in found {
+            self.record(v, &last);
+        }
+    }
+
+    /// Count, log and remember one event.
+    fn note(&mut self, ev: &Event) {
+        self.stats.events += 1;
+        self.stats.first_tb.get_or_insert(ev.tb);
+        self.stats.last_tb = self.stats.last_tb.max(ev.tb);
+        *self.stats.events_per_field.entry(ev.field.kind()).or_insert(0) += 1;
+        if let Some(w) = self.log.as_mut() {
+            let _ = writeln!(w, "{}", log::event_json(ev));
+        }
+        if self.ring.len() == RING {
+            self.ring.pop_front();
+        }
+        self.ring.push_back(ev.clone());
+        if let (Some(old), true) = (ev.old, self.edges.len() < MAX_EDGES) {
+            let e = Edge {
+                field: ev.field.kind(),
+                old: log::edge_value(ev.field, old),
+                new: log::edge_value(ev.field, ev.new),
+                pc: ev.pc,
+            };
+            *self.edges.entry(e).or_insert(0) += 1;
+        }
+    }
+
+    /// The trace ended at timebase `tb`: judge liveness up to there.
+    pub fn finish(&mut self, tb: u64) {
+        let tb = tb.max(self.stats.last_tb);
+        if let Some(w) = self.log.as_mut() {
+            let _ = writeln!(w, "{}", serde_json::json!({"end": true, "tb": tb}));
+            let _ = w.flush();
+        }
+        let found = self.checker.liveness(&self.state, tb, self.tb_freq, &self.bounds);
+        if let Some(last) = self.ring.back().cloned() {
+            for v in found {
+                self.record(v, &Event { tb, ..last.clone() });
+            }
+        }
+    }
+
+    fn record(&mut self, v: Violation, ev: &Event) {
+        self.stats.violations += 1;
+        if self.recorded.len() >= MAX_RECORDED {
+            return;
+        }
+        self.recorded.push(Recorded {
+            violation: v,
+            seq: ev.seq,
+            tb: ev.tb,
+            cpu: ev.cpu,
+            pc: format!("{:#x}", ev.pc),
+            field: ev.field.to_string(),
+            events: self.ring.iter().map(log::event_json).collect(),
+        });
+    }
+
+    /// Everything a report needs, as JSON: stats, violations with their
+    /// events, edges (with raw PCs: symbolise them with the kernel's
+    /// symbols), bounds.
+    pub fn summary(&self) -> serde_json::Value {
+        let edges: Vec<serde_json::Value> = self
+            .edges
+            .iter()
+            .map(|(e, n)| {
+                serde_json::json!({"field": e.field, "old": e.old, "new": e.new,
+                                   "pc": format!("{:#x}", e.pc), "count": n})
+            })
+            .collect();
+        serde_json::json!({
+            "variant": self.state.variant.name(),
+            "threads_per_core": self.state.threads_per_core,
+            "tb_freq": self.tb_freq,
+            "stats": self.stats,
+            "watched_fields": self.decoder.as_ref().map(|d| d.watched()),
+            "violations": self.recorded,
+            "edges": edges,
+            "bounds": {
+                "grab_s": self.bounds.grab_s, "exit_ipi_s": self.bounds.exit_ipi_s,
+                "exiting_s": self.bounds.exiting_s, "slack": self.bounds.slack,
+            },
+        })
+    }
+}

@@ -1,0 +1,220 @@
+//! The logical shadow: what the kernel's scheduler state is after every
+//! change, kept as the checker's own [`Snapshot`] types so that the
+//! snapshot invariants run on it directly (no JSON in between).
+
+use std::collections::BTreeMap;
+
+use crate::consts::Variant;
+use crate::view::{Hstate, Snapshot, Thread, Vcore, Vcpu};
+
+use super::field::{CField, FieldRef, HField, Reg, VField};
+
+/// Per-thread registers as last seen.  `fresh` is false once another
+/// thread executed an `mtspr` to LPIDR/SDR1 after this value was seen: on
+/// POWER8 those are one register per core, so this thread's copy may have
+/// changed without a store of its own (and on a QEMU that does not share
+/// them, it did not) — only a fresh value is compared.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Regs {
+    pub lpidr: Option<u64>,
+    pub sdr1: Option<u64>,
+    pub dpdes: Option<u64>,
+    pub lpidr_fresh: bool,
+    pub sdr1_fresh: bool,
+    /// Last doorbell target sent by this thread (msgsnd: PIR, msgsndp: TIR).
+    pub msgsnd: Option<u64>,
+    pub msgsndp: Option<u64>,
+}
+
+/// The whole core as the shadow knows it.
+#[derive(Clone, Debug)]
+pub struct CoreState {
+    pub variant: Variant,
+    pub threads_per_core: usize,
+    pub pacas: Vec<u64>,
+    pub hstate: Vec<Hstate>,
+    pub regs: Vec<Regs>,
+    pub vcores: BTreeMap<u64, Vcore>,
+    pub vcpus: BTreeMap<u64, Vcpu>,
+}
+
+impl CoreState {
+    pub fn new(variant: Variant, threads_per_core: usize) -> Self {
+        CoreState {
+            variant,
+            threads_per_core,
+            pacas: vec![0; threads_per_core],
+            hstate: vec![Hstate::default(); threads_per_core],
+            regs: vec![Regs::default(); threads_per_core],
+            vcores: BTreeMap::new(),
+            vcpus: BTreeMap::new(),
+        }
+    }
+
+    fn vcore(&mut self, addr: u64) -> &mut Vcore {
+        let variant = self.variant;
+        self.vcores.entry(addr).or_insert_with(|| Vcore {
+            addr,
+            entry_exit_map: variant.has_entry_exit_map().then_some(0),
+            entry_exit_count: (!variant.has_entry_exit_map()).then_some(0),
+            ..Vcore::default()
+        })
+    }
+
+    fn vcpu(&mut self, addr: u64) -> &mut Vcpu {
+        self.vcpus.entry(addr).or_insert_with(|| Vcpu {
+            addr,
+            cpu: -1,
+            ..Vcpu::default()
+        })
+    }
+
+    /// Apply one change.  Values of signed fields come sign-extended.
+    /// Threads outside the core are ignored (returns false).
+    pub fn apply(&mut self, field: FieldRef, v: u64) -> bool {
+        let n = self.threads_per_core;
+        match field {
+            FieldRef::PacaPtrs => {}
+            FieldRef::Paca(i) if i < n => self.pacas[i] = v,
+            FieldRef::Hstate(i, f) if i < n => {
+                let h = &mut self.hstate[i];
+                match f {
+                    HField::InGuest => h.in_guest = v as u8,
+                    HField::Napping => h.napping = v as u8,
+                    HField::HwthreadReq => h.hwthread_req = v as u8,
+                    HField::HwthreadState => h.hwthread_state = v as u8,
+                    HField::HostIpi => {}
+                    HField::Ptid => h.ptid = v as u8,
+                    HField::KvmVcpu => h.kvm_vcpu = v,
+                    HField::KvmVcore => h.kvm_vcore = v,
+                }
+            }
+            FieldRef::Reg(i, r) if i < n => self.apply_reg(i, r, v),
+            FieldRef::Vcore(a, f) => {
+                let vc = self.vcore(a);
+                match f {
+                    VField::NRunnable => vc.n_runnable = v as u32,
+                    VField::NumThreads => vc.num_threads = v as u32,
+                    VField::EntryExitMap => vc.entry_exit_map = Some(v as u32),
+                    VField::EntryExitCount => vc.entry_exit_count = Some(v as u32),
+                    VField::NappingThreads => vc.napping_threads = v as u32,
+                    VField::FirstVcpuid => vc.first_vcpuid = v as u32,
+                    VField::Pcpu => vc.pcpu = v as u32,
+                    VField::VcoreState => vc.vcore_state = v as u8,
+                    VField::InGuest => vc.in_guest = v as u8,
+                    VField::Runner => vc.runner = Some(v),
+                    VField::Kvm => vc.kvm = Some(v),
+                    VField::NWoken => vc.n_woken = Some(v as u32),
+                    VField::NapCount => vc.nap_count = Some(v as u32),
+                    VField::Dpdes => {}
+                }
+            }
+            FieldRef::Vcpu(a, f) => {
+                let c = self.vcpu(a);
+                match f {
+                    CField::VcpuId => c.vcpu_id = v as u32,
+                    CField::Cpu => c.cpu = v as i32,
+                    CField::Vcore => c.vcore = v,
+                    CField::Ptid => c.ptid = v as u8,
+                    CField::ThreadCpu => c.thread_cpu = Some(v as i32),
+                    CField::State => c.state = Some(v as u8),
+                    CField::Ceded => c.ceded = Some(v as u8),
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    fn apply_reg(&mut self, i: usize, r: Reg, v: u64) {
+        match r {
+            Reg::Lpidr => {
+                self.regs[i].lpidr = Some(v);
+                self.regs[i].lpidr_fresh = true;
+            }
+            Reg::Sdr1 => {
+                self.regs[i].sdr1 = Some(v);
+                self.regs[i].sdr1_fresh = true;
+            }
+            Reg::MtLpidr | Reg::MtSdr1 => {
+                let lp = r == Reg::MtLpidr;
+                for (t, g) in self.regs.iter_mut().enumerate() {
+                    if t == i {
+                        if lp {
+                            (g.lpidr, g.lpidr_fresh) = (Some(v), true);
+                        } else {
+                            (g.sdr1, g.sdr1_fresh) = (Some(v), true);
+                        }
+                    } else if lp {
+                        g.lpidr_fresh = false;
+                    } else {
+                        g.sdr1_fresh = false;
+                    }
+                }
+            }
+            Reg::Dpdes | Reg::MtDpdes => self.regs[i].dpdes = Some(v),
+            Reg::Msgsnd => self.regs[i].msgsnd = Some(v),
+            Reg::Msgsndp => self.regs[i].msgsndp = Some(v),
+        }
+    }
+
+    /// The value a field has now (for the `old` of an event).
+    pub fn value(&self, field: FieldRef) -> Option<u64> {
+        let n = self.threads_per_core;
+        Some(match field {
+            FieldRef::Paca(i) if i < n => self.pacas[i],
+            FieldRef::Hstate(i, f) if i < n => {
+                let h = &self.hstate[i];
+                match f {
+                    HField::InGuest => h.in_guest.into(),
+                    HField::Napping => h.napping.into(),
+                    HField::HwthreadReq => h.hwthread_req.into(),
+                    HField::HwthreadState => h.hwthread_state.into(),
+                    HField::HostIpi => return None,
+                    HField::Ptid => h.ptid.into(),
+                    HField::KvmVcpu => h.kvm_vcpu,
+                    HField::KvmVcore => h.kvm_vcore,
+                }
+            }
+            FieldRef::Reg(i, Reg::Lpidr | Reg::MtLpidr) if i < n => self.regs[i].lpidr?,
+            FieldRef::Reg(i, Reg::Sdr1 | Reg::MtSdr1) if i < n => self.regs[i].sdr1?,
+            FieldRef::Reg(i, Reg::Dpdes | Reg::MtDpdes) if i < n => self.regs[i].dpdes?,
+            _ => return None,
+        })
+    }
+
+    /// The vcores worth showing: those a PACA points at, and every vcore
+    /// seen since (their state after the PACAs were released still counts:
+    /// EXITING -> INACTIVE happens after the release).
+    pub fn snapshot(&self) -> Snapshot {
+        let threads = (0..self.threads_per_core)
+            .map(|i| {
+                let r = &self.regs[i];
+                Thread {
+                    cpu: i as u32,
+                    // The PIR is not watched: the thread's index in the core.
+                    hw_cpu_id: i as u32,
+                    lpidr: r.lpidr.filter(|_| r.lpidr_fresh),
+                    sdr1: r.sdr1.filter(|_| r.sdr1_fresh),
+                    kvm_hstate: self.hstate[i].clone(),
+                }
+            })
+            .collect();
+        let vcores: Vec<Vcore> = self.vcores.values().cloned().collect();
+        let vcpus = self
+            .vcpus
+            .values()
+            .filter(|c| self.vcores.contains_key(&c.vcore))
+            .cloned()
+            .collect();
+        Snapshot {
+            variant: self.variant,
+            threads_per_core: self.threads_per_core as u32,
+            stop: None,
+            threads,
+            vcores,
+            vcpus,
+            kvm: None,
+        }
+    }
+}
