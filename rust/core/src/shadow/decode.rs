@@ -63,6 +63,8 @@ pub struct Decoder {
     pages: Vec<u64>,
     lo: u64,
     hi: u64,
+    /// Bumped whenever the watched pages change.
+    generation: u64,
     /// Watched objects in the order they were found (oldest first).
     vcores: Vec<u64>,
     vcpus: Vec<u64>,
@@ -90,6 +92,7 @@ impl Decoder {
             pages: Vec::new(),
             lo: u64::MAX,
             hi: 0,
+            generation: 0,
             vcores: Vec::new(),
             vcpus: Vec::new(),
         };
@@ -127,7 +130,18 @@ impl Decoder {
         self.pages.binary_search(&a).is_ok() || (a != b && self.pages.binary_search(&b).is_ok())
     }
 
+    /// The watched physical page numbers (4 KiB pages), sorted.
+    pub fn pages(&self) -> &[u64] {
+        &self.pages
+    }
+
+    /// Changes whenever [`Decoder::pages`] does.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     fn reindex(&mut self) {
+        self.generation += 1;
         self.pages.clear();
         self.lo = u64::MAX;
         self.hi = 0;

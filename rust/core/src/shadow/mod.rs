@@ -62,6 +62,7 @@
 pub mod checks;
 pub mod decode;
 pub mod field;
+pub mod insn;
 pub mod layout;
 pub mod log;
 pub mod state;

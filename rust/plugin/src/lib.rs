@@ -1,0 +1,363 @@
+//! pyvcore's QEMU TCG plugin (plugin API v4, QEMU 10.0).  Thin on purpose:
+//! it instruments every guest store and the few instructions of
+//! [`pyvcore_core::shadow::insn`], and hands what falls in a watched
+//! physical page to [`pyvcore_core::shadow::Shadow`], which decodes,
+//! checks and records.  Layouts and symbols come from the vmlinux through
+//! `pyvcore_core::btf` (the reader the gdb side uses).
+//!
+//! Arguments (`-plugin libpyvcore_plugin.so,KEY=VALUE,...`):
+//! * `vmlinux=PATH` (required): the running kernel, with `.BTF`;
+//! * `threads=N`: hardware threads per core (default 4);
+//! * `log=PATH`: write the event log (format: `pyvcore_core::shadow`);
+//! * `summary=PATH`: write the JSON summary at exit;
+//! * `mode=all|kvm`: instrument stores of all code (default) or only of
+//!   KVM and idle code (see [`kvm_ranges`]);
+//! * `slack=X`: multiplier on the liveness bounds (default 10);
+//! * `scenario=`, `qemu=`: copied into the log header.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use pyvcore_core::btf::KernelImage;
+use pyvcore_core::shadow::{insn, Memory, Reg, Shadow, WatchLayout, TB_FREQ_POWER8};
+use qemu_plugin::install::{Args, Info, Value};
+use qemu_plugin::plugin::{HasCallbacks, Register};
+use qemu_plugin::{
+    qemu_plugin_get_registers, qemu_plugin_outs, qemu_plugin_read_memory_vaddr,
+    qemu_plugin_register_atexit_cb, CallbackFlags, MemRW, MemValue, PluginId, RegisterDescriptor,
+    TranslationBlock, VCPUIndex,
+};
+
+/// Physical memory covered by the lock-free page filter (16 GiB).
+const BITMAP_PAGES: u64 = 1 << 22;
+
+/// Register handles (the same for every vCPU of one machine).
+struct Regs {
+    gpr: Vec<RegisterDescriptor<'static>>,
+    lpidr: Option<RegisterDescriptor<'static>>,
+    sdr1: Option<RegisterDescriptor<'static>>,
+    tb: Option<RegisterDescriptor<'static>>,
+}
+
+// The descriptors are opaque handles QEMU gives out once per machine.
+unsafe impl Send for Regs {}
+unsafe impl Sync for Regs {}
+
+fn read_u64(r: &RegisterDescriptor<'static>) -> Option<u64> {
+    let b = r.read().ok()?;
+    let mut le = [0u8; 8];
+    let n = b.len().min(8);
+    le[..n].copy_from_slice(&b[..n]);
+    Some(u64::from_le_bytes(le))
+}
+
+struct Tracer {
+    shadow: Mutex<Shadow>,
+    /// One bit per watched 4 KiB physical page: the test every store pays.
+    bitmap: Vec<AtomicU64>,
+    generation: AtomicU64,
+    regs: OnceLock<Regs>,
+    /// Instruction ranges instrumented in `mode=kvm` (empty = all code).
+    ranges: Vec<(u64, u64)>,
+    summary: Option<String>,
+    stores_seen: AtomicU64,
+    started: Instant,
+}
+
+struct GuestMemory;
+
+impl Memory for GuestMemory {
+    fn read(&mut self, vaddr: u64, buf: &mut [u8]) -> bool {
+        qemu_plugin_read_memory_vaddr(vaddr, buf).is_ok()
+    }
+}
+
+impl Tracer {
+    #[inline]
+    fn page_watched(&self, page: u64) -> bool {
+        if page >= BITMAP_PAGES {
+            return true; // outside the bitmap: let the shadow decide
+        }
+        self.bitmap[(page >> 6) as usize].load(Ordering::Relaxed) & (1 << (page & 63)) != 0
+    }
+
+    fn sync_bitmap(&self, s: &Shadow) {
+        let Some(d) = s.decoder() else { return };
+        if d.generation() == self.generation.load(Ordering::Relaxed) {
+            return;
+        }
+        for w in &self.bitmap {
+            w.store(0, Ordering::Relaxed);
+        }
+        for &p in d.pages() {
+            if p < BITMAP_PAGES {
+                self.bitmap[(p >> 6) as usize].fetch_or(1 << (p & 63), Ordering::Relaxed);
+            }
+        }
+        self.generation.store(d.generation(), Ordering::Relaxed);
+    }
+
+    fn tb(&self) -> u64 {
+        self.regs
+            .get()
+            .and_then(|r| r.tb.as_ref())
+            .and_then(read_u64)
+            .unwrap_or(0)
+    }
+
+    /// A store that passed the page filter.
+    fn store(&self, cpu: usize, pc: u64, pa: u64, bytes: &[u8]) {
+        let tb = self.tb();
+        let Ok(mut s) = self.shadow.lock() else { return };
+        if !s.may_watch(pa, bytes.len() as u64) {
+            return;
+        }
+        // This thread's LPIDR/SDR1 as QEMU holds them now: the one place a
+        // sibling's copy of the per-core registers can be seen.
+        if let Some(r) = self.regs.get() {
+            if let Some(v) = r.lpidr.as_ref().and_then(read_u64) {
+                s.register(cpu, pc, tb, Reg::Lpidr, v);
+            }
+            if let Some(v) = r.sdr1.as_ref().and_then(read_u64) {
+                s.register(cpu, pc, tb, Reg::Sdr1, v);
+            }
+        }
+        s.store(cpu, pc, tb, pa, bytes, &mut GuestMemory);
+        self.sync_bitmap(&s);
+    }
+
+    /// An instrumented `mtspr`/`msgsnd[p]` about to execute.
+    fn special(&self, cpu: usize, pc: u64, reg: Reg, gpr: u32) {
+        let Some(r) = self.regs.get() else { return };
+        let Some(v) = r.gpr.get(gpr as usize).and_then(read_u64) else {
+            return;
+        };
+        let v = match reg {
+            Reg::Msgsnd | Reg::Msgsndp => insn::doorbell_target(reg, v),
+            _ => v,
+        };
+        let tb = self.tb();
+        if let Ok(mut s) = self.shadow.lock() {
+            s.register(cpu, pc, tb, reg, v);
+        }
+    }
+
+    fn finish(&self) {
+        let tb = self.tb();
+        let Ok(mut s) = self.shadow.lock() else { return };
+        s.finish(tb);
+        let mut sum = s.summary();
+        sum["stores_seen"] = self.stores_seen.load(Ordering::Relaxed).into();
+        sum["seconds"] = self.started.elapsed().as_secs_f64().into();
+        sum["mode"] = if self.ranges.is_empty() { "all" } else { "kvm" }.into();
+        if let Some(p) = &self.summary {
+            if let Err(e) = std::fs::write(p, sum.to_string()) {
+                let _ = qemu_plugin_outs(format!("pyvcore plugin: cannot write {p}: {e}\n"));
+            }
+        }
+    }
+}
+
+/// `mode=kvm`: the code whose stores are instrumented.  Module space
+/// (kvm.ko, kvm-hv.ko: 0xc008...) and the vmlinux functions of KVM and of
+/// the powernv idle code (names starting `kvm`, `__kvm`, `idle_`,
+/// `power7_`, `pnv_`).  It misses stores from anything else: generic
+/// helpers KVM calls (memset, the allocator), and stray stores from
+/// unrelated code — the memory corruption `mode=all` exists to catch.
+pub fn kvm_ranges(image: &KernelImage) -> Vec<(u64, u64)> {
+    let mut r: Vec<(u64, u64)> = image
+        .symbols
+        .iter()
+        .filter(|(n, s)| {
+            s.size > 0
+                && ["kvm", "__kvm", "idle_", "power7_", "pnv_"]
+                    .iter()
+                    .any(|p| n.starts_with(p))
+                && s.section.starts_with(".text")
+        })
+        .map(|(_, s)| (s.address, s.address + s.size))
+        .collect();
+    r.push((0xc008_0000_0000_0000, 0xc00a_0000_0000_0000));
+    r.sort_unstable();
+    r
+}
+
+fn in_ranges(ranges: &[(u64, u64)], pc: u64) -> bool {
+    let i = ranges.partition_point(|&(lo, _)| lo <= pc);
+    i > 0 && pc < ranges[i - 1].1
+}
+
+#[derive(Default)]
+struct Plugin {
+    tracer: Option<Arc<Tracer>>,
+}
+
+fn arg<'a>(args: &'a Args, k: &str) -> Option<String> {
+    args.parsed.get(k).map(|v| match v {
+        Value::String(s) => s.clone(),
+        Value::Integer(i) => i.to_string(),
+        Value::Bool(b) => b.to_string(),
+    })
+}
+
+fn setup(args: &Args) -> Result<Tracer, String> {
+    let vmlinux = arg(args, "vmlinux").ok_or("missing argument vmlinux=PATH")?;
+    let image = KernelImage::open(Path::new(&vmlinux)).map_err(|e| e.to_string())?;
+    let layout = WatchLayout::from_image(&image).map_err(|e| format!("{vmlinux}: {e}"))?;
+    let threads: usize = arg(args, "threads")
+        .unwrap_or("4".into())
+        .parse()
+        .map_err(|_| "threads=N: not a number")?;
+    if !(1..=8).contains(&threads) {
+        return Err(format!("threads={threads}: 1..8"));
+    }
+    let mut shadow = Shadow::new(layout, threads, TB_FREQ_POWER8);
+    if let Some(x) = arg(args, "slack") {
+        shadow.bounds.slack = x.parse().map_err(|_| format!("slack={x}: not a number"))?;
+    }
+    if let Some(p) = arg(args, "log") {
+        let f = File::create(&p).map_err(|e| format!("log={p}: {e}"))?;
+        let mut extra = serde_json::Map::new();
+        for k in ["scenario", "qemu"] {
+            if let Some(v) = arg(args, k) {
+                extra.insert(k.into(), v.into());
+            }
+        }
+        extra.insert("kernel".into(), image.release().unwrap_or_default().into());
+        shadow.set_log(Box::new(BufWriter::with_capacity(1 << 20, f)), &extra);
+    }
+    let ranges = match arg(args, "mode").as_deref() {
+        None | Some("all") => Vec::new(),
+        Some("kvm") => kvm_ranges(&image),
+        Some(m) => return Err(format!("mode={m}: all or kvm")),
+    };
+    Ok(Tracer {
+        shadow: Mutex::new(shadow),
+        bitmap: (0..BITMAP_PAGES / 64).map(|_| AtomicU64::new(0)).collect(),
+        generation: AtomicU64::new(u64::MAX),
+        regs: OnceLock::new(),
+        ranges,
+        summary: arg(args, "summary"),
+        stores_seen: AtomicU64::new(0),
+        started: Instant::now(),
+    })
+}
+
+impl Register for Plugin {
+    fn register(&mut self, id: PluginId, args: &Args, _info: &Info) -> qemu_plugin::Result<()> {
+        let t = match setup(args) {
+            Ok(t) => Arc::new(t),
+            Err(e) => {
+                let _ = qemu_plugin_outs(format!("pyvcore plugin: {e}\n"));
+                eprintln!("pyvcore plugin: {e}");
+                std::process::exit(2);
+            }
+        };
+        {
+            let s = t.shadow.lock().expect("fresh lock");
+            t.sync_bitmap(&s);
+        }
+        let at_exit = Arc::clone(&t);
+        qemu_plugin_register_atexit_cb(id, move |_| at_exit.finish())?;
+        self.tracer = Some(t);
+        Ok(())
+    }
+}
+
+impl HasCallbacks for Plugin {
+    fn on_vcpu_init(&mut self, _id: PluginId, _vcpu: VCPUIndex) -> qemu_plugin::Result<()> {
+        let Some(t) = &self.tracer else { return Ok(()) };
+        if t.regs.get().is_some() {
+            return Ok(());
+        }
+        let all = qemu_plugin_get_registers()?;
+        let mut by_name: HashMap<String, RegisterDescriptor<'static>> =
+            all.into_iter().map(|r| (r.name.clone(), r)).collect();
+        let gpr: Vec<_> = (0..32).filter_map(|i| by_name.remove(&format!("r{i}"))).collect();
+        let regs = Regs {
+            lpidr: by_name.remove("lpidr"),
+            sdr1: by_name.remove("sdr1"),
+            tb: by_name.remove("tbl").or_else(|| by_name.remove("tb")),
+            gpr,
+        };
+        if regs.gpr.len() != 32 || regs.lpidr.is_none() || regs.sdr1.is_none() || regs.tb.is_none() {
+            let _ = qemu_plugin_outs(format!(
+                "pyvcore plugin: registers missing (gpr {}, lpidr {}, sdr1 {}, tb {})\n",
+                regs.gpr.len(),
+                regs.lpidr.is_some(),
+                regs.sdr1.is_some(),
+                regs.tb.is_some()
+            ));
+        }
+        let _ = t.regs.set(regs);
+        Ok(())
+    }
+
+    fn on_translation_block_translate(
+        &mut self,
+        _id: PluginId,
+        tb: TranslationBlock,
+    ) -> qemu_plugin::Result<()> {
+        let Some(t) = &self.tracer else { return Ok(()) };
+        for i in tb.instructions() {
+            let pc = i.vaddr();
+            let mut w = [0u8; 4];
+            if i.read_data(&mut w) == 4 {
+                if let Some((reg, gpr)) = insn::decode(u32::from_le_bytes(w)) {
+                    let t = Arc::clone(t);
+                    i.register_execute_callback_flags(
+                        move |cpu| t.special(cpu as usize, pc, reg, gpr),
+                        CallbackFlags::QEMU_PLUGIN_CB_R_REGS,
+                    );
+                }
+            }
+            if !t.ranges.is_empty() && !in_ranges(&t.ranges, pc) {
+                continue;
+            }
+            let t = Arc::clone(t);
+            i.register_memory_access_callback_flags(
+                move |cpu, info, vaddr| {
+                    t.stores_seen.fetch_add(1, Ordering::Relaxed);
+                    let Some(hw) = info.hwaddr(vaddr) else { return };
+                    if hw.is_io() {
+                        return;
+                    }
+                    let pa = hw.hwaddr();
+                    let len = 1u64 << info.size_shift();
+                    if !t.page_watched(pa >> 12) && !t.page_watched((pa + len - 1) >> 12) {
+                        return;
+                    }
+                    let mut buf = [0u8; 16];
+                    let n = len.min(16) as usize;
+                    let be = info.big_endian();
+                    match info.value() {
+                        MemValue::U8(v) => buf[0] = v,
+                        MemValue::U16(v) => {
+                            buf[..2].copy_from_slice(&if be { v.to_be_bytes() } else { v.to_le_bytes() })
+                        }
+                        MemValue::U32(v) => {
+                            buf[..4].copy_from_slice(&if be { v.to_be_bytes() } else { v.to_le_bytes() })
+                        }
+                        MemValue::U64(v) => {
+                            buf[..8].copy_from_slice(&if be { v.to_be_bytes() } else { v.to_le_bytes() })
+                        }
+                        MemValue::U128(v) => {
+                            buf.copy_from_slice(&if be { v.to_be_bytes() } else { v.to_le_bytes() })
+                        }
+                    }
+                    t.store(cpu as usize, pc, pa, &buf[..n]);
+                },
+                MemRW::QEMU_PLUGIN_MEM_W,
+                CallbackFlags::QEMU_PLUGIN_CB_R_REGS,
+            );
+        }
+        Ok(())
+    }
+}
+
+qemu_plugin::register!(Plugin::default());
