@@ -304,3 +304,12 @@ def event_forms() -> list[str]:
 
 def fault_names() -> list[str]:
     """The deliberate faults explore(fault=...) accepts."""
+
+# --- continuous trace (pyvcore trace): the event log replayed through the shadow
+def replay_events(text: str) -> str:
+    """Replay a ``pyvcore-events`` log (header line first) through the shadow and its
+    checks; JSON summary {"stats", "violations", "edges", "bounds", ...}. Runs without
+    the GIL. ValueError("line N: why") on an unusable line."""
+
+def is_event_log(first_line: str) -> bool:
+    """Whether ``first_line`` is a ``pyvcore-events`` header."""

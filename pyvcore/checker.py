@@ -285,6 +285,14 @@ def check_trace_text(text: str, variant: Optional[str] = None, *, same_vm: bool 
 # pyvcore check
 
 
+def _is_event_log(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return _core.is_event_log(f.readline())
+    except OSError:
+        return False
+
+
 def _run(args: argparse.Namespace) -> int:
     if getattr(args, "vmcore", None):  # post-mortem: pyvcore.vmcore reads the dump
         from pyvcore.vmcore_cli import run as run_vmcore
@@ -294,6 +302,10 @@ def _run(args: argparse.Namespace) -> int:
         raise PyvcoreError("give a TRACE.jsonl (or --vmcore FILE --vmlinux VMLINUX)")
     if args.max_line_bytes < 1:
         raise PyvcoreError(f"--max-line-bytes must be at least 1, not {args.max_line_bytes}")
+    if args.trace != "-" and _is_event_log(args.trace):  # a continuous-trace event log (pyvcore trace)
+        from pyvcore.trace import check_event_log
+
+        return check_event_log(args.trace, as_json=args.json)
     try:
         report = check_trace(
             args.trace, args.variant, same_vm=args.same_vm, max_line_bytes=args.max_line_bytes

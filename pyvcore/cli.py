@@ -37,6 +37,7 @@ SUBJECT_MODULES = {
     "timeline": "pyvcore.timeline",  # pyvcore timeline TRACE -o OUT.html|.json|.png
     "show": "pyvcore.show",  # pyvcore show TRACE [--line N | --stop LABEL]
     "mutants": "pyvcore.mutants.cli",  # pyvcore mutants [--list] [--run NAME|all] [--json]
+    "trace": "pyvcore.trace",  # pyvcore trace --scenario S (QEMU plugin, every store checked)
 }
 
 EXIT_INTERNAL = 3

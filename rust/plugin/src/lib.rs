@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use pyvcore_core::btf::KernelImage;
-use pyvcore_core::shadow::{insn, Memory, Reg, Shadow, WatchLayout, TB_FREQ_POWER8};
+use pyvcore_core::shadow::{insn, Memory, Reg, Shadow, Symbolizer, WatchLayout, TB_FREQ_POWER8};
 use qemu_plugin::install::{Args, Info, Value};
 use qemu_plugin::plugin::{HasCallbacks, Register};
 use qemu_plugin::{
@@ -65,6 +65,7 @@ struct Tracer {
     /// Instruction ranges instrumented in `mode=kvm` (empty = all code).
     ranges: Vec<(u64, u64)>,
     summary: Option<String>,
+    symbols: Symbolizer,
     stores_seen: AtomicU64,
     started: Instant,
 }
@@ -151,7 +152,7 @@ impl Tracer {
         let tb = self.tb();
         let Ok(mut s) = self.shadow.lock() else { return };
         s.finish(tb);
-        let mut sum = s.summary();
+        let mut sum = s.summary_with(|pc| self.symbols.name(pc).map(str::to_string));
         sum["stores_seen"] = self.stores_seen.load(Ordering::Relaxed).into();
         sum["seconds"] = self.started.elapsed().as_secs_f64().into();
         sum["mode"] = if self.ranges.is_empty() { "all" } else { "kvm" }.into();
@@ -197,7 +198,7 @@ struct Plugin {
     tracer: Option<Arc<Tracer>>,
 }
 
-fn arg<'a>(args: &'a Args, k: &str) -> Option<String> {
+fn arg(args: &Args, k: &str) -> Option<String> {
     args.parsed.get(k).map(|v| match v {
         Value::String(s) => s.clone(),
         Value::Integer(i) => i.to_string(),
@@ -243,6 +244,7 @@ fn setup(args: &Args) -> Result<Tracer, String> {
         regs: OnceLock::new(),
         ranges,
         summary: arg(args, "summary"),
+        symbols: Symbolizer::new(&image),
         stores_seen: AtomicU64::new(0),
         started: Instant::now(),
     })

@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 mod btf;
 mod check;
 mod model;
+mod shadow;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -13,5 +14,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     btf::register(m)?;
     check::register(m)?;
     model::register(m)?;
+    shadow::register(m)?;
     Ok(())
 }

@@ -182,3 +182,34 @@ impl WatchLayout {
         Self::resolve(&image.layouts()?, sym.address)
     }
 }
+
+/// The function (or assembly label) at a kernel text address: the nearest
+/// symbol at or below it in vmlinux's `.text`.  Assembly labels such as
+/// `kvmppc_hv_entry` have size 0 in the symtab, so sizes are not used.
+pub struct Symbolizer {
+    text: Vec<(u64, String)>,
+}
+
+impl Symbolizer {
+    pub fn new(image: &KernelImage) -> Self {
+        let mut text: Vec<(u64, String)> = image
+            .symbols
+            .iter()
+            .filter(|(n, s)| s.section.starts_with(".text") && !n.starts_with('.') && !n.starts_with('$'))
+            .map(|(n, s)| (s.address, n.clone()))
+            .collect();
+        text.sort();
+        Symbolizer { text }
+    }
+
+    /// `name`, or None outside vmlinux's text (module space, guest code).
+    pub fn name(&self, pc: u64) -> Option<&str> {
+        let i = self.text.partition_point(|(a, _)| *a <= pc);
+        let (start, name) = self.text.get(i.checked_sub(1)?)?;
+        // Past the last text symbol by more than a page: not vmlinux text.
+        if i == self.text.len() && pc - start > 0x10000 {
+            return None;
+        }
+        Some(name.as_str())
+    }
+}

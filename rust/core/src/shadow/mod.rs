@@ -83,7 +83,7 @@ use crate::view::Snapshot;
 pub use checks::{Bounds, StepChecker};
 pub use decode::{phys, Change, Decoder, Memory, NoMemory};
 pub use field::{CField, FieldRef, HField, Reg, VField};
-pub use layout::WatchLayout;
+pub use layout::{Symbolizer, WatchLayout};
 pub use state::CoreState;
 
 /// Events kept before each violation.
@@ -413,12 +413,17 @@ impl Shadow {
     /// events, edges (with raw PCs: symbolise them with the kernel's
     /// symbols), bounds.
     pub fn summary(&self) -> serde_json::Value {
+        self.summary_with(|_| None)
+    }
+
+    /// [`Shadow::summary`] with each edge's PC named by `name_of` (`"fn"`).
+    pub fn summary_with(&self, name_of: impl Fn(u64) -> Option<String>) -> serde_json::Value {
         let edges: Vec<serde_json::Value> = self
             .edges
             .iter()
             .map(|(e, n)| {
                 serde_json::json!({"field": e.field, "old": e.old, "new": e.new,
-                                   "pc": format!("{:#x}", e.pc), "count": n})
+                                   "pc": format!("{:#x}", e.pc), "fn": name_of(e.pc), "count": n})
             })
             .collect();
         serde_json::json!({

@@ -1,0 +1,333 @@
+"""``pyvcore trace``: every store of the real kernel to the vcore scheduler's state,
+checked as it happens, through pyvcore's QEMU TCG plugin.
+
+``run_trace()`` boots the lab once without the plugin (the baseline timing) and
+once with it, lets the scenario run for its hold time, quits QEMU (the plugin
+writes its summary at exit) and returns a :class:`TraceResult`: events per field,
+distinct states, violations each with the events before it, the kernel's state
+edges (with the kernel functions that made them) and the timings.  The event log
+(format ``pyvcore-events``, documented in rust/core/src/shadow/mod.rs) is what
+``pyvcore check`` and ``pyvcore timeline`` read back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pyvcore import _core
+
+DEFAULT_SECONDS = 5
+SUMMARY_WAIT_S = 15.0
+
+
+class TraceError(RuntimeError):
+    """A trace that could not run (exit 2), with a one-line message."""
+
+
+@dataclass
+class LabRun:
+    """One boot of the lab: timings and what the guest reported."""
+
+    boot_s: float | None = None
+    scenario_s: float | None = None
+    done: dict[str, Any] | None = None
+    reports: int = 0
+    status: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TraceResult:
+    """What ``run_trace`` saw.  ``verdict``: clean | violations | error."""
+
+    scenario: str
+    qemu: str
+    mode: str
+    verdict: str
+    summary: dict[str, Any] = field(default_factory=dict)
+    traced: LabRun = field(default_factory=LabRun)
+    baseline: LabRun | None = None
+    log: str | None = None
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return {"clean": 0, "violations": 1}.get(self.verdict, 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        def run(r: LabRun | None) -> dict[str, Any] | None:
+            return (
+                None if r is None else {"boot_s": r.boot_s, "scenario_s": r.scenario_s, "reports": r.reports}
+            )
+
+        return {
+            "scenario": self.scenario,
+            "qemu": self.qemu,
+            "mode": self.mode,
+            "verdict": self.verdict,
+            "error": self.error,
+            "log": self.log,
+            "traced": run(self.traced),
+            "baseline": run(self.baseline),
+            "summary": self.summary,
+        }
+
+
+def _guest_seconds(done: dict[str, Any] | None) -> float | None:
+    try:
+        return float(done["seconds"]) if done else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _boot(
+    scenario: str,
+    *,
+    qemu: str,
+    seconds: int,
+    threads: int,
+    plugin: tuple[str, dict[str, str]] | None,
+    lock_wait: float,
+    kernel: str | None,
+    modules: str | None,
+    say: Callable[[str], None],
+) -> LabRun:
+    """Boot, let the scenario run to its DONE line (or time out), quit QEMU."""
+    from pyvcore.lab import Lab
+
+    kwargs: dict[str, Any] = {"plugin": plugin} if plugin else {}
+    lab = Lab(
+        scenario,
+        threads=threads,
+        qemu=qemu,
+        hold=seconds,
+        kernel=kernel,
+        modules=modules,
+        lock_wait=lock_wait,
+        log=say,
+        **kwargs,
+    )
+    out = LabRun()
+    with lab:
+        out.boot_s = lab.boot_seconds
+        try:
+            lab.wait_for(r"PYVCORE DONE\b", timeout=seconds + 90.0)
+        except Exception as exc:  # the guest never finished (stock QEMU): judged on what was seen
+            say(f"the guest did not finish: {str(exc).splitlines()[0]}")
+        out.status = lab.status()
+        out.done = out.status.get("done")
+        out.scenario_s = _guest_seconds(out.done)
+        out.reports = len(lab.reports())
+        lab.stop()
+    return out
+
+
+def run_trace(
+    scenario: str,
+    *,
+    qemu: str = "patched",
+    seconds: int = DEFAULT_SECONDS,
+    out: str | Path | None = None,
+    mode: str = "all",
+    threads: int = 4,
+    baseline: bool = True,
+    lock_wait: float = 0.0,
+    slack: float | None = None,
+    kernel: str | Path | None = None,
+    modules: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> TraceResult:
+    """Trace one scenario with the plugin; never raises for a run that cannot be done
+    (``verdict == "error"``, ``error`` set).
+
+    ``qemu``: "patched" | "stock" | a binary; ``seconds``: the guest's hold time;
+    ``out``: the event log's path (default: a temporary directory, kept);
+    ``mode``: "all" (stores of all code) or "kvm" (only KVM and idle code);
+    ``baseline``: also boot once without the plugin for the timing comparison;
+    ``slack``: multiplier on the liveness bounds (default 10)."""
+    say = progress or (lambda message: None)
+    result = TraceResult(scenario=scenario, qemu=qemu, mode=mode, verdict="error")
+    try:
+        from pyvcore.lab.plugin_build import ensure_plugin
+
+        plugin = ensure_plugin(log=say)
+        work = Path(tempfile.mkdtemp(prefix=f"pyvcore-trace-{scenario}-"))
+        log = Path(out) if out else work / "events.jsonl"
+        summary_path = work / "summary.json"
+        boot_args: dict[str, Any] = {
+            "qemu": qemu,
+            "seconds": seconds,
+            "threads": threads,
+            "lock_wait": lock_wait,
+            "kernel": None if kernel is None else str(kernel),
+            "modules": None if modules is None else str(modules),
+            "say": say,
+        }
+        if baseline:
+            say(f"baseline: scenario {scenario} without the plugin ...")
+            result.baseline = _boot(scenario, plugin=None, **boot_args)
+        vmlinux = _vmlinux(kernel)
+        args = {
+            "vmlinux": vmlinux,
+            "threads": str(threads),
+            "log": str(log.resolve()),
+            "summary": str(summary_path),
+            "mode": mode,
+            "scenario": scenario,
+            "qemu": qemu,
+        }
+        if slack is not None:
+            args["slack"] = str(slack)
+        say(f"traced: scenario {scenario} with the plugin ({mode} stores) ...")
+        result.traced = _boot(scenario, plugin=(str(plugin), args), **boot_args)
+        result.log = str(log)
+        result.summary = _read_summary(summary_path)
+        _name_module_pcs(result.summary, result.traced.status)
+    except Exception as exc:  # lab, build or plugin failure: a verdict, not a crash
+        result.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return result
+    result.verdict = "violations" if result.summary.get("stats", {}).get("violations") else "clean"
+    return result
+
+
+def _vmlinux(kernel: str | Path | None) -> str:
+    if kernel is not None:
+        return str(kernel)
+    from pyvcore.lab.cache import cache_dir
+
+    current = cache_dir() / "kernel" / "current.json"
+    try:
+        return str(json.loads(current.read_text())["vmlinux"])
+    except (OSError, ValueError, KeyError):
+        raise TraceError(f"no lab kernel ({current} missing): run pyvcore lab setup") from None
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    deadline = time.monotonic() + SUMMARY_WAIT_S
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TraceError("the plugin wrote no summary (QEMU did not exit normally)")
+        time.sleep(0.2)
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _name_module_pcs(summary: dict[str, Any], status: dict[str, Any]) -> None:
+    """Name the PCs inside kvm.ko / kvm-hv.ko (the plugin names vmlinux's only)."""
+    modules: dict[str, dict[str, int]] = status.get("modules") or {}
+    objects: dict[str, str] = status.get("module_objects") or {}
+    table: list[tuple[int, str]] = []
+    for name, sections in modules.items():
+        obj = objects.get(name) or objects.get(name.replace("_", "-"))
+        if not obj or not Path(obj).exists():
+            continue
+        for sym, (section, offset) in _core.module_symbols(Path(obj).read_bytes()).items():
+            base = sections.get(section)
+            if base is not None and section.startswith(".text"):
+                table.append((int(base) + int(offset), sym))
+    table.sort()
+    for e in summary.get("edges", []):
+        pc = int(e["pc"], 16)
+        if e.get("fn") is None and table:
+            import bisect
+
+            i = bisect.bisect_right(table, (pc, "\uffff")) - 1
+            if i >= 0 and pc - table[i][0] < 0x4000:
+                e["fn"] = table[i][1]
+
+
+# ------------------------------------------------------------------ reading a log
+
+
+def check_event_log(path: str, *, as_json: bool = False) -> int:
+    """``pyvcore check`` on an event log: replay it through the shadow; 0/1/2."""
+    try:
+        text = Path(path).read_text()
+        summary = json.loads(_core.replay_events(text))
+    except OSError as exc:
+        print(f"pyvcore check: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"pyvcore check: {path}: {exc}", file=sys.stderr)
+        return 2
+    stats = summary["stats"]
+    if stats["events"] == 0:
+        print(f"pyvcore check: {path}: the event log has no event", file=sys.stderr)
+        return 2
+    if as_json:
+        print(json.dumps({"trace": path, "format": "pyvcore-events", **summary}))
+    else:
+        from pyvcore.trace_report import format_violations
+
+        print(format_violations(summary, path))
+        print(
+            f"{stats['events']} events, {stats['distinct_states']} distinct states, {stats['violations']} violations"
+        )
+    return 1 if stats["violations"] else 0
+
+
+# ---------------------------------------------------------------------- the command
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pyvcore.trace_report import format_result
+
+    def progress(message: str) -> None:
+        print(f"pyvcore trace: {message}", file=sys.stderr, flush=True)
+
+    result = run_trace(
+        args.scenario,
+        qemu=args.qemu,
+        seconds=args.seconds,
+        out=args.out,
+        mode=args.mode,
+        threads=args.threads,
+        baseline=not args.no_baseline,
+        lock_wait=args.lock_wait,
+        slack=args.slack,
+        kernel=args.kernel,
+        modules=args.modules,
+        progress=progress,
+    )
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    elif result.verdict == "error":
+        print(f"pyvcore trace: {result.error}", file=sys.stderr)
+    else:
+        print(format_result(result, edges=args.edges))
+    return result.exit_code
+
+
+def register(subparsers: Any) -> None:
+    """Add ``pyvcore trace --scenario S [--qemu patched|stock] [--seconds N] [--out FILE] [--json]``."""
+    p = subparsers.add_parser(
+        "trace",
+        help="check every store of the real kernel's scheduler state (QEMU TCG plugin)",
+        description=(
+            "Boot the lab with pyvcore's QEMU plugin, run the scenario and check the kernel's "
+            "vcore state after every store: snapshot, step and liveness invariants. "
+            "Exit 0 clean, 1 violations, 2 could not run."
+        ),
+    )
+    p.add_argument("--scenario", required=True, help="lab scenario (see pyvcore lab up --help)")
+    p.add_argument("--qemu", default="patched", help="patched | stock | path of a qemu-system-ppc64")
+    p.add_argument("--seconds", type=int, default=DEFAULT_SECONDS, help="how long the guest runs (hold, s)")
+    p.add_argument("--out", help="write the event log here (default: a temporary directory)")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of the report")
+    p.add_argument(
+        "--mode", choices=("all", "kvm"), default="all", help="stores of all code or of KVM code only"
+    )
+    p.add_argument("--threads", type=int, default=4, choices=(4, 8))
+    p.add_argument("--no-baseline", action="store_true", help="skip the timing run without the plugin")
+    p.add_argument("--edges", action="store_true", help="also print the kernel's edges vs the model's")
+    p.add_argument("--slack", type=float, help="multiplier on the liveness bounds (default 10)")
+    p.add_argument("--lock-wait", type=float, default=0.0, help="wait this long for another lab to finish")
+    p.add_argument("--kernel", help="boot this vmlinux instead of the lab's")
+    p.add_argument("--modules", help="directory with kvm.ko / kvm-hv.ko to load instead of the lab's")
+    p.set_defaults(func=_run)

@@ -1,0 +1,94 @@
+"""The text report of ``pyvcore trace`` (and of ``pyvcore check`` on an event log)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pyvcore.render import render_table
+
+if TYPE_CHECKING:
+    from pyvcore.trace import LabRun, TraceResult
+
+
+def _n(x: float | int | None, unit: str = "") -> str:
+    if x is None:
+        return "-"
+    return f"{x:,.1f}{unit}" if isinstance(x, float) else f"{x:,}{unit}"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a and b else "-"
+
+
+def format_timings(traced: LabRun, baseline: LabRun | None) -> str:
+    """Boot and scenario time, with and without the plugin."""
+    base = baseline or None
+    rows = [
+        ["boot to READY", _n(traced.boot_s, " s"), _n(base.boot_s if base else None, " s")],
+        ["scenario (guest DONE)", _n(traced.scenario_s, " s"), _n(base.scenario_s if base else None, " s")],
+    ]
+    for r in rows:
+        a = float(r[1][:-2].replace(",", "")) if r[1] != "-" else None
+        b = float(r[2][:-2].replace(",", "")) if r[2] != "-" else None
+        r.append(_ratio(a, b))
+    return render_table(["time", "with plugin", "without", "ratio"], rows)
+
+
+def format_violations(summary: dict[str, Any], where: str = "", events: int = 8) -> str:
+    """Each violation with its place and the last ``events`` events before it."""
+    lines = []
+    for v in summary.get("violations", []):
+        lines.append(
+            f"{where + ': ' if where else ''}seq {v['seq']} tb {v['tb']} cpu {v['cpu']} pc {v['pc']} "
+            f"[{v['field']}]: invariant {v['invariant']}: {v['message']}"
+        )
+        for e in v.get("events", [])[-events:]:
+            lines.append(
+                f"    #{e['seq']:<7} tb {e['tb']:<13} cpu {e['cpu']}  {e['pc']}  {e['field']}: {e['old']} -> {e['new']}"
+            )
+    return "\n".join(lines)
+
+
+def format_edges(summary: dict[str, Any], scenario: str, variant: str, threads: int, vcpus: list[int]) -> str:
+    """The kernel's edges next to the model's, both gap kinds marked."""
+    from pyvcore.trace_edges import compare, kernel_edges, model_edges
+
+    rows = compare(kernel_edges(summary), model_edges(variant, threads, vcpus))
+    table = [
+        [r["field"], f"{r['old']} -> {r['new']}", r["where"], ", ".join(r["functions"][:3])] for r in rows
+    ]
+    legend = "kernel only: a model gap; model only: the kernel never took it in this scenario"
+    return render_table(
+        ["field", "edge", "seen in", "kernel functions"], table, title=f"edges, {scenario}", legend=legend
+    )
+
+
+def format_result(result: TraceResult, *, edges: bool = False) -> str:
+    """The whole report."""
+    s = result.summary
+    stats = s.get("stats", {})
+    secs = s.get("seconds") or 0.0
+    seen = s.get("stores_seen", 0)
+    out = [
+        f"pyvcore trace: scenario {result.scenario}, {result.qemu} QEMU, mode {result.mode}; log {result.log}",
+        format_timings(result.traced, result.baseline),
+        (
+            f"stores {_n(seen)} seen ({_n(seen / secs if secs else None)}/s over {secs:.1f} s), "
+            f"{_n(stats.get('stores_checked'))} in watched pages decoded; "
+            f"{_n(stats.get('events'))} events, {_n(stats.get('distinct_states'))} distinct states, "
+            f"{_n(s.get('watched_fields'))} fields watched at the end"
+        ),
+    ]
+    per_field = sorted(stats.get("events_per_field", {}).items(), key=lambda kv: -kv[1])
+    out.append(render_table(["field", "events"], [[k, _n(v)] for k, v in per_field]))
+    if s.get("violations"):
+        out.append(format_violations(s))
+    if edges:
+        from pyvcore.lab.scenarios import scenario_named
+
+        sc = scenario_named(result.scenario)
+        vcpus = list(sc.ids.get(4, ()))
+        out.append(format_edges(s, result.scenario, s.get("variant", "modern"), 4, vcpus))
+    n = stats.get("violations", 0)
+    out.append("verdict: clean" if not n else f"verdict: {n} violations")
+    return "\n".join(out)
