@@ -13,6 +13,7 @@ edges (with the kernel functions that made them) and the timings.  The event log
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import tempfile
@@ -102,17 +103,11 @@ def _boot(
     from pyvcore.lab import Lab
 
     kwargs: dict[str, Any] = {"plugin": plugin} if plugin else {}
-    lab = Lab(
-        scenario,
-        threads=threads,
-        qemu=qemu,
-        hold=seconds,
-        kernel=kernel,
-        modules=modules,
-        lock_wait=lock_wait,
-        log=say,
-        **kwargs,
-    )
+    if kernel is not None:
+        kwargs["kernel"] = kernel
+    if modules is not None:
+        kwargs["modules"] = modules
+    lab = Lab(scenario, threads=threads, qemu=qemu, hold=seconds, lock_wait=lock_wait, log=say, **kwargs)
     out = LabRun()
     with lab:
         out.boot_s = lab.boot_seconds
@@ -156,6 +151,11 @@ def run_trace(
     try:
         from pyvcore.lab.plugin_build import ensure_plugin
 
+        scenarios = importlib.import_module("pyvcore.lab.scenarios").SCENARIOS
+        if scenario not in scenarios:
+            raise TraceError(f"unknown scenario {scenario!r}; choose one of: {', '.join(scenarios)}")
+        if mode not in ("all", "kvm"):
+            raise TraceError(f"mode must be all or kvm, not {mode!r}")
         plugin = ensure_plugin(log=say)
         work = Path(tempfile.mkdtemp(prefix=f"pyvcore-trace-{scenario}-"))
         log = Path(out) if out else work / "events.jsonl"

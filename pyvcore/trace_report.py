@@ -84,9 +84,9 @@ def format_result(result: TraceResult, *, edges: bool = False) -> str:
     if s.get("violations"):
         out.append(format_violations(s))
     if edges:
-        from pyvcore.lab.scenarios import scenario_named
+        import importlib
 
-        sc = scenario_named(result.scenario)
+        sc = importlib.import_module("pyvcore.lab.scenarios").scenario_named(result.scenario)
         vcpus = list(sc.ids.get(4, ()))
         out.append(format_edges(s, result.scenario, s.get("variant", "modern"), 4, vcpus))
     n = stats.get("violations", 0)

@@ -1,0 +1,146 @@
+"""pyvcore trace without QEMU: the event log read back by `pyvcore check`, the plugin's
+content key, the edge comparison with the model, and a run that cannot start."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pyvcore import _core
+from pyvcore.cli import main
+from pyvcore.lab.plugin_build import plugin_key, plugin_sources, source_root
+from pyvcore.lab.qemu import LabError
+from pyvcore.trace import run_trace
+from pyvcore.trace_edges import compare, kernel_edges, label, model_edges
+
+HEADER = {"format": "pyvcore-events", "version": 1, "variant": "modern", "threads_per_core": 4}
+VC = "0xc000000028186a00"
+
+
+def ev(
+    seq: int, field: str, old: object, new: object, cpu: int = 0, tb: int | None = None
+) -> dict[str, object]:
+    return {"seq": seq, "tb": tb or 1000 * seq, "cpu": cpu, "pc": "0xc000000000114000", "field": field,
+            "old": old, "new": new}  # fmt: skip
+
+
+def write_log(path: Path, events: list[dict[str, object]], header: dict[str, object] = HEADER) -> Path:
+    path.write_text("\n".join(json.dumps(x) for x in [header, *events]) + "\n")
+    return path
+
+
+def vcore_found(seq: int) -> list[dict[str, object]]:
+    """Thread 0's PACA points at a vcore: its fields come in with old = null, one seq."""
+    fields = {"n_runnable": 1, "num_threads": 1, "entry_exit_map": 0, "napping_threads": 0,
+              "first_vcpuid": 0, "pcpu": 0, "vcore_state": 0, "in_guest": 0}  # fmt: skip
+    out = [ev(seq, "threads[0].kvm_hstate.kvm_vcore", "0x0", VC)]
+    out += [ev(seq, f"vcores[{VC}].{k}", None, v) for k, v in fields.items()]
+    return out
+
+
+def test_check_reads_a_clean_event_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    events = [
+        *vcore_found(1),
+        ev(2, f"vcores[{VC}].vcore_state", 0, 4),
+        ev(3, "threads[0].kvm_hstate.in_guest", 0, 4),
+        ev(4, f"vcores[{VC}].entry_exit_map", 0, 1),
+        ev(5, f"vcores[{VC}].entry_exit_map", 1, 0x101),
+        ev(6, "threads[0].kvm_hstate.in_guest", 4, 0),
+        ev(7, f"vcores[{VC}].vcore_state", 4, 5),
+        ev(8, f"vcores[{VC}].vcore_state", 5, 0),
+    ]
+    # One thread per core: no secondary to grab, so this short run is complete.
+    log = write_log(tmp_path / "events.jsonl", events, {**HEADER, "threads_per_core": 1})
+    assert main(["check", str(log)]) == 0
+    out = capsys.readouterr().out
+    assert "0 violations" in out and f"{len(events)} events" in out
+
+
+def test_check_names_the_store_that_breaks_a_step_invariant(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = [
+        *vcore_found(1),
+        ev(2, f"vcores[{VC}].vcore_state", 0, 4),
+        ev(3, f"vcores[{VC}].vcore_state", 4, 5),
+        ev(4, f"vcores[{VC}].vcore_state", 5, 4, cpu=0),  # EXITING -> RUNNING: invariant 19
+    ]
+    log = write_log(tmp_path / "events.jsonl", events)
+    assert main(["check", str(log)]) == 1
+    out = capsys.readouterr().out
+    assert "seq 4" in out and "invariant 19" in out
+    assert main(["check", "--json", str(log)]) == 1
+    data = json.loads(capsys.readouterr().out)
+    (v,) = [x for x in data["violations"] if x["invariant"] == 19]
+    assert v["events"][-1]["field"] == f"vcores[{VC}].vcore_state"
+    assert v["events"][-1]["new"] == 4
+
+
+def test_check_refuses_a_bad_event_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = write_log(tmp_path / "bad.jsonl", [ev(1, "threads[0].kvm_hstate.bogus", 0, 1)])
+    assert main(["check", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "line 2" in err and "bogus" in err
+    empty = write_log(tmp_path / "empty.jsonl", [])
+    assert main(["check", str(empty)]) == 2
+    assert "no event" in capsys.readouterr().err
+    future = write_log(tmp_path / "v2.jsonl", [], {**HEADER, "version": 2})
+    assert main(["check", str(future)]) == 2
+
+
+def test_replay_is_the_same_code_as_the_live_shadow() -> None:
+    text = "\n".join(
+        json.dumps(x) for x in [HEADER, *vcore_found(1), ev(2, "threads[1].kvm_hstate.in_guest", 0, 3)]
+    )
+    summary = json.loads(_core.replay_events(text))
+    # NONE -> GUEST_HV in one store: the step graph (23), plus what the state itself breaks.
+    step = [v for v in summary["violations"] if "in one step" in v["message"]]
+    assert [v["invariant"] for v in step] == [23]
+    assert step[0]["seq"] == 2
+    assert summary["stats"]["events_per_field"]["kvm_hstate.in_guest"] == 1
+    with pytest.raises(ValueError, match="line 1"):
+        _core.replay_events('{"not": "a header"}')
+
+
+def test_plugin_key_follows_the_sources(tmp_path: Path) -> None:
+    root = source_root()
+    copy = tmp_path / "src"
+    for f in plugin_sources(root):
+        dest = copy / f.relative_to(root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, dest)
+    assert plugin_key(copy) == plugin_key(root)
+    lib = copy / "rust" / "core" / "src" / "shadow" / "checks.rs"
+    lib.write_text(lib.read_text() + "\n// changed\n")
+    assert plugin_key(copy) != plugin_key(root)
+    with pytest.raises(LabError, match="rust/plugin"):
+        plugin_sources(tmp_path / "nothing")
+
+
+def test_edges_compare_both_ways() -> None:
+    model = model_edges("modern", 2, [0, 1], max_states=300)
+    assert ("kvm_hstate.in_guest", "0", "4") in model
+    assert ("vcore.vcore_state", "0", "4") in model
+    summary = {
+        "edges": [
+            {"field": "kvm_hstate.in_guest", "old": "0", "new": "4", "pc": "0x1", "fn": "kvmppc_hv_entry"},
+            {"field": "kvm_hstate.in_guest", "old": "0", "new": "3", "pc": "0x2", "fn": "weird"},
+            {"field": "lpidr", "old": "0 (host)", "new": "guest", "pc": "0x3", "fn": None},
+        ]
+    }
+    rows = {(r["field"], r["old"], r["new"]): r for r in compare(kernel_edges(summary), model)}
+    assert rows[("kvm_hstate.in_guest", "0", "4")]["where"] == "both"
+    assert rows[("kvm_hstate.in_guest", "0", "3")]["where"] == "kernel only"
+    assert rows[("vcore.vcore_state", "0", "4")]["where"] == "model only"
+    assert not any(k[0] == "lpidr" for k in rows), "registers are not modelled as edges"
+    assert label("kvm_hstate.kvm_vcore", "0xc000000028186a00") == "ptr"
+    assert label("vcore.entry_exit_map", 0x103) == "0x103"
+
+
+def test_a_trace_that_cannot_start_is_an_error_not_a_crash() -> None:
+    result = run_trace("no-such-scenario", baseline=False)
+    assert result.verdict == "error" and result.exit_code == 2
+    assert result.error
