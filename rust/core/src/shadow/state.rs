@@ -106,7 +106,7 @@ impl CoreState {
                     VField::Kvm => vc.kvm = Some(v),
                     VField::NWoken => vc.n_woken = Some(v as u32),
                     VField::NapCount => vc.nap_count = Some(v as u32),
-                    VField::Dpdes => {}
+                    VField::Dpdes => vc.dpdes = Some(v),
                 }
             }
             FieldRef::Vcpu(a, f) => {
@@ -197,6 +197,10 @@ impl CoreState {
                     lpidr: r.lpidr.filter(|_| r.lpidr_fresh),
                     sdr1: r.sdr1.filter(|_| r.sdr1_fresh),
                     kvm_hstate: self.hstate[i].clone(),
+                    pc: None,
+                    msr: None,
+                    dpdes: r.dpdes,
+                    hdec: None,
                 }
             })
             .collect();
@@ -215,6 +219,11 @@ impl CoreState {
             vcores,
             vcpus,
             kvm: None,
+            version: Some(2),
+            // Left out so that equal states hash equal (distinct states);
+            // every event of the log carries its tb.
+            tb: None,
+            tb_freq: None,
         }
     }
 }
