@@ -77,11 +77,13 @@ class WatchTally:
         stops per label and cpu."""
         out = [wrap(f"pv-watch: off: {why}; {self.line()}", width, indent="  ")]
         if self.by_invariant:
-            out.append("violations by invariant:")
+            out.append("violations by invariant (`pyvcore invariants N` explains one):")
+            titles = _titles()
             for n, t in sorted(self.by_invariant.items()):
+                title = f" ({titles[n]})" if n in titles else ""
                 out.append(
                     wrap(
-                        f"  invariant {n}: {t.count}x, first at stop {t.first_stop} ({t.first_label}): "
+                        f"  invariant {n}{title}: {t.count}x, first at stop {t.first_stop} ({t.first_label}): "
                         f"{t.first_message}",
                         width,
                         indent="    ",
@@ -104,6 +106,16 @@ class WatchTally:
             head = "stops on cpu " + " ".join(c.removeprefix("cpu") for c in cpus)
             out.append(render_table(["stop label", "stops", head, "violations"], rows, width=width))
         return "\n".join(out)
+
+
+def _titles() -> dict[int, str]:
+    """Invariant number -> its title in the invariant table (empty if unavailable)."""
+    try:
+        from pyvcore import _core
+
+        return {int(i.number): str(i.title) for i in _core.invariants()}
+    except (ImportError, AttributeError):
+        return {}
 
 
 def _cpu_key(cpu: str) -> tuple[int, str]:
