@@ -176,7 +176,10 @@ def test_watch_summary_groups_violations_and_counts_per_label_and_cpu():
     lines = text.splitlines()
     assert lines[0].startswith("pv-watch: off: --max-stops 14; 14 stops: 12 judged, 1 not judged")
     assert "10 violations" in text.replace("\n  ", " ")
-    assert "  invariant 8 (partition registers): 10x, first at stop 3 (kvmppc_hv_entry@cpu2):" in text
+    assert (
+        "  invariant 8 (partition registers): 10x, first at stop 3 (kvmppc_hv_entry@cpu2):"
+        in text.replace("\n      ", " ")
+    )
     assert re.search(r"^kvmppc_hv_entry\s+6\s+3 0 3 0\s+5$", text, re.M)
     assert re.search(r"^kvmhv_switch_to_host\s+6\s+0 3 0 3\s+5$", text, re.M)
     assert re.search(r"^kvm_do_nap\s+2\s+1 1 0 0\s+0$", text, re.M)
