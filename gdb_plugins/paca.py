@@ -10,7 +10,7 @@ from pyvcore import tables
 from pyvcore.decode import KernelError, ReadError
 from pyvcore.render import wrap
 
-from . import check, session
+from . import check, gdbtypes, session
 from .args import ArgParser, complete_words
 from .session import PvError
 
@@ -71,10 +71,11 @@ class PvPaca(gdb.Command):
 class PvPacaFunction(gdb.Function):
     """$pv_paca(CPU): the PACA of Linux cpu CPU (as in `pv-paca CPU`).
 
-    A `struct paca_struct *` when gdb has the type (DWARF), so that
-    p $pv_paca(0)->kvm_hstate works there.
-    With layouts from BTF only, gdb has no struct type: it is a `void *` to the
-    PACA; print its fields with pv-print: `pv-print paca_struct $pv_paca(0) kvm_hstate`.
+    A `struct paca_struct *`: from DWARF, or with BTF only from types rebuilt
+    from the BTF layout (compiled once by powerpc64le-linux-gnu-gcc, which
+    `pyvcore lab setup` installs), so that `p $pv_paca(0)->kvm_hstate` works.
+    Without a compiler it is a `void *`; pv-print still prints the fields:
+    `pv-print paca_struct $pv_paca(0) kvm_hstate`.
     Examples: `p $pv_paca(0)`, `x/4gx $pv_paca(1)`."""
 
     def __init__(self) -> None:
@@ -106,12 +107,16 @@ def one_argument(name: str, what: str, args: tuple[Any, ...]) -> int:
 
 
 def typed_pointer(addr: int, struct: str) -> Any:
-    """``(struct S *) addr`` when gdb knows the type (DWARF), else ``(void *) addr``."""
+    """``(struct S *) addr`` when gdb knows the type: from DWARF, or rebuilt from BTF
+    (gdbtypes, needs the ppc64le cross compiler); else ``(void *) addr``."""
     value = gdb.Value(addr).cast(gdb.lookup_type("unsigned long"))
-    try:
-        return value.cast(gdb.lookup_type(f"struct {struct}").pointer())
-    except gdb.error:
-        return value.cast(gdb.lookup_type("void").pointer())
+    for attempt in range(2):
+        try:
+            return value.cast(gdb.lookup_type(f"struct {struct}").pointer())
+        except gdb.error:
+            if attempt or not gdbtypes.ensure(session.kernel()):
+                break
+    return value.cast(gdb.lookup_type("void").pointer())
 
 
 def register() -> None:

@@ -244,3 +244,43 @@ def test_the_live_first_steps_run_every_help_example():
     helps = gdb_batch(*(f"help {c}" for c in PV_COMMANDS), *(f"help function {f}" for f in PV_FUNCTIONS))
     missing = set(help_examples(helps) + function_examples(helps)) - set(FIRST_STEPS)
     assert not missing
+
+
+def test_btf_types_compile_with_every_offset_checked(tmp_path):
+    """The C rebuilt from the recorded 6.12 BTF layouts compiles, and its _Static_asserts
+    (one per member offset, one per struct size) hold."""
+    from gdb_fakes import FakeHost
+
+    from pyvcore import btftypes
+
+    cc = shutil.which("powerpc64le-linux-gnu-gcc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    source = btftypes.c_source(FakeHost().layouts, btftypes.ROOTS)
+    assert "struct paca_struct {" in source and "struct kvmppc_host_state {" in source
+    assert source.count("_Static_assert(__builtin_offsetof(") > 100
+    src = tmp_path / "t.c"
+    src.write_text(source)
+    r = subprocess.run(
+        [cc, "-g", "-c", "-o", str(tmp_path / "t.o"), str(src)], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr[:2000]
+    # a wrong offset is refused by the compiler
+    src.write_text(source.replace('== 726, "struct paca_struct.', '== 727, "struct paca_struct.', 1))
+    bad = subprocess.run([cc, "-c", "-o", str(tmp_path / "b.o"), str(src)], capture_output=True, text=True)
+    assert bad.returncode != 0 or "== 726" not in source
+
+
+@pytest.mark.gdb
+def test_btf_only_kernel_gets_gdb_struct_types():
+    if shutil.which("powerpc64le-linux-gnu-gcc") is None:
+        pytest.skip("powerpc64le-linux-gnu-gcc not installed (`pyvcore lab setup`)")
+    out = gdb_batch(
+        "python from pyvcore._gdb_plugins import gdbtypes, session; print('types', gdbtypes.ensure(session.kernel()))",
+        "p &((struct paca_struct *)0)->kvm_hstate.ptid",
+        "p sizeof(struct kvmppc_vcore)",
+        "p &((struct kvm_vcpu *)0)->arch.ceded",
+    )
+    assert "types True" in out
+    assert "0x2d6" in out  # kvm_hstate (0x298) + ptid (0x3e), the BTF offsets
+    assert "Traceback" not in out and "Python Exception" not in out

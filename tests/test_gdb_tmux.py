@@ -43,6 +43,7 @@ FIRST_STEPS = [
     "pv-check",
     "pv-check --explain",
     "p $pv_paca(0)",
+    "p $pv_paca(0)->kvm_hstate",
     "p $pv_paca()",
     "p $pv_vcore(0)",
     "p $pv_vcpu(1)",
@@ -167,6 +168,8 @@ def test_first_steps_show_what_they_promise(terminal: Any) -> None:
     assert "no invariant violated" in out["pv-check"]
     assert re.search(r"= \(void \*\) 0xc|= \(struct paca_struct \*\) 0xc", out["p $pv_paca(0)"])
     assert "$pv_paca: takes one argument" in out["p $pv_paca()"]
+    # typed from BTF (types rebuilt by the cross compiler): fields by name
+    assert re.search(r"napping = 2 '\\002'|napping = 2\b", out["p $pv_paca(0)->kvm_hstate"])
     assert re.search(r"\.ptid\s+u8\s+0", out["pv-print paca_struct $pv_paca(0) kvm_hstate"])
     assert re.search(
         r"vcpu_id\s+int\s+1$", out["pv-print kvm_vcpu $pv_vcpu(1) vcpu_id arch.ptid arch.ceded"], re.M
