@@ -122,13 +122,20 @@ class Watcher:
 
     def _count_runs(self, entry: str | None, vcore_from: dict[int, str], snap: dict[str, Any]) -> None:
         """Every run of a vcore starts with a call of kvmppc_run_core(vc)
-        (arch/powerpc/kvm/book3s_hv.c, kvmppc_run_vcpu): count them per vcore."""
+        (arch/powerpc/kvm/book3s_hv.c, kvmppc_run_vcpu): count them per vcore
+        and write the count as the vcore's ``seq`` at the stops inside that run.
+        The stop at kvmppc_run_core's entry itself gets none: the vcore still
+        holds what the previous run left (init_vcore_to_run clears
+        entry_exit_map, napping_threads ... only after it), so it lies between
+        two runs."""
+        starting = set()
         if entry == "kvmppc_run_core":
             for addr, source in vcore_from.items():
                 if source.startswith("r3 at "):
                     self.runs[addr] = self.runs.get(addr, 0) + 1
+                    starting.add(addr)
         for vc in snap["vcores"]:
-            if vc["addr"] in self.runs:
+            if vc["addr"] in self.runs and vc["addr"] not in starting:
                 vc["seq"] = self.runs[vc["addr"]]
 
     def log_error(self, label: str, e: Exception) -> bool:
