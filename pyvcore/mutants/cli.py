@@ -91,7 +91,9 @@ def main(args: argparse.Namespace) -> int:
             raise PyvcoreError(f"no mutant {e.args[0]!r} (known: {names})") from None
     vmlinux, modules = _lab_kernel()
     scenarios = tuple(args.scenario.split(",")) if args.scenario else None
-    plan = Plan(mutants=mutants, stops=args.stops, lock_wait=args.lock_wait, scenarios=scenarios)
+    plan = Plan(
+        mutants=mutants, stops=args.stops, lock_wait=args.lock_wait, scenarios=scenarios, qemu=args.qemu
+    )
 
     def progress(o: Outcome) -> None:
         print(
@@ -131,6 +133,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--stops", type=int, default=DEFAULT_STOPS, help="snapshots per boot (default %(default)s)"
     )
+    p.add_argument("--qemu", default="patched", help="patched (default) or a QEMU binary with both lab fixes")
     p.add_argument(
         "--lock-wait", type=float, default=600.0, help="seconds to queue for the lab (default 600)"
     )

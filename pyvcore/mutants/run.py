@@ -52,12 +52,19 @@ def _first_violation(violations: list[dict[str, Any]]) -> str:
 
 
 def sampled(
-    scenario: str, kernel: Path | None, modules: Path | None, stops: int, lock_wait: float
+    scenario: str,
+    kernel: Path | None,
+    modules: Path | None,
+    stops: int,
+    lock_wait: float,
+    qemu: str = "patched",
 ) -> tuple[str, str]:
     """Judge one boot by sampling (``pyvcore diff``): (status, detail)."""
     from pyvcore.diff import run_diff
 
-    result = run_diff(scenario, kernel=kernel, modules=modules, stops=stops, lock_wait=lock_wait, keep=False)
+    result = run_diff(
+        scenario, qemu=qemu, kernel=kernel, modules=modules, stops=stops, lock_wait=lock_wait, keep=False
+    )
     if result.verdict == "violations":
         return "killed", _first_violation(result.violations)
     if result.verdict == "clean":
@@ -86,12 +93,13 @@ def continuous(scenario: str, kernel: Path | None, modules: Path | None, lock_wa
 
 @dataclass
 class Plan:
-    """What to run: mutants, scenario override, stops per boot, lock wait (s)."""
+    """What to run: mutants, scenario override, stops per boot, lock wait (s), QEMU."""
 
     mutants: Sequence[Mutant]
     stops: int
     lock_wait: float
     scenarios: tuple[str, ...] | None = None
+    qemu: str = "patched"
     outcomes: list[Outcome] = field(default_factory=list)
 
 
@@ -111,7 +119,7 @@ def run_one(
     if mutant is not None:
         mutated = apply(mutant, workdir / mutant.name, vmlinux=vmlinux, modules=modules)
         kernel, mod_dir = mutated.kernel, mutated.modules
-    s_status, s_by = sampled(scenario, kernel, mod_dir, plan.stops, plan.lock_wait)
+    s_status, s_by = sampled(scenario, kernel, mod_dir, plan.stops, plan.lock_wait, plan.qemu)
     c_status, c_by = continuous(scenario, kernel, mod_dir, plan.lock_wait)
     return Outcome(
         mutant=mutant.name if mutant else "(control)",
