@@ -62,8 +62,8 @@ def locate(mutant: Mutant, path: Path) -> Site:
 
 @dataclass(frozen=True)
 class MutatedKernel:
-    """What to boot: ``kernel`` (None = the lab's own vmlinux) and ``modules`` (None =
-    the lab's own kvm.ko / kvm-hv.ko)."""
+    """What to boot: ``kernel`` (None = the lab's own vmlinux) and ``modules`` (the
+    directory holding kvm.ko and kvm-hv.ko to load)."""
 
     kernel: Path | None
     modules: Path | None
@@ -72,15 +72,17 @@ class MutatedKernel:
 def apply(mutant: Mutant, workdir: Path, *, vmlinux: Path, modules: dict[str, Path]) -> MutatedKernel:
     """Copy the object the mutant edits into ``workdir``, check and patch the copy.
 
-    ``modules``: {"kvm": path, "kvm_hv": path} of the unmutated kernel.  A vmlinux
-    mutant boots the copied vmlinux with the lab's modules; a kvm-hv.ko mutant boots
+    ``modules``: {"kvm": path, "kvm_hv": path} of the unmutated kernel (in one
+    directory).  A vmlinux mutant boots the copied vmlinux with that directory; a
+    kvm-hv.ko mutant boots
     the lab's vmlinux with a modules directory holding kvm.ko and the patched kvm-hv.ko."""
     workdir.mkdir(parents=True, exist_ok=True)
     if mutant.obj == "vmlinux":
         locate(mutant, vmlinux)  # refuse before copying 300 MB
         target = workdir / vmlinux.name
         shutil.copyfile(vmlinux, target)
-        result = MutatedKernel(kernel=target, modules=None)
+        # a vmlinux given by path boots with the lab's own modules, named explicitly
+        result = MutatedKernel(kernel=target, modules=modules["kvm_hv"].parent)
     elif mutant.obj == "kvm-hv.ko":
         locate(mutant, modules["kvm_hv"])
         mod_dir = workdir / "modules"
