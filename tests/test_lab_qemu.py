@@ -138,7 +138,7 @@ def test_cli_up_status_down_leaves_no_process(patched_qemu: None) -> None:
         assert state["modules"]["kvm_hv"][".text"] >> 60 == 0xC
         # One lab per machine: a second `up`, or a Lab(), is refused and names the running one.
         again = run_cli("up")
-        assert again.returncode == 1
+        assert again.returncode == 2
         assert f"a lab is already running (pid {pid}" in again.stderr
         with pytest.raises(LabBusy, match=f"already running .*pid {pid}"):
             Lab("all").start()
@@ -150,7 +150,7 @@ def test_cli_up_status_down_leaves_no_process(patched_qemu: None) -> None:
     assert f"lab stopped (QEMU pid {pid})" in down.stdout
     assert_gone(pid)
     after = run_cli("status", "--json")
-    assert after.returncode == 1 and json.loads(after.stdout) == {"running": False}
+    assert after.returncode == 2 and json.loads(after.stdout) == {"running": False}
     assert_lock_released(pid)
 
 

@@ -30,10 +30,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from pyvcore.lab.cache import KernelManifest, cache_dir, guest_sources, tree_key
-from pyvcore.lab.guest import SCENARIOS  # the scenarios /init knows (contract 5)
+from pyvcore.lab.cache import cache_dir, guest_sources, tree_key
+from pyvcore.lab.inputs import (
+    QEMU_KINDS,
+    BootKernel,
+    LabNotSetUp,
+    kernel_manifest,
+    not_set_up,
+    plugin_option,
+    resolve_kernel,
+    resolve_qemu,
+)
 from pyvcore.lab.qemu import (
     THREAD_CHOICES,
     ConsoleFile,
@@ -52,21 +61,15 @@ from pyvcore.lab.qemu import (
     wait_gone,
     write_lock_info,
 )
+from pyvcore.lab.scenarios import SCENARIOS, scenario_named
 
 __all__ = ["QEMU_KINDS", "SCENARIOS", "Lab", "LabBusy", "LabError", "LabNotSetUp"]
-
-QEMU_KINDS = ("patched", "stock")
-STOCK_QEMU = Path("/usr/bin/qemu-system-ppc64")
 
 # Seen: 15-18 s from QEMU start to READY. A boot with no console output for STALL_TIMEOUT
 # (or not ready after BOOT_TIMEOUT) is hung; about one boot in fifteen hangs in kernel init.
 BOOT_TIMEOUT = 180.0
 STALL_TIMEOUT = 45.0
 RUNS_KEPT = 20
-
-
-class LabNotSetUp(LabError):
-    """Something `pyvcore lab setup` provides is missing."""
 
 
 def _state_file() -> Path:
@@ -93,9 +96,12 @@ class Lab:
         self,
         scenario: str = "all",
         threads: int = 4,
-        qemu: str = "patched",
+        qemu: str | os.PathLike[str] = "patched",
         hold: int = 0,
         *,
+        kernel: str | os.PathLike[str] | None = None,
+        modules: str | os.PathLike[str] | None = None,
+        plugin: tuple[str | os.PathLike[str], dict[str, str]] | None = None,
         gdb_port: int | None = None,
         boot_timeout: float = BOOT_TIMEOUT,
         stall_timeout: float = STALL_TIMEOUT,
@@ -109,13 +115,18 @@ class Lab:
             raise LabError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
         if threads not in THREAD_CHOICES:
             raise LabError(f"threads must be one of {', '.join(map(str, THREAD_CHOICES))}, not {threads}")
-        if qemu not in QEMU_KINDS:
-            raise LabError(f"qemu must be 'patched' or 'stock', not {qemu!r}")
+        if not isinstance(qemu, os.PathLike) and qemu not in QEMU_KINDS and "/" not in qemu:
+            raise LabError(
+                f"qemu must be 'patched', 'stock' or the path of a qemu-system-ppc64, not {qemu!r}"
+            )
         if hold < 0:
             raise LabError(f"hold must be >= 0 seconds, not {hold}")
         self.scenario = scenario
         self.threads = threads
-        self.qemu = qemu
+        self.qemu = os.fspath(qemu)
+        self.kernel = None if kernel is None else os.fspath(kernel)
+        self.modules = None if modules is None else os.fspath(modules)
+        self.plugin = plugin
         self.hold = int(hold)
         self.requested_gdb_port = gdb_port
         self.boot_timeout = boot_timeout
@@ -126,7 +137,7 @@ class Lab:
         self.append = tuple(append)
         self._log = log or (lambda message: None)
 
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
         self.gdb_port: int | None = None
         self.vmlinux: Path | None = None
@@ -135,7 +146,9 @@ class Lab:
         self.qmp_socket: Path | None = None
         self.qemu_binary: Path | None = None
         self.initrd: Path | None = None
-        self.manifest: KernelManifest | None = None
+        self.boot_kernel: BootKernel | None = None
+        self._plugin_args: list[str] = []
+        self.qemu_kind: str | None = None
         self.boot_seconds: float | None = None
         self.attempts = 0
         self.stopped_by: str | None = None
@@ -156,7 +169,7 @@ class Lab:
         self.start()
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.stop()
 
     def start(self) -> Lab:
@@ -215,10 +228,11 @@ class Lab:
             return self.proc.poll() is None
         return self.pid is not None and is_qemu_process(self.pid)
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         """The `lab status --json` object (contract 4)."""
         reader = self._poll()
         console = reader.parsed if reader else None
+        bk = self.boot_kernel
         run_state = None
         if self.alive() and self.qmp_socket is not None:
             try:
@@ -234,7 +248,7 @@ class Lab:
             "pid": self.pid,
             "console": str(self.console) if self.console else None,
             "modules": console.modules if console else {},
-            "module_objects": dict(self.manifest.modules) if self.manifest else {},
+            "module_objects": {k: str(v) for k, v in bk.modules.items()} if bk else {},
             "threads": self.threads,
             "hold": self.hold,
             "running": self.alive(),
@@ -247,8 +261,11 @@ class Lab:
             "started_at": self.started_at,
             "qmp": str(self.qmp_socket) if self.qmp_socket else None,
             "qemu_binary": str(self.qemu_binary) if self.qemu_binary else None,
-            "kernel": self.manifest.package if self.manifest else None,
-            "kernel_version": self.manifest.version if self.manifest else None,
+            "kernel": bk.label if bk else None,
+            "kernel_version": bk.version if bk else None,
+            "kernel_info": bk.info if bk else {},
+            "qemu_kind": self.qemu_kind,
+            "plugin": self._plugin_text(),
             "run_dir": str(self.run_dir) if self.run_dir else None,
         }
 
@@ -265,15 +282,16 @@ class Lab:
         if self.pid is None:
             return
         if not wait_gone(self.pid, timeout, self.proc):
-            tail = self._poll().tail() if self._reader else ""
+            reader = self._poll()
+            tail = reader.tail() if reader else ""
             raise LabError(f"QEMU still running {timeout:.0f} s later", f"console tail:\n{tail}")
 
-    def reports(self) -> list[dict]:
+    def reports(self) -> list[dict[str, Any]]:
         """Guest-side ``PYVCORE REPORT`` objects seen on the console so far."""
         reader = self._poll()
         return list(reader.parsed.reports) if reader else []
 
-    def wait_for(self, regex: str, timeout: float = 60.0) -> re.Match:
+    def wait_for(self, regex: str, timeout: float = 60.0) -> re.Match[str]:
         """Wait until a console line (since boot) matches ``regex``; returns the match.
 
         Raises LabError with the console tail on timeout or if QEMU exits first."""
@@ -318,25 +336,44 @@ class Lab:
             return None
         if not is_qemu_process(state.get("pid", -1)):
             return None
-        lab = cls(state["scenario"], state["threads"], state["qemu"], state["hold"], detached=True, log=None)
-        lab.pid = state["pid"]
-        lab.gdb_port = state["gdb_port"]
-        lab.vmlinux = Path(state["vmlinux"])
-        lab.console = Path(state["console"])
-        lab.run_dir = Path(state["run_dir"])
-        lab.qmp_socket = Path(state["qmp"])
+        try:
+            lab = cls(
+                state["scenario"], state["threads"], state["qemu"], state["hold"], detached=True, log=None
+            )
+            lab.pid = state["pid"]
+            lab.gdb_port = state["gdb_port"]
+            lab.vmlinux = Path(state["vmlinux"])
+            lab.console = Path(state["console"])
+            lab.run_dir = Path(state["run_dir"])
+            lab.qmp_socket = Path(state["qmp"])
+            lab.qemu_binary = Path(state["qemu_binary"])
+        except (KeyError, TypeError, LabError):
+            return None  # a state file from another pyvcore version: as if none ran
         lab._qmp_dir = lab.qmp_socket.parent
-        lab.qemu_binary = Path(state["qemu_binary"])
+        lab.qemu_kind = state.get("qemu_kind")
+        lab.kernel = state.get("kernel")
+        lab.modules = state.get("modules")
+        lab.plugin = state.get("plugin")
         lab.boot_seconds = state.get("boot_seconds")
         lab.attempts = state.get("attempts", 1)
         lab.started_at = state.get("started_at")
-        lab.manifest = KernelManifest.load()
+        if isinstance(bk := state.get("boot_kernel"), dict):
+            lab.boot_kernel = BootKernel(
+                vmlinux=Path(bk["vmlinux"]),
+                modules={k: Path(v) for k, v in bk["modules"].items()},
+                busybox=Path(bk["busybox"]),
+                label=bk["label"],
+                version=bk.get("version"),
+                info=bk.get("info", {}),
+            )
         lab._reader = ConsoleFile(lab.console)
         return lab
 
     def save_state(self) -> Path:
+        """Write what `Lab.running()` needs to find this (detached) lab again."""
         target = _state_file()
         target.parent.mkdir(parents=True, exist_ok=True)
+        bk = self.boot_kernel
         state = {
             "pid": self.pid,
             "gdb_port": self.gdb_port,
@@ -345,16 +382,36 @@ class Lab:
             "run_dir": str(self.run_dir),
             "qmp": str(self.qmp_socket),
             "qemu_binary": str(self.qemu_binary),
+            "qemu_kind": self.qemu_kind,
             "scenario": self.scenario,
             "threads": self.threads,
             "qemu": self.qemu,
+            "kernel": self.kernel,
+            "modules": self.modules,
+            "plugin": [os.fspath(self.plugin[0]), self.plugin[1]] if self.plugin else None,
             "hold": self.hold,
             "boot_seconds": self.boot_seconds,
             "attempts": self.attempts,
             "started_at": self.started_at,
+            "boot_kernel": None
+            if bk is None
+            else {
+                "vmlinux": str(bk.vmlinux),
+                "modules": {k: str(v) for k, v in bk.modules.items()},
+                "busybox": str(bk.busybox),
+                "label": bk.label,
+                "version": bk.version,
+                "info": bk.info,
+            },
         }
         target.write_text(json.dumps(state, indent=2) + "\n")
         return target
+
+    def _plugin_text(self) -> str | None:
+        if not self.plugin:
+            return None
+        path, args = self.plugin
+        return ",".join([os.fspath(path), *(f"{k}={v}" for k, v in args.items())])
 
     @staticmethod
     def clear_state() -> None:
@@ -369,51 +426,34 @@ class Lab:
         return self._reader
 
     def _prepare(self) -> None:
-        """Check setup and build the initramfs (before taking the machine lock)."""
-        from pyvcore.lab import setup
-
+        """Resolve and check QEMU, kernel, modules and plugin, and build the initramfs
+        (all before taking the machine lock: nothing starts when an input is refused)."""
         cache = cache_dir()
-        missing = list(setup.iter_missing(cache))
-        manifest = KernelManifest.load(cache)
-        if self.qemu == "stock":
-            binary = STOCK_QEMU
-            if not binary.is_file():
-                missing.append(f"{binary} (qemu-system-ppc from bookworm-backports)")
-        else:
-            try:
-                binary = setup.patched_qemu_path(cache)
-            except setup.SetupError as err:
-                raise LabNotSetUp(f"lab not set up: {err}") from None
-            if not binary.is_file():
-                missing.append(f"the patched QEMU for the current patch series ({binary})")
-        if missing:
-            raise LabNotSetUp(f"lab not set up: missing {'; '.join(missing)}; run `pyvcore lab setup`")
-        assert manifest is not None
-        self.manifest = manifest
-        self.qemu_binary = binary
-        self.vmlinux = Path(manifest.vmlinux)
-        self.initrd = self._initramfs(cache, manifest)
+        not_set_up(self.kernel, self.qemu, cache)
+        self.boot_kernel = resolve_kernel(
+            self.kernel,
+            self.modules,
+            kernel_manifest(self.kernel, cache),
+            hook_points=scenario_named(self.scenario).hook_points,
+        )
+        self.qemu_kind, self.qemu_binary = resolve_qemu(self.qemu, cache)
+        self._plugin_args = plugin_option(self.plugin)
+        self.vmlinux = self.boot_kernel.symbol_file  # what gdb and the readers load
+        self.initrd = self._initramfs(cache, self.boot_kernel)
 
-    def _initramfs(self, cache: Path, manifest: KernelManifest) -> Path:
-        """The initramfs for this kernel and the current guest sources (rebuilt when they change)."""
-        from pyvcore.lab import guest, setup
+    def _initramfs(self, cache: Path, kernel: BootKernel) -> Path:
+        """The initramfs for these modules and the current guest sources (rebuilt when they change)."""
+        from pyvcore.lab import guest
+        from pyvcore.lab.tools import CROSS_CC
 
         try:
-            programs = guest.build_guest_programs(
-                cache / "guest", cc=setup.CROSS_CC
-            )  # skips unchanged sources
-            inputs = [
-                *guest_sources(),
-                *programs.values(),
-                *map(Path, manifest.modules.values()),
-                Path(manifest.busybox),
-            ]
-            out = cache / "initramfs" / f"{tree_key(inputs)}.cpio.gz"
+            programs = guest.build_guest_programs(cache / "guest", cc=CROSS_CC)  # skips unchanged sources
+            inputs = [*guest_sources(), *programs.values(), *kernel.modules.values(), kernel.busybox]
+            out = cache / "initramfs" / f"{tree_key(inputs, *sorted(kernel.modules))}.cpio.gz"
             if not out.is_file():
-                modules = {name: Path(path) for name, path in manifest.modules.items()}
                 out = Path(
                     guest.build_initramfs(
-                        out, busybox=Path(manifest.busybox), modules=modules, programs=programs
+                        out, busybox=kernel.busybox, modules=dict(kernel.modules), programs=programs
                     )
                 )
         except guest.GuestBuildError as err:
@@ -448,9 +488,10 @@ class Lab:
             # The QMP socket sits in a private (0700) directory: whoever connects owns QEMU.
             self._qmp_dir = Path(tempfile.mkdtemp(prefix="pyvcore-qmp-"))
             self.qmp_socket = self._qmp_dir / "qmp.sock"
+            assert self.boot_kernel is not None
             cmd = qemu_command(
                 self.qemu_binary,
-                vmlinux=self.vmlinux,
+                vmlinux=self.boot_kernel.vmlinux,
                 initrd=self.initrd,
                 threads=self.threads,
                 scenario=self.scenario,
@@ -458,6 +499,7 @@ class Lab:
                 gdb_port=port,
                 qmp_socket=self.qmp_socket,
                 append_extra=self.append,
+                extra=self._plugin_args,
             )
             (self.run_dir / "cmdline").write_text(" ".join(cmd) + "\n")
             started = time.monotonic()
@@ -509,7 +551,7 @@ class Lab:
                             f"the guest is READY for scenario {console.ready!r}, not {self.scenario!r}"
                         )
                     if console.ready is None:
-                        never = ",".join(map(str, console.stalled))
+                        never = ",".join(map(str, console.stalled or []))
                         self._log(
                             f"guest reports vcpus {never} never ran (STALLED): the lab is up with them hung"
                         )

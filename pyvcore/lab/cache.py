@@ -5,8 +5,9 @@ Layout under ``${XDG_CACHE_HOME:-~/.cache}/pyvcore``::
     debs/                         downloaded .deb files (apt-get download)
     kernel/<package>_<version>/   dpkg-deb -x of the kernel package, plus ko/ (decompressed modules)
     kernel/current.json           the kernel/busybox the lab boots (written by setup)
+    kernel/by-name/<name>.json    the same for `lab setup --kernel NAME` (6.1, 7.2-64k, ...)
     busybox/<version>/            dpkg-deb -x of busybox-static:ppc64el
-    qemu/<key>/qemu-system-ppc64  patched QEMU, key = hash(patches in sorted order + source version)
+    qemu/<key>/qemu-system-ppc64  patched QEMU, key = hash(patches in order, source version, configure args)
     guest/<key>/                  guest programs, key = hash of the guest sources
     initramfs/<key>.cpio.gz       initramfs, key = hash(guest key, modules, busybox)
     lab/state.json                the detached lab started by `pyvcore lab up`
@@ -38,11 +39,14 @@ def qemu_patches(patch_dir: Path = QEMU_PATCH_DIR) -> list[Path]:
     return sorted(patch_dir.glob("*.patch"), key=lambda p: p.name)
 
 
-def qemu_build_key(patches: Iterable[Path], source_version: str) -> str:
-    """Cache key of a patched QEMU build: the patch series (names and bytes, in order)
-    and the source package version. Any edit to a patch gives a new build."""
+def qemu_build_key(patches: Iterable[Path], source_version: str, configure_args: Iterable[str] = ()) -> str:
+    """Cache key of a patched QEMU build: the patch series (names and bytes, in order),
+    the source package version and the configure arguments. Any edit to a patch or a
+    configure option (say ``--enable-plugins``) gives a new build."""
     digest = hashlib.sha256()
     digest.update(b"qemu-source " + source_version.encode() + b"\n")
+    for arg in configure_args:
+        digest.update(b"configure " + arg.encode() + b"\n")
     for patch in patches:
         data = patch.read_bytes()
         digest.update(f"patch {patch.name} {len(data)}\n".encode())
@@ -85,11 +89,19 @@ class KernelManifest:
     extra: dict[str, str] = field(default_factory=dict)
 
     @staticmethod
-    def path(cache: Path | None = None) -> Path:
-        return (cache or cache_dir()) / "kernel" / "current.json"
+    def path(cache: Path | None = None, name: str | None = None) -> Path:
+        """kernel/current.json (the default kernel) or kernel/by-name/NAME.json."""
+        root = (cache or cache_dir()) / "kernel"
+        return root / "current.json" if name is None else root / "by-name" / f"{name}.json"
 
-    def save(self, cache: Path | None = None) -> Path:
-        target = self.path(cache)
+    @staticmethod
+    def names(cache: Path | None = None) -> list[str]:
+        """The kernel names `lab setup --kernel NAME` has unpacked."""
+        root = (cache or cache_dir()) / "kernel" / "by-name"
+        return sorted(p.stem for p in root.glob("*.json"))
+
+    def save(self, cache: Path | None = None, name: str | None = None) -> Path:
+        target = self.path(cache, name)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -97,9 +109,12 @@ class KernelManifest:
         return target
 
     @classmethod
-    def load(cls, cache: Path | None = None) -> KernelManifest | None:
-        """The manifest, or None when setup has not unpacked a kernel (or files vanished)."""
-        target = cls.path(cache)
+    def load(cls, cache: Path | None = None, name: str | None = None) -> KernelManifest | None:
+        """The manifest (of the default kernel, or of ``name``), or None when setup has not
+        unpacked it (or its files vanished)."""
+        if name is not None and (not name or "/" in name or name.startswith(".")):
+            return None
+        target = cls.path(cache, name)
         try:
             data = json.loads(target.read_text())
             manifest = cls(**data)

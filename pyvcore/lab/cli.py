@@ -6,19 +6,37 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from pyvcore.lab import SCENARIOS
 from pyvcore.lab.qemu import THREAD_CHOICES, LabError
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lab = subparsers.add_parser("lab", help="the QEMU powernv8 KVM-HV lab", description=__doc__)
     commands = lab.add_subparsers(dest="lab_command", metavar="COMMAND")
-    lab.set_defaults(func=lambda args: (lab.print_help(), 2)[1])
+    def usage(args: argparse.Namespace) -> int:
+        lab.print_help()
+        return 2
+
+    lab.set_defaults(func=usage)
 
     setup = commands.add_parser("setup", help="install packages, fetch the kernel, build the patched QEMU")
     setup.add_argument("--no-qemu-build", action="store_true", help="skip building the patched QEMU")
     setup.add_argument("--rebuild-qemu", action="store_true", help="rebuild the patched QEMU even if cached")
+    setup.add_argument(
+        "--kernel",
+        action="append",
+        default=[],
+        metavar="SERIES",
+        help="also set up this Debian kernel series: 6.1, 6.12 or 7.2 (repeatable; 6.12 always is)",
+    )
+    setup.add_argument(
+        "--pagesize",
+        choices=("4k", "64k"),
+        default="4k",
+        help="page size of the --kernel packages (64k: the -64k flavour)",
+    )
     setup.set_defaults(func=cmd_setup)
 
     up = commands.add_parser("up", help="boot the lab and leave it running (detached)")
@@ -31,7 +49,18 @@ def register(subparsers) -> None:
         default=4,
         help=f"hardware threads per core: {'|'.join(map(str, THREAD_CHOICES))}",
     )
-    up.add_argument("--qemu", default="patched", help="patched (default) or stock")
+    up.add_argument(
+        "--qemu", default="patched", metavar="patched|stock|PATH", help="which QEMU (default: patched)"
+    )
+    add_kernel_options(up)
+    up.add_argument("--plugin", metavar="PATH", help="a QEMU TCG plugin to load (-plugin PATH,...)")
+    up.add_argument(
+        "--plugin-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an argument for --plugin (repeatable)",
+    )
     up.add_argument(
         "--hold",
         type=int,
@@ -61,17 +90,56 @@ def register(subparsers) -> None:
     down.set_defaults(func=cmd_down)
 
 
+def add_kernel_options(parser: argparse.ArgumentParser) -> None:
+    """``--kernel NAME|PATH`` and ``--modules DIR`` (also used by `diff` and `trace`)."""
+    parser.add_argument(
+        "--kernel",
+        metavar="NAME|PATH",
+        default=None,
+        help="a Debian kernel set up by `lab setup --kernel NAME` (6.1, 6.12, 6.12-64k, 7.2, 7.2-64k), "
+        "or the path of your own vmlinux (default: the one `lab setup` unpacked)",
+    )
+    parser.add_argument(
+        "--modules",
+        metavar="DIR",
+        default=None,
+        help="a directory with kvm.ko and kvm-hv.ko (.ko or .ko.xz, anywhere below it) for --kernel; "
+        "without it KVM must be built into your kernel",
+    )
+
+
+def parse_plugin(path: str | None, args: list[str]) -> tuple[str, dict[str, str]] | None:
+    """``(path, {key: value})`` from --plugin/--plugin-arg; LabError on a bad KEY=VALUE."""
+    if path is None:
+        if args:
+            raise LabError("--plugin-arg needs --plugin")
+        return None
+    parsed = {}
+    for item in args:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise LabError(f"--plugin-arg {item!r}: expected KEY=VALUE")
+        parsed[key] = value
+    return path, parsed
+
+
 def _fail(command: str, err: LabError) -> int:
     print(f"pyvcore lab {command}: {err}", file=sys.stderr)
     if err.detail:  # console tail of a hung or dead boot
         print("\n".join(f"    {line}" for line in err.detail.splitlines()), file=sys.stderr)
-    return 1
+    return 2
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    from pyvcore.lab.setup import setup
+    from pyvcore.lab.kernels import kernel_name
+    from pyvcore.lab.setup import SetupError, setup
 
-    return setup(build_qemu=not args.no_qemu_build, force_qemu=args.rebuild_qemu)
+    try:
+        names = [kernel_name(series, args.pagesize) for series in args.kernel]
+    except SetupError as err:
+        print(f"pyvcore lab setup: {err}", file=sys.stderr)
+        return 2
+    return setup(build_qemu=not args.no_qemu_build, force_qemu=args.rebuild_qemu, kernel_names=names)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -92,6 +160,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             args.threads,
             args.qemu,
             args.hold,
+            kernel=args.kernel,
+            modules=args.modules,
+            plugin=parse_plugin(args.plugin, args.plugin_arg),
             gdb_port=args.gdb_port,
             boot_timeout=args.timeout or BOOT_TIMEOUT,
             lock_wait=args.wait,
@@ -105,12 +176,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_status(status: dict) -> None:
+def _print_status(status: dict[str, Any]) -> None:
     rows = [
         (
             "scenario",
             f"{status['scenario']} ({status['threads']} threads, {status['qemu']} QEMU, hold {status['hold']} s)",
         ),
+        ("kernel", status.get("kernel")),
         ("gdb", status["gdb"]),
         ("pid", status["pid"]),
         ("state", status.get("run_state") or ("running" if status["running"] else "stopped")),
@@ -122,6 +194,8 @@ def _print_status(status: dict) -> None:
         # The main sections only (`--json` has them all): what add-symbol-file needs.
         text = " ".join(f"{sec}=0x{sections[sec]:x}" for sec in (".text", ".data", ".bss") if sec in sections)
         rows.append((f"module {name}", text))
+    if status.get("plugin"):
+        rows.append(("plugin", status["plugin"]))
     if status.get("done"):
         rows.append(("done", status["done"]["status"]))
     width = max(len(name) for name, _ in rows)
@@ -140,7 +214,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(json.dumps({"running": False}))
         else:
             print("no lab is running (start one with `pyvcore lab up`)", file=sys.stderr)
-        return 1
+        return 2
     status = lab.status()
     if args.json:
         print(json.dumps(status))

@@ -58,11 +58,9 @@ Report JSON (``PYVCORE REPORT``), one object per vcpu, always these keys:
     runner could not grab a secondary thread in time, "KVM: couldn't grab cpu N");
     ``seconds`` (first to last report); ``error`` (VMM-side error or null).
 
-Scenarios (vcpu ids; with 4 threads KVM_CAP_PPC_SMT is 4, so ids 0-3 are vcore 0)
-    ``all`` 0-3 spin; ``novcpu0`` 1 spins (thread 0 runs no vcpu); ``cede`` 0 prods
-    1-3 which H_CEDE in a loop; ``doorbell`` 0-3 read TIR, msgsndp every sibling
-    thread, then spin; ``sparse`` 0, 2, 3 spin; ``two-vcores`` 0-7 spin (two vcores
-    time-share the core); ``exits`` 0-3 make a bare exit hcall per iteration.
+Scenarios
+    :data:`pyvcore.lab.scenarios.SCENARIO_TABLE` (vcpu ids per thread count, roles, what
+    each does); the VMM gets it as the generated ``scenarios.h``.
 """
 
 from __future__ import annotations
@@ -81,11 +79,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyvcore.lab.scenarios import SCENARIOS, c_header
+from pyvcore.lab.tools import CROSS_CC
+
+__all__ = ["SCENARIOS", "build_guest_programs", "build_initramfs", "parse_console"]
+
 GUEST_DIR = Path(__file__).resolve().parent / "guest"
-SCENARIOS = ("all", "novcpu0", "cede", "doorbell", "sparse", "two-vcores", "exits")
 VMM_NAME = "pyvcore-vmm"
 VMM_SOURCES = ("vmm.c", "guest.S", "layout.h")
-CROSS_CC = "powerpc64le-linux-gnu-gcc"
 CFLAGS = ("-static", "-O2", "-Wall", "-pthread", "-Wa,-mregnames", "-Wa,-mpower8")
 REQUIRED_MODULES = ("kvm", "kvm-hv")
 
@@ -101,6 +102,7 @@ def _sources_digest(cc: str) -> str:
     digest = hashlib.sha256()
     for name in VMM_SOURCES:
         digest.update(name.encode() + b"\0" + (GUEST_DIR / name).read_bytes())
+    digest.update(b"scenarios.h\0" + c_header().encode())
     digest.update(" ".join((cc, *CFLAGS)).encode())
     return digest.hexdigest()[:16]
 
@@ -125,10 +127,14 @@ def build_guest_programs(out_dir: Path, cc: str = CROSS_CC) -> dict[str, Path]:
     if vmm.exists() and stamp.exists() and stamp.read_text().strip() == digest:
         return {VMM_NAME: vmm}
     tmp = out_dir / f"{VMM_NAME}.tmp"
+    generated = out_dir / "include"
+    generated.mkdir(exist_ok=True)
+    (generated / "scenarios.h").write_text(c_header())
     cmd = [
         cc,
         *CFLAGS,
         f"-I{GUEST_DIR}",
+        f"-I{generated}",
         str(GUEST_DIR / "vmm.c"),
         str(GUEST_DIR / "guest.S"),
         "-o",
@@ -188,7 +194,8 @@ def write_newc(entries: Iterable[CpioEntry]) -> bytes:
 
 def read_newc(blob: bytes) -> list[CpioEntry]:
     """Parse a newc cpio archive (the inverse of :func:`write_newc`)."""
-    entries, pos = [], 0
+    entries: list[CpioEntry] = []
+    pos = 0
     while True:
         if blob[pos : pos + 6] != b"070701":
             raise ValueError(f"not a newc cpio member at offset {pos}")
@@ -220,13 +227,13 @@ def build_initramfs(out: Path, *, busybox: Path, modules: dict[str, Path], progr
 
     ``modules`` maps ``kvm`` and ``kvm-hv`` (``kvm_hv`` accepted) to the module
     files (decompressed, or ``.ko.xz`` which is decompressed here); they land in
-    ``/lib/modules/<name>.ko``.  ``programs`` land in ``/bin``; ``busybox`` is the
+    ``/lib/modules/<name>.ko``; with no modules at all /init expects KVM built in.  ``programs`` land in ``/bin``; ``busybox`` is the
     static ppc64el busybox (``/bin/busybox``, ``/bin/sh``); ``/init`` is
     ``guest/init.sh``.  The archive is byte-for-byte reproducible.
     """
     wanted = {name.replace("_", "-"): Path(path) for name, path in modules.items()}
     missing = [m for m in REQUIRED_MODULES if m not in wanted]
-    if missing:
+    if missing and wanted:  # none at all: KVM is built into the kernel
         raise GuestBuildError(f"build_initramfs: missing modules {missing} (got {sorted(modules)})")
     d, x, r = stat.S_IFDIR | 0o755, stat.S_IFREG | 0o755, stat.S_IFREG | 0o644
     entries = [CpioEntry(name, d) for name in ("bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules")]

@@ -6,7 +6,6 @@ Everything here except :func:`spawn` and the QMP calls is pure and unit-tested w
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import errno
@@ -19,6 +18,10 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+import psutil
+
+from pyvcore.lab.guest import ConsoleLog, parse_console
 
 LOCK_FILE = Path("/tmp/pyvcore-qemu.lock")
 QEMU_DATA_DIR = Path("/usr/share/qemu")
@@ -64,13 +67,15 @@ def qemu_command(
     qmp_socket: Path | str,
     data_dir: Path | str = QEMU_DATA_DIR,
     append_extra: Sequence[str] = (),
+    extra: Sequence[str] = (),
 ) -> list[str]:
     """The QEMU command line of a lab boot.
 
     One POWER8 core with ``threads`` hardware threads (SMT, hash MMU). The gdbstub listens on
     127.0.0.1 only (``-s`` would listen on every interface and give whoever connects the whole
     machine) and QMP on a unix socket in a private directory. ``-nographic`` keeps OPAL's
-    power-off able to end QEMU (``-nodefaults -serial stdio`` does not).
+    power-off able to end QEMU (``-nodefaults -serial stdio`` does not). ``extra``
+    (say ``-plugin PATH,k=v``) goes last.
     """
     if threads not in THREAD_CHOICES:
         raise LabError(f"--threads must be one of {', '.join(map(str, THREAD_CHOICES))}, not {threads}")
@@ -87,6 +92,7 @@ def qemu_command(
         "-append", kernel_append(scenario, hold, append_extra),
         "-gdb", f"tcp:127.0.0.1:{gdb_port}",
         "-qmp", f"unix:{qmp_socket},server=on,wait=off",
+        *extra,
     ]  # fmt: skip
 
 
@@ -103,7 +109,7 @@ class ConsoleFile:
         self.path = path
         self.text = ""
         self._offset = 0
-        self._parsed = None
+        self._parsed = ConsoleLog()
         self._parsed_len = -1
 
     def poll(self) -> bool:
@@ -126,11 +132,10 @@ class ConsoleFile:
         return self.text.split("\n")[:-1]
 
     @property
-    def parsed(self):
+    def parsed(self) -> ConsoleLog:
+        """The PYVCORE lines of the complete lines so far, parsed."""
         complete = self.text[: self.text.rfind("\n") + 1]  # a half-written line may hold half an address
         if self._parsed_len != len(complete):
-            from pyvcore.lab.guest import parse_console
-
             self._parsed = parse_console(complete)
             self._parsed_len = len(complete)
         return self._parsed
@@ -182,17 +187,20 @@ def _flock_pid_from_proc_locks(lock_file: Path) -> int | None:
             if pid_alive(pid):
                 return pid
     openers = []
-    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
-        try:
-            for fd in fd_dir.iterdir():
-                target = fd.stat()
-                if (target.st_dev, target.st_ino) == (st.st_dev, st.st_ino):
-                    openers.append(int(fd_dir.parent.name))
-                    break
-        except OSError:
-            continue
+    for proc in psutil.process_iter(["pid"]):
+        with contextlib.suppress(psutil.Error):
+            if any(_same_file(f.path, st) for f in proc.open_files()):
+                openers.append(proc.pid)
     openers.sort(key=lambda pid: "qemu" not in process_cmdline(pid))
     return openers[0] if openers else None
+
+
+def _same_file(path: str, st: os.stat_result) -> bool:
+    try:
+        other = os.stat(path)
+    except OSError:
+        return False
+    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
 
 
 def acquire_lock(lock_file: Path = LOCK_FILE, wait: float = 0.0) -> int:
@@ -220,7 +228,7 @@ def acquire_lock(lock_file: Path = LOCK_FILE, wait: float = 0.0) -> int:
     )
 
 
-def write_lock_info(fd: int, info: dict) -> None:
+def write_lock_info(fd: int, info: dict[str, object]) -> None:
     """Record the holder in the lock file (read back by :func:`lock_holder`)."""
     try:
         os.ftruncate(fd, 0)
@@ -236,7 +244,8 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on host right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -249,28 +258,23 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def pid_alive(pid: object) -> bool:
+    """True when ``pid`` is a live process (a zombie counts as dead)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    # A zombie is dead for our purposes.
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except (OSError, IndexError):
-        return True
+    except psutil.Error:
+        return True  # exists, but not ours to inspect
 
 
 def process_cmdline(pid: int) -> str:
+    """The command line of ``pid`` as one string ("?" when it cannot be read)."""
     try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+        return " ".join(psutil.Process(pid).cmdline()).strip() or "?"
+    except psutil.Error:
         return "?"
-    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
 
 
 def is_qemu_process(pid: int) -> bool:
@@ -295,7 +299,7 @@ def _child_setup(detached: bool, parent_pid: int) -> None:
 
 def spawn(
     cmd: Sequence[str], *, console: Path, stderr: Path, lock_fd: int, detached: bool
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     """Start QEMU in its own process group, holding the machine lock through ``lock_fd``.
 
     Not detached: QEMU gets SIGKILL when the calling thread dies (PR_SET_PDEATHSIG).
@@ -321,7 +325,7 @@ def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
             os.kill(pid, sig)
 
 
-def wait_gone(pid: int, timeout: float, proc: subprocess.Popen | None = None) -> bool:
+def wait_gone(pid: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
     """Wait until pid has exited (reaping it when it is our child)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -337,31 +341,40 @@ def wait_gone(pid: int, timeout: float, proc: subprocess.Popen | None = None) ->
 # --------------------------------------------------------------------------- QMP
 
 
-async def _qmp(socket_path: str, command: str, timeout: float, connected: list[bool]) -> object:
-    from qemu.qmp import QMPClient
+def qmp_execute(socket_path: Path | str, command: str, timeout: float = 5.0) -> object:
+    """Run one QMP command over a fresh connection (qemu.qmp's synchronous client) and
+    return its answer; raises LabError when QMP does not answer within ``timeout`` s."""
+    from qemu.qmp.legacy import QEMUMonitorProtocol
 
-    client = QMPClient("pyvcore-lab")
-    await asyncio.wait_for(client.connect(socket_path), timeout)
-    connected.append(True)
+    client = QEMUMonitorProtocol(str(socket_path))
     try:
-        return await asyncio.wait_for(client.execute(command), timeout)
+        client.connect()
+        client.settimeout(timeout)
+        return client.cmd(command)
+    except Exception as err:  # ConnectError, ExecuteError, OSError, asyncio.TimeoutError
+        raise LabError(f"QMP {command} on {socket_path} failed: {err or type(err).__name__}") from err
     finally:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.disconnect(), timeout)
-
-
-def qmp_execute(socket_path: Path | str, command: str, timeout: float = 5.0) -> object:
-    """Run one QMP command (fresh connection); raises LabError when QMP does not answer."""
-    try:
-        return asyncio.run(_qmp(str(socket_path), command, timeout, []))
-    except Exception as err:
-        raise LabError(f"QMP {command} on {socket_path} failed: {err or type(err).__name__}") from err
+            client.close()
 
 
 def qmp_quit(socket_path: Path | str, timeout: float = 5.0) -> bool:
     """Ask QEMU to quit over QMP; True if the request reached QEMU (the caller still
-    waits for the process to end: that is the proof)."""
-    connected: list[bool] = []
-    with contextlib.suppress(Exception):
-        asyncio.run(_qmp(str(socket_path), "quit", timeout, connected))
-    return bool(connected)
+    waits for the process to end: that is the proof). QEMU may close the connection
+    before it answers, which counts as reached."""
+    from qemu.qmp.legacy import QEMUMonitorProtocol
+
+    client = QEMUMonitorProtocol(str(socket_path))
+    try:
+        client.connect()
+    except Exception:
+        return False
+    try:
+        client.settimeout(timeout)
+        client.cmd("quit")
+    except Exception:
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
+    return True

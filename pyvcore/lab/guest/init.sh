@@ -44,8 +44,13 @@ for online in /sys/devices/system/cpu/cpu*/online; do
     echo 0 > "$online"
 done
 
-insmod /lib/modules/kvm.ko || done_error "insmod-kvm"
-insmod /lib/modules/kvm-hv.ko || done_error "insmod-kvm-hv"
+# No module files: a kernel with KVM and KVM-HV built in.
+if [ -f /lib/modules/kvm.ko ]; then
+    insmod /lib/modules/kvm.ko || done_error "insmod-kvm"
+fi
+if [ -f /lib/modules/kvm-hv.ko ]; then
+    insmod /lib/modules/kvm-hv.ko || done_error "insmod-kvm-hv"
+fi
 [ -e /dev/kvm ] || done_error "no-dev-kvm"
 
 # Where the modules landed (they move every boot): gdb needs them for

@@ -41,7 +41,6 @@ extern const char pv_guest_start[], pv_guest_end[];
 extern const char pv_guest_spin_loop[], pv_guest_msgsndp[], pv_guest_cede[];
 
 #define GUEST_MEM_SIZE   (16UL << 20)
-#define MAX_VCPUS        8
 #define START_TIMEOUT_S  15.0   /* first report of every vcpu (seen: < 1 s) */
 #define NATURAL_STOP_S   3.0    /* after the hold: wait for each vcpu's next report */
 #define STOP_TIMEOUT_S   5.0    /* then kick the rest out of KVM_RUN for this long */
@@ -50,29 +49,9 @@ extern const char pv_guest_spin_loop[], pv_guest_msgsndp[], pv_guest_cede[];
 #define GUEST_MSR        0x8000000000001001UL   /* SF | ME | LE */
 #define H_FUNCTION       (-2L)
 
-struct scenario {
-	const char *name;
-	int nvcpus;
-	int ids[MAX_VCPUS];
-	int roles[MAX_VCPUS];
-	long spin;              /* r17: spin iterations (or exits) between reports */
-};
-
-#define SPIN PV_ROLE_SPIN
-static const struct scenario scenarios[] = {
-	{ "all",        4, {0, 1, 2, 3}, {SPIN, SPIN, SPIN, SPIN}, 1L << 20 },
-	{ "novcpu0",    1, {1},          {SPIN}, 1L << 20 },
-	{ "cede",       4, {0, 1, 2, 3},
-	  {PV_ROLE_CEDE_WAKER, PV_ROLE_CEDE_SLEEPER, PV_ROLE_CEDE_SLEEPER, PV_ROLE_CEDE_SLEEPER},
-	  1L << 16 },
-	{ "doorbell",   4, {0, 1, 2, 3},
-	  {PV_ROLE_DOORBELL, PV_ROLE_DOORBELL, PV_ROLE_DOORBELL, PV_ROLE_DOORBELL}, 1L << 20 },
-	{ "sparse",     3, {0, 2, 3},    {SPIN, SPIN, SPIN}, 1L << 20 },
-	{ "two-vcores", 8, {0, 1, 2, 3, 4, 5, 6, 7},
-	  {SPIN, SPIN, SPIN, SPIN, SPIN, SPIN, SPIN, SPIN}, 1L << 20 },
-	{ "exits",      4, {0, 1, 2, 3},
-	  {PV_ROLE_EXITS, PV_ROLE_EXITS, PV_ROLE_EXITS, PV_ROLE_EXITS}, 256 },
-};
+/* struct scenario, scenarios[] (one row per name and thread count), MAX_VCPUS and
+ * PV_SCENARIO_NAMES, generated from pyvcore/lab/scenarios.py at build time. */
+#include "scenarios.h"
 
 static const char *role_names[] = {
 	[PV_ROLE_SPIN] = "spin", [PV_ROLE_CEDE_WAKER] = "cede-waker",
@@ -379,7 +358,7 @@ int main(int argc, char **argv)
 			sc = &scenarios[i];
 	if (!sc) {
 		say("PYVCORE DONE scenario=%s status=error reason=unknown-scenario "
-		    "known=all,novcpu0,cede,doorbell,sparse,two-vcores,exits", argv[1]);
+		    "known=" PV_SCENARIO_NAMES, argv[1]);
 		return 2;
 	}
 	hold = argc == 3 ? strtod(argv[2], NULL) : 2.0;
@@ -395,6 +374,16 @@ int main(int argc, char **argv)
 	smt = ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_PPC_SMT);
 	if (smt < 1)
 		smt = 1;
+	/* The scenario's row for this many threads per vcore. */
+	sc = NULL;
+	for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
+		if (!strcmp(scenarios[i].name, scenario_name) && scenarios[i].threads == smt)
+			sc = &scenarios[i];
+	if (!sc) {
+		say("PYVCORE DONE scenario=%s status=error reason=no-ids-for-smt smt=%d",
+		    scenario_name, smt);
+		return 2;
+	}
 	run_size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
 	if (run_size <= 0)
 		fail("vcpu-mmap-size", errno);

@@ -1,0 +1,244 @@
+"""What a lab boot is made of: which QEMU, which kernel and modules, which plugin.
+
+Everything is resolved and checked here, before the machine lock is taken and before
+QEMU starts: a kernel that is not what it claims is refused with one line.
+
+Kernels
+    ``None``: the kernel `pyvcore lab setup` unpacked by default (Debian's 6.12, 4k pages).
+    A name (``6.12``, ``6.12-64k``, ``7.2``, ``7.2-64k``, ``6.1``): a Debian kernel
+    `pyvcore lab setup --kernel NAME` unpacked. A path: a vmlinux (ELF) of the user's
+    own build; kvm/kvm-hv then come from ``modules`` or are built in.
+Modules
+    A directory holding ``kvm.ko`` and ``kvm-hv.ko`` (``.ko.xz`` too, found anywhere
+    below it, e.g. a ``lib/modules/<release>`` tree); they replace the kernel package's.
+QEMU
+    ``patched`` (built by setup), ``stock`` (Debian's), or a path to a qemu-system-ppc64.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyvcore.lab.cache import KernelManifest, cache_dir
+from pyvcore.lab.qemu import LabError
+from pyvcore.lab.scenarios import HOOK_POINTS, MODULE_POINTS
+from pyvcore.lab.tools import QEMU_DATA_DIR, STOCK_QEMU
+
+QEMU_KINDS = ("patched", "stock")
+# Module file names as they appear in a kernel tree; dict order is the load order.
+MODULE_FILES = {"kvm": ("kvm.ko",), "kvm_hv": ("kvm-hv.ko", "kvm_hv.ko")}
+
+
+class LabNotSetUp(LabError):
+    """Something `pyvcore lab setup` provides is missing (``missing`` names it)."""
+
+    def __init__(self, missing: str, fix: str = "run `pyvcore lab setup`") -> None:
+        super().__init__(f"lab not set up: missing {missing}; {fix}")
+        self.missing = missing
+        self.fix = fix
+
+
+class KernelRefused(LabError):
+    """The kernel or modules given cannot run the lab (one line says why)."""
+
+
+@dataclass
+class BootKernel:
+    """The kernel a boot uses: vmlinux, the kvm modules to insmod (empty: built in),
+    busybox for the initramfs, and what to call it in status output."""
+
+    vmlinux: Path
+    modules: dict[str, Path]
+    busybox: Path
+    label: str
+    version: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    symbols: Path | None = None  # the vmlinux gdb and the readers use (DWARF of -dbg), if not vmlinux
+
+    @property
+    def symbol_file(self) -> Path:
+        return self.symbols or self.vmlinux
+
+
+def is_path_like(value: str | os.PathLike[str]) -> bool:
+    """True when ``value`` names a file rather than a kind or a kernel name."""
+    text = os.fspath(value)
+    return isinstance(value, os.PathLike) or "/" in text or Path(text).exists()
+
+
+# --------------------------------------------------------------------------- QEMU
+
+
+def resolve_qemu(qemu: str | os.PathLike[str], cache: Path | None = None) -> tuple[str, Path]:
+    """(kind, binary): kind is ``patched``, ``stock`` or ``path``. Raises LabNotSetUp
+    when setup has not built/installed it, LabError for a path that is no program."""
+    from pyvcore.lab import qemubuild
+
+    text = os.fspath(qemu)
+    if text == "stock":
+        if not STOCK_QEMU.is_file():
+            raise LabNotSetUp(f"{STOCK_QEMU} (qemu-system-ppc)")
+        return "stock", STOCK_QEMU
+    if text == "patched":
+        try:
+            binary = qemubuild.patched_qemu_path(cache or cache_dir())
+        except qemubuild.SetupError as err:
+            raise LabNotSetUp(f"the patched QEMU ({err})") from None
+        if not binary.is_file():
+            raise LabNotSetUp(f"the patched QEMU for the current patch series ({binary})")
+        return "patched", binary
+    if not is_path_like(qemu):
+        raise LabError(f"qemu must be 'patched', 'stock' or the path of a qemu-system-ppc64, not {text!r}")
+    binary = Path(text).expanduser().resolve()
+    if not binary.is_file() or not os.access(binary, os.X_OK):
+        raise LabError(f"--qemu {text}: not an executable file")
+    return "path", binary
+
+
+def plugin_option(plugin: tuple[str | os.PathLike[str], dict[str, str]] | None) -> list[str]:
+    """``["-plugin", "PATH,k=v,..."]`` for ``(path, args)``; [] for None.
+
+    QEMU splits the option at commas, so neither the path nor a value may hold one."""
+    if plugin is None:
+        return []
+    path, args = plugin
+    target = Path(path).expanduser().resolve()
+    if not target.is_file():
+        raise LabError(f"plugin {path}: no such file")
+    parts = [str(target), *(f"{k}={v}" for k, v in args.items())]
+    bad = [p for p in parts if "," in p or (p is not parts[0] and "=" not in p)]
+    if bad:
+        raise LabError(f"plugin option {bad[0]!r} holds a comma (QEMU splits -plugin at commas)")
+    return ["-plugin", ",".join(parts)]
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+def find_modules(directory: str | os.PathLike[str]) -> dict[str, Path]:
+    """``{"kvm": file, "kvm_hv": file}`` from anywhere below ``directory``.
+
+    Raises KernelRefused when a module is missing or found twice (which one is meant?)."""
+    root = Path(directory).expanduser()
+    if not root.is_dir():
+        raise KernelRefused(f"--modules {directory}: not a directory")
+    found: dict[str, Path] = {}
+    for module, names in MODULE_FILES.items():
+        hits = sorted(
+            p
+            for name in names
+            for pattern in (name, name + ".xz")
+            for p in root.rglob(pattern)
+            if p.is_file()
+        )
+        if not hits:
+            raise KernelRefused(f"--modules {directory}: no {names[0]} (or .ko.xz) below it")
+        if len(hits) > 1:
+            listed = ", ".join(str(h.relative_to(root)) for h in hits)
+            raise KernelRefused(f"--modules {directory}: {names[0]} found {len(hits)} times ({listed})")
+        found[module] = hits[0]
+    return found
+
+
+def kernel_manifest(kernel: str | os.PathLike[str] | None, cache: Path) -> KernelManifest:
+    """The manifest of a Debian kernel set up by name, or of the default one (whose busybox
+    a kernel given by path uses too). LabNotSetUp when setup has not unpacked it."""
+    name = None if kernel is None or is_path_like(kernel) else os.fspath(kernel)
+    manifest = KernelManifest.load(cache, name=name)
+    if manifest is None:
+        if name is None:
+            raise LabNotSetUp("the kernel unpack (vmlinux, kvm.ko, kvm-hv.ko, busybox)")
+        known = ", ".join(KernelManifest.names(cache)) or "none"
+        raise LabNotSetUp(f"kernel {name} (set up: {known})", f"run `pyvcore lab setup --kernel {name}`")
+    return manifest
+
+
+def resolve_kernel(
+    kernel: str | os.PathLike[str] | None,
+    modules: str | os.PathLike[str] | None,
+    default: KernelManifest,
+    *,
+    hook_points: tuple[str, ...] = HOOK_POINTS,
+) -> BootKernel:
+    """The kernel a boot uses (see the module docstring), validated; ``default`` is
+    :func:`kernel_manifest`'s answer."""
+    if kernel is not None and is_path_like(kernel):
+        vmlinux = Path(kernel).expanduser().resolve()
+        if not vmlinux.is_file():
+            raise KernelRefused(f"--kernel {os.fspath(kernel)}: no such file")
+        mods = find_modules(modules) if modules is not None else {}
+        label, version = str(vmlinux), None
+    else:
+        vmlinux = Path(default.vmlinux)
+        mods = (
+            find_modules(modules) if modules is not None else {k: Path(v) for k, v in default.modules.items()}
+        )
+        label, version = default.package, default.version
+        if modules is not None:
+            label += f" with modules from {modules}"
+    by_name = kernel is not None and not is_path_like(kernel)
+    symbols = Path(default.extra["symbols"]) if by_name and "symbols" in default.extra else None
+    info = validate(symbols or vmlinux, mods, hook_points)
+    return BootKernel(vmlinux, mods, Path(default.busybox), label, version, info, symbols)
+
+
+def validate(vmlinux: Path, modules: dict[str, Path], hook_points: tuple[str, ...]) -> dict[str, Any]:
+    """Refuse a kernel the lab cannot run, with one line (KernelRefused); the kernel's
+    facts (release, BTF or DWARF, where KVM-HV lives) as a dict otherwise.
+
+    The checks are pyvcore.kernel.validate_kernel's when that exists; else the same ones
+    on :class:`pyvcore._core.KernelImage`: ppc64le ELF, BTF or DWARF, KVM-HV present
+    (modules or built in), vermagic of the modules equal to the kernel's release, and
+    every hook point present."""
+    try:
+        from pyvcore import kernel as kernel_mod  # type: ignore[attr-defined]
+    except ImportError:
+        kernel_mod = None
+    validate_kernel = getattr(kernel_mod, "validate_kernel", None)
+    if validate_kernel is not None:
+        try:
+            info = validate_kernel(vmlinux, _modules_dir(modules), hook_points=hook_points)
+        except getattr(kernel_mod, "KernelRefused", ValueError) as err:
+            raise KernelRefused(f"kernel refused: {err}") from None
+        return dict(vars(info)) if hasattr(info, "__dict__") else {"info": str(info)}
+    from pyvcore.lab import kernelcheck
+
+    try:
+        return kernelcheck.check(vmlinux, modules, hook_points, MODULE_POINTS)
+    except kernelcheck.Refused as err:
+        raise KernelRefused(f"kernel refused: {err}") from None
+
+
+def _modules_dir(modules: dict[str, Path]) -> Path | None:
+    if not modules:
+        return None
+    parents = {p.parent for p in modules.values()}
+    return parents.pop() if len(parents) == 1 else Path(os.path.commonpath([str(p) for p in parents]))
+
+
+def firmware_missing() -> list[str]:
+    """What QEMU's powernv machine needs from qemu-system-data and is not there."""
+    return (
+        []
+        if (QEMU_DATA_DIR / "skiboot.lid").is_file()
+        else [f"{QEMU_DATA_DIR}/skiboot.lid (qemu-system-data)"]
+    )
+
+
+def not_set_up(kernel: str | os.PathLike[str] | None, qemu: str | os.PathLike[str], cache: Path) -> None:
+    """One LabNotSetUp naming everything setup still has to provide, or nothing."""
+    missing: list[str] = []
+    fixes: list[str] = []
+    for check in (lambda: kernel_manifest(kernel, cache), lambda: resolve_qemu(qemu, cache)):
+        try:
+            check()
+        except LabNotSetUp as err:
+            missing.append(err.missing)
+            fixes.append(err.fix)
+    missing += firmware_missing()
+    if missing:
+        fix = next((f for f in fixes if f != "run `pyvcore lab setup`"), "run `pyvcore lab setup`")
+        raise LabNotSetUp("; ".join(missing), fix)
