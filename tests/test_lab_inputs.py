@@ -216,3 +216,29 @@ def test_state_round_trip_keeps_kernel_modules_and_plugin(
         "kvm": "/k/mods/kvm.ko"
     }
     assert state["threads"] == 8
+
+
+def test_probe_judges_the_two_fixes_from_the_reports() -> None:
+    from pyvcore.lab.probe import FIXES, ProbeResult, judge
+
+    def rep(vcpu: int, started: bool, traps: int = 0, sent: int = 3, received: int = 3) -> dict[str, object]:
+        return {
+            "vcpu": vcpu,
+            "started": started,
+            "msgsndp_traps": traps,
+            "doorbells_sent": sent,
+            "doorbells_received": received,
+        }
+
+    patched = [rep(i, True) for i in range(4)]
+    assert judge(patched, None)[0] == []
+    # Stock QEMU 10.0: vcpus off thread 0 never run, and vcpu 0's msgsndp traps.
+    stock = [rep(0, True, traps=3, sent=0, received=0)] + [
+        rep(i, False, sent=0, received=0) for i in (1, 2, 3)
+    ]
+    missing, evidence = judge(stock, [1, 2, 3])
+    assert missing == ["lpidr-sdr1", "msgsndp"] and evidence["never_ran"] == [1, 2, 3]
+    only_lpidr = [rep(0, True)] + [rep(i, False, sent=0, received=0) for i in (1, 2, 3)]
+    assert judge(only_lpidr, [1, 2, 3])[0] == ["lpidr-sdr1"]
+    lines = ProbeResult("/q", "x", missing).describe()
+    assert len(lines) == 2 and FIXES["msgsndp"][0] in lines[1] and "STALLED" in lines[0]

@@ -218,9 +218,12 @@ def test_hung_boot_is_retried_once_then_fails_with_the_console_tail() -> None:
     lab._boot = boot_and_record  # type: ignore[method-assign]
     with pytest.raises(LabError) as err:
         lab.start()
-    assert str(err.value).startswith("boot hung twice (no console output for 2 s")
+    assert str(err.value).startswith(
+        "boot hung 2 times, last in the firmware stage: no console output for 2 s"
+    )
     assert "console tail" in err.value.detail
-    assert any("retrying once" in m for m in messages)
+    assert any(m.startswith("boot hung in the firmware stage") and "retrying" in m for m in messages)
+    assert [h["stage"] for h in lab.hangs] == ["firmware", "firmware"]
     assert lab.attempts == 2 and len(set(pids)) == 2
     for pid in pids:
         assert_gone(pid)

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from pyvcore.lab.boot import BootHung, StageTracker
 from pyvcore.lab.cache import cache_dir, guest_sources, tree_key
 from pyvcore.lab.inputs import (
     QEMU_KINDS,
@@ -65,10 +66,9 @@ from pyvcore.lab.scenarios import SCENARIOS, scenario_named
 
 __all__ = ["QEMU_KINDS", "SCENARIOS", "Lab", "LabBusy", "LabError", "LabNotSetUp"]
 
-# Seen: 15-18 s from QEMU start to READY. A boot with no console output for STALL_TIMEOUT
-# (or not ready after BOOT_TIMEOUT) is hung; about one boot in fifteen hangs in kernel init.
+# Seen: 12-26 s from QEMU start to READY. A boot not ready after BOOT_TIMEOUT is hung; a
+# stalled stage is found much sooner (pyvcore.lab.boot).
 BOOT_TIMEOUT = 180.0
-STALL_TIMEOUT = 45.0
 RUNS_KEPT = 20
 
 
@@ -104,12 +104,13 @@ class Lab:
         plugin: tuple[str | os.PathLike[str], dict[str, str]] | None = None,
         gdb_port: int | None = None,
         boot_timeout: float = BOOT_TIMEOUT,
-        stall_timeout: float = STALL_TIMEOUT,
+        stall_timeout: float | None = None,
         retries: int = 1,
         lock_wait: float = 0.0,
         detached: bool = False,
         append: tuple[str, ...] = (),
         log: Callable[[str], None] | None = _log,
+        probe: bool = True,
     ) -> None:
         if scenario not in SCENARIOS:
             raise LabError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
@@ -127,6 +128,8 @@ class Lab:
         self.kernel = None if kernel is None else os.fspath(kernel)
         self.modules = None if modules is None else os.fspath(modules)
         self.plugin = plugin
+        self.probe = probe
+        self.qemu_probe: dict[str, Any] | None = None
         self.hold = int(hold)
         self.requested_gdb_port = gdb_port
         self.boot_timeout = boot_timeout
@@ -147,6 +150,8 @@ class Lab:
         self.qemu_binary: Path | None = None
         self.initrd: Path | None = None
         self.boot_kernel: BootKernel | None = None
+        self.hangs: list[dict[str, Any]] = []  # one per hung attempt: stage, reason
+        self._stages: StageTracker | None = None
         self._plugin_args: list[str] = []
         self.qemu_kind: str | None = None
         self.boot_seconds: float | None = None
@@ -180,13 +185,14 @@ class Lab:
             try:
                 self._boot()
                 return self
-            except _BootHung as hung:
+            except BootHung as hung:
                 self.stop()
+                self.hangs.append({"stage": hung.stage, "reason": hung.reason, "attempt": attempt})
                 if attempt > self.retries:
-                    raise LabError(f"boot hung twice ({hung})", f"console tail:\n{hung.tail}") from None
-                self._log(
-                    f"boot hung ({hung}); retrying once (about one boot in fifteen hangs in kernel init)"
-                )
+                    raise LabError(
+                        f"boot hung {attempt} times, last in the {hung}", f"console tail:\n{hung.tail}"
+                    ) from None
+                self._log(f"boot hung in the {hung}; retrying")
             except BaseException:
                 self.stop()
                 raise
@@ -258,6 +264,8 @@ class Lab:
             "done": console.done if console else None,
             "boot_seconds": self.boot_seconds,
             "attempts": self.attempts,
+            "hangs": self.hangs,
+            "stages": self._stages.durations() if self._stages else {},
             "started_at": self.started_at,
             "qmp": str(self.qmp_socket) if self.qmp_socket else None,
             "qemu_binary": str(self.qemu_binary) if self.qemu_binary else None,
@@ -265,6 +273,7 @@ class Lab:
             "kernel_version": bk.version if bk else None,
             "kernel_info": bk.info if bk else {},
             "qemu_kind": self.qemu_kind,
+            "qemu_probe": self.qemu_probe,
             "plugin": self._plugin_text(),
             "run_dir": str(self.run_dir) if self.run_dir else None,
         }
@@ -383,6 +392,7 @@ class Lab:
             "qmp": str(self.qmp_socket),
             "qemu_binary": str(self.qemu_binary),
             "qemu_kind": self.qemu_kind,
+            "qemu_probe": self.qemu_probe,
             "scenario": self.scenario,
             "threads": self.threads,
             "qemu": self.qemu,
@@ -438,8 +448,22 @@ class Lab:
         )
         self.qemu_kind, self.qemu_binary = resolve_qemu(self.qemu, cache)
         self._plugin_args = plugin_option(self.plugin)
+        if self.qemu_kind == "path" and self.probe:
+            self._probe_qemu(self.qemu_binary)
         self.vmlinux = self.boot_kernel.symbol_file  # what gdb and the readers load
         self.initrd = self._initramfs(cache, self.boot_kernel)
+
+    def _probe_qemu(self, binary: Path) -> None:
+        """A QEMU given by path is probed once for the two POWER8 fixes (see
+        :mod:`pyvcore.lab.probe`); a missing fix is said, with what it will look like."""
+        from pyvcore.lab.probe import probe_qemu
+
+        result = probe_qemu(binary, lock_wait=self.lock_wait, log=self._log)
+        self.qemu_probe = {"missing": result.missing, "evidence": result.evidence, "judged": result.judged}
+        if not result.judged:
+            self._log(f"could not probe {binary} for the POWER8 fixes: {result.evidence.get('error')}")
+        for line in result.describe():
+            self._log(f"WARNING: {line}")
 
     def _initramfs(self, cache: Path, kernel: BootKernel) -> Path:
         """The initramfs for these modules and the current guest sources (rebuilt when they change)."""
@@ -537,44 +561,48 @@ class Lab:
         )
 
     def _wait_ready(self, started: float, stderr: Path) -> None:
-        """Until READY (or STALLED: some vcpus never ran, the stock-QEMU bug) for our scenario."""
+        """Until READY (or STALLED: some vcpus never ran, the stock-QEMU bug) for our
+        scenario; raises BootHung naming the stage that stalled (see :mod:`pyvcore.lab.boot`)."""
         reader = self._reader
         assert reader is not None and self.proc is not None
-        last_output = time.monotonic()
+        tracker = StageTracker(started=started, silence=self.stall_timeout)
+        self._stages = tracker
+        fed = 0
         while True:
             if reader.poll():
-                last_output = time.monotonic()
-                console = reader.parsed
-                if console.ready is not None or console.stalled is not None:
-                    if console.ready is not None and console.ready != self.scenario:
-                        raise LabError(
-                            f"the guest is READY for scenario {console.ready!r}, not {self.scenario!r}"
-                        )
-                    if console.ready is None:
-                        never = ",".join(map(str, console.stalled or []))
-                        self._log(
-                            f"guest reports vcpus {never} never ran (STALLED): the lab is up with them hung"
-                        )
+                lines = reader.lines
+                for line in lines[fed:]:
+                    tracker.line(line)
+                fed = len(lines)
+                if self._guest_ready(reader):
                     return
-                if console.done is not None:
-                    raise LabError(
-                        "the guest scenario failed before it was ready: PYVCORE DONE "
-                        + " ".join(f"{k}={v}" for k, v in console.done.items()),
-                        reader.tail(),
-                    )
             status = self.proc.poll()
             if status is not None:
                 reader.poll()
                 raise self._died(status, stderr, reader)
             now = time.monotonic()
             if now - started > self.boot_timeout:
-                raise _BootHung(f"not ready after {self.boot_timeout:.0f} s", reader.tail())
-            if now - last_output > self.stall_timeout:
-                raise _BootHung(
-                    f"no console output for {self.stall_timeout:.0f} s, {now - started:.0f} s into the boot",
-                    reader.tail(),
-                )
+                raise BootHung(tracker.stage, f"not ready after {self.boot_timeout:.0f} s", reader.tail())
+            if (reason := tracker.check(now)) is not None:
+                raise BootHung(tracker.stage, f"{reason}, {now - started:.0f} s into the boot", reader.tail())
             time.sleep(0.1)
+
+    def _guest_ready(self, reader: ConsoleFile) -> bool:
+        console = reader.parsed
+        if console.ready is not None or console.stalled is not None:
+            if console.ready is not None and console.ready != self.scenario:
+                raise LabError(f"the guest is READY for scenario {console.ready!r}, not {self.scenario!r}")
+            if console.ready is None:
+                never = ",".join(map(str, console.stalled or []))
+                self._log(f"guest reports vcpus {never} never ran (STALLED): the lab is up with them hung")
+            return True
+        if console.done is not None:
+            raise LabError(
+                "the guest scenario failed before it was ready: PYVCORE DONE "
+                + " ".join(f"{k}={v}" for k, v in console.done.items()),
+                reader.tail(),
+            )
+        return False
 
     def _died(self, status: int, stderr: Path, reader: ConsoleFile) -> LabError:
         try:
@@ -591,9 +619,3 @@ class Lab:
         message = f"QEMU died during boot ({how})" + (f": {first_err}" if first_err else "")
         detail = f"QEMU stderr:\n{err_text}\nconsole tail:\n{reader.tail()}"
         return LabError(message, detail)
-
-
-class _BootHung(Exception):
-    def __init__(self, reason: str, tail: str) -> None:
-        super().__init__(reason)
-        self.tail = tail

@@ -15,6 +15,7 @@ from pyvcore.lab.qemu import THREAD_CHOICES, LabError
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lab = subparsers.add_parser("lab", help="the QEMU powernv8 KVM-HV lab", description=__doc__)
     commands = lab.add_subparsers(dest="lab_command", metavar="COMMAND")
+
     def usage(args: argparse.Namespace) -> int:
         lab.print_help()
         return 2

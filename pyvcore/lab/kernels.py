@@ -257,11 +257,11 @@ def find_one(root: Path, pattern: str) -> Path:
     return find_in([root], pattern)
 
 
-def find_in(roots: Sequence[Path], pattern: str) -> Path:
-    """The last (newest-named) file matching ``pattern`` under any of ``roots``."""
-    hits = sorted(p for root in roots for p in root.glob(pattern) if p.is_file())
+def find_in(roots: Sequence[Path], *patterns: str) -> Path:
+    """The last (newest-named) file matching one of ``patterns`` under any of ``roots``."""
+    hits = sorted(p for root in roots for pattern in patterns for p in root.glob(pattern) if p.is_file())
     if not hits:
-        raise SetupError(f"{pattern} not found under {', '.join(map(str, roots))}")
+        raise SetupError(f"{' or '.join(patterns)} not found under {', '.join(map(str, roots))}")
     return hits[-1]
 
 
@@ -304,10 +304,12 @@ def ensure_kernel(cache: Path, name: str = DEFAULT_KERNEL) -> KernelManifest:
             trees.append(unpack_deb(apt.download(*pv, debs), root / part))
     else:
         trees = [unpack_deb(apt.download(package, version, debs), root)]
-    vmlinux = find_in(trees, "boot/vmlinu[xz]-*")
+    # bookworm/backports: boot/vmlinux-REL; sid: usr/lib/modules/REL/vmlinuz (an ELF all the same).
+    vmlinux = find_in(trees, "boot/vmlinu[xz]-*", "usr/lib/modules/*/vmlinu[xz]")
     modules = {}
     for module, filename in KVM_MODULES.items():
-        src = find_in(trees, f"lib/modules/*/kernel/arch/powerpc/kvm/{filename}*")
+        kvm_dir = "lib/modules/*/kernel/arch/powerpc/kvm"
+        src = find_in(trees, f"{kvm_dir}/{filename}*", f"usr/{kvm_dir}/{filename}*")
         modules[module] = str(decompress_module(src, root / "ko" / filename))
     extra = {"suite": suite}
     if spec.dwarf_from_dbg:

@@ -1,0 +1,107 @@
+"""Where a lab boot is, and whether it stalled there.
+
+A boot passes four stages, each ended by a console line:
+
+``firmware``  skiboot, until ``INIT: Starting kernel at`` (skiboot core/init.c,
+              ``load_and_boot_kernel``); about 5 s, 3 of them training the links of the
+              machine's PHBs (``PCI: Probing slots...``).
+``kernel``    Linux up to the initramfs's ``PYVCORE INIT``; about 8 s.
+``modules``   kvm + kvm-hv insmod, until ``PYVCORE KVM``; about 1 s.
+``vmm``       the guest VMM until ``PYVCORE READY`` or ``STALLED``; about 1 s (the VMM
+              itself gives up on vcpus that never run after 15 s).
+
+A stage is stalled when the console says nothing new for its ``silence`` seconds (a few
+times what the stage normally takes between two lines, under TCG on a loaded machine), or
+when skiboot prints a CPU backtrace from ``cpu_wait_job`` (skiboot core/cpu.c warns so when
+a job it waits for does not finish, e.g. a PHB link that never trains) and nothing else for
+``FIRMWARE_BACKTRACE_GRACE`` seconds.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+FIRMWARE_BACKTRACE = re.compile(r"CPU [0-9a-f]+ Backtrace:|^\s*S: [0-9a-f]+ R: [0-9a-f]+|cpu_wait_job")
+FIRMWARE_BACKTRACE_GRACE = 8.0
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    ends_at: re.Pattern[str]
+    normal: float  # seconds it usually takes (measured; see the README)
+    silence: float  # seconds without console output that mean it stalled
+
+
+STAGES = (
+    Stage("firmware", re.compile(r"INIT: Starting kernel at"), 5.0, 20.0),
+    Stage("kernel", re.compile(r"PYVCORE INIT\b"), 8.0, 25.0),
+    Stage("modules", re.compile(r"PYVCORE KVM\b"), 1.0, 20.0),
+    Stage("vmm", re.compile(r"PYVCORE (READY|STALLED)\b"), 1.0, 30.0),
+)
+
+
+class BootHung(Exception):
+    """A boot stalled in ``stage``; ``tail`` is the console's end."""
+
+    def __init__(self, stage: str, reason: str, tail: str) -> None:
+        super().__init__(f"{stage} stage: {reason}")
+        self.stage = stage
+        self.reason = reason
+        self.tail = tail
+
+
+@dataclass
+class StageTracker:
+    """Follows the console of one boot: the current stage, when each stage ended, and
+    whether the boot stalled. Feed it every complete console line with :meth:`line`."""
+
+    started: float = field(default_factory=time.monotonic)
+    index: int = 0
+    ended: dict[str, float] = field(default_factory=dict)  # stage -> seconds since start
+    last_output: float = 0.0
+    backtrace_at: float | None = None
+    silence: float | None = None  # one silence bound for every stage (tests), else the stage's
+
+    def __post_init__(self) -> None:
+        self.last_output = self.started
+
+    @property
+    def stage(self) -> str:
+        return STAGES[self.index].name if self.index < len(STAGES) else "up"
+
+    def line(self, text: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if self.index < len(STAGES) and self.stage == "firmware" and FIRMWARE_BACKTRACE.search(text):
+            if self.backtrace_at is None:
+                self.backtrace_at = now
+            return  # a backtrace is not progress
+        self.last_output = now
+        self.backtrace_at = None
+        while self.index < len(STAGES) and STAGES[self.index].ends_at.search(text):
+            self.ended[STAGES[self.index].name] = round(now - self.started, 2)
+            self.index += 1
+
+    def check(self, now: float | None = None) -> str | None:
+        """Why the boot counts as stalled now, or None."""
+        if self.index >= len(STAGES):
+            return None
+        now = time.monotonic() if now is None else now
+        stage = STAGES[self.index]
+        if self.backtrace_at is not None and now - self.backtrace_at > FIRMWARE_BACKTRACE_GRACE:
+            return f"skiboot printed cpu_wait_job backtraces and nothing else for {now - self.backtrace_at:.0f} s"
+        quiet = now - self.last_output
+        if quiet > (self.silence if self.silence is not None else stage.silence):
+            return f"no console output for {quiet:.0f} s (the stage usually takes about {stage.normal:.0f} s)"
+        return None
+
+    def durations(self) -> dict[str, float]:
+        """Seconds each finished stage took."""
+        out, previous = {}, 0.0
+        for stage in STAGES:
+            if stage.name in self.ended:
+                out[stage.name] = round(self.ended[stage.name] - previous, 2)
+                previous = self.ended[stage.name]
+        return out
