@@ -69,6 +69,8 @@ __all__ = ["QEMU_KINDS", "SCENARIOS", "Lab", "LabBusy", "LabError", "LabNotSetUp
 # Seen: 12-26 s from QEMU start to READY. A boot not ready after BOOT_TIMEOUT is hung; a
 # stalled stage is found much sooner (pyvcore.lab.boot).
 BOOT_TIMEOUT = 180.0
+# Seconds between the guest's PYVCORE POWEROFF line and a QMP quit (OPAL power-off takes < 1 s).
+POWEROFF_GRACE = 2.0
 RUNS_KEPT = 20
 
 
@@ -111,6 +113,7 @@ class Lab:
         append: tuple[str, ...] = (),
         log: Callable[[str], None] | None = _log,
         probe: bool = True,
+        phbs: bool = True,
     ) -> None:
         if scenario not in SCENARIOS:
             raise LabError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
@@ -129,6 +132,7 @@ class Lab:
         self.modules = None if modules is None else os.fspath(modules)
         self.plugin = plugin
         self.probe = probe
+        self.phbs = phbs
         self.qemu_probe: dict[str, Any] | None = None
         self.hold = int(hold)
         self.requested_gdb_port = gdb_port
@@ -287,13 +291,27 @@ class Lab:
         qmp_execute(self.qmp_socket, "cont")
 
     def wait_exit(self, timeout: float = 60.0) -> None:
-        """Wait until QEMU ends by itself (the guest powered off after its hold)."""
+        """Wait until the guest has powered off and QEMU has ended.
+
+        Once the guest printed its last line (``PYVCORE POWEROFF``) QEMU is asked to quit
+        over QMP after POWEROFF_GRACE seconds, so the end does not depend on OPAL's
+        power-off reaching QEMU (it needs the machine's BMC)."""
         if self.pid is None:
             return
-        if not wait_gone(self.pid, timeout, self.proc):
+        deadline = time.monotonic() + timeout
+        off_at: float | None = None
+        while not wait_gone(self.pid, 0.2, self.proc):
             reader = self._poll()
-            tail = reader.tail() if reader else ""
-            raise LabError(f"QEMU still running {timeout:.0f} s later", f"console tail:\n{tail}")
+            now = time.monotonic()
+            if off_at is None and reader is not None and reader.parsed.powered_off:
+                off_at = now
+            sock = self.qmp_socket
+            quit_now = off_at is not None and now - off_at > POWEROFF_GRACE and sock is not None
+            if quit_now and sock and qmp_quit(sock, 3.0) and wait_gone(self.pid, 5.0, self.proc):
+                return
+            if now > deadline:
+                tail = reader.tail() if reader else ""
+                raise LabError(f"QEMU still running {timeout:.0f} s later", f"console tail:\n{tail}")
 
     def reports(self) -> list[dict[str, Any]]:
         """Guest-side ``PYVCORE REPORT`` objects seen on the console so far."""
@@ -524,6 +542,7 @@ class Lab:
                 qmp_socket=self.qmp_socket,
                 append_extra=self.append,
                 extra=self._plugin_args,
+                phbs=self.phbs,
             )
             (self.run_dir / "cmdline").write_text(" ".join(cmd) + "\n")
             started = time.monotonic()

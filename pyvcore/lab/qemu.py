@@ -68,6 +68,7 @@ def qemu_command(
     data_dir: Path | str = QEMU_DATA_DIR,
     append_extra: Sequence[str] = (),
     extra: Sequence[str] = (),
+    phbs: bool = True,
 ) -> list[str]:
     """The QEMU command line of a lab boot.
 
@@ -76,9 +77,30 @@ def qemu_command(
     machine) and QMP on a unix socket in a private directory. ``-nographic`` keeps OPAL's
     power-off able to end QEMU (``-nodefaults -serial stdio`` does not). ``extra``
     (say ``-plugin PATH,k=v``) goes last.
+
+    ``phbs=False``: no PCI host bridges. powernv8 creates its three PHB3s, its BMC and its
+    PNOR only when defaults are enabled (hw/ppc/pnv.c, ``pnv_chip_power8_instance_init``,
+    ``pnv_init``); ``-nodefaults`` drops them all, so the BMC simulator and its BT
+    interface are added back for OPAL's power-off (``pnv_powerdown_notify``) and the
+    console goes to the first serial port explicitly.
     """
     if threads not in THREAD_CHOICES:
         raise LabError(f"--threads must be one of {', '.join(map(str, THREAD_CHOICES))}, not {threads}")
+    machine = (
+        ["-nographic"]
+        if phbs
+        else [
+            "-nodefaults",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-device",
+            "ipmi-bmc-sim,id=bmc0",
+            "-device",
+            "isa-ipmi-bt,bmc=bmc0,irq=10",
+        ]
+    )
     return [
         str(qemu),
         "-L", str(data_dir),
@@ -86,7 +108,7 @@ def qemu_command(
         "-cpu", CPU,
         "-smp", f"{threads},cores=1,threads={threads}",
         "-m", MEMORY,
-        "-nographic",
+        *machine,
         "-kernel", str(vmlinux),
         "-initrd", str(initrd),
         "-append", kernel_append(scenario, hold, append_extra),
