@@ -28,7 +28,7 @@ QEMU_DATA_DIR = Path("/usr/share/qemu")
 MACHINE = "powernv8"
 CPU = "POWER8"
 MEMORY = "2G"
-THREAD_CHOICES = (4, 8)
+from pyvcore.lab.scenarios import THREAD_CHOICES  # noqa: E402
 
 
 class LabError(RuntimeError):
