@@ -45,7 +45,6 @@ from pyvcore.lab.inputs import (
     resolve_qemu,
 )
 from pyvcore.lab.qemu import (
-    THREAD_CHOICES,
     ConsoleFile,
     LabBusy,
     LabError,
@@ -62,7 +61,7 @@ from pyvcore.lab.qemu import (
     wait_gone,
     write_lock_info,
 )
-from pyvcore.lab.scenarios import SCENARIOS, scenario_named
+from pyvcore.lab.scenarios import SCENARIOS, THREAD_CHOICES, scenario_named
 
 __all__ = ["QEMU_KINDS", "SCENARIOS", "Lab", "LabBusy", "LabError", "LabNotSetUp"]
 

@@ -9,7 +9,8 @@ import sys
 from typing import Any
 
 from pyvcore.lab import SCENARIOS
-from pyvcore.lab.qemu import THREAD_CHOICES, LabError
+from pyvcore.lab.qemu import LabError
+from pyvcore.lab.scenarios import THREAD_CHOICES
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -130,6 +130,11 @@ class PrivateApt:
             "APT::Architecture": ARCH,
             "APT::Architectures": ARCH,
             "Acquire::Languages": "none",
+            "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled": "false",
+            "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled": "false",
+            "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled": "false",
+            # The lists live in the user's cache, which apt's _apt user may not enter.
+            "APT::Sandbox::User": "root",
         }
         return [item for key, value in opts.items() for item in ("-o", f"{key}={value}")]
 
@@ -268,14 +273,23 @@ def find_in(roots: Sequence[Path], *patterns: str) -> Path:
 # --------------------------------------------------------------------------- the step
 
 
-def ensure_kernel(cache: Path, name: str = DEFAULT_KERNEL) -> KernelManifest:
+def private_apt(cache: Path, names: Sequence[str]) -> PrivateApt:
+    """The lab's apt for these kernels (every suite they need, plus the system's own for
+    busybox-static), its lists updated once."""
+    codename = os_codename()
+    suites = [codename, *(KERNELS[name].suite_for(codename) for name in names)]
+    apt = PrivateApt(cache / "apt", suites, codename)
+    apt.update()
+    return apt
+
+
+def ensure_kernel(cache: Path, name: str = DEFAULT_KERNEL, apt: PrivateApt | None = None) -> KernelManifest:
     """Resolve, fetch and unpack kernel ``name`` (and busybox-static); save its manifest
     (kernel/by-name/NAME.json, and kernel/current.json for the default kernel)."""
     spec = KERNELS[name]
     codename = os_codename()
     suite = spec.suite_for(codename)
-    apt = PrivateApt(cache / "apt", [codename, suite], codename)
-    apt.update()
+    apt = apt or private_apt(cache, [name])
     images = apt.names(rf"^linux-image-{re.escape(spec.series)}[.0-9].*-{re.escape(spec.flavour)}$")
     images = [n for n in images if spec.image_pattern().match(n)]
     paragraphs = apt.show([*images, "busybox-static"])

@@ -56,10 +56,14 @@ def setup(*, build_qemu: bool = True, force_qemu: bool = False, kernel_names: Se
             apt.ensure_apt(codename)
         with Step("pip build tools"):
             piptools.ensure_pip_build_tools()
+        started = time.monotonic()
+        with Step("kernel apt lists"):
+            kernel_apt = kernels.private_apt(cache, names)
+        timings["kernel apt lists"] = time.monotonic() - started
         for name in names:
             started = time.monotonic()
             with Step(f"kernel {name} and busybox"):
-                manifests[name] = kernels.ensure_kernel(cache, name)
+                manifests[name] = kernels.ensure_kernel(cache, name, kernel_apt)
             timings[f"kernel {name}"] = time.monotonic() - started
         qemu = None
         if build_qemu:
