@@ -57,7 +57,7 @@ def test_qemu_command_rejects_odd_thread_counts() -> None:
         )
 
 
-def test_console_file_reads_incrementally_and_parses_contract_lines(tmp_path: Path) -> None:
+def test_console_file_reads_incrementally_and_parses_pyvcore_lines(tmp_path: Path) -> None:
     log = tmp_path / "console.log"
     reader = labqemu.ConsoleFile(log)
     assert reader.poll() is False  # QEMU has not created it yet

@@ -1,11 +1,15 @@
-"""The lab: a real POWER8 KVM-HV host (Debian 6.12 kernel, kvm-hv) on QEMU powernv8.
+"""The lab: a real POWER8 KVM-HV host (a Debian kernel or yours, kvm-hv) on QEMU powernv8.
 
-Python API (contract 4)::
+Python API::
 
     from pyvcore.lab import Lab
-    with Lab(scenario="all", threads=4, qemu="patched") as lab:
+    with Lab(scenario="all", threads=4, qemu="patched",   # or "stock", or a QEMU's path
+             kernel=None,        # None: setup's default; "7.2", "6.1", ...; or a vmlinux path
+             modules=None,       # a directory with kvm.ko/kvm-hv.ko replacing the kernel's
+             plugin=None,        # (path, {"key": "value"}): a TCG plugin, -plugin path,key=value
+             ) as lab:
         lab.gdb_address        # "127.0.0.1:PORT" (gdbstub, localhost only)
-        lab.vmlinux            # Path of the booted kernel's vmlinux
+        lab.vmlinux            # Path of the vmlinux with the booted kernel's symbols
         lab.console            # Path of the console log
         lab.status()           # the `pyvcore lab status --json` object
         lab.reports()          # PYVCORE REPORT objects parsed from the console
@@ -238,7 +242,7 @@ class Lab:
         return self.pid is not None and is_qemu_process(self.pid)
 
     def status(self) -> dict[str, Any]:
-        """The `lab status --json` object (contract 4)."""
+        """The `lab status --json` object: what gdb and `diff` are handed (see the README)."""
         reader = self._poll()
         console = reader.parsed if reader else None
         bk = self.boot_kernel

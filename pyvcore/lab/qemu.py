@@ -51,7 +51,7 @@ class LabBusy(LabError):
 
 
 def kernel_append(scenario: str, hold: int, extra: Sequence[str] = ()) -> str:
-    """The kernel command line: hvc0 console plus the keys /init reads (contract 5)."""
+    """The kernel command line: hvc0 console plus the keys /init reads (guest/init.sh)."""
     return " ".join(["console=hvc0", f"pyvcore.scenario={scenario}", f"pyvcore.hold={int(hold)}", *extra])
 
 
@@ -125,7 +125,7 @@ class ConsoleFile:
     """Incremental reader of the console log QEMU writes.
 
     The PYVCORE lines are parsed by the guest side's own parser
-    (:func:`pyvcore.lab.guest.parse_console`, contract 5), re-run only when new text came."""
+    (:func:`pyvcore.lab.guest.parse_console`), re-run only when new text came."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
