@@ -24,7 +24,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime
-import json
 import os
 import re
 import shutil
@@ -36,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from pyvcore.lab.boot import BootHung, StageTracker
+from pyvcore.lab.boot import BootHung, StageTracker, died_error
 from pyvcore.lab.cache import cache_dir, guest_sources, tree_key
 from pyvcore.lab.inputs import (
     QEMU_KINDS,
@@ -360,83 +359,15 @@ class Lab:
     @classmethod
     def running(cls) -> Lab | None:
         """The lab started by `pyvcore lab up`, or None if none is running."""
-        try:
-            state = json.loads(_state_file().read_text())
-        except (OSError, ValueError):
-            return None
-        if not is_qemu_process(state.get("pid", -1)):
-            return None
-        try:
-            lab = cls(
-                state["scenario"], state["threads"], state["qemu"], state["hold"], detached=True, log=None
-            )
-            lab.pid = state["pid"]
-            lab.gdb_port = state["gdb_port"]
-            lab.vmlinux = Path(state["vmlinux"])
-            lab.console = Path(state["console"])
-            lab.run_dir = Path(state["run_dir"])
-            lab.qmp_socket = Path(state["qmp"])
-            lab.qemu_binary = Path(state["qemu_binary"])
-        except (KeyError, TypeError, LabError):
-            return None  # a state file from another pyvcore version: as if none ran
-        lab._qmp_dir = lab.qmp_socket.parent
-        lab.qemu_kind = state.get("qemu_kind")
-        lab.kernel = state.get("kernel")
-        lab.modules = state.get("modules")
-        lab.plugin = state.get("plugin")
-        lab.boot_seconds = state.get("boot_seconds")
-        lab.attempts = state.get("attempts", 1)
-        lab.started_at = state.get("started_at")
-        if isinstance(bk := state.get("boot_kernel"), dict):
-            lab.boot_kernel = BootKernel(
-                vmlinux=Path(bk["vmlinux"]),
-                modules={k: Path(v) for k, v in bk["modules"].items()},
-                busybox=Path(bk["busybox"]),
-                label=bk["label"],
-                version=bk.get("version"),
-                info=bk.get("info", {}),
-            )
-        lab._reader = ConsoleFile(lab.console)
-        return lab
+        from pyvcore.lab.state import load_running
+
+        return load_running(cls, _state_file())
 
     def save_state(self) -> Path:
         """Write what `Lab.running()` needs to find this (detached) lab again."""
-        target = _state_file()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        bk = self.boot_kernel
-        state = {
-            "pid": self.pid,
-            "gdb_port": self.gdb_port,
-            "vmlinux": str(self.vmlinux),
-            "console": str(self.console),
-            "run_dir": str(self.run_dir),
-            "qmp": str(self.qmp_socket),
-            "qemu_binary": str(self.qemu_binary),
-            "qemu_kind": self.qemu_kind,
-            "qemu_probe": self.qemu_probe,
-            "scenario": self.scenario,
-            "threads": self.threads,
-            "qemu": self.qemu,
-            "kernel": self.kernel,
-            "modules": self.modules,
-            "plugin": [os.fspath(self.plugin[0]), self.plugin[1]] if self.plugin else None,
-            "hold": self.hold,
-            "boot_seconds": self.boot_seconds,
-            "attempts": self.attempts,
-            "started_at": self.started_at,
-            "boot_kernel": None
-            if bk is None
-            else {
-                "vmlinux": str(bk.vmlinux),
-                "modules": {k: str(v) for k, v in bk.modules.items()},
-                "busybox": str(bk.busybox),
-                "label": bk.label,
-                "version": bk.version,
-                "info": bk.info,
-            },
-        }
-        target.write_text(json.dumps(state, indent=2) + "\n")
-        return target
+        from pyvcore.lab.state import save
+
+        return save(self, _state_file())
 
     def _plugin_text(self) -> str | None:
         if not self.plugin:
@@ -601,7 +532,7 @@ class Lab:
             status = self.proc.poll()
             if status is not None:
                 reader.poll()
-                raise self._died(status, stderr, reader)
+                raise died_error(status, stderr, reader, self.gdb_address)
             now = time.monotonic()
             if now - started > self.boot_timeout:
                 raise BootHung(tracker.stage, f"not ready after {self.boot_timeout:.0f} s", reader.tail())
@@ -625,19 +556,3 @@ class Lab:
                 reader.tail(),
             )
         return False
-
-    def _died(self, status: int, stderr: Path, reader: ConsoleFile) -> LabError:
-        try:
-            err_text = stderr.read_text(errors="replace").strip()
-        except OSError:
-            err_text = ""
-        how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
-        if "Address already in use" in err_text:
-            return LabError(
-                f"gdb port {self.gdb_address} is already in use (QEMU could not bind it)", err_text
-            )
-        errors = [line for line in err_text.splitlines() if ": warning: " not in line]
-        first_err = errors[-1] if errors else ""
-        message = f"QEMU died during boot ({how})" + (f": {first_err}" if first_err else "")
-        detail = f"QEMU stderr:\n{err_text}\nconsole tail:\n{reader.tail()}"
-        return LabError(message, detail)

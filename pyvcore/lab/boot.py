@@ -22,6 +22,9 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyvcore.lab.qemu import ConsoleFile, LabError
 
 FIRMWARE_BACKTRACE = re.compile(r"CPU [0-9a-f]+ Backtrace:|^\s*S: [0-9a-f]+ R: [0-9a-f]+|cpu_wait_job")
 FIRMWARE_BACKTRACE_GRACE = 8.0
@@ -105,3 +108,20 @@ class StageTracker:
                 out[stage.name] = round(self.ended[stage.name] - previous, 2)
                 previous = self.ended[stage.name]
         return out
+
+
+def died_error(status: int, stderr: Path, reader: ConsoleFile, gdb_address: str) -> LabError:
+    """The error for a QEMU that exited during boot: its last stderr line, or the gdb port
+    it could not bind; the detail carries its stderr and the console tail."""
+    try:
+        err_text = stderr.read_text(errors="replace").strip()
+    except OSError:
+        err_text = ""
+    how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
+    if "Address already in use" in err_text:
+        return LabError(f"gdb port {gdb_address} is already in use (QEMU could not bind it)", err_text)
+    errors = [line for line in err_text.splitlines() if ": warning: " not in line]
+    first_err = errors[-1] if errors else ""
+    message = f"QEMU died during boot ({how})" + (f": {first_err}" if first_err else "")
+    detail = f"QEMU stderr:\n{err_text}\nconsole tail:\n{reader.tail()}"
+    return LabError(message, detail)
