@@ -129,6 +129,8 @@ class PrivateApt:
             "Dir::Cache": str(r / "cache"),
             "APT::Architecture": ARCH,
             "APT::Architectures": ARCH,
+            # Packages other than the kernels (busybox-static) come from the system's release.
+            "APT::Default-Release": self.codename,
             "Acquire::Languages": "none",
             "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled": "false",
             "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled": "false",
@@ -165,6 +167,18 @@ class PrivateApt:
             return []
         proc = subprocess.run(["apt-cache", *self.options(), "show", *names], capture_output=True, text=True)
         return list(Packages.iter_paragraphs(proc.stdout, use_apt_pkg=False))
+
+    def candidate(self, name: str) -> str | None:
+        """The version apt would fetch for ``name`` (the system's release first), read from
+        the file name `apt-get download --print-uris` prints."""
+        proc = subprocess.run(
+            ["apt-get", *self.options(), "download", "--print-uris", name], capture_output=True, text=True
+        )
+        for line in proc.stdout.splitlines():
+            fields = line.split()
+            if len(fields) >= 2 and fields[1].startswith(f"{name}_") and fields[1].endswith(f"_{ARCH}.deb"):
+                return fields[1][len(name) + 1 : -len(f"_{ARCH}.deb")].replace("%3a", ":")
+        return None
 
     def download(self, name: str, version: str, dest: Path) -> Path:
         dest.mkdir(parents=True, exist_ok=True)
@@ -292,15 +306,16 @@ def ensure_kernel(cache: Path, name: str = DEFAULT_KERNEL, apt: PrivateApt | Non
     apt = apt or private_apt(cache, [name])
     images = apt.names(rf"^linux-image-{re.escape(spec.series)}[.0-9].*-{re.escape(spec.flavour)}$")
     images = [n for n in images if spec.image_pattern().match(n)]
-    paragraphs = apt.show([*images, "busybox-static"])
+    paragraphs = apt.show(images)
     found = newest(paragraphs, images)
     if found is None:
         raise SetupError(
             f"no linux-image-{spec.series}*-{spec.flavour} in {suite} for {ARCH} (kernel {name})"
         )
-    bb = newest(paragraphs, ["busybox-static"])
-    if bb is None:
+    bb_version = apt.candidate("busybox-static")
+    if bb_version is None:
         raise SetupError(f"no busybox-static for {ARCH} in {codename}")
+    bb = ("busybox-static", bb_version)
     package, version = found
     log(f"kernel {name}: newest is {package} {version} ({suite}); busybox-static {bb[1]}")
     debs = cache / "debs"
