@@ -349,7 +349,7 @@ def ensure_kernel(cache: Path, name: str = DEFAULT_KERNEL, apt: PrivateApt | Non
         version=version,
         vmlinux=str(vmlinux),
         modules=modules,
-        busybox=str(find_one(bb_root, "bin/busybox")),
+        busybox=str(find_in([bb_root], "bin/busybox", "usr/bin/busybox")),
         busybox_version=bb[1],
         extra=extra,
     )
