@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from pyvcore.lab import Lab, LabError
-from pyvcore.lab.guest import SCENARIOS, ConsoleLog, parse_console
+from pyvcore.lab.guest import ConsoleLog, parse_console
+from pyvcore.lab.scenarios import SCENARIOS, scenario_named
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
 
@@ -25,23 +26,15 @@ HOLD = 4
 LOCK_WAIT = float(os.environ.get("PYVCORE_LOCK_WAIT", "600"))
 SRR1_PROGILL = 0x80000  # SRR1 bit 44: illegal instruction program interrupt
 
-VCPUS = {
-    "all": [0, 1, 2, 3],
-    "novcpu0": [1],
-    "cede": [0, 1, 2, 3],
-    "doorbell": [0, 1, 2, 3],
-    "sparse": [0, 2, 3],
-    "two-vcores": [0, 1, 2, 3, 4, 5, 6, 7],
-    "exits": [0, 1, 2, 3],
-}
 
-
-def run_scenario(scenario: str, qemu: str = "patched", *, append: tuple[str, ...] = ()) -> ConsoleLog:
+def run_scenario(
+    scenario: str, qemu: str = "patched", *, append: tuple[str, ...] = (), threads: int = 4
+) -> ConsoleLog:
     """Boot, let the guest run HOLD s and power off; the parsed console.
 
     A LabError is accepted only when the guest still printed its DONE line (a scenario that
     never becomes READY -- stalled vcpus, a bad scenario name -- ends that way)."""
-    lab = Lab(scenario=scenario, qemu=qemu, hold=HOLD, append=append, lock_wait=LOCK_WAIT)
+    lab = Lab(scenario=scenario, threads=threads, qemu=qemu, hold=HOLD, append=append, lock_wait=LOCK_WAIT)
     try:
         try:
             lab.start()
@@ -63,19 +56,22 @@ _runs: dict[tuple, ConsoleLog] = {}
 
 @pytest.fixture
 def scenario_log():
-    def get(scenario: str, qemu: str = "patched", append: tuple[str, ...] = ()) -> ConsoleLog:
-        key = (scenario, qemu, append)
+    def get(
+        scenario: str, qemu: str = "patched", append: tuple[str, ...] = (), threads: int = 4
+    ) -> ConsoleLog:
+        key = (scenario, qemu, append, threads)
         if key not in _runs:
-            _runs[key] = run_scenario(scenario, qemu, append=append)
+            _runs[key] = run_scenario(scenario, qemu, append=append, threads=threads)
         return _runs[key]
 
     return get
 
 
-def assert_clean_run(log: ConsoleLog, scenario: str) -> None:
+def assert_clean_run(log: ConsoleLog, scenario: str, threads: int = 4) -> None:
     assert log.ready == scenario
     assert log.ok, log.done
-    assert [r["vcpu"] for r in log.reports] == VCPUS[scenario]
+    assert log.vmm is not None and log.vmm["smt"] == str(threads)
+    assert [r["vcpu"] for r in log.reports] == list(scenario_named(scenario).vcpu_ids(threads))
     for rep in log.reports:
         assert rep["started"] and rep["finished"], rep
         assert rep["error"] is None and rep["unexpected_vector"] is None, rep
@@ -109,6 +105,17 @@ def test_scenario_boots_and_reports(scenario_log, scenario):
             # one bare exit hcall per iteration, every one seen by the VMM, on top of reports
             assert rep["hcalls"] - rep["reports"] >= rep["iterations"] >= 1, rep
             assert rep["exits"] >= rep["hcalls"] > rep["reports"], rep
+
+
+@pytest.mark.parametrize("scenario", ["all", "novcpu0"])
+def test_smt8_scenarios_run_every_vcpu_on_its_own_thread(scenario_log, scenario):
+    """POWER8's 8 threads per core: KVM_CAP_PPC_SMT is 8 and each vcpu id lands on thread
+    id % 8 of vcore 0 (novcpu0: 1, 3, 5, 7, so thread 0 runs no vcpu)."""
+    log = scenario_log(scenario, threads=8)
+    assert_clean_run(log, scenario, threads=8)
+    assert {r["vcore"] for r in log.reports} == {0}
+    for rep in log.reports:
+        assert rep["iterations"] > 0 and rep["first_vcpuid"] == 0, rep
 
 
 def test_doorbell_delivered_to_the_vcpu_of_the_named_thread(scenario_log):
