@@ -127,6 +127,10 @@ class PrivateApt:
             "Dir::State::Lists": str(r / "state" / "lists"),
             "Dir::State::status": str(r / "state" / "status"),
             "Dir::Cache": str(r / "cache"),
+            # Container images often turn apt's binary caches off; without them every
+            # apt-cache call re-reads the lists (half a minute each on a loaded machine).
+            "Dir::Cache::pkgcache": "pkgcache.bin",
+            "Dir::Cache::srcpkgcache": "srcpkgcache.bin",
             "APT::Architecture": ARCH,
             "APT::Architectures": ARCH,
             # Packages other than the kernels (busybox-static) come from the system's release.
