@@ -159,6 +159,7 @@ class Lab:
         self.hangs: list[dict[str, Any]] = []  # one per hung attempt: stage, reason
         self._stages: StageTracker | None = None
         self._plugin_args: list[str] = []
+        self._prepared = False
         self.qemu_kind: str | None = None
         self.boot_seconds: float | None = None
         self.attempts = 0
@@ -184,8 +185,9 @@ class Lab:
         self.stop()
 
     def start(self) -> Lab:
-        """Boot until the guest prints ``PYVCORE READY`` (retrying one hung boot)."""
-        self._prepare()
+        """Boot until the guest prints ``PYVCORE READY`` (retrying a hung boot)."""
+        if not self._prepared:
+            self.prepare()
         for attempt in range(1, self.retries + 2):
             self.attempts = attempt
             try:
@@ -387,9 +389,15 @@ class Lab:
             self._reader.poll()
         return self._reader
 
-    def _prepare(self) -> None:
+    def prepare(self) -> Lab:
         """Resolve and check QEMU, kernel, modules and plugin, and build the initramfs
-        (all before taking the machine lock: nothing starts when an input is refused)."""
+        (all before taking the machine lock: nothing starts when an input is refused).
+        :meth:`start` does it when not done yet. Raises LabNotSetUp, KernelRefused, LabError."""
+        self._prepare()
+        self._prepared = True
+        return self
+
+    def _prepare(self) -> None:
         cache = cache_dir()
         not_set_up(self.kernel, self.qemu, cache)
         self.boot_kernel = resolve_kernel(

@@ -147,15 +147,6 @@ def cmd_setup(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from pyvcore.lab import BOOT_TIMEOUT, Lab
 
-    running = Lab.running()
-    if running is not None:
-        return _fail(
-            "up",
-            LabError(
-                f"a lab is already running (pid {running.pid}, scenario {running.scenario}, gdb {running.gdb_address}); "
-                "stop it with `pyvcore lab down`"
-            ),
-        )
     try:
         lab = Lab(
             args.scenario,
@@ -170,6 +161,13 @@ def cmd_up(args: argparse.Namespace) -> int:
             lock_wait=args.wait,
             detached=True,
         )
+        lab.prepare()  # bad input is refused before anything else is looked at
+        running = Lab.running()
+        if running is not None:
+            raise LabError(
+                f"a lab is already running (pid {running.pid}, scenario {running.scenario}, "
+                f"gdb {running.gdb_address}); stop it with `pyvcore lab down`"
+            )
         lab.start()
     except LabError as err:
         return _fail("up", err)
