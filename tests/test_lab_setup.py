@@ -214,6 +214,10 @@ def test_extract_from_deb_streams_only_the_wanted_member(tmp_path: Path) -> None
         # dpkg-deb reads the same archive: the test's .deb is a real one.
         listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True)
         assert "vmlinux-6.1.0-35-powerpc64le" in listing.stdout
+    two = kernels.extract_from_deb(deb, re.compile(r"usr/lib/debug/"), tmp_path / "two")
+    assert len(two) == 2
+    one = kernels.extract_from_deb(deb, re.compile(r"usr/lib/debug/"), tmp_path / "one", limit=1)
+    assert [p.name for p in one] == ["vmlinux-6.1.0-35-powerpc64le"]
     (tmp_path / "bad.deb").write_bytes(b"not ar")
     with pytest.raises(kernels.SetupError, match=r"not a \.deb"):
         kernels.extract_from_deb(tmp_path / "bad.deb", re.compile("x"), tmp_path / "o2")

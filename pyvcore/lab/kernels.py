@@ -239,9 +239,10 @@ def _ar_members(fh: IO[bytes]) -> Iterator[tuple[str, int]]:
         fh.seek(start + size + (size & 1))
 
 
-def extract_from_deb(deb: Path, wanted: re.Pattern[str], dest: Path) -> list[Path]:
+def extract_from_deb(deb: Path, wanted: re.Pattern[str], dest: Path, limit: int = 0) -> list[Path]:
     """Extract the data members whose path matches ``wanted`` by streaming the .deb's
-    data.tar (never unpacking the rest: a -dbg package is most of a gigabyte)."""
+    data.tar (never unpacking the rest: a -dbg package is most of a gigabyte), stopping
+    after ``limit`` of them (0: read it all)."""
     out: list[Path] = []
     with open(deb, "rb") as fh:
         for name, _size in _ar_members(fh):
@@ -257,6 +258,8 @@ def extract_from_deb(deb: Path, wanted: re.Pattern[str], dest: Path) -> list[Pat
                         with open(target, "wb") as fout:
                             shutil.copyfileobj(src, fout)
                         out.append(target)
+                        if limit and len(out) >= limit:
+                            break
             break
     return out
 
@@ -373,7 +376,7 @@ def dbg_vmlinux(apt: PrivateApt, package: str, version: str, root: Path, debs: P
         return done[0]
     deb = apt.download(f"{package}-dbg", version, debs)
     log(f"kernel: streaming vmlinux out of {deb.name} ({deb.stat().st_size / 2**20:.0f} MiB)")
-    found = extract_from_deb(deb, re.compile(r"usr/lib/debug/(boot/)?vmlinux-"), target_dir)
+    found = extract_from_deb(deb, re.compile(r"usr/lib/debug/(boot/)?vmlinux-"), target_dir, limit=1)
     if not found:
         raise SetupError(f"{deb.name} holds no usr/lib/debug/boot/vmlinux-*")
     deb.unlink()
