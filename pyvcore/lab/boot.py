@@ -39,9 +39,9 @@ class Stage:
 
 
 STAGES = (
-    Stage("firmware", re.compile(r"INIT: Starting kernel at"), 5.0, 20.0),
-    Stage("kernel", re.compile(r"PYVCORE INIT\b"), 8.0, 25.0),
-    Stage("modules", re.compile(r"PYVCORE KVM\b"), 1.0, 20.0),
+    Stage("firmware", re.compile(r"INIT: Starting kernel at"), 5.0, 25.0),
+    Stage("kernel", re.compile(r"PYVCORE INIT\b"), 8.0, 30.0),
+    Stage("modules", re.compile(r"PYVCORE KVM\b"), 1.0, 30.0),
     Stage("vmm", re.compile(r"PYVCORE (READY|STALLED)\b"), 1.0, 30.0),
 )
 

@@ -29,7 +29,7 @@ from typing import Any, Callable
 from pyvcore.lab.cache import cache_dir
 
 PROBE_SCENARIO = "doorbell"
-PROBE_HOLD = 2
+PROBE_HOLD = 4
 
 FIXES = {
     "lpidr-sdr1": (
