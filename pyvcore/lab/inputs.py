@@ -18,13 +18,13 @@ QEMU
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pyvcore.lab.cache import KernelManifest, cache_dir
 from pyvcore.lab.qemu import LabError
-from pyvcore.lab.scenarios import HOOK_POINTS, MODULE_POINTS
+from pyvcore.lab.scenarios import HOOK_POINTS
 from pyvcore.lab.tools import QEMU_DATA_DIR, STOCK_QEMU
 
 QEMU_KINDS = ("patched", "stock")
@@ -186,30 +186,21 @@ def resolve_kernel(
 
 
 def validate(vmlinux: Path, modules: dict[str, Path], hook_points: tuple[str, ...]) -> dict[str, Any]:
-    """Refuse a kernel the lab cannot run, with one line (KernelRefused); the kernel's
-    facts (release, BTF or DWARF, where KVM-HV lives) as a dict otherwise.
-
-    The checks are pyvcore.kernel.validate_kernel's when that exists; else the same ones
-    on :class:`pyvcore._core.KernelImage`: ppc64le ELF, BTF or DWARF, KVM-HV present
-    (modules or built in), vermagic of the modules equal to the kernel's release, and
-    every hook point present."""
-    try:
-        from pyvcore import kernel as kernel_mod  # type: ignore[attr-defined]
-    except ImportError:
-        kernel_mod = None
-    validate_kernel = getattr(kernel_mod, "validate_kernel", None)
-    if validate_kernel is not None:
-        try:
-            info = validate_kernel(vmlinux, _modules_dir(modules), hook_points=hook_points)
-        except getattr(kernel_mod, "KernelRefused", ValueError) as err:
-            raise KernelRefused(f"kernel refused: {err}") from None
-        return dict(vars(info)) if hasattr(info, "__dict__") else {"info": str(info)}
-    from pyvcore.lab import kernelcheck
+    """Refuse a kernel the lab cannot run (KernelRefused: the first reason on the line, the
+    others in the detail) with :func:`pyvcore.kernel.validate_kernel`: not ppc64le, no
+    POWER8 KVM-HV, neither BTF nor DWARF, modules of another release (vermagic), a hook
+    point missing. Returns the kernel's facts (release, variant, page size, BTF or DWARF,
+    where kvm and kvm-hv come from) as a dict."""
+    from pyvcore.kernel import KernelRefused as Refused
+    from pyvcore.kernel import validate_kernel
 
     try:
-        return kernelcheck.check(vmlinux, modules, hook_points, MODULE_POINTS)
-    except kernelcheck.Refused as err:
-        raise KernelRefused(f"kernel refused: {err}") from None
+        info = validate_kernel(vmlinux, _modules_dir(modules), hook_points=hook_points)
+    except Refused as err:
+        first, *rest = err.reasons or [str(err)]
+        more = f" (and {len(rest)} more problem(s))" if rest else ""
+        raise KernelRefused(f"kernel refused: {first}{more}", "\n".join(rest)) from None
+    return asdict(info)
 
 
 def _modules_dir(modules: dict[str, Path]) -> Path | None:
