@@ -92,6 +92,12 @@ def _is_unsigned(t: Any) -> bool:
 
 
 def dwarf_available() -> bool:
+    """The kernel's own DWARF is loaded (not the types pyvcore rebuilt from BTF, gdbtypes.py)."""
+    try:
+        gdb.lookup_type("struct __pv_btf_rebuilt")
+        return False
+    except gdb.error:
+        pass
     try:
         t = gdb.lookup_type("struct kvmppc_vcore")
         return t.sizeof > 0

@@ -135,6 +135,8 @@ class CWriter:
             [
                 "/* Kernel struct layouts rebuilt from BTF by pyvcore (pyvcore/btftypes.py). */",
                 "#include <stdint.h>",
+                "/* Marks these types as rebuilt: the gdb plugin keeps reading layouts from BTF. */",
+                "struct __pv_btf_rebuilt { int rebuilt; } __pv_btf_rebuilt_marker;",
                 *[f"struct {n};" for n in forward],
                 *self.out,
                 *self.asserts,

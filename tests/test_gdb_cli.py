@@ -280,7 +280,9 @@ def test_btf_only_kernel_gets_gdb_struct_types():
         "p &((struct paca_struct *)0)->kvm_hstate.ptid",
         "p sizeof(struct kvmppc_vcore)",
         "p &((struct kvm_vcpu *)0)->arch.ceded",
+        "python print('origin', session.kernel().layouts.origin)",
     )
     assert "types True" in out
+    assert "origin BTF" in out  # the rebuilt types are not taken for the kernel's DWARF
     assert "0x2d6" in out  # kvm_hstate (0x298) + ptid (0x3e), the BTF offsets
     assert "Traceback" not in out and "Python Exception" not in out
