@@ -45,6 +45,20 @@ def summary_table() -> str:
     return "\n".join(f"{i.number:>3}  {i.kind:<8}  {i.title}" for i in _core.invariants())
 
 
+def markdown_table() -> str:
+    """The README's invariant table (number, title, kind, window, source),
+    generated from the table; a test keeps the README equal to it."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = ["| # | invariant | judged | kernel source |", "|---|---|---|---|"]
+    for i in _core.invariants():
+        window = f"{i.kind}: {i.window}"
+        lines.append(f"| {i.number} | {cell(i.title)} | {cell(window)} | {cell(i.source)} |")
+    return "\n".join(lines)
+
+
 def as_dict(info: Any) -> dict[str, Any]:
     return {
         "number": info.number,
@@ -61,6 +75,9 @@ def as_dict(info: Any) -> dict[str, Any]:
 def _run(args: argparse.Namespace) -> int:
     number: Optional[int] = args.number
     rows = list(_core.invariants())
+    if args.markdown:
+        print(markdown_table())
+        return 0
     if args.json:
         chosen = [r for r in rows if number is None or r.number == number]
         if not chosen:
@@ -88,7 +105,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("number", nargs="?", type=int, help="explain this invariant")
     p.add_argument("--all", action="store_true", help="explain every invariant")
     p.add_argument("--json", action="store_true", help="the table rows as JSON")
+    p.add_argument("--markdown", action="store_true", help="the README's table of every invariant")
     p.set_defaults(func=_run)
 
 
-__all__ = ["as_dict", "explain", "register", "summary_table"]
+__all__ = ["as_dict", "explain", "markdown_table", "register", "summary_table"]

@@ -69,8 +69,8 @@ fn map_shape(cx: &Ctx, k: usize, vc: &Vcore, (raw, entry, exit): (u32, u32, u32)
                                     format!("thread {} entered the vcore and is not exiting, but its PACA kvm_vcore is not the vcore", i),
                                 )
                                 .field(key(), raw)
-                                .field(hs(i, "kvm_vcore"), t.kvm_hstate.kvm_vcore)
-                                .field(p("vcores", k, "addr"), vc.addr),
+                                .hex(hs(i, "kvm_vcore"), t.kvm_hstate.kvm_vcore)
+                                .hex(p("vcores", k, "addr"), vc.addr),
                             );
                 }
             }

@@ -116,15 +116,11 @@ fn guest_threads(cx: &Ctx, out: &mut Vec<Violation>) {
                 let mut viol = Violation::new(8, String::new()).field(hs(i, "in_guest"), h.in_guest);
                 if let Some(l) = bad_lpidr {
                     what.push(format!("LPIDR {l:#x} (guest LPID {:#x})", kvm.lpid));
-                    viol = viol
-                        .field(p("threads", i, "lpidr"), l)
-                        .field("kvm.lpid", kvm.lpid);
+                    viol = viol.hex(p("threads", i, "lpidr"), l).hex("kvm.lpid", kvm.lpid);
                 }
                 if let Some(sd) = bad_sdr1 {
                     what.push(format!("SDR1 {sd:#x} (guest {:#x})", kvm.sdr1));
-                    viol = viol
-                        .field(p("threads", i, "sdr1"), sd)
-                        .field("kvm.sdr1", kvm.sdr1);
+                    viol = viol.hex(p("threads", i, "sdr1"), sd).hex("kvm.sdr1", kvm.sdr1);
                 }
                 viol.message = format!("thread {i} executes the guest with {}", what.join(" and "));
                 out.push(viol);
@@ -151,8 +147,8 @@ fn host_thread0(cx: &Ctx, out: &mut Vec<Violation>) {
                                 l, host
                             ),
                         )
-                        .field(p("threads", i0, "lpidr"), l)
-                        .field("kvm.host_lpid", host),
+                        .hex(p("threads", i0, "lpidr"), l)
+                        .hex("kvm.host_lpid", host),
                     );
                 }
             }
@@ -166,8 +162,8 @@ fn host_thread0(cx: &Ctx, out: &mut Vec<Violation>) {
                                 sd, host
                             ),
                         )
-                        .field(p("threads", i0, "sdr1"), sd)
-                        .field("kvm.host_sdr1", host),
+                        .hex(p("threads", i0, "sdr1"), sd)
+                        .hex("kvm.host_sdr1", host),
                     );
                 }
             }

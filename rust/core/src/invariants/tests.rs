@@ -369,3 +369,92 @@ fn random_values_never_panic() {
         let _ = predict(&s);
     }
 }
+
+/// Every invariant number any Rust code of the workspace emits has a row in
+/// the table: the source is scanned for `Violation::new(N`, `violation(N`,
+/// `invariant: N` and `INV_*` constants (resolved from their definitions).
+#[test]
+fn every_emitted_number_is_in_the_table() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.ends_with("target") {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let texts: Vec<String> = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    let mut consts = std::collections::HashMap::new();
+    for text in &texts {
+        for line in text.lines() {
+            let line = line.trim();
+            if let Some(rest) = line
+                .strip_prefix("pub const INV_")
+                .or_else(|| line.strip_prefix("const INV_"))
+            {
+                let (name, value) = rest.split_once(": u32 = ").unwrap_or(("", ""));
+                if let Ok(n) = value.trim_end_matches(';').parse::<u32>() {
+                    consts.insert(format!("INV_{name}"), n);
+                }
+            }
+        }
+    }
+    let mut emitted = std::collections::BTreeSet::new();
+    for text in &texts {
+        let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        for marker in ["Violation::new(", "violation(", "invariant: "] {
+            for piece in flat.split(marker).skip(1) {
+                let token: String = piece
+                    .trim_start()
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if let Ok(n) = token.parse::<u32>() {
+                    emitted.insert(n);
+                } else if let Some(n) = consts.get(&token) {
+                    emitted.insert(*n);
+                }
+            }
+        }
+    }
+    assert!(emitted.len() > 20, "scan found only {emitted:?}");
+    let missing: Vec<u32> = emitted.iter().copied().filter(|n| info(*n).is_none()).collect();
+    assert!(missing.is_empty(), "emitted but not in the table: {missing:?}");
+    for row in INVARIANTS {
+        assert!(!row.title.is_empty() && !row.statement.is_empty() && !row.source.is_empty());
+        assert!(!row.window.is_empty() && !row.meaning.is_empty());
+    }
+    let mut numbers: Vec<u32> = INVARIANTS.iter().map(|r| r.number).collect();
+    numbers.dedup();
+    assert_eq!(numbers.len(), INVARIANTS.len(), "numbers are sorted and unique");
+}
+
+/// 100k threads and vcpus in one snapshot go through the map lookups (a scan
+/// per thread would take minutes here); the time is printed by
+/// tests/benchmarks/bench_checker.py, not asserted.
+#[test]
+fn a_huge_snapshot_is_checked_without_quadratic_scans() {
+    let mut s = running(&[0, 1, 2, 3]);
+    let n = 100_000u32;
+    for i in 4..n {
+        let mut t = s.threads[1].clone();
+        t.cpu = i;
+        t.kvm_hstate.kvm_vcpu = vcpu_addr(i);
+        s.threads.push(t);
+        let mut v = s.vcpus[1].clone();
+        v.addr = vcpu_addr(i);
+        v.vcpu_id = i;
+        s.vcpus.push(v);
+    }
+    let found = check_snapshot(&s);
+    // Thread 4.. all claim to be thread 1 of their core with vcpu ptid 1.
+    assert!(found.iter().any(|v| v.invariant == 3));
+}

@@ -127,7 +127,7 @@ fn paca(cx: &Ctx, i: usize, n: usize, h: &Hstate, out: &mut Vec<Violation>) {
                 ),
             )
             .field(hs(i, "in_guest"), h.in_guest)
-            .field(hs(i, "kvm_vcore"), h.kvm_vcore),
+            .hex(hs(i, "kvm_vcore"), h.kvm_vcore),
         );
     }
 
@@ -311,7 +311,7 @@ fn alignment(cx: &Ctx, held: &Held, out: &mut Vec<Violation>) {
                         v.vcpu_id, v.ptid, n, v.ptid
                     ),
                 )
-                .field(hs(i, "kvm_vcpu"), h.kvm_vcpu)
+                .hex(hs(i, "kvm_vcpu"), h.kvm_vcpu)
                 .field(p("threads", i, "cpu"), t.cpu)
                 .field(p("vcpus", j, "ptid"), v.ptid)
                 .field(p("vcores", k, "pcpu"), vc.pcpu),
@@ -339,9 +339,9 @@ fn alignment(cx: &Ctx, held: &Held, out: &mut Vec<Violation>) {
                     ),
                 )
                 .field(hs(i, "ptid"), h.ptid)
-                .field(hs(i, "kvm_vcore"), h.kvm_vcore)
+                .hex(hs(i, "kvm_vcore"), h.kvm_vcore)
                 .field(p("vcpus", j, "ptid"), v.ptid)
-                .field(p("vcpus", j, "vcore"), v.vcore),
+                .hex(p("vcpus", j, "vcore"), v.vcore),
             );
         }
     }
@@ -365,7 +365,7 @@ fn doorbell(cx: &Ctx, held: &Held, out: &mut Vec<Violation>) {
                     vc.first_vcpuid as i64 + n
                 ),
             )
-            .field(hs(i, "kvm_vcpu"), h.kvm_vcpu)
+            .hex(hs(i, "kvm_vcpu"), h.kvm_vcpu)
             .field(p("vcpus", j, "vcpu_id"), v.vcpu_id)
             .field(p("vcores", k, "first_vcpuid"), vc.first_vcpuid)
             .field(p("vcores", k, "pcpu"), vc.pcpu),
@@ -397,7 +397,7 @@ fn novcpu(cx: &Ctx, i: usize, n: usize, t: &Thread, out: &mut Vec<Violation>) {
                 ),
             )
             .field(hs(i, "ptid"), h.ptid)
-            .field(hs(i, "kvm_vcore"), h.kvm_vcore),
+            .hex(hs(i, "kvm_vcore"), h.kvm_vcore),
         );
     }
     // kvm_vcpu is NULL, or a latecomer with ptid 0 was just handed to it
@@ -412,7 +412,7 @@ fn novcpu(cx: &Ctx, i: usize, n: usize, t: &Thread, out: &mut Vec<Violation>) {
                         i, v.vcpu_id, v.ptid
                     ),
                 )
-                .field(hs(i, "kvm_vcpu"), h.kvm_vcpu)
+                .hex(hs(i, "kvm_vcpu"), h.kvm_vcpu)
                 .field(p("vcpus", j, "ptid"), v.ptid),
             );
         }
