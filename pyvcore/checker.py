@@ -286,9 +286,11 @@ def check_trace_text(text: str, variant: Optional[str] = None, *, same_vm: bool 
 
 
 def _is_event_log(path: str) -> bool:
+    """Whether the file starts with the event-log header line (read with a
+    bound: the header is small, and a trace may have no newline at all)."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            return _core.is_event_log(f.readline())
+            return bool(_core.is_event_log(f.readline(64 << 10)))
     except OSError:
         return False
 

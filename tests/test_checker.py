@@ -57,7 +57,7 @@ def test_stock_qemu_secondaries_in_guest_with_host_lpidr_break_8():
         "threads[2].lpidr",
         "threads[3].lpidr",
     ]
-    assert all(v.fields["kvm.lpid"] == cs.GUEST_LPID for v in per_thread)
+    assert all(v.fields["kvm.lpid"] == hex(cs.GUEST_LPID) for v in per_thread)
 
 
 def test_ptid_swapped_between_two_threads_is_flagged():
