@@ -147,3 +147,32 @@ def test_cli_list_and_unknown(capsys: pytest.CaptureFixture[str]) -> None:
     assert [m["name"] for m in listed] == [m.name for m in MUTANTS]
     assert main(["mutants", "--run", "no-such-mutant"]) == 2
     assert "no mutant 'no-such-mutant'" in capsys.readouterr().err
+
+
+def test_control_policy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The control must be clean; with keep_going a kill needs an invariant the control lacked."""
+    import pyvcore.mutants.run as run
+    from pyvcore.mutants import MutatedKernel
+
+    verdicts = {None: ("killed", "invariant 11 at x", [11])}
+
+    def fake_sampled(
+        scenario: str, kernel: Path | None, modules: Path | None, *a: object
+    ) -> tuple[str, str, list[int]]:
+        return verdicts[None if modules is None else modules.name]
+
+    monkeypatch.setattr(run, "sampled", fake_sampled)
+    monkeypatch.setattr(run, "apply", lambda m, w, **kw: MutatedKernel(None, Path(m.name)))
+    a, b = MUTANTS[0], MUTANTS[1]
+    verdicts[a.name] = ("killed", "invariant 11 at y", [11])
+    verdicts[b.name] = ("killed", "invariant 8 at z", [8, 11])
+    paths = {"kvm": tmp_path / "kvm.ko", "kvm_hv": tmp_path / "kvm-hv.ko"}
+    plan = run.Plan(mutants=[a, b], stops=1, lock_wait=0, scenarios=("all",))
+    with pytest.raises(MutantRefused, match="control run of scenario all is not clean"):
+        run.run_plan(plan, vmlinux=tmp_path / "vmlinux", modules=paths)
+    plan = run.Plan(mutants=[a, b], stops=1, lock_wait=0, scenarios=("all",), keep_going=True)
+    outcomes = run.run_plan(plan, vmlinux=tmp_path / "vmlinux", modules=paths)
+    by = {o.mutant: o for o in outcomes}
+    assert by[a.name].sampled == "survived" and "control also violated" in by[a.name].sampled_by
+    assert by[b.name].sampled == "killed"
+    assert kill_rate(outcomes) == (1, 2)

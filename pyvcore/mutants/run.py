@@ -39,6 +39,7 @@ class Outcome:
     continuous_by: str = "pyvcore.trace is not available"
     seconds: float = 0.0
     equivalent: bool = False
+    invariants: list[int] = field(default_factory=list)  # every invariant the sampled run violated
 
     @property
     def killed(self) -> bool:
@@ -58,18 +59,19 @@ def sampled(
     stops: int,
     lock_wait: float,
     qemu: str = "patched",
-) -> tuple[str, str]:
-    """Judge one boot by sampling (``pyvcore diff``): (status, detail)."""
+) -> tuple[str, str, list[int]]:
+    """Judge one boot by sampling (``pyvcore diff``): (status, detail, invariants violated)."""
     from pyvcore.diff import run_diff
 
     result = run_diff(
         scenario, qemu=qemu, kernel=kernel, modules=modules, stops=stops, lock_wait=lock_wait, keep=False
     )
     if result.verdict == "violations":
-        return "killed", _first_violation(result.violations)
+        numbers = sorted({int(v.get("invariant", 0)) for v in result.violations})
+        return "killed", _first_violation(result.violations), numbers
     if result.verdict == "clean":
-        return "survived", f"{sum(result.judged.values())} stops judged clean"
-    return "error", f"{result.verdict}: {result.error or 'a stop kind was never judged'}"
+        return "survived", f"{sum(result.judged.values())} stops judged clean", []
+    return "error", f"{result.verdict}: {result.error or 'a stop kind was never judged'}", []
 
 
 def continuous(scenario: str, kernel: Path | None, modules: Path | None, lock_wait: float) -> tuple[str, str]:
@@ -100,6 +102,10 @@ class Plan:
     lock_wait: float
     scenarios: tuple[str, ...] | None = None
     qemu: str = "patched"
+    # Go on when a control run is not clean; a mutant then counts as killed only by an
+    # invariant its scenario's control did not violate (and the whole run is not a verdict).
+    keep_going: bool = False
+    control_invariants: dict[str, set[int]] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
 
 
@@ -119,7 +125,7 @@ def run_one(
     if mutant is not None:
         mutated = apply(mutant, workdir / mutant.name, vmlinux=vmlinux, modules=modules)
         kernel, mod_dir = mutated.kernel, mutated.modules
-    s_status, s_by = sampled(scenario, kernel, mod_dir, plan.stops, plan.lock_wait, plan.qemu)
+    s_status, s_by, numbers = sampled(scenario, kernel, mod_dir, plan.stops, plan.lock_wait, plan.qemu)
     c_status, c_by = continuous(scenario, kernel, mod_dir, plan.lock_wait)
     return Outcome(
         mutant=mutant.name if mutant else "(control)",
@@ -132,6 +138,7 @@ def run_one(
         continuous_by=c_by,
         seconds=round(time.monotonic() - started, 1),
         equivalent=bool(mutant and mutant.equivalent),
+        invariants=numbers,
     )
 
 
@@ -148,7 +155,8 @@ def run_plan(
             plan.outcomes.append(o)
             if progress:
                 progress(o)
-            if o.sampled != "survived":
+            plan.control_invariants[scenario] = set(o.invariants)
+            if o.sampled != "survived" and not (plan.keep_going and o.sampled == "killed"):
                 raise MutantRefused(
                     f"control run of scenario {scenario} is not clean ({o.sampled}: {o.sampled_by}): "
                     "no kill would mean anything"
@@ -156,6 +164,10 @@ def run_plan(
         for m in plan.mutants:
             for scenario in scenarios_of[m.name]:
                 o = run_one(m, scenario, plan, vmlinux=vmlinux, modules=modules, workdir=work)
+                seen = plan.control_invariants.get(scenario, set())
+                if o.sampled == "killed" and set(o.invariants) <= seen:
+                    o.sampled = "survived"
+                    o.sampled_by = f"only invariants the control also violated ({sorted(seen)})"
                 plan.outcomes.append(o)
                 if progress:
                     progress(o)
