@@ -24,7 +24,7 @@ Console lines (one per line, everything else on the console is kernel noise)
         every vcpu of the scenario has executed guest code (its first report
         hcall reached the VMM).
     ``PYVCORE STALLED scenario=S waiting=ID,..``
-        instead of READY: these vcpus never ran within 15 s (stock QEMU: every
+        instead of READY: these vcpus never ran within 15 s (45 s at 8 threads) (stock QEMU: every
         vcpu off hardware thread 0).
     ``PYVCORE REPORT {json}``
         one per vcpu, printed after the hold time (see below).  Stopping: each vcpu stops

@@ -41,7 +41,8 @@ extern const char pv_guest_start[], pv_guest_end[];
 extern const char pv_guest_spin_loop[], pv_guest_msgsndp[], pv_guest_cede[];
 
 #define GUEST_MEM_SIZE   (16UL << 20)
-#define START_TIMEOUT_S  15.0   /* first report of every vcpu (seen: < 1 s) */
+#define START_TIMEOUT_S  15.0   /* first report of every vcpu (seen: < 1 s at SMT4) */
+#define START_TIMEOUT_SMT8_S 45.0 /* 8 TCG threads on 2 host cores: seen 15-20 s */
 #define NATURAL_STOP_S   3.0    /* after the hold: wait for each vcpu's next report */
 #define STOP_TIMEOUT_S   5.0    /* then kick the rest out of KVM_RUN for this long */
 #define MAX_BUSY_RETRIES 500    /* KVM_RUN EBUSY retries, 10 ms apart */
@@ -424,7 +425,7 @@ int main(int argc, char **argv)
 			fail("pthread-create", errno);
 
 	pthread_mutex_lock(&lock);
-	wait_until(all_started, t0 + START_TIMEOUT_S);
+	wait_until(all_started, t0 + (smt > 4 ? START_TIMEOUT_SMT8_S : START_TIMEOUT_S));
 	if (n_started == nvcpus) {
 		say("PYVCORE READY scenario=%s", sc->name);
 	} else {
