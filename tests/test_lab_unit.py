@@ -47,7 +47,27 @@ def test_qemu_command_is_powernv8_smt_with_local_only_gdbstub(tmp_path: Path) ->
     assert "-s" not in cmd
     assert cmd[cmd.index("-gdb") + 1] == "tcp:127.0.0.1:4321"
     assert cmd[cmd.index("-qmp") + 1] == f"unix:{tmp_path / 'qmp.sock'},server=on,wait=off"
-    assert "-nographic" in cmd
+    # No PHBs by default: -nodefaults, with the BMC added back for OPAL's power-off.
+    assert "-nodefaults" in cmd and "-nographic" not in cmd
+    assert cmd[cmd.index("-serial") + 1] == "stdio"
+    devices = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "-device"]
+    assert devices == ["ipmi-bmc-sim,id=bmc0", "isa-ipmi-bt,bmc=bmc0,irq=10"]
+    with_phbs = labqemu.qemu_command(
+        "q", vmlinux="v", initrd="i", threads=8, scenario="all", hold=0, gdb_port=1, qmp_socket="s", phbs=True
+    )
+    assert "-nographic" in with_phbs and "-nodefaults" not in with_phbs and "-device" not in with_phbs
+    plugin = labqemu.qemu_command(
+        "q",
+        vmlinux="v",
+        initrd="i",
+        threads=4,
+        scenario="all",
+        hold=0,
+        gdb_port=1,
+        qmp_socket="s",
+        extra=["-plugin", "/p.so,a=1"],
+    )
+    assert plugin[-2:] == ["-plugin", "/p.so,a=1"]
 
 
 def test_qemu_command_rejects_odd_thread_counts() -> None:

@@ -115,7 +115,7 @@ class Lab:
         append: tuple[str, ...] = (),
         log: Callable[[str], None] | None = _log,
         probe: bool = True,
-        phbs: bool = True,
+        phbs: bool = False,
     ) -> None:
         if scenario not in SCENARIOS:
             raise LabError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")

@@ -1,7 +1,7 @@
 """Benchmark: lab boots, their stages, their hangs, and how they end.
 
     python tests/benchmarks/bench_lab_boot.py [--boots 30] [--scenario all] [--threads 4]
-        [--no-phbs] [--qemu patched] [--kernel NAME|PATH] [--hold 1] [--lock-wait 600]
+        [--phbs] [--qemu patched] [--kernel NAME|PATH] [--hold 1] [--lock-wait 600]
 
 Each boot runs the scenario to its end (``--hold`` guest seconds) with no retry, so a hung
 boot counts as such, with the stage it hung in (firmware / kernel / modules / vmm). Prints
@@ -32,7 +32,7 @@ def one_boot(args: argparse.Namespace) -> dict[str, Any]:
         kernel=args.kernel,
         retries=0,
         lock_wait=args.lock_wait,
-        phbs=not args.no_phbs,
+        phbs=args.phbs,
         log=None,
     )
     row: dict[str, Any] = {"hung": None}
@@ -64,10 +64,10 @@ def main() -> int:
     parser.add_argument("--qemu", default="patched")
     parser.add_argument("--kernel", default=None)
     parser.add_argument("--hold", type=int, default=1)
-    parser.add_argument("--no-phbs", action="store_true", help="-nodefaults: no PCI host bridges")
+    parser.add_argument("--phbs", action="store_true", help="the machine with its three PHBs (default: none)")
     parser.add_argument("--lock-wait", type=float, default=600.0)
     args = parser.parse_args()
-    machine = "no PHBs" if args.no_phbs else "3 PHBs"
+    machine = "3 PHBs" if args.phbs else "no PHBs"
     print(f"# {args.boots} boots: {args.scenario}, {args.threads} threads, {args.qemu} QEMU, {machine}")
     rows = []
     started = time.monotonic()
