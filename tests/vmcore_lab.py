@@ -48,16 +48,21 @@ def poke(lab: Any, phys: int, data: bytes) -> None:
         mem.write(data)
 
 
-def ptid_addresses(vmcore: Path, vmlinux: str) -> list[int]:
-    """Physical addresses of kvm_hstate.ptid of every cpu's PACA, read from a dump."""
+def ptid_targets(vmcore: Path, vmlinux: str) -> list[tuple[int, int]]:
+    """(physical address of kvm_hstate.ptid, ptid) of the threads that run a vcpu in the dump."""
     from pyvcore.decode import REAL_ADDRESS_MASK
-    from pyvcore.vmcore import DumpMemory, _load_kernel, open_dump
+    from pyvcore.vmcore import DumpMemory, _load_kernel, check_vmcore, open_dump
 
     _image, reader = _load_kernel(Path(vmlinux), None)
     ctx, kdump = open_dump(vmcore)
-    mem = DumpMemory(ctx, kdump)
+    pacas = reader.paca_addresses(DumpMemory(ctx, kdump))
     off = reader.k.paca.offsetof("kvm_hstate.ptid")
-    return [(addr + off) & REAL_ADDRESS_MASK for _cpu, addr in sorted(reader.paca_addresses(mem).items())]
+    out = []
+    for core in check_vmcore(vmcore, vmlinux).cores:
+        for t in core.snapshot["threads"]:
+            if t["kvm_hstate"]["kvm_vcpu"]:
+                out.append(((pacas[t["cpu"]] + off) & REAL_ADDRESS_MASK, t["kvm_hstate"]["ptid"]))
+    return out
 
 
 def has_vcore(vmcore: Path, vmlinux: str) -> bool:
@@ -91,9 +96,12 @@ def make_dumps(
             time.sleep(0.7)
         made["elf"] = dump_guest_memory(lab.qmp_socket, out / f"{scenario}.elf", FORMATS["elf"])
         if corrupt:
-            first, second = ptid_addresses(made["elf"], made["vmlinux"])[1:3]
-            poke(lab, first, b"\x02")
-            poke(lab, second, b"\x01")
+            # swap the ptids of two threads that run a vcpu: invariant 3 must see it
+            targets = ptid_targets(made["elf"], made["vmlinux"])
+            assert len(targets) >= 2, f"fewer than two threads run a vcpu in the dump: {targets}"
+            (first, a), (second, b) = targets[:2]
+            poke(lab, first, bytes([b]))
+            poke(lab, second, bytes([a]))
             for name, fmt in FORMATS.items():
                 made[f"bad-{name}"] = dump_guest_memory(lab.qmp_socket, out / f"{scenario}-bad.{name}", fmt)
     (out / f"{scenario}.json").write_text(json.dumps({k: str(v) for k, v in made.items()}))
