@@ -5,8 +5,10 @@
 //! After every step the model is viewed as a [`Snapshot`] (the same format a
 //! live kernel stop produces) and checked by the shared invariant code
 //! (`invariants::check_snapshot` / `check_step`), plus the invariants that
-//! need history a snapshot does not carry (§4 7, 25, 27) and the doorbell
-//! delivery property (29).
+//! need history a snapshot does not carry (7, 25, 27) and the doorbell
+//! delivery property (29: a doorbell sent to virtual thread N is taken by
+//! vcpu first_vcpuid + N, exactly once, never by another vcpu, and is never
+//! lost on the way: it stays pending in DPDES or in vc->dpdes until then).
 //!
 //! Not modelled (unsplit core only): split-core / dynamic micro-threading and
 //! piggybacking (kvm_split_mode, VCORE_PIGGYBACK; the `exit_request` event
@@ -19,6 +21,8 @@
 //! list order (kept sorted; it only orders kvmppc_start_thread calls).
 
 pub mod events;
+mod host;
+mod realmode;
 pub mod state;
 pub mod transitions;
 
@@ -32,7 +36,7 @@ use crate::view::{Hstate, KvmArch, Snapshot, Thread, Vcore, Vcpu};
 
 pub use events::{BadEvent, Event};
 pub use state::{Mmu, Phase, State};
-pub use transitions::{delivered_to, vc_first, Config, Effects, Fault, ModelError};
+pub use transitions::{vc_first, Config, Effects, Fault, ModelError, MAX_VCPU_ID};
 
 /// Synthetic addresses of the model's kernel objects (what the PACAs point at).
 pub const KVM_ADDR: u64 = 0xc000_0000_0200_0000;
@@ -45,7 +49,7 @@ pub const GUEST_SDR1: u64 = 0x0000_0000_1f00_0012;
 pub const HOST_LPID: u64 = 0;
 pub const HOST_SDR1: u64 = 0;
 
-/// Invariant numbers beyond VCORE_SPEC §4's 1-28.
+/// Invariant numbers of the model's own properties.
 pub const INV_DOORBELL: u32 = 29;
 pub const INV_DEADLOCK: u32 = 30;
 
@@ -65,18 +69,23 @@ fn violation(invariant: u32, message: String, fields: &[(&str, Value)]) -> Viola
 }
 
 impl Config {
+    /// Threads per core the kernel can run a vcore on: POWER7/POWER8 run 1,
+    /// 2, 4 or 8 threads per (sub)core, and kvmhv_set_smt_mode accepts only
+    /// a power of 2 up to threads_per_subcore (book3s_hv.c).
+    pub const THREAD_COUNTS: [u8; 4] = [1, 2, 4, 8];
+
     pub fn new(variant: Variant, threads: u8, cpu_base: u32) -> Result<Config, ModelError> {
-        if !(1..=MAX_SMT_THREADS as u8).contains(&threads) {
-            return Err(ModelError {
-                event: "new".into(),
-                reason: format!("threads per core must be 1..{MAX_SMT_THREADS}, not {threads}"),
-            });
+        if !Self::THREAD_COUNTS.contains(&threads) {
+            return Err(ModelError::new(
+                "new",
+                format!("threads per core must be 1, 2, 4 or 8 (POWER7/POWER8 SMT modes), not {threads}"),
+            ));
         }
         if cpu_base % threads as u32 != 0 {
-            return Err(ModelError {
-                event: "new".into(),
-                reason: format!("cpu {cpu_base} is not thread 0 of a {threads}-thread core"),
-            });
+            return Err(ModelError::new(
+                "new",
+                format!("cpu {cpu_base} is not thread 0 of a {threads}-thread core"),
+            ));
         }
         Ok(Config {
             variant,
@@ -175,53 +184,6 @@ impl Config {
         }
     }
 
-    /// Where a doorbell from vcpu index `from` to thread `t` goes, and the
-    /// violation of property 29 if it does not reach vcpu first_vcpuid + t.
-    pub fn doorbell_check(&self, s: &State, from: u8, t: usize) -> Option<Violation> {
-        let first = vc_first(s);
-        let intended = t as u8;
-        let delivered = delivered_to(s, t);
-        let from_id = first + from as u32;
-        let fields = |d: Option<u8>| {
-            vec![
-                ("from_vcpu", json!(from_id)),
-                ("thread", json!(t)),
-                ("intended_vcpu", json!(first + t as u32)),
-                (
-                    "delivered_vcpu",
-                    d.map_or(Value::Null, |d| json!(first + d as u32)),
-                ),
-            ]
-        };
-        match delivered {
-            Some(d) if d != intended => Some(violation(
-                INV_DOORBELL,
-                format!(
-                    "doorbell from vcpu {from_id} to thread {t} reached vcpu {} instead of vcpu {}",
-                    first + d as u32,
-                    first + t as u32
-                ),
-                &fields(delivered),
-            )),
-            None => {
-                // Nobody on that thread: lost if the intended vcpu runs elsewhere.
-                let elsewhere =
-                    (0..self.threads as usize).find(|&x| x != t && s.threads[x].running == Some(intended));
-                elsewhere.map(|x| {
-                    violation(
-                        INV_DOORBELL,
-                        format!(
-                            "doorbell from vcpu {from_id} to thread {t} is lost: vcpu {} runs on thread {x}",
-                            first + t as u32
-                        ),
-                        &fields(None),
-                    )
-                })
-            }
-            _ => None,
-        }
-    }
-
     /// Invariants that need the step, not just the resulting state.
     pub fn history_check(&self, prev: &State, next: &State, event: &Event, fx: &Effects) -> Vec<Violation> {
         let mut out = Vec::new();
@@ -277,11 +239,70 @@ impl Config {
                 ));
             }
         }
-        if let Event::Doorbell { vcpu, thread } = event {
-            let from = (*vcpu - vc_first(prev)) as u8;
-            out.extend(self.doorbell_check(prev, from, *thread as usize));
-        }
+        out.extend(self.doorbell_check(next, event, fx));
         out
+    }
+
+    /// Property 29 on one step: a doorbell taken on thread t is taken by
+    /// vcpu first_vcpuid + t and had been sent to thread t; every doorbell
+    /// sent and not yet taken is still pending (DPDES while the guest
+    /// partition is in, vc->dpdes outside it).
+    pub fn doorbell_check(&self, next: &State, event: &Event, fx: &Effects) -> Option<Violation> {
+        let first = vc_first(next);
+        if let (Event::TakeDoorbell { thread }, Some(v)) = (event, fx.doorbell_taken) {
+            let t = *thread as u32;
+            if v as u32 != t {
+                return Some(violation(
+                    INV_DOORBELL,
+                    format!(
+                        "the doorbell for thread {t} was taken by vcpu {} instead of vcpu {}",
+                        first + v as u32,
+                        first + t
+                    ),
+                    &[
+                        ("thread", json!(t)),
+                        ("intended_vcpu", json!(first + t)),
+                        ("delivered_vcpu", json!(first + v as u32)),
+                    ],
+                ));
+            }
+            if !fx.doorbell_was_sent {
+                return Some(violation(
+                    INV_DOORBELL,
+                    format!("vcpu {} took a doorbell that no vcpu sent to thread {t}", first + t),
+                    &[("thread", json!(t)), ("delivered_vcpu", json!(first + t))],
+                ));
+            }
+        }
+        let pending = match (next.mmu, next.vcore) {
+            (Mmu::Guest, _) => next.dpdes,
+            (Mmu::Host, Some(vc)) => vc.dpdes,
+            (Mmu::Host, None) => 0,
+        };
+        let lost = next.db_sent & !pending;
+        if lost == 0 {
+            return None;
+        }
+        let t = lost.trailing_zeros();
+        let stray = pending & !next.db_sent;
+        let instead = if stray != 0 {
+            format!("; a doorbell is pending on thread {} instead", stray.trailing_zeros())
+        } else {
+            String::new()
+        };
+        Some(violation(
+            INV_DOORBELL,
+            format!(
+                "the doorbell sent to thread {t} is lost before vcpu {} took it ({} {pending:#x}){instead}",
+                first + t,
+                if next.mmu == Mmu::Guest { "DPDES" } else { "vc->dpdes" }
+            ),
+            &[
+                ("thread", json!(t)),
+                ("intended_vcpu", json!(first + t)),
+                ("dpdes", json!(pending)),
+            ],
+        ))
     }
 
     /// Every event that is legal in `s` (doorbells included).
@@ -338,6 +359,9 @@ impl Config {
                         thread: t,
                     });
                 }
+            }
+            for t in 0..n {
+                out.push(Event::TakeDoorbell { thread: t });
             }
         }
         out

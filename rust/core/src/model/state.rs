@@ -43,6 +43,10 @@ pub enum Phase {
     /// Modern secondary after a run: spinning in `kvm_no_guest` while
     /// `hwthread_req != 0` (the modern kernel does not nap there).
     Spinning,
+    /// Only with the `nap-counted-before-clear` fault: a seed secondary in
+    /// `kvm_no_guest` that has counted itself in `nap_count` but not yet
+    /// cleared its PACA's `kvm_vcpu`.
+    NapCounted,
 }
 
 impl Phase {
@@ -62,6 +66,7 @@ impl Phase {
             (Phase::TooLate, _) => "secondary_too_late",
             (Phase::Returned, _) => "kvmppc_run_core_after_entry",
             (Phase::Spinning, _) => "kvm_no_guest",
+            (Phase::NapCounted, _) => "kvm_no_guest_nap_counted",
         }
     }
 }
@@ -91,6 +96,8 @@ pub struct ThreadModel {
     /// entered; may differ from `hstate.kvm_vcpu` for thread 0, which loads
     /// r4 once and learns of a latecomer only when woken from its nap.
     pub running: Option<u8>,
+    /// The vcpu on this thread was started as a latecomer this run.
+    pub late: bool,
 }
 
 impl ThreadModel {
@@ -113,6 +120,7 @@ impl ThreadModel {
             },
             ipi: false,
             running: None,
+            late: false,
         }
     }
 }
@@ -188,6 +196,9 @@ pub struct VcoreModel {
     pub lock_held: bool,
     /// kvmppc_release_hwthread has run for this run's threads.
     pub released: bool,
+    /// vc->dpdes: the core's DPDES saved by thread 0 at the last switch back
+    /// to the host, loaded again at the next switch-in.
+    pub dpdes: u8,
 }
 
 impl VcoreModel {
@@ -210,6 +221,7 @@ impl VcoreModel {
             runq_len: 0,
             lock_held: false,
             released: false,
+            dpdes: 0,
         }
     }
 
@@ -289,6 +301,14 @@ pub struct State {
     pub switch_out: u8,
     /// The run has finished (kvmppc_run_core's `out:`) at least once.
     pub runs_done: u8,
+    /// The core's DPDES register: bit N = a doorbell pending for thread N
+    /// (one register per POWER8 core; 0 in the host).
+    pub dpdes: u8,
+    /// History for the doorbell invariant (29): bit N = a doorbell was sent
+    /// to virtual thread N and has not been taken yet.
+    pub db_sent: u8,
+    /// Doorbells sent this run (the explorer bounds this).
+    pub doorbells: u8,
 }
 
 impl State {
@@ -303,6 +323,9 @@ impl State {
             switch_in: 0,
             switch_out: 0,
             runs_done: 0,
+            dpdes: 0,
+            db_sent: 0,
+            doorbells: 0,
         }
     }
 }
