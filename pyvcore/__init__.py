@@ -2,7 +2,8 @@
 
 from pyvcore._core import __version__
 from pyvcore.checker import Checker, SnapshotError, TraceReport, Violation, check_trace
-from pyvcore.model import ExploreResult, InvariantError, ModelError, Step, Vcore, explore
+from pyvcore.explorer import ExploreResult, explore
+from pyvcore.model import InvariantError, ModelError, Step, Vcore
 
 __all__ = [
     "Checker",

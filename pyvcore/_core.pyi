@@ -4,7 +4,7 @@ __version__: str
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
-from typing import Any, Optional, Union, final
+from typing import Any, Callable, Optional, Union, final
 
 class SnapshotError(ValueError):
     """A snapshot or trace line that cannot be used."""
@@ -245,7 +245,7 @@ class KernelImage:
 def module_symbols(elf: bytes) -> dict[str, tuple[str, int]]:
     """Symbols of a (decompressed) module ELF: {name: (section, offset)}."""
 
-# --- model and explorer (rust/bindings/model.rs; wrapped by pyvcore.model) ---
+# --- model and explorer (rust/python/src/model.rs; wrapped by pyvcore.model, pyvcore.explorer) ---
 
 class ModelError(ValueError):
     """An event not legal in the model's current state, or a bad model parameter."""
@@ -255,55 +255,173 @@ class ModelError(ValueError):
     reason: str
     """Why it is not legal."""
 
+MAX_VCPU_ID: int
+"""vcpu ids are below this (KVM_MAX_VCPU_IDS of a POWER8 host)."""
+
+class Event:
+    """One model event: Event("enter", thread=1), Event("exit", 1, trap=0xc00)."""
+
+    def __init__(self, name: str, *args: int, **kwargs: int) -> None:
+        """Raises ModelError (a ValueError) for an unknown name or bad arguments."""
+    @staticmethod
+    def parse(text: str) -> Event:
+        """The text form, e.g. "doorbell(vcpu=1, thread=2)"; ModelError if it is none."""
+    @property
+    def name(self) -> str: ...
+    @property
+    def label(self) -> str:
+        """The kernel function or label the event ends at (a snapshot's "stop")."""
+    @property
+    def args(self) -> dict[str, int]: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+
+class Step:
+    """What one applied event did."""
+
+    @property
+    def event(self) -> Event: ...
+    @property
+    def stop(self) -> str: ...
+    @property
+    def violations(self) -> list[tuple[int, str, dict[str, Any]]]:
+        """(invariant, message, fields) of each invariant the step broke."""
+    @property
+    def doorbell_taken(self) -> Optional[int]:
+        """take_doorbell: the vcpu id that took the doorbell."""
+    @property
+    def ceded_to_nap(self) -> bool: ...
+
 class CoreModel:
     """One vcore on one physical core, driven event by event (pyvcore.Vcore wraps it)."""
 
     def __init__(self, variant: str, threads: int, cpu_base: int = 0) -> None:
-        """Raises ValueError for an unknown variant, ModelError for bad threads/cpu_base."""
+        """Raises ValueError for an unknown variant or threads not 1, 2, 4, 8; ModelError for a bad cpu_base."""
     @property
     def variant(self) -> str: ...
     @property
     def threads(self) -> int: ...
     @property
     def cpu_base(self) -> int: ...
-    def apply(self, event: str) -> str:
-        """Apply one event (text form); JSON {"event", "stop", "violations": [{"invariant",
-        "message", "fields"}], "doorbell_delivered", "ceded_to_nap"}. Raises ModelError."""
+    def apply(self, event: Union[Event, str]) -> Step:
+        """Apply one event. Raises ModelError (an illegal event, or text that is no event)."""
+    def snapshot(self) -> dict[str, Any]:
+        """The snapshot of the current state."""
     def snapshot_json(self) -> str:
-        """The contract-2 snapshot of the current state."""
-    def detail_json(self) -> str:
-        """Model-only detail: {"threads": [{"thread", "phase", "label", "ipi", "running",
-        "kvm_vcpu_id"}], "vcpus": [{"vcpu_id", "prodded", "trap", "started", "cedes"}],
-        "vcore": {"entered", "exited", "runnable", "tb_offset_applied", "lock_held"} | None,
-        "mmu", "switch_in", "switch_out"}."""
-    def enabled(self) -> list[str]:
-        """Every event legal now, in text form."""
-    def trace(self) -> list[str]: ...
+        """The snapshot as one line of JSON."""
+    def vcore(self) -> Optional[dict[str, Any]]:
+        """The vcore's snapshot fields plus vcore_state_name, runnable, dpdes_saved."""
+    def thread_detail(self) -> list[dict[str, Any]]:
+        """Per thread: thread, phase, label, ipi, running, kvm_vcpu_id, doorbell."""
+    def vcpu_detail(self) -> dict[int, dict[str, int]]:
+        """Per vcpu id: prodded, trap, started, cedes."""
+    def enabled(self) -> list[Event]:
+        """Every event legal now."""
+    def trace(self) -> list[Event]: ...
     def copy(self) -> CoreModel: ...
+
+class ExploreProgress:
+    """Where a running exploration is."""
+
+    @property
+    def states(self) -> int: ...
+    @property
+    def transitions(self) -> int: ...
+    @property
+    def depth(self) -> int: ...
+    @property
+    def frontier(self) -> int: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def memory(self) -> int:
+        """Estimated bytes in use."""
+
+class ExploreReport:
+    """The outcome of explore()."""
+
+    @property
+    def variant(self) -> str: ...
+    @property
+    def threads(self) -> int: ...
+    @property
+    def vcpus(self) -> list[int]: ...
+    @property
+    def states(self) -> int: ...
+    @property
+    def transitions(self) -> int: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def counterexample(self) -> Optional[list[Event]]: ...
+    @property
+    def violation(self) -> Optional[tuple[int, str, dict[str, Any]]]: ...
+    @property
+    def incomplete(self) -> Optional[str]:
+        """Why the search ended early; None when it saw every state."""
+    @property
+    def finished_runs(self) -> int: ...
+    @property
+    def depth(self) -> int: ...
+    @property
+    def ignored(self) -> list[int]: ...
+    @property
+    def bounds(self) -> str: ...
+    @property
+    def peak_memory(self) -> int: ...
+    @property
+    def fault(self) -> Optional[str]: ...
+
+class FaultInfo:
+    """A deliberate fault: name, the public fix it undoes, the variants it applies to."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def fixed_by(self) -> str: ...
+    @property
+    def variants(self) -> list[str]: ...
 
 def explore(
     variant: str,
     threads: int,
     vcpus: Optional[list[int]] = None,
+    *,
     ignore: Optional[list[int]] = None,
     max_states: Optional[int] = None,
+    max_memory: Optional[int] = None,
     cedes_per_vcpu: Optional[int] = None,
     max_cedes: Optional[int] = None,
     max_prods: Optional[int] = None,
+    max_doorbells: Optional[int] = None,
     check_invariants: bool = True,
     symmetry: bool = True,
     exit_request: bool = False,
     fault: Optional[str] = None,
-) -> str:
-    """Explore one vcore run; JSON {"variant", "threads", "vcpus", "states", "transitions",
-    "seconds", "counterexample", "violated", "violation", "complete", "finished_runs",
-    "depth", "ignored", "bounds"}. Runs without the GIL. Raises ModelError/ValueError."""
+    workers: Optional[int] = None,
+    partial_order: bool = True,
+    progress: Optional[Callable[[ExploreProgress], object]] = None,
+) -> ExploreReport:
+    """Explore one vcore run without the GIL; progress(p) between batches; Ctrl-C and
+    exceptions from progress stop the search and are raised. Raises ModelError/ValueError."""
 
 def event_forms() -> list[str]:
     """The text form of every event, e.g. "enter(thread=T)"."""
 
-def fault_names() -> list[str]:
+def event_labels() -> list[tuple[str, str]]:
+    """(event name, kernel function or label it models)."""
+
+def faults() -> list[FaultInfo]:
     """The deliberate faults explore(fault=...) accepts."""
+
+def variants() -> list[str]:
+    """The model variants."""
+
+def vcore_state_names(variant: str) -> list[tuple[int, str]]:
+    """(vcore_state value, kernel name) of a variant."""
+
+def thread_counts() -> list[int]:
+    """Threads per core the model accepts: 1, 2, 4, 8."""
 
 # --- continuous trace (pyvcore trace): the event log replayed through the shadow
 def replay_events(text: str) -> str:

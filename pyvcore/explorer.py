@@ -1,10 +1,14 @@
-"""``pyvcore explore``: every interleaving of one vcore run, checked.
+"""Exhaustive exploration of one vcore run, checked: the Python API
+(:func:`explore`, :class:`ExploreResult`) and ``pyvcore explore``::
 
     pyvcore explore --variant modern --threads 4
+    pyvcore explore --variant seed --threads 4 --fault doorbell-lost-on-wake
     pyvcore explore --variant prepatch --threads 4 --vcpus 1,2 --json
 
-Exit status: 0 all invariants hold, 1 a counterexample was found, 2 bad input.
-The exploration itself runs in Rust (:func:`pyvcore.model.explore`).
+Exit status: 0 every invariant holds over the whole bounded space, 1 a
+counterexample was found, 2 bad input or an incomplete search (a budget ran
+out: no verdict), 130 interrupted.  The exploration runs in Rust
+(``pyvcore._core.explore``).
 """
 
 from __future__ import annotations
@@ -12,53 +16,269 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Optional
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
-from pyvcore.model import FAULTS, ExploreResult, ModelError, explore
+from pyvcore import _core
+from pyvcore.checker import Violation
+from pyvcore.model import (
+    FAULT_INFO,
+    FAULTS,
+    MAX_VCPU_ID,
+    THREAD_COUNTS,
+    VARIANTS,
+    ModelError,
+    Vcore,
+    _violation,
+)
 
-VARIANTS = ("seed", "modern", "prepatch")
+
+@dataclass(frozen=True)
+class ExploreResult:
+    """The outcome of :func:`explore`."""
+
+    variant: str
+    threads: int
+    vcpus: list[int]
+    states: int
+    transitions: int
+    seconds: float
+    counterexample: Optional[list[str]]
+    """The shortest event trace to the violation (from "vcpus created"), or None."""
+    violation: Optional[Violation]
+    incomplete: Optional[str]
+    """Why the search stopped before seeing every state ("the state budget ran
+    out", "the memory budget ran out", "interrupted"), or None."""
+    finished_runs: int
+    depth: int
+    bounds: str
+    ignored: list[int]
+    peak_memory: int
+    """The largest estimated memory of the search, in bytes."""
+    fault: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        """No violation found (a proof only when :attr:`complete`)."""
+        return self.violation is None
+
+    @property
+    def complete(self) -> bool:
+        """Every reachable state within the bounds was seen (or a violation found)."""
+        return self.incomplete is None
+
+    @property
+    def violated(self) -> Optional[str]:
+        """``"invariant <n>: <message>"`` of the violation, or None."""
+        v = self.violation
+        return None if v is None else f"invariant {v.invariant}: {v.message}"
+
+    @property
+    def states_per_second(self) -> float:
+        return self.states / self.seconds if self.seconds > 0 else float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``pyvcore explore --json`` object."""
+        return {
+            "states": self.states,
+            "transitions": self.transitions,
+            "seconds": self.seconds,
+            "counterexample": self.counterexample,
+            "violated": self.violated,
+            "violation": self.violation.to_dict() if self.violation else None,
+            "variant": self.variant,
+            "threads": self.threads,
+            "vcpus": self.vcpus,
+            "complete": self.complete,
+            "incomplete": self.incomplete,
+            "finished_runs": self.finished_runs,
+            "depth": self.depth,
+            "bounds": self.bounds,
+            "ignored": self.ignored,
+            "peak_memory": self.peak_memory,
+            "fault": self.fault,
+        }
+
+    def replay(self) -> Vcore:
+        """A :class:`Vcore` taken through the counterexample (or fresh if none)."""
+        vc = Vcore(self.variant, self.threads, self.vcpus)
+        vc.replay(self.counterexample or [])
+        return vc
+
+    def trace_lines(self) -> list[str]:
+        """The counterexample as a snapshot trace: one JSON line per state,
+        from "vcpus created" to the violation, each with its "stop" label and
+        the event that led to it -- what ``pyvcore check`` and gdb users read."""
+        vc = Vcore(self.variant, self.threads, self.vcpus)
+        lines = [vc.snapshot_json()]
+        for event in self.counterexample or []:
+            vc.apply(event)
+            snap = vc.snapshot()
+            snap["event"] = event
+            lines.append(json.dumps(snap))
+        return lines
+
+
+def explore(
+    variant: str,
+    threads: int,
+    vcpus: Optional[Sequence[int]] = None,
+    *,
+    max_states: Optional[int] = None,
+    max_memory: Optional[int] = None,
+    cedes_per_vcpu: Optional[int] = None,
+    max_cedes: Optional[int] = None,
+    max_prods: Optional[int] = None,
+    max_doorbells: Optional[int] = None,
+    ignore: Optional[Sequence[int]] = None,
+    check_invariants: bool = True,
+    symmetry: bool = True,
+    exit_request: bool = False,
+    fault: Optional[str] = None,
+    workers: Optional[int] = None,
+    partial_order: bool = True,
+    progress: Optional[Callable[[Any], object]] = None,
+) -> ExploreResult:
+    """Enumerate every interleaving of one vcore run (breadth first, states
+    deduplicated, expanded on ``workers`` threads) and return the shortest
+    counterexample, if any.
+
+    ``vcpus`` defaults to all of vcore 0 (ids 0..threads-1).  The bounds
+    (``cedes_per_vcpu``, ``max_cedes``, ``max_prods``, ``max_doorbells``)
+    default to 1, 2 (1 above four threads), 1 and 1; ``ExploreResult.bounds``
+    says them in words.  ``max_states`` / ``max_memory`` (bytes, estimated)
+    default to 50 million states and 4 GiB: running out ends the search
+    with ``incomplete`` set, never as a proof.  ``progress(p)`` receives an
+    ``ExploreProgress`` (states, transitions, depth, frontier, seconds,
+    memory) every few thousand states; Ctrl-C stops the search
+    (KeyboardInterrupt).  ``exit_request`` (modern) also lets VCORE_EXIT_REQ
+    arrive at any time.  ``fault`` (one of :data:`FAULTS`) breaks one kernel
+    rule on purpose.  ``partial_order`` (default on) explores a doorbell's
+    sending and taking only just before the next step of the threads it
+    concerns (every other event commutes with them).  Bad parameters raise ValueError / :class:`ModelError`.
+    """
+    for name, value, limit in (
+        ("max_states", max_states, 2**62),
+        ("max_memory", max_memory, 2**62),
+        ("cedes_per_vcpu", cedes_per_vcpu, 255),
+        ("max_cedes", max_cedes, 255),
+        ("max_prods", max_prods, 255),
+        ("max_doorbells", max_doorbells, 255),
+        ("workers", workers, 64),
+    ):
+        if value is not None and not 0 <= value <= limit:
+            raise ValueError(f"{name} must be 0..{limit}, not {value}")
+    if vcpus is not None:
+        vcpus = list(vcpus)
+        bad = [i for i in vcpus if not 0 <= i < MAX_VCPU_ID]
+        if bad:
+            raise ValueError(f"vcpu id {bad[0]} is out of range (ids are 0..{MAX_VCPU_ID - 1})")
+    r = _core.explore(
+        variant,
+        threads,
+        vcpus,
+        ignore=list(ignore) if ignore is not None else None,
+        max_states=max_states,
+        max_memory=max_memory,
+        cedes_per_vcpu=cedes_per_vcpu,
+        max_cedes=max_cedes,
+        max_prods=max_prods,
+        max_doorbells=max_doorbells,
+        check_invariants=check_invariants,
+        symmetry=symmetry,
+        exit_request=exit_request,
+        fault=fault,
+        workers=workers,
+        partial_order=partial_order,
+        progress=progress,
+    )
+    return ExploreResult(
+        variant=r.variant,
+        threads=r.threads,
+        vcpus=list(r.vcpus),
+        states=r.states,
+        transitions=r.transitions,
+        seconds=r.seconds,
+        counterexample=None if r.counterexample is None else [str(e) for e in r.counterexample],
+        violation=None if r.violation is None else _violation(r.violation),
+        incomplete=r.incomplete,
+        finished_runs=r.finished_runs,
+        depth=r.depth,
+        bounds=r.bounds,
+        ignored=list(r.ignored),
+        peak_memory=r.peak_memory,
+        fault=r.fault,
+    )
+
+
+# -- the command line ---------------------------------------------------------
+
+_VCPU_HELP = "e.g. 1,2 or 0-3 or 8-15"
+
+
+def _vcpu_id(text: str) -> int:
+    """One vcpu id, named when it is too large rather than overflowing."""
+    text = text.strip()
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a vcpu id ({_VCPU_HELP})")
+    if len(text) > 12 or int(text) >= MAX_VCPU_ID:
+        shown = text if len(text) <= 24 else text[:20] + "..."
+        raise argparse.ArgumentTypeError(
+            f"{shown} is too large (vcpu ids are 0..{MAX_VCPU_ID - 1}, KVM_MAX_VCPU_IDS)"
+        )
+    return int(text)
 
 
 def _vcpu_list(text: str) -> list[int]:
-    """Parse "0,1,3" or "0-3" or a mix."""
+    """Parse "0,1,3", "0-3" or a mix, never expanding a range wider than a core."""
     ids: list[int] = []
-    try:
-        for part in (p.strip() for p in text.split(",") if p.strip()):
-            if "-" in part:
-                lo, hi = (int(x) for x in part.split("-", 1))
-                ids.extend(range(lo, hi + 1))
-            else:
-                ids.append(int(part))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad vcpu list {text!r} (expected e.g. 0,1,3 or 0-3)") from None
-    if not ids or any(i < 0 for i in ids):
-        raise argparse.ArgumentTypeError(f"bad vcpu list {text!r} (expected e.g. 0,1,3 or 0-3)")
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if "-" in part:
+            lo_text, hi_text = part.split("-", 1)
+            lo, hi = _vcpu_id(lo_text), _vcpu_id(hi_text)
+            if hi < lo:
+                raise argparse.ArgumentTypeError(f"range {part!r} runs backwards")
+            if hi - lo >= max(THREAD_COUNTS):
+                raise argparse.ArgumentTypeError(
+                    f"range {part!r} has {hi - lo + 1} ids, more than a vcore holds ({max(THREAD_COUNTS)})"
+                )
+            ids.extend(range(lo, hi + 1))
+        else:
+            ids.append(_vcpu_id(part))
+        if len(ids) > max(THREAD_COUNTS):
+            raise argparse.ArgumentTypeError(f"more than {max(THREAD_COUNTS)} ids (one vcore)")
+    if not ids:
+        raise argparse.ArgumentTypeError(f"no vcpu id in {text!r} ({_VCPU_HELP})")
     return ids
 
 
-def _threads(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if not 1 <= n <= 8:
-        raise argparse.ArgumentTypeError(f"threads per core must be 1..8, not {text!r}")
-    return n
-
-
-def _count(limit: int):
+def _count(limit: int) -> Callable[[str], int]:
     """An argparse type: a whole number 0..limit."""
 
     def parse(text: str) -> int:
-        try:
-            n = int(text)
-        except ValueError:
-            n = -1
+        n = int(text) if text.strip().isdigit() and len(text.strip()) <= 20 else -1
         if not 0 <= n <= limit:
             raise argparse.ArgumentTypeError(f"expected a whole number 0..{limit}, not {text!r}")
         return n
 
     return parse
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def _bytes(text: str) -> int:
+    """An argparse type: a size such as 512M or 4G."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1:] if t[-1:] in _UNITS else ""
+    number = t[: len(t) - len(unit)]
+    if not number.isdigit() or len(number) > 12 or int(number) == 0:
+        raise argparse.ArgumentTypeError(f"expected a size such as 512M or 4G, not {text!r}")
+    return int(number) * _UNITS[unit]
 
 
 def format_result(r: ExploreResult) -> str:
@@ -76,11 +296,13 @@ def format_result(r: ExploreResult) -> str:
         )
     lines.append(
         f"{r.states:,} states, {r.transitions:,} transitions, {r.seconds:.3f} s ({rate}), "
-        f"depth {r.depth}, {r.finished_runs:,} finished runs"
-        + ("" if r.complete else " -- INCOMPLETE (max-states reached)")
+        f"depth {r.depth}, {r.finished_runs:,} finished runs, peak memory ~{r.peak_memory / 2**20:,.0f} MiB"
     )
     if r.violation is None:
-        lines.append("all invariants hold" if r.complete else "no violation found in the explored part")
+        if r.complete:
+            lines.append("all invariants hold")
+        else:
+            lines.append(f"INCOMPLETE: {r.incomplete} -- no verdict (no violation in the part explored)")
         return "\n".join(lines)
     trace = r.counterexample or []
     lines.append(
@@ -96,23 +318,56 @@ def format_result(r: ExploreResult) -> str:
     return "\n".join(lines)
 
 
+class _TtyProgress:
+    """One self-overwriting status line on stderr, at most 5 times a second."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, p: Any) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.2:
+            return
+        self.last = now
+        self.shown = True
+        sys.stderr.write(
+            f"\r  {p.states:,} states, depth {p.depth}, {p.seconds:.1f} s, ~{p.memory / 2**20:,.0f} MiB   "
+        )
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r" + " " * 72 + "\r")
+            sys.stderr.flush()
+
+
 def _run(args: argparse.Namespace) -> int:
+    progress = _TtyProgress() if sys.stderr.isatty() and not args.json else None
     try:
         result = explore(
             args.variant,
             args.threads,
             args.vcpus,
             max_states=args.max_states,
+            max_memory=args.max_memory,
             cedes_per_vcpu=args.cedes_per_vcpu,
             max_cedes=args.max_cedes,
             max_prods=args.max_prods,
+            max_doorbells=args.max_doorbells,
             symmetry=not args.no_symmetry,
             exit_request=args.exit_request,
             fault=args.fault,
+            workers=args.workers,
+            partial_order=not args.no_partial_order,
+            progress=progress,
         )
     except (ModelError, ValueError, OverflowError) as e:
         print(f"pyvcore explore: {e}", file=sys.stderr)
         return 2
+    finally:
+        if progress is not None:
+            progress.done()
     if args.trace and result.counterexample:
         try:
             with open(args.trace, "w", encoding="utf-8") as f:
@@ -126,7 +381,13 @@ def _run(args: argparse.Namespace) -> int:
         print(format_result(result))
         if args.trace and result.counterexample:
             print(f"counterexample written to {args.trace} as a snapshot trace (pyvcore check {args.trace})")
-    return 0 if result.violation is None else 1
+    if result.violation is not None:
+        return 1
+    return 0 if result.complete else 2
+
+
+def _fault_help() -> str:
+    return "; ".join(f"{name}: {info.fixed_by}" for name, info in FAULT_INFO.items())
 
 
 def register(subparsers: Any) -> None:
@@ -137,27 +398,41 @@ def register(subparsers: Any) -> None:
             "Enumerate every interleaving of one vcore run in the model (vcpus becoming runnable in any "
             "order, entries, cedes, prods, doorbells, exits), breadth first with state deduplication, "
             "and report either 'all invariants hold' or the shortest counterexample. "
-            "Exit status: 0 all hold, 1 counterexample, 2 bad input."
+            "Exit status: 0 all hold, 1 counterexample, 2 bad input or incomplete (a budget ran out)."
         ),
     )
     p.add_argument("--variant", required=True, choices=VARIANTS, help="kernel behaviour to model")
-    p.add_argument("--threads", required=True, type=_threads, metavar="N", help="threads per core (1-8)")
+    p.add_argument(
+        "--threads",
+        required=True,
+        type=int,
+        choices=THREAD_COUNTS,
+        metavar="N",
+        help="threads per core: 1, 2, 4 or 8 (the POWER7/POWER8 SMT modes)",
+    )
     p.add_argument(
         "--vcpus",
         type=_vcpu_list,
         metavar="IDS",
-        help="vcpu ids of the vcore, e.g. 1,2 or 0-3 (default: all N of vcore 0)",
+        help=f"vcpu ids of one vcore, {_VCPU_HELP} (default: all N of vcore 0); the kernel puts id i "
+        "in the vcore whose first_vcpuid is i rounded down to a multiple of N",
     )
     p.add_argument(
         "--json",
         action="store_true",
-        help='print {"states", "transitions", "seconds", "counterexample", "violated", ...}',
+        help='print {"states", "transitions", "seconds", "counterexample", "violated", "complete", ...}',
     )
     p.add_argument(
         "--max-states",
         type=_count(2**62),
         metavar="K",
-        help="stop after K states (report is then incomplete)",
+        help="state budget (default 50,000,000); running out ends the search incomplete (exit 2)",
+    )
+    p.add_argument(
+        "--max-memory",
+        type=_bytes,
+        metavar="SIZE",
+        help="memory budget, e.g. 2G (default 4G, estimated); running out ends the search incomplete (exit 2)",
     )
     p.add_argument(
         "--cedes-per-vcpu", type=_count(255), metavar="K", help="cedes per vcpu per run (default 1)"
@@ -170,9 +445,23 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--max-prods", type=_count(255), metavar="K", help="H_PRODs in total per run (default 1)")
     p.add_argument(
+        "--max-doorbells",
+        type=_count(255),
+        metavar="K",
+        help="msgsndp doorbells in total per run (default 1)",
+    )
+    p.add_argument(
+        "--workers", type=_count(64), metavar="K", help="threads to explore on (default: every core)"
+    )
+    p.add_argument(
         "--no-symmetry",
         action="store_true",
         help="do not merge states that differ only by a permutation of secondary threads",
+    )
+    p.add_argument(
+        "--no-partial-order",
+        action="store_true",
+        help="explore doorbell events at every point, not only before the next step of the threads they concern",
     )
     p.add_argument(
         "--exit-request",
@@ -185,12 +474,15 @@ def register(subparsers: Any) -> None:
         help="write the counterexample as a JSONL snapshot trace (one line per state)",
     )
     p.add_argument(
-        "--fault", choices=FAULTS, help="break one kernel rule on purpose, to see the explorer catch it"
+        "--fault",
+        choices=FAULTS,
+        metavar="NAME",
+        help="reintroduce one real bug class on purpose, to see the explorer catch it: " + _fault_help(),
     )
     p.set_defaults(func=_run)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="pyvcore")
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["explore", *(argv if argv is not None else sys.argv[1:])])

@@ -12,7 +12,16 @@ from hypothesis import strategies as st
 
 import pyvcore
 from pyvcore import Checker, ModelError, Vcore
-from pyvcore.model import EVENT_FORMS, InvariantError
+from pyvcore.model import (
+    EVENT_FORMS,
+    EVENT_LABELS,
+    MAX_VCPU_ID,
+    THREAD_COUNTS,
+    VARIANTS,
+    VCORE_STATE_NAMES,
+    Event,
+    InvariantError,
+)
 
 VCORE = 0xC000000003000000
 
@@ -138,7 +147,10 @@ def full_run(variant: str) -> Vcore:
     assert not vc.cede(thread_of(vc, 2)).ceded_to_nap  # prodded: returns at once
     assert vc.cede(thread_of(vc, 1)).ceded_to_nap
     vc.wake(thread_of(vc, 1))  # DEC
-    vc.doorbell(1, 2)
+    t2 = thread_of(vc, 2)
+    vc.doorbell(1, t2)  # msgsndp: DPDES bit t2
+    assert vc.paca_table()[t2]["doorbell"]
+    assert vc.take_doorbell(t2) == 2  # the vcpu on that thread, whoever the doorbell meant
     vc.exit(t3, trap=0xC00)
     for r in vc.paca_table():
         if r["phase"] == "in_guest":
@@ -213,6 +225,8 @@ ILLEGAL_AT_START = [
     ("start_thread(vcpu=0)", "start-up"),
     ("vcore_entry", "start-up"),
     ("doorbell(vcpu=0, thread=1)", "not executing in the guest"),
+    ("take_doorbell(thread=1)", "not executing a vcpu"),
+    ("fly(thread=1)", "unknown event name"),
     ("block(vcpu=0)", "not runnable"),
     ("runnable(vcpu=9)", "not in this vcore"),
     ("enter(thread=7)", "does not exist"),
@@ -276,7 +290,7 @@ def test_bad_parameters() -> None:
     with pytest.raises(ValueError, match="unknown variant"):
         Vcore("p8")
     for n in (0, 9, -1, 1000, 2**70, "4"):
-        with pytest.raises(ValueError, match="1..8"):
+        with pytest.raises(ValueError, match="1, 2, 4 or 8"):
             Vcore("seed", threads=n)
     with pytest.raises(ModelError, match="bad event"):
         Vcore("seed").apply("fly(1)")
@@ -359,7 +373,9 @@ def test_exit_request_thread_0_too_late_never_switches() -> None:
 
 
 def test_doorbell_delivery_seed_vs_prepatch() -> None:
-    for variant, expect in (("seed", 0), ("prepatch", 2)):
+    """A doorbell to thread 0 waits for vcpu 0 on the seed; on prepatch vcpu 2
+    sits on thread 0 and takes it (invariant 29)."""
+    for variant in ("seed", "prepatch"):
         vc = Vcore(variant, threads=4, vcpus=[0, 1, 2, 3])
         vc.runnable(2)
         vc.run_core()
@@ -369,11 +385,98 @@ def test_doorbell_delivery_seed_vs_prepatch() -> None:
         if variant == "seed":
             vc.enter(2)
             vc.guest_entry(2)
-            assert vc.doorbell(2, 0) is None  # nobody on thread 0: vcpu 0 gets it when it runs
-            assert vc.violations == []
+            vc.doorbell(2, 0)  # nobody on thread 0: pending until vcpu 0 runs
+            assert vc.violations == [] and vc.paca_table()[0]["doorbell"]
+            with pytest.raises(ModelError, match="not executing a vcpu"):
+                vc.take_doorbell(0)
         else:
-            assert vc.doorbell(2, 0) == expect  # vcpu 2 sits on thread 0
-            assert any(v.invariant == 29 for v in vc.violations)
+            vc.doorbell(2, 0)
+            assert vc.take_doorbell(0) == 2  # vcpu 2 sits on thread 0
+            assert any(v.invariant == 29 and "instead of vcpu 0" in v.message for v in vc.violations)
+
+
+def test_doorbell_pending_across_an_exit_is_saved_and_restored() -> None:
+    """book3s_hv_rmhandlers.S: thread 0 saves DPDES in vc->dpdes at the switch
+    back to the host and loads it at the next switch-in; the vcpu takes the
+    doorbell in its next run, exactly once."""
+    vc = Vcore("modern", threads=2, vcpus=[0, 1], strict=True)
+    vc.runnable(0, 1)
+    vc.run_core()
+    vc.enter(0)
+    vc.switch_in()
+    vc.guest_entry(0)
+    vc.enter(1)
+    vc.guest_entry(1)
+    vc.doorbell(0, 1)
+    vc.exit(1)
+    vc.exit(0)
+    vc.switch_out()
+    assert vc.vcore["dpdes_saved"] == 0b10 and not vc.paca_table()[1]["doorbell"]
+    vc.tail(1)
+    vc.release()
+    vc.finish()
+    vc.run_core()
+    vc.enter(0)
+    vc.switch_in()
+    assert vc.paca_table()[1]["doorbell"]
+    vc.guest_entry(0)
+    vc.enter(1)
+    vc.guest_entry(1)
+    assert vc.take_doorbell(1) == 1
+    with pytest.raises(ModelError, match="no doorbell is pending"):
+        vc.take_doorbell(1)
+
+
+def test_doorbell_wakes_a_ceded_nap() -> None:
+    vc = Vcore("seed", threads=4, vcpus=[0, 1, 2, 3], strict=True)
+    vc.runnable(0, 1, 2)
+    vc.run_core()
+    vc.enter(0)
+    vc.switch_in()
+    vc.guest_entry(0)
+    for t in (1, 2):
+        vc.enter(t)
+        vc.guest_entry(t)
+    assert vc.cede(2).ceded_to_nap
+    assert not vc.paca_table()[2]["ipi"]
+    vc.doorbell(0, 2)
+    assert vc.paca_table()[2]["ipi"]  # LPCR[PECEDP]: the doorbell wakes the nap
+    vc.wake(2)
+    assert vc.take_doorbell(2) == 2
+
+
+def test_event_objects() -> None:
+    e = Event("exit", 1, trap=0xC00)
+    assert (e.name, e.label, e.args) == ("exit", "kvmhv_commence_exit", {"thread": 1, "trap": 0xC00})
+    assert str(e) == "exit(thread=1, trap=0xc00)" and Event.parse(str(e)) == e
+    assert EVENT_LABELS["cede"] == "kvmppc_h_cede"
+    with pytest.raises(ValueError, match="missing argument"):
+        Event("enter")
+    vc = Vcore("seed", threads=2, vcpus=[0])
+    step = vc.apply(Event("runnable", vcpu=0))
+    assert step.event == "runnable(vcpu=0)" and step.stop == "kvmppc_run_vcpu"
+    assert vc.events == [Event("create_vcpu", vcpu=0), Event("runnable", vcpu=0)]
+
+
+def test_tables_come_from_rust() -> None:
+    assert VARIANTS == ("seed", "modern", "prepatch")
+    assert VCORE_STATE_NAMES["seed"][3] == "VCORE_RUNNING"
+    assert VCORE_STATE_NAMES["modern"][3] == "VCORE_SLEEPING"
+    assert THREAD_COUNTS == (1, 2, 4, 8)
+
+
+@pytest.mark.parametrize("threads", [0, 3, 5, 6, 7, 9, 16])
+def test_only_real_thread_counts(threads: int) -> None:
+    with pytest.raises(ValueError, match="1, 2, 4 or 8"):
+        Vcore("modern", threads=threads)
+
+
+def test_vcore_numbering_is_the_kernels() -> None:
+    """kvmppc_core_vcpu_create_hv: first_vcpuid = id & ~(threads - 1)."""
+    vc = Vcore("modern", threads=4, vcpus=[6])
+    assert vc.vcore["first_vcpuid"] == 4 and vc.vcpus[0]["ptid"] == 2
+    with pytest.raises(ModelError, match="KVM_MAX_VCPU_IDS"):
+        Vcore("modern", threads=4, vcpus=[MAX_VCPU_ID])
 
 
 def test_strict_mode_raises_on_violation() -> None:
@@ -435,7 +538,7 @@ def event_texts(draw: st.DrawFn) -> str:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     variant=st.sampled_from(["seed", "modern", "prepatch"]),
-    threads=st.integers(1, 8),
+    threads=st.sampled_from(THREAD_COUNTS),
     events=st.lists(event_texts(), max_size=60),
 )
 def test_random_event_texts_never_crash(variant: str, threads: int, events: list) -> None:
@@ -449,21 +552,23 @@ def test_random_event_texts_never_crash(variant: str, threads: int, events: list
             assert vc.snapshot_json() == before
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     variant=st.sampled_from(["seed", "modern"]),
-    threads=st.integers(1, 8),
+    threads=st.sampled_from(THREAD_COUNTS),
     choices=st.lists(st.integers(0, 10_000), min_size=1, max_size=150),
     data=st.data(),
 )
 def test_random_legal_walks_pass_the_checker(
     variant: str, threads: int, choices: list, data: st.DataObject
 ) -> None:
-    """Every state reached by legal events satisfies every invariant, both in
-    the model's own check and through pyvcore.Checker (transitions included)."""
-    # Real cores have 1, 2, 4 or 8 threads; other sizes are modelled for vcore 0 only.
-    first = data.draw(st.integers(0, 3)) * threads if threads in (1, 2, 4, 8) else 0
-    vc = Vcore(variant, threads=threads, vcpus=range(first, first + threads))
+    """Every configuration the model accepts (1, 2, 4 or 8 threads, any
+    vcore of the kernel's numbering, any subset of its vcpus) agrees with its
+    checker: every state reached by legal events satisfies every invariant,
+    in the model's own check and through pyvcore.Checker (transitions too)."""
+    first = data.draw(st.integers(0, MAX_VCPU_ID // threads - 1)) * threads
+    members = data.draw(st.lists(st.integers(0, threads - 1), min_size=1, max_size=threads, unique=True))
+    vc = Vcore(variant, threads=threads, vcpus=[first + m for m in members])
     checker = Checker(variant)
     assert checker.check(vc.snapshot()) == []
     for c in choices:

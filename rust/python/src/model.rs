@@ -1,16 +1,20 @@
 //! Python face of the model (`pyvcore_core::model`) and the explorer
-//! (`pyvcore_core::explore`): `CoreModel`, `explore`, `event_forms` and the
-//! `ModelError` exception.  Structured results cross as JSON text that
-//! `pyvcore.model` parses; events cross in their text form.
+//! (`pyvcore_core::explore`): `Event`, `Step`, `CoreModel`, `ExploreReport`,
+//! `ExploreProgress`, `FaultInfo`, `explore`, the model's tables (variants,
+//! vcore_state names, event forms, faults, thread counts) and the
+//! `ModelError` exception.  Typed values cross the boundary: events are
+//! `Event` objects, results are `#[pyclass]` objects or dicts built directly
+//! from the Rust values (pythonize), never JSON text.
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use serde_json::{json, Value};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pythonize::pythonize;
 
 use pyvcore_core::consts::Variant;
-use pyvcore_core::explore::{explore as run_explore, ExploreOptions, ExploreReport};
+use pyvcore_core::explore::{explore_with, ExploreOptions, ExploreReport, Progress};
 use pyvcore_core::invariants::Violation;
-use pyvcore_core::model::{Event, Fault, Model, ModelError, Phase};
+use pyvcore_core::model::{Config, Event, Fault, Model, ModelError, Phase, MAX_VCPU_ID};
 
 pyo3::create_exception!(
     _core,
@@ -22,6 +26,8 @@ pyo3::create_exception!(
 fn model_error(py: Python<'_>, e: &ModelError) -> PyErr {
     let err = PyModelError::new_err(e.to_string());
     let value = err.value(py);
+    // Exception instances carry a __dict__: setting attributes cannot fail
+    // short of memory exhaustion, and then the plain error is still raised.
     let _ = value.setattr("event", e.event.as_str());
     let _ = value.setattr("reason", e.reason.as_str());
     err
@@ -33,8 +39,13 @@ fn parse_variant(variant: &str) -> PyResult<Variant> {
         .map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
-fn violation_json(v: &Violation) -> Value {
-    json!({"invariant": v.invariant, "message": v.message, "fields": v.fields})
+/// A violation as the `(invariant, message, fields)` triple
+/// `pyvcore.checker.Violation` is built from.
+fn violation_obj<'py>(py: Python<'py>, v: &Violation) -> PyResult<Bound<'py, PyAny>> {
+    let fields = pythonize(py, &v.fields)?;
+    Ok((v.invariant, v.message.as_str(), fields)
+        .into_pyobject(py)?
+        .into_any())
 }
 
 fn phase_name(p: Phase) -> &'static str {
@@ -49,7 +60,126 @@ fn phase_name(p: Phase) -> &'static str {
         Phase::TooLate => "too_late",
         Phase::Returned => "returned",
         Phase::Spinning => "spinning",
+        Phase::NapCounted => "nap_counted",
     }
+}
+
+/// One model event, e.g. `Event("enter", thread=1)` or
+/// `Event.parse("doorbell(vcpu=1, thread=2)")`.
+#[pyclass(module = "pyvcore._core", name = "Event", frozen, eq, hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PyEvent {
+    event: Event,
+}
+
+#[pymethods]
+impl PyEvent {
+    #[new]
+    #[pyo3(signature = (name, *args, **kwargs))]
+    fn new(
+        py: Python<'_>,
+        name: &str,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let bad = |why: String| model_error(py, &ModelError::new(name, format!("bad event {name:?}: {why}")));
+        let number = |key: &str, v: &Bound<'_, PyAny>| -> PyResult<u64> {
+            v.extract::<u64>()
+                .map_err(|_| bad(format!("argument {key}={v} is not a whole number 0..2^64-1")))
+        };
+        let mut all: Vec<(Option<String>, u64)> = Vec::new();
+        for (i, v) in args.iter().enumerate() {
+            all.push((None, number(&format!("#{}", i + 1), &v)?));
+        }
+        if let Some(kw) = kwargs {
+            for (k, v) in kw.iter() {
+                let key: String = k.extract()?;
+                let value = number(&key, &v)?;
+                all.push((Some(key), value));
+            }
+        }
+        let event =
+            Event::from_args(name, &all, name).map_err(|e| model_error(py, &ModelError::new(name, e.0)))?;
+        Ok(PyEvent { event })
+    }
+
+    /// Parse the text form, e.g. "enter(thread=1)" or "exit(1, trap=0xc00)".
+    #[staticmethod]
+    fn parse(py: Python<'_>, text: &str) -> PyResult<Self> {
+        let event = text
+            .parse::<Event>()
+            .map_err(|e| model_error(py, &ModelError::new(text.trim(), e.0)))?;
+        Ok(PyEvent { event })
+    }
+
+    /// The event's name, e.g. "enter".
+    #[getter]
+    fn name(&self) -> &'static str {
+        self.event.name()
+    }
+
+    /// The kernel function or label the event ends at (a snapshot's "stop").
+    #[getter]
+    fn label(&self) -> &'static str {
+        self.event.label()
+    }
+
+    /// The arguments by name, e.g. {"thread": 1}.
+    #[getter]
+    fn args<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v) in self.event.args() {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
+    }
+
+    fn __str__(&self) -> String {
+        self.event.to_string()
+    }
+
+    fn __repr__(&self) -> String {
+        let args: Vec<String> = self
+            .event
+            .args()
+            .iter()
+            .map(|(k, v)| format!(", {k}={v}"))
+            .collect();
+        format!("Event({:?}{})", self.event.name(), args.concat())
+    }
+}
+
+/// An event from an `Event` or its text form.
+fn event_arg(obj: &Bound<'_, PyAny>) -> PyResult<Event> {
+    if let Ok(e) = obj.cast::<PyEvent>() {
+        return Ok(e.get().event);
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(PyEvent::parse(obj.py(), &s.to_cow()?)?.event);
+    }
+    Err(PyTypeError::new_err(format!(
+        "an event is an Event or its text form, not {}",
+        obj.get_type().name()?
+    )))
+}
+
+/// What one applied event did.
+#[pyclass(module = "pyvcore._core", name = "Step", frozen)]
+pub struct PyStep {
+    #[pyo3(get)]
+    event: PyEvent,
+    /// The kernel function or label the event ends at.
+    #[pyo3(get)]
+    stop: &'static str,
+    /// (invariant, message, fields) of each invariant the step broke.
+    #[pyo3(get)]
+    violations: Py<PyList>,
+    /// take_doorbell: the vcpu id that took the doorbell.
+    #[pyo3(get)]
+    doorbell_taken: Option<u32>,
+    /// cede: whether the thread napped (False: returned at once or exited).
+    #[pyo3(get)]
+    ceded_to_nap: bool,
 }
 
 /// One vcore on one physical core, driven event by event.
@@ -66,7 +196,11 @@ impl PyCoreModel {
     fn new(py: Python<'_>, variant: &str, threads: i64, cpu_base: i64) -> PyResult<Self> {
         let variant = parse_variant(variant)?;
         let threads = u8::try_from(threads)
-            .map_err(|_| PyValueError::new_err(format!("threads per core must be 1..8, not {threads}")))?;
+            .ok()
+            .filter(|t| Config::THREAD_COUNTS.contains(t))
+            .ok_or_else(|| {
+                PyValueError::new_err(format!("threads per core must be 1, 2, 4 or 8, not {threads}"))
+            })?;
         let cpu_base = u32::try_from(cpu_base)
             .map_err(|_| PyValueError::new_err(format!("cpu_base must be a cpu number, not {cpu_base}")))?;
         let model = Model::with_cpu_base(variant, threads, cpu_base).map_err(|e| model_error(py, &e))?;
@@ -88,86 +222,100 @@ impl PyCoreModel {
         self.model.config.cpu_base
     }
 
-    /// Apply one event (text form); returns the step as JSON.
-    fn apply(&mut self, py: Python<'_>, event: &str) -> PyResult<String> {
-        let step = self.model.apply_text(event).map_err(|e| model_error(py, &e))?;
+    /// Apply one event (an `Event` or its text form).
+    fn apply(&mut self, py: Python<'_>, event: &Bound<'_, PyAny>) -> PyResult<PyStep> {
+        let event = event_arg(event)?;
+        let step = self.model.apply(event).map_err(|e| model_error(py, &e))?;
         let first = self.model.first_vcpuid();
-        Ok(json!({
-            "event": step.event.to_string(),
-            "stop": step.event.label(),
-            "violations": step.violations.iter().map(violation_json).collect::<Vec<_>>(),
-            "doorbell_delivered": step.effects.doorbell_delivered.map(|d| first + d as u32),
-            "ceded_to_nap": step.effects.ceded_to_nap,
+        let violations = PyList::empty(py);
+        for v in &step.violations {
+            violations.append(violation_obj(py, v)?)?;
+        }
+        Ok(PyStep {
+            event: PyEvent { event: step.event },
+            stop: step.event.label(),
+            violations: violations.unbind(),
+            doorbell_taken: step.effects.doorbell_taken.map(|d| first + d as u32),
+            ceded_to_nap: step.effects.ceded_to_nap,
         })
-        .to_string())
     }
 
-    /// The contract-2 snapshot of the current state, as JSON.
+    /// The snapshot of the current state, as a dict.
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(pythonize(py, self.model.snapshot())?)
+    }
+
+    /// The snapshot as one line of JSON (a trace line for `pyvcore check`).
     fn snapshot_json(&self) -> PyResult<String> {
         serde_json::to_string(self.model.snapshot()).map_err(|e| PyValueError::new_err(e.to_string()))
     }
 
-    /// Model-only detail the snapshot does not carry (phases, IPIs, ...), as JSON.
-    fn detail_json(&self) -> String {
+    /// The vcore's snapshot fields plus `vcore_state_name`, `runnable`
+    /// (vcpu ids on the runnable list) and `dpdes_saved`; None before the
+    /// first vcpu is created.
+    fn vcore<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let (Some(view), Some(vc)) = (self.model.snapshot().vcores.first(), self.model.state.vcore) else {
+            return Ok(None);
+        };
+        let d = pythonize(py, view)?.cast_into::<PyDict>()?;
+        let states = self.model.config.variant.vcore_states();
+        d.set_item("vcore_state_name", states.name(vc.vcore_state).unwrap_or("?"))?;
+        let first = self.model.first_vcpuid();
+        let runnable: Vec<u32> = vc.runnable().iter().map(|&i| first + i as u32).collect();
+        d.set_item("runnable", runnable)?;
+        d.set_item("dpdes_saved", vc.dpdes)?;
+        Ok(Some(d.into_any()))
+    }
+
+    /// Model-only detail per hardware thread: phase, kernel label, IPI
+    /// pending, the vcpu id it runs / its PACA holds, DPDES bit.
+    fn thread_detail<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let s = &self.model.state;
         let first = self.model.first_vcpuid();
-        let n = self.model.config.threads as usize;
-        let threads: Vec<Value> = (0..n)
-            .map(|t| {
-                let th = &s.threads[t];
-                json!({
-                    "thread": t,
-                    "phase": phase_name(th.phase),
-                    "label": th.phase.label(t),
-                    "ipi": th.ipi,
-                    "running": th.running.map(|v| first + v as u32),
-                    "kvm_vcpu_id": th.hstate.kvm_vcpu.map(|v| first + v as u32),
-                })
-            })
-            .collect();
-        let vcpus: Vec<Value> = s
-            .vcpus
-            .iter()
-            .enumerate()
-            .filter_map(|(i, v)| v.map(|v| (i, v)))
-            .map(|(i, v)| {
-                json!({
-                    "vcpu_id": first + i as u32,
-                    "prodded": v.prodded,
-                    "trap": v.trap,
-                    "started": v.started,
-                    "cedes": v.cedes,
-                })
-            })
-            .collect();
-        let vcore = s.vcore.map(|vc| {
-            json!({
-                "entered": vc.entered,
-                "exited": vc.exited,
-                "runnable": vc.runnable().iter().map(|&i| first + i as u32).collect::<Vec<_>>(),
-                "tb_offset_applied": vc.tb_offset_applied,
-                "lock_held": vc.lock_held,
-            })
-        });
-        json!({
-            "threads": threads,
-            "vcpus": vcpus,
-            "vcore": vcore,
-            "mmu": match s.mmu { pyvcore_core::model::Mmu::Host => "host", pyvcore_core::model::Mmu::Guest => "guest" },
-            "switch_in": s.switch_in,
-            "switch_out": s.switch_out,
-        })
-        .to_string()
+        let out = PyList::empty(py);
+        for t in 0..self.model.config.threads as usize {
+            let th = &s.threads[t];
+            let d = PyDict::new(py);
+            d.set_item("thread", t)?;
+            d.set_item("phase", phase_name(th.phase))?;
+            d.set_item("label", th.phase.label(t))?;
+            d.set_item("ipi", th.ipi)?;
+            d.set_item("running", th.running.map(|v| first + v as u32))?;
+            d.set_item("kvm_vcpu_id", th.hstate.kvm_vcpu.map(|v| first + v as u32))?;
+            d.set_item("doorbell", s.dpdes & (1 << t) != 0)?;
+            out.append(d)?;
+        }
+        Ok(out)
     }
 
-    /// Every event legal now, in text form.
-    fn enabled(&self) -> Vec<String> {
-        self.model.enabled().iter().map(Event::to_string).collect()
+    /// Model-only detail per vcpu: prodded, trap, started, cedes.
+    fn vcpu_detail<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let first = self.model.first_vcpuid();
+        let out = PyDict::new(py);
+        for (i, v) in self.model.state.vcpus.iter().enumerate() {
+            let Some(v) = v else { continue };
+            let d = PyDict::new(py);
+            d.set_item("prodded", v.prodded)?;
+            d.set_item("trap", v.trap)?;
+            d.set_item("started", v.started)?;
+            d.set_item("cedes", v.cedes)?;
+            out.set_item(first + i as u32, d)?;
+        }
+        Ok(out)
     }
 
-    /// The events applied so far, in text form.
-    fn trace(&self) -> Vec<String> {
-        self.model.trace.iter().map(Event::to_string).collect()
+    /// Every event legal now.
+    fn enabled(&self) -> Vec<PyEvent> {
+        self.model
+            .enabled()
+            .into_iter()
+            .map(|event| PyEvent { event })
+            .collect()
+    }
+
+    /// The events applied so far.
+    fn trace(&self) -> Vec<PyEvent> {
+        self.model.trace.iter().map(|&event| PyEvent { event }).collect()
     }
 
     fn copy(&self) -> Self {
@@ -175,62 +323,136 @@ impl PyCoreModel {
     }
 }
 
-fn report_json(r: &ExploreReport) -> Value {
-    json!({
-        "variant": r.variant.name(),
-        "threads": r.threads,
-        "vcpus": r.vcpus,
-        "states": r.states,
-        "transitions": r.transitions,
-        "seconds": r.seconds,
-        "counterexample": r.counterexample.as_ref().map(|t| t.iter().map(Event::to_string).collect::<Vec<_>>()),
-        "violated": r.violated(),
-        "violation": r.violation.as_ref().map(violation_json),
-        "complete": r.complete,
-        "finished_runs": r.finished_runs,
-        "depth": r.depth,
-        "ignored": r.ignored,
-        "bounds": r.bounds,
-    })
+/// Where a running exploration is (what a progress callback receives).
+#[pyclass(module = "pyvcore._core", name = "ExploreProgress", frozen)]
+pub struct PyProgress {
+    #[pyo3(get)]
+    states: usize,
+    #[pyo3(get)]
+    transitions: usize,
+    #[pyo3(get)]
+    depth: usize,
+    #[pyo3(get)]
+    frontier: usize,
+    #[pyo3(get)]
+    seconds: f64,
+    /// Estimated bytes in use.
+    #[pyo3(get)]
+    memory: usize,
 }
 
-/// Explore every interleaving of one vcore run; returns the report as JSON.
-#[pyfunction]
-#[pyo3(signature = (variant, threads, vcpus = None, ignore = None, max_states = None,
-    cedes_per_vcpu = None, max_cedes = None, max_prods = None, check_invariants = true, symmetry = true,
-    exit_request = false, fault = None))]
+impl From<&Progress> for PyProgress {
+    fn from(p: &Progress) -> Self {
+        PyProgress {
+            states: p.states,
+            transitions: p.transitions,
+            depth: p.depth,
+            frontier: p.frontier,
+            seconds: p.seconds,
+            memory: p.memory,
+        }
+    }
+}
+
+/// The outcome of an exploration.
+#[pyclass(module = "pyvcore._core", name = "ExploreReport", frozen)]
+pub struct PyExploreReport {
+    #[pyo3(get)]
+    variant: &'static str,
+    #[pyo3(get)]
+    threads: u8,
+    #[pyo3(get)]
+    vcpus: Vec<u32>,
+    #[pyo3(get)]
+    states: usize,
+    #[pyo3(get)]
+    transitions: usize,
+    #[pyo3(get)]
+    seconds: f64,
+    /// The shortest event trace to the violation (from "vcpus created").
+    #[pyo3(get)]
+    counterexample: Option<Vec<PyEvent>>,
+    /// (invariant, message, fields) of the violation found.
+    #[pyo3(get)]
+    violation: Option<Py<PyAny>>,
+    /// Why the search ended early ("the state budget ran out", "the memory
+    /// budget ran out", "interrupted"); None when it saw every state.
+    #[pyo3(get)]
+    incomplete: Option<&'static str>,
+    #[pyo3(get)]
+    finished_runs: usize,
+    #[pyo3(get)]
+    depth: usize,
+    #[pyo3(get)]
+    ignored: Vec<u32>,
+    #[pyo3(get)]
+    bounds: String,
+    /// The largest estimated memory of the search, in bytes.
+    #[pyo3(get)]
+    peak_memory: usize,
+    #[pyo3(get)]
+    fault: Option<&'static str>,
+}
+
+impl PyExploreReport {
+    fn from_core(py: Python<'_>, r: &ExploreReport) -> PyResult<Self> {
+        Ok(PyExploreReport {
+            variant: r.variant.name(),
+            threads: r.threads,
+            vcpus: r.vcpus.clone(),
+            states: r.states,
+            transitions: r.transitions,
+            seconds: r.seconds,
+            counterexample: r
+                .counterexample
+                .as_ref()
+                .map(|t| t.iter().map(|&event| PyEvent { event }).collect()),
+            violation: r
+                .violation
+                .as_ref()
+                .map(|v| violation_obj(py, v))
+                .transpose()?
+                .map(Bound::unbind),
+            incomplete: r.incomplete.map(|i| i.describe()),
+            finished_runs: r.finished_runs,
+            depth: r.depth,
+            ignored: r.ignored.clone(),
+            bounds: r.bounds.clone(),
+            peak_memory: r.peak_memory,
+            fault: r.fault.map(Fault::name),
+        })
+    }
+}
+
+/// The explorer's options from the Python arguments (None = default).
 #[allow(clippy::too_many_arguments)]
-fn explore(
-    py: Python<'_>,
+fn explore_options(
     variant: &str,
     threads: i64,
-    vcpus: Option<Vec<i64>>,
+    vcpus: Option<Vec<u32>>,
     ignore: Option<Vec<u32>>,
     max_states: Option<usize>,
-    cedes_per_vcpu: Option<u8>,
-    max_cedes: Option<u8>,
-    max_prods: Option<u8>,
-    check_invariants: bool,
-    symmetry: bool,
-    exit_request: bool,
+    max_memory: Option<usize>,
+    bounds: (Option<u8>, Option<u8>, Option<u8>, Option<u8>),
     fault: Option<&str>,
-) -> PyResult<String> {
+) -> PyResult<ExploreOptions> {
     let variant = parse_variant(variant)?;
     let threads = u8::try_from(threads)
         .ok()
-        .filter(|t| (1..=8).contains(t))
-        .ok_or_else(|| PyValueError::new_err(format!("threads per core must be 1..8, not {threads}")))?;
-    let vcpus = vcpus
-        .map(|ids| {
-            ids.into_iter()
-                .map(|id| u32::try_from(id).map_err(|_| PyValueError::new_err(format!("bad vcpu id {id}"))))
-                .collect::<PyResult<Vec<u32>>>()
-        })
-        .transpose()?;
+        .filter(|t| Config::THREAD_COUNTS.contains(t))
+        .ok_or_else(|| {
+            PyValueError::new_err(format!("threads per core must be 1, 2, 4 or 8, not {threads}"))
+        })?;
     let mut opts = ExploreOptions::new(variant, threads);
     opts.vcpus = vcpus;
     opts.ignore = ignore;
-    opts.max_states = max_states;
+    if let Some(m) = max_states {
+        opts.max_states = m;
+    }
+    if let Some(m) = max_memory {
+        opts.max_memory = m;
+    }
+    let (cedes_per_vcpu, max_cedes, max_prods, max_doorbells) = bounds;
     if let Some(c) = cedes_per_vcpu {
         opts.cedes_per_vcpu = c;
     }
@@ -240,22 +462,111 @@ fn explore(
     if let Some(p) = max_prods {
         opts.max_prods = p;
     }
-    opts.check_invariants = check_invariants;
-    opts.symmetry = symmetry;
-    opts.exit_request = exit_request;
+    if let Some(d) = max_doorbells {
+        opts.max_doorbells = d;
+    }
     opts.fault = fault
         .map(Fault::parse)
         .transpose()
         .map_err(PyValueError::new_err)?;
-    let result = py.detach(|| run_explore(&opts));
-    let report = result.map_err(|e| model_error(py, &e))?;
-    Ok(report_json(&report).to_string())
+    Ok(opts)
 }
 
-/// The names of the deliberate faults `explore(fault=...)` accepts.
+/// Explore every interleaving of one vcore run.  `progress(p)` is called
+/// about every few thousand states with an `ExploreProgress`; Ctrl-C (and
+/// any exception the callback raises) stops the search and is re-raised.
 #[pyfunction]
-fn fault_names() -> Vec<&'static str> {
-    Fault::ALL.iter().map(|f| f.name()).collect()
+#[pyo3(signature = (variant, threads, vcpus = None, *, ignore = None, max_states = None, max_memory = None,
+    cedes_per_vcpu = None, max_cedes = None, max_prods = None, max_doorbells = None, check_invariants = true,
+    symmetry = true, exit_request = false, fault = None, workers = None, partial_order = true, progress = None))]
+#[allow(clippy::too_many_arguments)]
+fn explore(
+    py: Python<'_>,
+    variant: &str,
+    threads: i64,
+    vcpus: Option<Vec<u32>>,
+    ignore: Option<Vec<u32>>,
+    max_states: Option<usize>,
+    max_memory: Option<usize>,
+    cedes_per_vcpu: Option<u8>,
+    max_cedes: Option<u8>,
+    max_prods: Option<u8>,
+    max_doorbells: Option<u8>,
+    check_invariants: bool,
+    symmetry: bool,
+    exit_request: bool,
+    fault: Option<&str>,
+    workers: Option<usize>,
+    partial_order: bool,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<PyExploreReport> {
+    let mut opts = explore_options(
+        variant,
+        threads,
+        vcpus,
+        ignore,
+        max_states,
+        max_memory,
+        (cedes_per_vcpu, max_cedes, max_prods, max_doorbells),
+        fault,
+    )?;
+    opts.check_invariants = check_invariants;
+    opts.symmetry = symmetry;
+    opts.exit_request = exit_request;
+    opts.partial_order = partial_order;
+    if let Some(w) = workers {
+        opts.workers = w.clamp(1, 64);
+    }
+    let mut raised: Option<PyErr> = None;
+    let result = py.detach(|| {
+        explore_with(&opts, &mut |p| {
+            Python::attach(|py| {
+                let outcome = py.check_signals().and_then(|()| match &progress {
+                    Some(cb) => cb.call1(py, (PyProgress::from(p),)).map(|_| ()),
+                    None => Ok(()),
+                });
+                match outcome {
+                    Ok(()) => true,
+                    Err(e) => {
+                        raised = Some(e);
+                        false
+                    }
+                }
+            })
+        })
+    });
+    if let Some(e) = raised {
+        return Err(e);
+    }
+    let report = result.map_err(|e| model_error(py, &e))?;
+    PyExploreReport::from_core(py, &report)
+}
+
+/// A deliberate fault `explore(fault=...)` accepts.
+#[pyclass(module = "pyvcore._core", name = "FaultInfo", frozen)]
+pub struct PyFaultInfo {
+    /// The `--fault` name, e.g. "doorbell-lost-on-wake".
+    #[pyo3(get)]
+    name: &'static str,
+    /// The public fix of the real bug it reintroduces.
+    #[pyo3(get)]
+    fixed_by: &'static str,
+    /// The variants that have the code it breaks.
+    #[pyo3(get)]
+    variants: Vec<&'static str>,
+}
+
+/// Every deliberate fault, with the fix it undoes and where it applies.
+#[pyfunction]
+fn faults() -> Vec<PyFaultInfo> {
+    Fault::ALL
+        .iter()
+        .map(|f| PyFaultInfo {
+            name: f.name(),
+            fixed_by: f.fixed_by(),
+            variants: f.variants().iter().map(|v| v.name()).collect(),
+        })
+        .collect()
 }
 
 /// The text form of every event, e.g. "enter(thread=T)".
@@ -264,11 +575,48 @@ fn event_forms() -> Vec<&'static str> {
     Event::FORMS.to_vec()
 }
 
+/// Every event name with the kernel function or label it models.
+#[pyfunction]
+fn event_labels() -> Vec<(&'static str, &'static str)> {
+    Event::LABELS.to_vec()
+}
+
+/// The model variants, e.g. ["seed", "modern", "prepatch"].
+#[pyfunction]
+fn variants() -> Vec<&'static str> {
+    Variant::ALL.iter().map(|v| v.name()).collect()
+}
+
+/// The kernel's vcore_state names of a variant, by value.
+#[pyfunction]
+fn vcore_state_names(variant: &str) -> PyResult<Vec<(u8, &'static str)>> {
+    let states = parse_variant(variant)?.vcore_states();
+    Ok((0..=u8::MAX)
+        .filter_map(|v| states.name(v).map(|n| (v, n)))
+        .collect())
+}
+
+/// Threads per core the model (and POWER7/POWER8) accepts: 1, 2, 4, 8.
+#[pyfunction]
+fn thread_counts() -> Vec<u8> {
+    Config::THREAD_COUNTS.to_vec()
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCoreModel>()?;
+    m.add_class::<PyEvent>()?;
+    m.add_class::<PyStep>()?;
+    m.add_class::<PyExploreReport>()?;
+    m.add_class::<PyProgress>()?;
+    m.add_class::<PyFaultInfo>()?;
     m.add("ModelError", m.py().get_type::<PyModelError>())?;
+    m.add("MAX_VCPU_ID", MAX_VCPU_ID)?;
     m.add_function(wrap_pyfunction!(explore, m)?)?;
     m.add_function(wrap_pyfunction!(event_forms, m)?)?;
-    m.add_function(wrap_pyfunction!(fault_names, m)?)?;
+    m.add_function(wrap_pyfunction!(event_labels, m)?)?;
+    m.add_function(wrap_pyfunction!(faults, m)?)?;
+    m.add_function(wrap_pyfunction!(variants, m)?)?;
+    m.add_function(wrap_pyfunction!(vcore_state_names, m)?)?;
+    m.add_function(wrap_pyfunction!(thread_counts, m)?)?;
     Ok(())
 }

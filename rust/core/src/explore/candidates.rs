@@ -8,7 +8,8 @@ use crate::explore::ExploreOptions;
 use crate::model::{vc_first, Config, Event, Mmu, Phase, State};
 
 /// Fill `out` with the candidate events of `s` (`chosen`: bitmask of the
-/// vcpu indices that take part in the run).
+/// vcpu indices that take part in the run), doorbells apart (see
+/// [`doorbell_candidates`]).
 pub(crate) fn candidates(cfg: &Config, opts: &ExploreOptions, s: &State, chosen: u8, out: &mut Vec<Event>) {
     out.clear();
     if s.runs_done > 0 {
@@ -51,7 +52,11 @@ pub(crate) fn candidates(cfg: &Config, opts: &ExploreOptions, s: &State, chosen:
             });
         }
         if vc.lock_held {
-            if let Some(&next) = vc.runnable().iter().find(|&&i| !s.vcpus[i as usize].unwrap().started) {
+            if let Some(&next) = vc
+                .runnable()
+                .iter()
+                .find(|&&i| !s.vcpus[i as usize].unwrap().started)
+            {
                 out.push(Event::StartThread {
                     vcpu: first + next as u32,
                 });
@@ -75,11 +80,17 @@ pub(crate) fn candidates(cfg: &Config, opts: &ExploreOptions, s: &State, chosen:
     for t in 0..cfg.threads {
         thread_candidates(cfg, opts, s, t, may_cede, out);
     }
-    doorbell_candidates(cfg, opts, s, out);
 }
 
 /// What thread `t` itself may do next.
-fn thread_candidates(cfg: &Config, opts: &ExploreOptions, s: &State, t: u8, may_cede: bool, out: &mut Vec<Event>) {
+fn thread_candidates(
+    cfg: &Config,
+    opts: &ExploreOptions,
+    s: &State,
+    t: u8,
+    may_cede: bool,
+    out: &mut Vec<Event>,
+) {
     let vc = s.vcore.expect("candidates run with a vcore");
     let th = &s.threads[t as usize];
     let exit = Event::Exit {
@@ -123,7 +134,8 @@ fn thread_candidates(cfg: &Config, opts: &ExploreOptions, s: &State, t: u8, may_
 /// msgsndp from every vcpu executing in the guest to every thread that has
 /// a vcpu (the guest signals only vcpus that exist), within the bound; and
 /// the vcpu on a thread taking the doorbell pending for it.
-fn doorbell_candidates(cfg: &Config, opts: &ExploreOptions, s: &State, out: &mut Vec<Event>) {
+pub(crate) fn doorbell_candidates(cfg: &Config, opts: &ExploreOptions, s: &State, out: &mut Vec<Event>) {
+    out.clear();
     if s.mmu != Mmu::Guest {
         return;
     }
@@ -131,7 +143,9 @@ fn doorbell_candidates(cfg: &Config, opts: &ExploreOptions, s: &State, out: &mut
     let may_send = s.doorbells < opts.max_doorbells;
     for x in 0..cfg.threads {
         let th = &s.threads[x as usize];
-        let (Phase::InGuest, Some(from)) = (th.phase, th.running) else { continue };
+        let (Phase::InGuest, Some(from)) = (th.phase, th.running) else {
+            continue;
+        };
         if s.dpdes & (1 << x) != 0 {
             out.push(Event::TakeDoorbell { thread: x });
         }

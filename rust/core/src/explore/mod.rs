@@ -33,7 +33,7 @@ use crate::consts::Variant;
 use crate::invariants::{self, Violation};
 use crate::model::{vc_first, Config, Effects, Event, Fault, Model, ModelError, State, INV_DEADLOCK};
 use crate::view::Snapshot;
-use candidates::candidates;
+use candidates::{candidates, doorbell_candidates};
 use fingerprint::{fingerprint, symmetric_fingerprint, FingerprintSet};
 
 /// States explored at most unless told otherwise.
@@ -41,7 +41,7 @@ pub const DEFAULT_MAX_STATES: usize = 50_000_000;
 /// Memory (estimated, bytes) the search may use unless told otherwise.
 pub const DEFAULT_MAX_MEMORY: usize = 4 << 30;
 /// Frontier states expanded per batch (between progress callbacks).
-const BATCH: usize = 4096;
+const BATCH: usize = 2048;
 
 #[derive(Clone, Debug)]
 pub struct ExploreOptions {
@@ -78,6 +78,15 @@ pub struct ExploreOptions {
     pub fault: Option<Fault>,
     /// Threads that expand and check states (default: the machine's cores, at most 8).
     pub workers: usize,
+    /// Partial-order reduction of the doorbell events (default true; used
+    /// when at most one doorbell is sent): a msgsndp is explored only
+    /// immediately before the next event of the sending or the target
+    /// thread, and the taking of a doorbell only immediately before the next
+    /// event of its thread.  Every other event commutes with them (they
+    /// touch only DPDES, the ghost of sent doorbells and an idempotent IPI
+    /// flag), so every state an unreduced search reaches is reached up to
+    /// such a reordering, and the intermediate states are still checked.
+    pub partial_order: bool,
 }
 
 /// Why a search ended before it had seen every state.
@@ -132,6 +141,7 @@ impl ExploreOptions {
             exit_request: false,
             fault: None,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            partial_order: true,
         }
     }
 
@@ -139,17 +149,33 @@ impl ExploreOptions {
         self.symmetry && self.variant != Variant::Prepatch
     }
 
+    pub(crate) fn reduced(&self) -> bool {
+        self.partial_order && self.max_doorbells <= 1
+    }
+
     /// The bounds in words (printed with every report).
     pub fn bounds(&self) -> String {
         let cedes = match self.max_cedes {
-            Some(m) => format!("at most {} cede(s) per vcpu and {m} in total", self.cedes_per_vcpu),
+            Some(m) => format!(
+                "at most {} cede(s) per vcpu and {m} in total",
+                self.cedes_per_vcpu
+            ),
             None => format!("at most {} cede(s) per vcpu", self.cedes_per_vcpu),
         };
         let fault = self.fault.map_or(String::new(), |f| {
-            format!("; FAULT {} injected (the bug fixed by {})", f.name(), f.fixed_by())
+            format!(
+                "; FAULT {} injected (the bug fixed by {})",
+                f.name(),
+                f.fixed_by()
+            )
         });
         let exit_req = if self.exit_request && self.variant == Variant::Modern {
             "; VCORE_EXIT_REQ may arrive at any time"
+        } else {
+            ""
+        };
+        let por = if self.reduced() {
+            " (a doorbell is sent, and taken, just before the next step of the threads it concerns)"
         } else {
             ""
         };
@@ -162,7 +188,7 @@ permutation of the secondary threads (with their vcpus) are merged"
         format!(
             "one run of the vcore; each vcpu becomes runnable once, in any order, before the run or as a latecomer \
 while no thread has begun exiting; {cedes}; at most {} H_PROD(s) and {} msgsndp doorbell(s) in total, from any \
-running vcpu to any thread; exits by HDEC (others reach the same states){exit_req}; {order}{fault}",
+running vcpu to any thread{por}; exits by HDEC (others reach the same states){exit_req}; {order}{fault}",
             self.max_prods, self.max_doorbells
         )
     }
@@ -212,26 +238,49 @@ impl ExploreReport {
     }
 }
 
-/// Every violation of state `s` reached from `parent` by `event`.
-fn check(cfg: &Config, parent: &State, parent_view: Option<&Snapshot>, s: &State, event: &Event, fx: &Effects, ignored: &[u32]) -> Option<Violation> {
+/// The first violation of state `s` reached from `parent` by `event`, and
+/// the view of `s` (when the shared invariants are evaluated).
+fn check(
+    cfg: &Config,
+    parent: &State,
+    parent_view: Option<&Snapshot>,
+    s: &State,
+    event: &Event,
+    fx: &Effects,
+    ignored: &[u32],
+) -> (Option<Violation>, Option<Snapshot>) {
+    let mut view = None;
     if let Some(parent_view) = parent_view {
-        let view = cfg.view(s, Some(event.label()));
-        let mut out = invariants::check_snapshot(&view);
-        out.extend(invariants::check_step(parent_view, &view));
-        if let Some(v) = out.into_iter().find(|v| !ignored.contains(&v.invariant)) {
-            return Some(v);
+        let v = cfg.view(s, Some(event.label()));
+        let mut out = invariants::check_snapshot(&v);
+        out.extend(invariants::check_step(parent_view, &v));
+        if let Some(found) = out.into_iter().find(|x| !ignored.contains(&x.invariant)) {
+            return (Some(found), Some(v));
         }
+        view = Some(v);
     }
-    cfg.history_check(parent, s, event, fx).into_iter().next()
+    (cfg.history_check(parent, s, event, fx).into_iter().next(), view)
 }
 
-/// One successor found while expanding a batch.
+/// The longest step the explorer takes: msgsndp, the doorbell's taking, one
+/// more event.
+const CHAIN: usize = 3;
+
+/// One successor found while expanding a batch: the events from the parent
+/// (a chain when partial-order reduction joins doorbell events to the step
+/// they are moved up to) and the resulting state.
 struct Succ {
     parent: usize,
-    event: Event,
+    chain: [Event; CHAIN],
+    len: u8,
     state: State,
-    effects: Effects,
     fp: u128,
+}
+
+impl Succ {
+    fn events(&self) -> &[Event] {
+        &self.chain[..self.len as usize]
+    }
 }
 
 /// Everything one batch of frontier states produced.
@@ -261,59 +310,144 @@ impl Search<'_> {
         }
     }
 
-    /// Successors of `batch[range]` (indices relative to the batch).
+    fn push(&self, out: &mut Expanded, parent: usize, events: &[Event], state: State) {
+        let mut chain = [events[0]; CHAIN];
+        chain[..events.len()].copy_from_slice(events);
+        out.transitions += 1;
+        out.succs.push(Succ {
+            parent,
+            chain,
+            len: events.len() as u8,
+            fp: self.fp(&state),
+            state,
+        });
+    }
+
+    /// Successors of the states of `batch` (`offset`: index of its first).
     fn expand(&self, batch: &[(State, u32)], offset: usize) -> Expanded {
         let mut out = Expanded::default();
-        let mut cands = Vec::new();
+        let (mut cands, mut lazy, mut tails) = (Vec::new(), Vec::new(), Vec::new());
         for (k, (s, _)) in batch.iter().enumerate() {
             if s.runs_done > 0 {
                 out.finished += 1;
                 continue;
             }
+            let parent = offset + k;
             candidates(&self.cfg, self.opts, s, self.chosen, &mut cands);
             let mut any_legal = false;
             for &e in cands.iter() {
                 let mut c = *s;
-                let Ok(fx) = self.cfg.apply(&mut c, e) else { continue };
-                // A prod or a doorbell alone does not move the run on.
-                any_legal |= !matches!(e, Event::Prod { .. } | Event::Doorbell { .. } | Event::TakeDoorbell { .. });
-                out.transitions += 1;
-                let fp = self.fp(&c);
-                out.succs.push(Succ {
-                    parent: offset + k,
-                    event: e,
-                    state: c,
-                    effects: fx,
-                    fp,
-                });
+                if self.cfg.apply(&mut c, e).is_ok() {
+                    // A prod alone does not move the run on.
+                    any_legal |= !matches!(e, Event::Prod { .. });
+                    self.push(&mut out, parent, &[e], c);
+                }
+            }
+            doorbell_candidates(&self.cfg, self.opts, s, &mut lazy);
+            for &d in lazy.iter() {
+                let mut mid = *s;
+                if self.cfg.apply(&mut mid, d).is_err() {
+                    continue;
+                }
+                if !self.opts.reduced() {
+                    self.push(&mut out, parent, &[d], mid);
+                    continue;
+                }
+                self.expand_chain(&mut out, parent, s, d, mid, &mut tails);
             }
             // Before any vcpu is runnable nothing need happen; after that the
             // run must be able to go on until it finishes.
             let started = s.vcore.is_some_and(|vc| vc.runq_len > 0 || vc.runner.is_some());
             if !any_legal && started && out.deadlock.is_none() {
-                out.deadlock = Some(offset + k);
+                out.deadlock = Some(parent);
             }
         }
         out
     }
 
-    /// Check the new states `news` (indices into `succs`), in order; the
-    /// first violation as (position in `news`, violation).
-    fn check_all(&self, batch: &[(State, u32)], succs: &[Succ], news: &[usize]) -> Option<(usize, Violation)> {
+    /// The steps `d` (a msgsndp or a doorbell's taking) is moved up to: `d`
+    /// then the next event of a thread it concerns (for a msgsndp to thread
+    /// t also: `d`, t's taking of it, t's next event).
+    fn expand_chain(
+        &self,
+        out: &mut Expanded,
+        parent: usize,
+        s: &State,
+        d: Event,
+        mid: State,
+        tails: &mut Vec<Event>,
+    ) {
+        let concerned = |e: &Event| -> bool {
+            let Some(x) = e.thread() else { return false };
+            match d {
+                Event::TakeDoorbell { thread } => x == thread,
+                Event::Doorbell { vcpu, thread } => {
+                    let from = (vcpu - vc_first(s)) as usize;
+                    x == thread || s.threads[x as usize].running.map(usize::from) == Some(from)
+                }
+                _ => false,
+            }
+        };
+        candidates(&self.cfg, self.opts, &mid, self.chosen, tails);
+        for &e in tails.iter().filter(|e| concerned(e)) {
+            let mut c = mid;
+            if self.cfg.apply(&mut c, e).is_ok() {
+                self.push(out, parent, &[d, e], c);
+            }
+        }
+        if let Event::Doorbell { thread, .. } = d {
+            let take = Event::TakeDoorbell { thread };
+            let mut mid2 = mid;
+            if self.cfg.apply(&mut mid2, take).is_err() {
+                return;
+            }
+            candidates(&self.cfg, self.opts, &mid2, self.chosen, tails);
+            for &e in tails.iter().filter(|e| e.thread() == Some(thread)) {
+                let mut c = mid2;
+                if self.cfg.apply(&mut c, e).is_ok() {
+                    self.push(out, parent, &[d, take, e], c);
+                }
+            }
+        }
+    }
+
+    /// Check the new states `news` (indices into `succs`), in order, step by
+    /// step along each chain; the first violation as (position in `news`,
+    /// events of the chain up to the violating one, violation).
+    fn check_all(
+        &self,
+        batch: &[(State, u32)],
+        succs: &[Succ],
+        news: &[usize],
+    ) -> Option<(usize, usize, Violation)> {
         let mut parent_view: Option<(usize, Snapshot)> = None;
         for (pos, &i) in news.iter().enumerate() {
             let sc = &succs[i];
-            let parent = &batch[sc.parent].0;
-            let view = if self.opts.check_invariants {
-                if parent_view.as_ref().is_none_or(|(p, _)| *p != sc.parent) {
-                    parent_view = Some((sc.parent, self.cfg.view(parent, None)));
+            let mut cur = batch[sc.parent].0;
+            if self.opts.check_invariants && parent_view.as_ref().is_none_or(|(p, _)| *p != sc.parent) {
+                parent_view = Some((sc.parent, self.cfg.view(&cur, None)));
+            }
+            let mut mid_view: Option<Snapshot> = None;
+            for (k, e) in sc.events().iter().enumerate() {
+                let mut next = cur;
+                let fx = self
+                    .cfg
+                    .apply(&mut next, *e)
+                    .expect("a chain found legal replays");
+                let before = if k == 0 {
+                    parent_view
+                        .as_ref()
+                        .filter(|_| self.opts.check_invariants)
+                        .map(|(_, v)| v)
+                } else {
+                    mid_view.as_ref()
+                };
+                let (found, view) = check(&self.cfg, &cur, before, &next, e, &fx, &self.ignored);
+                if let Some(v) = found {
+                    return Some((pos, k + 1, v));
                 }
-                parent_view.as_ref().map(|(_, v)| v)
-            } else {
-                None
-            };
-            if let Some(v) = check(&self.cfg, parent, view, &sc.state, &sc.event, &sc.effects, &self.ignored) {
-                return Some((pos, v));
+                cur = next;
+                mid_view = view;
             }
         }
         None
@@ -323,7 +457,11 @@ impl Search<'_> {
 /// Split `items` into `parts` contiguous chunks with their offsets.
 fn chunks<T>(items: &[T], parts: usize) -> Vec<(usize, &[T])> {
     let size = items.len().div_ceil(parts.max(1)).max(1);
-    items.chunks(size).enumerate().map(|(i, c)| (i * size, c)).collect()
+    items
+        .chunks(size)
+        .enumerate()
+        .map(|(i, c)| (i * size, c))
+        .collect()
 }
 
 /// Run the search with no progress reporting.
@@ -333,7 +471,10 @@ pub fn explore(opts: &ExploreOptions) -> Result<ExploreReport, ModelError> {
 
 /// Run the search; `progress` is called between batches and stops the
 /// search (incomplete, "interrupted") when it returns false.
-pub fn explore_with(opts: &ExploreOptions, progress: &mut dyn FnMut(&Progress) -> bool) -> Result<ExploreReport, ModelError> {
+pub fn explore_with(
+    opts: &ExploreOptions,
+    progress: &mut dyn FnMut(&Progress) -> bool,
+) -> Result<ExploreReport, ModelError> {
     let start = Instant::now();
     let mut model = Model::new(opts.variant, opts.threads)?;
     let n = opts.threads as u32;
@@ -390,7 +531,13 @@ pub fn explore_with(opts: &ExploreOptions, progress: &mut dyn FnMut(&Progress) -
 }
 
 /// The breadth-first search proper; fills `report`.
-fn bfs(search: &Search, root: State, report: &mut ExploreReport, progress: &mut dyn FnMut(&Progress) -> bool, start: Instant) {
+fn bfs(
+    search: &Search,
+    root: State,
+    report: &mut ExploreReport,
+    progress: &mut dyn FnMut(&Progress) -> bool,
+    start: Instant,
+) {
     let opts = search.opts;
     let workers = opts.workers.max(1);
     let mut seen = FingerprintSet::default();
@@ -418,10 +565,16 @@ fn bfs(search: &Search, root: State, report: &mut ExploreReport, progress: &mut 
                         .iter()
                         .map(|&(off, part)| sc.spawn(move || search.expand(part, off)))
                         .collect();
-                    handles.into_iter().map(|h| h.join().expect("explorer worker")).collect()
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("explorer worker"))
+                        .collect()
                 })
             } else {
-                parts.iter().map(|&(off, part)| search.expand(part, off)).collect()
+                parts
+                    .iter()
+                    .map(|&(off, part)| search.expand(part, off))
+                    .collect()
             };
             let mut succs = Vec::new();
             for ex in expanded {
@@ -440,36 +593,58 @@ fn bfs(search: &Search, root: State, report: &mut ExploreReport, progress: &mut 
                 }
                 succs.extend(ex.succs);
             }
-            // The visited set, in a fixed order.
+            // The visited set, in a fixed order; a chain's events become
+            // linked nodes, the last one the new state's.
             let news: Vec<usize> = (0..succs.len()).filter(|&i| seen.insert(succs[i].fp)).collect();
-            let base = nodes.len();
-            nodes.extend(news.iter().map(|&i| (batch[succs[i].parent].1, Some(succs[i].event))));
+            let mut ids = Vec::with_capacity(news.len());
+            for &i in &news {
+                let mut parent = batch[succs[i].parent].1;
+                for &e in succs[i].events() {
+                    nodes.push((parent, Some(e)));
+                    parent = (nodes.len() - 1) as u32;
+                }
+                ids.push(parent);
+            }
             let parts = chunks(&news, workers);
-            let found: Vec<Option<(usize, Violation)>> = if parts.len() > 1 {
+            type Found = Option<(usize, usize, Violation)>;
+            let found: Vec<Found> = if parts.len() > 1 {
                 std::thread::scope(|sc| {
                     let handles: Vec<_> = parts
                         .iter()
                         .map(|&(off, part)| {
                             let succs = &succs;
-                            sc.spawn(move || search.check_all(batch, succs, part).map(|(p, v)| (off + p, v)))
+                            sc.spawn(move || {
+                                search
+                                    .check_all(batch, succs, part)
+                                    .map(|(p, k, v)| (off + p, k, v))
+                            })
                         })
                         .collect();
-                    handles.into_iter().map(|h| h.join().expect("explorer worker")).collect()
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("explorer worker"))
+                        .collect()
                 })
             } else {
                 parts
                     .iter()
-                    .map(|&(off, part)| search.check_all(batch, &succs, part).map(|(p, v)| (off + p, v)))
+                    .map(|&(off, part)| {
+                        search
+                            .check_all(batch, &succs, part)
+                            .map(|(p, k, v)| (off + p, k, v))
+                    })
                     .collect()
             };
-            if let Some((pos, v)) = found.into_iter().flatten().min_by_key(|(p, _)| *p) {
-                report.counterexample = Some(trace_to(&nodes, (base + pos) as u32));
+            if let Some((pos, k, v)) = found.into_iter().flatten().min_by_key(|(p, k, _)| (*p, *k)) {
+                let mut trace = trace_to(&nodes, ids[pos]);
+                trace.truncate(trace.len() + k - succs[news[pos]].events().len());
+                report.depth = depth + 1;
+                report.counterexample = Some(trace);
                 report.violation = Some(v);
                 report.states = seen.len();
-                report.depth = depth + 1;
                 return;
             }
-            next.extend(news.iter().enumerate().map(|(k, &i)| (succs[i].state, (base + k) as u32)));
+            next.extend(news.iter().zip(&ids).map(|(&i, &id)| (succs[i].state, id)));
             let memory = seen.capacity() * 17
                 + nodes.capacity() * std::mem::size_of::<(u32, Option<Event>)>()
                 + (frontier.capacity() + next.capacity()) * std::mem::size_of::<(State, u32)>()

@@ -55,8 +55,8 @@ fn parse_number(text: &str) -> Option<u64> {
     }
 }
 
-/// `name(V, key=V)` split into the name and its arguments matched to `keys`.
-fn split_args(text: &str, keys: &[&str], bad: &dyn Fn(&str) -> BadEvent) -> Result<Vec<Option<u64>>, BadEvent> {
+/// The arguments of `name(V, key=V)`: (key or None for positional, value).
+fn split_args(text: &str, bad: &dyn Fn(&str) -> BadEvent) -> Result<Vec<(Option<String>, u64)>, BadEvent> {
     let args = match text.find('(') {
         Some(open) => {
             let close = text
@@ -67,18 +67,31 @@ fn split_args(text: &str, keys: &[&str], bad: &dyn Fn(&str) -> BadEvent) -> Resu
         }
         None => "",
     };
-    let mut values: Vec<Option<u64>> = vec![None; keys.len()];
-    let mut next = 0usize;
+    let mut out = Vec::new();
     for part in args.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (key, value) = match part.split_once('=') {
-            Some((k, v)) => (Some(k.trim()), v),
+            Some((k, v)) => (Some(k.trim().to_string()), v),
             None => (None, part),
         };
         let number = parse_number(value).ok_or_else(|| bad(&format!("{value:?} is not a number")))?;
+        out.push((key, number));
+    }
+    Ok(out)
+}
+
+/// Match positional and named arguments to the event's `keys`.
+fn match_args(
+    keys: &[&str],
+    args: &[(Option<String>, u64)],
+    bad: &dyn Fn(&str) -> BadEvent,
+) -> Result<Vec<Option<u64>>, BadEvent> {
+    let mut values: Vec<Option<u64>> = vec![None; keys.len()];
+    let mut next = 0usize;
+    for (key, number) in args {
         let i = match key {
             Some(k) => keys
                 .iter()
-                .position(|key| *key == k)
+                .position(|key| key == k)
                 .ok_or_else(|| bad(&format!("unknown argument {k:?}")))?,
             None => {
                 if next >= keys.len() {
@@ -91,12 +104,17 @@ fn split_args(text: &str, keys: &[&str], bad: &dyn Fn(&str) -> BadEvent) -> Resu
         if values[i].is_some() {
             return Err(bad(&format!("argument {:?} given twice", keys[i])));
         }
-        values[i] = Some(number);
+        values[i] = Some(*number);
     }
     Ok(values)
 }
 
-fn take<T: Arg>(values: &[Option<u64>], i: usize, key: &str, bad: &dyn Fn(&str) -> BadEvent) -> Result<T, BadEvent> {
+fn take<T: Arg>(
+    values: &[Option<u64>],
+    i: usize,
+    key: &str,
+    bad: &dyn Fn(&str) -> BadEvent,
+) -> Result<T, BadEvent> {
     match values[i] {
         Some(v) => T::from_u64(v).ok_or_else(|| bad(&format!("{} {v} is out of range", T::WHAT))),
         None => T::default_for(key).ok_or_else(|| bad(&format!("missing argument {key:?}"))),
@@ -154,6 +172,36 @@ macro_rules! events {
             }
         }
 
+        impl Event {
+            /// The event `name` with its arguments (key or None for
+            /// positional, value); `what` names the input in errors.
+            pub fn from_args(name: &str, args: &[(Option<String>, u64)], what: &str) -> Result<Event, BadEvent> {
+                let bad = |why: &str| {
+                    BadEvent(format!(
+                        "bad event {what:?}: {why} (expected one of: {})",
+                        Event::FORMS.join(", ")
+                    ))
+                };
+                $(
+                    if name == $name {
+                        #[allow(unused_variables, unused_mut)]
+                        let keys: &[&str] = &[$($(stringify!($field)),*)?];
+                        #[allow(unused_variables)]
+                        let values = match_args(keys, args, &bad)?;
+                        #[allow(unused_mut, unused_variables, unused_assignments)]
+                        let mut i = 0usize;
+                        #[allow(unused_assignments)]
+                        return Ok(Event::$variant $({ $($field: {
+                            let v = take::<$ty>(&values, i, stringify!($field), &bad)?;
+                            i += 1;
+                            v
+                        }),* })?);
+                    }
+                )*
+                Err(bad("unknown event name"))
+            }
+        }
+
         impl FromStr for Event {
             type Err = BadEvent;
 
@@ -167,23 +215,8 @@ macro_rules! events {
                     ))
                 };
                 let name = text.split('(').next().unwrap_or("").trim();
-                $(
-                    if name == $name {
-                        #[allow(unused_variables, unused_mut)]
-                        let keys: &[&str] = &[$($(stringify!($field)),*)?];
-                        #[allow(unused_variables)]
-                        let values = split_args(text, keys, &bad)?;
-                        #[allow(unused_mut, unused_variables, unused_assignments)]
-                        let mut i = 0usize;
-                        #[allow(unused_assignments)]
-                        return Ok(Event::$variant $({ $($field: {
-                            let v = take::<$ty>(&values, i, stringify!($field), &bad)?;
-                            i += 1;
-                            v
-                        }),* })?);
-                    }
-                )*
-                Err(bad("unknown event name"))
+                let args = split_args(text, &bad)?;
+                Event::from_args(name, &args, text)
             }
         }
     };
@@ -259,6 +292,29 @@ events! {
     ReturnToIdle { thread: u8 } = "return_to_idle", "idle_kvm_start_guest_return", "return_to_idle(thread=T)";
 }
 
+impl Event {
+    /// The hardware thread whose own code the event runs, for the events
+    /// that belong to one thread (thread 0 runs kvmppc_run_core's steps and
+    /// the partition switch); None for the vcpu tasks' and the guest's
+    /// events that are not tied to a thread.
+    pub fn thread(&self) -> Option<u8> {
+        match *self {
+            Event::Enter { thread }
+            | Event::GuestEntry { thread }
+            | Event::Cede { thread }
+            | Event::Wake { thread }
+            | Event::TakeDoorbell { thread }
+            | Event::Exit { thread, .. }
+            | Event::Tail { thread }
+            | Event::ReturnToIdle { thread } => Some(thread),
+            Event::VcoreEntry | Event::SwitchIn | Event::SwitchOut | Event::Release | Event::Finish => {
+                Some(0)
+            }
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,7 +327,10 @@ mod tests {
             Event::VcoreEntry,
             Event::Doorbell { vcpu: 1, thread: 2 },
             Event::TakeDoorbell { thread: 2 },
-            Event::Exit { thread: 2, trap: 0xc00 },
+            Event::Exit {
+                thread: 2,
+                trap: 0xc00,
+            },
             Event::ReturnToIdle { thread: 7 },
         ];
         for e in events {
@@ -279,13 +338,23 @@ mod tests {
         }
         assert_eq!(
             "exit(1)".parse::<Event>().unwrap(),
-            Event::Exit { thread: 1, trap: 0x980 }
+            Event::Exit {
+                thread: 1,
+                trap: 0x980
+            }
         );
         assert_eq!(
             "doorbell(1, 2)".parse::<Event>().unwrap(),
             Event::Doorbell { vcpu: 1, thread: 2 }
         );
-        assert_eq!(Event::Exit { thread: 1, trap: 0xc00 }.to_string(), "exit(thread=1, trap=0xc00)");
+        assert_eq!(
+            Event::Exit {
+                thread: 1,
+                trap: 0xc00
+            }
+            .to_string(),
+            "exit(thread=1, trap=0xc00)"
+        );
         assert_eq!(Event::FORMS.len(), Event::LABELS.len());
     }
 

@@ -112,9 +112,15 @@ impl Config {
             ));
         }
         if !vc.is_runnable(idx) {
-            return Err(format!("vcpu {runner} is not runnable, so its task cannot run the core"));
+            return Err(format!(
+                "vcpu {runner} is not runnable, so its task cannot run the core"
+            ));
         }
-        if vc.runnable().iter().all(|&i| s.vcpus[i as usize].unwrap().ceded != 0) {
+        if vc
+            .runnable()
+            .iter()
+            .all(|&i| s.vcpus[i as usize].unwrap().ceded != 0)
+        {
             return Err(
                 "every runnable vcpu has ceded: the kernel calls kvmppc_vcore_blocked (vcore_blocked)".into(),
             );
@@ -198,7 +204,9 @@ impl Config {
             return Err("the vcore is not inactive".into());
         }
         if !vc.is_runnable(idx) {
-            return Err(format!("vcpu {runner} is not runnable, so its task cannot be the runner"));
+            return Err(format!(
+                "vcpu {runner} is not runnable, so its task cannot be the runner"
+            ));
         }
         let first = vc_first(s);
         for &i in vc.runnable() {
@@ -248,7 +256,8 @@ impl Config {
         let vc = s.vcore.as_ref().unwrap();
         if !vc.lock_held {
             return Err(
-                "not inside kvmppc_run_core's start-up (run_core first; late joiners start in runnable)".into(),
+                "not inside kvmppc_run_core's start-up (run_core first; late joiners start in runnable)"
+                    .into(),
             );
         }
         if !vc.is_runnable(idx) {
@@ -276,7 +285,8 @@ impl Config {
             vm.thread_cpu = pcpu + ptid as i32;
         }
         let th = &mut s.threads[t];
-        th.late = late && t != 0;
+        // Only the fault needs to tell latecomers apart (it keeps the states fewer).
+        th.late = late && t != 0 && self.faulty(Fault::LatecomerReleasedEarly);
         let h = &mut th.hstate;
         h.kvm_vcpu = Some(idx);
         h.kvm_vcore = true;
@@ -307,13 +317,20 @@ impl Config {
         if !vc.lock_held {
             return Err("not inside kvmppc_run_core's start-up (run_core first)".into());
         }
-        if let Some(&i) = vc.runnable().iter().find(|&&i| !s.vcpus[i as usize].unwrap().started) {
+        if let Some(&i) = vc
+            .runnable()
+            .iter()
+            .find(|&&i| !s.vcpus[i as usize].unwrap().started)
+        {
             return Err(format!(
                 "runnable vcpu {} has not been started yet",
                 i as u32 + vc_first(s)
             ));
         }
-        let has_ptid0 = vc.runnable().iter().any(|&i| s.vcpus[i as usize].unwrap().ptid == 0);
+        let has_ptid0 = vc
+            .runnable()
+            .iter()
+            .any(|&i| s.vcpus[i as usize].unwrap().ptid == 0);
         match self.variant {
             // "Set this explicitly in case thread 0 doesn't have a vcpu".
             Variant::Seed => {
@@ -378,8 +395,12 @@ impl Config {
         } else {
             let late = (1..self.threads as usize).filter(|&t| !counts(t)).count() as u8;
             let expected = vc.n_woken.saturating_sub(late);
-            (vc.nap_count < expected)
-                .then(|| format!("kvmppc_wait_for_nap: nap_count {} < n_woken {}", vc.nap_count, expected))
+            (vc.nap_count < expected).then(|| {
+                format!(
+                    "kvmppc_wait_for_nap: nap_count {} < n_woken {}",
+                    vc.nap_count, expected
+                )
+            })
         };
         if let Some(why) = waiting {
             if self.modern() && vc.vcore_state == st.running {

@@ -269,7 +269,10 @@ impl Config {
             if !fx.doorbell_was_sent {
                 return Some(violation(
                     INV_DOORBELL,
-                    format!("vcpu {} took a doorbell that no vcpu sent to thread {t}", first + t),
+                    format!(
+                        "vcpu {} took a doorbell that no vcpu sent to thread {t}",
+                        first + t
+                    ),
                     &[("thread", json!(t)), ("delivered_vcpu", json!(first + t))],
                 ));
             }
@@ -279,6 +282,27 @@ impl Config {
             (Mmu::Host, Some(vc)) => vc.dpdes,
             (Mmu::Host, None) => 0,
         };
+        // A doorbell can only ever be taken on its own thread: pending while
+        // its vcpu executes on another thread, it never reaches it.
+        for t in 0..self.threads as usize {
+            let runs_on = (0..self.threads as usize).find(|&u| {
+                next.threads[u].phase == Phase::InGuest && next.threads[u].running == Some(t as u8)
+            });
+            if let Some(u) = runs_on.filter(|&u| u != t && next.db_sent & (1 << t) != 0) {
+                return Some(violation(
+                    INV_DOORBELL,
+                    format!(
+                        "the doorbell sent to thread {t} cannot reach vcpu {}: that vcpu runs on thread {u}",
+                        first + t as u32
+                    ),
+                    &[
+                        ("thread", json!(t)),
+                        ("intended_vcpu", json!(first + t as u32)),
+                        ("runs_on_thread", json!(u)),
+                    ],
+                ));
+            }
+        }
         let lost = next.db_sent & !pending;
         if lost == 0 {
             return None;
@@ -286,7 +310,10 @@ impl Config {
         let t = lost.trailing_zeros();
         let stray = pending & !next.db_sent;
         let instead = if stray != 0 {
-            format!("; a doorbell is pending on thread {} instead", stray.trailing_zeros())
+            format!(
+                "; a doorbell is pending on thread {} instead",
+                stray.trailing_zeros()
+            )
         } else {
             String::new()
         };
@@ -295,7 +322,11 @@ impl Config {
             format!(
                 "the doorbell sent to thread {t} is lost before vcpu {} took it ({} {pending:#x}){instead}",
                 first + t,
-                if next.mmu == Mmu::Guest { "DPDES" } else { "vc->dpdes" }
+                if next.mmu == Mmu::Guest {
+                    "DPDES"
+                } else {
+                    "vc->dpdes"
+                }
             ),
             &[
                 ("thread", json!(t)),

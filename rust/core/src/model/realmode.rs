@@ -42,7 +42,9 @@ impl Config {
                 th.hstate.kvm_vcpu.is_some()
             };
             if !go || th.hstate.kvm_vcpu.is_none() {
-                return Err(format!("thread {t} has no vcpu to run (it would go back to kvm_no_guest)"));
+                return Err(format!(
+                    "thread {t} has no vcpu to run (it would go back to kvm_no_guest)"
+                ));
             }
         }
         let exiting = vc.exiting();
@@ -90,10 +92,16 @@ impl Config {
         let th = s.threads[t];
         if t == 0 {
             if th.phase != Phase::SwitchedIn {
-                return Err(format!("thread 0 must have switched the MMU first (it is {:?})", th.phase));
+                return Err(format!(
+                    "thread 0 must have switched the MMU first (it is {:?})",
+                    th.phase
+                ));
             }
         } else if th.phase != Phase::Entered {
-            return Err(format!("thread {t} has not entered kvmppc_hv_entry (it is {:?})", th.phase));
+            return Err(format!(
+                "thread {t} has not entered kvmppc_hv_entry (it is {:?})",
+                th.phase
+            ));
         } else if vc.in_guest == 0 {
             return Err(format!(
                 "thread {t} waits for vc->in_guest (thread 0 has not switched the MMU)"
@@ -127,7 +135,12 @@ impl Config {
         let th = s.threads[t];
         let v = match (th.phase, th.running) {
             (Phase::InGuest, Some(v)) => v,
-            _ => return Err(format!("thread {t} is not running a guest vcpu (it is {:?})", th.phase)),
+            _ => {
+                return Err(format!(
+                    "thread {t} is not running a guest vcpu (it is {:?})",
+                    th.phase
+                ))
+            }
         };
         s.threads[t].hstate.in_guest = KVM_GUEST_MODE_HOST_HV;
         let vm = s.vcpus[v as usize].as_mut().unwrap();
@@ -244,7 +257,11 @@ impl Config {
             _ => {
                 // Seed: anything but a latecomer exits (kvm_novcpu_exit);
                 // modern: the timeslice is over (HDEC < 0).
-                let trap = if self.modern() { BOOK3S_INTERRUPT_HV_DECREMENTER } else { 0 };
+                let trap = if self.modern() {
+                    BOOK3S_INTERRUPT_HV_DECREMENTER
+                } else {
+                    0
+                };
                 self.commence_exit(s, t, trap);
             }
         }
@@ -259,10 +276,16 @@ impl Config {
         let sender = (0..self.threads as usize)
             .find(|&x| s.threads[x].phase == Phase::InGuest && s.threads[x].running == Some(from));
         let Some(sender) = sender else {
-            return Err(format!("vcpu {vcpu} is not executing in the guest, so it cannot msgsndp"));
+            return Err(format!(
+                "vcpu {vcpu} is not executing in the guest, so it cannot msgsndp"
+            ));
         };
         // With the fault the doorbell is raised on the sending thread.
-        let target = if self.faulty(Fault::DoorbellWrongSibling) { sender } else { t };
+        let target = if self.faulty(Fault::DoorbellWrongSibling) {
+            sender
+        } else {
+            t
+        };
         s.dpdes |= 1 << target;
         s.db_sent |= 1 << t;
         s.doorbells = s.doorbells.saturating_add(1);
@@ -277,10 +300,18 @@ impl Config {
         let th = s.threads[t];
         let v = match (th.phase, th.running) {
             (Phase::InGuest, Some(v)) => v,
-            _ => return Err(format!("thread {t} is not executing a vcpu in the guest (it is {:?})", th.phase)),
+            _ => {
+                return Err(format!(
+                    "thread {t} is not executing a vcpu in the guest (it is {:?})",
+                    th.phase
+                ))
+            }
         };
         if s.mmu != Mmu::Guest || s.dpdes & (1 << t) == 0 {
-            return Err(format!("no doorbell is pending for thread {t} (DPDES {:#x})", s.dpdes));
+            return Err(format!(
+                "no doorbell is pending for thread {t} (DPDES {:#x})",
+                s.dpdes
+            ));
         }
         s.dpdes &= !(1 << t);
         let fx = Effects {
@@ -366,7 +397,9 @@ impl Config {
             };
         if !all_out {
             let word = vc.entry_exit_word(self.modern());
-            return Err(format!("thread 0 waits until exits == entries (entry/exit word {word:#x})"));
+            return Err(format!(
+                "thread 0 waits until exits == entries (entry/exit word {word:#x})"
+            ));
         }
         if s.mmu == Mmu::Guest {
             let vc = s.vcore.as_mut().unwrap();
@@ -436,7 +469,10 @@ impl Config {
         let t = self.thread_index(thread)?;
         let th = &mut s.threads[t];
         if th.phase != Phase::Spinning {
-            return Err(format!("thread {t} is not spinning in kvm_no_guest (it is {:?})", th.phase));
+            return Err(format!(
+                "thread {t} is not spinning in kvm_no_guest (it is {:?})",
+                th.phase
+            ));
         }
         if th.hstate.hwthread_req != 0 {
             return Err(format!("thread {t} keeps spinning while hwthread_req is 1"));

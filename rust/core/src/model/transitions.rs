@@ -118,10 +118,14 @@ faults! {
 
 impl Fault {
     pub fn parse(name: &str) -> Result<Fault, String> {
-        Fault::ALL.iter().copied().find(|f| f.name() == name).ok_or_else(|| {
-            let names: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();
-            format!("unknown fault {name:?} (expected one of: {})", names.join(", "))
-        })
+        Fault::ALL
+            .iter()
+            .copied()
+            .find(|f| f.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();
+                format!("unknown fault {name:?} (expected one of: {})", names.join(", "))
+            })
     }
 }
 
