@@ -258,10 +258,11 @@ class ModelError(ValueError):
 MAX_VCPU_ID: int
 """vcpu ids are below this (KVM_MAX_VCPU_IDS of a POWER8 host)."""
 
+@final
 class Event:
     """One model event: Event("enter", thread=1), Event("exit", 1, trap=0xc00)."""
 
-    def __init__(self, name: str, *args: int, **kwargs: int) -> None:
+    def __new__(cls, name: str, *args: int, **kwargs: int) -> Event:
         """Raises ModelError (a ValueError) for an unknown name or bad arguments."""
     @staticmethod
     def parse(text: str) -> Event:
@@ -273,9 +274,11 @@ class Event:
         """The kernel function or label the event ends at (a snapshot's "stop")."""
     @property
     def args(self) -> dict[str, int]: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
+@final
 class Step:
     """What one applied event did."""
 
@@ -284,18 +287,19 @@ class Step:
     @property
     def stop(self) -> str: ...
     @property
-    def violations(self) -> list[tuple[int, str, dict[str, Any]]]:
-        """(invariant, message, fields) of each invariant the step broke."""
+    def violations(self) -> list[Violation]:
+        """Each invariant the step broke (stop = the event's label)."""
     @property
     def doorbell_taken(self) -> Optional[int]:
         """take_doorbell: the vcpu id that took the doorbell."""
     @property
     def ceded_to_nap(self) -> bool: ...
 
+@final
 class CoreModel:
     """One vcore on one physical core, driven event by event (pyvcore.Vcore wraps it)."""
 
-    def __init__(self, variant: str, threads: int, cpu_base: int = 0) -> None:
+    def __new__(cls, variant: str, threads: int, cpu_base: int = 0) -> CoreModel:
         """Raises ValueError for an unknown variant or threads not 1, 2, 4, 8; ModelError for a bad cpu_base."""
     @property
     def variant(self) -> str: ...
@@ -320,6 +324,7 @@ class CoreModel:
     def trace(self) -> list[Event]: ...
     def copy(self) -> CoreModel: ...
 
+@final
 class ExploreProgress:
     """Where a running exploration is."""
 
@@ -337,6 +342,7 @@ class ExploreProgress:
     def memory(self) -> int:
         """Estimated bytes in use."""
 
+@final
 class ExploreReport:
     """The outcome of explore()."""
 
@@ -355,7 +361,7 @@ class ExploreReport:
     @property
     def counterexample(self) -> Optional[list[Event]]: ...
     @property
-    def violation(self) -> Optional[tuple[int, str, dict[str, Any]]]: ...
+    def violation(self) -> Optional[Violation]: ...
     @property
     def incomplete(self) -> Optional[str]:
         """Why the search ended early; None when it saw every state."""
@@ -372,6 +378,7 @@ class ExploreReport:
     @property
     def fault(self) -> Optional[str]: ...
 
+@final
 class FaultInfo:
     """A deliberate fault: name, the public fix it undoes, the variants it applies to."""
 

@@ -31,7 +31,6 @@ from pyvcore.model import (
     VARIANTS,
     ModelError,
     Vcore,
-    _violation,
 )
 
 
@@ -202,7 +201,7 @@ def explore(
         transitions=r.transitions,
         seconds=r.seconds,
         counterexample=None if r.counterexample is None else [str(e) for e in r.counterexample],
-        violation=None if r.violation is None else _violation(r.violation),
+        violation=r.violation,
         incomplete=r.incomplete,
         finished_runs=r.finished_runs,
         depth=r.depth,

@@ -95,11 +95,6 @@ class Step:
     """For a cede: whether the thread napped (False: returned at once, or exited)."""
 
 
-def _violation(raw: tuple[int, str, dict[str, Any]], stop: Optional[str] = None) -> Violation:
-    invariant, message, fields = raw
-    return Violation(invariant, message, dict(fields), stop=stop)
-
-
 class Vcore:
     """One vcore on one physical core, driven event by event.
 
@@ -237,8 +232,8 @@ class Vcore:
             for r in self.paca_table()
         ]
         widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
-        lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip()]
+        lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
         return "\n".join(lines)
 
     # -- events ---------------------------------------------------------------
@@ -246,7 +241,7 @@ class Vcore:
     def apply(self, event: EventLike) -> Step:
         """Apply one event: an :data:`Event` or its text form (see :data:`EVENT_FORMS`)."""
         raw = self._core.apply(event)
-        violations = [_violation(v, raw.stop) for v in raw.violations]
+        violations: list[Violation] = list(raw.violations)
         self.violations = violations
         step = Step(str(raw.event), raw.stop, violations, raw.doorbell_taken, raw.ceded_to_nap)
         if violations and self.strict:

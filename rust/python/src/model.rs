@@ -14,6 +14,8 @@ use pythonize::pythonize;
 use pyvcore_core::consts::Variant;
 use pyvcore_core::explore::{explore_with, ExploreOptions, ExploreReport, Progress};
 use pyvcore_core::invariants::Violation;
+
+use crate::check::PyViolation;
 use pyvcore_core::model::{Config, Event, Fault, Model, ModelError, Phase, MAX_VCPU_ID};
 
 pyo3::create_exception!(
@@ -39,13 +41,9 @@ fn parse_variant(variant: &str) -> PyResult<Variant> {
         .map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
-/// A violation as the `(invariant, message, fields)` triple
-/// `pyvcore.checker.Violation` is built from.
-fn violation_obj<'py>(py: Python<'py>, v: &Violation) -> PyResult<Bound<'py, PyAny>> {
-    let fields = pythonize(py, &v.fields)?;
-    Ok((v.invariant, v.message.as_str(), fields)
-        .into_pyobject(py)?
-        .into_any())
+/// A violation as the checker's `Violation` object.
+fn violation_obj<'py>(py: Python<'py>, v: &Violation, stop: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
+    Ok(Bound::new(py, PyViolation::from_core(py, v, None, stop)?)?.into_any())
 }
 
 fn phase_name(p: Phase) -> &'static str {
@@ -171,7 +169,7 @@ pub struct PyStep {
     /// The kernel function or label the event ends at.
     #[pyo3(get)]
     stop: &'static str,
-    /// (invariant, message, fields) of each invariant the step broke.
+    /// Each invariant the step broke (`Violation`, stop = the event's label).
     #[pyo3(get)]
     violations: Py<PyList>,
     /// take_doorbell: the vcpu id that took the doorbell.
@@ -229,7 +227,7 @@ impl PyCoreModel {
         let first = self.model.first_vcpuid();
         let violations = PyList::empty(py);
         for v in &step.violations {
-            violations.append(violation_obj(py, v)?)?;
+            violations.append(violation_obj(py, v, Some(step.event.label()))?)?;
         }
         Ok(PyStep {
             event: PyEvent { event: step.event },
@@ -372,7 +370,7 @@ pub struct PyExploreReport {
     /// The shortest event trace to the violation (from "vcpus created").
     #[pyo3(get)]
     counterexample: Option<Vec<PyEvent>>,
-    /// (invariant, message, fields) of the violation found.
+    /// The violation found (`Violation`).
     #[pyo3(get)]
     violation: Option<Py<PyAny>>,
     /// Why the search ended early ("the state budget ran out", "the memory
@@ -410,7 +408,7 @@ impl PyExploreReport {
             violation: r
                 .violation
                 .as_ref()
-                .map(|v| violation_obj(py, v))
+                .map(|v| violation_obj(py, v, None))
                 .transpose()?
                 .map(Bound::unbind),
             incomplete: r.incomplete.map(|i| i.describe()),

@@ -184,9 +184,9 @@ fn secondary_key(s: &State, t: usize, chosen: u8) -> Option<SecondaryKey> {
 pub(crate) fn symmetric_fingerprint(cfg: &Config, s: &State, chosen: u8) -> u128 {
     let n = cfg.threads as usize;
     let mut keys = [None; MAX_SMT_THREADS];
-    for t in 1..n {
+    for (t, slot) in keys.iter_mut().enumerate().take(n).skip(1) {
         match secondary_key(s, t, chosen) {
-            Some(k) => keys[t] = Some(k),
+            Some(k) => *slot = Some(k),
             None => return fingerprint(s),
         }
     }

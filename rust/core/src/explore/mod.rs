@@ -582,11 +582,10 @@ fn bfs(
                 report.finished_runs += ex.finished;
                 if let Some(k) = ex.deadlock {
                     report.counterexample = Some(trace_to(&nodes, batch[k].1));
-                    report.violation = Some(Violation {
-                        invariant: INV_DEADLOCK,
-                        message: "deadlock: no thread can move and the run has not finished".into(),
-                        fields: Default::default(),
-                    });
+                    report.violation = Some(Violation::new(
+                        INV_DEADLOCK,
+                        "deadlock: no thread can move and the run has not finished",
+                    ));
                     report.states = seen.len();
                     report.depth = depth;
                     return;

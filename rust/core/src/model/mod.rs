@@ -26,8 +26,6 @@ mod realmode;
 pub mod state;
 pub mod transitions;
 
-use std::collections::BTreeMap;
-
 use serde_json::{json, Value};
 
 use crate::consts::*;
@@ -58,14 +56,11 @@ pub fn vcpu_addr(vcpu_id: u32) -> u64 {
 }
 
 fn violation(invariant: u32, message: String, fields: &[(&str, Value)]) -> Violation {
-    Violation {
-        invariant,
-        message,
-        fields: fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect::<BTreeMap<_, _>>(),
-    }
+    fields
+        .iter()
+        .fold(Violation::new(invariant, message), |v, (k, x)| {
+            v.field(*k, x.clone())
+        })
 }
 
 impl Config {
@@ -81,7 +76,7 @@ impl Config {
                 format!("threads per core must be 1, 2, 4 or 8 (POWER7/POWER8 SMT modes), not {threads}"),
             ));
         }
-        if cpu_base % threads as u32 != 0 {
+        if !cpu_base.is_multiple_of(threads as u32) {
             return Err(ModelError::new(
                 "new",
                 format!("cpu {cpu_base} is not thread 0 of a {threads}-thread core"),
@@ -120,6 +115,8 @@ impl Config {
                         napping: h.napping,
                         in_guest: h.in_guest,
                     },
+                    // One register per core: every thread reads the same value.
+                    dpdes: Some(s.dpdes as u64),
                     ..Default::default()
                 }
             })
@@ -145,6 +142,7 @@ impl Config {
                     n_woken: (!modern).then_some(vc.n_woken as u32),
                     nap_count: (!modern).then_some(vc.nap_count as u32),
                     kvm: Some(KVM_ADDR),
+                    dpdes: Some(vc.dpdes as u64),
                     ..Default::default()
                 }
             })

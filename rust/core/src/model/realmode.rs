@@ -108,7 +108,7 @@ impl Config {
             ));
         }
         match th.running {
-            Some(v) => self.to_guest(s, t, v),
+            Some(v) => self.resume_guest(s, t, v),
             None => {
                 // kvmppc_primary_no_guest: thread 0 without a vcpu.
                 let vc = s.vcore.as_mut().unwrap();
@@ -210,7 +210,7 @@ impl Config {
             vm_trap(s, v, BOOK3S_INTERRUPT_SYSCALL);
             self.commence_exit(s, t, BOOK3S_INTERRUPT_SYSCALL);
         } else {
-            self.to_guest(s, t, v);
+            self.resume_guest(s, t, v);
         }
         Ok(Effects::default())
     }
@@ -244,7 +244,7 @@ impl Config {
             // A latecomer: run it in the partition already switched in.
             Some(v) if ipi => {
                 s.threads[t].running = Some(v);
-                self.to_guest(s, t, v);
+                self.resume_guest(s, t, v);
             }
             _ if self.modern() && ipi => {
                 // Back to kvmppc_primary_no_guest.
@@ -483,7 +483,7 @@ impl Config {
     }
 
     /// fast_guest_return for vcpu `v` on thread `t`.
-    pub(crate) fn to_guest(&self, s: &mut State, t: usize, v: u8) {
+    pub(crate) fn resume_guest(&self, s: &mut State, t: usize, v: u8) {
         s.vcpus[v as usize].as_mut().unwrap().ceded = 0;
         let th = &mut s.threads[t];
         th.hstate.in_guest = KVM_GUEST_MODE_GUEST_HV;
