@@ -1,5 +1,6 @@
 """Snapshots for the checker tests: a builder for one POWER8 core running one
-vcore, and the real states LAB_NOTES says a checker must accept.
+vcore, and the states a correct 6.12 kernel was seen to show in the lab (a
+checker must accept them).
 
 Numbers follow the kernel: modern vcore_state RUNNING 4 / EXITING 5 /
 INACTIVE 0, seed RUNNING 3; in_guest HOST_HV 4 / GUEST_HV 3; hwthread_state
@@ -117,7 +118,7 @@ def clone(snap: dict[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(snap)
 
 
-# --- the real states of LAB_NOTES ("must accept"), modern 6.12 ------------
+# --- states seen on a correct kernel in the lab ("must accept"), modern 6.12 --
 
 
 def live_four_vcpus(vcore_in_guest: int = 1) -> dict[str, Any]:

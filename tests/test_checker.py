@@ -1,5 +1,5 @@
 """The checker (pyvcore.checker over rust/invariants.rs): every invariant both
-ways, the real states of LAB_NOTES that must pass, the stock-QEMU state, the
+ways, the states a correct kernel was seen to show in the lab, which must pass, the stock-QEMU state, the
 transition checks and the Python API."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""VCORE_SPEC §3.11 (seed, POWER7, N = 4): vcore 0 with vcpus 1 and 2
+"""The seed kernel's worked run (e0b7ec058c0e, POWER7, N = 4): vcore 0 with vcpus 1 and 2
 runnable and thread 0 without a vcpu, replayed row by row as snapshots.
 Every row is a state of a correct kernel, so the checker must accept each
 one and every step between them; a few rows altered the way a bug would

@@ -141,7 +141,7 @@ fn vcores_step(prev: &Snapshot, next: &Snapshot, out: &mut Vec<Violation>) {
 ///
 /// * 11: once a thread has begun to exit, the entry part of the entry/exit
 ///   word changes only by the next run's reset (to 0);
-/// * 19: vcore_state moves forward along its graph (VCORE_SPEC §5.6), or to
+/// * 19: vcore_state moves forward along its graph (kvmppc_run_vcpu / kvmppc_run_core in book3s_hv.c), or to
 ///   INACTIVE;
 /// * 23: a thread's in_guest moves along NONE -> HOST_HV <-> GUEST_HV (and
 ///   HOST_HV <-> SKIP), HOST_HV -> NONE.
