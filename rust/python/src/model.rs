@@ -1,8 +1,7 @@
-//! Python face of the model (`pyvcore_core::model`) and the explorer
-//! (`pyvcore_core::explore`): `Event`, `Step`, `CoreModel`, `ExploreReport`,
-//! `ExploreProgress`, `FaultInfo`, `explore`, the model's tables (variants,
-//! vcore_state names, event forms, faults, thread counts) and the
-//! `ModelError` exception.  Typed values cross the boundary: events are
+//! Python face of the model (`pyvcore_core::model`): `Event`, `Step`,
+//! `CoreModel`, the model's tables (variants, vcore_state names, event
+//! forms, thread counts) and the `ModelError` exception; the explorer's
+//! face is the `explore` submodule.  Typed values cross the boundary: events are
 //! `Event` objects, results are `#[pyclass]` objects or dicts built directly
 //! from the Rust values (pythonize), never JSON text.
 
@@ -12,11 +11,12 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use pythonize::pythonize;
 
 use pyvcore_core::consts::Variant;
-use pyvcore_core::explore::{explore_with, ExploreOptions, ExploreReport, Progress};
 use pyvcore_core::invariants::Violation;
 
 use crate::check::PyViolation;
-use pyvcore_core::model::{Config, Event, Fault, Model, ModelError, Phase, MAX_VCPU_ID};
+use pyvcore_core::model::{Config, Event, Model, ModelError, Phase, MAX_VCPU_ID};
+
+mod explore;
 
 pyo3::create_exception!(
     _core,
@@ -25,7 +25,7 @@ pyo3::create_exception!(
     "An event that is not legal in the model's current state (or a bad model parameter): `.event`, `.reason`."
 );
 
-fn model_error(py: Python<'_>, e: &ModelError) -> PyErr {
+pub(crate) fn model_error(py: Python<'_>, e: &ModelError) -> PyErr {
     let err = PyModelError::new_err(e.to_string());
     let value = err.value(py);
     // Exception instances carry a __dict__: setting attributes cannot fail
@@ -35,14 +35,18 @@ fn model_error(py: Python<'_>, e: &ModelError) -> PyErr {
     err
 }
 
-fn parse_variant(variant: &str) -> PyResult<Variant> {
+pub(crate) fn parse_variant(variant: &str) -> PyResult<Variant> {
     variant
         .parse::<Variant>()
         .map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 /// A violation as the checker's `Violation` object.
-fn violation_obj<'py>(py: Python<'py>, v: &Violation, stop: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn violation_obj<'py>(
+    py: Python<'py>,
+    v: &Violation,
+    stop: Option<&str>,
+) -> PyResult<Bound<'py, PyAny>> {
     Ok(Bound::new(py, PyViolation::from_core(py, v, None, stop)?)?.into_any())
 }
 
@@ -67,7 +71,7 @@ fn phase_name(p: Phase) -> &'static str {
 #[pyclass(module = "pyvcore._core", name = "Event", frozen, eq, hash)]
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PyEvent {
-    event: Event,
+    pub(crate) event: Event,
 }
 
 #[pymethods]
@@ -321,252 +325,6 @@ impl PyCoreModel {
     }
 }
 
-/// Where a running exploration is (what a progress callback receives).
-#[pyclass(module = "pyvcore._core", name = "ExploreProgress", frozen)]
-pub struct PyProgress {
-    #[pyo3(get)]
-    states: usize,
-    #[pyo3(get)]
-    transitions: usize,
-    #[pyo3(get)]
-    depth: usize,
-    #[pyo3(get)]
-    frontier: usize,
-    #[pyo3(get)]
-    seconds: f64,
-    /// Estimated bytes in use.
-    #[pyo3(get)]
-    memory: usize,
-}
-
-impl From<&Progress> for PyProgress {
-    fn from(p: &Progress) -> Self {
-        PyProgress {
-            states: p.states,
-            transitions: p.transitions,
-            depth: p.depth,
-            frontier: p.frontier,
-            seconds: p.seconds,
-            memory: p.memory,
-        }
-    }
-}
-
-/// The outcome of an exploration.
-#[pyclass(module = "pyvcore._core", name = "ExploreReport", frozen)]
-pub struct PyExploreReport {
-    #[pyo3(get)]
-    variant: &'static str,
-    #[pyo3(get)]
-    threads: u8,
-    #[pyo3(get)]
-    vcpus: Vec<u32>,
-    #[pyo3(get)]
-    states: usize,
-    #[pyo3(get)]
-    transitions: usize,
-    #[pyo3(get)]
-    seconds: f64,
-    /// The shortest event trace to the violation (from "vcpus created").
-    #[pyo3(get)]
-    counterexample: Option<Vec<PyEvent>>,
-    /// The violation found (`Violation`).
-    #[pyo3(get)]
-    violation: Option<Py<PyAny>>,
-    /// Why the search ended early ("the state budget ran out", "the memory
-    /// budget ran out", "interrupted"); None when it saw every state.
-    #[pyo3(get)]
-    incomplete: Option<&'static str>,
-    #[pyo3(get)]
-    finished_runs: usize,
-    #[pyo3(get)]
-    depth: usize,
-    #[pyo3(get)]
-    ignored: Vec<u32>,
-    #[pyo3(get)]
-    bounds: String,
-    /// The largest estimated memory of the search, in bytes.
-    #[pyo3(get)]
-    peak_memory: usize,
-    #[pyo3(get)]
-    fault: Option<&'static str>,
-}
-
-impl PyExploreReport {
-    fn from_core(py: Python<'_>, r: &ExploreReport) -> PyResult<Self> {
-        Ok(PyExploreReport {
-            variant: r.variant.name(),
-            threads: r.threads,
-            vcpus: r.vcpus.clone(),
-            states: r.states,
-            transitions: r.transitions,
-            seconds: r.seconds,
-            counterexample: r
-                .counterexample
-                .as_ref()
-                .map(|t| t.iter().map(|&event| PyEvent { event }).collect()),
-            violation: r
-                .violation
-                .as_ref()
-                .map(|v| violation_obj(py, v, None))
-                .transpose()?
-                .map(Bound::unbind),
-            incomplete: r.incomplete.map(|i| i.describe()),
-            finished_runs: r.finished_runs,
-            depth: r.depth,
-            ignored: r.ignored.clone(),
-            bounds: r.bounds.clone(),
-            peak_memory: r.peak_memory,
-            fault: r.fault.map(Fault::name),
-        })
-    }
-}
-
-/// The explorer's options from the Python arguments (None = default).
-#[allow(clippy::too_many_arguments)]
-fn explore_options(
-    variant: &str,
-    threads: i64,
-    vcpus: Option<Vec<u32>>,
-    ignore: Option<Vec<u32>>,
-    max_states: Option<usize>,
-    max_memory: Option<usize>,
-    bounds: (Option<u8>, Option<u8>, Option<u8>, Option<u8>),
-    fault: Option<&str>,
-) -> PyResult<ExploreOptions> {
-    let variant = parse_variant(variant)?;
-    let threads = u8::try_from(threads)
-        .ok()
-        .filter(|t| Config::THREAD_COUNTS.contains(t))
-        .ok_or_else(|| {
-            PyValueError::new_err(format!("threads per core must be 1, 2, 4 or 8, not {threads}"))
-        })?;
-    let mut opts = ExploreOptions::new(variant, threads);
-    opts.vcpus = vcpus;
-    opts.ignore = ignore;
-    if let Some(m) = max_states {
-        opts.max_states = m;
-    }
-    if let Some(m) = max_memory {
-        opts.max_memory = m;
-    }
-    let (cedes_per_vcpu, max_cedes, max_prods, max_doorbells) = bounds;
-    if let Some(c) = cedes_per_vcpu {
-        opts.cedes_per_vcpu = c;
-    }
-    if max_cedes.is_some() {
-        opts.max_cedes = max_cedes;
-    }
-    if let Some(p) = max_prods {
-        opts.max_prods = p;
-    }
-    if let Some(d) = max_doorbells {
-        opts.max_doorbells = d;
-    }
-    opts.fault = fault
-        .map(Fault::parse)
-        .transpose()
-        .map_err(PyValueError::new_err)?;
-    Ok(opts)
-}
-
-/// Explore every interleaving of one vcore run.  `progress(p)` is called
-/// about every few thousand states with an `ExploreProgress`; Ctrl-C (and
-/// any exception the callback raises) stops the search and is re-raised.
-#[pyfunction]
-#[pyo3(signature = (variant, threads, vcpus = None, *, ignore = None, max_states = None, max_memory = None,
-    cedes_per_vcpu = None, max_cedes = None, max_prods = None, max_doorbells = None, check_invariants = true,
-    symmetry = true, exit_request = false, fault = None, workers = None, partial_order = true, progress = None))]
-#[allow(clippy::too_many_arguments)]
-fn explore(
-    py: Python<'_>,
-    variant: &str,
-    threads: i64,
-    vcpus: Option<Vec<u32>>,
-    ignore: Option<Vec<u32>>,
-    max_states: Option<usize>,
-    max_memory: Option<usize>,
-    cedes_per_vcpu: Option<u8>,
-    max_cedes: Option<u8>,
-    max_prods: Option<u8>,
-    max_doorbells: Option<u8>,
-    check_invariants: bool,
-    symmetry: bool,
-    exit_request: bool,
-    fault: Option<&str>,
-    workers: Option<usize>,
-    partial_order: bool,
-    progress: Option<Py<PyAny>>,
-) -> PyResult<PyExploreReport> {
-    let mut opts = explore_options(
-        variant,
-        threads,
-        vcpus,
-        ignore,
-        max_states,
-        max_memory,
-        (cedes_per_vcpu, max_cedes, max_prods, max_doorbells),
-        fault,
-    )?;
-    opts.check_invariants = check_invariants;
-    opts.symmetry = symmetry;
-    opts.exit_request = exit_request;
-    opts.partial_order = partial_order;
-    if let Some(w) = workers {
-        opts.workers = w.clamp(1, 64);
-    }
-    let mut raised: Option<PyErr> = None;
-    let result = py.detach(|| {
-        explore_with(&opts, &mut |p| {
-            Python::attach(|py| {
-                let outcome = py.check_signals().and_then(|()| match &progress {
-                    Some(cb) => cb.call1(py, (PyProgress::from(p),)).map(|_| ()),
-                    None => Ok(()),
-                });
-                match outcome {
-                    Ok(()) => true,
-                    Err(e) => {
-                        raised = Some(e);
-                        false
-                    }
-                }
-            })
-        })
-    });
-    if let Some(e) = raised {
-        return Err(e);
-    }
-    let report = result.map_err(|e| model_error(py, &e))?;
-    PyExploreReport::from_core(py, &report)
-}
-
-/// A deliberate fault `explore(fault=...)` accepts.
-#[pyclass(module = "pyvcore._core", name = "FaultInfo", frozen)]
-pub struct PyFaultInfo {
-    /// The `--fault` name, e.g. "doorbell-lost-on-wake".
-    #[pyo3(get)]
-    name: &'static str,
-    /// The public fix of the real bug it reintroduces.
-    #[pyo3(get)]
-    fixed_by: &'static str,
-    /// The variants that have the code it breaks.
-    #[pyo3(get)]
-    variants: Vec<&'static str>,
-}
-
-/// Every deliberate fault, with the fix it undoes and where it applies.
-#[pyfunction]
-fn faults() -> Vec<PyFaultInfo> {
-    Fault::ALL
-        .iter()
-        .map(|f| PyFaultInfo {
-            name: f.name(),
-            fixed_by: f.fixed_by(),
-            variants: f.variants().iter().map(|v| v.name()).collect(),
-        })
-        .collect()
-}
-
 /// The text form of every event, e.g. "enter(thread=T)".
 #[pyfunction]
 fn event_forms() -> Vec<&'static str> {
@@ -604,15 +362,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCoreModel>()?;
     m.add_class::<PyEvent>()?;
     m.add_class::<PyStep>()?;
-    m.add_class::<PyExploreReport>()?;
-    m.add_class::<PyProgress>()?;
-    m.add_class::<PyFaultInfo>()?;
+    explore::register(m)?;
     m.add("ModelError", m.py().get_type::<PyModelError>())?;
     m.add("MAX_VCPU_ID", MAX_VCPU_ID)?;
-    m.add_function(wrap_pyfunction!(explore, m)?)?;
     m.add_function(wrap_pyfunction!(event_forms, m)?)?;
     m.add_function(wrap_pyfunction!(event_labels, m)?)?;
-    m.add_function(wrap_pyfunction!(faults, m)?)?;
     m.add_function(wrap_pyfunction!(variants, m)?)?;
     m.add_function(wrap_pyfunction!(vcore_state_names, m)?)?;
     m.add_function(wrap_pyfunction!(thread_counts, m)?)?;

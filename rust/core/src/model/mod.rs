@@ -20,6 +20,7 @@
 //! grab-timeout and wait_for_nap-timeout error paths, and the seed runnable
 //! list order (kept sorted; it only orders kvmppc_start_thread calls).
 
+mod doorbell;
 pub mod events;
 mod host;
 mod realmode;

@@ -1,0 +1,391 @@
+//! The breadth-first search itself: expanding a batch of frontier states
+//! (with the doorbell chains of the partial-order reduction), updating the
+//! visited set in a fixed order, and checking the new states, on `workers`
+//! threads.
+
+use std::time::Instant;
+
+use super::candidates::{candidates, doorbell_candidates};
+use super::fingerprint::{fingerprint, symmetric_fingerprint, FingerprintSet};
+use super::{ExploreOptions, ExploreReport, Incomplete, Progress, BATCH};
+use crate::invariants::{self, Violation};
+use crate::model::{vc_first, Config, Effects, Event, State, INV_DEADLOCK};
+use crate::view::Snapshot;
+
+/// The first violation of state `s` reached from `parent` by `event`, and
+/// the view of `s` (when the shared invariants are evaluated).
+fn check(
+    cfg: &Config,
+    parent: &State,
+    parent_view: Option<&Snapshot>,
+    s: &State,
+    event: &Event,
+    fx: &Effects,
+    ignored: &[u32],
+) -> (Option<Violation>, Option<Snapshot>) {
+    let mut view = None;
+    if let Some(parent_view) = parent_view {
+        let v = cfg.view(s, Some(event.label()));
+        let mut out = invariants::check_snapshot(&v);
+        out.extend(invariants::check_step(parent_view, &v));
+        if let Some(found) = out.into_iter().find(|x| !ignored.contains(&x.invariant)) {
+            return (Some(found), Some(v));
+        }
+        view = Some(v);
+    }
+    (cfg.history_check(parent, s, event, fx).into_iter().next(), view)
+}
+
+/// The longest step the explorer takes: msgsndp, the doorbell's taking, one
+/// more event.
+const CHAIN: usize = 3;
+
+/// One successor found while expanding a batch: the events from the parent
+/// (a chain when partial-order reduction joins doorbell events to the step
+/// they are moved up to) and the resulting state.
+struct Succ {
+    parent: usize,
+    chain: [Event; CHAIN],
+    len: u8,
+    state: State,
+    fp: u128,
+}
+
+impl Succ {
+    fn events(&self) -> &[Event] {
+        &self.chain[..self.len as usize]
+    }
+}
+
+/// Everything one batch of frontier states produced.
+#[derive(Default)]
+struct Expanded {
+    succs: Vec<Succ>,
+    transitions: usize,
+    finished: usize,
+    /// The first parent (index in the batch) that can make no move.
+    deadlock: Option<usize>,
+}
+
+/// The search's fixed context.
+pub(super) struct Search<'a> {
+    pub(super) cfg: Config,
+    pub(super) opts: &'a ExploreOptions,
+    pub(super) chosen: u8,
+    pub(super) ignored: Vec<u32>,
+}
+
+impl Search<'_> {
+    fn fp(&self, s: &State) -> u128 {
+        if self.opts.symmetric() {
+            symmetric_fingerprint(&self.cfg, s, self.chosen)
+        } else {
+            fingerprint(s)
+        }
+    }
+
+    fn push(&self, out: &mut Expanded, parent: usize, events: &[Event], state: State) {
+        let mut chain = [events[0]; CHAIN];
+        chain[..events.len()].copy_from_slice(events);
+        out.transitions += 1;
+        out.succs.push(Succ {
+            parent,
+            chain,
+            len: events.len() as u8,
+            fp: self.fp(&state),
+            state,
+        });
+    }
+
+    /// Successors of the states of `batch` (`offset`: index of its first).
+    fn expand(&self, batch: &[(State, u32)], offset: usize) -> Expanded {
+        let mut out = Expanded::default();
+        let (mut cands, mut lazy, mut tails) = (Vec::new(), Vec::new(), Vec::new());
+        for (k, (s, _)) in batch.iter().enumerate() {
+            if s.runs_done > 0 {
+                out.finished += 1;
+                continue;
+            }
+            let parent = offset + k;
+            candidates(&self.cfg, self.opts, s, self.chosen, &mut cands);
+            let mut any_legal = false;
+            for &e in cands.iter() {
+                let mut c = *s;
+                if self.cfg.apply(&mut c, e).is_ok() {
+                    // A prod alone does not move the run on.
+                    any_legal |= !matches!(e, Event::Prod { .. });
+                    self.push(&mut out, parent, &[e], c);
+                }
+            }
+            doorbell_candidates(&self.cfg, self.opts, s, &mut lazy);
+            for &d in lazy.iter() {
+                let mut mid = *s;
+                if self.cfg.apply(&mut mid, d).is_err() {
+                    continue;
+                }
+                if !self.opts.reduced() {
+                    self.push(&mut out, parent, &[d], mid);
+                    continue;
+                }
+                self.expand_chain(&mut out, parent, s, d, mid, &mut tails);
+            }
+            // Before any vcpu is runnable nothing need happen; after that the
+            // run must be able to go on until it finishes.
+            let started = s.vcore.is_some_and(|vc| vc.runq_len > 0 || vc.runner.is_some());
+            if !any_legal && started && out.deadlock.is_none() {
+                out.deadlock = Some(parent);
+            }
+        }
+        out
+    }
+
+    /// The steps `d` (a msgsndp or a doorbell's taking) is moved up to: `d`
+    /// then the next event of a thread it concerns (for a msgsndp to thread
+    /// t also: `d`, t's taking of it, t's next event).
+    fn expand_chain(
+        &self,
+        out: &mut Expanded,
+        parent: usize,
+        s: &State,
+        d: Event,
+        mid: State,
+        tails: &mut Vec<Event>,
+    ) {
+        let concerned = |e: &Event| -> bool {
+            let Some(x) = e.thread() else { return false };
+            match d {
+                Event::TakeDoorbell { thread } => x == thread,
+                Event::Doorbell { vcpu, thread } => {
+                    let from = (vcpu - vc_first(s)) as usize;
+                    x == thread || s.threads[x as usize].running.map(usize::from) == Some(from)
+                }
+                _ => false,
+            }
+        };
+        candidates(&self.cfg, self.opts, &mid, self.chosen, tails);
+        for &e in tails.iter().filter(|e| concerned(e)) {
+            let mut c = mid;
+            if self.cfg.apply(&mut c, e).is_ok() {
+                self.push(out, parent, &[d, e], c);
+            }
+        }
+        if let Event::Doorbell { thread, .. } = d {
+            let take = Event::TakeDoorbell { thread };
+            let mut mid2 = mid;
+            if self.cfg.apply(&mut mid2, take).is_err() {
+                return;
+            }
+            candidates(&self.cfg, self.opts, &mid2, self.chosen, tails);
+            for &e in tails.iter().filter(|e| e.thread() == Some(thread)) {
+                let mut c = mid2;
+                if self.cfg.apply(&mut c, e).is_ok() {
+                    self.push(out, parent, &[d, take, e], c);
+                }
+            }
+        }
+    }
+
+    /// Check the new states `news` (indices into `succs`), in order, step by
+    /// step along each chain; the first violation as (position in `news`,
+    /// events of the chain up to the violating one, violation).
+    fn check_all(
+        &self,
+        batch: &[(State, u32)],
+        succs: &[Succ],
+        news: &[usize],
+    ) -> Option<(usize, usize, Violation)> {
+        let mut parent_view: Option<(usize, Snapshot)> = None;
+        for (pos, &i) in news.iter().enumerate() {
+            let sc = &succs[i];
+            let mut cur = batch[sc.parent].0;
+            if self.opts.check_invariants && parent_view.as_ref().is_none_or(|(p, _)| *p != sc.parent) {
+                parent_view = Some((sc.parent, self.cfg.view(&cur, None)));
+            }
+            let mut mid_view: Option<Snapshot> = None;
+            for (k, e) in sc.events().iter().enumerate() {
+                let mut next = cur;
+                let fx = self
+                    .cfg
+                    .apply(&mut next, *e)
+                    .expect("a chain found legal replays");
+                let before = if k == 0 {
+                    parent_view
+                        .as_ref()
+                        .filter(|_| self.opts.check_invariants)
+                        .map(|(_, v)| v)
+                } else {
+                    mid_view.as_ref()
+                };
+                let (found, view) = check(&self.cfg, &cur, before, &next, e, &fx, &self.ignored);
+                if let Some(v) = found {
+                    return Some((pos, k + 1, v));
+                }
+                cur = next;
+                mid_view = view;
+            }
+        }
+        None
+    }
+}
+
+/// Split `items` into `parts` contiguous chunks with their offsets.
+fn chunks<T>(items: &[T], parts: usize) -> Vec<(usize, &[T])> {
+    let size = items.len().div_ceil(parts.max(1)).max(1);
+    items
+        .chunks(size)
+        .enumerate()
+        .map(|(i, c)| (i * size, c))
+        .collect()
+}
+
+/// The breadth-first search proper; fills `report`.
+pub(super) fn bfs(
+    search: &Search,
+    root: State,
+    report: &mut ExploreReport,
+    progress: &mut dyn FnMut(&Progress) -> bool,
+    start: Instant,
+) {
+    let opts = search.opts;
+    let workers = opts.workers.max(1);
+    let mut seen = FingerprintSet::default();
+    // nodes[i] = (parent node, event that led here); node 0 is the root.
+    let mut nodes: Vec<(u32, Option<Event>)> = vec![(u32::MAX, None)];
+    seen.insert(search.fp(&root));
+    let mut frontier: Vec<(State, u32)> = vec![(root, 0)];
+    let trace_to = |nodes: &Vec<(u32, Option<Event>)>, mut i: u32| {
+        let mut events = Vec::new();
+        while let Some(e) = nodes[i as usize].1 {
+            events.push(e);
+            i = nodes[i as usize].0;
+        }
+        events.reverse();
+        events
+    };
+    let mut depth = 0usize;
+    while !frontier.is_empty() {
+        let mut next: Vec<(State, u32)> = Vec::new();
+        for batch in frontier.chunks(BATCH * workers) {
+            let parts = chunks(batch, workers);
+            let expanded: Vec<Expanded> = if parts.len() > 1 {
+                std::thread::scope(|sc| {
+                    let handles: Vec<_> = parts
+                        .iter()
+                        .map(|&(off, part)| sc.spawn(move || search.expand(part, off)))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("explorer worker"))
+                        .collect()
+                })
+            } else {
+                parts
+                    .iter()
+                    .map(|&(off, part)| search.expand(part, off))
+                    .collect()
+            };
+            let mut succs = Vec::new();
+            for ex in expanded {
+                report.transitions += ex.transitions;
+                report.finished_runs += ex.finished;
+                if let Some(k) = ex.deadlock {
+                    report.counterexample = Some(trace_to(&nodes, batch[k].1));
+                    report.violation = Some(Violation::new(
+                        INV_DEADLOCK,
+                        "deadlock: no thread can move and the run has not finished",
+                    ));
+                    report.states = seen.len();
+                    report.depth = depth;
+                    return;
+                }
+                succs.extend(ex.succs);
+            }
+            // The visited set, in a fixed order; a chain's events become
+            // linked nodes, the last one the new state's.
+            let news: Vec<usize> = (0..succs.len()).filter(|&i| seen.insert(succs[i].fp)).collect();
+            let mut ids = Vec::with_capacity(news.len());
+            for &i in &news {
+                let mut parent = batch[succs[i].parent].1;
+                for &e in succs[i].events() {
+                    nodes.push((parent, Some(e)));
+                    parent = (nodes.len() - 1) as u32;
+                }
+                ids.push(parent);
+            }
+            let parts = chunks(&news, workers);
+            type Found = Option<(usize, usize, Violation)>;
+            let found: Vec<Found> = if parts.len() > 1 {
+                std::thread::scope(|sc| {
+                    let handles: Vec<_> = parts
+                        .iter()
+                        .map(|&(off, part)| {
+                            let succs = &succs;
+                            sc.spawn(move || {
+                                search
+                                    .check_all(batch, succs, part)
+                                    .map(|(p, k, v)| (off + p, k, v))
+                            })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("explorer worker"))
+                        .collect()
+                })
+            } else {
+                parts
+                    .iter()
+                    .map(|&(off, part)| {
+                        search
+                            .check_all(batch, &succs, part)
+                            .map(|(p, k, v)| (off + p, k, v))
+                    })
+                    .collect()
+            };
+            if let Some((pos, k, v)) = found.into_iter().flatten().min_by_key(|(p, k, _)| (*p, *k)) {
+                let mut trace = trace_to(&nodes, ids[pos]);
+                trace.truncate(trace.len() + k - succs[news[pos]].events().len());
+                report.depth = depth + 1;
+                report.counterexample = Some(trace);
+                report.violation = Some(v);
+                report.states = seen.len();
+                return;
+            }
+            next.extend(news.iter().zip(&ids).map(|(&i, &id)| (succs[i].state, id)));
+            let memory = seen.capacity() * 17
+                + nodes.capacity() * std::mem::size_of::<(u32, Option<Event>)>()
+                + (frontier.capacity() + next.capacity()) * std::mem::size_of::<(State, u32)>()
+                + succs.capacity() * std::mem::size_of::<Succ>();
+            report.peak_memory = report.peak_memory.max(memory);
+            let p = Progress {
+                states: seen.len(),
+                transitions: report.transitions,
+                depth,
+                frontier: frontier.len(),
+                seconds: start.elapsed().as_secs_f64(),
+                memory,
+            };
+            let stop = if seen.len() >= opts.max_states {
+                Some(Incomplete::MaxStates)
+            } else if memory > opts.max_memory {
+                Some(Incomplete::MaxMemory)
+            } else if !progress(&p) {
+                Some(Incomplete::Interrupted)
+            } else {
+                None
+            };
+            if let Some(why) = stop {
+                report.incomplete = Some(why);
+                report.states = seen.len();
+                report.depth = depth;
+                return;
+            }
+        }
+        frontier = next;
+        if !frontier.is_empty() {
+            depth += 1;
+        }
+    }
+    report.states = seen.len();
+    report.depth = depth;
+}
