@@ -237,8 +237,11 @@ def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             raise TimelineError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
-def load(path: str | Path, variant: str | None = None) -> Timeline:
-    """Read a sampled trace or a continuous event log into a Timeline (TimelineError if unusable)."""
+def load(path: str | Path, variant: str | None = None, *, by_stop: bool = False) -> Timeline:
+    """Read a sampled trace or a continuous event log into a Timeline (TimelineError if unusable).
+
+    ``by_stop``: lay a sampled trace out one stop per step even when its stops carry a timebase
+    (stops cluster where the watch was busy; this spreads them evenly, order kept)."""
     path = Path(path)
     lines = read_lines(path)
     first = next(lines, None)
@@ -248,7 +251,7 @@ def load(path: str | Path, variant: str | None = None) -> Timeline:
         from pyvcore.timeline_events import from_events
 
         return from_events(path.name, first[1], lines)
-    return from_snapshots(path.name, _chain(first, lines), variant)
+    return from_snapshots(path.name, _chain(first, lines), variant, by_stop=by_stop)
 
 
 def _chain(
@@ -259,7 +262,11 @@ def _chain(
 
 
 def from_snapshots(
-    title: str, records: Iterable[tuple[int, dict[str, Any]]], variant: str | None = None
+    title: str,
+    records: Iterable[tuple[int, dict[str, Any]]],
+    variant: str | None = None,
+    *,
+    by_stop: bool = False,
 ) -> Timeline:
     """A sampled trace: each stop a point on every lane, violations from the offline checker."""
     from pyvcore.checker import Checker, SnapshotError
@@ -267,7 +274,7 @@ def from_snapshots(
     items = list(records)
     if not items:
         raise TimelineError(f"{title}: empty trace, nothing to draw")
-    by_tb = all("tb" in rec for _n, rec in items)
+    by_tb = not by_stop and all("tb" in rec for _n, rec in items)
     freq = next((as_int(rec["tb_freq"]) for _n, rec in items if rec.get("tb_freq")), 512_000_000)
     tl = Timeline("sampled", "us" if by_tb else "stop", title)
     checker = Checker(variant)
@@ -338,7 +345,7 @@ def write(tl: Timeline, out: Path) -> Path:
 def _run(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else Path(Path(args.trace).stem + ".html")
     try:
-        tl = load(args.trace, args.variant)
+        tl = load(args.trace, args.variant, by_stop=args.by_stop)
         tl.title = args.title or tl.title
         write(tl, out)
     except TimelineError as exc:
@@ -374,6 +381,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("trace", help="JSONL trace or event log")
     p.add_argument("-o", "--output", help="OUT.html, OUT.json (Perfetto) or OUT.png (default: TRACE.html)")
     p.add_argument("--variant", choices=("seed", "modern", "prepatch"), help="model variant for the checks")
+    p.add_argument(
+        "--by-stop", action="store_true", help="a sampled trace one stop per step, even when it has timebases"
+    )
     p.add_argument("--title", help="title of the picture (default: the trace's file name)")
     p.add_argument("--open", action="store_true", help="open the result in the browser")
     p.set_defaults(func=_run)

@@ -349,5 +349,7 @@ def test_timebase_places_stops_in_microseconds(tmp_path: Path) -> None:
     trace.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
     tl = load(trace)
     assert tl.unit == "us" and sorted({m.ts for m in tl.marks}) == pytest.approx([1.0, 1001.0])
+    spread = load(trace, by_stop=True)
+    assert spread.unit == "stop" and sorted({m.ts for m in spread.marks}) == [0.0, 1.0]
     with pytest.raises(TimelineError):
         load(tmp_path / "nope.jsonl")
