@@ -12,6 +12,7 @@ inside the guest at the VMM's spin loop and prints every command's output.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -39,10 +40,11 @@ def num(value: Any) -> int:
 
 
 def start_lab(scenario: str) -> Any:
-    """A started Lab; waits (bounded) while another QEMU holds the machine lock."""
+    """A started Lab; waits (bounded: PYVCORE_LAB_WAIT seconds, default 600)
+    while another QEMU holds the machine lock."""
     from pyvcore.lab import Lab, LabBusy, LabNotSetUp
 
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + float(os.environ.get("PYVCORE_LAB_WAIT", "600"))
     while True:
         lab = Lab(scenario=scenario, threads=4, qemu="patched", hold=0)
         try:
