@@ -5,7 +5,7 @@
 
 use crate::consts::{Variant, BOOK3S_INTERRUPT_HV_DECREMENTER, KVMPPC_VCPU_NOTREADY};
 use crate::explore::ExploreOptions;
-use crate::model::{vc_first, Config, Event, Mmu, Phase, State};
+use crate::model::{vc_first, Config, Event, Fault, Mmu, Phase, State};
 
 /// Fill `out` with the candidate events of `s` (`chosen`: bitmask of the
 /// vcpu indices that take part in the run), doorbells apart (see
@@ -141,6 +141,12 @@ pub(crate) fn doorbell_candidates(cfg: &Config, opts: &ExploreOptions, s: &State
     }
     let first = vc_first(s);
     let may_send = s.doorbells < opts.max_doorbells;
+    // Who sends a msgsndp changes nothing but who may send it: under the
+    // reduction one sender stands for all (its chains take the next event
+    // of any thread in the guest, see search.rs), unless the fault makes
+    // the sending thread matter.
+    let one_sender = opts.reduced() && cfg.fault != Some(Fault::DoorbellWrongSibling);
+    let mut sent = false;
     for x in 0..cfg.threads {
         let th = &s.threads[x as usize];
         let (Phase::InGuest, Some(from)) = (th.phase, th.running) else {
@@ -149,9 +155,10 @@ pub(crate) fn doorbell_candidates(cfg: &Config, opts: &ExploreOptions, s: &State
         if s.dpdes & (1 << x) != 0 {
             out.push(Event::TakeDoorbell { thread: x });
         }
-        if !may_send {
+        if !may_send || (one_sender && sent) {
             continue;
         }
+        sent = true;
         for t in 0..cfg.threads {
             if s.vcpus[t as usize].is_some() {
                 out.push(Event::Doorbell {

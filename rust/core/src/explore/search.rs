@@ -9,7 +9,7 @@ use super::candidates::{candidates, doorbell_candidates};
 use super::fingerprint::{fingerprint, symmetric_fingerprint, FingerprintSet};
 use super::{ExploreOptions, ExploreReport, Incomplete, Progress, BATCH};
 use crate::invariants::{self, Violation};
-use crate::model::{vc_first, Config, Effects, Event, State, INV_DEADLOCK};
+use crate::model::{vc_first, Config, Effects, Event, Fault, Phase, State, INV_DEADLOCK};
 use crate::view::Snapshot;
 
 /// The first violation of state `s` reached from `parent` by `event`, and
@@ -151,13 +151,22 @@ impl Search<'_> {
         mid: State,
         tails: &mut Vec<Event>,
     ) {
+        let one_sender = self.cfg.fault != Some(Fault::DoorbellWrongSibling);
         let concerned = |e: &Event| -> bool {
             let Some(x) = e.thread() else { return false };
             match d {
                 Event::TakeDoorbell { thread } => x == thread,
+                // The target's next event, or the next event of a thread in
+                // the guest (the sender, or any of them when one stands for all).
                 Event::Doorbell { vcpu, thread } => {
                     let from = (vcpu - vc_first(s)) as usize;
-                    x == thread || s.threads[x as usize].running.map(usize::from) == Some(from)
+                    let th = &s.threads[x as usize];
+                    x == thread
+                        || if one_sender {
+                            th.phase == Phase::InGuest
+                        } else {
+                            th.running.map(usize::from) == Some(from)
+                        }
                 }
                 _ => false,
             }
