@@ -70,10 +70,12 @@ import hashlib
 import io
 import json
 import lzma
+import os
 import re
 import shutil
 import stat
 import subprocess
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,8 +112,9 @@ def _sources_digest(cc: str) -> str:
 def build_guest_programs(out_dir: Path, cc: str = CROSS_CC) -> dict[str, Path]:
     """Cross-compile the static guest programs into ``out_dir``.
 
-    Returns ``{"pyvcore-vmm": path}``.  A rebuild happens only when the sources,
-    the compiler name or the flags changed (a stamp file next to the binary).
+    Returns ``{"pyvcore-vmm": path}`` with path ``out_dir/<digest>/pyvcore-vmm``: a
+    rebuild happens only when the sources, the scenario table, the compiler name or the
+    flags changed.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -121,30 +124,35 @@ def build_guest_programs(out_dir: Path, cc: str = CROSS_CC) -> dict[str, Path]:
             "`apt-get install gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross` "
             "(or run `pyvcore lab setup`)"
         )
-    vmm = out_dir / VMM_NAME
-    stamp = out_dir / f"{VMM_NAME}.stamp"
+    # Keyed by the sources' digest: labs of different pyvcore versions sharing one cache
+    # (a shared machine) never rebuild each other's VMM, and builds racing for the same
+    # key each write their own temporary files and rename them into place.
     digest = _sources_digest(cc)
-    if vmm.exists() and stamp.exists() and stamp.read_text().strip() == digest:
+    keyed = out_dir / digest
+    vmm = keyed / VMM_NAME
+    if vmm.is_file():
         return {VMM_NAME: vmm}
-    tmp = out_dir / f"{VMM_NAME}.tmp"
-    generated = out_dir / "include"
-    generated.mkdir(exist_ok=True)
-    (generated / "scenarios.h").write_text(c_header())
-    cmd = [
-        cc,
-        *CFLAGS,
-        f"-I{GUEST_DIR}",
-        f"-I{generated}",
-        str(GUEST_DIR / "vmm.c"),
-        str(GUEST_DIR / "guest.S"),
-        "-o",
-        str(tmp),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise GuestBuildError(f"building {VMM_NAME} failed:\n$ {' '.join(cmd)}\n{proc.stderr}")
-    tmp.replace(vmm)
-    stamp.write_text(digest + "\n")
+    keyed.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="build.", dir=keyed))
+    try:
+        (work / "scenarios.h").write_text(c_header())
+        cmd = [
+            cc,
+            *CFLAGS,
+            f"-I{GUEST_DIR}",
+            f"-I{work}",
+            str(GUEST_DIR / "vmm.c"),
+            str(GUEST_DIR / "guest.S"),
+            "-o",
+            str(work / VMM_NAME),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise GuestBuildError(f"building {VMM_NAME} failed:\n$ {' '.join(cmd)}\n{proc.stderr}")
+        os.replace(work / "scenarios.h", keyed / "scenarios.h")
+        os.replace(work / VMM_NAME, vmm)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return {VMM_NAME: vmm}
 
 
@@ -250,9 +258,11 @@ def build_initramfs(out: Path, *, busybox: Path, modules: dict[str, Path], progr
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
         gz.write(write_newc(entries))
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(out)
+    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", dir=out.parent)  # concurrent builders
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(buf.getvalue())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out)
     return out
 
 

@@ -48,6 +48,8 @@ def one_boot(args: argparse.Namespace) -> dict[str, Any]:
     except LabError as err:
         row["hung"] = lab.hangs[-1]["stage"] if lab.hangs else None
         row["error"] = str(err)
+    except Exception as err:  # a failure that is no hang: counted apart, the run goes on
+        row["error"] = f"{type(err).__name__}: {err}"
     finally:
         lab.stop()
         row["stopped_by"] = lab.stopped_by
