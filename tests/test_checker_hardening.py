@@ -207,3 +207,27 @@ def test_no_env_leaks_into_the_debug_switch():
     env = dict(os.environ, PYVCORE_DEBUG="0")
     r = run("check", "/nonexistent", env=env)
     assert r.returncode == 2 and b"Traceback" not in r.stderr
+
+
+def test_ctrl_c_on_an_idle_stdin_pipe_exits_130():
+    """The trace is streamed from a pipe that stays open: SIGINT stops the
+    read at once (exit 130, one line), without waiting for more input."""
+    import signal
+    import time
+
+    p = subprocess.Popen(
+        [sys.executable, "-m", "pyvcore", "check", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert p.stdin is not None
+    p.stdin.write(GOOD + b"\n")
+    p.stdin.flush()
+    time.sleep(2)  # let it start and block on the pipe
+    p.send_signal(signal.SIGINT)
+    try:
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 130 and err == b"pyvcore check: interrupted\n"

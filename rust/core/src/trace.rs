@@ -206,16 +206,28 @@ enum Read {
     Line,
     Eof,
     TooLong,
+    Stopped,
 }
 
 /// Read up to (not including) the next newline into `buf`, at most `cap`
-/// bytes.
-fn read_line_capped<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, cap: usize) -> io::Result<Read> {
+/// bytes.  A read interrupted by a signal asks `interrupted` whether to stop
+/// (Ctrl-C on an idle pipe).
+fn read_line_capped<R: BufRead>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    cap: usize,
+    interrupted: &mut dyn FnMut() -> bool,
+) -> io::Result<Read> {
     buf.clear();
     loop {
         let avail = match r.fill_buf() {
             Ok(a) => a,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                if interrupted() {
+                    return Ok(Read::Stopped);
+                }
+                continue;
+            }
             Err(e) => return Err(e),
         };
         if avail.is_empty() {
@@ -269,8 +281,9 @@ pub fn check_reader<R: BufRead>(
         let mut stop_error = None;
         while batch.len() < BATCH && bytes < BATCH_BYTES {
             line_no += 1;
-            match read_line_capped(&mut reader, &mut buf, opts.max_line_bytes) {
+            match read_line_capped(&mut reader, &mut buf, opts.max_line_bytes, interrupted) {
                 Ok(Read::Eof) => break,
+                Ok(Read::Stopped) => return (collector.finish(None), true),
                 Ok(Read::TooLong) => {
                     stop_error = Some(SnapshotError::new(
                         Some(line_no),
