@@ -17,9 +17,8 @@ import pytest
 
 from pyvcore.cli import main
 from pyvcore.decode import ThreadRegs
+from pyvcore.diff import SCENARIOS  # the lab's one scenario table
 from pyvcore.vmcore import Note, VmcoreError, _same_kernel, cores, thread_regs
-
-SCENARIOS = ("all", "novcpu0", "cede", "doorbell", "sparse", "two-vcores", "exits")
 
 
 # ------------------------------------------------------------------ no lab
