@@ -360,6 +360,36 @@ pub static INVARIANTS: &[InvariantInfo] = &[
         needs: &["threads.msr"],
         kind: Kind::Snapshot,
     },
+    InvariantInfo {
+        number: 41,
+        title: "grab completes",
+        statement: "A secondary thread asked to join (hwthread_req 1) leaves KVM_HWTHREAD_IN_KERNEL within the grab timeout: 10 ms (10000 polls of udelay(1)).",
+        window: "continuous trace (pyvcore trace), timebase ticks; judged at the bound times the trace's slack",
+        source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_grab_hwthread (\"KVM: couldn't grab cpu %d\")",
+        meaning: "The thread never woke from the host's offline loop to kvm_start_guest: a lost IPI, or the idle code not checking hwthread_req (arch/powerpc/platforms/powernv/idle.c).",
+        needs: &[],
+        kind: Kind::Liveness,
+    },
+    InvariantInfo {
+        number: 42,
+        title: "exit IPI answered",
+        statement: "Once one thread of a vcore has begun to exit, every thread that entered begins its own exit within one host timer tick (4 ms at CONFIG_HZ=250): the exit IPI, or at worst the hypervisor decrementer loaded from the host DEC, forces it out.",
+        window: "continuous trace (pyvcore trace), timebase ticks; judged at the bound times the trace's slack",
+        source: "arch/powerpc/kvm/book3s_hv_builtin.c, kvmhv_commence_exit / kvmhv_interrupt_vcore; arch/powerpc/kvm/book3s_hv_interrupts.S, __kvmppc_vcore_entry (HDEC from DEC)",
+        meaning: "An entered thread never saw the exit: a lost msgsnd, or HDEC not firing on it. Thread 0 then waits forever in kvmhv_switch_to_host.",
+        needs: &[],
+        kind: Kind::Liveness,
+    },
+    InvariantInfo {
+        number: 43,
+        title: "exit completes",
+        statement: "A vcore leaves VCORE_EXITING within kvmppc_wait_for_nap's bound (1,000,000 polls, taken as 100 ms) plus post_guest_process.",
+        window: "continuous trace (pyvcore trace), timebase ticks; judged at the bound times the trace's slack",
+        source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_run_core / kvmppc_wait_for_nap (\"KVM: CPU %d seems to be stuck\")",
+        meaning: "A secondary never cleared its kvm_vcore after the guest exit (stuck in the real-mode exit path), so the runner cannot release the core.",
+        needs: &[],
+        kind: Kind::Liveness,
+    },
 ];
 
 /// The row of invariant `n`.

@@ -81,16 +81,11 @@ pub struct StepChecker {
 }
 
 fn v(inv: u32, msg: String) -> Violation {
-    Violation {
-        invariant: inv,
-        message: msg,
-        fields: BTreeMap::new(),
-    }
+    Violation::new(inv, msg)
 }
 
-fn with(mut x: Violation, k: &str, val: impl Into<Value>) -> Violation {
-    x.fields.insert(k.to_string(), val.into());
-    x
+fn with(x: Violation, k: &str, val: impl Into<Value>) -> Violation {
+    x.field(k, val)
 }
 
 fn entry_exit(s: &CoreState, vc: u64) -> Option<(u32, u32, bool)> {

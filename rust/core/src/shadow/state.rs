@@ -199,7 +199,10 @@ impl CoreState {
                     kvm_hstate: self.hstate[i].clone(),
                     pc: None,
                     msr: None,
-                    dpdes: r.dpdes,
+                    // DPDES is one register per core: a thread's own
+                    // mtspr leaves its siblings' copies unknown, so it is
+                    // logged (`threads[N].mtspr_dpdes`) but not judged.
+                    dpdes: None,
                     hdec: None,
                 }
             })

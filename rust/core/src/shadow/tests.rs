@@ -535,3 +535,13 @@ fn field_names_round_trip() {
     }
     assert_eq!(FieldRef::parse("threads[x].lpidr"), None);
 }
+
+#[test]
+fn liveness_rows_are_in_the_invariant_table() {
+    use crate::invariants::table::{info, Kind};
+    for n in [LIVE_GRAB, LIVE_EXIT_IPI, LIVE_EXITING] {
+        let row = info(n).unwrap_or_else(|| panic!("invariant {n} has no row"));
+        assert_eq!(row.kind, Kind::Liveness);
+        assert!(row.source.contains("arch/powerpc/kvm/"), "{}", row.source);
+    }
+}
