@@ -68,6 +68,8 @@ struct Tracer {
     symbols: Symbolizer,
     stores_seen: AtomicU64,
     started: Instant,
+    /// Whether any tb came from the host clock.
+    host_tb: std::sync::atomic::AtomicBool,
 }
 
 struct GuestMemory;
@@ -103,12 +105,19 @@ impl Tracer {
         self.generation.store(d.generation(), Ordering::Relaxed);
     }
 
+    /// The storing thread's timebase (the `tbl` register, QEMU's
+    /// cpu_ppc_load_tbl); where QEMU gives no value, the host's monotonic
+    /// clock in ticks since the plugin started (TCG's virtual clock follows
+    /// the host clock, so durations agree).
     fn tb(&self) -> u64 {
-        self.regs
-            .get()
-            .and_then(|r| r.tb.as_ref())
-            .and_then(read_u64)
-            .unwrap_or(0)
+        let reg = self.regs.get().and_then(|r| r.tb.as_ref()).and_then(read_u64);
+        match reg {
+            Some(v) if v != 0 => v,
+            _ => {
+                self.host_tb.store(true, Ordering::Relaxed);
+                (self.started.elapsed().as_nanos() as u64).saturating_mul(TB_FREQ_POWER8 / 1_000_000) / 1000
+            }
+        }
     }
 
     /// A store that passed the page filter.
@@ -149,13 +158,21 @@ impl Tracer {
     }
 
     fn finish(&self) {
-        let tb = self.tb();
+        // At exit there is no current vCPU to read a register from: liveness
+        // is judged up to the last timebase an event carried.
         let Ok(mut s) = self.shadow.lock() else { return };
+        let tb = s.stats.last_tb;
         s.finish(tb);
         let mut sum = s.summary_with(|pc| self.symbols.name(pc).map(str::to_string));
         sum["stores_seen"] = self.stores_seen.load(Ordering::Relaxed).into();
         sum["seconds"] = self.started.elapsed().as_secs_f64().into();
         sum["mode"] = if self.ranges.is_empty() { "all" } else { "kvm" }.into();
+        sum["tb_source"] = if self.host_tb.load(Ordering::Relaxed) {
+            "host clock"
+        } else {
+            "tbl register"
+        }
+        .into();
         if let Some(p) = &self.summary {
             if let Err(e) = std::fs::write(p, sum.to_string()) {
                 let _ = qemu_plugin_outs(format!("pyvcore plugin: cannot write {p}: {e}\n"));
@@ -247,6 +264,7 @@ fn setup(args: &Args) -> Result<Tracer, String> {
         symbols: Symbolizer::new(&image),
         stores_seen: AtomicU64::new(0),
         started: Instant::now(),
+        host_tb: std::sync::atomic::AtomicBool::new(false),
     })
 }
 
@@ -278,6 +296,13 @@ impl HasCallbacks for Plugin {
             return Ok(());
         }
         let all = qemu_plugin_get_registers()?;
+        if std::env::var_os("PYVCORE_PLUGIN_DEBUG").is_some() {
+            let names: Vec<String> = all
+                .iter()
+                .map(|r| format!("{}:{:?}", r.name, r.feature))
+                .collect();
+            eprintln!("pyvcore plugin: registers {}", names.join(" "));
+        }
         let mut by_name: HashMap<String, RegisterDescriptor<'static>> =
             all.into_iter().map(|r| (r.name.clone(), r)).collect();
         let gpr: Vec<_> = (0..32).filter_map(|i| by_name.remove(&format!("r{i}"))).collect();
@@ -288,13 +313,13 @@ impl HasCallbacks for Plugin {
             gpr,
         };
         if regs.gpr.len() != 32 || regs.lpidr.is_none() || regs.sdr1.is_none() || regs.tb.is_none() {
-            let _ = qemu_plugin_outs(format!(
+            eprintln!(
                 "pyvcore plugin: registers missing (gpr {}, lpidr {}, sdr1 {}, tb {})\n",
                 regs.gpr.len(),
                 regs.lpidr.is_some(),
                 regs.sdr1.is_some(),
                 regs.tb.is_some()
-            ));
+            );
         }
         let _ = t.regs.set(regs);
         Ok(())

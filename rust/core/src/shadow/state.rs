@@ -187,6 +187,11 @@ impl CoreState {
     /// seen since (their state after the PACAs were released still counts:
     /// EXITING -> INACTIVE happens after the release).
     pub fn snapshot(&self) -> Snapshot {
+        // LPIDR/SDR1 are judged while the core is in KVM (a PACA points at
+        // a vcore).  Outside it every thread writes its own copy at bring-up
+        // (hash__early_init_mmu_secondary, __setup_cpu_power8), so a
+        // difference there is harmless to the kernel.
+        let in_kvm = self.hstate.iter().any(|h| h.kvm_vcore != 0);
         let threads = (0..self.threads_per_core)
             .map(|i| {
                 let r = &self.regs[i];
@@ -194,8 +199,8 @@ impl CoreState {
                     cpu: i as u32,
                     // The PIR is not watched: the thread's index in the core.
                     hw_cpu_id: i as u32,
-                    lpidr: r.lpidr.filter(|_| r.lpidr_fresh),
-                    sdr1: r.sdr1.filter(|_| r.sdr1_fresh),
+                    lpidr: r.lpidr.filter(|_| r.lpidr_fresh && in_kvm),
+                    sdr1: r.sdr1.filter(|_| r.sdr1_fresh && in_kvm),
                     kvm_hstate: self.hstate[i].clone(),
                     pc: None,
                     msr: None,
