@@ -28,9 +28,8 @@ use pyvcore_core::shadow::{insn, Memory, Reg, Shadow, Symbolizer, WatchLayout, T
 use qemu_plugin::install::{Args, Info, Value};
 use qemu_plugin::plugin::{HasCallbacks, Register};
 use qemu_plugin::{
-    qemu_plugin_get_registers, qemu_plugin_outs, qemu_plugin_read_memory_vaddr,
-    qemu_plugin_register_atexit_cb, CallbackFlags, MemRW, MemValue, PluginId, RegisterDescriptor,
-    TranslationBlock, VCPUIndex,
+    qemu_plugin_get_registers, qemu_plugin_outs, qemu_plugin_register_atexit_cb, CallbackFlags, MemRW,
+    MemValue, PluginId, RegisterDescriptor, TranslationBlock, VCPUIndex,
 };
 
 /// Physical memory covered by the lock-free page filter (16 GiB).
@@ -74,9 +73,32 @@ struct Tracer {
 
 struct GuestMemory;
 
+unsafe extern "C" {
+    // glib, from the QEMU binary the plugin is loaded into.
+    fn g_byte_array_new() -> *mut qemu_plugin::sys::GByteArray;
+    fn g_byte_array_free(array: *mut qemu_plugin::sys::GByteArray, free_segment: bool) -> *mut u8;
+}
+
 impl Memory for GuestMemory {
+    /// `qemu_plugin_read_memory_vaddr` into a GByteArray glib allocated:
+    /// QEMU resizes it (g_byte_array_set_size), so it must be a real one
+    /// (qemu-plugin 10.1.0-v2's wrapper passes a stack struct and crashes).
     fn read(&mut self, vaddr: u64, buf: &mut [u8]) -> bool {
-        qemu_plugin_read_memory_vaddr(vaddr, buf).is_ok()
+        // SAFETY: the array is glib's own, freed here; QEMU fills at most
+        // `buf.len()` bytes and we copy no more than it holds.
+        unsafe {
+            let a = g_byte_array_new();
+            if a.is_null() {
+                return false;
+            }
+            let ok = qemu_plugin::sys::qemu_plugin_read_memory_vaddr(vaddr, a, buf.len());
+            let n = ((*a).len as usize).min(buf.len());
+            if ok && n == buf.len() {
+                std::ptr::copy_nonoverlapping((*a).data, buf.as_mut_ptr(), n);
+            }
+            g_byte_array_free(a, true);
+            ok && n == buf.len()
+        }
     }
 }
 
