@@ -145,7 +145,7 @@ def run_trace(
     ``out``: the event log's path (default: a temporary directory, kept);
     ``mode``: "all" (stores of all code) or "kvm" (only KVM and idle code);
     ``baseline``: also boot once without the plugin for the timing comparison;
-    ``slack``: multiplier on the liveness bounds (default 10)."""
+    ``slack``: multiplier on the liveness bounds (default 100)."""
     say = progress or (lambda message: None)
     result = TraceResult(scenario=scenario, qemu=qemu, mode=mode, verdict="error")
     try:
@@ -326,7 +326,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--threads", type=int, default=4, choices=(4, 8))
     p.add_argument("--no-baseline", action="store_true", help="skip the timing run without the plugin")
     p.add_argument("--edges", action="store_true", help="also print the kernel's edges vs the model's")
-    p.add_argument("--slack", type=float, help="multiplier on the liveness bounds (default 10)")
+    p.add_argument("--slack", type=float, help="multiplier on the liveness bounds (default 100)")
     p.add_argument("--lock-wait", type=float, default=0.0, help="wait this long for another lab to finish")
     p.add_argument("--kernel", help="boot this vmlinux instead of the lab's")
     p.add_argument("--modules", help="directory with kvm.ko / kvm-hv.ko to load instead of the lab's")

@@ -156,6 +156,14 @@ impl Decoder {
         self.pages.dedup();
     }
 
+    /// Whether `[pa, pa+len)` overlaps a watched field (the exact test
+    /// after [`Decoder::may_watch`]).
+    pub fn overlaps(&self, pa: u64, len: u64) -> bool {
+        self.regions
+            .range(pa.saturating_sub(7)..pa + len)
+            .any(|(s, r)| *s + u64::from(r.size) > pa)
+    }
+
     /// Apply a store of `bytes` (in memory order) at physical `pa`.
     pub fn store(&mut self, pa: u64, bytes: &[u8], mem: &mut dyn Memory) -> Vec<Change> {
         let mut out = Vec::new();

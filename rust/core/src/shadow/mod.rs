@@ -238,6 +238,11 @@ impl Shadow {
         self.decoder.as_ref().is_some_and(|d| d.may_watch(pa, len))
     }
 
+    /// Whether a store to `[pa, pa+len)` touches a watched field.
+    pub fn overlaps(&self, pa: u64, len: u64) -> bool {
+        self.decoder.as_ref().is_some_and(|d| d.overlaps(pa, len))
+    }
+
     /// A store of `bytes` (memory order) at physical `pa` by thread `cpu`.
     /// All the changes it makes (and the fields of objects it made the
     /// shadow find) share one `seq` and are checked together: a store is

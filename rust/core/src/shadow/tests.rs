@@ -124,6 +124,7 @@ impl Rig {
 
     fn logged(n: u64, log: Option<Box<dyn Write + Send>>) -> Rig {
         let mut s = Shadow::new(layout(), 4, TB_FREQ_POWER8);
+        s.bounds.slack = 10.0; // the bounds below are written for x10
         if let Some(w) = log {
             let mut extra = serde_json::Map::new();
             extra.insert("scenario".into(), "test".into());
