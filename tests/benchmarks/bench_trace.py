@@ -78,8 +78,12 @@ def long_run(scenario: str, seconds: int, mode: str) -> int:
         lab.stop()
     summary = json.loads((work / "summary.json").read_text())
     first, last = samples[0][1], samples[-1][1]
-    print(f"RSS {first:.1f} -> {last:.1f} MiB over {samples[-1][0]:.0f} s; max {max(s for _, s in samples):.1f} MiB")
-    print(f"events {summary['stats']['events']:,}, log {(work / 'events.jsonl').stat().st_size / 2**20:.1f} MiB")
+    print(
+        f"RSS {first:.1f} -> {last:.1f} MiB over {samples[-1][0]:.0f} s; max {max(s for _, s in samples):.1f} MiB"
+    )
+    print(
+        f"events {summary['stats']['events']:,}, log {(work / 'events.jsonl').stat().st_size / 2**20:.1f} MiB"
+    )
     return 0
 
 
