@@ -189,6 +189,7 @@ def run_trace(
         result.log = str(log)
         result.summary = _read_summary(summary_path)
         _name_module_pcs(result.summary, result.traced.status)
+        result.summary["prepatch_refuted_by"] = _refute_prepatch(log)
     except Exception as exc:  # lab, build or plugin failure: a verdict, not a crash
         result.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return result
@@ -206,6 +207,15 @@ def _vmlinux(kernel: str | Path | None) -> str:
         return str(json.loads(current.read_text())["vmlinux"])
     except (OSError, ValueError, KeyError):
         raise TraceError(f"no lab kernel ({current} missing): run pyvcore lab setup") from None
+
+
+def _refute_prepatch(log: Path) -> dict[str, Any] | None:
+    """The first event of the log that the ``prepatch`` variant cannot make."""
+    from pyvcore.trace_edges import refute_prepatch
+
+    with open(log, encoding="utf-8") as f:
+        next(f, None)  # the header
+        return refute_prepatch(f)
 
 
 def _read_summary(path: Path) -> dict[str, Any]:

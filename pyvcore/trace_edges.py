@@ -14,7 +14,10 @@ scenario or hook).
 
 from __future__ import annotations
 
+import json
+import re
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 # Snapshot keys -> shadow field kinds (the shadow's names, pyvcore_core::shadow::field).
@@ -137,3 +140,54 @@ def compare(kernel: dict[Edge, list[str]], model: set[Edge]) -> list[dict[str, A
             }
         )
     return rows
+
+
+def refute_prepatch(lines: Iterable[str]) -> dict[str, Any] | None:
+    """The first real-kernel event the ``prepatch`` variant cannot produce, or None.
+
+    Before "Align physical and virtual CPU thread numbers" (e0b7ec058c0e) a run gave
+    its runnable vcpus ptids 0, 1, 2... in the order they were taken, so no vcpu
+    was ever placed on a thread at or above the vcore's ``n_runnable``.  The real
+    kernel places vcpu N on thread N: a store of a vcpu pointer into
+    ``threads[T].kvm_hstate.kvm_vcpu`` with T >= n_runnable (``novcpu0``: vcpu 1
+    alone goes to thread 1; ``sparse``: vcpu 3 to thread 3) refutes ``prepatch``."""
+    n_runnable: dict[str, int] = {}
+    vcpu_vcore: dict[str, str] = {}
+    vcpu_id: dict[str, int] = {}
+    pending: list[dict[str, Any]] = []
+
+    def judge(batch: list[dict[str, Any]]) -> dict[str, Any] | None:
+        for e in batch:
+            m = re.fullmatch(r"threads\[(\d+)\]\.kvm_hstate\.kvm_vcpu", e["field"])
+            new = str(e["new"])
+            if not m or int(new, 0) == 0:
+                continue
+            vc = vcpu_vcore.get(hex(int(new, 0)))
+            runnable = n_runnable.get(vc or "")
+            thread = int(m.group(1))
+            if runnable is not None and thread >= runnable:
+                return {
+                    **e,
+                    "thread": thread,
+                    "n_runnable": runnable,
+                    "vcpu_id": vcpu_id.get(hex(int(new, 0))),
+                }
+        return None
+
+    for line in lines:
+        e = json.loads(line)
+        if "field" not in e:
+            continue
+        if pending and pending[0]["seq"] != e["seq"]:
+            if found := judge(pending):
+                return found
+            pending = []
+        pending.append(e)
+        f = e["field"]
+        if m := re.fullmatch(r"vcores\[(0x[0-9a-f]+)\]\.n_runnable", f):
+            n_runnable[hex(int(m.group(1), 16))] = int(e["new"])
+        elif m := re.fullmatch(r"vcpus\[(0x[0-9a-f]+)\]\.vcore", f):
+            vcpu_vcore[hex(int(m.group(1), 16))] = hex(int(str(e["new"]), 0))
+        elif m := re.fullmatch(r"vcpus\[(0x[0-9a-f]+)\]\.vcpu_id", f):
+            vcpu_id[hex(int(m.group(1), 16))] = int(e["new"])
+    return judge(pending) if pending else None

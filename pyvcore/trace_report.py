@@ -89,6 +89,12 @@ def format_result(result: TraceResult, *, edges: bool = False) -> str:
         sc = importlib.import_module("pyvcore.lab.scenarios").scenario_named(result.scenario)
         vcpus = list(sc.ids.get(4, ()))
         out.append(format_edges(s, result.scenario, s.get("variant", "modern"), 4, vcpus))
+    if r := s.get("prepatch_refuted_by"):
+        out.append(
+            f"prepatch refuted by seq {r['seq']} (cpu {r['cpu']}, pc {r['pc']}): {r['field']} = {r['new']} "
+            f"(vcpu {r['vcpu_id']}) while the vcore's n_runnable is {r['n_runnable']}: before e0b7ec058c0e "
+            f"ptids were handed out 0..n_runnable-1, so no vcpu could land on thread {r['thread']}"
+        )
     n = stats.get("violations", 0)
     out.append("verdict: clean" if not n else f"verdict: {n} violations")
     return "\n".join(out)
