@@ -144,3 +144,23 @@ def test_a_trace_that_cannot_start_is_an_error_not_a_crash() -> None:
     result = run_trace("no-such-scenario", baseline=False)
     assert result.verdict == "error" and result.exit_code == 2
     assert result.error
+
+
+def test_prepatch_is_refuted_by_a_vcpu_placed_past_n_runnable() -> None:
+    from pyvcore.trace_edges import refute_prepatch
+
+    c1 = "0xc0000000042e2000"
+    lines = [
+        json.dumps(e)
+        for e in [
+            *vcore_found(1),  # n_runnable 1: prepatch would use thread 0 only
+            ev(2, "threads[1].kvm_hstate.kvm_vcpu", "0x0", c1),
+            ev(2, f"vcpus[{c1}].vcore", None, VC),
+            ev(2, f"vcpus[{c1}].vcpu_id", None, 1),
+        ]
+    ]
+    found = refute_prepatch(lines)
+    assert found is not None
+    assert (found["seq"], found["thread"], found["n_runnable"], found["vcpu_id"]) == (2, 1, 1, 1)
+    # vcpu 0 on thread 0 is what prepatch would do too: nothing refuted.
+    assert refute_prepatch([line.replace("threads[1]", "threads[0]") for line in lines]) is None
