@@ -1,5 +1,5 @@
 """The model through its Python API: every transition (legal and illegal),
-the worked example of VCORE_SPEC §3.11, and property tests (random event
+a seed run step by step (e0b7ec058c0e), and property tests (random event
 sequences never crash; every reachable seed/modern state passes the checker)."""
 
 from __future__ import annotations

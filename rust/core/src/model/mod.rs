@@ -91,7 +91,7 @@ impl Config {
         })
     }
 
-    /// The state as a contract-2 snapshot, with the kernel's field names and values.
+    /// The state as a snapshot (the format of view.rs), with the kernel's field names and values.
     pub fn view(&self, s: &State, stop: Option<&str>) -> Snapshot {
         let first = vc_first(s);
         let ptr = |idx: Option<u8>| idx.map_or(0, |i| vcpu_addr(first + i as u32));

@@ -14,7 +14,7 @@ use crate::consts::{
     KVMPPC_VCPU_NOTREADY, KVM_GUEST_MODE_NONE, KVM_HWTHREAD_IN_IDLE, KVM_HWTHREAD_IN_KERNEL, MAX_SMT_THREADS,
 };
 
-/// Where a hardware thread is, keyed to the kernel labels of VCORE_SPEC §3/§5.
+/// Where a hardware thread is, keyed to the kernel labels of book3s_hv_rmhandlers.S and book3s_hv.c.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Phase {
     /// Thread 0: host kernel code (the runner's kvmppc_run_core, or no run).

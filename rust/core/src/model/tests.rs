@@ -28,7 +28,7 @@ fn vc(m: &Model) -> crate::view::Vcore {
     m.snapshot().vcores[0].clone()
 }
 
-/// VCORE_SPEC §3.11, row by row: seed, N = 4, vcpus 1 and 2, thread 0 without a vcpu.
+/// A seed run step by step (e0b7ec058c0e): N = 4, vcpus 1 and 2, thread 0 without a vcpu.
 #[test]
 fn worked_example_seed_3_11() {
     let mut m = model(Variant::Seed, 4, &[1, 2]);
