@@ -140,6 +140,7 @@ def explore(
     partial_order: bool = True,
     progress: Optional[Callable[[Any], object]] = None,
 ) -> ExploreResult:
+    # Long only for its docstring and for passing each option through.
     """Enumerate every interleaving of one vcore run (breadth first, states
     deduplicated, expanded on ``workers`` threads) and return the shortest
     counterexample, if any.
@@ -390,6 +391,7 @@ def _fault_help() -> str:
 
 
 def register(subparsers: Any) -> None:
+    # Long only because it declares every option with its help, one after the other.
     p = subparsers.add_parser(
         "explore",
         help="explore every interleaving of one vcore run and check the invariants",

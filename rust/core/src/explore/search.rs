@@ -247,6 +247,67 @@ fn chunks<T>(items: &[T], parts: usize) -> Vec<(usize, &[T])> {
         .collect()
 }
 
+/// `f(offset, chunk)` on `workers` contiguous chunks of `items`, on as many
+/// threads (in order).
+fn on_workers<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(usize, &[T]) -> R + Sync) -> Vec<R> {
+    let parts = chunks(items, workers);
+    if parts.len() < 2 {
+        return parts.iter().map(|&(off, part)| f(off, part)).collect();
+    }
+    let f = &f;
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = parts
+            .iter()
+            .map(|&(off, part)| sc.spawn(move || f(off, part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("explorer worker"))
+            .collect()
+    })
+}
+
+/// The visited set and the tree of the search (for traces).
+struct Visited {
+    seen: FingerprintSet,
+    /// nodes[i] = (parent node, event that led here); node 0 is the root.
+    nodes: Vec<(u32, Option<Event>)>,
+}
+
+impl Visited {
+    fn trace_to(&self, mut i: u32) -> Vec<Event> {
+        let mut events = Vec::new();
+        while let Some(e) = self.nodes[i as usize].1 {
+            events.push(e);
+            i = self.nodes[i as usize].0;
+        }
+        events.reverse();
+        events
+    }
+
+    /// Keep the successors not seen before, in order; a chain's events
+    /// become linked nodes.  Returns (index into `succs`, node id) of each.
+    fn visit(&mut self, batch: &[(State, u32)], succs: &[Succ]) -> Vec<(usize, u32)> {
+        let mut news = Vec::new();
+        for (i, sc) in succs.iter().enumerate() {
+            if !self.seen.insert(sc.fp) {
+                continue;
+            }
+            let mut parent = batch[sc.parent].1;
+            for &e in sc.events() {
+                self.nodes.push((parent, Some(e)));
+                parent = (self.nodes.len() - 1) as u32;
+            }
+            news.push((i, parent));
+        }
+        news
+    }
+
+    fn memory(&self) -> usize {
+        self.seen.capacity() * 17 + self.nodes.capacity() * std::mem::size_of::<(u32, Option<Event>)>()
+    }
+}
+
 /// The breadth-first search proper; fills `report`.
 pub(super) fn bfs(
     search: &Search,
@@ -257,135 +318,66 @@ pub(super) fn bfs(
 ) {
     let opts = search.opts;
     let workers = opts.workers.max(1);
-    let mut seen = FingerprintSet::default();
-    // nodes[i] = (parent node, event that led here); node 0 is the root.
-    let mut nodes: Vec<(u32, Option<Event>)> = vec![(u32::MAX, None)];
-    seen.insert(search.fp(&root));
-    let mut frontier: Vec<(State, u32)> = vec![(root, 0)];
-    let trace_to = |nodes: &Vec<(u32, Option<Event>)>, mut i: u32| {
-        let mut events = Vec::new();
-        while let Some(e) = nodes[i as usize].1 {
-            events.push(e);
-            i = nodes[i as usize].0;
-        }
-        events.reverse();
-        events
+    let mut visited = Visited {
+        seen: FingerprintSet::default(),
+        nodes: vec![(u32::MAX, None)],
     };
+    visited.seen.insert(search.fp(&root));
+    let mut frontier: Vec<(State, u32)> = vec![(root, 0)];
     let mut depth = 0usize;
     while !frontier.is_empty() {
         let mut next: Vec<(State, u32)> = Vec::new();
         for batch in frontier.chunks(BATCH * workers) {
-            let parts = chunks(batch, workers);
-            let expanded: Vec<Expanded> = if parts.len() > 1 {
-                std::thread::scope(|sc| {
-                    let handles: Vec<_> = parts
-                        .iter()
-                        .map(|&(off, part)| sc.spawn(move || search.expand(part, off)))
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().expect("explorer worker"))
-                        .collect()
-                })
-            } else {
-                parts
-                    .iter()
-                    .map(|&(off, part)| search.expand(part, off))
-                    .collect()
-            };
+            let expanded = on_workers(batch, workers, |off, part| search.expand(part, off));
             let mut succs = Vec::new();
             for ex in expanded {
                 report.transitions += ex.transitions;
                 report.finished_runs += ex.finished;
                 if let Some(k) = ex.deadlock {
-                    report.counterexample = Some(trace_to(&nodes, batch[k].1));
-                    report.violation = Some(Violation::new(
+                    let v = Violation::new(
                         INV_DEADLOCK,
                         "deadlock: no thread can move and the run has not finished",
-                    ));
-                    report.states = seen.len();
+                    );
+                    report.counterexample = Some(visited.trace_to(batch[k].1));
+                    report.violation = Some(v);
+                    report.states = visited.seen.len();
                     report.depth = depth;
                     return;
                 }
                 succs.extend(ex.succs);
             }
-            // The visited set, in a fixed order; a chain's events become
-            // linked nodes, the last one the new state's.
-            let news: Vec<usize> = (0..succs.len()).filter(|&i| seen.insert(succs[i].fp)).collect();
-            let mut ids = Vec::with_capacity(news.len());
-            for &i in &news {
-                let mut parent = batch[succs[i].parent].1;
-                for &e in succs[i].events() {
-                    nodes.push((parent, Some(e)));
-                    parent = (nodes.len() - 1) as u32;
-                }
-                ids.push(parent);
-            }
-            let parts = chunks(&news, workers);
-            type Found = Option<(usize, usize, Violation)>;
-            let found: Vec<Found> = if parts.len() > 1 {
-                std::thread::scope(|sc| {
-                    let handles: Vec<_> = parts
-                        .iter()
-                        .map(|&(off, part)| {
-                            let succs = &succs;
-                            sc.spawn(move || {
-                                search
-                                    .check_all(batch, succs, part)
-                                    .map(|(p, k, v)| (off + p, k, v))
-                            })
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().expect("explorer worker"))
-                        .collect()
-                })
-            } else {
-                parts
-                    .iter()
-                    .map(|&(off, part)| {
-                        search
-                            .check_all(batch, &succs, part)
-                            .map(|(p, k, v)| (off + p, k, v))
-                    })
-                    .collect()
-            };
+            let news = visited.visit(batch, &succs);
+            let indices: Vec<usize> = news.iter().map(|&(i, _)| i).collect();
+            let found = on_workers(&indices, workers, |off, part| {
+                search
+                    .check_all(batch, &succs, part)
+                    .map(|(p, k, v)| (off + p, k, v))
+            });
             if let Some((pos, k, v)) = found.into_iter().flatten().min_by_key(|(p, k, _)| (*p, *k)) {
-                let mut trace = trace_to(&nodes, ids[pos]);
-                trace.truncate(trace.len() + k - succs[news[pos]].events().len());
+                let mut trace = visited.trace_to(news[pos].1);
+                trace.truncate(trace.len() + k - succs[news[pos].0].events().len());
                 report.depth = depth + 1;
                 report.counterexample = Some(trace);
                 report.violation = Some(v);
-                report.states = seen.len();
+                report.states = visited.seen.len();
                 return;
             }
-            next.extend(news.iter().zip(&ids).map(|(&i, &id)| (succs[i].state, id)));
-            let memory = seen.capacity() * 17
-                + nodes.capacity() * std::mem::size_of::<(u32, Option<Event>)>()
+            next.extend(news.iter().map(|&(i, id)| (succs[i].state, id)));
+            let memory = visited.memory()
                 + (frontier.capacity() + next.capacity()) * std::mem::size_of::<(State, u32)>()
                 + succs.capacity() * std::mem::size_of::<Succ>();
             report.peak_memory = report.peak_memory.max(memory);
             let p = Progress {
-                states: seen.len(),
+                states: visited.seen.len(),
                 transitions: report.transitions,
                 depth,
                 frontier: frontier.len(),
                 seconds: start.elapsed().as_secs_f64(),
                 memory,
             };
-            let stop = if seen.len() >= opts.max_states {
-                Some(Incomplete::MaxStates)
-            } else if memory > opts.max_memory {
-                Some(Incomplete::MaxMemory)
-            } else if !progress(&p) {
-                Some(Incomplete::Interrupted)
-            } else {
-                None
-            };
-            if let Some(why) = stop {
+            if let Some(why) = budget_or_stop(opts, &p, progress) {
                 report.incomplete = Some(why);
-                report.states = seen.len();
+                report.states = visited.seen.len();
                 report.depth = depth;
                 return;
             }
@@ -395,6 +387,24 @@ pub(super) fn bfs(
             depth += 1;
         }
     }
-    report.states = seen.len();
+    report.states = visited.seen.len();
     report.depth = depth;
+}
+
+/// Whether the search must stop here: a budget ran out, or the progress
+/// callback asked to stop.
+fn budget_or_stop(
+    opts: &ExploreOptions,
+    p: &Progress,
+    progress: &mut dyn FnMut(&Progress) -> bool,
+) -> Option<Incomplete> {
+    if p.states >= opts.max_states {
+        Some(Incomplete::MaxStates)
+    } else if p.memory > opts.max_memory {
+        Some(Incomplete::MaxMemory)
+    } else if !progress(p) {
+        Some(Incomplete::Interrupted)
+    } else {
+        None
+    }
 }

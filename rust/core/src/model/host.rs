@@ -100,6 +100,7 @@ impl Config {
     /// kvmppc_run_core up to the start of the threads: per-run reset
     /// (seed: in kvmppc_run_core; modern: init_vcore_to_run), vc->pcpu,
     /// and on_primary_thread's kvmppc_grab_hwthread of every secondary.
+    /// (Long because it follows the kernel function's steps in order.)
     pub(crate) fn kvmppc_run_core(&self, s: &mut State, runner: u32) -> Outcome {
         let st = self.states();
         let idx = self.vcpu_index(s, runner)?;

@@ -92,6 +92,7 @@ impl Config {
     }
 
     /// The state as a snapshot (the format of view.rs), with the kernel's field names and values.
+    /// (Long, but one field copy per line: splitting it would only hide the mapping.)
     pub fn view(&self, s: &State, stop: Option<&str>) -> Snapshot {
         let first = vc_first(s);
         let ptr = |idx: Option<u8>| idx.map_or(0, |i| vcpu_addr(first + i as u32));
@@ -242,45 +243,47 @@ impl Config {
         out
     }
 
+    /// Property 29 at the taking of a doorbell on thread `t` by vcpu index `v`.
+    fn doorbell_taken_check(&self, next: &State, t: u32, v: u8, was_sent: bool) -> Option<Violation> {
+        let first = vc_first(next);
+        if v as u32 != t {
+            return Some(violation(
+                INV_DOORBELL,
+                format!(
+                    "the doorbell for thread {t} was taken by vcpu {} instead of vcpu {}",
+                    first + v as u32,
+                    first + t
+                ),
+                &[
+                    ("thread", json!(t)),
+                    ("intended_vcpu", json!(first + t)),
+                    ("delivered_vcpu", json!(first + v as u32)),
+                ],
+            ));
+        }
+        (!was_sent).then(|| {
+            violation(
+                INV_DOORBELL,
+                format!(
+                    "vcpu {} took a doorbell that no vcpu sent to thread {t}",
+                    first + t
+                ),
+                &[("thread", json!(t)), ("delivered_vcpu", json!(first + t))],
+            )
+        })
+    }
+
     /// Property 29 on one step: a doorbell taken on thread t is taken by
     /// vcpu first_vcpuid + t and had been sent to thread t; every doorbell
     /// sent and not yet taken is still pending (DPDES while the guest
     /// partition is in, vc->dpdes outside it).
     pub fn doorbell_check(&self, next: &State, event: &Event, fx: &Effects) -> Option<Violation> {
-        let first = vc_first(next);
         if let (Event::TakeDoorbell { thread }, Some(v)) = (event, fx.doorbell_taken) {
-            let t = *thread as u32;
-            if v as u32 != t {
-                return Some(violation(
-                    INV_DOORBELL,
-                    format!(
-                        "the doorbell for thread {t} was taken by vcpu {} instead of vcpu {}",
-                        first + v as u32,
-                        first + t
-                    ),
-                    &[
-                        ("thread", json!(t)),
-                        ("intended_vcpu", json!(first + t)),
-                        ("delivered_vcpu", json!(first + v as u32)),
-                    ],
-                ));
-            }
-            if !fx.doorbell_was_sent {
-                return Some(violation(
-                    INV_DOORBELL,
-                    format!(
-                        "vcpu {} took a doorbell that no vcpu sent to thread {t}",
-                        first + t
-                    ),
-                    &[("thread", json!(t)), ("delivered_vcpu", json!(first + t))],
-                ));
+            if let Some(found) = self.doorbell_taken_check(next, *thread as u32, v, fx.doorbell_was_sent) {
+                return Some(found);
             }
         }
-        let pending = match (next.mmu, next.vcore) {
-            (Mmu::Guest, _) => next.dpdes,
-            (Mmu::Host, Some(vc)) => vc.dpdes,
-            (Mmu::Host, None) => 0,
-        };
+        let first = vc_first(next);
         // A doorbell can only ever be taken on its own thread: pending while
         // its vcpu executes on another thread, it never reaches it.
         for t in 0..self.threads as usize {
@@ -302,6 +305,11 @@ impl Config {
                 ));
             }
         }
+        let pending = match (next.mmu, next.vcore) {
+            (Mmu::Guest, _) => next.dpdes,
+            (Mmu::Host, Some(vc)) => vc.dpdes,
+            (Mmu::Host, None) => 0,
+        };
         let lost = next.db_sent & !pending;
         if lost == 0 {
             return None;
