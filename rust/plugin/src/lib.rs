@@ -133,13 +133,13 @@ impl Tracer {
     }
 
     /// The storing thread's timebase (the `tbl` register, QEMU's
-    /// cpu_ppc_load_tbl); where QEMU gives no value, the host's monotonic
+    /// cpu_ppc_load_tbl); only where QEMU has no such register, the host's monotonic
     /// clock in ticks since the plugin started (TCG's virtual clock follows
     /// the host clock, so durations agree).
     fn tb(&self) -> u64 {
         let reg = self.regs.get().and_then(|r| r.tb.as_ref()).and_then(read_u64);
         match reg {
-            Some(v) if v != 0 => v,
+            Some(v) => v,
             _ => {
                 self.host_tb.store(true, Ordering::Relaxed);
                 (self.started.elapsed().as_nanos() as u64).saturating_mul(TB_FREQ_POWER8 / 1_000_000) / 1000
