@@ -81,20 +81,35 @@ class Tmux:
         ).stdout
 
     def type(self, text: str) -> None:
+        """Type a command and Enter, and wait until the terminal shows it was taken."""
+        before = self.screen()
         subprocess.run(["tmux", "send-keys", "-t", self.name, "-l", text], check=True)
         subprocess.run(["tmux", "send-keys", "-t", self.name, "Enter"], check=True)
+        self.wait_change(before)
+
+    def wait_change(self, before: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.screen() == before and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def wait_prompt(self, timeout: float = 120) -> None:
-        """Until gdb shows its prompt on the last line, pressing RET at each pager stop."""
+        """Until gdb shows its prompt on the last line, pressing RET once at each pager
+        stop (and waiting for the page to turn: a second RET at the prompt would
+        repeat the last command)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            lines = [line for line in self.screen().splitlines() if line.strip()]
+            screen = self.screen()
+            lines = [line for line in screen.splitlines() if line.strip()]
             last = lines[-1] if lines else ""
             if PAGER in last:
                 subprocess.run(["tmux", "send-keys", "-t", self.name, "Enter"], check=True)
+                self.wait_change(screen)
             elif last.rstrip() == PROMPT.rstrip():
-                return
-            time.sleep(0.3)
+                time.sleep(0.3)  # settled: the prompt is still the last line
+                if self.screen() == screen:
+                    return
+            else:
+                time.sleep(0.3)
         raise AssertionError(f"no gdb prompt after {timeout} s:\n{self.screen()}")
 
     def close(self) -> None:
