@@ -187,7 +187,9 @@ def test_kernel_by_name_not_set_up(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         inputs.not_set_up("7.2-64k", "stock", tmp_path / "pyvcore")
     message = str(err.value)
     assert "kernel 7.2-64k (set up: none)" in message
-    assert message.endswith("run `pyvcore lab setup --kernel 7.2-64k`")
+    assert message.endswith("run `pyvcore lab setup --kernel 7.2 --pagesize 64k`")
+    with pytest.raises(inputs.KernelRefused, match=r"not a kernel the lab knows \(6\.1, 6\.12"):
+        inputs.not_set_up("9.9", "stock", tmp_path / "pyvcore")
     assert KernelManifest.load(tmp_path, name="../etc") is None
 
 

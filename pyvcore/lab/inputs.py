@@ -151,8 +151,16 @@ def kernel_manifest(kernel: str | os.PathLike[str] | None, cache: Path) -> Kerne
     if manifest is None:
         if name is None:
             raise LabNotSetUp("the kernel unpack (vmlinux, kvm.ko, kvm-hv.ko, busybox)")
+        from pyvcore.lab.kernels import KERNELS
+
+        if name not in KERNELS:
+            raise KernelRefused(
+                f"--kernel {name}: no such file, and not a kernel the lab knows ({', '.join(KERNELS)})"
+            )
         known = ", ".join(KernelManifest.names(cache)) or "none"
-        raise LabNotSetUp(f"kernel {name} (set up: {known})", f"run `pyvcore lab setup --kernel {name}`")
+        series, _, size = name.partition("-")
+        fix = f"run `pyvcore lab setup --kernel {series}" + (f" --pagesize {size}`" if size else "`")
+        raise LabNotSetUp(f"kernel {name} (set up: {known})", fix)
     return manifest
 
 
