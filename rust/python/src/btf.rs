@@ -139,10 +139,7 @@ impl PyKernelImage {
         let (image, layouts) = py
             .detach(|| {
                 let image = KernelImage::open(&path)?;
-                let layouts = match image.btf {
-                    Some(_) => Some(image.layouts()),
-                    None => None,
-                };
+                let layouts = image.btf.as_ref().map(|_| image.layouts());
                 Ok::<_, ImageError>((image, layouts))
             })
             .map_err(to_py)?;
