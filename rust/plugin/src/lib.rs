@@ -68,8 +68,6 @@ struct Tracer {
     /// Stores seen, per vCPU (one cache line each: no sharing on the hot path).
     stores_seen: Vec<PaddedCounter>,
     started: Instant,
-    /// Whether any tb came from the host clock.
-    host_tb: std::sync::atomic::AtomicBool,
 }
 
 struct GuestMemory;
@@ -132,27 +130,32 @@ impl Tracer {
         self.generation.store(d.generation(), Ordering::Relaxed);
     }
 
-    /// The storing thread's timebase (the `tbl` register, QEMU's
-    /// cpu_ppc_load_tbl); only where QEMU has no such register, the host's monotonic
-    /// clock in ticks since the plugin started (TCG's virtual clock follows
-    /// the host clock, so durations agree).
+    /// The timebase, in ticks: the host's monotonic clock since the plugin
+    /// started, at POWER8's 512 MHz.  TCG's timebase follows the host clock
+    /// (QEMU_CLOCK_VIRTUAL without icount), so durations agree; reading the
+    /// `tbl` register through the plugin API gave 0 on QEMU 10.0.2.
     fn tb(&self) -> u64 {
-        let reg = self.regs.get().and_then(|r| r.tb.as_ref()).and_then(read_u64);
-        match reg {
-            Some(v) => v,
-            _ => {
-                self.host_tb.store(true, Ordering::Relaxed);
-                (self.started.elapsed().as_nanos() as u64).saturating_mul(TB_FREQ_POWER8 / 1_000_000) / 1000
-            }
-        }
+        (self.started.elapsed().as_nanos() as u64).saturating_mul(TB_FREQ_POWER8 / 1_000_000) / 1000
     }
 
-    /// A store that passed the page filter.
-    fn store(&self, cpu: usize, pc: u64, pa: u64, bytes: &[u8]) {
+    /// A store that passed the page filter.  The bytes given to the shadow
+    /// are read back from memory under the shadow's lock, not the value the
+    /// callback reports: under multi-threaded TCG two threads' callbacks can
+    /// run in the other order than their stores, and the memory's current
+    /// content keeps the shadow in memory order (two racing stores may then
+    /// show as one change, never as a reordered pair).
+    fn store(&self, cpu: usize, pc: u64, vaddr: u64, pa: u64, stored: &[u8]) {
         let Ok(mut s) = self.shadow.lock() else { return };
-        if !s.overlaps(pa, bytes.len() as u64) {
+        if !s.overlaps(pa, stored.len() as u64) {
             return; // a neighbour of a watched field on the same page
         }
+        let mut now = [0u8; 16];
+        let n = stored.len();
+        let bytes: &[u8] = if GuestMemory.read(vaddr, &mut now[..n]) {
+            &now[..n]
+        } else {
+            stored
+        };
         let tb = self.tb();
         // This thread's LPIDR/SDR1 as QEMU holds them now: the one place a
         // sibling's copy of the per-core registers can be seen.
@@ -195,12 +198,7 @@ impl Tracer {
         sum["stores_seen"] = seen.into();
         sum["seconds"] = self.started.elapsed().as_secs_f64().into();
         sum["mode"] = if self.ranges.is_empty() { "all" } else { "kvm" }.into();
-        sum["tb_source"] = if self.host_tb.load(Ordering::Relaxed) {
-            "host clock"
-        } else {
-            "tbl register"
-        }
-        .into();
+        sum["tb_source"] = "host clock".into();
         if let Some(p) = &self.summary {
             if let Err(e) = std::fs::write(p, sum.to_string()) {
                 let _ = qemu_plugin_outs(format!("pyvcore plugin: cannot write {p}: {e}\n"));
@@ -292,7 +290,6 @@ fn setup(args: &Args) -> Result<Tracer, String> {
         symbols: Symbolizer::new(&image),
         stores_seen: (0..64).map(|_| PaddedCounter::default()).collect(),
         started: Instant::now(),
-        host_tb: std::sync::atomic::AtomicBool::new(false),
     })
 }
 
@@ -407,7 +404,7 @@ impl HasCallbacks for Plugin {
                             buf.copy_from_slice(&if be { v.to_be_bytes() } else { v.to_le_bytes() })
                         }
                     }
-                    t.store(cpu as usize, pc, pa, &buf[..n]);
+                    t.store(cpu as usize, pc, vaddr, pa, &buf[..n]);
                 },
                 MemRW::QEMU_PLUGIN_MEM_W,
                 CallbackFlags::QEMU_PLUGIN_CB_R_REGS,
