@@ -11,6 +11,7 @@ import pytest
 
 from pyvcore.cli import main
 from pyvcore.mutants import MUTANTS, Mutant, MutantRefused, apply, locate
+from pyvcore.mutants.apply import MODULE_SIG_MAGIC, strip_module_signature
 from pyvcore.mutants.run import Outcome, kill_rate
 
 
@@ -76,8 +77,11 @@ def test_apply_patches_a_copy_only(tmp_path: Path) -> None:
     assert mutated.kernel is None and mutated.modules is not None
     after = (mutated.modules / "kvm-hv.ko").read_bytes()
     assert paths["kvm_hv"].read_bytes() == before
+    # the appended signature is gone (it would no longer match), the rest differs in one word
+    if before.endswith(MODULE_SIG_MAGIC):
+        assert not after.endswith(MODULE_SIG_MAGIC) and len(after) < len(before)
     diff = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
-    assert len(before) == len(after) and 1 <= len(diff) <= 4
+    assert 1 <= len(diff) <= 4
     assert (mutated.modules / "kvm.ko").read_bytes() == paths["kvm"].read_bytes()
     # a second application to the patched copy is refused: its bytes are no longer the expected ones
     with pytest.raises(MutantRefused, match="expected"):
@@ -176,3 +180,14 @@ def test_control_policy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     assert by[a.name].sampled == "survived" and "control also violated" in by[a.name].sampled_by
     assert by[b.name].sampled == "killed"
     assert kill_rate(outcomes) == (1, 2)
+
+
+def test_strip_module_signature(tmp_path: Path) -> None:
+    body = b"\x7fELF" + bytes(60)
+    sig = b"S" * 20
+    info = bytes([0, 0, 2, 0, 0, 0, 0, 0]) + len(sig).to_bytes(4, "big")
+    path = tmp_path / "m.ko"
+    path.write_bytes(body + sig + info + MODULE_SIG_MAGIC)
+    assert strip_module_signature(path)
+    assert path.read_bytes() == body
+    assert not strip_module_signature(path)

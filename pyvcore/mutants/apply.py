@@ -60,6 +60,27 @@ def locate(mutant: Mutant, path: Path) -> Site:
     return Site(path, off, found)
 
 
+# scripts/sign-file.c appends: signature, struct module_signature (12 bytes, sig_len
+# big-endian in its last 4), then this marker (include/linux/module_signature.h).
+MODULE_SIG_MAGIC = b"~Module signature appended~\n"
+
+
+def strip_module_signature(path: Path) -> bool:
+    """Remove a module's appended signature (a patched module's signature no longer
+    matches, and the kernel rejects a bad signature even when it does not enforce
+    signing: kernel/module/signing.c, module_sig_check).  True when one was removed."""
+    data = path.read_bytes()
+    if not data.endswith(MODULE_SIG_MAGIC):
+        return False
+    info_end = len(data) - len(MODULE_SIG_MAGIC)
+    sig_len = int.from_bytes(data[info_end - 4 : info_end], "big")
+    start = info_end - 12 - sig_len
+    if start <= 0:
+        raise MutantRefused(f"{path}: module signature of {sig_len} bytes is larger than the module")
+    path.write_bytes(data[:start])
+    return True
+
+
 @dataclass(frozen=True)
 class MutatedKernel:
     """What to boot: ``kernel`` (None = the lab's own vmlinux) and ``modules`` (the
@@ -90,6 +111,7 @@ def apply(mutant: Mutant, workdir: Path, *, vmlinux: Path, modules: dict[str, Pa
         shutil.copyfile(modules["kvm"], mod_dir / "kvm.ko")
         target = mod_dir / "kvm-hv.ko"
         shutil.copyfile(modules["kvm_hv"], target)
+        strip_module_signature(target)
         result = MutatedKernel(kernel=None, modules=mod_dir)
     else:
         raise MutantRefused(f"mutant {mutant.name}: unknown object {mutant.obj!r}")
