@@ -264,3 +264,12 @@ def test_same_run_in_guest_back_to_1_after_the_switch_back_breaks_7():
     again = with_seq(cs.live_four_vcpus(vcore_in_guest=1), 3)
     report = check_trace_text("\n".join(json.dumps(s) for s in (back, again)))
     assert 7 in {v.invariant for v in report.violations}
+
+
+def test_a_dict_without_variant_takes_the_checkers():
+    s = running("seed")
+    del s["variant"]
+    assert Checker("seed").check(s) == []
+    with pytest.raises(Exception) as e:
+        Checker().check(s)
+    assert e.value.key == "variant"

@@ -223,7 +223,7 @@ where
 }
 
 /// What serde cannot say: the shape the checker relies on.
-fn validate(s: &Snapshot, line: Option<usize>) -> Result<(), SnapshotError> {
+pub fn validate(s: &Snapshot, line: Option<usize>) -> Result<(), SnapshotError> {
     let tpc = s.threads_per_core;
     if tpc == 0 || tpc as usize > MAX_SMT_THREADS {
         return Err(SnapshotError::new(

@@ -61,10 +61,32 @@ pub fn snapshot_arg(
             .map_err(|e| snapshot_error(py, &SnapshotError::new(None, "", format!("not UTF-8 text: {e}"))))?;
         parse_snapshot(text, line, variant)
     } else if obj.cast::<PyDict>().is_ok() || obj.hasattr("keys")? {
-        snapshot_from(&mut Depythonizer::from_object(obj), variant).map_err(|mut e| {
-            e.line = line;
-            e
-        })
+        // A dict without "variant" takes the caller's.
+        let owned;
+        let obj = match (variant, obj.cast::<PyDict>()) {
+            (Some(v), Ok(d)) if !d.contains("variant")? => {
+                let copy = d.copy()?;
+                copy.set_item("variant", v.name())?;
+                owned = copy.into_any();
+                &owned
+            }
+            _ => obj,
+        };
+        // Fast path without key tracking; a failure is redone with it, to
+        // name the key.
+        use serde::Deserialize;
+        match Snapshot::deserialize(&mut Depythonizer::from_object(obj)) {
+            Ok(mut snap) => {
+                if let Some(v) = variant {
+                    snap.variant = v;
+                }
+                pyvcore_core::snapshot::validate(&snap, line).map(|()| snap)
+            }
+            Err(_) => snapshot_from(&mut Depythonizer::from_object(obj), variant).map_err(|mut e| {
+                e.line = line;
+                e
+            }),
+        }
     } else {
         return Err(PyTypeError::new_err(format!(
             "a snapshot is a dict or JSON text, not {}",
