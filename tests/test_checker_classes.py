@@ -273,3 +273,16 @@ def test_a_dict_without_variant_takes_the_checkers():
     with pytest.raises(Exception) as e:
         Checker().check(s)
     assert e.value.key == "variant"
+
+
+def test_a_stop_at_kvmppc_run_core_entry_is_not_yet_the_new_run():
+    """The reader counts a run at kvmppc_run_core's entry, before the run
+    resets entry_exit_map: that stop (vcore INACTIVE, the previous run's map)
+    and the next stop of the run share `seq` but not the words (seen live:
+    a false invariant 11 at kvmppc_start_thread on the unmutated kernel)."""
+    entry = with_seq(cs.inactive_with_stale_words(), 5)  # map 0xf0f from the last run
+    entry["stop"] = "kvmppc_run_core#5"
+    started = with_seq(running(), 5)  # map 0x00f: the new run after its reset
+    started["stop"] = "kvmppc_start_thread@cpu0"
+    report = check_trace_text("\n".join(json.dumps(s) for s in (entry, started)))
+    assert report.exit_code == 0, report.format_text()

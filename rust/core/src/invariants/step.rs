@@ -256,14 +256,26 @@ pub(crate) fn vcore_state_step_ok(st: &VcoreStates, a: u8, b: u8) -> bool {
 /// `seq` nothing is provable from samples: any number of runs may lie
 /// between two stops, and a new run resets every field a run changes.
 pub fn same_run(prev: &Snapshot, next: &Snapshot) -> Vec<(usize, usize)> {
+    // The run begins at kvmppc_run_core's reset of the entry/exit word, not
+    // at its entry (where a reader counts it): a stop at the entry still shows
+    // the previous run's words.  Only stops where the vcore is in a run state
+    // (set after the reset) are proved to share the run.
+    let in_run = |s: &Snapshot, state: u8| {
+        let st = s.variant.vcore_states();
+        state == st.running
+            || state == st.exiting
+            || Some(state) == st.starting
+            || Some(state) == st.piggyback
+    };
     let mut out = Vec::new();
     for (k, vc) in next.vcores.iter().enumerate() {
         let Some(seq) = vc.seq else { continue };
-        if let Some(k0) = prev
-            .vcores
-            .iter()
-            .position(|o| o.addr == vc.addr && o.kvm == vc.kvm && o.seq == Some(seq))
-        {
+        if !in_run(next, vc.vcore_state) {
+            continue;
+        }
+        if let Some(k0) = prev.vcores.iter().position(|o| {
+            o.addr == vc.addr && o.kvm == vc.kvm && o.seq == Some(seq) && in_run(prev, o.vcore_state)
+        }) {
             out.push((k0, k));
         }
     }
