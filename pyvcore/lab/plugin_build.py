@@ -11,6 +11,7 @@ too, so a plugin is there whenever a trace needs one.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -68,25 +69,31 @@ def ensure_plugin(*, root: Path | None = None, log: Callable[[str], None] | None
     cargo = shutil.which("cargo")
     if cargo is None:
         raise LabError("cannot build the QEMU plugin: cargo is not on PATH", "install Rust (rustup.rs)")
-    target = cache_dir() / "plugin" / "target"
+    # One target directory per checkout: cargo's output file has one name, so two
+    # checkouts building into one directory could copy each other's plugin.
+    checkout = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
+    target = cache_dir() / "plugin" / f"target-{checkout}"
+    target.mkdir(parents=True, exist_ok=True)
     say = log or (lambda message: None)
     say(f"building the QEMU plugin ({key}) ...")
     started = time.monotonic()
     env = dict(os.environ, CARGO_TARGET_DIR=str(target))
     cmd = [cargo, "build", "--release", "--locked", "-p", "pyvcore-plugin"]
-    try:
-        done = subprocess.run(
-            cmd, cwd=root, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise LabError(f"building the QEMU plugin took over {BUILD_TIMEOUT_S:.0f} s") from None
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
-        raise LabError("building the QEMU plugin failed (cargo build -p pyvcore-plugin)", tail)
-    built = target / "release" / PLUGIN_NAME
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_suffix(".part")
-    shutil.copy2(built, partial)
-    partial.replace(dest)
+    with open(target / ".lock", "w") as lock:  # one build per checkout at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            done = subprocess.run(
+                cmd, cwd=root, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise LabError(f"building the QEMU plugin took over {BUILD_TIMEOUT_S:.0f} s") from None
+        if done.returncode != 0:
+            tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+            raise LabError("building the QEMU plugin failed (cargo build -p pyvcore-plugin)", tail)
+        built = target / "release" / PLUGIN_NAME
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_suffix(".part")
+        shutil.copy2(built, partial)
+        partial.replace(dest)
     say(f"built the QEMU plugin in {time.monotonic() - started:.0f} s: {dest}")
     return dest
