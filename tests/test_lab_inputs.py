@@ -238,3 +238,17 @@ def test_probe_judges_the_two_fixes_from_the_reports() -> None:
     assert judge(only_lpidr, [1, 2, 3])[0] == ["lpidr-sdr1"]
     lines = ProbeResult("/q", "x", missing).describe()
     assert len(lines) == 2 and FIXES["msgsndp"][0] in lines[1] and "STALLED" in lines[0]
+
+
+def test_plain_module_decompresses_once(tmp_path: Path) -> None:
+    """gdb's add-symbol-file reads plain ELF: a .ko.xz is handed over decompressed."""
+    xz = tmp_path / "kvm-hv.ko.xz"
+    xz.write_bytes(lzma.compress(b"\x7fELF module"))
+    plain = inputs.plain_module(xz, tmp_path / "cache")
+    assert plain.name == "kvm-hv.ko" and plain.read_bytes() == b"\x7fELF module"
+    assert inputs.plain_module(xz, tmp_path / "cache") == plain
+    assert inputs.plain_module(plain, tmp_path / "cache") == plain
+    bad = tmp_path / "bad.ko.xz"
+    bad.write_bytes(b"not xz")
+    with pytest.raises(inputs.KernelRefused, match=r"not a valid \.xz file"):
+        inputs.plain_module(bad, tmp_path / "cache")

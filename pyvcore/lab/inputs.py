@@ -17,7 +17,10 @@ QEMU
 
 from __future__ import annotations
 
+import hashlib
+import lzma
 import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,6 +146,27 @@ def find_modules(directory: str | os.PathLike[str]) -> dict[str, Path]:
     return found
 
 
+def plain_module(path: Path, cache: Path) -> Path:
+    """``path`` itself for a .ko, else its decompressed copy under ``<cache>/modules/<hash>/``:
+    gdb's add-symbol-file and the readers read plain ELF, not .ko.xz."""
+    if path.suffix != ".xz":
+        return path
+    data = path.read_bytes()
+    out = cache / "modules" / hashlib.sha256(data).hexdigest()[:16] / path.stem
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        plain = lzma.decompress(data)
+    except lzma.LZMAError as err:
+        raise KernelRefused(f"{path}: not a valid .xz file ({err})") from None
+    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", dir=out.parent)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(plain)
+    os.replace(tmp, out)
+    return out
+
+
 def kernel_manifest(kernel: str | os.PathLike[str] | None, cache: Path) -> KernelManifest:
     """The manifest of a Debian kernel set up by name, or of the default one (whose busybox
     a kernel given by path uses too). LabNotSetUp when setup has not unpacked it."""
@@ -190,6 +214,7 @@ def resolve_kernel(
     by_name = kernel is not None and not is_path_like(kernel)
     symbols = Path(default.extra["symbols"]) if by_name and "symbols" in default.extra else None
     info = validate(symbols or vmlinux, mods, hook_points)
+    mods = {k: plain_module(p, cache_dir()) for k, p in mods.items()}  # what gdb can read
     return BootKernel(vmlinux, mods, Path(default.busybox), label, version, info, symbols)
 
 
