@@ -199,7 +199,12 @@ impl CoreState {
                     cpu: i as u32,
                     // The PIR is not watched: the thread's index in the core.
                     hw_cpu_id: i as u32,
-                    lpidr: r.lpidr.filter(|_| r.lpidr_fresh && in_kvm),
+                    // LPID_RSVD is thread 0's switch in progress: QEMU
+                    // shares the write with the siblings asynchronously
+                    // (async_run_on_cpu), so they may not hold it yet.
+                    lpidr: r
+                        .lpidr
+                        .filter(|&v| r.lpidr_fresh && in_kvm && v != super::checks::LPID_RSVD),
                     sdr1: r.sdr1.filter(|_| r.sdr1_fresh && in_kvm),
                     kvm_hstate: self.hstate[i].clone(),
                     pc: None,
