@@ -110,6 +110,9 @@ def live_run(live_runs: LiveRuns) -> Callable[..., Any]:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Print what the live suite actually saw: stops and snapshots per run."""
+    from live_times import write_summary
+
+    write_summary(terminalreporter)
     if _LIVE is None or not (_LIVE.runs or _LIVE.errors or _LIVE.cli):
         return
     from pyvcore.diff import summarize
