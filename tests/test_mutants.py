@@ -191,3 +191,24 @@ def test_strip_module_signature(tmp_path: Path) -> None:
     assert strip_module_signature(path)
     assert path.read_bytes() == body
     assert not strip_module_signature(path)
+
+
+def test_continuous_reads_run_trace(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    import pyvcore.mutants.run as run
+
+    fake = types.ModuleType("pyvcore.trace")
+    results = {
+        "all": types.SimpleNamespace(
+            verdict="violations", summary={"violations": [{"invariant": 8, "seq": 41, "field": "lpidr"}]}
+        ),
+        "cede": types.SimpleNamespace(verdict="clean", summary={"stats": {"events": 900}}),
+        "exits": types.SimpleNamespace(verdict="error", summary={}, error="lab not set up"),
+    }
+    fake.run_trace = lambda scenario, **kw: results[scenario]  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pyvcore.trace", fake)
+    assert run.continuous("all", None, None, 0) == ("killed", "invariant 8 at event seq 41 (lpidr)")
+    assert run.continuous("cede", None, None, 0) == ("survived", "900 events clean")
+    assert run.continuous("exits", None, None, 0) == ("error", "lab not set up")

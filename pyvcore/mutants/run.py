@@ -74,23 +74,28 @@ def sampled(
     return "error", f"{result.verdict}: {result.error or 'a stop kind was never judged'}", []
 
 
-def continuous(scenario: str, kernel: Path | None, modules: Path | None, lock_wait: float) -> tuple[str, str]:
-    """Judge one boot continuously (``pyvcore trace``), when that module exists."""
+def continuous(
+    scenario: str, kernel: Path | None, modules: Path | None, lock_wait: float, qemu: str = "patched"
+) -> tuple[str, str]:
+    """Judge one boot continuously (``pyvcore.trace.run_trace``), when that module exists:
+    (status, detail); the detail of a kill is the first violation's invariant and event."""
     try:
         trace = importlib.import_module("pyvcore.trace")
     except ImportError:
         return "not run", "pyvcore.trace is not available"
-    run_trace = getattr(trace, "run_trace", None)
-    if run_trace is None:
-        return "not run", "pyvcore.trace has no run_trace"
-    result = run_trace(scenario, kernel=kernel, modules=modules, lock_wait=lock_wait)
-    violations = list(getattr(result, "violations", []) or [])
-    if violations:
-        v = violations[0]
-        get = v.get if isinstance(v, dict) else lambda k, d=None: getattr(v, k, d)
-        return "killed", f"invariant {get('invariant')} at event {get('seq', get('event', '?'))}"
+    result = trace.run_trace(scenario, qemu=qemu, kernel=kernel, modules=modules, lock_wait=lock_wait)
     verdict = getattr(result, "verdict", "?")
-    return ("survived", "clean") if verdict == "clean" else ("error", str(verdict))
+    summary = getattr(result, "summary", None) or {}
+    if verdict == "violations":
+        found = summary.get("violations") or [{}]
+        v = found[0]
+        return (
+            "killed",
+            f"invariant {v.get('invariant', '?')} at event seq {v.get('seq', '?')} ({v.get('field', '?')})",
+        )
+    if verdict == "clean":
+        return "survived", f"{summary.get('stats', {}).get('events', '?')} events clean"
+    return "error", str(getattr(result, "error", None) or verdict)
 
 
 @dataclass
@@ -126,7 +131,7 @@ def run_one(
         mutated = apply(mutant, workdir / mutant.name, vmlinux=vmlinux, modules=modules)
         kernel, mod_dir = mutated.kernel, mutated.modules
     s_status, s_by, numbers = sampled(scenario, kernel, mod_dir, plan.stops, plan.lock_wait, plan.qemu)
-    c_status, c_by = continuous(scenario, kernel, mod_dir, plan.lock_wait)
+    c_status, c_by = continuous(scenario, kernel, mod_dir, plan.lock_wait, plan.qemu)
     return Outcome(
         mutant=mutant.name if mutant else "(control)",
         klass=mutant.klass if mutant else "unmutated kernel",
