@@ -1,7 +1,7 @@
 """The watch loop of `pyvcore diff` against a native target and a stand-in pv-watch.
 
-The stand-in is a gdb Python command with pv-watch's interface (contract 6:
-``pv-watch on|off [--log FILE] [--max-stops N]``) that logs one JSON line per
+The stand-in is a gdb Python command with pv-watch's interface (``pv-watch on|off
+[--log FILE] [--max-stops N]``) that logs one JSON line per
 hit of an internal breakpoint and never stops the target (like a watcher that
 finds nothing wrong), or stops it at --max-stops / on a "violation".  It checks
 that :func:`pyvcore.diff.watch` ends with exactly what was asked for, under

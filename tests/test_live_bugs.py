@@ -1,7 +1,7 @@
 """Bug detection, both ways, on real lab runs.
 
 * Stock QEMU does not share LPIDR/SDR1 between the threads of a POWER8 core:
-  the model's MMU invariants (VCORE_SPEC §4 inv. 8, 9) must flag it, through
+  the model's MMU invariants (8, 9: `pyvcore invariants 8`) must flag it, through
   the normal `pyvcore diff` path, with no special case for it anywhere.
 * The ``prepatch`` model (before "Align physical and virtual CPU thread
   numbers") must disagree with the real kernel exactly where that change
@@ -120,7 +120,7 @@ def test_stock_qemu_secondaries_hold_the_host_lpidr(stock_diff: dict[str, Any]) 
 
 
 # --------------------------------------------------------------- prepatch
-# vcpu ids each scenario runs in vcore 0 (contract 5).
+# vcpu ids each scenario runs in vcore 0 (pyvcore/lab/scenarios.py, 4 threads).
 SCENARIO_VCPUS = {"all": [0, 1, 2, 3], "novcpu0": [1], "sparse": [0, 2, 3]}
 PROGRESS = ("start_thread", "vcore_entry", "enter", "switch_in", "guest_entry")
 

@@ -23,7 +23,7 @@ from pyvcore.diff import SCENARIOS, live_invariants, summarize
 
 pytestmark = [pytest.mark.lab, pytest.mark.gdb]
 
-# Kernel constants (VCORE_SPEC §2.4, modern numbering: 6.12 is what the lab boots).
+# Kernel constants (arch/powerpc/include/asm/kvm_book3s_asm.h, modern numbering: 6.12 is what the lab boots).
 NAPPING_CEDE = 1
 NAPPING_NOVCPU = 2
 VCORE_RUNNING = 4
