@@ -10,6 +10,7 @@ from typing import Any
 import gdb  # type: ignore[import-not-found]
 
 from pyvcore.decode import ENTRY_ARGUMENTS
+from pyvcore.hookpoints import HOOK_POINTS, MODULE_POINTS
 from pyvcore.watchsummary import WatchTally
 
 from . import check, session
@@ -17,18 +18,8 @@ from .args import ArgParser, complete_words
 from .session import PvError
 from .snapshot import write_json_line
 
-# Where the vcore state is defined.  kvm-hv.ko functions (need its symbols at
-# their load address: `pyvcore gdb` adds them with add-symbol-file):
-MODULE_POINTS = ("kvmppc_run_core", "kvmppc_start_thread")
-# Real-mode code linked into vmlinux (local labels, in the unstripped symtab):
-VMLINUX_POINTS = (
-    "kvmppc_hv_entry",
-    "kvmppc_primary_no_guest",
-    "kvm_do_nap",
-    "kvmhv_commence_exit",
-    "kvmhv_switch_to_host",
-)
-DEFAULT_POINTS = MODULE_POINTS + VMLINUX_POINTS
+# Where the vcore state is defined (one list: pyvcore.hookpoints).
+DEFAULT_POINTS = HOOK_POINTS
 
 
 class WatchPoint(gdb.Breakpoint):

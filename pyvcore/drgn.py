@@ -28,20 +28,11 @@ from typing import Any
 
 from drgn import FaultError, Object, Program
 
+from pyvcore.snapshot import HSTATE_FIELDS, VCORE_FIELDS
+
 __all__ = ("for_each_vcore", "paca_kvm_hstate", "snapshot")
 
-# kvm_hstate fields of a snapshot's thread, and of its vcores and vcpus
-# (the kernel's names: arch/powerpc/include/asm/kvm_book3s_asm.h, kvm_host.h).
-HSTATE_FIELDS = ("in_guest", "napping", "hwthread_req", "hwthread_state", "ptid", "kvm_vcpu", "kvm_vcore")
-VCORE_FIELDS = (
-    "n_runnable",
-    "num_threads",
-    "napping_threads",
-    "first_vcpuid",
-    "pcpu",
-    "vcore_state",
-    "in_guest",
-)
+# The snapshot's own field lists (arch/powerpc/include/asm/kvm_book3s_asm.h, kvm_host.h).
 VCORE_OPTIONAL = ("runner", "kvm", "n_woken", "nap_count")
 # struct kvm_vcpu: (snapshot key, member path)
 VCPU_FIELDS = (("cpu", "cpu"), ("ptid", "arch.ptid"))

@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyvcore.hookpoints import HOOK_POINTS
 from pyvcore.lab.cache import KernelManifest, cache_dir
 from pyvcore.lab.qemu import LabError
-from pyvcore.lab.scenarios import HOOK_POINTS
 from pyvcore.lab.tools import QEMU_DATA_DIR, STOCK_QEMU
 
 QEMU_KINDS = ("patched", "stock")

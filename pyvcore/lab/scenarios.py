@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pyvcore.hookpoints import HOOK_POINTS
+
 THREAD_CHOICES = (4, 8)
 
 # Guest roles (the guest code's PV_ROLE_* in guest/layout.h), by the name a report gives.
@@ -26,18 +28,6 @@ ROLES = {
     "exits": "PV_ROLE_EXITS",
 }
 
-# Where the vcore state is defined and the lab's gdb watch stops.
-# kvm-hv.ko functions (or vmlinux when KVM-HV is built in):
-MODULE_POINTS = ("kvmppc_run_core", "kvmppc_start_thread")
-# Real-mode code linked into vmlinux (local labels of book3s_hv_rmhandlers.S):
-VMLINUX_POINTS = (
-    "kvmppc_hv_entry",
-    "kvmppc_primary_no_guest",
-    "kvm_do_nap",
-    "kvmhv_commence_exit",
-    "kvmhv_switch_to_host",
-)
-HOOK_POINTS = MODULE_POINTS + VMLINUX_POINTS
 # The H_CEDE path (book3s_hv_rmhandlers.S: kvmppc_h_cede, kvm_end_cede).
 CEDE_POINTS = ("kvmppc_h_cede", "kvm_end_cede")
 
