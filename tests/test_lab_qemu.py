@@ -202,9 +202,10 @@ def test_qemu_dying_mid_boot_is_reported_and_reaped() -> None:
 
 
 def test_hung_boot_is_retried_once_then_fails_with_the_console_tail() -> None:
-    # skiboot's PCI probing is ~4 s of silence: a 1.5 s stall bound calls every boot hung.
+    # skiboot's PCI probing of the PHBs is seconds of silence: with PHBs (not the lab's
+    # default machine) a 1.5 s stall bound calls every boot hung in the firmware stage.
     messages: list[str] = []
-    lab = Lab("all", qemu="stock", stall_timeout=1.5, lock_wait=LOCK_WAIT, log=messages.append)
+    lab = Lab("all", qemu="stock", phbs=True, stall_timeout=1.5, lock_wait=LOCK_WAIT, log=messages.append)
     pids: list[int] = []
     original_boot = lab._boot
 

@@ -137,11 +137,11 @@ def model_placement(variant: str, vcpu_ids: list[int], threads: int = 4) -> dict
         model.apply(f"runnable(vcpu={v})")
     model.apply(f"run_core(runner={vcpu_ids[0]})")
     for _ in range(100):
-        step = [e for e in model.enabled() if e.startswith(PROGRESS)]
+        step = [e for e in model.enabled() if str(e).startswith(PROGRESS)]
         if not step:
             break
         model.apply(step[0])
-    snap = json.loads(model.snapshot_json())
+    snap = model.snapshot()
     ids = {v["addr"]: v["vcpu_id"] for v in snap["vcpus"]}
     return {
         ids[t["kvm_hstate"]["kvm_vcpu"]]: n
