@@ -60,3 +60,16 @@ def test_progress_after_a_backtrace_clears_it() -> None:
 def test_one_silence_bound_for_tests() -> None:
     t = StageTracker(started=0.0, silence=1.5)
     assert t.check(now=1.0) is None and t.check(now=2.0) is not None
+
+
+def test_ftrace_patching_may_be_silent_longer_than_the_stage() -> None:
+    """6.1 patches every mcount site after "ftrace: allocating": a long silence, not a hang;
+    the next line brings the stage's own bound back."""
+    t = StageTracker(started=0.0)
+    t.line("INIT: Starting kernel at 0x0", now=5.0)
+    kernel = STAGES[1]
+    t.line("[    0.000000] ftrace: allocating 33690 entries in 13 pages", now=6.0)
+    assert t.check(now=6.0 + kernel.silence + 30) is None
+    assert t.check(now=6.0 + 151) is not None
+    t.line("[    0.000000] ftrace: allocated 13 pages with 3 groups", now=60.0)
+    assert t.check(now=60.0 + kernel.silence + 1) is not None

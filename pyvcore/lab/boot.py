@@ -29,6 +29,12 @@ from pyvcore.lab.qemu import ConsoleFile, LabError
 FIRMWARE_BACKTRACE = re.compile(r"CPU [0-9a-f]+ Backtrace:|^\s*S: [0-9a-f]+ R: [0-9a-f]+|cpu_wait_job")
 FIRMWARE_BACKTRACE_GRACE = 8.0
 
+# Steps known to be long and silent, with the silence each may take. kernel/trace/ftrace.c
+# ftrace_init() prints "ftrace: allocating N entries in M pages" and then patches every
+# mcount call site (33,690 in Debian's 6.1, each an instruction write and an icache flush):
+# seen taking over 30 s of TCG on a loaded 2-core machine.
+SLOW_STEPS = ((re.compile(r"ftrace: allocating \d+ entries"), 150.0),)
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -68,6 +74,7 @@ class StageTracker:
     last_output: float = 0.0
     backtrace_at: float | None = None
     silence: float | None = None  # one silence bound for every stage (tests), else the stage's
+    step_silence: float | None = None  # the bound of a known slow step the last line began
 
     def __post_init__(self) -> None:
         self.last_output = self.started
@@ -84,6 +91,7 @@ class StageTracker:
             return  # a backtrace is not progress
         self.last_output = now
         self.backtrace_at = None
+        self.step_silence = next((bound for pattern, bound in SLOW_STEPS if pattern.search(text)), None)
         while self.index < len(STAGES) and STAGES[self.index].ends_at.search(text):
             self.ended[STAGES[self.index].name] = round(now - self.started, 2)
             self.index += 1
@@ -97,7 +105,10 @@ class StageTracker:
         if self.backtrace_at is not None and now - self.backtrace_at > FIRMWARE_BACKTRACE_GRACE:
             return f"skiboot printed cpu_wait_job backtraces and nothing else for {now - self.backtrace_at:.0f} s"
         quiet = now - self.last_output
-        if quiet > (self.silence if self.silence is not None else stage.silence):
+        bound = self.silence if self.silence is not None else stage.silence
+        if self.step_silence is not None:
+            bound = max(bound, self.step_silence)
+        if quiet > bound:
             return f"no console output for {quiet:.0f} s (the stage usually takes about {stage.normal:.0f} s)"
         return None
 
