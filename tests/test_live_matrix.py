@@ -41,7 +41,8 @@ def set_up(name: str) -> KernelManifest:
 
 def diff(label: str, scenario: str, **kwargs: Any) -> DiffResult:
     started = time.monotonic()
-    result = run_diff(scenario, stops=STOPS, lock_wait=LOCK_WAIT, **kwargs)
+    kwargs.setdefault("stops", STOPS)
+    result = run_diff(scenario, lock_wait=LOCK_WAIT, **kwargs)
     MATRIX_TIMES.append((label, time.monotonic() - started, result.verdict, sum(result.judged.values())))
     return result
 
