@@ -29,6 +29,7 @@ from typing import Any
 
 from pyvcore.gdbcli import module_commands, plugin_entry
 from pyvcore.mi import GdbCommandError, GdbMI, MIError, MITimeout, iter_jsonl
+from pyvcore.snapshot import from_wire
 
 DEFAULT_STOPS = 120
 # Guest seconds the scenario keeps running before it reports and powers off.  The
@@ -390,7 +391,8 @@ def run_live(
     finally:
         if own_lab and lab is not None:
             lab.stop()
-    records = list(iter_jsonl(trace)) if trace.exists() else []
+    # Records as numbers (the trace on disk keeps its hex strings).
+    records = [from_wire(r) for r in iter_jsonl(trace)] if trace.exists() else []
     return LiveRun(
         scenario=scenario,
         qemu=qemu,

@@ -9,6 +9,7 @@ not judged for the vcore invariants).
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -173,4 +174,38 @@ def to_wire(record: dict[str, Any]) -> dict[str, Any]:
             out[key] = [_hex(x, WIRE_HEX[key]) for x in out[key]]
     if isinstance(out.get("kvm"), dict):
         out["kvm"] = _hex(out["kvm"], WIRE_HEX["kvm"])
+    return out
+
+
+def _unhex(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    out = dict(d)
+    for k in keys:
+        v = out.get(k)
+        if isinstance(v, str):
+            # Not a number: left as it is, for the checker to name.
+            with contextlib.suppress(ValueError):
+                out[k] = int(v, 16) if v.lower().startswith("0x") else int(v)
+    return out
+
+
+def from_wire(record: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`to_wire`: a record as read from JSON, with the hex-string
+    addresses, SPRs and timebase back as ints (integers already there stay), so Python
+    code compares them as numbers. Anything that is not a snapshot is returned as is."""
+    out = _unhex(record, WIRE_HEX[""])
+    if isinstance(out.get("threads"), list):
+        out["threads"] = [
+            {
+                **_unhex(t, WIRE_HEX["threads"]),
+                "kvm_hstate": _unhex(t.get("kvm_hstate", {}), WIRE_HEX["kvm_hstate"]),
+            }
+            if isinstance(t, dict)
+            else t
+            for t in out["threads"]
+        ]
+    for key in ("vcores", "vcpus"):
+        if isinstance(out.get(key), list):
+            out[key] = [_unhex(x, WIRE_HEX[key]) if isinstance(x, dict) else x for x in out[key]]
+    if isinstance(out.get("kvm"), dict):
+        out["kvm"] = _unhex(out["kvm"], WIRE_HEX["kvm"])
     return out
