@@ -97,7 +97,16 @@ def make_dumps(
         made["elf"] = dump_guest_memory(lab.qmp_socket, out / f"{scenario}.elf", FORMATS["elf"])
         if corrupt:
             # swap the ptids of two threads that run a vcpu: invariant 3 must see it
+            # `all` spends short moments with one vcpu on the core (between runs): dump again
+            # until two threads hold a vcpu, a few times at most.
             targets = ptid_targets(made["elf"], made["vmlinux"])
+            for _attempt in range(5):
+                if len(targets) >= 2:
+                    break
+                hmp(lab.qmp_socket, "cont")
+                time.sleep(0.7)
+                made["elf"] = dump_guest_memory(lab.qmp_socket, out / f"{scenario}.elf", FORMATS["elf"])
+                targets = ptid_targets(made["elf"], made["vmlinux"])
             assert len(targets) >= 2, f"fewer than two threads run a vcpu in the dump: {targets}"
             (first, a), (second, b) = targets[:2]
             poke(lab, first, bytes([b]))
