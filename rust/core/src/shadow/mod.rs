@@ -84,7 +84,7 @@ pub use checks::{Bounds, StepChecker};
 pub use decode::{phys, Change, Decoder, Memory, NoMemory};
 pub use field::{CField, FieldRef, HField, Reg, VField};
 pub use layout::{Symbolizer, WatchLayout};
-pub use state::CoreState;
+pub use state::{CoreState, Inflight};
 
 /// Events kept before each violation.
 pub const RING: usize = 32;
@@ -322,6 +322,7 @@ impl Shadow {
         let mut snapshot_changed = false;
         for ev in batch {
             self.note(ev);
+            self.state.progressed(ev.cpu);
             found.extend(self.checker.step(&self.state, ev.cpu, ev.field, ev.new));
             if self.state.apply(ev.field, ev.new) {
                 snapshot_changed |= !matches!(

@@ -13,7 +13,9 @@ use super::field::{CField, FieldRef, HField, Reg, VField};
 /// thread executed an `mtspr` to LPIDR/SDR1 after this value was seen: on
 /// POWER8 those are one register per core, so this thread's copy may have
 /// changed without a store of its own (and on a QEMU that does not share
-/// them, it did not) — only a fresh value is compared.
+/// them, it did not) — only a fresh value is compared.  A value read while
+/// another thread's `mtspr` is still in flight (see [`Inflight`]) and equal
+/// to what that thread held before it stays pending (not fresh).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Regs {
     pub lpidr: Option<u64>,
@@ -26,6 +28,25 @@ pub struct Regs {
     pub msgsndp: Option<u64>,
 }
 
+/// An `mtspr` to LPIDR or SDR1 whose execution is not yet proven.
+///
+/// The plugin sees an `mtspr` from an instruction callback, which QEMU runs
+/// *before* the instruction (plugin API: `qemu_plugin_register_vcpu_insn_exec_cb`);
+/// the write itself is `helper_store_lpidr` / `helper_store_sdr1`
+/// (target/ppc/misc_helper.c), which on a core in LPAR-per-core mode writes
+/// every sibling's copy at once.  Until the writer's next event (program
+/// order: its next callback runs after the `mtspr` executed) a sibling can
+/// still read the value the core held before: that read is pending, not a
+/// disagreement.  Any other value (a third one, or the old one after the
+/// writer moved on) is judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inflight {
+    /// The writing hardware thread.
+    pub writer: usize,
+    /// What the writer held before (the core's value, when shared).
+    pub before: Option<u64>,
+}
+
 /// The whole core as the shadow knows it.
 #[derive(Clone, Debug)]
 pub struct CoreState {
@@ -36,6 +57,8 @@ pub struct CoreState {
     pub regs: Vec<Regs>,
     pub vcores: BTreeMap<u64, Vcore>,
     pub vcpus: BTreeMap<u64, Vcpu>,
+    /// In-flight `mtspr`: `[LPIDR, SDR1]`.
+    pub inflight: [Option<Inflight>; 2],
 }
 
 impl CoreState {
@@ -48,6 +71,17 @@ impl CoreState {
             regs: vec![Regs::default(); threads_per_core],
             vcores: BTreeMap::new(),
             vcpus: BTreeMap::new(),
+            inflight: [None; 2],
+        }
+    }
+
+    /// Thread `cpu` made an event: every `mtspr` it issued before has
+    /// executed (its callbacks run in program order).
+    pub fn progressed(&mut self, cpu: usize) {
+        for f in &mut self.inflight {
+            if f.is_some_and(|f| f.writer == cpu) {
+                *f = None;
+            }
         }
     }
 
@@ -128,16 +162,20 @@ impl CoreState {
 
     fn apply_reg(&mut self, i: usize, r: Reg, v: u64) {
         match r {
-            Reg::Lpidr => {
-                self.regs[i].lpidr = Some(v);
-                self.regs[i].lpidr_fresh = true;
-            }
-            Reg::Sdr1 => {
-                self.regs[i].sdr1 = Some(v);
-                self.regs[i].sdr1_fresh = true;
+            Reg::Lpidr | Reg::Sdr1 => {
+                let k = usize::from(r == Reg::Sdr1);
+                let pending = self.inflight[k].is_some_and(|f| f.writer != i && f.before == Some(v));
+                let g = &mut self.regs[i];
+                if k == 0 {
+                    (g.lpidr, g.lpidr_fresh) = (Some(v), !pending);
+                } else {
+                    (g.sdr1, g.sdr1_fresh) = (Some(v), !pending);
+                }
             }
             Reg::MtLpidr | Reg::MtSdr1 => {
                 let lp = r == Reg::MtLpidr;
+                let before = if lp { self.regs[i].lpidr } else { self.regs[i].sdr1 };
+                self.inflight[usize::from(!lp)] = Some(Inflight { writer: i, before });
                 for (t, g) in self.regs.iter_mut().enumerate() {
                     if t == i {
                         if lp {
@@ -199,12 +237,7 @@ impl CoreState {
                     cpu: i as u32,
                     // The PIR is not watched: the thread's index in the core.
                     hw_cpu_id: i as u32,
-                    // LPID_RSVD is thread 0's switch in progress: QEMU
-                    // shares the write with the siblings asynchronously
-                    // (async_run_on_cpu), so they may not hold it yet.
-                    lpidr: r
-                        .lpidr
-                        .filter(|&v| r.lpidr_fresh && in_kvm && v != super::checks::LPID_RSVD),
+                    lpidr: r.lpidr.filter(|_| r.lpidr_fresh && in_kvm),
                     sdr1: r.sdr1.filter(|_| r.sdr1_fresh && in_kvm),
                     kvm_hstate: self.hstate[i].clone(),
                     pc: None,
