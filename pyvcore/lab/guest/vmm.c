@@ -45,6 +45,9 @@ extern const char pv_guest_spin_loop[], pv_guest_msgsndp[], pv_guest_cede[];
 #define START_TIMEOUT_SMT8_S 45.0 /* 8 TCG threads on 2 host cores: seen 15-20 s */
 #define NATURAL_STOP_S   3.0    /* after the hold: wait for each vcpu's next report */
 #define STOP_TIMEOUT_S   5.0    /* then kick the rest out of KVM_RUN for this long */
+#define PROGRESS_TIMEOUT_S 60.0 /* after the hold: wait this long at most for a first
+				   spin chunk of every spinning vcpu (8 TCG threads on
+				   2 loaded host cores can leave one behind) */
 #define MAX_BUSY_RETRIES 500    /* KVM_RUN EBUSY retries, 10 ms apart */
 #define LPCR_ILE         0x0000000002000000UL
 #define GUEST_MSR        0x8000000000001001UL   /* SF | ME | LE */
@@ -239,6 +242,18 @@ static int wait_until(int (*pred)(void), double deadline)
 static int all_started(void) { return n_started == nvcpus || n_errors > 0; }
 static int all_finished(void) { return n_finished == nvcpus; }
 static int any_error(void) { return n_errors > 0; }
+
+/* Every vcpu that spins has finished at least one chunk (VA_ITERATIONS > 0). */
+static int all_progressed(void)
+{
+	if (n_errors > 0)
+		return 1;
+	for (int i = 0; i < nvcpus; i++)
+		if ((vcpus[i].role == PV_ROLE_SPIN || vcpus[i].role == PV_ROLE_CEDE_WAKER) &&
+		    !vcpus[i].finished && area(&vcpus[i], VA_ITERATIONS) == 0)
+			return 0;
+	return 1;
+}
 
 static void print_id_list(char *buf, size_t len, int want_started)
 {
@@ -436,6 +451,9 @@ int main(int argc, char **argv)
 	/* Hold: keep the guest running (hold 0 = until the machine stops). */
 	deadline = hold > 0 ? now() + hold : 0;
 	wait_until(any_error, deadline);
+	/* A report per vcpu that says it ran: a spinning vcpu has done one chunk. */
+	if (n_started == nvcpus)
+		wait_until(all_progressed, now() + PROGRESS_TIMEOUT_S);
 	stop_requested = 1;
 	/*
 	 * Spinning vcpus stop at their next report (so each reports its last
