@@ -20,6 +20,7 @@ from typing import Any
 # makedumpfile's *flattened* stream (made for pipes), which needs `makedumpfile
 # -R` first; "kdump-raw-zlib" (QEMU 8.2+) is the seekable file.
 FORMATS = {"elf": "elf", "kdump": "kdump-raw-zlib"}
+ATTEMPTS = 12  # dumps at most before a fixture gives up (resumed 0.5 s, 1 s, ... 6 s between)
 
 
 def hmp(qmp_socket: Path, command: str) -> str:
@@ -87,27 +88,30 @@ def make_dumps(
         time.sleep(3)  # let the vcpus run a while: vcores in every state the scenario has
         made["vmlinux"] = str(lab.vmlinux)
         # A dump between two vcore runs has no vcore on any PACA (nothing to
-        # judge): resume for a moment and dump again, a few times at most.
-        for _attempt in range(6):
+        # judge), and `all` spends short moments with one vcpu on the core: resume
+        # for a while (longer each time: a loaded host runs the guest slowly) and
+        # dump again until the dump shows what the test needs; both formats are
+        # written from the same pause, so they hold the same kernel state.
+        want = 2 if corrupt else 1
+        seen: list[int] = []
+        for attempt in range(ATTEMPTS):
             made["kdump"] = dump_guest_memory(lab.qmp_socket, out / f"{scenario}.kdump", FORMATS["kdump"])
-            if has_vcore(made["kdump"], made["vmlinux"]):
+            if corrupt:
+                targets = ptid_targets(made["kdump"], made["vmlinux"])
+                seen.append(len(targets))
+            else:
+                seen.append(int(has_vcore(made["kdump"], made["vmlinux"])))
+            if seen[-1] >= want:
                 break
             hmp(lab.qmp_socket, "cont")
-            time.sleep(0.7)
+            time.sleep(0.5 * (attempt + 1))
+        assert seen[-1] >= want, (
+            f"{scenario}: no dump with {'two threads running a vcpu' if corrupt else 'a vcore'} in {ATTEMPTS} tries "
+            f"(per try: {seen})"
+        )
         made["elf"] = dump_guest_memory(lab.qmp_socket, out / f"{scenario}.elf", FORMATS["elf"])
         if corrupt:
             # swap the ptids of two threads that run a vcpu: invariant 3 must see it
-            # `all` spends short moments with one vcpu on the core (between runs): dump again
-            # until two threads hold a vcpu, a few times at most.
-            targets = ptid_targets(made["elf"], made["vmlinux"])
-            for _attempt in range(5):
-                if len(targets) >= 2:
-                    break
-                hmp(lab.qmp_socket, "cont")
-                time.sleep(0.7)
-                made["elf"] = dump_guest_memory(lab.qmp_socket, out / f"{scenario}.elf", FORMATS["elf"])
-                targets = ptid_targets(made["elf"], made["vmlinux"])
-            assert len(targets) >= 2, f"fewer than two threads run a vcpu in the dump: {targets}"
             (first, a), (second, b) = targets[:2]
             poke(lab, first, bytes([b]))
             poke(lab, second, bytes([a]))
