@@ -17,6 +17,10 @@ pub fn phys(va: u64) -> u64 {
     va & 0x0fff_ffff_ffff_ffff
 }
 
+/// `PAGE_OFFSET` (arch/powerpc/include/asm/page.h, ppc64): physical ->
+/// kernel virtual address in the linear map.
+pub const LINEAR_MAP: u64 = 0xc000_0000_0000_0000;
+
 /// Reads guest memory at a kernel virtual address (the plugin's
 /// `qemu_plugin_read_memory_vaddr`), used once when a newly found object
 /// starts being watched.  `false` = unreadable.
@@ -162,6 +166,25 @@ impl Decoder {
         self.regions
             .range(pa.saturating_sub(7)..pa + len)
             .any(|(s, r)| *s + u64::from(r.size) > pa)
+    }
+
+    /// Which of `fields` memory already holds another value for than the
+    /// shadow: a store to them executed whose callback has not run yet
+    /// (under multi-threaded TCG a memory callback runs after its store, on
+    /// the storing vCPU's thread, so another thread can act on the stored
+    /// value first).  Unreadable or unwatched fields count as settled.
+    pub fn behind(&self, fields: &[FieldRef], mem: &mut dyn Memory) -> Vec<FieldRef> {
+        self.regions
+            .iter()
+            .filter(|(_, r)| fields.contains(&r.field))
+            .filter(|(&pa, r)| {
+                let mut buf = [0u8; 8];
+                let n = usize::from(r.size);
+                mem.read(pa | LINEAR_MAP, &mut buf[..n])
+                    && extend(u64::from_le_bytes(buf), r.size, r.signed) != r.value
+            })
+            .map(|(_, r)| r.field)
+            .collect()
     }
 
     /// Apply a store of `bytes` (in memory order) at physical `pa`.

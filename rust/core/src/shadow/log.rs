@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::consts::Variant;
 
 use super::field::{FieldRef, HField, Reg, VField};
-use super::{Event, Shadow};
+use super::{Behind, Event, Shadow};
 
 fn hex(v: u64) -> Value {
     Value::String(format!("{v:#x}"))
@@ -121,6 +121,8 @@ fn parse_event(v: &Value) -> Result<Event, String> {
 pub fn replay<'a, I: IntoIterator<Item = &'a str>>(lines: I) -> Result<Shadow, LogError> {
     let mut shadow: Option<Shadow> = None;
     let mut batch: Vec<Event> = Vec::new();
+    // Fields the live run found behind memory at the current batch.
+    let mut behind: Vec<FieldRef> = Vec::new();
     let mut n = 0;
     for (i, line) in lines.into_iter().enumerate() {
         n = i + 1;
@@ -158,16 +160,31 @@ pub fn replay<'a, I: IntoIterator<Item = &'a str>>(lines: I) -> Result<Shadow, L
             continue;
         };
         if v.get("end").is_some() {
-            s.apply_batch(&batch);
+            s.apply_with(&batch, Behind::Known(&behind));
             batch.clear();
+            behind.clear();
             let tb = v.get("tb").and_then(int).unwrap_or(0);
             s.finish(tb);
             continue;
         }
+        if let Some(b) = v.get("behind") {
+            let names = b
+                .as_array()
+                .ok_or_else(|| err("key `behind`: not a list".into()))?;
+            for n in names {
+                let f = n
+                    .as_str()
+                    .and_then(FieldRef::parse)
+                    .ok_or_else(|| err(format!("key `behind`: unknown field {n}")))?;
+                behind.push(f);
+            }
+            continue;
+        }
         let ev = parse_event(&v).map_err(err)?;
         if batch.first().is_some_and(|b| b.seq != ev.seq) {
-            s.apply_batch(&batch);
+            s.apply_with(&batch, Behind::Known(&behind));
             batch.clear();
+            behind.clear();
         }
         if let FieldRef::Reg(t, _) | FieldRef::Hstate(t, _) | FieldRef::Paca(t) = ev.field {
             if t >= s.state().threads_per_core {
@@ -177,7 +194,7 @@ pub fn replay<'a, I: IntoIterator<Item = &'a str>>(lines: I) -> Result<Shadow, L
         batch.push(ev);
     }
     if let Some(s) = shadow.as_mut() {
-        s.apply_batch(&batch);
+        s.apply_with(&batch, Behind::Known(&behind));
     }
     shadow.ok_or(LogError {
         line: n.max(1),

@@ -65,6 +65,7 @@ pub mod field;
 pub mod insn;
 pub mod layout;
 pub mod log;
+pub mod settle;
 pub mod state;
 #[cfg(test)]
 mod tests;
@@ -84,6 +85,7 @@ pub use checks::{Bounds, StepChecker};
 pub use decode::{phys, Change, Decoder, Memory, NoMemory};
 pub use field::{CField, FieldRef, HField, Reg, VField};
 pub use layout::{Symbolizer, WatchLayout};
+pub use settle::{Behind, Settle};
 pub use state::{CoreState, Inflight};
 
 /// Events kept before each violation.
@@ -142,6 +144,9 @@ pub struct Stats {
     pub violations: u64,
     pub first_tb: Option<u64>,
     pub last_tb: u64,
+    /// Times a snapshot violation was deferred because a field it names was
+    /// behind memory (see [`settle`]).
+    pub unsettled: u64,
 }
 
 /// The shadow, its checks and its records.
@@ -160,6 +165,7 @@ pub struct Shadow {
     edges: BTreeMap<Edge, u64>,
     recorded: Vec<Recorded>,
     log: Option<Box<dyn Write + Send>>,
+    settle: Settle,
 }
 
 /// POWER8's timebase frequency (Hz).
@@ -193,6 +199,7 @@ impl Shadow {
             edges: BTreeMap::new(),
             recorded: Vec::new(),
             log: None,
+            settle: Settle::default(),
         }
     }
 
@@ -260,7 +267,7 @@ impl Shadow {
             return 0;
         };
         self.stats.stores_checked += 1;
-        let changes = d.store(pa, bytes, mem);
+        let changes = d.store(pa, bytes, &mut *mem);
         if changes.is_empty() {
             return 0;
         }
@@ -278,7 +285,7 @@ impl Shadow {
                 new: c.new,
             })
             .collect();
-        self.apply_batch(&batch);
+        self.apply_with(&batch, Behind::Memory(mem));
         batch.len()
     }
 
@@ -314,6 +321,12 @@ impl Shadow {
     /// Apply the events of one store (one `seq`) and check the state after
     /// them: snapshot invariants, step invariants, liveness.
     pub fn apply_batch(&mut self, batch: &[Event]) {
+        self.apply_with(batch, Behind::Unknown);
+    }
+
+    /// [`Shadow::apply_batch`], with what is known of fields behind memory
+    /// (see [`settle`]).
+    pub fn apply_with(&mut self, batch: &[Event], behind: Behind<'_>) {
         let Some(last) = batch.last() else {
             return;
         };
@@ -335,11 +348,25 @@ impl Shadow {
         if snapshot_changed {
             let next = self.state.snapshot();
             let now = check_snapshot(&next);
-            let keys: HashSet<(u32, String)> = now.iter().map(|v| (v.invariant, v.message.clone())).collect();
-            found.extend(
-                now.into_iter()
-                    .filter(|v| !self.active.contains(&(v.invariant, v.message.clone()))),
-            );
+            let mut keys: HashSet<(u32, String)> =
+                now.iter().map(|v| (v.invariant, v.message.clone())).collect();
+            self.settle.retain(&keys);
+            let new: Vec<Violation> = now
+                .into_iter()
+                .filter(|v| !self.active.contains(&(v.invariant, v.message.clone())))
+                .collect();
+            let j = self
+                .settle
+                .judge(new, &next, last.tb, self.tb_freq, self.decoder.as_ref(), behind);
+            for k in &j.deferred {
+                keys.remove(k);
+            }
+            self.stats.unsettled += j.deferred.len() as u64;
+            if let (Some(w), false) = (self.log.as_mut(), j.behind.is_empty()) {
+                let names: Vec<String> = j.behind.iter().map(ToString::to_string).collect();
+                let _ = writeln!(w, "{}", serde_json::json!({"seq": last.seq, "behind": names}));
+            }
+            found.extend(j.report);
             self.active = keys;
             found.extend(check_event_step(&self.prev, &next));
             if self.states.len() < MAX_STATES {
@@ -391,7 +418,13 @@ impl Shadow {
             let _ = writeln!(w, "{}", serde_json::json!({"end": true, "tb": tb}));
             let _ = w.flush();
         }
-        let found = self.checker.liveness(&self.state, tb, self.tb_freq, &self.bounds);
+        let mut found = self.checker.liveness(&self.state, tb, self.tb_freq, &self.bounds);
+        // Violations still deferred at the end are judged as they stand.
+        found.extend(
+            check_snapshot(&self.state.snapshot())
+                .into_iter()
+                .filter(|v| !self.active.contains(&(v.invariant, v.message.clone()))),
+        );
         if let Some(last) = self.ring.back().cloned() {
             for v in found {
                 self.record(v, &Event { tb, ..last.clone() });

@@ -589,3 +589,6 @@ fn a_third_value_during_the_mtspr_is_judged() {
     r.reg(1, Reg::Sdr1, 0x1234_0000);
     assert!(r.invariants().contains(&8), "{:?}", r.invariants());
 }
+
+#[path = "tests_settle.rs"]
+mod settle_tests;
