@@ -254,3 +254,60 @@ def test_setup_failure_exits_2(
     monkeypatch.setattr(apt, "ensure_apt", no_root)
     assert labsetup.setup() == 2
     assert "pyvcore lab setup: apt packages are missing" in capsys.readouterr().err
+
+
+def _quiet_setup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
+    """Every setup step replaced by a recorder (no apt, network or builds)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    ran: list[str] = []
+    monkeypatch.setattr(apt, "os_codename", lambda: "bookworm")
+    monkeypatch.setattr(apt, "ensure_apt", lambda codename: ran.append("apt"))
+    monkeypatch.setattr(piptools, "ensure_pip_build_tools", lambda: ran.append("pip"))
+    monkeypatch.setattr(kernels, "private_apt", lambda cache, names: ran.append("kernel apt"))
+
+    def kernel(cache: Path, name: str, kapt: object) -> object:
+        ran.append(f"kernel {name}")
+        return type("Manifest", (), {"package": "linux-image", "version": "1", "vmlinux": "vmlinux"})()
+
+    def qemu(cache: Path, force: bool) -> Path:
+        ran.append("qemu")
+        return tmp_path / "qemu-system-ppc64"
+
+    monkeypatch.setattr(kernels, "ensure_kernel", kernel)
+    monkeypatch.setattr(qemubuild, "ensure_patched_qemu", qemu)
+    monkeypatch.setattr(labsetup, "ensure_guest_programs", lambda cache: ran.append("guest"))
+    return ran
+
+
+def test_setup_builds_the_trace_plugin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from pyvcore.lab import plugin_build
+
+    ran = _quiet_setup(monkeypatch, tmp_path)
+    built = tmp_path / "plugin" / "k" / plugin_build.PLUGIN_NAME
+
+    def ensure_plugin(**kw: object) -> Path:
+        ran.append("plugin")
+        return built
+
+    monkeypatch.setattr(plugin_build, "ensure_plugin", ensure_plugin)
+    assert labsetup.setup() == 0
+    assert ran.index("plugin") > ran.index("qemu")
+    ran.clear()
+    assert labsetup.setup(build_plugin=False) == 0
+    assert "plugin" not in ran
+
+
+def test_setup_plugin_build_failure_exits_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pyvcore.lab import plugin_build
+    from pyvcore.lab.qemu import LabError
+
+    _quiet_setup(monkeypatch, tmp_path)
+
+    def no_cargo(**kw: object) -> Path:
+        raise LabError("cannot build the QEMU plugin: cargo is not on PATH")
+
+    monkeypatch.setattr(plugin_build, "ensure_plugin", no_cargo)
+    assert labsetup.setup() == 2
+    assert "pyvcore lab setup: cannot build the QEMU plugin: cargo is not on PATH" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""pyvcore trace on the real lab (QEMU with the plugin): clean on patched QEMU, the
+"""pyvcore trace on the real lab (QEMU with the plugin): every scenario clean on patched QEMU, the
 LPIDR/SDR1 sharing bug of stock QEMU flagged through invariant 8 at its first store,
 and prepatch refuted by a real placement event."""
 
@@ -9,24 +9,26 @@ from pathlib import Path
 
 import pytest
 
+from pyvcore.lab.scenarios import SCENARIOS
 from pyvcore.trace import run_trace
 
 pytestmark = pytest.mark.lab
 
 
-def test_patched_qemu_is_clean(tmp_path: Path) -> None:
-    r = run_trace("all", qemu="patched", seconds=3, out=tmp_path / "ev.jsonl", baseline=False, lock_wait=900)
-    assert r.verdict in ("clean", "violations"), r.error
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_patched_qemu_is_clean(scenario: str, tmp_path: Path) -> None:
+    r = run_trace(scenario, qemu="patched", seconds=3, out=tmp_path / "ev.jsonl", baseline=False, lock_wait=900)
+    assert r.verdict != "error", r.error
+    found = [(v["invariant"], v["seq"], v["field"], v["message"]) for v in r.summary["violations"]]
+    assert r.verdict == "clean", f"{r.summary['stats']['violations']} violations, first: {found[:4]}"
+    assert (r.traced.done or {}).get("status") == "ok", r.traced.done
     stats = r.summary["stats"]
     assert stats["events_per_field"]["kvm_hstate.in_guest"] > 8
     assert stats["events_per_field"]["vcore.entry_exit_map"] > 8
-    assert r.summary["prepatch_refuted_by"] is not None
-    if r.verdict != "clean":
-        # Known gap (README, "Known gaps"): the lab's QEMU shares an LPIDR/SDR1 write with the
-        # sibling threads through async_run_on_cpu, so a sibling can store before its copy is
-        # updated, and two violations (23, 10) are not explained yet. Reported, never hidden.
-        found = sorted({(v["invariant"], v["field"]) for v in r.summary["violations"]})
-        pytest.xfail(f"patched QEMU trace not clean yet: {found[:6]}")
+    # The guest's own timebase (the `tb` register), not the host clock.
+    assert r.summary["tb_source"] == "tb register"
+    if scenario == "all":
+        assert r.summary["prepatch_refuted_by"] is not None
 
 
 def test_stock_qemu_is_flagged_by_invariant_8(tmp_path: Path) -> None:

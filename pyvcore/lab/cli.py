@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     setup.add_argument("--no-qemu-build", action="store_true", help="skip building the patched QEMU")
     setup.add_argument("--rebuild-qemu", action="store_true", help="rebuild the patched QEMU even if cached")
     setup.add_argument(
+        "--no-plugin-build", action="store_true", help="skip building pyvcore trace's QEMU plugin (needs cargo)"
+    )
+    setup.add_argument(
         "--kernel",
         action="append",
         default=[],
@@ -141,7 +144,12 @@ def cmd_setup(args: argparse.Namespace) -> int:
     except SetupError as err:
         print(f"pyvcore lab setup: {err}", file=sys.stderr)
         return 2
-    return setup(build_qemu=not args.no_qemu_build, force_qemu=args.rebuild_qemu, kernel_names=names)
+    return setup(
+        build_qemu=not args.no_qemu_build,
+        force_qemu=args.rebuild_qemu,
+        kernel_names=names,
+        build_plugin=not args.no_plugin_build,
+    )
 
 
 def cmd_up(args: argparse.Namespace) -> int:

@@ -10,7 +10,10 @@ Steps (each timed and skipped when already done):
    for (default 6.12, 4k pages) and busybox-static, through the lab's private apt.
 4. QEMU (:mod:`pyvcore.lab.qemubuild`): Debian's qemu source with the lab's patches,
    ``qemu-system-ppc64`` built with TCG plugins and cached.
-5. guest programs: :func:`pyvcore.lab.guest.build_guest_programs`.
+5. the QEMU TCG plugin of ``pyvcore trace`` (:func:`pyvcore.lab.plugin_build.ensure_plugin`,
+   ``cargo build --release -p pyvcore-plugin``, cached by the hash of its sources), so the
+   first trace does not build it.
+6. guest programs: :func:`pyvcore.lab.guest.build_guest_programs`.
 """
 
 from __future__ import annotations
@@ -40,7 +43,24 @@ def ensure_guest_programs(cache: Path) -> dict[str, Path]:
     return programs
 
 
-def setup(*, build_qemu: bool = True, force_qemu: bool = False, kernel_names: Sequence[str] = ()) -> int:
+def ensure_trace_plugin() -> Path:
+    """Build ``pyvcore trace``'s QEMU plugin unless this source content has one already."""
+    from pyvcore.lab.plugin_build import ensure_plugin
+    from pyvcore.lab.qemu import LabError
+
+    try:
+        return ensure_plugin(log=log)
+    except LabError as err:
+        raise SetupError(f"{err} ({err.detail})" if err.detail else str(err)) from None
+
+
+def setup(
+    *,
+    build_qemu: bool = True,
+    force_qemu: bool = False,
+    kernel_names: Sequence[str] = (),
+    build_plugin: bool = True,
+) -> int:
     """Run every setup step; returns a process exit status (0, or 2 when a step failed).
 
     ``kernel_names``: the Debian kernels to set up (:data:`pyvcore.lab.kernels.KERNELS`);
@@ -71,6 +91,12 @@ def setup(*, build_qemu: bool = True, force_qemu: bool = False, kernel_names: Se
             with Step("patched QEMU"):
                 qemu = qemubuild.ensure_patched_qemu(cache, force=force_qemu)
             timings["patched QEMU"] = time.monotonic() - started
+        plugin = None
+        if build_plugin:
+            started = time.monotonic()
+            with Step("QEMU trace plugin"):
+                plugin = ensure_trace_plugin()
+            timings["QEMU trace plugin"] = time.monotonic() - started
         with Step("guest programs"):
             ensure_guest_programs(cache)
     except SetupError as err:
@@ -83,6 +109,8 @@ def setup(*, build_qemu: bool = True, force_qemu: bool = False, kernel_names: Se
         log(f"kernel {name}: {manifest.package} {manifest.version}: {manifest.vmlinux}")
     if qemu:
         log(f"qemu     {qemu} (patched); stock {STOCK_QEMU}")
+    if plugin:
+        log(f"plugin   {plugin}")
     return 0
 
 

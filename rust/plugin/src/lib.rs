@@ -130,11 +130,19 @@ impl Tracer {
         self.generation.store(d.generation(), Ordering::Relaxed);
     }
 
-    /// The timebase, in ticks: the host's monotonic clock since the plugin
-    /// started, at POWER8's 512 MHz.  TCG's timebase follows the host clock
-    /// (QEMU_CLOCK_VIRTUAL without icount), so durations agree; reading the
-    /// `tbl` register through the plugin API gave 0 on QEMU 10.0.2.
+    /// The timebase of the calling vCPU, in ticks (512 MHz): the `tb`
+    /// register.  On ppc64 QEMU names the readable timebase (SPR 268,
+    /// `spr_register(env, SPR_TBL, "TB", ...)` in target/ppc/helper_regs.c)
+    /// `tb`; `tbl` is SPR 284, the hypervisor's write-only TBL, whose
+    /// `env->spr` slot stays 0 — the 0 an earlier build read.  gdbstub.c's
+    /// gdb_get_spr_reg reads `tb` through cpu_ppc_load_tbl (the virtual
+    /// clock plus the timebase offset).  Without the register (another
+    /// QEMU), the host's monotonic clock since the plugin started, at 512
+    /// MHz: TCG's timebase follows the host clock, so durations agree.
     fn tb(&self) -> u64 {
+        if let Some(v) = self.regs.get().and_then(|r| r.tb.as_ref()).and_then(read_u64) {
+            return v;
+        }
         (self.started.elapsed().as_nanos() as u64).saturating_mul(TB_FREQ_POWER8 / 1_000_000) / 1000
     }
 
@@ -198,7 +206,8 @@ impl Tracer {
         sum["stores_seen"] = seen.into();
         sum["seconds"] = self.started.elapsed().as_secs_f64().into();
         sum["mode"] = if self.ranges.is_empty() { "all" } else { "kvm" }.into();
-        sum["tb_source"] = "host clock".into();
+        let tb_reg = self.regs.get().is_some_and(|r| r.tb.is_some());
+        sum["tb_source"] = if tb_reg { "tb register" } else { "host clock" }.into();
         if let Some(p) = &self.summary {
             if let Err(e) = std::fs::write(p, sum.to_string()) {
                 let _ = qemu_plugin_outs(format!("pyvcore plugin: cannot write {p}: {e}\n"));
@@ -334,7 +343,7 @@ impl HasCallbacks for Plugin {
         let regs = Regs {
             lpidr: by_name.remove("lpidr"),
             sdr1: by_name.remove("sdr1"),
-            tb: by_name.remove("tbl").or_else(|| by_name.remove("tb")),
+            tb: by_name.remove("tb"),
             gpr,
         };
         if regs.gpr.len() != 32 || regs.lpidr.is_none() || regs.sdr1.is_none() || regs.tb.is_none() {

@@ -26,31 +26,41 @@ pub const LIVE_EXIT_IPI: u32 = 42;
 pub const LIVE_EXITING: u32 = 43;
 
 /// The kernel's own bounds, in seconds (converted with the timebase
-/// frequency), and the slack applied to them under emulation.
+/// frequency: 512,000,000 ticks per second on POWER8), and the slack applied
+/// to them under emulation.  Sources are Linux 6.12.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Bounds {
-    /// kvmppc_grab_hwthread (arch/powerpc/kvm/book3s_hv.c, 6.12): polls
-    /// `hwthread_state == KVM_HWTHREAD_IN_KERNEL` 10000 times with
-    /// `udelay(1)` between, then prints "KVM: couldn't grab cpu" and gives
-    /// up: 10 ms.
+    /// Invariant 41.  kvmppc_grab_hwthread (arch/powerpc/kvm/book3s_hv.c)
+    /// polls `hwthread_state == KVM_HWTHREAD_IN_KERNEL` with `timeout =
+    /// 10000` and `udelay(1)` per poll, then prints "KVM: couldn't grab cpu
+    /// %d" and gives up: 10 ms = 5,120,000 ticks.
     pub grab_s: f64,
-    /// A thread that entered must start its exit once another thread has:
-    /// kvmhv_commence_exit (arch/powerpc/kvm/book3s_hv_builtin.c) IPIs every
-    /// entered thread (msgsnd on POWER8), and a thread that is still in
-    /// the guest is in any case forced out by the hypervisor decrementer,
-    /// which __kvmppc_vcore_entry (book3s_hv_interrupts.S) loads from the
-    /// host's DEC: at most one host tick, 4 ms at Debian's CONFIG_HZ=250.
+    /// Invariant 42.  Once one thread has set its exit bit, every entered
+    /// thread must start its exit: kvmhv_commence_exit
+    /// (arch/powerpc/kvm/book3s_hv_builtin.c) sends each an IPI through
+    /// kvmhv_interrupt_vcore (msgsnd on POWER8), and a thread that missed it
+    /// is forced out by the hypervisor decrementer, which
+    /// __kvmppc_vcore_entry (arch/powerpc/kvm/book3s_hv_interrupts.S,
+    /// `mtspr SPRN_HDEC`) loads from the host's DEC: at most one host tick,
+    /// 1/CONFIG_HZ = 4 ms at Debian's CONFIG_HZ=250 = 2,048,000 ticks.
     pub exit_ipi_s: f64,
-    /// VCORE_EXITING lasts from kvmppc_run_core's `vc->vcore_state =
-    /// VCORE_EXITING` through kvmppc_wait_for_nap (1,000,000 polls, then
-    /// "KVM: CPU %d seems to be stuck") and post_guest_process: bounded at
-    /// 1,000,000 polls of ~100 ns each = 100 ms.
+    /// Invariant 43.  VCORE_EXITING lasts from kvmppc_run_core's
+    /// `vc->vcore_state = VCORE_EXITING` through kvmppc_wait_for_nap
+    /// (book3s_hv.c: 1,000,000 polls of the siblings' `kvm_vcore`, then
+    /// "KVM: CPU %d seems to be stuck") and post_guest_process.  The kernel
+    /// counts polls, not time; at ~100 ns a poll (n-1 loads of other
+    /// threads' PACAs at low SMT priority) that is 100 ms = 51,200,000 ticks.
     pub exiting_s: f64,
-    /// Multiplier on every bound.  Under TCG the timebase follows the host
-    /// clock while a vCPU thread can be descheduled by the host: on a
-    /// loaded 2-core host, correct runs showed an entered thread taking
-    /// 44-75 ms to start its exit.  A bound is judged at `slack` times the
-    /// kernel's (default 100: 1 s, 0.4 s, 10 s); a real hang never ends.
+    /// Multiplier on every bound (default 100: judged at 1 s, 0.4 s and
+    /// 10 s).  The kernel's bounds are for a real POWER8.  Under TCG the
+    /// timebase follows the host clock while the guest's code runs one to
+    /// two orders of magnitude slower (a `udelay(1)` poll or an IPI round
+    /// trip takes many host microseconds), and on a loaded host a vCPU
+    /// thread can be descheduled for whole host ticks: correct runs on a
+    /// loaded 2-core host showed an entered thread taking 44-75 ms (11-19x
+    /// the 4 ms bound) to start its exit.  100x keeps a correct kernel
+    /// clean under that, while a real hang (the state never ends) is still
+    /// reported.
     pub slack: f64,
 }
 
