@@ -17,7 +17,9 @@ pytestmark = pytest.mark.lab
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_patched_qemu_is_clean(scenario: str, tmp_path: Path) -> None:
-    r = run_trace(scenario, qemu="patched", seconds=3, out=tmp_path / "ev.jsonl", baseline=False, lock_wait=900)
+    r = run_trace(
+        scenario, qemu="patched", seconds=3, out=tmp_path / "ev.jsonl", baseline=False, lock_wait=900
+    )
     assert r.verdict != "error", r.error
     found = [(v["invariant"], v["seq"], v["field"], v["message"]) for v in r.summary["violations"]]
     assert r.verdict == "clean", f"{r.summary['stats']['violations']} violations, first: {found[:4]}"

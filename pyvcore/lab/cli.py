@@ -27,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     setup.add_argument("--no-qemu-build", action="store_true", help="skip building the patched QEMU")
     setup.add_argument("--rebuild-qemu", action="store_true", help="rebuild the patched QEMU even if cached")
     setup.add_argument(
-        "--no-plugin-build", action="store_true", help="skip building pyvcore trace's QEMU plugin (needs cargo)"
+        "--no-plugin-build",
+        action="store_true",
+        help="skip building pyvcore trace's QEMU plugin (needs cargo)",
     )
     setup.add_argument(
         "--kernel",
