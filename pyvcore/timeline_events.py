@@ -88,6 +88,8 @@ def from_events(title: str, header: dict[str, Any], lines: Iterable[tuple[int, d
     kept: list[dict[str, Any]] = [header]
     for number, ev in lines:
         kept.append(ev)
+        if "behind" in ev:  # fields behind memory at a check: for the replay only
+            continue
         try:
             _apply(st, ev, as_int(ev.get("tb")) * 1e6 / freq)
         except (TimelineError, KeyError, TypeError, ValueError) as exc:

@@ -164,3 +164,25 @@ def test_prepatch_is_refuted_by_a_vcpu_placed_past_n_runnable() -> None:
     assert (found["seq"], found["thread"], found["n_runnable"], found["vcpu_id"]) == (2, 1, 1, 1)
     # vcpu 0 on thread 0 is what prepatch would do too: nothing refuted.
     assert refute_prepatch([line.replace("threads[1]", "threads[0]") for line in lines]) is None
+
+
+def test_a_deferred_violation_in_the_log_is_deferred_again(tmp_path: Path) -> None:
+    """A thread in KVM with no vcore (23) while memory already held the vcore pointer
+    (the `behind` line the live plugin writes): the replay defers it as the live run did,
+    and the pointer's late store settles it.  Without the line, 23 is reported."""
+    thread1_in = [
+        ev(2, "threads[1].kvm_hstate.hwthread_req", 0, 1),
+        ev(3, "threads[1].kvm_hstate.hwthread_state", 1, 2, cpu=1),
+        ev(4, "threads[1].kvm_hstate.in_guest", 0, 4, cpu=1),
+    ]
+    behind = [{"seq": 4, "behind": ["threads[1].kvm_hstate.kvm_vcore"]}]
+    late = [ev(5, "threads[1].kvm_hstate.kvm_vcore", "0x0", VC)]
+    settled = write_log(tmp_path / "settled.jsonl", vcore_found(1) + thread1_in + behind + late)
+    summary = json.loads(_core.replay_events(settled.read_text()))
+    assert [v["invariant"] for v in summary["violations"]] == []
+    assert summary["stats"]["unsettled"] > 0
+    raw = write_log(tmp_path / "raw.jsonl", vcore_found(1) + thread1_in + late)
+    summary = json.loads(_core.replay_events(raw.read_text()))
+    assert 23 in [v["invariant"] for v in summary["violations"]]
+    # The timeline reads the same log (the behind line is for the replay only).
+    assert main(["timeline", str(settled), "-o", str(tmp_path / "t.json")]) == 0

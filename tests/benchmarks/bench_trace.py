@@ -1,7 +1,12 @@
 """Benchmark of `pyvcore trace` (prints figures; not a timed test).
 
-    python tests/benchmarks/bench_trace.py [SCENARIO ...] [--seconds N] [--mode all|kvm]
+    python tests/benchmarks/bench_trace.py [SCENARIO ...] [--seconds N] [--mode all|kvm] [--save DIR]
     python tests/benchmarks/bench_trace.py --long 600 [--scenario all]
+    python tests/benchmarks/bench_trace.py --edges DIR
+
+With ``--save DIR`` each scenario's result (summary with edges) is written to
+``DIR/SCENARIO.json``; ``--edges DIR`` prints the edge tables of the saved results
+(kernel vs model, both gap kinds) as Markdown, as the README shows them.
 
 Per scenario: boot to READY and the guest's own scenario time with and without the
 plugin (target: at most 2x), stores seen per second, stores decoded, events.  With
@@ -22,13 +27,19 @@ from pathlib import Path
 from pyvcore.trace import _vmlinux, run_trace
 
 
-def per_scenario(scenarios: list[str], seconds: int, mode: str) -> int:
-    print(f"{'scenario':<11} {'boot':>14} {'scenario':>16} {'stores/s':>12} {'decoded':>10} {'events':>9}")
+def per_scenario(scenarios: list[str], seconds: int, mode: str, save: Path | None) -> int:
+    print(
+        f"{'scenario':<11} {'boot':>14} {'scenario':>16} {'stores/s':>12} {'decoded':>10} {'checked/s':>9} "
+        f"{'events':>9}  verdict"
+    )
     worst = 0.0
     for name in scenarios:
-        r = run_trace(name, seconds=seconds, mode=mode, lock_wait=600)
+        r = run_trace(name, seconds=seconds, mode=mode, lock_wait=1800)
+        if save is not None:
+            save.mkdir(parents=True, exist_ok=True)
+            (save / f"{name}.json").write_text(json.dumps(r.to_dict()))
         if r.verdict == "error":
-            print(f"{name:<11} error: {r.error}")
+            print(f"{name:<11} error: {r.error}", flush=True)
             continue
         base = r.baseline
         s = r.summary
@@ -44,7 +55,9 @@ def per_scenario(scenarios: list[str], seconds: int, mode: str) -> int:
             worst = max(worst, r.traced.scenario_s / base.scenario_s)
         print(
             f"{name:<11} {boot:>14} {scen:>16} {s['stores_seen'] / secs:>12,.0f} "
-            f"{stats['stores_checked']:>10,} {stats['events']:>9,}  ({r.verdict})"
+            f"{stats['stores_checked']:>10,} {stats['stores_checked'] / secs:>9,.0f} {stats['events']:>9,}  "
+            f"{r.verdict} ({stats['violations']} violations)",
+            flush=True,
         )
     print(f"worst scenario slowdown with the plugin: {worst:.2f}x (target <= 2x)")
     return 0
@@ -63,7 +76,7 @@ def long_run(scenario: str, seconds: int, mode: str) -> int:
         "summary": str(work / "summary.json"),
         "mode": mode,
     }
-    lab = Lab(scenario, hold=seconds, lock_wait=600, plugin=(str(ensure_plugin()), args))  # type: ignore[call-arg]
+    lab = Lab(scenario, hold=seconds, lock_wait=1800, plugin=(str(ensure_plugin()), args))
     samples = []
     with lab:
         started = time.monotonic()
@@ -78,26 +91,65 @@ def long_run(scenario: str, seconds: int, mode: str) -> int:
         lab.stop()
     summary = json.loads((work / "summary.json").read_text())
     first, last = samples[0][1], samples[-1][1]
+    stats = summary["stats"]
+    secs = summary.get("seconds") or 1.0
     print(
-        f"RSS {first:.1f} -> {last:.1f} MiB over {samples[-1][0]:.0f} s; max {max(s for _, s in samples):.1f} MiB"
+        f"RSS {first:.1f} -> {last:.1f} MiB over {samples[-1][0]:.0f} s; peak {max(s for _, s in samples):.1f} MiB"
     )
     print(
-        f"events {summary['stats']['events']:,}, log {(work / 'events.jsonl').stat().st_size / 2**20:.1f} MiB"
+        f"events {stats['events']:,}, log {(work / 'events.jsonl').stat().st_size / 2**20:.1f} MiB; "
+        f"stores seen {summary['stores_seen']:,} ({summary['stores_seen'] / secs:,.0f}/s), "
+        f"checked {stats['stores_checked']:,} ({stats['stores_checked'] / secs:,.0f}/s) over {secs:.0f} s; "
+        f"{stats['violations']} violations, {stats['distinct_states']:,} distinct states"
     )
+    return 0
+
+
+def edge_tables(save: Path) -> int:
+    """Markdown edge tables of the results saved by ``--save``."""
+    from pyvcore.lab.scenarios import scenario_named
+    from pyvcore.trace_edges import compare, kernel_edges, model_edges
+
+    for f in sorted(save.glob("*.json")):
+        r = json.loads(f.read_text())
+        s = r["summary"]
+        if not s:
+            print(f"### {f.stem}: no result ({r.get('error')})\n")
+            continue
+        vcpus = list(scenario_named(f.stem).ids.get(4, ()))
+        rows = compare(kernel_edges(s), model_edges(s.get("variant", "modern"), 4, vcpus))
+        count = {w: sum(1 for x in rows if x["where"] == w) for w in ("both", "kernel only", "model only")}
+        print(
+            f"### `{f.stem}` (vcpus {vcpus}; {s['stats']['events']:,} events, verdict {r['verdict']}): "
+            f"{count['both']} edges on both sides, {count['kernel only']} kernel only, "
+            f"{count['model only']} model only\n"
+        )
+        print("| field | edge | seen in | kernel functions |\n|---|---|---|---|")
+        for x in rows:
+            if x["where"] != "both":
+                fns = ", ".join(x["functions"][:3])
+                print(f"| `{x['field']}` | {x['old']} -> {x['new']} | {x['where']} | {fns} |")
+        print()
     return 0
 
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("scenarios", nargs="*", default=["all", "novcpu0", "cede", "doorbell", "sparse", "exits"])
+    from pyvcore.lab.scenarios import SCENARIOS
+
+    p.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
     p.add_argument("--seconds", type=int, default=5)
     p.add_argument("--mode", default="all")
     p.add_argument("--long", type=int, help="one long traced run of this many seconds (memory)")
     p.add_argument("--scenario", default="all")
+    p.add_argument("--save", type=Path, help="write each scenario's result to DIR/SCENARIO.json")
+    p.add_argument("--edges", type=Path, help="print the edge tables of the results saved in DIR")
     a = p.parse_args()
+    if a.edges:
+        return edge_tables(a.edges)
     if a.long:
         return long_run(a.scenario, a.long, a.mode)
-    return per_scenario(a.scenarios, a.seconds, a.mode)
+    return per_scenario(a.scenarios, a.seconds, a.mode, a.save)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,11 @@
 //!   integers (signed fields such as `vcpu.cpu` may be -1); readers accept
 //!   both.
 //!
+//! A line `{"seq": S, "behind": [FIELD, ...]}` after the events of store
+//! `S` says that, when they were checked, guest memory already held other
+//! values for those fields (stores whose callbacks were still coming): the
+//! snapshot violations naming them were deferred ([`settle`]).
+//!
 //! The last line may be `{"end": true, "tb": T}`: the trace ended at `T`
 //! (liveness is judged up to there).  `pyvcore check` replays a log through
 //! [`Shadow::replay`] and reports the same violations as the live run.
