@@ -406,7 +406,8 @@ def explore(
     exit_request: bool = False,
     fault: Optional[str] = None,
     workers: Optional[int] = None,
-    partial_order: bool = True,
+    partial_order: bool = False,
+    subsumption: bool = True,
     progress: Optional[Callable[[ExploreProgress], object]] = None,
 ) -> ExploreReport:
     """Explore one vcore run without the GIL; progress(p) between batches; Ctrl-C and

@@ -137,7 +137,8 @@ def explore(
     exit_request: bool = False,
     fault: Optional[str] = None,
     workers: Optional[int] = None,
-    partial_order: bool = True,
+    partial_order: bool = False,
+    subsumption: bool = True,
     progress: Optional[Callable[[Any], object]] = None,
 ) -> ExploreResult:
     # Long only for its docstring and for passing each option through.
@@ -155,9 +156,14 @@ def explore(
     memory) every few thousand states; Ctrl-C stops the search
     (KeyboardInterrupt).  ``exit_request`` (modern) also lets VCORE_EXIT_REQ
     arrive at any time.  ``fault`` (one of :data:`FAULTS`) breaks one kernel
-    rule on purpose.  ``partial_order`` (default on) explores a doorbell's
-    sending and taking only just before the next step of the threads it
-    concerns (every other event commutes with them).  Bad parameters raise ValueError / :class:`ModelError`.
+    rule on purpose.  ``symmetry`` (default on) merges states equal up to a
+    permutation of the secondary threads with their vcpus.  ``subsumption``
+    (default on) merges a state into one equal to it but for the bound
+    counters (cedes, prods, doorbells used), none of them larger: that one
+    can do everything it can.  ``partial_order`` (default off: it no longer
+    pays once subsumption is on) explores a doorbell's sending and taking
+    only just before the next step of the threads it concerns (every other
+    event commutes with them; the states on the way are checked too).  Bad parameters raise ValueError / :class:`ModelError`.
     """
     for name, value, limit in (
         ("max_states", max_states, 2**62),
@@ -192,6 +198,7 @@ def explore(
         fault=fault,
         workers=workers,
         partial_order=partial_order,
+        subsumption=subsumption,
         progress=progress,
     )
     return ExploreResult(
@@ -359,7 +366,8 @@ def _run(args: argparse.Namespace) -> int:
             exit_request=args.exit_request,
             fault=args.fault,
             workers=args.workers,
-            partial_order=not args.no_partial_order,
+            partial_order=args.partial_order,
+            subsumption=not args.no_subsumption,
             progress=progress,
         )
     except (ModelError, ValueError, OverflowError) as e:
@@ -460,9 +468,14 @@ def register(subparsers: Any) -> None:
         help="do not merge states that differ only by a permutation of secondary threads",
     )
     p.add_argument(
-        "--no-partial-order",
+        "--partial-order",
         action="store_true",
-        help="explore doorbell events at every point, not only before the next step of the threads they concern",
+        help="explore doorbell events only just before the next step of the threads they concern",
+    )
+    p.add_argument(
+        "--no-subsumption",
+        action="store_true",
+        help="do not merge states that differ only by the bound counters (cedes, prods, doorbells used)",
     )
     p.add_argument(
         "--exit-request",

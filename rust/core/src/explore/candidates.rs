@@ -25,6 +25,9 @@ pub(crate) fn candidates(cfg: &Config, opts: &ExploreOptions, s: &State, chosen:
     let cedes: u32 = s.vcpus.iter().flatten().map(|v| v.cedes as u32).sum();
     let prods: u32 = s.vcpus.iter().flatten().map(|v| v.prods as u32).sum();
     let may_cede = opts.max_cedes.is_none_or(|m| cedes < m as u32);
+    // kvmppc_run_core starts only from an inactive vcore with no runner
+    // (the model refuses it otherwise; trying it in every state is costly).
+    let may_run_core = vc.vcore_state == st.inactive && !vc.lock_held && vc.runner.is_none();
     for i in 0..cfg.threads {
         let Some(v) = s.vcpus[i as usize] else { continue };
         let id = first + i as u32;
@@ -39,14 +42,16 @@ pub(crate) fn candidates(cfg: &Config, opts: &ExploreOptions, s: &State, chosen:
             out.push(Event::Prod { vcpu: id });
         }
         if symmetric && vc.is_runnable(i) {
-            out.push(Event::RunCore { runner: id });
+            if may_run_core {
+                out.push(Event::RunCore { runner: id });
+            }
             if vc.lock_held && !v.started {
                 out.push(Event::StartThread { vcpu: id });
             }
         }
     }
     if !symmetric {
-        if let Some(&lowest) = vc.runnable().iter().min() {
+        if let Some(&lowest) = vc.runnable().iter().min().filter(|_| may_run_core) {
             out.push(Event::RunCore {
                 runner: first + lowest as u32,
             });

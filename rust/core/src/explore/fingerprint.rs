@@ -1,12 +1,15 @@
-//! State fingerprints for the explorer's visited set: a 128-bit hash of the
-//! whole state, or of its symmetry class (the secondary threads, each with
-//! its own vcpu, as a sorted multiset).
+//! State keys for the explorer's visited set: a 128-bit hash of the whole
+//! state, or of its symmetry class (the secondary threads, each with its own
+//! vcpu, as a sorted multiset), packed into u64 words before mixing; and
+//! apart from it the explorer's bound counters, so that a state with less of
+//! the budget used subsumes one with more (see [`Key`]).
 
-use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
+use std::collections::HashMap;
+use std::hash::Hasher;
 
 use crate::consts::MAX_SMT_THREADS;
-use crate::model::{Config, Phase, State};
+use crate::model::state::{ThreadModel, VcoreModel, VcpuModel};
+use crate::model::{Config, Mmu, Phase, State};
 
 /// A small fast 128-bit hasher (two multiply/rotate lanes, finished with
 /// the splitmix64 mixer).
@@ -87,44 +90,203 @@ impl Hasher for PassThrough {
     }
 }
 
-pub(crate) type FingerprintSet = HashSet<u128, std::hash::BuildHasherDefault<PassThrough>>;
+pub(crate) type FingerprintSet = std::collections::HashSet<u128, std::hash::BuildHasherDefault<PassThrough>>;
 
-pub(crate) fn fingerprint(s: &State) -> u128 {
-    let mut h = Fingerprinter::new();
-    s.hash(&mut h);
-    h.finish128()
+/// Fingerprint -> the bound counters of the state kept for it (see [`Key`]).
+pub(crate) type FingerprintMap = HashMap<u128, u128, std::hash::BuildHasherDefault<PassThrough>>;
+
+/// Fingerprints of whole words: the state is packed into u64 words first
+/// (a few per thread, vcpu and the vcore) and only those are mixed.
+struct Words(Fingerprinter);
+
+impl Words {
+    fn new() -> Self {
+        Words(Fingerprinter::new())
+    }
+    fn put(&mut self, w: u64) {
+        self.0.write_u64(w);
+    }
+    fn finish(&self) -> u128 {
+        self.0.finish128()
+    }
 }
 
-type VcpuKey = (u8, u8, u8, i32, i32, u32, bool, u8, u8);
+fn opt_idx(x: Option<u8>) -> u64 {
+    x.map_or(0xff, u64::from)
+}
+
+fn phase_code(p: Phase) -> u64 {
+    p as u64
+}
+
+/// One thread in one word (`running`/`kvm_vcpu` as given, 8 bits each).
+fn thread_word(th: &ThreadModel, kvm_vcpu: u64, running: u64, ptid: u64) -> u64 {
+    let h = &th.hstate;
+    phase_code(th.phase)
+        | kvm_vcpu << 8
+        | running << 16
+        | ptid << 24
+        | (h.hwthread_req as u64) << 32
+        | (h.hwthread_state as u64) << 40
+        | (h.napping as u64) << 48
+        | ((h.in_guest & 0x1f) as u64) << 56
+        | (h.kvm_vcore as u64) << 61
+        | (th.ipi as u64) << 62
+        | (th.late as u64) << 63
+}
+
+/// One vcpu in three words (`thread_cpu` as given), without the
+/// explorer's bound counters (see [`used`]); the third has its upper half
+/// free.
+fn vcpu_words(v: Option<VcpuModel>, thread_cpu: i32) -> [u64; 3] {
+    match v {
+        None => [0, 0, 0],
+        Some(v) => [
+            v.ptid as u64
+                | (v.state as u64) << 8
+                | (v.ceded as u64) << 16
+                | (v.prodded as u64) << 24
+                | (v.started as u64) << 32
+                | 1 << 40,
+            (v.cpu as u32 as u64) | (thread_cpu as u32 as u64) << 32,
+            v.trap as u64,
+        ],
+    }
+}
+
+/// The vcore in four words (`mask` applied to the per-thread bitmaps,
+/// `runq`/`runner` as given).
+fn vcore_words(vc: &VcoreModel, mask: u8, runq: u64, runner: u64) -> [u64; 4] {
+    let flags = vc.exit_req as u64
+        | (vc.tb_offset_applied as u64) << 1
+        | (vc.lock_held as u64) << 2
+        | (vc.released as u64) << 3;
+    [
+        vc.first_vcpuid as u64 | (vc.pcpu as u64) << 32,
+        vc.num_threads as u64
+            | (vc.vcore_state as u64) << 32
+            | (vc.in_guest as u64) << 40
+            | runner << 48
+            | ((vc.entered & mask) as u64) << 56,
+        (vc.exited & mask) as u64
+            | ((vc.napping_threads & mask) as u64) << 8
+            | (vc.n_woken as u64) << 16
+            | (vc.nap_count as u64) << 24
+            | ((vc.dpdes & mask) as u64) << 32
+            | (vc.runq_len as u64) << 40
+            | flags << 48,
+        runq,
+    ]
+}
+
+fn globals_word(s: &State, mask: u8) -> u64 {
+    (s.mmu == Mmu::Guest) as u64
+        | (s.switch_in as u64) << 8
+        | (s.switch_out as u64) << 16
+        | (s.runs_done as u64) << 24
+        | ((s.dpdes & mask) as u64) << 32
+        | ((s.db_sent & mask) as u64) << 40
+}
+
+/// The largest value a bound counter may have to be compared nibble-wise.
+const USED_MAX: u8 = 7;
+
+/// A vcpu's bound counters: (cedes, prods).
+fn vcpu_used(v: Option<VcpuModel>) -> (u8, u8) {
+    v.map_or((0, 0), |v| (v.cedes, v.prods))
+}
+
+/// The key of a state in the visited set: the fingerprint of everything
+/// but the explorer's bound counters, and those counters ("budget used":
+/// the doorbells sent, then per vcpu its cedes and prods, one nibble each).
+/// The counters only limit what the explorer tries next (candidates.rs);
+/// no transition, view or check reads them.  So a state whose counters are
+/// all at most another's, equal otherwise, can do everything the other can
+/// (the bounds are monotone), and reaches every violation the other
+/// reaches at the same distance: the other is subsumed (see [`subsumes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Key {
+    pub(crate) fp: u128,
+    pub(crate) used: u128,
+}
+
+/// Whether a state with counters `a` subsumes one with counters `b` (equal
+/// fingerprints): every nibble of `a` at most that of `b`.  Nibbles are at
+/// most [`USED_MAX`], so the per-nibble subtraction of `a` from `b` with the
+/// high bit of every nibble set keeps that bit exactly when `b >= a` there.
+pub(crate) fn subsumes(a: u128, b: u128) -> bool {
+    const HIGH: u128 = 0x8888_8888_8888_8888_8888_8888_8888_8888;
+    ((b | HIGH) - a) & HIGH == HIGH
+}
+
+/// Finish a key: the doorbells and the counters of `per_thread` (in the
+/// order given) go to `used`; or, when `exact` or one is too large to
+/// compare, into the fingerprint (`used` 0: no subsumption).
+fn finish_key(mut h: Words, per_thread: &[(u8, u8)], doorbells: u8, exact: bool) -> Key {
+    let fits = doorbells <= USED_MAX && per_thread.iter().all(|&(c, p)| c <= USED_MAX && p <= USED_MAX);
+    if exact || !fits {
+        h.put(0xc0ff_ee00 | doorbells as u64);
+        for &(c, p) in per_thread {
+            h.put(c as u64 | (p as u64) << 8);
+        }
+        return Key {
+            fp: h.finish(),
+            used: 0,
+        };
+    }
+    let used = per_thread
+        .iter()
+        .enumerate()
+        .fold(doorbells as u128, |u, (i, &(c, p))| {
+            u | ((c | p << 4) as u128) << (8 * i + 8)
+        });
+    Key { fp: h.finish(), used }
+}
+
+/// The key of the whole state (threads and vcpus in place).
+pub(crate) fn plain_key(cfg: &Config, s: &State, exact: bool) -> Key {
+    let n = cfg.threads as usize;
+    let mut h = Words::new();
+    for th in &s.threads[..n] {
+        h.put(thread_word(
+            th,
+            opt_idx(th.hstate.kvm_vcpu),
+            opt_idx(th.running),
+            th.hstate.ptid as u64,
+        ));
+    }
+    let mut used = [(0, 0); MAX_SMT_THREADS];
+    for (v, u) in s.vcpus[..n].iter().zip(used.iter_mut()) {
+        for w in vcpu_words(*v, v.map_or(0, |v| v.thread_cpu)) {
+            h.put(w);
+        }
+        *u = vcpu_used(*v);
+    }
+    match &s.vcore {
+        Some(vc) => {
+            let runq = u64::from_le_bytes(vc.runq);
+            for w in vcore_words(vc, 0xff, runq, opt_idx(vc.runner)) {
+                h.put(w);
+            }
+        }
+        None => h.put(u64::MAX),
+    }
+    h.put(globals_word(s, 0xff));
+    finish_key(h, &used[..n], s.doorbells, exact)
+}
 
 /// What a secondary thread t and its vcpu t look like, with every reference
-/// to "t" made relative, so that threads can be compared across positions.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-struct SecondaryKey {
-    phase: Phase,
-    kvm_vcpu_self: bool,
-    kvm_vcore: bool,
-    ptid_self: bool,
-    hwthread_req: u8,
-    hwthread_state: u8,
-    napping: u8,
-    in_guest: u8,
-    ipi: bool,
-    late: bool,
-    running_self: bool,
-    /// Bit t of: entered, exited, napping_threads, runnable, runner, chosen,
-    /// DPDES, vc->dpdes, doorbells sent and not taken.
-    bits: u16,
-    vcpu: Option<VcpuKey>,
-}
-
-fn secondary_key(s: &State, t: usize, chosen: u8) -> Option<SecondaryKey> {
+/// to "t" made relative, so that threads can be compared across positions
+/// (None when the thread does not have that shape: it refers to another
+/// thread's vcpu or ptid).
+fn secondary_key(s: &State, t: usize, chosen: u8) -> Option<u64> {
     let th = &s.threads[t];
     let me = t as u8;
-    let is_self = |v: Option<u8>| -> Option<bool> {
+    // 0 = none, 1 = itself; anything else breaks the symmetry.
+    let rel = |v: Option<u8>| -> Option<u64> {
         match v {
-            None => Some(false),
-            Some(x) if x == me => Some(true),
+            None => Some(0),
+            Some(x) if x == me => Some(1),
             Some(_) => None,
         }
     };
@@ -133,18 +295,18 @@ fn secondary_key(s: &State, t: usize, chosen: u8) -> Option<SecondaryKey> {
         return None;
     }
     let vc = s.vcore?;
-    let bit = |m: u8| ((m >> t) & 1) as u16;
+    let bit = |m: u8| ((m >> t) & 1) as u64;
     let bits = bit(vc.entered)
         | bit(vc.exited) << 1
         | bit(vc.napping_threads) << 2
-        | (vc.is_runnable(me) as u16) << 3
-        | ((vc.runner == Some(me)) as u16) << 4
+        | (vc.is_runnable(me) as u64) << 3
+        | ((vc.runner == Some(me)) as u64) << 4
         | bit(chosen) << 5
         | bit(s.dpdes) << 6
         | bit(vc.dpdes) << 7
         | bit(s.db_sent) << 8;
-    let vcpu = match s.vcpus[t] {
-        None => None,
+    let [a, b, c] = match s.vcpus[t] {
+        None => [0, 0, 0],
         Some(v) => {
             if v.ptid != me {
                 return None;
@@ -154,62 +316,67 @@ fn secondary_key(s: &State, t: usize, chosen: u8) -> Option<SecondaryKey> {
             } else {
                 v.thread_cpu
             };
-            Some((
-                v.state, v.ceded, v.prodded, v.cpu, thread_cpu, v.trap, v.started, v.cedes, v.prods,
-            ))
+            vcpu_words(Some(VcpuModel { ptid: 1, ..v }), thread_cpu)
         }
     };
-    Some(SecondaryKey {
-        phase: th.phase,
-        kvm_vcpu_self: is_self(h.kvm_vcpu)?,
-        kvm_vcore: h.kvm_vcore,
-        ptid_self: h.ptid == me && me != 0,
-        hwthread_req: h.hwthread_req,
-        hwthread_state: h.hwthread_state,
-        napping: h.napping,
-        in_guest: h.in_guest,
-        ipi: th.ipi,
-        late: th.late,
-        running_self: is_self(th.running)?,
-        bits,
-        vcpu,
-    })
+    let ptid_self = (h.ptid == me) as u64;
+    // The four words mixed into one: only equality and a canonical order
+    // of the keys matter (a collision is as unlikely as one of the
+    // fingerprint itself among the few thousand distinct thread shapes).
+    let w = thread_word(th, rel(h.kvm_vcpu)?, rel(th.running)?, ptid_self);
+    Some(mix64(w ^ mix64(a ^ mix64(b ^ mix64(c | bits << 32)))))
 }
 
-/// The fingerprint of the state's symmetry class: thread 0 and vcpu 0 as
-/// they are, the secondaries (each with its own vcpu) as a sorted multiset.
-/// Sound for seed/modern, where thread t only ever holds vcpu t and every
-/// rule treats the secondaries alike; falls back to the plain fingerprint
-/// when a state does not have that shape.
-pub(crate) fn symmetric_fingerprint(cfg: &Config, s: &State, chosen: u8) -> u128 {
+/// The key of the state's symmetry class: thread 0 and vcpu 0 as they are,
+/// the secondaries (each with its own vcpu) as a sorted multiset, their
+/// counters in that order (equal secondaries by increasing counters, which
+/// pairs them up soundly for [`subsumes`]).  Sound for seed/modern, where
+/// thread t only ever holds vcpu t and every rule treats the secondaries
+/// alike; falls back to the plain key when a state does not have that shape.
+pub(crate) fn symmetric_key(cfg: &Config, s: &State, chosen: u8, exact: bool) -> Key {
     let n = cfg.threads as usize;
-    let mut keys = [None; MAX_SMT_THREADS];
+    let mut keys = [(0u64, (0u8, 0u8)); MAX_SMT_THREADS];
     for (t, slot) in keys.iter_mut().enumerate().take(n).skip(1) {
         match secondary_key(s, t, chosen) {
-            Some(k) => *slot = Some(k),
-            None => return fingerprint(s),
+            Some(k) => *slot = (k, vcpu_used(s.vcpus[t])),
+            None => return plain_key(cfg, s, exact),
         }
     }
     keys[1..n].sort_unstable();
-    let mut h = Fingerprinter::new();
-    s.threads[0].hash(&mut h);
-    s.vcpus[0].hash(&mut h);
-    if let Some(mut vc) = s.vcore {
-        let runner0 = vc.runner.map(|r| r == 0);
-        let runnable0 = vc.is_runnable(0);
-        vc.entered &= 1;
-        vc.exited &= 1;
-        vc.napping_threads &= 1;
-        vc.dpdes &= 1;
-        vc.runq = [0; MAX_SMT_THREADS];
-        vc.runner = None;
-        vc.hash(&mut h);
-        (runner0, runnable0).hash(&mut h);
-    } else {
-        0u8.hash(&mut h);
+    let mut h = Words::new();
+    // Tag: a symmetric fingerprint never equals a plain one by construction.
+    h.put(0x5eed);
+    let th0 = &s.threads[0];
+    h.put(thread_word(
+        th0,
+        opt_idx(th0.hstate.kvm_vcpu),
+        opt_idx(th0.running),
+        th0.hstate.ptid as u64,
+    ));
+    for w in vcpu_words(s.vcpus[0], s.vcpus[0].map_or(0, |v| v.thread_cpu)) {
+        h.put(w);
     }
-    (s.mmu, s.switch_in, s.switch_out, s.runs_done).hash(&mut h);
-    (s.dpdes & 1, s.db_sent & 1, s.doorbells).hash(&mut h);
-    keys[1..n].hash(&mut h);
-    h.finish128()
+    match &s.vcore {
+        Some(vc) => {
+            // Only thread 0's bits; the secondaries' are in their keys.
+            let runner0 = match vc.runner {
+                None => 0,
+                Some(0) => 1,
+                Some(_) => 2,
+            };
+            let runq0 = vc.is_runnable(0) as u64;
+            for w in vcore_words(vc, 1, runq0, runner0) {
+                h.put(w);
+            }
+        }
+        None => h.put(u64::MAX),
+    }
+    h.put(globals_word(s, 1) | ((chosen & 1) as u64) << 56);
+    let mut used = [(0, 0); MAX_SMT_THREADS];
+    used[0] = vcpu_used(s.vcpus[0]);
+    for (k, u) in keys[1..n].iter().zip(used[1..n].iter_mut()) {
+        h.put(k.0);
+        *u = k.1;
+    }
+    finish_key(h, &used[..n], s.doorbells, exact)
 }

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use super::candidates::{candidates, doorbell_candidates};
-use super::fingerprint::{fingerprint, symmetric_fingerprint, FingerprintSet};
+use super::fingerprint::{plain_key, subsumes, symmetric_key, FingerprintMap, FingerprintSet, Key};
 use super::{ExploreOptions, ExploreReport, Incomplete, Progress, BATCH};
 use crate::invariants::{self, Violation};
 use crate::model::{vc_first, Config, Effects, Event, Fault, Phase, State, INV_DEADLOCK};
@@ -42,13 +42,14 @@ const CHAIN: usize = 3;
 
 /// One successor found while expanding a batch: the events from the parent
 /// (a chain when partial-order reduction joins doorbell events to the step
-/// they are moved up to) and the resulting state.
+/// they are moved up to) and the keys of the states along it (the last is
+/// the resulting state; the others are checked too).  The states are not
+/// kept: only new ones are needed, and checking them replays the chain.
 struct Succ {
-    parent: usize,
+    parent: u32,
     chain: [Event; CHAIN],
+    keys: [Key; CHAIN],
     len: u8,
-    state: State,
-    fp: u128,
 }
 
 impl Succ {
@@ -76,24 +77,29 @@ pub(super) struct Search<'a> {
 }
 
 impl Search<'_> {
-    fn fp(&self, s: &State) -> u128 {
-        if self.opts.symmetric() {
-            symmetric_fingerprint(&self.cfg, s, self.chosen)
+    fn key(&self, s: &State) -> Key {
+        let exact = !self.opts.subsumption;
+        if self.opts.symmetric() && self.opts.merge_symmetric {
+            symmetric_key(&self.cfg, s, self.chosen, exact)
         } else {
-            fingerprint(s)
+            plain_key(&self.cfg, s, exact)
         }
     }
 
-    fn push(&self, out: &mut Expanded, parent: usize, events: &[Event], state: State) {
+    /// Record the chain `events` from `parent` through `states` (one per event).
+    fn push(&self, out: &mut Expanded, parent: usize, events: &[Event], states: &[&State]) {
         let mut chain = [events[0]; CHAIN];
         chain[..events.len()].copy_from_slice(events);
+        let mut keys = [Key { fp: 0, used: 0 }; CHAIN];
+        for (k, st) in keys.iter_mut().zip(states) {
+            *k = self.key(st);
+        }
         out.transitions += 1;
         out.succs.push(Succ {
-            parent,
+            parent: parent as u32,
             chain,
+            keys,
             len: events.len() as u8,
-            fp: self.fp(&state),
-            state,
         });
     }
 
@@ -110,24 +116,22 @@ impl Search<'_> {
             candidates(&self.cfg, self.opts, s, self.chosen, &mut cands);
             let mut any_legal = false;
             for &e in cands.iter() {
-                let mut c = *s;
-                if self.cfg.apply(&mut c, e).is_ok() {
+                if let Some((c, _)) = self.cfg.after(s, e) {
                     // A prod alone does not move the run on.
                     any_legal |= !matches!(e, Event::Prod { .. });
-                    self.push(&mut out, parent, &[e], c);
+                    self.push(&mut out, parent, &[e], &[&c]);
                 }
             }
             doorbell_candidates(&self.cfg, self.opts, s, &mut lazy);
             for &d in lazy.iter() {
-                let mut mid = *s;
-                if self.cfg.apply(&mut mid, d).is_err() {
+                let Some((mid, _)) = self.cfg.after(s, d) else {
                     continue;
-                }
+                };
                 if !self.opts.reduced() {
-                    self.push(&mut out, parent, &[d], mid);
+                    self.push(&mut out, parent, &[d], &[&mid]);
                     continue;
                 }
-                self.expand_chain(&mut out, parent, s, d, mid, &mut tails);
+                self.expand_chain(&mut out, parent, s, d, &mid, &mut tails);
             }
             // Before any vcpu is runnable nothing need happen; after that the
             // run must be able to go on until it finishes.
@@ -148,7 +152,7 @@ impl Search<'_> {
         parent: usize,
         s: &State,
         d: Event,
-        mid: State,
+        mid: &State,
         tails: &mut Vec<Event>,
     ) {
         let one_sender = self.cfg.fault != Some(Fault::DoorbellWrongSibling);
@@ -171,52 +175,56 @@ impl Search<'_> {
                 _ => false,
             }
         };
-        candidates(&self.cfg, self.opts, &mid, self.chosen, tails);
+        candidates(&self.cfg, self.opts, mid, self.chosen, tails);
         for &e in tails.iter().filter(|e| concerned(e)) {
-            let mut c = mid;
-            if self.cfg.apply(&mut c, e).is_ok() {
-                self.push(out, parent, &[d, e], c);
+            if let Some((c, _)) = self.cfg.after(mid, e) {
+                self.push(out, parent, &[d, e], &[mid, &c]);
             }
         }
         if let Event::Doorbell { thread, .. } = d {
             let take = Event::TakeDoorbell { thread };
-            let mut mid2 = mid;
-            if self.cfg.apply(&mut mid2, take).is_err() {
+            let Some((mid2, _)) = self.cfg.after(mid, take) else {
                 return;
-            }
+            };
             candidates(&self.cfg, self.opts, &mid2, self.chosen, tails);
             for &e in tails.iter().filter(|e| e.thread() == Some(thread)) {
-                let mut c = mid2;
-                if self.cfg.apply(&mut c, e).is_ok() {
-                    self.push(out, parent, &[d, take, e], c);
+                if let Some((c, _)) = self.cfg.after(&mid2, e) {
+                    self.push(out, parent, &[d, take, e], &[mid, &mid2, &c]);
                 }
             }
         }
     }
 
-    /// Check the new states `news` (indices into `succs`), in order, step by
-    /// step along each chain; the first violation as (position in `news`,
-    /// events of the chain up to the violating one, violation).
+    /// Replay and check the chains `news` (see [`Visited::visit`]), in
+    /// order, step by step along each chain.  Returns the new end states
+    /// with their nodes (for the next level) or the first violation as
+    /// (position in `news`, events of the chain up to the violating one,
+    /// violation).
     fn check_all(
         &self,
         batch: &[(State, u32)],
         succs: &[Succ],
-        news: &[usize],
-    ) -> Option<(usize, usize, Violation)> {
-        let mut parent_view: Option<(usize, Snapshot)> = None;
-        for (pos, &i) in news.iter().enumerate() {
+        news: &[New],
+    ) -> Result<Vec<(State, u32)>, (usize, usize, Violation)> {
+        let mut states = Vec::with_capacity(news.len());
+        let mut parent_view: Option<(u32, Snapshot)> = None;
+        for (
+            pos,
+            &New {
+                succ: i,
+                node,
+                end_new,
+            },
+        ) in news.iter().enumerate()
+        {
             let sc = &succs[i];
-            let mut cur = batch[sc.parent].0;
+            let mut cur = batch[sc.parent as usize].0;
             if self.opts.check_invariants && parent_view.as_ref().is_none_or(|(p, _)| *p != sc.parent) {
                 parent_view = Some((sc.parent, self.cfg.view(&cur, None)));
             }
             let mut mid_view: Option<Snapshot> = None;
             for (k, e) in sc.events().iter().enumerate() {
-                let mut next = cur;
-                let fx = self
-                    .cfg
-                    .apply(&mut next, *e)
-                    .expect("a chain found legal replays");
+                let (next, fx) = self.cfg.after(&cur, *e).expect("a chain found legal replays");
                 let before = if k == 0 {
                     parent_view
                         .as_ref()
@@ -227,13 +235,16 @@ impl Search<'_> {
                 };
                 let (found, view) = check(&self.cfg, &cur, before, &next, e, &fx, &self.ignored);
                 if let Some(v) = found {
-                    return Some((pos, k + 1, v));
+                    return Err((pos, k + 1, v));
                 }
                 cur = next;
                 mid_view = view;
             }
+            if end_new {
+                states.push((cur, node));
+            }
         }
-        None
+        Ok(states)
     }
 }
 
@@ -267,14 +278,43 @@ fn on_workers<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(usize, &
     })
 }
 
+/// Tag of the keys of a chain's intermediate states in the visited set.
+const INTERMEDIATE: u128 = 0x1d7e_43ed_1a7e << 64;
+
+/// A successor to check: index into the batch's successors, node of its
+/// last event, whether its end state is new (to be expanded next level).
+#[derive(Clone, Copy)]
+struct New {
+    succ: usize,
+    node: u32,
+    end_new: bool,
+}
+
 /// The visited set and the tree of the search (for traces).
 struct Visited {
-    seen: FingerprintSet,
+    seen: FingerprintMap,
+    /// The exact keys (fingerprint and counters, mixed) of the states kept
+    /// besides the one in `seen` whose counters neither subsumed the other.
+    others: FingerprintSet,
+    /// States kept (explored): a fingerprint is explored again when a state
+    /// with it arrives that the one kept does not subsume.
+    explored: usize,
     /// nodes[i] = (parent node, event that led here); node 0 is the root.
     nodes: Vec<(u32, Option<Event>)>,
 }
 
 impl Visited {
+    fn new(root: Key) -> Self {
+        let mut seen = FingerprintMap::default();
+        seen.insert(root.fp, root.used);
+        Visited {
+            seen,
+            others: FingerprintSet::default(),
+            explored: 1,
+            nodes: vec![(u32::MAX, None)],
+        }
+    }
+
     fn trace_to(&self, mut i: u32) -> Vec<Event> {
         let mut events = Vec::new();
         while let Some(e) = self.nodes[i as usize].1 {
@@ -285,26 +325,80 @@ impl Visited {
         events
     }
 
-    /// Keep the successors not seen before, in order; a chain's events
-    /// become linked nodes.  Returns (index into `succs`, node id) of each.
-    fn visit(&mut self, batch: &[(State, u32)], succs: &[Succ]) -> Vec<(usize, u32)> {
+    /// Whether a state with key `k` is new: not subsumed by the one kept
+    /// for its fingerprint (which it replaces when it subsumes that one).
+    fn insert(&mut self, k: Key) -> bool {
+        use std::collections::hash_map::Entry;
+        match self.seen.entry(k.fp) {
+            Entry::Vacant(v) => {
+                v.insert(k.used);
+            }
+            Entry::Occupied(mut o) => {
+                if subsumes(*o.get(), k.used) {
+                    return false;
+                }
+                if subsumes(k.used, *o.get()) {
+                    // Everything the kept one subsumes, this one does too.
+                    o.insert(k.used);
+                } else if !self.others.insert(
+                    k.fp ^ k
+                        .used
+                        .rotate_left(17)
+                        .wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835),
+                ) {
+                    // Neither subsumes the other: each is kept, the others
+                    // by their exact key.
+                    return false;
+                }
+            }
+        }
+        self.explored += 1;
+        true
+    }
+
+    /// Keep the successors with a state not seen before, in order: the
+    /// state they end in, or one on the way (a chain's intermediate states
+    /// are checked like any other).  A chain's events become linked nodes.
+    fn visit(&mut self, batch: &[(State, u32)], succs: &[Succ]) -> Vec<New> {
         let mut news = Vec::new();
         for (i, sc) in succs.iter().enumerate() {
-            if !self.seen.insert(sc.fp) {
+            let len = sc.len as usize;
+            let mut fresh = false;
+            let mut end_new = false;
+            for (k, key) in sc.keys[..len].iter().enumerate() {
+                if k + 1 == len {
+                    end_new = self.insert(*key);
+                    fresh |= end_new;
+                } else {
+                    // Intermediate states are checked, not expanded: they
+                    // are recorded apart from the states to expand.
+                    fresh |= self.insert(Key {
+                        fp: key.fp ^ INTERMEDIATE,
+                        used: key.used,
+                    });
+                }
+            }
+            if !fresh {
                 continue;
             }
-            let mut parent = batch[sc.parent].1;
+            let mut parent = batch[sc.parent as usize].1;
             for &e in sc.events() {
                 self.nodes.push((parent, Some(e)));
                 parent = (self.nodes.len() - 1) as u32;
             }
-            news.push((i, parent));
+            news.push(New {
+                succ: i,
+                node: parent,
+                end_new,
+            });
         }
         news
     }
 
     fn memory(&self) -> usize {
-        self.seen.capacity() * 17 + self.nodes.capacity() * std::mem::size_of::<(u32, Option<Event>)>()
+        self.seen.capacity() * 33
+            + self.others.capacity() * 17
+            + self.nodes.capacity() * std::mem::size_of::<(u32, Option<Event>)>()
     }
 }
 
@@ -315,14 +409,11 @@ pub(super) fn bfs(
     report: &mut ExploreReport,
     progress: &mut dyn FnMut(&Progress) -> bool,
     start: Instant,
+    mut record: Option<&mut Vec<State>>,
 ) {
     let opts = search.opts;
     let workers = opts.workers.max(1);
-    let mut visited = Visited {
-        seen: FingerprintSet::default(),
-        nodes: vec![(u32::MAX, None)],
-    };
-    visited.seen.insert(search.fp(&root));
+    let mut visited = Visited::new(search.key(&root));
     let mut frontier: Vec<(State, u32)> = vec![(root, 0)];
     let mut depth = 0usize;
     while !frontier.is_empty() {
@@ -340,35 +431,44 @@ pub(super) fn bfs(
                     );
                     report.counterexample = Some(visited.trace_to(batch[k].1));
                     report.violation = Some(v);
-                    report.states = visited.seen.len();
+                    report.states = visited.explored;
                     report.depth = depth;
                     return;
                 }
                 succs.extend(ex.succs);
             }
             let news = visited.visit(batch, &succs);
-            let indices: Vec<usize> = news.iter().map(|&(i, _)| i).collect();
-            let found = on_workers(&indices, workers, |off, part| {
+            let checked = on_workers(&news, workers, |off, part| {
                 search
                     .check_all(batch, &succs, part)
-                    .map(|(p, k, v)| (off + p, k, v))
+                    .map_err(|(p, k, v)| (off + p, k, v))
             });
-            if let Some((pos, k, v)) = found.into_iter().flatten().min_by_key(|(p, k, _)| (*p, *k)) {
-                let mut trace = visited.trace_to(news[pos].1);
-                trace.truncate(trace.len() + k - succs[news[pos].0].events().len());
+            // The parts are in order: the first violation is the earliest.
+            let mut found = None;
+            for part in checked {
+                match part {
+                    Ok(states) => next.extend(states),
+                    Err(e) => {
+                        found = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some((pos, k, v)) = found {
+                let mut trace = visited.trace_to(news[pos].node);
+                trace.truncate(trace.len() + k - succs[news[pos].succ].events().len());
                 report.depth = depth + 1;
                 report.counterexample = Some(trace);
                 report.violation = Some(v);
-                report.states = visited.seen.len();
+                report.states = visited.explored;
                 return;
             }
-            next.extend(news.iter().map(|&(i, id)| (succs[i].state, id)));
             let memory = visited.memory()
                 + (frontier.capacity() + next.capacity()) * std::mem::size_of::<(State, u32)>()
                 + succs.capacity() * std::mem::size_of::<Succ>();
             report.peak_memory = report.peak_memory.max(memory);
             let p = Progress {
-                states: visited.seen.len(),
+                states: visited.explored,
                 transitions: report.transitions,
                 depth,
                 frontier: frontier.len(),
@@ -377,17 +477,20 @@ pub(super) fn bfs(
             };
             if let Some(why) = budget_or_stop(opts, &p, progress) {
                 report.incomplete = Some(why);
-                report.states = visited.seen.len();
+                report.states = visited.explored;
                 report.depth = depth;
                 return;
             }
+        }
+        if let Some(r) = record.as_deref_mut() {
+            r.extend(next.iter().map(|(s, _)| *s));
         }
         frontier = next;
         if !frontier.is_empty() {
             depth += 1;
         }
     }
-    report.states = visited.seen.len();
+    report.states = visited.explored;
     report.depth = depth;
 }
 

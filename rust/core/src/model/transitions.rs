@@ -160,6 +160,15 @@ impl Config {
         self.variant.vcore_states()
     }
 
+    /// The state after `event` and its effects, or None when the event is
+    /// illegal in `s` (the explorer's path: one copy of the state, and the
+    /// reason is dropped).
+    pub(crate) fn after(&self, s: &State, event: Event) -> Option<(State, Effects)> {
+        let mut next = *s;
+        let effects = self.transition(&mut next, event).ok()?;
+        Some((next, effects))
+    }
+
     /// Apply `event` to `s`.  On error `s` is unchanged.
     pub fn apply(&self, s: &mut State, event: Event) -> Result<Effects, ModelError> {
         let mut next = *s;

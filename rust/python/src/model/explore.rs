@@ -164,7 +164,7 @@ fn explore_options(
 #[pyfunction]
 #[pyo3(signature = (variant, threads, vcpus = None, *, ignore = None, max_states = None, max_memory = None,
     cedes_per_vcpu = None, max_cedes = None, max_prods = None, max_doorbells = None, check_invariants = true,
-    symmetry = true, exit_request = false, fault = None, workers = None, partial_order = true, progress = None))]
+    symmetry = true, exit_request = false, fault = None, workers = None, partial_order = false, subsumption = true, progress = None))]
 #[allow(clippy::too_many_arguments)]
 fn explore(
     py: Python<'_>,
@@ -184,6 +184,7 @@ fn explore(
     fault: Option<&str>,
     workers: Option<usize>,
     partial_order: bool,
+    subsumption: bool,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<PyExploreReport> {
     let mut opts = explore_options(
@@ -200,6 +201,7 @@ fn explore(
     opts.symmetry = symmetry;
     opts.exit_request = exit_request;
     opts.partial_order = partial_order;
+    opts.subsumption = subsumption;
     if let Some(w) = workers {
         opts.workers = w.clamp(1, 64);
     }
