@@ -7,12 +7,15 @@ registers: r0-r31, pc, msr, ... in one reply) and one ``p`` per SPR that is
 not in it (lpidr, sdr1, hdec, tb).  QEMU answers in each thread's own byte
 order (MSR[LE]; target/ppc/gdbstub.c ``ppc_maybe_bswap_register``).
 
-What QEMU's gdbstub can and cannot show (target/ppc/gdbstub.c
-``gdb_get_spr_reg``, QEMU 10.0): HDEC and TB ("tb", SPR 268 on ppc64) are
-computed at the read; DPDES comes from ``env->spr[SPR_DPDES]``, which the
-POWER8 doorbell emulation never writes (``helper_load_dpdes`` computes the
-value from each sibling's pending interrupts instead), so a per-thread
-``dpdes`` read through gdb would always say "nothing pending": it is not read.
+What QEMU's gdbstub shows (target/ppc/gdbstub.c ``gdb_get_spr_reg``, QEMU
+10.0): HDEC and TB ("tb", SPR 268 on ppc64) are computed at the read.  DPDES
+stock QEMU returns from ``env->spr[SPR_DPDES]``, which the TCG doorbell
+emulation never writes (the pending doorbell lives in each thread's
+``pending_interrupts``; ``helper_load_dpdes`` builds the register from them),
+so it always reads 0 there.  The lab's QEMU patch
+``0003-target-ppc-gdbstub-reads-DPDES-from-the-pending-doorbells.patch``
+makes the stub return what ``mfspr DPDES`` returns: one bit per thread of the
+core, the same value on every thread.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ _regnum_cache: dict[str, tuple[int, int, int]] = {}
 _thread_cache: list[Any] = []
 
 # Read for every thread (the checker needs them per thread), and for the
-# thread that hit a stop: its timebase (the stop's time) and r3/r4 (the
+# thread that hit a stop (or, outside a stop, the selected one): the stop's
+# timebase, HDEC, the core's DPDES (one register per POWER8 core: QEMU builds
+# the same value on every thread, so one read shows the core) and r3/r4 (the
 # arguments at a function entry; free, they come in the same `g` reply).
-# HDEC costs one round trip per thread: only pv-paca reads it (with_hdec),
-# which keeps a pv-watch stop within 30 round trips for 4 threads.
+# HDEC of every thread costs one round trip per thread: only pv-paca reads
+# it (with_hdec).
 PER_THREAD = ("pc", "msr", "lpidr", "sdr1")
-STOPPER_ONLY = ("tb", "r3", "r4")
+STOPPER_ONLY = ("tb", "hdec", "dpdes", "r3", "r4")
 
 
 class Stats:

@@ -85,7 +85,9 @@ def read_state(
     (pv-watch); its argument registers name the vcore/vcpu
     (``pyvcore.decode.ENTRY_ARGUMENTS``)."""
     k = kernel()
-    stopper = gdb.selected_thread() if in_stop else None
+    # The stop's own thread (outside a stop, the selected one): the snapshot's
+    # timebase, HDEC and the core's DPDES are read there.
+    stopper = gdb.selected_thread()
     with GdbTarget(with_hdec=with_hdec, in_stop=in_stop, stopper=stopper) as t:
         regs = prepare(t, k)
         me = next((r for r in regs if stopper is not None and r.gdb_thread == stopper.num), None)

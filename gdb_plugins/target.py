@@ -38,7 +38,8 @@ class GdbTarget:
 
     Use as a context manager: the selected thread and QEMU's memory mode are
     put back however the pass ends.  ``stopper`` is the gdb thread that hit a
-    stop: its timebase, HDEC and argument registers r3/r4 are read too.
+    stop (or the selected one): its timebase, HDEC, the core's DPDES and the
+    argument registers r3/r4 are read too.
     ``with_hdec`` reads HDEC of every thread (pv-paca shows it)."""
 
     def __init__(self, with_hdec: bool = False, in_stop: bool = False, stopper: Any = None):
@@ -146,7 +147,7 @@ class GdbTarget:
             pir = int(raw["pir"])
             _pir_cache[th.ptid] = bswap64(pir) if regs.swapped else pir
         regs.pir = _pir_cache.get(th.ptid)
-        for n in ("pc", "lpidr", "sdr1", "hdec", "tb", "r3", "r4"):
+        for n in ("pc", "lpidr", "sdr1", "hdec", "dpdes", "tb", "r3", "r4"):
             value = raw.get(n)
             if value is not None and regs.swapped:
                 value = bswap64(value)

@@ -55,6 +55,10 @@ class Watcher:
         # vcore address -> kvmppc_run_core entries seen for it: written as the
         # vcore's "seq", so two stops with the same seq lie in one run of it.
         self.runs: dict[int, int] = {}
+        # Vcores whose run count may have missed a start (a kvmppc_run_core
+        # hit that could not be read, or whose vcore was not in r3): their
+        # stops carry no seq until their next counted start.
+        self.unsure: set[int] = set()
         self.times_ms: list[float] = []
         self.last: dict | None = None
         self.finished = False
@@ -125,14 +129,28 @@ class Watcher:
                 if source.startswith("r3 at "):
                     self.runs[addr] = self.runs.get(addr, 0) + 1
                     starting.add(addr)
+                    self.unsure.discard(addr)
+            if not starting:
+                self.missed_start()
         for vc in snap["vcores"]:
-            if vc["addr"] in self.runs and vc["addr"] not in starting:
+            if vc["addr"] in self.runs and vc["addr"] not in starting | self.unsure:
                 vc["seq"] = self.runs[vc["addr"]]
+
+    def missed_start(self) -> None:
+        """A run started that was not counted (its vcore unknown): every vcore
+        counted so far may be in a new run, so none is written with a seq
+        until its next counted start.  Its count moves on, so a seq is never
+        written twice for two different runs."""
+        for addr in self.runs:
+            self.runs[addr] += 1
+            self.unsure.add(addr)
 
     def log_error(self, label: str, e: Exception) -> bool:
         """Log a stop that could not be read; it counts towards --max-stops."""
         self.errors += 1
         self.tally.record(label, [], error=str(e))
+        if label == "kvmppc_run_core":
+            self.missed_start()
         if self.log:
             with contextlib.suppress(gdb.GdbError):
                 write_json_line(self.log, {"stop": label, "error": str(e)})

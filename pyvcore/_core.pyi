@@ -91,6 +91,9 @@ class CheckOutcome:
     @property
     def verdict(self) -> str:
         """ "clean", "violations" or "not judged"."""
+    @property
+    def same_run(self) -> int:
+        """Vcores judged against the previous stop as one run (same ``vcores[].seq``)."""
 
 _Snapshot = Union[Mapping[str, Any], str, bytes]
 

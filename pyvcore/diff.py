@@ -25,7 +25,7 @@ import re
 import shutil
 import sys
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +153,12 @@ class Summary:
     # Snapshots where the verdict logged by pv-watch (inside gdb) differs from
     # the offline Checker's: index, live invariants, offline invariants.
     mismatches: list[dict[str, Any]] = field(default_factory=list)
+    # Consecutive stops judged as one vcore run (the same vcores[].seq): the
+    # ordering invariants 7, 11 and 19 were checked between them.
+    same_run_pairs: int = 0
+    # Snapshot-v2 field -> snapshots carrying it ("dpdes pending": a DPDES
+    # read with a bit set; "vcore dpdes pending": vc->dpdes with one).
+    fields: Counter[str] = field(default_factory=Counter)
 
     @property
     def total_snapshots(self) -> int:
@@ -181,6 +187,8 @@ class Summary:
             "stops": {k: dict(v) for k, v in self.stops.items()},
             "violations": hexify(self.violations),
             "verdict_mismatches": self.mismatches,
+            "same_run_pairs": self.same_run_pairs,
+            "fields": dict(self.fields),
         }
 
 
@@ -196,8 +204,35 @@ def live_invariants(record: dict[str, Any]) -> list[int]:
     return sorted(out)
 
 
-def judge(checker: Any, record: dict[str, Any]) -> tuple[list[Any], str | None]:
-    """Check one snapshot: (violations, None) when judged, (violations, reason) when not.
+V2_THREAD_FIELDS = ("pc", "msr", "hdec", "dpdes")
+
+
+def v2_fields(record: dict[str, Any]) -> list[str]:
+    """The snapshot-v2 fields one stop carries (a thread field counts when any
+    thread has it), plus "dpdes pending" / "vcore dpdes pending" when a DPDES
+    value read has a bit set."""
+    out = [k for k in ("tb", "tb_freq") if record.get(k) is not None]
+    threads = record.get("threads") or []
+    out += [k for k in V2_THREAD_FIELDS if any(t.get(k) is not None for t in threads)]
+    if any(_set(t.get("dpdes")) for t in threads):
+        out.append("dpdes pending")
+    if any(_set(v.get("dpdes")) for v in record.get("vcores") or []):
+        out.append("vcore dpdes pending")
+    return out
+
+
+def _set(value: Any) -> bool:
+    """A register value (int or hex string) with a bit set; False for None or garbage."""
+    try:
+        return bool(int(value, 0) if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        return False
+
+
+def judge(checker: Any, record: dict[str, Any]) -> tuple[list[Any], str | None, int]:
+    """Check one snapshot: (violations, None, same_run) when judged, (violations,
+    reason, same_run) when not; ``same_run`` counts the vcores judged against the
+    previous stop as one run (``CheckOutcome.same_run``; 0 for a checker without it).
 
     Uses ``Checker.check_outcome`` where the checker has it (its ``vcore_found``
     and ``not_judged`` say what had its data); otherwise a stop with no vcore in
@@ -208,16 +243,17 @@ def judge(checker: Any, record: dict[str, Any]) -> tuple[list[Any], str | None]:
     if outcome_of is not None:
         outcome = outcome_of(record)
         found = list(outcome.violations)
+        same_run = int(getattr(outcome, "same_run", 0))
         if outcome.vcore_found:
-            return found, None
+            return found, None, same_run
         # The vcore's reasons: optional v2 fields (DPDES, MSR) missing from a
         # stop leave only their own invariants unjudged.
         reasons = sorted(
             {str(reason) for _n, reason in getattr(outcome, "not_judged", []) if "vcore" in str(reason)}
         )
-        return found, "; ".join(reasons) or "no vcore found"
+        return found, "; ".join(reasons) or "no vcore found", same_run
     found = checker.check(record)
-    return found, None if record.get("vcores") else "no vcore found"
+    return found, None if record.get("vcores") else "no vcore found", 0
 
 
 def summarize(records: Iterable[dict[str, Any]], variant: str | None = None) -> Summary:
@@ -248,8 +284,10 @@ def summarize(records: Iterable[dict[str, Any]], variant: str | None = None) -> 
             row["reasons"][error] = row["reasons"].get(error, 0) + 1
             continue
         t0 = time.perf_counter()
-        found, reason = judge(checker, record)
+        found, reason, same_run = judge(checker, record)
         row["check_ms"] += (time.perf_counter() - t0) * 1000.0
+        summary.same_run_pairs += same_run > 0
+        summary.fields.update(v2_fields(record))
         row["snapshots"] += 1
         if reason is None:
             row["judged"] += 1

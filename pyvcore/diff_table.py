@@ -76,10 +76,27 @@ def format_table(run: LiveRun, summary: Summary) -> str:
         reasons.update(row["reasons"])
     for reason, n in reasons.most_common():
         lines.append(f"not judged: {n}x {reason}")
+    lines.append(fields_line(summary))
+    lines.append(
+        f"history: {summary.same_run_pairs} consecutive stop pairs judged as one vcore run "
+        "(same vcores[].seq: invariants 7, 11, 19 between them)"
+    )
     lines += _violation_lines(summary)
     lines.append("")
     lines.append(verdict_line(summary))
     return "\n".join(lines)
+
+
+def fields_line(summary: Summary) -> str:
+    """How many judged-or-not snapshots carried each snapshot-v2 field, and the DPDES bits seen."""
+    n = summary.total_snapshots
+    f = summary.fields
+    parts = [f"{k} {f.get(k, 0)}/{n}" for k in ("tb", "tb_freq", "pc", "msr", "hdec", "dpdes")]
+    return (
+        "snapshot v2 fields (stops carrying them): "
+        + ", ".join(parts)
+        + f"; a DPDES bit set at {f.get('dpdes pending', 0)} stops, vc->dpdes at {f.get('vcore dpdes pending', 0)}"
+    )
 
 
 def explain(number: int) -> str | None:

@@ -110,6 +110,43 @@ def test_doorbell_state_shared_by_the_core_passes():
     assert numbers(s) == []
 
 
+def test_doorbell_read_on_one_thread_only_is_judged():
+    """Live, DPDES is read once per stop (on the stopping thread): 31 is judged."""
+    s = doorbell_on_thread0()
+    for t in s["threads"][1:]:
+        del t["dpdes"]
+    outcome = Checker().check_outcome(s)
+    assert outcome.verdict == "clean" and 31 in outcome.judged
+
+
+def doorbell_after_switch_back(dpdes: str, vcore_in_guest: int = 0):
+    """Thread 0 back in the host (host LPIDR, vc->in_guest 0), DPDES read on thread 1."""
+    s = after_switch_back(vcore_in_guest)
+    s["version"] = 2
+    s["threads"][1]["dpdes"] = dpdes
+    return s
+
+
+def test_guest_doorbell_left_pending_in_the_host_breaks_31():
+    found = Checker().check(doorbell_after_switch_back("0x4"))
+    assert {v.invariant for v in found} == {31}, [str(v) for v in found]
+    assert "doorbell for thread 2 is pending in the host partition" in found[0].message
+    assert found[0].fields["threads[1].dpdes"] == "0x4"
+
+
+def test_no_doorbell_in_the_host_passes():
+    assert numbers(doorbell_after_switch_back("0x0")) == []
+
+
+def test_doorbell_pending_during_the_switch_back_passes():
+    # kvmhv_switch_to_host clears DPDES before storing 0 to VCORE_IN_GUEST:
+    # with in_guest still 1 the saved doorbell may still be in the register.
+    s = doorbell_after_switch_back("0x4")
+    s["vcores"][0]["in_guest"] = 1
+    hstate(s, 0)["in_guest"] = HOST_HV
+    assert 31 not in numbers(s)
+
+
 # --- the switch back (Linux 7fe4e1176dfe) ------------------------------------
 
 

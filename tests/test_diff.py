@@ -143,3 +143,25 @@ def test_table_names_watched_points_that_were_never_hit(tmp_path: Path) -> None:
     run.watch = {"pv_watch": "pv-watch: on at kvmppc_run_core, kvmppc_hv_entry, kvmhv_switch_to_host; log x"}
     text = format_table(run, summarize(run.records))
     assert "(watched, never hit)" in text and "kvmppc_run_core" in text.split("never hit)")[1]
+
+
+def test_stops_of_one_run_are_counted_as_pairs_and_v2_fields_tallied(tmp_path: Path) -> None:
+    """The three kvmhv_switch_to_host stops carry the seq of their run: two
+    consecutive pairs are judged as one run (the first stop has no seq)."""
+    records = real_records()
+    for r in records[1:]:
+        r["vcores"][0]["seq"] = 4
+    records[2]["tb"], records[2]["tb_freq"] = "0x1d4c0b2f3a", 512_000_000
+    records[2]["threads"][2].update(dpdes="0x4", hdec="0xfff25ffe", pc="0xc000000000115690", msr=1)
+    summary = summarize(records)
+    assert summary.violations == [] and summary.same_run_pairs == 2
+    assert summary.fields["tb"] == 1 and summary.fields["dpdes"] == 1 and summary.fields["dpdes pending"] == 1
+    text = format_table(fake_run(records, tmp_path), summary)
+    assert "history: 2 consecutive stop pairs judged as one vcore run" in text
+    assert "tb 1/4" in text and "dpdes 1/4" in text and "a DPDES bit set at 1 stops" in text
+    # A new run between them (seq 5): the pair proves nothing and is not counted.
+    records[3]["vcores"][0]["seq"] = 5
+    assert summarize(records).same_run_pairs == 1
+    # Within one run the exit part of the entry/exit word never shrinks (11).
+    records[3]["vcores"][0].update(seq=4, entry_exit_map=0x10F)
+    assert 11 in {v["invariant"] for v in summarize(records).violations}

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::consts::Variant;
-use crate::invariants::{check_outcome, check_same_run, check_step, Violation};
+use crate::invariants::{check_outcome, check_same_run, check_step, same_run, Violation};
 use crate::snapshot::{parse_snapshot, SnapshotError};
 use crate::view::Snapshot;
 
@@ -51,6 +51,7 @@ impl Replayer {
     pub fn push_outcome(&mut self, snap: Snapshot) -> crate::invariants::CheckOutcome {
         let mut outcome = check_outcome(&snap);
         if let Some(prev) = &self.prev {
+            outcome.same_run = same_run(prev, &snap).len();
             outcome.violations.extend(check_same_run(prev, &snap));
             if self.same_vm {
                 outcome.violations.extend(check_step(prev, &snap));

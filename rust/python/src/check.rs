@@ -292,6 +292,9 @@ pub struct PyCheckOutcome {
     vcore_found: bool,
     #[pyo3(get)]
     verdict: &'static str,
+    /// Vcores judged against the previous stop as one run (same seq).
+    #[pyo3(get)]
+    same_run: usize,
 }
 
 impl PyCheckOutcome {
@@ -307,6 +310,7 @@ impl PyCheckOutcome {
             judged: o.judged,
             not_judged: o.not_judged,
             vcore_found: o.vcore_found,
+            same_run: o.same_run,
         })
     }
 }

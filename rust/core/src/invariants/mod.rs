@@ -98,12 +98,16 @@ impl fmt::Display for Violation {
 /// `judged` lists the snapshot invariants whose data the stop carried;
 /// `not_judged` the others, each with the reason.  A stop whose vcore could
 /// not be read is "not judged" for the vcore invariants, never clean.
+/// `same_run` counts the vcores judged against the previous stop as one run
+/// ([`same_run`]: 7, 11 and 19 between the two stops); 0 for a stop checked
+/// on its own.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct CheckOutcome {
     pub violations: Vec<Violation>,
     pub judged: Vec<u32>,
     pub not_judged: Vec<(u32, &'static str)>,
     pub vcore_found: bool,
+    pub same_run: usize,
 }
 
 impl CheckOutcome {
@@ -174,5 +178,6 @@ pub fn check_outcome(s: &Snapshot) -> CheckOutcome {
         judged,
         not_judged,
         vcore_found: !s.vcores.is_empty(),
+        same_run: 0,
     }
 }

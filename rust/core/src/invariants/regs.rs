@@ -22,9 +22,54 @@ pub(crate) fn check(cx: &Ctx, out: &mut Vec<Violation>) {
         // only is held on the wrong thread (QEMU 0324d236d291: mtDPDES and
         // msgsndp raised the sibling's doorbell on the writing thread).
         per_core_agree(cx, 31, "dpdes", |t| t.dpdes, out);
+        no_doorbell_in_host(cx, out);
     }
     if cx.s.threads.iter().any(|t| t.msr.is_some()) {
         real_mode_in_kvm(cx, out);
+    }
+}
+
+/// 31, the host clause: once thread 0 has switched the core back to the
+/// host partition and cleared vc->in_guest, DPDES is 0.  kvmhv_switch_to_host
+/// saves DPDES into vc->dpdes and clears it ("so we don't get guest doorbells
+/// in the host") after the LPIDR switch and before the store of 0 to
+/// VCORE_IN_GUEST; kvmppc_hv_entry loads it after the switch to the guest's
+/// LPIDR.  So the host's LPIDR on thread 0 with every vcore's in_guest 0 means
+/// no doorbell of a guest may be pending (the host's own IPIs are hypervisor
+/// doorbells, msgsnd, not DPDES).  Judged when the VM's host LPID is known.
+fn no_doorbell_in_host(cx: &Ctx, out: &mut Vec<Violation>) {
+    let Some(host) = cx.s.kvm.as_ref().and_then(|k| k.host_lpid) else {
+        return;
+    };
+    if cx.s.vcores.iter().any(|vc| vc.in_guest != 0) {
+        return;
+    }
+    let threads = &cx.s.threads;
+    for t0 in threads.iter().filter(|t| cx.core_thread(t) == 0) {
+        if t0.lpidr != Some(host) {
+            continue;
+        }
+        let core = t0.cpu / cx.tpc;
+        for (i, t) in threads.iter().enumerate() {
+            let Some(d) = t.dpdes.filter(|&d| d != 0) else {
+                continue;
+            };
+            if t.cpu / cx.tpc != core {
+                continue;
+            }
+            let pending = (0..8).filter(|n| d >> n & 1 != 0).map(|n| n.to_string());
+            out.push(
+                Violation::new(
+                    31,
+                    format!(
+                        "a guest doorbell for thread {} is pending in the host partition: DPDES {d:#x} on thread {i} after the switch back (LPIDR {host:#x}, vc->in_guest 0)",
+                        pending.collect::<Vec<_>>().join(", ")
+                    ),
+                )
+                .hex(p("threads", i, "dpdes"), d)
+                .hex("kvm.host_lpid", host),
+            );
+        }
     }
 }
 
