@@ -193,6 +193,11 @@ def test_snapshot_v2_fields(session: Session) -> None:
         assert r["vcores"] and want in r["vcore_from"], (r["stop"], r["vcore_from"])
         for t in r["threads"]:  # SF set; a kernel or a real address
             assert num(t["msr"]) >> 60 in (0x8, 0x9) and num(t["pc"]) >> 60 in (0x0, 0xC), t
+        # HDEC and the core's DPDES are read on the stopping thread (label@cpuN)
+        cpu = int(r["stop"].rsplit("@cpu", 1)[1])
+        me = [t for t in r["threads"] if t["cpu"] == cpu]
+        assert me and "hdec" in me[0] and "dpdes" in me[0], (r["stop"], me)
+        assert all("dpdes" not in t for t in r["threads"] if t["cpu"] != cpu)
     # the vcore's run count (seq) is written once its kvmppc_run_core was seen,
     # and grows by one per run
     seqs = [r["vcores"][0]["seq"] for r in stops if "seq" in r["vcores"][0]]

@@ -167,3 +167,28 @@ def test_no_target_no_vmlinux_and_bad_arguments_never_trace():
     )
     assert out.count("pyvcore: no vmlinux loaded") == 3
     assert "pv-snapshot: argument --stop: expected one argument" in out
+
+
+def test_watch_writes_no_seq_after_a_run_start_it_could_not_count(tmp_path: Path):
+    """pv-watch's run count (vcores[].seq): a kvmppc_run_core hit it could not
+    read (or without the vcore in r3) may be a new run of any vcore, so no
+    stop carries a seq until that vcore's next counted start, and a seq is
+    never reused for another run."""
+    script = (
+        "from pyvcore._gdb_plugins.watch import Watcher\n"
+        "w = Watcher(None, None, False)\n"
+        "A = 0xc000000028186a00\n"
+        "def stop(entry, source=None):\n"
+        "    snap = {'vcores': [{'addr': A}]}\n"
+        "    w._count_runs(entry, {A: source} if source else {}, snap)\n"
+        "    return snap['vcores'][0].get('seq')\n"
+        "seen = [stop('kvmppc_run_core', 'r3 at kvmppc_run_core'), stop(None)]\n"
+        "w.log_error('kvmppc_run_core', RuntimeError('unreadable'))\n"
+        "seen += [stop(None), stop('kvmppc_run_core', 'kvm_hstate.kvm_vcore'), stop(None)]\n"
+        "seen += [stop('kvmppc_run_core', 'r3 at kvmppc_run_core'), stop(None)]\n"
+        "print('SEQS', seen)\n"
+    )
+    script_file = tmp_path / "seq.py"
+    script_file.write_text(script)
+    out = gdb_batch(f"source {ENTRY}", f"source {script_file}")
+    assert "SEQS [None, 1, None, None, None, None, 4]" in out, out

@@ -35,7 +35,9 @@
 //!   `cpu`, `hw_cpu_id` (PIR), the thread's SPRs `lpidr`, `sdr1`, `dpdes`
 //!   (bit N = doorbell pending for thread N), `hdec` (hypervisor decrementer,
 //!   ticks), `pc` and `msr` where the reader has them, and `kvm_hstate` (the
-//!   PACA's struct kvmppc_host_state fields, kernel values).
+//!   PACA's struct kvmppc_host_state fields, kernel values).  The gdb
+//!   readers write `pc`, `msr`, `lpidr`, `sdr1` on every thread and `hdec`,
+//!   `dpdes` on the stopping thread only (DPDES is one register per core).
 //! * `vcores[]`: struct kvmppc_vcore: `entry_exit_map` (modern) or
 //!   `entry_exit_count` (seed layout), `n_woken`/`nap_count` (seed layout),
 //!   `dpdes` (modern: the doorbell state the kernel saved at the last exit),
