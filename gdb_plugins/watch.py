@@ -61,6 +61,9 @@ class Watcher:
         self.unsure: set[int] = set()
         self.times_ms: list[float] = []
         self.last: dict | None = None
+        # The reading taken at `pv-watch on` (see attach) and whether to log it.
+        self.attached: tuple[dict[str, Any], list[str]] | None = None
+        self.mark_attach = False
         self.finished = False
         self.tally = WatchTally()
 
@@ -73,6 +76,7 @@ class Watcher:
             return False
         t0 = time.perf_counter()
         self.stops += 1
+        self._flush_attach()
         stopper = gdb.selected_thread()
         reading, _ = session.read_state(stop=label, in_stop=True, entry=entry)
         snap = reading.snapshot
@@ -81,19 +85,8 @@ class Watcher:
             (r.cpu for r in reading.rows if stopper is not None and r.regs.gdb_thread == stopper.num), None
         )
         snap["stop"] = f"{label}@cpu{cpu}" if cpu is not None else label
-        record: dict[str, Any] = dict(snap)
-        violated = []
-        try:
-            outcome = check.outcome(snap)
-            violated = [check.violation_dict(v) for v in outcome.violations]
-            record["violations"] = violated
-            record.update(outcome.record())
-        except gdb.GdbError as e:
-            record["check_error"] = str(e)
-        if reading.problems:
-            record["problems"] = reading.problems
-        if not snap["vcores"]:
-            self.not_judged += 1
+        record = self._judge(snap, reading.problems)
+        violated = record.get("violations") or []
         self.snapshots += 1
         self.violations += len(violated)
         self.tally.record(
@@ -114,6 +107,65 @@ class Watcher:
             self.finish(f"--max-stops {self.max_stops}")
             return True
         return False
+
+    def _judge(self, snap: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+        """The record of one snapshot: the snapshot, its violations (the checker keeps
+        the previous snapshot, for what holds within one vcore run) and problems."""
+        record: dict[str, Any] = dict(snap)
+        try:
+            outcome = check.outcome(snap)
+            record["violations"] = [check.violation_dict(v) for v in outcome.violations]
+            record.update(outcome.record())
+        except gdb.GdbError as e:
+            record["check_error"] = str(e)
+        if problems:
+            record["problems"] = problems
+        if not snap["vcores"]:
+            self.not_judged += 1
+        return record
+
+    def attach(self) -> None:
+        """At ``pv-watch on`` (the target stopped by its user, not at a breakpoint):
+        every vcore found now is in run 0 (its ``seq``) until its next
+        kvmppc_run_core, so the first stops of a run that was already going when the
+        watch began are known to share it.  The snapshot is kept and logged, as stop
+        "(attach)", only if the watch ends by ``pv-watch now`` with nothing logged
+        (a target that never reached a watched point)."""
+        if "kvmppc_run_core" not in {b.label for b in self.points}:
+            return  # runs are counted only when their starts are watched
+        reading, _ = session.read_state(stop="(attach)", in_stop=True)
+        snap = reading.snapshot
+        for vc in snap["vcores"]:
+            self.runs.setdefault(vc["addr"], 0)
+            vc["seq"] = self.runs[vc["addr"]]
+        self.attached = (snap, reading.problems)
+
+    def _flush_attach(self) -> None:
+        if self.attached is not None:
+            snap, problems = self.attached
+            self.attached = None
+            if self.log and self.mark_attach:
+                write_json_line(self.log, self._judge(snap, problems))
+
+    def now(self, label: str) -> dict[str, Any]:
+        """A snapshot of the target stopped by its user while the watch is on (``pv-watch
+        now``, e.g. at a deadline), logged and checked as stop ``label``.  It carries
+        each vcore's run count: every kvmppc_run_core since the last stop would have
+        been a stop, so a vcore in the same run as at the last stop keeps its ``seq``
+        and a run that never ended is judged by its bound (invariant 44)."""
+        self.mark_attach = True
+        self._flush_attach()
+        reading, _ = session.read_state(stop=label, in_stop=True)
+        snap = reading.snapshot
+        for vc in snap["vcores"]:
+            if vc["addr"] in self.runs:
+                vc["seq"] = self.runs[vc["addr"]]
+        record = self._judge(snap, reading.problems)
+        self.tally.record(label, record.get("violations") or [], judged=bool(snap.get("vcores")))
+        self.violations += len(record.get("violations") or [])
+        if self.log:
+            write_json_line(self.log, record)
+        return record
 
     def _count_runs(self, entry: str | None, vcore_from: dict[int, str], snap: dict[str, Any]) -> None:
         """Every run of a vcore starts with a call of kvmppc_run_core(vc)
@@ -195,6 +247,7 @@ class PvWatch(gdb.Command):
     """Snapshot and check the vcore state automatically at every point where it is defined.
 
     Usage: pv-watch on [--log FILE] [--max-stops N] [--stop-on-violation] [--at LABEL,...]
+           pv-watch now [--stop LABEL]
            pv-watch off
            pv-watch           (status)
 
@@ -210,6 +263,11 @@ class PvWatch(gdb.Command):
     the vcpu and vcore (r3, r4); a stop where no vcore can be read is logged as
     not judged.
 
+    `now` (the watch on, the target stopped by you, e.g. interrupted at a
+    deadline) logs and checks one snapshot as stop LABEL (default "(now)") with
+    each vcore's run count, so a run still going since the last stop is judged
+    by its time bound (invariant 44: a hung core is a violation, not a silence).
+
       --log FILE            append each snapshot (with its "violations") to FILE as JSONL
       --max-stops N         after N snapshots stop the target and turn the watch off
       --stop-on-violation   stop the target when an invariant is violated
@@ -219,13 +277,14 @@ class PvWatch(gdb.Command):
         super().__init__("pv-watch", gdb.COMMAND_BREAKPOINTS)
 
     def complete(self, text: str, word: str) -> list[str]:
-        words = ("on", "off", "--log", "--max-stops", "--stop-on-violation", "--at")
+        words = ("on", "now", "off", "--log", "--max-stops", "--stop-on-violation", "--at", "--stop")
         return complete_words(text, word, words)
 
     def invoke(self, arg: str, from_tty: bool) -> None:
         global _watcher
         p = ArgParser("pv-watch")
-        p.add_argument("action", nargs="?", choices=("on", "off"))
+        p.add_argument("action", nargs="?", choices=("on", "now", "off"))
+        p.add_argument("--stop", default="(now)")
         p.add_argument("--log")
         p.add_argument("--max-stops", type=int)
         p.add_argument("--stop-on-violation", action="store_true")
@@ -240,6 +299,20 @@ class PvWatch(gdb.Command):
                 gdb.write(
                     f"pv-watch: on at {', '.join(b.label for b in _watcher.points)}; {_watcher.summary()}\n"
                 )
+            return
+        if a.action == "now":
+            if _watcher is None or _watcher.finished:
+                raise PvError("pv-watch now: the watch is off")
+            record = _watcher.now(a.stop)
+            found = record.get("violations") or []
+            gdb.write(
+                f"pv-watch now: {a.stop}: "
+                + (
+                    "; ".join(f"invariant {v.get('invariant')}: {v.get('message')}" for v in found)
+                    or "no violation"
+                )
+                + "\n"
+            )
             return
         if a.action == "off":
             if _watcher is None or (_watcher.finished and not _watcher.points):
@@ -279,6 +352,10 @@ class PvWatch(gdb.Command):
                 watcher.delete()
                 raise PvError(f"pv-watch: cannot write {a.log}: {e.strerror}") from None
         _watcher = watcher
+        try:
+            watcher.attach()
+        except PvError as e:  # the runs are then counted from the first kvmppc_run_core
+            gdb.write(f"pv-watch: no reading at attach ({e})\n")
         gdb.write(
             f"pv-watch: on at {', '.join(b.label for b in watcher.points)}"
             + (f"; log {a.log}" if a.log else "")

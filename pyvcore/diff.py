@@ -166,8 +166,14 @@ class Summary:
 
     @property
     def never_judged(self) -> list[str]:
-        """Stop kinds seen but judged at no stop."""
-        return [kind for kind, row in self.stops.items() if row["stops"] and not row["judged"]]
+        """Hook points seen but judged at no stop.  Snapshots taken when the target
+        was stopped by pyvcore rather than at a hook point ("(attach)", "(deadline)")
+        are judged when they have a vcore, and are no hook point a run must cover."""
+        return [
+            kind
+            for kind, row in self.stops.items()
+            if row["stops"] and not row["judged"] and not kind.startswith("(")
+        ]
 
     @property
     def verdict(self) -> str:

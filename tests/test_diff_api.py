@@ -218,3 +218,30 @@ def test_report_folder_has_every_file_and_survives_an_empty_run(
     assert main(["diff", "--report", str(empty)]) == 2
     assert not (empty / "timeline.html").exists()
     assert "no timeline:" in (empty / "README.txt").read_text()
+
+
+def test_a_hung_run_is_judged_at_the_deadline_snapshot(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A core that hangs inside a vcore run reaches no hook point again: the snapshot
+    pv-watch takes when the watch deadline interrupts it ("(deadline)") is paired with
+    the last stop of the same run (same seq), and a run older than its bound is
+    invariant 44.  A "(deadline)" snapshot with no vcore is no hook point left unjudged."""
+    records = real_records()
+    last = copy.deepcopy(records[-1])
+    running = [vc for vc in last["vcores"] if vc.get("vcore_state") == 4]  # modern VCORE_RUNNING
+    assert running, "the real trace ends inside a run"
+    for vc in last["vcores"]:
+        vc["seq"] = 7
+    last["tb"], last["tb_freq"] = 1_000_000_000, 512_000_000
+    hung = copy.deepcopy(last)
+    hung["stop"] = "(deadline)"
+    hung["tb"] = last["tb"] + 30 * 512_000_000  # 30 s of timebase later, still in run 7
+    _fake(monkeypatch, fake_run([*records[:-1], last, hung], tmp_path))
+    result = run_diff("all", stops=5)
+    assert result.verdict == "violations"
+    assert [v["stop"] for v in result.violations if v["invariant"] == 44] == ["(deadline)"]
+    # an empty deadline snapshot (the machine showed no vcore) leaves the verdict alone
+    empty = {**copy.deepcopy(records[-1]), "stop": "(deadline)", "vcores": [], "vcpus": []}
+    _fake(monkeypatch, fake_run([*records, empty], tmp_path))
+    assert run_diff("all", stops=5).verdict == "clean"

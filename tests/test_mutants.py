@@ -162,10 +162,11 @@ def test_control_policy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
 
     def fake_sampled(
         scenario: str, kernel: Path | None, modules: Path | None, *a: object
-    ) -> tuple[str, str, list[int]]:
-        return verdicts[None if modules is None else modules.name]
+    ) -> tuple[str, str, list[int], str | None]:
+        return (*verdicts[None if modules is None else modules.name], None)
 
     monkeypatch.setattr(run, "sampled", fake_sampled)
+    monkeypatch.setattr(run, "continuous", lambda *a: ("not run", "no trace in this test", [], None))
     monkeypatch.setattr(run, "apply", lambda m, w, **kw: MutatedKernel(None, Path(m.name)))
     a, b = MUTANTS[0], MUTANTS[1]
     verdicts[a.name] = ("killed", "invariant 11 at y", [11])
@@ -207,8 +208,45 @@ def test_continuous_reads_run_trace(monkeypatch: pytest.MonkeyPatch) -> None:
         "cede": types.SimpleNamespace(verdict="clean", summary={"stats": {"events": 900}}),
         "exits": types.SimpleNamespace(verdict="error", summary={}, error="lab not set up"),
     }
-    fake.run_trace = lambda scenario, **kw: results[scenario]  # type: ignore[attr-defined]
+    seen: list[dict[str, object]] = []
+
+    def run_trace(scenario: str, **kw: object) -> object:
+        seen.append(kw)
+        return results[scenario]
+
+    fake.run_trace = run_trace  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "pyvcore.trace", fake)
-    assert run.continuous("all", None, None, 0) == ("killed", "invariant 8 at event seq 41 (lpidr)")
-    assert run.continuous("cede", None, None, 0) == ("survived", "900 events clean")
-    assert run.continuous("exits", None, None, 0) == ("error", "lab not set up")
+    assert run.continuous("all", None, None, 0) == (
+        "killed",
+        "invariant 8 at event seq 41 (lpidr)",
+        [8],
+        None,
+    )
+    assert run.continuous("cede", None, None, 0) == ("survived", "900 events clean", [], None)
+    assert run.continuous("exits", None, None, 0) == ("error", "lab not set up", [], None)
+    # one traced boot per mutant: no untraced timing boot
+    assert all(kw["baseline"] is False for kw in seen)
+
+
+def test_continuous_kill_needs_an_invariant_the_control_trace_lacked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The trace of the unmutated kernel may not be clean yet: a continuous kill by
+    invariants that control also showed is no kill; another invariant is."""
+    import pyvcore.mutants.run as run
+    from pyvcore.mutants import MutatedKernel
+
+    traces = {
+        None: ("killed", "invariant 42 at event seq 9 (x)", [42], None),
+        MUTANTS[0].name: ("killed", "invariant 42 at event seq 3 (x)", [42], None),
+        MUTANTS[1].name: ("killed", "invariant 13 at event seq 5 (y)", [13, 42], None),
+    }
+    monkeypatch.setattr(run, "continuous", lambda s, k, m, *a: traces[None if m is None else m.name])
+    monkeypatch.setattr(run, "apply", lambda m, w, **kw: MutatedKernel(None, Path(m.name)))
+    paths = {"kvm": tmp_path / "kvm.ko", "kvm_hv": tmp_path / "kvm-hv.ko"}
+    plan = run.Plan(mutants=MUTANTS[:2], stops=1, lock_wait=0, scenarios=("all",), modes=("continuous",))
+    by = {o.mutant: o for o in run.run_plan(plan, vmlinux=tmp_path / "vmlinux", modules=paths)}
+    assert by[MUTANTS[0].name].continuous == "survived"
+    assert "control's trace also showed" in by[MUTANTS[0].name].continuous_by
+    assert by[MUTANTS[1].name].continuous == "killed"
+    assert by[MUTANTS[1].name].sampled == "not run"

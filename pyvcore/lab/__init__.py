@@ -116,6 +116,7 @@ class Lab:
         log: Callable[[str], None] | None = _log,
         probe: bool = True,
         phbs: bool = False,
+        judge_hang: bool = False,
     ) -> None:
         if scenario not in SCENARIOS:
             raise LabError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
@@ -135,6 +136,11 @@ class Lab:
         self.plugin = plugin
         self.probe = probe
         self.phbs = phbs
+        # A boot stalled in the vmm stage (kvm-hv loaded, the guest's vcpus started) is
+        # the kernel under test hanging, not a lab fault: with judge_hang it is neither
+        # retried nor stopped; `hung` says so and the machine stays up for gdb to judge.
+        self.judge_hang = judge_hang
+        self.hung: dict[str, Any] | None = None
         self.qemu_probe: dict[str, Any] | None = None
         self.hold = int(hold)
         self.requested_gdb_port = gdb_port
@@ -194,8 +200,12 @@ class Lab:
                 self._boot()
                 return self
             except BootHung as hung:
-                self.stop()
                 self.hangs.append({"stage": hung.stage, "reason": hung.reason, "attempt": attempt})
+                if self.judge_hang and hung.stage == "vmm" and self.alive():
+                    self.hung = self.hangs[-1]
+                    self._log(f"boot hung in the {hung}: kept up to be judged")
+                    return self
+                self.stop()
                 if attempt > self.retries:
                     raise LabError(
                         f"boot hung {attempt} times, last in the {hung}", f"console tail:\n{hung.tail}"
@@ -273,6 +283,7 @@ class Lab:
             "boot_seconds": self.boot_seconds,
             "attempts": self.attempts,
             "hangs": self.hangs,
+            "hung": self.hung,
             "stages": self._stages.durations() if self._stages else {},
             "started_at": self.started_at,
             "qmp": str(self.qmp_socket) if self.qmp_socket else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 from pyvcore.errors import PyvcoreError
 from pyvcore.mutants.catalogue import MUTANTS, Mutant, by_name
-from pyvcore.mutants.run import Outcome, Plan, kill_rate, run_plan, to_json
+from pyvcore.mutants.run import MODES, Outcome, Plan, kill_rate, run_plan, to_json
 from pyvcore.render import render_table
 
 DEFAULT_STOPS = 60
@@ -66,6 +67,18 @@ def _table(outcomes: list[Outcome]) -> str:
     )
 
 
+def keep_records(o: Outcome, keep: Path) -> None:
+    """Copy a run's sampled trace and event log to ``keep`` (named mutant-scenario-mode)
+    and point the outcome at the copies."""
+    stem = f"{o.mutant.strip('()')}-{o.scenario}"
+    for attr, suffix in (("sampled_trace", "sampled.jsonl"), ("continuous_log", "events.jsonl")):
+        src = getattr(o, attr)
+        if src and Path(src).is_file():
+            dst = keep / f"{stem}-{suffix}"
+            shutil.copyfile(src, dst)
+            setattr(o, attr, str(dst))
+
+
 def _lab_kernel() -> tuple[Path, dict[str, Path]]:
     try:
         from pyvcore.lab.cache import KernelManifest
@@ -98,9 +111,16 @@ def main(args: argparse.Namespace) -> int:
         scenarios=scenarios,
         qemu=args.qemu,
         keep_going=args.keep_going,
+        modes=MODES if args.mode == "both" else (args.mode,),
     )
 
+    keep = Path(args.keep) if args.keep else None
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+
     def progress(o: Outcome) -> None:
+        if keep is not None:
+            keep_records(o, keep)
         print(
             f"pyvcore mutants: {o.mutant} [{o.scenario}] sampled {o.sampled} ({o.sampled_by}), "
             f"continuous {o.continuous}, {o.seconds:.0f} s",
@@ -148,6 +168,15 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="go on when a control run has violations (a kill then needs an invariant the control did not "
         "violate; exit 2)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("both", *MODES),
+        default="both",
+        help="sampled (pyvcore diff), continuous (pyvcore trace: one more boot) or both (default)",
+    )
+    p.add_argument(
+        "--keep", metavar="DIR", help="copy each run's pv-watch trace and trace event log into DIR"
     )
     p.add_argument("--qemu", default="patched", help="patched (default) or a QEMU binary with both lab fixes")
     p.add_argument(

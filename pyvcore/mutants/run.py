@@ -40,6 +40,11 @@ class Outcome:
     seconds: float = 0.0
     equivalent: bool = False
     invariants: list[int] = field(default_factory=list)  # every invariant the sampled run violated
+    # Where each mode's record of the run was kept (the pv-watch JSONL trace, the
+    # plugin's event log), for reading a verdict back; None when not kept.
+    sampled_trace: str | None = None
+    continuous_log: str | None = None
+    continuous_invariants: list[int] = field(default_factory=list)
 
     @property
     def killed(self) -> bool:
@@ -59,48 +64,66 @@ def sampled(
     stops: int,
     lock_wait: float,
     qemu: str = "patched",
-) -> tuple[str, str, list[int]]:
-    """Judge one boot by sampling (``pyvcore diff``): (status, detail, invariants violated)."""
+) -> tuple[str, str, list[int], str | None]:
+    """Judge one boot by sampling (``pyvcore diff``): (status, detail, invariants
+    violated, where the trace was kept)."""
     from pyvcore.diff import run_diff
 
     result = run_diff(
         scenario, qemu=qemu, kernel=kernel, modules=modules, stops=stops, lock_wait=lock_wait, keep=False
     )
+    kept = str(result.trace) if result.trace else None
     if result.verdict == "violations":
         numbers = sorted({int(v.get("invariant", 0)) for v in result.violations})
-        return "killed", _first_violation(result.violations), numbers
+        return "killed", _first_violation(result.violations), numbers, kept
     if result.verdict == "clean":
-        return "survived", f"{sum(result.judged.values())} stops judged clean", []
-    return "error", f"{result.verdict}: {result.error or 'a stop kind was never judged'}", []
+        return "survived", f"{sum(result.judged.values())} stops judged clean", [], kept
+    return "error", f"{result.verdict}: {result.error or _never_judged(result)}", [], kept
+
+
+def _never_judged(result: Any) -> str:
+    summary = getattr(result, "summary", None)
+    kinds = list(getattr(summary, "never_judged", []) or [])
+    return f"never judged at {', '.join(kinds)}" if kinds else "a stop kind was never judged"
 
 
 def continuous(
     scenario: str, kernel: Path | None, modules: Path | None, lock_wait: float, qemu: str = "patched"
-) -> tuple[str, str]:
-    """Judge one boot continuously (``pyvcore.trace.run_trace``), when that module exists:
-    (status, detail); the detail of a kill is the first violation's invariant and event."""
+) -> tuple[str, str, list[int], str | None]:
+    """Judge one boot continuously (``pyvcore.trace.run_trace``, one traced boot, no
+    untraced timing boot), when that module exists: (status, detail, invariants
+    violated, the event log); the detail of a kill is the first violation's invariant
+    and event."""
     try:
         trace = importlib.import_module("pyvcore.trace")
     except ImportError:
-        return "not run", "pyvcore.trace is not available"
-    result = trace.run_trace(scenario, qemu=qemu, kernel=kernel, modules=modules, lock_wait=lock_wait)
+        return "not run", "pyvcore.trace is not available", [], None
+    result = trace.run_trace(
+        scenario, qemu=qemu, kernel=kernel, modules=modules, lock_wait=lock_wait, baseline=False
+    )
     verdict = getattr(result, "verdict", "?")
     summary = getattr(result, "summary", None) or {}
+    log = getattr(result, "log", None)
     if verdict == "violations":
         found = summary.get("violations") or [{}]
+        numbers = sorted({int(v["invariant"]) for v in found if str(v.get("invariant", "")).isdigit()})
         v = found[0]
-        return (
-            "killed",
-            f"invariant {v.get('invariant', '?')} at event seq {v.get('seq', '?')} ({v.get('field', '?')})",
+        detail = (
+            f"invariant {v.get('invariant', '?')} at event seq {v.get('seq', '?')} ({v.get('field', '?')})"
         )
+        return "killed", detail, numbers, log
     if verdict == "clean":
-        return "survived", f"{summary.get('stats', {}).get('events', '?')} events clean"
-    return "error", str(getattr(result, "error", None) or verdict)
+        return "survived", f"{summary.get('stats', {}).get('events', '?')} events clean", [], log
+    return "error", str(getattr(result, "error", None) or verdict), [], log
+
+
+MODES = ("sampled", "continuous")
 
 
 @dataclass
 class Plan:
-    """What to run: mutants, scenario override, stops per boot, lock wait (s), QEMU."""
+    """What to run: mutants, scenario override, stops per boot, lock wait (s), QEMU,
+    and the modes ("sampled": ``pyvcore diff``; "continuous": ``pyvcore trace``)."""
 
     mutants: Sequence[Mutant]
     stops: int
@@ -110,7 +133,10 @@ class Plan:
     # Go on when a control run is not clean; a mutant then counts as killed only by an
     # invariant its scenario's control did not violate (and the whole run is not a verdict).
     keep_going: bool = False
+    modes: tuple[str, ...] = MODES
     control_invariants: dict[str, set[int]] = field(default_factory=dict)
+    # The continuous control's invariants per scenario: a continuous kill needs another one.
+    control_continuous: dict[str, set[int]] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
 
 
@@ -123,28 +149,59 @@ def run_one(
     modules: dict[str, Path],
     workdir: Path,
 ) -> Outcome:
-    """Boot and judge one mutant (None: the unmutated control) in one scenario."""
+    """Boot and judge one mutant (None: the unmutated control) in one scenario, once per mode."""
     started = time.monotonic()
     kernel: Path | None = None
     mod_dir: Path | None = None
     if mutant is not None:
         mutated = apply(mutant, workdir / mutant.name, vmlinux=vmlinux, modules=modules)
         kernel, mod_dir = mutated.kernel, mutated.modules
-    s_status, s_by, numbers = sampled(scenario, kernel, mod_dir, plan.stops, plan.lock_wait, plan.qemu)
-    c_status, c_by = continuous(scenario, kernel, mod_dir, plan.lock_wait, plan.qemu)
-    return Outcome(
+    o = Outcome(
         mutant=mutant.name if mutant else "(control)",
         klass=mutant.klass if mutant else "unmutated kernel",
         commit=mutant.commit if mutant else "-",
         scenario=scenario,
-        sampled=s_status,
-        sampled_by=s_by,
-        continuous=c_status,
-        continuous_by=c_by,
-        seconds=round(time.monotonic() - started, 1),
+        sampled="not run",
+        sampled_by="not asked for (--mode)",
+        continuous="not run",
+        continuous_by="not asked for (--mode)",
         equivalent=bool(mutant and mutant.equivalent),
-        invariants=numbers,
     )
+    if "sampled" in plan.modes:
+        o.sampled, o.sampled_by, o.invariants, o.sampled_trace = sampled(
+            scenario, kernel, mod_dir, plan.stops, plan.lock_wait, plan.qemu
+        )
+    if "continuous" in plan.modes:
+        o.continuous, o.continuous_by, o.continuous_invariants, o.continuous_log = continuous(
+            scenario, kernel, mod_dir, plan.lock_wait, plan.qemu
+        )
+    o.seconds = round(time.monotonic() - started, 1)
+    return o
+
+
+def _control(plan: Plan, scenario: str, o: Outcome) -> None:
+    """Record a control run; refuse to go on when its sampled verdict is not clean."""
+    plan.control_invariants[scenario] = set(o.invariants)
+    plan.control_continuous[scenario] = set(o.continuous_invariants)
+    if "sampled" not in plan.modes:
+        return
+    if o.sampled != "survived" and not (plan.keep_going and o.sampled == "killed"):
+        raise MutantRefused(
+            f"control run of scenario {scenario} is not clean ({o.sampled}: {o.sampled_by}): "
+            "no kill would mean anything"
+        )
+
+
+def _discount(plan: Plan, o: Outcome) -> None:
+    """A kill by invariants the scenario's control also showed is no kill."""
+    seen = plan.control_invariants.get(o.scenario, set())
+    if o.sampled == "killed" and set(o.invariants) <= seen:
+        o.sampled = "survived"
+        o.sampled_by = f"only invariants the control also violated ({sorted(seen)})"
+    seen = plan.control_continuous.get(o.scenario, set())
+    if o.continuous == "killed" and set(o.continuous_invariants) <= seen:
+        o.continuous = "survived"
+        o.continuous_by = f"only invariants the control's trace also showed ({sorted(seen)})"
 
 
 def run_plan(
@@ -160,19 +217,11 @@ def run_plan(
             plan.outcomes.append(o)
             if progress:
                 progress(o)
-            plan.control_invariants[scenario] = set(o.invariants)
-            if o.sampled != "survived" and not (plan.keep_going and o.sampled == "killed"):
-                raise MutantRefused(
-                    f"control run of scenario {scenario} is not clean ({o.sampled}: {o.sampled_by}): "
-                    "no kill would mean anything"
-                )
+            _control(plan, scenario, o)
         for m in plan.mutants:
             for scenario in scenarios_of[m.name]:
                 o = run_one(m, scenario, plan, vmlinux=vmlinux, modules=modules, workdir=work)
-                seen = plan.control_invariants.get(scenario, set())
-                if o.sampled == "killed" and set(o.invariants) <= seen:
-                    o.sampled = "survived"
-                    o.sampled_by = f"only invariants the control also violated ({sorted(seen)})"
+                _discount(plan, o)
                 plan.outcomes.append(o)
                 if progress:
                     progress(o)

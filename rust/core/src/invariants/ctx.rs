@@ -260,6 +260,15 @@ impl<'a> Ctx<'a> {
         self.s.variant == Variant::Modern && self.tpc == 8 && (p == i % 4 || p == i % 2)
     }
 
+    /// The PACA ptid of thread `i` of a core once kvmppc_start_thread stored it
+    /// (`cpu - vc->pcpu`): its index in the core, or, when a POWER8 8-thread core
+    /// is dynamically split (kvmppc_run_core, subcore_thread_map), in its subcore
+    /// of 4 or 2 threads.
+    pub fn started_ptid_ok(&self, i: usize, ptid: u8) -> bool {
+        let (i, p) = (i as u32, ptid as u32);
+        p == i || (self.s.variant == Variant::Modern && self.tpc == 8 && (p == i % 4 || p == i % 2))
+    }
+
     /// A thread's number within its core: Linux numbers the threads of a
     /// core consecutively from a multiple of threads_per_core
     /// (cpu_thread_in_core), so this holds even if a reader skipped a thread.

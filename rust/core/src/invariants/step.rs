@@ -289,12 +289,14 @@ pub fn same_run(prev: &Snapshot, next: &Snapshot) -> Vec<(usize, usize)> {
 ///   entry part no longer changes once an exit began;
 /// * 19: vcore_state moves forward along its graph;
 /// * 7: vc->in_guest, once back to 0 after the exit began (the switch back),
-///   does not become 1 again in the run.
+///   does not become 1 again in the run;
+/// * 44: the run ends within its bound of timebase ticks ([`run_bound_s`]).
 pub fn check_same_run(prev: &Snapshot, next: &Snapshot) -> Vec<Violation> {
     let mut out = Vec::new();
     let st = next.variant.vcore_states();
     for (k0, k) in same_run(prev, next) {
         let (old, vc) = (&prev.vcores[k0], &next.vcores[k]);
+        run_lasts(prev, next, k, &mut out);
         let (a, b) = (EntryExit::of(old, prev.variant), EntryExit::of(vc, next.variant));
         let grows = match (a, b) {
             (
@@ -357,4 +359,58 @@ pub fn check_same_run(prev: &Snapshot, next: &Snapshot) -> Vec<Violation> {
         }
     }
     out
+}
+
+/// How long one vcore run may last, in seconds of timebase, before it is a
+/// hang (invariant 44): the kernel's own bounds summed, times the same slack
+/// the continuous trace applies under emulation
+/// ([`crate::shadow::checks::Bounds`]).  A run is kvmppc_run_core's one pass
+/// (arch/powerpc/kvm/book3s_hv.c): the secondaries are grabbed
+/// (kvmppc_grab_hwthread, 10 ms), thread 0 enters with the hypervisor
+/// decrementer loaded from the host's DEC (__kvmppc_vcore_entry,
+/// book3s_hv_interrupts.S), so it leaves the guest within one host tick
+/// (4 ms at CONFIG_HZ=250), every other entered thread follows within one
+/// more (the exit IPI of kvmhv_commence_exit, or its own HDEC), and
+/// VCORE_EXITING ends within kvmppc_wait_for_nap's 1,000,000 polls
+/// (100 ms).  Default: (0.010 + 0.004 + 0.004 + 0.100) x 100 = 11.8 s.
+pub fn run_bound_s() -> f64 {
+    let b = crate::shadow::checks::Bounds::default();
+    (b.grab_s + 2.0 * b.exit_ipi_s + b.exiting_s) * b.slack
+}
+
+/// 44: two stops of one run (same seq, both in a run state) further apart
+/// in timebase than [`run_bound_s`]: the run never ended.  Judged only when
+/// both stops carry the timebase and its frequency.
+fn run_lasts(prev: &Snapshot, next: &Snapshot, k: usize, out: &mut Vec<Violation>) {
+    let (Some(t0), Some(t1), Some(freq)) = (prev.tb, next.tb, next.tb_freq.or(prev.tb_freq)) else {
+        return;
+    };
+    if freq == 0 {
+        return;
+    }
+    let Some(ticks) = t1.checked_sub(t0) else {
+        return;
+    };
+    let secs = ticks as f64 / freq as f64;
+    let bound = run_bound_s();
+    if secs > bound {
+        let vc = &next.vcores[k];
+        out.push(
+            Violation::new(
+                44,
+                format!(
+                    "vcore {:#x} is still in run {} ({}) {:.1} s of timebase after an earlier stop in it \
+                     (bound {:.1} s): the run never ended",
+                    vc.addr,
+                    vc.seq.unwrap_or(0),
+                    next.variant.vcore_states().name(vc.vcore_state).unwrap_or("?"),
+                    secs,
+                    bound
+                ),
+            )
+            .field(p("vcores", k, "vcore_state"), vc.vcore_state)
+            .field("tb", t1)
+            .field("previous tb", t0),
+        );
+    }
 }

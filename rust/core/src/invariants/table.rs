@@ -83,8 +83,8 @@ pub static INVARIANTS: &[InvariantInfo] = &[
     InvariantInfo {
         number: 3,
         title: "thread alignment",
-        statement: "The PACA of thread pcpu+N holds the vcpu with ptid N, with kvm_hstate.ptid N and kvm_vcore its vcore; a PACA ptid is only ever its own thread number (or 0).",
-        window: "every stop; a started vcpu's PACA fields once kvmppc_start_thread has stored them all",
+        statement: "The PACA of thread pcpu+N holds the vcpu with ptid N, with kvm_hstate.ptid N and kvm_vcore its vcore; a PACA ptid is only ever its own thread number (or 0), and exactly its own (sub)core index once the thread was started (modern: kvm_vcore set, stored after ptid).",
+        window: "every stop; a started vcpu's PACA fields once kvmppc_start_thread has stored them all; the started thread's PACA ptid from the PACA alone (no vcore or vcpu needed)",
         source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_start_thread; e0b7ec058c0e",
         meaning: "kvmppc_start_thread put a vcpu on another thread than its ptid, so the guest's view of its thread (TIR) and the hardware disagree. Look at the cpu computed in kvmppc_start_thread.",
         needs: &[],
@@ -388,6 +388,16 @@ pub static INVARIANTS: &[InvariantInfo] = &[
         source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_run_core / kvmppc_wait_for_nap (\"KVM: CPU %d seems to be stuck\")",
         meaning: "A secondary never cleared its kvm_vcore after the guest exit (stuck in the real-mode exit path), so the runner cannot release the core.",
         needs: &[],
+        kind: Kind::Liveness,
+    },
+    InvariantInfo {
+        number: 44,
+        title: "vcore run ends",
+        statement: "One run of a vcore (kvmppc_run_core's pass, from its reset of the entry/exit word until the vcore leaves its run states) lasts at most the kernel's own bounds summed: the grab (10 ms), one host tick for thread 0 to leave the guest and one for the others (4 ms each at CONFIG_HZ=250), and kvmppc_wait_for_nap (100 ms), times the emulation slack (100): 11.8 s of timebase.",
+        window: "between two stops of one vcore run (same vcores[].seq) that carry the timebase (tb, tb_freq); `pyvcore diff` adds a stop when its watch deadline interrupts the target",
+        source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_run_core / kvmppc_grab_hwthread / kvmppc_wait_for_nap; book3s_hv_interrupts.S __kvmppc_vcore_entry (HDEC from the host DEC); book3s_hv_builtin.c kvmhv_commence_exit",
+        meaning: "The core is hung inside a run: a thread that never leaves the guest or real mode, thread 0 waiting for an exit that never comes, or a secondary that never clears its kvm_vcore. The stop's pc and the threads' in_guest / napping say where.",
+        needs: &["vcores", "tb"],
         kind: Kind::Liveness,
     },
 ];

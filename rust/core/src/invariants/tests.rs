@@ -458,3 +458,57 @@ fn a_huge_snapshot_is_checked_without_quadratic_scans() {
     // Thread 4.. all claim to be thread 1 of their core with vcpu ptid 1.
     assert!(found.iter().any(|v| v.invariant == 3));
 }
+
+/// 44: two stops of one run (same seq, in a run state) further apart in
+/// timebase than the summed kernel bounds: the run is hung.  Not judged
+/// without the timebase, across runs, or once the vcore left its run states.
+#[test]
+fn a_run_longer_than_its_bound_breaks_44() {
+    let freq = 512_000_000u64;
+    let at = |secs: f64, seq: u64| {
+        let mut s = running(&[0, 1, 2, 3]);
+        s.tb = Some(1_000_000_000 + (secs * freq as f64) as u64);
+        s.tb_freq = Some(freq);
+        s.vcores[0].seq = Some(seq);
+        s
+    };
+    let bound = super::step::run_bound_s();
+    assert!((bound - 11.8).abs() < 1e-9, "{bound}");
+    let found = |a: &Snapshot, b: &Snapshot| -> Vec<u32> {
+        check_same_run(a, b).iter().map(|v| v.invariant).collect()
+    };
+    assert_eq!(found(&at(0.0, 3), &at(0.5, 3)), Vec::<u32>::new());
+    assert_eq!(found(&at(0.0, 3), &at(bound + 1.0, 3)), vec![44]);
+    // another run, no timebase, or the run over: nothing to judge
+    assert_eq!(found(&at(0.0, 3), &at(60.0, 4)), Vec::<u32>::new());
+    let mut untimed = at(60.0, 3);
+    untimed.tb = None;
+    assert_eq!(found(&at(0.0, 3), &untimed), Vec::<u32>::new());
+    let mut over = at(60.0, 3);
+    over.vcores[0].vcore_state = MODERN_VCORE_STATES.inactive;
+    assert_eq!(found(&at(0.0, 3), &over), Vec::<u32>::new());
+    let v = &check_same_run(&at(0.0, 3), &at(30.0, 3))[0];
+    assert!(
+        v.message.contains("30.0 s") && v.message.contains("run 3"),
+        "{}",
+        v.message
+    );
+}
+
+/// 3 from the PACA alone: a started thread (modern: kvm_vcore set) with a
+/// ptid other than its index in the core, even when neither its vcore nor
+/// its vcpu can be read (a VM torn down after a crash).
+#[test]
+fn a_started_thread_with_ptid_zero_breaks_3_without_its_vcore() {
+    let mut s = running(&[0, 1, 2, 3]);
+    s.threads[2].kvm_hstate.ptid = 0;
+    assert_eq!(numbers(&s), vec![3]);
+    s.vcores.clear();
+    s.vcpus.clear();
+    let v: Vec<u32> = check_snapshot(&s).iter().map(|v| v.invariant).collect();
+    assert!(v.contains(&3), "{v:?}");
+    // never started (kvm_vcore 0): a stale or never-written 0 is fine
+    let mut idle = running(&[0]);
+    idle.threads[2].kvm_hstate.ptid = 0;
+    assert_eq!(numbers(&idle), Vec::<u32>::new());
+}

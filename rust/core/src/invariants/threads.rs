@@ -104,6 +104,25 @@ fn paca(cx: &Ctx, i: usize, n: usize, h: &Hstate, out: &mut Vec<Violation>) {
         );
     }
 
+    // 3, from the PACA alone: kvmppc_start_thread (book3s_hv.c) stores
+    // `ptid = cpu - vc->pcpu`, then (modern, after an smp_wmb) kvm_vcore.
+    // So a modern thread whose kvm_vcore is set holds the ptid of this start:
+    // its index in the (sub)core, never a stale 0.  Judged without the vcore
+    // or vcpu, which a crashed or torn-down VM no longer has.
+    if cx.aligned && cx.s.variant == Variant::Modern && h.kvm_vcore != 0 && !cx.started_ptid_ok(n, h.ptid) {
+        out.push(
+            Violation::new(
+                3,
+                format!(
+                    "thread {} was started (kvm_vcore {:#x}) with PACA ptid {}, not its thread number in the core",
+                    n, h.kvm_vcore, h.ptid
+                ),
+            )
+            .field(hs(i, "ptid"), h.ptid)
+            .hex(hs(i, "kvm_vcore"), h.kvm_vcore),
+        );
+    }
+
     // 5: one vcpu per PACA.
     if h.kvm_vcpu != 0 {
         if let Some(i2) = cx.holder(h.kvm_vcpu).filter(|&i2| i2 < i) {
