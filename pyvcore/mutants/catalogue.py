@@ -37,6 +37,9 @@ class Mutant:
     source: str  # the source line(s) the instruction comes from
     effect: str
     equivalent: str | None = None
+    # What a public copy showed about ``commit`` (where it was checked), or why it is
+    # still unconfirmed.
+    commit_evidence: str = ""
 
     @property
     def length(self) -> int:
@@ -48,8 +51,11 @@ MUTANTS: tuple[Mutant, ...] = (
         name="in-guest-not-cleared",
         klass="vcore in_guest not cleared at the switch back",
         commit="7fe4e1176dfe",
-        commit_title="",
-        commit_verified=False,
+        commit_title="powerpc/kvm: Fix kvmppc_vcore->in_guest value in kvmhv_switch_to_host",
+        commit_verified=True,
+        commit_evidence="the patch-applied notice on the kvm-ppc list (X-powerpc-patch-commit: "
+        "7fe4e1176dfe47a243d8edd98d26abd11f91b042, 2019-10-11): r0 stored to VCORE_IN_GUEST was "
+        "no longer 0 after 13c7bb3c57dc, so secondaries spun ('KVM: CPU N seems to be stuck')",
         obj="vmlinux",
         symbol="kvmhv_switch_to_host",
         offset=0xFC,
@@ -80,6 +86,9 @@ MUTANTS: tuple[Mutant, ...] = (
         commit="7d6c40da198a",
         commit_title="KVM: PPC: Book3S HV: Use bitmap of active threads rather than count",
         commit_verified=False,
+        commit_evidence="not found in the searchable public copies (id and title from the "
+        "kernel's history as remembered: the change that made entry_exit_map a bitmap and added "
+        "the exit-map == entry-map wait in kvmhv_switch_to_host)",
         obj="vmlinux",
         symbol="kvmhv_switch_to_host",
         offset=0x3C,
@@ -110,6 +119,9 @@ MUTANTS: tuple[Mutant, ...] = (
         commit="66feed61cdf6",
         commit_title="KVM: PPC: Book3S HV: Use msgsnd for signalling threads on POWER8",
         commit_verified=False,
+        commit_evidence="title confirmed on a public gitiles mirror (msm-4.9, parent of merge "
+        "123857a70560): 'the interrupts to bring the other threads out of the guest when "
+        "exiting' now use msgsnd; the short id itself was not found in a searchable copy",
         obj="vmlinux",
         symbol="kvmhv_commence_exit",
         offset=0x84,
@@ -157,6 +169,9 @@ MUTANTS: tuple[Mutant, ...] = (
         commit="19ccb76a1938",
         commit_title="KVM: PPC: Implement H_CEDE hcall for book3s_hv in real-mode code",
         commit_verified=False,
+        commit_evidence="the id exists (a public blame of arch/powerpc/kvm/powerpc.c: "
+        "19ccb76a1938ab, Paul Mackerras, 2011-07-23, the month the real-mode H_CEDE landed); "
+        "its title was not found in a searchable copy",
         obj="vmlinux",
         symbol="kvm_end_cede",
         offset=0x80,
@@ -188,6 +203,9 @@ MUTANTS: tuple[Mutant, ...] = (
         commit="19ccb76a1938",
         commit_title="KVM: PPC: Implement H_CEDE hcall for book3s_hv in real-mode code",
         commit_verified=False,
+        commit_evidence="the id exists (a public blame of arch/powerpc/kvm/powerpc.c: "
+        "19ccb76a1938ab, Paul Mackerras, 2011-07-23, the month the real-mode H_CEDE landed); "
+        "its title was not found in a searchable copy",
         obj="vmlinux",
         symbol="kvmppc_h_cede",
         offset=0x58,
@@ -216,9 +234,12 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="lpidr-on-secondary",
         klass="the LPIDR written on a secondary",
-        commit="e0b7ec058c0e",
-        commit_title="KVM: PPC: Book3S HV: Align physical and virtual CPU thread numbers",
+        commit="371fefd6f2dc",
+        commit_title="KVM: PPC: Allow book3s_hv guests to use SMT processor modes",
         commit_verified=True,
+        commit_evidence="cited by id and title in the Fixes: tag of 1a978d9d3e72 (kvm-ppc list and "
+        "stable backports); it introduced the vcore, whose primary thread alone switches the "
+        "partition (LPIDR/SDR1) for the core",
         obj="vmlinux",
         symbol="kvmppc_hv_entry",
         offset=0x4C,
