@@ -397,6 +397,7 @@ def run_diff(
     keep: bool = False,
     progress: Any = None,
     tick: Any = None,
+    from_boot: bool = False,
 ) -> DiffResult:
     """Watch the real kernel live and judge every stop with the model.
 
@@ -409,7 +410,9 @@ def run_diff(
     instead of booting one; ``trace``: where to write the JSONL trace (default:
     the lab's run directory; a temporary directory against a bare gdbstub,
     removed at the end unless ``keep``).  ``progress``/``tick``: callables that
-    hear one line per phase / a transient line about once a second.
+    hear one line per phase / a transient line about once a second.  ``from_boot``:
+    start QEMU stopped and watch from its first instruction (kvm-hv's points once
+    the module is loaded), not from the guest's READY.
 
     Never raises for a target that cannot be run: that is ``verdict == "error"``
     with ``error`` set.  Ctrl-C raises ``DiffInterrupted`` (``.trace``: the
@@ -432,6 +435,7 @@ def run_diff(
             tick=tick,
             kernel=None if attach else kernel,
             modules=None if attach else modules,
+            from_boot=from_boot and not attach,
         )
     except DiffInterrupted:
         raise

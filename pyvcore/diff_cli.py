@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             keep=args.keep,
             progress=progress.say,
             tick=progress.tick,
+            from_boot=args.from_boot,
         )
     except diff.DiffInterrupted as exc:
         progress.say(
@@ -182,5 +183,11 @@ def register(subparsers: Any) -> None:
         help="write table, trace, timeline (html, json) and console log into DIR",
     )
     p.add_argument("--no-reports", action="store_true", help="do not wait for the guest's reports")
+    p.add_argument(
+        "--from-boot",
+        action="store_true",
+        help="start QEMU stopped and watch from its first instruction (kvm-hv's points once it is "
+        "loaded): a kernel that breaks on its first vcore run, before the guest is READY, is seen",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object on stdout (addresses as hex strings)")
     p.set_defaults(func=run)

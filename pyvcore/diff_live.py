@@ -53,6 +53,9 @@ DEADLINE_STOP = "(deadline)"
 # a vcore run's bound (invariant 44, 11.8 s of timebase), so a run stuck since
 # before the attach is past its bound at the deadline snapshot.
 HUNG_WATCH_S = 36.0
+# Extra watch deadline (s) when the watch starts at QEMU's first instruction: the
+# boot itself (about 15-45 s under TCG on a loaded machine) comes first.
+FROM_BOOT_S = 90.0
 
 
 class DiffError(RuntimeError):
@@ -156,6 +159,7 @@ def watch(
     extra: str = "",
     append: bool = False,
     tick: Say | None = None,
+    modules_later: Callable[[], list[str]] | None = None,
 ) -> dict[str, Any]:
     """Run ``pv-watch`` until ``stops`` more snapshots are logged or the deadline passes.
 
@@ -165,6 +169,10 @@ def watch(
     is interrupted.  Leaves the target stopped and the watch off.  ``extra``
     goes to pv-watch (e.g. ``--at kvm_do_nap``); with ``append`` the log keeps
     what earlier phases wrote.  ``tick`` hears the progress about once a second.
+    ``modules_later`` (a target watched from its boot): called five times a second
+    while the target runs; once it returns the gdb commands that load the modules'
+    symbols, the target is interrupted, they are run and pv-watch is armed again with
+    every hook point (kvm-hv's too).
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     if not append:
@@ -178,6 +186,7 @@ def watch(
     started = time.monotonic()
     end = started + deadline_s
     target_stops = 0
+    last_check = 0.0
     reason = "deadline"
     stop: dict[str, Any] = {}
     last_tick = 0.0
@@ -195,6 +204,13 @@ def watch(
             except MITimeout:
                 if _count_lines(log) >= stops:
                     break
+                if modules_later is not None and time.monotonic() - last_check >= 0.2:
+                    last_check = time.monotonic()
+                    commands = modules_later()
+                    if commands:
+                        modules_later = None
+                        _rearm(mi, log, stops - _count_lines(log), extra, commands)
+                        break
             if tick and time.monotonic() - last_tick >= 1.0:
                 last_tick = time.monotonic()
                 tick(
@@ -226,6 +242,14 @@ def watch(
         "ended_by": reason,
         "pv_watch": on.console.strip(),  # where it planted breakpoints, what it could not
     }
+
+
+def _rearm(mi: GdbMI, log: Path, left: int, extra: str, commands: list[str]) -> None:
+    """Interrupt, load the modules' symbols, plant pv-watch again at every hook point."""
+    mi.interrupt(timeout=30)
+    for command in commands:
+        mi.console(command, timeout=120)
+    mi.console(f"pv-watch on --log {log} --max-stops {max(left, 1)} {extra}".strip(), timeout=60)
 
 
 def _count_lines(path: Path) -> int:
@@ -267,12 +291,23 @@ def _is_snapshot(record: dict[str, Any]) -> bool:
 
 
 def _new_lab(
-    scenario: str, qemu: str, threads: int, hold: int, lock_wait: float, kernel: Any, modules: Any
+    scenario: str,
+    qemu: str,
+    threads: int,
+    hold: int,
+    lock_wait: float,
+    kernel: Any,
+    modules: Any,
+    paused: bool = False,
 ) -> Any:
     from pyvcore.lab import Lab
 
     extra: dict[str, Any] = {"lock_wait": lock_wait} if lock_wait else {}
     accepted = inspect.signature(Lab).parameters
+    if paused:
+        if "paused" not in accepted:
+            raise DiffError("this version of the lab cannot start QEMU stopped (--from-boot)")
+        extra["paused"] = True
     if "judge_hang" in accepted:
         # a kernel that hangs once its vcpus run is judged (invariant 44), not retried
         extra["judge_hang"] = True
@@ -315,9 +350,16 @@ def wait_reports(lab: Any, timeout: float, say: Say, tick: Say) -> None:
 
 
 def _watch_phases(
-    mi: GdbMI, trace: Path, scenario: str, stops: int, deadline_s: float, phases: Any, tick: Say
+    mi: GdbMI,
+    trace: Path,
+    scenario: str,
+    stops: int,
+    deadline_s: float,
+    phases: Any,
+    tick: Say,
+    modules_later: Callable[[], list[str]] | None = None,
 ) -> dict[str, Any]:
-    watched = watch(mi, trace, stops=stops, deadline_s=deadline_s, tick=tick)
+    watched = watch(mi, trace, stops=stops, deadline_s=deadline_s, tick=tick, modules_later=modules_later)
     # Further phases watch chosen points only (pv-watch --at), appending to the
     # same trace, e.g. the cede path that the default points pass through too
     # rarely to be caught in a bounded run.
@@ -350,8 +392,14 @@ def run_live(
     tick: Say | None = None,
     kernel: str | Path | None = None,
     modules: str | Path | None = None,
+    from_boot: bool = False,
 ) -> LiveRun:
     """Boot (unless ``lab`` is given: a started Lab, a GdbStub), watch, detach, collect reports.
+
+    ``from_boot``: QEMU starts stopped and gdb watches from the first instruction
+    (vmlinux's hook points at once, kvm-hv's as soon as the module is loaded), so a
+    kernel that breaks on its very first vcore run is watched while it does; the watch
+    deadline then also covers the boot (``FROM_BOOT_S`` more).
 
     ``progress`` hears one line per phase, ``tick`` a transient line about once a
     second (stop count while watching, a countdown while waiting for the guest).
@@ -371,7 +419,7 @@ def run_live(
                 f", kernel {kernel}" if kernel else ""
             )
             say(f"booting the lab: {what} ...")
-            lab = _new_lab(scenario, qemu, threads, hold, lock_wait, kernel, modules)
+            lab = _new_lab(scenario, qemu, threads, hold, lock_wait, kernel, modules, paused=from_boot)
             lab.start()
         if trace is None:
             trace, temp_dir = _trace_path(lab, scenario, qemu)
@@ -387,7 +435,15 @@ def run_live(
         with attach(lab, gdb=gdb) as mi:
             timings["attach_s"] = round(time.monotonic() - t1, 2)
             say(f"watching up to {stops} stops (trace {trace}) ...")
-            watched = _watch_phases(mi, trace, scenario, stops, watch_deadline_s, phases, tick)
+            later = None
+            if from_boot and own_lab:
+                watch_deadline_s += FROM_BOOT_S
+
+                def later() -> list[str]:
+                    found = dict(lab.status())
+                    return module_commands(found) if found.get("modules") else []
+
+            watched = _watch_phases(mi, trace, scenario, stops, watch_deadline_s, phases, tick, later)
             banner = getattr(mi, "plugin_banner", "")
             # Let the guest finish on its own: detach, so QEMU runs free.
             if not mi.target_exited:

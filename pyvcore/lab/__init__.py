@@ -117,6 +117,7 @@ class Lab:
         probe: bool = True,
         phbs: bool = False,
         judge_hang: bool = False,
+        paused: bool = False,
     ) -> None:
         if scenario not in SCENARIOS:
             raise LabError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
@@ -141,6 +142,10 @@ class Lab:
         # retried nor stopped; `hung` says so and the machine stays up for gdb to judge.
         self.judge_hang = judge_hang
         self.hung: dict[str, Any] | None = None
+        # QEMU starts stopped (-S) and start() returns once it runs, without waiting for
+        # READY: a debugger attaches before the first instruction, so the kernel is watched
+        # from its boot (a kvm-hv that crashes or hangs on its first vcore run included).
+        self.paused = paused
         self.qemu_probe: dict[str, Any] | None = None
         self.hold = int(hold)
         self.requested_gdb_port = gdb_port
@@ -494,7 +499,7 @@ class Lab:
                 gdb_port=port,
                 qmp_socket=self.qmp_socket,
                 append_extra=self.append,
-                extra=self._plugin_args,
+                extra=[*self._plugin_args, *(["-S"] if self.paused else [])],
                 phbs=self.phbs,
             )
             (self.run_dir / "cmdline").write_text(" ".join(cmd) + "\n")
@@ -524,6 +529,11 @@ class Lab:
             atexit.register(self.stop)
             self._atexit = True
         self._reader = ConsoleFile(self.console)
+        if self.paused:
+            self._log(
+                f"scenario {self.scenario}: QEMU stopped before its first instruction, gdb {self.gdb_address}"
+            )
+            return
         self._wait_ready(started, stderr)
         self.boot_seconds = round(time.monotonic() - started, 1)
         retry_note = f" (attempt {self.attempts})" if self.attempts > 1 else ""

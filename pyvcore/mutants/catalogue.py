@@ -40,6 +40,9 @@ class Mutant:
     # What a public copy showed about ``commit`` (where it was checked), or why it is
     # still unconfirmed.
     commit_evidence: str = ""
+    # Watch from QEMU's first instruction (pyvcore diff --from-boot): for a mutant that
+    # breaks the VM's very first vcore run, before the guest can report READY.
+    from_boot: bool = False
 
     @property
     def length(self) -> int:
@@ -145,7 +148,9 @@ MUTANTS: tuple[Mutant, ...] = (
         replacement="00004039",  # li r10,0
         scenarios=("all",),
         source="book3s_hv.c kvmppc_start_thread: tpaca->kvm_hstate.ptid = cpu - vc->pcpu",
-        effect="every started thread believes it is thread 0 (and does thread 0's partition switch)",
+        effect="every started thread believes it is thread 0 (and does thread 0's partition switch); "
+        "the host oopses in kvmppc_run_core on the VM's first run, before the guest reports READY",
+        from_boot=True,
     ),
     Mutant(
         name="paca-vcpu-not-cleared",

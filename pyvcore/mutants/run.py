@@ -45,6 +45,8 @@ class Outcome:
     sampled_trace: str | None = None
     continuous_log: str | None = None
     continuous_invariants: list[int] = field(default_factory=list)
+    # The sampled watch began at QEMU's first instruction (else at the guest's READY).
+    from_boot: bool = False
 
     @property
     def killed(self) -> bool:
@@ -64,13 +66,23 @@ def sampled(
     stops: int,
     lock_wait: float,
     qemu: str = "patched",
+    from_boot: bool = False,
 ) -> tuple[str, str, list[int], str | None]:
     """Judge one boot by sampling (``pyvcore diff``): (status, detail, invariants
-    violated, where the trace was kept)."""
+    violated, where the trace was kept).  ``from_boot``: watched from QEMU's first
+    instruction, so a mutant that breaks the very first vcore run (before the guest
+    could report READY) is seen doing it."""
     from pyvcore.diff import run_diff
 
     result = run_diff(
-        scenario, qemu=qemu, kernel=kernel, modules=modules, stops=stops, lock_wait=lock_wait, keep=False
+        scenario,
+        qemu=qemu,
+        kernel=kernel,
+        modules=modules,
+        stops=stops,
+        lock_wait=lock_wait,
+        keep=False,
+        from_boot=from_boot,
     )
     kept = str(result.trace) if result.trace else None
     if result.verdict == "violations":
@@ -134,9 +146,9 @@ class Plan:
     # invariant its scenario's control did not violate (and the whole run is not a verdict).
     keep_going: bool = False
     modes: tuple[str, ...] = MODES
-    control_invariants: dict[str, set[int]] = field(default_factory=dict)
-    # The continuous control's invariants per scenario: a continuous kill needs another one.
-    control_continuous: dict[str, set[int]] = field(default_factory=dict)
+    # The controls' invariants per (scenario, watched from boot): a kill needs another one.
+    control_invariants: dict[tuple[str, bool], set[int]] = field(default_factory=dict)
+    control_continuous: dict[tuple[str, bool], set[int]] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
 
 
@@ -148,8 +160,10 @@ def run_one(
     vmlinux: Path,
     modules: dict[str, Path],
     workdir: Path,
+    from_boot: bool = False,
 ) -> Outcome:
-    """Boot and judge one mutant (None: the unmutated control) in one scenario, once per mode."""
+    """Boot and judge one mutant (None: the unmutated control) in one scenario, once per
+    mode; ``from_boot``: the sampled watch starts at QEMU's first instruction."""
     started = time.monotonic()
     kernel: Path | None = None
     mod_dir: Path | None = None
@@ -166,10 +180,11 @@ def run_one(
         continuous="not run",
         continuous_by="not asked for (--mode)",
         equivalent=bool(mutant and mutant.equivalent),
+        from_boot=from_boot,
     )
     if "sampled" in plan.modes:
         o.sampled, o.sampled_by, o.invariants, o.sampled_trace = sampled(
-            scenario, kernel, mod_dir, plan.stops, plan.lock_wait, plan.qemu
+            scenario, kernel, mod_dir, plan.stops, plan.lock_wait, plan.qemu, from_boot
         )
     if "continuous" in plan.modes:
         o.continuous, o.continuous_by, o.continuous_invariants, o.continuous_log = continuous(
@@ -179,26 +194,28 @@ def run_one(
     return o
 
 
-def _control(plan: Plan, scenario: str, o: Outcome) -> None:
+def _control(plan: Plan, key: tuple[str, bool], o: Outcome) -> None:
     """Record a control run; refuse to go on when its sampled verdict is not clean."""
-    plan.control_invariants[scenario] = set(o.invariants)
-    plan.control_continuous[scenario] = set(o.continuous_invariants)
+    plan.control_invariants[key] = set(o.invariants)
+    plan.control_continuous[key] = set(o.continuous_invariants)
     if "sampled" not in plan.modes:
         return
     if o.sampled != "survived" and not (plan.keep_going and o.sampled == "killed"):
+        watched = " watched from boot" if key[1] else ""
         raise MutantRefused(
-            f"control run of scenario {scenario} is not clean ({o.sampled}: {o.sampled_by}): "
+            f"control run of scenario {key[0]}{watched} is not clean ({o.sampled}: {o.sampled_by}): "
             "no kill would mean anything"
         )
 
 
 def _discount(plan: Plan, o: Outcome) -> None:
-    """A kill by invariants the scenario's control also showed is no kill."""
-    seen = plan.control_invariants.get(o.scenario, set())
+    """A kill by invariants the same control (scenario, watch) also showed is no kill."""
+    key = (o.scenario, o.from_boot)
+    seen = plan.control_invariants.get(key, set())
     if o.sampled == "killed" and set(o.invariants) <= seen:
         o.sampled = "survived"
         o.sampled_by = f"only invariants the control also violated ({sorted(seen)})"
-    seen = plan.control_continuous.get(o.scenario, set())
+    seen = plan.control_continuous.get(key, set())
     if o.continuous == "killed" and set(o.continuous_invariants) <= seen:
         o.continuous = "survived"
         o.continuous_by = f"only invariants the control's trace also showed ({sorted(seen)})"
@@ -207,20 +224,23 @@ def _discount(plan: Plan, o: Outcome) -> None:
 def run_plan(
     plan: Plan, *, vmlinux: Path, modules: dict[str, Path], progress: Callable[[Outcome], None] | None = None
 ) -> list[Outcome]:
-    """Control first (every scenario the plan uses), then each mutant in its scenarios."""
-    scenarios_of = {m.name: plan.scenarios or m.scenarios for m in plan.mutants}
-    used = sorted({s for ss in scenarios_of.values() for s in ss})
+    """Control first (every scenario and watch start the plan uses), then each mutant
+    in its scenarios."""
+    runs_of = {m.name: [(s, m.from_boot) for s in (plan.scenarios or m.scenarios)] for m in plan.mutants}
+    used = sorted({key for keys in runs_of.values() for key in keys})
     with tempfile.TemporaryDirectory(prefix="pyvcore-mutants-") as tmp:
         work = Path(tmp)
-        for scenario in used:
-            o = run_one(None, scenario, plan, vmlinux=vmlinux, modules=modules, workdir=work)
+        for key in used:
+            o = run_one(None, key[0], plan, vmlinux=vmlinux, modules=modules, workdir=work, from_boot=key[1])
             plan.outcomes.append(o)
             if progress:
                 progress(o)
-            _control(plan, scenario, o)
+            _control(plan, key, o)
         for m in plan.mutants:
-            for scenario in scenarios_of[m.name]:
-                o = run_one(m, scenario, plan, vmlinux=vmlinux, modules=modules, workdir=work)
+            for scenario, from_boot in runs_of[m.name]:
+                o = run_one(
+                    m, scenario, plan, vmlinux=vmlinux, modules=modules, workdir=work, from_boot=from_boot
+                )
                 _discount(plan, o)
                 plan.outcomes.append(o)
                 if progress:
