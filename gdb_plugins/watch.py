@@ -158,7 +158,7 @@ class Watcher:
         reading, _ = session.read_state(stop=label, in_stop=True)
         snap = reading.snapshot
         for vc in snap["vcores"]:
-            if vc["addr"] in self.runs:
+            if vc["addr"] in self.runs and vc["addr"] not in self.unsure:
                 vc["seq"] = self.runs[vc["addr"]]
         record = self._judge(snap, reading.problems)
         self.tally.record(label, record.get("violations") or [], judged=bool(snap.get("vcores")))

@@ -171,6 +171,8 @@ def test_a_deferred_violation_in_the_log_is_deferred_again(tmp_path: Path) -> No
     (the `behind` line the live plugin writes): the replay defers it as the live run did,
     and the pointer's late store settles it.  Without the line, 23 is reported."""
     thread1_in = [
+        # kvmppc_start_thread stores the PACA ptid before kvm_vcore (book3s_hv.c)
+        ev(2, "threads[1].kvm_hstate.ptid", 0, 1),
         ev(2, "threads[1].kvm_hstate.hwthread_req", 0, 1),
         ev(3, "threads[1].kvm_hstate.hwthread_state", 1, 2, cpu=1),
         ev(4, "threads[1].kvm_hstate.in_guest", 0, 4, cpu=1),
