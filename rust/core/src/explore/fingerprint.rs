@@ -278,8 +278,9 @@ pub(crate) fn plain_key(cfg: &Config, s: &State, exact: bool) -> Key {
 /// What a secondary thread t and its vcpu t look like, with every reference
 /// to "t" made relative, so that threads can be compared across positions
 /// (None when the thread does not have that shape: it refers to another
-/// thread's vcpu or ptid).
-fn secondary_key(s: &State, t: usize, chosen: u8) -> Option<u64> {
+/// thread's vcpu or ptid).  Exact (top bit clear) for every value the model
+/// produces; a hash of the whole (top bit set) for any other cpu number.
+fn secondary_key(s: &State, t: usize, chosen: u8) -> Option<u128> {
     let th = &s.threads[t];
     let me = t as u8;
     // 0 = none, 1 = itself; anything else breaks the symmetry.
@@ -294,7 +295,7 @@ fn secondary_key(s: &State, t: usize, chosen: u8) -> Option<u64> {
     if h.ptid != 0 && h.ptid != me {
         return None;
     }
-    let vc = s.vcore?;
+    let vc = s.vcore.as_ref()?;
     let bit = |m: u8| ((m >> t) & 1) as u64;
     let bits = bit(vc.entered)
         | bit(vc.exited) << 1
@@ -305,26 +306,53 @@ fn secondary_key(s: &State, t: usize, chosen: u8) -> Option<u64> {
         | bit(s.dpdes) << 6
         | bit(vc.dpdes) << 7
         | bit(s.db_sent) << 8;
-    let [a, b, c] = match s.vcpus[t] {
-        None => [0, 0, 0],
-        Some(v) => {
-            if v.ptid != me {
-                return None;
-            }
-            let thread_cpu = if v.thread_cpu >= 0 {
-                v.thread_cpu - t as i32
-            } else {
-                v.thread_cpu
-            };
-            vcpu_words(Some(VcpuModel { ptid: 1, ..v }), thread_cpu)
+    let lo = (th.phase as u64)
+        | rel(h.kvm_vcpu)? << 4
+        | rel(th.running)? << 5
+        | ((h.ptid == me) as u64) << 6
+        | (h.kvm_vcore as u64) << 7
+        | (th.ipi as u64) << 8
+        | (th.late as u64) << 9
+        | (h.hwthread_req as u64) << 10
+        | (h.hwthread_state as u64) << 18
+        | (h.napping as u64) << 26
+        | (h.in_guest as u64) << 34
+        | bits << 42;
+    let Some(v) = s.vcpus[t] else {
+        return Some(lo as u128);
+    };
+    if v.ptid != me {
+        return None;
+    }
+    // vcpu->cpu is -1 or the core's cpu; thread_cpu -1 or the core's cpu + t.
+    let pcpu = vc.pcpu as i32;
+    let code = |x: i32| match x {
+        -1 => Some(0u64),
+        x if x == pcpu => Some(1),
+        _ => None,
+    };
+    let thread_cpu = if v.thread_cpu >= 0 {
+        v.thread_cpu - t as i32
+    } else {
+        -1
+    };
+    let hi = match (code(v.cpu), code(thread_cpu)) {
+        (Some(c), Some(tc)) => {
+            1 | (v.state as u64) << 1
+                | (v.ceded as u64) << 9
+                | (v.prodded as u64) << 17
+                | (v.started as u64) << 25
+                | c << 26
+                | tc << 27
+                | (v.trap as u64) << 28
+        }
+        _ => {
+            let [a, b, c] = vcpu_words(Some(VcpuModel { ptid: 1, ..v }), thread_cpu);
+            let w = mix64(lo ^ mix64(a ^ mix64(b ^ mix64(c))));
+            return Some(1 << 127 | (w as u128) << 64 | mix64(w) as u128);
         }
     };
-    let ptid_self = (h.ptid == me) as u64;
-    // The four words mixed into one: only equality and a canonical order
-    // of the keys matter (a collision is as unlikely as one of the
-    // fingerprint itself among the few thousand distinct thread shapes).
-    let w = thread_word(th, rel(h.kvm_vcpu)?, rel(th.running)?, ptid_self);
-    Some(mix64(w ^ mix64(a ^ mix64(b ^ mix64(c | bits << 32)))))
+    Some((hi as u128) << 64 | lo as u128)
 }
 
 /// The key of the state's symmetry class: thread 0 and vcpu 0 as they are,
@@ -335,7 +363,7 @@ fn secondary_key(s: &State, t: usize, chosen: u8) -> Option<u64> {
 /// alike; falls back to the plain key when a state does not have that shape.
 pub(crate) fn symmetric_key(cfg: &Config, s: &State, chosen: u8, exact: bool) -> Key {
     let n = cfg.threads as usize;
-    let mut keys = [(0u64, (0u8, 0u8)); MAX_SMT_THREADS];
+    let mut keys = [(0u128, (0u8, 0u8)); MAX_SMT_THREADS];
     for (t, slot) in keys.iter_mut().enumerate().take(n).skip(1) {
         match secondary_key(s, t, chosen) {
             Some(k) => *slot = (k, vcpu_used(s.vcpus[t])),
@@ -375,7 +403,8 @@ pub(crate) fn symmetric_key(cfg: &Config, s: &State, chosen: u8, exact: bool) ->
     let mut used = [(0, 0); MAX_SMT_THREADS];
     used[0] = vcpu_used(s.vcpus[0]);
     for (k, u) in keys[1..n].iter().zip(used[1..n].iter_mut()) {
-        h.put(k.0);
+        h.put(k.0 as u64);
+        h.put((k.0 >> 64) as u64);
         *u = k.1;
     }
     finish_key(h, &used[..n], s.doorbells, exact)

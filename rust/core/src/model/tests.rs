@@ -394,8 +394,13 @@ fn explorer_small_cores() {
     let r = explore(&ExploreOptions::new(Variant::Prepatch, 4)).unwrap();
     assert_eq!(r.violation.as_ref().unwrap().invariant, INV_DOORBELL);
     let trace = r.counterexample.unwrap();
-    assert!(trace.len() <= 10, "{trace:?}");
-    assert!(matches!(trace.last(), Some(Event::TakeDoorbell { .. })));
+    // The shortest: a msgsndp to a thread whose vcpu prepatch placed on
+    // another thread (8 events), or one taken by the wrong vcpu.
+    assert!(trace.len() <= 9, "{trace:?}");
+    assert!(matches!(
+        trace.last(),
+        Some(Event::Doorbell { .. } | Event::TakeDoorbell { .. })
+    ));
 }
 
 /// The model and its checker agree on every configuration the model
