@@ -321,8 +321,9 @@ def test_cli_as_a_process() -> None:
 
 @pytest.mark.skipif(
     not os.environ.get("PYVCORE_SLOW"),
-    reason="the full 8-thread exploration (9-15 million states with doorbells, about 1.2 GB) takes "
-    "minutes on a 2-core machine: set PYVCORE_SLOW=1 (tests/benchmarks/bench_model.py runs it too)",
+    reason="the full 8-thread exploration (4.7-7.3 million states with doorbells, about 0.7 GB) takes "
+    "16-23 CPU seconds, a minute on a loaded 2-core machine: set PYVCORE_SLOW=1 "
+    "(tests/benchmarks/bench_model.py runs it too)",
 )
 @pytest.mark.parametrize("variant", ["seed", "modern"])
 def test_eight_threads_complete(variant: str) -> None:

@@ -6,8 +6,9 @@ check``) for N = 2, 4, 8 threads.
 
 Targets (2-core machine): a full N=4 exploration under 0.5 s, N=8 under 5 s,
 >= 100,000 snapshots/s checked from Python.  Prints the state count, the
-time, the explorer's own estimate of its peak memory and the process's peak
-RSS; asserts nothing.
+wall time, the CPU time the process spent in it (user + system, every
+thread: the fairer figure on a shared machine), the explorer's own estimate
+of its peak memory and the process's peak RSS; asserts nothing.
 The check traces are model snapshots from random legal walks (so the checker
 does its full work on realistic states, none violating).
 """
@@ -46,7 +47,9 @@ def bench_explore(threads: int, quick: bool, workers: int | None) -> None:
         if quick and threads == 8 and variant != "prepatch":
             print(f"  explore {variant:8s} N={threads}: skipped (--quick)")
             continue
+        cpu0 = time.process_time()
         r = explore(variant, threads, workers=workers)
+        cpu = time.process_time() - cpu0
         verdict = (
             ("all invariants hold" if r.complete else f"INCOMPLETE ({r.incomplete})")
             if r.ok
@@ -61,7 +64,8 @@ def bench_explore(threads: int, quick: bool, workers: int | None) -> None:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(
             f"  explore {variant:8s} N={threads}: {r.states:>10,} states {r.transitions:>11,} transitions "
-            f"{r.seconds:8.3f} s {r.states_per_second:>10,.0f} states/s, peak ~{r.peak_memory / 2**20:,.0f} MiB "
+            f"{r.seconds:8.3f} s ({cpu:7.2f} s CPU) {r.states_per_second:>10,.0f} states/s, "
+            f"peak ~{r.peak_memory / 2**20:,.0f} MiB "
             f"(process RSS {rss:,.0f} MiB)  {verdict}{mark}"
         )
 
