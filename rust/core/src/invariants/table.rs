@@ -103,9 +103,9 @@ pub static INVARIANTS: &[InvariantInfo] = &[
     InvariantInfo {
         number: 5,
         title: "one PACA per vcpu",
-        statement: "A vcpu is in at most one PACA's kvm_hstate.kvm_vcpu.",
-        window: "every stop",
-        source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_start_thread / kvmppc_release_hwthread",
+        statement: "A vcpu is in at most one PACA's kvm_hstate.kvm_vcpu; a secondary that has finished its part of a run (its exit bit set, kvm_vcore cleared) no longer holds one.",
+        window: "every stop (the finished secondary: a held vcpu whose vcore has an entry/exit map)",
+        source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_start_thread / kvmppc_release_hwthread; book3s_hv_rmhandlers.S kvm_secondary_got_guest (kvm_vcpu cleared, lwsync, kvm_vcore cleared); 7b444c6710c6",
         meaning: "A vcpu was started twice, or a PACA was not cleared at the end of a run. Look at kvmppc_release_hwthread and the secondaries' exit path.",
         needs: &[],
         kind: Kind::Snapshot,

@@ -512,3 +512,27 @@ fn a_started_thread_with_ptid_zero_breaks_3_without_its_vcore() {
     idle.threads[2].kvm_hstate.ptid = 0;
     assert_eq!(numbers(&idle), Vec::<u32>::new());
 }
+
+/// 5: a secondary that left the run (exit bit set, kvm_vcore cleared) still
+/// holding its vcpu; the kernel clears kvm_vcpu first.
+#[test]
+fn a_finished_secondary_still_holding_its_vcpu_breaks_5() {
+    let mut s = running(&[0, 1, 2, 3]);
+    s.vcores[0].vcore_state = MODERN_VCORE_STATES.exiting;
+    s.vcores[0].entry_exit_map = Some(0xf0f);
+    for t in &mut s.threads[1..] {
+        t.kvm_hstate.in_guest = KVM_GUEST_MODE_NONE;
+    }
+    for v in &mut s.vcpus {
+        v.cpu = -1;
+        v.thread_cpu = Some(-1);
+    }
+    s.threads[2].kvm_hstate.kvm_vcore = 0;
+    s.threads[2].kvm_hstate.kvm_vcpu = 0;
+    assert!(!numbers(&s).contains(&5), "{:?}", numbers(&s));
+    s.threads[2].kvm_hstate.kvm_vcpu = vcpu_addr(2);
+    assert!(numbers(&s).contains(&5), "{:?}", numbers(&s));
+    // not exited yet (exit bit clear): a start in flight may show the same fields
+    s.vcores[0].entry_exit_map = Some(0x0b0f);
+    assert!(!numbers(&s).contains(&5), "{:?}", numbers(&s));
+}

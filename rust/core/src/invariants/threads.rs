@@ -26,6 +26,7 @@ pub(crate) fn check(cx: &Ctx, out: &mut Vec<Violation>) {
             continue;
         };
         let held = Held { i, t, j, v, k, vc };
+        cleared_at_exit(&held, out);
         ceded(&held, out);
         cpu_fields(&held, out);
         alignment(cx, &held, out);
@@ -307,6 +308,39 @@ fn cpu_fields(held: &Held, out: &mut Vec<Violation>) {
             );
         }
     }
+}
+
+/// 5: a secondary that has finished its part of a run lets go of its vcpu.
+/// kvm_secondary_got_guest (book3s_hv_rmhandlers.S), back from
+/// kvmppc_hv_entry, stores 0 to HSTATE_KVM_VCPU, then (after an lwsync)
+/// to HSTATE_KVM_VCORE: a thread whose exit bit is set in the run of its
+/// vcpu's vcore and whose kvm_vcore is already cleared holds no vcpu.  No
+/// start is in flight then: kvmppc_run_core resets the entry/exit word
+/// before kvmppc_start_thread, and kvmppc_run_vcpu starts no thread once an
+/// exit began (VCORE_IS_EXITING).
+fn cleared_at_exit(held: &Held, out: &mut Vec<Violation>) {
+    let Held { i, t, j, v, k, vc } = *held;
+    let h = &t.kvm_hstate;
+    let n = t.cpu as i64 - vc.pcpu as i64;
+    let Some(map) = vc.entry_exit_map else {
+        return;
+    };
+    if h.kvm_vcore != 0 || !(1..8).contains(&n) || map & (1 << (8 + n)) == 0 {
+        return;
+    }
+    out.push(
+        Violation::new(
+            5,
+            format!(
+                "thread {} has left the run (exit bit set, kvm_vcore cleared) but its PACA still holds vcpu {}",
+                n, v.vcpu_id
+            ),
+        )
+        .hex(hs(i, "kvm_vcpu"), h.kvm_vcpu)
+        .hex(hs(i, "kvm_vcore"), h.kvm_vcore)
+        .field(p("vcores", k, "entry_exit_map"), map)
+        .field(p("vcpus", j, "vcpu_id"), v.vcpu_id),
+    );
 }
 
 /// 3: alignment of a held vcpu.
