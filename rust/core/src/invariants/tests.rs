@@ -536,3 +536,26 @@ fn a_finished_secondary_still_holding_its_vcpu_breaks_5() {
     s.vcores[0].entry_exit_map = Some(0x0b0f);
     assert!(!numbers(&s).contains(&5), "{:?}", numbers(&s));
 }
+
+/// 14: a secondary that woke from its cede and has begun its exit is no
+/// longer in napping_threads (kvm_end_cede clears the bit first); thread 0
+/// (kvm_novcpu_wakeup may leave bit 0 behind) is not judged.
+#[test]
+fn a_woken_exiting_secondary_left_in_napping_threads_breaks_14() {
+    let mut s = running(&[0, 1, 2, 3]);
+    s.vcores[0].vcore_state = MODERN_VCORE_STATES.exiting;
+    s.vcores[0].entry_exit_map = Some(0x40f);
+    s.threads[2].kvm_hstate.in_guest = KVM_GUEST_MODE_HOST_HV;
+    assert!(!numbers(&s).contains(&14), "{:?}", numbers(&s));
+    s.vcores[0].napping_threads = 0b100;
+    assert!(numbers(&s).contains(&14), "{:?}", numbers(&s));
+    // still napping (the exit IPI not yet taken): its bit stays
+    s.threads[2].kvm_hstate.napping = NAPPING_CEDE;
+    assert!(!numbers(&s).contains(&14), "{:?}", numbers(&s));
+    // thread 0 after kvm_novcpu_wakeup found the exit begun
+    let mut t0 = running(&[1, 2, 3]);
+    t0.vcores[0].entry_exit_map = Some(0x10f);
+    t0.vcores[0].napping_threads = 1;
+    t0.threads[0].kvm_hstate.napping = 0;
+    assert!(!numbers(&t0).contains(&14), "{:?}", numbers(&t0));
+}

@@ -18,6 +18,7 @@ pub(crate) fn check(cx: &Ctx, out: &mut Vec<Violation>) {
             secondary(cx, i, &t.kvm_hstate, out);
         }
         guest(cx, i, n, t, out);
+        woke_and_exiting(cx, i, &t.kvm_hstate, out);
         let h = &t.kvm_hstate;
         let Some((j, v)) = cx.vcpu(h.kvm_vcpu) else {
             continue;
@@ -341,6 +342,41 @@ fn cleared_at_exit(held: &Held, out: &mut Vec<Violation>) {
         .field(p("vcores", k, "entry_exit_map"), map)
         .field(p("vcpus", j, "vcpu_id"), v.vcpu_id),
     );
+}
+
+/// 14: a secondary that no longer naps and has begun its exit is out of
+/// napping_threads.  Only kvmppc_h_cede sets a secondary's bit (before it
+/// stores NAPPING_CEDE), and kvm_end_cede clears it before it clears
+/// napping (book3s_hv_rmhandlers.S; a cede that finds the exit begun takes
+/// the same clearing path).  A thread begins its exit (kvmhv_commence_exit)
+/// only after that, so with its exit bit set and napping 0 its bit is clear.
+/// Thread 0 is not judged: kvm_novcpu_wakeup clears napping and, finding the
+/// exit begun, leaves without clearing its bit.
+fn woke_and_exiting(cx: &Ctx, i: usize, h: &Hstate, out: &mut Vec<Violation>) {
+    let pt = h.ptid as u32;
+    if pt == 0 || pt >= 8 || h.napping != 0 {
+        return;
+    }
+    let Some((k, vc)) = cx.vcore(h.kvm_vcore) else {
+        return;
+    };
+    let Some(map) = vc.entry_exit_map else {
+        return;
+    };
+    if map & (1 << (8 + pt)) != 0 && vc.napping_threads & (1 << pt) != 0 {
+        out.push(
+            Violation::new(
+                14,
+                format!(
+                    "thread {} has begun its exit and no longer naps, but is still in napping_threads {:#x}",
+                    pt, vc.napping_threads
+                ),
+            )
+            .field(p("vcores", k, "napping_threads"), vc.napping_threads)
+            .field(p("vcores", k, "entry_exit_map"), map)
+            .field(hs(i, "napping"), h.napping),
+        );
+    }
 }
 
 /// 3: alignment of a held vcpu.
