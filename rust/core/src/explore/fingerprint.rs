@@ -4,72 +4,45 @@
 //! apart from it the explorer's bound counters, so that a state with less of
 //! the budget used subsumes one with more (see [`Key`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hasher;
 
 use crate::consts::MAX_SMT_THREADS;
 use crate::model::state::{ThreadModel, VcoreModel, VcpuModel};
 use crate::model::{Config, Mmu, Phase, State};
 
-/// A small fast 128-bit hasher (two multiply/rotate lanes, finished with
-/// the splitmix64 mixer).
-pub(crate) struct Fingerprinter {
+/// A small fast 128-bit hash of u64 words (two multiply/rotate lanes,
+/// finished with the splitmix64 mixer): the state is packed into words
+/// first (one per thread, a few per vcpu and for the vcore) and only those
+/// are mixed.
+struct Words {
     a: u64,
     b: u64,
 }
 
-impl Fingerprinter {
+impl Words {
     fn new() -> Self {
-        Fingerprinter {
+        Words {
             a: 0x243f_6a88_85a3_08d3,
             b: 0x1319_8a2e_0370_7344,
         }
     }
 
-    fn finish128(&self) -> u128 {
+    fn put(&mut self, x: u64) {
+        self.a = (self.a ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31);
+        self.b = (self.b.rotate_left(23) ^ x).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+    }
+
+    fn finish(&self) -> u128 {
         (mix64(self.a) as u128) << 64 | mix64(self.b ^ self.a.rotate_left(32)) as u128
     }
 }
 
+/// The splitmix64 finaliser.
 fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
-}
-
-impl Hasher for Fingerprinter {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word) ^ (chunk.len() as u64) << 56);
-        }
-    }
-    fn write_u64(&mut self, x: u64) {
-        self.a = (self.a ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31);
-        self.b = (self.b.rotate_left(23) ^ x).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
-    }
-    fn write_u8(&mut self, x: u8) {
-        self.write_u64(x as u64 | 0x100)
-    }
-    fn write_u16(&mut self, x: u16) {
-        self.write_u64(x as u64 | 0x2_0000)
-    }
-    fn write_u32(&mut self, x: u32) {
-        self.write_u64(x as u64 | 0x4_0000_0000)
-    }
-    fn write_i32(&mut self, x: i32) {
-        self.write_u32(x as u32)
-    }
-    fn write_usize(&mut self, x: usize) {
-        self.write_u64(x as u64)
-    }
-    fn write_isize(&mut self, x: isize) {
-        self.write_u64(x as u64)
-    }
-    fn finish(&self) -> u64 {
-        mix64(self.a)
-    }
 }
 
 /// The fingerprints are already mixed: the set uses their low bits as is.
@@ -90,26 +63,11 @@ impl Hasher for PassThrough {
     }
 }
 
-pub(crate) type FingerprintSet = std::collections::HashSet<u128, std::hash::BuildHasherDefault<PassThrough>>;
+/// The exact keys of states kept besides the one of their fingerprint.
+pub(crate) type FingerprintSet = HashSet<u128, std::hash::BuildHasherDefault<PassThrough>>;
 
 /// Fingerprint -> the bound counters of the state kept for it (see [`Key`]).
 pub(crate) type FingerprintMap = HashMap<u128, u128, std::hash::BuildHasherDefault<PassThrough>>;
-
-/// Fingerprints of whole words: the state is packed into u64 words first
-/// (a few per thread, vcpu and the vcore) and only those are mixed.
-struct Words(Fingerprinter);
-
-impl Words {
-    fn new() -> Self {
-        Words(Fingerprinter::new())
-    }
-    fn put(&mut self, w: u64) {
-        self.0.write_u64(w);
-    }
-    fn finish(&self) -> u128 {
-        self.0.finish128()
-    }
-}
 
 fn opt_idx(x: Option<u8>) -> u64 {
     x.map_or(0xff, u64::from)

@@ -29,6 +29,7 @@ mod fingerprint;
 mod search;
 #[cfg(test)]
 mod tests;
+mod visited;
 
 use std::time::Instant;
 
