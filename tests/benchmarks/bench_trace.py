@@ -105,8 +105,27 @@ def long_run(scenario: str, seconds: int, mode: str) -> int:
     return 0
 
 
+def map_class(old: str, new: str) -> str:
+    """An ``entry_exit_map`` edge by what it did (entry bits 0-7, exit bits 8-15, 0x10000
+    VCORE_EXIT_REQ), so that the 4-thread interleavings read as a few rows."""
+    a, b = int(old, 16), int(new, 16)
+    if b == 0:
+        return "cleared for the next run"
+    if b & 0x10000 and not a & 0x10000:
+        return "VCORE_EXIT_REQ set (another subcore's exit)"
+    if b & ~a & 0xFFFF != b ^ a:
+        return "bits cleared (not a store any thread makes)"
+    gained_entry, gained_exit = (b & ~a) & 0xFF, (b & ~a) >> 8 & 0xFF
+    what = "entry" if gained_entry else "exit"
+    if gained_entry and gained_exit:
+        what = "entry and exit"
+    several = bin(gained_entry).count("1") > 1 or bin(gained_exit).count("1") > 1
+    return f"{what} bit{'s of two threads in one change' if several or what == 'entry and exit' else ' set'}"
+
+
 def edge_tables(save: Path) -> int:
-    """Markdown edge tables of the results saved by ``--save``."""
+    """Markdown edge tables of the results saved by ``--save``: one row per field edge,
+    ``entry_exit_map`` edges grouped by what they did (with how many edges each row holds)."""
     from pyvcore.lab.scenarios import scenario_named
     from pyvcore.trace_edges import compare, kernel_edges, model_edges
 
@@ -120,15 +139,25 @@ def edge_tables(save: Path) -> int:
         rows = compare(kernel_edges(s), model_edges(s.get("variant", "modern"), 4, vcpus))
         count = {w: sum(1 for x in rows if x["where"] == w) for w in ("both", "kernel only", "model only")}
         print(
-            f"### `{f.stem}` (vcpus {vcpus}; {s['stats']['events']:,} events, verdict {r['verdict']}): "
+            f"`{f.stem}` (vcpus {vcpus}; {s['stats']['events']:,} events, {r['verdict']}): "
             f"{count['both']} edges on both sides, {count['kernel only']} kernel only, "
             f"{count['model only']} model only\n"
         )
-        print("| field | edge | seen in | kernel functions |\n|---|---|---|---|")
+        groups: dict[tuple[str, str, str], tuple[int, list[str]]] = {}
         for x in rows:
-            if x["where"] != "both":
-                fns = ", ".join(x["functions"][:3])
-                print(f"| `{x['field']}` | {x['old']} -> {x['new']} | {x['where']} | {fns} |")
+            if x["where"] == "both":
+                continue
+            edge = f"{x['old']} -> {x['new']}"
+            if x["field"] == "vcore.entry_exit_map":
+                edge = map_class(x["old"], x["new"])
+            n, fns = groups.get((x["field"], edge, x["where"]), (0, []))
+            groups[(x["field"], edge, x["where"])] = (
+                n + 1,
+                fns + [g for g in x["functions"] if g not in fns],
+            )
+        print("| field | edge | seen in | edges | kernel functions |\n|---|---|---|---|---|")
+        for (field, edge, where), (n, fns) in sorted(groups.items()):
+            print(f"| `{field}` | {edge} | {where} | {n} | {', '.join(fns[:3])} |")
         print()
     return 0
 
