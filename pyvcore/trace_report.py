@@ -87,7 +87,9 @@ def format_result(result: TraceResult, *, edges: bool = False) -> str:
         import importlib
 
         sc = importlib.import_module("pyvcore.lab.scenarios").scenario_named(result.scenario)
-        vcpus = list(sc.ids.get(4, ()))
+        # The model holds one vcore (vcpu ids 0..3 on 4 threads): two-vcores' second
+        # vcore (ids 4..7) is left out of the model's walk.
+        vcpus = [v for v in sc.ids.get(4, ()) if v < 4]
         out.append(format_edges(s, result.scenario, s.get("variant", "modern"), 4, vcpus))
     if r := s.get("prepatch_refuted_by"):
         out.append(
