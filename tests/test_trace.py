@@ -188,3 +188,16 @@ def test_a_deferred_violation_in_the_log_is_deferred_again(tmp_path: Path) -> No
     assert 23 in [v["invariant"] for v in summary["violations"]]
     # The timeline reads the same log (the behind line is for the replay only).
     assert main(["timeline", str(settled), "-o", str(tmp_path / "t.json")]) == 0
+
+
+def test_edges_of_two_vcores_compare_the_first_vcore() -> None:
+    """The model holds one vcore: `--edges` on two-vcores walks vcpus 0..3, not 0..7."""
+    from pyvcore.trace import TraceResult
+    from pyvcore.trace_report import format_result
+
+    summary = {"stats": {"events": 1, "violations": 0}, "variant": "modern", "edges": [
+        {"field": "kvm_hstate.in_guest", "old": "0", "new": "4", "pc": "0x1", "fn": "kvmppc_hv_entry", "count": 1}
+    ]}  # fmt: skip
+    text = format_result(TraceResult("two-vcores", "patched", "all", "clean", summary=summary), edges=True)
+    assert "edges, two-vcores" in text
+    assert "kvmppc_hv_entry" in text
