@@ -290,7 +290,7 @@ pub(super) fn bfs(
 ) {
     let opts = search.opts;
     let workers = opts.workers.max(1);
-    let mut visited = Visited::new(search.key(&root));
+    let mut visited = Visited::new(search.key(&root), workers);
     let mut frontier: Vec<(State, u32)> = vec![(root, 0)];
     let mut depth = 0usize;
     while !frontier.is_empty() {
@@ -308,7 +308,7 @@ pub(super) fn bfs(
                     );
                     report.counterexample = Some(visited.trace_to(batch[k].1));
                     report.violation = Some(v);
-                    report.states = visited.explored;
+                    report.states = visited.explored();
                     report.depth = depth;
                     return;
                 }
@@ -337,7 +337,7 @@ pub(super) fn bfs(
                 report.depth = depth + 1;
                 report.counterexample = Some(trace);
                 report.violation = Some(v);
-                report.states = visited.explored;
+                report.states = visited.explored();
                 return;
             }
             let memory = visited.memory()
@@ -345,7 +345,7 @@ pub(super) fn bfs(
                 + succs.capacity() * std::mem::size_of::<Succ>();
             report.peak_memory = report.peak_memory.max(memory);
             let p = Progress {
-                states: visited.explored,
+                states: visited.explored(),
                 transitions: report.transitions,
                 depth,
                 frontier: frontier.len(),
@@ -354,7 +354,7 @@ pub(super) fn bfs(
             };
             if let Some(why) = budget_or_stop(opts, &p, progress) {
                 report.incomplete = Some(why);
-                report.states = visited.explored;
+                report.states = visited.explored();
                 report.depth = depth;
                 return;
             }
@@ -367,7 +367,7 @@ pub(super) fn bfs(
             depth += 1;
         }
     }
-    report.states = visited.explored;
+    report.states = visited.explored();
     report.depth = depth;
 }
 

@@ -118,3 +118,31 @@ fn subsumption_is_per_counter() {
     assert!(subsumes(0x7777, 0x7777));
     assert!(!subsumes(0x7000, 0x0777));
 }
+
+/// The visited set's shards (one per worker, rounded up to a power of two)
+/// keep the same states and find the same counterexample whatever their
+/// number: every state of a fingerprint goes to one shard, in order.
+#[test]
+fn workers_and_shards_do_not_change_the_result() {
+    let run = |variant: Variant, fault: Option<Fault>, workers: usize| {
+        let mut o = ExploreOptions::new(variant, 4);
+        o.fault = fault;
+        o.workers = workers;
+        explore(&o).unwrap()
+    };
+    for variant in [Variant::Seed, Variant::Modern] {
+        let one = run(variant, None, 1);
+        assert!(one.complete() && one.violation.is_none());
+        for workers in [2, 3, 4] {
+            let many = run(variant, None, workers);
+            assert_eq!((one.states, one.transitions), (many.states, many.transitions), "{variant} {workers}");
+        }
+    }
+    let fault = Some(Fault::ALL[0]);
+    let variant = Fault::ALL[0].variants()[0];
+    let one = run(variant, fault, 1);
+    let two = run(variant, fault, 2);
+    assert!(one.violation.is_some(), "{fault:?}");
+    assert_eq!(one.violation.map(|v| v.invariant), two.violation.map(|v| v.invariant));
+    assert_eq!(one.counterexample, two.counterexample);
+}
