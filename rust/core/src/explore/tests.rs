@@ -135,7 +135,11 @@ fn workers_and_shards_do_not_change_the_result() {
         assert!(one.complete() && one.violation.is_none());
         for workers in [2, 3, 4] {
             let many = run(variant, None, workers);
-            assert_eq!((one.states, one.transitions), (many.states, many.transitions), "{variant} {workers}");
+            assert_eq!(
+                (one.states, one.transitions),
+                (many.states, many.transitions),
+                "{variant} {workers}"
+            );
         }
     }
     let fault = Some(Fault::ALL[0]);
@@ -143,6 +147,9 @@ fn workers_and_shards_do_not_change_the_result() {
     let one = run(variant, fault, 1);
     let two = run(variant, fault, 2);
     assert!(one.violation.is_some(), "{fault:?}");
-    assert_eq!(one.violation.map(|v| v.invariant), two.violation.map(|v| v.invariant));
+    assert_eq!(
+        one.violation.map(|v| v.invariant),
+        two.violation.map(|v| v.invariant)
+    );
     assert_eq!(one.counterexample, two.counterexample);
 }
