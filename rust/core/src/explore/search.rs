@@ -106,7 +106,12 @@ impl Search<'_> {
 
     /// Successors of the states of `batch` (`offset`: index of its first).
     fn expand(&self, batch: &[(State, u32)], offset: usize) -> Expanded {
-        let mut out = Expanded::default();
+        // About five successors per state at N = 8: no regrowth (a copy of
+        // every successor so far) in the usual case.
+        let mut out = Expanded {
+            succs: Vec::with_capacity(batch.len() * 8),
+            ..Expanded::default()
+        };
         let (mut cands, mut lazy, mut tails) = (Vec::new(), Vec::new(), Vec::new());
         for (k, (s, _)) in batch.iter().enumerate() {
             if s.runs_done > 0 {
@@ -297,7 +302,8 @@ pub(super) fn bfs(
         let mut next: Vec<(State, u32)> = Vec::new();
         for batch in frontier.chunks(BATCH * workers) {
             let expanded = on_workers(batch, workers, |off, part| search.expand(part, off));
-            let mut succs = Vec::new();
+            let total = expanded.iter().map(|ex| ex.succs.len()).sum();
+            let mut succs = Vec::with_capacity(total);
             for ex in expanded {
                 report.transitions += ex.transitions;
                 report.finished_runs += ex.finished;
@@ -312,7 +318,12 @@ pub(super) fn bfs(
                     report.depth = depth;
                     return;
                 }
-                succs.extend(ex.succs);
+                if succs.is_empty() {
+                    // One worker: the successors as they are, not copied.
+                    succs = ex.succs;
+                } else {
+                    succs.extend(ex.succs);
+                }
             }
             let news = visited.visit(batch, &succs);
             let checked = on_workers(&news, workers, |off, part| {
