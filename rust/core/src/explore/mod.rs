@@ -20,9 +20,9 @@
 //! both with defaults; running out ends the search "incomplete", never as a
 //! proof.  A progress callback is called between batches and can stop the
 //! search (Ctrl-C).  Each breadth-first level is expanded and checked in
-//! batches on `workers` threads (the checks dominate the cost); the visited
-//! set is updated on one thread, in a fixed order, so results do not depend
-//! on the number of workers.
+//! batches on `workers` threads; the visited set is split into shards by
+//! fingerprint, each updated by one thread in the successors' order, so
+//! results do not depend on the number of workers.
 
 mod candidates;
 mod fingerprint;
