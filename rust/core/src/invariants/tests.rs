@@ -559,3 +559,31 @@ fn a_woken_exiting_secondary_left_in_napping_threads_breaks_14() {
     t0.threads[0].kvm_hstate.napping = 0;
     assert!(!numbers(&t0).contains(&14), "{:?}", numbers(&t0));
 }
+
+/// 25 on a snapshot: every entered thread napping in H_CEDE with no exit
+/// begun (the last cede must exit instead); thread 0 napping without a vcpu
+/// (NAPPING_NOVCPU) is not a cede.
+#[test]
+fn every_entered_thread_ceded_breaks_25() {
+    let mut s = running(&[0, 1, 2, 3]);
+    for t in &mut s.threads {
+        t.kvm_hstate.in_guest = KVM_GUEST_MODE_HOST_HV;
+        t.kvm_hstate.napping = NAPPING_CEDE;
+    }
+    for v in &mut s.vcpus {
+        v.ceded = Some(1);
+    }
+    s.vcores[0].napping_threads = 0b0111;
+    assert!(!numbers(&s).contains(&25), "{:?}", numbers(&s));
+    s.vcores[0].napping_threads = 0b1111;
+    assert!(numbers(&s).contains(&25), "{:?}", numbers(&s));
+    s.vcores[0].entry_exit_map = Some(0x10f); // an exit began: they are on their way out
+    assert!(!numbers(&s).contains(&25), "{:?}", numbers(&s));
+    // thread 0 with no vcpu naps NOVCPU with bit 0 set: not a cede
+    let mut n = running(&[1]);
+    n.vcores[0].napping_threads = 0b11;
+    n.threads[1].kvm_hstate.in_guest = KVM_GUEST_MODE_HOST_HV;
+    n.threads[1].kvm_hstate.napping = NAPPING_CEDE;
+    n.vcpus[0].ceded = Some(1);
+    assert!(!numbers(&n).contains(&25), "{:?}", numbers(&n));
+}

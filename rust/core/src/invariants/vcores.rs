@@ -1,6 +1,7 @@
 //! The vcores: state and runner (19), numbering (2), pcpu (4), bookkeeping
 //! (20), one running vcore per core (21), the seed's nap count tied to the
-//! PACAs it counts (16); the entry/exit word is in [`super::entry_exit`].
+//! PACAs it counts (16), no core where every thread ceded (25); the
+//! entry/exit word is in [`super::entry_exit`].
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -17,9 +18,48 @@ pub(crate) fn check(cx: &Ctx, out: &mut Vec<Violation>) {
         pcpu_and_runner(cx, k, vc, out);
         bookkeeping(cx, k, vc, out);
         nap_count(cx, k, vc, out);
+        all_ceded(cx, k, vc, out);
         super::entry_exit::check(cx, k, vc, out);
     }
     pairs(cx, out);
+}
+
+/// 25 on one snapshot: every entered thread napping in H_CEDE with no exit
+/// begun.  kvmppc_h_cede (book3s_hv_rmhandlers.S) ORs its bit into
+/// napping_threads with lwarx/stwcx. and, when that would cover the whole
+/// entry map, branches to kvm_cede_exit instead of storing it: the last
+/// thread to cede never naps.  (Thread 0 without a vcpu sets bit 0 in
+/// kvmppc_primary_no_guest without that test, but naps with NAPPING_NOVCPU,
+/// so it is never part of an all-CEDE core.)
+fn all_ceded(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
+    let Some(map) = vc.entry_exit_map else {
+        return;
+    };
+    let (entered, exited) = (map & 0xff, map >> 8);
+    if entered == 0 || exited != 0 || vc.napping_threads & entered != entered {
+        return;
+    }
+    let mut ceding = 0u32;
+    for t in &cx.s.threads {
+        let n = t.cpu as i64 - vc.pcpu as i64;
+        let h = &t.kvm_hstate;
+        if (0..8).contains(&n) && h.kvm_vcore == vc.addr && h.napping == NAPPING_CEDE {
+            ceding |= 1 << n;
+        }
+    }
+    if ceding & entered == entered {
+        out.push(
+            Violation::new(
+                25,
+                format!(
+                    "every entered thread ({:#x}) naps in H_CEDE and no exit began: the last cede should have exited",
+                    entered
+                ),
+            )
+            .field(p("vcores", k, "napping_threads"), vc.napping_threads)
+            .field(p("vcores", k, "entry_exit_map"), map),
+        );
+    }
 }
 
 /// 19, 9: vcore_state and in_guest hold known values.
