@@ -250,3 +250,24 @@ def test_continuous_kill_needs_an_invariant_the_control_trace_lacked(
     assert "control's trace also showed" in by[MUTANTS[0].name].continuous_by
     assert by[MUTANTS[1].name].continuous == "killed"
     assert by[MUTANTS[1].name].sampled == "not run"
+
+
+def test_keep_copies_each_runs_records(tmp_path: Path) -> None:
+    """--keep DIR: the run's pv-watch trace and event log are copied under the mutant's
+    and scenario's name, and the outcome points at the copies (the originals rotate)."""
+    from pyvcore.mutants.cli import keep_records
+
+    trace, log = tmp_path / "diff.jsonl", tmp_path / "events.jsonl"
+    trace.write_text('{"stop": "kvmppc_hv_entry@cpu1"}\n')
+    log.write_text('{"format": "pyvcore-events"}\n')
+    o = Outcome("ptid-zero", "k", "c", "all", "killed", "invariant 3", sampled_trace=str(trace))
+    o.continuous_log = str(log)
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    keep_records(o, kept)
+    assert o.sampled_trace == str(kept / "ptid-zero-all-sampled.jsonl")
+    assert (kept / "ptid-zero-all-sampled.jsonl").read_text() == trace.read_text()
+    assert (kept / "ptid-zero-all-events.jsonl").read_text() == log.read_text()
+    control = Outcome("(control)", "k", "-", "exits", "survived", "")
+    keep_records(control, kept)  # nothing kept: nothing copied, no error
+    assert control.sampled_trace is None
