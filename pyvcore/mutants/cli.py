@@ -70,7 +70,7 @@ def _table(outcomes: list[Outcome]) -> str:
 def keep_records(o: Outcome, keep: Path) -> None:
     """Copy a run's sampled trace and event log to ``keep`` (named mutant-scenario-mode)
     and point the outcome at the copies."""
-    stem = f"{o.mutant.strip('()')}-{o.scenario}"
+    stem = f"{o.mutant.strip('()')}-{o.scenario}" + ("-from-boot" if o.from_boot else "")
     for attr, suffix in (("sampled_trace", "sampled.jsonl"), ("continuous_log", "events.jsonl")):
         src = getattr(o, attr)
         if src and Path(src).is_file():
