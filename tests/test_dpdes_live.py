@@ -15,6 +15,7 @@ invariant 31 must report the doorbell left pending in the host.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_gdb_live import start_lab
 
 from pyvcore.gdbcli import gdb_command, module_commands
 
@@ -46,6 +46,17 @@ def mtdpdes_in(vmlinux: str, function: str) -> int:
     m = re.search(r"^\s*(0x[0-9a-f]+) <[^>]+>:\s+mtdpdes\s", out, flags=re.M)
     assert m, f"no mtdpdes in {function}:\n{out[-2000:]}"
     return int(m.group(1), 16)
+
+
+def start_lab(scenario: str) -> Any:
+    """A started Lab, queued on the machine lock (PYVCORE_LAB_WAIT seconds, default 900)."""
+    from pyvcore.lab import Lab, LabNotSetUp
+
+    wait = float(os.environ.get("PYVCORE_LAB_WAIT", "900"))
+    try:
+        return Lab(scenario=scenario, threads=4, qemu="patched", hold=0, lock_wait=wait).start()
+    except LabNotSetUp as e:
+        pytest.skip(f"lab not set up ({e}); run `pyvcore lab setup`")
 
 
 def json_after(text: str, marker: str) -> dict[str, Any]:

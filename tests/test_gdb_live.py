@@ -194,6 +194,7 @@ def test_snapshot_v2_fields(session: Session) -> None:
         for t in r["threads"]:  # SF set; a kernel or a real address
             assert num(t["msr"]) >> 60 in (0x8, 0x9) and num(t["pc"]) >> 60 in (0x0, 0xC), t
         # HDEC and the core's DPDES are read on the stopping thread (label@cpuN)
+        assert "@cpu" in r["stop"], r["stop"]  # the stopping thread was matched to its cpu
         cpu = int(r["stop"].rsplit("@cpu", 1)[1])
         me = [t for t in r["threads"] if t["cpu"] == cpu]
         assert me and "hdec" in me[0] and "dpdes" in me[0], (r["stop"], me)
