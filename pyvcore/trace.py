@@ -193,7 +193,12 @@ def run_trace(
     except Exception as exc:  # lab, build or plugin failure: a verdict, not a crash
         result.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return result
-    result.verdict = "violations" if result.summary.get("stats", {}).get("violations") else "clean"
+    stats = result.summary.get("stats", {})
+    if not stats.get("stores_checked"):
+        # The shadow never saw a store to the scheduler's state: nothing was judged.
+        result.error = "no store to the watched state was seen: the trace judged nothing"
+        return result
+    result.verdict = "violations" if stats.get("violations") else "clean"
     return result
 
 

@@ -201,3 +201,20 @@ def test_edges_of_two_vcores_compare_the_first_vcore() -> None:
     text = format_result(TraceResult("two-vcores", "patched", "all", "clean", summary=summary), edges=True)
     assert "edges, two-vcores" in text
     assert "kvmppc_hv_entry" in text
+
+
+def test_a_trace_that_decoded_nothing_is_not_judged(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A plugin that never saw a store to the watched state (e.g. paca_ptrs never found)
+    must not read as clean."""
+    import pyvcore.trace as trace
+    from pyvcore.lab import plugin_build
+
+    monkeypatch.setattr(plugin_build, "ensure_plugin", lambda **kw: tmp_path / "plugin.so")
+    monkeypatch.setattr(trace, "_vmlinux", lambda kernel: "vmlinux")
+    monkeypatch.setattr(trace, "_boot", lambda scenario, **kw: trace.LabRun(boot_s=1.0))
+    nothing = {"stats": {"stores_checked": 0, "events": 0, "violations": 0}, "edges": []}
+    monkeypatch.setattr(trace, "_read_summary", lambda path: dict(nothing))
+    monkeypatch.setattr(trace, "_refute_prepatch", lambda log: None)
+    r = run_trace("all", baseline=False, out=tmp_path / "ev.jsonl")
+    assert (r.verdict, r.exit_code) == ("error", 2)
+    assert "judged nothing" in (r.error or "")

@@ -63,6 +63,8 @@ struct Tracer {
     regs: OnceLock<Regs>,
     /// Instruction ranges instrumented in `mode=kvm` (empty = all code).
     ranges: Vec<(u64, u64)>,
+    /// `mode=kvm`: the shadow was seeded from memory (see [`Shadow::seed`]).
+    seeded: std::sync::atomic::AtomicBool,
     summary: Option<String>,
     symbols: Symbolizer,
     /// Stores seen, per vCPU (one cache line each: no sharing on the hot path).
@@ -176,6 +178,18 @@ impl Tracer {
             }
         }
         s.store(cpu, pc, tb, pa, bytes, &mut GuestMemory);
+        self.sync_bitmap(&s);
+    }
+
+    /// `mode=kvm` sees no store of the boot code that fills `paca_ptrs`: on
+    /// the first instrumented stores, read it (and what it points at) from
+    /// memory instead, until it is there.
+    fn seed(&self, cpu: usize, pc: u64) {
+        let Ok(mut s) = self.shadow.lock() else { return };
+        let tb = self.tb();
+        if s.seed(cpu, pc, tb, &mut GuestMemory) {
+            self.seeded.store(true, Ordering::Relaxed);
+        }
         self.sync_bitmap(&s);
     }
 
@@ -295,6 +309,7 @@ fn setup(args: &Args) -> Result<Tracer, String> {
         generation: AtomicU64::new(u64::MAX),
         regs: OnceLock::new(),
         ranges,
+        seeded: std::sync::atomic::AtomicBool::new(false),
         summary: arg(args, "summary"),
         symbols: Symbolizer::new(&image),
         stores_seen: (0..64).map(|_| PaddedCounter::default()).collect(),
@@ -385,6 +400,9 @@ impl HasCallbacks for Plugin {
                 move |cpu, info, vaddr| {
                     if let Some(c) = t.stores_seen.get(cpu as usize) {
                         c.0.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if !t.ranges.is_empty() && !t.seeded.load(Ordering::Relaxed) {
+                        t.seed(cpu as usize, pc);
                     }
                     let Some(hw) = info.hwaddr(vaddr) else { return };
                     if hw.is_io() {

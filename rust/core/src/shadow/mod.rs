@@ -294,6 +294,25 @@ impl Shadow {
         batch.len()
     }
 
+    /// Start from what memory holds: read `paca_ptrs` and, when the shadow
+    /// has not seen it stored, take its current value as a store (which
+    /// follows the pointers, reading each PACA's `kvm_hstate` and what it
+    /// points at from memory).  For a plugin that does not see every store
+    /// (`mode=kvm`: `paca_ptrs` is stored at boot by allocate_paca_ptrs,
+    /// arch/powerpc/kernel/paca.c, outside KVM).  Returns whether the
+    /// shadow now watches more than `paca_ptrs`.
+    pub fn seed(&mut self, cpu: usize, pc: u64, tb: u64, mem: &mut dyn Memory) -> bool {
+        let Some(d) = self.decoder.as_ref() else {
+            return false;
+        };
+        let va = d.layout().paca_ptrs;
+        let mut buf = [0u8; 8];
+        if mem.read(va, &mut buf) && u64::from_le_bytes(buf) != 0 {
+            self.store(cpu, pc, tb, phys(va), &buf, mem);
+        }
+        self.decoder.as_ref().is_some_and(|d| d.watched() > 1)
+    }
+
     /// A register value or message from thread `cpu` (see [`Reg`]).  A
     /// value read from the thread that equals what the shadow holds makes
     /// no event.

@@ -112,3 +112,22 @@ fn a_third_value_during_the_mtspr_is_judged() {
     r.reg(1, Reg::Sdr1, 0x1234_0000);
     assert!(r.invariants().contains(&8), "{:?}", r.invariants());
 }
+
+#[test]
+fn a_shadow_that_missed_the_boot_stores_is_seeded_from_memory() {
+    // mode=kvm: the boot code's stores of paca_ptrs and the PACAs are not seen.
+    let mut s = Shadow::new(layout(), 4, TB_FREQ_POWER8);
+    let mut mem = FakeMem::default();
+    mem.put(PACA_PTRS, &ARRAY.to_le_bytes());
+    for i in 0..4 {
+        mem.put(ARRAY + 8 * i as u64, &paca(i).to_le_bytes());
+    }
+    mem.put(paca(2) + HS_OFF + H::State as u64, &[KVM_HWTHREAD_IN_KVM]);
+    assert!(s.seed(0, 0xc008_0000_0000_1000, 1000, &mut mem));
+    assert_eq!(s.state().hstate[2].hwthread_state, KVM_HWTHREAD_IN_KVM);
+    assert!(s.may_watch(phys(paca(3) + HS_OFF + H::Vcore as u64), 8));
+    // Nothing there yet (before allocate_paca_ptrs): not seeded, nothing invented.
+    let mut s = Shadow::new(layout(), 4, TB_FREQ_POWER8);
+    assert!(!s.seed(0, 0, 1000, &mut FakeMem::default()));
+    assert_eq!(s.stats.events, 0);
+}
