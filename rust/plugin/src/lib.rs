@@ -230,28 +230,55 @@ impl Tracer {
     }
 }
 
-/// `mode=kvm`: the code whose stores are instrumented.  Module space
-/// (kvm.ko, kvm-hv.ko: 0xc008...) and the vmlinux functions of KVM and of
+/// `mode=kvm`: the code whose stores are instrumented.  Every kernel address
+/// past the vmlinux's text (`_etext`): modules, kvm.ko and kvm-hv.ko among
+/// them, are loaded in the vmalloc area (0xc0003d... on the lab's 6.12 hash
+/// MMU, not a fixed module region), and the vmlinux functions of KVM and of
 /// the powernv idle code (names starting `kvm`, `__kvm`, `idle_`,
 /// `power7_`, `pnv_`).  It misses stores from anything else: generic
 /// helpers KVM calls (memset, the allocator), and stray stores from
 /// unrelated code — the memory corruption `mode=all` exists to catch.
 pub fn kvm_ranges(image: &KernelImage) -> Vec<(u64, u64)> {
-    let mut r: Vec<(u64, u64)> = image
+    // Text symbols by address; an assembly label without `.size` (most of
+    // book3s_hv_rmhandlers.S: kvmppc_hv_entry, kvm_start_guest...) reaches
+    // to the next symbol.
+    let mut text: Vec<(u64, u64, &str)> = image
         .symbols
         .iter()
-        .filter(|(n, s)| {
-            s.size > 0
-                && ["kvm", "__kvm", "idle_", "power7_", "pnv_"]
-                    .iter()
-                    .any(|p| n.starts_with(p))
-                && s.section.starts_with(".text")
-        })
-        .map(|(_, s)| (s.address, s.address + s.size))
+        .filter(|(_, s)| s.section.starts_with(".text"))
+        .map(|(n, s)| (s.address, s.size, n.as_str()))
         .collect();
-    r.push((0xc008_0000_0000_0000, 0xc00a_0000_0000_0000));
+    text.sort_unstable();
+    let mut r: Vec<(u64, u64)> = Vec::new();
+    for (k, &(addr, size, name)) in text.iter().enumerate() {
+        if !["kvm", "__kvm", "idle_", "power7_", "pnv_"]
+            .iter()
+            .any(|p| name.starts_with(p))
+        {
+            continue;
+        }
+        let next = text[k + 1..].iter().map(|t| t.0).find(|&a| a > addr);
+        let end = if size > 0 {
+            addr + size
+        } else {
+            next.unwrap_or(addr + 4)
+        };
+        r.push((addr, end));
+    }
+    let etext = image
+        .symbol("_etext")
+        .map_or(0xc008_0000_0000_0000, |s| s.address);
+    r.push((etext, u64::MAX));
     r.sort_unstable();
-    r
+    // Merge overlaps (aliases, nested labels): in_ranges looks at one range.
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(r.len());
+    for (lo, hi) in r {
+        match merged.last_mut() {
+            Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
+            _ => merged.push((lo, hi)),
+        }
+    }
+    merged
 }
 
 fn in_ranges(ranges: &[(u64, u64)], pc: u64) -> bool {
