@@ -52,7 +52,7 @@ def _scenarios() -> tuple[str, ...]:
         table = importlib.import_module("pyvcore.lab.scenarios").SCENARIOS
         return tuple(str(name) for name in table)
     except (ImportError, AttributeError):
-        return ("all", "novcpu0", "cede", "doorbell", "sparse", "two-vcores", "exits")
+        return ("all", "novcpu0", "cede", "doorbell", "sparse", "two-vcores", "exits", "cede-all")
 
 
 SCENARIOS = _scenarios()

@@ -39,10 +39,11 @@ DEFAULT_HOLD = 20
 
 # Extra watch phases per scenario: (pv-watch arguments, snapshots).  The default
 # points are dominated by entry/exit stops; a ceding thread passes kvm_do_nap
-# rarely enough to be missed in a bounded run, so `cede` also watches the cede
-# path on its own.
+# rarely enough to be missed in a bounded run, so `cede` and `cede-all` also watch
+# the cede path on their own.
 SCENARIO_PHASES: dict[str, tuple[tuple[str, int], ...]] = {
     "cede": (("--at kvmppc_h_cede,kvm_do_nap,kvm_end_cede", 20),),
+    "cede-all": (("--at kvmppc_h_cede,kvm_do_nap,kvm_end_cede", 20),),
 }
 
 Say = Callable[[str], None]

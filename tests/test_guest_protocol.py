@@ -80,4 +80,4 @@ def test_every_report_has_the_documented_keys():
     keys = json.loads(STOCK_ALL.split("PYVCORE REPORT ", 1)[1].split("\r", 1)[0]).keys()
     for key in keys:
         assert f"``{key}``" in guest.__doc__, key
-    assert SCENARIOS == ("all", "novcpu0", "cede", "doorbell", "sparse", "two-vcores", "exits")
+    assert SCENARIOS == ("all", "novcpu0", "cede", "doorbell", "sparse", "two-vcores", "exits", "cede-all")

@@ -100,6 +100,11 @@ def test_scenario_boots_and_reports(scenario_log, scenario):
             assert reports[vcpu]["role"] == "cede-sleeper"
             assert reports[vcpu]["cedes"] > 0, reports[vcpu]
             assert reports[vcpu]["program_checks"] == 0
+    if scenario == "cede-all":
+        for rep in reports.values():
+            # the VMM waits for every vcpu's first cede before it stops the guest
+            assert rep["role"] == "cede-timer" and rep["cedes"] > 0, rep
+            assert rep["program_checks"] == 0, rep
     if scenario == "exits":
         for rep in reports.values():
             # one bare exit hcall per iteration, every one seen by the VMM, on top of reports

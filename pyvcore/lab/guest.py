@@ -40,7 +40,7 @@ Console lines (one per line, everything else on the console is kernel noise)
 Report JSON (``PYVCORE REPORT``), one object per vcpu, always these keys:
     ``scenario`` str; ``vcpu`` vcpu id; ``vcore`` = vcpu // smt; ``first_vcpuid`` =
     vcore * smt; ``role`` (``spin``, ``cede-waker``, ``cede-sleeper``, ``doorbell``,
-    ``exits``); ``started`` (the vcpu executed guest code); ``finished`` (its VMM
+    ``exits``, ``cede-timer``); ``started`` (the vcpu executed guest code); ``finished`` (its VMM
     thread stopped running it); ``tir`` (SPR 446 read by the guest: the physical
     thread it ran on; null if never started); ``tir_changes`` (reports whose TIR
     differed from the first); ``iterations`` (spin-loop iterations, or exit hcalls

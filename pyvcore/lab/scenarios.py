@@ -26,6 +26,7 @@ ROLES = {
     "cede-sleeper": "PV_ROLE_CEDE_SLEEPER",
     "doorbell": "PV_ROLE_DOORBELL",
     "exits": "PV_ROLE_EXITS",
+    "cede-timer": "PV_ROLE_CEDE_TIMER",
 }
 
 # The H_CEDE path (book3s_hv_rmhandlers.S: kvmppc_h_cede, kvm_end_cede).
@@ -38,7 +39,7 @@ class Scenario:
 
     ``ids``: ``{threads: vcpu ids}``; ``roles``: one role per vcpu, or one role for all
     (key of :data:`ROLES`); ``spin``: spin-loop iterations (or exit hcalls) between two
-    reports; ``does``: one line on what the guest does; ``hook_points``: the kernel
+    reports (``cede-timer``: decrementer ticks armed before each H_CEDE); ``does``: one line on what the guest does; ``hook_points``: the kernel
     symbols the scenario exercises (and that a kernel must have to run it watched).
     """
 
@@ -95,6 +96,17 @@ SCENARIO_TABLE: tuple[Scenario, ...] = (
         "two full vcores time-share the core",
     ),
     Scenario("exits", {4: _r(0, 3), 8: _r(0, 7)}, ("exits",), 256, "every iteration exits to userspace"),
+    Scenario(
+        "cede-all",
+        {4: _r(0, 3), 8: _r(0, 7)},
+        ("cede-timer",),
+        # 2 ms of the 512 MHz timebase: short enough that every vcpu is often ceded at
+        # once, long enough that they do get there before the first decrementer fires.
+        1 << 20,
+        "every vcpu H_CEDEs with its decrementer 2 ms ahead: the last cede takes the vcore "
+        "to the host (kvmppc_vcore_blocked), the decrementer brings it back",
+        HOOK_POINTS + CEDE_POINTS,
+    ),
 )
 
 SCENARIOS: tuple[str, ...] = tuple(s.name for s in SCENARIO_TABLE)

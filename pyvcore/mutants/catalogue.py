@@ -216,7 +216,7 @@ MUTANTS: tuple[Mutant, ...] = (
         offset=0x58,
         expected="e0018241",  # beq kvm_cede_exit (every other thread napping)
         replacement=NOP,
-        scenarios=("cede",),
+        scenarios=("cede-all",),
         source="book3s_hv_rmhandlers.S kvmppc_h_cede 31: or r4,r4,r0; cmpw r4,r8; beq kvm_cede_exit",
         effect="the last thread to cede naps instead of taking the vcore to the host: all threads nap",
     ),

@@ -146,6 +146,8 @@ start:
 	beq	doorbell_send
 	cmpdi	r15, PV_ROLE_EXITS
 	beq	exits
+	cmpdi	r15, PV_ROLE_CEDE_TIMER
+	beq	cede_timer
 	/* PV_ROLE_SPIN */
 spin:
 	mr	r20, r17
@@ -186,6 +188,26 @@ pv_guest_cede:
 	INC	VA_CEDES, r20
 	bl	report
 	b	cede_sleeper
+
+/*
+ * Cede with the decrementer r17 timebase ticks ahead, so that every vcpu is
+ * often ceded at once and only the decrementer wakes it; a report every
+ * PV_CEDES_PER_REPORT cedes.  MSR[EE] goes off before the decrementer is
+ * armed: a decrementer that fires before the H_CEDE stays pending (the cede
+ * returns at once) instead of being pushed far away by the 0x900 handler.
+ */
+cede_timer:
+	li	r24, PV_CEDES_PER_REPORT
+1:	li	r20, 0
+	mtmsrd	r20, 1			/* MSR[EE] = 0 */
+	mtdec	r17
+	li	r3, H_CEDE
+	sc	1			/* KVM sets MSR[EE]; the decrementer ends the nap */
+	INC	VA_CEDES, r20
+	addic.	r24, r24, -1
+	bne	1b
+	bl	report
+	b	cede_timer
 
 /* Spin a little, then H_PROD every vcpu in the mask r18. */
 cede_waker:

@@ -64,12 +64,16 @@
 #define PV_ROLE_CEDE_SLEEPER 2          /* H_CEDE, count the wakeups, repeat */
 #define PV_ROLE_DOORBELL    3           /* msgsndp every sibling thread, then spin */
 #define PV_ROLE_EXITS       4           /* PV_HCALL_EXIT in a tight loop */
+#define PV_ROLE_CEDE_TIMER  5           /* decrementer r17 ticks ahead, H_CEDE, repeat */
+
+#define PV_CEDES_PER_REPORT 8           /* PV_ROLE_CEDE_TIMER: H_CEDEs between two reports */
 
 /*
  * Initial registers set by the VMM:
  *   r13 = this vcpu's area, r14 = vcpu id, r15 = role,
  *   r16 = threads in the vcore (doorbell targets 0..r16-1),
- *   r17 = spin iterations between reports, r18 = H_PROD target mask (vcpu ids).
+ *   r17 = spin iterations between reports (PV_ROLE_CEDE_TIMER: decrementer
+ *   ticks per cede), r18 = H_PROD target mask (vcpu ids).
  * r28-r31 belong to the interrupt handlers; the main code never uses them.
  */
 

@@ -60,7 +60,7 @@ extern const char pv_guest_spin_loop[], pv_guest_msgsndp[], pv_guest_cede[];
 static const char *role_names[] = {
 	[PV_ROLE_SPIN] = "spin", [PV_ROLE_CEDE_WAKER] = "cede-waker",
 	[PV_ROLE_CEDE_SLEEPER] = "cede-sleeper", [PV_ROLE_DOORBELL] = "doorbell",
-	[PV_ROLE_EXITS] = "exits",
+	[PV_ROLE_EXITS] = "exits", [PV_ROLE_CEDE_TIMER] = "cede-timer",
 };
 
 struct vcpu {
@@ -243,7 +243,10 @@ static int all_started(void) { return n_started == nvcpus || n_errors > 0; }
 static int all_finished(void) { return n_finished == nvcpus; }
 static int any_error(void) { return n_errors > 0; }
 
-/* Every vcpu that spins has finished at least one chunk (VA_ITERATIONS > 0). */
+/*
+ * Every vcpu that spins has finished at least one chunk (VA_ITERATIONS > 0),
+ * every cede-timer vcpu has come back from one H_CEDE (VA_CEDES > 0).
+ */
 static int all_progressed(void)
 {
 	if (n_errors > 0)
@@ -251,6 +254,9 @@ static int all_progressed(void)
 	for (int i = 0; i < nvcpus; i++)
 		if ((vcpus[i].role == PV_ROLE_SPIN || vcpus[i].role == PV_ROLE_CEDE_WAKER) &&
 		    !vcpus[i].finished && area(&vcpus[i], VA_ITERATIONS) == 0)
+			return 0;
+		else if (vcpus[i].role == PV_ROLE_CEDE_TIMER && !vcpus[i].finished &&
+			 area(&vcpus[i], VA_CEDES) == 0)
 			return 0;
 	return 1;
 }
