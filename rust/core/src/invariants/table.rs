@@ -400,6 +400,16 @@ pub static INVARIANTS: &[InvariantInfo] = &[
         needs: &["vcores", "tb"],
         kind: Kind::Liveness,
     },
+    InvariantInfo {
+        number: 45,
+        title: "first exiter sends the exit IPI",
+        statement: "The first thread to set its bit in the exit byte of vc->entry_exit_map (the value its cmpxchg replaced had no exit bit), with a trap other than the hypervisor decrementer (0x980), sends a msgsnd to every other thread whose entry bit it saw (thread (vc->pcpu + i) of the core for entry bit i) before its next store to a watched field (on return, guest_bypass stores vcpu->cpu = -1).",
+        window: "continuous trace (pyvcore trace): judged at the exiting thread's next watched store, from its own events only (trap, exit-bit store, msgsnds: one thread's callbacks, in its program order); an exit whose trap was not stored in this run (kvm_novcpu_exit passes it in r12 only) is not judged",
+        source: "arch/powerpc/kvm/book3s_hv_builtin.c, kvmhv_commence_exit / kvmhv_interrupt_vcore / kvmhv_rm_send_ipi (msgsnd to cpu_thread_in_core on POWER8); arch/powerpc/kvm/book3s_hv_rmhandlers.S, guest_exit_cont (stw r12, VCPU_TRAP) and guest_bypass",
+        meaning: "The exit IPI was not sent: the other threads stay in the guest until their own HDEC (up to a host tick) while thread 0 waits in kvmhv_switch_to_host. Look at the trap test in kvmhv_commence_exit and at kvmhv_interrupt_vcore's mask (ee & ~(1 << ptid)).",
+        needs: &[],
+        kind: Kind::History,
+    },
 ];
 
 /// The row of invariant `n`.

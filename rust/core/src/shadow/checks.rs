@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::consts::*;
 use crate::invariants::Violation;
 
+use super::exit_ipi::ExitIpi;
 use super::field::{FieldRef, Reg, VField};
 use super::state::CoreState;
 
@@ -90,6 +91,8 @@ pub struct StepChecker {
     live: BTreeMap<Live, (u64, bool)>,
     /// Non-reserved LPIDR writes by threads in KVM, per vcore, this run.
     lpid_writes: BTreeMap<u64, u32>,
+    /// Invariant 45: the first exiter's IPIs.
+    exit_ipi: ExitIpi,
 }
 
 fn v(inv: u32, msg: String) -> Violation {
@@ -110,10 +113,10 @@ fn entry_exit(s: &CoreState, vc: u64) -> Option<(u32, u32, bool)> {
 }
 
 impl StepChecker {
-    /// Invariants 7, 12 and 13 on the change of `field` to `new` made by
+    /// Invariants 7, 12, 13 and 45 on the change of `field` to `new` made by
     /// hardware thread `cpu`; `before` is the state before it.
     pub fn step(&mut self, before: &CoreState, cpu: usize, field: FieldRef, new: u64) -> Vec<Violation> {
-        let mut out = Vec::new();
+        let mut out: Vec<Violation> = self.exit_ipi.event(before, cpu, field, new).into_iter().collect();
         let me = before.hstate.get(cpu).cloned().unwrap_or_default();
         let variant = before.variant;
         match field {

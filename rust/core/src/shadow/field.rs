@@ -66,6 +66,7 @@ names!(
         ThreadCpu = "thread_cpu",
         State = "state",
         Ceded = "ceded",
+        Trap = "trap",
     }
 );
 

@@ -160,6 +160,7 @@ impl WatchLayout {
                 (CField::ThreadCpu, "arch.thread_cpu", false),
                 (CField::State, "arch.state", false),
                 (CField::Ceded, "arch.ceded", false),
+                (CField::Trap, "arch.trap", false),
             ],
         )?;
         Ok(WatchLayout {

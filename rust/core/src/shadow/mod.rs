@@ -66,6 +66,7 @@
 
 pub mod checks;
 pub mod decode;
+pub mod exit_ipi;
 pub mod field;
 pub mod insn;
 pub mod layout;
@@ -366,6 +367,7 @@ impl Shadow {
                     ev.field,
                     FieldRef::Reg(_, Reg::Dpdes | Reg::MtDpdes | Reg::Msgsnd | Reg::Msgsndp)
                         | FieldRef::PacaPtrs
+                        | FieldRef::Vcpu(_, CField::Trap)
                 );
             }
         }

@@ -153,6 +153,9 @@ impl CoreState {
                     CField::ThreadCpu => c.thread_cpu = Some(v as i32),
                     CField::State => c.state = Some(v as u8),
                     CField::Ceded => c.ceded = Some(v as u8),
+                    // Not part of the snapshot: judged by invariant 45
+                    // (super::exit_ipi) from the event itself.
+                    CField::Trap => {}
                 }
             }
             _ => return false,

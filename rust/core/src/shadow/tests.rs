@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+mod exit_ipi;
+
 use super::checks::{LIVE_EXITING, LIVE_EXIT_IPI, LIVE_GRAB, LPID_RSVD};
 use super::layout::Slot;
 use super::*;
@@ -70,6 +72,7 @@ fn layout() -> WatchLayout {
             slot(CField::ThreadCpu, 5704, 4, true),
             slot(CField::State, 5708, 1, false),
             slot(CField::Ceded, 5709, 1, false),
+            slot(CField::Trap, 5712, 4, false),
         ],
     }
 }

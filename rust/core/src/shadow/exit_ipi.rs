@@ -1,0 +1,160 @@
+//! Invariant 45: the first thread to exit sends the exit IPI.
+//!
+//! Linux 6.12, arch/powerpc/kvm/book3s_hv_builtin.c, `kvmhv_commence_exit`:
+//! a thread sets its bit (`0x100 << ptid`) in the exit byte of
+//! `vc->entry_exit_map` with a cmpxchg; if the value it replaced had no exit
+//! bit (`(ee >> 8) == 0`) it is the first, and unless its trap is the
+//! hypervisor decrementer (0x980, the others are leaving on their own HDEC)
+//! it calls `kvmhv_interrupt_vcore(vc, ee & ~(1 << ptid))`, which sends
+//! `kvmhv_rm_send_ipi(vc->pcpu + i)` for each entry bit `i`: on POWER8, to a
+//! thread of the same core, a `msgsnd` whose target is
+//! `cpu_thread_in_core(cpu)`.
+//!
+//! What the shadow sees, all on the exiting thread X (so in X's program
+//! order, whatever the other vCPUs' callbacks do):
+//! * X's trap: `stw r12, VCPU_TRAP(r9)` in the guest exit path
+//!   (book3s_hv_rmhandlers.S, before `guest_bypass`; `hdec_soon` and
+//!   `no_switch_exit` store it too before branching there), watched as
+//!   `vcpus[..].trap`;
+//! * X's store of the exit bit (the memory callback runs after the store:
+//!   the value stored is `ee | me`, exactly what X's cmpxchg saw plus its
+//!   own bit);
+//! * X's `msgsnd`s (instruction callbacks, before each `msgsnd`);
+//! * the deadline: X's next store to a watched field.  `kvmhv_commence_exit`
+//!   and `kvmhv_interrupt_vcore` store nothing watched before the IPIs
+//!   (the micro-threading loop over `sip->vc[]` runs after them), and on
+//!   return `guest_bypass` stores `vcpu->cpu = -1` (`stw r0, VCPU_CPU(r9)`).
+//!
+//! X's trap is taken only when X stored it in this run (after the vcore's
+//! `entry_exit_map` was reset by kvmppc_run_core and after X's last entry
+//! into the guest).  `kvm_novcpu_exit` passes its trap in r12 without
+//! storing it anywhere watched: such an exit is not judged.
+
+use std::collections::BTreeMap;
+
+use crate::consts::{BOOK3S_INTERRUPT_HV_DECREMENTER, KVM_GUEST_MODE_GUEST_HV};
+use crate::invariants::Violation;
+
+use super::field::{CField, FieldRef, HField, Reg, VField};
+use super::state::CoreState;
+
+/// The invariant number.
+pub const EXIT_IPI_SENT: u32 = 45;
+
+/// IPIs the first exiter still owes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Due {
+    vcore: u64,
+    /// The exit store's `entry_exit_map` value.
+    map: u32,
+    trap: u32,
+    /// Hardware threads (in the core) still to be sent a `msgsnd`.
+    targets: Vec<u64>,
+}
+
+/// Per-thread state of the rule.
+#[derive(Clone, Debug, Default)]
+pub struct ExitIpi {
+    /// Trap stored by each thread since its last entry / the last reset.
+    trap: BTreeMap<usize, u32>,
+    due: BTreeMap<usize, Due>,
+}
+
+impl ExitIpi {
+    /// One change made by thread `cpu` (`before` is the state before it).
+    /// Returns the violation when `cpu` reached its deadline with IPIs
+    /// still owed.
+    pub fn event(&mut self, before: &CoreState, cpu: usize, field: FieldRef, new: u64) -> Option<Violation> {
+        let mut out = None;
+        match field {
+            FieldRef::Reg(_, Reg::Msgsnd) => {
+                if let Some(d) = self.due.get_mut(&cpu) {
+                    d.targets.retain(|&t| t != new);
+                }
+                return None;
+            }
+            FieldRef::Reg(..) | FieldRef::PacaPtrs => return None,
+            _ => {
+                if let Some(d) = self.due.remove(&cpu) {
+                    out = self.overdue(cpu, d);
+                }
+            }
+        }
+        match field {
+            FieldRef::Vcpu(_, CField::Trap) => {
+                self.trap.insert(cpu, new as u32);
+            }
+            FieldRef::Hstate(t, HField::InGuest) if t == cpu && new as u8 == KVM_GUEST_MODE_GUEST_HV => {
+                self.trap.remove(&cpu);
+            }
+            FieldRef::Vcore(a, VField::EntryExitMap) => self.exit_store(before, cpu, a, new as u32),
+            _ => {}
+        }
+        out
+    }
+
+    /// A store of `entry_exit_map = map` to vcore `a` by thread `cpu`.
+    fn exit_store(&mut self, before: &CoreState, cpu: usize, a: u64, map: u32) {
+        if map & 0xffff == 0 {
+            // kvmppc_run_core starting a run: traps stored before it are
+            // from the last run (or virtual mode, kvmppc_handle_exit_hv).
+            self.trap.clear();
+            return;
+        }
+        let exits = map >> 8;
+        // The first exit: the stored value has exactly one exit bit (X's),
+        // and no VCORE_EXIT_REQ from another subcore.
+        if exits.count_ones() != 1 || exits > 0xff {
+            return;
+        }
+        let Some(trap) = self.trap.remove(&cpu) else {
+            return;
+        };
+        if trap == BOOK3S_INTERRUPT_HV_DECREMENTER || !before.variant.has_entry_exit_map() {
+            return;
+        }
+        let n = before.threads_per_core as u64;
+        let Some(pcpu) = before.vcores.get(&a).map(|v| u64::from(v.pcpu)) else {
+            return;
+        };
+        if n == 0 || pcpu >= n {
+            return;
+        }
+        let ptid = exits.trailing_zeros();
+        let targets: Vec<u64> = (0..8u32)
+            .filter(|&i| i != ptid && map & (1 << i) != 0)
+            .map(|i| (pcpu + u64::from(i)) % n)
+            .collect();
+        if !targets.is_empty() {
+            self.due.insert(
+                cpu,
+                Due {
+                    vcore: a,
+                    map,
+                    trap,
+                    targets,
+                },
+            );
+        }
+    }
+
+    fn overdue(&self, cpu: usize, d: Due) -> Option<Violation> {
+        if d.targets.is_empty() {
+            return None;
+        }
+        let list: Vec<String> = d.targets.iter().map(ToString::to_string).collect();
+        Some(
+            Violation::new(
+                EXIT_IPI_SENT,
+                format!(
+                    "thread {cpu} began the exit of vcore {:#x} first (entry_exit_map {:#x}, trap {:#x}) but sent no msgsnd to thread(s) {} before its next store",
+                    d.vcore,
+                    d.map,
+                    d.trap,
+                    list.join(", ")
+                ),
+            )
+            .field(&format!("vcores[{:#x}].entry_exit_map", d.vcore), format!("{:#x}", d.map)),
+        )
+    }
+}
