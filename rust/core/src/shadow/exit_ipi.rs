@@ -154,7 +154,7 @@ impl ExitIpi {
                     list.join(", ")
                 ),
             )
-            .field(&format!("vcores[{:#x}].entry_exit_map", d.vcore), format!("{:#x}", d.map)),
+            .field(format!("vcores[{:#x}].entry_exit_map", d.vcore), format!("{:#x}", d.map)),
         )
     }
 }
