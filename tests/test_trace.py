@@ -129,6 +129,7 @@ def test_edges_compare_both_ways() -> None:
             {"field": "kvm_hstate.in_guest", "old": "0", "new": "4", "pc": "0x1", "fn": "kvmppc_hv_entry"},
             {"field": "kvm_hstate.in_guest", "old": "0", "new": "3", "pc": "0x2", "fn": "weird"},
             {"field": "lpidr", "old": "0 (host)", "new": "guest", "pc": "0x3", "fn": None},
+            {"field": "vcpu.trap", "old": "0", "new": "3072", "pc": "0x4", "fn": "kvmppc_hv_entry"},
         ]
     }
     rows = {(r["field"], r["old"], r["new"]): r for r in compare(kernel_edges(summary), model)}
@@ -136,6 +137,7 @@ def test_edges_compare_both_ways() -> None:
     assert rows[("kvm_hstate.in_guest", "0", "3")]["where"] == "kernel only"
     assert rows[("vcore.vcore_state", "0", "4")]["where"] == "model only"
     assert not any(k[0] == "lpidr" for k in rows), "registers are not modelled as edges"
+    assert not any(k[0] == "vcpu.trap" for k in rows), "traps are watched for invariant 45 only"
     assert label("kvm_hstate.kvm_vcore", "0xc000000028186a00") == "ptr"
     assert label("vcore.entry_exit_map", 0x103) == "0x103"
 
