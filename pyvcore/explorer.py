@@ -109,7 +109,13 @@ class ExploreResult:
     def trace_lines(self) -> list[str]:
         """The counterexample as a snapshot trace: one JSON line per state,
         from "vcpus created" to the violation, each with its "stop" label and
-        the event that led to it -- what ``pyvcore check`` and gdb users read."""
+        the event that led to it -- what ``pyvcore check`` and gdb users read.
+        Raises ValueError for a result found with a ``fault``: the snapshot
+        model keeps the kernel's rules and cannot replay the fault's states."""
+        if self.fault:
+            raise ValueError(
+                f"a counterexample found with fault {self.fault!r} cannot be replayed as snapshots"
+            )
         vc = Vcore(self.variant, self.threads, self.vcpus)
         lines = [vc.snapshot_json()]
         for event in self.counterexample or []:
@@ -350,6 +356,16 @@ class _TtyProgress:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.trace and args.fault:
+        # The snapshot model (Vcore) obeys the kernel's rules: replaying a faulty
+        # counterexample on it would write states without the fault, or refuse one.
+        print(
+            "pyvcore explore: --trace cannot be combined with --fault: the snapshot model keeps the "
+            "kernel's rules, so it cannot replay the fault's states (the counterexample's events "
+            "are printed without --trace)",
+            file=sys.stderr,
+        )
+        return 2
     progress = _TtyProgress() if sys.stderr.isatty() and not args.json else None
     try:
         result = explore(

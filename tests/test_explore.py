@@ -335,3 +335,21 @@ def test_eight_threads_complete(variant: str) -> None:
 def test_eight_threads_prepatch_fast() -> None:
     r = explore("prepatch", 8)
     assert r.violation is not None and r.violation.invariant == 29 and len(r.counterexample) <= 12
+
+
+def test_trace_with_a_fault_is_refused_not_written_wrong(tmp_path, capsys):
+    """A faulty counterexample replayed on the rule-keeping snapshot model would show no fault
+    (or be refused mid-way): --trace with --fault is one clear error, and no file is written."""
+    from pyvcore.explorer import main
+
+    out = tmp_path / "cex.jsonl"
+    code = main(
+        ["--variant", "seed", "--threads", "4", "--fault", "in-guest-not-cleared", "--trace", str(out)]
+    )
+    assert code == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert "--trace cannot be combined with --fault" in err and "Traceback" not in err
+    result = explore("seed", 4, fault="in-guest-not-cleared")
+    assert result.violation is not None
+    with pytest.raises(ValueError, match="cannot be replayed"):
+        result.trace_lines()

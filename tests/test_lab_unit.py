@@ -187,6 +187,7 @@ def test_lock_busy_names_the_holder(tmp_path: Path) -> None:
         with pytest.raises(labqemu.LabBusy) as err:
             labqemu.acquire_lock(lock)
         assert "already running" in str(err.value) and "pyvcore lab down" in str(err.value)
+        assert "--lock-wait SECONDS" in str(err.value)
         assert f"pid {holder.pid} (flock" in str(err.value)
     finally:
         os.killpg(holder.pid, signal.SIGKILL)  # flock and the sleep holding the lock

@@ -247,7 +247,8 @@ def acquire_lock(lock_file: Path = LOCK_FILE, wait: float = 0.0) -> int:
     os.close(fd)
     raise LabBusy(
         f"a QEMU lab is already running on this machine ({lock_holder(lock_file)}); "
-        f"stop it with `pyvcore lab down` (or wait for it): only one QEMU may hold {lock_file}"
+        f"wait for it with --lock-wait SECONDS (`pyvcore lab up --wait SECONDS`), or, if it is your "
+        f"`pyvcore lab up` lab, stop it with `pyvcore lab down`: only one QEMU may hold {lock_file}"
     )
 
 
