@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -60,13 +61,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def _quiet_broken_pipe() -> int:
-    """stdout was closed by the reader: drop what is left, exit quietly."""
+    """stdout was closed by the reader: drop what is left, exit quietly with 141.
+
+    128 + SIGPIPE is what a shell reports for a writer killed by a closed pipe:
+    the verdict was not delivered, so a pipeline under ``set -o pipefail`` must
+    not read it as 0 (clean)."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
-    return 0
+    return 128 + signal.SIGPIPE
 
 
 def _run(argv: list[str]) -> int:
