@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -190,6 +191,8 @@ def run_trace(
         result.summary = _read_summary(summary_path)
         _name_module_pcs(result.summary, result.traced.status)
         result.summary["prepatch_refuted_by"] = _refute_prepatch(log)
+        if out:  # the work directory held only the summary, now read: nothing left in /tmp
+            shutil.rmtree(work, ignore_errors=True)
     except Exception as exc:  # lab, build or plugin failure: a verdict, not a crash
         result.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return result
