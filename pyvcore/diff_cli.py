@@ -132,7 +132,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--scenario", default="all", choices=diff.SCENARIOS)
     p.add_argument("--qemu", default="patched", type=_qemu, help="patched, stock or a QEMU binary")
     p.add_argument(
-        "--stops", type=_positive, default=diff.DEFAULT_STOPS, help="snapshots to take (default %(default)s)"
+        "--stops",
+        type=_positive,
+        default=diff.DEFAULT_STOPS,
+        help="end the watch after this many stops (default %(default)s); --deadline or the guest's "
+        "end may come first; cede and cede-all then watch up to 20 more on the cede path",
     )
     p.add_argument("--threads", type=int, default=4, choices=(4, 8))
     p.add_argument(

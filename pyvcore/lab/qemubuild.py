@@ -110,7 +110,7 @@ class NinjaProgress:
 
 
 def ensure_patched_qemu(cache: Path, *, force: bool = False) -> Path:
-    """The patched qemu-system-ppc64, built now unless cached (about 5 minutes on 2 idle cores)."""
+    """The patched qemu-system-ppc64, built now unless cached (about 3.5 minutes on 2 idle cores)."""
     version = qemu_source_version()
     patches = qemu_patches()
     key = qemu_build_key(patches, version, QEMU_CONFIGURE_ARGS)

@@ -171,7 +171,10 @@ def register(subparsers: Any) -> None:
         "--scenario", help="run every mutant in these scenarios instead of its own (comma-separated)"
     )
     p.add_argument(
-        "--stops", type=int, default=DEFAULT_STOPS, help="snapshots per boot (default %(default)s)"
+        "--stops",
+        type=int,
+        default=DEFAULT_STOPS,
+        help="stops each sampled boot watches, as pyvcore diff --stops (default %(default)s)",
     )
     p.add_argument(
         "--keep-going",

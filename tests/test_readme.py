@@ -1,0 +1,205 @@
+"""The README keeps up with the command line: every option of every subcommand's parser is in
+the synopsis that opens the README's section for that command, and every link of the table of
+contents reaches a heading.  Fast: argparse and text only, no lab, no gdb."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+
+from pyvcore.cli import SUBJECT_MODULES, build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+# Command -> the heading of the README section that documents it.  The first fenced block of
+# that section is its synopsis: one `pyvcore COMMAND ...` line (lab: one per subcommand) with
+# indented continuation lines.
+SECTIONS = {
+    "check": "### Checking a trace: `pyvcore check`",
+    "invariants": "### The invariants",
+    "explore": "### Every interleaving: `pyvcore explore`",
+    "lab": "## The lab",
+    "gdb": "## The gdb commands",
+    "diff": "## The live comparison: `pyvcore diff`",
+    "timeline": "## Timeline: `pyvcore timeline`",
+    "show": "### Any recorded stop, without a lab: `pyvcore show`",
+    "mutants": "## Kernel mutants: `pyvcore mutants`",
+    "trace": "## Every store checked: `pyvcore trace`",
+}
+
+
+def section(heading: str) -> str:
+    """The text under ``heading`` up to the next heading of the same or a higher level."""
+    lines = README.splitlines()
+    assert heading in lines, f"README has no heading {heading!r}"
+    start = lines.index(heading) + 1
+    level = len(heading) - len(heading.lstrip("#"))
+    end = len(lines)
+    fenced = False
+    for i in range(start, len(lines)):
+        if lines[i].startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(rf"#{{1,{level}}} ", lines[i]):
+            end = i
+            break
+    return "\n".join(lines[start:end])
+
+
+def synopsis(command: str) -> dict[str, str]:
+    """The synopsis of a command's section: ``pyvcore CMD [SUB]`` -> that logical line's text."""
+    text = section(SECTIONS[command])
+    match = re.search(r"^```[a-z]*\n(.*?)^```", text, re.S | re.M)
+    assert match, f"the section for `pyvcore {command}` has no fenced synopsis"
+    logical: dict[str, str] = {}
+    key = None
+    for line in match.group(1).splitlines():
+        if line.startswith("pyvcore "):
+            words = line.split()
+            key = " ".join(words[:3] if command == "lab" else words[:2])
+            logical[key] = logical.get(key, "") + " " + line
+        elif line.startswith(" ") and key is not None:
+            logical[key] += " " + line
+        else:
+            key = None
+    assert f"pyvcore {command}" in " ".join(logical), (
+        f"the synopsis of {command} is not `pyvcore {command} ...`"
+    )
+    return logical
+
+
+def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def option_strings(parser: argparse.ArgumentParser) -> list[list[str]]:
+    """Each option's spellings (``["-o", "--output"]``), ``--help`` left out."""
+    return [
+        list(a.option_strings)
+        for a in parser._actions
+        if a.option_strings and not isinstance(a, argparse._HelpAction)
+    ]
+
+
+def mentions(text: str, option: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text) is not None
+
+
+def parsers_of(command: str) -> dict[str, argparse.ArgumentParser]:
+    """``pyvcore CMD`` (or ``pyvcore lab SUB`` for each lab subcommand) -> its parser."""
+    parser = subparsers(build_parser(command))[command]
+    nested = subparsers(parser)
+    if nested:
+        return {f"pyvcore {command} {name}": sub for name, sub in nested.items()}
+    return {f"pyvcore {command}": parser}
+
+
+def test_every_command_has_a_readme_section() -> None:
+    assert set(SECTIONS) == set(SUBJECT_MODULES), "map the new command to its README section"
+
+
+@pytest.mark.parametrize("command", sorted(SECTIONS))
+def test_every_option_is_in_the_readme_synopsis(command: str) -> None:
+    lines = synopsis(command)
+    missing = []
+    for name, parser in parsers_of(command).items():
+        assert name in lines, f"the README synopsis has no `{name}` line"
+        for spellings in option_strings(parser):
+            if not any(mentions(lines[name], s) for s in spellings):
+                missing.append(f"{name} {'/'.join(spellings)}")
+    assert not missing, "options missing from the README's synopsis: " + ", ".join(missing)
+
+
+def test_the_checks_fail_on_a_missing_option() -> None:
+    """The matcher is not vacuous: a prefix of an option is not that option."""
+    assert mentions("[--no-reports] [--json]", "--no-reports")
+    assert not mentions("[--no-reports-x]", "--no-reports")
+    assert not mentions("[--stops N]", "--stop")
+
+
+def github_anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = heading.lstrip("#").strip().lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def headings() -> list[str]:
+    """The README's headings, code blocks skipped (a ``# comment`` there is none)."""
+    found = []
+    fenced = False
+    for line in README.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(r"#{1,6} ", line):
+            found.append(line)
+    return found
+
+
+def test_table_of_contents_links_reach_headings() -> None:
+    anchors = {github_anchor(h) for h in headings()}
+    links = re.findall(r"\]\(#([^)]+)\)", section("## Contents"))
+    assert len(links) >= 10
+    broken = [link for link in links if link not in anchors]
+    assert not broken, f"table of contents links without a heading: {broken}"
+    top = {github_anchor(h) for h in headings() if h.startswith("## ")} - {"contents"}
+    assert top <= set(links), f"top-level sections missing from the contents: {sorted(top - set(links))}"
+
+
+def quick_start() -> tuple[list[tuple[str, int]], str]:
+    """The `pyvcore ...` lines of "Try it without a lab" with the exit status each comment
+    promises, and its Python block."""
+    text = section("## Try it without a lab")
+    shell = re.search(r"^```sh\n(.*?)^```", text, re.S | re.M)
+    python = re.search(r"^```python\n(.*?)^```", text, re.S | re.M)
+    assert shell and python
+    commands = []
+    for line in shell.group(1).splitlines():
+        if line.startswith("pyvcore "):
+            command, _, comment = line.partition("#")
+            status = re.search(r"\(exit (\d)\)", comment)
+            assert status, f"say which exit status to expect: {line}"
+            commands.append((command.strip(), int(status.group(1))))
+    return commands, python.group(1)
+
+
+def test_quick_start_commands_run_as_the_readme_says(tmp_path: Path) -> None:
+    """Each command of the quick start, run in order in a scratch directory that sees the
+    checkout's tests/, ends with the exit status its comment gives."""
+    import shlex
+    import subprocess
+    import sys
+
+    (tmp_path / "tests").symlink_to(ROOT / "tests")
+    commands, _ = quick_start()
+    assert len(commands) >= 6
+    for command, expected in commands:
+        argv = shlex.split(command)[1:]
+        done = subprocess.run(
+            [sys.executable, "-m", "pyvcore", *argv],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == expected, f"{command}: exit {done.returncode}\n{done.stderr[-2000:]}"
+    assert (tmp_path / "cede.html").is_file()
+
+
+def test_quick_start_python_gives_what_its_comments_say(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "tests").symlink_to(ROOT / "tests")
+    monkeypatch.chdir(tmp_path)
+    _, code = quick_start()
+    *body, last = code.strip().splitlines()
+    scope: dict[str, object] = {}
+    exec("\n".join(body), scope)
+    assert "[8, 8]" in last
+    assert eval(last.split("#")[0], scope) == [8, 8]
