@@ -1,5 +1,5 @@
-"""Live: other kernels (by name and by path, as a user points at their own build), a QEMU
-given by path and probed for the two POWER8 fixes, the machine without PHBs.
+"""Live: a QEMU given by path and probed for the two POWER8 fixes, the machine with PHBs.
+(Other kernels, by name and by path, are `tests/test_live_matrix.py`.)
 
 Each test boots the lab once with a short hold. Kernels that `pyvcore lab setup --kernel
 NAME` has not unpacked are skipped with the command that sets them up (in CI, where
@@ -44,36 +44,6 @@ def run(lab: Lab) -> Lab:
     for rep in reports:
         assert rep["started"] and rep["tir"] == rep["vcpu"] - rep["first_vcpuid"], rep
     return lab
-
-
-@pytest.mark.parametrize("name", ["7.2", "6.12-64k", "7.2-64k", "6.1"])
-def test_debian_kernel_by_name_runs_all(name: str) -> None:
-    m = manifest(name)
-    lab = run(Lab("all", 4, "patched", HOLD, kernel=name, lock_wait=LOCK_WAIT, log=None))
-    status = lab.status()
-    assert status["kernel"] == m.package
-    assert Path(status["kernel_info"]["kvm_hv"]).name.startswith("kvm-hv.ko")  # a module, not built in
-    expected = "DWARF" if name == "6.1" else "BTF"
-    assert status["kernel_info"]["debug_info"] == expected
-    if name == "6.1":
-        assert status["vmlinux"] == m.extra["symbols"] != m.vmlinux  # gdb gets the -dbg vmlinux
-
-
-def test_bring_your_own_kernel_as_a_user_would() -> None:
-    """--kernel at the unpacked 7.2 vmlinux and --modules at its module tree (.ko.xz)."""
-    m = manifest("7.2")
-    vmlinux = Path(m.vmlinux)
-    tree = next(p for p in vmlinux.parents if p.name.startswith("linux-binary-")).parent
-    modules = next(tree.glob("linux-modules-*"))
-    lab = run(
-        Lab("novcpu0", 4, "patched", HOLD, kernel=vmlinux, modules=modules, lock_wait=LOCK_WAIT, log=None)
-    )
-    status = lab.status()
-    assert status["kernel"] == str(vmlinux)
-    # gdb gets plain ELF modules (the tree has .ko.xz).
-    for path in status["module_objects"].values():
-        assert Path(path).suffix == ".ko" and Path(path).read_bytes()[:4] == b"\x7fELF"
-    assert set(status["modules"]) >= {"kvm", "kvm_hv"}
 
 
 def test_stock_qemu_by_path_is_probed_and_both_fixes_named(tmp_path: Path) -> None:
