@@ -27,7 +27,6 @@ import datetime
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,26 +34,18 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from pyvcore.lab.boot import BootHung, StageTracker, died_error
-from pyvcore.lab.cache import cache_dir, guest_sources, tree_key
-from pyvcore.lab.inputs import (
-    QEMU_KINDS,
-    BootKernel,
-    LabNotSetUp,
-    kernel_manifest,
-    not_set_up,
-    plugin_option,
-    resolve_kernel,
-    resolve_qemu,
-)
+from pyvcore.lab.boot import BootHung, StageTracker, wait_ready
+from pyvcore.lab.cache import new_run_dir, state_file
+from pyvcore.lab.inputs import QEMU_KINDS, BootKernel, LabNotSetUp
+from pyvcore.lab.prepare import prepare
 from pyvcore.lab.qemu import (
     ConsoleFile,
     LabBusy,
     LabError,
     acquire_lock,
+    end_qemu,
     free_port,
     is_qemu_process,
-    kill_group,
     port_in_use,
     process_cmdline,
     qemu_command,
@@ -64,7 +55,7 @@ from pyvcore.lab.qemu import (
     wait_gone,
     write_lock_info,
 )
-from pyvcore.lab.scenarios import SCENARIOS, THREAD_CHOICES, scenario_named
+from pyvcore.lab.scenarios import SCENARIOS, THREAD_CHOICES
 
 __all__ = ["QEMU_KINDS", "SCENARIOS", "Lab", "LabBusy", "LabError", "LabNotSetUp"]
 
@@ -73,15 +64,22 @@ __all__ = ["QEMU_KINDS", "SCENARIOS", "Lab", "LabBusy", "LabError", "LabNotSetUp
 BOOT_TIMEOUT = 180.0
 # Seconds between the guest's PYVCORE POWEROFF line and a QMP quit (OPAL power-off takes < 1 s).
 POWEROFF_GRACE = 2.0
-RUNS_KEPT = 20
-
-
-def _state_file() -> Path:
-    return cache_dir() / "lab" / "state.json"
 
 
 def _log(message: str) -> None:
     print(f"[lab] {message}", file=sys.stderr, flush=True)
+
+
+def _refuse_arguments(scenario: str, threads: int, qemu: str | os.PathLike[str], hold: int) -> None:
+    """LabError for a scenario, thread count, QEMU or hold that no boot can take."""
+    if scenario not in SCENARIOS:
+        raise LabError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
+    if threads not in THREAD_CHOICES:
+        raise LabError(f"threads must be one of {', '.join(map(str, THREAD_CHOICES))}, not {threads}")
+    if not isinstance(qemu, os.PathLike) and qemu not in QEMU_KINDS and "/" not in qemu:
+        raise LabError(f"qemu must be 'patched', 'stock' or the path of a qemu-system-ppc64, not {qemu!r}")
+    if hold < 0:
+        raise LabError(f"hold must be >= 0 seconds, not {hold}")
 
 
 class Lab:
@@ -119,16 +117,7 @@ class Lab:
         judge_hang: bool = False,
         paused: bool = False,
     ) -> None:
-        if scenario not in SCENARIOS:
-            raise LabError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
-        if threads not in THREAD_CHOICES:
-            raise LabError(f"threads must be one of {', '.join(map(str, THREAD_CHOICES))}, not {threads}")
-        if not isinstance(qemu, os.PathLike) and qemu not in QEMU_KINDS and "/" not in qemu:
-            raise LabError(
-                f"qemu must be 'patched', 'stock' or the path of a qemu-system-ppc64, not {qemu!r}"
-            )
-        if hold < 0:
-            raise LabError(f"hold must be >= 0 seconds, not {hold}")
+        _refuse_arguments(scenario, threads, qemu, hold)
         self.scenario = scenario
         self.threads = threads
         self.qemu = os.fspath(qemu)
@@ -228,16 +217,7 @@ class Lab:
         / "exited" when QEMU had already ended."""
         pid, proc = self.pid, self.proc
         if pid is not None and (proc is None or proc.poll() is None) and is_qemu_process(pid):
-            self.stopped_by = "qmp quit"
-            if self.qmp_socket is None or not self.qmp_socket.exists() or not qmp_quit(self.qmp_socket, 3.0):
-                self.stopped_by = None
-            if self.stopped_by is None or not wait_gone(pid, 5.0, proc):
-                self.stopped_by = "SIGTERM"
-                kill_group(pid, signal.SIGTERM)
-                if not wait_gone(pid, 3.0, proc):
-                    self.stopped_by = "SIGKILL"
-                    kill_group(pid, signal.SIGKILL)
-                    wait_gone(pid, 5.0, proc)
+            self.stopped_by = end_qemu(pid, proc, self.qmp_socket)
         elif pid is not None:
             done = self._reader.parsed.powered_off if self._reader else False
             self.stopped_by = "guest poweroff" if done else "exited"
@@ -342,31 +322,10 @@ class Lab:
         """Wait until a console line (since boot) matches ``regex``; returns the match.
 
         Raises LabError with the console tail on timeout or if QEMU exits first."""
-        pattern = re.compile(regex)
-        deadline = time.monotonic() + timeout
-        checked = 0
-        while True:
-            reader = self._poll()
-            if reader is None:
-                raise LabError("the lab has no console (not started)")
-            lines = reader.lines
-            for index in range(checked, len(lines)):
-                if match := pattern.search(lines[index]):
-                    return match
-            checked = len(lines)
-            if not self.alive():
-                reader.poll()
-                if len(reader.lines) > checked:
-                    continue
-                raise LabError(
-                    f"QEMU exited before the console matched {regex!r}", f"console tail:\n{reader.tail()}"
-                )
-            if time.monotonic() > deadline:
-                raise LabError(
-                    f"timed out after {timeout:.0f} s waiting for {regex!r}",
-                    f"console tail:\n{reader.tail()}",
-                )
-            time.sleep(0.1)
+        reader = self._poll()
+        if reader is None:
+            raise LabError("the lab has no console (not started)")
+        return reader.wait_for(regex, timeout, self.alive)
 
     def console_text(self) -> str:
         reader = self._poll()
@@ -379,13 +338,13 @@ class Lab:
         """The lab started by `pyvcore lab up`, or None if none is running."""
         from pyvcore.lab.state import load_running
 
-        return load_running(cls, _state_file())
+        return load_running(cls, state_file())
 
     def save_state(self) -> Path:
         """Write what `Lab.running()` needs to find this (detached) lab again."""
         from pyvcore.lab.state import save
 
-        return save(self, _state_file())
+        return save(self, state_file())
 
     def _plugin_text(self) -> str | None:
         if not self.plugin:
@@ -396,7 +355,7 @@ class Lab:
     @staticmethod
     def clear_state() -> None:
         with contextlib.suppress(FileNotFoundError):
-            _state_file().unlink()
+            state_file().unlink()
 
     # ----------------------------------------------------------------- internals
 
@@ -414,62 +373,22 @@ class Lab:
         return self
 
     def _prepare(self) -> None:
-        cache = cache_dir()
-        not_set_up(self.kernel, self.qemu, cache)
-        self.boot_kernel = resolve_kernel(
-            self.kernel,
-            self.modules,
-            kernel_manifest(self.kernel, cache),
-            hook_points=scenario_named(self.scenario).hook_points,
+        ready = prepare(
+            scenario=self.scenario,
+            qemu=self.qemu,
+            kernel=self.kernel,
+            modules=self.modules,
+            plugin=self.plugin,
+            probe=self.probe,
+            lock_wait=self.lock_wait,
+            log=self._log,
         )
-        self.qemu_kind, self.qemu_binary = resolve_qemu(self.qemu, cache)
-        self._plugin_args = plugin_option(self.plugin)
-        if self.qemu_kind == "path" and self.probe:
-            self._probe_qemu(self.qemu_binary)
-        self.vmlinux = self.boot_kernel.symbol_file  # what gdb and the readers load
-        self.initrd = self._initramfs(cache, self.boot_kernel)
-
-    def _probe_qemu(self, binary: Path) -> None:
-        """A QEMU given by path is probed once for the two POWER8 fixes (see
-        :mod:`pyvcore.lab.probe`); a missing fix is said, with what it will look like."""
-        from pyvcore.lab.probe import probe_qemu
-
-        result = probe_qemu(binary, lock_wait=self.lock_wait, log=self._log)
-        self.qemu_probe = {"missing": result.missing, "evidence": result.evidence, "judged": result.judged}
-        if not result.judged:
-            self._log(f"could not probe {binary} for the POWER8 fixes: {result.evidence.get('error')}")
-        for line in result.describe():
-            self._log(f"WARNING: {line}")
-
-    def _initramfs(self, cache: Path, kernel: BootKernel) -> Path:
-        """The initramfs for these modules and the current guest sources (rebuilt when they change)."""
-        from pyvcore.lab import guest
-        from pyvcore.lab.tools import CROSS_CC
-
-        try:
-            programs = guest.build_guest_programs(cache / "guest", cc=CROSS_CC)  # skips unchanged sources
-            inputs = [*guest_sources(), *programs.values(), *kernel.modules.values(), kernel.busybox]
-            out = cache / "initramfs" / f"{tree_key(inputs, *sorted(kernel.modules))}.cpio.gz"
-            if not out.is_file():
-                out = Path(
-                    guest.build_initramfs(
-                        out, busybox=kernel.busybox, modules=dict(kernel.modules), programs=programs
-                    )
-                )
-        except guest.GuestBuildError as err:
-            first, _, rest = str(err).partition("\n")
-            raise LabError(f"cannot build the initramfs: {first}", rest) from None
-        return out
-
-    def _new_run_dir(self) -> Path:
-        runs = cache_dir() / "lab" / "runs"
-        runs.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(tempfile.mkdtemp(prefix=f"{stamp}-{self.scenario}-", dir=runs))
-        old = sorted(p for p in runs.iterdir() if p.is_dir())
-        for stale in old[:-RUNS_KEPT]:
-            shutil.rmtree(stale, ignore_errors=True)
-        return run_dir
+        self.boot_kernel = ready.boot_kernel
+        self.qemu_kind, self.qemu_binary = ready.qemu_kind, ready.qemu_binary
+        self._plugin_args = ready.plugin_args
+        self.qemu_probe = ready.qemu_probe
+        self.vmlinux = ready.vmlinux  # what gdb and the readers load
+        self.initrd = ready.initrd
 
     def _boot(self) -> None:
         assert self.qemu_binary and self.vmlinux and self.initrd
@@ -482,7 +401,7 @@ class Lab:
         try:
             if port is None:
                 port = free_port()
-            self.run_dir = self._new_run_dir()
+            self.run_dir = new_run_dir(self.scenario)
             self.console = self.run_dir / "console.log"
             stderr = self.run_dir / "qemu.stderr"
             # The QMP socket sits in a private (0700) directory: whoever connects owns QEMU.
@@ -543,45 +462,16 @@ class Lab:
         )
 
     def _wait_ready(self, started: float, stderr: Path) -> None:
-        """Until READY (or STALLED: some vcpus never ran, the stock-QEMU bug) for our
-        scenario; raises BootHung naming the stage that stalled (see :mod:`pyvcore.lab.boot`)."""
-        reader = self._reader
-        assert reader is not None and self.proc is not None
-        tracker = StageTracker(started=started, silence=self.stall_timeout)
-        self._stages = tracker
-        fed = 0
-        while True:
-            if reader.poll():
-                lines = reader.lines
-                for line in lines[fed:]:
-                    tracker.line(line)
-                fed = len(lines)
-                if self._guest_ready(reader):
-                    return
-            status = self.proc.poll()
-            if status is not None:
-                reader.poll()
-                raise died_error(status, stderr, reader, self.gdb_address)
-            now = time.monotonic()
-            if now - started > self.boot_timeout:
-                raise BootHung(tracker.stage, f"not ready after {self.boot_timeout:.0f} s", reader.tail())
-            if (reason := tracker.check(now)) is not None:
-                raise BootHung(tracker.stage, f"{reason}, {now - started:.0f} s into the boot", reader.tail())
-            time.sleep(0.1)
-
-    def _guest_ready(self, reader: ConsoleFile) -> bool:
-        console = reader.parsed
-        if console.ready is not None or console.stalled is not None:
-            if console.ready is not None and console.ready != self.scenario:
-                raise LabError(f"the guest is READY for scenario {console.ready!r}, not {self.scenario!r}")
-            if console.ready is None:
-                never = ",".join(map(str, console.stalled or []))
-                self._log(f"guest reports vcpus {never} never ran (STALLED): the lab is up with them hung")
-            return True
-        if console.done is not None:
-            raise LabError(
-                "the guest scenario failed before it was ready: PYVCORE DONE "
-                + " ".join(f"{k}={v}" for k, v in console.done.items()),
-                reader.tail(),
-            )
-        return False
+        """Until READY or STALLED for our scenario (see :func:`pyvcore.lab.boot.wait_ready`)."""
+        assert self._reader is not None and self.proc is not None
+        self._stages = StageTracker(started=started, silence=self.stall_timeout)
+        wait_ready(
+            self._reader,
+            self.proc,
+            self._stages,
+            scenario=self.scenario,
+            boot_timeout=self.boot_timeout,
+            stderr=stderr,
+            gdb_address=self.gdb_address,
+            log=self._log,
+        )

@@ -20,9 +20,11 @@ a job it waits for does not finish, e.g. a PHB link that never trains) and nothi
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from pyvcore.lab.qemu import ConsoleFile, LabError
 
@@ -137,3 +139,62 @@ def died_error(status: int, stderr: Path, reader: ConsoleFile, gdb_address: str)
     message = f"QEMU died during boot ({how})" + (f": {first_err}" if first_err else "")
     detail = f"QEMU stderr:\n{err_text}\nconsole tail:\n{reader.tail()}"
     return LabError(message, detail)
+
+
+def wait_ready(
+    reader: ConsoleFile,
+    proc: subprocess.Popen[bytes],
+    tracker: StageTracker,
+    *,
+    scenario: str,
+    boot_timeout: float,
+    stderr: Path,
+    gdb_address: str,
+    log: Callable[[str], None],
+) -> None:
+    """Until the guest is READY (or STALLED: some vcpus never ran, the stock-QEMU bug) for
+    ``scenario``, feeding each console line to ``tracker``. Raises BootHung naming the stage
+    that stalled or when ``boot_timeout`` s pass, LabError when QEMU dies or the guest
+    fails or is ready for another scenario."""
+    fed = 0
+    while True:
+        if reader.poll():
+            lines = reader.lines
+            for line in lines[fed:]:
+                tracker.line(line)
+            fed = len(lines)
+            if guest_ready(reader, scenario, log):
+                return
+        status = proc.poll()
+        if status is not None:
+            reader.poll()
+            raise died_error(status, stderr, reader, gdb_address)
+        now = time.monotonic()
+        if now - tracker.started > boot_timeout:
+            raise BootHung(tracker.stage, f"not ready after {boot_timeout:.0f} s", reader.tail())
+        if (reason := tracker.check(now)) is not None:
+            raise BootHung(
+                tracker.stage, f"{reason}, {now - tracker.started:.0f} s into the boot", reader.tail()
+            )
+        time.sleep(0.1)
+
+
+def guest_ready(reader: ConsoleFile, scenario: str, log: Callable[[str], None]) -> bool:
+    """True once the guest printed READY for ``scenario`` or STALLED (logged: the lab is up
+    with those vcpus hung); LabError when it is ready for another scenario or its scenario
+    failed first (PYVCORE DONE before READY)."""
+    console = reader.parsed
+    if console.ready is not None or console.stalled is not None:
+        if console.ready is not None and console.ready != scenario:
+            raise LabError(f"the guest is READY for scenario {console.ready!r}, not {scenario!r}")
+        if console.ready is None:
+            never = ",".join(map(str, console.stalled or []))
+            log(f"guest reports vcpus {never} never ran (STALLED): the lab is up with them hung")
+        return True
+    if console.done is not None:
+        raise LabError(
+            "the guest scenario failed before it was ready: PYVCORE DONE "
+            + " ".join(f"{k}={v}" for k, v in console.done.items()),
+            reader.tail(),
+        )
+    return False

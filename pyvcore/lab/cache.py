@@ -16,14 +16,18 @@ Layout under ``${XDG_CACHE_HOME:-~/.cache}/pyvcore``::
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+RUNS_KEPT = 20  # run directories kept under lab/runs
 QEMU_PATCH_DIR = PACKAGE_DIR / "qemu-patches"
 GUEST_SOURCE_DIR = PACKAGE_DIR / "guest"
 
@@ -32,6 +36,24 @@ def cache_dir() -> Path:
     """The pyvcore cache directory (not created)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "pyvcore"
+
+
+def state_file() -> Path:
+    """``lab/state.json``: the detached lab started by `pyvcore lab up`."""
+    return cache_dir() / "lab" / "state.json"
+
+
+def new_run_dir(scenario: str) -> Path:
+    """A fresh ``lab/runs/<stamp>-<scenario>-*`` directory for one boot; the oldest beyond
+    the last RUNS_KEPT are removed."""
+    runs = cache_dir() / "lab" / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{stamp}-{scenario}-", dir=runs))
+    old = sorted(p for p in runs.iterdir() if p.is_dir())
+    for stale in old[:-RUNS_KEPT]:
+        shutil.rmtree(stale, ignore_errors=True)
+    return run_dir
 
 
 def qemu_patches(patch_dir: Path = QEMU_PATCH_DIR) -> list[Path]:

@@ -12,11 +12,12 @@ import errno
 import fcntl
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psutil
@@ -162,6 +163,33 @@ class ConsoleFile:
             self._parsed = parse_console(complete)
             self._parsed_len = len(complete)
         return self._parsed
+
+    def wait_for(self, regex: str, timeout: float, alive: Callable[[], bool]) -> re.Match[str]:
+        """Wait until a complete line (since the start) matches ``regex``; returns the match.
+        ``alive`` says whether QEMU still runs. Raises LabError with the console tail on
+        timeout, or when QEMU ended and its last lines do not match."""
+        pattern = re.compile(regex)
+        deadline = time.monotonic() + timeout
+        checked = 0
+        while True:
+            self.poll()
+            lines = self.lines
+            for index in range(checked, len(lines)):
+                if match := pattern.search(lines[index]):
+                    return match
+            checked = len(lines)
+            if not alive():
+                self.poll()
+                if len(self.lines) > checked:
+                    continue
+                raise LabError(
+                    f"QEMU exited before the console matched {regex!r}", f"console tail:\n{self.tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise LabError(
+                    f"timed out after {timeout:.0f} s waiting for {regex!r}", f"console tail:\n{self.tail()}"
+                )
+            time.sleep(0.1)
 
     def tail(self, n: int = 25) -> str:
         return "\n".join(self.text.rstrip("\n").split("\n")[-n:])
@@ -360,6 +388,25 @@ def wait_gone(pid: int, timeout: float, proc: subprocess.Popen[bytes] | None = N
             return True
         time.sleep(0.05)
     return proc.poll() is not None if proc is not None else not pid_alive(pid)
+
+
+def end_qemu(pid: int, proc: subprocess.Popen[bytes] | None, qmp_socket: Path | None) -> str:
+    """End a running QEMU and leave no process behind: QMP quit, then SIGTERM, then SIGKILL
+    to its process group, each given a few seconds. Returns which one ended it: "qmp quit",
+    "SIGTERM" or "SIGKILL"."""
+    if (
+        qmp_socket is not None
+        and qmp_socket.exists()
+        and qmp_quit(qmp_socket, 3.0)
+        and wait_gone(pid, 5.0, proc)
+    ):
+        return "qmp quit"
+    kill_group(pid, signal.SIGTERM)
+    if wait_gone(pid, 3.0, proc):
+        return "SIGTERM"
+    kill_group(pid, signal.SIGKILL)
+    wait_gone(pid, 5.0, proc)
+    return "SIGKILL"
 
 
 # --------------------------------------------------------------------------- QMP
