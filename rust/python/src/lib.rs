@@ -7,12 +7,18 @@ mod btf;
 mod check;
 mod model;
 mod shadow;
+mod snapshot;
+mod trace;
+mod violation;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     btf::register(m)?;
+    snapshot::register(m)?;
+    violation::register(m)?;
     check::register(m)?;
+    trace::register(m)?;
     model::register(m)?;
     shadow::register(m)?;
     Ok(())

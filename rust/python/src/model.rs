@@ -13,7 +13,7 @@ use pythonize::pythonize;
 use pyvcore_core::consts::Variant;
 use pyvcore_core::invariants::Violation;
 
-use crate::check::PyViolation;
+use crate::violation::PyViolation;
 use pyvcore_core::model::{Config, Event, Model, ModelError, Phase, MAX_VCPU_ID};
 
 mod explore;

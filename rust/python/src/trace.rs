@@ -1,0 +1,153 @@
+//! Trace replay from Python: `check_trace_file`, `check_trace_stdin` and
+//! `check_trace_text` stream a JSONL trace through the checker without the
+//! GIL and return a `CoreTraceReport`.
+
+use std::io::{self, BufReader};
+use std::path::PathBuf;
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError};
+use pyo3::prelude::*;
+
+use pyvcore_core::trace::{check_reader, TraceOptions, TraceReport};
+
+use crate::snapshot::parse_variant;
+use crate::violation::PyViolation;
+
+/// (line, column, key, reason, text) of an unusable trace line.
+type ErrorTuple = (Option<usize>, Option<usize>, String, String, String);
+
+/// The result of replaying a trace (`pyvcore.checker.TraceReport` wraps it).
+#[pyclass(module = "pyvcore._core", name = "CoreTraceReport", frozen)]
+pub struct PyTraceReport {
+    #[pyo3(get)]
+    snapshots: usize,
+    #[pyo3(get)]
+    violations: Vec<Py<PyViolation>>,
+    #[pyo3(get)]
+    total_violations: usize,
+    /// [(invariant, count, first Violation)], by invariant number.
+    #[pyo3(get)]
+    groups: Vec<(u32, usize, Py<PyViolation>)>,
+    #[pyo3(get)]
+    not_judged: usize,
+    #[pyo3(get)]
+    first_not_judged: Option<usize>,
+    /// (line, column, key, reason, text) of the unusable line, or None.
+    #[pyo3(get)]
+    error: Option<ErrorTuple>,
+    #[pyo3(get)]
+    exit_code: i32,
+    #[pyo3(get)]
+    verdict: &'static str,
+}
+
+impl PyTraceReport {
+    fn from_core(py: Python<'_>, r: &TraceReport) -> PyResult<Self> {
+        let conv = |tv: &pyvcore_core::trace::TraceViolation| {
+            Py::new(
+                py,
+                PyViolation::from_core(py, &tv.violation, Some(tv.line), tv.stop.as_deref())?,
+            )
+        };
+        Ok(PyTraceReport {
+            snapshots: r.snapshots,
+            violations: r.violations.iter().map(conv).collect::<PyResult<_>>()?,
+            total_violations: r.total_violations,
+            groups: r
+                .groups
+                .iter()
+                .map(|g| Ok((g.invariant, g.count, conv(&g.first)?)))
+                .collect::<PyResult<_>>()?,
+            not_judged: r.not_judged,
+            first_not_judged: r.first_not_judged,
+            error: r
+                .error
+                .as_ref()
+                .map(|e| (e.line, e.column, e.key.clone(), e.message.clone(), e.to_string())),
+            exit_code: r.exit_code(),
+            verdict: r.verdict(),
+        })
+    }
+}
+
+fn options(
+    variant: Option<&str>,
+    same_vm: bool,
+    max_line_bytes: usize,
+    keep: usize,
+) -> PyResult<TraceOptions> {
+    Ok(TraceOptions {
+        variant: parse_variant(variant)?,
+        same_vm,
+        max_line_bytes,
+        keep,
+    })
+}
+
+/// Replay from a byte stream without the GIL, checking for Ctrl-C between
+/// batches.
+fn replay<R: io::BufRead + Send>(py: Python<'_>, reader: R, opts: &TraceOptions) -> PyResult<PyTraceReport> {
+    let (report, interrupted) = py.detach(|| {
+        check_reader(reader, opts, &mut || {
+            Python::attach(|py| py.check_signals().is_err())
+        })
+    });
+    if interrupted {
+        return Err(PyKeyboardInterrupt::new_err("interrupted"));
+    }
+    PyTraceReport::from_core(py, &report)
+}
+
+/// Replay a JSONL trace file (streamed).
+#[pyfunction]
+#[pyo3(signature = (path, variant=None, same_vm=false, max_line_bytes=64 << 20, keep=1000))]
+fn check_trace_file(
+    py: Python<'_>,
+    path: PathBuf,
+    variant: Option<&str>,
+    same_vm: bool,
+    max_line_bytes: usize,
+    keep: usize,
+) -> PyResult<PyTraceReport> {
+    let opts = options(variant, same_vm, max_line_bytes, keep)?;
+    let file = std::fs::File::open(&path)
+        .map_err(|e| PyOSError::new_err((e.raw_os_error().unwrap_or(0), e.to_string())))?;
+    replay(py, BufReader::with_capacity(1 << 16, file), &opts)
+}
+
+/// Replay a JSONL trace from standard input (file descriptor 0), streamed.
+#[pyfunction]
+#[pyo3(signature = (variant=None, same_vm=false, max_line_bytes=64 << 20, keep=1000))]
+fn check_trace_stdin(
+    py: Python<'_>,
+    variant: Option<&str>,
+    same_vm: bool,
+    max_line_bytes: usize,
+    keep: usize,
+) -> PyResult<PyTraceReport> {
+    let opts = options(variant, same_vm, max_line_bytes, keep)?;
+    replay(py, BufReader::with_capacity(1 << 16, io::stdin()), &opts)
+}
+
+/// Replay a JSONL trace held in a string.
+#[pyfunction]
+#[pyo3(signature = (text, variant=None, same_vm=false, max_line_bytes=64 << 20, keep=1000))]
+fn check_trace_text(
+    py: Python<'_>,
+    text: &str,
+    variant: Option<&str>,
+    same_vm: bool,
+    max_line_bytes: usize,
+    keep: usize,
+) -> PyResult<PyTraceReport> {
+    let opts = options(variant, same_vm, max_line_bytes, keep)?;
+    replay(py, text.as_bytes(), &opts)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyTraceReport>()?;
+    m.add_function(wrap_pyfunction!(check_trace_file, m)?)?;
+    m.add_function(wrap_pyfunction!(check_trace_stdin, m)?)?;
+    m.add_function(wrap_pyfunction!(check_trace_text, m)?)?;
+    Ok(())
+}
