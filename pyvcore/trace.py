@@ -281,9 +281,11 @@ def check_event_log(path: str, *, as_json: bool = False) -> int:
     if as_json:
         print(json.dumps({"trace": path, "format": "pyvcore-events", **summary}))
     else:
-        from pyvcore.trace_report import format_violations
+        from pyvcore.trace_report import format_exit_ipi, format_violations
 
         print(format_violations(summary, path))
+        if ipi := format_exit_ipi(summary):
+            print(ipi)
         print(
             f"{stats['events']} events, {stats['distinct_states']} distinct states, {stats['violations']} violations"
         )

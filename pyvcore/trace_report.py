@@ -49,6 +49,24 @@ def format_violations(summary: dict[str, Any], where: str = "", events: int = 8)
     return "\n".join(lines)
 
 
+def format_exit_ipi(summary: dict[str, Any]) -> str | None:
+    """What invariant 45 judged: the first exits (``kvmhv_commence_exit``'s first caller,
+    book3s_hv_builtin.c), those by thread 0 without a vcpu (``kvm_novcpu_exit``,
+    book3s_hv_rmhandlers.S), the HDEC ones that owe no IPI, and those not judged for want
+    of a trap.  None when the summary has no such record (an older plugin)."""
+    x = summary.get("exit_ipi")
+    if not isinstance(x, dict):
+        return None
+    line = (
+        f"invariant 45: {_n(x.get('owed'))} first exits owed the exit IPI and were judged "
+        f"({_n(x.get('owed_novcpu'))} by a thread without a vcpu, kvm_novcpu_exit); "
+        f"{_n(x.get('hdec'))} HDEC exits owe none; {_n(x.get('first_exits'))} first exits in all"
+    )
+    if x.get("unknown_trap"):
+        line += f"; {_n(x['unknown_trap'])} not judged (trap unknown: a log without kvmhv_commence_exit)"
+    return line
+
+
 def format_edges(summary: dict[str, Any], scenario: str, variant: str, threads: int, vcpus: list[int]) -> str:
     """The kernel's edges next to the model's, both gap kinds marked."""
     from pyvcore.trace_edges import compare, kernel_edges, model_edges
@@ -81,6 +99,8 @@ def format_result(result: TraceResult, *, edges: bool = False) -> str:
     ]
     per_field = sorted(stats.get("events_per_field", {}).items(), key=lambda kv: -kv[1])
     out.append(render_table(["field", "events"], [[k, _n(v)] for k, v in per_field]))
+    if ipi := format_exit_ipi(s):
+        out.append(ipi)
     if s.get("violations"):
         out.append(format_violations(s))
     if edges:

@@ -220,3 +220,63 @@ def test_a_trace_that_decoded_nothing_is_not_judged(monkeypatch: pytest.MonkeyPa
     r = run_trace("all", baseline=False, out=tmp_path / "ev.jsonl")
     assert (r.verdict, r.exit_code) == ("error", 2)
     assert "judged nothing" in (r.error or "")
+
+
+def novcpu_run(msgsnd: bool, trap: int) -> list[dict[str, object]]:
+    """Two threads: thread 0 has no vcpu (kvmppc_primary_no_guest naps with
+    NAPPING_NOVCPU), thread 1 runs vcpu 1.  Thread 0 wakes, leaves through
+    kvm_novcpu_exit with ``trap`` (kvmhv_commence_exit's argument) as the first
+    exiter, and sends thread 1 its msgsnd or not."""
+    vcpu = "0xc0000000042e2000"
+    events = vcore_found(1)
+    steps: list[tuple[str, object, object, int]] = [
+        ("threads[1].kvm_hstate.hwthread_req", 0, 1, 0),
+        ("threads[1].kvm_hstate.hwthread_state", 1, 0, 1),
+        ("threads[1].kvm_hstate.hwthread_state", 0, 2, 1),
+        ("threads[1].kvm_hstate.ptid", 0, 1, 0),
+        ("threads[1].kvm_hstate.kvm_vcpu", "0x0", vcpu, 0),
+        ("threads[1].kvm_hstate.kvm_vcore", "0x0", VC, 0),
+        (f"vcores[{VC}].vcore_state", 0, 4, 0),
+        ("threads[0].kvm_hstate.in_guest", 0, 4, 0),
+        (f"vcores[{VC}].entry_exit_map", 0, 1, 0),
+        ("threads[0].mtspr_lpidr", "0x0", "0x1", 0),
+        (f"vcores[{VC}].in_guest", 0, 1, 0),
+        (f"vcores[{VC}].napping_threads", 0, 1, 0),
+        ("threads[0].kvm_hstate.napping", 0, 2, 0),
+        ("threads[1].kvm_hstate.in_guest", 0, 4, 1),
+        (f"vcores[{VC}].entry_exit_map", 1, 3, 1),
+        ("threads[1].lpidr", None, "0x1", 1),
+        ("threads[1].kvm_hstate.in_guest", 4, 2, 1),
+        ("threads[0].kvm_hstate.napping", 2, 0, 0),  # kvm_novcpu_wakeup
+        (f"vcores[{VC}].napping_threads", 1, 0, 0),
+        ("threads[0].kvmhv_commence_exit", None, trap, 0),  # kvm_novcpu_exit's call
+        (f"vcores[{VC}].entry_exit_map", 3, 0x103, 0),
+        *([("threads[0].msgsnd", None, 1, 0)] if msgsnd else []),
+        ("threads[1].kvm_hstate.in_guest", 2, 4, 1),
+        (f"vcores[{VC}].entry_exit_map", 0x103, 0x303, 1),
+        ("threads[0].mtspr_lpidr", "0x1", "0x0", 0),
+        (f"vcores[{VC}].in_guest", 1, 0, 0),  # thread 0's next watched store
+    ]
+    for k, (field, old, new, cpu) in enumerate(steps):
+        events.append(ev(2 + k, field, old, new, cpu=cpu))
+    return events
+
+
+@pytest.mark.parametrize(
+    ("msgsnd", "trap", "code"),
+    [(True, 0, 0), (False, 0, 1), (False, 0x500, 1), (False, 0x980, 0)],
+    ids=["ipi-sent", "decrementer-wake-no-ipi", "external-wake-no-ipi", "hdec-owes-none"],
+)
+def test_check_judges_the_exit_ipi_of_a_thread_without_a_vcpu(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], msgsnd: bool, trap: int, code: int
+) -> None:
+    log = write_log(tmp_path / "novcpu.jsonl", novcpu_run(msgsnd, trap), {**HEADER, "threads_per_core": 2})
+    assert main(["check", str(log)]) == code
+    out = capsys.readouterr().out
+    owed = 0 if trap == 0x980 else 1
+    assert f"invariant 45: {owed} first exits owed the exit IPI and were judged ({owed} by a thread" in out
+    if code:
+        assert f"invariant 45: thread 0 began the exit of vcore {VC} first" in out
+        assert f"trap {trap:#x}" in out and "thread(s) 1 " in out
+    else:
+        assert "0 violations" in out

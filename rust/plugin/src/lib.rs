@@ -1,6 +1,7 @@
 //! pyvcore's QEMU TCG plugin (plugin API v4, QEMU 10.0).  Thin on purpose:
-//! it instruments every guest store and the few instructions of
-//! [`pyvcore_core::shadow::insn`], and hands what falls in a watched
+//! it instruments every guest store, the few instructions of
+//! [`pyvcore_core::shadow::insn`] and the entry of `kvmhv_commence_exit`
+//! (its `trap` argument), and hands what falls in a watched
 //! physical page to [`pyvcore_core::shadow::Shadow`], which decodes,
 //! checks and records.  Layouts and symbols come from the vmlinux through
 //! `pyvcore_core::btf` (the reader the gdb side uses).
@@ -34,6 +35,9 @@ use qemu_plugin::{
 
 /// Physical memory covered by the lock-free page filter (16 GiB).
 const BITMAP_PAGES: u64 = 1 << 22;
+/// The effective-address bits that real mode translates (the top nibble,
+/// 0xc for the kernel's linear map, is ignored there).
+const PC_MASK: u64 = 0x0fff_ffff_ffff_ffff;
 
 /// Register handles (the same for every vCPU of one machine).
 struct Regs {
@@ -67,6 +71,10 @@ struct Tracer {
     seeded: std::sync::atomic::AtomicBool,
     summary: Option<String>,
     symbols: Symbolizer,
+    /// `kvmhv_commence_exit`'s local entry (ELFv2: where callers sharing
+    /// the TOC arrive, and the global entry falls through to), with the
+    /// top nibble cleared: real-mode and virtual-mode PCs both match.
+    commence_exit: Option<u64>,
     /// Stores seen, per vCPU (one cache line each: no sharing on the hot path).
     stores_seen: Vec<PaddedCounter>,
     started: Instant,
@@ -193,7 +201,8 @@ impl Tracer {
         self.sync_bitmap(&s);
     }
 
-    /// An instrumented `mtspr`/`msgsnd[p]` about to execute.
+    /// An instrumented `mtspr`/`msgsnd[p]`, or the entry of
+    /// `kvmhv_commence_exit`, about to execute.
     fn special(&self, cpu: usize, pc: u64, reg: Reg, gpr: u32) {
         let Some(r) = self.regs.get() else { return };
         let Some(v) = r.gpr.get(gpr as usize).and_then(read_u64) else {
@@ -201,6 +210,8 @@ impl Tracer {
         };
         let v = match reg {
             Reg::Msgsnd | Reg::Msgsndp => insn::doorbell_target(reg, v),
+            // `int trap`: the low word of r3.
+            Reg::CommenceExit => v & 0xffff_ffff,
             _ => v,
         };
         let tb = self.tb();
@@ -339,6 +350,9 @@ fn setup(args: &Args) -> Result<Tracer, String> {
         seeded: std::sync::atomic::AtomicBool::new(false),
         summary: arg(args, "summary"),
         symbols: Symbolizer::new(&image),
+        commence_exit: image
+            .symbol("kvmhv_commence_exit")
+            .map(|s| (s.address + s.local_entry) & PC_MASK),
         stores_seen: (0..64).map(|_| PaddedCounter::default()).collect(),
         started: Instant::now(),
     })
@@ -410,6 +424,14 @@ impl HasCallbacks for Plugin {
         for i in tb.instructions() {
             let pc = i.vaddr();
             let mut w = [0u8; 4];
+            if t.commence_exit == Some(pc & PC_MASK) {
+                // kvmhv_commence_exit(int trap): r3 is the trap (invariant 45).
+                let t = Arc::clone(t);
+                i.register_execute_callback_flags(
+                    move |cpu| t.special(cpu as usize, pc, Reg::CommenceExit, 3),
+                    CallbackFlags::QEMU_PLUGIN_CB_R_REGS,
+                );
+            }
             if i.read_data(&mut w) == 4 {
                 if let Some((reg, gpr)) = insn::decode(u32::from_le_bytes(w)) {
                     let t = Arc::clone(t);

@@ -113,6 +113,11 @@ fn entry_exit(s: &CoreState, vc: u64) -> Option<(u32, u32, bool)> {
 }
 
 impl StepChecker {
+    /// What invariant 45 judged so far.
+    pub fn exit_ipi_stats(&self) -> &super::exit_ipi::ExitIpiStats {
+        &self.exit_ipi.stats
+    }
+
     /// Invariants 7, 12, 13 and 45 on the change of `field` to `new` made by
     /// hardware thread `cpu`; `before` is the state before it.
     pub fn step(&mut self, before: &CoreState, cpu: usize, field: FieldRef, new: u64) -> Vec<Violation> {

@@ -10,27 +10,47 @@
 //! thread of the same core, a `msgsnd` whose target is
 //! `cpu_thread_in_core(cpu)`.
 //!
+//! Two kinds of thread call it (book3s_hv_rmhandlers.S):
+//! * a thread leaving a vcpu's guest: `guest_exit_cont` stores the trap
+//!   (`stw r12, VCPU_TRAP(r9)`; `hdec_soon` and `no_switch_exit` too) and
+//!   `guest_bypass` calls `kvmhv_commence_exit(r12)`;
+//! * thread 0 without a vcpu (`kvmppc_primary_no_guest`: the vcore has no
+//!   vcpu on thread 0, so it naps with `NAPPING_NOVCPU`).  It leaves through
+//!   `kvm_novcpu_exit`, which calls `kvmhv_commence_exit(r12)` with the trap
+//!   in r12 only (and `STACK_SLOT_TRAP(r1)`, the stack): 0 when another
+//!   thread's exit bit is already set (not the first, owes nothing); after
+//!   `kvm_novcpu_wakeup`, the wake reason `kvmppc_check_wake_reason` set
+//!   (0 for the decrementer that ends the timeslice, 0x500 external,
+//!   0xe80 hypervisor doorbell, 0xe60 HMI): a first exit that owes the
+//!   IPIs; or `BOOK3S_INTERRUPT_HV_DECREMENTER` when a guest doorbell woke
+//!   it after its HDEC expired, which owes none.
+//!
 //! What the shadow sees, all on the exiting thread X (so in X's program
 //! order, whatever the other vCPUs' callbacks do):
-//! * X's trap: `stw r12, VCPU_TRAP(r9)` in the guest exit path
-//!   (book3s_hv_rmhandlers.S, before `guest_bypass`; `hdec_soon` and
-//!   `no_switch_exit` store it too before branching there), watched as
-//!   `vcpus[..].trap`;
+//! * X's trap: the plugin reads r3 at `kvmhv_commence_exit`'s local entry
+//!   (an instruction callback, before the instruction) and reports it as
+//!   `threads[X].kvmhv_commence_exit`: both kinds of exit.  A log without
+//!   those events (an older plugin) has the vcpu's `vcpus[..].trap` store
+//!   only, and its novcpu exits are not judged;
 //! * X's store of the exit bit (the memory callback runs after the store:
 //!   the value stored is `ee | me`, exactly what X's cmpxchg saw plus its
 //!   own bit);
 //! * X's `msgsnd`s (instruction callbacks, before each `msgsnd`);
 //! * the deadline: X's next store to a watched field.  `kvmhv_commence_exit`
 //!   and `kvmhv_interrupt_vcore` store nothing watched before the IPIs
-//!   (the micro-threading loop over `sip->vc[]` runs after them), and on
-//!   return `guest_bypass` stores `vcpu->cpu = -1` (`stw r0, VCPU_CPU(r9)`).
+//!   (the micro-threading loop over `sip->vc[]` runs after them); on return
+//!   `guest_bypass` stores `vcpu->cpu = -1` (`stw r0, VCPU_CPU(r9)`), and
+//!   `kvm_novcpu_exit` branches to `kvmhv_switch_to_host`, whose first
+//!   watched store (thread 0 clearing `vc->in_guest`) comes after the
+//!   other threads left the guest.
 //!
-//! X's trap is taken only when X stored it in this run (after the vcore's
-//! `entry_exit_map` was reset by kvmppc_run_core and after X's last entry
-//! into the guest).  `kvm_novcpu_exit` passes its trap in r12 without
-//! storing it anywhere watched: such an exit is not judged.
+//! X's trap is taken only when it is fresh: reported by X's call in this
+//! run, or stored by X in this run (after the vcore's `entry_exit_map` was
+//! reset by kvmppc_run_core and after X's last entry into the guest).
 
 use std::collections::BTreeMap;
+
+use serde::Serialize;
 
 use crate::consts::{BOOK3S_INTERRUPT_HV_DECREMENTER, KVM_GUEST_MODE_GUEST_HV};
 use crate::invariants::Violation;
@@ -52,12 +72,33 @@ struct Due {
     targets: Vec<u64>,
 }
 
+/// What the rule judged over a trace (the summary's `exit_ipi`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ExitIpiStats {
+    /// First exits (the exit store set the only exit bit) with a fresh trap.
+    pub first_exits: u64,
+    /// Of those, by a thread without a vcpu (`kvm_novcpu_exit`).
+    pub novcpu: u64,
+    /// Of those, with the hypervisor decrementer's trap: they owe nothing.
+    pub hdec: u64,
+    /// First exits that owed a `msgsnd` (another thread's entry bit was set):
+    /// judged.
+    pub owed: u64,
+    /// Of the judged, by a thread without a vcpu.
+    pub owed_novcpu: u64,
+    /// First exits whose trap was not known (a log without
+    /// `kvmhv_commence_exit` events, a novcpu exit): not judged.
+    pub unknown_trap: u64,
+}
+
 /// Per-thread state of the rule.
 #[derive(Clone, Debug, Default)]
 pub struct ExitIpi {
-    /// Trap stored by each thread since its last entry / the last reset.
+    /// Trap of each thread since its last entry / the last reset: its call
+    /// of `kvmhv_commence_exit`, or the vcpu's trap it stored.
     trap: BTreeMap<usize, u32>,
     due: BTreeMap<usize, Due>,
+    pub stats: ExitIpiStats,
 }
 
 impl ExitIpi {
@@ -73,6 +114,11 @@ impl ExitIpi {
                 }
                 return None;
             }
+            FieldRef::Reg(t, Reg::CommenceExit) if t == cpu => {
+                // The argument of the call about to store the exit bit.
+                self.trap.insert(cpu, new as u32);
+                return None;
+            }
             FieldRef::Reg(..) | FieldRef::PacaPtrs => return None,
             _ => {
                 if let Some(d) = self.due.remove(&cpu) {
@@ -81,7 +127,11 @@ impl ExitIpi {
             }
         }
         match field {
-            FieldRef::Vcpu(_, CField::Trap) => {
+            // The trap of the vcpu this thread runs.  A vcpu's fields are
+            // also reported when a PACA first points at it, as changes by
+            // the thread that stored the pointer (thread 0 in
+            // kvmppc_start_thread): such a trap is not that thread's.
+            FieldRef::Vcpu(a, CField::Trap) if before.hstate.get(cpu).is_some_and(|h| h.kvm_vcpu == a) => {
                 self.trap.insert(cpu, new as u32);
             }
             FieldRef::Hstate(t, HField::InGuest) if t == cpu && new as u8 == KVM_GUEST_MODE_GUEST_HV => {
@@ -107,10 +157,18 @@ impl ExitIpi {
         if exits.count_ones() != 1 || exits > 0xff {
             return;
         }
+        if !before.variant.has_entry_exit_map() {
+            return;
+        }
+        let novcpu = before.hstate.get(cpu).is_some_and(|h| h.kvm_vcpu == 0);
         let Some(trap) = self.trap.remove(&cpu) else {
+            self.stats.unknown_trap += 1;
             return;
         };
-        if trap == BOOK3S_INTERRUPT_HV_DECREMENTER || !before.variant.has_entry_exit_map() {
+        self.stats.first_exits += 1;
+        self.stats.novcpu += u64::from(novcpu);
+        if trap == BOOK3S_INTERRUPT_HV_DECREMENTER {
+            self.stats.hdec += 1;
             return;
         }
         let n = before.threads_per_core as u64;
@@ -126,6 +184,8 @@ impl ExitIpi {
             .map(|i| (pcpu + u64::from(i)) % n)
             .collect();
         if !targets.is_empty() {
+            self.stats.owed += 1;
+            self.stats.owed_novcpu += u64::from(novcpu);
             self.due.insert(
                 cpu,
                 Due {

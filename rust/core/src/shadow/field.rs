@@ -74,7 +74,9 @@ names!(
     /// Per-thread registers: `lpidr`/`sdr1`/`dpdes` are values read from
     /// the thread (it is current at that event), `mtspr_*` the thread's own
     /// `mtspr` (the value written), `msgsnd`/`msgsndp` a doorbell it sent
-    /// (the value is the target: PIR for msgsnd, TIR for msgsndp).
+    /// (the value is the target: PIR for msgsnd, TIR for msgsndp),
+    /// `kvmhv_commence_exit` a call the thread made to that function (the
+    /// value is its `trap` argument, r3 at the function's local entry).
     Reg {
         Lpidr = "lpidr",
         Sdr1 = "sdr1",
@@ -84,6 +86,7 @@ names!(
         MtDpdes = "mtspr_dpdes",
         Msgsnd = "msgsnd",
         Msgsndp = "msgsndp",
+        CommenceExit = "kvmhv_commence_exit",
     }
 );
 

@@ -46,7 +46,9 @@
 //! * `field`: `paca_ptrs`, `paca_ptrs[N]`, `threads[N].kvm_hstate.F`,
 //!   `threads[N].R` (R: `lpidr`, `sdr1`, `dpdes` read from the thread;
 //!   `mtspr_lpidr`, `mtspr_sdr1`, `mtspr_dpdes` written by it; `msgsnd`,
-//!   `msgsndp` a doorbell it sent, the value being the target),
+//!   `msgsndp` a doorbell it sent, the value being the target;
+//!   `kvmhv_commence_exit` a call it made to that function, the value
+//!   being the `trap` argument),
 //!   `vcores[0xADDR].F`, `vcpus[0xADDR].F` with the kernel's member names
 //!   (`vcpus[..].ptid` is `arch.ptid`);
 //! * `old`, `new`: the value before and after; `old` is `null` when the
@@ -225,6 +227,11 @@ impl Shadow {
         &self.edges
     }
 
+    /// What invariant 45 (the first exiter's IPIs) judged so far.
+    pub fn exit_ipi_stats(&self) -> &exit_ipi::ExitIpiStats {
+        self.checker.exit_ipi_stats()
+    }
+
     /// Write every event to `w` from now on, after a header line with
     /// `extra` keys (scenario, qemu, kernel...).
     pub fn set_log(
@@ -365,8 +372,10 @@ impl Shadow {
             if self.state.apply(ev.field, ev.new) {
                 snapshot_changed |= !matches!(
                     ev.field,
-                    FieldRef::Reg(_, Reg::Dpdes | Reg::MtDpdes | Reg::Msgsnd | Reg::Msgsndp)
-                        | FieldRef::PacaPtrs
+                    FieldRef::Reg(
+                        _,
+                        Reg::Dpdes | Reg::MtDpdes | Reg::Msgsnd | Reg::Msgsndp | Reg::CommenceExit
+                    ) | FieldRef::PacaPtrs
                         | FieldRef::Vcpu(_, CField::Trap)
                 );
             }
@@ -497,6 +506,7 @@ impl Shadow {
             "tb_freq": self.tb_freq,
             "stats": self.stats,
             "watched_fields": self.decoder.as_ref().map(|d| d.watched()),
+            "exit_ipi": self.checker.exit_ipi_stats(),
             "violations": self.recorded,
             "edges": edges,
             "bounds": {

@@ -196,6 +196,8 @@ impl CoreState {
             Reg::Dpdes | Reg::MtDpdes => self.regs[i].dpdes = Some(v),
             Reg::Msgsnd => self.regs[i].msgsnd = Some(v),
             Reg::Msgsndp => self.regs[i].msgsndp = Some(v),
+            // Judged by invariant 45 (super::exit_ipi) from the event itself.
+            Reg::CommenceExit => {}
         }
     }
 

@@ -532,6 +532,7 @@ fn field_names_round_trip() {
         FieldRef::Hstate(2, HField::KvmVcore),
         FieldRef::Reg(1, Reg::MtLpidr),
         FieldRef::Reg(0, Reg::Msgsndp),
+        FieldRef::Reg(3, Reg::CommenceExit),
         FieldRef::Vcore(VC, VField::EntryExitMap),
         FieldRef::Vcpu(vcpu(3), CField::ThreadCpu),
     ] {
