@@ -379,6 +379,16 @@ def result_of(run: LiveRun, variant: str | None = None, *, trace_kept: bool = Tr
     )
 
 
+def error_line(exc: BaseException) -> str:
+    """One line for a run that could not be done: the message alone for pyvcore's own
+    errors (a refused input, a busy lab), the exception's class too for anything else."""
+    from pyvcore.errors import PyvcoreError
+
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    own = isinstance(exc, (DiffError, PyvcoreError)) or type(exc).__module__.startswith("pyvcore.lab")
+    return first if own and first else f"{type(exc).__name__}: {first}"
+
+
 def run_diff(
     scenario: str,
     *,
@@ -440,8 +450,7 @@ def run_diff(
     except DiffInterrupted:
         raise
     except Exception as exc:  # lab, gdb or plugin failure: a verdict, not a crash
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        return DiffResult(verdict="error", violations=[], judged={}, error=f"{type(exc).__name__}: {first}")
+        return DiffResult(verdict="error", violations=[], judged={}, error=error_line(exc))
     kept = True
     if run.temp_dir is not None and not keep:
         shutil.rmtree(run.temp_dir, ignore_errors=True)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from pyvcore import diff
+from pyvcore import cliargs, diff
 
 
 class Progress:
@@ -44,22 +44,6 @@ class Progress:
         if self._pending:
             self.stream.write("\r\x1b[K")
             self._pending = False
-
-
-def _qemu(value: str) -> str:
-    if value in ("patched", "stock") or Path(value).is_file():
-        return value
-    raise argparse.ArgumentTypeError(f"expected patched, stock or a QEMU binary, not {value!r}")
-
-
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value!r}") from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value!r}")
-    return n
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         return 130
     if result.verdict == "error":
         print(f"pyvcore diff: could not run: {result.error}", file=sys.stderr)
+        if args.json:  # the same object as a run, with verdict "error"
+            print(json.dumps(result.to_dict()))
         return 2
     assert result.run is not None and result.summary is not None
     table = diff.format_table(result.run, result.summary)
@@ -130,10 +116,10 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("--scenario", default="all", choices=diff.SCENARIOS)
-    p.add_argument("--qemu", default="patched", type=_qemu, help="patched, stock or a QEMU binary")
+    p.add_argument("--qemu", default="patched", type=cliargs.qemu, help="patched, stock or a QEMU binary")
     p.add_argument(
         "--stops",
-        type=_positive,
+        type=cliargs.positive,
         default=diff.DEFAULT_STOPS,
         help="end the watch after this many stops (default %(default)s); --deadline or the guest's "
         "end may come first; cede and cede-all then watch up to 20 more on the cede path",
@@ -149,7 +135,10 @@ def register(subparsers: Any) -> None:
         "--kernel", metavar="VMLINUX", help="boot this vmlinux (with --attach: the one the target runs)"
     )
     p.add_argument(
-        "--modules", metavar="DIR", help="directory with kvm.ko and kvm-hv.ko (.ko or .ko.xz) to load"
+        "--modules",
+        metavar="DIR",
+        type=cliargs.input_dir,
+        help="directory with kvm.ko and kvm-hv.ko (.ko or .ko.xz) to load"
     )
     p.add_argument(
         "--attach",
@@ -166,24 +155,25 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--deadline",
-        type=float,
+        type=cliargs.seconds,
         default=90.0,
         help="wall-clock seconds the watch may take (default %(default)s)",
     )
     p.add_argument(
         "--lock-wait",
-        type=float,
+        type=cliargs.seconds,
         default=0.0,
         metavar="SECONDS",
         help="wait this long for another QEMU lab on the machine to finish (default: fail at once)",
     )
-    p.add_argument("--trace", help="where to write the JSONL trace (default: the lab's run directory)")
+    p.add_argument("--trace", type=cliargs.output_file, help="where to write the JSONL trace (default: the lab's run directory)")
     p.add_argument(
         "--keep", action="store_true", help="keep the trace of a bare gdbstub's run (else removed)"
     )
     p.add_argument(
         "--report",
         metavar="DIR",
+        type=cliargs.output_dir,
         help="write table, trace, timeline (html, json) and console log into DIR",
     )
     p.add_argument("--no-reports", action="store_true", help="do not wait for the guest's reports")

@@ -109,13 +109,18 @@ def resolve_attach(address: str, kernel: str | Path | None) -> Any:
         return lab
     if lab is not None and lab.gdb_port is not None and _same_address(address, lab.gdb_address):
         return lab
-    if kernel is None or not Path(kernel).is_file():
-        raise DiffError(
-            f"--attach {address}: not the running lab's gdbstub, so --kernel VMLINUX must name the "
-            "kernel it runs" + (f" ({kernel} is not a file)" if kernel else "")
-        )
     if not re.fullmatch(r"[\w.\-\[\]:]+:\d+", address):
         raise DiffError(f"--attach {address}: expected HOST:PORT or 'lab'")
+    if kernel is None:
+        raise DiffError(
+            f"--attach {address}: not the running lab's gdbstub, so --kernel VMLINUX must name the kernel it runs"
+        )
+    from pyvcore.kernel import KernelRefused, check_vmlinux
+
+    try:
+        check_vmlinux(kernel, what="--kernel")
+    except KernelRefused as err:
+        raise DiffError(err.message) from None
     return GdbStub(address, Path(kernel))
 
 
@@ -419,8 +424,10 @@ def run_live(
             what = f"scenario {scenario}, {qemu} QEMU, {threads} threads" + (
                 f", kernel {kernel}" if kernel else ""
             )
-            say(f"booting the lab: {what} ...")
             lab = _new_lab(scenario, qemu, threads, hold, lock_wait, kernel, modules, paused=from_boot)
+            # Every input (QEMU, kernel, modules) is checked before the boot is announced.
+            getattr(lab, "prepare", lambda: None)()
+            say(f"booting the lab: {what} ...")
             lab.start()
         if trace is None:
             trace, temp_dir = _trace_path(lab, scenario, qemu)

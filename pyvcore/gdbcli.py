@@ -17,6 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pyvcore import cliargs
+from pyvcore.errors import PyvcoreError
+
 GDB = "gdb-multiarch"
 
 
@@ -180,9 +183,9 @@ def lab_status(args: argparse.Namespace) -> dict[str, Any] | None:
             text = sys.stdin.read() if args.status == "-" else Path(args.status).read_text()
             status = json.loads(text)
         except (OSError, ValueError) as e:
-            raise SystemExit(f"pyvcore gdb: cannot read the lab status {args.status}: {e}") from None
+            raise PyvcoreError(f"cannot read the lab status {args.status}: {e}") from None
         if not isinstance(status, dict):
-            raise SystemExit(f"pyvcore gdb: {args.status} is not a lab status object")
+            raise PyvcoreError(f"{args.status} is not a lab status object (`pyvcore lab status --json`)")
         return status
     try:
         from pyvcore.lab import Lab
@@ -212,9 +215,13 @@ def run(args: argparse.Namespace) -> int:
         status = found
     vmlinux = args.vmlinux or status.get("vmlinux")
     remote = args.remote or status.get("gdb")
-    if not vmlinux or not Path(vmlinux).is_file():
-        print(f"pyvcore gdb: vmlinux not found: {vmlinux}", file=sys.stderr)
-        return 2
+    if not vmlinux:
+        raise PyvcoreError("the lab status names no vmlinux; give --vmlinux")
+    if not args.vmlinux:  # the lab's (or --status's): checked as --vmlinux is by argparse
+        try:
+            cliargs.vmlinux(str(vmlinux))
+        except argparse.ArgumentTypeError as e:
+            raise PyvcoreError(f"the lab's vmlinux: {e}") from None
     if args.write_autoload:
         try:
             script = write_autoload(Path(vmlinux))
@@ -268,6 +275,14 @@ def _quote(word: str) -> str:
     return shlex.quote(word)
 
 
+def _host_port(text: str) -> str:
+    """HOST:PORT of a gdbstub."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, not {text!r}")
+    return text
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "gdb",
@@ -276,8 +291,8 @@ def register(subparsers: Any) -> None:
         "vmlinux, kvm.ko and kvm-hv.ko symbols at their load addresses, "
         "the gdbstub connected and the pv-* plugin loaded.",
     )
-    p.add_argument("--vmlinux", help="kernel image (default: the lab's)")
-    p.add_argument("--remote", metavar="HOST:PORT", help="gdbstub (default: the lab's)")
+    p.add_argument("--vmlinux", type=cliargs.vmlinux, help="kernel image (default: the lab's)")
+    p.add_argument("--remote", metavar="HOST:PORT", type=_host_port, help="gdbstub (default: the lab's)")
     p.add_argument("--gdb", default=GDB, help=f"gdb binary (default: {GDB})")
     p.add_argument("--no-modules", action="store_true", help="do not load module symbols")
     p.add_argument(
@@ -288,6 +303,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--status",
         metavar="FILE",
+        type=cliargs.input_file,
         help="the lab's status object (`pyvcore lab status --json` output; '-' for stdin) "
         "instead of asking the running lab",
     )

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pyvcore import _core
+from pyvcore import _core, cliargs
 
 DEFAULT_SECONDS = 5
 SUMMARY_WAIT_S = 15.0
@@ -157,6 +157,7 @@ def run_trace(
             raise TraceError(f"unknown scenario {scenario!r}; choose one of: {', '.join(scenarios)}")
         if mode not in ("all", "kvm"):
             raise TraceError(f"mode must be all or kvm, not {mode!r}")
+        vmlinux = _preflight(scenario, qemu=qemu, threads=threads, seconds=seconds, kernel=kernel, modules=modules)
         plugin = ensure_plugin(log=say)
         work = Path(tempfile.mkdtemp(prefix=f"pyvcore-trace-{scenario}-"))
         log = Path(out) if out else work / "events.jsonl"
@@ -173,7 +174,6 @@ def run_trace(
         if baseline:
             say(f"baseline: scenario {scenario} without the plugin ...")
             result.baseline = _boot(scenario, plugin=None, **boot_args)
-        vmlinux = _vmlinux(kernel)
         args = {
             "vmlinux": vmlinux,
             "threads": str(threads),
@@ -205,16 +205,28 @@ def run_trace(
     return result
 
 
-def _vmlinux(kernel: str | Path | None) -> str:
-    if kernel is not None:
-        return str(kernel)
-    from pyvcore.lab.cache import cache_dir
+def _preflight(
+    scenario: str, *, qemu: str, threads: int, seconds: int, kernel: str | Path | None, modules: str | Path | None
+) -> str:
+    """Check every input (QEMU, kernel, modules, the lab's setup) before the plugin is
+    built or a lab booted: the lab's own checks (``Lab.prepare``), without probing a
+    QEMU given by path (the boot does that).  Returns the vmlinux the plugin reads:
+    the image that boots (a kernel given by name too), not its -dbg symbol file."""
+    from pyvcore.lab import Lab
 
-    current = cache_dir() / "kernel" / "current.json"
-    try:
-        return str(json.loads(current.read_text())["vmlinux"])
-    except (OSError, ValueError, KeyError):
-        raise TraceError(f"no lab kernel ({current} missing): run pyvcore lab setup") from None
+    lab = Lab(
+        scenario,
+        threads=threads,
+        qemu=qemu,
+        hold=seconds,
+        kernel=None if kernel is None else str(kernel),
+        modules=None if modules is None else str(modules),
+        log=None,
+        probe=False,
+    )
+    lab.prepare()
+    assert lab.boot_kernel is not None
+    return str(lab.boot_kernel.vmlinux)
 
 
 def _refute_prepatch(log: Path) -> dict[str, Any] | None:
@@ -335,10 +347,22 @@ def register(subparsers: Any) -> None:
             "Exit 0 clean, 1 violations, 2 could not run."
         ),
     )
-    p.add_argument("--scenario", required=True, help="lab scenario (see pyvcore lab up --help)")
-    p.add_argument("--qemu", default="patched", help="patched | stock | path of a qemu-system-ppc64")
-    p.add_argument("--seconds", type=int, default=DEFAULT_SECONDS, help="how long the guest runs (hold, s)")
-    p.add_argument("--out", help="write the event log here (default: a temporary directory)")
+    p.add_argument(
+        "--scenario",
+        required=True,
+        choices=cliargs.scenarios(),
+        metavar="SCENARIO",
+        help=f"lab scenario: {', '.join(cliargs.scenarios())}",
+    )
+    p.add_argument(
+        "--qemu", default="patched", type=cliargs.qemu, help="patched | stock | path of a qemu-system-ppc64"
+    )
+    p.add_argument(
+        "--seconds", type=cliargs.positive, default=DEFAULT_SECONDS, help="how long the guest runs (hold, s)"
+    )
+    p.add_argument(
+        "--out", type=cliargs.output_file, help="write the event log here (default: a temporary directory)"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object instead of the report")
     p.add_argument(
         "--mode", choices=("all", "kvm"), default="all", help="stores of all code or of KVM code only"
@@ -347,7 +371,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-baseline", action="store_true", help="skip the timing run without the plugin")
     p.add_argument("--edges", action="store_true", help="also print the kernel's edges vs the model's")
     p.add_argument("--slack", type=float, help="multiplier on the liveness bounds (default 100)")
-    p.add_argument("--lock-wait", type=float, default=0.0, help="wait this long for another lab to finish")
+    p.add_argument(
+        "--lock-wait", type=cliargs.seconds, default=0.0, help="wait this long for another lab to finish"
+    )
     p.add_argument("--kernel", help="boot this vmlinux instead of the lab's")
-    p.add_argument("--modules", help="directory with kvm.ko / kvm-hv.ko to load instead of the lab's")
+    p.add_argument(
+        "--modules",
+        type=cliargs.input_dir,
+        help="directory with kvm.ko / kvm-hv.ko to load instead of the lab's",
+    )
     p.set_defaults(func=_run)

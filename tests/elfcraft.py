@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from pathlib import Path
 
 EM_PPC64 = 21
 EM_X86_64 = 62
@@ -168,3 +169,12 @@ def kernel(*, banner: str = "Linux version 6.12.95+deb12-powerpc64le (test)", **
     elf.section(".rodata", banner.encode() + b"\0", data_addr)
     elf.symbol("linux_banner", data_addr, len(banner) + 1, ".rodata", kind=STT_OBJECT)
     return elf
+
+
+def write_vmlinux(path: Path) -> Path:
+    """A small file pyvcore accepts as a vmlinux (ppc64le, linux_banner, a tiny .BTF):
+    for the command-line tests that need a kernel image but read nothing from it."""
+    elf = kernel()
+    elf.section(".BTF", btf([(1, 1 << 24, 4, [32])], b"\0int\0"))
+    path.write_bytes(elf.build())
+    return path

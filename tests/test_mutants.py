@@ -150,7 +150,7 @@ def test_cli_list_and_unknown(capsys: pytest.CaptureFixture[str]) -> None:
     listed = json.loads(capsys.readouterr().out)
     assert [m["name"] for m in listed] == [m.name for m in MUTANTS]
     assert main(["mutants", "--run", "no-such-mutant"]) == 2
-    assert "no mutant 'no-such-mutant'" in capsys.readouterr().err
+    assert "invalid choice: 'no-such-mutant'" in capsys.readouterr().err
 
 
 def test_control_policy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

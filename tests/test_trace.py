@@ -212,7 +212,7 @@ def test_a_trace_that_decoded_nothing_is_not_judged(monkeypatch: pytest.MonkeyPa
     from pyvcore.lab import plugin_build
 
     monkeypatch.setattr(plugin_build, "ensure_plugin", lambda **kw: tmp_path / "plugin.so")
-    monkeypatch.setattr(trace, "_vmlinux", lambda kernel: "vmlinux")
+    monkeypatch.setattr(trace, "_preflight", lambda scenario, **kw: "vmlinux")
     monkeypatch.setattr(trace, "_boot", lambda scenario, **kw: trace.LabRun(boot_s=1.0))
     nothing = {"stats": {"stores_checked": 0, "events": 0, "violations": 0}, "edges": []}
     monkeypatch.setattr(trace, "_read_summary", lambda path: dict(nothing))

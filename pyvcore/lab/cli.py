@@ -8,6 +8,7 @@ import json
 import sys
 from typing import Any
 
+from pyvcore import cliargs
 from pyvcore.lab import SCENARIOS
 from pyvcore.lab.qemu import LabError
 from pyvcore.lab.scenarios import THREAD_CHOICES
@@ -35,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--kernel",
         action="append",
         default=[],
+        type=_series,
         metavar="SERIES",
         help="also set up this Debian kernel series: 6.1, 6.12 or 7.2 (repeatable; 6.12 always is)",
     )
@@ -48,19 +50,33 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     up = commands.add_parser("up", help="boot the lab and leave it running (detached)")
     up.add_argument(
-        "--scenario", default="all", help=f"guest scenario: {', '.join(SCENARIOS)} (default: all)"
+        "--scenario",
+        default="all",
+        choices=SCENARIOS,
+        metavar="SCENARIO",
+        help=f"guest scenario: {', '.join(SCENARIOS)} (default: all)",
     )
     up.add_argument(
         "--threads",
         type=int,
         default=4,
+        choices=THREAD_CHOICES,
         help=f"hardware threads per core: {'|'.join(map(str, THREAD_CHOICES))}",
     )
     up.add_argument(
-        "--qemu", default="patched", metavar="patched|stock|PATH", help="which QEMU (default: patched)"
+        "--qemu",
+        default="patched",
+        type=cliargs.qemu,
+        metavar="patched|stock|PATH",
+        help="which QEMU (default: patched)",
     )
     add_kernel_options(up)
-    up.add_argument("--plugin", metavar="PATH", help="a QEMU TCG plugin to load (-plugin PATH,...)")
+    up.add_argument(
+        "--plugin",
+        metavar="PATH",
+        type=cliargs.input_file,
+        help="a QEMU TCG plugin to load (-plugin PATH,...)",
+    )
     up.add_argument(
         "--plugin-arg",
         action="append",
@@ -75,14 +91,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="seconds the guest scenario runs before it reports and powers off (0 = until `lab down`)",
     )
     up.add_argument(
-        "--gdb-port", type=int, default=None, help="gdbstub port on 127.0.0.1 (default: a free one)"
+        "--gdb-port", type=cliargs.port, default=None, help="gdbstub port on 127.0.0.1 (default: a free one)"
     )
     up.add_argument(
-        "--timeout", type=float, default=None, help="seconds a boot may take before it counts as hung"
+        "--timeout", type=cliargs.seconds, default=None, help="seconds a boot may take before it counts as hung"
     )
     up.add_argument(
         "--wait",
-        type=float,
+        type=cliargs.seconds,
         default=0.0,
         metavar="SECONDS",
         help="wait this long for another QEMU to free the machine",
@@ -95,6 +111,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     down = commands.add_parser("down", help="stop the running lab")
     down.set_defaults(func=cmd_down)
+
+
+def _series(text: str) -> str:
+    """A Debian kernel series the lab can set up (6.1, 6.12, 7.2)."""
+    from pyvcore.lab.kernels import KERNELS
+
+    series = list(dict.fromkeys(k.series for k in KERNELS.values()))
+    if text not in series:
+        raise cliargs.invalid_choice(text, series)
+    return text
 
 
 def add_kernel_options(parser: argparse.ArgumentParser) -> None:
@@ -110,6 +136,7 @@ def add_kernel_options(parser: argparse.ArgumentParser) -> None:
         "--modules",
         metavar="DIR",
         default=None,
+        type=cliargs.input_dir,
         help="a directory with kvm.ko and kvm-hv.ko (.ko or .ko.xz, anywhere below it) for --kernel; "
         "without it KVM must be built into your kernel",
     )

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psutil
 
+from pyvcore.errors import PyvcoreError
 from pyvcore.lab.guest import ConsoleLog, parse_console
 
 LOCK_FILE = Path("/tmp/pyvcore-qemu.lock")
@@ -32,12 +33,13 @@ MEMORY = "2G"
 from pyvcore.lab.scenarios import THREAD_CHOICES  # noqa: E402
 
 
-class LabError(RuntimeError):
-    """A lab failure with a one-line, user-facing message (plus optional detail lines)."""
+class LabError(PyvcoreError, RuntimeError):
+    """A lab failure with a one-line, user-facing message (plus optional detail lines).
+
+    A :class:`pyvcore.errors.PyvcoreError`: one escaping a command is its one line, exit 2."""
 
     def __init__(self, message: str, detail: str = "") -> None:
         super().__init__(message)
-        self.message = message
         self.detail = detail
 
     def __str__(self) -> str:

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pyvcore import cliargs
 from pyvcore.errors import PyvcoreError
 from pyvcore.mutants.catalogue import MUTANTS, Mutant, by_name
 from pyvcore.mutants.run import MODES, Outcome, Plan, kill_rate, run_plan, to_json
@@ -91,19 +92,26 @@ def _lab_kernel() -> tuple[Path, dict[str, Path]]:
     return Path(manifest.vmlinux), {k: Path(v) for k, v in manifest.modules.items()}
 
 
+def preflight(mutants: list[Mutant], qemu: str, *, vmlinux: Path, modules: dict[str, Path]) -> None:
+    """Refuse, before the first (control) boot, what would fail later: a QEMU the lab has
+    not got, and any mutant whose bytes are not where it expects them in this kernel
+    (:func:`pyvcore.mutants.apply.locate`). Raises PyvcoreError (LabError, MutantRefused)."""
+    from pyvcore.lab.cache import cache_dir
+    from pyvcore.lab.inputs import resolve_qemu
+    from pyvcore.mutants.apply import locate
+
+    resolve_qemu(qemu, cache_dir())
+    for m in mutants:
+        locate(m, vmlinux if m.obj == "vmlinux" else modules["kvm_hv"])
+
+
 def main(args: argparse.Namespace) -> int:
     if args.list or not args.run:
         return _list(args.json)
-    if args.run == "all":
-        mutants: list[Mutant] = list(MUTANTS)
-    else:
-        try:
-            mutants = [by_name(n) for n in args.run.split(",")]
-        except KeyError as e:
-            names = ", ".join(m.name for m in MUTANTS)
-            raise PyvcoreError(f"no mutant {e.args[0]!r} (known: {names})") from None
+    mutants: list[Mutant] = [by_name(n) for n in args.run]  # names checked by argparse
     vmlinux, modules = _lab_kernel()
-    scenarios = tuple(args.scenario.split(",")) if args.scenario else None
+    preflight(mutants, args.qemu, vmlinux=vmlinux, modules=modules)
+    scenarios = args.scenario or None
     plan = Plan(
         mutants=mutants,
         stops=args.stops,
@@ -164,15 +172,21 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--list", action="store_true", help="list the mutants (the default without --run)")
     p.add_argument(
-        "--run", metavar="NAME|all", help="mutants to run: a name, several comma-separated, or all"
+        "--run",
+        metavar="NAME|all",
+        type=cliargs.names([m.name for m in MUTANTS], every="all"),
+        help="mutants to run: a name, several comma-separated, or all",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument(
-        "--scenario", help="run every mutant in these scenarios instead of its own (comma-separated)"
+        "--scenario",
+        metavar="SCENARIO[,SCENARIO]",
+        type=cliargs.names(cliargs.scenarios()),
+        help="run every mutant in these scenarios instead of its own (comma-separated)",
     )
     p.add_argument(
         "--stops",
-        type=int,
+        type=cliargs.positive,
         default=DEFAULT_STOPS,
         help="stops each sampled boot watches, as pyvcore diff --stops (default %(default)s)",
     )
@@ -189,10 +203,18 @@ def register(subparsers: Any) -> None:
         help="sampled (pyvcore diff), continuous (pyvcore trace: one more boot) or both (default)",
     )
     p.add_argument(
-        "--keep", metavar="DIR", help="copy each run's pv-watch trace and trace event log into DIR"
+        "--keep",
+        metavar="DIR",
+        type=cliargs.output_dir,
+        help="copy each run's pv-watch trace and trace event log into DIR",
     )
-    p.add_argument("--qemu", default="patched", help="patched (default) or a QEMU binary with both lab fixes")
     p.add_argument(
-        "--lock-wait", type=float, default=600.0, help="seconds to queue for the lab (default 600)"
+        "--qemu",
+        default="patched",
+        type=cliargs.qemu,
+        help="patched (default) or a QEMU binary with both lab fixes",
+    )
+    p.add_argument(
+        "--lock-wait", type=cliargs.seconds, default=600.0, help="seconds to queue for the lab (default 600)"
     )
     p.set_defaults(func=main)

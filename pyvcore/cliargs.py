@@ -1,0 +1,194 @@
+"""Argument types every pyvcore command shares: inputs are checked while the
+command line is parsed, before any lab, gdb or QEMU starts.
+
+Each type returns the value or raises ``argparse.ArgumentTypeError``; pyvcore's
+parser (:class:`pyvcore.cli.Parser`) turns that into one line,
+``pyvcore CMD: argument --opt: MESSAGE``, and exit status 2.  A list of names
+refuses an unknown one with argparse's own ``invalid choice`` wording, so every
+enumerated option of every command answers alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+def invalid_choice(value: str, choices: Sequence[str], extra: str = "") -> argparse.ArgumentTypeError:
+    """argparse's own message for a value outside ``choices`` (``extra`` is added after them)."""
+    listed = ", ".join(repr(c) for c in choices)
+    return argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from {listed}{extra})")
+
+
+def names(choices: Sequence[str], *, every: str | None = None) -> Callable[[str], tuple[str, ...]]:
+    """A comma-separated list of names out of ``choices`` (``every``, e.g. "all", stands for
+    all of them), as a tuple; an unknown or empty name is refused naming the choices."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        if every is not None and text == every:
+            return tuple(choices)
+        picked = tuple(part.strip() for part in text.split(","))
+        for name in picked:
+            if name not in choices:
+                more = f", or {every!r}" if every else ""
+                raise invalid_choice(name, choices, f"{more}; several comma-separated")
+        return picked
+
+    parse.__name__ = "names"
+    return parse
+
+
+def seconds(text: str) -> float:
+    """A duration in seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, not {text!r}")
+    return value
+
+
+def positive(text: str) -> int:
+    """An integer above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
+    return value
+
+
+def port(text: str) -> int:
+    """A TCP port number, 1-65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a TCP port (1-65535), not {text!r}") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"expected a TCP port (1-65535), not {text!r}")
+    return value
+
+
+def input_file(text: str) -> str:
+    """An existing, readable regular file ("-" passes: stdin, where the command reads it)."""
+    if text == "-":
+        return text
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory, not a file")
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text}: no such file")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise argparse.ArgumentTypeError(f"{text}: not readable (permission denied)")
+    return text
+
+
+def input_dir(text: str) -> str:
+    """An existing directory."""
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text}: no such directory")
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a directory")
+    return text
+
+
+def _creatable(path: Path) -> str | None:
+    """Why ``path`` (which does not exist) could not be created, or None."""
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{parent} is not writable"
+    return None
+
+
+def output_file(text: str) -> str:
+    """A file pyvcore may write: not a directory, and in a directory that exists or can
+    be made, writable.  Nothing is created here."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory; give the path of a file to write")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise argparse.ArgumentTypeError(f"{text}: not writable (permission denied)")
+        return text
+    why = _creatable(path)
+    if why:
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {why}")
+    return text
+
+
+def output_dir(text: str) -> str:
+    """A directory pyvcore may write into: an existing writable one, or one it can make."""
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text} is a file; give a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise argparse.ArgumentTypeError(f"{text}: not writable (permission denied)")
+        return text
+    why = _creatable(path)
+    if why:
+        raise argparse.ArgumentTypeError(f"cannot create {text}: {why}")
+    return text
+
+
+def qemu(text: str) -> str:
+    """``patched``, ``stock`` or the path of an executable qemu-system-ppc64."""
+    from pyvcore.lab.inputs import QEMU_KINDS
+
+    if text in QEMU_KINDS:
+        return text
+    path = Path(text).expanduser()
+    if "/" not in text and not path.exists():
+        raise invalid_choice(text, QEMU_KINDS, ", or the path of a qemu-system-ppc64")
+    if path.is_dir() or not path.exists():
+        what = "a directory" if path.is_dir() else "no such file"
+        raise argparse.ArgumentTypeError(f"{text}: {what}; expected patched, stock or a qemu-system-ppc64")
+    if not os.access(path, os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: not an executable file (a qemu-system-ppc64)")
+    return text
+
+
+def vmlinux(text: str) -> str:
+    """A ppc64le Linux kernel image with BTF or DWARF (:func:`pyvcore.kernel.check_vmlinux`)."""
+    from pyvcore.kernel import KernelRefused, check_vmlinux
+
+    try:
+        check_vmlinux(text, what="")
+    except KernelRefused as err:
+        raise argparse.ArgumentTypeError(err.message.strip()) from None
+    return text
+
+
+def scenarios() -> tuple[str, ...]:
+    """The lab's scenario names (its one table, :mod:`pyvcore.lab.scenarios`)."""
+    from pyvcore.lab.scenarios import SCENARIOS
+
+    return tuple(SCENARIOS)
+
+
+__all__ = [
+    "input_dir",
+    "input_file",
+    "invalid_choice",
+    "names",
+    "output_dir",
+    "output_file",
+    "port",
+    "positive",
+    "qemu",
+    "scenarios",
+    "seconds",
+    "vmlinux",
+]
