@@ -24,9 +24,10 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional, Union
 
-from pyvcore import _core
+from pyvcore import _core, cliargs
 from pyvcore.errors import PyvcoreError
 
 SnapshotError = _core.SnapshotError
@@ -295,6 +296,30 @@ def _is_event_log(path: str) -> bool:
         return False
 
 
+def _unusable(args: argparse.Namespace, message: str) -> int:
+    """A trace that cannot be read: the report's JSON (verdict "unusable input") with
+    --json, else one line; exit 2."""
+    if not args.json:
+        raise PyvcoreError(message)
+    error = {"line": None, "column": None, "key": "", "message": message, "text": message}
+    print(json.dumps(TraceReport(args.trace, 0, [], error, verdict="unusable input").to_dict()))
+    return 2
+
+
+def _directory_message(path: Path) -> str:
+    """What `pyvcore check DIR` says: what it reads instead, and the trace a report
+    folder of `pyvcore diff --report` holds."""
+    message = (
+        f"{escape(str(path))} is a directory; pyvcore check reads one file: a snapshot trace "
+        "(JSONL, one snapshot per line, as pv-watch and `pyvcore diff --trace` write), "
+        "a `pyvcore trace` event log, or '-' for stdin"
+    )
+    inside = path / "trace.jsonl"
+    if inside.is_file():
+        message += f" (this one holds {escape(str(inside))})"
+    return message
+
+
 def _run(args: argparse.Namespace) -> int:
     if getattr(args, "vmcore", None):  # post-mortem: pyvcore.vmcore reads the dump
         from pyvcore.vmcore_cli import run as run_vmcore
@@ -304,6 +329,8 @@ def _run(args: argparse.Namespace) -> int:
         raise PyvcoreError("give a TRACE.jsonl (or --vmcore FILE --vmlinux VMLINUX)")
     if args.max_line_bytes < 1:
         raise PyvcoreError(f"--max-line-bytes must be at least 1, not {args.max_line_bytes}")
+    if args.trace != "-" and Path(args.trace).is_dir():
+        return _unusable(args, _directory_message(Path(args.trace)))
     if args.trace != "-" and _is_event_log(args.trace):  # a continuous-trace event log (pyvcore trace)
         from pyvcore.trace import check_event_log
 
@@ -313,12 +340,7 @@ def _run(args: argparse.Namespace) -> int:
             args.trace, args.variant, same_vm=args.same_vm, max_line_bytes=args.max_line_bytes
         )
     except OSError as e:
-        message = f"cannot read {escape(args.trace)}: {e.strerror or e}"
-        if args.json:
-            error = {"line": None, "column": None, "key": "", "message": message, "text": message}
-            print(json.dumps(TraceReport(args.trace, 0, [], error, verdict="unusable input").to_dict()))
-            return 2
-        raise PyvcoreError(message) from None
+        return _unusable(args, f"cannot read {escape(args.trace)}: {e.strerror or e}")
     if args.json:
         print(json.dumps(report.to_dict()))
     else:
@@ -347,9 +369,14 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("trace", metavar="TRACE.jsonl", nargs="?", help="trace file ('-' reads stdin)")
     p.add_argument("--vmcore", metavar="FILE", help="judge a kdump/ELF vmcore instead (needs --vmlinux)")
-    p.add_argument("--vmlinux", metavar="VMLINUX", help="with --vmcore: the dumped kernel (BTF)")
     p.add_argument(
-        "--modules", metavar="DIR", help="with --vmcore: kvm.ko/kvm-hv.ko (.ko or .ko.xz) for their BTF"
+        "--vmlinux", metavar="VMLINUX", type=cliargs.vmlinux, help="with --vmcore: the dumped kernel (BTF)"
+    )
+    p.add_argument(
+        "--modules",
+        metavar="DIR",
+        type=cliargs.input_dir,
+        help="with --vmcore: kvm.ko/kvm-hv.ko (.ko or .ko.xz) for their BTF",
     )
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument(

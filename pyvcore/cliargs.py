@@ -76,17 +76,34 @@ def port(text: str) -> int:
 
 def input_file(text: str) -> str:
     """An existing, readable regular file ("-" passes: stdin, where the command reads it)."""
+    return _readable(text, "a file")
+
+
+def file_of(expected: str) -> Callable[[str], str]:
+    """:func:`input_file` whose refusal of a directory says what file is expected."""
+
+    def parse(text: str) -> str:
+        return _readable(text, expected)
+
+    parse.__name__ = "file"
+    return parse
+
+
+TRACE_FILE = "a trace file (JSONL snapshots from pv-watch / `pyvcore diff`, or a `pyvcore trace` event log)"
+
+
+def _readable(text: str, expected: str) -> str:
     if text == "-":
         return text
     path = Path(text).expanduser()
     if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a directory, not a file")
+        raise argparse.ArgumentTypeError(f"{text} is a directory; expected {expected}")
     if not path.exists():
-        raise argparse.ArgumentTypeError(f"{text}: no such file")
+        raise argparse.ArgumentTypeError(f"cannot read {text}: no such file")
     if not path.is_file():
-        raise argparse.ArgumentTypeError(f"{text}: not a regular file")
+        raise argparse.ArgumentTypeError(f"{text} is not a regular file; expected {expected}")
     if not os.access(path, os.R_OK):
-        raise argparse.ArgumentTypeError(f"{text}: not readable (permission denied)")
+        raise argparse.ArgumentTypeError(f"cannot read {text}: permission denied")
     return text
 
 
@@ -179,6 +196,8 @@ def scenarios() -> tuple[str, ...]:
 
 
 __all__ = [
+    "TRACE_FILE",
+    "file_of",
     "input_dir",
     "input_file",
     "invalid_choice",

@@ -138,7 +138,7 @@ def register(subparsers: Any) -> None:
         "--modules",
         metavar="DIR",
         type=cliargs.input_dir,
-        help="directory with kvm.ko and kvm-hv.ko (.ko or .ko.xz) to load"
+        help="directory with kvm.ko and kvm-hv.ko (.ko or .ko.xz) to load",
     )
     p.add_argument(
         "--attach",
@@ -166,7 +166,11 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="wait this long for another QEMU lab on the machine to finish (default: fail at once)",
     )
-    p.add_argument("--trace", type=cliargs.output_file, help="where to write the JSONL trace (default: the lab's run directory)")
+    p.add_argument(
+        "--trace",
+        type=cliargs.output_file,
+        help="where to write the JSONL trace (default: the lab's run directory)",
+    )
     p.add_argument(
         "--keep", action="store_true", help="keep the trace of a bare gdbstub's run (else removed)"
     )

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any, Optional
 
+from pyvcore import cliargs
 from pyvcore.render import colour_for, wrap
 from pyvcore.stopview import Judgement, check_text, judge, threads_table, vcores_text
 
@@ -134,7 +135,12 @@ def register(subparsers: Any) -> None:
         "(a pv-watch log): PACAs, vcores, kernel vs model per thread with a verdict, violations "
         "explained. Exit status: 0 clean, 1 violations, 2 unusable input.",
     )
-    p.add_argument("trace", metavar="TRACE.jsonl", help="trace file ('-' reads stdin)")
+    p.add_argument(
+        "trace",
+        metavar="TRACE.jsonl",
+        type=cliargs.file_of(cliargs.TRACE_FILE),
+        help="trace file ('-' reads stdin)",
+    )
     which = p.add_mutually_exclusive_group()
     which.add_argument(
         "--line", type=int, metavar="N", help="the stop on line N (as `pyvcore check` names it)"

@@ -35,6 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyvcore import cliargs
+from pyvcore.errors import PyvcoreError
+
 # kvm_hstate.in_guest: KVM_GUEST_MODE_* (arch/powerpc/include/asm/kvm_asm.h)
 IN_GUEST = {0: "NONE", 1: "GUEST", 2: "SKIP", 3: "GUEST_HV", 4: "HOST_HV", 5: "HV_P9"}
 # kvm_hstate.napping: NAPPING_* (arch/powerpc/include/asm/kvm_book3s_asm.h)
@@ -344,6 +347,11 @@ def write(tl: Timeline, out: Path) -> Path:
 
 def _run(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else Path(Path(args.trace).stem + ".html")
+    if not args.output:  # the default: checked as -o is, before the trace is read
+        try:
+            cliargs.output_file(str(out))
+        except argparse.ArgumentTypeError as exc:
+            raise PyvcoreError(str(exc)) from None
     try:
         tl = load(args.trace, args.variant, by_stop=args.by_stop)
         tl.title = args.title or tl.title
@@ -367,6 +375,19 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if tl.violations else 0
 
 
+OUTPUT_FORMATS = (".html", ".htm", ".json", ".png")
+
+
+def _output(text: str) -> str:
+    """-o: a writable file whose suffix names a format :func:`write` knows."""
+    suffix = Path(text).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise argparse.ArgumentTypeError(
+            f"{text}: unknown output format {suffix or '(none)'}; use .html, .json or .png"
+        )
+    return cliargs.output_file(text)
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "timeline",
@@ -378,8 +399,13 @@ def register(subparsers: Any) -> None:
             "2 unusable trace."
         ),
     )
-    p.add_argument("trace", help="JSONL trace or event log")
-    p.add_argument("-o", "--output", help="OUT.html, OUT.json (Perfetto) or OUT.png (default: TRACE.html)")
+    p.add_argument("trace", type=cliargs.file_of(cliargs.TRACE_FILE), help="JSONL trace or event log")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=_output,
+        help="OUT.html, OUT.json (Perfetto) or OUT.png (default: TRACE.html)",
+    )
     p.add_argument("--variant", choices=("seed", "modern", "prepatch"), help="model variant for the checks")
     p.add_argument(
         "--by-stop", action="store_true", help="a sampled trace one stop per step, even when it has timebases"

@@ -157,7 +157,9 @@ def run_trace(
             raise TraceError(f"unknown scenario {scenario!r}; choose one of: {', '.join(scenarios)}")
         if mode not in ("all", "kvm"):
             raise TraceError(f"mode must be all or kvm, not {mode!r}")
-        vmlinux = _preflight(scenario, qemu=qemu, threads=threads, seconds=seconds, kernel=kernel, modules=modules)
+        vmlinux = _preflight(
+            scenario, qemu=qemu, threads=threads, seconds=seconds, kernel=kernel, modules=modules
+        )
         plugin = ensure_plugin(log=say)
         work = Path(tempfile.mkdtemp(prefix=f"pyvcore-trace-{scenario}-"))
         log = Path(out) if out else work / "events.jsonl"
@@ -206,7 +208,13 @@ def run_trace(
 
 
 def _preflight(
-    scenario: str, *, qemu: str, threads: int, seconds: int, kernel: str | Path | None, modules: str | Path | None
+    scenario: str,
+    *,
+    qemu: str,
+    threads: int,
+    seconds: int,
+    kernel: str | Path | None,
+    modules: str | Path | None,
 ) -> str:
     """Check every input (QEMU, kernel, modules, the lab's setup) before the plugin is
     built or a lab booted: the lab's own checks (``Lab.prepare``), without probing a

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib
 import lzma
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from pyvcore.decode import REAL_ADDRESS_MASK, VMALLOC_START, KernelError, ReadError, ThreadRegs, is_linear
+from pyvcore.errors import PyvcoreError
 
 # Registers a kdump note never has (NT_PRSTATUS is pt_regs): the snapshot
 # leaves them out, and the checks that need them are reported as not judged.
@@ -44,7 +46,7 @@ NOTE_REGISTERS = ("pc", "msr")
 _SYSTEM_DIST = Path("/usr/lib/python3/dist-packages")
 
 
-class VmcoreError(Exception):
+class VmcoreError(PyvcoreError):
     """The dump, the kernel or the bindings cannot be used: one line, exit 2."""
 
 
@@ -148,15 +150,65 @@ class _quiet:
         return exc[0] is not None and issubclass(exc[0], Exception)  # type: ignore[arg-type]
 
 
+# The formats libkdumpfile reads that pyvcore asks it for: an ELF core file and the
+# signatures of makedumpfile's compressed kdump and the older diskdump (makedumpfile's
+# diskdump_mod.h: KDUMP_SIGNATURE, DISK_DUMP_SIGNATURE).
+ELF_MAGIC = b"\x7fELF"
+ET_CORE = 4
+DUMP_SIGNATURES = {b"KDUMP   ": "a compressed kdump file", b"DISKDUMP": "a diskdump file"}
+ELF_TYPES = {
+    1: "a relocatable ELF object (a kernel module?)",
+    2: "an ELF executable (a vmlinux?)",
+    3: "a shared ELF object",
+}
+VMCORE_KINDS = "an ELF core file (kdump's /proc/vmcore, QEMU dump-guest-memory) or a makedumpfile dump"
+
+
+def dump_kind(path: Path) -> str:
+    """What kind of dump ``path`` claims to be ("an ELF core file", "a compressed kdump
+    file", "a diskdump file"), from its first bytes; VmcoreError naming the file and what it is
+    not (a directory, an ELF executable, no dump at all)."""
+    if path.is_dir():
+        raise VmcoreError(f"--vmcore {path}: a directory, not a vmcore ({VMCORE_KINDS})")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(18)
+    except FileNotFoundError:
+        raise VmcoreError(f"--vmcore {path}: no such file") from None
+    except OSError as exc:
+        raise VmcoreError(f"--vmcore {path}: cannot read it: {exc.strerror or exc}") from None
+    if head[:8] in DUMP_SIGNATURES:
+        return DUMP_SIGNATURES[head[:8]]
+    if head[:4] != ELF_MAGIC:
+        raise VmcoreError(
+            f"--vmcore {path}: not a vmcore: neither an ELF core file nor a makedumpfile (kdump or diskdump) dump"
+        )
+    if len(head) < 18:
+        raise VmcoreError(f"--vmcore {path}: an ELF file cut short ({len(head)} bytes): not a vmcore")
+    e_type = int.from_bytes(head[16:18], "little" if head[5] == 1 else "big")
+    if e_type != ET_CORE:
+        what = ELF_TYPES.get(e_type, f"an ELF file of type {e_type}")
+        raise VmcoreError(f"--vmcore {path}: {what}, not a core file: not a vmcore")
+    return "an ELF core file"
+
+
+def _libkdumpfile_reason(exc: Exception) -> str:
+    """libkdumpfile's reason without its call path ("Cannot open dump: Cannot set
+    file.set.0.fd: Unsupported ELF class: 2" -> "unsupported ELF class: 2")."""
+    parts = [p for p in str(exc).split(": ") if not re.fullmatch(r"Cannot (open dump|set \S+)", p.strip())]
+    reason = ": ".join(parts).strip() or type(exc).__name__
+    return reason[:1].lower() + reason[1:]
+
+
 def open_dump(path: Path, page_size: int = 4096) -> tuple[Any, Any]:
     """(libkdumpfile context, module) for ``path``; VmcoreError if it is not a dump it can read."""
+    kind = dump_kind(path)
     kdump = _kdumpfile()
-    if not path.is_file():
-        raise VmcoreError(f"{path}: no such file")
     try:
         ctx = kdump.kdumpfile(str(path))
     except Exception as exc:  # libkdumpfile: "Unknown file format", "Truncated file", ...
-        raise VmcoreError(f"{path}: not a vmcore libkdumpfile can read ({exc})") from None
+        reason = _libkdumpfile_reason(exc)
+        raise VmcoreError(f"--vmcore {path}: {kind} that libkdumpfile cannot read ({reason})") from None
     try:
         fmt = str(ctx.attr["file.format"])
     except Exception:
@@ -344,6 +396,7 @@ def check_vmcore(
     """
     from pyvcore.checker import Checker
 
+    dump_kind(Path(vmcore))  # a file that is no dump is refused before the kernel is read
     image, reader = _load_kernel(Path(vmlinux), Path(modules) if modules else None)
     ctx, kdump = open_dump(Path(vmcore))
     mem = DumpMemory(ctx, kdump, log=record)

@@ -43,6 +43,7 @@ from pyvcore.lab.qemu import (
     LabBusy,
     LabError,
     acquire_lock,
+    clear_lock_info,
     end_qemu,
     free_port,
     is_qemu_process,
@@ -224,6 +225,8 @@ class Lab:
         if proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+        if pid is not None:
+            clear_lock_info()  # QEMU held the machine lock: its file no longer names it
         self.proc = None
         self.pid = None
         self.gdb_port = None

@@ -10,7 +10,7 @@ from typing import Any
 
 from pyvcore import cliargs
 from pyvcore.lab import SCENARIOS
-from pyvcore.lab.qemu import LabError
+from pyvcore.lab.qemu import LabError, clear_lock_info
 from pyvcore.lab.scenarios import THREAD_CHOICES
 
 
@@ -94,7 +94,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--gdb-port", type=cliargs.port, default=None, help="gdbstub port on 127.0.0.1 (default: a free one)"
     )
     up.add_argument(
-        "--timeout", type=cliargs.seconds, default=None, help="seconds a boot may take before it counts as hung"
+        "--timeout",
+        type=cliargs.seconds,
+        default=None,
+        help="seconds a boot may take before it counts as hung",
     )
     up.add_argument(
         "--wait",
@@ -247,6 +250,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     lab = Lab.running()
     if lab is None:
         Lab.clear_state()
+        clear_lock_info()  # a lab that ended on its own (--hold) is named no more
         if args.json:
             print(json.dumps({"running": False}))
         else:
@@ -266,6 +270,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     lab = Lab.running()
     if lab is None:
         Lab.clear_state()
+        clear_lock_info()
         print("no lab is running")
         return 0
     pid = lab.pid

@@ -16,6 +16,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -256,16 +257,28 @@ def _same_file(path: str, st: os.stat_result) -> bool:
     return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
 
 
-def acquire_lock(lock_file: Path = LOCK_FILE, wait: float = 0.0) -> int:
+def _say_on_stderr(message: str) -> None:
+    print(f"[lab] {message}", file=sys.stderr, flush=True)
+
+
+def acquire_lock(
+    lock_file: Path = LOCK_FILE, wait: float = 0.0, say: Callable[[str], None] = _say_on_stderr
+) -> int:
     """Take the exclusive machine lock; returns the fd (hand it to QEMU).
 
-    With ``wait`` > 0, keep trying that many seconds (tests sharing a machine). Raises
-    LabBusy naming the holder when another QEMU (lab or by hand) still has it."""
+    With ``wait`` > 0, keep trying that many seconds (tests sharing a machine); ``say``
+    hears one line when the wait starts (naming the holder the lock file records) and
+    one when it ends with the lock. Raises LabBusy naming the holder when another QEMU
+    (lab or by hand) still has it."""
     fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
-    deadline = time.monotonic() + wait
+    started = time.monotonic()
+    deadline = started + wait
+    waiting = False
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if waiting:
+                say(f"got the machine lock {lock_file} after waiting {time.monotonic() - started:.0f} s")
             return fd
         except OSError as err:
             if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
@@ -273,13 +286,47 @@ def acquire_lock(lock_file: Path = LOCK_FILE, wait: float = 0.0) -> int:
                 raise
         if time.monotonic() >= deadline:
             break
+        if not waiting:
+            waiting = True
+            say(
+                f"waiting up to {wait:g} s for the machine lock {lock_file}, held by {lock_holder(lock_file)}"
+            )
         time.sleep(0.5)
     os.close(fd)
+    if waiting:
+        raise LabBusy(
+            f"the machine lock {lock_file} is still held after waiting {wait:g} s "
+            f"({lock_holder(lock_file)}); wait longer with --lock-wait SECONDS "
+            "(`pyvcore lab up --wait SECONDS`)"
+        )
     raise LabBusy(
         f"a QEMU lab is already running on this machine ({lock_holder(lock_file)}); "
         f"wait for it with --lock-wait SECONDS (`pyvcore lab up --wait SECONDS`), or, if it is your "
         f"`pyvcore lab up` lab, stop it with `pyvcore lab down`: only one QEMU may hold {lock_file}"
     )
+
+
+def clear_lock_info(lock_file: Path | None = None) -> bool:
+    """Empty the lock file's record of its holder when nobody holds the lock any more
+    (taken here for an instant, so a new holder's record is never erased). True when
+    the lock was free (and its file, if any, is now empty)."""
+    lock_file = lock_file or LOCK_FILE
+    try:
+        fd = os.open(lock_file, os.O_RDWR)
+    except OSError:
+        return not lock_file.exists()
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    try:
+        os.ftruncate(fd, 0)
+    except OSError:
+        pass  # informational only (another user's file)
+    finally:
+        os.close(fd)  # releases the flock
+    return True
 
 
 def write_lock_info(fd: int, info: dict[str, object]) -> None:

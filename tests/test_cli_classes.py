@@ -1,0 +1,341 @@
+"""The command line's shared behaviour, checked across every subcommand (no lab boots).
+
+1. Bad input is refused before any lab, QEMU, gdb or plugin build starts.
+2. A bad enumerated option is one line naming the choices, exit 2, in every subcommand.
+3. With ``--json`` stdout carries one JSON object, whatever happened.
+4. (tests/test_cli_lock.py: waits for the machine lock say that they wait.)
+5. ``--version``; a directory or a non-dump given as a file says what it is and what is expected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import elfcraft
+import pytest
+
+from pyvcore.cli import build_parser, main
+
+ROOT_PARSER_COMMANDS = (
+    "check",
+    "invariants",
+    "explore",
+    "lab",
+    "gdb",
+    "diff",
+    "timeline",
+    "show",
+    "mutants",
+    "trace",
+)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Everything that would start a lab, QEMU, gdb or a plugin build records itself here
+    (and does nothing): a refusal must leave the list empty."""
+    import pyvcore.diff_live as live
+    import pyvcore.lab as lab
+    import pyvcore.lab.plugin_build as plugin_build
+    import pyvcore.mutants.cli as mutants_cli
+
+    calls: list[str] = []
+
+    def recorder(name: str) -> Any:
+        def record(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            raise RuntimeError(f"{name} started")
+
+        return record
+
+    monkeypatch.setattr(lab.Lab, "start", recorder("Lab.start"))
+    monkeypatch.setattr(lab, "acquire_lock", recorder("the machine lock"))
+    monkeypatch.setattr(live, "GdbMI", recorder("gdb (MI)"))
+    monkeypatch.setattr(plugin_build, "ensure_plugin", recorder("the plugin build"))
+    monkeypatch.setattr(mutants_cli, "run_plan", recorder("the mutants' control run"))
+    monkeypatch.setattr(os, "execvpe", recorder("gdb (exec)"))
+    return calls
+
+
+@pytest.fixture
+def vmlinux(tmp_path: Path) -> Path:
+    """A ppc64le kernel image with a banner and BTF but no KVM: accepted by gdb, refused by the lab."""
+    return elfcraft.write_vmlinux(tmp_path / "vmlinux")
+
+
+# ------------------------------------------------------------------ 1. refuse first
+def refusals(tmp_path: Path, vmlinux: Path) -> list[list[str]]:
+    (tmp_path / "dir").mkdir(exist_ok=True)
+    text = tmp_path / "text"
+    text.write_text("not a kernel\n")
+    return [
+        ["diff", "--kernel", str(text)],
+        ["diff", "--kernel", str(vmlinux)],  # an ELF kernel without KVM-HV
+        ["diff", "--kernel", "9.9"],
+        ["diff", "--modules", str(tmp_path / "none")],
+        ["diff", "--qemu", str(text)],
+        ["diff", "--trace", str(tmp_path / "dir")],
+        ["diff", "--report", str(text)],
+        ["diff", "--attach", "127.0.0.1:1", "--kernel", "/bin/ls"],
+        ["trace", "--scenario", "all", "--kernel", str(text)],
+        ["trace", "--scenario", "all", "--out", str(tmp_path / "dir")],
+        ["lab", "up", "--kernel", str(text)],
+        ["lab", "up", "--plugin", str(tmp_path / "none.so")],
+        ["lab", "up", "--modules", str(text)],
+        ["mutants", "--run", "ptid-zero", "--scenario", "nosuch"],
+        ["mutants", "--run", "nosuch"],
+        ["mutants", "--run", "ptid-zero", "--keep", str(text)],
+        ["gdb", "--vmlinux", "/bin/ls", "--no-connect"],
+        ["gdb", "--vmlinux", str(tmp_path / "dir"), "--no-connect"],
+        ["gdb", "--vmlinux", str(vmlinux), "--remote", "nonsense"],
+        ["check", "--vmcore", str(text), "--vmlinux", str(vmlinux)],
+        ["timeline", str(text), "-o", str(tmp_path / "out.svg")],
+        ["show", str(tmp_path / "dir")],
+    ]
+
+
+def test_bad_input_is_refused_before_anything_starts(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, vmlinux: Path, started: list[str]
+) -> None:
+    for argv in refusals(tmp_path, vmlinux):
+        code, _out, err = run(capsys, *argv)
+        assert (code, started) == (2, []), (argv, err)
+        assert len(err.strip().splitlines()) == 1, (argv, err)
+        assert err.startswith(f"pyvcore {argv[0]}") and "booting" not in err, (argv, err)
+        assert "Traceback" not in err and "usage:" not in err, (argv, err)
+
+
+def test_the_recorder_sees_a_start(
+    capsys: pytest.CaptureFixture[str], vmlinux: Path, started: list[str]
+) -> None:
+    """The refusals above are refusals: a good input does reach what `started` records."""
+    code, _out, _err = run(capsys, "gdb", "--vmlinux", str(vmlinux), "--no-connect")
+    assert started == ["gdb (exec)"] and code == 3
+
+
+def test_mutants_refuse_a_kernel_they_were_not_made_for_before_the_control(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, vmlinux: Path, started: list[str]
+) -> None:
+    import pyvcore.mutants.cli as mutants_cli
+
+    module = vmlinux.with_name("kvm-hv.ko")
+    module.write_bytes(elfcraft.Elf(etype=elfcraft.ET_REL).section(".text", bytes(16)).build())
+    monkeypatch.setattr(mutants_cli, "_lab_kernel", lambda: (vmlinux, {"kvm": module, "kvm_hv": module}))
+    for name in ("ptid-zero", "lpidr-on-secondary"):
+        code, _out, err = run(capsys, "mutants", "--run", name, "--qemu", "/bin/true")
+        assert (code, started) == (2, []), err
+        assert err.startswith(f"pyvcore mutants: mutant {name}: ") and len(err.splitlines()) == 1
+
+
+def test_diff_refuses_the_kernel_before_it_says_booting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, started: list[str]
+) -> None:
+    from pyvcore.diff import run_diff
+
+    said: list[str] = []
+    text = tmp_path / "passwd"
+    text.write_text("root:x:0:0\n")
+    result = run_diff("all", kernel=text, progress=said.append)
+    assert result.verdict == "error" and started == [] and said == []
+    assert result.error and "Error:" not in result.error  # pyvcore's own line, no class name
+
+
+# ------------------------------------------------------------------ 2. one shape
+def enumerated_options() -> list[tuple[list[str], str, bool]]:
+    """(argv prefix of the (sub)command, option string, int-typed) for every option with
+    choices in every parser, found by walking them: a new option is covered too."""
+    found: list[tuple[list[str], str, bool]] = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*path, name])
+            elif action.choices is not None and action.option_strings:
+                found.append((path, action.option_strings[-1], action.type is int))
+
+    walk(build_parser(), [])
+    return found
+
+
+def test_every_enumerated_option_refuses_in_one_line_naming_the_choices(
+    capsys: pytest.CaptureFixture[str], started: list[str]
+) -> None:
+    options = enumerated_options()
+    assert {path[0] for path, _o, _i in options} >= {"diff", "explore", "check", "trace", "lab", "mutants"}
+    for path, option, is_int in options:
+        bad = "999" if is_int else "nosuch"
+        code, out, err = run(capsys, *path, option, bad)
+        prog = " ".join(["pyvcore", *path])
+        assert code == 2 and out == "" and started == [], (path, option, err)
+        assert err.startswith(f"{prog}: argument {option}: invalid choice: "), (path, option, err)
+        assert "(choose from " in err and len(err.splitlines()) == 1, (path, option, err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["mutants", "--run", "ptid-zero,nosuch"], "--run"),
+        (["mutants", "--scenario", "all,nosuch"], "--scenario"),
+        (["diff", "--qemu", "nosuch"], "--qemu"),
+        (["trace", "--scenario", "all", "--qemu", "nosuch"], "--qemu"),
+        (["lab", "up", "--qemu", "nosuch"], "--qemu"),
+        (["mutants", "--qemu", "nosuch"], "--qemu"),
+        (["lab", "setup", "--kernel", "9.9"], "--kernel"),
+    ],
+)
+def test_lists_and_open_choices_answer_the_same_way(
+    capsys: pytest.CaptureFixture[str], argv: list[str], option: str, started: list[str]
+) -> None:
+    code, _out, err = run(capsys, *argv)
+    prog = "pyvcore lab " + argv[1] if argv[0] == "lab" else f"pyvcore {argv[0]}"
+    assert code == 2 and started == []
+    assert err.startswith(f"{prog}: argument {option}: invalid choice: '"), err
+    assert "(choose from " in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [*ROOT_PARSER_COMMANDS, "lab up", "lab status"])
+def test_an_unknown_option_is_one_line_named_after_its_subcommand(
+    capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    required = {
+        "explore": ["--variant", "seed", "--threads", "4"],
+        "trace": ["--scenario", "all"],
+        "show": ["-"],
+        "timeline": ["-"],
+    }
+    argv = [*command.split(), *required.get(command, []), "--no-such-option"]
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.startswith(f"pyvcore {command}: unrecognized arguments: --") and len(err.splitlines()) == 1
+    assert f"`pyvcore {command} --help`" in err
+
+
+# ------------------------------------------------------------------ 3. --json
+def json_refusals(tmp_path: Path, vmlinux: Path) -> list[list[str]]:
+    text = tmp_path / "text"
+    text.write_text("not a kernel\n")
+    return [
+        ["diff", "--json", "--scenario", "nosuch"],
+        ["diff", "--json", "--kernel", str(text)],
+        ["diff", "--json", "--attach", "127.0.0.1:1", "--kernel", "/bin/ls"],
+        ["trace", "--json", "--scenario", "all", "--kernel", str(text)],
+        ["trace", "--json", "--scenario", "nosuch"],
+        ["check", "--json", str(tmp_path)],
+        ["check", "--json", "--vmcore", str(text)],
+        ["check", "--json", "--vmcore", str(text), "--vmlinux", str(vmlinux)],
+        ["invariants", "--json", "999"],
+        ["explore", "--json", "--variant", "nosuch", "--threads", "4"],
+        [
+            "explore",
+            "--json",
+            "--variant",
+            "seed",
+            "--threads",
+            "4",
+            "--trace",
+            "x",
+            "--fault",
+            "no-exit-ipi",
+        ],
+        ["mutants", "--json", "--run", "nosuch"],
+        ["lab", "status", "--json", "--bogus"],
+    ]
+
+
+def test_json_always_prints_one_json_object(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, vmlinux: Path, started: list[str]
+) -> None:
+    for argv in json_refusals(tmp_path, vmlinux):
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and started == [], (argv, err)
+        doc = json.loads(out)  # exactly one JSON document
+        assert isinstance(doc, dict) and out.count("\n") == 1, (argv, out)
+        assert doc["verdict"] in ("error", "unusable input"), (argv, doc)
+        message = doc["error"]["message"] if isinstance(doc["error"], dict) else doc["error"]
+        assert message and "Traceback" not in message, (argv, doc)
+
+
+def test_json_error_object_carries_the_line_and_the_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "invariants", "--json", "999")
+    assert code == 2 and json.loads(out) == {"verdict": "error", "error": "no invariant 999", "exit_code": 2}
+    assert err == "pyvcore invariants: no invariant 999\n"
+
+
+def test_json_after_gdbs_double_dash_is_gdbs(capsys: pytest.CaptureFixture[str], vmlinux: Path) -> None:
+    """`pyvcore gdb ... -- --json` hands --json to gdb: no JSON object from pyvcore."""
+    code, out, _err = run(capsys, "gdb", "--vmlinux", str(vmlinux), "--no-connect", "--print", "--", "--json")
+    assert code == 0 and out.startswith("gdb-multiarch ") and out.rstrip().endswith("--json")
+
+
+# ------------------------------------------------------------------ 5. small ones
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import pyvcore
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out == f"pyvcore {pyvcore.__version__}\n"
+
+
+def test_check_a_directory_says_what_it_expects(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run(capsys, "check", str(tmp_path))
+    assert code == 2 and out == ""
+    assert err.startswith(f"pyvcore check: {tmp_path} is a directory; pyvcore check reads one file: ")
+    assert "snapshot trace" in err and "event log" in err and "(this one holds" not in err
+    (tmp_path / "trace.jsonl").write_text("")  # a `pyvcore diff --report` folder
+    code, _out, err = run(capsys, "check", str(tmp_path))
+    assert code == 2 and f"(this one holds {tmp_path / 'trace.jsonl'})" in err
+
+
+def test_vmcore_refusals_name_the_file_and_what_it_is_not(tmp_path: Path) -> None:
+    from pyvcore.vmcore import VmcoreError, dump_kind
+
+    cases = {
+        b"root:x:0:0\n": "not a vmcore: neither an ELF core file nor a makedumpfile",
+        elfcraft.kernel().build(): "an ELF executable (a vmlinux?), not a core file",
+        elfcraft.Elf(etype=elfcraft.ET_REL).build(): "a relocatable ELF object",
+        b"\x7fELF\x02\x01": "an ELF file cut short (6 bytes)",
+    }
+    for data, message in cases.items():
+        path = tmp_path / "dump"
+        path.write_bytes(data)
+        with pytest.raises(VmcoreError) as err:
+            dump_kind(path)
+        assert err.value.message == f"--vmcore {path}: {message}" or err.value.message.startswith(
+            f"--vmcore {path}: {message}"
+        )
+    with pytest.raises(VmcoreError, match="a directory, not a vmcore"):
+        dump_kind(tmp_path)
+    core = tmp_path / "core"
+    core.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(9) + b"\x04\x00")
+    assert dump_kind(core) == "an ELF core file"
+    core.write_bytes(b"KDUMP   " + bytes(32))
+    assert dump_kind(core) == "a compressed kdump file"
+
+
+def test_libkdumpfiles_wording_is_wrapped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import pyvcore.vmcore as vmcore
+
+    class Refusing:
+        @staticmethod
+        def kdumpfile(path: str) -> None:
+            raise OSError("Cannot open dump: Cannot set file.set.0.fd: Unknown file format")
+
+    monkeypatch.setattr(vmcore, "_kdumpfile", lambda: Refusing)
+    core = tmp_path / "core"
+    core.write_bytes(b"KDUMP   " + bytes(32))
+    with pytest.raises(vmcore.VmcoreError) as err:
+        vmcore.open_dump(core)
+    assert err.value.message == (
+        f"--vmcore {core}: a compressed kdump file that libkdumpfile cannot read (unknown file format)"
+    )

@@ -1,0 +1,115 @@
+"""Waiting for the machine lock says so (who holds it, when the wait ends), and the
+lock file stops naming its holder once the lock is released."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+import pyvcore.lab.qemu as labqemu
+
+
+@contextlib.contextmanager
+def held(lock: Path, owner: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`flock LOCK sleep 30` holding the lock, its record in the file naming ``owner``."""
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "30"], start_new_session=True)
+    children: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not _is_held(lock):
+            time.sleep(0.05)
+        assert _is_held(lock), "flock never took the lock"
+        children = psutil.Process(holder.pid).children(recursive=True)  # the `sleep` holding it
+        lock.write_text(json.dumps({"pid": holder.pid, "scenario": "cede", "owner": owner}) + "\n")
+        yield holder
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
+        psutil.wait_procs(children, timeout=10)  # the killed `sleep` has let go of the lock too
+
+
+def _is_held(lock: Path) -> bool:
+    if not lock.exists():
+        return False
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def test_a_wait_says_who_holds_the_lock_and_when_it_got_it(tmp_path: Path) -> None:
+    lock = tmp_path / "q.lock"
+    said: list[str] = []
+    got: list[int] = []
+    with held(lock, "test owner") as holder:
+        waiter = threading.Thread(target=lambda: got.append(labqemu.acquire_lock(lock, 60, said.append)))
+        waiter.start()
+        deadline = time.monotonic() + 10
+        while not said and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(said) == 1 and not got  # still waiting, and said so once
+        os.killpg(holder.pid, signal.SIGKILL)
+        waiter.join(30)
+    assert len(got) == 1
+    os.close(got[0])
+    assert said[0].startswith(f"waiting up to 60 s for the machine lock {lock}, held by pid ")
+    assert "scenario cede, started by test owner" in said[0]
+    assert said[1].startswith(f"got the machine lock {lock} after waiting ") and len(said) == 2
+
+
+def test_a_wait_that_runs_out_says_so_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lock = tmp_path / "q.lock"
+    with held(lock, "test owner"), pytest.raises(labqemu.LabBusy) as busy:
+        labqemu.acquire_lock(lock, wait=1)
+    err = capsys.readouterr().err
+    assert err.startswith("[lab] waiting up to 1 s for the machine lock") and err.count("\n") == 1
+    assert f"the machine lock {lock} is still held after waiting 1 s" in busy.value.message
+    assert "started by test owner" in busy.value.message and "--lock-wait SECONDS" in busy.value.message
+
+
+def test_no_wait_says_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lock = tmp_path / "q.lock"
+    os.close(labqemu.acquire_lock(lock, wait=5))  # free: taken at once, no line
+    assert capsys.readouterr().err == ""
+
+
+def test_the_record_is_cleared_on_release_and_only_then(tmp_path: Path) -> None:
+    lock = tmp_path / "q.lock"
+    with held(lock, "test owner"):
+        assert labqemu.clear_lock_info(lock) is False  # held: the holder's record stays
+        assert "test owner" in lock.read_text()
+    assert "test owner" in lock.read_text()  # released, not yet cleared
+    assert labqemu.clear_lock_info(lock) is True
+    assert lock.read_text() == "" and "test owner" not in labqemu.lock_holder(lock)
+    assert labqemu.clear_lock_info(tmp_path / "never.lock") is True
+
+
+def test_stopping_a_lab_clears_the_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyvcore.lab import Lab
+
+    lock = tmp_path / "q.lock"
+    monkeypatch.setattr(labqemu, "LOCK_FILE", lock)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    lock.write_text(json.dumps({"pid": gone.pid, "owner": "Lab() pid 1"}) + "\n")
+    lab = Lab("all", log=None)
+    lab.pid = gone.pid  # a QEMU that has ended
+    lab.stop()
+    assert lock.read_text() == ""
