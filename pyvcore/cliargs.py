@@ -63,6 +63,17 @@ def positive(text: str) -> int:
     return value
 
 
+def factor(text: str) -> float:
+    """A number above 0 (a multiplier)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, not {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, not {text!r}")
+    return value
+
+
 def port(text: str) -> int:
     """A TCP port number, 1-65535."""
     try:
@@ -197,6 +208,7 @@ def scenarios() -> tuple[str, ...]:
 
 __all__ = [
     "TRACE_FILE",
+    "factor",
     "file_of",
     "input_dir",
     "input_file",

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from pyvcore import _core
+from pyvcore import _core, cliargs
 from pyvcore.checker import Violation
 from pyvcore.model import (
     FAULT_INFO,
@@ -501,6 +501,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--trace",
         metavar="FILE",
+        type=cliargs.output_file,
         help="write the counterexample as a JSONL snapshot trace (one line per state)",
     )
     p.add_argument(

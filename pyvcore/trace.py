@@ -378,7 +378,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--threads", type=int, default=4, choices=(4, 8))
     p.add_argument("--no-baseline", action="store_true", help="skip the timing run without the plugin")
     p.add_argument("--edges", action="store_true", help="also print the kernel's edges vs the model's")
-    p.add_argument("--slack", type=float, help="multiplier on the liveness bounds (default 100)")
+    p.add_argument("--slack", type=cliargs.factor, help="multiplier on the liveness bounds (default 100)")
     p.add_argument(
         "--lock-wait", type=cliargs.seconds, default=0.0, help="wait this long for another lab to finish"
     )

@@ -5,20 +5,18 @@ loader, tracked by git: it must survive, and the user is told how to chain."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import elfcraft
 import pytest
 
 from pyvcore.gdbcli import AutoloadExists, plugin_entry, write_autoload
 
 
 def _vmlinux(tmp_path: Path) -> Path:
-    vmlinux = tmp_path / "vmlinux"
-    shutil.copy("/bin/true", vmlinux)
-    return vmlinux
+    return elfcraft.write_vmlinux(tmp_path / "vmlinux")  # `pyvcore gdb --vmlinux` checks it is a kernel
 
 
 def test_fresh_script_is_written(tmp_path: Path):

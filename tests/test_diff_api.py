@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import elfcraft
 import pytest
 from test_diff import fake_run, real_records, swap_ptids
 
@@ -93,8 +94,11 @@ def test_a_run_that_fails_is_an_error_verdict_not_an_exception(monkeypatch: pyte
 def test_bare_gdbstub_needs_the_kernel(tmp_path: Path) -> None:
     result = run_diff("all", attach="127.0.0.1:1")
     assert result.verdict == "error" and "--kernel VMLINUX" in (result.error or "")
-    vmlinux = tmp_path / "vmlinux"
-    vmlinux.write_bytes(b"\x7fELF")
+    broken = tmp_path / "broken"
+    broken.write_bytes(b"\x7fELF")
+    with pytest.raises(diff.DiffError, match="not an ELF file"):  # refused before gdb starts
+        diff.resolve_attach("127.0.0.1:1", broken)
+    vmlinux = elfcraft.write_vmlinux(tmp_path / "vmlinux")
     target = diff.resolve_attach("127.0.0.1:1", vmlinux)
     assert isinstance(target, diff.GdbStub) and target.gdb_address == "127.0.0.1:1"
     assert target.status()["hold"] == 0  # no console: no reports to wait for

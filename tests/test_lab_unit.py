@@ -165,7 +165,9 @@ def test_cli_bad_scenario_exit_status_and_single_line() -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
-    assert proc.stderr.startswith("pyvcore lab up: unknown scenario 'nosuch'")
+    assert proc.stderr.startswith(
+        "pyvcore lab up: argument --scenario: invalid choice: 'nosuch' (choose from"
+    )
 
 
 def test_lock_busy_names_the_holder(tmp_path: Path) -> None:
