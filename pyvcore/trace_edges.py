@@ -123,7 +123,11 @@ def kernel_edges(summary: dict[str, Any]) -> dict[Edge, list[str]]:
 
 
 def compare(kernel: dict[Edge, list[str]], model: set[Edge]) -> list[dict[str, Any]]:
-    """One row per edge: field, old, new, where (kernel, model, both), kernel functions."""
+    """One row per edge: field, old, new, where (kernel, model, both), kernel functions,
+    and for an edge on one side only ``gap``: what it is, with the kernel code that makes
+    it (:func:`pyvcore.trace_gaps.explain`)."""
+    from pyvcore.trace_gaps import explain
+
     rows = []
     for edge in sorted(set(kernel) | model):
         where = (
@@ -138,6 +142,7 @@ def compare(kernel: dict[Edge, list[str]], model: set[Edge]) -> list[dict[str, A
                 "new": edge[2],
                 "where": where,
                 "functions": kernel.get(edge, []),
+                "gap": None if (g := explain(*edge, where)) is None else str(g),
             }
         )
     return rows

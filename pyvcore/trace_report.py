@@ -73,11 +73,18 @@ def format_edges(summary: dict[str, Any], scenario: str, variant: str, threads: 
 
     rows = compare(kernel_edges(summary), model_edges(variant, threads, vcpus))
     table = [
-        [r["field"], f"{r['old']} -> {r['new']}", r["where"], ", ".join(r["functions"][:3])] for r in rows
+        [r["field"], f"{r['old']} -> {r['new']}", r["where"], ", ".join(r["functions"][:3]), r["gap"] or ""]
+        for r in rows
     ]
-    legend = "kernel only: a model gap; model only: the kernel never took it in this scenario"
+    legend = (
+        "kernel only: a model gap; model only: the kernel never took it in this scenario; "
+        "why: what the gap is, with the kernel code that makes the edge"
+    )
     return render_table(
-        ["field", "edge", "seen in", "kernel functions"], table, title=f"edges, {scenario}", legend=legend
+        ["field", "edge", "seen in", "kernel functions", "why"],
+        table,
+        title=f"edges, {scenario}",
+        legend=legend,
     )
 
 
