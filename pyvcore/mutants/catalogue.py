@@ -89,9 +89,10 @@ MUTANTS: tuple[Mutant, ...] = (
         commit="7d6c40da198a",
         commit_title="KVM: PPC: Book3S HV: Use bitmap of active threads rather than count",
         commit_verified=False,
-        commit_evidence="not found in the searchable public copies (id and title from the "
-        "kernel's history as remembered: the change that made entry_exit_map a bitmap and added "
-        "the exit-map == entry-map wait in kvmhv_switch_to_host)",
+        commit_evidence="neither the id nor the title was found in a public copy (searched "
+        "2026-11-30 by id, by title and by the change: entry_exit_count becoming the "
+        "entry_exit_map bitmap, and the exit-map == entry-map wait in kvmhv_switch_to_host); "
+        "id and title as remembered from the kernel's history, not confirmed",
         obj="vmlinux",
         symbol="kvmhv_switch_to_host",
         offset=0x3C,
@@ -124,7 +125,8 @@ MUTANTS: tuple[Mutant, ...] = (
         commit_verified=False,
         commit_evidence="title confirmed on a public gitiles mirror (msm-4.9, parent of merge "
         "123857a70560): 'the interrupts to bring the other threads out of the guest when "
-        "exiting' now use msgsnd; the short id itself was not found in a searchable copy",
+        "exiting' now use msgsnd; the id itself was not found in a public copy (searched again "
+        "2026-11-30 by id and by title): not confirmed",
         obj="vmlinux",
         symbol="kvmhv_commence_exit",
         offset=0x84,
@@ -174,9 +176,11 @@ MUTANTS: tuple[Mutant, ...] = (
         commit="19ccb76a1938",
         commit_title="KVM: PPC: Implement H_CEDE hcall for book3s_hv in real-mode code",
         commit_verified=False,
-        commit_evidence="the id exists (a public blame of arch/powerpc/kvm/powerpc.c: "
-        "19ccb76a1938ab, Paul Mackerras, 2011-07-23, the month the real-mode H_CEDE landed); "
-        "its title was not found in a searchable copy",
+        commit_evidence="id, author and date confirmed: a public 0-day kbuild robot report "
+        "(2019-11-14, arm-platforms kvm-arm64/vcpu-xarray) quotes the blame of "
+        "arch/powerpc/kvm/powerpc.c, line 'vcpu->arch.wqp = &vcpu->wq;' from 19ccb76a1938ab, "
+        "Paul Mackerras, 2011-07-23; the title was not found in a public copy (searched "
+        "2026-11-30 by id and by title)",
         obj="vmlinux",
         symbol="kvm_end_cede",
         offset=0x80,
@@ -208,9 +212,11 @@ MUTANTS: tuple[Mutant, ...] = (
         commit="19ccb76a1938",
         commit_title="KVM: PPC: Implement H_CEDE hcall for book3s_hv in real-mode code",
         commit_verified=False,
-        commit_evidence="the id exists (a public blame of arch/powerpc/kvm/powerpc.c: "
-        "19ccb76a1938ab, Paul Mackerras, 2011-07-23, the month the real-mode H_CEDE landed); "
-        "its title was not found in a searchable copy",
+        commit_evidence="id, author and date confirmed: a public 0-day kbuild robot report "
+        "(2019-11-14, arm-platforms kvm-arm64/vcpu-xarray) quotes the blame of "
+        "arch/powerpc/kvm/powerpc.c, line 'vcpu->arch.wqp = &vcpu->wq;' from 19ccb76a1938ab, "
+        "Paul Mackerras, 2011-07-23; the title was not found in a public copy (searched "
+        "2026-11-30 by id and by title)",
         obj="vmlinux",
         symbol="kvmppc_h_cede",
         offset=0x58,
