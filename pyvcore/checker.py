@@ -58,7 +58,8 @@ def invariants() -> list[InvariantInfo]:
 INVARIANTS: dict[int, str] = {i.number: i.statement for i in _core.invariants()}
 """Invariant number -> statement, for every invariant in the table."""
 
-VARIANTS = ("seed", "modern", "prepatch")
+VARIANTS: tuple[str, ...] = tuple(_core.variants())
+"""The kernel variants a snapshot may name: seed, modern, prepatch (the model's own list)."""
 
 Snapshot = Union[Mapping[str, Any], str, bytes]
 

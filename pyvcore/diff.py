@@ -20,7 +20,6 @@ verdicts disagree), 2 could not run or a stop kind was never judged, 130 Ctrl-C.
 
 from __future__ import annotations
 
-import importlib
 import re
 import shutil
 import sys
@@ -44,18 +43,7 @@ from pyvcore.diff_live import (
     run_live,
     watch,
 )
-
-
-def _scenarios() -> tuple[str, ...]:
-    """The lab's scenario names, from its one scenario table where the lab has it."""
-    try:
-        table = importlib.import_module("pyvcore.lab.scenarios").SCENARIOS
-        return tuple(str(name) for name in table)
-    except (ImportError, AttributeError):
-        return ("all", "novcpu0", "cede", "doorbell", "sparse", "two-vcores", "exits", "cede-all")
-
-
-SCENARIOS = _scenarios()
+from pyvcore.lab.scenarios import SCENARIOS
 
 __all__ = [
     "DEFAULT_HOLD",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pyvcore import cliargs, diff
+from pyvcore.checker import VARIANTS
 
 
 class Progress:
@@ -128,7 +129,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--variant",
         default=None,
-        choices=("seed", "modern", "prepatch"),
+        choices=VARIANTS,
         help="model variant to check against (default: what the snapshots say)",
     )
     p.add_argument(

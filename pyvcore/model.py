@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
-from pyvcore import _core
+from pyvcore import _core, checker
 from pyvcore.checker import Violation
 
 ModelError = _core.ModelError
@@ -41,7 +41,7 @@ Event = _core.Event
 
 EventLike = Union["_core.Event", str]
 
-VARIANTS: tuple[str, ...] = tuple(_core.variants())
+VARIANTS: tuple[str, ...] = checker.VARIANTS
 """The kernel variants the model knows: seed, modern, prepatch."""
 
 THREAD_COUNTS: tuple[int, ...] = tuple(_core.thread_counts())

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pyvcore import _core
+
 # ppc64 kernel addresses: the linear map is 0xc000..., vmalloc/ioremap/modules
 # start at 0xc008... with the hash MMU (H_VMALLOC_START, book3s/64/hash-64k.h).
 KERNEL_BASE = 0xC000_0000_0000_0000
@@ -122,22 +124,12 @@ class ThreadRegs:
 # ------------------------------------------------------------------ names
 # Display names only (the numbers are what the snapshot carries).  These are
 # #defines in the kernel, so neither BTF nor DWARF has them.
-VCORE_STATES = {
-    # arch/powerpc/include/asm/kvm_host.h, since "KVM: PPC: Book3S HV: Implement
-    # halt polling" (~v4.7): ordered so that >= SLEEPING needs stolen-time accounting.
-    "modern": {
-        0: "INACTIVE",
-        1: "PREEMPT",
-        2: "PIGGYBACK",
-        3: "SLEEPING",
-        4: "RUNNING",
-        5: "EXITING",
-        6: "POLLING",
-    },
-    # v3.14 (the seed commit).
-    "seed": {0: "INACTIVE", 1: "SLEEPING", 2: "STARTING", 3: "RUNNING", 4: "EXITING"},
+# vcore_state (arch/powerpc/include/asm/kvm_host.h) per variant, without the VCORE_ prefix:
+# the model's own table (rust/core/src/consts.rs), where the numbering of each variant lives.
+VCORE_STATES: dict[str, dict[int, str]] = {
+    variant: {value: name.removeprefix("VCORE_") for value, name in _core.vcore_state_names(variant)}
+    for variant in _core.variants()
 }
-VCORE_STATES["prepatch"] = VCORE_STATES["seed"]
 GUEST_MODES = {0: "NONE", 1: "GUEST", 2: "SKIP", 3: "GUEST_HV", 4: "HOST_HV", 5: "HV_P9"}
 HWTHREAD_STATES = {
     "modern": {0: "IN_KERNEL", 1: "IN_IDLE", 2: "IN_KVM"},

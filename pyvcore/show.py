@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any, Optional
 
 from pyvcore import cliargs
+from pyvcore.checker import VARIANTS
 from pyvcore.render import colour_for, wrap
 from pyvcore.stopview import Judgement, check_text, judge, threads_table, vcores_text
 
@@ -149,6 +150,6 @@ def register(subparsers: Any) -> None:
         "--stop", metavar="LABEL", help="every stop with this label (kvm_do_nap or kvm_do_nap@cpu0)"
     )
     p.add_argument("--width", type=int, default=None, help="terminal columns to fit (default 80)")
-    p.add_argument("--variant", choices=("seed", "modern", "prepatch"), default=None)
+    p.add_argument("--variant", choices=VARIANTS, default=None)
     p.add_argument("--colour", choices=("auto", "always", "never"), default="auto")
     p.set_defaults(func=run)

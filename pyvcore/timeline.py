@@ -35,21 +35,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyvcore import cliargs
+from pyvcore import cliargs, ppc64
+from pyvcore.checker import VARIANTS
 from pyvcore.errors import PyvcoreError
+from pyvcore.ppc64 import VCORE_STATES
 
 # kvm_hstate.in_guest: KVM_GUEST_MODE_* (arch/powerpc/include/asm/kvm_asm.h)
-IN_GUEST = {0: "NONE", 1: "GUEST", 2: "SKIP", 3: "GUEST_HV", 4: "HOST_HV", 5: "HV_P9"}
+IN_GUEST = ppc64.GUEST_MODES
 # kvm_hstate.napping: NAPPING_* (arch/powerpc/include/asm/kvm_book3s_asm.h)
-NAPPING = {1: "cede", 2: "novcpu", 3: "unsplit"}
+NAPPING = {value: name.lower() for value, name in ppc64.NAPPING.items() if value}
 # kvm_hstate.hwthread_state: KVM_HWTHREAD_IN_KERNEL / IN_IDLE (IN_NAP before v4.x) / IN_KVM
 HWTHREAD_IN_KERNEL, HWTHREAD_IN_IDLE, HWTHREAD_IN_KVM = 0, 1, 2
-# kvmppc_vcore.vcore_state (arch/powerpc/include/asm/kvm_host.h); the seed kernels
-# (v3.x) had STARTING and no PREEMPT/PIGGYBACK/POLLING.
-VCORE_STATES = {
-    "seed": ("INACTIVE", "SLEEPING", "STARTING", "RUNNING", "EXITING"),
-    "modern": ("INACTIVE", "PREEMPT", "PIGGYBACK", "SLEEPING", "RUNNING", "EXITING", "POLLING"),
-}
 
 # Thread states, in legend order, with their colours (HTML, PNG; Perfetto picks its own).
 STATES: dict[str, str] = {
@@ -199,20 +195,20 @@ def thread_state(
 
 def vcore_state(vcore: dict[str, Any], variant: str | None) -> str:
     """The lane state of a vcore: "vcore RUNNING", ... ("vcore" for a state without a colour)."""
-    names = VCORE_STATES["seed" if variant == "seed" else "modern"]
+    names = VCORE_STATES.get(variant or "modern", VCORE_STATES["modern"])
     state = as_int(vcore.get("vcore_state"))
-    name = f"vcore {names[state]}" if 0 <= state < len(names) else "vcore"
+    name = f"vcore {names[state]}" if state in names else "vcore"
     return name if name in STATES else "vcore"
 
 
 def vcore_label(vcore: dict[str, Any], variant: str | None) -> str:
-    names = VCORE_STATES["seed" if variant == "seed" else "modern"]
+    names = VCORE_STATES.get(variant or "modern", VCORE_STATES["modern"])
     state = as_int(vcore.get("vcore_state"))
     eem = as_int(vcore.get("entry_exit_map"))
     entered = [i for i in range(8) if eem >> i & 1]
     exiting = [i for i in range(8) if eem >> (8 + i) & 1]
     return (
-        f"{names[state] if 0 <= state < len(names) else state} in_guest {as_int(vcore.get('in_guest'))} "
+        f"{names.get(state, state)} in_guest {as_int(vcore.get('in_guest'))} "
         f"entered {{{','.join(map(str, entered))}}} exiting {{{','.join(map(str, exiting))}}}"
     )
 
@@ -406,7 +402,7 @@ def register(subparsers: Any) -> None:
         type=_output,
         help="OUT.html, OUT.json (Perfetto) or OUT.png (default: TRACE.html)",
     )
-    p.add_argument("--variant", choices=("seed", "modern", "prepatch"), help="model variant for the checks")
+    p.add_argument("--variant", choices=VARIANTS, help="model variant for the checks")
     p.add_argument(
         "--by-stop", action="store_true", help="a sampled trace one stop per step, even when it has timebases"
     )

@@ -353,3 +353,17 @@ def test_timebase_places_stops_in_microseconds(tmp_path: Path) -> None:
     assert spread.unit == "stop" and sorted({m.ts for m in spread.marks}) == [0.0, 1.0]
     with pytest.raises(TimelineError):
         load(tmp_path / "nope.jsonl")
+
+
+def test_vcore_state_names_follow_each_variants_numbering() -> None:
+    """The lane names come from the model's one vcore_state table: state 3 is RUNNING in
+    the seed and in prepatch (which share the v3.14 numbering) and SLEEPING in modern."""
+    from pyvcore.timeline import vcore_label, vcore_state
+
+    vcore = {"vcore_state": 3, "in_guest": 0, "entry_exit_map": 0}
+    assert vcore_state(vcore, "seed") == vcore_state(vcore, "prepatch") == "vcore RUNNING"
+    assert vcore_label(vcore, "prepatch").startswith("RUNNING in_guest 0")
+    assert vcore_label(vcore, "modern").startswith("SLEEPING") and vcore_label(vcore, None).startswith(
+        "SLEEPING"
+    )
+    assert vcore_label({"vcore_state": 42}, "seed").startswith("42 in_guest")

@@ -62,10 +62,13 @@ pub struct UnknownVariant(pub String);
 
 impl fmt::Display for UnknownVariant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = Variant::ALL.iter().map(|v| v.name()).collect();
+        let (last, rest) = names.split_last().expect("Variant::ALL is not empty");
         write!(
             f,
-            "unknown variant {:?} (expected seed, modern or prepatch)",
-            self.0
+            "unknown variant {:?} (expected {} or {last})",
+            self.0,
+            rest.join(", ")
         )
     }
 }
@@ -75,12 +78,10 @@ impl std::error::Error for UnknownVariant {}
 impl FromStr for Variant {
     type Err = UnknownVariant;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "seed" => Ok(Variant::Seed),
-            "modern" => Ok(Variant::Modern),
-            "prepatch" => Ok(Variant::Prepatch),
-            other => Err(UnknownVariant(other.to_string())),
-        }
+        Variant::ALL
+            .into_iter()
+            .find(|v| v.name() == s)
+            .ok_or_else(|| UnknownVariant(s.to_string()))
     }
 }
 

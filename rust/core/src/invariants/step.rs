@@ -175,20 +175,7 @@ pub fn check_event_step(prev: &Snapshot, next: &Snapshot) -> Vec<Violation> {
                 .field("previous", a.raw()),
             );
         }
-        if !vcore_state_step_ok(st, old.vcore_state, vc.vcore_state) {
-            out.push(
-                Violation::new(
-                    19,
-                    format!(
-                        "vcore_state went from {} to {}",
-                        st.name(old.vcore_state).unwrap_or("?"),
-                        st.name(vc.vcore_state).unwrap_or("?")
-                    ),
-                )
-                .field(p("vcores", k, "vcore_state"), vc.vcore_state)
-                .field("previous", old.vcore_state),
-            );
-        }
+        out.extend(vcore_state_step(st, k, old.vcore_state, vc.vcore_state, ""));
     }
     for (i, t) in next.threads.iter().enumerate() {
         let Some(old) = prev.threads.iter().find(|o| o.cpu == t.cpu) else {
@@ -217,6 +204,24 @@ pub fn check_event_step(prev: &Snapshot, next: &Snapshot) -> Vec<Violation> {
         }
     }
     out
+}
+
+/// Invariant 19 for vcore `k`: its vcore_state going from `a` to `b` in
+/// one step (`when` begins the message, e.g. "within one run, ").
+fn vcore_state_step(st: &VcoreStates, k: usize, a: u8, b: u8, when: &str) -> Option<Violation> {
+    if vcore_state_step_ok(st, a, b) {
+        return None;
+    }
+    let message = format!(
+        "{when}vcore_state went from {} to {}",
+        st.name(a).unwrap_or("?"),
+        st.name(b).unwrap_or("?")
+    );
+    Some(
+        Violation::new(19, message)
+            .field(p("vcores", k, "vcore_state"), b)
+            .field("previous", a),
+    )
 }
 
 /// One event's worth of vcore_state change (forward along the graph, with
@@ -333,20 +338,13 @@ pub fn check_same_run(prev: &Snapshot, next: &Snapshot) -> Vec<Violation> {
                 .field("previous", a.raw()),
             );
         }
-        if !vcore_state_step_ok(st, old.vcore_state, vc.vcore_state) {
-            out.push(
-                Violation::new(
-                    19,
-                    format!(
-                        "within one run, vcore_state went from {} to {}",
-                        st.name(old.vcore_state).unwrap_or("?"),
-                        st.name(vc.vcore_state).unwrap_or("?")
-                    ),
-                )
-                .field(p("vcores", k, "vcore_state"), vc.vcore_state)
-                .field("previous", old.vcore_state),
-            );
-        }
+        out.extend(vcore_state_step(
+            st,
+            k,
+            old.vcore_state,
+            vc.vcore_state,
+            "within one run, ",
+        ));
         if old.in_guest == 0 && a.exit_started() && vc.in_guest == 1 {
             out.push(
                 Violation::new(
