@@ -73,3 +73,20 @@ def test_ftrace_patching_may_be_silent_longer_than_the_stage() -> None:
     assert t.check(now=6.0 + 151) is not None
     t.line("[    0.000000] ftrace: allocated 13 pages with 3 groups", now=60.0)
     assert t.check(now=60.0 + kernel.silence + 1) is not None
+
+
+def test_the_vmm_stage_may_be_as_quiet_as_the_vmm_says_it_waits() -> None:
+    """Under a TCG plugin the VMM waits longer for its vcpus' first run (its first line says
+    how long): the stage's silence bound grows with it, and only then."""
+    vmm = STAGES[3]
+    t = StageTracker(started=0.0)
+    for i, line in enumerate(("INIT: Starting kernel at 0x0", "PYVCORE INIT scenario=cede", "PYVCORE KVM")):
+        t.line(line, now=float(i))
+    t.line("PYVCORE VMM scenario=cede vcpus=0,1,2,3 smt=4 hold=3 spin_pc=0x1 start_timeout=45", now=3.0)
+    assert t.check(now=3.0 + vmm.silence + 5) is None
+    assert t.check(now=3.0 + 45 + 21) is not None
+    quick = StageTracker(started=0.0)
+    for i, line in enumerate(("INIT: Starting kernel at 0x0", "PYVCORE INIT scenario=cede", "PYVCORE KVM")):
+        quick.line(line, now=float(i))
+    quick.line("PYVCORE VMM scenario=cede vcpus=0,1,2,3 smt=4 hold=3 spin_pc=0x1 start_timeout=15", now=3.0)
+    assert quick.check(now=3.0 + vmm.silence + 1) is not None

@@ -43,6 +43,15 @@ def test_qemu_command_is_powernv8_smt_with_local_only_gdbstub(tmp_path: Path) ->
     append = cmd[cmd.index("-append") + 1].split()
     assert append[0] == "console=hvc0"
     assert "pyvcore.scenario=novcpu0" in append and "pyvcore.hold=30" in append
+    assert not any(a.startswith("pyvcore.start_timeout=") for a in append)  # the VMM's default
+    slow = labqemu.kernel_append("cede", 3, ("quiet",), start_timeout=45.0).split()
+    assert slow == [
+        "console=hvc0",
+        "pyvcore.scenario=cede",
+        "pyvcore.hold=3",
+        "pyvcore.start_timeout=45",
+        "quiet",
+    ]
     # Never -s (all interfaces); the gdbstub and QMP are reachable only locally.
     assert "-s" not in cmd
     assert cmd[cmd.index("-gdb") + 1] == "tcp:127.0.0.1:4321"
@@ -323,3 +332,11 @@ def test_missing_patched_qemu_and_skiboot_are_named(tmp_path: Path, monkeypatch:
     assert "skiboot.lid (qemu-system-data)" in message
     assert "the patched QEMU for the current patch series" in message and str(tmp_path) in message
     assert message.endswith("run `pyvcore lab setup`")
+
+
+def test_vcpus_get_longer_to_start_only_when_tcg_runs_slow() -> None:
+    from pyvcore.lab import Lab
+
+    assert Lab("cede")._start_timeout() is None
+    assert Lab("cede", plugin=("/p/libplugin.so", {}))._start_timeout() == 45.0
+    assert Lab("all", threads=8, paused=True)._start_timeout() == 135.0

@@ -349,6 +349,19 @@ class Lab:
 
         return save(self, state_file())
 
+    def _start_timeout(self) -> float | None:
+        """How long the guest VMM waits for every vcpu's first run before STALLED.
+
+        Its own default (15 s, 45 s at 8 threads: a few times what a loaded 2-core host
+        takes) unless TCG runs slower than usual: under a TCG plugin (every instruction
+        calls out of the translated code) or watched by gdb from the first instruction,
+        vcpus were seen to start after more than 15 s on a loaded host. Then three times
+        that. Stock QEMU's vcpus off thread 0 never run at all, so only the time to say
+        so grows."""
+        if not (self.plugin or self.paused):
+            return None
+        return 3 * (45.0 if self.threads > 4 else 15.0)
+
     def _plugin_text(self) -> str | None:
         if not self.plugin:
             return None
@@ -423,6 +436,7 @@ class Lab:
                 append_extra=self.append,
                 extra=[*self._plugin_args, *(["-S"] if self.paused else [])],
                 phbs=self.phbs,
+                start_timeout=self._start_timeout(),
             )
             (self.run_dir / "cmdline").write_text(" ".join(cmd) + "\n")
             started = time.monotonic()

@@ -36,6 +36,9 @@ FIRMWARE_BACKTRACE_GRACE = 8.0
 # mcount call site (33,690 in Debian's 6.1, each an instruction write and an icache flush):
 # seen taking over 30 s of TCG on a loaded 2-core machine.
 SLOW_STEPS = ((re.compile(r"ftrace: allocating \d+ entries"), 150.0),)
+# The guest VMM's first line names how long it will wait, silent, for every vcpu's
+# first run (guest/vmm.c): the vmm stage may be that quiet, and a little more.
+VMM_START_TIMEOUT = re.compile(r"PYVCORE VMM .*\bstart_timeout=([0-9.]+)")
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,8 @@ STAGES = (
     Stage("firmware", re.compile(r"INIT: Starting kernel at"), 5.0, 25.0),
     Stage("kernel", re.compile(r"PYVCORE INIT\b"), 8.0, 30.0),
     Stage("modules", re.compile(r"PYVCORE KVM\b"), 1.0, 30.0),
-    # The VMM says STALLED itself after 15 s (45 s at 8 threads) when a vcpu never runs.
+    # The VMM says STALLED itself after 15 s (45 s at 8 threads; longer when its first line
+    # says so: VMM_START_TIMEOUT) when a vcpu never runs.
     Stage("vmm", re.compile(r"PYVCORE (READY|STALLED)\b"), 1.0, 50.0),
 )
 
@@ -94,6 +98,9 @@ class StageTracker:
         self.last_output = now
         self.backtrace_at = None
         self.step_silence = next((bound for pattern, bound in SLOW_STEPS if pattern.search(text)), None)
+        vmm = VMM_START_TIMEOUT.search(text)
+        if vmm:
+            self.step_silence = float(vmm.group(1)) + 20.0
         while self.index < len(STAGES) and STAGES[self.index].ends_at.search(text):
             self.ended[STAGES[self.index].name] = round(now - self.started, 2)
             self.index += 1

@@ -17,7 +17,7 @@ Console lines (one per line, everything else on the console is kernel noise)
         every section of ``kvm`` and ``kvm_hv`` from ``/sys/module/*/sections``.
     ``PYVCORE KVM uptime=T online=CPUS``
         modules loaded, secondaries offline.
-    ``PYVCORE VMM scenario=S vcpus=0,1,.. smt=N hold=H spin_pc=0x.. msgsndp_pc=0x.. cede_pc=0x..``
+    ``PYVCORE VMM scenario=S vcpus=0,1,.. smt=N hold=H spin_pc=0x.. msgsndp_pc=0x.. cede_pc=0x.. start_timeout=S``
         the VMM created the VM; the ``*_pc`` values are guest real addresses
         (breakpoint targets: the spin loop, the ``msgsndp``, the ``H_CEDE`` sc).
     ``PYVCORE READY scenario=S``

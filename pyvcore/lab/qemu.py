@@ -54,9 +54,17 @@ class LabBusy(LabError):
 # --------------------------------------------------------------------------- command line
 
 
-def kernel_append(scenario: str, hold: int, extra: Sequence[str] = ()) -> str:
-    """The kernel command line: hvc0 console plus the keys /init reads (guest/init.sh)."""
-    return " ".join(["console=hvc0", f"pyvcore.scenario={scenario}", f"pyvcore.hold={int(hold)}", *extra])
+def kernel_append(
+    scenario: str, hold: int, extra: Sequence[str] = (), start_timeout: float | None = None
+) -> str:
+    """The kernel command line: hvc0 console plus the keys /init reads (guest/init.sh).
+
+    ``start_timeout``: seconds the guest VMM waits for every vcpu's first run before it
+    says STALLED (None: its default, 15 s, 45 s at 8 threads)."""
+    keys = ["console=hvc0", f"pyvcore.scenario={scenario}", f"pyvcore.hold={int(hold)}"]
+    if start_timeout is not None:
+        keys.append(f"pyvcore.start_timeout={int(start_timeout)}")
+    return " ".join([*keys, *extra])
 
 
 def qemu_command(
@@ -73,8 +81,9 @@ def qemu_command(
     append_extra: Sequence[str] = (),
     extra: Sequence[str] = (),
     phbs: bool = False,
+    start_timeout: float | None = None,
 ) -> list[str]:
-    """The QEMU command line of a lab boot.
+    """The QEMU command line of a lab boot (``start_timeout``: see :func:`kernel_append`).
 
     One POWER8 core with ``threads`` hardware threads (SMT, hash MMU). The gdbstub listens on
     127.0.0.1 only (``-s`` would listen on every interface and give whoever connects the whole
@@ -116,7 +125,7 @@ def qemu_command(
         *machine,
         "-kernel", str(vmlinux),
         "-initrd", str(initrd),
-        "-append", kernel_append(scenario, hold, append_extra),
+        "-append", kernel_append(scenario, hold, append_extra, start_timeout),
         "-gdb", f"tcp:127.0.0.1:{gdb_port}",
         "-qmp", f"unix:{qmp_socket},server=on,wait=off",
         *extra,

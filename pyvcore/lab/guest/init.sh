@@ -2,7 +2,9 @@
 # /init of the pyvcore lab initramfs (busybox sh): prepare a KVM-HV host,
 # run one guest scenario with pyvcore-vmm, power off.
 # Kernel command line: pyvcore.scenario=NAME (default all), pyvcore.hold=SECONDS
-# (default 2; 0 = keep the guest running until the lab is stopped).
+# (default 2; 0 = keep the guest running until the lab is stopped),
+# pyvcore.start_timeout=SECONDS (how long the VMM waits for every vcpu's first
+# run before it says STALLED; default 15, 45 at 8 threads).
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
@@ -11,10 +13,12 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 
 scenario=all
 hold=2
+start_timeout=0
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         pyvcore.scenario=*) scenario="${arg#pyvcore.scenario=}" ;;
         pyvcore.hold=*) hold="${arg#pyvcore.hold=}" ;;
+        pyvcore.start_timeout=*) start_timeout="${arg#pyvcore.start_timeout=}" ;;
     esac
 done
 echo "PYVCORE INIT scenario=$scenario hold=$hold uptime=$(cut -d' ' -f1 /proc/uptime)"
@@ -34,6 +38,9 @@ done_error() {
 
 case "$hold" in
     ''|*[!0-9.]*) done_error "bad-hold:$hold" ;;
+esac
+case "$start_timeout" in
+    ''|*[!0-9.]*) done_error "bad-start-timeout:$start_timeout" ;;
 esac
 
 # KVM-HV on POWER8 runs a whole core: the host's secondary threads must be
@@ -67,5 +74,5 @@ echo "PYVCORE KVM uptime=$(cut -d' ' -f1 /proc/uptime) online=$(cat /sys/devices
 # warnings (e.g. "hrtimer: interrupt took N ns" under TCG load) from being
 # printed into the middle of one; errors and worse still reach the console.
 echo 4 > /proc/sys/kernel/printk
-/bin/pyvcore-vmm "$scenario" "$hold"
+/bin/pyvcore-vmm "$scenario" "$hold" "$start_timeout"
 finish

@@ -366,12 +366,12 @@ int main(int argc, char **argv)
 	struct kvm_userspace_memory_region slot = { 0 };
 	struct sigaction sa = { .sa_handler = kick };
 	char ids[64];
-	double hold, t0, deadline;
+	double hold, start_timeout, t0, deadline;
 	int kvm, vm;
 	long run_size;
 
-	if (argc < 2 || argc > 3) {
-		fprintf(stderr, "usage: %s SCENARIO [HOLD_SECONDS]\n", argv[0]);
+	if (argc < 2 || argc > 4) {
+		fprintf(stderr, "usage: %s SCENARIO [HOLD_SECONDS [START_TIMEOUT_SECONDS]]\n", argv[0]);
 		return 2;
 	}
 	scenario_name = argv[1];
@@ -383,9 +383,13 @@ int main(int argc, char **argv)
 		    "known=" PV_SCENARIO_NAMES, argv[1]);
 		return 2;
 	}
-	hold = argc == 3 ? strtod(argv[2], NULL) : 2.0;
+	hold = argc >= 3 ? strtod(argv[2], NULL) : 2.0;
 	if (hold < 0)
 		fail("bad-hold", 0);
+	/* 0 or absent: the default for the thread count (below). */
+	start_timeout = argc == 4 ? strtod(argv[3], NULL) : 0.0;
+	if (start_timeout < 0)
+		fail("bad-start-timeout", 0);
 
 	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (kvm < 0)
@@ -434,11 +438,14 @@ int main(int argc, char **argv)
 	sigaction(SIGUSR1, &sa, NULL);
 	for (int i = 0, off = 0; i < nvcpus; i++)
 		off += snprintf(ids + off, sizeof(ids) - off, "%s%d", i ? "," : "", vcpus[i].id);
-	say("PYVCORE VMM scenario=%s vcpus=%s smt=%d hold=%g spin_pc=0x%lx msgsndp_pc=0x%lx cede_pc=0x%lx",
+	if (start_timeout == 0)
+		start_timeout = smt > 4 ? START_TIMEOUT_SMT8_S : START_TIMEOUT_S;
+	say("PYVCORE VMM scenario=%s vcpus=%s smt=%d hold=%g spin_pc=0x%lx msgsndp_pc=0x%lx cede_pc=0x%lx "
+	    "start_timeout=%g",
 	    sc->name, ids, smt, hold,
 	    (unsigned long)(pv_guest_spin_loop - pv_guest_start),
 	    (unsigned long)(pv_guest_msgsndp - pv_guest_start),
-	    (unsigned long)(pv_guest_cede - pv_guest_start));
+	    (unsigned long)(pv_guest_cede - pv_guest_start), start_timeout);
 
 	t0 = now();
 	for (int i = 0; i < nvcpus; i++)
@@ -446,7 +453,7 @@ int main(int argc, char **argv)
 			fail("pthread-create", errno);
 
 	pthread_mutex_lock(&lock);
-	wait_until(all_started, t0 + (smt > 4 ? START_TIMEOUT_SMT8_S : START_TIMEOUT_S));
+	wait_until(all_started, t0 + start_timeout);
 	if (n_started == nvcpus) {
 		say("PYVCORE READY scenario=%s", sc->name);
 	} else {
