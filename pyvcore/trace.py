@@ -42,6 +42,9 @@ class LabRun:
     done: dict[str, Any] | None = None
     reports: int = 0
     status: dict[str, Any] = field(default_factory=dict)
+    # The boot hung after kvm-hv was loaded (the lab's vmm stage) and was judged on the
+    # trace up to the hang instead of being retried: {"stage", "reason", "attempt"}.
+    hung: dict[str, Any] | None = None
 
 
 @dataclass
@@ -100,10 +103,15 @@ def _boot(
     modules: str | None,
     say: Callable[[str], None],
 ) -> LabRun:
-    """Boot, let the scenario run to its DONE line (or time out), quit QEMU."""
+    """Boot, let the scenario run to its DONE line (or time out), quit QEMU.
+
+    With the plugin, a boot that hangs once kvm-hv is loaded (the vmm stage: the kernel
+    under test, not the lab) is not retried: QEMU is quit at once and the trace judged up
+    to the hang (the plugin writes its summary at exit), as ``pyvcore diff`` judges a hung
+    machine.  ``LabRun.hung`` says so."""
     from pyvcore.lab import Lab
 
-    kwargs: dict[str, Any] = {"plugin": plugin} if plugin else {}
+    kwargs: dict[str, Any] = {"plugin": plugin, "judge_hang": True} if plugin else {}
     if kernel is not None:
         kwargs["kernel"] = kernel
     if modules is not None:
@@ -112,10 +120,14 @@ def _boot(
     out = LabRun()
     with lab:
         out.boot_s = lab.boot_seconds
-        try:
-            lab.wait_for(r"PYVCORE DONE\b", timeout=seconds + 90.0)
-        except Exception as exc:  # the guest never finished (stock QEMU): judged on what was seen
-            say(f"the guest did not finish: {str(exc).splitlines()[0]}")
+        out.hung = lab.hung
+        if lab.hung:
+            say(f"boot hung in the {lab.hung['stage']} stage: the trace is judged up to the hang")
+        else:
+            try:
+                lab.wait_for(r"PYVCORE DONE\b", timeout=seconds + 90.0)
+            except Exception as exc:  # the guest never finished (stock QEMU): judged on what was seen
+                say(f"the guest did not finish: {str(exc).splitlines()[0]}")
         out.status = lab.status()
         out.done = out.status.get("done")
         out.scenario_s = _guest_seconds(out.done)
@@ -191,6 +203,8 @@ def run_trace(
         result.traced = _boot(scenario, plugin=(str(plugin), args), **boot_args)
         result.log = str(log)
         result.summary = _read_summary(summary_path)
+        if result.traced.hung:
+            result.summary["hung"] = result.traced.hung
         _name_module_pcs(result.summary, result.traced.status)
         result.summary["prepatch_refuted_by"] = _refute_prepatch(log)
         if out:  # the work directory held only the summary, now read: nothing left in /tmp

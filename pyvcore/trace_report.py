@@ -104,6 +104,10 @@ def format_result(result: TraceResult, *, edges: bool = False) -> str:
             f"{_n(s.get('watched_fields'))} fields watched at the end"
         ),
     ]
+    if hung := s.get("hung"):
+        out.append(
+            f"boot hung in the {hung.get('stage')} stage ({hung.get('reason')}): judged on the trace up to the hang"
+        )
     per_field = sorted(stats.get("events_per_field", {}).items(), key=lambda kv: -kv[1])
     out.append(render_table(["field", "events"], [[k, _n(v)] for k, v in per_field]))
     if ipi := format_exit_ipi(s):

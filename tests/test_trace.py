@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -280,3 +281,56 @@ def test_check_judges_the_exit_ipi_of_a_thread_without_a_vcpu(
         assert f"trap {trap:#x}" in out and "thread(s) 1 " in out
     else:
         assert "0 violations" in out
+
+
+def test_a_boot_that_hangs_in_kvm_is_judged_on_its_trace(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A kvm-hv that hangs the host (the vmm stage stalls) is neither retried nor an error:
+    QEMU is quit and the trace up to the hang is the verdict."""
+    import pyvcore.lab as lab_pkg
+    import pyvcore.trace as trace
+    from pyvcore.lab import plugin_build
+
+    made: list[dict[str, Any]] = []
+
+    class HungLab:
+        def __init__(self, scenario: str, **kw: Any) -> None:
+            made.append(kw)
+            self.boot_seconds = None
+            self.hung = {"stage": "vmm", "reason": "no console output for 50 s", "attempt": 1}
+            self.stopped = False
+
+        def __enter__(self) -> HungLab:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.stop()
+
+        def wait_for(self, pattern: str, timeout: float) -> None:
+            raise AssertionError("a hung guest is not waited for")
+
+        def status(self) -> dict[str, Any]:
+            return {}
+
+        def reports(self) -> list[Any]:
+            return []
+
+        def stop(self) -> None:
+            self.stopped = True
+
+    monkeypatch.setattr(plugin_build, "ensure_plugin", lambda **kw: tmp_path / "plugin.so")
+    monkeypatch.setattr(trace, "_preflight", lambda scenario, **kw: "vmlinux")
+    monkeypatch.setattr(lab_pkg, "Lab", HungLab)
+    seen = {"stats": {"stores_checked": 9, "events": 9, "violations": 1}, "edges": [],
+            "violations": [{"invariant": 12, "seq": 7, "tb": 1, "cpu": 1, "pc": "0x1", "field": "f",
+                            "message": "m", "events": []}]}  # fmt: skip
+    monkeypatch.setattr(trace, "_read_summary", lambda path: json.loads(json.dumps(seen)))
+    monkeypatch.setattr(trace, "_refute_prepatch", lambda log: None)
+    r = run_trace("all", baseline=False, out=tmp_path / "ev.jsonl")
+    assert made[0]["judge_hang"] is True
+    assert (r.verdict, r.exit_code) == ("violations", 1)
+    assert r.summary["hung"]["stage"] == "vmm"
+    from pyvcore.trace_report import format_result
+
+    assert "boot hung in the vmm stage" in format_result(r)

@@ -123,6 +123,8 @@ def continuous(
         detail = (
             f"invariant {v.get('invariant', '?')} at event seq {v.get('seq', '?')} ({v.get('field', '?')})"
         )
+        if summary.get("hung"):
+            detail += f"; the boot hung in the {summary['hung'].get('stage')} stage"
         return "killed", detail, numbers, log
     if verdict == "clean":
         return "survived", f"{summary.get('stats', {}).get('events', '?')} events clean", [], log
