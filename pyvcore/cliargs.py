@@ -141,8 +141,8 @@ def _creatable(path: Path) -> str | None:
 
 
 def output_file(text: str) -> str:
-    """A file pyvcore may write: not a directory, and in a directory that exists or can
-    be made, writable.  Nothing is created here."""
+    """A file pyvcore may write: not a directory, in an existing writable directory.
+    Nothing is created here."""
     path = Path(text).expanduser()
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a directory; give the path of a file to write")
@@ -150,9 +150,11 @@ def output_file(text: str) -> str:
         if not os.access(path, os.W_OK):
             raise argparse.ArgumentTypeError(f"{text}: not writable (permission denied)")
         return text
-    why = _creatable(path)
-    if why:
-        raise argparse.ArgumentTypeError(f"cannot write {text}: {why}")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text}: no directory {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {parent} is not writable")
     return text
 
 

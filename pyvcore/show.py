@@ -149,7 +149,9 @@ def register(subparsers: Any) -> None:
     which.add_argument(
         "--stop", metavar="LABEL", help="every stop with this label (kvm_do_nap or kvm_do_nap@cpu0)"
     )
-    p.add_argument("--width", type=int, default=None, help="terminal columns to fit (default 80)")
+    p.add_argument(
+        "--width", type=cliargs.positive, default=None, help="terminal columns to fit (default 80)"
+    )
     p.add_argument("--variant", choices=VARIANTS, default=None)
     p.add_argument("--colour", choices=("auto", "always", "never"), default="auto")
     p.set_defaults(func=run)

@@ -113,3 +113,15 @@ def test_stopping_a_lab_clears_the_record(tmp_path: Path, monkeypatch: pytest.Mo
     lab.pid = gone.pid  # a QEMU that has ended
     lab.stop()
     assert lock.read_text() == ""
+
+
+def test_taking_the_lock_forgets_the_last_holder(tmp_path: Path) -> None:
+    """A QEMU that ended on its own (--hold) left its record: the next taker drops it
+    before writing its own, so the file never names a holder that is gone."""
+    lock = tmp_path / "q.lock"
+    lock.write_text(json.dumps({"pid": 1, "owner": "a lab that ended"}) + "\n")
+    fd = labqemu.acquire_lock(lock)
+    try:
+        assert lock.read_text() == ""
+    finally:
+        os.close(fd)

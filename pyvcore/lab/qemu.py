@@ -286,6 +286,8 @@ def acquire_lock(
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with contextlib.suppress(OSError):  # what it records is of a holder now gone
+                os.ftruncate(fd, 0)
             if waiting:
                 say(f"got the machine lock {lock_file} after waiting {time.monotonic() - started:.0f} s")
             return fd
