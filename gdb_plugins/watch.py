@@ -269,7 +269,8 @@ class PvWatch(gdb.Command):
     by its time bound (invariant 44: a hung core is a violation, not a silence).
 
       --log FILE            append each snapshot (with its "violations") to FILE as JSONL
-      --max-stops N         after N snapshots stop the target and turn the watch off
+      --max-stops N         after N stops (a stop that could not be read counts)
+                            stop the target and turn the watch off
       --stop-on-violation   stop the target when an invariant is violated
       --at LABELS           comma-separated symbols instead of the default set"""
 

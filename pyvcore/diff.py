@@ -400,7 +400,11 @@ def run_diff(
     """Watch the real kernel live and judge every stop with the model.
 
     ``scenario``: a lab scenario (``SCENARIOS``); ``qemu``: "patched", "stock" or a
-    QEMU binary path; ``stops``: snapshots to take; ``variant``: model variant
+    QEMU binary path; ``stops``: the watch ends once this many stops are logged
+    (every breakpoint hit is one, readable or not), or earlier at ``deadline_s``
+    (wall-clock seconds) or the guest's power-off; a deadline adds one ``(deadline)``
+    snapshot and ``cede``/``cede-all`` a cede-path phase of up to 20 more
+    (``pyvcore.diff_live.SCENARIO_PHASES``); ``variant``: model variant
     ("seed", "modern", "prepatch"; None = what each snapshot says); ``kernel`` /
     ``modules``: a vmlinux and a directory with kvm.ko/kvm-hv.ko to boot instead
     of the lab's (with ``attach`` to a bare gdbstub, ``kernel`` names the vmlinux
