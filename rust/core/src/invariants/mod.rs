@@ -26,6 +26,7 @@ use crate::view::Snapshot;
 
 mod ctx;
 pub mod entry_exit;
+mod held;
 pub mod mmu;
 pub mod predict;
 pub mod regs;
