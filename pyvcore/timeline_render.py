@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import html
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyvcore.timeline import STATES, Lane, Timeline
+from pyvcore.timeline import STATES, Flow, Lane, Timeline
 
 PIDS = {"threads": 1, "vcores": 2, "violations": 3}
 GROUP_NAMES = {"threads": "hardware threads", "vcores": "vcores", "violations": "violations"}
@@ -157,6 +158,66 @@ def _esc(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
+@dataclass(frozen=True)
+class _Scale:
+    """Where a time (x, pixels) and a lane (y, pixels) are drawn on the page."""
+
+    t0: float
+    t1: float
+    row: dict[str, int]
+
+    def x(self, t: float) -> float:
+        return LABEL_W + (t - self.t0) / (self.t1 - self.t0) * PLOT_W
+
+    def y(self, lane: str) -> int:
+        return TOP + LANE_H * self.row[lane]
+
+
+def _lane_svg(tl: Timeline, lane: Lane, sc: _Scale) -> str:
+    """One lane's SVG group: its background, its points and slices, and (the violations
+    lane) a triangle per violation."""
+    yy = sc.y(lane.key)
+    parts = [
+        f'<g class="lane lane-{lane.group}" data-lane="{_esc(lane.key)}">'
+        f'<rect class="lane-bg" x="{LABEL_W}" y="{yy}" width="{PLOT_W}" height="{LANE_H - 2}" fill="#fafafa"/>'
+    ]
+    for mark in (m for m in tl.marks if m.lane == lane.key):
+        info = _esc(json.dumps({"state": mark.label, **mark.args}))
+        colour = STATES.get(mark.state, "#607d8b")
+        tip = f"<title>{_esc(mark.label)} @ {mark.ts:g}</title>"
+        if mark.end is None:
+            parts.append(
+                f'<circle class="point state-{mark.state}" data-t="{mark.ts}" data-info="{info}" '
+                f'cx="{sc.x(mark.ts):.1f}" cy="{yy + LANE_H / 2 - 1}" r="5" fill="{colour}">{tip}</circle>'
+            )
+        else:
+            parts.append(
+                f'<rect class="slice state-{mark.state}" data-t="{mark.ts}" data-t2="{mark.end}" data-info="{info}" '
+                f'x="{sc.x(mark.ts):.1f}" y="{yy + 3}" width="{max(1.0, sc.x(mark.end) - sc.x(mark.ts)):.1f}" '
+                f'height="{LANE_H - 8}" fill="{colour}">{tip}</rect>'
+            )
+    if lane.group == "violations":
+        for v in tl.violations:
+            info = _esc(json.dumps({"invariant": v.invariant, "message": v.message, "stop": v.stop}))
+            parts.append(
+                f'<path class="violation" data-invariant="{v.invariant}" data-t="{v.ts}" data-info="{info}" '
+                f'transform="translate({sc.x(v.ts):.1f},0)" d="M0,{yy + 2} l6,{LANE_H - 6} l-12,0 z" '
+                f'fill="{STATES["violation"]}"><title>invariant {v.invariant}: {_esc(v.message)} '
+                f"({_esc(v.stop)})</title></path>"
+            )
+    parts.append("</g>")
+    return "".join(parts)
+
+
+def _flow_svg(flow: Flow, sc: _Scale) -> str:
+    """One arrow between two lanes (a doorbell, an IPI, ...)."""
+    return (
+        f'<line class="flow" data-t="{flow.ts}" x1="{sc.x(flow.ts):.1f}" x2="{sc.x(flow.ts):.1f}" '
+        f'y1="{sc.y(flow.src) + LANE_H / 2}" y2="{sc.y(flow.dst) + LANE_H / 2}" stroke="#000" '
+        f'marker-end="url(#arrow)"><title>{_esc(flow.name)} {_esc(flow.src)} -> {_esc(flow.dst)}</title></line>'
+    )
+
+
 def html_page(tl: Timeline) -> str:
     """One self-contained HTML page: inline SVG lanes + a small script (wheel zoom, drag, click)."""
     lanes = _lanes(tl)
@@ -165,55 +226,11 @@ def html_page(tl: Timeline) -> str:
         t0, t1 = t0 - 0.5, t1 + 0.5
     pad = (t1 - t0) * 0.02
     t0, t1 = t0 - pad, t1 + pad
-    row = {lane.key: i for i, lane in enumerate(lanes)}
+    sc = _Scale(t0, t1, {lane.key: i for i, lane in enumerate(lanes)})
     height = TOP + LANE_H * len(lanes) + 20
-
-    def x(t: float) -> float:
-        return LABEL_W + (t - t0) / (t1 - t0) * PLOT_W
-
-    def y(lane: str) -> int:
-        return TOP + LANE_H * row[lane]
-
-    parts: list[str] = []
-    for lane in lanes:
-        yy = y(lane.key)
-        parts.append(
-            f'<g class="lane lane-{lane.group}" data-lane="{_esc(lane.key)}">'
-            f'<rect class="lane-bg" x="{LABEL_W}" y="{yy}" width="{PLOT_W}" height="{LANE_H - 2}" fill="#fafafa"/>'
-        )
-        for mark in (m for m in tl.marks if m.lane == lane.key):
-            info = _esc(json.dumps({"state": mark.label, **mark.args}))
-            colour = STATES.get(mark.state, "#607d8b")
-            tip = f"<title>{_esc(mark.label)} @ {mark.ts:g}</title>"
-            if mark.end is None:
-                parts.append(
-                    f'<circle class="point state-{mark.state}" data-t="{mark.ts}" data-info="{info}" '
-                    f'cx="{x(mark.ts):.1f}" cy="{yy + LANE_H / 2 - 1}" r="5" fill="{colour}">{tip}</circle>'
-                )
-            else:
-                parts.append(
-                    f'<rect class="slice state-{mark.state}" data-t="{mark.ts}" data-t2="{mark.end}" data-info="{info}" '
-                    f'x="{x(mark.ts):.1f}" y="{yy + 3}" width="{max(1.0, x(mark.end) - x(mark.ts)):.1f}" '
-                    f'height="{LANE_H - 8}" fill="{colour}">{tip}</rect>'
-                )
-        if lane.group == "violations":
-            for v in tl.violations:
-                info = _esc(json.dumps({"invariant": v.invariant, "message": v.message, "stop": v.stop}))
-                parts.append(
-                    f'<path class="violation" data-invariant="{v.invariant}" data-t="{v.ts}" data-info="{info}" '
-                    f'transform="translate({x(v.ts):.1f},0)" d="M0,{yy + 2} l6,{LANE_H - 6} l-12,0 z" '
-                    f'fill="{STATES["violation"]}"><title>invariant {v.invariant}: {_esc(v.message)} '
-                    f"({_esc(v.stop)})</title></path>"
-                )
-        parts.append("</g>")
-    for flow in tl.flows:
-        parts.append(
-            f'<line class="flow" data-t="{flow.ts}" x1="{x(flow.ts):.1f}" x2="{x(flow.ts):.1f}" '
-            f'y1="{y(flow.src) + LANE_H / 2}" y2="{y(flow.dst) + LANE_H / 2}" stroke="#000" '
-            f'marker-end="url(#arrow)"><title>{_esc(flow.name)} {_esc(flow.src)} -> {_esc(flow.dst)}</title></line>'
-        )
+    parts = [_lane_svg(tl, lane, sc) for lane in lanes] + [_flow_svg(flow, sc) for flow in tl.flows]
     labels = "".join(
-        f'<text class="lane-label" x="8" y="{y(lane.key) + LANE_H / 2 + 4}">{_esc(lane.title)}</text>'
+        f'<text class="lane-label" x="8" y="{sc.y(lane.key) + LANE_H / 2 + 4}">{_esc(lane.title)}</text>'
         for lane in lanes
     )
     legend = " ".join(
