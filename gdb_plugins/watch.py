@@ -282,7 +282,6 @@ class PvWatch(gdb.Command):
         return complete_words(text, word, words)
 
     def invoke(self, arg: str, from_tty: bool) -> None:
-        global _watcher
         p = ArgParser("pv-watch")
         p.add_argument("action", nargs="?", choices=("on", "now", "off"))
         p.add_argument("--stop", default="(now)")
@@ -292,86 +291,98 @@ class PvWatch(gdb.Command):
         p.add_argument("--at")
         a = p.parse(arg)
         if a.action is None:
-            if _watcher is None:
-                gdb.write("pv-watch: off\n")
-            elif _watcher.finished:
-                gdb.write(_watcher.report("last run") + "\n")
-            else:
-                gdb.write(
-                    f"pv-watch: on at {', '.join(b.label for b in _watcher.points)}; {_watcher.summary()}\n"
-                )
-            return
-        if a.action == "now":
-            if _watcher is None or _watcher.finished:
-                raise PvError("pv-watch now: the watch is off")
-            record = _watcher.now(a.stop)
-            found = record.get("violations") or []
-            gdb.write(
-                f"pv-watch now: {a.stop}: "
-                + (
-                    "; ".join(f"invariant {v.get('invariant')}: {v.get('message')}" for v in found)
-                    or "no violation"
-                )
-                + "\n"
-            )
-            return
-        if a.action == "off":
-            if _watcher is None or (_watcher.finished and not _watcher.points):
-                gdb.write("pv-watch: already off\n")
-                return
-            _watcher.finished = True
-            _watcher.delete()
-            gdb.write(_watcher.report("pv-watch off") + "\n")
-            return
-        if a.max_stops is not None and a.max_stops < 1:
-            raise PvError("pv-watch: --max-stops must be at least 1")
-        k = session.kernel()  # fails early with one line if there is no usable kernel
-        if _watcher is not None and not _watcher.finished:
-            _watcher.finished = True
-            _watcher.delete()
-        check.reset_checker()
-        watcher = Watcher(a.log, a.max_stops, a.stop_on_violation)
-        labels = tuple(x.strip() for x in a.at.split(",") if x.strip()) if a.at else DEFAULT_POINTS
-        missing = []
-        for label in labels:
-            try:
-                where = k.entry_point(label)
-            except PvError:
-                watcher.delete()
-                raise
-            if where is None:
-                missing.append(label)
-                continue
-            entry = label if label in ENTRY_ARGUMENTS else None
-            watcher.points.append(WatchPoint(watcher, label, where[0], entry))
-        if not watcher.points:
-            raise PvError(f"pv-watch: none of {', '.join(labels)} found in the symbols")
-        if a.log:
-            try:
-                open(a.log, "a", encoding="utf-8").close()
-            except OSError as e:
-                watcher.delete()
-                raise PvError(f"pv-watch: cannot write {a.log}: {e.strerror}") from None
-        _watcher = watcher
+            _show_watch()
+        elif a.action == "now":
+            _watch_now(a.stop)
+        elif a.action == "off":
+            _watch_off()
+        else:
+            _watch_on(a.log, a.max_stops, a.stop_on_violation, a.at)
+
+
+def _show_watch() -> None:
+    """`pv-watch` alone: off, on (where, and what it saw so far), or the last run's report."""
+    if _watcher is None:
+        gdb.write("pv-watch: off\n")
+    elif _watcher.finished:
+        gdb.write(_watcher.report("last run") + "\n")
+    else:
+        gdb.write(f"pv-watch: on at {', '.join(b.label for b in _watcher.points)}; {_watcher.summary()}\n")
+
+
+def _watch_now(stop: str) -> None:
+    """`pv-watch now`: judge the target as it is now, as one more stop of the watch."""
+    if _watcher is None or _watcher.finished:
+        raise PvError("pv-watch now: the watch is off")
+    record = _watcher.now(stop)
+    found = record.get("violations") or []
+    gdb.write(
+        f"pv-watch now: {stop}: "
+        + ("; ".join(f"invariant {v.get('invariant')}: {v.get('message')}" for v in found) or "no violation")
+        + "\n"
+    )
+
+
+def _watch_off() -> None:
+    """`pv-watch off`: delete the breakpoints and print the report."""
+    if _watcher is None or (_watcher.finished and not _watcher.points):
+        gdb.write("pv-watch: already off\n")
+        return
+    _watcher.finished = True
+    _watcher.delete()
+    gdb.write(_watcher.report("pv-watch off") + "\n")
+
+
+def _watch_on(log: str | None, max_stops: int | None, stop_on_violation: bool, at: str | None) -> None:
+    """`pv-watch on`: a new watch (replacing a running one) at ``at`` (comma-separated
+    symbols) or DEFAULT_POINTS; PvError when no point is found or the log is not writable."""
+    global _watcher
+    if max_stops is not None and max_stops < 1:
+        raise PvError("pv-watch: --max-stops must be at least 1")
+    k = session.kernel()  # fails early with one line if there is no usable kernel
+    if _watcher is not None and not _watcher.finished:
+        _watcher.finished = True
+        _watcher.delete()
+    check.reset_checker()
+    watcher = Watcher(log, max_stops, stop_on_violation)
+    labels = tuple(x.strip() for x in at.split(",") if x.strip()) if at else DEFAULT_POINTS
+    missing = []
+    for label in labels:
         try:
-            watcher.attach()
-        except PvError as e:  # the runs are then counted from the first kvmppc_run_core
-            gdb.write(f"pv-watch: no reading at attach ({e})\n")
+            where = k.entry_point(label)
+        except PvError:
+            watcher.delete()
+            raise
+        if where is None:
+            missing.append(label)
+            continue
+        entry = label if label in ENTRY_ARGUMENTS else None
+        watcher.points.append(WatchPoint(watcher, label, where[0], entry))
+    if not watcher.points:
+        raise PvError(f"pv-watch: none of {', '.join(labels)} found in the symbols")
+    if log:
+        try:
+            open(log, "a", encoding="utf-8").close()
+        except OSError as e:
+            watcher.delete()
+            raise PvError(f"pv-watch: cannot write {log}: {e.strerror}") from None
+    _watcher = watcher
+    try:
+        watcher.attach()
+    except PvError as e:  # the runs are then counted from the first kvmppc_run_core
+        gdb.write(f"pv-watch: no reading at attach ({e})\n")
+    gdb.write(
+        f"pv-watch: on at {', '.join(b.label for b in watcher.points)}"
+        + (f"; log {log}" if log else "")
+        + "\n"
+    )
+    if missing:
+        unloaded = any(m in MODULE_POINTS for m in missing)
         gdb.write(
-            f"pv-watch: on at {', '.join(b.label for b in watcher.points)}"
-            + (f"; log {a.log}" if a.log else "")
+            f"pv-watch: not watched (symbol unknown): {', '.join(missing)}"
+            + ("; kvm-hv.ko symbols are not loaded (add-symbol-file, or `pyvcore gdb`)" if unloaded else "")
             + "\n"
         )
-        if missing:
-            gdb.write(
-                f"pv-watch: not watched (symbol unknown): {', '.join(missing)}"
-                + (
-                    "; kvm-hv.ko symbols are not loaded (add-symbol-file, or `pyvcore gdb`)"
-                    if any(m in MODULE_POINTS for m in missing)
-                    else ""
-                )
-                + "\n"
-            )
 
 
 def _before_exit(_event: Any = None) -> None:
