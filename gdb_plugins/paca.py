@@ -55,7 +55,7 @@ class PvPaca(gdb.Command):
             except ValueError:
                 raise PvError(f"pv-paca: CPU must be a number or `all`, not {a.which!r}") from None
         k = session.kernel()
-        reading, _ = session.read_state(with_hdec=True, with_kvm=False)
+        reading, _ = session.read_state(with_hdec=True, with_kvm=False, full_paca=True)
         if cpu is None:
             gdb.write(tables.paca_table(k.layout, reading, width=check.terminal_width()) + "\n")
         else:

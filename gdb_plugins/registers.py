@@ -1,11 +1,27 @@
-"""Registers of every hardware thread, read with raw remote packets.
+"""Registers of every hardware thread, read through gdb's own register cache.
 
-Evaluating ``$msr`` makes gdb build frame 0 of every thread it visits, and
-without DWARF that is a prologue analysis of ~30 single-word code reads.  So
-registers are read with ``Hg`` (select the thread), one ``g`` (the core
-registers: r0-r31, pc, msr, ... in one reply) and one ``p`` per SPR that is
-not in it (lpidr, sdr1, hdec, tb).  QEMU answers in each thread's own byte
-order (MSR[LE]; target/ppc/gdbstub.c ``ppc_maybe_bswap_register``).
+Each register is evaluated as ``$name`` on its thread.  gdb fetches a thread's
+core registers (r0-r31, pc, msr, ...) with one ``g`` packet and every other
+register (lpidr, sdr1, hdec, tb, dpdes, pir) with one ``p`` each, and keeps
+them until the target resumes.  gdb also tracks which thread the stub has
+selected and sends ``Hg`` only when it changes (gdb/remote.c
+``set_general_thread``).  Two round trips come free that way:
+
+* At a stop gdb has already fetched the stopping thread's ``g`` (it reads the
+  PC to find the breakpoint: gdb/infrun.c ``handle_signal_stop``), and QEMU
+  has already selected that CPU for register and memory requests
+  (gdbstub/gdbstub.c ``gdb_set_stop_cpu``), so the stopping thread, read
+  first, costs only the ``p`` of its SPRs.
+* The last thread read stays selected, so when it can read kernel memory the
+  memory reads that follow need no ``Hg`` either.
+
+Evaluating ``$msr`` with gdb 13 builds no frame and analyses no prologue: it
+reads the register cache of frame 0's sentinel (measured: ``Hg`` + ``g`` for a
+cold thread, nothing for a cached one, one ``p`` per SPR).  QEMU answers in
+each thread's own byte order (MSR[LE]; target/ppc/gdbstub.c
+``ppc_maybe_bswap_register``) and gdb decodes little-endian, like the
+vmlinux; :func:`pyvcore.ppc64.normalise_msr` undoes it for a big-endian
+thread.
 
 What QEMU's gdbstub shows (target/ppc/gdbstub.c ``gdb_get_spr_reg``, QEMU
 10.0): HDEC and TB ("tb", SPR 268 on ppc64) are computed at the read.  DPDES
@@ -20,14 +36,15 @@ core, the same value on every thread.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import gdb  # type: ignore[import-not-found]
 
-# name -> (remote register number, byte offset in the `g` reply, size)
-_regnum_cache: dict[str, tuple[int, int, int]] = {}
 _thread_cache: list[Any] = []
+# ptid -> whether the thread could read kernel memory (MSR[HV], not in OPAL)
+# at the last pass: threads that could are read last, so that the thread the
+# stub is left on is likely the memory reader (an ordering hint only).
+_could_read: dict[Any, bool] = {}
 
 # Read for every thread (the checker needs them per thread), and for the
 # thread that hit a stop (or, outside a stop, the selected one): the stop's
@@ -35,13 +52,17 @@ _thread_cache: list[Any] = []
 # the same value on every thread, so one read shows the core) and r3/r4 (the
 # arguments at a function entry; free, they come in the same `g` reply).
 # HDEC of every thread costs one round trip per thread: only pv-paca reads
-# it (with_hdec).
+# it (with_hdec).  Core registers first: the first of them fetches the `g`
+# reply that carries them all.
 PER_THREAD = ("pc", "msr", "lpidr", "sdr1")
-STOPPER_ONLY = ("tb", "hdec", "dpdes", "r3", "r4")
+STOPPER_ONLY = ("r3", "r4", "tb", "hdec", "dpdes")
 
 
 class Stats:
-    """Counts of what a pass cost (for the benchmark and `pv-snapshot --stats`)."""
+    """Counts of what a pass cost (for the benchmark and `pv-snapshot --stats`).
+
+    ``register_reads`` counts registers asked of gdb (a cached one costs no
+    round trip); ``packets`` the raw requests the plugin sent itself."""
 
     def __init__(self) -> None:
         self.memory_reads = 0
@@ -51,9 +72,8 @@ class Stats:
 
 
 def forget() -> None:
-    _regnum_cache.clear()
-    _g_bytes[0] = 0
     _thread_cache.clear()
+    _could_read.clear()
 
 
 def connected() -> bool:
@@ -70,71 +90,22 @@ def gdb_threads() -> list[Any]:
     return list(_thread_cache)
 
 
-def regnums() -> dict[str, tuple[int, int, int]]:
-    """From ``maintenance print remote-registers``: Name Nr Rel Offset Size Type Rmt-Nr g/G-Offset."""
-    if not _regnum_cache:
-        out = gdb.execute("maintenance print remote-registers", to_string=True)
-        for line in out.splitlines():
-            f = line.split()
-            if len(f) >= 8 and f[-1].isdigit() and f[-2].isdigit() and f[-4].isdigit():
-                _regnum_cache[f[0]] = (int(f[-2]), int(f[-1]), int(f[-4]))
-    return _regnum_cache
+def read_order(threads: list[Any], first: Any) -> list[Any]:
+    """``threads`` in the order to read them: ``first`` (the stopping thread),
+    then the others, those that could read kernel memory at the last pass
+    last (stable by gdb thread number otherwise)."""
+    rest = [t for t in threads if t is not first]
+    rest.sort(key=lambda t: (_could_read.get(t.ptid, False), t.num))
+    return ([first] if first in threads else []) + rest
 
 
-def thread_id(th: Any) -> str:
-    pid, lwp, _ = th.ptid
-    return f"p{pid:x}.{lwp:x}"
+def remember_reader(th: Any, could_read: bool) -> None:
+    _could_read[th.ptid] = could_read
 
 
-class RemoteRegisters:
-    """Raw register reads through one packet sender (``send(text) -> reply``)."""
-
-    def __init__(self, send: Any, stats: Stats):
-        self.send = send
-        self.stats = stats
-
-    def read(self, th: Any, names: tuple[str, ...]) -> dict[str, int | None]:
-        """The named registers of thread ``th``, as sent (thread byte order,
-        decoded little-endian); None for one the stub does not have."""
-        nums = regnums()
-        if self.send(f"Hg{thread_id(th)}") != "OK":
-            raise gdb.error("Hg refused")
-        out: dict[str, int | None] = {}
-        in_g = [n for n in names if n in nums and (n in CORE or nums[n][1] + nums[n][2] <= _g_bytes[0])]
-        if in_g:
-            self.stats.register_reads += 1
-            reply = self.send("g")
-            _g_bytes[0] = len(reply) // 2
-            for n in in_g:
-                _, off, size = nums[n]
-                if off + size <= _g_bytes[0]:
-                    out[n] = _decode(reply[2 * off : 2 * (off + size)])
-        for n in names:
-            if n in out:
-                continue
-            if n not in nums:
-                out[n] = None
-                continue
-            self.stats.register_reads += 1
-            out[n] = _decode(self.send(f"p{nums[n][0]:x}"))
-        return out
-
-
-# Core registers of every POWER gdbstub (org.gnu.gdb.power.core): in `g`.
-CORE = ("pc", "msr", "r3", "r4")
-# Length of the `g` reply in bytes, learnt from the first one: other
-# registers whose offset falls inside it are read from it too.
-_g_bytes = [0]
-
-
-def _decode(hexdigits: str) -> int | None:
-    if not re.fullmatch(r"(?:[0-9a-fA-F]{2})+", hexdigits or ""):  # "E01", "xx..." (unavailable)
-        return None
-    return int.from_bytes(bytes.fromhex(hexdigits), "little")
-
-
-def eval_registers(th: Any, names: tuple[str, ...], stats: Stats) -> dict[str, int | None]:
-    """Fallback for targets without raw packets (not a remote stub): gdb's values."""
+def read_registers(th: Any, names: tuple[str, ...], stats: Stats) -> dict[str, int | None]:
+    """The named registers of gdb thread ``th`` as gdb holds them (64-bit,
+    unsigned); None for one the stub does not have or cannot read."""
     th.switch()
     out: dict[str, int | None] = {}
     for n in names:

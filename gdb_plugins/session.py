@@ -78,8 +78,11 @@ def read_state(
     with_kvm: bool = True,
     in_stop: bool = False,
     entry: str | None = None,
+    full_paca: bool = False,
 ) -> tuple[Reading, Stats]:
     """One pass: registers of every thread, PACAs, vcores, vcpus, kvm.
+
+    ``full_paca``: every PACA field pv-paca shows, not only the snapshot's.
 
     ``entry``: the function whose entry the selected thread has just hit
     (pv-watch); its argument registers name the vcore/vcpu
@@ -94,7 +97,13 @@ def read_state(
         hints = Hints.from_entry(entry, me) if entry else None
         try:
             reading = k.reader.read(
-                t, regs, stop=stop, with_kvm=with_kvm, hints=hints, stopper=me.gdb_thread if me else None
+                t,
+                regs,
+                stop=stop,
+                with_kvm=with_kvm,
+                hints=hints,
+                stopper=me.gdb_thread if me else None,
+                full_paca=full_paca,
             )
         except (KernelError, ReadError) as e:
             raise PvError(f"pyvcore: {e}") from None

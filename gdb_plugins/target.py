@@ -22,7 +22,7 @@ from pyvcore.readplan import ReadError
 
 from . import params, registers
 from .errors import PvError
-from .registers import RemoteRegisters, Stats
+from .registers import Stats
 
 # PIR of each gdb thread (ptid): fixed per hardware thread, read once per connection.
 _pir_cache: dict[tuple[int, int, int], int] = {}
@@ -109,25 +109,22 @@ class GdbTarget:
         return (*names, "pir") if first_time else names
 
     def threads(self) -> list[ThreadRegs]:
-        """Registers of every gdb thread (one per hardware thread), host byte order."""
-        threads = registers.gdb_threads()
-        # Read the likely reader thread last (the one gdb had selected), so the
-        # remote's current thread is already right for the memory reads.
-        if self._saved in threads:
-            threads.remove(self._saved)
-            threads.append(self._saved)
-        remote = RemoteRegisters(self.packet, self.stats)
+        """Registers of every gdb thread (one per hardware thread), host byte order.
+
+        The stopping thread is read first: at a stop gdb already holds its
+        core registers and the stub has it selected (see
+        :mod:`.registers`); the thread read last stays selected for the
+        memory reads when it can do them."""
+        first = self.stopper if self.stopper is not None else self._saved
         out = []
         last = None
-        for th in threads:
+        for th in registers.read_order(registers.gdb_threads(), first):
             want = self._names(th, th.ptid not in _pir_cache)
-            try:
-                raw = remote.read(th, want)
-            except gdb.error:
-                raw = registers.eval_registers(th, want, self.stats)
+            raw = registers.read_registers(th, want, self.stats)
             last = th
             regs = self._thread_regs(th, raw)
             out.append(regs)
+            registers.remember_reader(th, regs.hv and not regs.in_opal)
             if regs.host_virtual and self._reader_thread is None:
                 self._reader_thread = th
             elif regs.hv and not regs.in_opal and self._real_thread is None:
@@ -155,17 +152,16 @@ class GdbTarget:
         return regs
 
     def _choose_reader(self, last: Any, last_regs: ThreadRegs | None) -> None:
-        # The thread whose registers were read last is already the remote's
-        # current thread: keep it if it will do (host or HV real mode both
-        # reach the linear map; read() switches for vmalloc), saving an Hg.
+        # The thread whose registers were read last is the stub's selected
+        # thread: keep it if it will do (host or HV real mode both reach the
+        # linear map; read() switches for vmalloc), saving an Hg.  gdb sends
+        # the Hg itself, on the first memory read, when the reader changes.
         if last is not None and last_regs is not None and last_regs.hv and not last_regs.in_opal:
             chosen = last
         else:
             chosen = self._reader_thread or self._real_thread
         self._current = chosen
         if chosen is not None:
-            if chosen is not last:
-                self.packet(f"Hg{registers.thread_id(chosen)}")
             chosen.switch()
 
     # -- memory

@@ -49,7 +49,7 @@ from pyvcore.ppc64 import (
     normalise_msr,
     thread_list,
 )
-from pyvcore.readplan import Memory, ReadError, decode_value
+from pyvcore.readplan import ByteOrder, Memory, Plan, ReadError, decode_value, read_many
 from pyvcore.snapshot import build_snapshot
 from pyvcore.vcorefind import VcoreSearch
 from pyvcore.walk import WalkError, xarray_entries
@@ -136,6 +136,7 @@ class SnapshotReader(BootConstants):
         """Forget cached boot-time values (new connection or new kernel)."""
         super().reset()
         self._hw_to_cpu: dict[int, int] = {}  # PIR -> cpu (static after boot)
+        self._ids: dict[int, dict[str, Any]] = {}  # cpu -> paca_index, hw_cpu_id (static after boot)
         self._kvm_cache: dict[int, dict[str, Any]] = {}
 
     # -- per-struct reads
@@ -171,14 +172,18 @@ class SnapshotReader(BootConstants):
         with_kvm: bool = True,
         hints: Hints | None = None,
         stopper: int | None = None,
+        full_paca: bool = False,
     ) -> Reading:
         """One pass: every thread's PACA, the vcores (from the PACAs, ``hints``
         and, when neither has one, ``vm_list``), their vcpus and VM.
         ``stopper`` is the gdb thread number that hit the stop (its timebase is
-        the stop's ``tb``).  Unreadable parts become ``problems``, never an
+        the stop's ``tb``).  ``full_paca`` reads every PACA field pv-paca
+        shows (``HSTATE_EXTRA`` too); otherwise, once the threads are matched,
+        only the snapshot's ``kvm_hstate`` fields, every PACA in as few
+        requests as fit.  Unreadable parts become ``problems``, never an
         exception, except a kernel whose PACAs cannot be found (KernelError)."""
         problems: list[str] = []
-        rows = self._match_threads(mem, regs, problems)
+        rows = self._match_threads(mem, regs, problems, full_paca)
         found = VcoreSearch(self, mem, problems)
         for row in rows:
             if row.fields:
@@ -220,7 +225,9 @@ class SnapshotReader(BootConstants):
         )
         return Reading(snap, rows, vcores, vcpus, kvms, problems, dict(found.vcore_from))
 
-    def _match_threads(self, mem: Memory, regs: list[ThreadRegs], problems: list[str]) -> list[ThreadRow]:
+    def _match_threads(
+        self, mem: Memory, regs: list[ThreadRegs], problems: list[str], full_paca: bool = False
+    ) -> list[ThreadRow]:
         """One row per gdb thread, matched to its Linux cpu by ``$pir == paca->hw_cpu_id``."""
         pacas = self.paca_addresses(mem)
         rows: list[ThreadRow] = []
@@ -245,11 +252,15 @@ class SnapshotReader(BootConstants):
             if hw is None:
                 continue
             self._hw_to_cpu[int(hw)] = cpu
+            self._ids[cpu] = {"paca_index": f.get("paca_index"), "hw_cpu_id": hw}
             for row in unmatched:
                 if row.regs.pir == hw:
                     row.cpu, row.paca, row.fields = cpu, addr, f
             if all(row.cpu is not None for row in unmatched):
                 break
+        batch = [r for r in rows if r.cpu in self._ids and r.paca is not None and not r.fields]
+        if batch and not full_paca:
+            read_hstates(mem, self.k.hstate_plan, batch, self._ids, self.k.order)
         for row in rows:
             self._read_row(mem, row, problems)
         rows.sort(key=lambda row: (row.cpu is None, row.cpu or 0, row.regs.gdb_thread))
@@ -308,3 +319,22 @@ class SnapshotReader(BootConstants):
             problems.append(
                 "kvm-hv: no HV guest exists (hv_vm_count = 0): kvm-hv not loaded or no VM created yet"
             )
+
+
+def read_hstates(
+    mem: Memory, plan: Plan, rows: list[ThreadRow], ids: dict[int, dict[str, Any]], order: ByteOrder
+) -> None:
+    """Fill ``row.fields`` of each row (cpu and PACA known) from ``plan``
+    (the ``kvm_hstate`` fields a snapshot needs) plus ``ids[row.cpu]``, the
+    PACA fields fixed at boot (``paca_index``, arch/powerpc/kernel/paca.c
+    ``initialise_paca``; ``hw_cpu_id``, ``set_hard_smp_processor_id``) read
+    once when the thread was matched.  Every PACA in as few requests as fit
+    (:func:`pyvcore.readplan.read_many`).  A row whose bytes cannot be read
+    is left without fields (the caller reads it alone and reports why)."""
+    n = len(plan.ranges)
+    requests = [(int(row.paca or 0) + lo, hi - lo) for row in rows for lo, hi in plan.ranges]
+    got = read_many(mem, requests)
+    for k, row in enumerate(rows):
+        chunks = [c for c in got[k * n : (k + 1) * n] if isinstance(c, bytes)]
+        if len(chunks) == n:
+            row.fields = {**ids[int(row.cpu or 0)], **plan.decode(chunks, order)}

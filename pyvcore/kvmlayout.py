@@ -92,6 +92,10 @@ class KernelLayout:
         self.paca_plan = Plan.build(
             self.paca, ["paca_index", "hw_cpu_id", *hs], hs_extra, merge_gap=MAX_PACKET_BYTES
         )
+        # The per-stop read, once the threads are matched: only the
+        # kvm_hstate fields of the snapshot (24 bytes on 6.12), so that the
+        # PACAs the kernel allocated next to each other share one request.
+        self.hstate_plan = Plan.build(self.paca, hs)
         self.vcore_plan = Plan.build(self.vcore, [*VCORE_FIELDS, self.entry_exit], VCORE_READ_OPTIONAL)
         self.vcpu_plan = Plan.build(self.vcpu, VCPU_FIELDS, VCPU_OPTIONAL)
         self.kvm_plan: Plan | None = None

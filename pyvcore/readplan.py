@@ -19,7 +19,9 @@ from pyvcore.layout import Field, Struct
 # gdbstub round trip costs about as much as 1-2 KB of payload.
 MERGE_GAP = 1024
 # QEMU's gdbstub packet size is 4096 hex chars, so gdb reads at most 2048
-# bytes per 'm' packet; a range larger than that costs several round trips.
+# bytes per 'm' packet; a range larger than that costs several round trips
+# (QEMU gdbstub/gdbstub.c handle_read_mem refuses more than
+# MAX_PACKET_LENGTH / 2).
 MAX_PACKET_BYTES = 2048
 
 
@@ -127,3 +129,51 @@ class Plan:
 
     def offsets(self) -> dict[str, int]:
         return {p: f.offset for p, f in self.fields.items()}
+
+
+def coalesce(
+    requests: list[tuple[int, int]], max_bytes: int = MAX_PACKET_BYTES
+) -> list[tuple[int, int, list[int]]]:
+    """Group byte ranges of *different* objects into reads of at most
+    ``max_bytes`` each: ``requests`` is ``[(addr, size), ...]``, the result
+    ``[(addr, size, [indices of the requests it covers]), ...]`` by address.
+
+    Ranges are grouped while the group's whole span fits one ``m`` packet:
+    the bytes in between cost less than the round trip saved (a 2 KB reply
+    takes about as long as one more 8-byte request).  The kernel places some
+    such objects next to each other, e.g. the PACAs of the secondary cpus,
+    allocated one after the other by arch/powerpc/kernel/paca.c
+    ``allocate_paca`` (each followed by its SLB shadow)."""
+    order = sorted(range(len(requests)), key=lambda i: requests[i][0])
+    groups: list[tuple[int, int, list[int]]] = []  # (lo, hi, indices)
+    for i in order:
+        addr, size = requests[i]
+        if groups and max(groups[-1][1], addr + size) - groups[-1][0] <= max_bytes:
+            lo, hi, idx = groups[-1]
+            groups[-1] = (lo, max(hi, addr + size), [*idx, i])
+        else:
+            groups.append((addr, addr + size, [i]))
+    return [(lo, hi - lo, idx) for lo, hi, idx in groups]
+
+
+def read_many(memory: Memory, requests: list[tuple[int, int]]) -> list[bytes | ReadError]:
+    """The bytes of each ``(addr, size)`` in ``requests``, read in as few
+    requests as :func:`coalesce` allows.  A group that cannot be read is
+    read again range by range, so one unreadable object costs only its own
+    entry (a :class:`ReadError` in its place), never its neighbours'."""
+    out: list[bytes | ReadError] = [b""] * len(requests)
+    for lo, size, idx in coalesce(requests):
+        try:
+            chunk = memory.read(lo, size) if len(idx) > 1 else None
+        except ReadError:
+            chunk = None
+        for i in idx:
+            addr, n = requests[i]
+            if chunk is not None:
+                out[i] = chunk[addr - lo : addr - lo + n]
+                continue
+            try:
+                out[i] = memory.read(addr, n)
+            except ReadError as e:
+                out[i] = e
+    return out

@@ -127,7 +127,11 @@ class FakeMemory:
 class FakeHost:
     """A powernv8 host with one core of ``threads`` threads, built field by field."""
 
-    def __init__(self, data: dict[str, Any] | None = None, threads: int = 4):
+    def __init__(
+        self, data: dict[str, Any] | None = None, threads: int = 4, paca_addrs: list[int] | None = None
+    ):
+        """``paca_addrs``: where each cpu's PACA is (paca_ptrs kernels only);
+        by default one every 0x1000 bytes from PACA_BASE."""
         self.source = RecordedSource(data)
         self.layouts = Layouts(self.source, "BTF")
         self.kernel = KernelLayout(self.layouts, self.source.symbol)
@@ -142,7 +146,7 @@ class FakeHost:
         if self.kernel.paca_array == "paca_ptrs":
             self.put_int(sym("paca_ptrs"), 8, PACA_PTRS_ARRAY)
             for cpu in range(threads):
-                addr = PACA_BASE + cpu * 0x1000
+                addr = paca_addrs[cpu] if paca_addrs else PACA_BASE + cpu * 0x1000
                 self.put_int(PACA_PTRS_ARRAY + 8 * cpu, 8, addr)
                 self.pacas.append(addr)
         else:
