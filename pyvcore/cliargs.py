@@ -190,6 +190,20 @@ def qemu(text: str) -> str:
     return text
 
 
+def kernel(text: str) -> str:
+    """A kernel the lab boots: a Debian kernel's name it can set up (6.12, 7.2-64k, ...) or
+    the path of a vmlinux (a path is checked in full, with its modules, when the lab
+    prepares: :func:`pyvcore.lab.inputs.validate`)."""
+    from pyvcore.lab.inputs import is_path_like
+    from pyvcore.lab.kernels import KERNELS
+
+    if is_path_like(text):
+        return _readable(text, "a kernel image (vmlinux)")
+    if text not in KERNELS:
+        raise invalid_choice(text, list(KERNELS), ", or the path of a vmlinux")
+    return text
+
+
 def vmlinux(text: str) -> str:
     """A ppc64le Linux kernel image with BTF or DWARF (:func:`pyvcore.kernel.check_vmlinux`)."""
     from pyvcore.kernel import KernelRefused, check_vmlinux
@@ -215,6 +229,7 @@ __all__ = [
     "input_dir",
     "input_file",
     "invalid_choice",
+    "kernel",
     "names",
     "output_dir",
     "output_file",

@@ -133,7 +133,10 @@ def register(subparsers: Any) -> None:
         help="model variant to check against (default: what the snapshots say)",
     )
     p.add_argument(
-        "--kernel", metavar="VMLINUX", help="boot this vmlinux (with --attach: the one the target runs)"
+        "--kernel",
+        metavar="VMLINUX",
+        type=cliargs.kernel,
+        help="boot this vmlinux (with --attach: the one the target runs)",
     )
     p.add_argument(
         "--modules",

@@ -396,7 +396,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--lock-wait", type=cliargs.seconds, default=0.0, help="wait this long for another lab to finish"
     )
-    p.add_argument("--kernel", help="boot this vmlinux instead of the lab's")
+    p.add_argument("--kernel", type=cliargs.kernel, help="boot this vmlinux instead of the lab's")
     p.add_argument(
         "--modules",
         type=cliargs.input_dir,

@@ -192,6 +192,9 @@ def test_every_enumerated_option_refuses_in_one_line_naming_the_choices(
         (["lab", "up", "--qemu", "nosuch"], "--qemu"),
         (["mutants", "--qemu", "nosuch"], "--qemu"),
         (["lab", "setup", "--kernel", "9.9"], "--kernel"),
+        (["lab", "up", "--kernel", "nosuch"], "--kernel"),
+        (["diff", "--kernel", "nosuch"], "--kernel"),
+        (["trace", "--scenario", "all", "--kernel", "nosuch"], "--kernel"),
     ],
 )
 def test_lists_and_open_choices_answer_the_same_way(

@@ -132,6 +132,7 @@ def add_kernel_options(parser: argparse.ArgumentParser) -> None:
         "--kernel",
         metavar="NAME|PATH",
         default=None,
+        type=cliargs.kernel,
         help="a Debian kernel set up by `lab setup --kernel NAME` (6.1, 6.12, 6.12-64k, 7.2, 7.2-64k), "
         "or the path of your own vmlinux (default: the one `lab setup` unpacked)",
     )
