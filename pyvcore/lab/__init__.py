@@ -38,6 +38,7 @@ from pyvcore.lab.boot import BootHung, StageTracker, wait_ready
 from pyvcore.lab.cache import new_run_dir, state_file
 from pyvcore.lab.inputs import QEMU_KINDS, BootKernel, LabNotSetUp
 from pyvcore.lab.prepare import prepare
+from pyvcore.lab.process import free_port, is_qemu_process, port_in_use, process_cmdline, spawn, wait_gone
 from pyvcore.lab.qemu import (
     ConsoleFile,
     LabBusy,
@@ -45,15 +46,9 @@ from pyvcore.lab.qemu import (
     acquire_lock,
     clear_lock_info,
     end_qemu,
-    free_port,
-    is_qemu_process,
-    port_in_use,
-    process_cmdline,
     qemu_command,
     qmp_execute,
     qmp_quit,
-    spawn,
-    wait_gone,
     write_lock_info,
 )
 from pyvcore.lab.scenarios import SCENARIOS, THREAD_CHOICES

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from pyvcore.lab.inputs import BootKernel
-from pyvcore.lab.qemu import ConsoleFile, LabError, is_qemu_process
+from pyvcore.lab.process import is_qemu_process
+from pyvcore.lab.qemu import ConsoleFile, LabError
 
 if TYPE_CHECKING:
     from pyvcore.lab import Lab
