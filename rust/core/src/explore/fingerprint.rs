@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::Hasher;
 
-use crate::consts::MAX_SMT_THREADS;
+use crate::consts::{BOOK3S_INTERRUPT_SYSCALL, MAX_SMT_THREADS};
 use crate::model::state::{ThreadModel, VcoreModel, VcpuModel};
 use crate::model::{Config, Mmu, Phase, State};
 
@@ -152,6 +152,41 @@ const USED_MAX: u8 = 7;
 /// A vcpu's bound counters: (cedes, prods).
 fn vcpu_used(v: Option<VcpuModel>) -> (u8, u8) {
     v.map_or((0, 0), |v| (v.cedes, v.prods))
+}
+
+/// `s` without the values no later step and no check can read (dead
+/// values), so that states differing only there share a key: they have the
+/// same views (none of these is in a snapshot) and the same futures.
+///
+/// * A secondary's pending-IPI flag unless it naps offline (`Host`) with a
+///   vcpu to run: only kvmppc_hv_entry from that nap reads it (from
+///   kvm_no_guest, `Spinning`, the thread goes in whenever it has a vcpu).
+///   Every way on from the other phases clears it first
+///   (kvmppc_hv_entry, kvmhv_commence_exit, kvm_end_cede, which wakes a cede
+///   nap whatever the cause) or reaches a nap without a vcpu, and the only
+///   way to get one, kvmppc_start_thread, sets the flag (an IPI to every
+///   thread but 0).  Thread 0's flag is kept (its no-vcpu nap reads it).
+/// * `arch.trap` other than BOOK3S_INTERRUPT_SYSCALL: the only reader is
+///   the end of kvmppc_run_core, which asks whether it is the cede's
+///   (0 and the HDEC vector act alike there).
+/// * `arch.prodded` of a vcpu that cannot cede again within the bounds
+///   (`may_cede` bit clear): only kvmppc_h_cede reads it.
+pub(crate) fn forget_dead(s: &mut State, threads: usize, may_cede: u8) {
+    for th in s.threads[1..threads].iter_mut() {
+        if th.phase != Phase::Host || th.hstate.kvm_vcpu.is_none() {
+            th.ipi = false;
+        }
+    }
+    for (i, v) in s.vcpus[..threads].iter_mut().enumerate() {
+        if let Some(v) = v {
+            if v.trap != BOOK3S_INTERRUPT_SYSCALL {
+                v.trap = 0;
+            }
+            if may_cede & (1 << i) == 0 {
+                v.prodded = 0;
+            }
+        }
+    }
 }
 
 /// The key of a state in the visited set: the fingerprint of everything

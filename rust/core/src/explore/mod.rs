@@ -97,6 +97,11 @@ pub struct ExploreOptions {
     /// (cedes, prods, doorbells used so far) with none of them larger: it
     /// can do all the other can (default true).
     pub subsumption: bool,
+    /// Merge states that differ only in values nothing reads again (a
+    /// secondary's IPI flag where it is always cleared before being read,
+    /// a trap other than the cede's, `prodded` of a vcpu that cannot cede
+    /// again; default true; see `fingerprint::forget_dead`).
+    pub merge_dead: bool,
     /// With `symmetry`: merge the states of a class (false: only make the
     /// same choices as the symmetric search; for the tests that compare the
     /// reduced search with the full one).
@@ -157,6 +162,7 @@ impl ExploreOptions {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
             partial_order: false,
             subsumption: true,
+            merge_dead: true,
             merge_symmetric: true,
         }
     }

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use super::candidates::{candidates, doorbell_candidates};
-use super::fingerprint::{plain_key, symmetric_key, Key};
+use super::fingerprint::{forget_dead, plain_key, symmetric_key, Key};
 use super::visited::{New, Visited};
 use super::{ExploreOptions, ExploreReport, Incomplete, Progress, BATCH};
 use crate::invariants::{self, Violation};
@@ -69,6 +69,19 @@ struct Expanded {
     deadlock: Option<usize>,
 }
 
+/// The vcpus of `s` that may still cede within the bounds of `o` (bit per vcpu index).
+pub(super) fn may_cede(o: &ExploreOptions, s: &State) -> u8 {
+    let total: u32 = s.vcpus.iter().flatten().map(|v| v.cedes as u32).sum();
+    if o.max_cedes.is_some_and(|m| total >= m as u32) {
+        return 0;
+    }
+    s.vcpus
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.is_some_and(|v| v.cedes < o.cedes_per_vcpu))
+        .fold(0, |m, (i, _)| m | 1 << i)
+}
+
 /// The search's fixed context.
 pub(super) struct Search<'a> {
     pub(super) cfg: Config,
@@ -79,6 +92,15 @@ pub(super) struct Search<'a> {
 
 impl Search<'_> {
     fn key(&self, s: &State) -> Key {
+        if self.opts.merge_dead {
+            let mut c = *s;
+            forget_dead(&mut c, self.cfg.threads as usize, may_cede(self.opts, s));
+            return self.key_of(&c);
+        }
+        self.key_of(s)
+    }
+
+    fn key_of(&self, s: &State) -> Key {
         let exact = !self.opts.subsumption;
         if self.opts.symmetric() && self.opts.merge_symmetric {
             symmetric_key(&self.cfg, s, self.chosen, exact)
