@@ -165,13 +165,20 @@ fn vcpu_used(v: Option<VcpuModel>) -> (u8, u8) {
 ///   (kvmppc_hv_entry, kvmhv_commence_exit, kvm_end_cede, which wakes a cede
 ///   nap whatever the cause) or reaches a nap without a vcpu, and the only
 ///   way to get one, kvmppc_start_thread, sets the flag (an IPI to every
-///   thread but 0).  Thread 0's flag is kept (its no-vcpu nap reads it).
+///   thread but 0).  Thread 0's flag is read only by its nap without a
+///   vcpu (kvm_novcpu_wakeup): it is live only while thread 0 runs no vcpu
+///   and is on its way to that nap or in it (kvmppc_hv_entry clears it).
 /// * `arch.trap` other than BOOK3S_INTERRUPT_SYSCALL: the only reader is
 ///   the end of kvmppc_run_core, which asks whether it is the cede's
 ///   (0 and the HDEC vector act alike there).
 /// * `arch.prodded` of a vcpu that cannot cede again within the bounds
 ///   (`may_cede` bit clear): only kvmppc_h_cede reads it.
 pub(crate) fn forget_dead(s: &mut State, threads: usize, may_cede: u8) {
+    let th0 = &mut s.threads[0];
+    let novcpu = matches!(th0.phase, Phase::Entered | Phase::SwitchedIn | Phase::NovcpuNap);
+    if !novcpu || th0.running.is_some() {
+        th0.ipi = false;
+    }
     for th in s.threads[1..threads].iter_mut() {
         if th.phase != Phase::Host || th.hstate.kvm_vcpu.is_none() {
             th.ipi = false;
