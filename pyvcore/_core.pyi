@@ -411,6 +411,8 @@ def explore(
     workers: Optional[int] = None,
     partial_order: bool = False,
     subsumption: bool = True,
+    forget_dead: bool = True,
+    reduction: bool = True,
     progress: Optional[Callable[[ExploreProgress], object]] = None,
 ) -> ExploreReport:
     """Explore one vcore run without the GIL; progress(p) between batches; Ctrl-C and

@@ -145,6 +145,8 @@ def explore(
     workers: Optional[int] = None,
     partial_order: bool = False,
     subsumption: bool = True,
+    forget_dead: bool = True,
+    reduction: bool = True,
     progress: Optional[Callable[[Any], object]] = None,
 ) -> ExploreResult:
     # Long only for its docstring and for passing each option through.
@@ -169,7 +171,14 @@ def explore(
     can do everything it can.  ``partial_order`` (default off: it no longer
     pays once subsumption is on) explores a doorbell's sending and taking
     only just before the next step of the threads it concerns (every other
-    event commutes with them; the states on the way are checked too).  Bad parameters raise ValueError / :class:`ModelError`.
+    event commutes with them; the states on the way are checked too).
+    ``forget_dead`` (default on) merges states that differ only in values
+    nothing reads again (a secondary's IPI flag where kvmppc_hv_entry,
+    kvmhv_commence_exit or kvm_end_cede clears it before any read, an
+    ``arch.trap`` other than the cede's, ``arch.prodded`` of a vcpu that
+    cannot cede again).  ``reduction=False`` turns every merging off (the
+    full search over the same runs, to compare with).  Bad parameters raise
+    ValueError / :class:`ModelError`.
     """
     for name, value, limit in (
         ("max_states", max_states, 2**62),
@@ -205,6 +214,8 @@ def explore(
         workers=workers,
         partial_order=partial_order,
         subsumption=subsumption,
+        forget_dead=forget_dead,
+        reduction=reduction,
         progress=progress,
     )
     return ExploreResult(
@@ -384,6 +395,8 @@ def _run(args: argparse.Namespace) -> int:
             workers=args.workers,
             partial_order=args.partial_order,
             subsumption=not args.no_subsumption,
+            forget_dead=not args.keep_dead_values,
+            reduction=not args.no_reduction,
             progress=progress,
         )
     except (ModelError, ValueError, OverflowError) as e:
@@ -492,6 +505,16 @@ def register(subparsers: Any) -> None:
         "--no-subsumption",
         action="store_true",
         help="do not merge states that differ only by the bound counters (cedes, prods, doorbells used)",
+    )
+    p.add_argument(
+        "--keep-dead-values",
+        action="store_true",
+        help="do not merge states that differ only in values nothing reads again (IPI flags, traps, prodded)",
+    )
+    p.add_argument(
+        "--no-reduction",
+        action="store_true",
+        help="the full search: no merging of symmetric, subsumed or dead-value states (to compare with)",
     )
     p.add_argument(
         "--exit-request",

@@ -2,13 +2,16 @@
 included) and snapshot-check throughput (snapshots/s through ``pyvcore
 check``) for N = 2, 4, 8 threads.
 
-    python tests/benchmarks/bench_model.py [--quick] [--snapshots K] [--workers K]
+    python tests/benchmarks/bench_model.py [--quick] [--snapshots K] [--workers K] [--compare]
 
 Targets (2-core machine): a full N=4 exploration under 0.5 s, N=8 under 5 s,
 >= 100,000 snapshots/s checked from Python.  Prints the state count, the
 wall time, the CPU time the process spent in it (user + system, every
 thread: the fairer figure on a shared machine), the explorer's own estimate
 of its peak memory and the process's peak RSS; asserts nothing.
+``--compare`` also runs the full search (``reduction=False``: no symmetry,
+subsumption or dead-value merging) at N = 2 and at N = 4 with smaller bounds
+(no doorbell, no prod, one cede), and prints both state counts.
 The check traces are model snapshots from random legal walks (so the checker
 does its full work on realistic states, none violating).
 """
@@ -70,6 +73,26 @@ def bench_explore(threads: int, quick: bool, workers: int | None) -> None:
         )
 
 
+def bench_compare(workers: int | None) -> None:
+    """The reduced search against the full one, where the full one is small enough."""
+    small = {"max_doorbells": 0, "max_prods": 0, "max_cedes": 1}
+    for threads, bounds in ((2, {}), (4, small)):
+        for variant in ("seed", "modern"):
+            runs = []
+            for reduction in (True, False):
+                cpu0 = time.process_time()
+                r = explore(variant, threads, workers=workers, reduction=reduction, **bounds)
+                runs.append((r, time.process_time() - cpu0))
+            (red, red_cpu), (full, full_cpu) = runs
+            same = (red.violated, red.complete) == (full.violated, full.complete)
+            print(
+                f"  compare {variant:8s} N={threads}{' (small bounds)' if bounds else ''}: "
+                f"{red.states:>10,} states reduced ({red.seconds:.3f} s, {red_cpu:.2f} s CPU), "
+                f"{full.states:>10,} full ({full.seconds:.3f} s, {full_cpu:.2f} s CPU), "
+                f"{full.states / max(red.states, 1):.1f}x; same verdict: {same}"
+            )
+
+
 def bench_check(threads: int, count: int) -> None:
     for variant in ("seed", "modern"):
         t0 = time.perf_counter()
@@ -104,6 +127,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the 8-thread seed/modern explorations")
     parser.add_argument("--snapshots", type=int, default=100_000, help="snapshots per check trace")
     parser.add_argument("--workers", type=int, default=None, help="explorer threads (default: every core)")
+    parser.add_argument("--compare", action="store_true", help="also run the full search where it is small")
     args = parser.parse_args()
     print(
         f"pyvcore model benchmark on {os.cpu_count()} CPU(s), load average "
@@ -113,6 +137,9 @@ def main() -> None:
         print(f"N = {threads}")
         bench_explore(threads, args.quick, args.workers)
         bench_check(threads, args.snapshots)
+    if args.compare:
+        print("reduced against full")
+        bench_compare(args.workers)
 
 
 if __name__ == "__main__":

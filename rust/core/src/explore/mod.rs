@@ -167,6 +167,17 @@ impl ExploreOptions {
         }
     }
 
+    /// Every merging of states off (symmetry, subsumption, dead values, the
+    /// doorbell reduction): the full search, which keeps the free choices
+    /// of the symmetric one (any runner, start_thread in any order) so that
+    /// both explore the same runs.
+    pub fn unreduced(&mut self) {
+        self.merge_symmetric = false;
+        self.subsumption = false;
+        self.merge_dead = false;
+        self.partial_order = false;
+    }
+
     pub(crate) fn symmetric(&self) -> bool {
         self.symmetry && self.variant != Variant::Prepatch
     }
@@ -207,10 +218,11 @@ permutation of the secondary threads (with their vcpus) are merged"
         } else {
             "runner = lowest runnable vcpu; start_thread in runnable-list order"
         };
-        let merged = if self.subsumption {
-            "; a state equal to one kept but for more cedes, prods or doorbells used is not explored again"
-        } else {
-            ""
+        let merged = match (self.subsumption, self.merge_dead) {
+            (true, true) => "; a state equal to one kept but for more cedes, prods or doorbells used, or for values nothing reads again, is not explored again",
+            (true, false) => "; a state equal to one kept but for more cedes, prods or doorbells used is not explored again",
+            (false, true) => "; a state equal to one kept but for values nothing reads again is not explored again",
+            (false, false) => "",
         };
         format!(
             "one run of the vcore; each vcpu becomes runnable once, in any order, before the run or as a latecomer \

@@ -15,10 +15,7 @@ use crate::model::{Config, Fault, State};
 /// order of start_thread are free, as in the symmetric search).
 fn full(variant: Variant, n: u8) -> ExploreOptions {
     let mut o = ExploreOptions::new(variant, n);
-    o.merge_symmetric = false;
-    o.subsumption = false;
-    o.merge_dead = false;
-    o.partial_order = false;
+    o.unreduced();
     o
 }
 

@@ -164,7 +164,8 @@ fn explore_options(
 #[pyfunction]
 #[pyo3(signature = (variant, threads, vcpus = None, *, ignore = None, max_states = None, max_memory = None,
     cedes_per_vcpu = None, max_cedes = None, max_prods = None, max_doorbells = None, check_invariants = true,
-    symmetry = true, exit_request = false, fault = None, workers = None, partial_order = false, subsumption = true, progress = None))]
+    symmetry = true, exit_request = false, fault = None, workers = None, partial_order = false, subsumption = true, forget_dead = true, reduction = true,
+    progress = None))]
 #[allow(clippy::too_many_arguments)]
 fn explore(
     py: Python<'_>,
@@ -185,6 +186,8 @@ fn explore(
     workers: Option<usize>,
     partial_order: bool,
     subsumption: bool,
+    forget_dead: bool,
+    reduction: bool,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<PyExploreReport> {
     let mut opts = explore_options(
@@ -202,6 +205,10 @@ fn explore(
     opts.exit_request = exit_request;
     opts.partial_order = partial_order;
     opts.subsumption = subsumption;
+    opts.merge_dead = forget_dead;
+    if !reduction {
+        opts.unreduced();
+    }
     if let Some(w) = workers {
         opts.workers = w.clamp(1, 64);
     }
