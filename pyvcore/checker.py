@@ -302,6 +302,9 @@ def _unusable(args: argparse.Namespace, message: str) -> int:
     --json, else one line; exit 2."""
     if not args.json:
         raise PyvcoreError(message)
+    import sys
+
+    print(f"pyvcore check: {message}", file=sys.stderr)  # the one line, as without --json
     error = {"line": None, "column": None, "key": "", "message": message, "text": message}
     print(json.dumps(TraceReport(args.trace, 0, [], error, verdict="unusable input").to_dict()))
     return 2

@@ -349,11 +349,11 @@ def _run(args: argparse.Namespace) -> int:
         modules=args.modules,
         progress=progress,
     )
+    if result.verdict == "error":  # the one line on stderr, --json or not (as diff)
+        print(f"pyvcore trace: {result.error}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_dict()))
-    elif result.verdict == "error":
-        print(f"pyvcore trace: {result.error}", file=sys.stderr)
-    else:
+    elif result.verdict != "error":
         print(format_result(result, edges=args.edges))
     return result.exit_code
 

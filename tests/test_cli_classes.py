@@ -267,6 +267,7 @@ def test_json_always_prints_one_json_object(
         assert doc["verdict"] in ("error", "unusable input"), (argv, doc)
         message = doc["error"]["message"] if isinstance(doc["error"], dict) else doc["error"]
         assert message and "Traceback" not in message, (argv, doc)
+        assert len(err.strip().splitlines()) == 1 and message in err, (argv, err)  # and the line on stderr
 
 
 def test_json_error_object_carries_the_line_and_the_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
