@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::consts::*;
 use crate::invariants::Violation;
+use crate::view::Hstate;
 
 use super::exit_ipi::ExitIpi;
 use super::field::{FieldRef, Reg, VField};
@@ -112,6 +113,43 @@ fn entry_exit(s: &CoreState, vc: u64) -> Option<(u32, u32, bool)> {
     }
 }
 
+/// 7 and 13: vcore `a`'s in_guest stored by thread `cpu` (`me` its PACA):
+/// only ptid 0 stores it, and it goes 1 -> 0 only once every thread that
+/// entered has exited.
+fn vcore_in_guest(before: &CoreState, cpu: usize, me: &Hstate, a: u64, new: u64, out: &mut Vec<Violation>) {
+    let old = before.vcores.get(&a).map(|c| c.in_guest).unwrap_or(0);
+    if old != new as u8 && me.ptid != 0 && me.kvm_vcore == a {
+        out.push(with(
+            v(
+                7,
+                format!(
+                    "vcore in_guest {old} -> {new} stored by thread {cpu} with ptid {}; only ptid 0 does",
+                    me.ptid
+                ),
+            ),
+            &format!("vcores[{a:#x}].in_guest"),
+            new,
+        ));
+    }
+    if old != 1 || new != 0 {
+        return;
+    }
+    if let Some((entry, exit, _)) = entry_exit(before, a) {
+        let done = if before.variant.has_entry_exit_map() {
+            exit == entry
+        } else {
+            exit >= entry
+        };
+        if !done {
+            out.push(with(
+                v(13, format!("thread {cpu} switched the MMU back (in_guest 1 -> 0) with entries {entry:#x} but exits {exit:#x}")),
+                &format!("vcores[{a:#x}].in_guest"),
+                new,
+            ));
+        }
+    }
+}
+
 impl StepChecker {
     /// What invariant 45 judged so far.
     pub fn exit_ipi_stats(&self) -> &super::exit_ipi::ExitIpiStats {
@@ -123,99 +161,81 @@ impl StepChecker {
     pub fn step(&mut self, before: &CoreState, cpu: usize, field: FieldRef, new: u64) -> Vec<Violation> {
         let mut out: Vec<Violation> = self.exit_ipi.event(before, cpu, field, new).into_iter().collect();
         let me = before.hstate.get(cpu).cloned().unwrap_or_default();
-        let variant = before.variant;
         match field {
-            FieldRef::Reg(t, Reg::MtLpidr | Reg::MtSdr1) if me.in_guest != KVM_GUEST_MODE_NONE => {
-                let what = if matches!(field, FieldRef::Reg(_, Reg::MtLpidr)) {
-                    "LPIDR"
-                } else {
-                    "SDR1"
-                };
-                if me.ptid != 0 {
-                    out.push(with(
-                        with(
-                            v(7, format!("thread {t} (ptid {}) wrote {what} inside KVM; only ptid 0 switches the partition", me.ptid)),
-                            &format!("threads[{t}].kvm_hstate.ptid"),
-                            me.ptid,
-                        ),
-                        "value",
-                        format!("{new:#x}"),
-                    ));
-                }
-                if what == "LPIDR" && new != LPID_RSVD && me.kvm_vcore != 0 {
-                    let n = self.lpid_writes.entry(me.kvm_vcore).or_insert(0);
-                    *n += 1;
-                    if *n > 2 {
-                        out.push(with(
-                            v(
-                                7,
-                                format!(
-                                    "LPIDR switched {} times in one run of vcore {:#x}; once in, once out",
-                                    *n, me.kvm_vcore
-                                ),
-                            ),
-                            "value",
-                            format!("{new:#x}"),
-                        ));
-                    }
-                }
+            FieldRef::Reg(t, reg @ (Reg::MtLpidr | Reg::MtSdr1)) if me.in_guest != KVM_GUEST_MODE_NONE => {
+                self.partition_write(t, &me, reg == Reg::MtLpidr, new, &mut out);
             }
-            FieldRef::Vcore(a, VField::InGuest) => {
-                let old = before.vcores.get(&a).map(|c| c.in_guest).unwrap_or(0);
-                if old != new as u8 && me.ptid != 0 && me.kvm_vcore == a {
-                    out.push(with(
-                        v(7, format!("vcore in_guest {old} -> {new} stored by thread {cpu} with ptid {}; only ptid 0 does", me.ptid)),
-                        &format!("vcores[{a:#x}].in_guest"),
-                        new,
-                    ));
-                }
-                if old == 1 && new == 0 {
-                    if let Some((entry, exit, _)) = entry_exit(before, a) {
-                        let done = if variant.has_entry_exit_map() {
-                            exit == entry
-                        } else {
-                            exit >= entry
-                        };
-                        if !done {
-                            out.push(with(
-                                v(13, format!("thread {cpu} switched the MMU back (in_guest 1 -> 0) with entries {entry:#x} but exits {exit:#x}")),
-                                &format!("vcores[{a:#x}].in_guest"),
-                                new,
-                            ));
-                        }
-                    }
-                }
-            }
+            FieldRef::Vcore(a, VField::InGuest) => vcore_in_guest(before, cpu, &me, a, new, &mut out),
             FieldRef::Vcore(a, VField::EntryExitMap | VField::EntryExitCount) => {
-                let (entry, exit, req) = {
-                    let m = new as u32;
-                    (m & 0xff, (m >> 8) & 0xff, m & VCORE_EXIT_REQ != 0)
-                };
-                let (_, old_exit, _) = entry_exit(before, a).unwrap_or((0, 0, false));
-                if old_exit == 0 && exit != 0 && !req {
-                    let first_in = if variant.has_entry_exit_map() {
-                        entry & 1 != 0
-                    } else {
-                        entry >= 1
-                    };
-                    if !first_in {
-                        out.push(with(
-                            v(
-                                12,
-                                format!("the first exit ({new:#x}) came before thread 0 entered"),
-                            ),
-                            &format!("vcores[{a:#x}].entry_exit_map"),
-                            format!("{new:#x}"),
-                        ));
-                    }
-                }
-                if new as u32 & 0xffff == 0 {
-                    self.lpid_writes.remove(&a);
-                }
+                self.entry_exit_store(before, a, new, &mut out);
             }
             _ => {}
         }
         out
+    }
+
+    /// 7: an LPIDR (`lpidr`) or SDR1 write by thread `t` inside KVM: only
+    /// ptid 0 switches the partition, once in and once out per run.
+    fn partition_write(&mut self, t: usize, me: &Hstate, lpidr: bool, new: u64, out: &mut Vec<Violation>) {
+        let what = if lpidr { "LPIDR" } else { "SDR1" };
+        if me.ptid != 0 {
+            out.push(with(
+                with(
+                    v(7, format!("thread {t} (ptid {}) wrote {what} inside KVM; only ptid 0 switches the partition", me.ptid)),
+                    &format!("threads[{t}].kvm_hstate.ptid"),
+                    me.ptid,
+                ),
+                "value",
+                format!("{new:#x}"),
+            ));
+        }
+        if lpidr && new != LPID_RSVD && me.kvm_vcore != 0 {
+            let n = self.lpid_writes.entry(me.kvm_vcore).or_insert(0);
+            *n += 1;
+            if *n > 2 {
+                out.push(with(
+                    v(
+                        7,
+                        format!(
+                            "LPIDR switched {} times in one run of vcore {:#x}; once in, once out",
+                            *n, me.kvm_vcore
+                        ),
+                    ),
+                    "value",
+                    format!("{new:#x}"),
+                ));
+            }
+        }
+    }
+
+    /// 12: a store of vcore `a`'s entry/exit word whose first exit comes
+    /// before thread 0 entered; a reset (low 16 bits 0) begins a new run.
+    fn entry_exit_store(&mut self, before: &CoreState, a: u64, new: u64, out: &mut Vec<Violation>) {
+        let (entry, exit, req) = {
+            let m = new as u32;
+            (m & 0xff, (m >> 8) & 0xff, m & VCORE_EXIT_REQ != 0)
+        };
+        let (_, old_exit, _) = entry_exit(before, a).unwrap_or((0, 0, false));
+        if old_exit == 0 && exit != 0 && !req {
+            let first_in = if before.variant.has_entry_exit_map() {
+                entry & 1 != 0
+            } else {
+                entry >= 1
+            };
+            if !first_in {
+                out.push(with(
+                    v(
+                        12,
+                        format!("the first exit ({new:#x}) came before thread 0 entered"),
+                    ),
+                    &format!("vcores[{a:#x}].entry_exit_map"),
+                    format!("{new:#x}"),
+                ));
+            }
+        }
+        if new as u32 & 0xffff == 0 {
+            self.lpid_writes.remove(&a);
+        }
     }
 
     /// Liveness on the state after a change, at timebase `tb`.

@@ -115,6 +115,48 @@ fn parse_event(v: &Value) -> Result<Event, String> {
     })
 }
 
+/// A fresh shadow for the log whose header line is `v` (format, version,
+/// variant, threads_per_core 1..8, tb_freq in Hz).
+fn shadow_from_header(v: &Value) -> Result<Shadow, String> {
+    if v.get("format").and_then(Value::as_str) != Some("pyvcore-events") {
+        return Err("not a pyvcore-events header".into());
+    }
+    if v.get("version").and_then(Value::as_u64) != Some(1) {
+        return Err(format!(
+            "unsupported version {}",
+            v.get("version").unwrap_or(&Value::Null)
+        ));
+    }
+    let variant: Variant = v
+        .get("variant")
+        .and_then(Value::as_str)
+        .unwrap_or("modern")
+        .parse()
+        .map_err(|e| format!("key `variant`: {e}"))?;
+    let threads = v.get("threads_per_core").and_then(Value::as_u64).unwrap_or(4);
+    if !(1..=8).contains(&threads) {
+        return Err(format!("key `threads_per_core`: {threads} is not 1..8"));
+    }
+    let freq = v
+        .get("tb_freq")
+        .and_then(Value::as_u64)
+        .unwrap_or(super::TB_FREQ_POWER8);
+    Ok(Shadow::replay(variant, threads as usize, freq.max(1)))
+}
+
+/// The fields of a `{"behind": [FIELD, ...]}` line.
+fn behind_fields(b: &Value) -> Result<Vec<FieldRef>, String> {
+    let names = b.as_array().ok_or("key `behind`: not a list")?;
+    names
+        .iter()
+        .map(|n| {
+            n.as_str()
+                .and_then(FieldRef::parse)
+                .ok_or_else(|| format!("key `behind`: unknown field {n}"))
+        })
+        .collect()
+}
+
 /// Replay a whole log through a fresh shadow.  The header must come first;
 /// an unusable line stops the replay with its line number (nothing after
 /// it is judged).
@@ -133,30 +175,7 @@ pub fn replay<'a, I: IntoIterator<Item = &'a str>>(lines: I) -> Result<Shadow, L
         let err = |message: String| LogError { line: i + 1, message };
         let v: Value = serde_json::from_str(line).map_err(|e| err(format!("not JSON: {e}")))?;
         let Some(s) = shadow.as_mut() else {
-            if v.get("format").and_then(Value::as_str) != Some("pyvcore-events") {
-                return Err(err("not a pyvcore-events header".into()));
-            }
-            if v.get("version").and_then(Value::as_u64) != Some(1) {
-                return Err(err(format!(
-                    "unsupported version {}",
-                    v.get("version").unwrap_or(&Value::Null)
-                )));
-            }
-            let variant: Variant = v
-                .get("variant")
-                .and_then(Value::as_str)
-                .unwrap_or("modern")
-                .parse()
-                .map_err(|e| err(format!("key `variant`: {e}")))?;
-            let threads = v.get("threads_per_core").and_then(Value::as_u64).unwrap_or(4);
-            if !(1..=8).contains(&threads) {
-                return Err(err(format!("key `threads_per_core`: {threads} is not 1..8")));
-            }
-            let freq = v
-                .get("tb_freq")
-                .and_then(Value::as_u64)
-                .unwrap_or(super::TB_FREQ_POWER8);
-            shadow = Some(Shadow::replay(variant, threads as usize, freq.max(1)));
+            shadow = Some(shadow_from_header(&v).map_err(err)?);
             continue;
         };
         if v.get("end").is_some() {
@@ -168,16 +187,7 @@ pub fn replay<'a, I: IntoIterator<Item = &'a str>>(lines: I) -> Result<Shadow, L
             continue;
         }
         if let Some(b) = v.get("behind") {
-            let names = b
-                .as_array()
-                .ok_or_else(|| err("key `behind`: not a list".into()))?;
-            for n in names {
-                let f = n
-                    .as_str()
-                    .and_then(FieldRef::parse)
-                    .ok_or_else(|| err(format!("key `behind`: unknown field {n}")))?;
-                behind.push(f);
-            }
+            behind.extend(behind_fields(b).map_err(err)?);
             continue;
         }
         let ev = parse_event(&v).map_err(err)?;
