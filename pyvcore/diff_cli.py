@@ -151,6 +151,13 @@ def register(subparsers: Any) -> None:
         metavar="ADDR",
         help="use a target already running: the lab (`pyvcore lab up`; the default) or HOST:PORT of any gdbstub",
     )
+    _add_run_options(p)
+    p.set_defaults(func=run)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """diff's options on how the run goes (guest hold, deadline, lock wait, from boot) and what
+    it leaves (trace, report directory, JSON)."""
     p.add_argument(
         "--hold",
         type=int,
@@ -192,4 +199,3 @@ def register(subparsers: Any) -> None:
         "loaded): a kernel that breaks on its first vcore run, before the guest is READY, is seen",
     )
     p.add_argument("--json", action="store_true", help="one JSON object on stdout (addresses as hex strings)")
-    p.set_defaults(func=run)

@@ -231,9 +231,21 @@ def watch(
             break
         if time.monotonic() >= end:
             break
+    _end_watch(mi, at_deadline=reason == "deadline")
+    return {
+        "watch_s": round(time.monotonic() - started, 3),
+        "target_stops": target_stops,
+        "ended_by": reason,
+        "pv_watch": on.console.strip(),  # where it planted breakpoints, what it could not
+    }
+
+
+def _end_watch(mi: GdbMI, *, at_deadline: bool) -> None:
+    """Leave the target stopped and the watch off; a watch ended by its deadline takes one
+    more snapshot first."""
     if mi.running:
         mi.interrupt(timeout=30)
-    if reason == "deadline" and not mi.target_exited:
+    if at_deadline and not mi.target_exited:
         # Interrupted with the watch still on: one more snapshot, so a core hung
         # inside a vcore run is judged by the run's time bound (invariant 44).
         with contextlib.suppress(GdbCommandError, MITimeout):
@@ -242,12 +254,6 @@ def watch(
         # already off when pv-watch turned itself off at --max-stops
         with contextlib.suppress(GdbCommandError):
             mi.console("pv-watch off", timeout=60)
-    return {
-        "watch_s": round(time.monotonic() - started, 3),
-        "target_stops": target_stops,
-        "ended_by": reason,
-        "pv_watch": on.console.strip(),  # where it planted breakpoints, what it could not
-    }
 
 
 def _rearm(mi: GdbMI, log: Path, left: int, extra: str, commands: list[str]) -> None:
@@ -401,6 +407,9 @@ def run_live(
     from_boot: bool = False,
 ) -> LiveRun:
     """Boot (unless ``lab`` is given: a started Lab, a GdbStub), watch, detach, collect reports.
+
+    (Long: its options and their description take half of it; the body is one phase
+    after another, boot, attach, watch, detach, reports, sharing the cleanup.)
 
     ``from_boot``: QEMU starts stopped and gdb watches from the first instruction
     (vmlinux's hook points at once, kvm-hv's as soon as the module is loaded), so a

@@ -24,6 +24,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     lab.set_defaults(func=usage)
 
+    _add_setup(commands)
+    _add_up(commands)
+    status = commands.add_parser("status", help="show the running lab")
+    status.add_argument("--json", action="store_true", help="print the status object as JSON")
+    status.set_defaults(func=cmd_status)
+
+    down = commands.add_parser("down", help="stop the running lab")
+    down.set_defaults(func=cmd_down)
+
+
+def _add_setup(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`pyvcore lab setup` and its options."""
     setup = commands.add_parser("setup", help="install packages, fetch the kernel, build the patched QEMU")
     setup.add_argument("--no-qemu-build", action="store_true", help="skip building the patched QEMU")
     setup.add_argument("--rebuild-qemu", action="store_true", help="rebuild the patched QEMU even if cached")
@@ -48,6 +60,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     setup.set_defaults(func=cmd_setup)
 
+
+def _add_up(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`pyvcore lab up` and its options."""
     up = commands.add_parser("up", help="boot the lab and leave it running (detached)")
     up.add_argument(
         "--scenario",
@@ -107,13 +122,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="wait this long for another QEMU to free the machine",
     )
     up.set_defaults(func=cmd_up)
-
-    status = commands.add_parser("status", help="show the running lab")
-    status.add_argument("--json", action="store_true", help="print the status object as JSON")
-    status.set_defaults(func=cmd_status)
-
-    down = commands.add_parser("down", help="stop the running lab")
-    down.set_defaults(func=cmd_down)
 
 
 def _series(text: str) -> str:
