@@ -8,6 +8,7 @@ Layout under ``${XDG_CACHE_HOME:-~/.cache}/pyvcore``::
     kernel/by-name/<name>.json    the same for `lab setup --kernel NAME` (6.1, 7.2-64k, ...)
     busybox/<version>/            dpkg-deb -x of busybox-static:ppc64el
     qemu/<key>/qemu-system-ppc64  patched QEMU, key = hash(patches in order, source version, configure args)
+    qemu/cold-check.log           output of the last `lab setup --check-cold` (configure, ninja)
     guest/<key>/                  guest programs, key = hash of the guest sources
     initramfs/<key>.cpio.gz       initramfs, key = hash(guest key, modules, busybox)
     lab/state.json                the detached lab started by `pyvcore lab up`

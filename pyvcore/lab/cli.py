@@ -45,6 +45,12 @@ def _add_setup(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="skip building pyvcore trace's QEMU plugin (needs cargo)",
     )
     setup.add_argument(
+        "--check-cold",
+        action="store_true",
+        help="then check the QEMU build's cold path: configure a fresh copy of the patched source "
+        "in a temporary directory and compile the patched files and a plugin (about 1-2 minutes)",
+    )
+    setup.add_argument(
         "--kernel",
         action="append",
         default=[],
@@ -190,6 +196,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
         force_qemu=args.rebuild_qemu,
         kernel_names=names,
         build_plugin=not args.no_plugin_build,
+        check_cold=args.check_cold,
     )
 
 

@@ -14,6 +14,8 @@ Steps (each timed and skipped when already done):
    ``cargo build --release -p pyvcore-plugin``, cached by the hash of its sources), so the
    first trace does not build it.
 6. guest programs: :func:`pyvcore.lab.guest.build_guest_programs`.
+7. with ``check_cold``: :func:`pyvcore.lab.qemubuild.check_cold_build`, QEMU's configure
+   and a few compiles from a fresh copy of the source, unless step 4 just built it.
 """
 
 from __future__ import annotations
@@ -60,11 +62,13 @@ def setup(
     force_qemu: bool = False,
     kernel_names: Sequence[str] = (),
     build_plugin: bool = True,
+    check_cold: bool = False,
 ) -> int:
     """Run every setup step; returns a process exit status (0, or 2 when a step failed).
 
     ``kernel_names``: the Debian kernels to set up (:data:`pyvcore.lab.kernels.KERNELS`);
-    the default kernel is always set up."""
+    the default kernel is always set up. ``check_cold``: then check the QEMU build's cold
+    path (:func:`pyvcore.lab.qemubuild.check_cold_build`), unless this run built QEMU."""
     cache = cache_dir()
     codename = apt.os_codename()
     names = [kernels.DEFAULT_KERNEL, *(n for n in kernel_names if n != kernels.DEFAULT_KERNEL)]
@@ -86,7 +90,10 @@ def setup(
                 manifests[name] = kernels.ensure_kernel(cache, name, kernel_apt)
             timings[f"kernel {name}"] = time.monotonic() - started
         qemu = None
+        built_qemu = False
         if build_qemu:
+            # A build from scratch now is the cold path itself: the check need not redo it.
+            built_qemu = check_cold and (force_qemu or not qemubuild.patched_qemu_path(cache).is_file())
             started = time.monotonic()
             with Step("patched QEMU"):
                 qemu = qemubuild.ensure_patched_qemu(cache, force=force_qemu)
@@ -99,6 +106,12 @@ def setup(
             timings["QEMU trace plugin"] = time.monotonic() - started
         with Step("guest programs"):
             ensure_guest_programs(cache)
+        if check_cold:
+            with Step("QEMU cold check"):
+                if built_qemu:
+                    log("QEMU cold check: skipped, the patched QEMU was just built from scratch")
+                else:
+                    timings["QEMU cold check"] = qemubuild.check_cold_build(cache)
     except SetupError as err:
         print(f"pyvcore lab setup: {err}", file=sys.stderr)
         return 2
