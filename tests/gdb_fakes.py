@@ -192,7 +192,9 @@ class FakeHost:
         self.put("paca_struct", self.pacas[cpu], {f"kvm_hstate.{k}": v for k, v in values.items()})
 
     def vm(self, vcpu_ids: list[int], running: list[int] | None = None, thread0_novcpu: bool = False) -> None:
-        """One VM with one vcore (ids 0..3) whose listed vcpus run on threads pcpu+ptid."""
+        """One VM with one vcore (ids 0..3) whose listed vcpus run on threads pcpu+ptid.
+
+        (Long: every kernel object of a running vcore written field by field.)"""
         running = vcpu_ids if running is None else running
         self.alloc("kvmppc_vcore", VCORE)
         self.alloc("kvm", KVM)

@@ -35,7 +35,9 @@ def row(vc: Vcore, thread: int) -> dict:
 
 
 def test_worked_example_3_11_row_by_row() -> None:
-    """seed, N = 4, vcpus 1 and 2 runnable, thread 0 has no vcpu."""
+    """seed, N = 4, vcpus 1 and 2 runnable, thread 0 has no vcpu.
+
+    (Long: one kernel step after another, each row checked where it happens.)"""
     vc = Vcore("seed", threads=4, vcpus=[1, 2], strict=True)
     assert row(vc, 0)["hwthread_state"] == 0
     assert [row(vc, t)["hwthread_state"] for t in (1, 2, 3)] == [1, 1, 1]

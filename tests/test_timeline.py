@@ -101,7 +101,9 @@ def test_png_is_a_real_picture(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------- continuous
 def _event_log(tmp_path: Path) -> Path:
-    """A log in the format of rust/core/src/shadow/mod.rs (pyvcore-events, version 1)."""
+    """A log in the format of rust/core/src/shadow/mod.rs (pyvcore-events, version 1).
+
+    (Long: the log's events written out one per line, as the plugin writes them.)"""
     header = {
         "format": "pyvcore-events",
         "version": 1,

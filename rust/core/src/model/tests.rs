@@ -29,6 +29,7 @@ fn vc(m: &Model) -> crate::view::Vcore {
 }
 
 /// A seed run step by step (e0b7ec058c0e): N = 4, vcpus 1 and 2, thread 0 without a vcpu.
+/// (Long: one kernel step after another, each checked where it happens.)
 #[test]
 fn worked_example_seed_3_11() {
     let mut m = model(Variant::Seed, 4, &[1, 2]);
