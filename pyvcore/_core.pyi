@@ -433,6 +433,10 @@ def variants() -> list[str]:
 def vcore_state_names(variant: str) -> list[tuple[int, str]]:
     """(vcore_state value, kernel name) of a variant."""
 
+def kernel_names(field: str, variant: str) -> list[tuple[int, str]]:
+    """(value, kernel name) of a numbered field (in_guest, hwthread_state, napping,
+    vcpu_state) in a variant; ValueError for another field."""
+
 def thread_counts() -> list[int]:
     """Threads per core the model accepts: 1, 2, 4, 8."""
 

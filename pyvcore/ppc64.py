@@ -130,14 +130,14 @@ VCORE_STATES: dict[str, dict[int, str]] = {
     variant: {value: name.removeprefix("VCORE_") for value, name in _core.vcore_state_names(variant)}
     for variant in _core.variants()
 }
-GUEST_MODES = {0: "NONE", 1: "GUEST", 2: "SKIP", 3: "GUEST_HV", 4: "HOST_HV", 5: "HV_P9"}
-HWTHREAD_STATES = {
-    "modern": {0: "IN_KERNEL", 1: "IN_IDLE", 2: "IN_KVM"},
-    "seed": {0: "IN_KERNEL", 1: "IN_NAP", 2: "IN_KVM"},
+# The other numbered fields, from the same table (kvm_asm.h, kvm_book3s_asm.h,
+# book3s_hv_rmhandlers.S, kvm_host.h); napping 0 has no kernel name.
+GUEST_MODES: dict[int, str] = dict(_core.kernel_names("in_guest", "modern"))
+HWTHREAD_STATES: dict[str, dict[int, str]] = {
+    variant: dict(_core.kernel_names("hwthread_state", variant)) for variant in _core.variants()
 }
-HWTHREAD_STATES["prepatch"] = HWTHREAD_STATES["seed"]
-NAPPING = {0: "-", 1: "CEDE", 2: "NOVCPU", 3: "UNSPLIT"}
-VCPU_STATES = {0: "NOTREADY", 1: "RUNNABLE", 2: "BUSY_IN_HOST"}
+NAPPING: dict[int, str] = {0: "-", **dict(_core.kernel_names("napping", "modern"))}
+VCPU_STATES: dict[int, str] = dict(_core.kernel_names("vcpu_state", "modern"))
 
 
 def name_of(table: dict[int, str], value: Any) -> str:

@@ -467,6 +467,22 @@ def test_tables_come_from_rust() -> None:
     assert THREAD_COUNTS == (1, 2, 4, 8)
 
 
+def test_readers_name_states_from_the_models_tables() -> None:
+    """ppc64's display names are the Rust table's: the vcore_state numbering of each
+    variant, and hwthread_state 1 named IN_NAP before the rename, IN_IDLE after."""
+    from pyvcore import _core, ppc64
+
+    assert ppc64.VCORE_STATES["prepatch"] == ppc64.VCORE_STATES["seed"] != ppc64.VCORE_STATES["modern"]
+    assert ppc64.VCORE_STATES["modern"][4] == "RUNNING" and ppc64.VCORE_STATES["seed"][2] == "STARTING"
+    assert ppc64.HWTHREAD_STATES["seed"][1] == "IN_NAP" and ppc64.HWTHREAD_STATES["modern"][1] == "IN_IDLE"
+    assert ppc64.GUEST_MODES[4] == "HOST_HV" and ppc64.VCPU_STATES[2] == "BUSY_IN_HOST"
+    assert ppc64.NAPPING == {0: "-", 1: "CEDE", 2: "NOVCPU", 3: "UNSPLIT"}
+    with pytest.raises(ValueError, match='no kernel names for "vcore_state"'):
+        _core.kernel_names("vcore_state", "modern")
+    with pytest.raises(ValueError, match="unknown variant"):
+        _core.kernel_names("napping", "p9")
+
+
 @pytest.mark.parametrize("threads", [0, 3, 5, 6, 7, 9, 16])
 def test_only_real_thread_counts(threads: int) -> None:
     with pytest.raises(ValueError, match="1, 2, 4 or 8"):

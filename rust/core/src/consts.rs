@@ -170,6 +170,50 @@ pub const VCORE_EXIT_COUNT_ONE: u32 = 0x100;
 // bit 16 an exit requested from another subcore.
 pub const VCORE_EXIT_REQ: u32 = 0x10000;
 
+/// The kernel's names (their `#define`s without the prefix) of the values of
+/// a numbered field, for readers to show next to the number: `in_guest`
+/// (KVM_GUEST_MODE_*), `hwthread_state` (KVM_HWTHREAD_*; value 1 is IN_NAP
+/// before the rename, IN_IDLE in modern), `napping` (NAPPING_*; 0 has no
+/// name) and `vcpu_state` (KVMPPC_VCPU_*).  None for any other field.
+pub fn kernel_names(field: &str, variant: Variant) -> Option<&'static [(u8, &'static str)]> {
+    const GUEST_MODES: &[(u8, &str)] = &[
+        (KVM_GUEST_MODE_NONE, "NONE"),
+        (KVM_GUEST_MODE_GUEST, "GUEST"),
+        (KVM_GUEST_MODE_SKIP, "SKIP"),
+        (KVM_GUEST_MODE_GUEST_HV, "GUEST_HV"),
+        (KVM_GUEST_MODE_HOST_HV, "HOST_HV"),
+        (KVM_GUEST_MODE_HV_P9, "HV_P9"),
+    ];
+    const HWTHREAD_MODERN: &[(u8, &str)] = &[
+        (KVM_HWTHREAD_IN_KERNEL, "IN_KERNEL"),
+        (KVM_HWTHREAD_IN_IDLE, "IN_IDLE"),
+        (KVM_HWTHREAD_IN_KVM, "IN_KVM"),
+    ];
+    const HWTHREAD_SEED: &[(u8, &str)] = &[
+        (KVM_HWTHREAD_IN_KERNEL, "IN_KERNEL"),
+        (KVM_HWTHREAD_IN_IDLE, "IN_NAP"),
+        (KVM_HWTHREAD_IN_KVM, "IN_KVM"),
+    ];
+    const NAPPING: &[(u8, &str)] = &[
+        (NAPPING_CEDE, "CEDE"),
+        (NAPPING_NOVCPU, "NOVCPU"),
+        (NAPPING_UNSPLIT, "UNSPLIT"),
+    ];
+    const VCPU_STATES: &[(u8, &str)] = &[
+        (KVMPPC_VCPU_NOTREADY, "NOTREADY"),
+        (KVMPPC_VCPU_RUNNABLE, "RUNNABLE"),
+        (KVMPPC_VCPU_BUSY_IN_HOST, "BUSY_IN_HOST"),
+    ];
+    match field {
+        "in_guest" => Some(GUEST_MODES),
+        "hwthread_state" if variant == Variant::Modern => Some(HWTHREAD_MODERN),
+        "hwthread_state" => Some(HWTHREAD_SEED),
+        "napping" => Some(NAPPING),
+        "vcpu_state" => Some(VCPU_STATES),
+        _ => None,
+    }
+}
+
 /// MAX_SMT_THREADS: the most threads a core (and so a vcore) has.
 pub const MAX_SMT_THREADS: usize = 8;
 
@@ -192,6 +236,35 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("seed, modern or prepatch"));
+    }
+
+    #[test]
+    fn kernel_names_follow_the_constants() {
+        let name = |field, variant, value| {
+            kernel_names(field, variant)
+                .unwrap()
+                .iter()
+                .find(|(v, _)| *v == value)
+                .map(|(_, n)| *n)
+        };
+        assert_eq!(
+            name("in_guest", Variant::Seed, KVM_GUEST_MODE_HOST_HV),
+            Some("HOST_HV")
+        );
+        assert_eq!(
+            name("hwthread_state", Variant::Seed, KVM_HWTHREAD_IN_IDLE),
+            Some("IN_NAP")
+        );
+        assert_eq!(
+            name("hwthread_state", Variant::Modern, KVM_HWTHREAD_IN_IDLE),
+            Some("IN_IDLE")
+        );
+        assert_eq!(name("napping", Variant::Modern, 0), None);
+        assert_eq!(
+            name("vcpu_state", Variant::Modern, KVMPPC_VCPU_BUSY_IN_HOST),
+            Some("BUSY_IN_HOST")
+        );
+        assert!(kernel_names("vcore_state", Variant::Modern).is_none());
     }
 
     #[test]

@@ -352,6 +352,18 @@ fn vcore_state_names(variant: &str) -> PyResult<Vec<(u8, &'static str)>> {
         .collect())
 }
 
+/// The kernel's names of a numbered field's values in a variant: (value,
+/// name) for `in_guest`, `hwthread_state`, `napping` or `vcpu_state`.
+#[pyfunction]
+fn kernel_names(field: &str, variant: &str) -> PyResult<Vec<(u8, &'static str)>> {
+    let names = pyvcore_core::consts::kernel_names(field, parse_variant(variant)?).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "no kernel names for {field:?} (in_guest, hwthread_state, napping, vcpu_state)"
+        ))
+    })?;
+    Ok(names.to_vec())
+}
+
 /// Threads per core the model (and POWER7/POWER8) accepts: 1, 2, 4, 8.
 #[pyfunction]
 fn thread_counts() -> Vec<u8> {
@@ -369,6 +381,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(event_labels, m)?)?;
     m.add_function(wrap_pyfunction!(variants, m)?)?;
     m.add_function(wrap_pyfunction!(vcore_state_names, m)?)?;
+    m.add_function(wrap_pyfunction!(kernel_names, m)?)?;
     m.add_function(wrap_pyfunction!(thread_counts, m)?)?;
     Ok(())
 }
