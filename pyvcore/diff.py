@@ -38,11 +38,10 @@ from pyvcore.diff_live import (
     DiffInterrupted,
     GdbStub,
     LiveRun,
-    attach,
     resolve_attach,
     run_live,
-    watch,
 )
+from pyvcore.diff_watch import attach, watch
 from pyvcore.lab.scenarios import SCENARIOS
 
 __all__ = [

@@ -44,7 +44,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def started(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Everything that would start a lab, QEMU, gdb or a plugin build records itself here
     (and does nothing): a refusal must leave the list empty."""
-    import pyvcore.diff_live as live
+    import pyvcore.diff_watch as diff_watch
     import pyvcore.lab as lab
     import pyvcore.lab.plugin_build as plugin_build
     import pyvcore.mutants.cli as mutants_cli
@@ -60,7 +60,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(lab.Lab, "start", recorder("Lab.start"))
     monkeypatch.setattr(lab, "acquire_lock", recorder("the machine lock"))
-    monkeypatch.setattr(live, "GdbMI", recorder("gdb (MI)"))
+    monkeypatch.setattr(diff_watch, "GdbMI", recorder("gdb (MI)"))  # what attach() starts
     monkeypatch.setattr(plugin_build, "ensure_plugin", recorder("the plugin build"))
     monkeypatch.setattr(mutants_cli, "run_plan", recorder("the mutants' control run"))
     monkeypatch.setattr(os, "execvpe", recorder("gdb (exec)"))
