@@ -329,9 +329,16 @@ impl Shadow {
                 .into_iter()
                 .filter(|v| !self.active.contains(&(v.invariant, v.message.clone())))
                 .collect();
-            let j = self
-                .settle
-                .judge(new, &next, last.tb, self.tb_freq, self.decoder.as_ref(), behind);
+            let memory_unchanged = batch.iter().all(|e| matches!(e.field, FieldRef::Reg(..)));
+            let j = self.settle.judge(
+                new,
+                &next,
+                last.tb,
+                self.tb_freq,
+                self.decoder.as_ref(),
+                behind,
+                memory_unchanged,
+            );
             for k in &j.deferred {
                 keys.remove(k);
             }

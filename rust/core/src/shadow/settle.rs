@@ -24,6 +24,12 @@
 //! event log (`{"seq": S, "behind": [FIELD, ...]}`), so a replay defers the
 //! same violations.
 //!
+//! An event that changes no memory field (a register value a thread read)
+//! cannot settle the fields a deferral waits for, so a violation deferred
+//! before it stays deferred through it (a real run: thread 2's exit bit was
+//! deferred on the vcore's `in_guest`, then thread 1's LPIDR read came
+//! before thread 0's late `in_guest` callback).
+//!
 //! What it can miss: a violation that really held and was repaired by the
 //! very store whose callback was late (a window of one store on one thread).
 
@@ -88,7 +94,10 @@ pub struct Judged {
 
 impl Settle {
     /// Split the violations that just appeared (`new`, on snapshot `snap`
-    /// at timebase `tb`) into reported and deferred.
+    /// at timebase `tb`) into reported and deferred.  `memory_unchanged`:
+    /// the events judged changed registers only, so what was deferred
+    /// before stays deferred (within [`SETTLE_S`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn judge(
         &mut self,
         new: Vec<Violation>,
@@ -97,6 +106,7 @@ impl Settle {
         tb_freq: u64,
         decoder: Option<&Decoder>,
         behind: Behind<'_>,
+        memory_unchanged: bool,
     ) -> Judged {
         let mut out = Judged {
             report: Vec::new(),
@@ -118,8 +128,11 @@ impl Settle {
         let limit = (SETTLE_S * tb_freq as f64) as u64;
         for (v, names) in new.into_iter().zip(named) {
             let key = (v.invariant, v.message.clone());
-            let first = *self.deferred.get(&key).unwrap_or(&tb);
-            if names.iter().any(|f| out.behind.contains(f)) && tb.saturating_sub(first) <= limit {
+            let was_deferred = self.deferred.get(&key).copied();
+            let first = was_deferred.unwrap_or(tb);
+            let waits =
+                names.iter().any(|f| out.behind.contains(f)) || (memory_unchanged && was_deferred.is_some());
+            if waits && tb.saturating_sub(first) <= limit {
                 self.deferred.insert(key.clone(), first);
                 out.deferred.push(key);
             } else {
