@@ -295,6 +295,12 @@ def run_live(
             getattr(lab, "prepare", lambda: None)()
             say(f"booting the lab: {what} ...")
             lab.start()
+        else:
+            # Attached to a running lab: it says what it runs (the --scenario default,
+            # "all", is not it). A bare gdbstub has no scenario: keep what was given.
+            scenario = getattr(lab, "scenario", None) or scenario
+            if getattr(lab, "qemu", None) in ("patched", "stock"):
+                qemu = lab.qemu
         if trace is None:
             trace, temp_dir = _trace_path(lab, scenario, qemu)
         timings["boot_s"] = round(getattr(lab, "boot_seconds", None) or (time.monotonic() - t0), 2)

@@ -113,7 +113,7 @@ def check_vmlinux(vmlinux: str | os.PathLike[str], what: str = "--vmlinux") -> K
 def _find_module(modules_dir: Path, file: str) -> Path | None:
     hits = sorted(p for pattern in (file, file + ".xz") for p in modules_dir.rglob(pattern) if p.is_file())
     if len(hits) > 1:
-        listed = ", ".join(str(h) for h in hits)
+        listed = ", ".join(str(h) for h in hits[:3]) + (", ..." if len(hits) > 3 else "")
         raise KernelRefused([f"modules {modules_dir}: {file} found {len(hits)} times ({listed})"])
     return hits[0] if hits else None
 

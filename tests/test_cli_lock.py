@@ -125,3 +125,25 @@ def test_taking_the_lock_forgets_the_last_holder(tmp_path: Path) -> None:
         assert lock.read_text() == ""
     finally:
         os.close(fd)
+
+
+def test_status_names_a_holder_that_lab_up_did_not_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Lab() in a script or a test holds the machine: `lab status` says who, not "no lab"."""
+    from pyvcore.cli import main
+    from pyvcore.lab import Lab
+
+    lock = tmp_path / "q.lock"
+    monkeypatch.setattr(labqemu, "LOCK_FILE", lock)
+    monkeypatch.setattr(Lab, "running", classmethod(lambda cls: None))
+    monkeypatch.setattr(Lab, "clear_state", staticmethod(lambda: None))
+    with held(lock, "Lab() pid 4242 (a test)"):
+        assert main(["lab", "status"]) == 2
+        err = capsys.readouterr().err
+        assert "in use by" in err and "Lab() pid 4242" in err and "--lock-wait" in err, err
+        assert main(["lab", "status", "--json"]) == 2
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["running"] is False and "Lab() pid 4242" in doc["machine_lock_held_by"]
+    assert main(["lab", "status"]) == 2
+    assert "no lab is running" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from typing import Any
 
 from pyvcore import cliargs
 from pyvcore.lab import SCENARIOS
+from pyvcore.lab import qemu as labqemu
 from pyvcore.lab.qemu import LabError, clear_lock_info
 from pyvcore.lab.scenarios import THREAD_CHOICES
 
@@ -266,9 +267,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     lab = Lab.running()
     if lab is None:
         Lab.clear_state()
-        clear_lock_info()  # a lab that ended on its own (--hold) is named no more
+        # A lab that ended on its own (--hold) is named no more; one started by another
+        # program (a Lab() in a script or test, `pyvcore diff`) still holds the machine.
+        held_by = None if clear_lock_info() else labqemu.lock_holder(labqemu.LOCK_FILE)
         if args.json:
-            print(json.dumps({"running": False}))
+            print(json.dumps({"running": False} | ({"machine_lock_held_by": held_by} if held_by else {})))
+        elif held_by:
+            print(
+                "no lab started by `pyvcore lab up` is running, but the machine's one QEMU lab "
+                f"is in use by {held_by}: queue with `lab up --wait S` or `--lock-wait S`",
+                file=sys.stderr,
+            )
         else:
             print("no lab is running (start one with `pyvcore lab up`)", file=sys.stderr)
         return 2

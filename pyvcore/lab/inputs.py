@@ -140,7 +140,9 @@ def find_modules(directory: str | os.PathLike[str]) -> dict[str, Path]:
         if not hits:
             raise KernelRefused(f"--modules {directory}: no {names[0]} (or .ko.xz) below it")
         if len(hits) > 1:
-            listed = ", ".join(str(h.relative_to(root)) for h in hits)
+            listed = ", ".join(str(h.relative_to(root)) for h in hits[:3]) + (
+                ", ..." if len(hits) > 3 else ""
+            )
             raise KernelRefused(f"--modules {directory}: {names[0]} found {len(hits)} times ({listed})")
         found[module] = hits[0]
     return found
