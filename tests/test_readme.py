@@ -19,16 +19,16 @@ README = (ROOT / "README.md").read_text()
 # that section is its synopsis: one `pyvcore COMMAND ...` line (lab: one per subcommand) with
 # indented continuation lines.
 SECTIONS = {
-    "check": "### Checking a trace: `pyvcore check`",
+    "check": "## Check a trace: `pyvcore check`",
     "invariants": "### The invariants",
-    "explore": "### Every interleaving: `pyvcore explore`",
-    "lab": "## The lab",
-    "gdb": "## The gdb commands",
-    "diff": "## The live comparison: `pyvcore diff`",
-    "timeline": "## Timeline: `pyvcore timeline`",
+    "explore": "## Explore the model: `pyvcore explore` and Python",
+    "lab": "## Bring your own kernel or QEMU: `pyvcore lab`",
+    "gdb": "## The gdb commands: `pyvcore gdb`, `pv-*`",
+    "diff": "## Compare a live kernel with the model: `pyvcore diff`",
+    "timeline": "## Look at a timeline: `pyvcore timeline`",
     "show": "### Any recorded stop, without a lab: `pyvcore show`",
     "mutants": "## Kernel mutants: `pyvcore mutants`",
-    "trace": "## Every store checked: `pyvcore trace`",
+    "trace": "## Trace every store: `pyvcore trace`",
 }
 
 
@@ -98,6 +98,26 @@ def parsers_of(command: str) -> dict[str, argparse.ArgumentParser]:
     if nested:
         return {f"pyvcore {command} {name}": sub for name, sub in nested.items()}
     return {f"pyvcore {command}": parser}
+
+
+# The README opens with these two commands, word for word: the first sets up and runs the main
+# job, the second runs the whole test suite (what `.ci/run` runs after installing).
+FIRST_COMMANDS = [
+    "pip install -e '.[test]' && pyvcore lab setup && pyvcore diff --scenario all",
+    "cargo test && python -m pytest",
+]
+
+
+def test_readme_opens_with_the_two_commands() -> None:
+    """The first block of the README, before any section, is the two commands, each with its
+    comment, and nothing else."""
+    lines = README.splitlines()
+    assert lines[0] == "# pyvcore"
+    first_fence = next(i for i, line in enumerate(lines) if line.startswith("```"))
+    assert not any(line.startswith("## ") for line in lines[:first_fence]), "the commands come first"
+    block = lines[first_fence + 1 : lines.index("```", first_fence + 1)]
+    assert [line.split("#", 1)[0].strip() for line in block] == FIRST_COMMANDS
+    assert all("#" in line for line in block), "each command says what it does"
 
 
 def test_every_command_has_a_readme_section() -> None:
@@ -203,3 +223,27 @@ def test_quick_start_python_gives_what_its_comments_say(
     exec("\n".join(body), scope)
     assert "[8, 8]" in last
     assert eval(last.split("#")[0], scope) == [8, 8]
+
+
+def test_links_to_docs_reach_a_file_and_a_heading() -> None:
+    """Every relative link of the README and of docs/*.md reaches a file, and its #anchor a heading
+    of that file: what moved out of the README is found where the README says."""
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    checked = 0
+    for page in docs:
+        for target in re.findall(r"\]\(([^)#:]+\.md)(?:#([^)]+))?\)", page.read_text()):
+            path, anchor = target
+            linked = (page.parent / path).resolve()
+            assert linked.is_file(), f"{page.name}: link to a missing file {path}"
+            if anchor:
+                text = linked.read_text()
+                found = []
+                fenced = False
+                for line in text.splitlines():
+                    if line.startswith("```"):
+                        fenced = not fenced
+                    elif not fenced and re.match(r"#{1,6} ", line):
+                        found.append(github_anchor(line))
+                assert anchor in found, f"{page.name}: {path}#{anchor} reaches no heading"
+            checked += 1
+    assert checked >= 10, "the README links its docs/ pages"

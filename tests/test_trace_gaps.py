@@ -1,5 +1,5 @@
 """`pyvcore trace --edges` prints why each edge is on one side only, with the kernel
-code that makes it; the README's edge table (real runs of every scenario) is what the
+code that makes it; the edge table of docs/trace.md (real runs of every scenario) is what the
 tool prints for each of its rows."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pyvcore.trace_gaps import KERNEL_ONLY, MODEL_ONLY, entry_exit_change, expla
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The README groups entry_exit_map edges by what they did: one real edge of each group.
+# The edge table groups entry_exit_map edges by what they did: one real edge of each group.
 ENTRY_EXIT = {
     "VCORE_EXIT_REQ set (another subcore's exit)": ("0x7", "0x10007"),
     "cleared for the next run": ("0x707", "0x0"),
@@ -27,7 +27,7 @@ ENTRY_EXIT = {
 
 
 def readme_cell(field: str, old: str, new: str, sides: set[str]) -> str:
-    """The README's explanation of a row seen on ``sides`` (K: kernel only, M: model only,
+    """The edge table's explanation of a row seen on ``sides`` (K: kernel only, M: model only,
     in different scenarios): what ``--edges`` prints for each side."""
     said = {side: str(explain(field, old, new, KERNEL_ONLY if side == "K" else MODEL_ONLY)) for side in sides}
     if len(set(said.values())) == 1:
@@ -36,10 +36,10 @@ def readme_cell(field: str, old: str, new: str, sides: set[str]) -> str:
 
 
 def readme_edge_rows() -> list[tuple[str, str, str, set[str], str]]:
-    """(field, old, new, sides, explanation) of each row of the README's edge table."""
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("### Edges: the kernel's state changes") :]
-    section = section[: section.index("\n## ")]
+    """(field, old, new, sides, explanation) of each row of the edge table (docs/trace.md)."""
+    text = (ROOT / "docs" / "trace.md").read_text()
+    section = text[text.index("## Edges: the kernel's state changes") :]
+    section = section.split("\n## ", 1)[0]
     rows = []
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -58,7 +58,7 @@ def readme_edge_rows() -> list[tuple[str, str, str, set[str], str]]:
 
 def test_every_gap_of_the_real_runs_is_explained_with_kernel_code() -> None:
     rows = readme_edge_rows()
-    assert len(rows) > 60, "the README's table was found"
+    assert len(rows) > 60, "the edge table of docs/trace.md was found"
     for field, old, new, sides, _ in rows:
         for where in (KERNEL_ONLY if side == "K" else MODEL_ONLY for side in sides):
             gap = explain(field, old, new, where)
@@ -68,7 +68,7 @@ def test_every_gap_of_the_real_runs_is_explained_with_kernel_code() -> None:
             )
 
 
-def test_the_readme_table_says_what_the_tool_prints() -> None:
+def test_the_edge_table_says_what_the_tool_prints() -> None:
     for field, old, new, sides, readme in readme_edge_rows():
         assert readme == readme_cell(field, old, new, sides), f"{field} {old} -> {new}"
 
