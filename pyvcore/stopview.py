@@ -14,6 +14,7 @@ thread numbers", e0b7ec058c0e).  vcores are numbered ``vc0``, ``vc1``... by
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,8 @@ from pyvcore.render import paint, render_table, wrap
 LEGEND = (
     "kernel: what the thread's PACA holds (ptid/vcpu/vcore); model: where the model places the vcore's "
     "vcpus in this vcore state.  verdict: ok = the same; allowed-now = different in a state the kernel "
-    "passes through legally (reason given); violation = an invariant fails (listed below); "
+    "passes through legally (reason given); violation = an invariant fails (listed below) "
+    "and names this thread's fields; a vcore row (vc0..) holds a violation of the vcore as a whole; "
     "not judged = the stop lacks what the check needs."
 )
 
@@ -87,7 +89,8 @@ def thread_label(snapshot: Mapping[str, Any], i: int) -> str:
 
 
 def threads_table(snapshot: Mapping[str, Any], *, width: int | None = None) -> str:
-    """Per hardware thread: cpu, the kvm_hstate fields of the vcore logic, LPIDR."""
+    """Per hardware thread: cpu, the kvm_hstate fields of the vcore logic, LPIDR and SDR1 (the
+    partition's id and page table register, one per core on POWER8), under the VM's values."""
     names = Names.of(snapshot)
     variant = snapshot.get("variant", "modern")
     rows = []
@@ -107,10 +110,25 @@ def threads_table(snapshot: Mapping[str, Any], *, width: int | None = None) -> s
                 names.vcpu(hs.get("kvm_vcpu")),
                 names.vcore(hs.get("kvm_vcore")),
                 _hex(t.get("lpidr")),
+                _hex(t.get("sdr1")),
             ]
         )
-    columns = ["cpu", "t", "in_guest", "napping", "hwthread_state", "req", "ptid", "vcpu", "vcore", "lpidr"]
-    return render_table(columns, rows, width=width)
+    columns = ["cpu", "t", "in_guest", "napping", "hwthread", "req", "ptid", "vcpu", "vcore", "lpidr", "sdr1"]
+    return render_table(columns, rows, width=width, title=_partition_line(snapshot))
+
+
+def _partition_line(snapshot: Mapping[str, Any]) -> str | None:
+    """The VM's partition registers next to the host's (``struct kvm_arch`` lpid/sdr1,
+    host_lpid/host_sdr1): what a thread's LPIDR and SDR1 hold in the guest and in the host.
+    Thread 0 writes both for the core in kvmppc_hv_entry and restores the host's in
+    kvmhv_switch_to_host (arch/powerpc/kvm/book3s_hv_rmhandlers.S)."""
+    kvm = snapshot.get("kvm") or {}
+    if not kvm:
+        return None
+    guest = f"guest lpid {_hex(kvm.get('lpid'))} sdr1 {_hex(kvm.get('sdr1'))}"
+    if "host_lpid" in kvm or "host_sdr1" in kvm:
+        return f"partition: {guest}; host lpid {_hex(kvm.get('host_lpid'))} sdr1 {_hex(kvm.get('host_sdr1'))}"
+    return f"partition: {guest}"
 
 
 def _hex(value: Any) -> str:
@@ -170,12 +188,54 @@ class Judgement:
     vcore_found: bool = True
 
 
-def _threads_named(v: Any) -> set[int]:
-    """Hardware threads a violation names in its fields (``threads[2].lpidr``)."""
-    import re
+_PATH = re.compile(r"\b(threads|vcpus|vcores)\[(\d+)\]")
+_THREAD_WORD = re.compile(r"\bthread (\d+)\b")
 
+
+@dataclass(frozen=True)
+class Place:
+    """Where a violation is shown: the hardware threads it names, else once on its vcores.
+
+    ``threads`` are indexes into ``snapshot["threads"]``; ``vcores`` are vcore names
+    (``vc0``...), or ``"core"`` when the stop has no vcore."""
+
+    threads: frozenset[int]
+    vcores: frozenset[str]
+
+
+def place(snapshot: Mapping[str, Any], v: Any) -> Place:
+    """The rows a violation belongs on, from its structured fields (``threads[2].lpidr``,
+    ``vcpus[1].ptid``, ``vcores[0].in_guest``, ``kvm.lpid``), else from ``thread N`` in its
+    message.  A vcpu names the thread whose PACA holds it (``kvm_hstate.kvm_vcpu``); a vcpu
+    on no thread, a vcore field or a VM field is core-wide: it goes on the vcore's row."""
+    names = Names.of(snapshot)
+    threads: set[int] = set()
+    vcores: set[str] = set()
+    listed = {key: snapshot.get(key) or [] for key in ("threads", "vcpus", "vcores")}
+    on_thread = {num((t.get("kvm_hstate") or {}).get("kvm_vcpu")): i for i, t in enumerate(listed["threads"])}
+    on_thread.pop(0, None)
     fields = getattr(v, "fields", None) or {}
-    return {int(m) for key in fields for m in re.findall(r"threads\[(\d+)\]", str(key))}
+    for key in fields:
+        for kind, index in _PATH.findall(str(key)):
+            i = int(index)
+            if kind == "threads":
+                threads.add(i)
+            elif i >= len(listed[kind]):
+                continue
+            elif kind == "vcores":
+                vcores.add(names.vcore(listed["vcores"][i].get("addr")))
+            else:
+                vcpu = listed["vcpus"][i]
+                if num(vcpu.get("addr")) in on_thread:
+                    threads.add(on_thread[num(vcpu.get("addr"))])
+                else:
+                    vcores.add(names.vcore(vcpu.get("vcore")))
+    if not fields:
+        threads = {int(n) for n in _THREAD_WORD.findall(str(getattr(v, "message", "")))}
+    threads = {i for i in threads if i < len(listed["threads"])}
+    if not threads and not vcores:  # the VM's fields (kvm.lpid...) or nothing said: every vcore
+        vcores = set(names.vcores.values()) or {"core"}
+    return Place(frozenset(threads), frozenset() if threads else frozenset(vcores))
 
 
 def allowed_reason(snapshot: Mapping[str, Any], i: int) -> str:
@@ -199,8 +259,7 @@ def allowed_reason(snapshot: Mapping[str, Any], i: int) -> str:
 
 
 def _verdicts(snapshot: Mapping[str, Any], j: Judgement, colour: bool) -> list[str]:
-    named = set().union(*(_threads_named(v) for v in j.violations)) if j.violations else set()
-    unnamed = any(not _threads_named(v) for v in j.violations)
+    named = set().union(*(place(snapshot, v).threads for v in j.violations))
     out = []
     for i, t in enumerate(snapshot.get("threads") or []):
         hs = t.get("kvm_hstate") or {}
@@ -212,7 +271,7 @@ def _verdicts(snapshot: Mapping[str, Any], j: Judgement, colour: bool) -> list[s
         )
         if not j.vcore_found:
             out.append(paint("not judged", "yellow", colour))
-        elif i in named or (unnamed and not same):
+        elif i in named:
             out.append(paint("violation", "red", colour))
         elif p is None:
             out.append("no prediction")
@@ -221,6 +280,20 @@ def _verdicts(snapshot: Mapping[str, Any], j: Judgement, colour: bool) -> list[s
         else:
             out.append(paint("allowed-now", "yellow", colour) + f": {allowed_reason(snapshot, i)}")
     return out
+
+
+def _core_rows(snapshot: Mapping[str, Any], j: Judgement, colour: bool) -> list[list[str]]:
+    """One row per vcore with a core-wide violation (a vcore or VM field, no thread named)."""
+    invariants: dict[str, list[str]] = {}
+    for v in j.violations:
+        for vc in sorted(place(snapshot, v).vcores):
+            numbers = invariants.setdefault(vc, [])
+            if str(getattr(v, "invariant", "?")) not in numbers:
+                numbers.append(str(getattr(v, "invariant", "?")))
+    return [
+        ["-", vc, "core-wide", "-", paint("violation", "red", colour) + f": invariant {', '.join(numbers)}"]
+        for vc, numbers in invariants.items()
+    ]
 
 
 def _triple(names: Names, d: Mapping[str, Any] | None) -> str:
@@ -258,6 +331,7 @@ def check_text(
                 verdicts[i],
             ]
         )
+    rows += _core_rows(snapshot, judgement, colour)
     vcores = ", ".join(f"{n} = {a:#x}" for a, n in names.vcores.items()) or "none"
     title = f"stop {snapshot.get('stop', '?')}, variant {snapshot.get('variant', '?')}; vcores: {vcores}"
     out = [

@@ -96,3 +96,74 @@ def test_unusable_input_is_one_line_and_exit_2(capsys, tmp_path, content, args, 
 def test_missing_file(capsys, tmp_path):
     code, _, err = show(capsys, tmp_path / "nope.jsonl")
     assert code == 2 and "cannot read" in err
+
+
+def _stop(name: str, line: int) -> dict:
+    return json.loads((Path(__file__).parent / "checker_live" / name).read_text().splitlines()[line - 1])
+
+
+def _verdicts(out: str) -> dict[str, str]:
+    """The verdict column of the check table: thread or vcore row -> verdict."""
+    return dict(re.findall(r"^(?:\d+|-)\s+(t\d|vc\d)\s+\S+\s+\S+\s+(.+)$", out, re.M))
+
+
+def test_a_core_wide_violation_is_on_the_vcore_row_not_every_thread(capsys, tmp_path):
+    # line 9 of the cede trace: threads 0-2 are entering while the model has no vcpu placed
+    # yet (allowed now); an entry bit past the core's 4 threads breaks invariant 10, a field
+    # of the vcore (vcores[0].entry_exit_map), not of any thread
+    snap = _stop("cede-patched.jsonl", 9)
+    snap["vcores"][0]["entry_exit_map"] |= 0x80
+    trace = tmp_path / "corewide.jsonl"
+    trace.write_text(json.dumps(snap) + "\n")
+    code, out, _ = show(capsys, trace, "--colour", "never")
+    assert code == 1
+    verdicts = _verdicts(out)
+    assert [verdicts[f"t{i}"].split(":")[0] for i in range(4)] == ["allowed-now"] * 3 + ["ok"]
+    assert verdicts["vc0"] == "violation: invariant 10"
+    assert out.count("violation of invariant 10: entry_exit_map 0x82 has bits outside") == 1
+
+
+def test_a_violation_marks_the_threads_its_fields_or_message_name():
+    from types import SimpleNamespace
+
+    from pyvcore import stopview
+
+    snap = _stop("cede-patched.jsonl", 1)
+    predicted = [dict(t["kvm_hstate"]) for t in snap["threads"]]
+    vcpu2 = next(j for j, v in enumerate(snap["vcpus"]) if v["vcpu_id"] == 2)
+    cases = [
+        # a vcpu's field: the thread whose PACA holds that vcpu (vcpu 2 is on thread 2)
+        ({f"vcpus[{vcpu2}].ceded": 1}, "", {"t2"}),
+        # registers of two threads
+        ({"threads[1].lpidr": "0x0", "threads[3].lpidr": "0x1"}, "", {"t1", "t3"}),
+        # no fields: the threads the message names
+        ({}, "thread 3 (ptid 3) wrote LPIDR inside KVM", {"t3"}),
+    ]
+    for fields, message, marked in cases:
+        v = SimpleNamespace(invariant=7, message=message or "x", fields=fields)
+        verdicts = _verdicts(stopview.check_text(snap, stopview.Judgement([v], predicted)))
+        assert {row for row, verdict in verdicts.items() if verdict.startswith("violation")} == marked
+    # a VM field alone (kvm.lpid) is core-wide: its vcore's row, no thread
+    v = SimpleNamespace(invariant=8, message="x", fields={"kvm.lpid": "0x1"})
+    verdicts = _verdicts(stopview.check_text(snap, stopview.Judgement([v], predicted)))
+    assert {row for row, verdict in verdicts.items() if verdict.startswith("violation")} == {"vc0"}
+
+
+def test_threads_table_shows_lpidr_and_sdr1_with_the_partitions(capsys):
+    trace = Path(__file__).parent / "checker_live" / "cede-patched.jsonl"
+    snaps = [json.loads(s) for s in trace.read_text().splitlines()]
+    guest = next(n for n, s in enumerate(snaps, 1) if s["threads"][0]["lpidr"])
+    code, out, _ = show(capsys, trace, "--line", guest, "--colour", "never")
+    assert code == 0
+    kvm = snaps[guest - 1]["kvm"]
+    assert (
+        f"partition: guest lpid {kvm['lpid']:#x} sdr1 {kvm['sdr1']:#x}; "
+        f"host lpid {kvm['host_lpid']:#x} sdr1 {kvm['host_sdr1']:#x}" in out
+    )
+    assert re.search(r"^cpu\s+t\s+in_guest .* lpidr\s+sdr1$", out, re.M)
+    rows = re.findall(
+        r"^(\d+)\s+t\d\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+(0x\w+)\s+(0x\w+)$", out, re.M
+    )
+    assert rows == [
+        (str(t["cpu"]), f"{t['lpidr']:#x}", f"{t['sdr1']:#x}") for t in snaps[guest - 1]["threads"]
+    ]
