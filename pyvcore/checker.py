@@ -20,6 +20,7 @@ results are typed objects (``Violation``, ``CheckOutcome``)::
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 from collections.abc import Mapping
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from pyvcore import _core, cliargs
-from pyvcore.errors import PyvcoreError
+from pyvcore.errors import PyvcoreError, cannot_read
 
 SnapshotError = _core.SnapshotError
 """Raised for a snapshot that cannot be used (a ValueError): ``.key`` is the
@@ -314,7 +315,7 @@ def _directory_message(path: Path) -> str:
     """What `pyvcore check DIR` says: what it reads instead, and the trace a report
     folder of `pyvcore diff --report` holds."""
     message = (
-        f"{escape(str(path))} is a directory; pyvcore check reads one file: a snapshot trace "
+        f"{cannot_read(escape(str(path)), errno.EISDIR)}; pyvcore check reads one file: a snapshot trace "
         "(JSONL, one snapshot per line, as pv-watch and `pyvcore diff --trace` write), "
         "a `pyvcore trace` event log, or '-' for stdin"
     )
@@ -344,7 +345,7 @@ def _run(args: argparse.Namespace) -> int:
             args.trace, args.variant, same_vm=args.same_vm, max_line_bytes=args.max_line_bytes
         )
     except OSError as e:
-        return _unusable(args, f"cannot read {escape(args.trace)}: {e.strerror or e}")
+        return _unusable(args, cannot_read(escape(args.trace), e))
     if args.json:
         print(json.dumps(report.to_dict()))
     else:

@@ -6,15 +6,23 @@ parser (:class:`pyvcore.cli.Parser`) turns that into one line,
 ``pyvcore CMD: argument --opt: MESSAGE``, and exit status 2.  A list of names
 refuses an unknown one with argparse's own ``invalid choice`` wording, so every
 enumerated option of every command answers alike.
+
+A file or directory that cannot be read is the exception: the types raise
+:class:`pyvcore.errors.UnreadableFile`, which argparse lets through, so the line is
+``pyvcore CMD: cannot read PATH: No such file or directory``, the same as when a
+command opens the file itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from pyvcore.errors import UnreadableFile
 
 
 def invalid_choice(value: str, choices: Sequence[str], extra: str = "") -> argparse.ArgumentTypeError:
@@ -104,27 +112,30 @@ TRACE_FILE = "a trace file (JSONL snapshots from pv-watch / `pyvcore diff`, or a
 
 
 def _readable(text: str, expected: str) -> str:
+    """``text`` when it names a readable regular file, else UnreadableFile (one line)."""
     if text == "-":
         return text
     path = Path(text).expanduser()
     if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a directory; expected {expected}")
+        raise UnreadableFile(text, errno.EISDIR, expected)
     if not path.exists():
-        raise argparse.ArgumentTypeError(f"cannot read {text}: no such file")
+        raise UnreadableFile(text, errno.ENOENT)
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"{text} is not a regular file; expected {expected}")
     if not os.access(path, os.R_OK):
-        raise argparse.ArgumentTypeError(f"cannot read {text}: permission denied")
+        raise UnreadableFile(text, errno.EACCES)
     return text
 
 
 def input_dir(text: str) -> str:
-    """An existing directory."""
+    """An existing, readable directory; UnreadableFile (one line) otherwise."""
     path = Path(text).expanduser()
     if not path.exists():
-        raise argparse.ArgumentTypeError(f"{text}: no such directory")
+        raise UnreadableFile(text, errno.ENOENT)
     if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a file, not a directory")
+        raise UnreadableFile(text, errno.ENOTDIR, "a directory")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise UnreadableFile(text, errno.EACCES)
     return text
 
 
@@ -183,8 +194,8 @@ def qemu(text: str) -> str:
     if "/" not in text and not path.exists():
         raise invalid_choice(text, QEMU_KINDS, ", or the path of a qemu-system-ppc64")
     if path.is_dir() or not path.exists():
-        what = "a directory" if path.is_dir() else "no such file"
-        raise argparse.ArgumentTypeError(f"{text}: {what}; expected patched, stock or a qemu-system-ppc64")
+        code = errno.EISDIR if path.is_dir() else errno.ENOENT
+        raise UnreadableFile(text, code, "patched, stock or a qemu-system-ppc64")
     if not os.access(path, os.X_OK):
         raise argparse.ArgumentTypeError(f"{text}: not an executable file (a qemu-system-ppc64)")
     return text
@@ -208,6 +219,7 @@ def vmlinux(text: str) -> str:
     """A ppc64le Linux kernel image with BTF or DWARF (:func:`pyvcore.kernel.check_vmlinux`)."""
     from pyvcore.kernel import KernelRefused, check_vmlinux
 
+    _readable(text, "a kernel image (vmlinux)")
     try:
         check_vmlinux(text, what="")
     except KernelRefused as err:

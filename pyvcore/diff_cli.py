@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 from pyvcore import cliargs, diff
 from pyvcore.checker import VARIANTS
+from pyvcore.errors import reason
 
 
 class Progress:
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             report_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            print(f"pyvcore diff: cannot create the report directory: {exc}", file=sys.stderr)
+            print(f"pyvcore diff: cannot create {report_dir}: {reason(exc)}", file=sys.stderr)
             return 2
     try:
         result = diff.run_diff(

@@ -4,9 +4,17 @@
 with ``exit_code`` (2 by default: unusable input, could not run, not judged,
 incomplete); anything else that escapes a command is an internal error
 (exit 3).
+
+A file a command cannot read is always said the same way, whichever command and
+option named it: ``cannot read PATH: No such file or directory``, the C
+library's wording of the errno (``strerror``), as ``cat`` and ``ls`` print it
+(:func:`cannot_read`, :class:`UnreadableFile`).
 """
 
 from __future__ import annotations
+
+import errno
+import os
 
 
 class PyvcoreError(Exception):
@@ -22,4 +30,37 @@ class PyvcoreError(Exception):
         self.exit_code = exit_code
 
 
-__all__ = ["PyvcoreError"]
+def reason(err: OSError | int) -> str:
+    """The C library's words for an OSError or an errno ("No such file or directory"):
+    ``os.strerror`` of its errno, never Rust's "(os error 2)" suffix or Python's
+    "[Errno 2] ...: 'path'" form; the exception's own text when it has no errno."""
+    code = err if isinstance(err, int) else err.errno
+    if code:
+        return os.strerror(code)
+    assert isinstance(err, OSError)
+    return err.strerror or str(err) or type(err).__name__
+
+
+def cannot_read(path: str | os.PathLike[str], err: OSError | int, expected: str = "") -> str:
+    """``cannot read PATH: REASON``: the one line for an input a command could not read,
+    e.g. ``cannot read t.jsonl: No such file or directory``.  When the path is of the
+    wrong kind (a directory where a file is read, or the reverse), ``; expected
+    EXPECTED`` says what to give instead."""
+    line = f"cannot read {os.fspath(path)}: {reason(err)}"
+    code = err if isinstance(err, int) else err.errno
+    return f"{line}; expected {expected}" if expected and code in (errno.EISDIR, errno.ENOTDIR) else line
+
+
+class UnreadableFile(PyvcoreError):
+    """An input file (or directory) that cannot be read: :func:`cannot_read`'s line, exit 2.
+
+    Raised by the command line's argument types too (:mod:`pyvcore.cliargs`): argparse
+    lets it through, so it is the same plain line as when the command itself opens the
+    file, not argparse's ``argument X: ...``."""
+
+    def __init__(self, path: str | os.PathLike[str], err: OSError | int, expected: str = "") -> None:
+        super().__init__(cannot_read(path, err, expected))
+        self.path = os.fspath(path)
+
+
+__all__ = ["PyvcoreError", "UnreadableFile", "cannot_read", "reason"]

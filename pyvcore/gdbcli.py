@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pyvcore import cliargs
-from pyvcore.errors import PyvcoreError
+from pyvcore.errors import PyvcoreError, cannot_read
 
 GDB = "gdb-multiarch"
 
@@ -182,8 +182,12 @@ def lab_status(args: argparse.Namespace) -> dict[str, Any] | None:
         try:
             text = sys.stdin.read() if args.status == "-" else Path(args.status).read_text()
             status = json.loads(text)
-        except (OSError, ValueError) as e:
-            raise PyvcoreError(f"cannot read the lab status {args.status}: {e}") from None
+        except OSError as e:
+            raise PyvcoreError(cannot_read(args.status, e)) from None
+        except ValueError as e:
+            raise PyvcoreError(
+                f"{args.status} is not a lab status object (`pyvcore lab status --json`): {e}"
+            ) from None
         if not isinstance(status, dict):
             raise PyvcoreError(f"{args.status} is not a lab status object (`pyvcore lab status --json`)")
         return status

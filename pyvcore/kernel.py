@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import errno
 import lzma
 import os
 import tempfile
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyvcore._core import ImageError, KernelImage
-from pyvcore.errors import PyvcoreError
+from pyvcore.errors import PyvcoreError, cannot_read
 
 # book3s_hv_rmhandlers.S: the POWER7/8 real-mode guest entry and the nap of a thread
 # with no vcpu; both are built into vmlinux (CONFIG_KVM_BOOK3S_64_HANDLER) whenever
@@ -76,7 +77,7 @@ def _open(path: Path, what: str) -> KernelImage:
             tmp.flush()
             return KernelImage(tmp.name)
     except OSError as e:
-        raise KernelRefused([f"{what}: cannot read {path}: {e.strerror or e}"]) from None
+        raise KernelRefused([cannot_read(path, e)]) from None
     except lzma.LZMAError as e:
         raise KernelRefused([f"{what} {path}: not a valid .xz file ({e})"]) from None
     except ImageError as e:
@@ -95,9 +96,9 @@ def check_vmlinux(vmlinux: str | os.PathLike[str], what: str = "--vmlinux") -> K
     in the message.  Reads the file only (about 0.5 s for Debian's 6.12 vmlinux)."""
     path = Path(vmlinux)
     if path.is_dir():
-        raise KernelRefused([f"{what} {path}: is a directory, not a kernel image (vmlinux)"])
+        raise KernelRefused([cannot_read(path, errno.EISDIR, "a kernel image (vmlinux)")])
     if not path.exists():
-        raise KernelRefused([f"{what} {path}: no such file"])
+        raise KernelRefused([cannot_read(path, errno.ENOENT)])
     image = _open(path, what)
     if image.relocatable:
         raise KernelRefused([f"{what} {path}: a kernel module (ET_REL), not the kernel image (vmlinux)"])

@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 from pyvcore import cliargs
 from pyvcore.checker import VARIANTS
+from pyvcore.errors import cannot_read
 from pyvcore.render import colour_for, wrap
 from pyvcore.stopview import Judgement, check_text, judge, threads_table, vcores_text
 
@@ -46,7 +47,7 @@ def snapshots(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
         stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
     except OSError as e:
-        raise ShowError(f"cannot read {path}: {e.strerror or e}") from None
+        raise ShowError(cannot_read(path, e)) from None
     with stream:
         for n, text in enumerate(stream, 1):
             if not text.strip():

@@ -37,7 +37,7 @@ from typing import Any
 
 from pyvcore import cliargs, ppc64
 from pyvcore.checker import VARIANTS
-from pyvcore.errors import PyvcoreError
+from pyvcore.errors import PyvcoreError, cannot_read
 from pyvcore.ppc64 import VCORE_STATES
 
 # kvm_hstate.in_guest: KVM_GUEST_MODE_* (arch/powerpc/include/asm/kvm_asm.h)
@@ -219,7 +219,7 @@ def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
         fh = open(path, encoding="utf-8", errors="strict")  # noqa: SIM115 (closed by the with below)
     except OSError as exc:
-        raise TimelineError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise TimelineError(cannot_read(path, exc)) from None
     with fh:
         try:
             for number, line in enumerate(fh, 1):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pyvcore import _core, cliargs
+from pyvcore.errors import cannot_read
 
 DEFAULT_SECONDS = 5
 SUMMARY_WAIT_S = 15.0
@@ -303,7 +304,7 @@ def check_event_log(path: str, *, as_json: bool = False) -> int:
         text = Path(path).read_text()
         summary = json.loads(_core.replay_events(text))
     except OSError as exc:
-        print(f"pyvcore check: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"pyvcore check: {cannot_read(path, exc)}", file=sys.stderr)
         return 2
     except ValueError as exc:
         print(f"pyvcore check: {path}: {exc}", file=sys.stderr)

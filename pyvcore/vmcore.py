@@ -24,6 +24,7 @@ the checker.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import lzma
 import re
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from pyvcore.decode import REAL_ADDRESS_MASK, VMALLOC_START, KernelError, ReadError, ThreadRegs, is_linear
-from pyvcore.errors import PyvcoreError
+from pyvcore.errors import PyvcoreError, cannot_read
 
 # Registers a kdump note never has (NT_PRSTATUS is pt_regs): the snapshot
 # leaves them out, and the checks that need them are reported as not judged.
@@ -169,14 +170,12 @@ def dump_kind(path: Path) -> str:
     file", "a diskdump file"), from its first bytes; VmcoreError naming the file and what it is
     not (a directory, an ELF executable, no dump at all)."""
     if path.is_dir():
-        raise VmcoreError(f"--vmcore {path}: a directory, not a vmcore ({VMCORE_KINDS})")
+        raise VmcoreError(cannot_read(path, errno.EISDIR, f"a vmcore: {VMCORE_KINDS}"))
     try:
         with path.open("rb") as fh:
             head = fh.read(18)
-    except FileNotFoundError:
-        raise VmcoreError(f"--vmcore {path}: no such file") from None
     except OSError as exc:
-        raise VmcoreError(f"--vmcore {path}: cannot read it: {exc.strerror or exc}") from None
+        raise VmcoreError(cannot_read(path, exc)) from None
     if head[:8] in DUMP_SIGNATURES:
         return DUMP_SIGNATURES[head[:8]]
     if head[:4] != ELF_MAGIC:
@@ -231,7 +230,8 @@ def module_btf(image: Any, modules: Path | None) -> list[str]:
     if modules is None:
         return added
     if not modules.is_dir():
-        raise VmcoreError(f"--modules {modules}: not a directory")
+        code = errno.ENOTDIR if modules.exists() else errno.ENOENT
+        raise VmcoreError(cannot_read(modules, code, "a directory with kvm.ko and kvm-hv.ko"))
     for path in sorted(modules.rglob("kvm*.ko*")):
         if path.suffix not in (".ko", ".xz"):
             continue
@@ -334,7 +334,9 @@ def _load_kernel(vmlinux: Path, modules: Path | None) -> tuple[Any, Any]:
 
     try:
         image = KernelImage(str(vmlinux))
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise VmcoreError(cannot_read(vmlinux, exc)) from None
+    except ValueError as exc:
         raise VmcoreError(f"--vmlinux {vmlinux}: {exc}") from None
     if not image.has_btf:
         raise VmcoreError(

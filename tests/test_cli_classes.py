@@ -294,7 +294,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_check_a_directory_says_what_it_expects(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, err = run(capsys, "check", str(tmp_path))
     assert code == 2 and out == ""
-    assert err.startswith(f"pyvcore check: {tmp_path} is a directory; pyvcore check reads one file: ")
+    assert err.startswith(
+        f"pyvcore check: cannot read {tmp_path}: Is a directory; pyvcore check reads one file: "
+    )
     assert "snapshot trace" in err and "event log" in err and "(this one holds" not in err
     (tmp_path / "trace.jsonl").write_text("")  # a `pyvcore diff --report` folder
     code, _out, err = run(capsys, "check", str(tmp_path))
@@ -318,7 +320,7 @@ def test_vmcore_refusals_name_the_file_and_what_it_is_not(tmp_path: Path) -> Non
         assert err.value.message == f"--vmcore {path}: {message}" or err.value.message.startswith(
             f"--vmcore {path}: {message}"
         )
-    with pytest.raises(VmcoreError, match="a directory, not a vmcore"):
+    with pytest.raises(VmcoreError, match="Is a directory; expected a vmcore: an ELF core file"):
         dump_kind(tmp_path)
     core = tmp_path / "core"
     core.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(9) + b"\x04\x00")
@@ -342,4 +344,99 @@ def test_libkdumpfiles_wording_is_wrapped(monkeypatch: pytest.MonkeyPatch, tmp_p
         vmcore.open_dump(core)
     assert err.value.message == (
         f"--vmcore {core}: a compressed kdump file that libkdumpfile cannot read (unknown file format)"
+    )
+
+
+# ------------------------------------------------------------------ 6. a file that cannot be read
+FILE_TYPES = ("input_file", "file", "input_dir", "kernel", "vmlinux", "qemu")
+
+
+def file_options() -> list[tuple[list[str], str | None, str]]:
+    """(argv prefix, option string or None for a positional, type name) of every argument
+    of every (sub)command that names a file or directory to read, found by walking the
+    parsers: a new one is covered too."""
+    found: list[tuple[list[str], str | None, str]] = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*path, name])
+            elif getattr(action.type, "__name__", None) in FILE_TYPES:
+                option = action.option_strings[-1] if action.option_strings else None
+                found.append((path, option, action.type.__name__))  # type: ignore[union-attr]
+
+    walk(build_parser(), [])
+    return found
+
+
+def test_every_missing_input_file_is_one_plain_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, vmlinux: Path, started: list[str]
+) -> None:
+    """Every option or argument that reads a file, of every command, says a missing one
+    the same way: `pyvcore CMD: cannot read PATH: No such file or directory`, exit 2."""
+    options = file_options()
+    assert {path[0] for path, _o, _t in options} >= {
+        "show",
+        "timeline",
+        "check",
+        "diff",
+        "trace",
+        "lab",
+        "gdb",
+    }
+    missing = str(tmp_path / "missing")
+    explicit: list[list[str]] = [  # read by the command itself, not by an argument type
+        ["check", missing],
+        ["check", "--json", missing],
+        ["check", "--vmcore", missing, "--vmlinux", str(vmlinux)],
+        ["gdb", "--vmlinux", str(vmlinux), "--no-connect", "--status", missing],
+        ["lab", "up", "--plugin", missing],
+    ]
+    cases = [[*path, *([option] if option else []), missing] for path, option, _t in options]
+    for argv in cases + explicit:
+        code, out, err = run(capsys, *argv)
+        prog = " ".join(["pyvcore", *argv[: 2 if argv[0] == "lab" else 1]])
+        assert code == 2 and started == [], (argv, err)
+        assert err == f"{prog}: cannot read {missing}: No such file or directory\n", (argv, err)
+        assert out == "" or json.loads(out)["verdict"] in ("error", "unusable input"), (argv, out)
+
+
+def test_a_directory_where_a_file_is_read_and_the_reverse(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, started: list[str]
+) -> None:
+    """The wrong kind of path: the C library's words for it, then what to give instead."""
+    text = tmp_path / "text"
+    text.write_text("x\n")
+    for path, option, kind in file_options():
+        wrong = text if kind == "input_dir" else tmp_path
+        argv = [*path, *([option] if option else []), str(wrong)]
+        code, _out, err = run(capsys, *argv)
+        reason = "Not a directory" if kind == "input_dir" else "Is a directory"
+        assert code == 2 and started == [] and len(err.splitlines()) == 1, (argv, err)
+        assert f": cannot read {wrong}: {reason}; expected " in err, (argv, err)
+
+
+def test_check_of_a_missing_file_through_the_process(tmp_path: Path) -> None:
+    """The trace is opened by the Rust reader: its io error reaches the user as the C
+    library words it, without Rust's "(os error 2)"."""
+    import subprocess
+    import sys
+
+    missing = tmp_path / "nope.jsonl"
+    for argv in (["check", str(missing)], ["timeline", str(missing), "-o", str(tmp_path / "t.html")]):
+        r = subprocess.run(
+            [sys.executable, "-m", "pyvcore", *argv], capture_output=True, text=True, timeout=60
+        )
+        assert (r.returncode, r.stdout) == (2, ""), r
+        assert r.stderr == f"pyvcore {argv[0]}: cannot read {missing}: No such file or directory\n"
+
+
+def test_the_python_api_raises_a_plain_file_not_found(tmp_path: Path) -> None:
+    import pyvcore
+
+    with pytest.raises(FileNotFoundError) as err:
+        pyvcore.check_trace(tmp_path / "nope.jsonl")
+    assert err.value.strerror == "No such file or directory" and str(err.value.filename) == str(
+        tmp_path / "nope.jsonl"
     )

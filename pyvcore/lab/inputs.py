@@ -17,6 +17,7 @@ QEMU
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import lzma
 import os
@@ -25,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyvcore.errors import cannot_read
 from pyvcore.hookpoints import HOOK_POINTS
 from pyvcore.lab.cache import KernelManifest, cache_dir
 from pyvcore.lab.qemu import LabError
@@ -110,7 +112,9 @@ def plugin_option(plugin: tuple[str | os.PathLike[str], dict[str, str]] | None) 
     path, args = plugin
     target = Path(path).expanduser().resolve()
     if not target.is_file():
-        raise LabError(f"plugin {path}: no such file")
+        raise LabError(
+            cannot_read(path, errno.EISDIR if target.is_dir() else errno.ENOENT, "a QEMU plugin (.so)")
+        )
     parts = [str(target), *(f"{k}={v}" for k, v in args.items())]
     bad = [p for p in parts if "," in p or (p is not parts[0] and "=" not in p)]
     if bad:
@@ -127,7 +131,8 @@ def find_modules(directory: str | os.PathLike[str]) -> dict[str, Path]:
     Raises KernelRefused when a module is missing or found twice (which one is meant?)."""
     root = Path(directory).expanduser()
     if not root.is_dir():
-        raise KernelRefused(f"--modules {directory}: not a directory")
+        code = errno.ENOTDIR if root.exists() else errno.ENOENT
+        raise KernelRefused(cannot_read(os.fspath(directory), code, "a directory with kvm.ko and kvm-hv.ko"))
     found: dict[str, Path] = {}
     for module, names in MODULE_FILES.items():
         hits = sorted(
@@ -202,7 +207,8 @@ def resolve_kernel(
     if kernel is not None and is_path_like(kernel):
         vmlinux = Path(kernel).expanduser().resolve()
         if not vmlinux.is_file():
-            raise KernelRefused(f"--kernel {os.fspath(kernel)}: no such file")
+            code = errno.EISDIR if vmlinux.is_dir() else errno.ENOENT
+            raise KernelRefused(cannot_read(os.fspath(kernel), code, "a kernel image (vmlinux)"))
         mods = find_modules(modules) if modules is not None else {}
         label, version = str(vmlinux), None
     else:

@@ -201,8 +201,9 @@ impl KernelImage {
     }
 }
 
-/// The OS's reason without Rust's " (os error N)" suffix.
-fn io_reason(e: &std::io::Error) -> String {
+/// The OS's reason without Rust's " (os error N)" suffix ("No such file or
+/// directory"), as C's `strerror` and Python's `OSError.strerror` word it.
+pub fn io_reason(e: &std::io::Error) -> String {
     let s = e.to_string();
     match s.find(" (os error") {
         Some(i) => s[..i].to_string(),

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError};
 use pyo3::prelude::*;
 
+use pyvcore_core::image::io_reason;
 use pyvcore_core::trace::{check_reader, TraceOptions, TraceReport};
 
 use crate::snapshot::parse_variant;
@@ -110,8 +111,11 @@ fn check_trace_file(
     keep: usize,
 ) -> PyResult<PyTraceReport> {
     let opts = options(variant, same_vm, max_line_bytes, keep)?;
-    let file = std::fs::File::open(&path)
-        .map_err(|e| PyOSError::new_err((e.raw_os_error().unwrap_or(0), e.to_string())))?;
+    // OSError(errno, reason, path): Python's FileNotFoundError etc., with C's wording.
+    let file = std::fs::File::open(&path).map_err(|e| match e.raw_os_error() {
+        Some(n) => PyOSError::new_err((n, io_reason(&e), path.clone())),
+        None => PyOSError::new_err(format!("cannot read {}: {}", path.display(), io_reason(&e))),
+    })?;
     replay(py, BufReader::with_capacity(1 << 16, file), &opts)
 }
 
