@@ -1,6 +1,6 @@
 """pyvcore: model and live checker of the KVM Book3S HV (POWER8) vcore scheduler."""
 
-from pyvcore._core import __version__
+from pyvcore._core import ImageError, __version__
 from pyvcore.checker import Checker, SnapshotError, TraceReport, Violation, check_trace
 from pyvcore.explorer import ExploreResult, explore
 from pyvcore.model import InvariantError, ModelError, Step, Vcore
@@ -8,6 +8,7 @@ from pyvcore.model import InvariantError, ModelError, Step, Vcore
 __all__ = [
     "Checker",
     "ExploreResult",
+    "ImageError",
     "InvariantError",
     "ModelError",
     "SnapshotError",

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union, final
 
 class SnapshotError(ValueError):
-    """A snapshot or trace line that cannot be used."""
+    """A snapshot or trace line that cannot be used.
+
+    Named ``pyvcore.SnapshotError`` (``__module__`` "pyvcore"), exported as that."""
 
     key: str
     """Path of the offending key, e.g. "threads[1].kvm_hstate.ptid" ("" = the whole snapshot)."""
@@ -166,7 +168,9 @@ def check_trace_text(
 
 class ImageError(ValueError):
     """A kernel image that is not what it claims: not ELF, not ppc64, corrupt .BTF
-    (cycles, absurd depths, overflowing sizes), a symbol or offset outside it."""
+    (cycles, absurd depths, overflowing sizes), a symbol or offset outside it.
+
+    Named ``pyvcore.ImageError`` (``__module__`` "pyvcore"), exported as that."""
 
 @final
 class Symbol:
@@ -251,7 +255,9 @@ def module_symbols(elf: bytes) -> dict[str, tuple[str, int]]:
 # --- model and explorer (rust/python/src/model.rs; wrapped by pyvcore.model, pyvcore.explorer) ---
 
 class ModelError(ValueError):
-    """An event not legal in the model's current state, or a bad model parameter."""
+    """An event not legal in the model's current state, or a bad model parameter.
+
+    Named ``pyvcore.ModelError`` (``__module__`` "pyvcore"), exported as that."""
 
     event: str
     """The event in its text form (e.g. "enter(thread=1)")."""

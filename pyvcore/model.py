@@ -80,6 +80,11 @@ class InvariantError(AssertionError):
         super().__init__(f"{event}: " + "; ".join(str(v) for v in violations))
 
 
+# Named as users import it (``pyvcore.InvariantError``), in tracebacks and reprs too; the
+# exceptions of the Rust extension (ModelError, SnapshotError, ImageError) are named so there.
+InvariantError.__module__ = "pyvcore"
+
+
 @dataclass(frozen=True)
 class Step:
     """What one event did."""

@@ -5,20 +5,27 @@
 
 use std::path::PathBuf;
 
-use pyo3::exceptions::{PyKeyError, PyOSError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyOSError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use pyvcore_core::btf::{ImageError, KernelImage, Layouts, StructLayout, Symbol};
 
-pyo3::create_exception!(
-    _core,
-    PyImageError,
-    PyValueError,
-    "A kernel image (vmlinux or .ko) that is not what it claims: not ELF, not ppc64, \
+/// The exception class is named `pyvcore.ImageError` (`__module__` "pyvcore"), the name
+/// users import it by, so tracebacks and reprs read `pyvcore.ImageError`.
+mod exception {
+    use pyo3::exceptions::PyValueError;
+
+    pyo3::create_exception!(
+        pyvcore,
+        ImageError,
+        PyValueError,
+        "A kernel image (vmlinux or .ko) that is not what it claims: not ELF, not ppc64, \
      corrupt .BTF (cycles, absurd depths, overflowing sizes), a symbol or offset \
      outside the image.  One line, without the path (the caller knows it)."
-);
+    );
+}
+use exception::ImageError as PyImageError;
 
 /// Io errors are `OSError(errno, reason, path)` (Python prints the path once);
 /// unknown types are `KeyError`; everything else is `ImageError`.

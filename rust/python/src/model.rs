@@ -18,12 +18,19 @@ use pyvcore_core::model::{Config, Event, Model, ModelError, Phase, MAX_VCPU_ID};
 
 mod explore;
 
-pyo3::create_exception!(
-    _core,
-    PyModelError,
-    PyValueError,
-    "An event that is not legal in the model's current state (or a bad model parameter): `.event`, `.reason`."
-);
+/// The exception class is named `pyvcore.ModelError` (`__module__` "pyvcore"), the name
+/// users import it by, so tracebacks and reprs read `pyvcore.ModelError`.
+mod exception {
+    use pyo3::exceptions::PyValueError;
+
+    pyo3::create_exception!(
+        pyvcore,
+        ModelError,
+        PyValueError,
+        "An event that is not legal in the model's current state (or a bad model parameter): `.event`, `.reason`."
+    );
+}
+use exception::ModelError as PyModelError;
 
 pub(crate) fn model_error(py: Python<'_>, e: &ModelError) -> PyErr {
     let err = PyModelError::new_err(e.to_string());

@@ -11,12 +11,19 @@ use pyvcore_core::consts::Variant;
 use pyvcore_core::snapshot::{parse_snapshot, snapshot_from, SnapshotError};
 use pyvcore_core::view::Snapshot;
 
-pyo3::create_exception!(
-    _core,
-    PySnapshotError,
-    PyValueError,
-    "A snapshot (or trace line) that cannot be used: `.key` is the path of the offending key, `.line` the trace line, `.column` the column, `.reason` the bare reason."
-);
+/// The exception class is named `pyvcore.SnapshotError` (`__module__` "pyvcore"), the name
+/// users import it by, so tracebacks and reprs read `pyvcore.SnapshotError`.
+mod exception {
+    use pyo3::exceptions::PyValueError;
+
+    pyo3::create_exception!(
+        pyvcore,
+        SnapshotError,
+        PyValueError,
+        "A snapshot (or trace line) that cannot be used: `.key` is the path of the offending key, `.line` the trace line, `.column` the column, `.reason` the bare reason."
+    );
+}
+use exception::SnapshotError as PySnapshotError;
 
 fn snapshot_error(py: Python<'_>, e: &SnapshotError) -> PyErr {
     let err = PySnapshotError::new_err(e.to_string());
