@@ -341,7 +341,7 @@ def test_cli_exit_codes_and_json(capsys: pytest.CaptureFixture) -> None:
 
     assert main(["explore", "--variant", "prepatch", "--threads", "2", "--vcpus", "1"]) == 1
     text = capsys.readouterr().out
-    assert "counterexample" in text and "violated: invariant 29" in text
+    assert "counterexample" in text and "violated after event " in text and ": invariant 29 (" in text
 
     assert main(["explore", "--variant", "seed", "--threads", "4", "--vcpus", "1,7"]) == 2
     assert "one vcore" in capsys.readouterr().err
@@ -428,3 +428,43 @@ def test_trace_with_a_fault_is_refused_not_written_wrong(tmp_path, capsys):
     assert result.violation is not None
     with pytest.raises(ValueError, match="cannot be replayed"):
         result.trace_lines()
+
+
+def test_prepatch_report_says_what_each_invariant_29_is() -> None:
+    """`explore prepatch` names invariant 29 twice: once as the per-state check it leaves
+    out, once as the violation. The words must be true: the per-state check would have
+    reported the run before any doorbell, and the violation came from the run's events."""
+    from pyvcore import Checker
+    from pyvcore.explorer import format_result
+
+    r = explore("prepatch", 4)
+    assert r.ignored == [29] and r.violation is not None and r.violation.invariant == 29
+    text = format_result(r)
+    lines = text.splitlines()
+    note = " ".join(line.strip() for line in lines if "not per" in line or line.startswith("  "))
+    assert note.startswith("invariant 29 (doorbell delivery) is judged on the doorbells the run sends")
+    assert "not reported" not in text
+    # True: the per-state check reports the counterexample's states before its doorbell ...
+    checker = Checker()
+    states = r.trace_lines()
+    flagged = [i for i, line in enumerate(states) if any(v.invariant == 29 for v in checker.check(line))]
+    first_doorbell = next(i for i, e in enumerate(r.counterexample or [], 1) if e.startswith("doorbell("))
+    assert flagged and flagged[0] < first_doorbell
+    assert "would reach vcpu" in checker.check(states[flagged[0]])[0].message  # the words quoted
+    # ... and a search with it kept stops there, without sending a doorbell.
+    kept = explore("prepatch", 4, ignore=[])
+    assert kept.violation is not None and kept.violation.invariant == 29
+    assert not any(e.startswith("doorbell(") for e in kept.counterexample or [])
+    # The violation line: the event it follows, the invariant's name, and that it was the
+    # events (the per-state check cannot have produced it).
+    violated = next(line for line in lines if line.startswith("violated"))
+    n = len(r.counterexample or [])
+    assert violated == (
+        f"violated after event {n}: invariant 29 (doorbell delivery), judged on the run's events: "
+        f"{r.violation.message}"
+    )
+    assert r.violation.message not in {v.message for line in states for v in checker.check(line)}
+    # Where nothing is left out, neither is said.
+    seed = format_result(explore("seed", 2, fault="no-exit-ipi"))
+    assert "not per state" not in seed and "judged on the run's events" not in seed
+    assert "violated after event " in seed
