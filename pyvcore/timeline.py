@@ -327,9 +327,9 @@ def write(tl: Timeline, out: Path) -> Path:
     if suffix == ".json":
         from pyvcore.timeline_render import chrome_trace
 
-        out.write_text(json.dumps(chrome_trace(tl)))
+        out.write_text(json.dumps(chrome_trace(tl), separators=(",", ":")))
     elif suffix in (".html", ".htm"):
-        from pyvcore.timeline_render import html_page
+        from pyvcore.timeline_html import html_page
 
         out.write_text(html_page(tl), encoding="utf-8")
     elif suffix == ".png":
@@ -362,7 +362,7 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"{out}: {tl.source} timeline, {lanes} thread lanes, {tl.stops or len(tl.marks)} "
         f"{'stops' if tl.source == 'sampled' else 'states'}, {len(tl.flows)} arrows, "
-        f"{len(tl.violations)} violations"
+        f"{len(tl.violations)} violations; {out.stat().st_size:,} bytes"
     )
     if args.open:
         import webbrowser

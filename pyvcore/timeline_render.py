@@ -3,19 +3,21 @@
 The JSON follows the Trace Event Format that chrome://tracing and Perfetto read
 (one object with ``traceEvents``; ``ph`` "M" names processes and threads, "X"
 complete slices, "i" instants, "s"/"f" flow arrows; ``ts``/``dur`` in
-microseconds).  Process 1 holds the hardware threads, 2 the vcores, 3 the
-violations.  A sampled trace has only instants ("i"): the stops are points.
+microseconds, to the nanosecond).  Process 1 holds the hardware threads, 2 the
+vcores, 3 the violations.  A sampled trace has only instants ("i"): the stops are
+points.  Nothing is repeated that a reader has already: a slice's ``args`` are
+the fields that changed since the previous slice of its lane (the first slice of
+a lane has them all), and the file is written without blanks.
+
+The PNG is drawn by matplotlib; the page (``.html``) by :mod:`pyvcore.timeline_html`.
 """
 
 from __future__ import annotations
 
-import html
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyvcore.timeline import STATES, Flow, Lane, Timeline
+from pyvcore.timeline import STATES, Lane, Timeline
 
 PIDS = {"threads": 1, "vcores": 2, "violations": 3}
 GROUP_NAMES = {"threads": "hardware threads", "vcores": "vcores", "violations": "violations"}
@@ -28,6 +30,12 @@ def _lanes(tl: Timeline) -> list[Lane]:
     if tl.violations and not any(lane.group == "violations" for lane in lanes):
         lanes.append(Lane("violations", "violations", "violations"))
     return lanes
+
+
+def _us(value: float) -> float | int:
+    """Microseconds to the nanosecond (the timebase ticks at 512 MHz, ~2 ns): ``1.5``, ``7``."""
+    rounded = round(value, 3)
+    return int(rounded) if rounded == int(rounded) else rounded
 
 
 def chrome_trace(tl: Timeline) -> dict[str, Any]:
@@ -57,20 +65,29 @@ def chrome_trace(tl: Timeline) -> dict[str, Any]:
         events.append(
             {"ph": "M", "name": "thread_sort_index", "pid": pid, "tid": tid, "args": {"sort_index": index}}
         )
+    previous: dict[str, dict[str, Any]] = {}
     for mark in tl.marks:
         pid, tid = tids[mark.lane]
+        before = previous.get(mark.lane)
+        previous[mark.lane] = mark.args
         event: dict[str, Any] = {
             "name": mark.label,
             "cat": mark.state,
             "pid": pid,
             "tid": tid,
-            "ts": mark.ts * scale,
-            "args": mark.args,
+            "ts": _us(mark.ts * scale),
         }
+        changed = (
+            mark.args
+            if before is None
+            else {k: v for k, v in mark.args.items() if k not in before or before[k] != v}
+        )
+        if changed:
+            event["args"] = changed
         if mark.end is None:
             event.update(ph="i", s="t")
         else:
-            event.update(ph="X", dur=max(mark.end - mark.ts, 0.0) * scale)
+            event.update(ph="X", dur=_us(max(mark.end - mark.ts, 0.0) * scale))
         events.append(event)
     for number, flow in enumerate(tl.flows, 1):
         for ph, key in (("s", flow.src), ("f", flow.dst)):
@@ -82,7 +99,7 @@ def chrome_trace(tl: Timeline) -> dict[str, Any]:
                 "cat": "flow",
                 "pid": pid,
                 "tid": tid,
-                "ts": flow.ts * scale,
+                "ts": _us(flow.ts * scale),
             }
             if ph == "f":
                 event["bp"] = "e"
@@ -97,7 +114,7 @@ def chrome_trace(tl: Timeline) -> dict[str, Any]:
                 "cat": "violation",
                 "pid": pid,
                 "tid": tid,
-                "ts": v.ts * scale,
+                "ts": _us(v.ts * scale),
                 "args": {"invariant": v.invariant, "message": v.message, "stop": v.stop},
             }
         )
@@ -109,222 +126,117 @@ def chrome_trace(tl: Timeline) -> dict[str, Any]:
     return {"traceEvents": events, "displayTimeUnit": "ms", "otherData": other}
 
 
-# ---------------------------------------------------------------------- HTML
-LABEL_W, LANE_H, PLOT_W, TOP = 230, 28, 1100, 40
-
-_SCRIPT = r"""
-(function () {
-  var svg = document.getElementById('timeline'), plot = document.getElementById('plot');
-  var t0 = +svg.dataset.t0, t1 = +svg.dataset.t1, x0 = +svg.dataset.x0, w = +svg.dataset.w;
-  var view = [t0, t1];
-  function X(t) { return x0 + (t - view[0]) / (view[1] - view[0]) * w; }
-  function draw() {
-    plot.querySelectorAll('[data-t]').forEach(function (el) {
-      var a = X(+el.dataset.t);
-      if (el.tagName === 'rect') { el.setAttribute('x', a); el.setAttribute('width', Math.max(1, X(+el.dataset.t2) - a)); }
-      else if (el.tagName === 'circle') { el.setAttribute('cx', a); }
-      else if (el.tagName === 'line') { el.setAttribute('x1', a); el.setAttribute('x2', X(+el.dataset.t)); }
-      else if (el.tagName === 'path') { el.setAttribute('transform', 'translate(' + a + ',0)'); }
-    });
-    document.getElementById('range').textContent = view[0].toFixed(2) + ' .. ' + view[1].toFixed(2) + ' ' + svg.dataset.unit;
-  }
-  svg.addEventListener('wheel', function (e) {
-    e.preventDefault();
-    var r = svg.getBoundingClientRect(), f = e.deltaY < 0 ? 0.8 : 1.25;
-    var at = view[0] + (e.clientX - r.left - x0) / w * (view[1] - view[0]);
-    view = [at - (at - view[0]) * f, at + (view[1] - at) * f];
-    draw();
-  }, {passive: false});
-  var drag = null;
-  svg.addEventListener('mousedown', function (e) { drag = [e.clientX, view[0], view[1]]; });
-  window.addEventListener('mouseup', function () { drag = null; });
-  window.addEventListener('mousemove', function (e) {
-    if (!drag) return;
-    var dt = (e.clientX - drag[0]) / w * (drag[2] - drag[1]);
-    view = [drag[1] - dt, drag[2] - dt];
-    draw();
-  });
-  svg.addEventListener('dblclick', function () { view = [t0, t1]; draw(); });
-  plot.addEventListener('click', function (e) {
-    var el = e.target.closest('[data-info]');
-    if (el) document.getElementById('details').textContent = el.dataset.info;
-  });
-  draw();
-})();
-"""
-
-
-def _esc(text: Any) -> str:
-    return html.escape(str(text), quote=True)
-
-
-@dataclass(frozen=True)
-class _Scale:
-    """Where a time (x, pixels) and a lane (y, pixels) are drawn on the page."""
-
-    t0: float
-    t1: float
-    row: dict[str, int]
-
-    def x(self, t: float) -> float:
-        return LABEL_W + (t - self.t0) / (self.t1 - self.t0) * PLOT_W
-
-    def y(self, lane: str) -> int:
-        return TOP + LANE_H * self.row[lane]
-
-
-def _lane_svg(tl: Timeline, lane: Lane, sc: _Scale) -> str:
-    """One lane's SVG group: its background, its points and slices, and (the violations
-    lane) a triangle per violation."""
-    yy = sc.y(lane.key)
-    parts = [
-        f'<g class="lane lane-{lane.group}" data-lane="{_esc(lane.key)}">'
-        f'<rect class="lane-bg" x="{LABEL_W}" y="{yy}" width="{PLOT_W}" height="{LANE_H - 2}" fill="#fafafa"/>'
-    ]
-    for mark in (m for m in tl.marks if m.lane == lane.key):
-        info = _esc(json.dumps({"state": mark.label, **mark.args}))
-        colour = STATES.get(mark.state, "#607d8b")
-        tip = f"<title>{_esc(mark.label)} @ {mark.ts:g}</title>"
-        if mark.end is None:
-            parts.append(
-                f'<circle class="point state-{mark.state}" data-t="{mark.ts}" data-info="{info}" '
-                f'cx="{sc.x(mark.ts):.1f}" cy="{yy + LANE_H / 2 - 1}" r="5" fill="{colour}">{tip}</circle>'
-            )
-        else:
-            parts.append(
-                f'<rect class="slice state-{mark.state}" data-t="{mark.ts}" data-t2="{mark.end}" data-info="{info}" '
-                f'x="{sc.x(mark.ts):.1f}" y="{yy + 3}" width="{max(1.0, sc.x(mark.end) - sc.x(mark.ts)):.1f}" '
-                f'height="{LANE_H - 8}" fill="{colour}">{tip}</rect>'
-            )
-    if lane.group == "violations":
-        for v in tl.violations:
-            info = _esc(json.dumps({"invariant": v.invariant, "message": v.message, "stop": v.stop}))
-            parts.append(
-                f'<path class="violation" data-invariant="{v.invariant}" data-t="{v.ts}" data-info="{info}" '
-                f'transform="translate({sc.x(v.ts):.1f},0)" d="M0,{yy + 2} l6,{LANE_H - 6} l-12,0 z" '
-                f'fill="{STATES["violation"]}"><title>invariant {v.invariant}: {_esc(v.message)} '
-                f"({_esc(v.stop)})</title></path>"
-            )
-    parts.append("</g>")
-    return "".join(parts)
-
-
-def _flow_svg(flow: Flow, sc: _Scale) -> str:
-    """One arrow between two lanes (a doorbell, an IPI, ...)."""
-    return (
-        f'<line class="flow" data-t="{flow.ts}" x1="{sc.x(flow.ts):.1f}" x2="{sc.x(flow.ts):.1f}" '
-        f'y1="{sc.y(flow.src) + LANE_H / 2}" y2="{sc.y(flow.dst) + LANE_H / 2}" stroke="#000" '
-        f'marker-end="url(#arrow)"><title>{_esc(flow.name)} {_esc(flow.src)} -> {_esc(flow.dst)}</title></line>'
-    )
-
-
-def html_page(tl: Timeline) -> str:
-    """One self-contained HTML page: inline SVG lanes + a small script (wheel zoom, drag, click)."""
-    lanes = _lanes(tl)
-    t0, t1 = tl.span
-    if t1 <= t0:
-        t0, t1 = t0 - 0.5, t1 + 0.5
-    pad = (t1 - t0) * 0.02
-    t0, t1 = t0 - pad, t1 + pad
-    sc = _Scale(t0, t1, {lane.key: i for i, lane in enumerate(lanes)})
-    height = TOP + LANE_H * len(lanes) + 20
-    parts = [_lane_svg(tl, lane, sc) for lane in lanes] + [_flow_svg(flow, sc) for flow in tl.flows]
-    labels = "".join(
-        f'<text class="lane-label" x="8" y="{sc.y(lane.key) + LANE_H / 2 + 4}">{_esc(lane.title)}</text>'
-        for lane in lanes
-    )
-    legend = " ".join(
-        f'<span class="key"><i style="background:{c}"></i>{_esc(s)}</span>'
-        for s, c in STATES.items()
-        if s != "vcore"
-    )
-    honest = (
-        "Sampled trace: each dot is one stop; nothing is drawn between stops because nothing was seen there."
-        if tl.source == "sampled"
-        else "Continuous event log: each slice lasts from the store that began it to the next change."
-    )
-    unit = "stop" if tl.unit == "stop" else "µs"
-    return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>pyvcore timeline: {_esc(tl.title)}</title>
-<style>
-body{{font:13px sans-serif;margin:12px}} svg{{border:1px solid #ccc;cursor:grab;user-select:none}}
-.lane-label{{font:12px monospace}} .key{{margin-right:12px}} .key i{{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}}
-#details{{font:12px monospace;white-space:pre-wrap;background:#f4f4f4;padding:6px;min-height:1.5em}}
-</style></head><body>
-<h3>pyvcore timeline: {_esc(tl.title)}</h3>
-<p id="summary">{_esc(tl.source)} trace, {sum(1 for ln in lanes if ln.group == "threads")} hardware threads,
-{tl.stops or len(tl.marks)} {"stops" if tl.source == "sampled" else "states"}, {len(tl.flows)} arrows,
-<b>{len(tl.violations)} violations</b>. {_esc(honest)} Wheel: zoom, drag: pan, double click: reset, click: details.</p>
-<p>{legend}</p>
-<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="{LABEL_W + PLOT_W + 10}" height="{height}"
- data-t0="{t0}" data-t1="{t1}" data-x0="{LABEL_W}" data-w="{PLOT_W}" data-unit="{unit}">
-<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse">
-<path d="M0,0 L10,5 L0,10 z"/></marker>
-<clipPath id="clip"><rect x="{LABEL_W}" y="0" width="{PLOT_W}" height="{height}"/></clipPath></defs>
-<text x="{LABEL_W}" y="20" id="range"></text>
-{labels}
-<g id="plot" clip-path="url(#clip)">{"".join(parts)}</g>
-</svg>
-<div id="details">click a point, slice or violation</div>
-<script>{_SCRIPT}</script>
-</body></html>
-"""
-
-
 # ----------------------------------------------------------------------- PNG
+PNG_WIDTH_PX = 1320  # 12 in at 110 dpi
+# Arrows are drawn with heads up to this many; more are thin lines (a boot's IPIs are thousands).
+PNG_ARROW_HEADS = 200
+
+
+def time_unit(tl: Timeline) -> tuple[float, str]:
+    """(divisor, name) for the x axis: stops as they are; timebase µs as s, ms or µs by span."""
+    if tl.unit == "stop":
+        return 1.0, "stop"
+    t0, t1 = tl.span
+    for scale, name in ((1e6, "s"), (1e3, "ms")):
+        if t1 - t0 >= 2 * scale:
+            return scale, name
+    return 1.0, "µs"
+
+
 def png_picture(tl: Timeline, out: Path) -> None:
-    """A static picture (matplotlib, Agg backend): points or slices per lane, arrows, violations."""
+    """Write the static picture of ``tl`` (:func:`png_figure`) to ``out``."""
+    fig = png_figure(tl)  # TimelineError without matplotlib
+    import matplotlib.pyplot as plt
+
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def png_figure(tl: Timeline) -> Any:
+    """A static picture (a matplotlib Figure, Agg backend): points or slices per lane, arrows, violations.
+
+    One ``broken_barh`` per lane and state (a long trace is tens of thousands of slices);
+    the short states (napping, guest) are drawn last and at least two pixels wide; the x
+    axis is in s, ms or µs of timebase time (or stop numbers) with round ticks."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.collections import LineCollection
+        from matplotlib.ticker import MaxNLocator, ScalarFormatter
     except ImportError:
         from pyvcore.timeline import TimelineError
 
         raise TimelineError("a .png needs matplotlib (pip install matplotlib)") from None
+    from pyvcore.timeline_html import ACCENT
+
     lanes = _lanes(tl)
     row = {lane.key: len(lanes) - 1 - i for i, lane in enumerate(lanes)}
+    scale, unit = time_unit(tl)
+    t0, t1 = (t / scale for t in tl.span)
+    pixel = max(t1 - t0, 1e-9) / PNG_WIDTH_PX
     fig, ax = plt.subplots(figsize=(12, 0.45 * len(lanes) + 1.6), dpi=110)
-    seen: set[str] = set()
+    bars: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    points: dict[str, list[tuple[float, int]]] = {}
     for mark in tl.marks:
-        colour = STATES.get(mark.state, "#607d8b")
-        label = None if mark.state in seen else mark.state
-        seen.add(mark.state)
         if mark.end is None:
-            ax.scatter([mark.ts], [row[mark.lane]], s=28, color=colour, label=label, zorder=3)
+            points.setdefault(mark.state, []).append((mark.ts / scale, row[mark.lane]))
         else:
-            ax.broken_barh(
-                [(mark.ts, max(mark.end - mark.ts, 1e-9))],
-                (row[mark.lane] - 0.35, 0.7),
-                color=colour,
-                label=label,
-            )
-    for flow in tl.flows:
-        ax.annotate(
-            "",
-            xy=(flow.ts, row[flow.dst]),
-            xytext=(flow.ts, row[flow.src]),
-            arrowprops={"arrowstyle": "->", "lw": 0.8},
+            width = max(mark.end - mark.ts, 0.0) / scale
+            least = 2 * pixel if mark.state in ACCENT else 1e-9
+            bars.setdefault((mark.lane, mark.state), []).append((mark.ts / scale, max(width, least)))
+    seen: set[str] = set()
+    on_top = {state: i + 1 for i, state in enumerate(ACCENT)}  # the last of ACCENT drawn last
+    for (lane, state), spans in sorted(bars.items(), key=lambda kv: on_top.get(kv[0][1], 0)):
+        ax.broken_barh(
+            spans,
+            (row[lane] - 0.35, 0.7),
+            color=STATES.get(state, "#607d8b"),
+            label=None if state in seen else state,
+            linewidth=0,
         )
+        seen.add(state)
+    for state, xy in points.items():
+        xs, ys = zip(*xy)
+        ax.scatter(xs, ys, s=28, color=STATES.get(state, "#607d8b"), label=state, zorder=3)
+    _png_flows(ax, tl, row, scale, LineCollection)
     for v in tl.violations:
-        ax.scatter([v.ts], [row["violations"]], marker="v", s=60, color=STATES["violation"], zorder=4)
+        ax.scatter([v.ts / scale], [row["violations"]], marker="v", s=60, color=STATES["violation"], zorder=4)
     if tl.violations:
         first = tl.violations[0]
         ax.annotate(
             f"invariant {first.invariant}",
-            (first.ts, row["violations"]),
+            (first.ts / scale, row["violations"]),
             xytext=(4, 6),
             textcoords="offset points",
             fontsize=8,
             color=STATES["violation"],
         )
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=10, steps=[1, 2, 2.5, 5, 10], integer=tl.unit == "stop"))
+    plain = ScalarFormatter(useOffset=False)
+    plain.set_scientific(False)
+    ax.xaxis.set_major_formatter(plain)
     ax.set_yticks(range(len(lanes)))
     ax.set_yticklabels([lane.title for lane in reversed(lanes)], fontsize=8, family="monospace")
-    ax.set_xlabel("stop number (points: sampled stops)" if tl.unit == "stop" else "time (µs, timebase)")
+    ax.set_xlabel("stop number (points: sampled stops)" if tl.unit == "stop" else f"timebase time ({unit})")
     ax.set_title(f"pyvcore timeline: {tl.title} ({tl.source}, {len(tl.violations)} violations)", fontsize=10)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    return fig
+
+
+def _png_flows(ax: Any, tl: Timeline, row: dict[str, int], scale: float, line_collection: Any) -> None:
+    """Doorbells and exit IPIs: arrows when few, else one thin translucent line each."""
+    if len(tl.flows) <= PNG_ARROW_HEADS:
+        for flow in tl.flows:
+            ax.annotate(
+                "",
+                xy=(flow.ts / scale, row[flow.dst]),
+                xytext=(flow.ts / scale, row[flow.src]),
+                arrowprops={"arrowstyle": "->", "lw": 0.8},
+            )
+        return
+    segments = [((f.ts / scale, row[f.src]), (f.ts / scale, row[f.dst])) for f in tl.flows]
+    ax.add_collection(line_collection(segments, colors="black", linewidths=0.3, alpha=0.15, zorder=2))
