@@ -293,7 +293,8 @@ def _summary_table(tl: Timeline, lanes: list[Lane]) -> str:
             )
             continue
         cells = []
-        for state, n in sorted(count[lane.key].items(), key=lambda kv: list(STATES).index(kv[0])):
+        order = {state: i for i, state in enumerate(STATES)}
+        for state, n in sorted(count[lane.key].items(), key=lambda kv: order.get(kv[0], len(order))):
             held = f", {_duration(total[lane.key][state], tl.unit)}" if total[lane.key] else ""
             colour = STATES.get(state, "#607d8b")
             cells.append(
