@@ -247,3 +247,67 @@ def test_links_to_docs_reach_a_file_and_a_heading() -> None:
                 assert anchor in found, f"{page.name}: {path}#{anchor} reaches no heading"
             checked += 1
     assert checked >= 10, "the README links its docs/ pages"
+
+
+# Transcripts of commands that need no lab: run each as written and find every line the README
+# shows in what it prints now.  Lab commands (diff, trace, check --vmcore of a lab dump) are left
+# to the live tests.
+NO_LAB = ("explore", "check", "show", "invariants", "timeline")
+TIMING = re.compile(r"\d+\.\d+ s \([\d,]+ states/s\)")
+
+
+def transcripts() -> list[tuple[str, list[str]]]:
+    """(command, the output lines the README shows for it) of each `$ pyvcore ...` of a block."""
+    found: list[tuple[str, list[str]]] = []
+    for block in re.findall(r"^```\n(\$ .*?)^```", README, re.S | re.M):
+        for part in re.split(r"^\$ ", block, flags=re.M)[1:]:
+            command, *output = part.rstrip("\n").splitlines()
+            found.append((command, output))
+    return found
+
+
+def expected_line(line: str) -> re.Pattern[str]:
+    """A README output line as a pattern: `...` at its end stands for the elided rest, and a
+    timing (`0.015 s (103,234 states/s)`) for any timing."""
+    elided = line.endswith("...") and line.strip() != "..."
+    text = line[:-3] if elided else line
+    parts = [re.escape(p) for p in TIMING.split(text)]
+    pattern = r"\d+\.\d+ s \([\d,]+ states/s\)".join(parts)
+    return re.compile(pattern + (".*" if elided else "") + r"\Z")
+
+
+def test_no_lab_transcripts_print_what_the_readme_shows(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "tests").symlink_to(ROOT / "tests")
+    ran = 0
+    for command, output in transcripts():
+        words = command.split("#")[0].split()
+        sub = words[words.index("pyvcore") + 1]
+        if sub not in NO_LAB or "--vmcore" in words:
+            continue
+        status = next((int(line.split()[-1]) for line in output if line.startswith("# exit")), None)
+        shell = re.sub(r"(^|;\s*)pyvcore ", rf"\1{sys.executable} -m pyvcore ", command)
+        done = subprocess.run(
+            ["bash", "-c", shell], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        printed = (done.stdout + done.stderr).splitlines()
+        for line in output:
+            if line.strip() == "..." or line.startswith("# exit"):
+                continue
+            pattern = expected_line(line)
+            assert any(pattern.match(p) for p in printed), f"{command}: not printed now: {line}"
+        if status is not None:
+            assert done.returncode == status, f"{command}: exit {done.returncode}"
+        ran += 1
+    assert ran >= 3, "the README's no-lab transcripts were found"
+
+
+def test_transcript_lines_are_matched_strictly() -> None:
+    """The matcher is not vacuous: a changed word fails, a timing or an elided tail does not."""
+    line = "1,535 states, 2,570 transitions, 0.015 s (103,234 states/s), depth 8"
+    assert expected_line(line).match(line.replace("0.015 s (103,234", "0.2 s (7,675"))
+    assert not expected_line(line).match(line.replace("depth 8", "depth 9"))
+    assert expected_line("bounds: one run; ...").match("bounds: one run; at most 1 cede")
+    assert not expected_line("bounds: one run").match("bounds: one run; at most 1 cede")
