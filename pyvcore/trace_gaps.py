@@ -53,7 +53,7 @@ def _n(label: str) -> int:
 
 
 def entry_exit_change(old: str, new: str) -> str:
-    """What one ``entry_exit_map`` change did, as the README's table groups them."""
+    """What one ``entry_exit_map`` change did, as the edge table of docs/trace.md groups them."""
     o, n = _n(old), _n(new)
     if n == 0:
         return "cleared"

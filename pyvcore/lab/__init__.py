@@ -236,7 +236,7 @@ class Lab:
         return self.pid is not None and is_qemu_process(self.pid)
 
     def status(self) -> dict[str, Any]:
-        """The `lab status --json` object: what gdb and `diff` are handed (see the README)."""
+        """The `lab status --json` object: what gdb and `diff` are handed (every field: docs/lab.md, "Boots")."""
         reader = self._poll()
         console = reader.parsed if reader else None
         bk = self.boot_kernel

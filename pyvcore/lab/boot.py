@@ -45,7 +45,7 @@ VMM_START_TIMEOUT = re.compile(r"PYVCORE VMM .*\bstart_timeout=([0-9.]+)")
 class Stage:
     name: str
     ends_at: re.Pattern[str]
-    normal: float  # seconds it usually takes (measured; see the README)
+    normal: float  # seconds it usually takes (measured; see docs/lab.md, "Boots")
     silence: float  # seconds without console output that mean it stalled
 
 

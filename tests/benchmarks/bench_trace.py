@@ -6,7 +6,7 @@
 
 With ``--save DIR`` each scenario's result (summary with edges) is written to
 ``DIR/SCENARIO.json``; ``--edges DIR`` prints the edge tables of the saved results
-(kernel vs model, both gap kinds) as Markdown, as the README shows them.
+(kernel vs model, both gap kinds) as Markdown, as docs/trace.md shows them.
 
 Per scenario: boot to READY and the guest's own scenario time with and without the
 plugin (target: at most 2x), stores seen per second, stores decoded, events.  With
