@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import textwrap
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any, Callable, Optional
 
 from pyvcore import _core, cliargs
 from pyvcore.checker import Violation
+from pyvcore.explore_report import format_result
 from pyvcore.model import (
     FAULT_INFO,
     FAULTS,
@@ -33,12 +33,6 @@ from pyvcore.model import (
     ModelError,
     Vcore,
 )
-
-WIDTH = 100
-"""Columns the report's prose lines are wrapped to."""
-INV_DOORBELL = 29
-"""Doorbell delivery, the invariant the search leaves out per state for prepatch by
-default (``INV_DOORBELL`` in rust/core/src/model/mod.rs; ``ExploreResult.ignored``)."""
 
 
 @dataclass(frozen=True)
@@ -312,73 +306,6 @@ def _bytes(text: str) -> int:
     return int(number) * _UNITS[unit]
 
 
-def _title(number: int) -> str:
-    """An invariant's short name ("doorbell delivery")."""
-    from pyvcore.checker import invariants
-
-    return next((i.title for i in invariants() if i.number == number), "?")
-
-
-def _left_out(r: ExploreResult) -> list[str]:
-    """One line per invariant whose per-state check the search left out (``ignored``),
-    saying what still judges it."""
-    lines = []
-    for n in r.ignored:
-        if r.variant == "prepatch" and n == INV_DOORBELL and r.ignored == [INV_DOORBELL]:
-            # The default for prepatch: before e0b7ec058c0e, kvmppc_run_core hands out
-            # ptids in runnable-list order, so the placement part of invariant 29 fails
-            # as soon as a vcpu starts off its own thread, before any doorbell exists.
-            text = (
-                f"invariant {n} ({_title(n)}) is judged on the doorbells the run sends and takes, not per "
-                'state: prepatch places vcpus off their own thread, which the per-state check ("a doorbell '
-                'to virtual thread N would reach vcpu M") reports before any doorbell is sent'
-            )
-        else:
-            text = (
-                f"invariant {n} ({_title(n)}) is not checked per state (ignore); only the explorer's "
-                "checks of the run's events can report it"
-            )
-        lines.append(textwrap.fill(text, WIDTH, subsequent_indent="  "))
-    return lines
-
-
-def format_result(r: ExploreResult) -> str:
-    """The human-readable report."""
-    rate = f"{r.states_per_second:,.0f} states/s" if r.seconds > 0 else "-"
-    lines = [
-        f"pyvcore explore: variant {r.variant}, {r.threads} thread(s) per core, vcpus "
-        + ",".join(str(v) for v in r.vcpus),
-        f"bounds: {r.bounds}",
-    ]
-    lines.extend(_left_out(r))
-    lines.append(
-        f"{r.states:,} states, {r.transitions:,} transitions, {r.seconds:.3f} s ({rate}), "
-        f"depth {r.depth}, {r.finished_runs:,} finished runs, peak memory ~{r.peak_memory / 2**20:,.0f} MiB"
-    )
-    if r.violation is None:
-        if r.complete:
-            lines.append("all invariants hold")
-        else:
-            lines.append(f"INCOMPLETE: {r.incomplete} -- no verdict (no violation in the part explored)")
-        return "\n".join(lines)
-    trace = r.counterexample or []
-    lines.append(
-        f"counterexample ({len(trace)} events, shortest; vcpus {','.join(map(str, r.vcpus))} created first):"
-    )
-    for i, event in enumerate(trace, 1):
-        lines.append(f"  {i:3d}. {event}")
-    v = r.violation
-    how = ", judged on the run's events" if v.invariant in r.ignored else ""
-    lines.append(
-        f"violated after event {len(trace)}: invariant {v.invariant} ({_title(v.invariant)}){how}: {v.message}"
-    )
-    for key, value in (r.violation.fields or {}).items():
-        lines.append(
-            f"    {key} = {value:#x}" if isinstance(value, int) and value > 0xFFFF else f"    {key} = {value}"
-        )
-    return "\n".join(lines)
-
-
 class _TtyProgress:
     """One self-overwriting status line on stderr, at most 5 times a second."""
 
@@ -452,12 +379,30 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
-        print(format_result(result))
+        print(format_result(result, changed=_given(args), verbose=args.verbose))
         if args.trace and result.counterexample:
             print(f"counterexample written to {args.trace} as a snapshot trace (pyvcore check {args.trace})")
     if result.violation is not None:
         return 1
     return 0 if result.complete else 2
+
+
+def _given(args: argparse.Namespace) -> list[str]:
+    """The bound and reduction options on the command line, as typed (``--max-cedes 3``)."""
+    given = [
+        f"--{name.replace('_', '-')} {getattr(args, name)}"
+        for name in ("cedes_per_vcpu", "max_cedes", "max_prods", "max_doorbells")
+        if getattr(args, name) is not None
+    ]
+    flags = (
+        "exit_request",
+        "no_symmetry",
+        "partial_order",
+        "no_subsumption",
+        "keep_dead_values",
+        "no_reduction",
+    )
+    return given + [f"--{name.replace('_', '-')}" for name in flags if getattr(args, name)]
 
 
 def _fault_help() -> str:
@@ -496,6 +441,12 @@ def register(subparsers: Any) -> None:
         "--json",
         action="store_true",
         help='print {"states", "transitions", "seconds", "counterexample", "violated", "complete", ...}',
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="list every bound of the search, one per line (by default: the numbers and the options given)",
     )
     p.add_argument(
         "--max-states",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -468,3 +469,59 @@ def test_prepatch_report_says_what_each_invariant_29_is() -> None:
     seed = format_result(explore("seed", 2, fault="no-exit-ipi"))
     assert "not per state" not in seed and "judged on the run's events" not in seed
     assert "violated after event " in seed
+
+
+def test_bounds_print_short_by_default_every_clause_with_verbose_and_whole_in_json(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    from pyvcore.explore_report import WIDTH, budget, clauses
+
+    argv = ["explore", "--variant", "seed", "--threads", "2"]
+    r = explore("seed", 2)
+    assert main(argv) == 0
+    short = capsys.readouterr().out.splitlines()
+    assert (
+        short[1]
+        == "bounds: 1 cede per vcpu and 2 in total, 1 H_PROD, 1 doorbell (defaults; --verbose: every bound)"
+    )
+    # The numbers are the search's own: change one and the line follows, naming the option.
+    assert main([*argv, "--max-cedes", "3", "--max-doorbells", "2", "--no-symmetry"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    at = next(i for i, x in enumerate(lines) if x.startswith("bounds: "))
+    more = itertools.takewhile(lambda x: x.startswith("  "), lines[at + 1 :])
+    line = " ".join([lines[at], *(x.strip() for x in more)])
+    assert line.startswith("bounds: 1 cede per vcpu and 3 in total, 1 H_PROD, 2 doorbells; given: ")
+    assert "--max-cedes 3, --max-doorbells 2, --no-symmetry" in line
+    assert "3 in total" in explore("seed", 2, max_cedes=3).bounds  # what the line was read from
+    # --verbose: every clause of the sentence, each once, wrapped to the width.
+    assert main([*argv, "--verbose"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index("bounds:")
+    block = lines[
+        start + 1 : start + 1 + next(i for i, x in enumerate(lines[start + 1 :]) if not x.startswith("  "))
+    ]
+    joined = []
+    for x in block:
+        if x.startswith("    "):
+            joined[-1] += " " + x.strip()
+        else:
+            joined.append(x.strip())
+    assert joined == clauses(r.bounds) and all(len(x) <= WIDTH for x in block)
+    # --json: the whole sentence.
+    assert main([*argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["bounds"] == r.bounds
+    # The numbers are found in every form the explorer words them in.
+    for kwargs in ({}, {"threads": 8, "max_states": 10}, {"cedes_per_vcpu": 2, "max_prods": 0}):
+        threads = kwargs.pop("threads", 4)
+        bounds = explore("modern", threads, **kwargs).bounds
+        assert budget(bounds), bounds
+
+
+def test_a_fault_is_its_own_line() -> None:
+    from pyvcore.explore_report import format_result
+
+    r = explore("seed", 4, fault="doorbell-lost-on-wake")
+    text = format_result(r)
+    assert "\nfault: doorbell-lost-on-wake injected (the bug fixed by QEMU 06229545f55a" in text
+    assert "FAULT" not in text and "FAULT" not in format_result(r, verbose=True)
+    assert "FAULT doorbell-lost-on-wake" in r.bounds  # --json keeps it in the sentence
