@@ -113,6 +113,7 @@ def _boot(
     from pyvcore.lab import Lab
 
     kwargs: dict[str, Any] = {"plugin": plugin, "judge_hang": True} if plugin else {}
+    kwargs["name_gdb"] = False  # nobody attaches gdb to a traced run
     if kernel is not None:
         kwargs["kernel"] = kernel
     if modules is not None:
@@ -125,6 +126,8 @@ def _boot(
         if lab.hung:
             say(f"boot hung in the {lab.hung['stage']} stage: the trace is judged up to the hang")
         else:
+            checking = ", the plugin checking every store" if plugin else ""
+            say(f"the guest runs scenario {scenario} for {seconds} s{checking} ...")
             try:
                 lab.wait_for(r"PYVCORE DONE\b", timeout=seconds + 90.0)
             except Exception as exc:  # the guest never finished (stock QEMU): judged on what was seen
@@ -186,8 +189,9 @@ def run_trace(
             "modules": None if modules is None else str(modules),
             "say": say,
         }
+        machine = f"scenario {scenario}, {qemu if '/' in qemu else qemu + ' QEMU'}, {threads} threads"
         if baseline:
-            say(f"baseline: scenario {scenario} without the plugin ...")
+            say(f"booting the lab without the plugin, to time the run it slows down: {machine} ...")
             result.baseline = _boot(scenario, plugin=None, **boot_args)
         args = {
             "vmlinux": vmlinux,
@@ -200,7 +204,8 @@ def run_trace(
         }
         if slack is not None:
             args["slack"] = str(slack)
-        say(f"traced: scenario {scenario} with the plugin ({mode} stores) ...")
+        code = "all code" if mode == "all" else "KVM and idle code"
+        say(f"booting the lab with the plugin checking every store of {code}: {machine} ...")
         result.traced = _boot(scenario, plugin=(str(plugin), args), **boot_args)
         result.log = str(log)
         result.summary = _read_summary(summary_path)

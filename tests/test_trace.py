@@ -334,3 +334,64 @@ def test_a_boot_that_hangs_in_kvm_is_judged_on_its_trace(
     from pyvcore.trace_report import format_result
 
     assert "boot hung in the vmm stage" in format_result(r)
+
+
+def test_trace_progress_says_what_happens_in_the_users_terms(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`pyvcore trace` boots the lab (a fake QEMU that prints a boot's console lines) with
+    the plugin: its progress names the plugin and what it checks, never gdb (the user
+    asked for a trace, not a debugger)."""
+    import sys
+
+    from test_lab_fake_boot import FAKE_QEMU
+
+    import pyvcore.lab as lab_pkg
+    import pyvcore.trace as trace
+    from pyvcore.lab import plugin_build
+    from pyvcore.lab.inputs import BootKernel
+    from pyvcore.lab.qemu import acquire_lock
+
+    fake = tmp_path / "qemu-system-ppc64"
+    fake.write_text(FAKE_QEMU)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(lab_pkg, "acquire_lock", lambda wait=0.0: acquire_lock(tmp_path / "lock", wait))
+    monkeypatch.setattr(lab_pkg, "qemu_command", lambda *a, **k: [sys.executable, str(fake), "ready"])
+    real_lab = lab_pkg.Lab
+
+    class FakeLab(real_lab):  # type: ignore[misc,valid-type]
+        """The real Lab, booting the fake QEMU (nothing to prepare)."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._prepared = True
+            self.qemu_binary = self.vmlinux = self.initrd = fake
+            self.boot_kernel = BootKernel(vmlinux=fake, modules={}, busybox=fake, label="fake")
+
+    monkeypatch.setattr(lab_pkg, "Lab", FakeLab)
+    monkeypatch.setattr(plugin_build, "ensure_plugin", lambda **kw: tmp_path / "plugin.so")
+    monkeypatch.setattr(trace, "_preflight", lambda scenario, **kw: "vmlinux")
+    monkeypatch.setattr(
+        trace, "_read_summary", lambda path: {"stats": {"stores_checked": 1, "violations": 0}}
+    )
+    monkeypatch.setattr(trace, "_refute_prepatch", lambda log: None)
+    code = main(["trace", "--scenario", "all", "--seconds", "1", "--out", str(tmp_path / "ev.jsonl")])
+    progress = capsys.readouterr().err.splitlines()
+    assert code == 0, progress
+    assert all(line.startswith("pyvcore trace: ") for line in progress), progress
+    assert not [line for line in progress if "gdb" in line], progress
+    said = "\n".join(progress)
+    assert (
+        "booting the lab without the plugin, to time the run it slows down: scenario all, patched QEMU"
+        in said
+    )
+    assert "booting the lab with the plugin checking every store of all code: scenario all" in said
+    ready = [line for line in progress if " ready in " in line]
+    assert len(ready) == 2 and ": console " in ready[0] and ": the QEMU plugin loaded, console " in ready[1]
+    assert "the guest runs scenario all for 1 s, the plugin checking every store ..." in said
+    # A lab booted for gdb (`lab up`, `diff`) still names its gdbstub.
+    said_by_lab: list[str] = []
+    lab = FakeLab("all", 4, log=said_by_lab.append)
+    with lab:
+        address = lab.gdb_address
+    assert f"ready in {lab.boot_seconds:.1f} s: gdb {address}, console " in said_by_lab[-1]

@@ -112,6 +112,7 @@ class Lab:
         phbs: bool = False,
         judge_hang: bool = False,
         paused: bool = False,
+        name_gdb: bool = True,
     ) -> None:
         _refuse_arguments(scenario, threads, qemu, hold)
         self.scenario = scenario
@@ -131,6 +132,7 @@ class Lab:
         # READY: a debugger attaches before the first instruction, so the kernel is watched
         # from its boot (a kvm-hv that crashes or hangs on its first vcore run included).
         self.paused = paused
+        self.name_gdb = name_gdb  # the ready line names the gdbstub (not for `pyvcore trace`)
         self.qemu_probe: dict[str, Any] | None = None
         self.hold = int(hold)
         self.requested_gdb_port = gdb_port
@@ -468,9 +470,11 @@ class Lab:
         self._wait_ready(started, stderr)
         self.boot_seconds = round(time.monotonic() - started, 1)
         retry_note = f" (attempt {self.attempts})" if self.attempts > 1 else ""
+        parts = ["the QEMU plugin loaded"] if self.plugin else []
+        parts += [f"gdb {self.gdb_address}"] if self.name_gdb else []
         self._log(
             f"scenario {self.scenario} ready in {self.boot_seconds:.1f} s{retry_note}: "
-            f"gdb {self.gdb_address}, console {self.console}"
+            + ", ".join([*parts, f"console {self.console}"])
         )
 
     def _wait_ready(self, started: float, stderr: Path) -> None:
