@@ -82,6 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from pyvcore.lab.scenarios import SCENARIOS, c_header
+from pyvcore.lab.steps import worked
 from pyvcore.lab.tools import CROSS_CC
 
 __all__ = ["SCENARIOS", "build_guest_programs", "build_initramfs", "parse_console"]
@@ -132,6 +133,7 @@ def build_guest_programs(out_dir: Path, cc: str = CROSS_CC) -> dict[str, Path]:
     vmm = keyed / VMM_NAME
     if vmm.is_file():
         return {VMM_NAME: vmm}
+    worked()  # a `lab setup` step that builds it is not "cached"
     keyed.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="build.", dir=keyed))
     try:

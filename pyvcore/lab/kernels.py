@@ -31,7 +31,7 @@ from debian.debian_support import Version
 
 from pyvcore.lab.apt import DEBIAN_SOURCES_FILE, main_archive_stanza, os_codename
 from pyvcore.lab.cache import KernelManifest
-from pyvcore.lab.steps import SetupError, indent, log, run
+from pyvcore.lab.steps import SetupError, indent, log, run, worked
 
 ARCH = "ppc64el"
 # kvm_hv depends on kvm: the dict order is the load order.
@@ -268,6 +268,7 @@ def decompress_module(src: Path, dest: Path) -> Path:
     """A kernel module as busybox insmod wants it (.ko.xz -> .ko)."""
     if dest.is_file():
         return dest
+    worked()
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".tmp")
     if src.suffix == ".xz":

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pyvcore.lab.cache import cache_dir
 from pyvcore.lab.qemu import LabError
+from pyvcore.lab.steps import worked
 
 PLUGIN_NAME = "libpyvcore_plugin.so"
 BUILD_TIMEOUT_S = 1800.0
@@ -66,6 +67,7 @@ def ensure_plugin(*, root: Path | None = None, log: Callable[[str], None] | None
     dest = cache_dir() / "plugin" / key / PLUGIN_NAME
     if dest.is_file():
         return dest
+    worked()  # a `lab setup` step that builds it is not "cached"
     cargo = shutil.which("cargo")
     if cargo is None:
         raise LabError("cannot build the QEMU plugin: cargo is not on PATH", "install Rust (rustup.rs)")

@@ -1,6 +1,7 @@
 """`pyvcore lab setup`: everything the lab needs, installed or built once and cached.
 
-Steps (each timed and skipped when already done):
+Steps (each timed and skipped when already done; the summary lists every step run with
+its time, "cached" for one that found everything done):
 
 1. apt (root, :mod:`pyvcore.lab.apt`): the bookworm-backports source, QEMU 10 from it,
    gdb-multiarch, the ppc64el cross compiler, cpio, xz, dwarves and QEMU's build
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from pyvcore.lab import apt, kernels, piptools, qemubuild
 from pyvcore.lab.cache import KernelManifest, cache_dir
-from pyvcore.lab.steps import SetupError, Step, log
+from pyvcore.lab.steps import SetupError, Step, log, worked
 from pyvcore.lab.tools import CROSS_CC, QEMU_DATA_DIR, STOCK_QEMU
 
 __all__ = ["SetupError", "iter_missing", "setup"]
@@ -73,51 +74,51 @@ def setup(
     codename = apt.os_codename()
     names = [kernels.DEFAULT_KERNEL, *(n for n in kernel_names if n != kernels.DEFAULT_KERNEL)]
     total = time.monotonic()
-    timings: dict[str, float] = {}
+    ran: list[Step] = []  # every step this run went through, in order, for the summary
     manifests: dict[str, KernelManifest] = {}
+
+    def step(name: str) -> Step:
+        ran.append(Step(name))
+        return ran[-1]
+
     try:
-        with Step("apt packages"):
+        with step("apt packages"):
             apt.ensure_apt(codename)
-        with Step("pip build tools"):
+        with step("pip build tools"):
             piptools.ensure_pip_build_tools()
-        started = time.monotonic()
-        with Step("kernel apt lists"):
+        with step("kernel apt lists"):
             kernel_apt = kernels.private_apt(cache, names)
-        timings["kernel apt lists"] = time.monotonic() - started
         for name in names:
-            started = time.monotonic()
-            with Step(f"kernel {name} and busybox"):
+            with step(f"kernel {name} and busybox"):
                 manifests[name] = kernels.ensure_kernel(cache, name, kernel_apt)
-            timings[f"kernel {name}"] = time.monotonic() - started
         qemu = None
         built_qemu = False
         if build_qemu:
             # A build from scratch now is the cold path itself: the check need not redo it.
             built_qemu = check_cold and (force_qemu or not qemubuild.patched_qemu_path(cache).is_file())
-            started = time.monotonic()
-            with Step("patched QEMU"):
+            with step("patched QEMU"):
                 qemu = qemubuild.ensure_patched_qemu(cache, force=force_qemu)
-            timings["patched QEMU"] = time.monotonic() - started
         plugin = None
         if build_plugin:
-            started = time.monotonic()
-            with Step("QEMU trace plugin"):
+            with step("QEMU trace plugin"):
                 plugin = ensure_trace_plugin()
-            timings["QEMU trace plugin"] = time.monotonic() - started
-        with Step("guest programs"):
+        with step("guest programs"):
             ensure_guest_programs(cache)
         if check_cold:
-            with Step("QEMU cold check"):
+            with step("QEMU cold check") as cold:
                 if built_qemu:
+                    cold.note = "skipped: the patched QEMU was just built from scratch"
                     log("QEMU cold check: skipped, the patched QEMU was just built from scratch")
                 else:
-                    timings["QEMU cold check"] = qemubuild.check_cold_build(cache)
+                    qemubuild.check_cold_build(cache)
+                    worked()
     except SetupError as err:
         print(f"pyvcore lab setup: {err}", file=sys.stderr)
         return 2
     log(f"all done in {time.monotonic() - total:.1f} s; cache {cache}")
-    for what, seconds in timings.items():
-        log(f"  {what}: {seconds:.1f} s")
+    width = max(len(s.name) for s in ran)
+    for s in ran:
+        log(f"  {s.name:<{width}}  {s.seconds or 0.0:6.1f} s  {s.state}".rstrip())
     for name, manifest in manifests.items():
         log(f"kernel {name}: {manifest.package} {manifest.version}: {manifest.vmlinux}")
     if qemu:

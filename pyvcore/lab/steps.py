@@ -24,23 +24,47 @@ def indent(line: str) -> None:
     print(f"    {line}", flush=True)
 
 
+_RUNNING: list[Step] = []  # the steps in progress, outermost first
+
+
+def worked() -> None:
+    """The steps in progress did something (ran a command, built, unpacked): not cached.
+    :func:`run` says so itself; code that works without it calls this."""
+    for step in _RUNNING:
+        step.worked = True
+
+
 @dataclass
 class Step:
-    """Prints a step's start and its duration when it ends."""
+    """Prints a step's start and its duration when it ends.
+
+    ``seconds`` is set when it ends; ``worked`` when anything in it did something
+    (:func:`worked`), else the step found everything done ("cached"); ``note`` replaces
+    that word (e.g. "skipped: ...")."""
 
     name: str
+    worked: bool = False
+    seconds: float | None = None
+    note: str = ""
 
     def __enter__(self) -> Step:
         self.start = time.monotonic()
+        _RUNNING.append(self)
         log(f"{self.name} ...")
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        took = time.monotonic() - self.start
+        _RUNNING.remove(self)
+        self.seconds = time.monotonic() - self.start
         state = "done" if exc_type is None else "FAILED"
-        log(f"{self.name}: {state} in {took:.1f} s")
+        log(f"{self.name}: {state} in {self.seconds:.1f} s")
+
+    @property
+    def state(self) -> str:
+        """What the summary says after its time: the note, "cached" or nothing."""
+        return self.note or ("" if self.worked else "cached")
 
 
 def run(
@@ -55,6 +79,7 @@ def run(
 
     With ``check``, a non-zero status raises SetupError with the command and the last
     15 lines of its output."""
+    worked()
     try:
         proc = subprocess.Popen(
             list(cmd),
