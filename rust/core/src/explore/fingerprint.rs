@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::Hasher;
 
-use crate::consts::{BOOK3S_INTERRUPT_SYSCALL, MAX_SMT_THREADS};
+use crate::consts::{BOOK3S_INTERRUPT_HV_DECREMENTER, BOOK3S_INTERRUPT_SYSCALL, MAX_SMT_THREADS};
 use crate::model::state::{ThreadModel, VcoreModel, VcpuModel};
 use crate::model::{Config, Mmu, Phase, State};
 
@@ -77,8 +77,8 @@ fn phase_code(p: Phase) -> u64 {
     p as u64
 }
 
-/// One thread in one word (`running`/`kvm_vcpu` as given, 8 bits each).
-fn thread_word(th: &ThreadModel, kvm_vcpu: u64, running: u64, ptid: u64) -> u64 {
+/// One thread in one word (`ipi` and `running`/`kvm_vcpu` as given, 8 bits each).
+fn thread_word(th: &ThreadModel, ipi: bool, kvm_vcpu: u64, running: u64, ptid: u64) -> u64 {
     let h = &th.hstate;
     phase_code(th.phase)
         | kvm_vcpu << 8
@@ -89,7 +89,7 @@ fn thread_word(th: &ThreadModel, kvm_vcpu: u64, running: u64, ptid: u64) -> u64 
         | (h.napping as u64) << 48
         | ((h.in_guest & 0x1f) as u64) << 56
         | (h.kvm_vcore as u64) << 61
-        | (th.ipi as u64) << 62
+        | (ipi as u64) << 62
         | (th.late as u64) << 63
 }
 
@@ -154,9 +154,10 @@ fn vcpu_used(v: Option<VcpuModel>) -> (u8, u8) {
     v.map_or((0, 0), |v| (v.cedes, v.prods))
 }
 
-/// `s` without the values no later step and no check can read (dead
-/// values), so that states differing only there share a key: they have the
-/// same views (none of these is in a snapshot) and the same futures.
+/// The values of a state that no later step and no check can read (dead
+/// values), as masks, so that states differing only there share a key: they
+/// have the same views (none of these is in a snapshot) and the same futures.
+/// The keys read through the masks, without copying the state.
 ///
 /// * A secondary's pending-IPI flag unless it naps offline (`Host`) with a
 ///   vcpu to run: only kvmppc_hv_entry from that nap reads it (from
@@ -173,26 +174,68 @@ fn vcpu_used(v: Option<VcpuModel>) -> (u8, u8) {
 ///   (0 and the HDEC vector act alike there).
 /// * `arch.prodded` of a vcpu that cannot cede again within the bounds
 ///   (`may_cede` bit clear): only kvmppc_h_cede reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Dead {
+    /// Threads (bit per thread) whose `ipi` is dead.
+    ipi: u8,
+    /// vcpus (bit per index) whose `arch.prodded` is dead.
+    prodded: u8,
+    /// Whether a trap other than BOOK3S_INTERRUPT_SYSCALL reads as 0.
+    trap: bool,
+}
+
+impl Dead {
+    /// Nothing dead: the keys of the state as it is.
+    pub(crate) const NONE: Dead = Dead {
+        ipi: 0,
+        prodded: 0,
+        trap: false,
+    };
+
+    /// The dead values of `s` (`threads` threads; `may_cede`: bit per vcpu
+    /// that may still cede within the bounds).
+    pub(crate) fn of(s: &State, threads: usize, may_cede: u8) -> Dead {
+        let th0 = &s.threads[0];
+        let novcpu = matches!(th0.phase, Phase::Entered | Phase::SwitchedIn | Phase::NovcpuNap);
+        let mut ipi = u8::from(!novcpu || th0.running.is_some());
+        for (t, th) in s.threads.iter().enumerate().take(threads).skip(1) {
+            if th.phase != Phase::Host || th.hstate.kvm_vcpu.is_none() {
+                ipi |= 1 << t;
+            }
+        }
+        Dead {
+            ipi,
+            prodded: !may_cede,
+            trap: true,
+        }
+    }
+
+    fn ipi(self, th: &ThreadModel, t: usize) -> bool {
+        th.ipi && self.ipi & (1 << t) == 0
+    }
+
+    /// vcpu `i` as the keys see it.
+    fn vcpu(self, v: Option<VcpuModel>, i: usize) -> Option<VcpuModel> {
+        let mut v = v?;
+        if self.trap && v.trap != BOOK3S_INTERRUPT_SYSCALL {
+            v.trap = 0;
+        }
+        if self.prodded & (1 << i) != 0 {
+            v.prodded = 0;
+        }
+        Some(v)
+    }
+}
+
+/// `s` with its dead values (see [`Dead`]) cleared.
+#[cfg(test)]
 pub(crate) fn forget_dead(s: &mut State, threads: usize, may_cede: u8) {
-    let th0 = &mut s.threads[0];
-    let novcpu = matches!(th0.phase, Phase::Entered | Phase::SwitchedIn | Phase::NovcpuNap);
-    if !novcpu || th0.running.is_some() {
-        th0.ipi = false;
+    let dead = Dead::of(s, threads, may_cede);
+    for (t, th) in s.threads.iter_mut().enumerate().take(threads) {
+        th.ipi = dead.ipi(th, t);
     }
-    for th in s.threads[1..threads].iter_mut() {
-        if th.phase != Phase::Host || th.hstate.kvm_vcpu.is_none() {
-            th.ipi = false;
-        }
-    }
-    for (i, v) in s.vcpus[..threads].iter_mut().enumerate() {
-        if let Some(v) = v {
-            if v.trap != BOOK3S_INTERRUPT_SYSCALL {
-                v.trap = 0;
-            }
-            if may_cede & (1 << i) == 0 {
-                v.prodded = 0;
-            }
-        }
+    for (i, v) in s.vcpus.iter_mut().enumerate().take(threads) {
+        *v = dead.vcpu(*v, i);
     }
 }
 
@@ -243,24 +286,27 @@ fn finish_key(mut h: Words, per_thread: &[(u8, u8)], doorbells: u8, exact: bool)
     Key { fp: h.finish(), used }
 }
 
-/// The key of the whole state (threads and vcpus in place).
-pub(crate) fn plain_key(cfg: &Config, s: &State, exact: bool) -> Key {
+/// The key of the whole state (threads and vcpus in place), read through
+/// the masks `dead`.
+pub(crate) fn plain_key(cfg: &Config, s: &State, dead: Dead, exact: bool) -> Key {
     let n = cfg.threads as usize;
     let mut h = Words::new();
-    for th in &s.threads[..n] {
+    for (t, th) in s.threads[..n].iter().enumerate() {
         h.put(thread_word(
             th,
+            dead.ipi(th, t),
             opt_idx(th.hstate.kvm_vcpu),
             opt_idx(th.running),
             th.hstate.ptid as u64,
         ));
     }
     let mut used = [(0, 0); MAX_SMT_THREADS];
-    for (v, u) in s.vcpus[..n].iter().zip(used.iter_mut()) {
-        for w in vcpu_words(*v, v.map_or(0, |v| v.thread_cpu)) {
+    for (i, (v, u)) in s.vcpus[..n].iter().zip(used.iter_mut()).enumerate() {
+        let v = dead.vcpu(*v, i);
+        for w in vcpu_words(v, v.map_or(0, |v| v.thread_cpu)) {
             h.put(w);
         }
-        *u = vcpu_used(*v);
+        *u = vcpu_used(v);
     }
     match &s.vcore {
         Some(vc) => {
@@ -275,12 +321,20 @@ pub(crate) fn plain_key(cfg: &Config, s: &State, exact: bool) -> Key {
     finish_key(h, &used[..n], s.doorbells, exact)
 }
 
+/// `x` when it is at most `max` (a field of `bits` bits in a packed key).
+fn small(x: u8, max: u8) -> Option<u64> {
+    (x <= max).then_some(x as u64)
+}
+
 /// What a secondary thread t and its vcpu t look like, with every reference
-/// to "t" made relative, so that threads can be compared across positions
-/// (None when the thread does not have that shape: it refers to another
-/// thread's vcpu or ptid).  Exact (top bit clear) for every value the model
-/// produces; a hash of the whole (top bit set) for any other cpu number.
-fn secondary_key(s: &State, t: usize, chosen: u8) -> Option<u128> {
+/// to "t" made relative, so that threads can be compared across positions,
+/// packed in the upper 48 bits of a word whose low 16 bits are the vcpu's
+/// bound counters (cedes, prods): sorting such words orders the threads by
+/// shape, then equal shapes by increasing counters.  None when the thread
+/// does not have that shape (it refers to another thread's vcpu or ptid) or
+/// a value is outside what the model produces (the caller then keys the
+/// whole state as it is).
+fn secondary_key(s: &State, t: usize, chosen: u8, dead: Dead) -> Option<u64> {
     let th = &s.threads[t];
     let me = t as u8;
     // 0 = none, 1 = itself; anything else breaks the symmetry.
@@ -306,20 +360,21 @@ fn secondary_key(s: &State, t: usize, chosen: u8) -> Option<u128> {
         | bit(s.dpdes) << 6
         | bit(vc.dpdes) << 7
         | bit(s.db_sent) << 8;
-    let lo = (th.phase as u64)
+    // 28 bits.
+    let thread = (th.phase as u64)
         | rel(h.kvm_vcpu)? << 4
         | rel(th.running)? << 5
         | ((h.ptid == me) as u64) << 6
         | (h.kvm_vcore as u64) << 7
-        | (th.ipi as u64) << 8
+        | (dead.ipi(th, t) as u64) << 8
         | (th.late as u64) << 9
-        | (h.hwthread_req as u64) << 10
-        | (h.hwthread_state as u64) << 18
-        | (h.napping as u64) << 26
-        | (h.in_guest as u64) << 34
-        | bits << 42;
-    let Some(v) = s.vcpus[t] else {
-        return Some(lo as u128);
+        | small(h.hwthread_req, 3)? << 10
+        | small(h.hwthread_state, 3)? << 12
+        | small(h.napping, 3)? << 14
+        | small(h.in_guest, 7)? << 16
+        | bits << 19;
+    let Some(v) = dead.vcpu(s.vcpus[t], t) else {
+        return Some(thread << 16);
     };
     if v.ptid != me {
         return None;
@@ -336,40 +391,140 @@ fn secondary_key(s: &State, t: usize, chosen: u8) -> Option<u128> {
     } else {
         -1
     };
-    let hi = match (code(v.cpu), code(thread_cpu)) {
-        (Some(c), Some(tc)) => {
-            1 | (v.state as u64) << 1
-                | (v.ceded as u64) << 9
-                | (v.prodded as u64) << 17
-                | (v.started as u64) << 25
-                | c << 26
-                | tc << 27
-                | (v.trap as u64) << 28
-        }
-        _ => {
-            let [a, b, c] = vcpu_words(Some(VcpuModel { ptid: 1, ..v }), thread_cpu);
-            let w = mix64(lo ^ mix64(a ^ mix64(b ^ mix64(c))));
-            return Some(1 << 127 | (w as u128) << 64 | mix64(w) as u128);
-        }
+    let trap = match v.trap {
+        0 => 0,
+        BOOK3S_INTERRUPT_HV_DECREMENTER => 1,
+        BOOK3S_INTERRUPT_SYSCALL => 2,
+        _ => return None,
     };
-    Some((hi as u128) << 64 | lo as u128)
+    // 11 bits.
+    let vcpu = 1
+        | small(v.state, 3)? << 1
+        | small(v.ceded, 1)? << 3
+        | small(v.prodded, 1)? << 4
+        | (v.started as u64) << 5
+        | code(v.cpu)? << 6
+        | code(thread_cpu)? << 7
+        | trap << 8;
+    Some((thread | vcpu << 28) << 16 | (v.cedes as u64) << 8 | v.prods as u64)
 }
 
-/// The key of the state's symmetry class: thread 0 and vcpu 0 as they are,
-/// the secondaries (each with its own vcpu) as a sorted multiset, their
-/// counters in that order (equal secondaries by increasing counters, which
-/// pairs them up soundly for [`subsumes`]).  Sound for seed/modern, where
-/// thread t only ever holds vcpu t and every rule treats the secondaries
-/// alike; falls back to the plain key when a state does not have that shape.
-pub(crate) fn symmetric_key(cfg: &Config, s: &State, chosen: u8, exact: bool) -> Key {
+/// The state a successor's key is computed next to (its parent), with the
+/// parent's dead values and secondary keys: a successor's secondary thread
+/// whose inputs are all the parent's reuses the parent's key (an event
+/// changes one or two threads; the others are compared, not recomputed).
+#[derive(Clone, Copy)]
+pub(crate) struct Base<'a> {
+    pub(crate) s: &'a State,
+    pub(crate) dead: Dead,
+    /// None when the parent has no symmetric shape.
+    pub(crate) keys: Option<[u64; MAX_SMT_THREADS]>,
+}
+
+/// The per-thread bits of `s` that a secondary key reads from the vcore
+/// and the core (bit per thread, one byte each), to compare with a parent.
+fn thread_bits(s: &State, dead: Dead) -> [u8; 11] {
+    let vc = s.vcore.as_ref();
+    let runq = vc.map_or(0, |vc| {
+        vc.runnable()
+            .iter()
+            .fold(0u8, |m, &i| m | 1u8.wrapping_shl(i as u32))
+    });
+    let runner = vc
+        .and_then(|vc| vc.runner)
+        .map_or(0, |r| 1u8.wrapping_shl(r as u32));
+    [
+        vc.map_or(0, |vc| vc.entered),
+        vc.map_or(0, |vc| vc.exited),
+        vc.map_or(0, |vc| vc.napping_threads),
+        vc.map_or(0, |vc| vc.dpdes),
+        runq,
+        runner,
+        s.dpdes,
+        s.db_sent,
+        dead.ipi,
+        dead.prodded,
+        dead.trap as u8,
+    ]
+}
+
+/// The secondaries' keys of `s` (threads 1..n; see [`secondary_key`]),
+/// reusing those of `base` for the threads whose inputs did not change;
+/// None when `s` has no symmetric shape.
+pub(crate) fn secondary_keys(
+    cfg: &Config,
+    s: &State,
+    chosen: u8,
+    dead: Dead,
+    base: Option<&Base>,
+) -> Option<[u64; MAX_SMT_THREADS]> {
     let n = cfg.threads as usize;
-    let mut keys = [(0u128, (0u8, 0u8)); MAX_SMT_THREADS];
-    for (t, slot) in keys.iter_mut().enumerate().take(n).skip(1) {
-        match secondary_key(s, t, chosen) {
-            Some(k) => *slot = (k, vcpu_used(s.vcpus[t])),
-            None => return plain_key(cfg, s, exact),
+    let mut keys = [0u64; MAX_SMT_THREADS];
+    // Threads whose key must be computed (all, without a usable base).
+    let mut todo: u8 = 0xff;
+    if let Some((b, bkeys)) = base.and_then(|b| Some((b, b.keys?))) {
+        let same_core = s.vcore.map(|vc| vc.pcpu) == b.s.vcore.map(|vc| vc.pcpu);
+        if same_core && s.vcore.is_some() {
+            let (now, then) = (thread_bits(s, dead), thread_bits(b.s, b.dead));
+            // The trap mask is core-wide: any change, every thread.
+            let mut changed = if now[10] != then[10] { 0xff } else { 0 };
+            for (x, y) in now[..10].iter().zip(&then[..10]) {
+                changed |= x ^ y;
+            }
+            todo = changed;
+            for t in 1..n {
+                if todo & (1 << t) == 0 && s.threads[t] == b.s.threads[t] && s.vcpus[t] == b.s.vcpus[t] {
+                    keys[t] = bkeys[t];
+                } else {
+                    todo |= 1 << t;
+                }
+            }
         }
     }
+    for (t, slot) in keys.iter_mut().enumerate().take(n).skip(1) {
+        if todo & (1 << t) != 0 {
+            *slot = secondary_key(s, t, chosen, dead)?;
+        }
+    }
+    Some(keys)
+}
+
+/// The secondaries (bit per thread) that have a twin before them: an
+/// earlier secondary with the same key, counters included (`keys` from
+/// [`secondary_keys`], `n` threads).  Swapping a thread with its twin (and
+/// their vcpus) maps the state to one of the same class, so an event of
+/// the one leads to the class the same event of the other leads to: only
+/// the first of twins need move (see `Search::expand`).
+pub(crate) fn twins(keys: &[u64; MAX_SMT_THREADS], n: usize) -> u8 {
+    let mut out = 0u8;
+    for t in 2..n {
+        if keys[1..t].contains(&keys[t]) {
+            out |= 1 << t;
+        }
+    }
+    out
+}
+
+/// The key of the state's symmetry class, read through the masks `dead`:
+/// thread 0 and vcpu 0 as they are, the secondaries (each with its own
+/// vcpu) as a sorted multiset, their counters in that order (equal
+/// secondaries by increasing counters, which pairs them up soundly for
+/// [`subsumes`]).  Sound for seed/modern, where thread t only ever holds
+/// vcpu t and every rule treats the secondaries alike; falls back to the
+/// plain key when a state does not have that shape.  `keys`: the state's
+/// [`secondary_keys`], if already known.
+pub(crate) fn symmetric_key(
+    cfg: &Config,
+    s: &State,
+    chosen: u8,
+    dead: Dead,
+    keys: Option<[u64; MAX_SMT_THREADS]>,
+    exact: bool,
+) -> Key {
+    let n = cfg.threads as usize;
+    let Some(mut keys) = keys.or_else(|| secondary_keys(cfg, s, chosen, dead, None)) else {
+        return plain_key(cfg, s, dead, exact);
+    };
     keys[1..n].sort_unstable();
     let mut h = Words::new();
     // Tag: a symmetric fingerprint never equals a plain one by construction.
@@ -377,11 +532,13 @@ pub(crate) fn symmetric_key(cfg: &Config, s: &State, chosen: u8, exact: bool) ->
     let th0 = &s.threads[0];
     h.put(thread_word(
         th0,
+        dead.ipi(th0, 0),
         opt_idx(th0.hstate.kvm_vcpu),
         opt_idx(th0.running),
         th0.hstate.ptid as u64,
     ));
-    for w in vcpu_words(s.vcpus[0], s.vcpus[0].map_or(0, |v| v.thread_cpu)) {
+    let v0 = dead.vcpu(s.vcpus[0], 0);
+    for w in vcpu_words(v0, v0.map_or(0, |v| v.thread_cpu)) {
         h.put(w);
     }
     match &s.vcore {
@@ -401,11 +558,10 @@ pub(crate) fn symmetric_key(cfg: &Config, s: &State, chosen: u8, exact: bool) ->
     }
     h.put(globals_word(s, 1) | ((chosen & 1) as u64) << 56);
     let mut used = [(0, 0); MAX_SMT_THREADS];
-    used[0] = vcpu_used(s.vcpus[0]);
+    used[0] = vcpu_used(v0);
     for (k, u) in keys[1..n].iter().zip(used[1..n].iter_mut()) {
-        h.put(k.0 as u64);
-        h.put((k.0 >> 64) as u64);
-        *u = k.1;
+        h.put(k >> 16);
+        *u = ((k >> 8) as u8, *k as u8);
     }
     finish_key(h, &used[..n], s.doorbells, exact)
 }

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use super::candidates::{candidates, doorbell_candidates};
-use super::fingerprint::{forget_dead, plain_key, symmetric_key, Key};
+use super::fingerprint::{plain_key, secondary_keys, symmetric_key, twins, Base, Dead, Key};
 use super::visited::{New, Visited};
 use super::{ExploreOptions, ExploreReport, Incomplete, Progress, BATCH};
 use crate::invariants::{self, Violation};
@@ -82,6 +82,24 @@ pub(super) fn may_cede(o: &ExploreOptions, s: &State) -> u8 {
         .fold(0, |m, (i, _)| m | 1 << i)
 }
 
+/// The one thread or vcpu index (vcpu id minus `first`) event `e` names,
+/// None when it names none or two (a msgsndp names a vcpu and a thread).
+fn only_index(e: &Event, first: u32) -> Option<u8> {
+    let vcpu = |id: u32| u8::try_from(id.wrapping_sub(first)).ok();
+    match *e {
+        Event::CreateVcpu { vcpu: id }
+        | Event::Runnable { vcpu: id }
+        | Event::Block { vcpu: id }
+        | Event::RunCore { runner: id }
+        | Event::VcoreBlocked { runner: id }
+        | Event::VcoreWake { vcpu: id }
+        | Event::StartThread { vcpu: id }
+        | Event::Prod { vcpu: id } => vcpu(id),
+        Event::Doorbell { .. } => None,
+        _ => e.thread(),
+    }
+}
+
 /// The search's fixed context.
 pub(super) struct Search<'a> {
     pub(super) cfg: Config,
@@ -91,31 +109,48 @@ pub(super) struct Search<'a> {
 }
 
 impl Search<'_> {
-    fn key(&self, s: &State) -> Key {
+    fn dead(&self, s: &State) -> Dead {
         if self.opts.merge_dead {
-            let mut c = *s;
-            forget_dead(&mut c, self.cfg.threads as usize, may_cede(self.opts, s));
-            return self.key_of(&c);
+            Dead::of(s, self.cfg.threads as usize, may_cede(self.opts, s))
+        } else {
+            Dead::NONE
         }
-        self.key_of(s)
     }
 
-    fn key_of(&self, s: &State) -> Key {
-        let exact = !self.opts.subsumption;
-        if self.opts.symmetric() && self.opts.merge_symmetric {
-            symmetric_key(&self.cfg, s, self.chosen, exact)
+    fn symmetric(&self) -> bool {
+        self.opts.symmetric() && self.opts.merge_symmetric
+    }
+
+    /// What the keys of the successors of `s` are computed next to.
+    fn base<'s>(&self, s: &'s State) -> Base<'s> {
+        let dead = self.dead(s);
+        let keys = if self.symmetric() {
+            secondary_keys(&self.cfg, s, self.chosen, dead, None)
         } else {
-            plain_key(&self.cfg, s, exact)
+            None
+        };
+        Base { s, dead, keys }
+    }
+
+    /// The key of `s`, a successor of `base.s` (or of nothing).
+    fn key(&self, s: &State, base: Option<&Base>) -> Key {
+        let dead = self.dead(s);
+        let exact = !self.opts.subsumption;
+        if self.symmetric() {
+            let keys = secondary_keys(&self.cfg, s, self.chosen, dead, base);
+            symmetric_key(&self.cfg, s, self.chosen, dead, keys, exact)
+        } else {
+            plain_key(&self.cfg, s, dead, exact)
         }
     }
 
     /// Record the chain `events` from `parent` through `states` (one per event).
-    fn push(&self, out: &mut Expanded, parent: usize, events: &[Event], states: &[&State]) {
+    fn push(&self, out: &mut Expanded, base: &Base, parent: usize, events: &[Event], states: &[&State]) {
         let mut chain = [events[0]; CHAIN];
         chain[..events.len()].copy_from_slice(events);
         let mut keys = [Key { fp: 0, used: 0 }; CHAIN];
         for (k, st) in keys.iter_mut().zip(states) {
-            *k = self.key(st);
+            *k = self.key(st, Some(base));
         }
         out.transitions += 1;
         out.succs.push(Succ {
@@ -141,25 +176,30 @@ impl Search<'_> {
                 continue;
             }
             let parent = offset + k;
+            let base = self.base(s);
             candidates(&self.cfg, self.opts, s, self.chosen, &mut cands);
+            // Of twin secondaries only the first moves (see `twins`).
+            let twins = base.keys.map_or(0, |k| twins(&k, self.cfg.threads as usize));
+            let first = vc_first(s);
+            let moves = |e: &Event| only_index(e, first).is_none_or(|i| i >= 8 || twins & (1 << i) == 0);
             let mut any_legal = false;
-            for &e in cands.iter() {
+            for &e in cands.iter().filter(|e| moves(e)) {
                 if let Some((c, _)) = self.cfg.after(s, e) {
                     // A prod alone does not move the run on.
                     any_legal |= !matches!(e, Event::Prod { .. });
-                    self.push(&mut out, parent, &[e], &[&c]);
+                    self.push(&mut out, &base, parent, &[e], &[&c]);
                 }
             }
             doorbell_candidates(&self.cfg, self.opts, s, &mut lazy);
-            for &d in lazy.iter() {
+            for &d in lazy.iter().filter(|e| moves(e)) {
                 let Some((mid, _)) = self.cfg.after(s, d) else {
                     continue;
                 };
                 if !self.opts.reduced() {
-                    self.push(&mut out, parent, &[d], &[&mid]);
+                    self.push(&mut out, &base, parent, &[d], &[&mid]);
                     continue;
                 }
-                self.expand_chain(&mut out, parent, s, d, &mid, &mut tails);
+                self.expand_chain(&mut out, &base, parent, d, &mid, &mut tails);
             }
             // Before any vcpu is runnable nothing need happen; after that the
             // run must be able to go on until it finishes.
@@ -177,12 +217,13 @@ impl Search<'_> {
     fn expand_chain(
         &self,
         out: &mut Expanded,
+        base: &Base,
         parent: usize,
-        s: &State,
         d: Event,
         mid: &State,
         tails: &mut Vec<Event>,
     ) {
+        let s = base.s;
         let one_sender = self.cfg.fault != Some(Fault::DoorbellWrongSibling);
         let concerned = |e: &Event| -> bool {
             let Some(x) = e.thread() else { return false };
@@ -206,7 +247,7 @@ impl Search<'_> {
         candidates(&self.cfg, self.opts, mid, self.chosen, tails);
         for &e in tails.iter().filter(|e| concerned(e)) {
             if let Some((c, _)) = self.cfg.after(mid, e) {
-                self.push(out, parent, &[d, e], &[mid, &c]);
+                self.push(out, base, parent, &[d, e], &[mid, &c]);
             }
         }
         if let Event::Doorbell { thread, .. } = d {
@@ -217,7 +258,7 @@ impl Search<'_> {
             candidates(&self.cfg, self.opts, &mid2, self.chosen, tails);
             for &e in tails.iter().filter(|e| e.thread() == Some(thread)) {
                 if let Some((c, _)) = self.cfg.after(&mid2, e) {
-                    self.push(out, parent, &[d, take, e], &[mid, &mid2, &c]);
+                    self.push(out, base, parent, &[d, take, e], &[mid, &mid2, &c]);
                 }
             }
         }
@@ -317,7 +358,7 @@ pub(super) fn bfs(
 ) {
     let opts = search.opts;
     let workers = opts.workers.max(1);
-    let mut visited = Visited::new(search.key(&root), workers);
+    let mut visited = Visited::new(search.key(&root, None), workers);
     let mut frontier: Vec<(State, u32)> = vec![(root, 0)];
     let mut depth = 0usize;
     while !frontier.is_empty() {
