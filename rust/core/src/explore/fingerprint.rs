@@ -334,7 +334,7 @@ fn small(x: u8, max: u8) -> Option<u64> {
 /// does not have that shape (it refers to another thread's vcpu or ptid) or
 /// a value is outside what the model produces (the caller then keys the
 /// whole state as it is).
-fn secondary_key(s: &State, t: usize, chosen: u8, dead: Dead) -> Option<u64> {
+fn secondary_key(s: &State, t: usize, masks: &CoreMasks, dead: Dead) -> Option<u64> {
     let th = &s.threads[t];
     let me = t as u8;
     // 0 = none, 1 = itself; anything else breaks the symmetry.
@@ -350,16 +350,7 @@ fn secondary_key(s: &State, t: usize, chosen: u8, dead: Dead) -> Option<u64> {
         return None;
     }
     let vc = s.vcore.as_ref()?;
-    let bit = |m: u8| ((m >> t) & 1) as u64;
-    let bits = bit(vc.entered)
-        | bit(vc.exited) << 1
-        | bit(vc.napping_threads) << 2
-        | (vc.is_runnable(me) as u64) << 3
-        | ((vc.runner == Some(me)) as u64) << 4
-        | bit(chosen) << 5
-        | bit(s.dpdes) << 6
-        | bit(vc.dpdes) << 7
-        | bit(s.db_sent) << 8;
+    let bits = masks.bits(t);
     // 28 bits.
     let thread = (th.phase as u64)
         | rel(h.kvm_vcpu)? << 4
@@ -419,33 +410,74 @@ pub(crate) struct Base<'a> {
     pub(crate) dead: Dead,
     /// None when the parent has no symmetric shape.
     pub(crate) keys: Option<[u64; MAX_SMT_THREADS]>,
+    masks: CoreMasks,
 }
 
-/// The per-thread bits of `s` that a secondary key reads from the vcore
-/// and the core (bit per thread, one byte each), to compare with a parent.
-fn thread_bits(s: &State, dead: Dead) -> [u8; 11] {
-    let vc = s.vcore.as_ref();
-    let runq = vc.map_or(0, |vc| {
-        vc.runnable()
+impl<'a> Base<'a> {
+    /// `s` with its dead values `dead` and its secondary keys (when the
+    /// search is symmetric).
+    pub(crate) fn new(cfg: &Config, s: &'a State, chosen: u8, dead: Dead, symmetric: bool) -> Self {
+        let keys = if symmetric {
+            secondary_keys(cfg, s, chosen, dead, None)
+        } else {
+            None
+        };
+        Base {
+            s,
+            dead,
+            keys,
+            masks: CoreMasks::of(s, chosen, dead),
+        }
+    }
+}
+
+/// The per-thread bits of a state that a secondary key reads from the
+/// vcore and the core (a bitmap per field, bit t for thread t), and the
+/// dead-value masks, computed once per state.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CoreMasks([u8; 12]);
+
+impl CoreMasks {
+    fn of(s: &State, chosen: u8, dead: Dead) -> CoreMasks {
+        let vc = s.vcore.as_ref();
+        let runq = vc.map_or(0, |vc| {
+            vc.runnable()
+                .iter()
+                .fold(0u8, |m, &i| m | 1u8.wrapping_shl(i as u32))
+        });
+        let runner = vc
+            .and_then(|vc| vc.runner)
+            .map_or(0, |r| 1u8.wrapping_shl(r as u32));
+        CoreMasks([
+            vc.map_or(0, |vc| vc.entered),
+            vc.map_or(0, |vc| vc.exited),
+            vc.map_or(0, |vc| vc.napping_threads),
+            runq,
+            runner,
+            chosen,
+            s.dpdes,
+            vc.map_or(0, |vc| vc.dpdes),
+            s.db_sent,
+            dead.ipi,
+            dead.prodded,
+            // Core-wide: every thread's key reads it.
+            if dead.trap { 0xff } else { 0 },
+        ])
+    }
+
+    /// Thread t's bits of the first nine bitmaps (entered, exited,
+    /// napping_threads, runnable, runner, chosen, DPDES, vc->dpdes, sent).
+    fn bits(&self, t: usize) -> u64 {
+        self.0[..9]
             .iter()
-            .fold(0u8, |m, &i| m | 1u8.wrapping_shl(i as u32))
-    });
-    let runner = vc
-        .and_then(|vc| vc.runner)
-        .map_or(0, |r| 1u8.wrapping_shl(r as u32));
-    [
-        vc.map_or(0, |vc| vc.entered),
-        vc.map_or(0, |vc| vc.exited),
-        vc.map_or(0, |vc| vc.napping_threads),
-        vc.map_or(0, |vc| vc.dpdes),
-        runq,
-        runner,
-        s.dpdes,
-        s.db_sent,
-        dead.ipi,
-        dead.prodded,
-        dead.trap as u8,
-    ]
+            .enumerate()
+            .fold(0, |acc, (k, &m)| acc | (((m >> t) & 1) as u64) << k)
+    }
+
+    /// The threads (bit per thread) whose bits differ between two states.
+    fn changed(&self, other: &CoreMasks) -> u8 {
+        self.0.iter().zip(&other.0).fold(0, |acc, (a, b)| acc | (a ^ b))
+    }
 }
 
 /// The secondaries' keys of `s` (threads 1..n; see [`secondary_key`]),
@@ -460,18 +492,14 @@ pub(crate) fn secondary_keys(
 ) -> Option<[u64; MAX_SMT_THREADS]> {
     let n = cfg.threads as usize;
     let mut keys = [0u64; MAX_SMT_THREADS];
+    let masks = CoreMasks::of(s, chosen, dead);
     // Threads whose key must be computed (all, without a usable base).
     let mut todo: u8 = 0xff;
     if let Some((b, bkeys)) = base.and_then(|b| Some((b, b.keys?))) {
+        debug_assert!(b.masks == CoreMasks::of(b.s, chosen, b.dead));
         let same_core = s.vcore.map(|vc| vc.pcpu) == b.s.vcore.map(|vc| vc.pcpu);
         if same_core && s.vcore.is_some() {
-            let (now, then) = (thread_bits(s, dead), thread_bits(b.s, b.dead));
-            // The trap mask is core-wide: any change, every thread.
-            let mut changed = if now[10] != then[10] { 0xff } else { 0 };
-            for (x, y) in now[..10].iter().zip(&then[..10]) {
-                changed |= x ^ y;
-            }
-            todo = changed;
+            todo = masks.changed(&b.masks);
             for t in 1..n {
                 if todo & (1 << t) == 0 && s.threads[t] == b.s.threads[t] && s.vcpus[t] == b.s.vcpus[t] {
                     keys[t] = bkeys[t];
@@ -483,7 +511,7 @@ pub(crate) fn secondary_keys(
     }
     for (t, slot) in keys.iter_mut().enumerate().take(n).skip(1) {
         if todo & (1 << t) != 0 {
-            *slot = secondary_key(s, t, chosen, dead)?;
+            *slot = secondary_key(s, t, &masks, dead)?;
         }
     }
     Some(keys)

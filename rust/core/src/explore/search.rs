@@ -13,8 +13,10 @@ use crate::invariants::{self, Violation};
 use crate::model::{vc_first, Config, Effects, Event, Fault, Phase, State, INV_DEADLOCK};
 use crate::view::Snapshot;
 
-/// The first violation of state `s` reached from `parent` by `event`, and
-/// the view of `s` (when the shared invariants are evaluated).
+/// The first violation of state `s` reached from `parent` by `event`; the
+/// shared invariants are evaluated when `parent_view` is given, on the view
+/// of `s` written into `view`.
+#[allow(clippy::too_many_arguments)]
 fn check(
     cfg: &Config,
     parent: &State,
@@ -23,18 +25,17 @@ fn check(
     event: &Event,
     fx: &Effects,
     ignored: &[u32],
-) -> (Option<Violation>, Option<Snapshot>) {
-    let mut view = None;
+    view: &mut Snapshot,
+) -> Option<Violation> {
     if let Some(parent_view) = parent_view {
-        let v = cfg.view(s, Some(event.label()));
-        let mut out = invariants::check_snapshot(&v);
-        out.extend(invariants::check_step(parent_view, &v));
+        cfg.view_into(s, Some(event.label()), view);
+        let mut out = invariants::check_snapshot(view);
+        out.extend(invariants::check_step(parent_view, view));
         if let Some(found) = out.into_iter().find(|x| !ignored.contains(&x.invariant)) {
-            return (Some(found), Some(v));
+            return Some(found);
         }
-        view = Some(v);
     }
-    (cfg.history_check(parent, s, event, fx).into_iter().next(), view)
+    cfg.history_check(parent, s, event, fx).into_iter().next()
 }
 
 /// The longest step the explorer takes: msgsndp, the doorbell's taking, one
@@ -123,13 +124,7 @@ impl Search<'_> {
 
     /// What the keys of the successors of `s` are computed next to.
     fn base<'s>(&self, s: &'s State) -> Base<'s> {
-        let dead = self.dead(s);
-        let keys = if self.symmetric() {
-            secondary_keys(&self.cfg, s, self.chosen, dead, None)
-        } else {
-            None
-        };
-        Base { s, dead, keys }
+        Base::new(&self.cfg, s, self.chosen, self.dead(s), self.symmetric())
     }
 
     /// The key of `s`, a successor of `base.s` (or of nothing).
@@ -276,7 +271,12 @@ impl Search<'_> {
         news: &[New],
     ) -> Result<Vec<(State, u32)>, (usize, usize, Violation)> {
         let mut states = Vec::with_capacity(news.len());
-        let mut parent_view: Option<(u32, Snapshot)> = None;
+        let checking = self.opts.check_invariants;
+        // The views of the parent and of the two last states of a chain,
+        // their vectors reused from one successor to the next.
+        let mut parent_view = self.cfg.view(&batch[0].0, None);
+        let mut parent_of: Option<u32> = None;
+        let (mut before, mut after) = (parent_view.clone(), parent_view.clone());
         for (
             pos,
             &New {
@@ -288,26 +288,22 @@ impl Search<'_> {
         {
             let sc = &succs[i];
             let mut cur = batch[sc.parent as usize].0;
-            if self.opts.check_invariants && parent_view.as_ref().is_none_or(|(p, _)| *p != sc.parent) {
-                parent_view = Some((sc.parent, self.cfg.view(&cur, None)));
+            if checking && parent_of != Some(sc.parent) {
+                self.cfg.view_into(&cur, None, &mut parent_view);
+                parent_of = Some(sc.parent);
             }
-            let mut mid_view: Option<Snapshot> = None;
             for (k, e) in sc.events().iter().enumerate() {
                 let (next, fx) = self.cfg.after(&cur, *e).expect("a chain found legal replays");
-                let before = if k == 0 {
-                    parent_view
-                        .as_ref()
-                        .filter(|_| self.opts.check_invariants)
-                        .map(|(_, v)| v)
-                } else {
-                    mid_view.as_ref()
+                let prev = match (checking, k) {
+                    (false, _) => None,
+                    (true, 0) => Some(&parent_view),
+                    (true, _) => Some(&before),
                 };
-                let (found, view) = check(&self.cfg, &cur, before, &next, e, &fx, &self.ignored);
-                if let Some(v) = found {
+                if let Some(v) = check(&self.cfg, &cur, prev, &next, e, &fx, &self.ignored, &mut after) {
                     return Err((pos, k + 1, v));
                 }
                 cur = next;
-                mid_view = view;
+                std::mem::swap(&mut before, &mut after);
             }
             if end_new {
                 states.push((cur, node));

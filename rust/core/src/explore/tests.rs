@@ -249,11 +249,7 @@ fn keys_next_to_a_parent_and_through_masks_are_exact() {
         let mut events = Vec::new();
         for s in &states {
             let ds = dead(s);
-            let base = Base {
-                s,
-                dead: ds,
-                keys: secondary_keys(&cfg, s, chosen, ds, None),
-            };
+            let base = Base::new(&cfg, s, chosen, ds, true);
             candidates(&cfg, &o, s, chosen, &mut events);
             for &e in &events {
                 let Some((c, _)) = cfg.after(s, e) else { continue };

@@ -94,84 +94,109 @@ impl Config {
     /// The state as a snapshot (the format of view.rs), with the kernel's field names and values.
     /// (Long, but one field copy per line: splitting it would only hide the mapping.)
     pub fn view(&self, s: &State, stop: Option<&str>) -> Snapshot {
+        let mut out = Snapshot {
+            version: None,
+            variant: self.variant,
+            threads_per_core: 0,
+            stop: None,
+            threads: Vec::new(),
+            tb: None,
+            tb_freq: None,
+            vcores: Vec::new(),
+            vcpus: Vec::new(),
+            kvm: None,
+        };
+        self.view_into(s, stop, &mut out);
+        out
+    }
+
+    /// [`Config::view`] written into `out`, reusing its vectors (the
+    /// explorer builds millions of views).
+    pub fn view_into(&self, s: &State, stop: Option<&str>, out: &mut Snapshot) {
         let first = vc_first(s);
         let ptr = |idx: Option<u8>| idx.map_or(0, |i| vcpu_addr(first + i as u32));
         let (lpidr, sdr1) = match s.mmu {
             Mmu::Guest => (GUEST_LPID, GUEST_SDR1),
             Mmu::Host => (HOST_LPID, HOST_SDR1),
         };
-        let threads = (0..self.threads as usize)
-            .map(|t| {
-                let h = &s.threads[t].hstate;
-                Thread {
-                    cpu: self.cpu_base + t as u32,
-                    hw_cpu_id: self.cpu_base + t as u32,
-                    lpidr: Some(lpidr),
-                    sdr1: Some(sdr1),
-                    kvm_hstate: Hstate {
-                        kvm_vcpu: ptr(h.kvm_vcpu),
-                        kvm_vcore: if h.kvm_vcore { VCORE_ADDR } else { 0 },
-                        ptid: h.ptid,
-                        hwthread_req: h.hwthread_req,
-                        hwthread_state: h.hwthread_state,
-                        napping: h.napping,
-                        in_guest: h.in_guest,
-                    },
-                    // One register per core: every thread reads the same value.
-                    dpdes: Some(s.dpdes as u64),
-                    ..Default::default()
-                }
-            })
-            .collect();
+        let mut threads = std::mem::take(&mut out.threads);
+        threads.clear();
+        threads.extend((0..self.threads as usize).map(|t| {
+            let h = &s.threads[t].hstate;
+            Thread {
+                cpu: self.cpu_base + t as u32,
+                hw_cpu_id: self.cpu_base + t as u32,
+                lpidr: Some(lpidr),
+                sdr1: Some(sdr1),
+                kvm_hstate: Hstate {
+                    kvm_vcpu: ptr(h.kvm_vcpu),
+                    kvm_vcore: if h.kvm_vcore { VCORE_ADDR } else { 0 },
+                    ptid: h.ptid,
+                    hwthread_req: h.hwthread_req,
+                    hwthread_state: h.hwthread_state,
+                    napping: h.napping,
+                    in_guest: h.in_guest,
+                },
+                // One register per core: every thread reads the same value.
+                dpdes: Some(s.dpdes as u64),
+                ..Default::default()
+            }
+        }));
         let modern = self.variant.has_entry_exit_map();
-        let vcores = s
-            .vcore
-            .iter()
-            .map(|vc| {
-                let word = vc.entry_exit_word(modern);
-                Vcore {
-                    addr: VCORE_ADDR,
-                    first_vcpuid: vc.first_vcpuid,
-                    pcpu: vc.pcpu,
-                    num_threads: vc.num_threads,
-                    n_runnable: vc.runq_len as u32,
-                    vcore_state: vc.vcore_state,
-                    in_guest: vc.in_guest,
-                    entry_exit_map: modern.then_some(word),
-                    entry_exit_count: (!modern).then_some(word),
-                    napping_threads: vc.napping_threads as u32,
-                    runner: Some(ptr(vc.runner)),
-                    n_woken: (!modern).then_some(vc.n_woken as u32),
-                    nap_count: (!modern).then_some(vc.nap_count as u32),
-                    kvm: Some(KVM_ADDR),
-                    dpdes: Some(vc.dpdes as u64),
-                    ..Default::default()
-                }
-            })
-            .collect();
-        let vcpus = s
-            .vcpus
-            .iter()
-            .enumerate()
-            .filter_map(|(i, v)| v.map(|v| (i, v)))
-            .map(|(i, v)| Vcpu {
-                addr: vcpu_addr(first + i as u32),
-                vcpu_id: first + i as u32,
-                vcore: VCORE_ADDR,
-                ptid: v.ptid,
-                cpu: v.cpu,
-                thread_cpu: modern.then_some(v.thread_cpu),
-                state: Some(v.state),
-                ceded: Some(v.ceded),
-            })
-            .collect();
-        Snapshot {
+        let mut vcores = std::mem::take(&mut out.vcores);
+        vcores.clear();
+        vcores.extend(s.vcore.iter().map(|vc| {
+            let word = vc.entry_exit_word(modern);
+            Vcore {
+                addr: VCORE_ADDR,
+                first_vcpuid: vc.first_vcpuid,
+                pcpu: vc.pcpu,
+                num_threads: vc.num_threads,
+                n_runnable: vc.runq_len as u32,
+                vcore_state: vc.vcore_state,
+                in_guest: vc.in_guest,
+                entry_exit_map: modern.then_some(word),
+                entry_exit_count: (!modern).then_some(word),
+                napping_threads: vc.napping_threads as u32,
+                runner: Some(ptr(vc.runner)),
+                n_woken: (!modern).then_some(vc.n_woken as u32),
+                nap_count: (!modern).then_some(vc.nap_count as u32),
+                kvm: Some(KVM_ADDR),
+                dpdes: Some(vc.dpdes as u64),
+                ..Default::default()
+            }
+        }));
+        let mut vcpus = std::mem::take(&mut out.vcpus);
+        vcpus.clear();
+        vcpus.extend(
+            s.vcpus
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| v.map(|v| (i, v)))
+                .map(|(i, v)| Vcpu {
+                    addr: vcpu_addr(first + i as u32),
+                    vcpu_id: first + i as u32,
+                    vcore: VCORE_ADDR,
+                    ptid: v.ptid,
+                    cpu: v.cpu,
+                    thread_cpu: modern.then_some(v.thread_cpu),
+                    state: Some(v.state),
+                    ceded: Some(v.ceded),
+                }),
+        );
+        let mut label = out.stop.take().unwrap_or_default();
+        label.clear();
+        let stop = stop.map(|x| {
+            label.push_str(x);
+            label
+        });
+        *out = Snapshot {
             version: Some(2),
             tb: None,
             tb_freq: None,
             variant: self.variant,
             threads_per_core: self.threads as u32,
-            stop: stop.map(str::to_string),
+            stop,
             threads,
             vcores,
             vcpus,
@@ -181,7 +206,7 @@ impl Config {
                 host_lpid: Some(HOST_LPID),
                 host_sdr1: Some(HOST_SDR1),
             }),
-        }
+        };
     }
 
     /// Invariants that need the step, not just the resulting state.
