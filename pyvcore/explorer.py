@@ -443,7 +443,6 @@ def register(subparsers: Any) -> None:
         help='print {"states", "transitions", "seconds", "counterexample", "violated", "complete", ...}',
     )
     p.add_argument(
-        "-v",
         "--verbose",
         action="store_true",
         help="list every bound of the search, one per line (by default: the numbers and the options given)",

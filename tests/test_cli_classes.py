@@ -440,3 +440,43 @@ def test_the_python_api_raises_a_plain_file_not_found(tmp_path: Path) -> None:
     assert err.value.strerror == "No such file or directory" and str(err.value.filename) == str(
         tmp_path / "nope.jsonl"
     )
+
+
+# ------------------------------------------------------------------ 7. one name for one thing
+def visible_options() -> dict[str, set[tuple[str, ...]]]:
+    """dest -> the spellings --help shows for it, over every (sub)command."""
+    found: dict[str, set[tuple[str, ...]]] = {}
+
+    def walk(parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
+            elif action.option_strings and action.help != argparse.SUPPRESS:
+                found.setdefault(action.dest, set()).add(tuple(action.option_strings))
+
+    walk(build_parser())
+    return found
+
+
+def test_one_spelling_per_option_across_every_command() -> None:
+    """An option that means one thing is spelled one way in every command's --help."""
+    differing = {dest: spellings for dest, spellings in visible_options().items() if len(spellings) > 1}
+    assert differing == {}
+    assert visible_options()["lock_wait"] == {("--lock-wait",)}
+
+
+@pytest.mark.parametrize("command", [["diff"], ["trace", "--scenario", "all"], ["mutants"], ["lab", "up"]])
+def test_every_command_that_boots_the_lab_queues_with_lock_wait(command: list[str]) -> None:
+    args = build_parser(command[0]).parse_args([*command, "--lock-wait", "12"])
+    assert args.lock_wait == 12.0
+
+
+def test_lab_up_wait_is_a_hidden_alias_of_lock_wait(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser("lab")
+    assert parser.parse_args(["lab", "up", "--wait", "7"]).lock_wait == 7.0
+    assert parser.parse_args(["lab", "up"]).lock_wait == 0.0
+    with pytest.raises(SystemExit):
+        main(["lab", "up", "--help"])
+    shown = capsys.readouterr().out
+    assert "--lock-wait SECONDS" in shown and "--wait" not in shown.replace("--lock-wait", "")

@@ -79,11 +79,15 @@ def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPa
 
 
 def option_strings(parser: argparse.ArgumentParser) -> list[list[str]]:
-    """Each option's spellings (``["-o", "--output"]``), ``--help`` left out."""
+    """Each option's spellings (``["-o", "--output"]``), ``--help`` left out, and so is a
+    hidden old name of an option that is listed (``lab up --wait`` of ``--lock-wait``)."""
+    shown = {a.dest for a in parser._actions if a.option_strings and a.help != argparse.SUPPRESS}
     return [
         list(a.option_strings)
         for a in parser._actions
-        if a.option_strings and not isinstance(a, argparse._HelpAction)
+        if a.option_strings
+        and not isinstance(a, argparse._HelpAction)
+        and not (a.help == argparse.SUPPRESS and a.dest in shown)
     ]
 
 

@@ -122,11 +122,15 @@ def _add_up(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="seconds a boot may take before it counts as hung",
     )
     up.add_argument(
-        "--wait",
+        "--lock-wait",
         type=cliargs.seconds,
         default=0.0,
         metavar="SECONDS",
         help="wait this long for another QEMU to free the machine",
+    )
+    # The option's old name, kept working and out of --help (every command says --lock-wait).
+    up.add_argument(
+        "--wait", dest="lock_wait", type=cliargs.seconds, default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
     up.set_defaults(func=cmd_up)
 
@@ -215,7 +219,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             plugin=parse_plugin(args.plugin, args.plugin_arg),
             gdb_port=args.gdb_port,
             boot_timeout=args.timeout or BOOT_TIMEOUT,
-            lock_wait=args.wait,
+            lock_wait=args.lock_wait,
             detached=True,
         )
         lab.prepare()  # bad input is refused before anything else is looked at
@@ -275,7 +279,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         elif held_by:
             print(
                 "no lab started by `pyvcore lab up` is running, but the machine's one QEMU lab "
-                f"is in use by {held_by}: queue with `lab up --wait S` or `--lock-wait S`",
+                f"is in use by {held_by}: queue with --lock-wait S",
                 file=sys.stderr,
             )
         else:

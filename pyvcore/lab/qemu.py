@@ -312,12 +312,11 @@ def acquire_lock(
     if waiting:
         raise LabBusy(
             f"the machine lock {lock_file} is still held after waiting {wait:g} s "
-            f"({lock_holder(lock_file)}); wait longer with --lock-wait SECONDS "
-            "(`pyvcore lab up --wait SECONDS`)"
+            f"({lock_holder(lock_file)}); wait longer with --lock-wait SECONDS"
         )
     raise LabBusy(
         f"a QEMU lab is already running on this machine ({lock_holder(lock_file)}); "
-        f"wait for it with --lock-wait SECONDS (`pyvcore lab up --wait SECONDS`), or, if it is your "
+        "wait for it with --lock-wait SECONDS, or, if it is your "
         f"`pyvcore lab up` lab, stop it with `pyvcore lab down`: only one QEMU may hold {lock_file}"
     )
 
