@@ -250,12 +250,16 @@ def judge(checker: Any, record: dict[str, Any]) -> tuple[list[Any], str | None, 
 
 
 def summarize(records: Iterable[dict[str, Any]], variant: str | None = None) -> Summary:
-    """Re-check a pv-watch trace with the model, in order, and tabulate it per stop kind."""
+    """Re-check a pv-watch trace with the model, in order, and tabulate it per stop kind.
+
+    Stops are numbered from 1 as the trace's lines are (pv-watch writes one line per
+    stop): a violation's or mismatch's ``line`` is what ``pyvcore show TRACE --line N``
+    and ``pyvcore check`` call that stop."""
     from pyvcore.checker import Checker  # the compiled core; imported late for `--help`
 
     checker = Checker(variant)
     summary = Summary(variant=variant)
-    for index, record in enumerate(records):
+    for line, record in enumerate(records, 1):
         kind = stop_kind(record)
         row = summary.stops.setdefault(
             kind,
@@ -292,14 +296,14 @@ def summarize(records: Iterable[dict[str, Any]], variant: str | None = None) -> 
             entry = v.to_dict()
             entry.setdefault("invariant", v.invariant)
             entry["stop"] = record.get("stop")
-            entry["index"] = index
+            entry["line"] = line
             summary.violations.append(entry)
         if "violations" in record:
             offline = sorted(v.invariant for v in found)
             live = live_invariants(record)
             if offline != live:
                 summary.mismatches.append(
-                    {"index": index, "stop": record.get("stop"), "live": live, "offline": offline}
+                    {"line": line, "stop": record.get("stop"), "live": live, "offline": offline}
                 )
     for row in summary.stops.values():
         if row["snapshots"]:
@@ -315,7 +319,7 @@ class DiffResult:
     ``verdict``: "clean" (every stop kind judged, nothing violated), "violations",
     "not-judged" (no stop, or a stop kind never judged) or "error" (could not run:
     ``error`` says why).  ``violations``: one dict per violation (``invariant``,
-    ``message``, ``fields``, ``stop``, ``index``).  ``judged``: stop kind ->
+    ``message``, ``fields``, ``stop``, ``line``: the stop's line in the trace, from 1).  ``judged``: stop kind ->
     number of judged stops.  ``summary`` and ``run`` hold the details (None on
     error); ``trace`` is where the JSONL trace was kept (None when removed).
     """

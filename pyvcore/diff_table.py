@@ -124,7 +124,7 @@ def _violation_lines(summary: Summary) -> list[str]:
             first = group[0]
             fields = json.dumps(hexify(first.get("fields", {})), sort_keys=True)
             lines.append(
-                f"  invariant {inv}: {message} ({len(group)}x, first at stop #{first['index']} "
+                f"  invariant {inv}: {message} ({len(group)}x, first at line {first['line']}, "
                 f"{first.get('stop')}): {fields}"
             )
         for inv in sorted({v["invariant"] for v in summary.violations}):

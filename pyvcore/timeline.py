@@ -277,8 +277,8 @@ def from_snapshots(
     freq = next((as_int(rec["tb_freq"]) for _n, rec in items if rec.get("tb_freq")), 512_000_000)
     tl = Timeline("sampled", "us" if by_tb else "stop", title)
     checker = Checker(variant)
-    for index, (number, rec) in enumerate(items):
-        ts = as_int(rec["tb"]) * 1e6 / freq if by_tb else float(index)
+    for number, rec in items:  # by stop: stop N at N, the trace's line (from 1, as check and show)
+        ts = as_int(rec["tb"]) * 1e6 / freq if by_tb else float(number)
         stop = str(rec.get("stop") or f"line {number}")
         if not isinstance(rec.get("threads"), list) or not rec["threads"]:
             continue  # a stop pv-watch could not read: nothing seen, nothing drawn

@@ -75,10 +75,10 @@ def test_swapped_ptids_are_reported_with_invariant_stop_and_fields() -> None:
     summary = summarize(records)
     assert summary.violations, "a ptid swapped between threads 1 and 2 went unnoticed"
     inv3 = [v for v in summary.violations if v["invariant"] == 3]
-    assert inv3 and all(v["stop"] == "kvmhv_switch_to_host@cpu0" and v["index"] == 3 for v in inv3)
+    assert inv3 and all(v["stop"] == "kvmhv_switch_to_host@cpu0" and v["line"] == 4 for v in inv3)
     assert any("ptid" in key for v in inv3 for key in v["fields"])
     # The record still carries pv-watch's clean verdict: the disagreement is flagged too.
-    assert summary.mismatches and summary.mismatches[0]["index"] == 3
+    assert summary.mismatches and summary.mismatches[0]["line"] == 4
     assert summary.stops["kvmhv_switch_to_host"]["violations"] == len(summary.violations)
 
 
@@ -165,3 +165,32 @@ def test_stops_of_one_run_are_counted_as_pairs_and_v2_fields_tallied(tmp_path: P
     # Within one run the exit part of the entry/exit word never shrinks (11).
     records[3]["vcores"][0].update(seq=4, entry_exit_map=0x10F)
     assert 11 in {v["invariant"] for v in summarize(records).violations}
+
+
+def test_every_tool_numbers_a_stop_as_its_line_from_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One convention: stop N is line N of the trace, from 1. diff's table and --json,
+    check, show --line, the timeline's stop axis and pv-watch's summary agree on it."""
+    from pyvcore.cli import main
+    from pyvcore.timeline import from_snapshots, read_lines
+    from pyvcore.watchsummary import WatchTally
+
+    records = real_records()
+    records[2] = swap_ptids(records[2], 1, 2)  # the third stop, line 3
+    run = fake_run(records, tmp_path)
+    summary = summarize(run.records)
+    assert {v["line"] for v in summary.violations} == {3} and summary.mismatches[0]["line"] == 3
+    assert "first at line 3, kvmhv_switch_to_host@cpu2)" in format_table(run, summary)
+    assert main(["check", "--json", str(run.trace)]) == 1
+    assert {v["line"] for v in json.loads(capsys.readouterr().out)["violations"]} == {3}
+    assert main(["show", str(run.trace), "--line", "3"]) == 1
+    shown = capsys.readouterr().out
+    assert "kvmhv_switch_to_host@cpu2" in shown and "invariant 3" in shown
+    by_stop = from_snapshots("t", read_lines(run.trace), by_stop=True)
+    assert sorted({m.ts for m in by_stop.marks}) == [1.0, 2.0, 3.0, 4.0]
+    assert {v.ts for v in by_stop.violations} == {3.0}
+    watch = WatchTally()
+    for n, rec in enumerate(records, 1):
+        watch.record(rec["stop"], [{"invariant": 3, "message": "m"}] if n == 3 else [])
+    assert watch.by_invariant[3].first_stop == 3

@@ -293,7 +293,7 @@ def test_html_renders_in_headless_chromium_with_lanes_and_violation_marks(tmp_pa
     assert parsed.violations and set(parsed.violations) == {"8"}
     assert parsed.points == 5 * snapshots(STOCK)  # 4 threads + 1 vcore, one point per stop
     assert parsed.external == [], "the page must not load anything from outside"
-    assert "shown: -0.38 .. 19.38 stop" in dom.stdout  # the script ran: the axis range was written
+    assert "shown: 0.62 .. 20.38 stop" in dom.stdout  # the script ran: the axis range was written
     artifacts = Path(os.environ.get("PYVCORE_ARTIFACTS") or tmp_path)
     artifacts.mkdir(parents=True, exist_ok=True)
     shot = artifacts / "timeline-all-stock.png"
@@ -341,7 +341,7 @@ def test_unreadable_stops_are_not_drawn(tmp_path: Path) -> None:
         + "\n"
     )
     tl: Timeline = load(trace)
-    assert tl.stops == 3 and {m.ts for m in tl.marks} == {0.0, 2.0, 3.0}
+    assert tl.stops == 3 and {m.ts for m in tl.marks} == {1.0, 3.0, 4.0}
 
 
 def test_timebase_places_stops_in_microseconds(tmp_path: Path) -> None:
@@ -352,7 +352,7 @@ def test_timebase_places_stops_in_microseconds(tmp_path: Path) -> None:
     tl = load(trace)
     assert tl.unit == "us" and sorted({m.ts for m in tl.marks}) == pytest.approx([1.0, 1001.0])
     spread = load(trace, by_stop=True)
-    assert spread.unit == "stop" and sorted({m.ts for m in spread.marks}) == [0.0, 1.0]
+    assert spread.unit == "stop" and sorted({m.ts for m in spread.marks}) == [1.0, 2.0]
     with pytest.raises(TimelineError):
         load(tmp_path / "nope.jsonl")
 
