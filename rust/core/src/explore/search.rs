@@ -355,11 +355,15 @@ pub(super) fn bfs(
     let opts = search.opts;
     let workers = opts.workers.max(1);
     let mut visited = Visited::new(search.key(&root, None), workers);
-    let mut frontier: Vec<(State, u32)> = vec![(root, 0)];
+    // A level is kept as the workers' outputs in order (segments), not
+    // copied into one vector; small ones are joined (see `append`).
+    let mut frontier: Vec<Vec<(State, u32)>> = vec![vec![(root, 0)]];
     let mut depth = 0usize;
-    while !frontier.is_empty() {
-        let mut next: Vec<(State, u32)> = Vec::new();
-        for batch in frontier.chunks(BATCH * workers) {
+    let size = |level: &[Vec<(State, u32)>]| level.iter().map(Vec::len).sum::<usize>();
+    let capacity = |level: &[Vec<(State, u32)>]| level.iter().map(Vec::capacity).sum::<usize>();
+    while size(&frontier) > 0 {
+        let mut next: Vec<Vec<(State, u32)>> = Vec::new();
+        for batch in frontier.iter().flat_map(|seg| seg.chunks(BATCH * workers)) {
             let expanded = on_workers(batch, workers, |off, part| search.expand(part, off));
             let total = expanded.iter().map(|ex| ex.succs.len()).sum();
             let mut succs = Vec::with_capacity(total);
@@ -394,7 +398,7 @@ pub(super) fn bfs(
             let mut found = None;
             for part in checked {
                 match part {
-                    Ok(states) => next.extend(states),
+                    Ok(states) => append(&mut next, states, BATCH * workers),
                     Err(e) => {
                         found = Some(e);
                         break;
@@ -411,14 +415,14 @@ pub(super) fn bfs(
                 return;
             }
             let memory = visited.memory()
-                + (frontier.capacity() + next.capacity()) * std::mem::size_of::<(State, u32)>()
+                + (capacity(&frontier) + capacity(&next)) * std::mem::size_of::<(State, u32)>()
                 + succs.capacity() * std::mem::size_of::<Succ>();
             report.peak_memory = report.peak_memory.max(memory);
             let p = Progress {
                 states: visited.explored(),
                 transitions: report.transitions,
                 depth,
-                frontier: frontier.len(),
+                frontier: size(&frontier),
                 seconds: start.elapsed().as_secs_f64(),
                 memory,
             };
@@ -430,15 +434,26 @@ pub(super) fn bfs(
             }
         }
         if let Some(r) = record.as_deref_mut() {
-            r.extend(next.iter().map(|(s, _)| *s));
+            r.extend(next.iter().flatten().map(|(s, _)| *s));
         }
         frontier = next;
-        if !frontier.is_empty() {
+        if size(&frontier) > 0 {
             depth += 1;
         }
     }
     report.states = visited.explored();
     report.depth = depth;
+}
+
+/// Add `states` to the segments of a level: joined to the last segment
+/// when both fit in a batch (`batch` states), else as a segment of its own
+/// (moved, not copied).
+fn append(level: &mut Vec<Vec<(State, u32)>>, states: Vec<(State, u32)>, batch: usize) {
+    match level.last_mut() {
+        Some(last) if last.len() + states.len() <= batch => last.extend(states),
+        _ if !states.is_empty() => level.push(states),
+        _ => {}
+    }
 }
 
 /// Whether the search must stop here: a budget ran out, or the progress
