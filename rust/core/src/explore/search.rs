@@ -60,6 +60,43 @@ impl Succ {
     }
 }
 
+/// The successors of a batch as the workers produced them, in order (not
+/// copied into one vector), indexed as if they were one.
+pub(super) struct Succs {
+    parts: Vec<Vec<Succ>>,
+    /// Index of the first successor of each part.
+    starts: Vec<usize>,
+}
+
+impl Succs {
+    fn new(parts: Vec<Vec<Succ>>) -> Self {
+        let mut starts = Vec::with_capacity(parts.len());
+        let mut at = 0;
+        for p in &parts {
+            starts.push(at);
+            at += p.len();
+        }
+        Succs { parts, starts }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.parts.iter().map(Vec::len).sum()
+    }
+
+    pub(super) fn get(&self, i: usize) -> &Succ {
+        let p = self.starts.partition_point(|&s| s <= i) - 1;
+        &self.parts[p][i - self.starts[p]]
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Succ> {
+        self.parts.iter().flatten()
+    }
+
+    fn capacity(&self) -> usize {
+        self.parts.iter().map(Vec::capacity).sum()
+    }
+}
+
 /// Everything one batch of frontier states produced.
 #[derive(Default)]
 struct Expanded {
@@ -267,7 +304,7 @@ impl Search<'_> {
     fn check_all(
         &self,
         batch: &[(State, u32)],
-        succs: &[Succ],
+        succs: &Succs,
         news: &[New],
     ) -> Result<Vec<(State, u32)>, (usize, usize, Violation)> {
         let mut states = Vec::with_capacity(news.len());
@@ -286,7 +323,7 @@ impl Search<'_> {
             },
         ) in news.iter().enumerate()
         {
-            let sc = &succs[i];
+            let sc = succs.get(i);
             let mut cur = batch[sc.parent as usize].0;
             if checking && parent_of != Some(sc.parent) {
                 self.cfg.view_into(&cur, None, &mut parent_view);
@@ -365,8 +402,7 @@ pub(super) fn bfs(
         let mut next: Vec<Vec<(State, u32)>> = Vec::new();
         for batch in frontier.iter().flat_map(|seg| seg.chunks(BATCH * workers)) {
             let expanded = on_workers(batch, workers, |off, part| search.expand(part, off));
-            let total = expanded.iter().map(|ex| ex.succs.len()).sum();
-            let mut succs = Vec::with_capacity(total);
+            let mut parts = Vec::with_capacity(expanded.len());
             for ex in expanded {
                 report.transitions += ex.transitions;
                 report.finished_runs += ex.finished;
@@ -381,13 +417,9 @@ pub(super) fn bfs(
                     report.depth = depth;
                     return;
                 }
-                if succs.is_empty() {
-                    // One worker: the successors as they are, not copied.
-                    succs = ex.succs;
-                } else {
-                    succs.extend(ex.succs);
-                }
+                parts.push(ex.succs);
             }
+            let succs = Succs::new(parts);
             let news = visited.visit(batch, &succs);
             let checked = on_workers(&news, workers, |off, part| {
                 search
@@ -407,7 +439,7 @@ pub(super) fn bfs(
             }
             if let Some((pos, k, v)) = found {
                 let mut trace = visited.trace_to(news[pos].node);
-                trace.truncate(trace.len() + k - succs[news[pos].succ].events().len());
+                trace.truncate(trace.len() + k - succs.get(news[pos].succ).events().len());
                 report.depth = depth + 1;
                 report.counterexample = Some(trace);
                 report.violation = Some(v);

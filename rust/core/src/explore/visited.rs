@@ -3,7 +3,7 @@
 //! tree of the search, from which counterexamples are read.
 
 use super::fingerprint::{subsumes, FingerprintMap, FingerprintSet, Key};
-use super::search::Succ;
+use super::search::Succs;
 use crate::model::{Event, State};
 
 /// Tag of the keys of a chain's intermediate states in the visited set.
@@ -75,9 +75,9 @@ impl Shard {
 
     /// For each successor, bit k set when its k-th state (key) is new;
     /// only the keys of shard `me` of `count` are looked at.
-    fn visit(&mut self, succs: &[Succ], me: usize, count: usize) -> Vec<u8> {
+    fn visit(&mut self, succs: &Succs, me: usize, count: usize) -> Vec<u8> {
         let mut out = vec![0u8; succs.len()];
-        for (flags, sc) in out.iter_mut().zip(succs) {
+        for (flags, sc) in out.iter_mut().zip(succs.iter()) {
             let len = sc.len as usize;
             for (k, key) in sc.keys[..len].iter().enumerate() {
                 let key = chain_key(key, k + 1 == len);
@@ -141,7 +141,7 @@ impl Visited {
     /// state they end in, or one on the way (a chain's intermediate states
     /// are checked like any other).  A chain's events become linked nodes.
     /// The shards are updated each on its own thread.
-    pub(super) fn visit(&mut self, batch: &[(State, u32)], succs: &[Succ]) -> Vec<New> {
+    pub(super) fn visit(&mut self, batch: &[(State, u32)], succs: &Succs) -> Vec<New> {
         let count = self.shards.len();
         let flags: Vec<Vec<u8>> = if count == 1 {
             vec![self.shards[0].visit(succs, 0, 1)]
