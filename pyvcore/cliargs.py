@@ -252,3 +252,73 @@ __all__ = [
     "seconds",
     "vmlinux",
 ]
+
+
+VCPU_HELP = "e.g. 1,2 or 0-3 or 8-15"
+
+
+def vcpu_ids(max_id: int, per_core: int) -> Callable[[str], list[int]]:
+    """A list of vcpu ids such as ``0,1,3``, ``0-3`` or a mix: each below
+    ``max_id`` (KVM_MAX_VCPU_IDS), at most ``per_core`` of them (one vcore), a
+    range never expanded wider than that."""
+
+    def one(text: str) -> int:
+        text = text.strip()
+        if not text.isdigit():
+            raise argparse.ArgumentTypeError(f"{text!r} is not a vcpu id ({VCPU_HELP})")
+        if len(text) > 12 or int(text) >= max_id:
+            shown = text if len(text) <= 24 else text[:20] + "..."
+            raise argparse.ArgumentTypeError(
+                f"{shown} is too large (vcpu ids are 0..{max_id - 1}, KVM_MAX_VCPU_IDS)"
+            )
+        return int(text)
+
+    def parse(text: str) -> list[int]:
+        ids: list[int] = []
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            if "-" in part:
+                lo_text, hi_text = part.split("-", 1)
+                lo, hi = one(lo_text), one(hi_text)
+                if hi < lo:
+                    raise argparse.ArgumentTypeError(f"range {part!r} runs backwards")
+                if hi - lo >= per_core:
+                    raise argparse.ArgumentTypeError(
+                        f"range {part!r} has {hi - lo + 1} ids, more than a vcore holds ({per_core})"
+                    )
+                ids.extend(range(lo, hi + 1))
+            else:
+                ids.append(one(part))
+            if len(ids) > per_core:
+                raise argparse.ArgumentTypeError(f"more than {per_core} ids (one vcore)")
+        if not ids:
+            raise argparse.ArgumentTypeError(f"no vcpu id in {text!r} ({VCPU_HELP})")
+        return ids
+
+    return parse
+
+
+def count(limit: int) -> Callable[[str], int]:
+    """A whole number 0..limit."""
+
+    def parse(text: str) -> int:
+        n = int(text) if text.strip().isdigit() and len(text.strip()) <= 20 else -1
+        if not 0 <= n <= limit:
+            raise argparse.ArgumentTypeError(f"expected a whole number 0..{limit}, not {text!r}")
+        return n
+
+    return parse
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def size(text: str) -> int:
+    """A size in bytes such as 512M or 4G (K, M, G: powers of 1024)."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1:] if t[-1:] in _UNITS else ""
+    number = t[: len(t) - len(unit)]
+    if not number.isdigit() or len(number) > 12 or int(number) == 0:
+        raise argparse.ArgumentTypeError(f"expected a size such as 512M or 4G, not {text!r}")
+    return int(number) * _UNITS[unit]

@@ -240,71 +240,6 @@ def explore(
 
 # -- the command line ---------------------------------------------------------
 
-_VCPU_HELP = "e.g. 1,2 or 0-3 or 8-15"
-
-
-def _vcpu_id(text: str) -> int:
-    """One vcpu id, named when it is too large rather than overflowing."""
-    text = text.strip()
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a vcpu id ({_VCPU_HELP})")
-    if len(text) > 12 or int(text) >= MAX_VCPU_ID:
-        shown = text if len(text) <= 24 else text[:20] + "..."
-        raise argparse.ArgumentTypeError(
-            f"{shown} is too large (vcpu ids are 0..{MAX_VCPU_ID - 1}, KVM_MAX_VCPU_IDS)"
-        )
-    return int(text)
-
-
-def _vcpu_list(text: str) -> list[int]:
-    """Parse "0,1,3", "0-3" or a mix, never expanding a range wider than a core."""
-    ids: list[int] = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        if "-" in part:
-            lo_text, hi_text = part.split("-", 1)
-            lo, hi = _vcpu_id(lo_text), _vcpu_id(hi_text)
-            if hi < lo:
-                raise argparse.ArgumentTypeError(f"range {part!r} runs backwards")
-            if hi - lo >= max(THREAD_COUNTS):
-                raise argparse.ArgumentTypeError(
-                    f"range {part!r} has {hi - lo + 1} ids, more than a vcore holds ({max(THREAD_COUNTS)})"
-                )
-            ids.extend(range(lo, hi + 1))
-        else:
-            ids.append(_vcpu_id(part))
-        if len(ids) > max(THREAD_COUNTS):
-            raise argparse.ArgumentTypeError(f"more than {max(THREAD_COUNTS)} ids (one vcore)")
-    if not ids:
-        raise argparse.ArgumentTypeError(f"no vcpu id in {text!r} ({_VCPU_HELP})")
-    return ids
-
-
-def _count(limit: int) -> Callable[[str], int]:
-    """An argparse type: a whole number 0..limit."""
-
-    def parse(text: str) -> int:
-        n = int(text) if text.strip().isdigit() and len(text.strip()) <= 20 else -1
-        if not 0 <= n <= limit:
-            raise argparse.ArgumentTypeError(f"expected a whole number 0..{limit}, not {text!r}")
-        return n
-
-    return parse
-
-
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-
-
-def _bytes(text: str) -> int:
-    """An argparse type: a size such as 512M or 4G."""
-    t = text.strip().upper().removesuffix("B").removesuffix("I")
-    unit = t[-1:] if t[-1:] in _UNITS else ""
-    number = t[: len(t) - len(unit)]
-    if not number.isdigit() or len(number) > 12 or int(number) == 0:
-        raise argparse.ArgumentTypeError(f"expected a size such as 512M or 4G, not {text!r}")
-    return int(number) * _UNITS[unit]
-
 
 class _TtyProgress:
     """One self-overwriting status line on stderr, at most 5 times a second."""
@@ -432,9 +367,9 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--vcpus",
-        type=_vcpu_list,
+        type=cliargs.vcpu_ids(MAX_VCPU_ID, max(THREAD_COUNTS)),
         metavar="IDS",
-        help=f"vcpu ids of one vcore, {_VCPU_HELP} (default: all N of vcore 0); the kernel puts id i "
+        help=f"vcpu ids of one vcore, {cliargs.VCPU_HELP} (default: all N of vcore 0); the kernel puts id i "
         "in the vcore whose first_vcpuid is i rounded down to a multiple of N",
     )
     p.add_argument(
@@ -449,34 +384,36 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--max-states",
-        type=_count(2**62),
+        type=cliargs.count(2**62),
         metavar="K",
         help="state budget (default 50,000,000); running out ends the search incomplete (exit 2)",
     )
     p.add_argument(
         "--max-memory",
-        type=_bytes,
+        type=cliargs.size,
         metavar="SIZE",
         help="memory budget, e.g. 2G (default 4G, estimated); running out ends the search incomplete (exit 2)",
     )
     p.add_argument(
-        "--cedes-per-vcpu", type=_count(255), metavar="K", help="cedes per vcpu per run (default 1)"
+        "--cedes-per-vcpu", type=cliargs.count(255), metavar="K", help="cedes per vcpu per run (default 1)"
     )
     p.add_argument(
         "--max-cedes",
-        type=_count(255),
+        type=cliargs.count(255),
         metavar="K",
         help="cedes in total per run (default 2, or 1 above 4 threads)",
     )
-    p.add_argument("--max-prods", type=_count(255), metavar="K", help="H_PRODs in total per run (default 1)")
+    p.add_argument(
+        "--max-prods", type=cliargs.count(255), metavar="K", help="H_PRODs in total per run (default 1)"
+    )
     p.add_argument(
         "--max-doorbells",
-        type=_count(255),
+        type=cliargs.count(255),
         metavar="K",
         help="msgsndp doorbells in total per run (default 1)",
     )
     p.add_argument(
-        "--workers", type=_count(64), metavar="K", help="threads to explore on (default: every core)"
+        "--workers", type=cliargs.count(64), metavar="K", help="threads to explore on (default: every core)"
     )
     p.add_argument(
         "--no-symmetry",
