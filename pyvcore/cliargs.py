@@ -49,6 +49,24 @@ def names(choices: Sequence[str], *, every: str | None = None) -> Callable[[str]
     return parse
 
 
+LOCK_WAIT_DEFAULT = 600.0
+"""Seconds every command that boots the lab queues for the machine's one QEMU by default."""
+
+
+def add_lock_wait(parser: argparse.ArgumentParser) -> argparse.Action:
+    """``--lock-wait SECONDS``, the same for every command that takes the lab's machine lock
+    (diff, trace, mutants, lab up): wait that long for another QEMU to free the machine,
+    saying who holds it; 0 refuses at once (exit 2)."""
+    return parser.add_argument(
+        "--lock-wait",
+        type=seconds,
+        default=LOCK_WAIT_DEFAULT,
+        metavar="SECONDS",
+        help="seconds to wait for another QEMU lab on this machine to finish, saying who holds it "
+        "(default %(default)g; 0 = fail at once)",
+    )
+
+
 def seconds(text: str) -> float:
     """A duration in seconds, 0 or more."""
     try:

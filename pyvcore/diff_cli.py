@@ -171,13 +171,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         default=90.0,
         help="wall-clock seconds the watch may take (default %(default)s)",
     )
-    p.add_argument(
-        "--lock-wait",
-        type=cliargs.seconds,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for another QEMU lab on the machine to finish (default: fail at once)",
-    )
+    cliargs.add_lock_wait(p)
     p.add_argument(
         "--trace",
         type=cliargs.output_file,

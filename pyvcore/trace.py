@@ -356,7 +356,7 @@ def _run(args: argparse.Namespace) -> int:
         progress=progress,
     )
     if result.verdict == "error":  # the one line on stderr, --json or not (as diff)
-        print(f"pyvcore trace: {result.error}", file=sys.stderr)
+        print(f"pyvcore trace: could not run: {result.error}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_dict()))
     elif result.verdict != "error":
@@ -399,9 +399,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-baseline", action="store_true", help="skip the timing run without the plugin")
     p.add_argument("--edges", action="store_true", help="also print the kernel's edges vs the model's")
     p.add_argument("--slack", type=cliargs.factor, help="multiplier on the liveness bounds (default 100)")
-    p.add_argument(
-        "--lock-wait", type=cliargs.seconds, default=0.0, help="wait this long for another lab to finish"
-    )
+    cliargs.add_lock_wait(p)
     p.add_argument("--kernel", type=cliargs.kernel, help="boot this vmlinux instead of the lab's")
     p.add_argument(
         "--modules",

@@ -19,6 +19,10 @@ import elfcraft
 import pytest
 
 from pyvcore.cli import build_parser, main
+from pyvcore.cliargs import LOCK_WAIT_DEFAULT
+
+# Every command that boots the lab (and so takes the machine's one QEMU lock).
+LAB_COMMANDS = [["diff"], ["trace", "--scenario", "all"], ["mutants"], ["lab", "up"]]
 
 ROOT_PARSER_COMMANDS = (
     "check",
@@ -466,16 +470,36 @@ def test_one_spelling_per_option_across_every_command() -> None:
     assert visible_options()["lock_wait"] == {("--lock-wait",)}
 
 
-@pytest.mark.parametrize("command", [["diff"], ["trace", "--scenario", "all"], ["mutants"], ["lab", "up"]])
+@pytest.mark.parametrize("command", LAB_COMMANDS)
 def test_every_command_that_boots_the_lab_queues_with_lock_wait(command: list[str]) -> None:
     args = build_parser(command[0]).parse_args([*command, "--lock-wait", "12"])
     assert args.lock_wait == 12.0
 
 
+def _lock_wait_action(command: list[str]) -> argparse.Action:
+    parser = build_parser(command[0])
+    for word in command:
+        if word.startswith("-"):
+            break
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[word]
+    return next(a for a in parser._actions if "--lock-wait" in a.option_strings)
+
+
+def test_every_command_that_boots_the_lab_waits_alike_by_default() -> None:
+    """One default (wait 600 s), one metavar and one help text for every command that takes
+    the machine lock: a busy lab is queued for, whichever command meets it."""
+    for command in LAB_COMMANDS:
+        assert build_parser(command[0]).parse_args(command).lock_wait == LOCK_WAIT_DEFAULT == 600.0, command
+    shown = {(a.default, a.metavar, a.help) for a in map(_lock_wait_action, LAB_COMMANDS)}
+    assert len(shown) == 1, shown
+    assert "0 = fail at once" in str(next(iter(shown))[2])
+
+
 def test_lab_up_wait_is_a_hidden_alias_of_lock_wait(capsys: pytest.CaptureFixture[str]) -> None:
     parser = build_parser("lab")
     assert parser.parse_args(["lab", "up", "--wait", "7"]).lock_wait == 7.0
-    assert parser.parse_args(["lab", "up"]).lock_wait == 0.0
+    assert parser.parse_args(["lab", "up"]).lock_wait == LOCK_WAIT_DEFAULT
     with pytest.raises(SystemExit):
         main(["lab", "up", "--help"])
     shown = capsys.readouterr().out

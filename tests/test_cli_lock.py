@@ -9,15 +9,18 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
 
 import pyvcore.lab.qemu as labqemu
+from pyvcore.lab import plugin_build
 
 
 @contextlib.contextmanager
@@ -147,3 +150,54 @@ def test_status_names_a_holder_that_lab_up_did_not_start(
         assert doc["running"] is False and "Lab() pid 4242" in doc["machine_lock_held_by"]
     assert main(["lab", "status"]) == 2
     assert "no lab is running" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command, prefix",
+    [
+        (["diff", "--scenario", "all"], "pyvcore diff: could not run: "),
+        (["trace", "--scenario", "all", "--no-baseline"], "pyvcore trace: could not run: "),
+        (["lab", "up"], "pyvcore lab up: "),
+    ],
+)
+def test_a_busy_lab_with_lock_wait_0_is_one_line_and_exit_2(
+    command: list[str],
+    prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--lock-wait 0` refuses a busy machine at once: one line naming the holder, exit 2,
+    the same words from every command (no lab set up: the inputs are faked, QEMU never runs)."""
+    from pyvcore.cli import main
+    from pyvcore.lab import Lab
+
+    lock = tmp_path / "q.lock"
+    monkeypatch.setattr(labqemu, "LOCK_FILE", lock)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def prepared(lab: Lab) -> None:  # what `lab setup` would have provided
+        lab.qemu_binary = lab.vmlinux = lab.initrd = tmp_path / "unused"
+        lab.boot_kernel = SimpleNamespace(vmlinux=tmp_path / "unused")
+
+    monkeypatch.setattr(Lab, "_prepare", prepared)
+    monkeypatch.setattr(Lab, "running", classmethod(lambda cls: None))
+    monkeypatch.setattr(plugin_build, "ensure_plugin", lambda **kwargs: tmp_path / "plugin.so")
+    with held(lock, "a test holding the lab"):
+        assert main([*command, "--lock-wait", "0"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    # progress lines first (what it was about to do), then the refusal: one line
+    assert all(line.startswith(prefix.split(":")[0] + ": ") for line in lines), lines
+    assert lines[-1].startswith(prefix) and not any(prefix in line for line in lines[:-1]), lines
+    assert "already running on this machine" in lines[-1] and "a test holding the lab" in lines[-1]
+
+
+def test_a_long_holder_command_line_is_cut_between_words() -> None:
+    """The busy-lab message quotes the holder's command line cut at a word, with "..."."""
+    cmdline = "qemu-system-ppc64 -M powernv8 -smp cores=1,threads=4 -m 4G " + "-append console=hvc0 " * 8
+    short = labqemu.shorten(cmdline, 120)
+    assert len(short) <= 120 and short.endswith("...")
+    kept = short.removesuffix("...")
+    assert cmdline.startswith(kept) and cmdline[len(kept)] == " ", short
+    assert labqemu.shorten("x" * 200, 120) == "x" * 117 + "..."  # one word: cut where it must
+    assert labqemu.shorten("short line", 120) == "short line"

@@ -121,13 +121,7 @@ def _add_up(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         default=None,
         help="seconds a boot may take before it counts as hung",
     )
-    up.add_argument(
-        "--lock-wait",
-        type=cliargs.seconds,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for another QEMU to free the machine",
-    )
+    cliargs.add_lock_wait(up)
     # The option's old name, kept working and out of --help (every command says --lock-wait).
     up.add_argument(
         "--wait", dest="lock_wait", type=cliargs.seconds, default=argparse.SUPPRESS, help=argparse.SUPPRESS
@@ -279,7 +273,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         elif held_by:
             print(
                 "no lab started by `pyvcore lab up` is running, but the machine's one QEMU lab "
-                f"is in use by {held_by}: queue with --lock-wait S",
+                f"is in use by {held_by}: queue with --lock-wait SECONDS",
                 file=sys.stderr,
             )
         else:

@@ -215,6 +215,18 @@ class ConsoleFile:
 # --------------------------------------------------------------------------- lock
 
 
+def shorten(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters: cut at the last space that fits (or mid-word
+    when a single word is too long) and ended with "..."."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 3]
+    space = cut.rfind(" ")
+    if space > 0:
+        cut = cut[:space]
+    return cut.rstrip(" ,") + "..."
+
+
 def lock_holder(lock_file: Path = LOCK_FILE) -> str:
     """A description of who holds the machine lock, for the 'a lab is running' error."""
     pid = None
@@ -229,7 +241,7 @@ def lock_holder(lock_file: Path = LOCK_FILE) -> str:
         pid = _flock_pid_from_proc_locks(lock_file)
     if pid is None:
         return "an unknown process"
-    text = f"pid {pid} ({process_cmdline(pid)[:120]})"
+    text = f"pid {pid} ({shorten(process_cmdline(pid), 120)})"
     if info.get("scenario"):
         text += f", scenario {info['scenario']}, started by {info.get('owner', '?')}"
     return text
@@ -276,7 +288,7 @@ def _say_on_stderr(message: str) -> None:
 
 
 def acquire_lock(
-    lock_file: Path = LOCK_FILE, wait: float = 0.0, say: Callable[[str], None] = _say_on_stderr
+    lock_file: Path | None = None, wait: float = 0.0, say: Callable[[str], None] = _say_on_stderr
 ) -> int:
     """Take the exclusive machine lock; returns the fd (hand it to QEMU).
 
@@ -284,6 +296,7 @@ def acquire_lock(
     hears one line when the wait starts (naming the holder the lock file records) and
     one when it ends with the lock. Raises LabBusy naming the holder when another QEMU
     (lab or by hand) still has it."""
+    lock_file = lock_file or LOCK_FILE  # looked up now: tests point it elsewhere
     fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
     started = time.monotonic()
     deadline = started + wait

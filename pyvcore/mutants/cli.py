@@ -214,7 +214,5 @@ def register(subparsers: Any) -> None:
         type=cliargs.qemu,
         help="patched (default) or a QEMU binary with both lab fixes",
     )
-    p.add_argument(
-        "--lock-wait", type=cliargs.seconds, default=600.0, help="seconds to queue for the lab (default 600)"
-    )
+    cliargs.add_lock_wait(p)
     p.set_defaults(func=main)
