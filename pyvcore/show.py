@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
-from typing import Any, Optional
+from typing import IO, Any, Optional
 
 from pyvcore import cliargs
 from pyvcore.checker import VARIANTS
@@ -49,20 +49,33 @@ def snapshots(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
     except OSError as e:
         raise ShowError(cannot_read(path, e)) from None
     with stream:
-        for n, text in enumerate(stream, 1):
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except ValueError as e:
-                raise ShowError(f"{path}:{n}: not JSON ({e})") from None
-            if not isinstance(obj, dict):
-                raise ShowError(f"{path}:{n}: not a snapshot (a JSON object)")
-            if obj.get("format") == "pyvcore-events":
-                raise ShowError(f"{path} is an event log, not snapshots: read it with `pyvcore timeline`")
-            if not isinstance(obj.get("threads"), list):
-                raise ShowError(f"{path}:{n}: not a snapshot: no `threads` list")
-            yield n, obj
+        yield from _parse_lines(path, _lines(path, stream))
+
+
+def _lines(path: str, stream: IO[str]) -> Iterator[tuple[int, str]]:
+    """(line number, text) of ``stream``; a read that fails midway (EIO) is ShowError, the
+    same line as a file that cannot be opened."""
+    try:
+        yield from enumerate(stream, 1)
+    except OSError as e:
+        raise ShowError(cannot_read(path, e)) from None
+
+
+def _parse_lines(path: str, lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, dict[str, Any]]]:
+    for n, text in lines:
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except ValueError as e:
+            raise ShowError(f"{path}:{n}: not JSON ({e})") from None
+        if not isinstance(obj, dict):
+            raise ShowError(f"{path}:{n}: not a snapshot (a JSON object)")
+        if obj.get("format") == "pyvcore-events":
+            raise ShowError(f"{path} is an event log, not snapshots: read it with `pyvcore timeline`")
+        if not isinstance(obj.get("threads"), list):
+            raise ShowError(f"{path}:{n}: not a snapshot: no `threads` list")
+        yield n, obj
 
 
 def wanted(n: int, snap: dict[str, Any], args: argparse.Namespace) -> bool:

@@ -234,6 +234,8 @@ def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield number, obj
         except UnicodeDecodeError as exc:
             raise TimelineError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        except OSError as exc:  # a read that fails midway (EIO): as a file that cannot be opened
+            raise TimelineError(cannot_read(path, exc)) from None
 
 
 def load(path: str | Path, variant: str | None = None, *, by_stop: bool = False) -> Timeline:

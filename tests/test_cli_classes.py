@@ -406,6 +406,33 @@ def test_every_missing_input_file_is_one_plain_line(
         assert out == "" or json.loads(out)["verdict"] in ("error", "unusable input"), (argv, out)
 
 
+@pytest.mark.skipif(
+    not os.path.exists("/proc/self/mem"), reason="needs Linux's /proc/self/mem (EIO at offset 0)"
+)
+def test_a_file_that_fails_midway_is_the_same_line_as_a_missing_one(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A file that opens but fails on read (/proc/self/mem gives EIO at offset 0) is
+    `cannot read PATH: Input/output error`, exit 2, for every reader: check (snapshot
+    trace, --json), show, timeline, and the event-log replay of check."""
+    from pyvcore.trace import check_event_log
+
+    mem = "/proc/self/mem"
+    line = f"cannot read {mem}: Input/output error"
+    for argv in (
+        ["check", mem],
+        ["check", "--json", mem],
+        ["show", mem],
+        ["timeline", mem, "-o", str(tmp_path / "t.html")],
+    ):
+        code, out, err = run(capsys, *argv)
+        assert (code, err) == (2, f"pyvcore {argv[0]}: {line}\n"), (argv, out, err)
+        assert out == "" or json.loads(out)["verdict"] == "unusable input", (argv, out)
+    assert not (tmp_path / "t.html").exists()
+    assert check_event_log(mem) == 2
+    assert capsys.readouterr().err == f"pyvcore check: {line}\n"
+
+
 def test_a_directory_where_a_file_is_read_and_the_reverse(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, started: list[str]
 ) -> None:

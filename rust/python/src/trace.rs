@@ -2,8 +2,9 @@
 //! `check_trace_text` stream a JSONL trace through the checker without the
 //! GIL and return a `CoreTraceReport`.
 
-use std::io::{self, BufReader};
-use std::path::PathBuf;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError};
 use pyo3::prelude::*;
@@ -87,6 +88,51 @@ fn options(
 
 /// Replay from a byte stream without the GIL, checking for Ctrl-C between
 /// batches.
+/// The first read error of an [`ErrorTap`]: (errno, C's wording of it).
+type ReadError = Arc<Mutex<Option<(Option<i32>, String)>>>;
+
+/// A reader that remembers the first read error (errno, C's wording), so that a file that
+/// fails midway (EIO) is an OSError, as one that cannot be opened, not an unusable line.
+struct ErrorTap<R> {
+    inner: R,
+    error: ReadError,
+}
+
+impl<R: Read> Read for ErrorTap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            if e.kind() != io::ErrorKind::Interrupted {
+                let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+                slot.get_or_insert((e.raw_os_error(), io_reason(e)));
+            }
+        })
+    }
+}
+
+/// Replay `source` through an [`ErrorTap`]; a read error is OSError(errno, reason, path).
+fn replay_tapped<R: Read + Send>(
+    py: Python<'_>,
+    source: R,
+    path: &Path,
+    opts: &TraceOptions,
+) -> PyResult<PyTraceReport> {
+    let error: ReadError = Arc::new(Mutex::new(None));
+    let tap = ErrorTap {
+        inner: source,
+        error: Arc::clone(&error),
+    };
+    let report = replay(py, BufReader::with_capacity(1 << 16, tap), opts)?;
+    let failed = error.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match failed {
+        Some((Some(n), reason)) => Err(PyOSError::new_err((n, reason, path.to_path_buf()))),
+        Some((None, reason)) => Err(PyOSError::new_err(format!(
+            "cannot read {}: {reason}",
+            path.display()
+        ))),
+        None => Ok(report),
+    }
+}
+
 fn replay<R: io::BufRead + Send>(py: Python<'_>, reader: R, opts: &TraceOptions) -> PyResult<PyTraceReport> {
     let (report, interrupted) = py.detach(|| {
         check_reader(reader, opts, &mut || {
@@ -116,7 +162,7 @@ fn check_trace_file(
         Some(n) => PyOSError::new_err((n, io_reason(&e), path.clone())),
         None => PyOSError::new_err(format!("cannot read {}: {}", path.display(), io_reason(&e))),
     })?;
-    replay(py, BufReader::with_capacity(1 << 16, file), &opts)
+    replay_tapped(py, file, &path, &opts)
 }
 
 /// Replay a JSONL trace from standard input (file descriptor 0), streamed.
@@ -130,7 +176,7 @@ fn check_trace_stdin(
     keep: usize,
 ) -> PyResult<PyTraceReport> {
     let opts = options(variant, same_vm, max_line_bytes, keep)?;
-    replay(py, BufReader::with_capacity(1 << 16, io::stdin()), &opts)
+    replay_tapped(py, io::stdin(), Path::new("-"), &opts)
 }
 
 /// Replay a JSONL trace held in a string.
