@@ -316,7 +316,12 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print(format_result(result, changed=_given(args), verbose=args.verbose))
         if args.trace and result.counterexample:
-            print(f"counterexample written to {args.trace} as a snapshot trace (pyvcore check {args.trace})")
+            events = len(result.counterexample)
+            print(
+                f"counterexample written to {args.trace} as a snapshot trace (pyvcore check {args.trace}): "
+                f"line 1 is the state before event 1, line N+1 the state after event N "
+                f"(line {events + 1}: after event {events})"
+            )
     if result.violation is not None:
         return 1
     return 0 if result.complete else 2

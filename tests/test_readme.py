@@ -315,3 +315,46 @@ def test_transcript_lines_are_matched_strictly() -> None:
     assert not expected_line(line).match(line.replace("depth 8", "depth 9"))
     assert expected_line("bounds: one run; ...").match("bounds: one run; at most 1 cede")
     assert not expected_line("bounds: one run").match("bounds: one run; at most 1 cede")
+
+
+def test_quick_start_prepatch_lines_say_where_each_command_reports(tmp_path: Path) -> None:
+    """The quick start's prepatch pair: explore reports invariant 29 after the event its comment
+    names, check reports it first at the line its comment names, and the text's mapping (line
+    N+1 = after event N) holds: that line is the state after event N, as explore prints."""
+    import json
+    import subprocess
+    import sys
+
+    text = section("## Try it without a lab")
+    explore = next(
+        line for line in text.splitlines() if line.startswith("pyvcore explore --variant prepatch")
+    )
+    check = next(line for line in text.splitlines() if line.startswith("pyvcore check pre.jsonl"))
+    said_event = re.search(r"invariant 29's doorbell after event (\d+)", explore)
+    said_line = re.search(r"invariant 29's per-state form, first at line (\d+)", check)
+    assert said_event and said_line, (explore, check)
+    event, line = int(said_event.group(1)), int(said_line.group(1))
+
+    def run(command: str) -> str:
+        argv = command.partition("#")[0].split()[1:]
+        done = subprocess.run(
+            [sys.executable, "-m", "pyvcore", *argv],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 1, done.stderr
+        return done.stdout
+
+    explored = run(explore)
+    assert f"violated after event {event}: invariant 29 " in explored
+    assert "line 1 is the state before event 1, line N+1 the state after event N" in explored
+    assert f"(line {event + 1}: after event {event})" in explored
+    assert f"invariant 29, first at line {line}: doorbell delivery" in run(check)
+    states = (tmp_path / "pre.jsonl").read_text().splitlines()
+    assert len(states) == event + 1 and "event" not in json.loads(states[0])
+    counterexample = re.findall(r"^ +\d+\. (.+)$", explored, re.M)
+    assert json.loads(states[line - 1])["event"] == counterexample[line - 2]
+    words = " ".join(text.split())
+    assert f"line {line}, the state after event {line - 1} (`{counterexample[line - 2]}`)" in words
