@@ -107,6 +107,15 @@ def left_out(r: ExploreResult) -> list[str]:
     return lines
 
 
+def memory_text(r: ExploreResult) -> str:
+    """What the search's memory was: its own structures (an estimate) and, beside it, the
+    process's real peak RSS when known."""
+    text = f"search structures ~{r.peak_memory / 2**20:,.0f} MiB (estimate)"
+    if r.peak_rss is None:
+        return text + ", process RSS not included"
+    return text + f", process peak RSS {r.peak_rss / 2**20:,.0f} MiB"
+
+
 def format_result(r: ExploreResult, *, changed: Sequence[str] = (), verbose: bool = False) -> str:
     """The human-readable report (``changed``, ``verbose``: as for :func:`bounds_lines`)."""
     rate = f"{r.states_per_second:,.0f} states/s" if r.seconds > 0 else "-"
@@ -116,7 +125,7 @@ def format_result(r: ExploreResult, *, changed: Sequence[str] = (), verbose: boo
         *bounds_lines(r, changed, verbose),
         *left_out(r),
         f"{r.states:,} states, {r.transitions:,} transitions, {r.seconds:.3f} s ({rate}), "
-        f"depth {r.depth}, {r.finished_runs:,} finished runs, peak memory ~{r.peak_memory / 2**20:,.0f} MiB",
+        f"depth {r.depth}, {r.finished_runs:,} finished runs, {memory_text(r)}",
     ]
     if r.violation is None:
         if r.complete:

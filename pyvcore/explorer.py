@@ -56,8 +56,13 @@ class ExploreResult:
     bounds: str
     ignored: list[int]
     peak_memory: int
-    """The largest estimated memory of the search, in bytes."""
+    """The largest estimated size of the search's own structures (the seen-state set and
+    the frontier), in bytes: an estimate, not the process's memory (:attr:`peak_rss`)."""
     fault: Optional[str] = None
+    peak_rss: Optional[int] = None
+    """The process's peak resident set size so far, in bytes (``getrusage(2)``'s
+    ``ru_maxrss``: the interpreter, the extension and every earlier search included), or
+    None where the platform has no ``getrusage``."""
 
     @property
     def ok(self) -> bool:
@@ -98,6 +103,7 @@ class ExploreResult:
             "bounds": self.bounds,
             "ignored": self.ignored,
             "peak_memory": self.peak_memory,
+            "peak_rss": self.peak_rss,
             "fault": self.fault,
         }
 
@@ -235,7 +241,18 @@ def explore(
         ignored=list(r.ignored),
         peak_memory=r.peak_memory,
         fault=r.fault,
+        peak_rss=_peak_rss(),
     )
+
+
+def _peak_rss() -> Optional[int]:
+    """The process's peak RSS in bytes (``ru_maxrss`` is KiB on Linux), None without
+    ``resource`` (not POSIX)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 # -- the command line ---------------------------------------------------------

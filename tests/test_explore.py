@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -525,3 +526,20 @@ def test_a_fault_is_its_own_line() -> None:
     assert "\nfault: doorbell-lost-on-wake injected (the bug fixed by QEMU 06229545f55a" in text
     assert "FAULT" not in text and "FAULT" not in format_result(r, verbose=True)
     assert "FAULT doorbell-lost-on-wake" in r.bounds  # --json keeps it in the sentence
+
+
+def test_memory_is_named_for_what_it_is(capsys: pytest.CaptureFixture) -> None:
+    """The estimate is the search's structures, not the process: the report says so and puts
+    the process's real peak RSS (getrusage) beside it; --json keeps `peak_memory`, adds `peak_rss`."""
+    import resource
+
+    assert main(["explore", "--variant", "seed", "--threads", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    assert out["peak_memory"] > 0 and 0 < out["peak_rss"] <= rss
+    assert main(["explore", "--variant", "seed", "--threads", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "peak memory" not in text
+    assert re.search(
+        r", search structures ~[\d,]+ MiB \(estimate\), process peak RSS [1-9][\d,]* MiB\n", text
+    )
