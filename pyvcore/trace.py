@@ -165,6 +165,8 @@ def run_trace(
     ``slack``: multiplier on the liveness bounds (default 100)."""
     say = progress or (lambda message: None)
     result = TraceResult(scenario=scenario, qemu=qemu, mode=mode, verdict="error")
+    work: Path | None = None
+    log: Path | None = None
     try:
         from pyvcore.lab.plugin_build import ensure_plugin
 
@@ -217,13 +219,26 @@ def run_trace(
             shutil.rmtree(work, ignore_errors=True)
     except Exception as exc:  # lab, build or plugin failure: a verdict, not a crash
         result.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return result
+        return _failed(result, work, log)
     stats = result.summary.get("stats", {})
     if not stats.get("stores_checked"):
         # The shadow never saw a store to the scheduler's state: nothing was judged.
         result.error = "no store to the watched state was seen: the trace judged nothing"
-        return result
+        return _failed(result, work, log)
     result.verdict = "violations" if stats.get("violations") else "clean"
+    return result
+
+
+def _failed(result: TraceResult, work: Path | None, log: Path | None) -> TraceResult:
+    """A run that failed leaves nothing behind in the temporary directory unless the event
+    log holds something (then the error names it: the user may want it)."""
+    if log is not None and log.is_file() and log.stat().st_size > 0:
+        result.log = str(log)
+        result.error = f"{result.error} (the event log so far is kept: {log})"
+        if work is not None and log.parent != work:
+            shutil.rmtree(work, ignore_errors=True)
+    elif work is not None:
+        shutil.rmtree(work, ignore_errors=True)
     return result
 
 

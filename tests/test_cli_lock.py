@@ -190,6 +190,8 @@ def test_a_busy_lab_with_lock_wait_0_is_one_line_and_exit_2(
     assert all(line.startswith(prefix.split(":")[0] + ": ") for line in lines), lines
     assert lines[-1].startswith(prefix) and not any(prefix in line for line in lines[:-1]), lines
     assert "already running on this machine" in lines[-1] and "a test holding the lab" in lines[-1]
+    # nothing was logged yet: no `pyvcore-trace-*` (or other) directory is left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.lock"]
 
 
 def test_a_long_holder_command_line_is_cut_between_words() -> None:

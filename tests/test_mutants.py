@@ -271,3 +271,34 @@ def test_keep_copies_each_runs_records(tmp_path: Path) -> None:
     control = Outcome("(control)", "k", "-", "exits", "survived", "")
     keep_records(control, kept)  # nothing kept: nothing copied, no error
     assert control.sampled_trace is None
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_continuous_event_logs_leave_nothing_in_tmp(
+    keep: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A continuous run's event log sits in a `pyvcore-trace-*` temporary directory: it is
+    removed once judged, after --keep DIR has copied it (no lab: the runs are faked)."""
+    import pyvcore.mutants.cli as mcli
+
+    work = tmp_path / "pyvcore-trace-all-x1"
+    work.mkdir()
+    (work / "events.jsonl").write_text('{"format": "pyvcore-events"}\n')
+    (work / "summary.json").write_text("{}\n")
+
+    def fake_plan(plan: object, *, vmlinux: Path, modules: object, progress: object) -> list[Outcome]:
+        o = Outcome("ptid-zero", "k", "c", "all", "killed", "invariant 3")
+        o.continuous, o.continuous_log = "killed", str(work / "events.jsonl")
+        progress(o)  # type: ignore[operator]
+        return [o]
+
+    monkeypatch.setattr(mcli, "_lab_kernel", lambda: (tmp_path / "vmlinux", {}))
+    monkeypatch.setattr(mcli, "preflight", lambda *args, **kwargs: None)
+    monkeypatch.setattr(mcli, "run_plan", fake_plan)
+    kept = tmp_path / "kept"
+    argv = ["mutants", "--run", "ptid-zero", "--mode", "continuous"] + (["--keep", str(kept)] if keep else [])
+    main(argv)
+    capsys.readouterr()
+    assert not work.exists()
+    if keep:
+        assert (kept / "ptid-zero-all-events.jsonl").read_text() == '{"format": "pyvcore-events"}\n'

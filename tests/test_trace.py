@@ -395,3 +395,36 @@ def test_trace_progress_says_what_happens_in_the_users_terms(
     with lab:
         address = lab.gdb_address
     assert f"ready in {lab.boot_seconds:.1f} s: gdb {address}, console " in said_by_lab[-1]
+
+
+@pytest.mark.parametrize("logged", [False, True])
+def test_a_failed_trace_leaves_no_empty_directory_and_names_a_log_it_keeps(
+    logged: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A boot that fails removes the run's `pyvcore-trace-*` directory, unless the plugin
+    had logged events: then the log stays and the one-line error names it (no QEMU: faked)."""
+    import tempfile
+
+    import pyvcore.trace as trace
+    from pyvcore.lab import plugin_build
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(plugin_build, "ensure_plugin", lambda **kw: tmp_path / "plugin.so")
+    monkeypatch.setattr(trace, "_preflight", lambda scenario, **kw: "vmlinux")
+
+    def failing_boot(scenario: str, **kw: object) -> trace.LabRun:
+        plugin = kw["plugin"]
+        assert isinstance(plugin, tuple)
+        if logged:
+            Path(plugin[1]["log"]).write_text('{"format": "pyvcore-events"}\n')
+        raise RuntimeError("QEMU exited during boot")
+
+    monkeypatch.setattr(trace, "_boot", failing_boot)
+    r = run_trace("all", baseline=False)
+    assert (r.verdict, r.exit_code) == ("error", 2)
+    left = list(tmp_path.glob("pyvcore-trace-*"))
+    if logged:
+        assert len(left) == 1 and r.log == str(left[0] / "events.jsonl")
+        assert r.error == f"QEMU exited during boot (the event log so far is kept: {r.log})"
+    else:
+        assert left == [] and r.error == "QEMU exited during boot" and r.log is None

@@ -80,6 +80,19 @@ def keep_records(o: Outcome, keep: Path) -> None:
             setattr(o, attr, str(dst))
 
 
+def drop_event_log(log: str | None) -> None:
+    """Remove a continuous run's event log (every store of a boot: large) from /tmp with the
+    temporary directory ``pyvcore trace`` made for it, once --keep has copied it or when
+    --keep was not given."""
+    if not log:
+        return
+    path = Path(log)
+    if path.parent.name.startswith("pyvcore-trace-"):
+        shutil.rmtree(path.parent, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _lab_kernel() -> tuple[Path, dict[str, Path]]:
     try:
         from pyvcore.lab.cache import KernelManifest
@@ -127,8 +140,12 @@ def main(args: argparse.Namespace) -> int:
         keep.mkdir(parents=True, exist_ok=True)
 
     def progress(o: Outcome) -> None:
+        made = o.continuous_log
         if keep is not None:
-            keep_records(o, keep)
+            keep_records(o, keep)  # points o at the copy
+        else:
+            o.continuous_log = None
+        drop_event_log(made)
         print(
             f"pyvcore mutants: {o.mutant} [{o.scenario}] sampled {o.sampled} ({o.sampled_by}), "
             f"continuous {o.continuous}, {o.seconds:.0f} s",
@@ -206,7 +223,8 @@ def register(subparsers: Any) -> None:
         "--keep",
         metavar="DIR",
         type=cliargs.output_dir,
-        help="copy each run's pv-watch trace and trace event log into DIR",
+        help="copy each run's pv-watch trace and trace event log into DIR (without it the event logs "
+        "are removed after each run)",
     )
     p.add_argument(
         "--qemu",
