@@ -89,6 +89,9 @@ class CheckOutcome:
     def not_judged(self) -> list[tuple[int, str]]:
         """(invariant, reason) for each invariant whose data the stop lacked."""
     @property
+    def not_applicable(self) -> list[int]:
+        """Invariants that do not apply to the snapshot's variant (16 on modern)."""
+    @property
     def vcore_found(self) -> bool: ...
     @property
     def verdict(self) -> str:

@@ -44,7 +44,9 @@ and ``stop`` (which snapshot of a trace); ``to_dict()``."""
 
 CheckOutcome = _core.CheckOutcome
 """What checking one snapshot judged: ``violations``, ``judged`` (invariant
-numbers), ``not_judged`` ([(number, reason)]), ``vcore_found``, ``verdict``
+numbers), ``not_judged`` ([(number, reason)]: the stop lacked the data),
+``not_applicable`` (numbers that do not apply to the variant, e.g. 16 on modern,
+which has no nap_count), ``vcore_found``, ``verdict``
 ("clean", "violations", "not judged")."""
 
 InvariantInfo = _core.InvariantInfo

@@ -102,6 +102,25 @@ def test_check_text_verdicts_per_thread():
     )
 
 
+def test_an_invariant_the_variant_lacks_is_not_listed_as_not_judged():
+    """Modern has no nap_count: invariant 16 does not apply there, so a modern stop is judged
+    on every invariant it carries data for and says nothing of 16; a seed stop that did not
+    read nap_count says 16 is not judged, in one pair of parentheses."""
+    from pyvcore.checker import Checker
+
+    _host, r = reading()
+    assert r.snapshot["variant"] == "modern"
+    outcome = Checker("modern").check_outcome(dict(r.snapshot))
+    assert 16 in outcome.not_applicable and 16 not in dict(outcome.not_judged)
+    text = stopview.check_text(r.snapshot, stopview.judge(Checker("modern"), r.snapshot))
+    assert "invariant 16" not in text and "nap_count" not in text
+    seed = {**r.snapshot, "variant": "seed"}
+    seed_text = stopview.check_text(
+        seed, stopview.Judgement([], None, list(Checker("seed").check_outcome(seed).not_judged))
+    )
+    assert "not judged at this stop, for want of data: invariant 16 (no nap_count read)" in seed_text
+
+
 def test_opal_thread_still_shown():
     host = FakeHost()
     host.vm([0, 1, 2, 3])

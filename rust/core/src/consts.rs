@@ -42,6 +42,13 @@ impl Variant {
         matches!(self, Variant::Modern)
     }
 
+    /// True where `struct kvmppc_vcore` counts napping secondaries in
+    /// `nap_count` (seed and prepatch; kvmppc_wait_for_nap in book3s_hv.c waits
+    /// for nap_count == n_woken); today's kernel (modern) has no such field.
+    pub fn has_nap_count(self) -> bool {
+        !matches!(self, Variant::Modern)
+    }
+
     /// The vcore_state numbering of this variant (prepatch shares the seed's).
     pub fn vcore_states(self) -> &'static VcoreStates {
         match self {

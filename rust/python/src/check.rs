@@ -21,6 +21,9 @@ pub struct PyCheckOutcome {
     judged: Vec<u32>,
     #[pyo3(get)]
     not_judged: Vec<(u32, &'static str)>,
+    /// Invariants that do not apply to the snapshot's variant (not "not judged").
+    #[pyo3(get)]
+    not_applicable: Vec<u32>,
     #[pyo3(get)]
     vcore_found: bool,
     #[pyo3(get)]
@@ -42,6 +45,7 @@ impl PyCheckOutcome {
             verdict: o.verdict(),
             judged: o.judged,
             not_judged: o.not_judged,
+            not_applicable: o.not_applicable,
             vcore_found: o.vcore_found,
             same_run: o.same_run,
         })

@@ -107,6 +107,9 @@ pub struct CheckOutcome {
     pub violations: Vec<Violation>,
     pub judged: Vec<u32>,
     pub not_judged: Vec<(u32, &'static str)>,
+    /// Invariants that do not apply to the snapshot's variant (16, nap_count,
+    /// on modern): neither judged nor "not judged", whatever the stop holds.
+    pub not_applicable: Vec<u32>,
     pub vcore_found: bool,
     pub same_run: usize,
 }
@@ -137,6 +140,15 @@ pub fn check_snapshot(s: &Snapshot) -> Vec<Violation> {
     out
 }
 
+/// Whether a needed field exists at all in `s`'s variant (nap_count is seed and
+/// prepatch only): an invariant needing one that does not is not applicable.
+fn applies(s: &Snapshot, need: &str) -> bool {
+    match need {
+        "vcores.nap_count" => s.variant.has_nap_count(),
+        _ => true,
+    }
+}
+
 /// Why a needed field is absent from `s`, or None when it is there.
 fn missing(s: &Snapshot, need: &str) -> Option<&'static str> {
     let present = match need {
@@ -157,7 +169,7 @@ fn missing(s: &Snapshot, need: &str) -> Option<&'static str> {
         "threads.lpidr" => "no LPIDR/SDR1 read",
         "threads.dpdes" => "no DPDES read",
         "threads.msr" => "no MSR read",
-        "vcores.nap_count" => "no nap_count (not a seed-layout kernel)",
+        "vcores.nap_count" => "no nap_count read",
         _ => "field missing",
     })
 }
@@ -168,7 +180,12 @@ pub fn check_outcome(s: &Snapshot) -> CheckOutcome {
     let violations = check_snapshot(s);
     let mut judged = Vec::new();
     let mut not_judged = Vec::new();
+    let mut not_applicable = Vec::new();
     for row in INVARIANTS.iter().filter(|r| r.kind == Kind::Snapshot) {
+        if !row.needs.iter().all(|n| applies(s, n)) {
+            not_applicable.push(row.number);
+            continue;
+        }
         match row.needs.iter().find_map(|n| missing(s, n)) {
             None => judged.push(row.number),
             Some(reason) => not_judged.push((row.number, reason)),
@@ -178,6 +195,7 @@ pub fn check_outcome(s: &Snapshot) -> CheckOutcome {
         violations,
         judged,
         not_judged,
+        not_applicable,
         vcore_found: !s.vcores.is_empty(),
         same_run: 0,
     }

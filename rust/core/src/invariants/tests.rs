@@ -587,3 +587,32 @@ fn every_entered_thread_ceded_breaks_25() {
     n.vcpus[0].ceded = Some(1);
     assert!(!numbers(&n).contains(&25), "{:?}", numbers(&n));
 }
+
+/// Invariant 16 (nap_count) does not apply to modern, which has no nap_count:
+/// it is left out of both lists there, and "not judged" (for want of data)
+/// only on a seed stop that did not read the field.
+#[test]
+fn an_invariant_the_variant_lacks_is_not_applicable_not_unjudged() {
+    let modern = check_outcome(&running(&[0, 1, 2, 3]));
+    assert_eq!(modern.not_applicable, vec![16]);
+    assert!(
+        modern.not_judged.iter().all(|(n, _)| *n != 16),
+        "{:?}",
+        modern.not_judged
+    );
+    assert!(!modern.judged.contains(&16));
+
+    let mut seed = running(&[0, 1, 2, 3]);
+    seed.variant = Variant::Seed;
+    let unread = check_outcome(&seed);
+    assert!(unread.not_applicable.is_empty());
+    assert!(
+        unread.not_judged.contains(&(16, "no nap_count read")),
+        "{:?}",
+        unread.not_judged
+    );
+    seed.vcores[0].nap_count = Some(0);
+    seed.vcores[0].n_woken = Some(0);
+    let read = check_outcome(&seed);
+    assert!(read.judged.contains(&16) && read.not_judged.iter().all(|(n, _)| *n != 16));
+}
