@@ -397,7 +397,11 @@ class FaultInfo:
     @property
     def name(self) -> str: ...
     @property
-    def fixed_by(self) -> str: ...
+    def fixed_by(self) -> Optional[str]:
+        """The commit that fixed the real bug ("Linux 7b444c6710c6"), None when none is known."""
+    @property
+    def description(self) -> str:
+        """ "the bug fixed by COMMIT: RULE", or "breaks the rule in PLACE: RULE"."""
     @property
     def variants(self) -> list[str]: ...
 

@@ -363,7 +363,7 @@ def _given(args: argparse.Namespace) -> list[str]:
 
 
 def _fault_help() -> str:
-    return "; ".join(f"{name}: {info.fixed_by}" for name, info in FAULT_INFO.items())
+    return "; ".join(f"{name}: {info.description}" for name, info in FAULT_INFO.items())
 
 
 def register(subparsers: Any) -> None:

@@ -57,7 +57,8 @@ EVENT_LABELS: dict[str, str] = dict(_core.event_labels())
 """Event name -> the kernel function or label it models."""
 
 FAULT_INFO: dict[str, Any] = {f.name: f for f in _core.faults()}
-"""Fault name -> ``FaultInfo`` (``fixed_by``: the public fix it undoes,
+"""Fault name -> ``FaultInfo`` (``fixed_by``: the public commit that fixed the real bug,
+or None when none is known; ``description``: what it undoes, in words;
 ``variants``: where the broken code exists)."""
 
 FAULTS: list[str] = list(FAULT_INFO)

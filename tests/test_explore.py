@@ -113,7 +113,28 @@ def test_every_fault_is_tested_and_cites_its_fix() -> None:
     tested = {fault for _, fault, _ in FAULT_CASES}
     assert tested == set(FAULTS)
     for name, info in FAULT_INFO.items():
-        assert any(ch.isdigit() for ch in info.fixed_by) and info.variants, name
+        assert info.variants, name
+        if info.fixed_by is not None:  # a commit: "Linux 7b444c6710c6"
+            assert re.fullmatch(r"(Linux|QEMU) [0-9a-f]{12}", info.fixed_by), (name, info.fixed_by)
+            assert info.description.startswith(f"the bug fixed by {info.fixed_by}: "), name
+        else:  # no fixing commit known: where the rule is
+            assert re.match(r"breaks the rule in Linux \S+\.[Sch]\b[^:]*: \S", info.description), name
+        assert "and earlier" not in info.description and "((" not in info.description, name
+    assert FAULT_INFO["no-exit-ipi"].fixed_by is None
+    assert FAULT_INFO["start-before-grab"].description == (
+        "the bug fixed by Linux 7b444c6710c6: grab every secondary before starting any"
+    )
+
+
+def test_a_fault_without_a_known_fix_names_where_its_rule_is() -> None:
+    from pyvcore.explore_report import format_result
+
+    text = " ".join(format_result(explore("seed", 2, fault="no-exit-ipi")).split("\n  "))  # unwrapped
+    assert (
+        "\nfault: no-exit-ipi injected (breaks the rule in Linux book3s_hv_rmhandlers.S kvmhv_commence_exit: "
+        in text
+    )
+    assert "fixed by Linux book3s" not in text
 
 
 def test_doorbell_faults_name_what_breaks() -> None:
@@ -523,7 +544,7 @@ def test_a_fault_is_its_own_line() -> None:
 
     r = explore("seed", 4, fault="doorbell-lost-on-wake")
     text = format_result(r)
-    assert "\nfault: doorbell-lost-on-wake injected (the bug fixed by QEMU 06229545f55a" in text
+    assert "\nfault: doorbell-lost-on-wake injected (the bug fixed by QEMU 06229545f55a: target/ppc: " in text
     assert "FAULT" not in text and "FAULT" not in format_result(r, verbose=True)
     assert "FAULT doorbell-lost-on-wake" in r.bounds  # --json keeps it in the sentence
 
@@ -543,3 +564,4 @@ def test_memory_is_named_for_what_it_is(capsys: pytest.CaptureFixture) -> None:
     assert re.search(
         r", search structures ~[\d,]+ MiB \(estimate\), process peak RSS [1-9][\d,]* MiB\n", text
     )
+

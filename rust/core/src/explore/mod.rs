@@ -196,11 +196,7 @@ impl ExploreOptions {
             None => format!("at most {} cede(s) per vcpu", self.cedes_per_vcpu),
         };
         let fault = self.fault.map_or(String::new(), |f| {
-            format!(
-                "; FAULT {} injected (the bug fixed by {})",
-                f.name(),
-                f.fixed_by()
-            )
+            format!("; FAULT {} injected ({})", f.name(), f.description())
         });
         let exit_req = if self.exit_request && self.variant == Variant::Modern {
             "; VCORE_EXIT_REQ may arrive at any time"

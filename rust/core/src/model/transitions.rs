@@ -62,9 +62,10 @@ pub struct Config {
 }
 
 macro_rules! faults {
-    ($( $(#[$doc:meta])* $variant:ident = $name:literal, [$($v:ident),*], $cites:literal; )*) => {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, [$($v:ident),*], $source:literal, $rule:literal; )*) => {
         /// Deliberate bugs the model can be run with: each is a class of
-        /// real bug, named after what breaks, with the fix that removed it.
+        /// real bug, named after what breaks, with the fix that removed it
+        /// (or, where no fixing commit is known, where the rule it breaks is).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum Fault { $( $(#[$doc])* $variant, )* }
 
@@ -76,9 +77,16 @@ macro_rules! faults {
                 match self { $( Fault::$variant => $name, )* }
             }
 
-            /// The public fix of the real bug this fault reintroduces.
-            pub fn fixed_by(self) -> &'static str {
-                match self { $( Fault::$variant => $cites, )* }
+            /// The public commit that fixed the real bug ("Linux 7b444c6710c6")
+            /// or, when none is known, where the kernel's rule is ("Linux
+            /// book3s_hv_rmhandlers.S kvmhv_commence_exit").
+            pub fn source(self) -> &'static str {
+                match self { $( Fault::$variant => $source, )* }
+            }
+
+            /// The rule the fault breaks, in a few words.
+            pub fn rule(self) -> &'static str {
+                match self { $( Fault::$variant => $rule, )* }
             }
 
             /// The kernel variants that have the code this fault breaks.
@@ -89,31 +97,50 @@ macro_rules! faults {
     };
 }
 
+impl Fault {
+    /// The commit that fixed the real bug ("QEMU 06229545f55a"), when
+    /// [`Fault::source`] names one (its last word is a 12-digit commit id).
+    pub fn fixed_by(self) -> Option<&'static str> {
+        let id = self.source().rsplit(' ').next().unwrap_or("");
+        (id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| self.source())
+    }
+
+    /// What the fault undoes, as it reads after "injected (": "the bug fixed
+    /// by COMMIT: RULE" when the fix is known, else "breaks the rule in
+    /// PLACE: RULE".
+    pub fn description(self) -> String {
+        match self.fixed_by() {
+            Some(commit) => format!("the bug fixed by {commit}: {}", self.rule()),
+            None => format!("breaks the rule in {}: {}", self.source(), self.rule()),
+        }
+    }
+}
+
 faults! {
     /// kvmppc_h_cede naps even when every entered thread would then nap.
-    NoCedeExit = "no-cede-exit", [Seed, Modern, Prepatch], "Linux e0b7ec058c0e and earlier: kvmppc_h_cede's \"all threads napping\" test (kvm_cede_exit)";
+    NoCedeExit = "no-cede-exit", [Seed, Modern, Prepatch], "Linux book3s_hv_rmhandlers.S kvmppc_h_cede", "do not nap when every entered thread would then be napping (kvm_cede_exit; in e0b7ec058c0e and before)";
     /// Thread 0 switches the MMU back without waiting for exits == entries.
-    EarlySwitchOut = "early-switch-out", [Seed, Modern, Prepatch], "Linux book3s_hv_rmhandlers.S: the primary waits for entry == exit count before switching the partition back";
+    EarlySwitchOut = "early-switch-out", [Seed, Modern, Prepatch], "Linux book3s_hv_rmhandlers.S", "the primary waits for entry == exit count before switching the partition back";
     /// The first exiter does not IPI the napping threads (seed; the modern
     /// kernel's naps also wake on HDEC, so the IPIs only speed it up).
-    NoExitIpi = "no-exit-ipi", [Seed, Prepatch], "Linux book3s_hv_rmhandlers.S kvmhv_commence_exit: the first exiter pokes the other threads";
+    NoExitIpi = "no-exit-ipi", [Seed, Prepatch], "Linux book3s_hv_rmhandlers.S kvmhv_commence_exit", "the first exiter pokes the other threads";
     /// kvmppc_start_thread runs for a secondary before every sibling thread
     /// was grabbed (hwthread_req = 1): each thread is grabbed by its own start.
-    StartBeforeGrab = "start-before-grab", [Seed, Modern, Prepatch], "Linux 7b444c6710c6 (grab every secondary before starting any)";
+    StartBeforeGrab = "start-before-grab", [Seed, Modern, Prepatch], "Linux 7b444c6710c6", "grab every secondary before starting any";
     /// A secondary counts itself in vc->nap_count before it clears its
     /// PACA's kvm_vcpu (seed), so kvmppc_wait_for_nap may release the core
     /// while the thread still holds the vcpu.
-    NapCountedBeforeClear = "nap-counted-before-clear", [Seed, Prepatch], "Linux 7b444c6710c6 (clear kvm_vcpu before nap_count++)";
+    NapCountedBeforeClear = "nap-counted-before-clear", [Seed, Prepatch], "Linux 7b444c6710c6", "clear kvm_vcpu before nap_count++";
     /// kvmppc_wait_for_nap waits only for the threads started by
     /// kvmppc_run_core itself: latecomers are released while still in KVM.
-    LatecomerReleasedEarly = "latecomer-released-early", [Seed, Modern, Prepatch], "Linux 2f12f0343684 (wait for the latecomers too)";
+    LatecomerReleasedEarly = "latecomer-released-early", [Seed, Modern, Prepatch], "Linux 2f12f0343684", "wait for the latecomers too";
     /// The switch back to the host leaves vc->in_guest at 1.
-    InGuestNotCleared = "in-guest-not-cleared", [Seed, Modern, Prepatch], "Linux 7fe4e1176dfe (clear vc->in_guest at the switch back)";
+    InGuestNotCleared = "in-guest-not-cleared", [Seed, Modern, Prepatch], "Linux 7fe4e1176dfe", "clear vc->in_guest at the switch back";
     /// msgsndp to thread N sets the DPDES bit of the sending thread instead.
-    DoorbellWrongSibling = "doorbell-wrong-sibling", [Seed, Modern, Prepatch], "QEMU 0324d236d291 (target/ppc: msgsndp/DPDES targeting SMT siblings)";
+    DoorbellWrongSibling = "doorbell-wrong-sibling", [Seed, Modern, Prepatch], "QEMU 0324d236d291", "target/ppc: msgsndp/DPDES targeting SMT siblings";
     /// A doorbell that wakes a thread napping in a cede is consumed by the
     /// wake-up and never reaches the vcpu.
-    DoorbellLostOnWake = "doorbell-lost-on-wake", [Seed, Modern, Prepatch], "QEMU 06229545f55a (target/ppc: doorbell lost on wakeup from powersave)";
+    DoorbellLostOnWake = "doorbell-lost-on-wake", [Seed, Modern, Prepatch], "QEMU 06229545f55a", "target/ppc: doorbell lost on wakeup from powersave";
 }
 
 impl Fault {

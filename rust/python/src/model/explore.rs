@@ -243,9 +243,14 @@ pub struct PyFaultInfo {
     /// The `--fault` name, e.g. "doorbell-lost-on-wake".
     #[pyo3(get)]
     name: &'static str,
-    /// The public fix of the real bug it reintroduces.
+    /// The public commit that fixed the real bug it reintroduces ("Linux
+    /// 7b444c6710c6"), or None when none is known.
     #[pyo3(get)]
-    fixed_by: &'static str,
+    fixed_by: Option<&'static str>,
+    /// What it undoes: "the bug fixed by COMMIT: RULE", or "breaks the rule in
+    /// PLACE: RULE" when no fixing commit is known.
+    #[pyo3(get)]
+    description: String,
     /// The variants that have the code it breaks.
     #[pyo3(get)]
     variants: Vec<&'static str>,
@@ -259,6 +264,7 @@ fn faults() -> Vec<PyFaultInfo> {
         .map(|f| PyFaultInfo {
             name: f.name(),
             fixed_by: f.fixed_by(),
+            description: f.description(),
             variants: f.variants().iter().map(|v| v.name()).collect(),
         })
         .collect()
