@@ -66,16 +66,30 @@ VARIANTS: tuple[str, ...] = tuple(_core.variants())
 
 Snapshot = Union[Mapping[str, Any], str, bytes]
 
-# Fields whose integer values read best in hex (bit words; pointers and SPRs
-# already come as hex strings).
-_HEX_FIELDS = {"entry_exit_map", "entry_exit_count", "napping_threads", "previous"}
+# Fields whose integer values read best in hex (bit words, as the messages print
+# them; pointers and SPRs already come as hex strings).
+_HEX_FIELDS = {"entry_exit_map", "entry_exit_count", "napping_threads"}
 
 
-def _show(key: str, value: Any) -> str:
-    name = key.rsplit(".", 1)[-1]
-    if isinstance(value, int) and not isinstance(value, bool) and name in _HEX_FIELDS:
-        return f"{key}={value:#x}"
-    return f"{key}={escape(str(value))}"
+def field_value(key: str, value: Any, fields: Mapping[str, Any] | None = None) -> str:
+    """A violation field's value as reports print it: a bit word (``entry_exit_map``,
+    ``napping_threads``, ...) or a value above 0xffff in hex, as the message does
+    (``0x103``, not ``259``); ``previous`` (a step invariant's old value) as the field it
+    is the old value of, in ``fields``; the rest as it is, control characters escaped."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        name = key.rsplit(".", 1)[-1]
+        if name == "previous":
+            others = (k.rsplit(".", 1)[-1] for k in (fields or {}) if k != key)
+            hexed = any(other in _HEX_FIELDS for other in others)
+        else:
+            hexed = name in _HEX_FIELDS
+        if hexed or value > 0xFFFF:
+            return f"{value:#x}"
+    return escape(str(value))
+
+
+def _show(key: str, value: Any, fields: Mapping[str, Any] | None = None) -> str:
+    return f"{key}={field_value(key, value, fields)}"
 
 
 def escape(text: str) -> str:
@@ -197,7 +211,7 @@ class TraceReport:
                 where += f" [{escape(v.stop)}]"
             lines.append(f"{where}: invariant {v.invariant}: {escape(v.message)}")
             if v.fields:
-                lines.append("    " + ", ".join(_show(k, val) for k, val in v.fields.items()))
+                lines.append("    " + ", ".join(_show(k, val, v.fields) for k, val in v.fields.items()))
         if self.total_violations > len(self.violations):
             lines.append(f"... {self.total_violations - len(self.violations)} more violations, counted below")
         rows = {i.number: i for i in _core.invariants()}

@@ -14,6 +14,8 @@ import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from pyvcore.checker import field_value
+
 if TYPE_CHECKING:
     from pyvcore.explorer import ExploreResult
 
@@ -145,9 +147,7 @@ def format_result(r: ExploreResult, *, changed: Sequence[str] = (), verbose: boo
         f"violated after event {len(trace)}: invariant {v.invariant} ({title(v.invariant)}){how}: {v.message}"
     )
     for key, value in (v.fields or {}).items():
-        lines.append(
-            f"    {key} = {value:#x}" if isinstance(value, int) and value > 0xFFFF else f"    {key} = {value}"
-        )
+        lines.append(f"    {key} = {field_value(key, value, v.fields)}")
     return "\n".join(lines)
 
 

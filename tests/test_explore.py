@@ -565,3 +565,15 @@ def test_memory_is_named_for_what_it_is(capsys: pytest.CaptureFixture) -> None:
         r", search structures ~[\d,]+ MiB \(estimate\), process peak RSS [1-9][\d,]* MiB\n", text
     )
 
+
+def test_violation_fields_print_bit_words_in_hex_as_the_message_does() -> None:
+    from pyvcore.checker import field_value
+    from pyvcore.explore_report import format_result
+
+    text = format_result(explore("modern", 2, fault="early-switch-out"))
+    assert "entry_exit_map 0x103 has" in text and "\n    vcores[0].entry_exit_map = 0x103\n" in text
+    assert "\n    vcores[0].in_guest = 0" in text
+    # a step invariant's old value reads as the field it is the old value of
+    assert field_value("previous", 3, {"vcores[0].napping_threads": 1, "previous": 3}) == "0x3"
+    assert field_value("previous", 3, {"vcpus[0].ptid": 1, "previous": 3}) == "3"
+    assert field_value("vcpus[0].addr", 0xC000_0000_0000_0000) == "0xc000000000000000"
