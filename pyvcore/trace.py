@@ -338,11 +338,12 @@ def check_event_log(path: str, *, as_json: bool = False) -> int:
     else:
         from pyvcore.trace_report import format_exit_ipi, format_violations
 
-        print(format_violations(summary, path))
-        if ipi := format_exit_ipi(summary):
-            print(ipi)
+        for part in (format_violations(summary, path), format_exit_ipi(summary)):
+            if part:  # no blank line where there is nothing to say
+                print(part)
         print(
-            f"{stats['events']} events, {stats['distinct_states']} distinct states, {stats['violations']} violations"
+            f"{stats['events']:,} events, {stats['distinct_states']:,} distinct states, "
+            f"{stats['violations']:,} violations"
         )
     return 1 if stats["violations"] else 0
 

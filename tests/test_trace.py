@@ -58,6 +58,7 @@ def test_check_reads_a_clean_event_log(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["check", str(log)]) == 0
     out = capsys.readouterr().out
     assert "0 violations" in out and f"{len(events)} events" in out
+    assert not out.startswith("\n") and "\n\n" not in out, repr(out)  # no blank line for no violation
 
 
 def test_check_names_the_store_that_breaks_a_step_invariant(
