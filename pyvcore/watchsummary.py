@@ -68,7 +68,7 @@ class WatchTally:
     def line(self) -> str:
         """The totals in one line."""
         return (
-            f"{self.stops} stops: {self.judged} judged, {self.not_judged} not judged (no vcore read), "
+            f"{self.stops} stop{'' if self.stops == 1 else 's'}: {self.judged} judged, {self.not_judged} not judged (no vcore read), "
             f"{self.errors} unreadable; {self.violations} violations"
         )
 

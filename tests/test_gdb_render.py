@@ -205,3 +205,6 @@ def test_watch_summary_groups_violations_and_counts_per_label_and_cpu():
     assert max(map(len, lines)) <= 80
     # nothing found is still a summary
     assert WatchTally().render("pv-watch off").startswith("pv-watch: off: pv-watch off; 0 stops")
+    one = WatchTally()
+    one.record("kvm_do_nap@cpu0", [])
+    assert one.line().startswith("1 stop: 1 judged, ")
