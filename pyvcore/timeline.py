@@ -362,9 +362,9 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     lanes = sum(1 for lane in tl.lanes if lane.group == "threads")
     print(
-        f"{out}: {tl.source} timeline, {lanes} thread lanes, {tl.stops or len(tl.marks)} "
-        f"{'stops' if tl.source == 'sampled' else 'states'}, {len(tl.flows)} arrows, "
-        f"{len(tl.violations)} violations; {out.stat().st_size:,} bytes"
+        f"{out}: {tl.source} timeline, {lanes:,} thread lanes, {tl.stops or len(tl.marks):,} "
+        f"{'stops' if tl.source == 'sampled' else 'states'}, {len(tl.flows):,} arrows, "
+        f"{len(tl.violations):,} violations; {out.stat().st_size:,} bytes"
     )
     if args.open:
         import webbrowser
