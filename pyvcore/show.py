@@ -104,6 +104,17 @@ def render_stop(
     )
 
 
+def line_number(text: str) -> int:
+    """A trace line number, as `pyvcore check` counts them: from 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a line number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"lines start at 1, not {value}")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     from pyvcore.checker import Checker, SnapshotError
 
@@ -158,7 +169,7 @@ def register(subparsers: Any) -> None:
     )
     which = p.add_mutually_exclusive_group()
     which.add_argument(
-        "--line", type=int, metavar="N", help="the stop on line N (as `pyvcore check` names it)"
+        "--line", type=line_number, metavar="N", help="the stop on line N (as `pyvcore check` names it)"
     )
     which.add_argument(
         "--stop", metavar="LABEL", help="every stop with this label (kvm_do_nap or kvm_do_nap@cpu0)"

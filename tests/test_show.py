@@ -167,3 +167,11 @@ def test_threads_table_shows_lpidr_and_sdr1_with_the_partitions(capsys):
     assert rows == [
         (str(t["cpu"]), f"{t['lpidr']:#x}", f"{t['sdr1']:#x}") for t in snaps[guest - 1]["threads"]
     ]
+
+
+def test_line_numbers_start_at_1(capsys, tmp_path):
+    """`--line 0` is refused before the trace is read: lines start at 1, as check counts them."""
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("")
+    assert main(["show", str(trace), "--line", "0"]) == 2
+    assert capsys.readouterr().err == "pyvcore show: argument --line: lines start at 1, not 0\n"
