@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::candidates::{candidates, doorbell_candidates};
 use super::fingerprint::{plain_key, secondary_keys, symmetric_key, twins, Base, Dead, Key};
-use super::visited::{New, Visited};
+use super::visited::{chain_key, shard_of, New, Visited};
 use super::{ExploreOptions, ExploreReport, Incomplete, Progress, BATCH};
 use crate::invariants::{self, Violation};
 use crate::model::{vc_first, Config, Effects, Event, Fault, Phase, State, INV_DEADLOCK};
@@ -44,15 +44,20 @@ const CHAIN: usize = 3;
 
 /// One successor found while expanding a batch: the events from the parent
 /// (a chain when partial-order reduction joins doorbell events to the step
-/// they are moved up to) and the keys of the states along it (the last is
-/// the resulting state; the others are checked too).  The states are not
-/// kept: only new ones are needed, and checking them replays the chain.
+/// they are moved up to).  The states are not kept: only new ones are
+/// needed, and checking them replays the chain.  The keys of the states
+/// along the chain (the last is the resulting state; the others are checked
+/// too) are kept apart, by visited-set shard (see [`Succs`]).
 pub(super) struct Succ {
     pub(super) parent: u32,
     chain: [Event; CHAIN],
-    pub(super) keys: [Key; CHAIN],
     pub(super) len: u8,
 }
+
+/// One key of a successor's chain for one visited-set shard: (index of the
+/// successor in its worker's part, position k in the chain, the key as the
+/// visited set keeps it).
+pub(super) type ShardKey = (u32, u8, Key);
 
 impl Succ {
     pub(super) fn events(&self) -> &[Event] {
@@ -61,26 +66,26 @@ impl Succ {
 }
 
 /// The successors of a batch as the workers produced them, in order (not
-/// copied into one vector), indexed as if they were one.
+/// copied into one vector), indexed as if they were one; with each part's
+/// keys split by visited-set shard, so that a shard's thread reads only its
+/// own keys.
 pub(super) struct Succs {
     parts: Vec<Vec<Succ>>,
+    /// keyed[part][shard]: that part's keys for that shard, in order.
+    pub(super) keyed: Vec<Vec<Vec<ShardKey>>>,
     /// Index of the first successor of each part.
-    starts: Vec<usize>,
+    pub(super) starts: Vec<usize>,
 }
 
 impl Succs {
-    fn new(parts: Vec<Vec<Succ>>) -> Self {
+    fn new(parts: Vec<Vec<Succ>>, keyed: Vec<Vec<Vec<ShardKey>>>) -> Self {
         let mut starts = Vec::with_capacity(parts.len());
         let mut at = 0;
         for p in &parts {
             starts.push(at);
             at += p.len();
         }
-        Succs { parts, starts }
-    }
-
-    pub(super) fn len(&self) -> usize {
-        self.parts.iter().map(Vec::len).sum()
+        Succs { parts, keyed, starts }
     }
 
     pub(super) fn get(&self, i: usize) -> &Succ {
@@ -88,12 +93,9 @@ impl Succs {
         &self.parts[p][i - self.starts[p]]
     }
 
-    pub(super) fn iter(&self) -> impl Iterator<Item = &Succ> {
-        self.parts.iter().flatten()
-    }
-
     fn capacity(&self) -> usize {
-        self.parts.iter().map(Vec::capacity).sum()
+        self.parts.iter().map(Vec::capacity).sum::<usize>() * std::mem::size_of::<Succ>()
+            + self.keyed.iter().flatten().map(Vec::capacity).sum::<usize>() * std::mem::size_of::<ShardKey>()
     }
 }
 
@@ -101,6 +103,8 @@ impl Succs {
 #[derive(Default)]
 struct Expanded {
     succs: Vec<Succ>,
+    /// The successors' keys by visited-set shard (see [`Succs`]).
+    keyed: Vec<Vec<ShardKey>>,
     transitions: usize,
     finished: usize,
     /// The first parent (index in the batch) that can make no move.
@@ -176,19 +180,25 @@ impl Search<'_> {
         }
     }
 
+    /// The visited set's shards (one per worker, a power of two).
+    fn shards(&self) -> usize {
+        self.opts.workers.max(1).next_power_of_two()
+    }
+
     /// Record the chain `events` from `parent` through `states` (one per event).
     fn push(&self, out: &mut Expanded, base: &Base, parent: usize, events: &[Event], states: &[&State]) {
         let mut chain = [events[0]; CHAIN];
         chain[..events.len()].copy_from_slice(events);
-        let mut keys = [Key { fp: 0, used: 0 }; CHAIN];
-        for (k, st) in keys.iter_mut().zip(states) {
-            *k = self.key(st, Some(base));
+        let index = out.succs.len() as u32;
+        let count = out.keyed.len();
+        for (k, st) in states.iter().enumerate() {
+            let key = chain_key(&self.key(st, Some(base)), k + 1 == states.len());
+            out.keyed[shard_of(&key, count)].push((index, k as u8, key));
         }
         out.transitions += 1;
         out.succs.push(Succ {
             parent: parent as u32,
             chain,
-            keys,
             len: events.len() as u8,
         });
     }
@@ -199,6 +209,9 @@ impl Search<'_> {
         // every successor so far) in the usual case.
         let mut out = Expanded {
             succs: Vec::with_capacity(batch.len() * 8),
+            keyed: (0..self.shards())
+                .map(|_| Vec::with_capacity(batch.len() * 8))
+                .collect(),
             ..Expanded::default()
         };
         let (mut cands, mut lazy, mut tails) = (Vec::new(), Vec::new(), Vec::new());
@@ -403,6 +416,7 @@ pub(super) fn bfs(
         for batch in frontier.iter().flat_map(|seg| seg.chunks(BATCH * workers)) {
             let expanded = on_workers(batch, workers, |off, part| search.expand(part, off));
             let mut parts = Vec::with_capacity(expanded.len());
+            let mut keyed = Vec::with_capacity(expanded.len());
             for ex in expanded {
                 report.transitions += ex.transitions;
                 report.finished_runs += ex.finished;
@@ -418,8 +432,9 @@ pub(super) fn bfs(
                     return;
                 }
                 parts.push(ex.succs);
+                keyed.push(ex.keyed);
             }
-            let succs = Succs::new(parts);
+            let succs = Succs::new(parts, keyed);
             let news = visited.visit(batch, &succs);
             let checked = on_workers(&news, workers, |off, part| {
                 search
@@ -448,7 +463,7 @@ pub(super) fn bfs(
             }
             let memory = visited.memory()
                 + (capacity(&frontier) + capacity(&next)) * std::mem::size_of::<(State, u32)>()
-                + succs.capacity() * std::mem::size_of::<Succ>();
+                + succs.capacity();
             report.peak_memory = report.peak_memory.max(memory);
             let p = Progress {
                 states: visited.explored(),

@@ -73,16 +73,19 @@ impl Shard {
         true
     }
 
-    /// For each successor, bit k set when its k-th state (key) is new;
-    /// only the keys of shard `me` of `count` are looked at.
-    fn visit(&mut self, succs: &Succs, me: usize, count: usize) -> Vec<u8> {
-        let mut out = vec![0u8; succs.len()];
-        for (flags, sc) in out.iter_mut().zip(succs.iter()) {
-            let len = sc.len as usize;
-            for (k, key) in sc.keys[..len].iter().enumerate() {
-                let key = chain_key(key, k + 1 == len);
-                if shard_of(&key, count) == me && self.insert(key) {
-                    *flags |= 1 << k;
+    /// The successors with a new state in shard `me`, in order: (index,
+    /// bit k set when its k-th state (key) is new).  Sparse: most successors
+    /// reach a state already seen.
+    fn visit(&mut self, succs: &Succs, me: usize) -> Vec<(u32, u8)> {
+        let mut out: Vec<(u32, u8)> = Vec::new();
+        for (keyed, &start) in succs.keyed.iter().zip(&succs.starts) {
+            for &(local, k, key) in &keyed[me] {
+                if self.insert(key) {
+                    let i = (start + local as usize) as u32;
+                    match out.last_mut() {
+                        Some(last) if last.0 == i => last.1 |= 1 << k,
+                        _ => out.push((i, 1 << k)),
+                    }
                 }
             }
         }
@@ -90,10 +93,25 @@ impl Shard {
     }
 }
 
+/// The shards' sparse lists (each in increasing index) merged into one in
+/// increasing index, the flags of an index found in several shards joined.
+fn merge_flags(lists: &[Vec<(u32, u8)>]) -> Vec<(u32, u8)> {
+    let mut all: Vec<(u32, u8)> = lists.iter().flatten().copied().collect();
+    all.sort_unstable_by_key(|&(i, _)| i);
+    all.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            kept.1 |= later.1;
+        }
+        same
+    });
+    all
+}
+
 /// The key under which the k-th state of a chain is kept: intermediate
 /// states are checked, not expanded, so they are recorded apart from the
 /// states to expand.
-fn chain_key(key: &Key, last: bool) -> Key {
+pub(super) fn chain_key(key: &Key, last: bool) -> Key {
     if last {
         *key
     } else {
@@ -105,7 +123,7 @@ fn chain_key(key: &Key, last: bool) -> Key {
 }
 
 /// The shard of `k` among `count` (a power of two).
-fn shard_of(k: &Key, count: usize) -> usize {
+pub(super) fn shard_of(k: &Key, count: usize) -> usize {
     (k.fp >> 64) as usize & (count - 1)
 }
 
@@ -143,15 +161,15 @@ impl Visited {
     /// The shards are updated each on its own thread.
     pub(super) fn visit(&mut self, batch: &[(State, u32)], succs: &Succs) -> Vec<New> {
         let count = self.shards.len();
-        let flags: Vec<Vec<u8>> = if count == 1 {
-            vec![self.shards[0].visit(succs, 0, 1)]
+        let flags: Vec<Vec<(u32, u8)>> = if count == 1 {
+            vec![self.shards[0].visit(succs, 0)]
         } else {
             std::thread::scope(|sc| {
                 let handles: Vec<_> = self
                     .shards
                     .iter_mut()
                     .enumerate()
-                    .map(|(me, shard)| sc.spawn(move || shard.visit(succs, me, count)))
+                    .map(|(me, shard)| sc.spawn(move || shard.visit(succs, me)))
                     .collect();
                 handles
                     .into_iter()
@@ -160,11 +178,9 @@ impl Visited {
             })
         };
         let mut news = Vec::new();
-        for (i, sc) in succs.iter().enumerate() {
-            let new = flags.iter().fold(0u8, |acc, f| acc | f[i]);
-            if new == 0 {
-                continue;
-            }
+        for (i, new) in merge_flags(&flags) {
+            let i = i as usize;
+            let sc = succs.get(i);
             let mut parent = batch[sc.parent as usize].1;
             for &e in sc.events() {
                 self.nodes.push((parent, Some(e)));
