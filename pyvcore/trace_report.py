@@ -63,7 +63,10 @@ def format_exit_ipi(summary: dict[str, Any]) -> str | None:
         f"{_n(x.get('hdec'))} HDEC exits owe none; {_n(x.get('first_exits'))} first exits in all"
     )
     if x.get("unknown_trap"):
-        line += f"; {_n(x['unknown_trap'])} not judged (trap unknown: a log without kvmhv_commence_exit)"
+        line += (
+            f"; {_n(x['unknown_trap'])} not judged (the exiting vcpu's trap was not stored while the "
+            "plugin watched, e.g. before the log began)"
+        )
     return line
 
 

@@ -429,3 +429,17 @@ def test_a_failed_trace_leaves_no_empty_directory_and_names_a_log_it_keeps(
         assert r.error == f"QEMU exited during boot (the event log so far is kept: {r.log})"
     else:
         assert left == [] and r.error == "QEMU exited during boot" and r.log is None
+
+
+def test_exit_ipi_summary_says_why_an_exit_was_not_judged() -> None:
+    """Invariant 45's line counts the first exits judged, and says an exit whose vcpu trap
+    was never seen stored (e.g. stored before the log began) was not judged; no record, no line."""
+    from pyvcore.trace_report import format_exit_ipi
+
+    stats = {"owed": 12, "owed_novcpu": 3, "hdec": 1840, "first_exits": 1853, "unknown_trap": 1}
+    line = format_exit_ipi({"exit_ipi": stats})
+    assert line is not None
+    assert "12 first exits owed the exit IPI" in line and "1,853 first exits in all" in line
+    assert "1 not judged (the exiting vcpu's trap was not stored while the plugin watched" in line
+    assert "not judged" not in (format_exit_ipi({"exit_ipi": dict(stats, unknown_trap=0)}) or "")
+    assert format_exit_ipi({}) is None
