@@ -346,6 +346,11 @@ def _run(args: argparse.Namespace) -> int:
         from pyvcore.vmcore_cli import run as run_vmcore
 
         return int(run_vmcore(args))
+    given = [opt for opt in ("vmlinux", "modules") if getattr(args, opt, None)]
+    if given:
+        raise PyvcoreError(
+            f"--{given[0]} goes with --vmcore (a trace carries its snapshots; nothing else is read)"
+        )
     if args.trace is None:
         raise PyvcoreError("give a TRACE.jsonl (or --vmcore FILE --vmlinux VMLINUX)")
     if args.max_line_bytes < 1:

@@ -114,3 +114,14 @@ def test_same_vm_option_enables_the_step_checks(tmp_path):
     assert run_check(trace).returncode == 0
     r = run_check(trace, "--same-vm")
     assert r.returncode == 1 and ":2 [guest]: invariant 20:" in r.stdout
+
+
+def test_vmcore_only_options_with_a_trace_are_refused(tmp_path):
+    """--vmlinux/--modules only say where a vmcore's types are: with a trace they would be
+    silently ignored, so they are refused in one line."""
+    trace = write_trace(tmp_path / "t.jsonl", [cs.running()])
+    r = run_check("--modules", str(tmp_path), str(trace))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "pyvcore check: --modules goes with --vmcore (a trace carries its snapshots; nothing else is read)"
+    ]
