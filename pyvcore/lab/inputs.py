@@ -240,7 +240,7 @@ def validate(vmlinux: Path, modules: dict[str, Path], hook_points: tuple[str, ..
     except Refused as err:
         first, *rest = err.reasons or [str(err)]
         more = f" (and {len(rest)} more problem(s))" if rest else ""
-        raise KernelRefused(f"kernel refused: {first}{more}", "\n".join(rest)) from None
+        raise KernelRefused(f"refused: {first}{more}", "\n".join(rest)) from None
     return asdict(info)
 
 

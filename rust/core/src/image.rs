@@ -94,7 +94,12 @@ impl KernelImage {
     /// Parse an ELF image (vmlinux or a decompressed .ko).  Only ppc64 is
     /// accepted: the readers look for PACAs, which exist nowhere else.
     pub fn parse(data: &[u8]) -> Result<Self, ImageError> {
-        let file = object::File::parse(data).map_err(|e| ImageError::NotElf(e.to_string()))?;
+        if !data.starts_with(b"\x7fELF") {
+            return Err(ImageError::NotElf("it does not start with the ELF magic".into()));
+        }
+        // An ELF header that does not parse: the reader's own words say where.
+        let file = object::File::parse(data)
+            .map_err(|e| ImageError::NotElf(format!("its ELF header does not parse: {e}")))?;
         let arch = file.architecture();
         if arch != Architecture::PowerPc64 {
             return Err(ImageError::NotPpc64(format!("{arch:?}")));
@@ -219,6 +224,16 @@ mod tests {
     fn rejects_non_elf() {
         let err = KernelImage::parse(b"not an elf at all").err().unwrap();
         assert!(matches!(err, ImageError::NotElf(_)), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "not an ELF file (it does not start with the ELF magic)"
+        );
+        let err = KernelImage::parse(b"\x7fELF\x02").err().unwrap();
+        assert!(
+            err.to_string()
+                .starts_with("not an ELF file (its ELF header does not parse: "),
+            "{err}"
+        );
     }
 
     #[test]
