@@ -149,3 +149,17 @@ def name_of(table: dict[int, str], value: Any) -> str:
 def thread_list(bitmap: int) -> str:
     """0b1011 -> "{0,1,3}": maps by ptid as the reader thinks of them."""
     return "{" + ",".join(str(i) for i in range(32) if bitmap >> i & 1) + "}"
+
+
+def entry_exit_text(field: str, value: int) -> str:
+    """``field`` (``entry_exit_map``: bitmaps of threads, modern; ``entry_exit_count``: counts,
+    seed) with ``value`` decoded: the threads (or how many) entered and exiting."""
+    if field == "entry_exit_map":
+        text = (
+            f"entry_exit_map {value:#x}: entered {thread_list(value & 0xFF)} "
+            f"exiting {thread_list((value >> 8) & 0xFF)}"
+        )
+        if value & 0x10000:
+            text += " EXIT_REQ"
+        return text
+    return f"entry_exit_count {value:#x}: entered {value & 0xFF}, exiting {value >> 8}"

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyvcore.decode import GUEST_MODES, HWTHREAD_STATES, NAPPING, VCORE_STATES, VCPU_STATES, name_of
+from pyvcore.ppc64 import entry_exit_text
 from pyvcore.render import paint, render_table, wrap
 
 LEGEND = (
@@ -148,12 +149,15 @@ def vcores_text(snapshot: Mapping[str, Any], *, width: int | None = None) -> str
     out = []
     for addr in vcore_order(snapshot):
         vc = by_addr[addr]
-        ee = num(vc.get("entry_exit_map", vc.get("entry_exit_count"))) or 0
-        title = (
-            f"{names.vcore(addr)} {addr:#x}: {name_of(states, num(vc.get('vcore_state')))}, "
-            f"in_guest {vc.get('in_guest')}, entry_exit {ee:#x}, napping_threads "
-            f"{_bits(num(vc.get('napping_threads')) or 0)}, runner vcpu {names.vcpu(vc.get('runner'))}"
-        )
+        field = "entry_exit_map" if "entry_exit_map" in vc else "entry_exit_count"
+        items = [
+            f"{names.vcore(addr)} {addr:#x}: {name_of(states, num(vc.get('vcore_state')))}",
+            f"in_guest {vc.get('in_guest')}",
+            entry_exit_text(field, num(vc.get(field)) or 0),
+            f"napping_threads {_bits(num(vc.get('napping_threads')) or 0)}",
+            f"runner vcpu {names.vcpu(vc.get('runner'))}",
+        ]
+        title = _join_wrapped(items, width)
         rows = [
             [
                 v.get("vcpu_id"),
@@ -172,6 +176,20 @@ def vcores_text(snapshot: Mapping[str, Any], *, width: int | None = None) -> str
             )
         )
     return "\n".join(out) if out else "(no vcore in this stop)"
+
+
+def _join_wrapped(items: Sequence[str], width: int | None) -> str:
+    """``items`` joined by commas, a line broken only between two items (a name is never
+    parted from its value); continuation lines indented by two."""
+    width = width or 80
+    lines = [items[0]]
+    for item in items[1:]:
+        if len(lines[-1]) + 2 + len(item) + 1 <= width:
+            lines[-1] += ", " + item
+        else:
+            lines[-1] += ","
+            lines.append("  " + item)
+    return "\n".join(lines)
 
 
 def _bits(bitmap: int) -> str:

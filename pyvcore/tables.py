@@ -19,6 +19,7 @@ from pyvcore.decode import (
     name_of,
     thread_list,
 )
+from pyvcore.ppc64 import entry_exit_text
 from pyvcore.render import render_table, wrap
 from pyvcore.stopview import Names
 
@@ -151,18 +152,6 @@ def paca_list(k: KernelLayout, row: ThreadRow, reading: Reading) -> str:
     return "\n".join(lines)
 
 
-def entry_exit_text(k: KernelLayout, value: int) -> str:
-    if k.entry_exit == "entry_exit_map":
-        text = (
-            f"entry_exit_map {value:#x}: entered {thread_list(value & 0xFF)} "
-            f"exiting {thread_list((value >> 8) & 0xFF)}"
-        )
-        if value & 0x10000:
-            text += " EXIT_REQ"
-        return text
-    return f"entry_exit_count {value:#x}: entered {value & 0xFF}, exiting {value >> 8}"
-
-
 def vcore_numbers(vcores: dict[int, dict[str, Any]], kvm: dict[int, dict[str, Any]]) -> list[int]:
     """vcore addresses in their stable order (``vc0``, ``vc1``...): by VM (its LPID,
     then the struct kvm address), then by first_vcpuid (the vcore id times the
@@ -205,7 +194,7 @@ def vcore_text(
         f"  n_runnable {vc.get('n_runnable')}  num_threads {vc.get('num_threads')}"
         f"  runner {_vcpu_label(vc.get('runner') or 0, reading, vcpus)}"
     )
-    lines.append(f"  {entry_exit_text(k, int(vc.get(k.entry_exit, 0)))}")
+    lines.append(f"  {entry_exit_text(k.entry_exit, int(vc.get(k.entry_exit, 0)))}")
     lines.append(
         f"  napping_threads {thread_list(int(vc.get('napping_threads', 0)))}"
         + (

@@ -73,7 +73,9 @@ def test_vcore_text_decodes_states_and_maps():
 
 def test_exit_request_bit_is_named():
     host, _ = reading()
-    assert tables.entry_exit_text(host.kernel, 0x10F03).endswith("entered {0,1} exiting {0,1,2,3} EXIT_REQ")
+    assert tables.entry_exit_text(host.kernel.entry_exit, 0x10F03).endswith(
+        "entered {0,1} exiting {0,1,2,3} EXIT_REQ"
+    )
 
 
 def test_check_text_verdicts_per_thread():

@@ -175,3 +175,17 @@ def test_line_numbers_start_at_1(capsys, tmp_path):
     trace.write_text("")
     assert main(["show", str(trace), "--line", "0"]) == 2
     assert capsys.readouterr().err == "pyvcore show: argument --line: lines start at 1, not 0\n"
+
+
+def test_vcore_line_decodes_entry_exit_and_breaks_only_between_fields(capsys) -> None:
+    """The vcore line names the threads entered and exiting (as pv-vcore does), and at 80
+    columns it breaks only between two fields, never between a field and its value."""
+    trace = Path(__file__).parent / "checker_live" / "all-stock.jsonl"
+    _, out, _ = show(capsys, str(trace), "--line", "7")
+    start = next(i for i, line in enumerate(out.splitlines()) if line.startswith("vc0 "))
+    block = out.splitlines()[start : start + 3]
+    assert all(len(line) <= 80 for line in block)
+    assert "entry_exit_map 0xa0b: entered {0,1,3} exiting {1,3}" in "\n".join(block)
+    assert "napping_threads {}" in "\n".join(block) and "runner vcpu 1" in "\n".join(block)
+    for line in block[:-1]:
+        assert line.endswith(","), line
