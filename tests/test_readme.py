@@ -154,11 +154,12 @@ def github_anchor(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-def headings() -> list[str]:
-    """The README's headings, code blocks skipped (a ``# comment`` there is none)."""
+def headings(text: str | None = None) -> list[str]:
+    """The headings of ``text`` (default: the README), code blocks skipped (a ``# comment``
+    there is none)."""
     found = []
     fenced = False
-    for line in README.splitlines():
+    for line in (README if text is None else text).splitlines():
         if line.startswith("```"):
             fenced = not fenced
         elif not fenced and re.match(r"#{1,6} ", line):
@@ -240,14 +241,7 @@ def test_links_to_docs_reach_a_file_and_a_heading() -> None:
             linked = (page.parent / path).resolve()
             assert linked.is_file(), f"{page.name}: link to a missing file {path}"
             if anchor:
-                text = linked.read_text()
-                found = []
-                fenced = False
-                for line in text.splitlines():
-                    if line.startswith("```"):
-                        fenced = not fenced
-                    elif not fenced and re.match(r"#{1,6} ", line):
-                        found.append(github_anchor(line))
+                found = [github_anchor(h) for h in headings(linked.read_text())]
                 assert anchor in found, f"{page.name}: {path}#{anchor} reaches no heading"
             checked += 1
     assert checked >= 10, "the README links its docs/ pages"
