@@ -44,6 +44,15 @@
 //!   watched store (thread 0 clearing `vc->in_guest`) comes after the
 //!   other threads left the guest.
 //!
+//! The exiter is the thread whose exit bit the store set, not always the
+//! thread the store event names: QEMU implements `stwcx.` as a cmpxchg on
+//! the reserved value (target/ppc/translate.c, `gen_conditional_store`), and
+//! its plugin API reports a store for a cmpxchg that failed as well, so when
+//! two threads race on `entry_exit_map` the loser's callback can be the
+//! first to read the winner's bit back from memory and the change is
+//! reported under the loser's vCPU.  The winner's own callback then sees no
+//! change, and its `msgsnd`s follow in its program order as usual.
+//!
 //! X's trap is taken only when it is fresh: reported by X's call in this
 //! run, or stored by X in this run (after the vcore's `entry_exit_map` was
 //! reset by kvmppc_run_core and after X's last entry into the guest).
@@ -137,14 +146,16 @@ impl ExitIpi {
             FieldRef::Hstate(t, HField::InGuest) if t == cpu && new as u8 == KVM_GUEST_MODE_GUEST_HV => {
                 self.trap.remove(&cpu);
             }
-            FieldRef::Vcore(a, VField::EntryExitMap) => self.exit_store(before, cpu, a, new as u32),
+            FieldRef::Vcore(a, VField::EntryExitMap) => self.exit_store(before, a, new as u32),
             _ => {}
         }
         out
     }
 
-    /// A store of `entry_exit_map = map` to vcore `a` by thread `cpu`.
-    fn exit_store(&mut self, before: &CoreState, cpu: usize, a: u64, map: u32) {
+    /// A change of vcore `a`'s `entry_exit_map` to `map`, by whichever thread
+    /// reported it: the exiter is found from the new exit bit (see the
+    /// module's notes on racing `stwcx.`).
+    fn exit_store(&mut self, before: &CoreState, a: u64, map: u32) {
         if map & 0xffff == 0 {
             // kvmppc_run_core starting a run: traps stored before it are
             // from the last run (or virtual mode, kvmppc_handle_exit_hv).
@@ -160,6 +171,16 @@ impl ExitIpi {
         if !before.variant.has_entry_exit_map() {
             return;
         }
+        let n = before.threads_per_core as u64;
+        let Some(pcpu) = before.vcores.get(&a).map(|v| u64::from(v.pcpu)) else {
+            return;
+        };
+        if n == 0 || pcpu >= n {
+            return;
+        }
+        // The exiter: kvm_hstate.ptid is its thread's offset from vc->pcpu.
+        let ptid = exits.trailing_zeros();
+        let cpu = ((pcpu + u64::from(ptid)) % n) as usize;
         let novcpu = before.hstate.get(cpu).is_some_and(|h| h.kvm_vcpu == 0);
         let Some(trap) = self.trap.remove(&cpu) else {
             self.stats.unknown_trap += 1;
@@ -171,14 +192,6 @@ impl ExitIpi {
             self.stats.hdec += 1;
             return;
         }
-        let n = before.threads_per_core as u64;
-        let Some(pcpu) = before.vcores.get(&a).map(|v| u64::from(v.pcpu)) else {
-            return;
-        };
-        if n == 0 || pcpu >= n {
-            return;
-        }
-        let ptid = exits.trailing_zeros();
         let targets: Vec<u64> = (0..8u32)
             .filter(|&i| i != ptid && map & (1 << i) != 0)
             .map(|i| (pcpu + u64::from(i)) % n)
