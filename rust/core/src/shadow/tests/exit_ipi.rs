@@ -351,13 +351,11 @@ fn the_call_is_logged_and_a_novcpu_verdict_replays() {
     assert_eq!(replayed.exit_ipi_stats(), r.s.exit_ipi_stats());
 }
 
-#[test]
-fn a_first_exit_read_back_by_the_racing_loser_is_the_winners() {
-    // novcpu0 under MTTCG: thread 0 (no vcpu) and thread 1 call
-    // kvmhv_commence_exit together; thread 1's stwcx. wins (0x3 -> 0x203),
-    // thread 0's fails, and QEMU reports thread 0's failed cmpxchg as a store
-    // whose read-back is thread 1's bit.  Thread 1 is the first exiter and
-    // owes thread 0 its msgsnd; thread 0 owes nothing.
+/// novcpu0 under MTTCG: thread 0 (no vcpu) and thread 1 call
+/// kvmhv_commence_exit together; thread 1's stwcx. wins (0x3 -> 0x203),
+/// thread 0's fails, and QEMU reports thread 0's failed cmpxchg as a store
+/// whose read-back is thread 1's bit.
+fn race_to_the_first_exit() -> Rig {
     let mut r = Rig::new(3);
     enter_novcpu(&mut r, 1);
     r.hs(1, 1, H::InGuest, KVM_GUEST_MODE_HOST_HV.into());
@@ -367,7 +365,15 @@ fn a_first_exit_read_back_by_the_racing_loser_is_the_winners() {
     r.vc32(0, 12, 0);
     r.reg(0, Reg::CommenceExit, 0);
     r.vc32(0, 8, 0x203); // reported by thread 0, made by thread 1
-    r.vc32(0, 8, 0x303); // thread 0's retry: not first
+    r
+}
+
+#[test]
+fn a_first_exit_read_back_by_the_racing_loser_is_the_winners() {
+    // Thread 1 is the first exiter and owes thread 0 its msgsnd; thread 0
+    // (whose retry is not first) owes nothing.
+    let mut r = race_to_the_first_exit();
+    r.vc32(0, 8, 0x303);
     r.reg(1, Reg::Msgsnd, doorbell(0));
     r.cpu32(1, 1, CPU, -1);
     r.reg(0, Reg::MtLpidr, LPID_RSVD);
@@ -385,15 +391,9 @@ fn a_first_exit_read_back_by_the_racing_loser_is_the_winners() {
 
 #[test]
 fn a_racing_winner_that_sends_nothing_is_named() {
-    // The same race, but thread 1 never sends its msgsnd: the violation
-    // names thread 1 (the bit's owner) and thread 0 as the one owed.
-    let mut r = Rig::new(3);
-    enter_novcpu(&mut r, 1);
-    r.hs(1, 1, H::InGuest, KVM_GUEST_MODE_HOST_HV.into());
-    r.cpu32(1, 1, TRAP, EXTERNAL);
-    r.reg(1, Reg::CommenceExit, EXTERNAL as u64);
-    r.reg(0, Reg::CommenceExit, 0);
-    r.vc32(0, 8, 0x203);
+    // Thread 1 never sends its msgsnd: the violation names thread 1 (the
+    // bit's owner) and thread 0 as the one owed.
+    let mut r = race_to_the_first_exit();
     r.cpu32(1, 1, CPU, -1);
     let f = found(&r);
     assert_eq!(f.len(), 1, "{f:?}");
