@@ -56,11 +56,16 @@ STATES: dict[str, str] = {
     "guest": "#2e7d32",
     "napping": "#8e24aa",
     "exiting": "#ef6c00",
-    "vcore": "#5c6bc0",
+    "vcore": "#5c6bc0",  # a vcore_state value with no VCORE_* name (garbage)
+    # Every VCORE_* state of arch/powerpc/include/asm/kvm_host.h, seed and modern alike.
+    "vcore INACTIVE": "#b0bec5",
+    "vcore PREEMPT": "#90a4ae",
+    "vcore PIGGYBACK": "#7986cb",
+    "vcore SLEEPING": "#ab47bc",
+    "vcore STARTING": "#26a69a",
     "vcore RUNNING": "#3949ab",
     "vcore EXITING": "#ff7043",
-    "vcore SLEEPING": "#ab47bc",
-    "vcore INACTIVE": "#b0bec5",
+    "vcore POLLING": "#ffca28",
     "violation": "#d50000",
 }
 
@@ -194,11 +199,12 @@ def thread_state(
 
 
 def vcore_state(vcore: dict[str, Any], variant: str | None) -> str:
-    """The lane state of a vcore: "vcore RUNNING", ... ("vcore" for a state without a colour)."""
+    """The lane state of a vcore: "vcore " and the kernel's VCORE_* name of its ``vcore_state``
+    in ``variant``'s numbering (kvm_host.h: seed and prepatch 0-4, modern 0-6; default modern),
+    e.g. "vcore PREEMPT"; "vcore" alone for a value the kernel never stores."""
     names = VCORE_STATES.get(variant or "modern", VCORE_STATES["modern"])
     state = as_int(vcore.get("vcore_state"))
-    name = f"vcore {names[state]}" if state in names else "vcore"
-    return name if name in STATES else "vcore"
+    return f"vcore {names[state]}" if state in names else "vcore"
 
 
 def vcore_label(vcore: dict[str, Any], variant: str | None) -> str:

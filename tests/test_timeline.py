@@ -369,3 +369,42 @@ def test_vcore_state_names_follow_each_variants_numbering() -> None:
         "SLEEPING"
     )
     assert vcore_label({"vcore_state": 42}, "seed").startswith("42 in_guest")
+
+
+# The VCORE_* values of struct kvmppc_vcore.vcore_state (arch/powerpc/include/asm/kvm_host.h),
+# written out from the kernel: v3.14 (seed; prepatch is the seed before e0b7ec058c0e) and
+# 6.12 (modern: PREEMPT and PIGGYBACK inserted, STARTING gone, POLLING added).
+KERNEL_VCORE_STATES = {
+    "seed": ["INACTIVE", "SLEEPING", "STARTING", "RUNNING", "EXITING"],
+    "prepatch": ["INACTIVE", "SLEEPING", "STARTING", "RUNNING", "EXITING"],
+    "modern": ["INACTIVE", "PREEMPT", "PIGGYBACK", "SLEEPING", "RUNNING", "EXITING", "POLLING"],
+}
+
+
+@pytest.mark.parametrize("variant", sorted(KERNEL_VCORE_STATES))
+def test_every_vcore_state_is_drawn_with_its_kernel_name(tmp_path: Path, variant: str) -> None:
+    """Every vcore_state value of each variant is a lane state named as the kernel names it, with
+    its own colour, in the continuous view (an event log storing each value in turn) as in the
+    sampled one; a value the kernel never stores stays "vcore" with its number in the label.
+    (A real cede log drew VCORE_PREEMPT as a nameless "vcore" slice.)"""
+    from pyvcore.timeline import STATES, vcore_label, vcore_state
+
+    names = KERNEL_VCORE_STATES[variant]
+    for value, name in enumerate(names):
+        vcore = {"vcore_state": value, "in_guest": 0, "entry_exit_map": 0}
+        assert vcore_state(vcore, variant) == f"vcore {name}", (variant, value)
+        assert vcore_label(vcore, variant).startswith(f"{name} in_guest 0"), (variant, value)
+    assert {f"vcore {n}" for n in names} <= set(STATES), "every named state has a colour"
+    assert vcore_state({"vcore_state": len(names)}, variant) == "vcore"
+
+    header = {"format": "pyvcore-events", "version": 1, "variant": variant, "threads_per_core": 4}
+    vc = "0xc000000028186a00"
+    events = [
+        {"seq": n + 1, "tb": 1000 * (n + 1), "cpu": 0, "pc": "0xc0", "field": f"vcores[{vc}].vcore_state"}
+        | {"old": n - 1 if n else None, "new": n}
+        for n in range(len(names))
+    ]
+    log = tmp_path / "events.jsonl"
+    log.write_text("\n".join(json.dumps(x) for x in [header, *events]) + "\n")
+    drawn = [m.state for m in load(log).marks if m.lane == f"vcore {vc}"]
+    assert drawn == [f"vcore {n}" for n in names]
