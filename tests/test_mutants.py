@@ -12,6 +12,7 @@ import pytest
 from pyvcore.cli import main
 from pyvcore.mutants import MUTANTS, Mutant, MutantRefused, apply, locate
 from pyvcore.mutants.apply import MODULE_SIG_MAGIC, strip_module_signature
+from pyvcore.mutants.catalogue import Commit
 from pyvcore.mutants.run import Outcome, kill_rate
 
 
@@ -101,9 +102,7 @@ def mutant_at(offset: int, expected: str) -> Mutant:
     return Mutant(
         name="t",
         klass="k",
-        commit="0" * 12,
-        commit_title="",
-        commit_verified=False,
+        cites=Commit("0" * 12, "", False),
         obj="kvm-hv.ko",
         symbol="f",
         offset=offset,

@@ -3,31 +3,94 @@
 Every entry was found by disassembling the lab's objects
 (``powerpc64le-linux-gnu-objdump -dr``) next to the 6.12 source
 (arch/powerpc/kvm/book3s_hv_rmhandlers.S, book3s_hv_builtin.c, book3s_hv.c).  Bytes
-are as they lie in the file (little-endian instruction words).  ``commit`` is the
-upstream commit that fixed the bug class or introduced the rule the mutant breaks;
-``commit_verified`` says whether its title was checked against a public copy of the
-commit (False: from memory of the history, to be confirmed).
+are as they lie in the file (little-endian instruction words).  Each mutant cites the
+upstream :class:`Commit` that fixed the bug class or introduced the rule it breaks; the
+commits are written once, below, with what a public copy showed of each.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 NOP = "00000060"  # ori r0,r0,0
 
 
 @dataclass(frozen=True)
+class Commit:
+    """An upstream Linux commit: ``id`` (12 hex digits), its subject ``title``, whether id and
+    subject were ``verified`` against a public copy of the commit, and ``evidence``: what that
+    copy showed (or, unverified, what was searched)."""
+
+    id: str
+    title: str
+    verified: bool
+    evidence: str = ""
+
+
+IN_GUEST_CLEARED = Commit(
+    "7fe4e1176dfe",
+    "powerpc/kvm: Fix kvmppc_vcore->in_guest value in kvmhv_switch_to_host",
+    True,
+    "the patch-applied notice on the kvm-ppc list (X-powerpc-patch-commit: "
+    "7fe4e1176dfe47a243d8edd98d26abd11f91b042, 2019-10-11): r0 stored to VCORE_IN_GUEST was "
+    "no longer 0 after 13c7bb3c57dc, so secondaries spun ('KVM: CPU N seems to be stuck')",
+)
+ALIGNED_THREADS = Commit(
+    "e0b7ec058c0e", "KVM: PPC: Book3S HV: Align physical and virtual CPU thread numbers", True
+)
+ACTIVE_THREAD_BITMAP = Commit(
+    "7d6c40da198a",
+    "KVM: PPC: Book3S HV: Use bitmap of active threads rather than count",
+    False,
+    "neither the id nor the title was found in a public copy (searched "
+    "2026-11-30 by id, by title and by the change: entry_exit_count becoming the "
+    "entry_exit_map bitmap, and the exit-map == entry-map wait in kvmhv_switch_to_host); "
+    "id and title as remembered from the kernel's history, not confirmed",
+)
+LATE_JOINING = Commit("2f12f0343684", "KVM: PPC: Book3S HV: Fixes for late-joining threads", True)
+MSGSND_SIGNALLING = Commit(
+    "66feed61cdf6",
+    "KVM: PPC: Book3S HV: Use msgsnd for signalling threads on POWER8",
+    False,
+    "title confirmed on a public gitiles mirror (msm-4.9, parent of merge "
+    "123857a70560): 'the interrupts to bring the other threads out of the guest when "
+    "exiting' now use msgsnd; the id itself was not found in a public copy (searched again "
+    "2026-11-30 by id and by title): not confirmed",
+)
+SECONDARY_START_RACES = Commit(
+    "7b444c6710c6", "KVM: PPC: Book3S HV: Fix some races in starting secondary threads", True
+)
+REAL_MODE_CEDE = Commit(
+    "19ccb76a1938",
+    "KVM: PPC: Implement H_CEDE hcall for book3s_hv in real-mode code",
+    True,
+    "the commit itself on a public mirror (git.proxmox.com mirror_ubuntu-kernels, object "
+    "19ccb76a1938ab364a412253daec64613acbf3df): H_CEDE handled in real mode, the ceding vcpu "
+    "marked napping and put in nap, and the vcore taken to the host only when all the other "
+    "vcpus of the core are idle too; the blame of arch/powerpc/kvm/powerpc.c quoted in a 0-day "
+    "kbuild report (2019-11-14) gives the same id, Paul Mackerras, 2011-07-23",
+)
+SMT_GUESTS = Commit(
+    "371fefd6f2dc",
+    "KVM: PPC: Allow book3s_hv guests to use SMT processor modes",
+    True,
+    "cited by id and title in the Fixes: tag of 1a978d9d3e72 (kvm-ppc list and "
+    "stable backports); it introduced the vcore, whose primary thread alone switches the "
+    "partition (LPIDR/SDR1) for the core",
+)
+
+
+@dataclass(frozen=True)
 class Mutant:
     """One mutant: where (``obj`` "vmlinux" or "kvm-hv.ko", ``symbol`` + ``offset`` bytes),
-    what (``expected`` and ``replacement`` hex bytes, file order), why (``klass``,
-    ``commit``), which lab scenarios exercise it, and -- for an equivalent mutant -- the
-    argument from the code that it behaves exactly like the kernel."""
+    what (``expected`` and ``replacement`` hex bytes, file order), why (``klass``, the
+    :class:`Commit` it ``cites``), which lab scenarios exercise it, and -- for an equivalent
+    mutant -- the argument from the code that it behaves exactly like the kernel."""
 
     name: str
     klass: str
-    commit: str
-    commit_title: str
-    commit_verified: bool
+    cites: Commit
     obj: str
     symbol: str
     offset: int
@@ -37,9 +100,6 @@ class Mutant:
     source: str  # the source line(s) the instruction comes from
     effect: str
     equivalent: str | None = None
-    # What a public copy showed about ``commit`` (where it was checked), or why it is
-    # still unconfirmed.
-    commit_evidence: str = ""
     # Watch from QEMU's first instruction (pyvcore diff --from-boot): for a mutant that
     # breaks the VM's very first vcore run, before the guest can report READY.
     from_boot: bool = False
@@ -48,17 +108,32 @@ class Mutant:
     def length(self) -> int:
         return len(bytes.fromhex(self.expected))
 
+    @property
+    def commit(self) -> str:
+        """The cited commit's 12-digit id."""
+        return self.cites.id
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as ``mutants --list --json`` prints it: the cited commit flat, as
+        ``commit``, ``commit_title``, ``commit_verified`` and ``commit_evidence``."""
+        entry = asdict(self)
+        cites = entry.pop("cites")
+        return {
+            "name": entry.pop("name"),
+            "klass": entry.pop("klass"),
+            "commit": cites["id"],
+            "commit_title": cites["title"],
+            "commit_verified": cites["verified"],
+            "commit_evidence": cites["evidence"],
+            **entry,
+        }
+
 
 MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="in-guest-not-cleared",
         klass="vcore in_guest not cleared at the switch back",
-        commit="7fe4e1176dfe",
-        commit_title="powerpc/kvm: Fix kvmppc_vcore->in_guest value in kvmhv_switch_to_host",
-        commit_verified=True,
-        commit_evidence="the patch-applied notice on the kvm-ppc list (X-powerpc-patch-commit: "
-        "7fe4e1176dfe47a243d8edd98d26abd11f91b042, 2019-10-11): r0 stored to VCORE_IN_GUEST was "
-        "no longer 0 after 13c7bb3c57dc, so secondaries spun ('KVM: CPU N seems to be stuck')",
+        cites=IN_GUEST_CLEARED,
         obj="vmlinux",
         symbol="kvmhv_switch_to_host",
         offset=0xFC,
@@ -71,9 +146,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="secondary-enters-early",
         klass="a secondary entering the guest before thread 0 has switched the partition",
-        commit="e0b7ec058c0e",
-        commit_title="KVM: PPC: Book3S HV: Align physical and virtual CPU thread numbers",
-        commit_verified=True,
+        cites=ALIGNED_THREADS,
         obj="vmlinux",
         symbol="kvmppc_got_guest",
         offset=0x21C,
@@ -86,13 +159,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="primary-exits-early",
         klass="thread 0 switching back before every entered thread has exited",
-        commit="7d6c40da198a",
-        commit_title="KVM: PPC: Book3S HV: Use bitmap of active threads rather than count",
-        commit_verified=False,
-        commit_evidence="neither the id nor the title was found in a public copy (searched "
-        "2026-11-30 by id, by title and by the change: entry_exit_count becoming the "
-        "entry_exit_map bitmap, and the exit-map == entry-map wait in kvmhv_switch_to_host); "
-        "id and title as remembered from the kernel's history, not confirmed",
+        cites=ACTIVE_THREAD_BITMAP,
         obj="vmlinux",
         symbol="kvmhv_switch_to_host",
         offset=0x3C,
@@ -105,9 +172,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="too-late-check-skipped",
         klass="an entry after the exit began (the too-late check skipped)",
-        commit="2f12f0343684",
-        commit_title="KVM: PPC: Book3S HV: Fixes for late-joining threads",
-        commit_verified=True,
+        cites=LATE_JOINING,
         obj="vmlinux",
         symbol="kvmppc_hv_entry",
         offset=0x38,
@@ -120,13 +185,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="no-exit-ipi",
         klass="no exit IPI to the other threads",
-        commit="66feed61cdf6",
-        commit_title="KVM: PPC: Book3S HV: Use msgsnd for signalling threads on POWER8",
-        commit_verified=False,
-        commit_evidence="title confirmed on a public gitiles mirror (msm-4.9, parent of merge "
-        "123857a70560): 'the interrupts to bring the other threads out of the guest when "
-        "exiting' now use msgsnd; the id itself was not found in a public copy (searched again "
-        "2026-11-30 by id and by title): not confirmed",
+        cites=MSGSND_SIGNALLING,
         obj="vmlinux",
         symbol="kvmhv_commence_exit",
         offset=0x84,
@@ -140,9 +199,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="ptid-zero",
         klass="the wrong ptid stored for a started thread",
-        commit="e0b7ec058c0e",
-        commit_title="KVM: PPC: Book3S HV: Align physical and virtual CPU thread numbers",
-        commit_verified=True,
+        cites=ALIGNED_THREADS,
         obj="kvm-hv.ko",
         symbol="kvmppc_start_thread",
         offset=0x78,
@@ -157,9 +214,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="paca-vcpu-not-cleared",
         klass="the PACA's vcpu not cleared at exit",
-        commit="7b444c6710c6",
-        commit_title="KVM: PPC: Book3S HV: Fix some races in starting secondary threads",
-        commit_verified=True,
+        cites=SECONDARY_START_RACES,
         obj="vmlinux",
         symbol="kvm_secondary_got_guest",
         offset=0x5C,
@@ -173,14 +228,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="napping-not-cleared",
         klass="napping_threads not cleared on wake",
-        commit="19ccb76a1938",
-        commit_title="KVM: PPC: Implement H_CEDE hcall for book3s_hv in real-mode code",
-        commit_verified=False,
-        commit_evidence="id, author and date confirmed: a public 0-day kbuild robot report "
-        "(2019-11-14, arm-platforms kvm-arm64/vcpu-xarray) quotes the blame of "
-        "arch/powerpc/kvm/powerpc.c, line 'vcpu->arch.wqp = &vcpu->wq;' from 19ccb76a1938ab, "
-        "Paul Mackerras, 2011-07-23; the title was not found in a public copy (searched "
-        "2026-11-30 by id and by title)",
+        cites=REAL_MODE_CEDE,
         obj="vmlinux",
         symbol="kvm_end_cede",
         offset=0x80,
@@ -193,9 +241,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="threads-released-early",
         klass="threads released before they are back",
-        commit="7b444c6710c6",
-        commit_title="KVM: PPC: Book3S HV: Fix some races in starting secondary threads",
-        commit_verified=True,
+        cites=SECONDARY_START_RACES,
         obj="kvm-hv.ko",
         symbol="kvmppc_run_core",
         offset=0xD7C,
@@ -209,14 +255,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="cede-exit-rule",
         klass="the cede-to-exit rule broken in kvmppc_h_cede",
-        commit="19ccb76a1938",
-        commit_title="KVM: PPC: Implement H_CEDE hcall for book3s_hv in real-mode code",
-        commit_verified=False,
-        commit_evidence="id, author and date confirmed: a public 0-day kbuild robot report "
-        "(2019-11-14, arm-platforms kvm-arm64/vcpu-xarray) quotes the blame of "
-        "arch/powerpc/kvm/powerpc.c, line 'vcpu->arch.wqp = &vcpu->wq;' from 19ccb76a1938ab, "
-        "Paul Mackerras, 2011-07-23; the title was not found in a public copy (searched "
-        "2026-11-30 by id and by title)",
+        cites=REAL_MODE_CEDE,
         obj="vmlinux",
         symbol="kvmppc_h_cede",
         offset=0x58,
@@ -229,9 +268,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="rank-placement",
         klass="a vcpu placed on the thread of its runnable rank instead of its id (pre-2014 placement)",
-        commit="e0b7ec058c0e",
-        commit_title="KVM: PPC: Book3S HV: Align physical and virtual CPU thread numbers",
-        commit_verified=True,
+        cites=ALIGNED_THREADS,
         obj="kvm-hv.ko",
         symbol="kvmppc_start_thread",
         offset=0x48,
@@ -245,12 +282,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="lpidr-on-secondary",
         klass="the LPIDR written on a secondary",
-        commit="371fefd6f2dc",
-        commit_title="KVM: PPC: Allow book3s_hv guests to use SMT processor modes",
-        commit_verified=True,
-        commit_evidence="cited by id and title in the Fixes: tag of 1a978d9d3e72 (kvm-ppc list and "
-        "stable backports); it introduced the vcore, whose primary thread alone switches the "
-        "partition (LPIDR/SDR1) for the core",
+        cites=SMT_GUESTS,
         obj="vmlinux",
         symbol="kvmppc_hv_entry",
         offset=0x4C,
@@ -263,9 +295,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         name="ptid-absolute",
         klass="the wrong ptid stored for a started thread (equivalent in the lab)",
-        commit="e0b7ec058c0e",
-        commit_title="KVM: PPC: Book3S HV: Align physical and virtual CPU thread numbers",
-        commit_verified=True,
+        cites=ALIGNED_THREADS,
         obj="kvm-hv.ko",
         symbol="kvmppc_start_thread",
         offset=0x78,

@@ -6,7 +6,6 @@ import argparse
 import json
 import shutil
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +20,13 @@ DEFAULT_STOPS = 60
 
 def _list(as_json: bool) -> int:
     if as_json:
-        print(json.dumps([asdict(m) for m in MUTANTS], indent=2))
+        print(json.dumps([m.to_json() for m in MUTANTS], indent=2))
         return 0
     rows = [
         [
             m.name,
             m.klass,
-            m.commit + ("" if m.commit_verified else "?"),
+            m.commit + ("" if m.cites.verified else "?"),
             f"{m.obj}:{m.symbol}+{m.offset:#x}",
             f"{m.expected}->{m.replacement}",
             ",".join(m.scenarios),
