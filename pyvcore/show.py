@@ -14,14 +14,13 @@ Exit status: 0 no violation in the stops shown, 1 violations, 2 unusable input
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterator
-from typing import IO, Any, Optional
+from typing import Any, Optional
 
 from pyvcore import cliargs
 from pyvcore.checker import VARIANTS
-from pyvcore.errors import cannot_read
+from pyvcore.jsonl import objects
 from pyvcore.render import colour_for, wrap
 from pyvcore.stopview import Judgement, check_text, judge, threads_table, vcores_text
 
@@ -43,34 +42,9 @@ def explain(n: int, width: int = 76) -> Optional[str]:
 
 
 def snapshots(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, snapshot) for every non-empty line; ShowError on a bad one."""
-    try:
-        stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
-    except OSError as e:
-        raise ShowError(cannot_read(path, e)) from None
-    with stream:
-        yield from _parse_lines(path, _lines(path, stream))
-
-
-def _lines(path: str, stream: IO[str]) -> Iterator[tuple[int, str]]:
-    """(line number, text) of ``stream``; a read that fails midway (EIO) is ShowError, the
-    same line as a file that cannot be opened."""
-    try:
-        yield from enumerate(stream, 1)
-    except OSError as e:
-        raise ShowError(cannot_read(path, e)) from None
-
-
-def _parse_lines(path: str, lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, dict[str, Any]]]:
-    for n, text in lines:
-        if not text.strip():
-            continue
-        try:
-            obj = json.loads(text)
-        except ValueError as e:
-            raise ShowError(f"{path}:{n}: not JSON ({e})") from None
-        if not isinstance(obj, dict):
-            raise ShowError(f"{path}:{n}: not a snapshot (a JSON object)")
+    """(line number, snapshot) for every non-empty line ("-": stdin); ShowError on a bad one
+    (:func:`pyvcore.jsonl.objects`), or on an event log, which `pyvcore timeline` reads."""
+    for n, obj in objects(path, ShowError):
         if obj.get("format") == "pyvcore-events":
             raise ShowError(f"{path} is an event log, not snapshots: read it with `pyvcore timeline`")
         if not isinstance(obj.get("threads"), list):

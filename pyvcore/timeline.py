@@ -37,7 +37,8 @@ from typing import Any
 
 from pyvcore import cliargs, ppc64
 from pyvcore.checker import VARIANTS
-from pyvcore.errors import PyvcoreError, cannot_read
+from pyvcore.errors import PyvcoreError
+from pyvcore.jsonl import objects
 from pyvcore.ppc64 import VCORE_STATES
 
 # kvm_hstate.in_guest: KVM_GUEST_MODE_* (arch/powerpc/include/asm/kvm_asm.h)
@@ -221,27 +222,9 @@ def vcore_label(vcore: dict[str, Any], variant: str | None) -> str:
 
 # --------------------------------------------------------------------- loading
 def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for every non-blank line; TimelineError names the bad line."""
-    try:
-        fh = open(path, encoding="utf-8", errors="strict")  # noqa: SIM115 (closed by the with below)
-    except OSError as exc:
-        raise TimelineError(cannot_read(path, exc)) from None
-    with fh:
-        try:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError as exc:
-                    raise TimelineError(f"{path}:{number}: not JSON ({exc})") from None
-                if not isinstance(obj, dict):
-                    raise TimelineError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
-                yield number, obj
-        except UnicodeDecodeError as exc:
-            raise TimelineError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        except OSError as exc:  # a read that fails midway (EIO): as a file that cannot be opened
-            raise TimelineError(cannot_read(path, exc)) from None
+    """(line number, object) for every non-blank line; TimelineError names the bad line
+    (:func:`pyvcore.jsonl.objects`)."""
+    return objects(path, TimelineError)
 
 
 def load(path: str | Path, variant: str | None = None, *, by_stop: bool = False) -> Timeline:
@@ -350,7 +333,8 @@ def write(tl: Timeline, out: Path) -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
-    out = Path(args.output) if args.output else Path(Path(args.trace).stem + ".html")
+    stem = "stdin" if args.trace == "-" else Path(args.trace).stem
+    out = Path(args.output) if args.output else Path(stem + ".html")
     if not args.output:  # the default: checked as -o is, before the trace is read
         try:
             cliargs.output_file(str(out))
@@ -403,7 +387,9 @@ def register(subparsers: Any) -> None:
             "2 unusable trace."
         ),
     )
-    p.add_argument("trace", type=cliargs.file_of(cliargs.TRACE_FILE), help="JSONL trace or event log")
+    p.add_argument(
+        "trace", type=cliargs.file_of(cliargs.TRACE_FILE), help="JSONL trace or event log ('-' reads stdin)"
+    )
     p.add_argument(
         "-o",
         "--output",

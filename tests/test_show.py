@@ -81,12 +81,14 @@ def test_the_live_colour_is_inside_cells(capsys):
         ('{"format": "pyvcore-events", "version": 1}\n', [], "is an event log"),
         ("not json\n", [], ":1: not JSON"),
         ('{"stop": "x"}\n', [], ":1: not a snapshot"),
+        ("[1, 2]\n", [], "t.jsonl:1: expected a JSON object, got list"),
+        (b"\xff\xfe\n", [], "t.jsonl: not UTF-8 text"),
         ('{"variant": "modern", "threads": [{"cpu": 0}]}\n', [], ":1:"),
     ],
 )
 def test_unusable_input_is_one_line_and_exit_2(capsys, tmp_path, content, args, message):
     path = tmp_path / "t.jsonl"
-    path.write_text(content)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
     code, _out, err = show(capsys, path, *args)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1

@@ -408,3 +408,11 @@ def test_every_vcore_state_is_drawn_with_its_kernel_name(tmp_path: Path, variant
     log.write_text("\n".join(json.dumps(x) for x in [header, *events]) + "\n")
     drawn = [m.state for m in load(log).marks if m.lane == f"vcore {vc}"]
     assert drawn == [f"vcore {n}" for n in names]
+
+
+def test_a_trace_on_stdin_is_read_as_show_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ "-" is stdin for timeline as for show (one JSONL reader, pyvcore.jsonl): the same stops."""
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(CEDE.read_text()))
+    assert load("-").stops == load(CEDE).stops == 20
