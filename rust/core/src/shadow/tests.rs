@@ -160,9 +160,15 @@ impl Rig {
         r
     }
 
+    /// A store by `cpu`: memory changes, then the plugin's callback.
     fn st(&mut self, cpu: usize, va: u64, bytes: &[u8]) -> usize {
         self.tb += 1000;
         self.mem.put(va, bytes);
+        self.callback(cpu, va, bytes)
+    }
+    /// The plugin's callback for a store of `bytes` at `va` (memory already
+    /// holds them: a late callback is this alone); the fields it changed.
+    fn callback(&mut self, cpu: usize, va: u64, bytes: &[u8]) -> usize {
         let pa = phys(va);
         if !self.s.may_watch(pa, bytes.len() as u64) {
             return 0;
@@ -198,6 +204,22 @@ impl Rig {
         self.tb += (secs * TB_FREQ_POWER8 as f64) as u64;
     }
 
+    /// Thread 0 grabs thread `t`, which wakes into KVM.
+    fn grab(&mut self, t: usize) {
+        self.hs(0, t, H::Req, 1);
+        self.hs(t, t, H::State, KVM_HWTHREAD_IN_KERNEL.into()); // woken
+        self.hs(t, t, H::State, KVM_HWTHREAD_IN_KVM.into()); // idle_kvm_start_guest
+    }
+
+    /// kvmppc_start_thread for vcpu `t` on thread `t`, up to its ptid (its
+    /// kvm_vcore, stored last, is left to the caller).
+    fn start(&mut self, t: usize) {
+        self.cpu32(0, t as u64, 32, 0); // vcpu->cpu = pcpu
+        self.cpu32(0, t as u64, 5704, t as i32); // thread_cpu
+        self.hs(0, t, H::Vcpu, vcpu(t as u64));
+        self.hs(0, t, H::Ptid, t as u64);
+    }
+
     /// kvmppc_run_core up to every thread in the guest (modern, vcpus
     /// 0..n on threads 0..n).
     fn enter_all(&mut self, n: usize) {
@@ -205,33 +227,40 @@ impl Rig {
         self.vc32(0, 0, n as u32); // n_runnable
         self.st(0, VC + 152, &vcpu(0).to_le_bytes()); // runner
         for t in 1..4 {
-            self.hs(0, t, H::Req, 1); // grab
-            self.hs(t, t, H::State, KVM_HWTHREAD_IN_KERNEL.into()); // woken
-            self.hs(t, t, H::State, KVM_HWTHREAD_IN_KVM.into()); // idle_kvm_start_guest
+            self.grab(t);
         }
         for t in 0..n {
-            self.cpu32(0, t as u64, 32, 0); // vcpu->cpu = pcpu
-            self.cpu32(0, t as u64, 5704, t as i32); // thread_cpu
-            self.hs(0, t, H::Vcpu, vcpu(t as u64));
-            self.hs(0, t, H::Ptid, t as u64);
+            self.start(t);
             self.hs(0, t, H::Vcore, VC);
         }
         self.vc8(0, 24, MODERN_VCORE_STATES.running);
-        // Thread 0: kvmppc_hv_entry, switch in.
+        self.switch_in();
+        self.hs(0, 0, H::InGuest, KVM_GUEST_MODE_GUEST_HV.into());
+        for t in 1..n {
+            self.secondary_enters(t);
+        }
+    }
+
+    /// Thread 0 in kvmppc_hv_entry: its entry bit, the partition switch
+    /// (LPIDR through LPID_RSVD, SDR1), then vcore in_guest = 1.
+    fn switch_in(&mut self) {
         self.hs(0, 0, H::InGuest, KVM_GUEST_MODE_HOST_HV.into());
         self.vc32(0, 8, 1);
         self.reg(0, Reg::MtLpidr, LPID_RSVD);
         self.reg(0, Reg::MtSdr1, 0x7500_0006);
         self.reg(0, Reg::MtLpidr, 1);
         self.vc8(0, 25, 1);
-        self.hs(0, 0, H::InGuest, KVM_GUEST_MODE_GUEST_HV.into());
-        for t in 1..n {
-            self.hs(t, t, H::InGuest, KVM_GUEST_MODE_HOST_HV.into());
-            self.vc32(t, 8, (1 << (t + 1)) - 1);
-            self.reg(t, Reg::Lpidr, self.sec_lpidr);
-            self.reg(t, Reg::Sdr1, 0x7500_0006);
-            self.hs(t, t, H::InGuest, KVM_GUEST_MODE_GUEST_HV.into());
-        }
+    }
+
+    /// Secondary `t` enters once thread 0 switched: its entry bit (threads
+    /// 0..t entered), it reads the partition's LPIDR and SDR1, then runs
+    /// the guest.
+    fn secondary_enters(&mut self, t: usize) {
+        self.hs(t, t, H::InGuest, KVM_GUEST_MODE_HOST_HV.into());
+        self.vc32(t, 8, (1 << (t + 1)) - 1);
+        self.reg(t, Reg::Lpidr, self.sec_lpidr);
+        self.reg(t, Reg::Sdr1, 0x7500_0006);
+        self.hs(t, t, H::InGuest, KVM_GUEST_MODE_GUEST_HV.into());
     }
 
     /// Every thread exits, thread 0 switches back, the runner releases.
@@ -470,6 +499,13 @@ fn stock_qemu_lpidr_not_shared_is_invariant_8_at_the_first_read() {
 #[derive(Clone, Default)]
 struct Buf(Arc<Mutex<Vec<u8>>>);
 
+impl Buf {
+    /// What the shadow logged so far.
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
 impl Write for Buf {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(b);
@@ -490,7 +526,7 @@ fn the_event_log_replays_to_the_same_verdict() {
     r.vc8(0, 24, MODERN_VCORE_STATES.exiting);
     r.vc8(0, 24, MODERN_VCORE_STATES.running);
     r.s.finish(r.tb);
-    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let text = buf.text();
     let lines: Vec<&str> = text.lines().collect();
     assert!(log::is_header(lines[0]));
     assert!(lines[1].contains("\"seq\":"), "{}", lines[1]);

@@ -7,36 +7,39 @@ use super::*;
 
 /// Thread 0 grabs thread 1 and stores its vcpu and ptid; thread 1 is in KVM.
 fn grabbed(r: &mut Rig) {
-    r.hs(0, 1, H::Req, 1);
-    r.hs(1, 1, H::State, KVM_HWTHREAD_IN_KERNEL.into());
-    r.hs(1, 1, H::State, KVM_HWTHREAD_IN_KVM.into());
-    r.cpu32(0, 1, 32, 0);
-    r.cpu32(0, 1, 5704, 1);
-    r.hs(0, 1, H::Vcpu, vcpu(1));
-    r.hs(0, 1, H::Ptid, 1);
+    r.grab(1);
+    r.start(1);
 }
 
 const KVM_VCORE_1: u64 = HS_OFF + H::Vcore as u64;
+
+/// Thread 0's store of thread 1's kvm_vcore is in memory, its callback not
+/// yet seen, and thread 1 (which saw it: kvm_no_guest) enters: its
+/// callback comes first.  Invariant 23 is deferred, not reported.
+fn enters_ahead_of_its_vcore(r: &mut Rig) {
+    grabbed(r);
+    r.mem.put(paca(1) + KVM_VCORE_1, &VC.to_le_bytes());
+    r.hs(1, 1, H::InGuest, KVM_GUEST_MODE_HOST_HV.into());
+    assert!(!r.invariants().contains(&23), "{:?}", r.invariants());
+}
+
+/// The late callback of thread 0's store of thread 1's kvm_vcore.
+fn late_vcore_callback(r: &mut Rig) {
+    r.callback(0, paca(1) + KVM_VCORE_1, &VC.to_le_bytes());
+}
 
 #[test]
 fn a_store_whose_callback_comes_late_is_not_a_violation() {
     let buf = Buf::default();
     let mut r = Rig::logged(2, Some(Box::new(buf.clone())));
-    grabbed(&mut r);
-    // Thread 0's store of kvm_vcore is in memory; its callback is late.
-    r.mem.put(paca(1) + KVM_VCORE_1, &VC.to_le_bytes());
-    // Thread 1 saw it (kvm_no_guest) and enters: its callback comes first.
-    r.hs(1, 1, H::InGuest, KVM_GUEST_MODE_HOST_HV.into());
-    assert!(!r.invariants().contains(&23), "{:?}", r.invariants());
+    enters_ahead_of_its_vcore(&mut r);
     assert!(r.s.stats.unsettled > 0);
-    // The late callback.
     r.tb += 1000;
-    let pa = phys(paca(1) + KVM_VCORE_1);
-    r.s.store(0, 0xc000_0000_0011_4000, r.tb, pa, &VC.to_le_bytes(), &mut r.mem);
+    late_vcore_callback(&mut r);
     r.s.finish(r.tb);
     assert!(!r.invariants().contains(&23), "{:?}", r.invariants());
     // The log says which field was behind; a replay judges the same.
-    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let text = buf.text();
     assert!(
         text.contains(r#""behind":["threads[1].kvm_hstate.kvm_vcore"]"#),
         "{text}"
@@ -53,26 +56,19 @@ fn a_register_read_while_a_store_is_late_keeps_the_deferral() {
     // the late callback. The read cannot settle the field: still deferred.
     let buf = Buf::default();
     let mut r = Rig::logged(2, Some(Box::new(buf.clone())));
-    grabbed(&mut r);
-    r.mem.put(paca(1) + KVM_VCORE_1, &VC.to_le_bytes());
-    r.hs(1, 1, H::InGuest, KVM_GUEST_MODE_HOST_HV.into());
-    assert!(!r.invariants().contains(&23), "{:?}", r.invariants());
+    enters_ahead_of_its_vcore(&mut r);
     r.tb += 500;
     r.reg(1, Reg::Lpidr, 0x7);
     assert!(!r.invariants().contains(&23), "{:?}", r.invariants());
     r.tb += 500;
-    let pa = phys(paca(1) + KVM_VCORE_1);
-    r.s.store(0, 0xc000_0000_0011_4000, r.tb, pa, &VC.to_le_bytes(), &mut r.mem);
+    late_vcore_callback(&mut r);
     r.s.finish(r.tb);
     assert!(!r.invariants().contains(&23), "{:?}", r.invariants());
-    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    let again = log::replay(text.lines()).expect("replays");
+    let again = log::replay(buf.text().lines()).expect("replays");
     assert!(!again.violations().iter().any(|v| v.violation.invariant == 23));
     // Without the late store the register read does not hide it for ever.
     let mut r = Rig::new(2);
-    grabbed(&mut r);
-    r.mem.put(paca(1) + KVM_VCORE_1, &VC.to_le_bytes());
-    r.hs(1, 1, H::InGuest, KVM_GUEST_MODE_HOST_HV.into());
+    enters_ahead_of_its_vcore(&mut r);
     r.reg(1, Reg::Lpidr, 0x7);
     r.advance(settle::SETTLE_S * 2.0);
     r.reg(1, Reg::Lpidr, 0x8);
@@ -92,12 +88,9 @@ fn an_entry_with_no_vcore_in_memory_either_is_reported_at_once() {
 #[test]
 fn a_callback_that_never_comes_is_judged_after_the_settle_bound() {
     let mut r = Rig::new(2);
-    grabbed(&mut r);
     // Memory changed by a store the plugin never reports (mode=kvm misses
     // stores from other code): deferred at first, reported past SETTLE_S.
-    r.mem.put(paca(1) + KVM_VCORE_1, &VC.to_le_bytes());
-    r.hs(1, 1, H::InGuest, KVM_GUEST_MODE_HOST_HV.into());
-    assert!(!r.invariants().contains(&23));
+    enters_ahead_of_its_vcore(&mut r);
     r.advance(settle::SETTLE_S * 2.0);
     r.hs(0, 2, H::Req, 1);
     assert!(r.invariants().contains(&23), "{:?}", r.invariants());
@@ -106,10 +99,7 @@ fn a_callback_that_never_comes_is_judged_after_the_settle_bound() {
 #[test]
 fn a_violation_still_deferred_at_the_end_is_reported() {
     let mut r = Rig::new(2);
-    grabbed(&mut r);
-    r.mem.put(paca(1) + KVM_VCORE_1, &VC.to_le_bytes());
-    r.hs(1, 1, H::InGuest, KVM_GUEST_MODE_HOST_HV.into());
-    assert!(!r.invariants().contains(&23));
+    enters_ahead_of_its_vcore(&mut r);
     r.s.finish(r.tb);
     assert!(r.invariants().contains(&23), "{:?}", r.invariants());
 }

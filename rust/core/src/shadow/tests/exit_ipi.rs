@@ -172,34 +172,20 @@ fn enter_novcpu(r: &mut Rig, n: usize) {
     r.vc32(0, 0, n as u32); // n_runnable
     r.st(0, VC + 152, &vcpu(1).to_le_bytes()); // runner
     for t in 1..4 {
-        r.hs(0, t, H::Req, 1);
-        r.hs(t, t, H::State, KVM_HWTHREAD_IN_KERNEL.into());
-        r.hs(t, t, H::State, KVM_HWTHREAD_IN_KVM.into());
+        r.grab(t);
     }
     for t in 1..=n {
-        r.cpu32(0, t as u64, 32, 0);
-        r.cpu32(0, t as u64, 5704, t as i32);
-        r.hs(0, t, H::Vcpu, vcpu(t as u64));
-        r.hs(0, t, H::Ptid, t as u64);
+        r.start(t);
         r.hs(0, t, H::Vcore, VC);
     }
     r.hs(0, 0, H::Ptid, 0);
     r.hs(0, 0, H::Vcore, VC);
     r.vc8(0, 24, MODERN_VCORE_STATES.running);
-    r.hs(0, 0, H::InGuest, KVM_GUEST_MODE_HOST_HV.into());
-    r.vc32(0, 8, 1);
-    r.reg(0, Reg::MtLpidr, LPID_RSVD);
-    r.reg(0, Reg::MtSdr1, 0x7500_0006);
-    r.reg(0, Reg::MtLpidr, 1);
-    r.vc8(0, 25, 1);
+    r.switch_in();
     r.vc32(0, 12, 1); // napping_threads |= 1 << ptid
     r.hs(0, 0, H::Napping, NAPPING_NOVCPU.into());
     for t in 1..=n {
-        r.hs(t, t, H::InGuest, KVM_GUEST_MODE_HOST_HV.into());
-        r.vc32(t, 8, (1 << (t + 1)) - 1);
-        r.reg(t, Reg::Lpidr, 1);
-        r.reg(t, Reg::Sdr1, 0x7500_0006);
-        r.hs(t, t, H::InGuest, KVM_GUEST_MODE_GUEST_HV.into());
+        r.secondary_enters(t);
     }
 }
 
