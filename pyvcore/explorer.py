@@ -344,22 +344,33 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if result.complete else 2
 
 
+# The search's per-run bounds (a count each) and its switches, as ``explore`` declares them
+# and as the result's summary repeats those given (:func:`_given`).
+BOUNDS: dict[str, str] = {
+    "--cedes-per-vcpu": "cedes per vcpu per run (default 1)",
+    "--max-cedes": "cedes in total per run (default 2, or 1 above 4 threads)",
+    "--max-prods": "H_PRODs in total per run (default 1)",
+    "--max-doorbells": "msgsndp doorbells in total per run (default 1)",
+}
+SWITCHES: dict[str, str] = {
+    "--exit-request": "modern: also let VCORE_EXIT_REQ arrive at any time (as from another subcore)",
+    "--no-symmetry": "do not merge states that differ only by a permutation of secondary threads",
+    "--partial-order": "explore doorbell events only just before the next step of the threads they concern",
+    "--no-subsumption": "do not merge states that differ only by the bound counters (cedes, prods, doorbells used)",
+    "--keep-dead-values": "do not merge states that differ only in values nothing reads again "
+    "(IPI flags, traps, prodded)",
+    "--no-reduction": "the full search: no merging of symmetric, subsumed or dead-value states (to compare with)",
+}
+
+
+def _dest(option: str) -> str:
+    return option.removeprefix("--").replace("-", "_")
+
+
 def _given(args: argparse.Namespace) -> list[str]:
     """The bound and reduction options on the command line, as typed (``--max-cedes 3``)."""
-    given = [
-        f"--{name.replace('_', '-')} {getattr(args, name)}"
-        for name in ("cedes_per_vcpu", "max_cedes", "max_prods", "max_doorbells")
-        if getattr(args, name) is not None
-    ]
-    flags = (
-        "exit_request",
-        "no_symmetry",
-        "partial_order",
-        "no_subsumption",
-        "keep_dead_values",
-        "no_reduction",
-    )
-    return given + [f"--{name.replace('_', '-')}" for name in flags if getattr(args, name)]
+    given = [f"{o} {getattr(args, _dest(o))}" for o in BOUNDS if getattr(args, _dest(o)) is not None]
+    return given + [o for o in SWITCHES if getattr(args, _dest(o))]
 
 
 def _fault_help() -> str:
@@ -416,57 +427,13 @@ def register(subparsers: Any) -> None:
         metavar="SIZE",
         help="memory budget, e.g. 2G (default 4G, estimated); running out ends the search incomplete (exit 2)",
     )
-    p.add_argument(
-        "--cedes-per-vcpu", type=cliargs.count(255), metavar="K", help="cedes per vcpu per run (default 1)"
-    )
-    p.add_argument(
-        "--max-cedes",
-        type=cliargs.count(255),
-        metavar="K",
-        help="cedes in total per run (default 2, or 1 above 4 threads)",
-    )
-    p.add_argument(
-        "--max-prods", type=cliargs.count(255), metavar="K", help="H_PRODs in total per run (default 1)"
-    )
-    p.add_argument(
-        "--max-doorbells",
-        type=cliargs.count(255),
-        metavar="K",
-        help="msgsndp doorbells in total per run (default 1)",
-    )
+    for option, text in BOUNDS.items():
+        p.add_argument(option, type=cliargs.count(255), metavar="K", help=text)
     p.add_argument(
         "--workers", type=cliargs.count(64), metavar="K", help="threads to explore on (default: every core)"
     )
-    p.add_argument(
-        "--no-symmetry",
-        action="store_true",
-        help="do not merge states that differ only by a permutation of secondary threads",
-    )
-    p.add_argument(
-        "--partial-order",
-        action="store_true",
-        help="explore doorbell events only just before the next step of the threads they concern",
-    )
-    p.add_argument(
-        "--no-subsumption",
-        action="store_true",
-        help="do not merge states that differ only by the bound counters (cedes, prods, doorbells used)",
-    )
-    p.add_argument(
-        "--keep-dead-values",
-        action="store_true",
-        help="do not merge states that differ only in values nothing reads again (IPI flags, traps, prodded)",
-    )
-    p.add_argument(
-        "--no-reduction",
-        action="store_true",
-        help="the full search: no merging of symmetric, subsumed or dead-value states (to compare with)",
-    )
-    p.add_argument(
-        "--exit-request",
-        action="store_true",
-        help="modern: also let VCORE_EXIT_REQ arrive at any time (as from another subcore)",
-    )
+    for option, text in SWITCHES.items():
+        p.add_argument(option, action="store_true", help=text)
     p.add_argument(
         "--trace",
         metavar="FILE",
