@@ -284,3 +284,32 @@ pub(crate) fn p(path: &str, i: usize, field: &str) -> String {
 pub(crate) fn hs(i: usize, field: &str) -> String {
     format!("threads[{i}].kvm_hstate.{field}")
 }
+
+/// A `kvm_hstate` field a violation names.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum HsField {
+    InGuest,
+    Napping,
+    HwthreadReq,
+    HwthreadState,
+    Ptid,
+    KvmVcpu,
+    KvmVcore,
+}
+
+impl super::Violation {
+    /// Name thread `i`'s `kvm_hstate` `fields` with their values in `h`
+    /// (the pointers in hex): each field's path and value written once,
+    /// here, for every check that names them.
+    pub(crate) fn hstate(self, i: usize, h: &Hstate, fields: &[HsField]) -> Self {
+        fields.iter().fold(self, |v, f| match f {
+            HsField::InGuest => v.field(hs(i, "in_guest"), h.in_guest),
+            HsField::Napping => v.field(hs(i, "napping"), h.napping),
+            HsField::HwthreadReq => v.field(hs(i, "hwthread_req"), h.hwthread_req),
+            HsField::HwthreadState => v.field(hs(i, "hwthread_state"), h.hwthread_state),
+            HsField::Ptid => v.field(hs(i, "ptid"), h.ptid),
+            HsField::KvmVcpu => v.hex(hs(i, "kvm_vcpu"), h.kvm_vcpu),
+            HsField::KvmVcore => v.hex(hs(i, "kvm_vcore"), h.kvm_vcore),
+        })
+    }
+}

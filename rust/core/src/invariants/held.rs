@@ -2,7 +2,7 @@
 //! vcpu and its vcore: released at exit (5), ceded vs the PACA's mode (24),
 //! cpu fields (6), alignment (3) and doorbell placement (29).
 
-use super::ctx::{hs, p, Ctx};
+use super::ctx::{p, Ctx, HsField};
 use super::Violation;
 use crate::consts::*;
 use crate::view::{Thread, Vcore, Vcpu};
@@ -50,7 +50,7 @@ fn ceded(held: &Held, out: &mut Vec<Violation>) {
                         i, v.vcpu_id
                     ),
                 )
-                .field(hs(i, "napping"), h.napping)
+                .hstate(i, h, &[HsField::Napping])
                 .field(p("vcpus", j, "ceded"), ceded),
             );
         }
@@ -60,7 +60,7 @@ fn ceded(held: &Held, out: &mut Vec<Violation>) {
                     24,
                     format!("vcpu {} executes the guest with ceded {}", v.vcpu_id, ceded),
                 )
-                .field(hs(i, "in_guest"), h.in_guest)
+                .hstate(i, h, &[HsField::InGuest])
                 .field(p("vcpus", j, "ceded"), ceded),
             );
         }
@@ -128,8 +128,7 @@ fn cleared_at_exit(held: &Held, out: &mut Vec<Violation>) {
                 n, v.vcpu_id
             ),
         )
-        .hex(hs(i, "kvm_vcpu"), h.kvm_vcpu)
-        .hex(hs(i, "kvm_vcore"), h.kvm_vcore)
+        .hstate(i, h, &[HsField::KvmVcpu, HsField::KvmVcore])
         .field(p("vcores", k, "entry_exit_map"), map)
         .field(p("vcpus", j, "vcpu_id"), v.vcpu_id),
     );
@@ -156,7 +155,7 @@ fn alignment(cx: &Ctx, held: &Held, out: &mut Vec<Violation>) {
                         v.vcpu_id, v.ptid, n, v.ptid
                     ),
                 )
-                .hex(hs(i, "kvm_vcpu"), h.kvm_vcpu)
+                .hstate(i, h, &[HsField::KvmVcpu])
                 .field(p("threads", i, "cpu"), t.cpu)
                 .field(p("vcpus", j, "ptid"), v.ptid)
                 .field(p("vcores", k, "pcpu"), vc.pcpu),
@@ -183,8 +182,7 @@ fn alignment(cx: &Ctx, held: &Held, out: &mut Vec<Violation>) {
                         i, v.vcpu_id, v.ptid, what
                     ),
                 )
-                .field(hs(i, "ptid"), h.ptid)
-                .hex(hs(i, "kvm_vcore"), h.kvm_vcore)
+                .hstate(i, h, &[HsField::Ptid, HsField::KvmVcore])
                 .field(p("vcpus", j, "ptid"), v.ptid)
                 .hex(p("vcpus", j, "vcore"), v.vcore),
             );
@@ -210,7 +208,7 @@ fn doorbell(cx: &Ctx, held: &Held, out: &mut Vec<Violation>) {
                     vc.first_vcpuid as i64 + n
                 ),
             )
-            .hex(hs(i, "kvm_vcpu"), h.kvm_vcpu)
+            .hstate(i, h, &[HsField::KvmVcpu])
             .field(p("vcpus", j, "vcpu_id"), v.vcpu_id)
             .field(p("vcores", k, "first_vcpuid"), vc.first_vcpuid)
             .field(p("vcores", k, "pcpu"), vc.pcpu),

@@ -2,7 +2,7 @@
 //! doorbell state (31) and the mode a thread in KVM runs in (32).  Each check
 //! runs only when the snapshot has the field.
 
-use super::ctx::{hs, p, Ctx};
+use super::ctx::{p, Ctx, HsField};
 use super::mmu::per_core_agree;
 use super::Violation;
 use crate::consts::*;
@@ -95,8 +95,7 @@ fn real_mode_in_kvm(cx: &Ctx, out: &mut Vec<Violation>) {
                 ),
             )
             .hex(p("threads", i, "msr"), msr)
-            .field(hs(i, "napping"), h.napping)
-            .field(hs(i, "in_guest"), h.in_guest);
+            .hstate(i, h, &[HsField::Napping, HsField::InGuest]);
             if let Some(pc) = t.pc {
                 v = v.hex(p("threads", i, "pc"), pc);
             }

@@ -3,7 +3,7 @@
 //! switch (9), thread 0 with no vcpu (26); the vcpu a PACA holds is judged
 //! in `held`.
 
-use super::ctx::{hs, p, Ctx, EntryExit};
+use super::ctx::{hs, p, Ctx, EntryExit, HsField};
 use super::held;
 use super::Violation;
 use crate::consts::*;
@@ -39,7 +39,7 @@ fn values(cx: &Ctx, i: usize, h: &Hstate, out: &mut Vec<Violation>) {
                     i, h.in_guest
                 ),
             )
-            .field(hs(i, "in_guest"), h.in_guest),
+            .hstate(i, h, &[HsField::InGuest]),
         );
     }
     let max_napping = if cx.s.variant == Variant::Modern {
@@ -53,7 +53,7 @@ fn values(cx: &Ctx, i: usize, h: &Hstate, out: &mut Vec<Violation>) {
                 14,
                 format!("thread {} has napping {}, not a NAPPING_* value", i, h.napping),
             )
-            .field(hs(i, "napping"), h.napping),
+            .hstate(i, h, &[HsField::Napping]),
         );
     }
     if h.hwthread_state > KVM_HWTHREAD_IN_KVM || h.hwthread_req > 1 {
@@ -65,8 +65,7 @@ fn values(cx: &Ctx, i: usize, h: &Hstate, out: &mut Vec<Violation>) {
                     i, h.hwthread_state, h.hwthread_req
                 ),
             )
-            .field(hs(i, "hwthread_state"), h.hwthread_state)
-            .field(hs(i, "hwthread_req"), h.hwthread_req),
+            .hstate(i, h, &[HsField::HwthreadState, HsField::HwthreadReq]),
         );
     }
 }
@@ -81,7 +80,7 @@ fn paca(cx: &Ctx, i: usize, n: usize, h: &Hstate, out: &mut Vec<Violation>) {
                 3,
                 format!("thread {} has PACA ptid {}, not its own thread number", n, h.ptid),
             )
-            .field(hs(i, "ptid"), h.ptid),
+            .hstate(i, h, &[HsField::Ptid]),
         );
     }
 
@@ -99,8 +98,7 @@ fn paca(cx: &Ctx, i: usize, n: usize, h: &Hstate, out: &mut Vec<Violation>) {
                     n, h.kvm_vcore, h.ptid
                 ),
             )
-            .field(hs(i, "ptid"), h.ptid)
-            .hex(hs(i, "kvm_vcore"), h.kvm_vcore),
+            .hstate(i, h, &[HsField::Ptid, HsField::KvmVcore]),
         );
     }
 
@@ -110,7 +108,7 @@ fn paca(cx: &Ctx, i: usize, n: usize, h: &Hstate, out: &mut Vec<Violation>) {
             out.push(
                 Violation::new(5, format!("one vcpu is in the PACAs of threads {} and {}", i2, i))
                     .hex(hs(i2, "kvm_vcpu"), h.kvm_vcpu)
-                    .hex(hs(i, "kvm_vcpu"), h.kvm_vcpu),
+                    .hstate(i, h, &[HsField::KvmVcpu]),
             );
         }
     }
@@ -126,8 +124,7 @@ fn paca(cx: &Ctx, i: usize, n: usize, h: &Hstate, out: &mut Vec<Violation>) {
                     i, h.in_guest
                 ),
             )
-            .field(hs(i, "in_guest"), h.in_guest)
-            .hex(hs(i, "kvm_vcore"), h.kvm_vcore),
+            .hstate(i, h, &[HsField::InGuest, HsField::KvmVcore]),
         );
     }
 
@@ -142,8 +139,7 @@ fn paca(cx: &Ctx, i: usize, n: usize, h: &Hstate, out: &mut Vec<Violation>) {
                     i, h.napping, h.in_guest
                 ),
             )
-            .field(hs(i, "napping"), h.napping)
-            .field(hs(i, "in_guest"), h.in_guest),
+            .hstate(i, h, &[HsField::Napping, HsField::InGuest]),
         );
     }
 }
@@ -163,8 +159,7 @@ fn secondary(cx: &Ctx, i: usize, h: &Hstate, out: &mut Vec<Violation>) {
                     i, h.napping
                 ),
             )
-            .field(hs(i, "napping"), h.napping)
-            .field(hs(i, "hwthread_req"), h.hwthread_req),
+            .hstate(i, h, &[HsField::Napping, HsField::HwthreadReq]),
         );
     }
     // 18: a secondary in KVM real-mode code came through
@@ -179,17 +174,20 @@ fn secondary(cx: &Ctx, i: usize, h: &Hstate, out: &mut Vec<Violation>) {
         };
         if h.hwthread_req != 1 || !state_ok {
             out.push(
-                        Violation::new(
-                            18,
-                            format!(
-                                "secondary thread {} is in KVM (in_guest {}) with hwthread_req {} and hwthread_state {}",
-                                i, h.in_guest, h.hwthread_req, h.hwthread_state
-                            ),
-                        )
-                        .field(hs(i, "in_guest"), h.in_guest)
-                        .field(hs(i, "hwthread_req"), h.hwthread_req)
-                        .field(hs(i, "hwthread_state"), h.hwthread_state),
-                    );
+                Violation::new(
+                    18,
+                    format!(
+                        "secondary thread {} is in KVM (in_guest {}) with hwthread_req {} \
+                         and hwthread_state {}",
+                        i, h.in_guest, h.hwthread_req, h.hwthread_state
+                    ),
+                )
+                .hstate(
+                    i,
+                    h,
+                    &[HsField::InGuest, HsField::HwthreadReq, HsField::HwthreadState],
+                ),
+            );
         }
     }
 }
@@ -209,7 +207,7 @@ fn guest(cx: &Ctx, i: usize, n: usize, t: &Thread, out: &mut Vec<Violation>) {
                         9,
                         format!("thread {} executes the guest while vcore in_guest is 0", i),
                     )
-                    .field(hs(i, "in_guest"), h.in_guest)
+                    .hstate(i, h, &[HsField::InGuest])
                     .field(p("vcores", k, "in_guest"), vc.in_guest),
                 );
             }
@@ -252,7 +250,7 @@ fn woke_and_exiting(cx: &Ctx, i: usize, h: &Hstate, out: &mut Vec<Violation>) {
             )
             .field(p("vcores", k, "napping_threads"), vc.napping_threads)
             .field(p("vcores", k, "entry_exit_map"), map)
-            .field(hs(i, "napping"), h.napping),
+            .hstate(i, h, &[HsField::Napping]),
         );
     }
 }
@@ -267,7 +265,7 @@ fn novcpu(cx: &Ctx, i: usize, n: usize, t: &Thread, out: &mut Vec<Violation>) {
                 26,
                 format!("thread {} naps with NAPPING_NOVCPU; only thread 0 does", n),
             )
-            .field(hs(i, "napping"), h.napping),
+            .hstate(i, h, &[HsField::Napping]),
         );
         return;
     }
@@ -280,8 +278,7 @@ fn novcpu(cx: &Ctx, i: usize, n: usize, t: &Thread, out: &mut Vec<Violation>) {
                     i, h.ptid, h.kvm_vcore
                 ),
             )
-            .field(hs(i, "ptid"), h.ptid)
-            .hex(hs(i, "kvm_vcore"), h.kvm_vcore),
+            .hstate(i, h, &[HsField::Ptid, HsField::KvmVcore]),
         );
     }
     // kvm_vcpu is NULL, or a latecomer with ptid 0 was just handed to it
@@ -296,7 +293,7 @@ fn novcpu(cx: &Ctx, i: usize, n: usize, t: &Thread, out: &mut Vec<Violation>) {
                         i, v.vcpu_id, v.ptid
                     ),
                 )
-                .hex(hs(i, "kvm_vcpu"), h.kvm_vcpu)
+                .hstate(i, h, &[HsField::KvmVcpu])
                 .field(p("vcpus", j, "ptid"), v.ptid),
             );
         }
