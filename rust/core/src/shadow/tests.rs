@@ -200,6 +200,14 @@ impl Rig {
             .map(|r| r.violation.invariant)
             .collect()
     }
+    /// The first violation of `invariant` (the test fails if there is none).
+    fn first(&self, invariant: u32) -> &Recorded {
+        self.s
+            .violations()
+            .iter()
+            .find(|v| v.violation.invariant == invariant)
+            .unwrap_or_else(|| panic!("no invariant {invariant} in {:?}", self.invariants()))
+    }
     fn advance(&mut self, secs: f64) {
         self.tb += (secs * TB_FREQ_POWER8 as f64) as u64;
     }
@@ -463,11 +471,7 @@ fn liveness_an_exit_ipi_never_answered() {
     r.advance(0.1);
     r.s.finish(r.tb);
     assert!(r.invariants().contains(&LIVE_EXIT_IPI), "{:?}", r.invariants());
-    let v =
-        r.s.violations()
-            .iter()
-            .find(|v| v.violation.invariant == LIVE_EXIT_IPI)
-            .unwrap();
+    let v = r.first(LIVE_EXIT_IPI);
     assert!(v.violation.message.contains("ptid 1"), "{}", v.violation.message);
 }
 

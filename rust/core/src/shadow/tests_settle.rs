@@ -80,8 +80,7 @@ fn an_entry_with_no_vcore_in_memory_either_is_reported_at_once() {
     let mut r = Rig::new(2);
     grabbed(&mut r);
     r.hs(1, 1, H::InGuest, KVM_GUEST_MODE_HOST_HV.into());
-    let v = r.s.violations().iter().find(|v| v.violation.invariant == 23);
-    assert_eq!(v.expect("invariant 23").field, "threads[1].kvm_hstate.in_guest");
+    assert_eq!(r.first(23).field, "threads[1].kvm_hstate.in_guest");
     assert_eq!(r.s.stats.unsettled, 0);
 }
 
@@ -118,12 +117,7 @@ fn a_sibling_reading_before_the_mtspr_executed_is_pending() {
     // Once thread 0 moved on (its next event), the old value is a disagreement.
     r.reg(0, Reg::MtLpidr, 0);
     r.reg(1, Reg::Sdr1, 0x7500_0006);
-    let v =
-        r.s.violations()
-            .iter()
-            .find(|v| v.violation.invariant == 8)
-            .expect("invariant 8");
-    assert_eq!(v.field, "threads[1].sdr1");
+    assert_eq!(r.first(8).field, "threads[1].sdr1");
 }
 
 #[test]

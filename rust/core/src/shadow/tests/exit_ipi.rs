@@ -55,11 +55,7 @@ fn first_exit_without_ipis_is_reported_at_its_next_store() {
         "{}",
         f[0]
     );
-    let v =
-        r.s.violations()
-            .iter()
-            .find(|v| v.violation.invariant == EXIT_IPI_SENT)
-            .unwrap();
+    let v = r.first(EXIT_IPI_SENT);
     assert_eq!(
         v.field,
         format!("vcpus[{:#x}].cpu", vcpu(1)),
@@ -147,7 +143,7 @@ fn the_trap_is_logged_and_replays_to_the_same_verdict() {
     r.reg(1, Reg::Msgsnd, doorbell(0));
     r.cpu32(1, 1, CPU, -1);
     r.s.finish(r.tb);
-    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let text = buf.text();
     assert!(
         text.contains(&format!("\"field\":\"vcpus[{:#x}].trap\"", vcpu(1))),
         "trap events are logged"
@@ -248,11 +244,7 @@ fn novcpu_first_exit_without_ipis_is_reported_at_its_next_store() {
         "{}",
         f[0]
     );
-    let v =
-        r.s.violations()
-            .iter()
-            .find(|v| v.violation.invariant == EXIT_IPI_SENT)
-            .unwrap();
+    let v = r.first(EXIT_IPI_SENT);
     assert_eq!(
         v.field,
         format!("vcores[{VC:#x}].in_guest"),
@@ -321,7 +313,7 @@ fn the_call_is_logged_and_a_novcpu_verdict_replays() {
     novcpu_commence_exit(&mut r, 0, 0x7);
     novcpu_rest_of_exit(&mut r, 2);
     r.s.finish(r.tb);
-    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let text = buf.text();
     assert!(
         text.contains("\"field\":\"threads[0].kvmhv_commence_exit\""),
         "the call is logged"
