@@ -48,6 +48,15 @@ pub(crate) fn parse_variant(variant: &str) -> PyResult<Variant> {
         .map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
+/// Threads per core as Python gave them: 1, 2, 4 or 8 (the POWER SMT modes,
+/// `Config::THREAD_COUNTS`), else ValueError.
+pub(crate) fn parse_threads(threads: i64) -> PyResult<u8> {
+    u8::try_from(threads)
+        .ok()
+        .filter(|t| Config::THREAD_COUNTS.contains(t))
+        .ok_or_else(|| PyValueError::new_err(format!("threads per core must be 1, 2, 4 or 8, not {threads}")))
+}
+
 /// A violation as the checker's `Violation` object.
 pub(crate) fn violation_obj<'py>(
     py: Python<'py>,
@@ -204,12 +213,7 @@ impl PyCoreModel {
     #[pyo3(signature = (variant, threads, cpu_base = 0))]
     fn new(py: Python<'_>, variant: &str, threads: i64, cpu_base: i64) -> PyResult<Self> {
         let variant = parse_variant(variant)?;
-        let threads = u8::try_from(threads)
-            .ok()
-            .filter(|t| Config::THREAD_COUNTS.contains(t))
-            .ok_or_else(|| {
-                PyValueError::new_err(format!("threads per core must be 1, 2, 4 or 8, not {threads}"))
-            })?;
+        let threads = parse_threads(threads)?;
         let cpu_base = u32::try_from(cpu_base)
             .map_err(|_| PyValueError::new_err(format!("cpu_base must be a cpu number, not {cpu_base}")))?;
         let model = Model::with_cpu_base(variant, threads, cpu_base).map_err(|e| model_error(py, &e))?;

@@ -5,9 +5,9 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use pyvcore_core::explore::{explore_with, ExploreOptions, ExploreReport, Progress};
-use pyvcore_core::model::{Config, Fault};
+use pyvcore_core::model::Fault;
 
-use super::{model_error, parse_variant, violation_obj, PyEvent};
+use super::{model_error, parse_threads, parse_variant, violation_obj, PyEvent};
 
 /// Where a running exploration is (what a progress callback receives).
 #[pyclass(module = "pyvcore._core", name = "ExploreProgress", frozen)]
@@ -123,12 +123,7 @@ fn explore_options(
     fault: Option<&str>,
 ) -> PyResult<ExploreOptions> {
     let variant = parse_variant(variant)?;
-    let threads = u8::try_from(threads)
-        .ok()
-        .filter(|t| Config::THREAD_COUNTS.contains(t))
-        .ok_or_else(|| {
-            PyValueError::new_err(format!("threads per core must be 1, 2, 4 or 8, not {threads}"))
-        })?;
+    let threads = parse_threads(threads)?;
     let mut opts = ExploreOptions::new(variant, threads);
     opts.vcpus = vcpus;
     opts.ignore = ignore;
