@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -312,8 +313,9 @@ def _hex_args(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ the command
-def write(tl: Timeline, out: Path) -> Path:
-    """Write ``tl`` in the format named by ``out``'s suffix (.json, .html, .png)."""
+def write(tl: Timeline, out: Path, command: str | None = None) -> Path:
+    """Write ``tl`` in the format named by ``out``'s suffix (.json, .html, .png); a .png
+    keeps ``command`` (the options it was drawn with) in its text chunk."""
     suffix = out.suffix.lower()
     if suffix == ".json":
         from pyvcore.timeline_render import chrome_trace
@@ -326,10 +328,20 @@ def write(tl: Timeline, out: Path) -> Path:
     elif suffix == ".png":
         from pyvcore.timeline_render import png_picture
 
-        png_picture(tl, out)
+        png_picture(tl, out, command)
     else:
         raise TimelineError(f"{out}: unknown output format {suffix or '(none)'}; use .html, .json or .png")
     return out
+
+
+def _command(args: argparse.Namespace) -> str:
+    """``pyvcore timeline`` with the options that shape the picture (not the paths)."""
+    words = ["pyvcore", "timeline", *(["--by-stop"] if args.by_stop else [])]
+    words += [
+        *(["--title", args.title] if args.title else []),
+        *(["--variant", args.variant] if args.variant else []),
+    ]
+    return shlex.join(words)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -343,7 +355,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         tl = load(args.trace, args.variant, by_stop=args.by_stop)
         tl.title = args.title or tl.title
-        write(tl, out)
+        write(tl, out, _command(args))
     except TimelineError as exc:
         print(f"pyvcore timeline: {exc}", file=sys.stderr)
         return 2

@@ -143,13 +143,37 @@ def time_unit(tl: Timeline) -> tuple[float, str]:
     return 1.0, "µs"
 
 
-def png_picture(tl: Timeline, out: Path) -> None:
-    """Write the static picture of ``tl`` (:func:`png_figure`) to ``out``."""
+# The PNG text key that names the command a picture was drawn with (``command`` below).
+PNG_COMMAND_KEY = "Software"
+
+
+def png_picture(tl: Timeline, out: Path, command: str | None = None) -> None:
+    """Write the static picture of ``tl`` (:func:`png_figure`) to ``out``; ``command``, the
+    ``pyvcore timeline`` options it was drawn with, goes into the PNG's text chunk
+    ``Software`` (so a picture says how to draw it again: :func:`png_command`)."""
     fig = png_figure(tl)  # TimelineError without matplotlib
     import matplotlib.pyplot as plt
 
-    fig.savefig(out)
+    fig.savefig(out, metadata={PNG_COMMAND_KEY: command or "pyvcore timeline"})
     plt.close(fig)
+
+
+def png_command(path: Path) -> str | None:
+    """The ``pyvcore timeline`` command a PNG written by :func:`png_picture` names, or None
+    (another PNG).  Reads the PNG's tEXt chunks (PNG spec, 11.3.4.3) without an image library."""
+    data = path.read_bytes()
+    at = 8  # after the PNG signature
+    while at + 8 <= len(data):
+        size = int.from_bytes(data[at : at + 4], "big")
+        kind, body = data[at + 4 : at + 8], data[at + 8 : at + 8 + size]
+        if kind == b"tEXt" and b"\0" in body:
+            key, text = body.split(b"\0", 1)
+            if key.decode("latin-1") == PNG_COMMAND_KEY and text.startswith(b"pyvcore timeline"):
+                return text.decode("latin-1")
+        if kind == b"IEND":
+            break
+        at += 12 + size
+    return None
 
 
 def png_figure(tl: Timeline) -> Any:
