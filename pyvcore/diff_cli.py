@@ -18,12 +18,13 @@ class Progress:
     """Progress on stderr: one line per phase (``say``), a transient line (``tick``).
 
     On a terminal the transient line is rewritten in place; otherwise it is
-    printed at most every ``every`` seconds, so a CI log still shows the run is
+    printed at most every ``every`` seconds (``prog`` leads every line), so a CI log still shows the run is
     alive without a line per second.
     """
 
-    def __init__(self, stream: TextIO | None = None, every: float = 10.0) -> None:
+    def __init__(self, stream: TextIO | None = None, every: float = 10.0, prog: str = "pyvcore diff") -> None:
         self.stream = stream or sys.stderr
+        self.prog = prog
         self.tty = self.stream.isatty()
         self.every = every
         self._pending = False
@@ -31,16 +32,16 @@ class Progress:
 
     def say(self, message: str) -> None:
         self._clear()
-        print(f"pyvcore diff: {message}", file=self.stream, flush=True)
+        print(f"{self.prog}: {message}", file=self.stream, flush=True)
 
     def tick(self, message: str) -> None:
         if self.tty:
-            self.stream.write(f"\r\x1b[Kpyvcore diff: {message}")
+            self.stream.write(f"\r\x1b[K{self.prog}: {message}")
             self.stream.flush()
             self._pending = True
         elif time.monotonic() - self._last >= self.every:
             self._last = time.monotonic()
-            print(f"pyvcore diff: {message}", file=self.stream, flush=True)
+            print(f"{self.prog}: {message}", file=self.stream, flush=True)
 
     def _clear(self) -> None:
         if self._pending:

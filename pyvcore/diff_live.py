@@ -168,11 +168,14 @@ def _new_lab(
     kernel: Any,
     modules: Any,
     paused: bool = False,
+    log: Say | None = None,
 ) -> Any:
     from pyvcore.lab import Lab
 
     extra: dict[str, Any] = {"lock_wait": lock_wait} if lock_wait else {}
     accepted = inspect.signature(Lab).parameters
+    if log is not None and "log" in accepted:
+        extra["log"] = log  # the boot's news (stages, a host oops) with the caller's progress
     if paused:
         if "paused" not in accepted:
             raise DiffError("this version of the lab cannot start QEMU stopped (--from-boot)")
@@ -290,7 +293,9 @@ def run_live(
             what = f"scenario {scenario}, {qemu} QEMU, {threads} threads" + (
                 f", kernel {kernel}" if kernel else ""
             )
-            lab = _new_lab(scenario, qemu, threads, hold, lock_wait, kernel, modules, paused=from_boot)
+            lab = _new_lab(
+                scenario, qemu, threads, hold, lock_wait, kernel, modules, paused=from_boot, log=progress
+            )
             # Every input (QEMU, kernel, modules) is checked before the boot is announced.
             getattr(lab, "prepare", lambda: None)()
             say(f"booting the lab: {what} ...")

@@ -90,3 +90,47 @@ def test_the_vmm_stage_may_be_as_quiet_as_the_vmm_says_it_waits() -> None:
         quick.line(line, now=float(i))
     quick.line("PYVCORE VMM scenario=cede vcpus=0,1,2,3 smt=4 hold=3 spin_pc=0x1 start_timeout=15", now=3.0)
     assert quick.check(now=3.0 + vmm.silence + 1) is not None
+
+
+def test_boot_news_tells_stage_ends_host_trouble_and_long_quiet() -> None:
+    """What a waiting user sees: each stage's end, a host kernel's oops or soft lockup the
+    moment its line is on the console, and a line per QUIET_EVERY s of silence with the bound."""
+    from pyvcore.lab.boot import QUIET_EVERY, BootNews
+
+    said: list[str] = []
+    t, news = StageTracker(started=0.0), BootNews(said.append)
+    console = [
+        (5.0, "INIT: Starting kernel at 0x20010000, fdt at 0x30eb1618 105612 bytes"),
+        (13.0, "PYVCORE INIT scenario=all hold=0 uptime=8.1"),
+        (14.0, "PYVCORE KVM uptime=9.0 online=0"),
+        (14.5, "[   12.1] BUG: Kernel NULL pointer dereference on read at 0x00000000"),
+        (14.6, "[   12.1] Oops: Kernel access of bad area, sig: 11 [#1]"),
+        (14.7, "[   12.2] NIP [c0080000002b1c3c] kvmppc_run_core+0x5dc/0x1c60 [kvm_hv]"),
+    ]
+    for now, line in console:
+        t.line(line, now=now)
+        news.line(line, t)
+    assert said == [
+        "boot: firmware stage done at 5.0 s",
+        "boot: kernel stage done at 13.0 s",
+        "boot: modules stage done at 14.0 s",
+        "the host kernel says: [   12.1] BUG: Kernel NULL pointer dereference on read at 0x00000000",
+        "the host kernel says: [   12.1] Oops: Kernel access of bad area, sig: 11 [#1]",
+    ]
+    said.clear()
+    for now in range(15, 15 + int(2 * QUIET_EVERY) + 2):  # polled once a second, 31 s of quiet
+        news.quiet(t, float(now))
+    assert said == [
+        f"boot: vmm stage, console quiet for {QUIET_EVERY:.0f} s (judged stalled after {STAGES[3].silence:.0f} s of quiet)",
+        f"boot: vmm stage, console quiet for {2 * QUIET_EVERY:.0f} s (judged stalled after {STAGES[3].silence:.0f} s of quiet)",
+    ]
+    said.clear()
+    lockup = "[   61.3] watchdog: BUG: soft lockup - CPU#1 stuck for 49s! [vmm:70]"
+    t.line(lockup, now=60.0)
+    news.line(lockup, t)
+    news.quiet(t, 61.0)  # output came: the quiet count starts again
+    news.quiet(t, 60.0 + QUIET_EVERY)
+    assert said == [
+        f"the host kernel says: {lockup.strip()}",
+        f"boot: vmm stage, console quiet for {QUIET_EVERY:.0f} s (judged stalled after {STAGES[3].silence:.0f} s of quiet)",
+    ]

@@ -4,7 +4,9 @@ refused when the bytes differ or a relocation touches them, the CLI lists and re
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import elfcraft
 import pytest
@@ -12,7 +14,7 @@ import pytest
 from pyvcore.cli import main
 from pyvcore.mutants import MUTANTS, Mutant, MutantRefused, apply, locate
 from pyvcore.mutants.apply import MODULE_SIG_MAGIC, strip_module_signature
-from pyvcore.mutants.catalogue import Commit
+from pyvcore.mutants.catalogue import Commit, by_name
 from pyvcore.mutants.run import Outcome, kill_rate
 
 
@@ -160,12 +162,12 @@ def test_control_policy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     verdicts = {None: ("killed", "invariant 11 at x", [11])}
 
     def fake_sampled(
-        scenario: str, kernel: Path | None, modules: Path | None, *a: object
+        scenario: str, kernel: Path | None, modules: Path | None, *a: object, **kw: object
     ) -> tuple[str, str, list[int], str | None]:
         return (*verdicts[None if modules is None else modules.name], None)
 
     monkeypatch.setattr(run, "sampled", fake_sampled)
-    monkeypatch.setattr(run, "continuous", lambda *a: ("not run", "no trace in this test", [], None))
+    monkeypatch.setattr(run, "continuous", lambda *a, **kw: ("not run", "no trace in this test", [], None))
     monkeypatch.setattr(run, "apply", lambda m, w, **kw: MutatedKernel(None, Path(m.name)))
     a, b = MUTANTS[0], MUTANTS[1]
     verdicts[a.name] = ("killed", "invariant 11 at y", [11])
@@ -240,7 +242,7 @@ def test_continuous_kill_needs_an_invariant_the_control_trace_lacked(
         MUTANTS[0].name: ("killed", "invariant 42 at event seq 3 (x)", [42], None),
         MUTANTS[1].name: ("killed", "invariant 13 at event seq 5 (y)", [13, 42], None),
     }
-    monkeypatch.setattr(run, "continuous", lambda s, k, m, *a: traces[None if m is None else m.name])
+    monkeypatch.setattr(run, "continuous", lambda s, k, m, *a, **kw: traces[None if m is None else m.name])
     monkeypatch.setattr(run, "apply", lambda m, w, **kw: MutatedKernel(None, Path(m.name)))
     paths = {"kvm": tmp_path / "kvm.ko", "kvm_hv": tmp_path / "kvm-hv.ko"}
     plan = run.Plan(mutants=MUTANTS[:2], stops=1, lock_wait=0, scenarios=("all",), modes=("continuous",))
@@ -301,3 +303,84 @@ def test_continuous_event_logs_leave_nothing_in_tmp(
     assert not work.exists()
     if keep:
         assert (kept / "ptid-zero-all-events.jsonl").read_text() == '{"format": "pyvcore-events"}\n'
+
+
+def test_a_run_tells_its_progress_and_a_clean_control_reads_clean(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every phase line a boot's judge says reaches the plan's ``say`` with the mutant,
+    scenario and mode in front, the watch's ticks reach ``tick``; the unmutated control's
+    clean verdict is "clean", a mutant's is "survived"."""
+    import pyvcore.mutants.run as run
+    from pyvcore.mutants import MutatedKernel
+
+    def fake_sampled(scenario: str, kernel: Path | None, modules: Path | None, *a: object, **kw: Any) -> Any:
+        kw["say"]("booting the lab: scenario all ...")
+        kw["say"]("the host kernel says: watchdog: BUG: soft lockup - CPU#1 stuck for 49s! [vmm:70]")
+        kw["tick"]("12 stops")
+        return ("survived", "60 stops judged clean", [], None)
+
+    def fake_continuous(
+        scenario: str, kernel: Path | None, modules: Path | None, *a: object, **kw: Any
+    ) -> Any:
+        kw["say"]("boot: kernel stage done at 13.0 s")
+        return ("survived", "900 events clean", [], None)
+
+    monkeypatch.setattr(run, "sampled", fake_sampled)
+    monkeypatch.setattr(run, "continuous", fake_continuous)
+    monkeypatch.setattr(run, "apply", lambda m, w, **kw: MutatedKernel(None, Path(m.name)))
+    said: list[str] = []
+    ticked: list[str] = []
+    mutant = by_name("ptid-zero")
+    plan = run.Plan(
+        mutants=[mutant], stops=1, lock_wait=0, scenarios=("all",), say=said.append, tick=ticked.append
+    )
+    paths = {"kvm": tmp_path / "kvm.ko", "kvm_hv": tmp_path / "kvm-hv.ko"}
+    control, killed = run.run_plan(plan, vmlinux=tmp_path / "vmlinux", modules=paths)
+    assert (control.sampled, control.continuous) == ("clean", "clean")
+    assert (killed.sampled, killed.continuous) == ("survived", "survived")
+    where = "ptid-zero [all, from boot]"
+    assert f"{where} apply: patching a copy of kvm-hv.ko at kvmppc_start_thread+0x78 ..." in said
+    assert (
+        f"{where} sampled: the host kernel says: watchdog: BUG: soft lockup - CPU#1 stuck for 49s! [vmm:70]"
+        in said
+    )
+    assert f"{where} continuous: boot: kernel stage done at 13.0 s" in said
+    assert "(control) [all, from boot] sampled: clean: 60 stops judged clean" in said
+    assert f"{where} sampled: survived: 60 stops judged clean" in said
+    assert ticked == ["(control) [all, from boot] sampled: 12 stops", f"{where} sampled: 12 stops"]
+
+
+def test_the_cli_prints_progress_lines_and_throttles_ticks(capsys: pytest.CaptureFixture[str]) -> None:
+    """Off a terminal the watch's once-a-second count is printed at most every TICK_EVERY s."""
+    from pyvcore.diff_cli import Progress
+    from pyvcore.mutants.cli import TICK_EVERY
+
+    assert 1.0 < TICK_EVERY <= 10.0
+    lines = Progress(every=TICK_EVERY, prog="pyvcore mutants")
+    for n in range(5):
+        lines.tick(f"{n} stops")
+    lines.say("x [all] sampled: attaching gdb")
+    assert capsys.readouterr().err.splitlines() == [
+        "pyvcore mutants: 0 stops",
+        "pyvcore mutants: x [all] sampled: attaching gdb",
+    ]
+
+
+def test_the_readme_table_and_list_agree_on_confirmed_commits(capsys: pytest.CaptureFixture[str]) -> None:
+    """A commit id the catalogue could not confirm carries `?` in `--list` and in the README's
+    table alike; a confirmed one in neither."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = {
+        cells[1]: cells[4]
+        for line in readme.splitlines()
+        if line.startswith("| ") and len(cells := [c.strip() for c in line.split("|")]) > 5
+    }
+    assert main(["mutants", "--list"]) == 0
+    listed = capsys.readouterr().out
+    for m in MUTANTS:
+        shown = m.commit + ("" if m.cites.verified else "?")
+        assert rows[m.name] == shown, f"README table: {m.name} commit {rows[m.name]}, catalogue {shown}"
+        assert re.search(rf"\b{re.escape(shown)}(\s|$)", listed) or re.search(rf"{re.escape(shown)}", listed)
+        if m.cites.verified:
+            assert f"{m.commit}?" not in listed

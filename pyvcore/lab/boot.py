@@ -131,6 +131,58 @@ class StageTracker:
         return out
 
 
+# A host kernel in trouble, in its own words: a powerpc die() ("Oops: ..., sig: N [#1]",
+# arch/powerpc/kernel/traps.c oops_end/__die), a bad access ("BUG: Kernel NULL pointer
+# dereference", "BUG: Unable to handle kernel data access", arch/powerpc/mm/fault.c), the
+# soft-lockup watchdog ("watchdog: BUG: soft lockup - CPU#N stuck for Ns!", kernel/watchdog.c),
+# RCU stalls (kernel/rcu/tree_stall.h), a hung task (kernel/hung_task.c), a panic
+# (kernel/panic.c), and KVM's own complaint about a thread that never came back
+# ("KVM: CPU N seems to be stuck", arch/powerpc/kvm/book3s_hv.c kvmppc_wait_for_nap).
+HOST_TROUBLE = re.compile(
+    r"\bOops: |\bBUG: |Kernel panic - not syncing|rcu: INFO: rcu_\w+ (self-)?detected stall"
+    r"|INFO: task \S+ blocked for more than|KVM: CPU \d+ seems to be stuck"
+)
+# While a boot's console is quiet, a line at most this often says so (seconds).
+QUIET_EVERY = 15.0
+
+
+@dataclass
+class BootNews:
+    """What a boot says as it goes, for someone waiting on it: each stage's end, every line of
+    a host kernel in trouble (:data:`HOST_TROUBLE`) as it is printed, and, while the console
+    is quiet, a line every :data:`QUIET_EVERY` s with how long until the stage counts as
+    stalled. ``log`` hears each line."""
+
+    log: Callable[[str], None]
+    ended: int = 0  # stages whose end was told
+    told_quiet: float = 0.0  # the console's quiet time at the last quiet line (s)
+
+    def line(self, text: str, tracker: StageTracker) -> None:
+        """One console line, already fed to ``tracker``."""
+        if HOST_TROUBLE.search(text):
+            self.log(f"the host kernel says: {text.strip()}")
+        while self.ended < tracker.index:
+            stage = STAGES[self.ended].name
+            self.log(f"boot: {stage} stage done at {tracker.ended[stage]:.1f} s")
+            self.ended += 1
+
+    def quiet(self, tracker: StageTracker, now: float) -> None:
+        """Called while waiting: a line when the console has been quiet another QUIET_EVERY s."""
+        quiet = now - tracker.last_output
+        if quiet < self.told_quiet:  # output came since the last quiet line
+            self.told_quiet = 0.0
+        if tracker.index >= len(STAGES) or quiet < self.told_quiet + QUIET_EVERY:
+            return
+        self.told_quiet = quiet
+        stage = STAGES[tracker.index]
+        bound = tracker.silence if tracker.silence is not None else stage.silence
+        bound = max(bound, tracker.step_silence or 0.0)
+        self.log(
+            f"boot: {stage.name} stage, console quiet for {quiet:.0f} s "
+            f"(judged stalled after {bound:.0f} s of quiet)"
+        )
+
+
 def died_error(status: int, stderr: Path, reader: ConsoleFile, gdb_address: str) -> LabError:
     """The error for a QEMU that exited during boot: its last stderr line, or the gdb port
     it could not bind; the detail carries its stderr and the console tail."""
@@ -160,15 +212,18 @@ def wait_ready(
     log: Callable[[str], None],
 ) -> None:
     """Until the guest is READY (or STALLED: some vcpus never ran, the stock-QEMU bug) for
-    ``scenario``, feeding each console line to ``tracker``. Raises BootHung naming the stage
+    ``scenario``, feeding each console line to ``tracker``; ``log`` hears the boot's news
+    (:class:`BootNews`: stages ended, a host kernel's oops or lockup, long quiet). Raises BootHung naming the stage
     that stalled or when ``boot_timeout`` s pass, LabError when QEMU dies or the guest
     fails or is ready for another scenario."""
     fed = 0
+    news = BootNews(log)
     while True:
         if reader.poll():
             lines = reader.lines
             for line in lines[fed:]:
                 tracker.line(line)
+                news.line(line, tracker)
             fed = len(lines)
             if guest_ready(reader, scenario, log):
                 return
@@ -179,6 +234,7 @@ def wait_ready(
         now = time.monotonic()
         if now - tracker.started > boot_timeout:
             raise BootHung(tracker.stage, f"not ready after {boot_timeout:.0f} s", reader.tail())
+        news.quiet(tracker, now)
         if (reason := tracker.check(now)) is not None:
             raise BootHung(
                 tracker.stage, f"{reason}, {now - tracker.started:.0f} s into the boot", reader.tail()

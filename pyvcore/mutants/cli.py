@@ -10,12 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from pyvcore import cliargs
+from pyvcore.diff_cli import Progress
 from pyvcore.errors import PyvcoreError
 from pyvcore.mutants.catalogue import MUTANTS, Mutant, by_name
 from pyvcore.mutants.run import MODES, Outcome, Plan, kill_rate, run_plan, to_json
 from pyvcore.render import render_table
 
 DEFAULT_STOPS = 60
+# A commit id the catalogue could not confirm in a public copy (Commit.verified false).
+UNCONFIRMED = "commit?: not confirmed in a public copy (commit_evidence in --list --json says what was found)"
+# A non-terminal run prints the watch's stop count at most this often (s).
+TICK_EVERY = 5.0
 
 
 def _list(as_json: bool) -> int:
@@ -38,8 +43,7 @@ def _list(as_json: bool) -> int:
             ["mutant", "class", "commit", "where", "bytes", "scenarios"],
             rows,
             title=f"{len(MUTANTS)} mutants of Debian 6.12.95 (ppc64le)",
-            legend="commit?: not confirmed in a public copy (commit_evidence in --list --json says what was "
-            "found); ptid-absolute is equivalent in the lab (its argument: --list --json)",
+            legend=f"{UNCONFIRMED}; ptid-absolute is equivalent in the lab (its argument: --list --json)",
         )
     )
     return 0
@@ -50,7 +54,7 @@ def _table(outcomes: list[Outcome]) -> str:
         [
             o.mutant + (" (equivalent)" if o.equivalent else ""),
             o.klass,
-            o.commit,
+            _commit(o),
             o.scenario + (" (from boot)" if o.from_boot else ""),
             f"{o.sampled}: {o.sampled_by}",
             f"{o.continuous}: {o.continuous_by}",
@@ -60,11 +64,19 @@ def _table(outcomes: list[Outcome]) -> str:
     ]
     killed, total = kill_rate(outcomes)
     rate = f"kill rate {killed}/{total}" + (f" ({100 * killed / total:.0f}%)" if total else "")
+    if any(_commit(o).endswith("?") for o in outcomes):
+        rate += f"; {UNCONFIRMED}"
     return render_table(
         ["mutant", "class", "commit", "scenario", "sampled (invariant, stop)", "continuous", "time"],
         rows,
         legend=rate,
     )
+
+
+def _commit(o: Outcome) -> str:
+    """The outcome's commit id, marked ``?`` when the catalogue could not confirm it."""
+    known = {m.name: m for m in MUTANTS}.get(o.mutant)
+    return o.commit + ("?" if known is not None and not known.cites.verified else "")
 
 
 def keep_records(o: Outcome, keep: Path) -> None:
@@ -138,6 +150,9 @@ def main(args: argparse.Namespace) -> int:
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
 
+    lines = Progress(every=TICK_EVERY, prog="pyvcore mutants")
+    plan.say, plan.tick = lines.say, lines.tick
+
     def progress(o: Outcome) -> None:
         made = o.continuous_log
         if keep is not None:
@@ -145,24 +160,21 @@ def main(args: argparse.Namespace) -> int:
         else:
             o.continuous_log = None
         drop_event_log(made)
-        print(
-            f"pyvcore mutants: {o.mutant} [{o.scenario}] sampled {o.sampled} ({o.sampled_by}), "
-            f"continuous {o.continuous}, {o.seconds:.0f} s",
-            file=sys.stderr,
-            flush=True,
+        lines.say(
+            f"{o.mutant} [{o.scenario}] done in {o.seconds:.0f} s: sampled {o.sampled}, continuous {o.continuous}"
         )
 
     outcomes = run_plan(plan, vmlinux=vmlinux, modules=modules, progress=progress)
     print(to_json(outcomes) if args.json else _table(outcomes))
     killed, total = kill_rate(outcomes)
     controls = [o for o in outcomes if o.mutant == "(control)"]
-    if any(o.sampled not in ("survived", "not run") for o in controls):
+    if any(o.sampled not in ("clean", "not run") for o in controls):
         print(
             "pyvcore mutants: a control run was not clean: the kill table is not a verdict", file=sys.stderr
         )
         return 2
     for o in controls:
-        if o.continuous not in ("survived", "not run"):
+        if o.continuous not in ("clean", "not run"):
             # The trace of the unmutated kernel is not clean (yet): a continuous kill
             # then counts only by an invariant that control did not show.
             print(

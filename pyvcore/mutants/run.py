@@ -22,11 +22,13 @@ from typing import Any
 from pyvcore.mutants.apply import MutantRefused, apply
 from pyvcore.mutants.catalogue import Mutant
 
+Say = Callable[[str], None]
+
 
 @dataclass
 class Outcome:
-    """One (mutant, scenario) run.  ``sampled`` / ``continuous``: "killed", "survived",
-    "not run" or "error"; ``*_by``: what killed it ("invariant 8 at kvmppc_hv_entry"),
+    """One (mutant, scenario) run.  ``sampled`` / ``continuous``: "killed", "survived"
+    ("clean" for the unmutated control), "not run" or "error"; ``*_by``: what killed it ("invariant 8 at kvmppc_hv_entry"),
     or why it did not run."""
 
     mutant: str
@@ -67,11 +69,15 @@ def sampled(
     lock_wait: float,
     qemu: str = "patched",
     from_boot: bool = False,
+    *,
+    say: Say | None = None,
+    tick: Say | None = None,
 ) -> tuple[str, str, list[int], str | None]:
     """Judge one boot by sampling (``pyvcore diff``): (status, detail, invariants
     violated, where the trace was kept).  ``from_boot``: watched from QEMU's first
     instruction, so a mutant that breaks the very first vcore run (before the guest
-    could report READY) is seen doing it."""
+    could report READY) is seen doing it.  ``say`` hears each phase (the boot's stages,
+    a host oops as the console shows it), ``tick`` the watch's stop count."""
     from pyvcore.diff import run_diff
 
     result = run_diff(
@@ -83,6 +89,8 @@ def sampled(
         lock_wait=lock_wait,
         keep=False,
         from_boot=from_boot,
+        progress=say,
+        tick=tick,
     )
     kept = str(result.trace) if result.trace else None
     if result.verdict == "violations":
@@ -100,18 +108,31 @@ def _never_judged(result: Any) -> str:
 
 
 def continuous(
-    scenario: str, kernel: Path | None, modules: Path | None, lock_wait: float, qemu: str = "patched"
+    scenario: str,
+    kernel: Path | None,
+    modules: Path | None,
+    lock_wait: float,
+    qemu: str = "patched",
+    *,
+    say: Say | None = None,
 ) -> tuple[str, str, list[int], str | None]:
     """Judge one boot continuously (``pyvcore.trace.run_trace``, one traced boot, no
     untraced timing boot), when that module exists: (status, detail, invariants
     violated, the event log); the detail of a kill is the first violation's invariant
-    and event."""
+    and event.  ``say`` hears each phase (the plugin's build, the boot's stages, a host
+    oops)."""
     try:
         trace = importlib.import_module("pyvcore.trace")
     except ImportError:
         return "not run", "pyvcore.trace is not available", [], None
     result = trace.run_trace(
-        scenario, qemu=qemu, kernel=kernel, modules=modules, lock_wait=lock_wait, baseline=False
+        scenario,
+        qemu=qemu,
+        kernel=kernel,
+        modules=modules,
+        lock_wait=lock_wait,
+        baseline=False,
+        progress=say,
     )
     verdict = getattr(result, "verdict", "?")
     summary = getattr(result, "summary", None) or {}
@@ -152,6 +173,10 @@ class Plan:
     control_invariants: dict[tuple[str, bool], set[int]] = field(default_factory=dict)
     control_continuous: dict[tuple[str, bool], set[int]] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
+    # Progress: ``say`` hears one line per phase, ``tick`` a transient line (the caller
+    # throttles it); both None: silent.
+    say: Callable[[str], None] | None = None
+    tick: Callable[[str], None] | None = None
 
 
 def run_one(
@@ -169,11 +194,18 @@ def run_one(
     started = time.monotonic()
     kernel: Path | None = None
     mod_dir: Path | None = None
+    name = mutant.name if mutant else "(control)"
+    where = f"{name} [{scenario}{', from boot' if from_boot else ''}]"
+
+    def say(mode: str) -> Say:
+        return lambda message: (plan.say or _silent)(f"{where} {mode}: {message}")
+
     if mutant is not None:
+        say("apply")(f"patching a copy of {mutant.obj} at {mutant.symbol}+{mutant.offset:#x} ...")
         mutated = apply(mutant, workdir / mutant.name, vmlinux=vmlinux, modules=modules)
         kernel, mod_dir = mutated.kernel, mutated.modules
     o = Outcome(
-        mutant=mutant.name if mutant else "(control)",
+        mutant=name,
         klass=mutant.klass if mutant else "unmutated kernel",
         commit=mutant.commit if mutant else "-",
         scenario=scenario,
@@ -185,15 +217,37 @@ def run_one(
         from_boot=from_boot,
     )
     if "sampled" in plan.modes:
+        ticks = plan.tick or _silent
         o.sampled, o.sampled_by, o.invariants, o.sampled_trace = sampled(
-            scenario, kernel, mod_dir, plan.stops, plan.lock_wait, plan.qemu, from_boot
+            scenario,
+            kernel,
+            mod_dir,
+            plan.stops,
+            plan.lock_wait,
+            plan.qemu,
+            from_boot,
+            say=say("sampled"),
+            tick=lambda message: ticks(f"{where} sampled: {message}"),
         )
+        o.sampled = _clean_control(mutant, o.sampled)
+        say("sampled")(f"{o.sampled}: {o.sampled_by}")
     if "continuous" in plan.modes:
         o.continuous, o.continuous_by, o.continuous_invariants, o.continuous_log = continuous(
-            scenario, kernel, mod_dir, plan.lock_wait, plan.qemu
+            scenario, kernel, mod_dir, plan.lock_wait, plan.qemu, say=say("continuous")
         )
+        o.continuous = _clean_control(mutant, o.continuous)
+        say("continuous")(f"{o.continuous}: {o.continuous_by}")
     o.seconds = round(time.monotonic() - started, 1)
     return o
+
+
+def _silent(message: str) -> None:
+    pass
+
+
+def _clean_control(mutant: Mutant | None, status: str) -> str:
+    """A control has nothing to survive: its run with no violation is "clean"."""
+    return "clean" if mutant is None and status == "survived" else status
 
 
 def _control(plan: Plan, key: tuple[str, bool], o: Outcome) -> None:
@@ -202,7 +256,7 @@ def _control(plan: Plan, key: tuple[str, bool], o: Outcome) -> None:
     plan.control_continuous[key] = set(o.continuous_invariants)
     if "sampled" not in plan.modes:
         return
-    if o.sampled != "survived" and not (plan.keep_going and o.sampled == "killed"):
+    if o.sampled != "clean" and not (plan.keep_going and o.sampled == "killed"):
         watched = " watched from boot" if key[1] else ""
         raise MutantRefused(
             f"control run of scenario {key[0]}{watched} is not clean ({o.sampled}: {o.sampled_by}): "
