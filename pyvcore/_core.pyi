@@ -404,6 +404,9 @@ class FaultInfo:
         """ "the bug fixed by COMMIT: RULE", or "breaks the rule in PLACE: RULE"."""
     @property
     def variants(self) -> list[str]: ...
+    @property
+    def not_modelled(self) -> dict[str, str]:
+        """Variant -> why the fault is not offered for it (explore raises ValueError with it)."""
 
 def explore(
     variant: str,

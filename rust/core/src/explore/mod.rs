@@ -303,17 +303,8 @@ fn explore_recording(
     for &id in &vcpus {
         model.apply(Event::CreateVcpu { vcpu: id })?;
     }
-    if let Some(f) = opts.fault.filter(|f| !f.variants().contains(&opts.variant)) {
-        let names: Vec<&str> = f.variants().iter().map(|v| v.name()).collect();
-        return Err(ModelError::new(
-            "explore",
-            format!(
-                "fault {} breaks code the {} kernel does not have (it applies to {})",
-                f.name(),
-                opts.variant,
-                names.join(", ")
-            ),
-        ));
+    if let Some(why) = opts.fault.and_then(|f| f.not_modelled(opts.variant)) {
+        return Err(ModelError::new("explore", why));
     }
     let mut cfg = model.config;
     cfg.fault = opts.fault;

@@ -105,6 +105,33 @@ impl Fault {
         (id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| self.source())
     }
 
+    /// Why the fault is not offered for variant `v`, or None when `v` has
+    /// the code it breaks ([`Fault::variants`]).
+    pub fn not_modelled(self, v: Variant) -> Option<String> {
+        if self.variants().contains(&v) {
+            return None;
+        }
+        let why = match (self, v) {
+            (Fault::NoExitIpi, Variant::Modern) => {
+                "the modern kernel sends these IPIs too (book3s_hv_builtin.c kvmhv_commence_exit), but its \
+                 threads also leave their naps and the guest on the hypervisor decrementer, so in the model a \
+                 missing IPI only delays the exit and no invariant of the model can see it; on a live kernel \
+                 invariant 45 judges every first exit's msgsnd (pyvcore mutants --run no-exit-ipi)"
+            }
+            (Fault::NapCountedBeforeClear, Variant::Modern) => {
+                "the modern kernel keeps no vc->nap_count: kvmppc_wait_for_nap (book3s_hv.c) waits until \
+                 each secondary's PACA has cleared kvm_hstate.kvm_vcore"
+            }
+            _ => "the variant does not have the code it breaks",
+        };
+        let names: Vec<&str> = self.variants().iter().map(|v| v.name()).collect();
+        Some(format!(
+            "fault {} is not modelled for {v}: {why} (it applies to {})",
+            self.name(),
+            names.join(", ")
+        ))
+    }
+
     /// What the fault undoes, as it reads after "injected (": "the bug fixed
     /// by COMMIT: RULE" when the fix is known, else "breaks the rule in
     /// PLACE: RULE".

@@ -5,6 +5,9 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use pyvcore_core::explore::{explore_with, ExploreOptions, ExploreReport, Progress};
+use std::collections::BTreeMap;
+
+use pyvcore_core::consts::Variant;
 use pyvcore_core::model::Fault;
 
 use super::{model_error, parse_threads, parse_variant, violation_obj, PyEvent};
@@ -150,6 +153,10 @@ fn explore_options(
         .map(Fault::parse)
         .transpose()
         .map_err(PyValueError::new_err)?;
+    // An option that does not fit the variant, not an illegal event.
+    if let Some(why) = opts.fault.and_then(|f| f.not_modelled(variant)) {
+        return Err(PyValueError::new_err(why));
+    }
     Ok(opts)
 }
 
@@ -249,6 +256,10 @@ pub struct PyFaultInfo {
     /// The variants that have the code it breaks.
     #[pyo3(get)]
     variants: Vec<&'static str>,
+    /// For each variant it does not apply to, why (the sentence `explore`
+    /// refuses it with).
+    #[pyo3(get)]
+    not_modelled: BTreeMap<&'static str, String>,
 }
 
 /// Every deliberate fault, with the fix it undoes and where it applies.
@@ -261,6 +272,10 @@ fn faults() -> Vec<PyFaultInfo> {
             fixed_by: f.fixed_by(),
             description: f.description(),
             variants: f.variants().iter().map(|v| v.name()).collect(),
+            not_modelled: Variant::ALL
+                .iter()
+                .filter_map(|&v| f.not_modelled(v).map(|why| (v.name(), why)))
+                .collect(),
         })
         .collect()
 }
