@@ -1,18 +1,18 @@
-//! State keys for the explorer's visited set: a 128-bit hash of the whole
+//! State keys for the explorer's visited set: a 64-bit hash of the whole
 //! state, or of its symmetry class (the secondary threads, each with its own
 //! vcpu, as a sorted multiset), packed into u64 words before mixing; and
 //! apart from it the explorer's bound counters, so that a state with less of
 //! the budget used subsumes one with more (see [`Key`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::hash::Hasher;
 
 use crate::consts::{BOOK3S_INTERRUPT_HV_DECREMENTER, BOOK3S_INTERRUPT_SYSCALL, MAX_SMT_THREADS};
 use crate::model::state::{ThreadModel, VcoreModel, VcpuModel};
 use crate::model::{Config, Mmu, Phase, State};
 
-/// A small fast 128-bit hash of u64 words (two multiply/rotate lanes,
-/// finished with the splitmix64 mixer): the state is packed into words
+/// A small fast 64-bit hash of u64 words (two multiply/rotate lanes,
+/// joined by the splitmix64 mixer): the state is packed into words
 /// first (one per thread, a few per vcpu and for the vcore) and only those
 /// are mixed.
 struct Words {
@@ -33,8 +33,8 @@ impl Words {
         self.b = (self.b.rotate_left(23) ^ x).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
     }
 
-    fn finish(&self) -> u128 {
-        (mix64(self.a) as u128) << 64 | mix64(self.b ^ self.a.rotate_left(32)) as u128
+    fn finish(&self) -> u64 {
+        mix64(mix64(self.a) ^ self.b)
     }
 }
 
@@ -55,8 +55,8 @@ impl Hasher for PassThrough {
             self.0 = self.0.rotate_left(8) ^ b as u64;
         }
     }
-    fn write_u128(&mut self, x: u128) {
-        self.0 = x as u64;
+    fn write_u64(&mut self, x: u64) {
+        self.0 = x;
     }
     fn finish(&self) -> u64 {
         self.0
@@ -64,10 +64,7 @@ impl Hasher for PassThrough {
 }
 
 /// The exact keys of states kept besides the one of their fingerprint.
-pub(crate) type FingerprintSet = HashSet<u128, std::hash::BuildHasherDefault<PassThrough>>;
-
-/// Fingerprint -> the bound counters of the state kept for it (see [`Key`]).
-pub(crate) type FingerprintMap = HashMap<u128, u128, std::hash::BuildHasherDefault<PassThrough>>;
+pub(crate) type FingerprintSet = HashSet<u64, std::hash::BuildHasherDefault<PassThrough>>;
 
 fn opt_idx(x: Option<u8>) -> u64 {
     x.map_or(0xff, u64::from)
@@ -146,8 +143,9 @@ fn globals_word(s: &State, mask: u8) -> u64 {
         | ((s.db_sent & mask) as u64) << 40
 }
 
-/// The largest value a bound counter may have to be compared nibble-wise.
-const USED_MAX: u8 = 7;
+/// The largest value a bound counter may have to be compared field-wise
+/// (3-bit fields, see [`subsumes`]).
+const USED_MAX: u8 = 3;
 
 /// A vcpu's bound counters: (cedes, prods).
 fn vcpu_used(v: Option<VcpuModel>) -> (u8, u8) {
@@ -241,7 +239,7 @@ pub(crate) fn forget_dead(s: &mut State, threads: usize, may_cede: u8) {
 
 /// The key of a state in the visited set: the fingerprint of everything
 /// but the explorer's bound counters, and those counters ("budget used":
-/// the doorbells sent, then per vcpu its cedes and prods, one nibble each).
+/// the doorbells sent, then per vcpu its cedes and prods, 3 bits each).
 /// The counters only limit what the explorer tries next (candidates.rs);
 /// no transition, view or check reads them.  So a state whose counters are
 /// all at most another's, equal otherwise, can do everything the other can
@@ -249,16 +247,17 @@ pub(crate) fn forget_dead(s: &mut State, threads: usize, may_cede: u8) {
 /// reaches at the same distance: the other is subsumed (see [`subsumes`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Key {
-    pub(crate) fp: u128,
-    pub(crate) used: u128,
+    pub(crate) fp: u64,
+    pub(crate) used: u64,
 }
 
 /// Whether a state with counters `a` subsumes one with counters `b` (equal
-/// fingerprints): every nibble of `a` at most that of `b`.  Nibbles are at
-/// most [`USED_MAX`], so the per-nibble subtraction of `a` from `b` with the
-/// high bit of every nibble set keeps that bit exactly when `b >= a` there.
-pub(crate) fn subsumes(a: u128, b: u128) -> bool {
-    const HIGH: u128 = 0x8888_8888_8888_8888_8888_8888_8888_8888;
+/// fingerprints): every 3-bit field of `a` at most that of `b`.  Fields are
+/// at most [`USED_MAX`] (their top bit clear), so the per-field subtraction
+/// of `a` from `b` with the top bit of every field set keeps that bit
+/// exactly when `b >= a` there.
+pub(crate) fn subsumes(a: u64, b: u64) -> bool {
+    const HIGH: u64 = 0x4924_9249_2492_4924;
     ((b | HIGH) - a) & HIGH == HIGH
 }
 
@@ -277,11 +276,12 @@ fn finish_key(mut h: Words, per_thread: &[(u8, u8)], doorbells: u8, exact: bool)
             used: 0,
         };
     }
+    // 1 + 2 * 8 fields of 3 bits: 51 bits.
     let used = per_thread
         .iter()
         .enumerate()
-        .fold(doorbells as u128, |u, (i, &(c, p))| {
-            u | ((c | p << 4) as u128) << (8 * i + 8)
+        .fold(doorbells as u64, |u, (i, &(c, p))| {
+            u | ((c | p << 3) as u64) << (6 * i + 3)
         });
     Key { fp: h.finish(), used }
 }

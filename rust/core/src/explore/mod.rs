@@ -1,6 +1,6 @@
 //! Exhaustive exploration of one vcore run: every interleaving of the model's
 //! events from "vcpus created, none runnable" until the run has finished, in
-//! breadth-first order with deduplication of states (a 128-bit fingerprint
+//! breadth-first order with deduplication of states (a 64-bit fingerprint
 //! of the state or of its symmetry class), so the first violation found has
 //! a shortest trace.
 //!
@@ -27,6 +27,7 @@
 mod candidates;
 mod fingerprint;
 mod search;
+mod table;
 #[cfg(test)]
 mod tests;
 mod visited;

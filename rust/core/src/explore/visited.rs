@@ -2,12 +2,16 @@
 //! subsumption of states that used more of the bound counters) and the
 //! tree of the search, from which counterexamples are read.
 
-use super::fingerprint::{subsumes, FingerprintMap, FingerprintSet, Key};
+use super::fingerprint::{subsumes, FingerprintSet, Key};
 use super::search::Succs;
+use super::table::Table;
 use crate::model::{Event, State};
 
 /// Tag of the keys of a chain's intermediate states in the visited set.
-const INTERMEDIATE: u128 = 0x1d7e_43ed_1a7e << 64;
+const INTERMEDIATE: u64 = 0x1d7e_43ed_1a7e << 16;
+
+/// Keys whose buckets are read ahead together (see `Table::warm`).
+const WARM: usize = 16;
 
 /// A successor to check: index into the batch's successors, node of its
 /// last event, whether its end state is new (to be expanded next level).
@@ -21,7 +25,8 @@ pub(super) struct New {
 /// One part of the visited set: the fingerprints whose shard bits select it.
 #[derive(Default)]
 struct Shard {
-    seen: FingerprintMap,
+    /// Fingerprint -> the bound counters of the state kept for it.
+    seen: Table,
     /// The exact keys (fingerprint and counters, mixed) of the states kept
     /// besides the one in `seen` whose counters neither subsumed the other.
     others: FingerprintSet,
@@ -31,8 +36,8 @@ struct Shard {
 }
 
 /// The visited set and the tree of the search (for traces).  The set is
-/// split into shards by bits of the fingerprint (the high word: the hash
-/// tables use the low one), updated by one thread each; every state with a
+/// split into shards by the low bits of the fingerprint (the hash tables
+/// use the upper ones), updated by one thread each; every state with a
 /// given fingerprint goes to the same shard, in the order of the
 /// successors, so what is kept does not depend on the number of shards.
 pub(super) struct Visited {
@@ -45,28 +50,20 @@ impl Shard {
     /// Whether a state with key `k` is new: not subsumed by the one kept
     /// for its fingerprint (which it replaces when it subsumes that one).
     fn insert(&mut self, k: Key) -> bool {
-        use std::collections::hash_map::Entry;
-        match self.seen.entry(k.fp) {
-            Entry::Vacant(v) => {
-                v.insert(k.used);
+        if let Some(kept) = self.seen.get_or_insert(k.fp, k.used) {
+            if subsumes(*kept, k.used) {
+                return false;
             }
-            Entry::Occupied(mut o) => {
-                if subsumes(*o.get(), k.used) {
-                    return false;
-                }
-                if subsumes(k.used, *o.get()) {
-                    // Everything the kept one subsumes, this one does too.
-                    o.insert(k.used);
-                } else if !self.others.insert(
-                    k.fp ^ k
-                        .used
-                        .rotate_left(17)
-                        .wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835),
-                ) {
-                    // Neither subsumes the other: each is kept, the others
-                    // by their exact key.
-                    return false;
-                }
+            if subsumes(k.used, *kept) {
+                // Everything the kept one subsumes, this one does too.
+                *kept = k.used;
+            } else if !self
+                .others
+                .insert(k.fp ^ k.used.rotate_left(17).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            {
+                // Neither subsumes the other: each is kept, the others by
+                // their exact key.
+                return false;
             }
         }
         self.explored += 1;
@@ -79,12 +76,16 @@ impl Shard {
     fn visit(&mut self, succs: &Succs, me: usize) -> Vec<(u32, u8)> {
         let mut out: Vec<(u32, u8)> = Vec::new();
         for (keyed, &start) in succs.keyed.iter().zip(&succs.starts) {
-            for &(local, k, key) in &keyed[me] {
-                if self.insert(key) {
-                    let i = (start + local as usize) as u32;
-                    match out.last_mut() {
-                        Some(last) if last.0 == i => last.1 |= 1 << k,
-                        _ => out.push((i, 1 << k)),
+            // A run of keys' buckets is read at once (see `Table::warm`).
+            for run in keyed[me].chunks(WARM) {
+                self.seen.warm(run.iter().map(|&(_, _, key)| key.fp));
+                for &(local, k, key) in run {
+                    if self.insert(key) {
+                        let i = (start + local as usize) as u32;
+                        match out.last_mut() {
+                            Some(last) if last.0 == i => last.1 |= 1 << k,
+                            _ => out.push((i, 1 << k)),
+                        }
                     }
                 }
             }
@@ -124,7 +125,7 @@ pub(super) fn chain_key(key: &Key, last: bool) -> Key {
 
 /// The shard of `k` among `count` (a power of two).
 pub(super) fn shard_of(k: &Key, count: usize) -> usize {
-    (k.fp >> 64) as usize & (count - 1)
+    k.fp as usize & (count - 1)
 }
 
 impl Visited {
@@ -199,7 +200,7 @@ impl Visited {
         let sets: usize = self
             .shards
             .iter()
-            .map(|s| s.seen.capacity() * 33 + s.others.capacity() * 17)
+            .map(|s| s.seen.memory() + s.others.capacity() * 9)
             .sum();
         sets + self.nodes.capacity() * std::mem::size_of::<(u32, Option<Event>)>()
     }
