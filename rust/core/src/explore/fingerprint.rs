@@ -9,7 +9,7 @@ use std::hash::Hasher;
 
 use crate::consts::{BOOK3S_INTERRUPT_HV_DECREMENTER, BOOK3S_INTERRUPT_SYSCALL, MAX_SMT_THREADS};
 use crate::model::state::{ThreadModel, VcoreModel, VcpuModel};
-use crate::model::{Config, Mmu, Phase, State};
+use crate::model::{Config, Event, Mmu, Phase, State};
 
 /// A small fast 64-bit hash of u64 words (two multiply/rotate lanes,
 /// joined by the splitmix64 mixer): the state is packed into words
@@ -418,7 +418,7 @@ impl<'a> Base<'a> {
     /// search is symmetric).
     pub(crate) fn new(cfg: &Config, s: &'a State, chosen: u8, dead: Dead, symmetric: bool) -> Self {
         let keys = if symmetric {
-            secondary_keys(cfg, s, chosen, dead, None)
+            secondary_keys(cfg, s, chosen, dead, None, None)
         } else {
             None
         };
@@ -435,7 +435,7 @@ impl<'a> Base<'a> {
 /// vcore and the core (a bitmap per field, bit t for thread t), and the
 /// dead-value masks, computed once per state.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct CoreMasks([u8; 12]);
+pub(crate) struct CoreMasks([u8; 13]);
 
 impl CoreMasks {
     fn of(s: &State, chosen: u8, dead: Dead) -> CoreMasks {
@@ -462,6 +462,12 @@ impl CoreMasks {
             dead.prodded,
             // Core-wide: every thread's key reads it.
             if dead.trap { 0xff } else { 0 },
+            // The IPI flags as they are: an event of one thread sets others'
+            // (see `touched`).
+            s.threads
+                .iter()
+                .enumerate()
+                .fold(0u8, |m, (t, th)| m | (th.ipi as u8) << t),
         ])
     }
 
@@ -480,15 +486,49 @@ impl CoreMasks {
     }
 }
 
+/// The threads and vcpus (bit per index) whose own entries (`threads[i]`,
+/// `vcpus[i]`) event `e` may have changed from `parent` to `child`, the
+/// IPI flags and the per-thread bits of the vcore and the core apart (the
+/// keys compare those as [`CoreMasks`]); None when the event may change any
+/// (the keys then compare every entry).  A thread's own step changes that
+/// thread and the vcpu it runs or holds (book3s_hv_rmhandlers.S: it writes
+/// its own PACA and vcpu, and other threads only through IPIs, the entry
+/// and exit words, napping_threads and DPDES); a msgsndp and a doorbell's
+/// taking change only DPDES, the record of sent doorbells and IPI flags.
+/// Debug builds check this on every transition (see [`secondary_keys`]).
+pub(crate) fn touched(e: &Event, parent: &State, child: &State) -> Option<u8> {
+    match *e {
+        Event::Enter { thread }
+        | Event::GuestEntry { thread }
+        | Event::Cede { thread }
+        | Event::Wake { thread }
+        | Event::Exit { thread, .. }
+        | Event::Tail { thread }
+        | Event::ReturnToIdle { thread } => {
+            let t = thread as usize;
+            let vcpus = [parent, child].into_iter().flat_map(|s| {
+                let th = &s.threads[t];
+                [th.running, th.hstate.kvm_vcpu].into_iter().flatten()
+            });
+            Some(vcpus.fold(1u8 << t, |m, v| m | 1u8.wrapping_shl(v as u32)))
+        }
+        Event::Doorbell { .. } | Event::TakeDoorbell { .. } => Some(0),
+        _ => None,
+    }
+}
+
 /// The secondaries' keys of `s` (threads 1..n; see [`secondary_key`]),
-/// reusing those of `base` for the threads whose inputs did not change;
-/// None when `s` has no symmetric shape.
+/// reusing those of `base` for the threads whose inputs did not change:
+/// their bits in the [`CoreMasks`] are the same and, unless `touched`
+/// (from [`touched`]) rules them out, their entries compare equal.  None
+/// when `s` has no symmetric shape.
 pub(crate) fn secondary_keys(
     cfg: &Config,
     s: &State,
     chosen: u8,
     dead: Dead,
     base: Option<&Base>,
+    touched: Option<u8>,
 ) -> Option<[u64; MAX_SMT_THREADS]> {
     let n = cfg.threads as usize;
     let mut keys = [0u64; MAX_SMT_THREADS];
@@ -500,13 +540,22 @@ pub(crate) fn secondary_keys(
         let same_core = s.vcore.map(|vc| vc.pcpu) == b.s.vcore.map(|vc| vc.pcpu);
         if same_core && s.vcore.is_some() {
             todo = masks.changed(&b.masks);
+            let same = |t: usize| s.threads[t] == b.s.threads[t] && s.vcpus[t] == b.s.vcpus[t];
             for t in 1..n {
-                if todo & (1 << t) == 0 && s.threads[t] == b.s.threads[t] && s.vcpus[t] == b.s.vcpus[t] {
+                let unchanged = match touched {
+                    Some(m) => m & (1 << t) == 0,
+                    None => same(t),
+                };
+                if todo & (1 << t) == 0 && unchanged {
                     keys[t] = bkeys[t];
                 } else {
                     todo |= 1 << t;
                 }
             }
+            debug_assert!(
+                (1..n).all(|t| todo & (1 << t) != 0 || same(t)),
+                "an event changed a thread that `touched` rules out"
+            );
         }
     }
     for (t, slot) in keys.iter_mut().enumerate().take(n).skip(1) {
@@ -550,7 +599,7 @@ pub(crate) fn symmetric_key(
     exact: bool,
 ) -> Key {
     let n = cfg.threads as usize;
-    let Some(mut keys) = keys.or_else(|| secondary_keys(cfg, s, chosen, dead, None)) else {
+    let Some(mut keys) = keys.or_else(|| secondary_keys(cfg, s, chosen, dead, None, None)) else {
         return plain_key(cfg, s, dead, exact);
     };
     keys[1..n].sort_unstable();

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use super::candidates::{candidates, doorbell_candidates};
-use super::fingerprint::{plain_key, secondary_keys, symmetric_key, twins, Base, Dead, Key};
+use super::fingerprint::{plain_key, secondary_keys, symmetric_key, touched, twins, Base, Dead, Key};
 use super::visited::{chain_key, shard_of, New, Visited};
 use super::{ExploreOptions, ExploreReport, Incomplete, Progress, BATCH};
 use crate::invariants::{self, Violation};
@@ -168,12 +168,13 @@ impl Search<'_> {
         Base::new(&self.cfg, s, self.chosen, self.dead(s), self.symmetric())
     }
 
-    /// The key of `s`, a successor of `base.s` (or of nothing).
-    fn key(&self, s: &State, base: Option<&Base>) -> Key {
+    /// The key of `s`, a successor of `base.s` (or of nothing) by an event
+    /// that changed the entries `touched` (see [`touched`]).
+    fn key(&self, s: &State, base: Option<&Base>, touched: Option<u8>) -> Key {
         let dead = self.dead(s);
         let exact = !self.opts.subsumption;
         if self.symmetric() {
-            let keys = secondary_keys(&self.cfg, s, self.chosen, dead, base);
+            let keys = secondary_keys(&self.cfg, s, self.chosen, dead, base, touched);
             symmetric_key(&self.cfg, s, self.chosen, dead, keys, exact)
         } else {
             plain_key(&self.cfg, s, dead, exact)
@@ -192,7 +193,13 @@ impl Search<'_> {
         let index = out.succs.len() as u32;
         let count = out.keyed.len();
         for (k, st) in states.iter().enumerate() {
-            let key = chain_key(&self.key(st, Some(base)), k + 1 == states.len());
+            // A chain's later states are compared with the parent in full.
+            let changed = if k == 0 {
+                touched(&events[0], base.s, st)
+            } else {
+                None
+            };
+            let key = chain_key(&self.key(st, Some(base), changed), k + 1 == states.len());
             out.keyed[shard_of(&key, count)].push((index, k as u8, key));
         }
         out.transitions += 1;
@@ -404,7 +411,7 @@ pub(super) fn bfs(
 ) {
     let opts = search.opts;
     let workers = opts.workers.max(1);
-    let mut visited = Visited::new(search.key(&root, None), workers);
+    let mut visited = Visited::new(search.key(&root, None, None), workers);
     // A level is kept as the workers' outputs in order (segments), not
     // copied into one vector; small ones are joined (see `append`).
     let mut frontier: Vec<Vec<(State, u32)>> = vec![vec![(root, 0)]];

@@ -9,6 +9,7 @@ use super::fingerprint::{forget_dead, plain_key, symmetric_key, Dead};
 use super::search::may_cede;
 use super::{explore, explore_recording, ExploreOptions};
 use crate::consts::Variant;
+use crate::model::state::ThreadModel;
 use crate::model::{Config, Fault, State};
 
 /// Options with every reduction off (the full search; the runner and the
@@ -238,34 +239,61 @@ fn forgotten_values_are_never_read() {
 }
 
 /// The keys read through the dead-value masks equal the keys of the state
-/// with its dead values cleared, and a successor's secondary keys computed
-/// next to its parent (reusing the parent's for unchanged threads) equal
-/// those computed alone: on every transition of the default search at N = 4.
+/// with its dead values cleared, a successor's secondary keys computed next
+/// to its parent (reusing the parent's for unchanged threads, with or
+/// without the event's `touched` entries) equal those computed alone, and
+/// an event changes no entry outside `touched`: on every transition of the
+/// default search at N = 4, without a fault and with each.
 #[test]
 fn keys_next_to_a_parent_and_through_masks_are_exact() {
-    use super::fingerprint::{secondary_keys, Base};
+    use super::fingerprint::{secondary_keys, touched, Base};
     let mut compared = 0usize;
+    let mut cases = Vec::new();
     for variant in [Variant::Seed, Variant::Modern] {
-        let o = ExploreOptions::new(variant, 4);
+        cases.push((variant, None));
+        for &f in Fault::ALL.iter().filter(|f| f.variants().contains(&variant)) {
+            cases.push((variant, Some(f)));
+        }
+    }
+    for (variant, fault) in cases {
+        let mut o = ExploreOptions::new(variant, 4);
+        o.fault = fault;
         let mut states: Vec<State> = Vec::new();
         explore_recording(&o, &mut |_| true, Some(&mut states)).unwrap();
-        let cfg = Config::new(variant, 4, 0).unwrap();
+        let mut cfg = Config::new(variant, 4, 0).unwrap();
+        cfg.fault = fault;
         let chosen = 0x0f;
         let dead = |s: &State| Dead::of(s, 4, may_cede(&o, s));
-        let mut events = Vec::new();
+        let (mut events, mut doorbells) = (Vec::new(), Vec::new());
         for s in &states {
             let ds = dead(s);
             let base = Base::new(&cfg, s, chosen, ds, true);
             candidates(&cfg, &o, s, chosen, &mut events);
-            for &e in &events {
+            doorbell_candidates(&cfg, &o, s, &mut doorbells);
+            for &e in events.iter().chain(&doorbells) {
                 let Some((c, _)) = cfg.after(s, e) else { continue };
                 let dc = dead(&c);
-                let alone = secondary_keys(&cfg, &c, chosen, dc, None);
-                assert_eq!(
-                    secondary_keys(&cfg, &c, chosen, dc, Some(&base)),
-                    alone,
-                    "{variant} {e}"
-                );
+                let changed = touched(&e, s, &c);
+                if let Some(m) = changed {
+                    for t in (0..4).filter(|t| m & (1 << t) == 0) {
+                        // Only its IPI flag may have changed (the masks see it).
+                        let (a, b) = (s.threads[t], c.threads[t]);
+                        assert_eq!(
+                            ThreadModel { ipi: b.ipi, ..a },
+                            b,
+                            "{variant} {fault:?} {e}: thread {t}"
+                        );
+                        assert_eq!(s.vcpus[t], c.vcpus[t], "{variant} {fault:?} {e}: vcpu {t}");
+                    }
+                }
+                let alone = secondary_keys(&cfg, &c, chosen, dc, None, None);
+                for t in [None, changed] {
+                    assert_eq!(
+                        secondary_keys(&cfg, &c, chosen, dc, Some(&base), t),
+                        alone,
+                        "{variant} {fault:?} {e}"
+                    );
+                }
                 let mut f = c;
                 forget_dead(&mut f, 4, may_cede(&o, &c));
                 assert_eq!(
