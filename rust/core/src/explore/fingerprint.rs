@@ -9,7 +9,7 @@ use std::hash::Hasher;
 
 use crate::consts::{BOOK3S_INTERRUPT_HV_DECREMENTER, BOOK3S_INTERRUPT_SYSCALL, MAX_SMT_THREADS};
 use crate::model::state::{ThreadModel, VcoreModel, VcpuModel};
-use crate::model::{Config, Event, Mmu, Phase, State};
+use crate::model::{vc_first, Config, Event, Mmu, Phase, State};
 
 /// A small fast 64-bit hash of u64 words (two multiply/rotate lanes,
 /// joined by the splitmix64 mixer): the state is packed into words
@@ -493,8 +493,10 @@ impl CoreMasks {
 /// (the keys then compare every entry).  A thread's own step changes that
 /// thread and the vcpu it runs or holds (book3s_hv_rmhandlers.S: it writes
 /// its own PACA and vcpu, and other threads only through IPIs, the entry
-/// and exit words, napping_threads and DPDES); a msgsndp and a doorbell's
-/// taking change only DPDES, the record of sent doorbells and IPI flags.
+/// and exit words, napping_threads and DPDES); thread 0's partition
+/// switches change thread 0; H_PROD changes its vcpu and IPI flags; a
+/// msgsndp, a doorbell's taking and VCORE_EXIT_REQ change only DPDES, the
+/// record of sent doorbells, the vcore and IPI flags.
 /// Debug builds check this on every transition (see [`secondary_keys`]).
 pub(crate) fn touched(e: &Event, parent: &State, child: &State) -> Option<u8> {
     match *e {
@@ -512,7 +514,12 @@ pub(crate) fn touched(e: &Event, parent: &State, child: &State) -> Option<u8> {
             });
             Some(vcpus.fold(1u8 << t, |m, v| m | 1u8.wrapping_shl(v as u32)))
         }
-        Event::Doorbell { .. } | Event::TakeDoorbell { .. } => Some(0),
+        Event::SwitchIn | Event::SwitchOut => Some(1),
+        // (An id outside the vcore makes the event illegal: None is safe.)
+        Event::Prod { vcpu } => vcpu
+            .checked_sub(vc_first(parent))
+            .and_then(|i| 1u8.checked_shl(i)),
+        Event::Doorbell { .. } | Event::TakeDoorbell { .. } | Event::ExitRequest => Some(0),
         _ => None,
     }
 }

@@ -243,21 +243,24 @@ fn forgotten_values_are_never_read() {
 /// to its parent (reusing the parent's for unchanged threads, with or
 /// without the event's `touched` entries) equal those computed alone, and
 /// an event changes no entry outside `touched`: on every transition of the
-/// default search at N = 4, without a fault and with each.
+/// default search at N = 4, without a fault and with each, and with
+/// VCORE_EXIT_REQ (modern).
 #[test]
 fn keys_next_to_a_parent_and_through_masks_are_exact() {
     use super::fingerprint::{secondary_keys, touched, Base};
     let mut compared = 0usize;
     let mut cases = Vec::new();
     for variant in [Variant::Seed, Variant::Modern] {
-        cases.push((variant, None));
+        cases.push((variant, None, false));
         for &f in Fault::ALL.iter().filter(|f| f.variants().contains(&variant)) {
-            cases.push((variant, Some(f)));
+            cases.push((variant, Some(f), false));
         }
     }
-    for (variant, fault) in cases {
+    cases.push((Variant::Modern, None, true));
+    for (variant, fault, exit_request) in cases {
         let mut o = ExploreOptions::new(variant, 4);
         o.fault = fault;
+        o.exit_request = exit_request;
         let mut states: Vec<State> = Vec::new();
         explore_recording(&o, &mut |_| true, Some(&mut states)).unwrap();
         let mut cfg = Config::new(variant, 4, 0).unwrap();
