@@ -311,11 +311,11 @@ impl Config {
         let first = vc_first(next);
         // A doorbell can only ever be taken on its own thread: pending while
         // its vcpu executes on another thread, it never reaches it.
-        for t in 0..self.threads as usize {
+        for t in (0..self.threads as usize).filter(|&t| next.db_sent & (1 << t) != 0) {
             let runs_on = (0..self.threads as usize).find(|&u| {
                 next.threads[u].phase == Phase::InGuest && next.threads[u].running == Some(t as u8)
             });
-            if let Some(u) = runs_on.filter(|&u| u != t && next.db_sent & (1 << t) != 0) {
+            if let Some(u) = runs_on.filter(|&u| u != t) {
                 return Some(violation(
                     INV_DOORBELL,
                     format!(
