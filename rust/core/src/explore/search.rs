@@ -222,6 +222,8 @@ impl Search<'_> {
             ..Expanded::default()
         };
         let (mut cands, mut lazy, mut tails) = (Vec::new(), Vec::new(), Vec::new());
+        // Each successor is made in this buffer (one copy of the parent).
+        let mut c = State::initial();
         for (k, (s, _)) in batch.iter().enumerate() {
             if s.runs_done > 0 {
                 out.finished += 1;
@@ -236,7 +238,7 @@ impl Search<'_> {
             let moves = |e: &Event| only_index(e, first).is_none_or(|i| i >= 8 || twins & (1 << i) == 0);
             let mut any_legal = false;
             for &e in cands.iter().filter(|e| moves(e)) {
-                if let Some((c, _)) = self.cfg.after(s, e) {
+                if self.cfg.after_into(s, e, &mut c).is_some() {
                     // A prod alone does not move the run on.
                     any_legal |= !matches!(e, Event::Prod { .. });
                     self.push(&mut out, &base, parent, &[e], &[&c]);
@@ -244,14 +246,14 @@ impl Search<'_> {
             }
             doorbell_candidates(&self.cfg, self.opts, s, &mut lazy);
             for &d in lazy.iter().filter(|e| moves(e)) {
-                let Some((mid, _)) = self.cfg.after(s, d) else {
-                    continue;
-                };
-                if !self.opts.reduced() {
-                    self.push(&mut out, &base, parent, &[d], &[&mid]);
+                if self.cfg.after_into(s, d, &mut c).is_none() {
                     continue;
                 }
-                self.expand_chain(&mut out, &base, parent, d, &mid, &mut tails);
+                if !self.opts.reduced() {
+                    self.push(&mut out, &base, parent, &[d], &[&c]);
+                    continue;
+                }
+                self.expand_chain(&mut out, &base, parent, d, &c, &mut tails);
             }
             // Before any vcpu is runnable nothing need happen; after that the
             // run must be able to go on until it finishes.
@@ -334,6 +336,9 @@ impl Search<'_> {
         let mut parent_view = self.cfg.view(&batch[0].0, None);
         let mut parent_of: Option<u32> = None;
         let (mut before, mut after) = (parent_view.clone(), parent_view.clone());
+        // The state a chain's event leads to, and the one before it (past
+        // the first event), reused from one successor to the next.
+        let (mut next, mut mid) = (State::initial(), State::initial());
         for (
             pos,
             &New {
@@ -344,26 +349,33 @@ impl Search<'_> {
         ) in news.iter().enumerate()
         {
             let sc = succs.get(i);
-            let mut cur = batch[sc.parent as usize].0;
+            let parent = &batch[sc.parent as usize].0;
             if checking && parent_of != Some(sc.parent) {
-                self.cfg.view_into(&cur, None, &mut parent_view);
+                self.cfg.view_into(parent, None, &mut parent_view);
                 parent_of = Some(sc.parent);
             }
-            for (k, e) in sc.events().iter().enumerate() {
-                let (next, fx) = self.cfg.after(&cur, *e).expect("a chain found legal replays");
+            let events = sc.events();
+            for (k, e) in events.iter().enumerate() {
+                let from = if k == 0 { parent } else { &mid };
+                let fx = self
+                    .cfg
+                    .after_into(from, *e, &mut next)
+                    .expect("a chain found legal replays");
                 let prev = match (checking, k) {
                     (false, _) => None,
                     (true, 0) => Some(&parent_view),
                     (true, _) => Some(&before),
                 };
-                if let Some(v) = check(&self.cfg, &cur, prev, &next, e, &fx, &self.ignored, &mut after) {
+                if let Some(v) = check(&self.cfg, from, prev, &next, e, &fx, &self.ignored, &mut after) {
                     return Err((pos, k + 1, v));
                 }
-                cur = next;
+                if k + 1 < events.len() {
+                    mid = next;
+                }
                 std::mem::swap(&mut before, &mut after);
             }
             if end_new {
-                states.push((cur, node));
+                states.push((next, node));
             }
         }
         Ok(states)
@@ -381,7 +393,7 @@ fn chunks<T>(items: &[T], parts: usize) -> Vec<(usize, &[T])> {
 }
 
 /// `f(offset, chunk)` on `workers` contiguous chunks of `items`, on as many
-/// threads (in order).
+/// threads (in order; the first chunk on the calling thread).
 fn on_workers<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(usize, &[T]) -> R + Sync) -> Vec<R> {
     let parts = chunks(items, workers);
     if parts.len() < 2 {
@@ -389,13 +401,13 @@ fn on_workers<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(usize, &
     }
     let f = &f;
     std::thread::scope(|sc| {
-        let handles: Vec<_> = parts
+        let handles: Vec<_> = parts[1..]
             .iter()
             .map(|&(off, part)| sc.spawn(move || f(off, part)))
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("explorer worker"))
+        let first = f(parts[0].0, parts[0].1);
+        std::iter::once(first)
+            .chain(handles.into_iter().map(|h| h.join().expect("explorer worker")))
             .collect()
     })
 }

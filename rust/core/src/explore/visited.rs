@@ -165,16 +165,17 @@ impl Visited {
         let flags: Vec<Vec<(u32, u8)>> = if count == 1 {
             vec![self.shards[0].visit(succs, 0)]
         } else {
+            // The first shard on the calling thread, the others on their own.
+            let (first, rest) = self.shards.split_at_mut(1);
             std::thread::scope(|sc| {
-                let handles: Vec<_> = self
-                    .shards
+                let handles: Vec<_> = rest
                     .iter_mut()
                     .enumerate()
-                    .map(|(me, shard)| sc.spawn(move || shard.visit(succs, me)))
+                    .map(|(me, shard)| sc.spawn(move || shard.visit(succs, me + 1)))
                     .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("visited-set worker"))
+                let mine = first[0].visit(succs, 0);
+                std::iter::once(mine)
+                    .chain(handles.into_iter().map(|h| h.join().expect("visited-set worker")))
                     .collect()
             })
         };

@@ -223,6 +223,14 @@ impl Config {
         Some((next, effects))
     }
 
+    /// `s` followed by `event`, written into `out` (a buffer the caller
+    /// reuses: no copy is returned), with its effects; None when the event
+    /// is illegal in `s` (`out` then holds no useful state).
+    pub(crate) fn after_into(&self, s: &State, event: Event, out: &mut State) -> Option<Effects> {
+        *out = *s;
+        self.transition(out, event).ok()
+    }
+
     /// Apply `event` to `s`.  On error `s` is unchanged.
     pub fn apply(&self, s: &mut State, event: Event) -> Result<Effects, ModelError> {
         let mut next = *s;
