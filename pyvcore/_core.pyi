@@ -464,3 +464,37 @@ def replay_events(text: str) -> str:
 
 def is_event_log(first_line: str) -> bool:
     """Whether ``first_line`` is a ``pyvcore-events`` header."""
+
+@final
+class EventLogPoint:
+    """The shadow at one point of an event log (:func:`replay_events_at`)."""
+
+    @property
+    def seq(self) -> int | None:
+        """The last store applied; None before the first store."""
+    @property
+    def tb(self) -> int:
+        """That store's timebase (0 before the first)."""
+    @property
+    def reached(self) -> bool:
+        """False: the log ended before the point (the shadow is at its end)."""
+    @property
+    def events(self) -> int:
+        """Events (field changes) applied up to the point."""
+    @property
+    def total_violations(self) -> int:
+        """Violations found up to the point (``violations`` keeps the first 200)."""
+    @property
+    def snapshot(self) -> dict[str, Any]:
+        """The shadow's state as a snapshot dict (the shape ``pv-watch --log`` writes)."""
+    @property
+    def violations(self) -> list[dict[str, Any]]:
+        """The violations up to the point: invariant, message, fields, seq, tb, cpu, pc,
+        field, and ``events``, the events that led to it."""
+
+def replay_events_at(text: str, *, seq: int | None = None, violation: int | None = None) -> EventLogPoint:
+    """Replay a ``pyvcore-events`` log up to a point: after the store ``seq`` (every store up
+    to and including it) or after the store that made the ``violation``-th violation (from
+    1); neither: the whole log. Runs without the GIL. ValueError("line N: why") on an
+    unusable line; ValueError for both, or ``violation=0``. Past the log's end:
+    ``reached`` is False."""

@@ -46,7 +46,9 @@ def snapshots(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
     (:func:`pyvcore.jsonl.objects`), or on an event log, which `pyvcore timeline` reads."""
     for n, obj in objects(path, ShowError):
         if obj.get("format") == "pyvcore-events":
-            raise ShowError(f"{path} is an event log, not snapshots: read it with `pyvcore timeline`")
+            raise ShowError(
+                f"{path} is an event log: give it as a file (not stdin), with --seq N or --violation K"
+            )
         if not isinstance(obj.get("threads"), list):
             raise ShowError(f"{path}:{n}: not a snapshot: no `threads` list")
         yield n, obj
@@ -89,8 +91,31 @@ def line_number(text: str) -> int:
     return value
 
 
+def seq_number(text: str) -> int:
+    """An event log's store number (``seq``, from 0)."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a store number (seq), not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"store numbers start at 0, not {value}")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     from pyvcore.checker import Checker, SnapshotError
+    from pyvcore.show_events import is_event_log
+    from pyvcore.show_events import run as show_events
+
+    if is_event_log(args.trace):
+        return show_events(args, explain)
+    if args.seq is not None or args.violation is not None:
+        print(
+            f"pyvcore show: --seq and --violation read an event log (pyvcore trace --out); {args.trace} is a "
+            "trace of snapshots: give --line N or --stop LABEL",
+            file=sys.stderr,
+        )
+        return 2
 
     checker = Checker(args.variant)
     colour = colour_for(sys.stdout) if args.colour == "auto" else args.colour == "always"
@@ -132,8 +157,9 @@ def register(subparsers: Any) -> None:
         "show",
         help="the pv-check tables of any recorded stop of a trace",
         description="Render the tables pv-check prints in gdb for recorded stops of a trace "
-        "(a pv-watch log): PACAs, vcores, kernel vs model per thread with a verdict, violations "
-        "explained. Exit status: 0 clean, 1 violations, 2 unusable input.",
+        "(a pv-watch log), or for the state an event log (pyvcore trace --out) held at one store "
+        "(--seq N) or violation (--violation K): PACAs, vcores, kernel vs model per thread with a "
+        "verdict, violations explained. Exit status: 0 clean, 1 violations, 2 unusable input.",
     )
     p.add_argument(
         "trace",
@@ -147,6 +173,18 @@ def register(subparsers: Any) -> None:
     )
     which.add_argument(
         "--stop", metavar="LABEL", help="every stop with this label (kvm_do_nap or kvm_do_nap@cpu0)"
+    )
+    which.add_argument(
+        "--seq",
+        type=seq_number,
+        metavar="N",
+        help="an event log (pyvcore trace): the state after its store N (every store up to N applied)",
+    )
+    which.add_argument(
+        "--violation",
+        type=cliargs.positive,
+        metavar="K",
+        help="an event log: the state after the store that made its K-th violation (from 1)",
     )
     p.add_argument(
         "--width", type=cliargs.positive, default=None, help="terminal columns to fit (default 80)"

@@ -78,7 +78,7 @@ def test_the_live_colour_is_inside_cells(capsys):
     "content, args, message",
     [
         (TRACES[0].read_text().splitlines()[0] + "\n", ["--line", "5"], "no line 5"),
-        ('{"format": "pyvcore-events", "version": 1}\n', [], "is an event log"),
+        ('{"format": "pyvcore-events", "version": 1}\n', [], "the event log has no store to show"),
         ("not json\n", [], ":1: not JSON"),
         ('{"stop": "x"}\n', [], ":1: not a snapshot"),
         ("[1, 2]\n", [], "t.jsonl:1: expected a JSON object, got list"),

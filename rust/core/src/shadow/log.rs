@@ -157,14 +157,79 @@ fn behind_fields(b: &Value) -> Result<Vec<FieldRef>, String> {
         .collect()
 }
 
+/// Where [`replay_until`] stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Until {
+    /// The whole log (its `end` line's liveness checks included).
+    End,
+    /// After every store up to and including this `seq`.
+    Seq(u64),
+    /// After the store (or the `end` line) that made the `n`th violation, from 1.
+    Violation(u64),
+}
+
+/// A replay stopped by [`replay_until`]: the shadow as it stood then, the
+/// last store applied (`seq`, `tb`; None before the first), and whether the
+/// stop was `reached` (false: the log ended first).
+pub struct Stopped {
+    pub shadow: Shadow,
+    pub seq: Option<u64>,
+    pub tb: u64,
+    pub reached: bool,
+}
+
+/// The replay's state between two lines: the current store's events and the
+/// fields the live run found behind memory at it.
+struct Replay {
+    shadow: Shadow,
+    batch: Vec<Event>,
+    behind: Vec<FieldRef>,
+    seq: Option<u64>,
+    tb: u64,
+}
+
+impl Replay {
+    /// Apply the pending store (if any).
+    fn flush(&mut self) {
+        if let Some(first) = self.batch.first() {
+            self.seq = Some(first.seq);
+            self.tb = first.tb;
+            self.shadow.apply_with(&self.batch, Behind::Known(&self.behind));
+        }
+        self.batch.clear();
+        self.behind.clear();
+    }
+
+    fn enough_violations(&self, until: Until) -> bool {
+        matches!(until, Until::Violation(n) if self.shadow.stats.violations >= n)
+    }
+
+    fn stop(self, reached: bool) -> Stopped {
+        Stopped {
+            shadow: self.shadow,
+            seq: self.seq,
+            tb: self.tb,
+            reached,
+        }
+    }
+}
+
 /// Replay a whole log through a fresh shadow.  The header must come first;
 /// an unusable line stops the replay with its line number (nothing after
 /// it is judged).
 pub fn replay<'a, I: IntoIterator<Item = &'a str>>(lines: I) -> Result<Shadow, LogError> {
-    let mut shadow: Option<Shadow> = None;
-    let mut batch: Vec<Event> = Vec::new();
-    // Fields the live run found behind memory at the current batch.
-    let mut behind: Vec<FieldRef> = Vec::new();
+    replay_until(lines, Until::End).map(|s| s.shadow)
+}
+
+/// Replay a log until `until`: the shadow's state at a store (`Until::Seq`)
+/// or at a violation (`Until::Violation`), as the live run had it then.
+/// Errors as [`replay`]; a stop the log never reaches is `reached: false`
+/// with the shadow at the log's end.
+pub fn replay_until<'a, I: IntoIterator<Item = &'a str>>(
+    lines: I,
+    until: Until,
+) -> Result<Stopped, LogError> {
+    let mut r: Option<Replay> = None;
     let mut n = 0;
     for (i, line) in lines.into_iter().enumerate() {
         n = i + 1;
@@ -174,40 +239,60 @@ pub fn replay<'a, I: IntoIterator<Item = &'a str>>(lines: I) -> Result<Shadow, L
         }
         let err = |message: String| LogError { line: i + 1, message };
         let v: Value = serde_json::from_str(line).map_err(|e| err(format!("not JSON: {e}")))?;
-        let Some(s) = shadow.as_mut() else {
-            shadow = Some(shadow_from_header(&v).map_err(err)?);
+        let Some(rp) = r.as_mut() else {
+            let shadow = shadow_from_header(&v).map_err(err)?;
+            r = Some(Replay {
+                shadow,
+                batch: Vec::new(),
+                behind: Vec::new(),
+                seq: None,
+                tb: 0,
+            });
             continue;
         };
         if v.get("end").is_some() {
-            s.apply_with(&batch, Behind::Known(&behind));
-            batch.clear();
-            behind.clear();
-            let tb = v.get("tb").and_then(int).unwrap_or(0);
-            s.finish(tb);
+            rp.flush();
+            if matches!(until, Until::Seq(s) if rp.seq.is_some_and(|at| at >= s)) {
+                break; // the liveness checks at the end come after that store
+            }
+            rp.shadow.finish(v.get("tb").and_then(int).unwrap_or(0));
+            if rp.enough_violations(until) {
+                break;
+            }
             continue;
         }
         if let Some(b) = v.get("behind") {
-            behind.extend(behind_fields(b).map_err(err)?);
+            rp.behind.extend(behind_fields(b).map_err(err)?);
             continue;
         }
         let ev = parse_event(&v).map_err(err)?;
-        if batch.first().is_some_and(|b| b.seq != ev.seq) {
-            s.apply_with(&batch, Behind::Known(&behind));
-            batch.clear();
-            behind.clear();
-        }
         if let FieldRef::Reg(t, _) | FieldRef::Hstate(t, _) | FieldRef::Paca(t) = ev.field {
-            if t >= s.state().threads_per_core {
+            if t >= rp.shadow.state().threads_per_core {
                 return Err(err(format!("thread {t} outside the core")));
             }
         }
-        batch.push(ev);
+        if rp.batch.first().is_some_and(|b| b.seq != ev.seq) {
+            rp.flush();
+            if rp.enough_violations(until) {
+                break;
+            }
+        }
+        if matches!(until, Until::Seq(s) if ev.seq > s) {
+            return Ok(r.take().expect("the header came").stop(true));
+        }
+        rp.batch.push(ev);
     }
-    if let Some(s) = shadow.as_mut() {
-        s.apply_with(&batch, Behind::Known(&behind));
-    }
-    shadow.ok_or(LogError {
-        line: n.max(1),
-        message: "empty log: no header".into(),
-    })
+    let Some(mut rp) = r else {
+        return Err(LogError {
+            line: n.max(1),
+            message: "empty log: no header".into(),
+        });
+    };
+    rp.flush();
+    let reached = match until {
+        Until::End => true,
+        Until::Seq(s) => rp.seq == Some(s),
+        Until::Violation(_) => rp.enough_violations(until),
+    };
+    Ok(rp.stop(reached))
 }

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 mod exit_ipi;
+mod replay_until;
 
 use super::checks::{LIVE_EXITING, LIVE_EXIT_IPI, LIVE_GRAB, LPID_RSVD};
 use super::layout::Slot;
