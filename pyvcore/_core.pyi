@@ -232,6 +232,9 @@ class KernelImage:
     def banner(self) -> Optional[str]:
         """linux_banner ("Linux version ...")."""
     @property
+    def build_id(self) -> Optional[str]:
+        """GNU build-id note in lowercase hex, or None (same in a kernel and its debug file)."""
+    @property
     def release(self) -> Optional[str]:
         """Kernel release, e.g. "6.12.95+deb12-powerpc64le"."""
     def symbol(self, name: str) -> Optional[Symbol]: ...

@@ -234,15 +234,34 @@ def kernel(text: str) -> str:
 
 
 def vmlinux(text: str) -> str:
-    """A ppc64le Linux kernel image with BTF or DWARF (:func:`pyvcore.kernel.check_vmlinux`)."""
-    from pyvcore.kernel import KernelRefused, check_vmlinux
+    """A ppc64le Linux kernel image with BTF or DWARF (:func:`pyvcore.kernel.check_vmlinux`):
+    ``text``, or the path of its debug image when it has neither and one is found where
+    distributions put it (:mod:`pyvcore.kernelsymbols`)."""
+    from pyvcore.kernel import KernelRefused, check_image, debug_image
 
     _readable(text, "a kernel image (vmlinux)")
     try:
-        check_vmlinux(text, what="")
+        found = debug_image(Path(text), check_image(Path(text), ""), None, "")[1]
     except KernelRefused as err:
         raise argparse.ArgumentTypeError(err.message.strip()) from None
-    return text
+    return text if found is None else str(found)
+
+
+SYMBOLS_HELP = (
+    "the debug image of --kernel when that has neither BTF nor DWARF: the same build's "
+    "vmlinux with DWARF, e.g. Debian's /usr/lib/debug/boot/vmlinux-REL (linux-image-REL-dbg) or "
+    "your build's unstripped vmlinux; refused when its build-id (or linux_banner) is not the "
+    "kernel's. Without it one is looked for in /usr/lib/debug (boot/vmlinux-REL, "
+    "lib/modules/REL/vmlinux, .build-id/), in the same unpacked tree and as VMLINUX.debug. "
+    "Named after drgn's -s/--symbols: a file of symbols and types for a kernel that runs "
+    "from another image (gdb's symbol-file)"
+)
+
+
+def symbols(text: str) -> str:
+    """A readable file, the debug image of --kernel (checked against the kernel when the
+    lab prepares: :func:`pyvcore.kernel.debug_image`)."""
+    return _readable(text, "a kernel debug image (vmlinux with DWARF)")
 
 
 def scenarios() -> tuple[str, ...]:
@@ -268,6 +287,7 @@ __all__ = [
     "qemu",
     "scenarios",
     "seconds",
+    "symbols",
     "vmlinux",
 ]
 

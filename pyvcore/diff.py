@@ -388,6 +388,7 @@ def run_diff(
     variant: str | None = None,
     kernel: str | Path | None = None,
     modules: str | Path | None = None,
+    symbols: str | Path | None = None,
     attach: str | None = None,
     threads: int = 4,
     hold: int = DEFAULT_HOLD,
@@ -411,7 +412,8 @@ def run_diff(
     ("seed", "modern", "prepatch"; None = what each snapshot says); ``kernel`` /
     ``modules``: a vmlinux and a directory with kvm.ko/kvm-hv.ko to boot instead
     of the lab's (with ``attach`` to a bare gdbstub, ``kernel`` names the vmlinux
-    it runs); ``attach``: "lab" or "HOST:PORT" to use a target already running
+    it runs); ``symbols``: the debug image of a ``kernel`` with neither BTF nor DWARF
+    (:mod:`pyvcore.kernelsymbols`); ``attach``: "lab" or "HOST:PORT" to use a target already running
     instead of booting one; ``trace``: where to write the JSONL trace (default:
     the lab's run directory; a temporary directory against a bare gdbstub,
     removed at the end unless ``keep``).  ``progress``/``tick``: callables that
@@ -424,7 +426,7 @@ def run_diff(
     partial trace kept).
     """
     try:
-        target = resolve_attach(attach, kernel) if attach else None
+        target = resolve_attach(attach, kernel, symbols) if attach else None
         run = run_live(
             scenario,
             qemu=qemu,
@@ -440,6 +442,7 @@ def run_diff(
             tick=tick,
             kernel=None if attach else kernel,
             modules=None if attach else modules,
+            symbols=None if attach else symbols,
             from_boot=from_boot and not attach,
         )
     except DiffInterrupted:

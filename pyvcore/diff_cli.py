@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
             variant=args.variant,
             kernel=args.kernel,
             modules=args.modules,
+            symbols=args.symbols,
             attach=args.attach,
             threads=args.threads,
             hold=args.hold,
@@ -146,6 +147,7 @@ def register(subparsers: Any) -> None:
         type=cliargs.input_dir,
         help="directory with kvm.ko and kvm-hv.ko (.ko or .ko.xz) to load",
     )
+    p.add_argument("--symbols", metavar="FILE", type=cliargs.symbols, help=cliargs.SYMBOLS_HELP)
     p.add_argument(
         "--attach",
         nargs="?",

@@ -91,11 +91,12 @@ class GdbStub:
         return {"gdb": self.address, "vmlinux": str(self.vmlinux), "modules": {}, "hold": 0}
 
 
-def resolve_attach(address: str, kernel: str | Path | None) -> Any:
+def resolve_attach(address: str, kernel: str | Path | None, symbols: str | Path | None = None) -> Any:
     """The target of ``--attach``: "lab" (or the running lab's own address) -> that Lab; else a GdbStub.
 
     Raises DiffError when "lab" is asked for and none runs, or when a bare gdbstub
-    is given without the vmlinux it runs.
+    is given without the vmlinux it runs, or with one (or ``symbols``, its debug image) that
+    has neither BTF nor DWARF.
     """
     from pyvcore.lab import Lab
 
@@ -112,13 +113,13 @@ def resolve_attach(address: str, kernel: str | Path | None) -> Any:
         raise DiffError(
             f"--attach {address}: not the running lab's gdbstub, so --kernel VMLINUX must name the kernel it runs"
         )
-    from pyvcore.kernel import KernelRefused, check_vmlinux
+    from pyvcore.kernel import KernelRefused, check_image, debug_image
 
     try:
-        check_vmlinux(kernel, what="--kernel")
+        found = debug_image(Path(kernel), check_image(Path(kernel), "--kernel"), symbols, "--kernel")[1]
     except KernelRefused as err:
         raise DiffError(err.message) from None
-    return GdbStub(address, Path(kernel))
+    return GdbStub(address, found or Path(kernel))
 
 
 def _same_address(a: str, b: str) -> bool:
@@ -169,6 +170,7 @@ def _new_lab(
     modules: Any,
     paused: bool = False,
     log: Say | None = None,
+    symbols: Any = None,
 ) -> Any:
     from pyvcore.lab import Lab
 
@@ -183,7 +185,7 @@ def _new_lab(
     if "judge_hang" in accepted:
         # a kernel that hangs once its vcpus run is judged (invariant 44), not retried
         extra["judge_hang"] = True
-    for name, value in (("kernel", kernel), ("modules", modules)):
+    for name, value in (("kernel", kernel), ("modules", modules), ("symbols", symbols)):
         if value is None:
             continue
         if name not in accepted:
@@ -264,6 +266,7 @@ def run_live(
     tick: Say | None = None,
     kernel: str | Path | None = None,
     modules: str | Path | None = None,
+    symbols: str | Path | None = None,
     from_boot: bool = False,
 ) -> LiveRun:
     """Boot (unless ``lab`` is given: a started Lab, a GdbStub), watch, detach, collect reports.
@@ -294,7 +297,16 @@ def run_live(
                 f", kernel {kernel}" if kernel else ""
             )
             lab = _new_lab(
-                scenario, qemu, threads, hold, lock_wait, kernel, modules, paused=from_boot, log=progress
+                scenario,
+                qemu,
+                threads,
+                hold,
+                lock_wait,
+                kernel,
+                modules,
+                paused=from_boot,
+                log=progress,
+                symbols=symbols,
             )
             # Every input (QEMU, kernel, modules) is checked before the boot is announced.
             getattr(lab, "prepare", lambda: None)()

@@ -51,8 +51,8 @@ class KernelRefused(PyvcoreError, ValueError):
 class KernelInfo:
     """What a valid kernel is: release ("6.12.95+deb12-powerpc64le"), model variant
     ("modern"/"seed", None when only DWARF is there to tell), page size in bytes,
-    layout source ("BTF" or "DWARF"), and where kvm / kvm-hv come from ("built in" or
-    the module's path)."""
+    layout source ("BTF" or "DWARF"), where kvm / kvm-hv come from ("built in" or
+    the module's path), and the debug image it is read from when vmlinux has neither."""
 
     vmlinux: str
     release: str
@@ -62,6 +62,7 @@ class KernelInfo:
     kvm: str
     kvm_hv: str
     hook_points: dict[str, str] = field(default_factory=dict)  # name -> "vmlinux" | "kvm-hv.ko"
+    symbols: str | None = None  # the debug image read for layouts and symbols, when not vmlinux
 
 
 def _open(path: Path, what: str) -> KernelImage:
@@ -87,14 +88,11 @@ def _open(path: Path, what: str) -> KernelImage:
         raise KernelRefused([f"{what} {path}: {text}"]) from None
 
 
-def check_vmlinux(vmlinux: str | os.PathLike[str], what: str = "--vmlinux") -> KernelImage:
-    """A kernel image gdb and the readers can use, or KernelRefused (one line).
+def check_image(path: Path, what: str, *, debug_file: bool = False) -> KernelImage:
+    """A little-endian ppc64 ELF executable with a ``linux_banner``; KernelRefused (one line).
 
-    Lighter than :func:`validate_kernel` (no KVM or hook-point questions): a
-    little-endian ppc64 ELF executable (not a module, not a core dump) with a
-    ``linux_banner`` (init/version.c) and BTF or DWARF.  ``what`` names the option
-    in the message.  Reads the file only (about 0.5 s for Debian's 6.12 vmlinux)."""
-    path = Path(vmlinux)
+    ``debug_file``: a build-id will do for the banner (``objcopy --only-keep-debug``
+    leaves the banner's section without its bytes)."""
     if path.is_dir():
         raise KernelRefused([cannot_read(path, errno.EISDIR, "a kernel image (vmlinux)")])
     if not path.exists():
@@ -104,11 +102,62 @@ def check_vmlinux(vmlinux: str | os.PathLike[str], what: str = "--vmlinux") -> K
         raise KernelRefused([f"{what} {path}: a kernel module (ET_REL), not the kernel image (vmlinux)"])
     if not image.little_endian:
         raise KernelRefused([f"{what} {path}: big-endian ppc64; pyvcore reads ppc64le kernels"])
-    if image.banner is None:
+    if image.banner is None and not (debug_file and image.build_id):
         raise KernelRefused([f"{what} {path}: no linux_banner symbol: not a Linux kernel image (vmlinux)"])
-    if not (image.has_btf or image.has_debug_info):
-        raise KernelRefused([f"{what} {path}: neither BTF nor DWARF: pyvcore cannot lay out its structs"])
     return image
+
+
+def no_debug_info(path: Path, image: KernelImage, what: str = "kernel") -> str:
+    """The one line for a kernel image with neither BTF nor DWARF and no debug image found."""
+    from pyvcore.kernelsymbols import where_searched
+
+    rel = image.release or "REL"
+    # gdb and the readers only read: there the debug image itself will do.
+    how = "give it instead" if what in ("", "--vmlinux") else "give it with --symbols FILE"
+    return (
+        f"{what} {path}: neither BTF nor DWARF, and no debug image of it found "
+        f"({where_searched(path, image)}): {how} (Debian: /usr/lib/debug/boot/vmlinux-{rel} "
+        f"of linux-image-{rel}-dbg), or build with CONFIG_DEBUG_INFO_BTF=y"
+    ).lstrip()
+
+
+def debug_image(
+    path: Path, image: KernelImage, symbols: str | os.PathLike[str] | None, what: str = "kernel"
+) -> tuple[KernelImage, Path | None]:
+    """(the image to read layouts and symbols from, its path when not ``path``): the debug
+    image ``symbols`` names, else ``image`` itself when it has BTF or DWARF, else a debug
+    image where distributions put it (:mod:`pyvcore.kernelsymbols`). KernelRefused (one
+    line) for a debug image that is not this kernel's, or none at all."""
+    from pyvcore.kernelsymbols import SymbolsRefused, find_debug_image, open_debug_image
+
+    if symbols is not None:
+        try:
+            return open_debug_image(image, path, Path(symbols)), Path(symbols)
+        except SymbolsRefused as err:
+            raise KernelRefused([str(err)]) from None
+    if image.has_btf or image.has_debug_info:
+        return image, None
+    found = find_debug_image(image, path)
+    if found is None:
+        why = f"{what} {path}: {image.btf_error}" if image.btf_error else no_debug_info(path, image, what)
+        raise KernelRefused([why])
+    return found[1], found[0]
+
+
+def check_vmlinux(
+    vmlinux: str | os.PathLike[str], what: str = "--vmlinux", symbols: str | os.PathLike[str] | None = None
+) -> KernelImage:
+    """The image gdb and the readers use for a kernel, or KernelRefused (one line).
+
+    Lighter than :func:`validate_kernel` (no KVM or hook-point questions): a
+    little-endian ppc64 ELF executable (not a module, not a core dump) with a
+    ``linux_banner`` (init/version.c) and BTF or DWARF, in itself or in its debug image
+    (``symbols``, or found: :func:`debug_image`); the image returned is the one that has
+    them (its ``path`` is what gdb loads). ``what`` names the option in the message.
+    Reads the files only (about 0.5 s for Debian's 6.12 vmlinux)."""
+    path = Path(vmlinux)
+    image = check_image(path, what)
+    return debug_image(path, image, symbols, what)[0]
 
 
 def _find_module(modules_dir: Path, file: str) -> Path | None:
@@ -166,31 +215,29 @@ def validate_kernel(
     modules_dir: str | os.PathLike[str] | None = None,
     *,
     hook_points: Iterable[str],
+    symbols: str | os.PathLike[str] | None = None,
 ) -> KernelInfo:
     """Validate a vmlinux (ELF) and, when kvm/kvm-hv are modules, the directory holding
     kvm.ko and kvm-hv.ko (.ko or .ko.xz, searched recursively).  ``hook_points`` are the
     symbols the lab and pv-watch break on; each must be in vmlinux or kvm-hv.
+    ``symbols``: the debug image of a vmlinux with neither BTF nor DWARF (else one is
+    looked for where distributions put it: :func:`debug_image`); it must be the same build.
 
     Returns KernelInfo; raises KernelRefused (one line per failure).  Reads files only."""
     path = Path(vmlinux)
-    image = _open(path, "kernel")
-    if not image.little_endian:
+    boot = _open(path, "kernel")
+    if not boot.little_endian:
         raise KernelRefused([f"kernel {path}: big-endian ppc64; pyvcore's lab and readers need ppc64le"])
     problems: list[str] = []
-    release = image.release
+    release = boot.release
     if release is None:
         problems.append(f"kernel {path}: no linux_banner in the symbol table: cannot tell its release")
-    if image.has_btf:
-        debug_info = "BTF"
-    elif image.has_debug_info:
-        debug_info = "DWARF"
-    else:
-        debug_info = ""
-        problems.append(
-            f"kernel {path}: {image.btf_error}"
-            if image.btf_error
-            else f"kernel {path}: neither BTF nor DWARF: build with CONFIG_DEBUG_INFO_BTF=y or give the debug image"
-        )
+    image, symbols_path = boot, None
+    try:
+        image, symbols_path = debug_image(path, boot, symbols)
+    except KernelRefused as err:
+        problems.extend(err.reasons)
+    debug_info = "BTF" if image.has_btf else ("DWARF" if image.has_debug_info else "")
     missing = [s for s in P8_VMLINUX_SYMBOLS if image.symbol(s) is None]
     if missing:
         problems.append(
@@ -238,4 +285,5 @@ def validate_kernel(
         kvm=where["kvm"],
         kvm_hv=where["kvm_hv"],
         hook_points=found_in,
+        symbols=None if symbols_path is None else str(symbols_path),
     )

@@ -103,6 +103,7 @@ def _boot(
     kernel: str | None,
     modules: str | None,
     say: Callable[[str], None],
+    symbols: str | None = None,
 ) -> LabRun:
     """Boot, let the scenario run to its DONE line (or time out), quit QEMU.
 
@@ -118,6 +119,8 @@ def _boot(
         kwargs["kernel"] = kernel
     if modules is not None:
         kwargs["modules"] = modules
+    if symbols is not None:
+        kwargs["symbols"] = symbols
     lab = Lab(scenario, threads=threads, qemu=qemu, hold=seconds, lock_wait=lock_wait, log=say, **kwargs)
     out = LabRun()
     with lab:
@@ -154,6 +157,7 @@ def run_trace(
     kernel: str | Path | None = None,
     modules: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    symbols: str | Path | None = None,
 ) -> TraceResult:
     """Trace one scenario with the plugin; never raises for a run that cannot be done
     (``verdict == "error"``, ``error`` set).
@@ -162,7 +166,8 @@ def run_trace(
     ``out``: the event log's path (default: a temporary directory, kept);
     ``mode``: "all" (stores of all code) or "kvm" (only KVM and idle code);
     ``baseline``: also boot once without the plugin for the timing comparison;
-    ``slack``: multiplier on the liveness bounds (default 100)."""
+    ``slack``: multiplier on the liveness bounds (default 100); ``kernel``, ``modules``,
+    ``symbols``: as the lab takes them (:class:`pyvcore.lab.Lab`)."""
     say = progress or (lambda message: None)
     result = TraceResult(scenario=scenario, qemu=qemu, mode=mode, verdict="error")
     work: Path | None = None
@@ -176,7 +181,13 @@ def run_trace(
         if mode not in ("all", "kvm"):
             raise TraceError(f"mode must be all or kvm, not {mode!r}")
         vmlinux = _preflight(
-            scenario, qemu=qemu, threads=threads, seconds=seconds, kernel=kernel, modules=modules
+            scenario,
+            qemu=qemu,
+            threads=threads,
+            seconds=seconds,
+            kernel=kernel,
+            modules=modules,
+            symbols=symbols,
         )
         plugin = ensure_plugin(log=say)
         work = Path(tempfile.mkdtemp(prefix=f"pyvcore-trace-{scenario}-"))
@@ -189,6 +200,7 @@ def run_trace(
             "lock_wait": lock_wait,
             "kernel": None if kernel is None else str(kernel),
             "modules": None if modules is None else str(modules),
+            "symbols": None if symbols is None else str(symbols),
             "say": say,
         }
         machine = f"scenario {scenario}, {qemu if '/' in qemu else qemu + ' QEMU'}, {threads} threads"
@@ -250,11 +262,13 @@ def _preflight(
     seconds: int,
     kernel: str | Path | None,
     modules: str | Path | None,
+    symbols: str | Path | None = None,
 ) -> str:
     """Check every input (QEMU, kernel, modules, the lab's setup) before the plugin is
     built or a lab booted: the lab's own checks (``Lab.prepare``), without probing a
-    QEMU given by path (the boot does that).  Returns the vmlinux the plugin reads:
-    the image that boots (a kernel given by name too), not its -dbg symbol file."""
+    QEMU given by path (the boot does that).  Returns the vmlinux the plugin reads: the
+    image that boots, or its debug image when only that has BTF. TraceError for a kernel
+    with no BTF at all: the plugin lays out the watched structs from BTF alone."""
     from pyvcore.lab import Lab
 
     lab = Lab(
@@ -264,12 +278,19 @@ def _preflight(
         hold=seconds,
         kernel=None if kernel is None else str(kernel),
         modules=None if modules is None else str(modules),
+        symbols=None if symbols is None else str(symbols),
         log=None,
         probe=False,
     )
     lab.prepare()
-    assert lab.boot_kernel is not None
-    return str(lab.boot_kernel.vmlinux)
+    bk = lab.boot_kernel
+    assert bk is not None
+    if bk.info.get("debug_info") != "BTF":
+        raise TraceError(
+            f"kernel {bk.label} has no BTF (its layouts come from DWARF): the trace plugin reads "
+            "BTF only (CONFIG_DEBUG_INFO_BTF=y); `pyvcore diff` reads DWARF"
+        )
+    return str(bk.symbol_file)
 
 
 def _refute_prepatch(log: Path) -> dict[str, Any] | None:
@@ -369,6 +390,7 @@ def _run(args: argparse.Namespace) -> int:
         slack=args.slack,
         kernel=args.kernel,
         modules=args.modules,
+        symbols=args.symbols,
         progress=progress,
     )
     if result.verdict == "error":  # the one line on stderr, --json or not (as diff)
@@ -422,4 +444,5 @@ def register(subparsers: Any) -> None:
         type=cliargs.input_dir,
         help="directory with kvm.ko / kvm-hv.ko to load instead of the lab's",
     )
+    p.add_argument("--symbols", metavar="FILE", type=cliargs.symbols, help=cliargs.SYMBOLS_HELP)
     p.set_defaults(func=_run)

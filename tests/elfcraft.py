@@ -20,6 +20,8 @@ SHT_PROGBITS = 1
 SHT_SYMTAB = 2
 SHT_STRTAB = 3
 SHT_RELA = 4
+SHT_NOTE = 7
+NT_GNU_BUILD_ID = 3
 STB_LOCAL = 0
 STB_GLOBAL = 1
 STT_FUNC = 2
@@ -110,7 +112,7 @@ class Elf:
 
         for n in names:
             addr, data = self.sections[n]
-            add(n, SHT_PROGBITS, data, addr, 0, 0, 0)
+            add(n, SHT_NOTE if n.startswith(".note") else SHT_PROGBITS, data, addr, 0, 0, 0)
         for name, typ, data, link, info, ent in tail:
             add(name, typ, data, 0, link, info, ent)
         add(".shstrtab", SHT_STRTAB, bytes(shstr), 0, 0, 0, 0)
@@ -169,6 +171,12 @@ def kernel(*, banner: str = "Linux version 6.12.95+deb12-powerpc64le (test)", **
     elf.section(".rodata", banner.encode() + b"\0", data_addr)
     elf.symbol("linux_banner", data_addr, len(banner) + 1, ".rodata", kind=STT_OBJECT)
     return elf
+
+
+def build_id_note(build_id: bytes) -> bytes:
+    """A ``.note.gnu.build-id`` section: one NT_GNU_BUILD_ID note of owner "GNU"."""
+    pad = bytes(-len(build_id) % 4)
+    return struct.pack("<III", 4, len(build_id), NT_GNU_BUILD_ID) + b"GNU\0" + build_id + pad
 
 
 def write_vmlinux(path: Path) -> Path:

@@ -178,7 +178,8 @@ def test_a_busy_lab_with_lock_wait_0_is_one_line_and_exit_2(
 
     def prepared(lab: Lab) -> None:  # what `lab setup` would have provided
         lab.qemu_binary = lab.vmlinux = lab.initrd = tmp_path / "unused"
-        lab.boot_kernel = SimpleNamespace(vmlinux=tmp_path / "unused")
+        unused = tmp_path / "unused"
+        lab.boot_kernel = SimpleNamespace(vmlinux=unused, symbol_file=unused, info={"debug_info": "BTF"})
 
     monkeypatch.setattr(Lab, "_prepare", prepared)
     monkeypatch.setattr(Lab, "running", classmethod(lambda cls: None))

@@ -6,6 +6,7 @@ Python API::
     with Lab(scenario="all", threads=4, qemu="patched",   # or "stock", or a QEMU's path
              kernel=None,        # None: setup's default; "7.2", "6.1", ...; or a vmlinux path
              modules=None,       # a directory with kvm.ko/kvm-hv.ko replacing the kernel's
+             symbols=None,       # the debug image (DWARF) of a kernel path with neither BTF nor DWARF
              plugin=None,        # (path, {"key": "value"}): a TCG plugin, -plugin path,key=value
              ) as lab:
         lab.gdb_address        # "127.0.0.1:PORT" (gdbstub, localhost only)
@@ -99,6 +100,7 @@ class Lab:
         *,
         kernel: str | os.PathLike[str] | None = None,
         modules: str | os.PathLike[str] | None = None,
+        symbols: str | os.PathLike[str] | None = None,
         plugin: tuple[str | os.PathLike[str], dict[str, str]] | None = None,
         gdb_port: int | None = None,
         boot_timeout: float = BOOT_TIMEOUT,
@@ -120,6 +122,7 @@ class Lab:
         self.qemu = os.fspath(qemu)
         self.kernel = None if kernel is None else os.fspath(kernel)
         self.modules = None if modules is None else os.fspath(modules)
+        self.symbols = None if symbols is None else os.fspath(symbols)
         self.plugin = plugin
         self.probe = probe
         self.phbs = phbs
@@ -391,6 +394,7 @@ class Lab:
             qemu=self.qemu,
             kernel=self.kernel,
             modules=self.modules,
+            symbols=self.symbols,
             plugin=self.plugin,
             probe=self.probe,
             lock_wait=self.lock_wait,

@@ -157,6 +157,18 @@ def add_kernel_options(parser: argparse.ArgumentParser) -> None:
         help="a directory with kvm.ko and kvm-hv.ko (.ko or .ko.xz, anywhere below it) for --kernel; "
         "without it KVM must be built into your kernel",
     )
+    add_symbols_option(parser)
+
+
+def add_symbols_option(parser: argparse.ArgumentParser) -> None:
+    """``--symbols FILE``: the debug image of a --kernel with neither BTF nor DWARF."""
+    parser.add_argument(
+        "--symbols",
+        metavar="FILE",
+        default=None,
+        type=cliargs.symbols,
+        help=cliargs.SYMBOLS_HELP,
+    )
 
 
 def parse_plugin(path: str | None, args: list[str]) -> tuple[str, dict[str, str]] | None:
@@ -210,6 +222,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             args.hold,
             kernel=args.kernel,
             modules=args.modules,
+            symbols=args.symbols,
             plugin=parse_plugin(args.plugin, args.plugin_arg),
             gdb_port=args.gdb_port,
             boot_timeout=args.timeout or BOOT_TIMEOUT,

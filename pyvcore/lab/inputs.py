@@ -13,6 +13,9 @@ Modules
     below it, e.g. a ``lib/modules/<release>`` tree); they replace the kernel package's.
 QEMU
     ``patched`` (built by setup), ``stock`` (Debian's), or a path to a qemu-system-ppc64.
+Symbols
+    The debug image of a kernel that has neither BTF nor DWARF (Debian's
+    ``/usr/lib/debug/boot/vmlinux-REL``): the kernel boots, gdb and the readers load this.
 """
 
 from __future__ import annotations
@@ -201,9 +204,12 @@ def resolve_kernel(
     default: KernelManifest,
     *,
     hook_points: tuple[str, ...] = HOOK_POINTS,
+    symbols: str | os.PathLike[str] | None = None,
 ) -> BootKernel:
     """The kernel a boot uses (see the module docstring), validated; ``default`` is
-    :func:`kernel_manifest`'s answer."""
+    :func:`kernel_manifest`'s answer. ``symbols``: the debug image of a kernel with
+    neither BTF nor DWARF (a kernel set up by name brings its own: 6.1's -dbg vmlinux;
+    else one is looked for where distributions put it)."""
     if kernel is not None and is_path_like(kernel):
         vmlinux = Path(kernel).expanduser().resolve()
         if not vmlinux.is_file():
@@ -219,24 +225,35 @@ def resolve_kernel(
         label, version = default.package, default.version
         if modules is not None:
             label += f" with modules from {modules}"
-    by_name = kernel is not None and not is_path_like(kernel)
-    symbols = Path(default.extra["symbols"]) if by_name and "symbols" in default.extra else None
-    info = validate(symbols or vmlinux, mods, hook_points)
+        if symbols is None and kernel is not None:
+            symbols = default.extra.get("symbols")
+    debug = None if symbols is None else Path(symbols).expanduser().resolve()
+    if debug is not None and not debug.is_file():
+        code = errno.EISDIR if debug.is_dir() else errno.ENOENT
+        raise KernelRefused(cannot_read(os.fspath(symbols or ""), code, "a kernel debug image (vmlinux)"))
+    info = validate(vmlinux, mods, hook_points, debug)
     mods = {k: plain_module(p, cache_dir()) for k, p in mods.items()}  # what gdb can read
-    return BootKernel(vmlinux, mods, Path(default.busybox), label, version, info, symbols)
+    found = Path(info["symbols"]) if info.get("symbols") else None
+    return BootKernel(vmlinux, mods, Path(default.busybox), label, version, info, found)
 
 
-def validate(vmlinux: Path, modules: dict[str, Path], hook_points: tuple[str, ...]) -> dict[str, Any]:
+def validate(
+    vmlinux: Path,
+    modules: dict[str, Path],
+    hook_points: tuple[str, ...],
+    symbols: Path | None = None,
+) -> dict[str, Any]:
     """Refuse a kernel the lab cannot run (KernelRefused: the first reason on the line, the
     others in the detail) with :func:`pyvcore.kernel.validate_kernel`: not ppc64le, no
-    POWER8 KVM-HV, neither BTF nor DWARF, modules of another release (vermagic), a hook
-    point missing. Returns the kernel's facts (release, variant, page size, BTF or DWARF,
-    where kvm and kvm-hv come from) as a dict."""
+    POWER8 KVM-HV, neither BTF nor DWARF (nor a debug image of the same build), modules of
+    another release (vermagic), a hook point missing. Returns the kernel's facts (release,
+    variant, page size, BTF or DWARF, where kvm and kvm-hv come from, the debug image) as
+    a dict."""
     from pyvcore.kernel import KernelRefused as Refused
     from pyvcore.kernel import validate_kernel
 
     try:
-        info = validate_kernel(vmlinux, _modules_dir(modules), hook_points=hook_points)
+        info = validate_kernel(vmlinux, _modules_dir(modules), hook_points=hook_points, symbols=symbols)
     except Refused as err:
         first, *rest = err.reasons or [str(err)]
         more = f" (and {len(rest)} more problem(s))" if rest else ""

@@ -49,6 +49,7 @@ def prepare(
     qemu: str,
     kernel: str | None,
     modules: str | None,
+    symbols: str | None = None,
     plugin: tuple[str | os.PathLike[str], dict[str, str]] | None,
     probe: bool,
     lock_wait: float,
@@ -65,6 +66,7 @@ def prepare(
         modules,
         kernel_manifest(kernel, cache),
         hook_points=scenario_named(scenario).hook_points,
+        symbols=symbols,
     )
     qemu_kind, qemu_binary = resolve_qemu(qemu, cache)
     plugin_args = plugin_option(plugin)

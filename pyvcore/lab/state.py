@@ -53,6 +53,7 @@ def load_running(cls: type[L], path: Path) -> L | None:
             label=bk["label"],
             version=bk.get("version"),
             info=bk.get("info", {}),
+            symbols=Path(bk["symbols"]) if bk.get("symbols") else None,
         )
     lab._reader = ConsoleFile(lab.console)
     return lab
@@ -92,6 +93,7 @@ def save(lab: Lab, path: Path) -> Path:
             "label": bk.label,
             "version": bk.version,
             "info": bk.info,
+            "symbols": None if bk.symbols is None else str(bk.symbols),
         },
     }
     target.write_text(json.dumps(state, indent=2) + "\n")

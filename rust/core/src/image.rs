@@ -71,6 +71,9 @@ pub struct KernelImage {
     /// `linux_banner` text, if the symbol and its data are in the file.
     pub banner: Option<String>,
     pub has_debug_info: bool,
+    /// The GNU build-id note (`NT_GNU_BUILD_ID`, `ld --build-id`) in lowercase hex:
+    /// the same in a kernel and in the debug file split from it.
+    pub build_id: Option<String>,
 }
 
 impl KernelImage {
@@ -129,6 +132,11 @@ impl KernelImage {
             btf,
             banner,
             has_debug_info: file.section_by_name(".debug_info").is_some(),
+            build_id: file
+                .build_id()
+                .ok()
+                .flatten()
+                .map(|id| id.iter().map(|b| format!("{b:02x}")).collect()),
         })
     }
 

@@ -223,6 +223,13 @@ impl PyKernelImage {
         self.image.banner.clone()
     }
 
+    /// The GNU build-id note in lowercase hex ("e047...aecc"), or None: a kernel and
+    /// the debug file split from it carry the same one.
+    #[getter]
+    fn build_id(&self) -> Option<String> {
+        self.image.build_id.clone()
+    }
+
     /// Kernel release ("6.12.95+deb12-powerpc64le"), or None.
     #[getter]
     fn release(&self) -> Option<String> {
