@@ -12,7 +12,7 @@ import pytest
 
 from pyvcore import _core
 from pyvcore.cli import main
-from pyvcore.lab.plugin_build import plugin_key, plugin_sources, source_root
+from pyvcore.lab.plugin_build import MANIFESTS, check_root, plugin_key, source_root
 from pyvcore.lab.qemu import LabError
 from pyvcore.trace import run_trace
 from pyvcore.trace_edges import compare, kernel_edges, label, model_edges
@@ -109,17 +109,19 @@ def test_replay_is_the_same_code_as_the_live_shadow() -> None:
 
 def test_plugin_key_follows_the_sources(tmp_path: Path) -> None:
     root = source_root()
+    inputs = [*MANIFESTS, *(p.relative_to(root).as_posix() for p in (root / "rust/plugin/src").rglob("*.rs"))]
+    inputs.append("rust/core/src/shadow/checks.rs")
     copy = tmp_path / "src"
-    for f in plugin_sources(root):
-        dest = copy / f.relative_to(root)
+    for rel in inputs:
+        dest = copy / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(f, dest)
-    assert plugin_key(copy) == plugin_key(root)
+        shutil.copy2(root / rel, dest)
+    assert plugin_key(copy, inputs) == plugin_key(root, inputs) is not None
     lib = copy / "rust" / "core" / "src" / "shadow" / "checks.rs"
     lib.write_text(lib.read_text() + "\n// changed\n")
-    assert plugin_key(copy) != plugin_key(root)
+    assert plugin_key(copy, inputs) != plugin_key(root, inputs)
     with pytest.raises(LabError, match="rust/plugin"):
-        plugin_sources(tmp_path / "nothing")
+        check_root(tmp_path / "nothing")
 
 
 def test_edges_compare_both_ways() -> None:

@@ -9,6 +9,8 @@ Layout under ``${XDG_CACHE_HOME:-~/.cache}/pyvcore``::
     busybox/<version>/            dpkg-deb -x of busybox-static:ppc64el
     qemu/<key>/qemu-system-ppc64  patched QEMU, key = hash(patches in order, source version, configure args)
     qemu/cold-check.log           output of the last `lab setup --check-cold` (configure, ninja)
+    plugin/builds/<key>/          `pyvcore trace`'s QEMU plugin, key = hash of what its build read
+    plugin/target/                cargo's target directory for it (see pyvcore.lab.plugin_build)
     guest/<key>/                  guest programs, key = hash of the guest sources
     initramfs/<key>.cpio.gz       initramfs, key = hash(guest key, modules, busybox)
     lab/state.json                the detached lab started by `pyvcore lab up`

@@ -6,7 +6,8 @@ its time, "cached" for one that found everything done):
 1. apt (root, :mod:`pyvcore.lab.apt`): the bookworm-backports source, QEMU 10 from it,
    gdb-multiarch, the ppc64el cross compiler, cpio, xz, dwarves and QEMU's build
    dependencies. Without root it prints the exact commands to run and stops.
-2. pip (:mod:`pyvcore.lab.piptools`): meson, pycotap and distlib for QEMU's configure.
+2. pip (:mod:`pyvcore.lab.piptools`): meson, pycotap and distlib for QEMU's configure, only
+   when QEMU is to be configured (not cached, ``--rebuild-qemu`` or ``check_cold``).
 3. kernels (:mod:`pyvcore.lab.kernels`): the newest Debian package of each kernel asked
    for (default 6.12, 4k pages) and busybox-static, through the lab's private apt.
 4. QEMU (:mod:`pyvcore.lab.qemubuild`): Debian's qemu source with the lab's patches,
@@ -57,6 +58,15 @@ def ensure_trace_plugin() -> Path:
         raise SetupError(f"{err} ({err.detail})" if err.detail else str(err)) from None
 
 
+def _qemu_cached(cache: Path) -> bool:
+    """True when the patched QEMU of the current patch series is built (False when its
+    source version cannot be told yet)."""
+    try:
+        return qemubuild.patched_qemu_path(cache).is_file()
+    except SetupError:
+        return False
+
+
 def setup(
     *,
     build_qemu: bool = True,
@@ -84,8 +94,13 @@ def setup(
     try:
         with step("apt packages"):
             apt.ensure_apt(codename)
-        with step("pip build tools"):
-            piptools.ensure_pip_build_tools()
+        with step("pip build tools") as pip_step:
+            # Only QEMU's configure uses them: a cached QEMU needs none installed.
+            if check_cold or (build_qemu and (force_qemu or not _qemu_cached(cache))):
+                piptools.ensure_pip_build_tools()
+            else:
+                pip_step.note = "skipped: no QEMU build to configure"
+                log("pip: meson, pycotap, distlib not needed (the patched QEMU is cached or not built)")
         with step("kernel apt lists"):
             kernel_apt = kernels.private_apt(cache, names)
         for name in names:
