@@ -70,3 +70,29 @@ def test_the_cold_check_is_listed_run_or_skipped(
     assert main(["lab", "setup", "--check-cold"]) == 0
     steps = summary(capsys.readouterr().out)
     assert steps["QEMU cold check"] == "skipped: the patched QEMU was just built from scratch"
+
+
+def test_pip_build_tools_only_when_qemu_is_configured(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """meson, pycotap and distlib serve QEMU's configure alone: with QEMU cached nothing is
+    pip-installed; a QEMU to build, --rebuild-qemu or --check-cold installs them."""
+    ran = _quiet_setup(monkeypatch, tmp_path)
+    monkeypatch.setattr(plugin_build, "ensure_plugin", lambda **kw: tmp_path / "plugin.so")
+    monkeypatch.setattr(qemubuild, "check_cold_build", lambda cache: 1.0)
+    monkeypatch.setattr(qemubuild, "patched_qemu_path", lambda cache: tmp_path / "qemu-system-ppc64")
+    (tmp_path / "qemu-system-ppc64").write_text("")
+    assert main(["lab", "setup"]) == 0
+    assert "pip" not in ran
+    assert summary(capsys.readouterr().out)["pip build tools"] == "skipped: no QEMU build to configure"
+    for args in (["--rebuild-qemu"], ["--check-cold", "--no-qemu-build"]):
+        ran.clear()
+        assert main(["lab", "setup", *args]) == 0
+        assert "pip" in ran, args
+    (tmp_path / "qemu-system-ppc64").unlink()  # not built yet: configure will run
+    ran.clear()
+    assert main(["lab", "setup"]) == 0
+    assert "pip" in ran
+    ran.clear()
+    assert main(["lab", "setup", "--no-qemu-build"]) == 0
+    assert "pip" not in ran
