@@ -188,3 +188,21 @@ def test_debian_6_1_with_another_kernels_symbols_is_refused() -> None:
     other = Path(json.loads(lab.read_text())["vmlinux"])  # 6.12, with BTF
     line = refusal(k["boot"], k["ko"], symbols=other)
     assert line.startswith(f"--symbols {other}: build-id ") and line.endswith("not the same build")
+
+
+def test_a_kernel_too_big_for_powernv_is_refused_before_qemu(tmp_path: Path) -> None:
+    """A vmlinux with its DWARF given as --kernel: QEMU's powernv loads at most 128 MiB."""
+    from pyvcore.lab.cache import KernelManifest
+    from pyvcore.lab.inputs import KernelRefused as LabRefused
+    from pyvcore.lab.inputs import resolve_kernel
+
+    big = tmp_path / "vmlinux-dbg"
+    with big.open("wb") as fh:
+        fh.truncate(256 << 20)  # sparse: nothing is written or read
+    default = KernelManifest("p", "1", str(tmp_path / "v"), {}, str(tmp_path / "bb"), "1")
+    with pytest.raises(LabRefused) as e:
+        resolve_kernel(str(big), None, default)
+    assert str(e.value) == (
+        f"refused: kernel {big}: 256 MiB, more than the 128 MiB QEMU's powernv machine loads "
+        "(hw/ppc/pnv.c, KERNEL_MAX_SIZE); if it is a debug image, boot the stripped one and give this as --symbols FILE"
+    )

@@ -36,6 +36,10 @@ from pyvcore.lab.qemu import LabError
 from pyvcore.lab.tools import QEMU_DATA_DIR, STOCK_QEMU
 
 QEMU_KINDS = ("patched", "stock")
+# The largest kernel file QEMU's powernv machine loads (hw/ppc/pnv.c, KERNEL_MAX_SIZE): a
+# vmlinux with its DWARF (Debian's -dbg one: 256 MiB for 6.1) is refused by QEMU as "Could not
+# load kernel".
+PNV_KERNEL_MAX_BYTES = 128 << 20
 # Module file names as they appear in a kernel tree; dict order is the load order.
 MODULE_FILES = {"kvm": ("kvm.ko",), "kvm_hv": ("kvm-hv.ko", "kvm_hv.ko")}
 
@@ -227,6 +231,7 @@ def resolve_kernel(
             label += f" with modules from {modules}"
         if symbols is None and kernel is not None:
             symbols = default.extra.get("symbols")
+    _loadable(vmlinux)
     debug = None if symbols is None else Path(symbols).expanduser().resolve()
     if debug is not None and not debug.is_file():
         code = errno.EISDIR if debug.is_dir() else errno.ENOENT
@@ -235,6 +240,17 @@ def resolve_kernel(
     mods = {k: plain_module(p, cache_dir()) for k, p in mods.items()}  # what gdb can read
     found = Path(info["symbols"]) if info.get("symbols") else None
     return BootKernel(vmlinux, mods, Path(default.busybox), label, version, info, found)
+
+
+def _loadable(vmlinux: Path) -> None:
+    """KernelRefused for a file larger than QEMU's powernv machine loads as a kernel."""
+    size = vmlinux.stat().st_size
+    if size > PNV_KERNEL_MAX_BYTES:
+        raise KernelRefused(
+            f"refused: kernel {vmlinux}: {size / 2**20:.0f} MiB, more than the "
+            f"{PNV_KERNEL_MAX_BYTES >> 20} MiB QEMU's powernv machine loads (hw/ppc/pnv.c, KERNEL_MAX_SIZE); "
+            "if it is a debug image, boot the stripped one and give this as --symbols FILE"
+        )
 
 
 def validate(
