@@ -8,7 +8,8 @@
   arch/powerpc/kvm/book3s_hv_rmhandlers.S (``kvmppc_hv_entry``, ``kvm_do_nap``) are not
   in vmlinux, or kvm-hv (arch/powerpc/kvm/book3s_hv.c, ``kvmppc_run_core``) is neither
   built in nor given as a module;
-* neither BTF (``CONFIG_DEBUG_INFO_BTF``) nor DWARF, or a corrupt ``.BTF``;
+* neither BTF (``CONFIG_DEBUG_INFO_BTF``) nor DWARF, or a corrupt ``.BTF``, and no debug image
+  of the same build given or found (:mod:`pyvcore.kernelsymbols`);
 * a module whose ``vermagic`` (include/linux/vermagic.h, in ``.modinfo``) names another
   release than the kernel's ``linux_banner``: the kernel would refuse to load it;
 * a symbol a hook point needs, named.

@@ -136,6 +136,15 @@ def test_the_older_layout_is_pruned_once_unused(cargo: Path, tmp_path: Path) -> 
     assert recent.is_dir()
 
 
+def test_a_cache_hit_prunes_too(cargo: Path, tmp_path: Path) -> None:
+    root = checkout(tmp_path / "src")
+    built = ensure_plugin(root=root)
+    old = cargo / "0123456789abcdef"
+    old.mkdir()
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert ensure_plugin(root=root) == built and not old.exists()
+
+
 def test_cache_lookup_of_the_real_checkout(cargo: Path) -> None:
     """The real sources: a build recorded with today's inputs is found; a key over a file
     the checkout does not have is not."""

@@ -131,6 +131,7 @@ def ensure_plugin(*, root: Path | None = None, log: Callable[[str], None] | None
     check_root(root)
     hit = cached_plugin(root)
     if hit is not None:
+        prune(cache_dir())  # a few stat() calls; the older layout goes without a build too
         return hit
     cargo = shutil.which("cargo")
     if cargo is None:
