@@ -203,7 +203,9 @@ def output_dir(text: str) -> str:
 
 
 def qemu(text: str) -> str:
-    """``patched``, ``stock`` or the path of an executable qemu-system-ppc64."""
+    """``patched``, ``stock`` or the path of an executable qemu-system-ppc64 (one that lists
+    the powernv8 machine: :func:`pyvcore.lab.inputs.not_a_qemu`), checked before any lock
+    is taken or QEMU booted."""
     from pyvcore.lab.inputs import QEMU_KINDS
 
     if text in QEMU_KINDS:
@@ -216,6 +218,11 @@ def qemu(text: str) -> str:
         raise UnreadableFile(text, code, "patched, stock or a qemu-system-ppc64")
     if not os.access(path, os.X_OK):
         raise argparse.ArgumentTypeError(f"{text}: not an executable file (a qemu-system-ppc64)")
+    from pyvcore.lab.inputs import not_a_qemu
+
+    why = not_a_qemu(path.resolve())
+    if why:
+        raise argparse.ArgumentTypeError(f"{text}: {why}")
     return text
 
 

@@ -127,8 +127,47 @@ def test_the_recorder_sees_a_start(
     assert started == ["gdb (exec)"] and code == 3
 
 
+def fake_qemu(path: Path, machines: str = "powernv8             IBM PowerNV (POWER8)") -> Path:
+    """A program that answers ``-machine help`` as QEMU does, listing ``machines``."""
+    path.write_text(f"#!/bin/sh\necho 'Supported machines are:'\necho '{machines}'\n")
+    path.chmod(0o755)
+    return path
+
+
+QEMU_ARGS = {"mutants": ["--run", "ptid-zero"]}
+
+
+@pytest.mark.parametrize("command", LAB_COMMANDS)
+def test_a_qemu_that_is_not_a_qemu_system_ppc64_is_refused_before_the_lock(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, started: list[str], command: list[str]
+) -> None:
+    x86 = fake_qemu(tmp_path / "qemu-system-x86_64", "pc-i440fx-9.2         Standard PC")
+    for qemu, said in (("/bin/true", "not a qemu-system-ppc64"), (str(x86), "without the powernv8 machine")):
+        code, _out, err = run(
+            capsys, *command, *QEMU_ARGS.get(command[0], []), "--qemu", qemu, "--lock-wait", "900"
+        )
+        assert (code, started) == (2, []), err
+        assert said in err and len(err.splitlines()) == 1, err
+        assert err.startswith(f"pyvcore {' '.join(command[:1])}"), err
+
+
+def test_a_qemu_given_by_path_is_asked_once_and_refused_by_the_api_too(tmp_path: Path) -> None:
+    from pyvcore.lab.inputs import not_a_qemu, resolve_qemu
+    from pyvcore.lab.qemu import LabError
+
+    good = fake_qemu(tmp_path / "qemu-system-ppc64")
+    assert not_a_qemu(good) is None
+    assert resolve_qemu(str(good)) == ("path", good.resolve())
+    with pytest.raises(LabError, match=r"^--qemu /bin/true: not a qemu-system-ppc64"):
+        resolve_qemu("/bin/true")
+
+
 def test_mutants_refuse_a_kernel_they_were_not_made_for_before_the_control(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, vmlinux: Path, started: list[str]
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    vmlinux: Path,
+    started: list[str],
+    tmp_path: Path,
 ) -> None:
     import pyvcore.mutants.cli as mutants_cli
 
@@ -136,7 +175,7 @@ def test_mutants_refuse_a_kernel_they_were_not_made_for_before_the_control(
     module.write_bytes(elfcraft.Elf(etype=elfcraft.ET_REL).section(".text", bytes(16)).build())
     monkeypatch.setattr(mutants_cli, "_lab_kernel", lambda: (vmlinux, {"kvm": module, "kvm_hv": module}))
     for name in ("ptid-zero", "lpidr-on-secondary"):
-        code, _out, err = run(capsys, "mutants", "--run", name, "--qemu", "/bin/true")
+        code, _out, err = run(capsys, "mutants", "--run", name, "--qemu", str(fake_qemu(tmp_path / "qemu")))
         assert (code, started) == (2, []), err
         assert err.startswith(f"pyvcore mutants: mutant {name}: ") and len(err.splitlines()) == 1
 

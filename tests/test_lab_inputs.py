@@ -72,7 +72,7 @@ def test_vmm_compiles_against_the_generated_header(tmp_path: Path) -> None:
 
 def test_qemu_by_path(tmp_path: Path) -> None:
     fake = tmp_path / "qemu-system-ppc64"
-    fake.write_text("#!/bin/sh\n")
+    fake.write_text("#!/bin/sh\necho 'Supported machines are:'\necho 'powernv8   IBM PowerNV (POWER8)'\n")
     with pytest.raises(LabError, match="not an executable file"):
         inputs.resolve_qemu(fake)
     fake.chmod(0o755)

@@ -21,6 +21,7 @@ Symbols
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import lzma
 import os
@@ -107,7 +108,55 @@ def resolve_qemu(qemu: str | os.PathLike[str], cache: Path | None = None) -> tup
     binary = Path(text).expanduser().resolve()
     if not binary.is_file() or not os.access(binary, os.X_OK):
         raise LabError(f"--qemu {text}: not an executable file")
+    why = not_a_qemu(binary)
+    if why:
+        raise LabError(f"--qemu {text}: {why}")
     return "path", binary
+
+
+QEMU_ASK_S = 10.0
+"""Seconds a QEMU given by path has to list its machines."""
+
+
+def not_a_qemu(binary: Path) -> str | None:
+    """Why ``binary`` is not a qemu-system-ppc64 with the lab's machine, or None when it is.
+
+    Asked once per file (path, size, modification time) and process: ``binary -machine
+    help`` must list ``powernv8`` (QEMU's hw/ppc/pnv.c registers it in qemu-system-ppc64
+    only).  Nothing boots and no lock is taken, so a wrong --qemu is refused before the
+    machine lock and before any QEMU starts."""
+    try:
+        st = binary.stat()
+    except OSError as exc:
+        return cannot_read(binary, exc)
+    return _not_a_qemu(str(binary), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _not_a_qemu(binary: str, _size: int, _mtime_ns: int) -> str | None:
+    import subprocess
+
+    from pyvcore.errors import reason
+
+    try:
+        done = subprocess.run(
+            [binary, "-machine", "help"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=QEMU_ASK_S,
+            env={**os.environ, "LC_ALL": "C"},
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return f"not a qemu-system-ppc64 (`-machine help` did not answer within {QEMU_ASK_S:g} s)"
+    except OSError as exc:
+        return f"not a qemu-system-ppc64 (it cannot be run: {reason(exc)})"
+    listed = done.stdout.decode("utf-8", "replace")
+    if "powernv8" in listed.split():
+        return None
+    if "Supported machines" in listed:
+        return "a QEMU without the powernv8 machine: give a qemu-system-ppc64"
+    return "not a qemu-system-ppc64 (`-machine help` lists no machine)"
 
 
 def plugin_option(plugin: tuple[str | os.PathLike[str], dict[str, str]] | None) -> list[str]:
