@@ -371,13 +371,10 @@ def result_of(run: LiveRun, variant: str | None = None, *, trace_kept: bool = Tr
 
 
 def error_line(exc: BaseException) -> str:
-    """One line for a run that could not be done: the message alone for pyvcore's own
-    errors (a refused input, a busy lab), the exception's class too for anything else."""
-    from pyvcore.errors import PyvcoreError
+    """One line for a run that could not be done (:func:`pyvcore.errors.error_line`)."""
+    from pyvcore.errors import error_line as line
 
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    own = isinstance(exc, (DiffError, PyvcoreError)) or type(exc).__module__.startswith("pyvcore.lab")
-    return first if own and first else f"{type(exc).__name__}: {first}"
+    return line(exc)
 
 
 def run_diff(

@@ -113,12 +113,18 @@ def resolve_attach(address: str, kernel: str | Path | None, symbols: str | Path 
         raise DiffError(
             f"--attach {address}: not the running lab's gdbstub, so --kernel VMLINUX must name the kernel it runs"
         )
+    from pyvcore.gdbcli import reachable
     from pyvcore.kernel import KernelRefused, check_image, debug_image
 
     try:
         found = debug_image(Path(kernel), check_image(Path(kernel), "--kernel"), symbols, "--kernel")[1]
     except KernelRefused as err:
         raise DiffError(err.message) from None
+    # The one probe `pyvcore gdb --remote` makes too: an answer in milliseconds, where gdb
+    # would retry for seconds and then name its MI command.
+    why = reachable(address, option="--attach", hint="is a gdbstub listening there (QEMU's -gdb tcp::PORT)?")
+    if why:
+        raise DiffError(why)
     return GdbStub(address, found or Path(kernel))
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pyvcore.gdbcli import module_commands, plugin_entry
-from pyvcore.mi import GdbCommandError, GdbMI, MITimeout
+from pyvcore.mi import GdbCommandError, GdbMI, MIError, MITimeout
 
 Say = Callable[[str], None]
 
@@ -36,7 +36,11 @@ def attach(lab: Any, *, gdb: str = "gdb-multiarch", timeout: float = 120.0) -> G
             mi.console(command, timeout=timeout)
         result = mi.console(f"source {plugin_entry()}", timeout=timeout)
         mi.plugin_banner = result.console.strip()  # type: ignore[attr-defined]
-        mi.connect_remote(lab.gdb_address, timeout=timeout)
+        try:
+            mi.connect_remote(lab.gdb_address, timeout=timeout)
+        except GdbCommandError as exc:  # gdb's "HOST:PORT: Connection timed out."
+            said = exc.message.strip().removeprefix(f"{lab.gdb_address}:").strip().rstrip(".")
+            raise MIError(f"gdb could not connect to {lab.gdb_address}: {said}") from None
         mi.poll_events(0.1)
         return mi
     except BaseException:

@@ -38,7 +38,36 @@ def reason(err: OSError | int) -> str:
     if code:
         return os.strerror(code)
     assert isinstance(err, OSError)
-    return err.strerror or str(err) or type(err).__name__
+    return err.strerror or str(err) or "unknown error"
+
+
+def describe(exc: BaseException) -> str:
+    """An exception's own words, first line only, for a one-line message: never its class
+    name (a user reads the message, not Python's type names); a timeout that says nothing
+    is "timed out", anything else that says nothing "no reason given"."""
+    text = str(exc).strip()
+    if text:
+        return text.splitlines()[0]
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return reason(exc) if isinstance(exc, OSError) else "no reason given"
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for a run that could not be done (``pyvcore diff``, ``pyvcore trace``), in the
+    user's terms: pyvcore's own errors (a refused input, a busy lab, gdb that could not
+    connect: every exception class pyvcore defines carries a message for the user) as they
+    are; gdb's refusal of a command as gdb's own words (never the MI command); a system error
+    as the C library's words; anything else as its own words.  Never an exception's class
+    name."""
+    from pyvcore.mi import GdbCommandError
+
+    if isinstance(exc, GdbCommandError):
+        return f"gdb refused: {describe(Exception(exc.message))}"
+    first = describe(exc)
+    if isinstance(exc, OSError) and exc.errno and not isinstance(exc, PyvcoreError):
+        return f"{exc.filename}: {reason(exc)}" if exc.filename else reason(exc)
+    return first
 
 
 def cannot_read(path: str | os.PathLike[str], err: OSError | int, expected: str = "") -> str:
@@ -63,4 +92,4 @@ class UnreadableFile(PyvcoreError):
         self.path = os.fspath(path)
 
 
-__all__ = ["PyvcoreError", "UnreadableFile", "cannot_read", "reason"]
+__all__ = ["PyvcoreError", "UnreadableFile", "cannot_read", "describe", "error_line", "reason"]

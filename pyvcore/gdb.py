@@ -90,7 +90,7 @@ def _load() -> None:
         import pyvcore._core  # noqa: F401  (the compiled part must load in gdb's Python)
     except Exception as e:
         gdb.write(
-            f"pyvcore: cannot load pyvcore from {root} ({type(e).__name__}: {e}); "
+            f"pyvcore: cannot load pyvcore from {root} ({e}); "
             f"rebuild with `pip install -e .` or reinstall the wheel\n",
             gdb.STDERR,
         )

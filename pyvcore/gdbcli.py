@@ -109,18 +109,28 @@ def _module_name(command: str) -> str:
     return Path(command.split()[1]).name.split(".")[0]
 
 
-def reachable(remote: str, timeout: float = 3.0) -> str | None:
-    """None when something accepts TCP connections at HOST:PORT, else why not (one line)."""
+LAB_HINT = "is the lab up (`pyvcore lab status`)?"
+
+
+def reachable(
+    remote: str, timeout: float = 3.0, *, option: str = "--remote", hint: str = LAB_HINT
+) -> str | None:
+    """None when something accepts TCP connections at HOST:PORT, else why not (one line:
+    ``nothing answers at HOST:PORT (Connection refused); HINT``).  The one probe of a
+    gdbstub before gdb is started on it (`pyvcore gdb --remote`, `pyvcore diff --attach`):
+    a TCP connect answers in milliseconds where gdb's own ``target remote`` retries for
+    seconds and then names its MI command."""
     import socket
 
     host, _, port = remote.rpartition(":")
     if not host or not port.isdigit():
-        return f"--remote must be HOST:PORT, not {remote!r}"
+        return f"{option} must be HOST:PORT, not {remote!r}"
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
             return None
     except OSError as e:
-        return f"nothing answers at {remote} ({e.strerror or e}); is the lab up (`pyvcore lab status`)?"
+        why = e.strerror or str(e) or "no answer"
+        return f"nothing answers at {remote} ({why}); {hint}"
 
 
 AUTOLOAD = """\

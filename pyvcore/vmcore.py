@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from pyvcore.decode import REAL_ADDRESS_MASK, VMALLOC_START, KernelError, ReadError, ThreadRegs, is_linear
-from pyvcore.errors import PyvcoreError, cannot_read
+from pyvcore.errors import PyvcoreError, cannot_read, describe
 
 # Registers a kdump note never has (NT_PRSTATUS is pt_regs): the snapshot
 # leaves them out, and the checks that need them are reported as not judged.
@@ -87,7 +87,7 @@ class DumpMemory:
         try:
             data = self.ctx.read(self.kdump.KDUMP_MACHPHYSADDR, addr, size)
         except Exception as exc:  # libkdumpfile raises its own classes (NoDataError, ...)
-            raise ReadError(addr, size, f"not in the dump ({type(exc).__name__})") from None
+            raise ReadError(addr, size, f"not in the dump ({describe(exc)})") from None
         if len(data) != size:
             raise ReadError(addr, size, "short read from the dump")
         return bytes(data)
@@ -195,7 +195,7 @@ def _libkdumpfile_reason(exc: Exception) -> str:
     """libkdumpfile's reason without its call path ("Cannot open dump: Cannot set
     file.set.0.fd: Unsupported ELF class: 2" -> "unsupported ELF class: 2")."""
     parts = [p for p in str(exc).split(": ") if not re.fullmatch(r"Cannot (open dump|set \S+)", p.strip())]
-    reason = ": ".join(parts).strip() or type(exc).__name__
+    reason = ": ".join(parts).strip() or "no reason given"
     return reason[:1].lower() + reason[1:]
 
 

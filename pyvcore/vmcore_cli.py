@@ -142,5 +142,7 @@ def dump_guest_memory(
     try:
         asyncio.run(go())
     except Exception as exc:
-        raise VmcoreError(f"dump-guest-memory ({fmt}) failed: {exc or type(exc).__name__}") from None
+        from pyvcore.errors import describe
+
+        raise VmcoreError(f"dump-guest-memory ({fmt}) failed: {describe(exc)}") from None
     return out

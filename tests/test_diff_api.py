@@ -88,7 +88,7 @@ def test_a_run_that_fails_is_an_error_verdict_not_an_exception(monkeypatch: pyte
     _fake(monkeypatch, RuntimeError("boot hung twice\nconsole tail: ..."))
     result = run_diff("cede")
     assert result.verdict == "error" and result.exit_code == 2
-    assert result.error == "RuntimeError: boot hung twice"
+    assert result.error == "boot hung twice"  # its words, never its class name
 
 
 def test_bare_gdbstub_needs_the_kernel(tmp_path: Path) -> None:
@@ -99,8 +99,16 @@ def test_bare_gdbstub_needs_the_kernel(tmp_path: Path) -> None:
     with pytest.raises(diff.DiffError, match="not an ELF file"):  # refused before gdb starts
         diff.resolve_attach("127.0.0.1:1", broken)
     vmlinux = elfcraft.write_vmlinux(tmp_path / "vmlinux")
-    target = diff.resolve_attach("127.0.0.1:1", vmlinux)
-    assert isinstance(target, diff.GdbStub) and target.gdb_address == "127.0.0.1:1"
+    with pytest.raises(diff.DiffError, match=r"^nothing answers at 127\.0\.0\.1:1 "):
+        diff.resolve_attach("127.0.0.1:1", vmlinux)
+    import socket
+
+    with socket.socket() as listening:  # something answers: the target is that gdbstub
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        address = f"127.0.0.1:{listening.getsockname()[1]}"
+        target = diff.resolve_attach(address, vmlinux)
+    assert isinstance(target, diff.GdbStub) and target.gdb_address == address
     assert target.status()["hold"] == 0  # no console: no reports to wait for
     with pytest.raises(diff.DiffError, match="HOST:PORT"):
         diff.resolve_attach("nonsense", vmlinux)
@@ -165,7 +173,78 @@ def test_cli_could_not_run_is_exit_2(
     from pyvcore.cli import main
 
     assert main(["diff", "--scenario", "cede"]) == 2
-    assert "could not run: OSError: gdb-multiarch not found" in capsys.readouterr().err
+    assert capsys.readouterr().err.endswith("pyvcore diff: could not run: gdb-multiarch not found\n")
+
+
+def test_attach_to_nothing_is_the_same_fast_line_as_gdb_remote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+    import time
+
+    from pyvcore.cli import main
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    vmlinux = elfcraft.write_vmlinux(tmp_path / "vmlinux")
+    started = time.monotonic()
+    code = main(["diff", "--attach", f"127.0.0.1:{port}", "--kernel", str(vmlinux), "--lock-wait", "900"])
+    err = capsys.readouterr().err
+    assert code == 2 and time.monotonic() - started < 5, err
+    assert err == (
+        f"pyvcore diff: could not run: nothing answers at 127.0.0.1:{port} (Connection refused); "
+        "is a gdbstub listening there (QEMU's -gdb tcp::PORT)?\n"
+    )
+    assert main(["gdb", "--vmlinux", str(vmlinux), "--remote", f"127.0.0.1:{port}"]) == 2
+    assert f"nothing answers at 127.0.0.1:{port} (Connection refused)" in capsys.readouterr().err
+
+
+def test_a_failure_is_said_in_its_own_words_never_a_class_name_or_an_mi_command() -> None:
+    from pyvcore.errors import error_line
+    from pyvcore.mi import GdbCommandError, MITimeout
+
+    refused = GdbCommandError("-target-select remote 10.0.0.1:1234", "10.0.0.1:1234: Connection timed out.")
+    assert error_line(refused) == "gdb refused: 10.0.0.1:1234: Connection timed out."
+    assert error_line(MITimeout("gdb did not answer within 30 s")) == "gdb did not answer within 30 s"
+    assert error_line(KeyError()) == "no reason given"
+    assert error_line(TimeoutError()) == "timed out"
+    assert error_line(FileNotFoundError(2, "x", "/nope/gdb")) == "/nope/gdb: No such file or directory"
+    assert error_line(RuntimeError("boot hung\nconsole tail")) == "boot hung"
+
+
+def test_a_gdbstub_that_refuses_gdb_is_named_without_the_mi_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyvcore.diff_watch as diff_watch
+    from pyvcore.mi import GdbCommandError, MIError
+
+    class Gdb:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self.closed = False
+
+        def console(self, command: str, timeout: float | None = None) -> object:
+            return type("R", (), {"console": ""})()
+
+        def execute(self, command: str, timeout: float | None = None) -> None:
+            return None
+
+        def connect_remote(self, address: str, timeout: float | None = None) -> None:
+            raise GdbCommandError(f"-target-select remote {address}", f"{address}: Connection timed out.")
+
+        def close(self) -> None:
+            self.closed = True
+
+    class Stub:
+        vmlinux = "/k/vmlinux"
+        gdb_address = "10.0.0.1:1234"
+
+        def status(self) -> dict[str, object]:
+            return {"modules": {}}
+
+    monkeypatch.setattr(diff_watch, "GdbMI", Gdb)
+    with pytest.raises(MIError) as caught:
+        diff_watch.attach(Stub())
+    assert str(caught.value) == "gdb could not connect to 10.0.0.1:1234: Connection timed out"
+    assert "target-select" not in diff.error_line(caught.value)
 
 
 def test_progress_counts_down_in_place_on_a_terminal_and_rarely_in_a_log() -> None:

@@ -393,13 +393,15 @@ def qmp_execute(socket_path: Path | str, command: str, timeout: float = 5.0) -> 
     return its answer; raises LabError when QMP does not answer within ``timeout`` s."""
     from qemu.qmp.legacy import QEMUMonitorProtocol
 
+    from pyvcore.errors import describe
+
     client = QEMUMonitorProtocol(str(socket_path))
     try:
         client.connect()
         client.settimeout(timeout)
         return client.cmd(command)
     except Exception as err:  # ConnectError, ExecuteError, OSError, asyncio.TimeoutError
-        raise LabError(f"QMP {command} on {socket_path} failed: {err or type(err).__name__}") from err
+        raise LabError(f"QMP {command} on {socket_path} failed: {describe(err)}") from err
     finally:
         with contextlib.suppress(Exception):
             client.close()
