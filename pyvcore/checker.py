@@ -23,6 +23,7 @@ import argparse
 import errno
 import json
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any, Optional, Union
 
 from pyvcore import _core, cliargs
 from pyvcore.errors import PyvcoreError, cannot_read
+from pyvcore.render import partial
 
 SnapshotError = _core.SnapshotError
 """Raised for a snapshot that cannot be used (a ValueError): ``.key`` is the
@@ -212,8 +214,8 @@ class TraceReport:
             lines.append(f"{where}: invariant {v.invariant}: {escape(v.message)}")
             if v.fields:
                 lines.append("    " + ", ".join(_show(k, val, v.fields) for k, val in v.fields.items()))
-        if self.total_violations > len(self.violations):
-            lines.append(f"... {self.total_violations - len(self.violations)} more violations, counted below")
+        if more := partial(len(self.violations), self.total_violations):
+            lines.append(more)
         rows = {i.number: i for i in _core.invariants()}
         for number, count, first in self.groups:
             head = f"{count}x invariant {number}, first at line {first.line}"
@@ -269,6 +271,8 @@ def _report(raw: Any, path: Optional[str]) -> TraceReport:
 
 
 DEFAULT_MAX_LINE_BYTES = 64 << 20
+DEFAULT_KEEP = 1000
+"""Violations of a snapshot trace the text report prints (the rest are counted per invariant)."""
 
 
 def check_trace(
@@ -277,7 +281,7 @@ def check_trace(
     *,
     same_vm: bool = False,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-    keep: int = 1000,
+    keep: int = DEFAULT_KEEP,
 ) -> TraceReport:
     """Replay a JSONL trace (one snapshot per line; ``"-"`` streams stdin).
 
@@ -319,8 +323,6 @@ def _unusable(args: argparse.Namespace, message: str) -> int:
     --json, else one line; exit 2."""
     if not args.json:
         raise PyvcoreError(message)
-    import sys
-
     print(f"pyvcore check: {message}", file=sys.stderr)  # the one line, as without --json
     error = {"line": None, "column": None, "key": "", "message": message, "text": message}
     print(json.dumps(TraceReport(args.trace, 0, [], error, verdict="unusable input").to_dict()))
@@ -360,10 +362,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.trace != "-" and _is_event_log(args.trace):  # a continuous-trace event log (pyvcore trace)
         from pyvcore.trace import check_event_log
 
-        return check_event_log(args.trace, as_json=args.json)
+        return check_event_log(args.trace, as_json=args.json, every=args.all)
+    keep = sys.maxsize if args.all or args.json else DEFAULT_KEEP
     try:
         report = check_trace(
-            args.trace, args.variant, same_vm=args.same_vm, max_line_bytes=args.max_line_bytes
+            args.trace, args.variant, same_vm=args.same_vm, max_line_bytes=args.max_line_bytes, keep=keep
         )
     except OSError as e:
         return _unusable(args, cannot_read(escape(args.trace), e))
@@ -372,8 +375,6 @@ def _run(args: argparse.Namespace) -> int:
     else:
         text = report.format_text(explain=not args.no_explain)
         if report.error is not None:
-            import sys
-
             print(text, file=sys.stderr)
         else:
             print(text)
@@ -381,7 +382,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``pyvcore check TRACE.jsonl [--json] [--variant V] [--same-vm]``."""
+    """Add ``pyvcore check TRACE.jsonl [--json] [--all] [--variant V] [--same-vm]``."""
+    from pyvcore.trace_report import SHOWN
+
     p = subparsers.add_parser(
         "check",
         help="check a JSONL trace of snapshots against the vcore invariants",
@@ -425,6 +428,12 @@ def register(subparsers: Any) -> None:
         help=f"refuse a line longer than N bytes (default {DEFAULT_MAX_LINE_BYTES})",
     )
     p.add_argument("--no-explain", action="store_true", help="omit the per-invariant explanations")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help=f"print every violation (default: the first {DEFAULT_KEEP:,} of a snapshot trace, the "
+        f"first {SHOWN} of an event log, with the events before each; --json lists every one)",
+    )
     p.set_defaults(func=_run)
 
 

@@ -83,6 +83,17 @@ def wrap(text: str, width: int | None = None, indent: str = "") -> str:
     return "\n".join(out)
 
 
+def partial(
+    shown: int, total: int, ways: str = "--all prints every one, --json lists every one"
+) -> str | None:
+    """The one line every report prints when it shows only some of the violations it found,
+    e.g. ``first 200 of 10,995 violations shown; --all prints every one, --json lists every
+    one``: ``ways`` says how the command gives the rest.  None when all ``total`` are shown."""
+    if shown >= total:
+        return None
+    return f"first {shown:,} of {total:,} violations shown; {ways}"
+
+
 def render_table(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],

@@ -143,6 +143,32 @@ class Timeline:
     flows: list[Flow] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
     stops: int = 0
+    # Every violation found, when the checker found more than it listed (and so more than
+    # ``violations`` holds), with the count per invariant; None: all are in ``violations``.
+    violations_total: int | None = None
+    violations_per_invariant: dict[int, int] = field(default_factory=dict)
+
+    def violation_counts(self) -> dict[int, int]:
+        """How many violations of each invariant were found (drawn or not)."""
+        if self.violations_per_invariant:
+            return dict(self.violations_per_invariant)
+        counts: dict[int, int] = {}
+        for v in self.violations:
+            counts[v.invariant] = counts.get(v.invariant, 0) + 1
+        return counts
+
+    def violations_text(self) -> str:
+        """``10,995 violations``, or when not every one is drawn ``70,000 violations (the
+        first 65,536 drawn: the checker lists no more; `pyvcore check LOG` counts them all)``."""
+        drawn = len(self.violations)
+        total = drawn if self.violations_total is None else self.violations_total
+        text = f"{total:,} violation{'s' if total != 1 else ''}"
+        if drawn < total:
+            text += (
+                f" (the first {drawn:,} drawn: the checker lists no more; "
+                "`pyvcore check LOG` counts them all per invariant)"
+            )
+        return text
 
     def lane(self, key: str, title: str, group: str) -> str:
         if not any(lane.key == key for lane in self.lanes):
@@ -366,7 +392,7 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"{out}: {tl.source} timeline, {lanes:,} thread lanes, {tl.stops or len(tl.marks):,} "
         f"{'stops' if tl.source == 'sampled' else 'states'}, {len(tl.flows):,} arrows, "
-        f"{len(tl.violations):,} violations; {out.stat().st_size:,} bytes"
+        f"{tl.violations_text()}; {out.stat().st_size:,} bytes"
     )
     if args.open:
         import webbrowser

@@ -112,6 +112,13 @@ def _replayed_violations(tl: Timeline, lines: list[dict[str, Any]], freq: int) -
         summary = json.loads(replay("\n".join(json.dumps(x) for x in lines)))
     except ValueError as exc:
         raise TimelineError(f"{tl.title}: the shadow checker refused the log ({exc})") from None
+    stats = summary.get("stats", {})
+    total = as_int(stats.get("violations", 0))
+    if total > len(summary.get("violations", [])):
+        tl.violations_total = total
+        tl.violations_per_invariant = {
+            as_int(n): as_int(c) for n, c in (stats.get("violations_per_invariant") or {}).items()
+        }
     for v in summary.get("violations", []):
         tl.violations.append(
             Violation(

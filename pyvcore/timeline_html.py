@@ -289,7 +289,7 @@ def _summary_table(tl: Timeline, lanes: list[Lane]) -> str:
         if lane.group == "violations":
             rows.append(
                 f'<tr class="lane" data-lane="{_esc(lane.key)}"><td>{_esc(lane.title)}</td>'
-                f"<td>{len(tl.violations)} violations (listed above)</td></tr>"
+                f"<td>{_esc(tl.violations_text())} (listed above)</td></tr>"
             )
             continue
         cells = []
@@ -312,13 +312,12 @@ def _summary_table(tl: Timeline, lanes: list[Lane]) -> str:
 def _violation_list(tl: Timeline) -> str:
     """One line per invariant: how many violations, the first one's message (click: zoom there)."""
     first: dict[int, Any] = {}
-    count: Counter[int] = Counter()
     for v in tl.violations:
         first.setdefault(v.invariant, v)
-        count[v.invariant] += 1
+    count = tl.violation_counts()
     items = "".join(
         f'<li class="violation" data-invariant="{n}" data-zoom="{_ticks(v.ts)}">invariant {n}: '
-        f"{count[n]}x, first at {_esc(v.stop)}: {_esc(v.message)}</li>"
+        f"{count.get(n, 0):,}x, first at {_esc(v.stop)}: {_esc(v.message)}</li>"
         for n, v in sorted(first.items())
     )
     return f'<ul id="violations">{items}</ul>' if items else ""
@@ -350,7 +349,7 @@ body{{font:13px sans-serif;margin:12px}} canvas{{border:1px solid #ccc;cursor:gr
 </style></head><body>
 <h3>pyvcore timeline: {_esc(tl.title)}</h3>
 <p id="summary">{_esc(tl.source)} trace, {threads} hardware threads, {tl.stops or len(tl.marks)} {what},
-{len(tl.flows)} arrows, <b>{len(tl.violations)} violations</b>. {_esc(honest)}
+{len(tl.flows)} arrows, <b>{_esc(tl.violations_text())}</b>. {_esc(honest)}
 Wheel: zoom, drag: pan, double click: reset, click: details. Short states ({", ".join(ACCENT)}) are drawn
 on top, at least two pixels wide: where slices are denser than pixels, the table below has the totals.</p>
 <p>{legend} <label><input type="checkbox" id="arrows" checked> arrows (doorbells, exit IPIs)</label>

@@ -244,7 +244,7 @@ def png_figure(tl: Timeline) -> Any:
     ax.set_yticks(range(len(lanes)))
     ax.set_yticklabels([lane.title for lane in reversed(lanes)], fontsize=8, family="monospace")
     ax.set_xlabel("stop number (points: sampled stops)" if tl.unit == "stop" else f"timebase time ({unit})")
-    ax.set_title(f"pyvcore timeline: {tl.title} ({tl.source}, {len(tl.violations)} violations)", fontsize=10)
+    ax.set_title(f"pyvcore timeline: {tl.title} ({tl.source}, {tl.violations_text()})", fontsize=10)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pyvcore import _core, cliargs
-from pyvcore.errors import cannot_read
+from pyvcore.errors import cannot_read, error_line
 
 DEFAULT_SECONDS = 5
 SUMMARY_WAIT_S = 15.0
@@ -230,7 +230,7 @@ def run_trace(
         if out:  # the work directory held only the summary, now read: nothing left in /tmp
             shutil.rmtree(work, ignore_errors=True)
     except Exception as exc:  # lab, build or plugin failure: a verdict, not a crash
-        result.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        result.error = error_line(exc)
         return _failed(result, work, log)
     stats = result.summary.get("stats", {})
     if not stats.get("stores_checked"):
@@ -339,8 +339,10 @@ def _name_module_pcs(summary: dict[str, Any], status: dict[str, Any]) -> None:
 # ------------------------------------------------------------------ reading a log
 
 
-def check_event_log(path: str, *, as_json: bool = False) -> int:
-    """``pyvcore check`` on an event log: replay it through the shadow; 0/1/2."""
+def check_event_log(path: str, *, as_json: bool = False, every: bool = False) -> int:
+    """``pyvcore check`` on an event log: replay it through the shadow; 0/1/2.  The text
+    report prints the first violations with their events (``every``: all the shadow lists);
+    ``as_json`` lists all of them."""
     try:
         text = Path(path).read_text()
         summary = json.loads(_core.replay_events(text))
@@ -359,7 +361,7 @@ def check_event_log(path: str, *, as_json: bool = False) -> int:
     else:
         from pyvcore.trace_report import format_exit_ipi, format_violations
 
-        for part in (format_violations(summary, path), format_exit_ipi(summary)):
+        for part in (format_violations(summary, path, every=every), format_exit_ipi(summary)):
             if part:  # no blank line where there is nothing to say
                 print(part)
         print(
@@ -398,12 +400,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict()))
     elif result.verdict != "error":
-        print(format_result(result, edges=args.edges))
+        print(format_result(result, edges=args.edges, every=args.all))
     return result.exit_code
 
 
 def register(subparsers: Any) -> None:
     """Add ``pyvcore trace --scenario S [--qemu patched|stock] [--seconds N] [--out FILE] [--json]``."""
+    from pyvcore.trace_report import SHOWN
+
     p = subparsers.add_parser(
         "trace",
         help="check every store of the real kernel's scheduler state (QEMU TCG plugin)",
@@ -436,6 +440,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--threads", type=int, default=4, choices=(4, 8))
     p.add_argument("--no-baseline", action="store_true", help="skip the timing run without the plugin")
     p.add_argument("--edges", action="store_true", help="also print the kernel's edges vs the model's")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help=f"print every violation (default: the first {SHOWN}, with the events before each)",
+    )
     p.add_argument("--slack", type=cliargs.factor, help="multiplier on the liveness bounds (default 100)")
     cliargs.add_lock_wait(p)
     p.add_argument("--kernel", type=cliargs.kernel, help="boot this vmlinux instead of the lab's")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pyvcore.render import render_table
+from pyvcore.render import partial, render_table
 
 if TYPE_CHECKING:
     from pyvcore.trace import LabRun, TraceResult
@@ -34,10 +34,24 @@ def format_timings(traced: LabRun, baseline: LabRun | None) -> str:
     return render_table(["time", "with plugin", "without", "ratio"], rows)
 
 
-def format_violations(summary: dict[str, Any], where: str = "", events: int = 8) -> str:
-    """Each violation with its place and the last ``events`` events before it."""
+SHOWN = 200
+"""Violations a text report prints by default: the ones the shadow keeps with the events
+before each (``MAX_RECORDED`` in rust/core/src/shadow/record.rs); ``--all`` prints every
+one it lists."""
+
+
+def format_violations(
+    summary: dict[str, Any], where: str = "", events: int = 8, *, every: bool = False
+) -> str:
+    """The first :data:`SHOWN` violations (``every``: all that the shadow listed), each with
+    its place and the last ``events`` events before it; then, when some were left out, the
+    line saying how many of how many (:func:`pyvcore.render.partial`), and one line per
+    invariant with its true count, first and last place."""
+    listed = summary.get("violations", [])
+    total = int(summary.get("stats", {}).get("violations", len(listed)))
+    shown = listed if every else listed[:SHOWN]
     lines = []
-    for v in summary.get("violations", []):
+    for v in shown:
         lines.append(
             f"{where + ': ' if where else ''}seq {v['seq']} tb {v['tb']} cpu {v['cpu']} pc {v['pc']} "
             f"[{v['field']}]: invariant {v['invariant']}: {v['message']}"
@@ -46,7 +60,38 @@ def format_violations(summary: dict[str, Any], where: str = "", events: int = 8)
             lines.append(
                 f"    #{e['seq']:<7} tb {e['tb']:<13} cpu {e['cpu']}  {e['pc']}  {e['field']}: {e['old']} -> {e['new']}"
             )
+    if every and len(listed) < total:
+        lines.append(
+            f"{len(listed):,} of {total:,} violations listed: the checker keeps the first "
+            f"{len(listed):,} and counts the rest"
+        )
+    elif more := partial(len(shown), total):
+        lines.append(more)
+    lines += format_counts(summary)
     return "\n".join(lines)
+
+
+def format_counts(summary: dict[str, Any]) -> list[str]:
+    """One line per invariant: its count (every violation, listed or not), where the first and
+    the last listed one are, e.g. ``10,995x invariant 8, first at seq 41,204 (tb ...), last
+    listed at seq 9,912,044``.  Empty when the summary has no per-invariant counts (an older
+    plugin) or nothing was violated."""
+    from pyvcore import _core
+
+    counts = summary.get("stats", {}).get("violations_per_invariant") or {}
+    listed = summary.get("violations", [])
+    titles = {int(row.number): row.title for row in _core.invariants()}
+    lines = []
+    for number, count in sorted(counts.items(), key=lambda kv: int(kv[0])):
+        mine = [v for v in listed if int(v["invariant"]) == int(number)]
+        line = f"{int(count):,}x invariant {number}"
+        if mine:
+            line += f", first at seq {mine[0]['seq']} (tb {mine[0]['tb']})"
+            if len(mine) > 1:
+                line += f", last{' listed' if len(mine) < int(count) else ''} at seq {mine[-1]['seq']}"
+        title = titles.get(int(number))
+        lines.append(f"{line}: {title}" if title else line)
+    return lines
 
 
 def format_exit_ipi(summary: dict[str, Any]) -> str | None:
@@ -91,7 +136,7 @@ def format_edges(summary: dict[str, Any], scenario: str, variant: str, threads: 
     )
 
 
-def format_result(result: TraceResult, *, edges: bool = False) -> str:
+def format_result(result: TraceResult, *, edges: bool = False, every: bool = False) -> str:
     """The whole report."""
     s = result.summary
     stats = s.get("stats", {})
@@ -116,7 +161,7 @@ def format_result(result: TraceResult, *, edges: bool = False) -> str:
     if ipi := format_exit_ipi(s):
         out.append(ipi)
     if s.get("violations"):
-        out.append(format_violations(s))
+        out.append(format_violations(s, every=every))
     if edges:
         import importlib
 

@@ -92,7 +92,7 @@ pub use checks::{Bounds, StepChecker};
 pub use decode::{phys, Change, Decoder, Memory, NoMemory};
 pub use field::{CField, FieldRef, HField, Reg, VField};
 pub use layout::{Symbolizer, WatchLayout};
-pub use record::{Edge, Event, Recorded, Stats, MAX_EDGES, MAX_RECORDED, MAX_STATES, RING};
+pub use record::{Edge, Event, Recorded, Stats, MAX_EDGES, MAX_LISTED, MAX_RECORDED, MAX_STATES, RING};
 pub use settle::{Behind, Settle};
 pub use state::{CoreState, Inflight};
 
@@ -413,11 +413,23 @@ impl Shadow {
         }
     }
 
+    /// Count `v`; list it while fewer than [`MAX_LISTED`] are, with the
+    /// events before it while fewer than [`MAX_RECORDED`] are.
     fn record(&mut self, v: Violation, ev: &Event) {
         self.stats.violations += 1;
-        if self.recorded.len() >= MAX_RECORDED {
+        *self
+            .stats
+            .violations_per_invariant
+            .entry(v.invariant)
+            .or_insert(0) += 1;
+        if self.recorded.len() >= MAX_LISTED {
             return;
         }
+        let events = if self.recorded.len() < MAX_RECORDED {
+            self.ring.iter().map(log::event_json).collect()
+        } else {
+            Vec::new()
+        };
         self.recorded.push(Recorded {
             violation: v,
             seq: ev.seq,
@@ -425,12 +437,13 @@ impl Shadow {
             cpu: ev.cpu,
             pc: format!("{:#x}", ev.pc),
             field: ev.field.to_string(),
-            events: self.ring.iter().map(log::event_json).collect(),
+            events,
         });
     }
 
-    /// Everything a report needs, as JSON: stats, violations with their
-    /// events, edges (with raw PCs: symbolise them with the kernel's
+    /// Everything a report needs, as JSON: stats (every violation counted,
+    /// per invariant too), the first [`MAX_LISTED`] violations (the first
+    /// [`MAX_RECORDED`] with their events), edges (with raw PCs: symbolise them with the kernel's
     /// symbols), bounds.
     pub fn summary(&self) -> serde_json::Value {
         self.summary_with(|_| None)

@@ -12,8 +12,12 @@ use crate::invariants::Violation;
 
 /// Events kept before each violation.
 pub const RING: usize = 32;
-/// Violations kept in full (the rest are counted).
+/// Violations kept in full, with the events before each.
 pub const MAX_RECORDED: usize = 200;
+/// Violations listed (place, message and fields, no events: a few hundred
+/// bytes each); past this many they are only counted ([`Stats::violations`],
+/// [`Stats::violations_per_invariant`]).
+pub const MAX_LISTED: usize = 1 << 16;
 /// Distinct states remembered (the count saturates there).
 pub const MAX_STATES: usize = 1 << 20;
 /// Distinct edges remembered.
@@ -41,7 +45,8 @@ pub struct Recorded {
     pub cpu: usize,
     pub pc: String,
     pub field: String,
-    /// The last events up to and including the one that broke it.
+    /// The last events up to and including the one that broke it (empty
+    /// past the first [`MAX_RECORDED`] violations).
     pub events: Vec<serde_json::Value>,
 }
 
@@ -63,7 +68,10 @@ pub struct Stats {
     pub events: u64,
     pub events_per_field: BTreeMap<String, u64>,
     pub distinct_states: u64,
+    /// Every violation found, listed or not.
     pub violations: u64,
+    /// The same, per invariant number.
+    pub violations_per_invariant: BTreeMap<u32, u64>,
     pub first_tb: Option<u64>,
     pub last_tb: u64,
     /// Times a snapshot violation was deferred because a field it names was

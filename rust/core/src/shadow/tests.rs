@@ -501,6 +501,36 @@ fn stock_qemu_lpidr_not_shared_is_invariant_8_at_the_first_read() {
     assert_eq!(v.events.last().unwrap()["field"], "threads[1].lpidr");
 }
 
+#[test]
+fn every_violation_is_counted_and_listed_past_those_kept_with_events() {
+    let mut r = Rig::new(4);
+    r.sec_lpidr = 0; // stock QEMU: each secondary's entry is one invariant 8
+    let mut rounds = 0;
+    while r.s.stats.violations <= MAX_RECORDED as u64 + 10 {
+        r.enter_all(4);
+        r.exit_all(4);
+        rounds += 1;
+        assert!(rounds < 1000, "{:?}", r.s.stats.violations_per_invariant);
+    }
+    let listed = r.s.violations();
+    assert_eq!(listed.len() as u64, r.s.stats.violations);
+    let per: u64 = r.s.stats.violations_per_invariant.values().sum();
+    assert_eq!(per, r.s.stats.violations);
+    assert!(r.s.stats.violations_per_invariant[&8] > MAX_RECORDED as u64);
+    assert!(listed[..MAX_RECORDED].iter().all(|v| !v.events.is_empty()));
+    assert!(listed[MAX_RECORDED..].iter().all(|v| v.events.is_empty()));
+    assert!(listed.windows(2).all(|w| w[0].seq <= w[1].seq));
+    let summary = r.s.summary();
+    let n = summary["violations"].as_array().unwrap().len() as u64;
+    assert_eq!(n, summary["stats"]["violations"].as_u64().unwrap());
+    assert!(
+        summary["stats"]["violations_per_invariant"]["8"]
+            .as_u64()
+            .unwrap()
+            > 200
+    );
+}
+
 #[derive(Clone, Default)]
 struct Buf(Arc<Mutex<Vec<u8>>>);
 
