@@ -344,9 +344,12 @@ class DiffResult:
             "trace": str(self.trace) if self.trace else None,
         }
         if self.run is not None:
+            from pyvcore.lab.inputs import kernel_of
+
             doc.update(
                 scenario=self.run.scenario,
                 qemu=self.run.qemu,
+                kernel=kernel_of(self.run.status),
                 timings=self.run.timings,
                 watch=self.run.watch,
                 reports=hexify(self.run.reports),

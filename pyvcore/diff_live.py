@@ -79,6 +79,7 @@ class GdbStub:
 
     address: str
     vmlinux: Path
+    release: str | None = None  # the vmlinux's linux_banner release
 
     @property
     def gdb_address(self) -> str:
@@ -88,7 +89,14 @@ class GdbStub:
     console = None
 
     def status(self) -> dict[str, Any]:
-        return {"gdb": self.address, "vmlinux": str(self.vmlinux), "modules": {}, "hold": 0}
+        return {
+            "gdb": self.address,
+            "vmlinux": str(self.vmlinux),
+            "kernel": str(self.vmlinux),
+            "kernel_info": {"release": self.release},
+            "modules": {},
+            "hold": 0,
+        }
 
 
 def resolve_attach(address: str, kernel: str | Path | None, symbols: str | Path | None = None) -> Any:
@@ -117,7 +125,8 @@ def resolve_attach(address: str, kernel: str | Path | None, symbols: str | Path 
     from pyvcore.kernel import KernelRefused, check_image, debug_image
 
     try:
-        found = debug_image(Path(kernel), check_image(Path(kernel), "--kernel"), symbols, "--kernel")[1]
+        image = check_image(Path(kernel), "--kernel")
+        found = debug_image(Path(kernel), image, symbols, "--kernel")[1]
     except KernelRefused as err:
         raise DiffError(err.message) from None
     # The one probe `pyvcore gdb --remote` makes too: an answer in milliseconds, where gdb
@@ -125,7 +134,7 @@ def resolve_attach(address: str, kernel: str | Path | None, symbols: str | Path 
     why = reachable(address, option="--attach", hint="is a gdbstub listening there (QEMU's -gdb tcp::PORT)?")
     if why:
         raise DiffError(why)
-    return GdbStub(address, found or Path(kernel))
+    return GdbStub(address, found or Path(kernel), image.release)
 
 
 def _same_address(a: str, b: str) -> bool:

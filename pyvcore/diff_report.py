@@ -53,14 +53,21 @@ def write_report(directory: Path, result: Any, table: str) -> list[Path]:
         put("trace.jsonl", "".join(json.dumps(r) + "\n" for r in run.records))
     records = list(enumerate(run.records, 1)) if run is not None else []
     try:
-        tl = from_snapshots(
-            f"{run.scenario} ({run.qemu} QEMU)" if run else "diff", records, result.summary.variant
-        )
+        from pyvcore.lab.inputs import kernel_of
+
+        release = kernel_of(run.status)["release"] if run else None
+        title = f"{run.scenario} ({run.qemu} QEMU{', ' + release if release else ''})" if run else "diff"
+        tl = from_snapshots(title, records, result.summary.variant)
         written += [write(tl, directory / "timeline.html"), write(tl, directory / "timeline.json")]
     except TimelineError as exc:
         notes.append(f"no timeline: {exc}")
     put("console.log", run.console if run is not None else "")
-    lines = ["pyvcore diff report", f"verdict: {result.verdict}", ""]
+    lines = ["pyvcore diff report"]
+    if run is not None:
+        from pyvcore.lab.inputs import kernel_line
+
+        lines.append(f"scenario {run.scenario}, {run.qemu} QEMU; {kernel_line(run.status)}")
+    lines += [f"verdict: {result.verdict}", ""]
     lines += [f"{name:<14} {what}" for name, what in FILES.items() if directory.joinpath(name).exists()]
     put("README.txt", "\n".join(lines + notes) + "\n")
     return written

@@ -39,8 +39,11 @@ LEGEND = (
 
 def format_table(run: LiveRun, summary: Summary) -> str:
     """The human report: timings, the per-stop-kind table, violations grouped, the verdict."""
+    from pyvcore.lab.inputs import kernel_line
+
     lines = [
         f"pyvcore diff: scenario {run.scenario}, {run.qemu} QEMU, model variant {summary.variant or 'auto'}",
+        kernel_line(run.status),
         "boot {boot:.1f} s, attach {attach:.1f} s, watch {watch:.1f} s; {n} guest reports; trace {trace}".format(
             boot=run.timings.get("boot_s", 0.0),
             attach=run.timings.get("attach_s", 0.0),

@@ -72,9 +72,12 @@ class TraceResult:
                 None if r is None else {"boot_s": r.boot_s, "scenario_s": r.scenario_s, "reports": r.reports}
             )
 
+        from pyvcore.lab.inputs import kernel_of
+
         return {
             "scenario": self.scenario,
             "qemu": self.qemu,
+            "kernel": kernel_of(self.traced.status),
             "mode": self.mode,
             "verdict": self.verdict,
             "error": self.error,

@@ -142,8 +142,11 @@ def format_result(result: TraceResult, *, edges: bool = False, every: bool = Fal
     stats = s.get("stats", {})
     secs = s.get("seconds") or 0.0
     seen = s.get("stores_seen", 0)
+    from pyvcore.lab.inputs import kernel_line
+
     out = [
         f"pyvcore trace: scenario {result.scenario}, {result.qemu} QEMU, mode {result.mode}; log {result.log}",
+        kernel_line(result.traced.status),
         format_timings(result.traced, result.baseline),
         (
             f"stores {_n(seen)} seen ({_n(seen / secs if secs else None)}/s over {secs:.1f} s), "

@@ -329,3 +329,69 @@ def test_a_hung_run_is_judged_at_the_deadline_snapshot(
     empty = {**copy.deepcopy(records[-1]), "stop": "(deadline)", "vcores": [], "vcpus": []}
     _fake(monkeypatch, fake_run([*records, empty], tmp_path))
     assert run_diff("all", stops=5).verdict == "clean"
+
+
+BYOK_STATUS = {
+    "vmlinux": "/src/linux/vmlinux",
+    "kernel": "/src/linux/vmlinux with modules from /src/linux/ko",
+    "kernel_name": None,
+    "kernel_version": None,
+    "kernel_info": {"release": "6.1.0-50-powerpc64le"},
+}
+
+
+def test_every_report_names_the_kernel_and_its_release(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    run = fake_run(real_records(), tmp_path)
+    run.status = dict(BYOK_STATUS)
+    _fake(monkeypatch, run)
+    from pyvcore.cli import main
+
+    line = "kernel /src/linux/vmlinux with modules from /src/linux/ko, release 6.1.0-50-powerpc64le"
+    out = tmp_path / "report"
+    assert main(["diff", "--report", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == line  # under the header, on stdout
+    assert (out / "table.txt").read_text().splitlines()[1] == line
+    assert line in (out / "README.txt").read_text()
+    assert "6.1.0-50-powerpc64le" in (out / "timeline.html").read_text()
+    kernel = json.loads((out / "diff.json").read_text())["kernel"]
+    assert kernel["release"] == "6.1.0-50-powerpc64le" and kernel["vmlinux"] == "/src/linux/vmlinux"
+    assert main(["diff", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kernel"]["kernel"] == BYOK_STATUS["kernel"]
+
+
+def test_the_kernel_line_names_a_lab_kernel_by_its_name_and_package() -> None:
+    from pyvcore.lab.inputs import kernel_line
+
+    named = {
+        "vmlinux": "/c/boot/vmlinux-6.1.0-50-powerpc64le",
+        "kernel": "linux-image-6.1.0-50-powerpc64le",
+        "kernel_name": "6.1",
+        "kernel_version": "6.1.176-1",
+        "kernel_info": {"release": "6.1.0-50-powerpc64le"},
+    }
+    assert (
+        kernel_line(named)
+        == "kernel 6.1: linux-image-6.1.0-50-powerpc64le 6.1.176-1, release 6.1.0-50-powerpc64le"
+    )
+    default = {**named, "kernel_name": None}
+    assert kernel_line(default).startswith(
+        "kernel the lab's default: linux-image-6.1.0-50-powerpc64le 6.1.176-1"
+    )
+    stub = diff.GdbStub("127.0.0.1:1234", Path("/k/vmlinux"), "6.12.95+deb12-powerpc64le")
+    assert kernel_line(stub.status()) == "kernel /k/vmlinux, release 6.12.95+deb12-powerpc64le"
+
+
+def test_the_trace_report_names_the_kernel() -> None:
+    from pyvcore.trace import LabRun, TraceResult
+    from pyvcore.trace_report import format_result
+
+    result = TraceResult(scenario="cede", qemu="patched", mode="all", verdict="clean")
+    result.traced = LabRun(status=dict(BYOK_STATUS))
+    result.summary = {"stats": {"violations": 0}}
+    text = format_result(result)
+    assert text.splitlines()[1].startswith(
+        "kernel /src/linux/vmlinux with modules from /src/linux/ko, release 6.1.0-50"
+    )
+    assert result.to_dict()["kernel"]["release"] == "6.1.0-50-powerpc64le"

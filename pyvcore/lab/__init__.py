@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 from pyvcore.lab.boot import BootHung, StageTracker, wait_ready
 from pyvcore.lab.cache import new_run_dir, state_file
-from pyvcore.lab.inputs import QEMU_KINDS, BootKernel, LabNotSetUp
+from pyvcore.lab.inputs import QEMU_KINDS, BootKernel, LabNotSetUp, is_path_like
 from pyvcore.lab.prepare import prepare
 from pyvcore.lab.process import free_port, is_qemu_process, port_in_use, process_cmdline, spawn, wait_gone
 from pyvcore.lab.qemu import (
@@ -277,6 +277,7 @@ class Lab:
             "qmp": str(self.qmp_socket) if self.qmp_socket else None,
             "qemu_binary": str(self.qemu_binary) if self.qemu_binary else None,
             "kernel": bk.label if bk else None,
+            "kernel_name": self.kernel if self.kernel and not is_path_like(self.kernel) else None,
             "kernel_version": bk.version if bk else None,
             "kernel_info": bk.info if bk else {},
             "qemu_kind": self.qemu_kind,

@@ -76,6 +76,39 @@ class BootKernel:
         return self.symbols or self.vmlinux
 
 
+def kernel_of(status: dict[str, Any]) -> dict[str, Any]:
+    """The kernel a run watched, from a ``lab status`` object (or a bare gdbstub's):
+    ``{"kernel": the path given or the Debian package (with "with modules from DIR"),
+    "name": the lab's name for it ("6.1") or None, "version": the package's version or
+    None, "release": its release string (init/version.c's UTS_RELEASE) or None,
+    "vmlinux": the file read}``."""
+    info = status.get("kernel_info") or {}
+    return {
+        "kernel": status.get("kernel") or status.get("vmlinux"),
+        "name": status.get("kernel_name"),
+        "version": status.get("kernel_version"),
+        "release": info.get("release"),
+        "vmlinux": status.get("vmlinux"),
+    }
+
+
+def kernel_line(status: dict[str, Any]) -> str:
+    """One line naming the kernel of a run, e.g. ``kernel /src/vmlinux, release
+    6.1.0-50-powerpc64le`` or ``kernel 6.12: linux-image-6.12.95+deb12-powerpc64le
+    6.12.95-1~bpo12+1, release 6.12.95+deb12-powerpc64le`` (the lab's default kernel is
+    called that when no --kernel was given)."""
+    k = kernel_of(status)
+    package, given, modules = str(k["kernel"] or "unknown").partition(" with modules from ")
+    what = f"{package} {k['version']}" if k["version"] else package
+    what += f"{given}{modules}"
+    if k["name"]:
+        what = f"{k['name']}: {what}"
+    elif k["version"]:
+        what = f"the lab's default: {what}"
+    release = k["release"] or "unknown (no linux_banner read)"
+    return f"kernel {what}, release {release}"
+
+
 def is_path_like(value: str | os.PathLike[str]) -> bool:
     """True when ``value`` names a file rather than a kind or a kernel name."""
     text = os.fspath(value)
