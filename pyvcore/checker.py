@@ -225,7 +225,7 @@ class TraceReport:
                 lines.append(f"    {info.meaning}")
                 lines.append(f"    source: {info.source}; more: pyvcore invariants {number}")
         if self.error is not None:
-            lines.append(f"{name}: {escape(self.error['text'])}")
+            lines.append(self._error_line(name))
         if self.not_judged:
             lines.append(
                 f"{self.not_judged} stop{'s' if self.not_judged != 1 else ''} not judged "
@@ -233,6 +233,25 @@ class TraceReport:
             )
         lines.append(self._summary())
         return "\n".join(lines)
+
+    def _error_line(self, name: str) -> str:
+        """The unusable line: ``PATH:N: not JSON ...`` in the words every reader uses
+        (:mod:`pyvcore.jsonl`) when it is not JSON, else the checker's own words
+        (``PATH: line N, column C: key `K`: ...``)."""
+        from pyvcore.jsonl import bad_json, cut_short
+
+        e = self.error or {}
+        message = str(e.get("message") or "")
+        text = str(e.get("text", message))
+        if e.get("line") is None:
+            return f"{name}: {escape(text)}"
+        where = f"{name}:{e['line']}"
+        if not message.startswith("not valid JSON: "):
+            return f"{name}: {escape(text)}"
+        reason = message.removeprefix("not valid JSON: ")
+        if reason.endswith(TRUNCATED_HINT):
+            return cut_short(where, int(e.get("column") or 0))
+        return bad_json(where, e.get("column"), escape(reason))
 
     def _summary(self) -> str:
         plural = "s" if self.snapshots != 1 else ""
@@ -250,6 +269,10 @@ class TraceReport:
         elif self.not_judged and not self.total_violations:
             summary += "; not judged: no vcore at some stops"
         return summary
+
+
+# What rust/core/src/snapshot.rs adds to a line that ends inside its object.
+TRUNCATED_HINT = " (the line ends inside the object: a truncated line?)"
 
 
 def _report(raw: Any, path: Optional[str]) -> TraceReport:

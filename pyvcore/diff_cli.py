@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from pyvcore import cliargs, diff
 from pyvcore.checker import VARIANTS
-from pyvcore.errors import reason
+from pyvcore.errors import could_not_run, reason
 
 
 class Progress:
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 130
     if result.verdict == "error":
-        print(f"pyvcore diff: could not run: {result.error}", file=sys.stderr)
+        print(f"pyvcore diff: {could_not_run(result.error or '')}", file=sys.stderr)
         if args.json:  # the same object as a run, with verdict "error"
             print(json.dumps(result.to_dict()))
         return 2

@@ -53,6 +53,13 @@ def describe(exc: BaseException) -> str:
     return reason(exc) if isinstance(exc, OSError) else "no reason given"
 
 
+def could_not_run(error: str) -> str:
+    """The line a command prints when its run could not be done: ``could not run: WHY``, or
+    the refusal alone when an input was refused (``refused: kernel PATH: ...``, as `pyvcore
+    lab up` says it), never both."""
+    return error if error.startswith("refused: ") else f"could not run: {error}"
+
+
 def error_line(exc: BaseException) -> str:
     """One line for a run that could not be done (``pyvcore diff``, ``pyvcore trace``), in the
     user's terms: pyvcore's own errors (a refused input, a busy lab, gdb that could not
@@ -92,4 +99,12 @@ class UnreadableFile(PyvcoreError):
         self.path = os.fspath(path)
 
 
-__all__ = ["PyvcoreError", "UnreadableFile", "cannot_read", "describe", "error_line", "reason"]
+__all__ = [
+    "PyvcoreError",
+    "UnreadableFile",
+    "cannot_read",
+    "could_not_run",
+    "describe",
+    "error_line",
+    "reason",
+]

@@ -11,6 +11,30 @@ from typing import Any
 
 from pyvcore.errors import cannot_read
 
+JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+JSON_KINDS[type(None)] = "null"
+
+
+def cut_short(where: str, column: int) -> str:
+    """``WHERE: not JSON: cut short at column C (the line ends inside a value)``: a line that
+    ends early (a truncated write), said alike by every reader (show, timeline, check of
+    both trace kinds; the Rust side: rust/core/src/shadow/log.rs ``not_json``)."""
+    return f"{where}: not JSON: cut short at column {column} (the line ends inside a value)"
+
+
+def bad_json(where: str, column: int | None, reason: str) -> str:
+    """``WHERE: not JSON at column C: REASON``: any other line that is not JSON."""
+    return f"{where}: not JSON at column {column}: {reason}" if column else f"{where}: not JSON: {reason}"
+
+
+def not_json(where: str, line: str, exc: json.JSONDecodeError) -> str:
+    """What a line Python's json refused is: cut short (it ends inside a value: an
+    unterminated string, or the error is at its end) or not JSON at a column."""
+    text = line.rstrip("\r\n")
+    if exc.msg.startswith("Unterminated string") or exc.pos >= len(text.rstrip()):
+        return cut_short(where, len(text))
+    return bad_json(where, exc.colno, exc.msg)
+
 
 def objects(path: str | Path, error: Callable[[str], Exception]) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number from 1, JSON object) for every non-blank line of ``path`` ("-": stdin).
@@ -30,10 +54,10 @@ def objects(path: str | Path, error: Callable[[str], Exception]) -> Iterator[tup
                     continue
                 try:
                     obj = json.loads(line)
-                except ValueError as exc:
-                    raise error(f"{path}:{number}: not JSON ({exc})") from None
+                except json.JSONDecodeError as exc:
+                    raise error(not_json(f"{path}:{number}", line, exc)) from None
                 if not isinstance(obj, dict):
-                    raise error(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
+                    raise error(f"{path}:{number}: expected a JSON object, not {JSON_KINDS[type(obj)]}")
                 yield number, obj
         except UnicodeDecodeError as exc:
             raise error(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None

@@ -66,11 +66,30 @@ class KernelInfo:
     symbols: str | None = None  # the debug image read for layouts and symbols, when not vmlinux
 
 
+# A Debian package is an ar archive whose first member is debian-binary (deb(5)).
+DEB_MAGIC = b"!<arch>\ndebian-binary"
+
+
+def debian_package(path: Path) -> str:
+    """What to say of a .deb given where a kernel image is read: which file inside it to give,
+    or the lab's name for a Debian kernel."""
+    from pyvcore.lab.kernels import KERNELS
+
+    return (
+        "a Debian package, not a kernel image: give the vmlinux inside it (`dpkg-deb -x "
+        f"{path.name} DIR`, then DIR/boot/vmlinux-RELEASE; its DWARF is in the -dbg package's "
+        "usr/lib/debug/boot/vmlinux-RELEASE), or a kernel the lab sets up by name: " + ", ".join(KERNELS)
+    )
+
+
 def _open(path: Path, what: str) -> KernelImage:
     """A KernelImage of a file, .ko.xz decompressed; KernelRefused on any failure."""
     try:
         with path.open("rb") as fh:
-            xz = fh.read(6) == XZ_MAGIC
+            head = fh.read(21)
+        if head.startswith(DEB_MAGIC):
+            raise KernelRefused([f"{what} {path}: {debian_package(path)}".lstrip()])
+        xz = head[:6] == XZ_MAGIC
         if not xz:
             return KernelImage(path)
         data = lzma.decompress(path.read_bytes())
@@ -252,11 +271,13 @@ def validate_kernel(
             problems.append(
                 f"kernel {path}: kvm-hv is not built in ({KVM_HV_SYMBOL}) and no modules were given"
             )
+            where["kvm_hv"] = "missing"  # its hook points are then missing too: said once, above
         else:
             for key, file in MODULES.items():
                 found = _find_module(Path(modules_dir), file)
                 if found is None:
                     problems.append(f"modules {modules_dir}: no {file} (or {file}.xz) below it")
+                    where[key] = "missing"
                     continue
                 where[key] = str(found)
                 module = _check_module(found, file, release or "?", problems)

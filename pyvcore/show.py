@@ -140,7 +140,13 @@ def run(args: argparse.Namespace) -> int:
             if args.line is not None:
                 break
     except ShowError as e:
-        print(f"pyvcore show: {e}", file=sys.stderr)
+        sys.stdout.flush()  # the stops read before the bad line come first, then why it stopped
+        read = (
+            f"; only the {shown} stop{'s' if shown != 1 else ''} above could be read before it"
+            if shown
+            else ""
+        )
+        print(f"pyvcore show: {e}{read}", file=sys.stderr)
         return 2
     if not shown:
         what = (

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pyvcore import _core, cliargs
-from pyvcore.errors import cannot_read, error_line
+from pyvcore.errors import cannot_read, could_not_run, error_line
 
 DEFAULT_SECONDS = 5
 SUMMARY_WAIT_S = 15.0
@@ -352,8 +352,10 @@ def check_event_log(path: str, *, as_json: bool = False, every: bool = False) ->
     except OSError as exc:
         print(f"pyvcore check: {cannot_read(path, exc)}", file=sys.stderr)
         return 2
-    except ValueError as exc:
-        print(f"pyvcore check: {path}: {exc}", file=sys.stderr)
+    except ValueError as exc:  # "line N: why" -> "PATH:N: why", as every reader names a line
+        line, sep, why = str(exc).partition(": ")
+        where = f"{path}:{line.removeprefix('line ')}" if sep and line.startswith("line ") else path
+        print(f"pyvcore check: {where}: {why if sep else exc}", file=sys.stderr)
         return 2
     stats = summary["stats"]
     if stats["events"] == 0:
@@ -399,7 +401,7 @@ def _run(args: argparse.Namespace) -> int:
         progress=progress,
     )
     if result.verdict == "error":  # the one line on stderr, --json or not (as diff)
-        print(f"pyvcore trace: could not run: {result.error}", file=sys.stderr)
+        print(f"pyvcore trace: {could_not_run(result.error or '')}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_dict()))
     elif result.verdict != "error":

@@ -76,7 +76,7 @@ def test_wrong_type_and_garbage_exit_2(tmp_path):
     r = run_check(write_trace(tmp_path / "t.jsonl", [bad]))
     assert r.returncode == 2 and "vcores[0].pcpu" in r.stderr and "line 1" in r.stderr
     r = run_check(write_trace(tmp_path / "g.jsonl", [], ["{not json"]))
-    assert r.returncode == 2 and "not valid JSON" in r.stderr
+    assert r.returncode == 2 and f"{tmp_path / 'g.jsonl'}:1: not JSON at column 2: " in r.stderr
 
 
 def test_missing_file_exits_2(tmp_path):

@@ -193,6 +193,20 @@ def test_diff_refuses_the_kernel_before_it_says_booting(
     assert result.error and "Error:" not in result.error  # pyvcore's own line, no class name
 
 
+@pytest.mark.parametrize("command", LAB_COMMANDS[:2] + LAB_COMMANDS[3:])
+def test_a_refused_kernel_is_one_refusal_line_in_every_command(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, started: list[str], command: list[str]
+) -> None:
+    deb = tmp_path / "linux-image-6.12.95+deb12-powerpc64le_6.12.95-1_ppc64el.deb"
+    deb.write_bytes(b"!<arch>\ndebian-binary   1700000000  0     0     100644  4         `\n2.0\n")
+    code, _out, err = run(capsys, *command, "--kernel", str(deb), "--lock-wait", "900")
+    assert (code, started) == (2, []), err
+    line = err.strip().splitlines()[-1]
+    name = " ".join(command[:2]) if command[0] == "lab" else command[0]
+    assert line.startswith(f"pyvcore {name}: refused: kernel {deb}: a Debian package"), err
+    assert "could not run" not in err
+
+
 # ------------------------------------------------------------------ 2. one shape
 def enumerated_options() -> list[tuple[list[str], str, bool]]:
     """(argv prefix of the (sub)command, option string, int-typed) for every option with

@@ -155,3 +155,27 @@ def test_lab_kernel_is_valid() -> None:
     assert (info.debug_info, info.variant, info.page_size) == ("BTF", "modern", 4096)
     assert info.hook_points["kvmppc_run_core"] == "kvm-hv.ko"
     assert info.hook_points["kvmhv_commence_exit"] == "vmlinux"
+
+
+def test_a_refusal_names_only_the_first_problem_when_the_others_follow_from_it(tmp_path: Path) -> None:
+    # kvm-hv neither built in nor given: its hook points are missing because of that, not also
+    [line] = refused(vmlinux(tmp_path, btf=tiny_btf()))
+    assert "kvm-hv is not built in" in line
+    # a modules directory without kvm-hv.ko: the same
+    empty = tmp_path / "ko"
+    empty.mkdir()
+    lines = refused(vmlinux(tmp_path, btf=tiny_btf()), empty)
+    assert all(line.startswith(f"modules {empty}: no kvm") for line in lines), lines
+
+
+def test_a_debian_package_given_as_the_kernel_says_which_file_to_give(tmp_path: Path) -> None:
+    from pyvcore.kernel import check_vmlinux
+
+    deb = tmp_path / "linux-image-6.1.0-50-powerpc64le_6.1.176-1_ppc64el.deb"
+    deb.write_bytes(b"!<arch>\ndebian-binary   1700000000  0     0     100644  4         `\n2.0\n")
+    [line] = refused(deb)
+    assert line.startswith(f"kernel {deb}: a Debian package, not a kernel image: give the vmlinux inside it")
+    assert "dpkg-deb -x" in line and "6.12" in line and "not an ELF" not in line
+    with pytest.raises(KernelRefused, match="a Debian package") as caught:
+        check_vmlinux(deb, what="--vmlinux")
+    assert str(caught.value).count("\n") == 0

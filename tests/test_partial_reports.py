@@ -132,3 +132,49 @@ def test_timeline_says_it_draws_n_of_m_when_the_checker_listed_fewer() -> None:
     assert text.startswith("70,000 violations (the first 3 drawn") and "pyvcore check" in text
     page = html_page(tl)
     assert "invariant 8: 69,990x" in page and "70,000 violations" in page
+
+
+# ---------------------------------------------------------------- one wording per problem
+CUT = "not JSON: cut short at column {n} (the line ends inside a value)"
+
+
+def _cut(path: Path, source: Path, keep_lines: int) -> tuple[Path, int, int]:
+    """``source`` cut in the middle of line ``keep_lines + 1``: (file, that line, its length)."""
+    lines = source.read_text().splitlines()
+    half = lines[keep_lines][: len(lines[keep_lines]) // 2]
+    path.write_text("\n".join(lines[:keep_lines]) + "\n" + half)
+    return path, keep_lines + 1, len(half)
+
+
+@pytest.mark.parametrize("kind", ["events", "snapshots"])
+def test_a_truncated_line_is_said_alike_by_check_show_and_timeline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    source = (
+        many_violations(tmp_path / "full.jsonl")
+        if kind == "events"
+        else Path("tests/checker_live/all-stock.jsonl")
+    )
+    trace, line, length = _cut(tmp_path / "cut.jsonl", source, 5)
+    said = f"{trace}:{line}: {CUT.format(n=length)}"
+    commands = [["check", str(trace)], ["timeline", str(trace), "-o", str(tmp_path / "t.html")]]
+    if kind == "snapshots":
+        commands.append(["show", str(trace)])
+    for argv in commands:
+        assert main(argv) == 2, argv
+        out, err = capsys.readouterr()
+        assert said in err, (argv, err)
+        assert "line 1 column" not in err and "EOF while" not in err and "Unterminated" not in err
+    if kind == "snapshots":  # show printed the stops before the cut, and says that is all it read
+        assert "only the 5 stops above could be read before it" in err and out.count("== line ") == 5
+
+
+def test_a_line_that_is_not_json_is_said_alike(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    header = json.dumps(HEADER)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(header + '\n{"seq": 1 "tb": 2}\n')
+    assert main(["check", str(bad)]) == 2
+    check_err = capsys.readouterr().err
+    assert check_err.startswith(f"pyvcore check: {bad}:2: not JSON at column 11: ")
+    assert main(["timeline", str(bad), "-o", str(tmp_path / "t.html")]) == 2
+    assert capsys.readouterr().err.startswith(f"pyvcore timeline: {bad}:2: not JSON at column 11: ")

@@ -81,7 +81,7 @@ def test_the_live_colour_is_inside_cells(capsys):
         ('{"format": "pyvcore-events", "version": 1}\n', [], "the event log has no store to show"),
         ("not json\n", [], ":1: not JSON"),
         ('{"stop": "x"}\n', [], ":1: not a snapshot"),
-        ("[1, 2]\n", [], "t.jsonl:1: expected a JSON object, got list"),
+        ("[1, 2]\n", [], "t.jsonl:1: expected a JSON object, not an array"),
         (b"\xff\xfe\n", [], "t.jsonl: not UTF-8 text"),
         ('{"variant": "modern", "threads": [{"cpu": 0}]}\n', [], ":1:"),
     ],

@@ -214,6 +214,22 @@ impl Replay {
     }
 }
 
+/// What a line that is not JSON is, in the words every pyvcore reader uses
+/// (`pyvcore.jsonl.not_json`): `not JSON: cut short at column C (the line
+/// ends inside a value)` when the line ends early (a truncated write), else
+/// `not JSON at column C: REASON`.
+pub fn not_json(line: &str, e: &serde_json::Error) -> String {
+    if e.is_eof() {
+        let end = line.chars().count();
+        return format!("not JSON: cut short at column {end} (the line ends inside a value)");
+    }
+    let said = e.to_string();
+    let reason = said
+        .rsplit_once(" at line ")
+        .map_or(said.as_str(), |(head, _)| head);
+    format!("not JSON at column {}: {reason}", e.column())
+}
+
 /// Replay a whole log through a fresh shadow.  The header must come first;
 /// an unusable line stops the replay with its line number (nothing after
 /// it is judged).
@@ -238,7 +254,7 @@ pub fn replay_until<'a, I: IntoIterator<Item = &'a str>>(
             continue;
         }
         let err = |message: String| LogError { line: i + 1, message };
-        let v: Value = serde_json::from_str(line).map_err(|e| err(format!("not JSON: {e}")))?;
+        let v: Value = serde_json::from_str(line).map_err(|e| err(not_json(line, &e)))?;
         let Some(rp) = r.as_mut() else {
             let shadow = shadow_from_header(&v).map_err(err)?;
             r = Some(Replay {

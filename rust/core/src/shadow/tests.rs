@@ -582,6 +582,22 @@ fn the_event_log_replays_to_the_same_verdict() {
 }
 
 #[test]
+fn a_line_that_is_not_json_is_said_alike() {
+    let head = r#"{"format":"pyvcore-events","version":1,"variant":"modern","threads_per_core":4}"#;
+    let cut = r#"{"seq":1,"tb":5,"cpu":0,"pc":"0x0","fie"#;
+    let e = log::replay([head, cut]).err().unwrap();
+    assert_eq!(
+        e.to_string(),
+        "line 2: not JSON: cut short at column 39 (the line ends inside a value)"
+    );
+    let e = log::replay([head, r#"{"seq":1 "tb":5}"#]).err().unwrap();
+    assert_eq!(
+        e.to_string(),
+        "line 2: not JSON at column 10: expected `,` or `}`"
+    );
+}
+
+#[test]
 fn a_bad_log_line_is_named() {
     let head = r#"{"format":"pyvcore-events","version":1,"variant":"modern","threads_per_core":4}"#;
     let bad = r#"{"seq":1,"tb":5,"cpu":0,"pc":"0x0","field":"threads[0].kvm_hstate.nope","old":0,"new":1}"#;
