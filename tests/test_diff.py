@@ -152,7 +152,9 @@ def test_stops_of_one_run_are_counted_as_pairs_and_v2_fields_tallied(tmp_path: P
     for r in records[1:]:
         r["vcores"][0]["seq"] = 4
     records[2]["tb"], records[2]["tb_freq"] = "0x1d4c0b2f3a", 512_000_000
-    records[2]["threads"][2].update(dpdes="0x4", hdec="0xfff25ffe", pc="0xc000000000115690", msr=1)
+    records[2]["threads"][2].update(
+        dpdes="0x4", hdec="0xfff25ffe", pc="0xc000000000115690", msr="0x9000000002803003"
+    )
     summary = summarize(records)
     assert summary.violations == [] and summary.same_run_pairs == 2
     assert summary.fields["tb"] == 1 and summary.fields["dpdes"] == 1 and summary.fields["dpdes pending"] == 1

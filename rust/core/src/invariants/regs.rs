@@ -73,33 +73,47 @@ fn no_doorbell_in_host(cx: &Ctx, out: &mut Vec<Violation>) {
     }
 }
 
-/// 32: a thread whose PACA says it executes the guest (GUEST_HV) or naps in
-/// KVM (napping CEDE/NOVCPU) is in the guest (MSR[HV] 0) or in KVM's
-/// real-mode code (MSR[IR] = MSR[DR] = 0): the entry, exit, nap and wakeup
-/// paths all run with translation off.  Hypervisor code with translation on
-/// is host kernel code: the thread woke from a nap into the host without
-/// going through kvm_start_guest (Linux 56376c5864f8).
+/// 32: a thread whose PACA says it is in KVM's real-mode code (in_guest
+/// HOST_HV, or napping CEDE/NOVCPU) runs in hypervisor real mode (MSR[HV] 1,
+/// MSR[IR] = MSR[DR] = 0): kvmppc_hv_entry is reached through an rfid that
+/// turns translation off, in_guest is HOST_HV from there (or from
+/// kvmppc_interrupt_hv, a hypervisor interrupt) until kvmhv_switch_to_host
+/// stores NONE, and the nap and its wakeup run there too.  (The one access
+/// made with MSR[DR] on, kvmppc_hdsi's fetch of the guest instruction, runs
+/// with in_guest SKIP.)  A thread executing the guest (GUEST_HV) runs with
+/// MSR[HV] 0, or in real mode on its way in or out.  Hypervisor code with
+/// translation on is host kernel code: the thread woke from a nap into the
+/// host without going through kvm_start_guest (Linux 56376c5864f8); the
+/// guest's MSR with a nap recorded means it went back to the guest without
+/// kvm_end_cede / kvm_novcpu_wakeup.
 fn real_mode_in_kvm(cx: &Ctx, out: &mut Vec<Violation>) {
     for (i, t) in cx.s.threads.iter().enumerate() {
         let Some(msr) = t.msr else { continue };
         let h = &t.kvm_hstate;
-        let in_kvm =
-            h.in_guest == KVM_GUEST_MODE_GUEST_HV || h.napping == NAPPING_CEDE || h.napping == NAPPING_NOVCPU;
-        if in_kvm && msr & MSR_HV != 0 && msr & (MSR_IR | MSR_DR) != 0 {
-            let pc = t.pc.map_or(String::new(), |pc| format!(" at pc {pc:#x}"));
-            let mut v = Violation::new(
-                32,
-                format!(
-                    "thread {i} runs host code with translation on (msr {msr:#x}){pc} while its PACA says napping {} / in_guest {}",
-                    h.napping, h.in_guest
-                ),
-            )
-            .hex(p("threads", i, "msr"), msr)
-            .hstate(i, h, &[HsField::Napping, HsField::InGuest]);
-            if let Some(pc) = t.pc {
-                v = v.hex(p("threads", i, "pc"), pc);
-            }
-            out.push(v);
+        let napping = h.napping == NAPPING_CEDE || h.napping == NAPPING_NOVCPU;
+        let in_kvm_code = napping || h.in_guest == KVM_GUEST_MODE_HOST_HV;
+        let hv = msr & MSR_HV != 0;
+        let translated = msr & (MSR_IR | MSR_DR) != 0;
+        let what = if (in_kvm_code || h.in_guest == KVM_GUEST_MODE_GUEST_HV) && hv && translated {
+            "runs host code with translation on"
+        } else if in_kvm_code && !hv {
+            "runs with MSR[HV] 0 (guest code)"
+        } else {
+            continue;
+        };
+        let pc = t.pc.map_or(String::new(), |pc| format!(" at pc {pc:#x}"));
+        let mut v = Violation::new(
+            32,
+            format!(
+                "thread {i} {what} (msr {msr:#x}){pc} while its PACA says napping {} / in_guest {}",
+                h.napping, h.in_guest
+            ),
+        )
+        .hex(p("threads", i, "msr"), msr)
+        .hstate(i, h, &[HsField::Napping, HsField::InGuest]);
+        if let Some(pc) = t.pc {
+            v = v.hex(p("threads", i, "pc"), pc);
         }
+        out.push(v);
     }
 }

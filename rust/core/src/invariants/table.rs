@@ -353,9 +353,9 @@ pub static INVARIANTS: &[InvariantInfo] = &[
     InvariantInfo {
         number: 32,
         title: "KVM state runs in real mode",
-        statement: "A thread whose PACA says it naps inside KVM (napping CEDE/NOVCPU) or executes the guest (in_guest GUEST_HV) never runs hypervisor code with translation on (MSR[HV] and MSR[IR] or MSR[DR]).",
+        statement: "A thread whose PACA says it is in KVM's real-mode code (in_guest HOST_HV, or napping CEDE/NOVCPU) runs in hypervisor real mode (MSR[HV] 1, MSR[IR] = MSR[DR] = 0); a thread executing the guest (in_guest GUEST_HV) never runs hypervisor code with translation on.",
         window: "every stop that carries threads[].msr",
-        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvm_do_nap / kvm_start_guest; arch/powerpc/platforms/powernv/idle.c pnv_powersave_wakeup; fix 56376c5864f8 (v4.17)",
+        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvmppc_hv_entry (in_guest HOST_HV after the rfid to real mode) / kvm_do_nap / kvm_start_guest / kvmhv_switch_to_host; arch/powerpc/platforms/powernv/idle.c pnv_powersave_wakeup; fix 56376c5864f8 (v4.17)",
         meaning: "A thread woke from a nap in KVM into host code (it skipped the hwthread_req test and returned \"somewhere garbage\"). Look at the wakeup path in pnv_powersave_wakeup and the thread's pc.",
         needs: &["threads.msr"],
         kind: Kind::Snapshot,
