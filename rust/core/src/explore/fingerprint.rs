@@ -11,10 +11,11 @@ use crate::consts::{BOOK3S_INTERRUPT_HV_DECREMENTER, BOOK3S_INTERRUPT_SYSCALL, M
 use crate::model::state::{ThreadModel, VcoreModel, VcpuModel};
 use crate::model::{vc_first, Config, Event, Mmu, Phase, State};
 
-/// A small fast 64-bit hash of u64 words (two multiply/rotate lanes,
-/// joined by the splitmix64 mixer): the state is packed into words
-/// first (one per thread, a few per vcpu and for the vcore) and only those
-/// are mixed.
+/// A small fast 64-bit hash of u64 words (two multiply/rotate lanes that
+/// take the words in turn, so that the two chains of multiplications run
+/// side by side, joined by the splitmix64 mixer): the state is packed into
+/// words first (one per thread, a few per vcpu and for the vcore) and only
+/// those are mixed.
 struct Words {
     a: u64,
     b: u64,
@@ -28,9 +29,11 @@ impl Words {
         }
     }
 
+    /// Mix `x` into one lane; the next word goes to the other.
     fn put(&mut self, x: u64) {
-        self.a = (self.a ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31);
-        self.b = (self.b.rotate_left(23) ^ x).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+        let a = (self.a ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31);
+        self.a = self.b;
+        self.b = a;
     }
 
     fn finish(&self) -> u64 {

@@ -113,15 +113,18 @@ struct Expanded {
 
 /// The vcpus of `s` that may still cede within the bounds of `o` (bit per vcpu index).
 pub(super) fn may_cede(o: &ExploreOptions, s: &State) -> u8 {
-    let total: u32 = s.vcpus.iter().flatten().map(|v| v.cedes as u32).sum();
-    if o.max_cedes.is_some_and(|m| total >= m as u32) {
-        return 0;
+    let (mut total, mut below) = (0u32, 0u8);
+    for (i, v) in s.vcpus.iter().enumerate() {
+        if let Some(v) = v {
+            total += v.cedes as u32;
+            below |= u8::from(v.cedes < o.cedes_per_vcpu) << i;
+        }
     }
-    s.vcpus
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| v.is_some_and(|v| v.cedes < o.cedes_per_vcpu))
-        .fold(0, |m, (i, _)| m | 1 << i)
+    if o.max_cedes.is_some_and(|m| total >= m as u32) {
+        0
+    } else {
+        below
+    }
 }
 
 /// The one thread or vcpu index (vcpu id minus `first`) event `e` names,
