@@ -413,8 +413,8 @@ def test_cli_as_a_process() -> None:
 
 @pytest.mark.skipif(
     not os.environ.get("PYVCORE_SLOW"),
-    reason="the full 8-thread exploration (4.7-7.3 million states with doorbells, about 0.7 GB) takes "
-    "16-23 CPU seconds, a minute on a loaded 2-core machine: set PYVCORE_SLOW=1 "
+    reason="the full 8-thread exploration (1.9-3.1 million states with doorbells, about 0.3 GB) takes "
+    "6-9 CPU seconds, half a minute on a loaded 2-core machine: set PYVCORE_SLOW=1 "
     "(tests/benchmarks/bench_model.py runs it too)",
 )
 @pytest.mark.parametrize("variant", ["seed", "modern"])
