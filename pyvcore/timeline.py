@@ -147,6 +147,8 @@ class Timeline:
     # ``violations`` holds), with the count per invariant; None: all are in ``violations``.
     violations_total: int | None = None
     violations_per_invariant: dict[int, int] = field(default_factory=dict)
+    # Open on KVM's activity (kvm_span) rather than the whole trace (`--whole` clears it).
+    focus: bool = True
 
     def violation_counts(self) -> dict[int, int]:
         """How many violations of each invariant were found (drawn or not)."""
@@ -184,6 +186,22 @@ class Timeline:
         times = [m.ts for m in self.marks] + [m.end for m in self.marks if m.end is not None]
         times += [v.ts for v in self.violations] + [f.ts for f in self.flows]
         return (min(times), max(times)) if times else (0.0, 1.0)
+
+    @property
+    def kvm_span(self) -> tuple[float, float] | None:
+        """Where KVM is active in a timebase-timed trace: from its first vcore slice, thread
+        slice away from the host or idle, or violation, to the end; None when that is
+        most of the trace anyway (a sampled watch, a short log), or the axis is stop numbers.
+        A continuous trace starts at the boot's first store and KVM's first vcore run comes
+        seconds later: a picture of the whole span squeezes it to the right."""
+        if self.unit == "stop" or not self.focus:
+            return None
+        t0, t1 = self.span
+        # Not the arrows: the host's own IPIs are doorbells too (msgsnd, from the first boot seconds).
+        starts = [m.ts for m in self.marks if m.lane.startswith("vcore ") or m.state not in ("host", "idle")]
+        starts += [v.ts for v in self.violations]
+        begin = min(starts, default=t0)
+        return (begin, t1) if begin - t0 > 0.1 * (t1 - t0) else None
 
 
 def _natural(key: str) -> tuple[Any, ...]:
@@ -362,7 +380,12 @@ def write(tl: Timeline, out: Path, command: str | None = None) -> Path:
 
 def _command(args: argparse.Namespace) -> str:
     """``pyvcore timeline`` with the options that shape the picture (not the paths)."""
-    words = ["pyvcore", "timeline", *(["--by-stop"] if args.by_stop else [])]
+    words = [
+        "pyvcore",
+        "timeline",
+        *(["--by-stop"] if args.by_stop else []),
+        *(["--whole"] if args.whole else []),
+    ]
     words += [
         *(["--title", args.title] if args.title else []),
         *(["--variant", args.variant] if args.variant else []),
@@ -381,6 +404,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         tl = load(args.trace, args.variant, by_stop=args.by_stop)
         tl.title = args.title or tl.title
+        tl.focus = not args.whole
         write(tl, out, _command(args))
     except TimelineError as exc:
         print(f"pyvcore timeline: {exc}", file=sys.stderr)
@@ -391,7 +415,7 @@ def _run(args: argparse.Namespace) -> int:
     lanes = sum(1 for lane in tl.lanes if lane.group == "threads")
     print(
         f"{out}: {tl.source} timeline, {lanes:,} thread lanes, {tl.stops or len(tl.marks):,} "
-        f"{'stops' if tl.source == 'sampled' else 'states'}, {len(tl.flows):,} arrows, "
+        f"{'stops' if tl.source == 'sampled' else 'state changes'}, {len(tl.flows):,} arrows, "
         f"{tl.violations_text()}; {out.stat().st_size:,} bytes"
     )
     if args.open:
@@ -439,5 +463,10 @@ def register(subparsers: Any) -> None:
         "--by-stop", action="store_true", help="a sampled trace one stop per step, even when it has timebases"
     )
     p.add_argument("--title", help="title of the picture (default: the trace's file name)")
+    p.add_argument(
+        "--whole",
+        action="store_true",
+        help="open on (.html) or draw (.png) the whole trace, boot included, not KVM's activity only",
+    )
     p.add_argument("--open", action="store_true", help="open the result in the browser")
     p.set_defaults(func=_run)

@@ -2,7 +2,7 @@
 
 The page holds the timeline once, as compact JSON in a ``<script
 type="application/json">`` element, and a small script draws it on a canvas
-(wheel: zoom, drag: pan, double click: reset, click: the fields of what is under
+(wheel: zoom, drag: pan, double click: the whole trace, click: the fields of what is under
 the pointer).  Nothing is loaded from the network.  What keeps a long trace
 small (a 5 s cede trace is 60,000 events, 28,000 states):
 
@@ -49,7 +49,7 @@ _SCRIPT = r"""
   D.lanes.forEach(function (lane) { undelta(lane.t); });
   var ft = D.flows.map(function (f) { return f[0]; }); undelta(ft);
   D.flows.forEach(function (f, i) { f[0] = ft[i]; });
-  var view = [D.t0, D.t1], arrows = document.getElementById('arrows'), MAX_ARROWS = 400;
+  var view = [D.v0, D.v1], arrows = document.getElementById('arrows'), MAX_ARROWS = 400;
   function X(t) { return LW + (t - view[0]) / (view[1] - view[0]) * W; }
   function T(x) { return view[0] + (x - LW) / W * (view[1] - view[0]); }
   var UNITS = D.unit === 'stop' ? [[1, 'stop']] : [[1e6, 's'], [1e3, 'ms'], [1, 'µs'], [1e-3, 'ns']];
@@ -242,12 +242,17 @@ def page_data(tl: Timeline) -> dict[str, Any]:
     if t1 <= t0:
         t0, t1 = t0 - 0.5, t1 + 0.5
     pad = (t1 - t0) * 0.02
+    v0, v1 = tl.kvm_span or (t0, t1)
+    vpad = (v1 - v0) * 0.02
     return {
         "unit": tl.unit,
         "axis": "stop number" if tl.unit == "stop" else "timebase time",
         "per": PER_UNIT,
         "t0": _ticks(t0 - pad),
         "t1": _ticks(t1 + pad),
+        # the view it opens on: KVM's activity (Timeline.kvm_span), else the whole trace
+        "v0": _ticks(v0 - vpad),
+        "v1": _ticks(v1 + vpad),
         "geometry": [LABEL_W, LANE_H, PLOT_W, TOP],
         "lanes": out_lanes,
         "states": states.items,
@@ -338,7 +343,15 @@ def html_page(tl: Timeline) -> str:
         else "Continuous event log: each slice lasts from the store that began it to the next change."
     )
     threads = sum(1 for ln in lanes if ln.group == "threads")
-    what = "stops" if tl.source == "sampled" else "states"
+    what = "stops" if tl.source == "sampled" else "state changes (slices)"
+    kvm = tl.kvm_span
+    opens = (
+        f"It opens on KVM's activity, {kvm[0] / 1e6:.2f} s .. {kvm[1] / 1e6:.2f} s of timebase time (the "
+        f"trace spans {tl.span[0] / 1e6:.2f} s .. {tl.span[1] / 1e6:.2f} s: the boot before KVM ran is "
+        "left of the view); double click shows the whole trace. "
+        if kvm
+        else ""
+    )
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>pyvcore timeline: {_esc(tl.title)}</title>
 <style>
@@ -350,7 +363,7 @@ body{{font:13px sans-serif;margin:12px}} canvas{{border:1px solid #ccc;cursor:gr
 <h3>pyvcore timeline: {_esc(tl.title)}</h3>
 <p id="summary">{_esc(tl.source)} trace, {threads} hardware threads, {tl.stops or len(tl.marks)} {what},
 {len(tl.flows)} arrows, <b>{_esc(tl.violations_text())}</b>. {_esc(honest)}
-Wheel: zoom, drag: pan, double click: reset, click: details. Short states ({", ".join(ACCENT)}) are drawn
+{_esc(opens)}Wheel: zoom, drag: pan, double click: the whole trace, click: details. Short states ({", ".join(ACCENT)}) are drawn
 on top, at least two pixels wide: where slices are denser than pixels, the table below has the totals.</p>
 <p>{legend} <label><input type="checkbox" id="arrows" checked> arrows (doorbells, exit IPIs)</label>
 <span id="arrows-note"></span></p>

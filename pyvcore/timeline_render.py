@@ -132,11 +132,12 @@ PNG_WIDTH_PX = 1320  # 12 in at 110 dpi
 PNG_ARROW_HEADS = 200
 
 
-def time_unit(tl: Timeline) -> tuple[float, str]:
-    """(divisor, name) for the x axis: stops as they are; timebase µs as s, ms or µs by span."""
+def time_unit(tl: Timeline, span: tuple[float, float] | None = None) -> tuple[float, str]:
+    """(divisor, name) for the x axis: stops as they are; timebase µs as s, ms or µs by the
+    span drawn (``span``, default the whole trace)."""
     if tl.unit == "stop":
         return 1.0, "stop"
-    t0, t1 = tl.span
+    t0, t1 = span or tl.span
     for scale, name in ((1e6, "s"), (1e3, "ms")):
         if t1 - t0 >= 2 * scale:
             return scale, name
@@ -197,8 +198,9 @@ def png_figure(tl: Timeline) -> Any:
 
     lanes = _lanes(tl)
     row = {lane.key: len(lanes) - 1 - i for i, lane in enumerate(lanes)}
-    scale, unit = time_unit(tl)
-    t0, t1 = (t / scale for t in tl.span)
+    kvm = tl.kvm_span
+    scale, unit = time_unit(tl, kvm)
+    t0, t1 = (t / scale for t in (kvm or tl.span))
     pixel = max(t1 - t0, 1e-9) / PNG_WIDTH_PX
     fig, ax = plt.subplots(figsize=(12, 0.45 * len(lanes) + 1.6), dpi=110)
     bars: dict[tuple[str, str], list[tuple[float, float]]] = {}
@@ -243,7 +245,10 @@ def png_figure(tl: Timeline) -> Any:
     ax.xaxis.set_major_formatter(plain)
     ax.set_yticks(range(len(lanes)))
     ax.set_yticklabels([lane.title for lane in reversed(lanes)], fontsize=8, family="monospace")
-    ax.set_xlabel("stop number (points: sampled stops)" if tl.unit == "stop" else f"timebase time ({unit})")
+    if kvm:
+        pad = (t1 - t0) * 0.02
+        ax.set_xlim(t0 - pad, t1 + pad)
+    ax.set_xlabel(_x_label(tl, unit, kvm, scale))
     ax.set_title(f"pyvcore timeline: {tl.title} ({tl.source}, {tl.violations_text()})", fontsize=10)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
@@ -251,8 +256,24 @@ def png_figure(tl: Timeline) -> Any:
     return fig
 
 
+def _x_label(tl: Timeline, unit: str, kvm: tuple[float, float] | None, scale: float) -> str:
+    if tl.unit == "stop":
+        return "stop number (points: sampled stops)"
+    if kvm is None:
+        return f"timebase time ({unit})"
+    whole = tl.span[0] / scale
+    return (
+        f"timebase time ({unit}), from KVM's first activity; the trace starts at {whole:.2f} {unit} "
+        "(`--whole` draws it all)"
+    )
+
+
 def _png_flows(ax: Any, tl: Timeline, row: dict[str, int], scale: float, line_collection: Any) -> None:
-    """Doorbells and exit IPIs: arrows when few, else one thin translucent line each."""
+    """Doorbells and exit IPIs: arrows when few, else one thin translucent line each; one
+    legend entry for them either way."""
+    if tl.flows:
+        names = " / ".join(sorted({f.name for f in tl.flows}))
+        ax.plot([], [], color="black", linewidth=0.8, label=f"{names}: sender -> receiver")
     if len(tl.flows) <= PNG_ARROW_HEADS:
         for flow in tl.flows:
             ax.annotate(

@@ -31,7 +31,13 @@ def format_timings(traced: LabRun, baseline: LabRun | None) -> str:
         a = float(r[1][:-2].replace(",", "")) if r[1] != "-" else None
         b = float(r[2][:-2].replace(",", "")) if r[2] != "-" else None
         r.append(_ratio(a, b))
-    return render_table(["time", "with plugin", "without", "ratio"], rows)
+    legend = None
+    if base is not None:
+        legend = (
+            "ratio: with / without the plugin, two boots of the same scenario; below 1.00x the boot "
+            "without the plugin was the slower one (the host's load differs between boots), not a speed-up"
+        )
+    return render_table(["time", "with plugin", "without", "ratio"], rows, legend=legend)
 
 
 SHOWN = 200

@@ -195,7 +195,7 @@ def test_cli_prints_the_size(long_log: Path, tmp_path: Path, capsys: pytest.Capt
     printed = capsys.readouterr().out
     assert f"{out.stat().st_size:,} bytes" in printed
     # every count of the summary with the size's thousands separators (thousands of states)
-    states, arrows = re.search(r", ([\d,]+) states, ([\d,]+) arrows, ", printed).groups()  # type: ignore[union-attr]
+    states, arrows = re.search(r", ([\d,]+) state changes, ([\d,]+) arrows, ", printed).groups()  # type: ignore[union-attr]
     assert int(states.replace(",", "")) >= 1000 and states == f"{int(states.replace(',', '')):,}", printed
     assert arrows == f"{int(arrows.replace(',', '')):,}", printed
 
