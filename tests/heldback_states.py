@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import checker_states as cs
-from checker_states import HOST_HV, IN_KVM, NONE, hstate, running
+from checker_states import HOST_HV, IN_IDLE, IN_KVM, NONE, hstate, running
 
 Case = tuple[int, str, int, str, Callable[[], Any]]
 CASES: list[Case] = []
@@ -53,4 +53,92 @@ def after_back(threads, ids, variant="modern", vcore_in_guest=1):
         v["cpu"] = -1
         if "thread_cpu" in v:
             v["thread_cpu"] = -1
+    return s
+
+
+# ---------------- class 3: in_guest after the switch back (13) ----------------
+@held(
+    3,
+    "modern8-in-guest-1-after-switch-back",
+    13,
+    "modern 8 threads all exiting 0xffff, thread 0 NONE, vc in_guest 1",
+)
+def _():
+    return after_back(8, range(8))
+
+
+@held(3, "modern2-in-guest-1-after-switch-back", 13, "modern 2 threads 0x303, thread 0 NONE, in_guest 1")
+def _():
+    return after_back(2, (0, 1))
+
+
+@held(3, "seed-in-guest-1-after-switch-back", 13, "seed 4 threads count 0x404, thread 0 NONE, in_guest 1")
+def _():
+    return after_back(4, (0, 1, 2, 3), "seed")
+
+
+@held(
+    3,
+    "modern-in-guest-1-all-exited",
+    13,
+    "modern, every thread already NONE (secondaries finished), in_guest 1",
+)
+def _():
+    s = after_back(4, (0, 1, 2, 3))
+    for t in (1, 2, 3):
+        hstate(s, t).update(in_guest=NONE, kvm_vcpu=0, kvm_vcore=0)
+    return s
+
+
+@held(
+    3,
+    "modern-novcpu-in-guest-1-after-switch-back",
+    13,
+    "modern, thread 0 had no vcpu (vcpus 1-3), map 0xf0f, thread 0 NONE, in_guest 1",
+)
+def _():
+    s = after_back(4, (1, 2, 3))
+    s["vcores"][0]["napping_threads"] = 1  # stale from kvm_novcpu_exit
+    return s
+
+
+@held(
+    3,
+    "modern-exiting-in-guest-1-thread0-released",
+    13,
+    "modern EXITING, thread 0 already released (kvm_vcore 0), in_guest 1",
+)
+def _():
+    s = after_back(4, (0, 1, 2, 3))
+    s["vcores"][0]["vcore_state"] = 5
+    for t in range(4):
+        hstate(s, t).update(in_guest=NONE, kvm_vcpu=0, kvm_vcore=0)
+    hstate(s, 0)["hwthread_req"] = 0
+    return s
+
+
+@held(3, "seed-exiting-in-guest-1", 13, "seed EXITING (set after release), in_guest 1")
+def _():
+    s = after_back(4, (0, 1, 2, 3), "seed")
+    s["vcores"][0]["vcore_state"] = 4
+    s["vcores"][0]["nap_count"] = 3
+    for t in range(4):
+        hstate(s, t).update(
+            in_guest=NONE, kvm_vcpu=0, hwthread_req=0, hwthread_state=IN_KVM if t == 0 else IN_IDLE
+        )
+    return s
+
+
+@held(3, "modern-one-still-exiting-in-guest-0", 0, "twin: in_guest 0, thread 2 still HOST_HV")
+def _():
+    s = after_back(4, (0, 1, 2, 3), vcore_in_guest=0)
+    for t in (1, 3):
+        hstate(s, t).update(in_guest=NONE, kvm_vcpu=0, kvm_vcore=0)
+    return s
+
+
+@held(3, "modern8-switch-back-in-progress", 0, "twin: thread 0 still HOST_HV, in_guest 1, host LPIDR")
+def _():
+    s = after_back(8, range(8))
+    hstate(s, 0)["in_guest"] = HOST_HV
     return s

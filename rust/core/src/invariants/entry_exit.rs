@@ -214,7 +214,48 @@ fn count(cx: &Ctx, k: usize, vc: &Vcore, (raw, entry, exit): (u32, u32, u32), ou
 /// thread 0 is out of KVM (in_guest NONE, still pointing at the vcore),
 /// vc->in_guest is 0.  Linux 7fe4e1176dfe fixed a kernel that stored a PCR
 /// value there instead, leaving the secondaries spinning.
+///
+/// The same value once the run is over: kvmppc_run_core stores
+/// VCORE_EXITING (seed: after the release) only after __kvmppc_vcore_entry
+/// returned, i.e. after thread 0's switch back, and thread 0 enters (and
+/// stores 1) only after VCORE_RUNNING (modern: threads are started while the
+/// vcore is still INACTIVE, but only thread 0 stores in_guest).  So outside
+/// STARTING, RUNNING and PIGGYBACK, vc->in_guest is 0, whatever the PACAs
+/// say (thread 0's kvm_vcore is cleared by the modern release).
 fn switched_back(cx: &Ctx, k: usize, vc: &Vcore, ee: EntryExit, out: &mut Vec<Violation>) {
+    let st = cx.states;
+    let may_be_in_guest = vc.vcore_state == st.running
+        || Some(vc.vcore_state) == st.starting
+        || Some(vc.vcore_state) == st.piggyback;
+    // An unknown state is 19's; judge only the states the variant has, and
+    // only when the vcore has the variant's own layout: a stop of another
+    // kernel judged as this variant (`pyvcore diff --variant prepatch` on a
+    // modern kernel) numbers its states the other kernel's way.
+    let own_layout = match ee {
+        EntryExit::Map { .. } => cx.s.variant.has_entry_exit_map(),
+        EntryExit::Count { .. } => !cx.s.variant.has_entry_exit_map(),
+        EntryExit::Unknown => true,
+    };
+    if vc.in_guest == 1 && !may_be_in_guest && own_layout && st.name(vc.vcore_state).is_some() {
+        let word = match ee {
+            EntryExit::Unknown => String::new(),
+            _ => format!(" ({} {:#x})", ee.key(), ee.raw()),
+        };
+        let mut v = Violation::new(
+            13,
+            format!(
+                "vcore in_guest is still 1 while the vcore is {}{word}: thread 0 clears it at its switch back, before kvmppc_run_core leaves VCORE_RUNNING",
+                st.name(vc.vcore_state).unwrap_or("in an unknown state"),
+            ),
+        )
+        .field(p("vcores", k, "in_guest"), vc.in_guest)
+        .field(p("vcores", k, "vcore_state"), vc.vcore_state);
+        if ee != EntryExit::Unknown {
+            v = v.field(p("vcores", k, ee.key()), ee.raw());
+        }
+        out.push(v);
+        return;
+    }
     if vc.in_guest == 0 || !cx.in_run(vc.vcore_state) {
         return;
     }
