@@ -240,6 +240,22 @@ def kernel(text: str) -> str:
     return text
 
 
+def add_kernel(parser: argparse.ArgumentParser, extra: str = "") -> argparse.Action:
+    """``--kernel NAME|VMLINUX``, the same for every command that boots the lab (lab up, diff,
+    trace): its help names the kernels the lab knows by name (the one table,
+    :data:`pyvcore.lab.kernels.KERNELS`); ``extra`` is added to the help."""
+    from pyvcore.lab.kernels import KERNELS
+
+    return parser.add_argument(
+        "--kernel",
+        metavar="NAME|VMLINUX",
+        default=None,
+        type=kernel,
+        help=f"a Debian kernel the lab sets up by name ({', '.join(KERNELS)}: `pyvcore lab setup "
+        "--kernel SERIES`), or the path of your own vmlinux (default: the lab's 6.12)" + extra,
+    )
+
+
 def vmlinux(text: str) -> str:
     """A ppc64le Linux kernel image with BTF or DWARF (:func:`pyvcore.kernel.check_vmlinux`):
     ``text``, or the path of its debug image when it has neither and one is found where
@@ -280,6 +296,7 @@ def scenarios() -> tuple[str, ...]:
 
 __all__ = [
     "TRACE_FILE",
+    "add_kernel",
     "factor",
     "file_of",
     "input_dir",

@@ -135,12 +135,7 @@ def register(subparsers: Any) -> None:
         choices=VARIANTS,
         help="model variant to check against (default: what the snapshots say)",
     )
-    p.add_argument(
-        "--kernel",
-        metavar="VMLINUX",
-        type=cliargs.kernel,
-        help="boot this vmlinux (with --attach: the one the target runs)",
-    )
+    cliargs.add_kernel(p, "; with --attach HOST:PORT: the vmlinux the target runs")
     p.add_argument(
         "--modules",
         metavar="DIR",

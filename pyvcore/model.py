@@ -216,7 +216,22 @@ class Vcore:
         return other
 
     def format_table(self) -> str:
-        """The PACA table as text, one line per thread."""
+        """The PACA table as text, one line per thread; numbered fields with the kernel's
+        names as pv-paca and `pyvcore show` print them (``hwthread_state 1 IN_IDLE``,
+        ``in_guest 4 HOST_HV``, ``napping 1 CEDE``: kvm_book3s_asm.h, kvm_asm.h)."""
+        from pyvcore.ppc64 import GUEST_MODES, HWTHREAD_STATES, NAPPING, name_of
+
+        named = {"hwthread_state": HWTHREAD_STATES[self.variant], "napping": NAPPING, "in_guest": GUEST_MODES}
+
+        def cell(c: str, value: Any) -> str:
+            if value is None:
+                return "-"
+            if c == "kvm_vcore" and value:
+                return f"{value:#x}"
+            if c in named:
+                return f"{value} {name_of(named[c], value)}"
+            return str(value)
+
         cols = (
             "thread",
             "phase",
@@ -230,13 +245,7 @@ class Vcore:
             "ipi",
             "doorbell",
         )
-        rows = [
-            [
-                ("-" if r[c] is None else f"{r[c]:#x}" if c == "kvm_vcore" and r[c] else str(r[c]))
-                for c in cols
-            ]
-            for r in self.paca_table()
-        ]
+        rows = [[cell(c, r[c]) for c in cols] for r in self.paca_table()]
         widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip()]
         lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]

@@ -452,7 +452,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--slack", type=cliargs.factor, help="multiplier on the liveness bounds (default 100)")
     cliargs.add_lock_wait(p)
-    p.add_argument("--kernel", type=cliargs.kernel, help="boot this vmlinux instead of the lab's")
+    cliargs.add_kernel(p)
     p.add_argument(
         "--modules",
         type=cliargs.input_dir,

@@ -584,3 +584,30 @@ def test_lab_up_wait_is_a_hidden_alias_of_lock_wait(capsys: pytest.CaptureFixtur
         main(["lab", "up", "--help"])
     shown = capsys.readouterr().out
     assert "--lock-wait SECONDS" in shown and "--wait" not in shown.replace("--lock-wait", "")
+
+
+def test_lab_up_says_it_boots_as_diff_does(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, started: list[str]
+) -> None:
+    import pyvcore.lab as lab
+
+    monkeypatch.setattr(lab.Lab, "prepare", lambda self: None)
+    monkeypatch.setattr(lab.Lab, "running", staticmethod(lambda: None))
+    _code, _out, err = run(capsys, "lab", "up", "--scenario", "cede", "--lock-wait", "900")
+    assert started == ["Lab.start"]  # the line comes before the boot, as diff's does
+    assert (
+        err.splitlines()[0] == "pyvcore lab up: booting the lab: scenario cede, patched QEMU, 4 threads ..."
+    )
+
+
+@pytest.mark.parametrize("command", [["diff"], ["trace"], ["lab", "up"]])
+def test_kernel_help_names_the_kernels_the_lab_knows(command: list[str]) -> None:
+    from pyvcore.lab.kernels import KERNELS
+
+    parser = build_parser(command[0])
+    sub = parser
+    for word in command:
+        sub = next(a for a in sub._actions if isinstance(a, argparse._SubParsersAction)).choices[word]
+    (action,) = [a for a in sub._actions if "--kernel" in a.option_strings]
+    assert action.metavar == "NAME|VMLINUX"
+    assert all(name in (action.help or "") for name in KERNELS)

@@ -157,7 +157,7 @@ def test_status_names_a_holder_that_lab_up_did_not_start(
     [
         (["diff", "--scenario", "all"], "pyvcore diff: could not run: "),
         (["trace", "--scenario", "all", "--no-baseline"], "pyvcore trace: could not run: "),
-        (["lab", "up"], "pyvcore lab up: "),
+        (["lab", "up"], "pyvcore lab up: a QEMU lab is already running"),
     ],
 )
 def test_a_busy_lab_with_lock_wait_0_is_one_line_and_exit_2(

@@ -596,3 +596,13 @@ def test_random_legal_walks_pass_the_checker(
         step = vc.apply(enabled[c % len(enabled)])
         assert step.violations == [], (vc.trace, step.violations)
         assert checker.check(vc.snapshot()) == [], vc.trace
+
+
+@pytest.mark.parametrize("variant, idle", [("seed", "1 IN_NAP"), ("modern", "1 IN_IDLE")])
+def test_format_table_names_numbered_fields_as_pv_paca_does(variant: str, idle: str) -> None:
+    vc = pyvcore.Vcore(variant, threads=4, vcpus=[1, 2])
+    vc.runnable(1, 2)
+    vc.run_core()
+    rows = vc.format_table().splitlines()
+    assert "0 IN_KERNEL" in rows[1] and idle in rows[4]  # thread 3: no vcpu, still idle
+    assert "0 NONE" in rows[1] and "0 -" in rows[1]  # in_guest, napping

@@ -178,3 +178,26 @@ def test_a_line_that_is_not_json_is_said_alike(tmp_path: Path, capsys: pytest.Ca
     assert check_err.startswith(f"pyvcore check: {bad}:2: not JSON at column 11: ")
     assert main(["timeline", str(bad), "-o", str(tmp_path / "t.html")]) == 2
     assert capsys.readouterr().err.startswith(f"pyvcore timeline: {bad}:2: not JSON at column 11: ")
+
+
+# ---------------------------------------------------------------- the README's outputs
+def test_every_file_the_readmes_commands_write_is_ignored_by_git() -> None:
+    """Run from the checkout, the README's commands leave nothing untracked."""
+    import re
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout: nothing to leave untracked")
+    text = (root / "README.md").read_text()
+    blocks = "\n".join(re.findall(r"```(?:sh|console)?\n(.*?)```", text, re.S))
+    written = {
+        m.group(2)
+        for m in re.finditer(r"(?:--trace|--out|--report|-o)\s+([\"']?)([\w./-]+)\1", blocks)
+        if not m.group(2).isupper() and not m.group(2).startswith(("/", "~", "OUT"))
+    }
+    assert {"pre.jsonl", "cede.html"} <= written, written
+    for name in sorted(written):
+        ignored = subprocess.run(["git", "-C", str(root), "check-ignore", "-q", name], check=False)
+        assert ignored.returncode == 0, f"{name}: written by a README command, not in .gitignore"

@@ -140,15 +140,8 @@ def _series(text: str) -> str:
 
 
 def add_kernel_options(parser: argparse.ArgumentParser) -> None:
-    """``--kernel NAME|PATH`` and ``--modules DIR`` (also used by `diff` and `trace`)."""
-    parser.add_argument(
-        "--kernel",
-        metavar="NAME|PATH",
-        default=None,
-        type=cliargs.kernel,
-        help="a Debian kernel set up by `lab setup --kernel NAME` (6.1, 6.12, 6.12-64k, 7.2, 7.2-64k), "
-        "or the path of your own vmlinux (default: the one `lab setup` unpacked)",
-    )
+    """``--kernel NAME|VMLINUX`` (:func:`pyvcore.cliargs.add_kernel`) and ``--modules DIR``."""
+    cliargs.add_kernel(parser)
     parser.add_argument(
         "--modules",
         metavar="DIR",
@@ -236,6 +229,13 @@ def cmd_up(args: argparse.Namespace) -> int:
                 f"a lab is already running (pid {running.pid}, scenario {running.scenario}, "
                 f"gdb {running.gdb_address}); stop it with `pyvcore lab down`"
             )
+        kernel = f", kernel {args.kernel}" if args.kernel else ""
+        print(
+            f"pyvcore lab up: booting the lab: scenario {args.scenario}, {args.qemu} QEMU, "
+            f"{args.threads} threads{kernel} ...",
+            file=sys.stderr,
+            flush=True,
+        )
         lab.start()
     except LabError as err:
         return _fail("up", err)
