@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import checker_states as cs
-from checker_states import HOST_HV, IN_IDLE, IN_KVM, NONE, hstate, running
+from checker_states import HOST_HV, IN_IDLE, IN_KVM, NONE, hstate, running, vcpu
 
 Case = tuple[int, str, int, str, Callable[[], Any]]
 CASES: list[Case] = []
@@ -54,6 +54,79 @@ def after_back(threads, ids, variant="modern", vcore_in_guest=1):
         if "thread_cpu" in v:
             v["thread_cpu"] = -1
     return s
+
+
+# ---------------- class 2: counters (16) ----------------
+def seed_counts(threads, ids, n_woken, nap_count, holding):
+    s = running("seed", threads=threads, vcpu_ids=ids, num_threads=len(ids))
+    vc = s["vcores"][0]
+    vc.update(n_woken=n_woken, nap_count=nap_count, entry_exit_count=len(ids))
+    for t in range(1, threads):
+        if t in ids and t not in holding:
+            hstate(s, t).update(kvm_vcpu=0, in_guest=NONE, hwthread_state=IN_IDLE)
+            vcpu(s, t)["cpu"] = -1
+    # an exit began: threads not holding exited already
+    n_exit = len([t for t in ids if t != 0 and t not in holding])
+    vc["entry_exit_count"] = len(ids) + (n_exit << 8)
+    for t in holding:
+        hstate(s, t)["in_guest"] = HOST_HV
+    return s
+
+
+@held(
+    2,
+    "seed4-all-woken-at-limit",
+    16,
+    "seed 4 threads, n_woken 3 (every secondary woken: no start in flight), nap_count 1, 3 still hold a vcpu",
+)
+def _():
+    s = seed_counts(4, (0, 1, 2, 3), 3, 1, (1, 2, 3))
+    return s
+
+
+@held(2, "seed4-all-woken-ok", 0, "twin: nap_count 1, 2 hold (the counted one cleared its vcpu)")
+def _():
+    return seed_counts(4, (0, 1, 2, 3), 3, 1, (2, 3))
+
+
+@held(2, "seed2-woken-at-limit", 16, "seed 2 threads, n_woken 1, nap_count 1, thread 1 still holds vcpu 1")
+def _():
+    return seed_counts(2, (0, 1), 1, 1, (1,))
+
+
+@held(
+    2,
+    "seed8-start-in-flight-ok",
+    0,
+    "seed 8 threads, n_woken 5, nap_count 0, 6 hold (one between its kvm_vcpu store and ++n_woken)",
+)
+def _():
+    return seed_counts(8, tuple(range(8)), 5, 0, (1, 2, 3, 4, 5, 6))
+
+
+@held(
+    2,
+    "seed8-start-in-flight-one-past",
+    16,
+    "seed 8 threads, n_woken 5, nap_count 1, 6 hold: one past the tolerated +1",
+)
+def _():
+    return seed_counts(8, tuple(range(8)), 5, 1, (1, 2, 3, 4, 5, 6))
+
+
+@held(
+    2,
+    "prepatch4-nap-before-clear",
+    16,
+    "prepatch 4 threads, n_woken 2 of vcpus 0-2, nap_count 2, threads 1-2 hold",
+)
+def _():
+    return seed_counts(4, (0, 1, 2), 2, 2, (1, 2)) | {"variant": "prepatch"}
+
+
+@held(2, "seed-nap-count-exceeds", 16, "seed nap_count 3 > n_woken 1")
+def _():
+    return seed_counts(4, (0, 1, 2, 3), 1, 3, ())
 
 
 # ---------------- class 3: in_guest after the switch back (13) ----------------

@@ -241,6 +241,7 @@ def test_messages_name_the_window():
     def first(name):
         return str(Checker().check(by_name[name]())[0])
 
+    assert "no start is in flight" in first("seed4-all-woken-at-limit")
     assert "VCORE_EXITING" in first("modern-exiting-in-guest-1-thread0-released")
     assert "MSR[HV] 0" in first("cede-nap-guest-msr")
     assert "pc 0xc0000000000a1234" in first("thread0-host-hv-translation-on")

@@ -125,6 +125,10 @@ pub(crate) struct Members {
     pub runnable: u32,
     pub all_states: bool,
     pub max_ptid: u32,
+    /// Vcpus with a ptid other than 0 (the ones a secondary thread runs),
+    /// and those of them RUNNABLE.
+    pub secondary: u32,
+    pub secondary_runnable: u32,
 }
 
 impl Members {
@@ -134,11 +138,15 @@ impl Members {
         }
         self.count += 1;
         match v.state {
-            Some(KVMPPC_VCPU_RUNNABLE) => self.runnable += 1,
+            Some(KVMPPC_VCPU_RUNNABLE) => {
+                self.runnable += 1;
+                self.secondary_runnable += u32::from(v.ptid != 0);
+            }
             Some(_) => {}
             None => self.all_states = false,
         }
         self.max_ptid = self.max_ptid.max(v.ptid as u32);
+        self.secondary += u32::from(v.ptid != 0);
     }
 }
 

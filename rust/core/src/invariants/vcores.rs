@@ -212,8 +212,11 @@ fn bookkeeping(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
 /// n_woken; the secondary clears kvm_vcpu on its way out and only then
 /// counts its nap.  So the woken secondaries still holding a vcpu plus
 /// nap_count never exceed n_woken, plus one for a secondary between its
-/// kvm_vcpu store and ++n_woken.  Judged during a run only: the reset
-/// stores n_woken = 0 before nap_count = 0, while still INACTIVE.
+/// kvm_vcpu store and ++n_woken.  That one is a secondary not yet counted,
+/// and each secondary is started at most once a run (its ptid is fixed), so
+/// there is none once n_woken counts every secondary of the core.  Judged
+/// during a run only: the reset stores n_woken = 0 before nap_count = 0,
+/// while still INACTIVE.
 fn nap_count(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
     let (Some(nc), Some(nw)) = (vc.nap_count, vc.n_woken) else {
         return;
@@ -234,11 +237,42 @@ fn nap_count(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
         .filter(|(_, t)| t.kvm_hstate.kvm_vcpu != 0 && t.kvm_hstate.kvm_vcore == vc.addr)
         .map(|(i, _)| i)
         .collect();
-    if holding.len() as u64 + nc as u64 > nw as u64 + 1 {
+    let secondaries = cx.tpc.saturating_sub(1);
+    if nw > secondaries {
+        out.push(
+            Violation::new(
+                16,
+                format!(
+                    "n_woken {nw} exceeds the {secondaries} secondaries of a {}-thread core",
+                    cx.tpc
+                ),
+            )
+            .field(p("vcores", k, "n_woken"), nw),
+        );
+        return;
+    }
+    // A start between the kvm_vcpu store and ++n_woken needs a secondary
+    // n_woken does not count yet, with a RUNNABLE vcpu of ptid other than 0
+    // to run there (kvmppc_run_vcpu makes a vcpu RUNNABLE before it can be
+    // started, and a started vcpu stays RUNNABLE until the run is over).
+    // Known when the snapshot lists every vcpu of the vcore.
+    let m = cx.members(vc.addr);
+    let startable = match (m.count >= vc.num_threads, m.all_states) {
+        (true, true) => secondaries.min(m.secondary_runnable),
+        (true, false) => secondaries.min(m.secondary),
+        (false, _) => secondaries,
+    };
+    let in_flight = u64::from(nw < startable);
+    if holding.len() as u64 + nc as u64 > nw as u64 + in_flight {
+        let slack = if in_flight == 1 {
+            ""
+        } else {
+            " (n_woken counts every secondary that can be started, so no start is in flight)"
+        };
         let mut v = Violation::new(
             16,
             format!(
-                "{} secondaries still hold a vcpu while nap_count is {nc} of n_woken {nw}: a nap was counted before its PACA's vcpu was cleared",
+                "{} secondaries still hold a vcpu while nap_count is {nc} of n_woken {nw}{slack}: a nap was counted before its PACA's vcpu was cleared",
                 holding.len()
             ),
         )
