@@ -209,6 +209,22 @@ def _new_lab(
     return Lab(scenario=scenario, threads=threads, qemu=qemu, hold=hold, **extra)
 
 
+def _with_console(lab: Any, say: Say, tick: Say) -> Say:
+    """``tick``, and on each tick the console's news to ``say`` (a host oops or soft lockup as
+    it is printed; from boot, each stage's end): a watch that sees no stop is not silent."""
+    if not callable(getattr(lab, "console_text", None)):
+        return tick  # a bare gdbstub has no console
+    from pyvcore.lab.boot import ConsoleNews
+
+    news = ConsoleNews(lab.console_text, say)
+
+    def both(message: str) -> None:
+        news.poll()
+        tick(message)
+
+    return both
+
+
 def _trace_path(target: Any, scenario: str, qemu: str) -> tuple[Path, Path | None]:
     """(trace path, temporary directory to remove or None) for a target without a given trace."""
     run_dir = getattr(target, "run_dir", None)
@@ -355,7 +371,9 @@ def run_live(
                     found = dict(lab.status())
                     return module_commands(found) if found.get("modules") else []
 
-            watched = _watch_phases(mi, trace, scenario, stops, watch_deadline_s, phases, tick, later)
+            watched = _watch_phases(
+                mi, trace, scenario, stops, watch_deadline_s, phases, _with_console(lab, say, tick), later
+            )
             banner = getattr(mi, "plugin_banner", "")
             # Let the guest finish on its own: detach, so QEMU runs free.
             if not mi.target_exited:

@@ -134,3 +134,53 @@ def test_boot_news_tells_stage_ends_host_trouble_and_long_quiet() -> None:
         f"the host kernel says: {lockup.strip()}",
         f"boot: vmm stage, console quiet for {QUIET_EVERY:.0f} s (judged stalled after {STAGES[3].silence:.0f} s of quiet)",
     ]
+
+
+def test_console_news_tells_what_a_watched_console_gains() -> None:
+    """While gdb watches (no boot waiter reads the console), each poll tells the new lines'
+    news: the stages of a boot watched from its first instruction, a host oops as printed;
+    lines that were there before the watch are not told again."""
+    from pyvcore.lab.boot import ConsoleNews
+
+    console = ["old line: BUG: told by the boot already\n"]
+    said: list[str] = []
+    news = ConsoleNews(lambda: "".join(console), said.append)
+    news.poll()
+    assert said == []
+    console += [
+        "INIT: Starting kernel at 0x20010000\n",
+        "[   12.1] Oops: Kernel access of bad area, sig: 11 [#1]\n",
+    ]
+    console += ["[   12.2] half a li"]  # not complete yet: not told
+    news.poll()
+    assert said[0].startswith("boot: firmware stage done at ")
+    assert said[1:] == ["the host kernel says: [   12.1] Oops: Kernel access of bad area, sig: 11 [#1]"]
+    console[-1] += "ne, watchdog: BUG: soft lockup - CPU#1 stuck for 49s!\n"
+    news.poll()
+    assert (
+        said[-1]
+        == "the host kernel says: [   12.2] half a line, watchdog: BUG: soft lockup - CPU#1 stuck for 49s!"
+    )
+    news.poll()
+    assert len(said) == 3
+
+
+def test_the_diff_watch_ticks_carry_the_console_news() -> None:
+    """pyvcore diff's watch tick also tells the console's news (a lab has a console); against
+    a bare gdbstub (no console) the tick is left as it is."""
+    from types import SimpleNamespace
+
+    from pyvcore.diff_live import _with_console
+
+    console = [""]
+    said: list[str] = []
+    ticks: list[str] = []
+    lab = SimpleNamespace(console_text=lambda: console[0])
+    tick = _with_console(lab, said.append, ticks.append)
+    console[0] = "[   61.3] watchdog: BUG: soft lockup - CPU#1 stuck for 49s! [vmm:70]\n"
+    tick("watching: 3/60 stops logged")
+    assert said == [
+        "the host kernel says: [   61.3] watchdog: BUG: soft lockup - CPU#1 stuck for 49s! [vmm:70]"
+    ]
+    assert ticks == ["watching: 3/60 stops logged"]
+    assert _with_console(SimpleNamespace(), said.append, ticks.append) == ticks.append

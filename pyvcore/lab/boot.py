@@ -183,6 +183,26 @@ class BootNews:
         )
 
 
+class ConsoleNews:
+    """:class:`BootNews` for a console someone else reads: each call (:meth:`poll`) looks at
+    the lines ``text()`` has gained since the last and tells their news (a boot watched from
+    QEMU's first instruction passes its stages here; after READY, a host oops or lockup).
+    Created when watching begins: lines already there are not told again."""
+
+    def __init__(self, text: Callable[[], str], log: Callable[[str], None]) -> None:
+        self.text = text
+        self.news = BootNews(log)
+        self.tracker = StageTracker()
+        self.seen = len(text().split("\n")) - 1
+
+    def poll(self) -> None:
+        lines = self.text().split("\n")[:-1]  # complete lines
+        for line in lines[self.seen :]:
+            self.tracker.line(line)
+            self.news.line(line, self.tracker)
+        self.seen = max(self.seen, len(lines))
+
+
 def died_error(status: int, stderr: Path, reader: ConsoleFile, gdb_address: str) -> LabError:
     """The error for a QEMU that exited during boot: its last stderr line, or the gdb port
     it could not bind; the detail carries its stderr and the console tail."""

@@ -161,7 +161,7 @@ def main(args: argparse.Namespace) -> int:
             o.continuous_log = None
         drop_event_log(made)
         lines.say(
-            f"{o.mutant} [{o.scenario}] done in {o.seconds:.0f} s: sampled {o.sampled}, continuous {o.continuous}"
+            f"{o.mutant} [{o.scenario}{', from boot' if o.from_boot else ''}] done in {o.seconds:.0f} s: sampled {o.sampled}, continuous {o.continuous}"
         )
 
     outcomes = run_plan(plan, vmlinux=vmlinux, modules=modules, progress=progress)
