@@ -186,5 +186,5 @@ def format_result(result: TraceResult, *, edges: bool = False, every: bool = Fal
             f"ptids were handed out 0..n_runnable-1, so no vcpu could land on thread {r['thread']}"
         )
     n = stats.get("violations", 0)
-    out.append("verdict: clean" if not n else f"verdict: {n} violations")
+    out.append("verdict: clean" if not n else f"verdict: {n:,} violations")
     return "\n".join(out)

@@ -84,6 +84,9 @@ def test_trace_report_says_how_many_of_how_many(tmp_path: Path) -> None:
     assert _places(text, "seq ") == 200
     assert f"first 200 of {BACKWARDS} violations shown" in text
     assert text.rstrip().endswith(f"verdict: {BACKWARDS} violations")
+    result.summary = {**summary, "stats": {**summary["stats"], "violations": 10_995}}
+    assert format_result(result).rstrip().endswith("verdict: 10,995 violations")  # as every count
+    result.summary = summary
     every = format_result(result, every=True)
     assert _places(every, "seq ") == BACKWARDS and "first 200" not in every
 
