@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import checker_states as cs
-from checker_states import HOST_HV, IN_IDLE, IN_KVM, NONE, hstate, running, vcpu
+from checker_states import HOST_HV, IN_IDLE, IN_KVM, NONE, hstate, running, vcpu, vcpu_addr
 
 Case = tuple[int, str, int, str, Callable[[], Any]]
 CASES: list[Case] = []
@@ -54,6 +54,226 @@ def after_back(threads, ids, variant="modern", vcore_in_guest=1):
         if "thread_cpu" in v:
             v["thread_cpu"] = -1
     return s
+
+
+# ---------------- class 1: invariant scope (17) ----------------
+def seed_starting_t0(grab):
+    s = running("seed", vcpu_ids=(0, 1), num_threads=2)
+    s["stop"] = "kvmppc_start_thread"
+    vc = s["vcores"][0]
+    vc.update(vcore_state=2, in_guest=0, entry_exit_count=0, n_woken=0, napping_threads=0)
+    host_regs(s)
+    # only vcpu 0 started so far (thread 0: kvm_vcpu, kvm_vcore, ptid, vcpu->cpu)
+    hstate(s, 0).update(in_guest=NONE, kvm_vcpu=vcpu_addr(0), napping=0, hwthread_state=IN_KVM)
+    vcpu(s, 1)["cpu"] = -1
+    for t in (1, 2, 3):
+        hstate(s, t).update(hwthread_req=1 if grab else 0, hwthread_state=IN_IDLE, in_guest=NONE, kvm_vcpu=0)
+    return s
+
+
+@held(
+    1,
+    "seed-starting-only-vcpu0-started",
+    17,
+    "seed STARTING, vcpu 0 started on thread 0 first, threads 1-3 not grabbed",
+)
+def _():
+    return seed_starting_t0(False)
+
+
+@held(1, "seed-starting-only-vcpu0-started-grabbed", 0, "twin: same, threads 1-3 grabbed")
+def _():
+    return seed_starting_t0(True)
+
+
+@held(
+    1,
+    "seed8-starting-thread5-started-thread7-ungrabbed",
+    17,
+    "seed 8 threads STARTING, thread 5 holds vcpu 5, thread 7 hwthread_req 0",
+)
+def _():
+    s = running("seed", threads=8, vcpu_ids=range(8))
+    s["vcores"][0].update(vcore_state=2, in_guest=0, entry_exit_count=0, n_woken=1)
+    host_regs(s)
+    for t in range(8):
+        h = hstate(s, t)
+        h.update(in_guest=NONE, hwthread_state=IN_IDLE if t else IN_KVM, kvm_vcpu=0)
+    hstate(s, 5).update(kvm_vcpu=vcpu_addr(5))
+    for v in s["vcpus"]:
+        v["cpu"] = 0 if v["vcpu_id"] == 5 else -1
+    hstate(s, 7)["hwthread_req"] = 0
+    return s
+
+
+@held(
+    1,
+    "seed-starting-threads1and3-ungrabbed",
+    17,
+    "seed STARTING, thread 2 started; threads 1 and 3 not grabbed",
+)
+def _():
+    s = running("seed", vcpu_ids=(0, 1, 2, 3))
+    s["vcores"][0].update(vcore_state=2, in_guest=0, entry_exit_count=0, n_woken=1)
+    host_regs(s)
+    for t in range(4):
+        hstate(s, t).update(in_guest=NONE, hwthread_state=IN_IDLE if t else IN_KVM, kvm_vcpu=0)
+    hstate(s, 2)["kvm_vcpu"] = vcpu_addr(2)
+    for v in s["vcpus"]:
+        v["cpu"] = 0 if v["vcpu_id"] == 2 else -1
+    hstate(s, 1)["hwthread_req"] = 0
+    hstate(s, 3)["hwthread_req"] = 0
+    return s
+
+
+@held(
+    1,
+    "prepatch-starting-thread3-ungrabbed",
+    17,
+    "prepatch STARTING, thread 1 started (entry counted), thread 3 not grabbed",
+)
+def _():
+    s = running("prepatch", vcpu_ids=(0, 1, 2))
+    s["vcores"][0].update(vcore_state=2, in_guest=0, entry_exit_count=1, n_woken=1)
+    host_regs(s)
+    hstate(s, 0).update(in_guest=NONE, hwthread_state=IN_KVM)
+    hstate(s, 1).update(in_guest=HOST_HV)
+    hstate(s, 2).update(in_guest=NONE, hwthread_state=IN_IDLE, kvm_vcpu=0)
+    vcpu(s, 2)["cpu"] = -1
+    hstate(s, 3).update(hwthread_req=0)
+    return s
+
+
+@held(
+    1,
+    "seed-starting-first-state-before-grab",
+    0,
+    "seed STARTING just after the reset: nothing grabbed, stale in_guest 1 and napping bits (reset stores STARTING before in_guest=0)",
+)
+def _():
+    s = running("seed", vcpu_ids=(0, 1, 2, 3))
+    s["vcores"][0].update(
+        vcore_state=2, in_guest=1, entry_exit_count=0, n_woken=0, nap_count=0, napping_threads=0x3
+    )
+    host_regs(s)
+    for t in range(4):
+        hstate(s, t).update(
+            in_guest=NONE, hwthread_state=IN_IDLE if t else IN_KVM, kvm_vcpu=0, hwthread_req=0
+        )
+    for v in s["vcpus"]:
+        v["cpu"] = -1
+    return s
+
+
+def modern_inactive_started(grab3):
+    """Modern kvmppc_run_core: threads grabbed and started before vcore_state = RUNNING (state still INACTIVE)."""
+    s = running(vcpu_ids=(0, 1, 2, 3))
+    s["stop"] = "kvmppc_start_thread"
+    vc = s["vcores"][0]
+    vc.update(vcore_state=0, in_guest=0, entry_exit_map=0x2, napping_threads=0)
+    host_regs(s)
+    hstate(s, 0).update(in_guest=NONE, hwthread_state=IN_KVM, kvm_vcpu=vcpu_addr(0), hwthread_req=0)
+    hstate(s, 1).update(in_guest=HOST_HV)  # woken, entered, waits for vc->in_guest
+    hstate(s, 2).update(in_guest=NONE, hwthread_state=IN_IDLE)  # started, not yet awake
+    hstate(s, 3).update(
+        in_guest=NONE, hwthread_state=IN_IDLE, kvm_vcpu=0, kvm_vcore=0, hwthread_req=1 if grab3 else 0
+    )
+    vcpu(s, 3).update(cpu=-1, thread_cpu=-1)
+    return s
+
+
+@held(
+    1,
+    "modern-inactive-started-thread3-ungrabbed",
+    17,
+    "modern: threads 0-2 started (state still INACTIVE before RUNNING), thread 3 hwthread_req 0",
+)
+def _():
+    return modern_inactive_started(False)
+
+
+@held(1, "modern-inactive-started-all-grabbed", 0, "twin: same with thread 3 grabbed")
+def _():
+    return modern_inactive_started(True)
+
+
+def modern_exiting(grab3, t2_done):
+    s = cs.live_four_vcpus(vcore_in_guest=0)
+    s["stop"] = "kvmppc_wait_for_nap"
+    vc = s["vcores"][0]
+    vc["vcore_state"] = 5
+    hstate(s, 0).update(in_guest=NONE)
+    for t in (1, 3):
+        hstate(s, t).update(in_guest=NONE, kvm_vcpu=0, kvm_vcore=0)
+    if t2_done:
+        hstate(s, 2).update(in_guest=NONE, kvm_vcpu=0, kvm_vcore=0)
+    else:
+        hstate(s, 2).update(in_guest=NONE)  # back from kvmppc_hv_entry, about to clear kvm_vcpu
+    hstate(s, 3)["hwthread_req"] = 1 if grab3 else 0
+    return s
+
+
+@held(
+    1,
+    "modern-exiting-before-release-thread3-ungrabbed",
+    17,
+    "modern EXITING, thread 2 not finished (kvm_vcore set): wait_for_nap not done, yet thread 3 released",
+)
+def _():
+    return modern_exiting(False, False)
+
+
+@held(1, "modern-exiting-before-release-grabbed", 0, "twin: all grabbed")
+def _():
+    return modern_exiting(True, False)
+
+
+@held(
+    1,
+    "modern-exiting-release-under-way",
+    0,
+    "twin: every secondary finished, release under way (threads 0-1 released, 2-3 not yet)",
+)
+def _():
+    s = modern_exiting(True, True)
+    for t in (0, 1):  # kvmppc_release_hwthread: hwthread_req, kvm_vcpu, kvm_vcore
+        hstate(s, t).update(hwthread_req=0, kvm_vcpu=0, kvm_vcore=0)
+    return s
+
+
+def seed_returned(nap_count, released):
+    s = running("seed", vcpu_ids=(0, 1, 2), num_threads=3)
+    s["stop"] = "kvmppc_run_core"
+    s["vcores"][0].update(entry_exit_count=0x303, in_guest=0, n_woken=2, nap_count=nap_count)
+    host_regs(s)
+    for v in s["vcpus"]:
+        v["cpu"] = -1
+    hstate(s, 0).update(in_guest=NONE, kvm_vcpu=0, hwthread_state=IN_KVM)
+    hstate(s, 1).update(kvm_vcpu=0, in_guest=NONE, hwthread_state=IN_IDLE)
+    hstate(s, 2).update(kvm_vcpu=0, in_guest=NONE, hwthread_state=IN_IDLE)
+    for t in released:
+        hstate(s, t)["hwthread_req"] = 0
+    return s
+
+
+@held(
+    1,
+    "seed-released-before-nap-count-complete",
+    17,
+    "seed RUNNING after the vcore entry returned, nap_count 1 < n_woken 2, thread 2 released (2f12f0343684)",
+)
+def _():
+    return seed_returned(1, (0, 1, 2))
+
+
+@held(
+    1,
+    "seed-release-under-way-nap-count-complete",
+    0,
+    "twin: nap_count == n_woken, release under way (threads 0,1 released)",
+)
+def _():
+    return seed_returned(2, (0, 1))
 
 
 # ---------------- class 2: counters (16) ----------------

@@ -241,6 +241,9 @@ def test_messages_name_the_window():
     def first(name):
         return str(Checker().check(by_name[name]())[0])
 
+    assert "thread 3 is not grabbed" in first("modern-inactive-started-thread3-ungrabbed")
+    assert "kvmppc_wait_for_nap has not returned" in first("modern-exiting-before-release-thread3-ungrabbed")
+    assert "nap_count < n_woken" in first("seed-released-before-nap-count-complete")
     assert "no start is in flight" in first("seed4-all-woken-at-limit")
     assert "VCORE_EXITING" in first("modern-exiting-in-guest-1-thread0-released")
     assert "MSR[HV] 0" in first("cede-nap-guest-msr")

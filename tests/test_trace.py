@@ -176,24 +176,53 @@ def test_a_deferred_violation_in_the_log_is_deferred_again(tmp_path: Path) -> No
     """A thread in KVM with no vcore (23) while memory already held the vcore pointer
     (the `behind` line the live plugin writes): the replay defers it as the live run did,
     and the pointer's late store settles it.  Without the line, 23 is reported."""
+    # kvmppc_run_core grabs every secondary (on_primary_thread) before
+    # kvmppc_start_thread stores thread 0's kvm_vcore (book3s_hv.c)
+    grab = [ev(1, f"threads[{t}].kvm_hstate.hwthread_req", 0, 1) for t in (1, 2, 3)]
     thread1_in = [
         # kvmppc_start_thread stores the PACA ptid before kvm_vcore (book3s_hv.c)
         ev(2, "threads[1].kvm_hstate.ptid", 0, 1),
-        ev(2, "threads[1].kvm_hstate.hwthread_req", 0, 1),
         ev(3, "threads[1].kvm_hstate.hwthread_state", 1, 2, cpu=1),
         ev(4, "threads[1].kvm_hstate.in_guest", 0, 4, cpu=1),
     ]
     behind = [{"seq": 4, "behind": ["threads[1].kvm_hstate.kvm_vcore"]}]
     late = [ev(5, "threads[1].kvm_hstate.kvm_vcore", "0x0", VC)]
-    settled = write_log(tmp_path / "settled.jsonl", vcore_found(1) + thread1_in + behind + late)
+    settled = write_log(tmp_path / "settled.jsonl", grab + vcore_found(1) + thread1_in + behind + late)
     summary = json.loads(_core.replay_events(settled.read_text()))
     assert [v["invariant"] for v in summary["violations"]] == []
     assert summary["stats"]["unsettled"] > 0
-    raw = write_log(tmp_path / "raw.jsonl", vcore_found(1) + thread1_in + late)
+    raw = write_log(tmp_path / "raw.jsonl", grab + vcore_found(1) + thread1_in + late)
     summary = json.loads(_core.replay_events(raw.read_text()))
     assert 23 in [v["invariant"] for v in summary["violations"]]
     # The timeline reads the same log (the behind line is for the replay only).
     assert main(["timeline", str(settled), "-o", str(tmp_path / "t.json")]) == 0
+
+
+def test_a_release_seen_before_a_late_kvm_vcore_clear_is_deferred(tmp_path: Path) -> None:
+    """Invariant 17 in EXITING is judged while a secondary still points at the
+    vcore (kvmppc_wait_for_nap has not returned).  Thread 0 polls kvm_vcore in
+    memory, so it can release thread 1 before thread 2's callback for its
+    kvm_vcore = NULL arrives: the replay defers the violation on that field, as
+    the live run did, and the late store settles it.  Without the behind line,
+    17 is reported."""
+    grab = [ev(1, f"threads[{t}].kvm_hstate.hwthread_req", 0, 1) for t in (1, 2, 3)]
+    run = [
+        ev(2, "threads[2].kvm_hstate.ptid", 0, 2),  # kvmppc_start_thread: ptid, then kvm_vcore
+        ev(2, "threads[2].kvm_hstate.kvm_vcore", "0x0", VC),
+        ev(3, f"vcores[{VC}].vcore_state", 0, 4),
+        ev(4, f"vcores[{VC}].vcore_state", 4, 5),  # after __kvmppc_vcore_entry
+        ev(5, "threads[0].kvm_hstate.kvm_vcore", VC, "0x0"),  # kvmppc_release_hwthread(pcpu)
+        ev(6, "threads[1].kvm_hstate.hwthread_req", 1, 0),  # kvmppc_release_hwthread(pcpu + 1)
+    ]
+    behind = [{"seq": 6, "behind": ["threads[2].kvm_hstate.kvm_vcore"]}]
+    late = [ev(7, "threads[2].kvm_hstate.kvm_vcore", VC, "0x0", cpu=2)]
+    settled = write_log(tmp_path / "settled.jsonl", grab + vcore_found(1) + run + behind + late)
+    summary = json.loads(_core.replay_events(settled.read_text()))
+    assert [v["invariant"] for v in summary["violations"]] == []
+    raw = write_log(tmp_path / "raw.jsonl", grab + vcore_found(1) + run + late)
+    summary = json.loads(_core.replay_events(raw.read_text()))
+    assert [v["invariant"] for v in summary["violations"]] == [17]
+    assert summary["violations"][0]["fields"]["threads[2].kvm_hstate.kvm_vcore"] == VC
 
 
 def test_edges_of_two_vcores_compare_the_first_vcore() -> None:
@@ -232,9 +261,10 @@ def novcpu_run(msgsnd: bool, trap: int) -> list[dict[str, object]]:
     kvm_novcpu_exit with ``trap`` (kvmhv_commence_exit's argument) as the first
     exiter, and sends thread 1 its msgsnd or not."""
     vcpu = "0xc0000000042e2000"
-    events = vcore_found(1)
+    # kvmppc_run_core grabs thread 1 (on_primary_thread) before any
+    # kvmppc_start_thread stores a kvm_vcore (book3s_hv.c).
+    events = [ev(1, "threads[1].kvm_hstate.hwthread_req", 0, 1), *vcore_found(1)]
     steps: list[tuple[str, object, object, int]] = [
-        ("threads[1].kvm_hstate.hwthread_req", 0, 1, 0),
         ("threads[1].kvm_hstate.hwthread_state", 1, 0, 1),
         ("threads[1].kvm_hstate.hwthread_state", 0, 2, 1),
         ("threads[1].kvm_hstate.ptid", 0, 1, 0),

@@ -1,6 +1,8 @@
 //! The vcore's entry/exit word (10, 12, 13, 14), the switch back (13) and
 //! the grab of the secondaries around a run (17).
 
+use serde_json::Value;
+
 use super::ctx::{hs, p, Ctx, EntryExit};
 use super::Violation;
 use crate::consts::*;
@@ -290,58 +292,142 @@ fn switched_back(cx: &Ctx, k: usize, vc: &Vcore, ee: EntryExit, out: &mut Vec<Vi
 }
 
 /// 17: the secondaries are grabbed (hwthread_req 1) from before the first
-/// kvmppc_start_thread until kvmppc_release_hwthread.  Judged where that span
-/// is certain from the snapshot:
-/// * RUNNING with no exit started (all variants);
-/// * modern RUNNING with an exit under way: the release comes after
-///   vcore_state = VCORE_EXITING in kvmppc_run_core;
-/// * seed/prepatch RUNNING while thread 0 is still in KVM: the runner
-///   releases the threads in C, after __kvmppc_vcore_entry returned;
-/// * seed STARTING once a vcpu has been started or an entry counted: every
-///   sibling is grabbed before the first start (7b444c6710c6).
+/// kvmppc_start_thread until kvmppc_release_hwthread (book3s_hv.c,
+/// kvmppc_run_core: on_primary_thread grabs them all, then the start loop;
+/// the release loop comes after the run).  Judged where that span is certain
+/// from the snapshot ([`grab_window`]); the violation names the fields that
+/// open the window too, so that a continuous trace defers it while one of
+/// them is behind memory (shadow::settle).
 fn grabbed(cx: &Ctx, k: usize, vc: &Vcore, ee: EntryExit, out: &mut Vec<Violation>) {
     if ee == EntryExit::Unknown || !vc.pcpu.is_multiple_of(cx.tpc) {
         return;
     }
-    let st = cx.states;
-    let secondaries = || {
-        cx.s.threads
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.cpu > vc.pcpu && t.cpu - vc.pcpu < cx.tpc)
+    let Some(Window { why, opened_by }) = grab_window(cx, k, vc, ee) else {
+        return;
     };
-    let window = if vc.vcore_state == st.running {
-        if !ee.exit_started() || cx.s.variant == Variant::Modern {
-            Some("vcore runs")
-        } else {
-            let t0_in_kvm = cx
-                .thread_at_cpu(vc.pcpu as u64)
-                .is_some_and(|(_, t)| t.kvm_hstate.in_guest != KVM_GUEST_MODE_NONE);
-            t0_in_kvm.then_some("the run is exiting and thread 0 is still in KVM")
-        }
-    } else if Some(vc.vcore_state) == st.starting {
-        let started = ee.entered() > 0
-            || secondaries().any(|(_, t)| t.kvm_hstate.kvm_vcpu != 0 && t.kvm_hstate.kvm_vcore == vc.addr);
-        started.then_some("vcore is STARTING and a vcpu was already started")
-    } else {
-        None
-    };
-    let Some(window) = window else { return };
-    for (i, t) in secondaries() {
+    for (i, t) in core_threads(cx, vc).filter(|(_, t)| t.cpu != vc.pcpu) {
         if t.kvm_hstate.hwthread_req != 1 {
+            let v = Violation::new(
+                17,
+                format!(
+                    "{why}, but secondary thread {} is not grabbed (hwthread_req {})",
+                    t.cpu - vc.pcpu,
+                    t.kvm_hstate.hwthread_req
+                ),
+            )
+            .field(hs(i, "hwthread_req"), t.kvm_hstate.hwthread_req)
+            .field(p("vcores", k, "vcore_state"), vc.vcore_state)
+            .field(p("vcores", k, ee.key()), ee.raw());
             out.push(
-                Violation::new(
-                    17,
-                    format!(
-                        "{window}, but secondary thread {} is not grabbed (hwthread_req {})",
-                        t.cpu - vc.pcpu,
-                        t.kvm_hstate.hwthread_req
-                    ),
-                )
-                .field(hs(i, "hwthread_req"), t.kvm_hstate.hwthread_req)
-                .field(p("vcores", k, "vcore_state"), vc.vcore_state)
-                .field(p("vcores", k, ee.key()), ee.raw()),
+                opened_by
+                    .iter()
+                    .fold(v, |v, (key, val)| v.field(key.clone(), val.clone())),
             );
         }
     }
+}
+
+/// The threads of the core at `vc.pcpu` (thread 0 included), with their
+/// path index.
+fn core_threads<'a>(cx: &'a Ctx, vc: &'a Vcore) -> impl Iterator<Item = (usize, &'a Thread)> + 'a {
+    cx.s.threads
+        .iter()
+        .enumerate()
+        .filter(move |(_, t)| t.cpu >= vc.pcpu && t.cpu - vc.pcpu < cx.tpc)
+}
+
+/// Why the secondaries must be grabbed at a stop, and the fields that show it.
+struct Window {
+    why: &'static str,
+    opened_by: Vec<(String, Value)>,
+}
+
+/// Why the secondaries must be grabbed at this stop, or None where the
+/// snapshot cannot tell:
+/// * RUNNING with no exit started (all variants);
+/// * modern RUNNING with an exit under way: the release comes after
+///   vcore_state = VCORE_EXITING in kvmppc_run_core;
+/// * modern INACTIVE with a thread of the core started (kvm_vcore set to the
+///   vcore): kvmppc_run_core grabs, stores vc->pcpu, starts the threads and
+///   only then stores VCORE_RUNNING, and after a run every kvm_vcore of the
+///   core was cleared (by the secondary itself or the release);
+/// * modern EXITING while a secondary still points at the vcore:
+///   kvmppc_wait_for_nap waits for every kvm_vcore to be cleared before the
+///   release loop (unless it gave up: "KVM: CPU %d seems to be stuck");
+/// * seed/prepatch RUNNING while thread 0 is still in KVM or nap_count <
+///   n_woken: the runner releases the threads in C, after
+///   __kvmppc_vcore_entry returned and kvmppc_wait_for_nap saw every woken
+///   secondary count its nap (2f12f0343684);
+/// * seed/prepatch STARTING once a vcpu has been started on any thread of
+///   the core (kvm_vcpu set: the previous run's release cleared them all)
+///   or an entry counted: every sibling is grabbed before the first start
+///   (7b444c6710c6).
+fn grab_window(cx: &Ctx, k: usize, vc: &Vcore, ee: EntryExit) -> Option<Window> {
+    let st = cx.states;
+    let modern = cx.s.variant == Variant::Modern;
+    let window = |why: &'static str, opened_by: Vec<(String, Value)>| Some(Window { why, opened_by });
+    // The threads of the core whose PACA field `f` (kvm_vcore or kvm_vcpu)
+    // shows the run, with that field.
+    let pointing =
+        |f: &str, shows: &dyn Fn(&Thread) -> bool, secondaries_only: bool| -> Vec<(String, Value)> {
+            core_threads(cx, vc)
+                .filter(|(_, t)| !(secondaries_only && t.cpu == vc.pcpu) && shows(t))
+                .map(|(i, t)| {
+                    let h = &t.kvm_hstate;
+                    let val = if f == "kvm_vcpu" { h.kvm_vcpu } else { h.kvm_vcore };
+                    (hs(i, f), Value::from(format!("{val:#x}")))
+                })
+                .collect()
+        };
+    let points_here = |t: &Thread| t.kvm_hstate.kvm_vcore == vc.addr;
+    let holds_vcpu_here = |t: &Thread| {
+        let h = &t.kvm_hstate;
+        h.kvm_vcpu != 0
+            && (h.kvm_vcore == vc.addr || cx.vcpu(h.kvm_vcpu).is_some_and(|(_, v)| v.vcore == vc.addr))
+    };
+    let state = vc.vcore_state;
+    if state == st.running {
+        if !ee.exit_started() || modern {
+            return window("vcore runs", vec![]);
+        }
+        if let Some((i0, t0)) = cx
+            .thread_at_cpu(vc.pcpu as u64)
+            .filter(|(_, t)| t.kvm_hstate.in_guest != KVM_GUEST_MODE_NONE)
+        {
+            let f = (hs(i0, "in_guest"), Value::from(t0.kvm_hstate.in_guest));
+            return window("the run is exiting and thread 0 is still in KVM", vec![f]);
+        }
+        return match (vc.nap_count, vc.n_woken) {
+            (Some(nc), Some(nw)) if nc < nw => window(
+                "thread 0 is back from the run but nap_count < n_woken (kvmppc_run_core releases only after kvmppc_wait_for_nap)",
+                vec![
+                    (p("vcores", k, "nap_count"), Value::from(nc)),
+                    (p("vcores", k, "n_woken"), Value::from(nw)),
+                ],
+            ),
+            _ => None,
+        };
+    }
+    if Some(state) == st.starting {
+        let started = pointing("kvm_vcpu", &holds_vcpu_here, false);
+        return (ee.entered() > 0 || !started.is_empty()).then_some(Window {
+            why: "vcore is STARTING and a vcpu was already started",
+            opened_by: started,
+        });
+    }
+    if modern && state == st.inactive {
+        let started = pointing("kvm_vcore", &points_here, false);
+        return (!started.is_empty()).then_some(Window {
+            why: "kvmppc_run_core has started a thread of the vcore (kvm_vcore set) before VCORE_RUNNING",
+            opened_by: started,
+        });
+    }
+    if modern && state == st.exiting {
+        let unfinished = pointing("kvm_vcore", &points_here, true);
+        return (!unfinished.is_empty()).then_some(Window {
+            why: "vcore is EXITING and a secondary has not finished (kvm_vcore still set: kvmppc_wait_for_nap has not returned, nothing is released yet)",
+            opened_by: unfinished,
+        });
+    }
+    None
 }

@@ -294,6 +294,10 @@ impl Rig {
             self.hs(t, t, H::Vcore, 0);
         }
         self.vc8(0, 24, MODERN_VCORE_STATES.exiting);
+        // kvmppc_release_hwthread(pcpu + i) for i = 0.. (book3s_hv.c): thread
+        // 0's PACA first (its hwthread_req is already 0).
+        self.hs(0, 0, H::Vcpu, 0);
+        self.hs(0, 0, H::Vcore, 0);
         for t in 1..4 {
             self.hs(0, t, H::Vcpu, 0);
             self.hs(0, t, H::Vcore, 0);
@@ -301,7 +305,6 @@ impl Rig {
             self.hs(t, t, H::State, KVM_HWTHREAD_IN_KERNEL.into());
             self.hs(t, t, H::State, KVM_HWTHREAD_IN_IDLE.into());
         }
-        self.hs(0, 0, H::Vcpu, 0);
         self.vc8(0, 24, MODERN_VCORE_STATES.inactive);
     }
 }
