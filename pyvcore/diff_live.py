@@ -119,11 +119,22 @@ def resolve_attach(address: str, kernel: str | Path | None, symbols: str | Path 
         raise DiffError(f"--attach {address}: expected HOST:PORT or 'lab'")
     if kernel is None:
         raise DiffError(
-            f"--attach {address}: not the running lab's gdbstub, so --kernel VMLINUX must name the kernel it runs"
+            f"--attach {address}: not the running lab's gdbstub, so --kernel NAME|VMLINUX must name the kernel it runs"
         )
     from pyvcore.gdbcli import reachable
     from pyvcore.kernel import KernelRefused, check_image, debug_image
+    from pyvcore.lab.cache import cache_dir
+    from pyvcore.lab.inputs import is_path_like, kernel_manifest
+    from pyvcore.lab.qemu import LabError
 
+    if not is_path_like(kernel):
+        # A kernel the lab set up by name: its vmlinux, and its debug image when it has one.
+        try:
+            manifest = kernel_manifest(kernel, cache_dir())
+        except LabError as err:  # not set up, or no such name
+            raise DiffError(str(err)) from None
+        kernel = manifest.vmlinux
+        symbols = symbols or manifest.extra.get("symbols")
     try:
         image = check_image(Path(kernel), "--kernel")
         found = debug_image(Path(kernel), image, symbols, "--kernel")[1]

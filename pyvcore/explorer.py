@@ -315,7 +315,13 @@ def _run(args: argparse.Namespace) -> int:
             reduction=not args.no_reduction,
             progress=progress,
         )
-    except (ModelError, ValueError, OverflowError) as e:
+    except ModelError as e:
+        # Only the vcpus given can make the starting events illegal: say it about --vcpus.
+        given = ",".join(map(str, args.vcpus or []))
+        what = f"--vcpus {given}: {e.reason}" if e.event.startswith("create_vcpu") else str(e)
+        print(f"pyvcore explore: {what}", file=sys.stderr)
+        return 2
+    except (ValueError, OverflowError) as e:
         print(f"pyvcore explore: {e}", file=sys.stderr)
         return 2
     finally:

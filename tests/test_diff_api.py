@@ -93,7 +93,7 @@ def test_a_run_that_fails_is_an_error_verdict_not_an_exception(monkeypatch: pyte
 
 def test_bare_gdbstub_needs_the_kernel(tmp_path: Path) -> None:
     result = run_diff("all", attach="127.0.0.1:1")
-    assert result.verdict == "error" and "--kernel VMLINUX" in (result.error or "")
+    assert result.verdict == "error" and "--kernel NAME|VMLINUX" in (result.error or "")
     broken = tmp_path / "broken"
     broken.write_bytes(b"\x7fELF")
     with pytest.raises(diff.DiffError, match="not an ELF file"):  # refused before gdb starts
@@ -112,6 +112,29 @@ def test_bare_gdbstub_needs_the_kernel(tmp_path: Path) -> None:
     assert target.status()["hold"] == 0  # no console: no reports to wait for
     with pytest.raises(diff.DiffError, match="HOST:PORT"):
         diff.resolve_attach("nonsense", vmlinux)
+
+
+def test_bare_gdbstub_takes_a_kernel_the_lab_set_up_by_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--attach HOST:PORT --kernel 6.12: the set-up kernel's vmlinux (it was read as a path)."""
+    import socket
+
+    from pyvcore.lab.cache import cache_dir
+    from pyvcore.lab.inputs import KernelManifest
+
+    manifest = KernelManifest.load(cache_dir(), name="6.12")
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        address = f"127.0.0.1:{listening.getsockname()[1]}"
+        if manifest is not None:
+            target = diff.resolve_attach(address, "6.12")
+            assert isinstance(target, diff.GdbStub)
+            assert target.release and target.release in Path(manifest.vmlinux).name
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing set up
+        with pytest.raises(diff.DiffError, match=r"lab not set up: missing kernel 6\.12 .*lab setup"):
+            diff.resolve_attach(address, "6.12")
 
 
 def test_temporary_trace_is_removed_unless_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

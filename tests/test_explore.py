@@ -597,3 +597,10 @@ def test_every_fault_is_modelled_or_says_why_for_each_variant() -> None:
     for fault, info in FAULT_INFO.items():
         assert sorted([*info.variants, *info.not_modelled]) == sorted(VARIANTS), fault
     assert set(FAULT_INFO["no-exit-ipi"].not_modelled) == {"modern"}
+
+
+def test_vcpus_of_another_vcore_are_refused_as_the_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explore", "--variant", "seed", "--threads", "4", "--vcpus", "0,9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pyvcore explore: --vcpus 0,9: vcpu 9 belongs to vcore 2"), err
+    assert "illegal event" not in err and "\n" not in err
