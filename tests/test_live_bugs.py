@@ -40,32 +40,14 @@ def stock_diff(tmp_path_factory: pytest.TempPathFactory, live_runs: Any) -> dict
     a failure is remembered, not re-run for every test that uses it)."""
     if not _STOCK:
         trace = tmp_path_factory.mktemp("stock") / "all-stock.jsonl"
-        started = time.monotonic()
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pyvcore",
-                "diff",
-                "--scenario",
-                "all",
-                "--qemu",
-                "stock",
-                "--stops",
-                "40",
-                "--deadline",
-                "60",
-                "--no-reports",
-                "--json",
-                "--trace",
-                str(trace),
-                "--lock-wait",
-                "600",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=1000,
-        )
+        # Sampling can miss the state: 40 stops of a stock boot once all fell where no
+        # sibling held another LPIDR (a clean-clone CI run). A clean verdict is sampled
+        # again once; the continuous trace (test_trace_live) sees every store instead.
+        for _attempt in range(2):
+            started = time.monotonic()
+            proc = _stock_run(trace)
+            if proc.returncode != 0:
+                break
         _STOCK.update(rc=proc.returncode, stdout=proc.stdout, stderr=proc.stderr, trace=trace)
         if proc.returncode in (0, 1) and proc.stdout.strip():
             doc = json.loads(proc.stdout)
@@ -73,6 +55,34 @@ def stock_diff(tmp_path_factory: pytest.TempPathFactory, live_runs: Any) -> dict
     if _STOCK["rc"] not in (0, 1) or not _STOCK["stdout"].strip():
         pytest.fail(f"pyvcore diff could not run (exit {_STOCK['rc']}):\n{_STOCK['stderr'][-3000:]}")
     return {**_STOCK, "doc": json.loads(_STOCK["stdout"])}
+
+
+def _stock_run(trace: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pyvcore",
+            "diff",
+            "--scenario",
+            "all",
+            "--qemu",
+            "stock",
+            "--stops",
+            "40",
+            "--deadline",
+            "60",
+            "--no-reports",
+            "--json",
+            "--trace",
+            str(trace),
+            "--lock-wait",
+            "600",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1000,
+    )
 
 
 def test_stock_qemu_lpidr_sdr1_bug_is_flagged_by_the_mmu_invariants(stock_diff: dict[str, Any]) -> None:
