@@ -4,20 +4,6 @@
 use super::*;
 use crate::shadow::log::{replay_until, Until};
 
-/// A logged run with invariant 19 (vcore_state going backwards) in it: its
-/// log lines and the live shadow.
-fn logged_run() -> (Vec<String>, Rig) {
-    let buf = Buf::default();
-    let mut r = Rig::logged(2, Some(Box::new(buf.clone())));
-    r.enter_all(2);
-    r.exit_all(2);
-    r.enter_all(2);
-    r.vc8(0, 24, MODERN_VCORE_STATES.exiting);
-    r.vc8(0, 24, MODERN_VCORE_STATES.running);
-    r.s.finish(r.tb);
-    (buf.text().lines().map(String::from).collect(), r)
-}
-
 fn seqs(lines: &[String]) -> Vec<u64> {
     let mut out: Vec<u64> = lines
         .iter()
