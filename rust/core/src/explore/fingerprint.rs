@@ -497,7 +497,9 @@ impl CoreMasks {
 /// thread and the vcpu it runs or holds (book3s_hv_rmhandlers.S: it writes
 /// its own PACA and vcpu, and other threads only through IPIs, the entry
 /// and exit words, napping_threads and DPDES); thread 0's partition
-/// switches change thread 0; H_PROD changes its vcpu and IPI flags; a
+/// switches change thread 0; starting a vcpu (kvmppc_start_thread, or
+/// kvmppc_run_vcpu for a latecomer) changes that vcpu and the thread of its
+/// ptid; H_PROD changes its vcpu and IPI flags; a
 /// msgsndp, a doorbell's taking and VCORE_EXIT_REQ change only DPDES, the
 /// record of sent doorbells, the vcore and IPI flags.
 /// Debug builds check this on every transition (see [`secondary_keys`]).
@@ -518,6 +520,13 @@ pub(crate) fn touched(e: &Event, parent: &State, child: &State) -> Option<u8> {
             Some(vcpus.fold(1u8 << t, |m, v| m | 1u8.wrapping_shl(v as u32)))
         }
         Event::SwitchIn | Event::SwitchOut => Some(1),
+        // kvmppc_start_thread, and kvmppc_run_vcpu (a latecomer is started
+        // at once): the vcpu and the thread of its ptid.
+        Event::StartThread { vcpu } | Event::Runnable { vcpu } => {
+            let i = vcpu.checked_sub(vc_first(parent))?;
+            let ptid = child.vcpus.get(i as usize).copied().flatten()?.ptid;
+            Some(1u8.checked_shl(i)? | 1u8.checked_shl(ptid as u32)?)
+        }
         // (An id outside the vcore makes the event illegal: None is safe.)
         Event::Prod { vcpu } => vcpu
             .checked_sub(vc_first(parent))

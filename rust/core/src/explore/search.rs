@@ -195,13 +195,12 @@ impl Search<'_> {
         chain[..events.len()].copy_from_slice(events);
         let index = out.succs.len() as u32;
         let count = out.keyed.len();
+        // What the chain has touched so far (see [`touched`]): the keys of
+        // its states are computed next to the parent's.
+        let mut changed = Some(0u8);
         for (k, st) in states.iter().enumerate() {
-            // A chain's later states are compared with the parent in full.
-            let changed = if k == 0 {
-                touched(&events[0], base.s, st)
-            } else {
-                None
-            };
+            let before = if k == 0 { base.s } else { states[k - 1] };
+            changed = changed.and_then(|m| Some(m | touched(&events[k], before, st)?));
             let key = chain_key(&self.key(st, Some(base), changed), k + 1 == states.len());
             out.keyed[shard_of(&key, count)].push((index, k as u8, key));
         }
@@ -520,6 +519,13 @@ pub(super) fn bfs(
 fn append(level: &mut Vec<Vec<(State, u32)>>, states: Vec<(State, u32)>, batch: usize) {
     match level.last_mut() {
         Some(last) if last.len() + states.len() <= batch => last.extend(states),
+        // A small one starts a segment with room for a batch, so that the
+        // next ones join it without regrowing it (a copy each time).
+        _ if !states.is_empty() && states.len() < batch / 2 => {
+            let mut seg = Vec::with_capacity(batch);
+            seg.extend(states);
+            level.push(seg);
+        }
         _ if !states.is_empty() => level.push(states),
         _ => {}
     }

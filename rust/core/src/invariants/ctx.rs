@@ -116,6 +116,9 @@ pub(crate) struct Ctx<'a> {
     /// vcore address -> (vcpus pointing at it, RUNNABLE among them, all have
     /// a state, highest ptid), for large snapshots.
     members: Option<HashMap<u64, Members>>,
+    /// The last [`Ctx::members`] scanned (small snapshots): each vcore's
+    /// checks ask for it several times.
+    last_members: std::cell::Cell<Option<(u64, Members)>>,
 }
 
 /// The vcpus pointing at one vcore.
@@ -169,6 +172,7 @@ impl<'a> Ctx<'a> {
             threads_by_cpu: index(&s.threads, |t| t.cpu as u64),
             held_by: index(&s.threads, |t| t.kvm_hstate.kvm_vcpu),
             members,
+            last_members: std::cell::Cell::new(None),
         }
     }
 
@@ -216,13 +220,17 @@ impl<'a> Ctx<'a> {
     pub fn members(&self, addr: u64) -> Members {
         match &self.members {
             Some(m) => m.get(&addr).copied().unwrap_or_default(),
-            None => {
-                let mut m = Members::default();
-                for v in self.s.vcpus.iter().filter(|v| v.vcore == addr) {
-                    m.add(v);
+            None => match self.last_members.get() {
+                Some((a, m)) if a == addr => m,
+                _ => {
+                    let mut m = Members::default();
+                    for v in self.s.vcpus.iter().filter(|v| v.vcore == addr) {
+                        m.add(v);
+                    }
+                    self.last_members.set(Some((addr, m)));
+                    m
                 }
-                m
-            }
+            },
         }
     }
 

@@ -320,8 +320,9 @@ fn grabbed(cx: &Ctx, k: usize, vc: &Vcore, ee: EntryExit, out: &mut Vec<Violatio
             .field(p("vcores", k, ee.key()), ee.raw());
             out.push(
                 opened_by
-                    .iter()
-                    .fold(v, |v, (key, val)| v.field(key.clone(), val.clone())),
+                    .fields(cx, vc)
+                    .into_iter()
+                    .fold(v, |v, (key, val)| v.field(key, val)),
             );
         }
     }
@@ -339,8 +340,70 @@ fn core_threads<'a>(cx: &'a Ctx, vc: &'a Vcore) -> impl Iterator<Item = (usize, 
 /// Why the secondaries must be grabbed at a stop, and the fields that show it.
 struct Window {
     why: &'static str,
-    opened_by: Vec<(String, Value)>,
+    opened_by: OpenedBy,
 }
+
+/// The fields that open a [`Window`]: given, or the PACAs of the core that
+/// show the run, named only when there is a violation to report (the
+/// explorer judges millions of clean states).
+enum OpenedBy {
+    Fields(Vec<(String, Value)>),
+    /// The threads whose PACA field `field` ("kvm_vcpu" or "kvm_vcore")
+    /// shows the run (see [`shows_run`]), thread 0 left out when
+    /// `secondaries_only`.
+    Pointing {
+        field: &'static str,
+        secondaries_only: bool,
+    },
+}
+
+/// Whether thread `t`'s PACA shows the run of `vc` in `field`: kvm_vcore
+/// is the vcore, or kvm_vcpu is a vcpu of it (set by kvmppc_start_thread).
+fn shows_run(cx: &Ctx, vc: &Vcore, field: &str, t: &Thread) -> bool {
+    let h = &t.kvm_hstate;
+    if field == "kvm_vcpu" {
+        h.kvm_vcpu != 0
+            && (h.kvm_vcore == vc.addr || cx.vcpu(h.kvm_vcpu).is_some_and(|(_, v)| v.vcore == vc.addr))
+    } else {
+        h.kvm_vcore == vc.addr
+    }
+}
+
+/// The threads of the core that show the run (see [`OpenedBy::Pointing`]).
+fn pointing<'a>(
+    cx: &'a Ctx,
+    vc: &'a Vcore,
+    field: &'static str,
+    secondaries_only: bool,
+) -> impl Iterator<Item = (usize, &'a Thread)> + 'a {
+    core_threads(cx, vc)
+        .filter(move |(_, t)| !(secondaries_only && t.cpu == vc.pcpu) && shows_run(cx, vc, field, t))
+}
+
+impl OpenedBy {
+    fn fields(&self, cx: &Ctx, vc: &Vcore) -> Vec<(String, Value)> {
+        match *self {
+            OpenedBy::Fields(ref f) => f.clone(),
+            OpenedBy::Pointing {
+                field,
+                secondaries_only,
+            } => pointing(cx, vc, field, secondaries_only)
+                .map(|(i, t)| {
+                    let h = &t.kvm_hstate;
+                    let val = if field == "kvm_vcpu" {
+                        h.kvm_vcpu
+                    } else {
+                        h.kvm_vcore
+                    };
+                    (hs(i, field), Value::from(format!("{val:#x}")))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Why a seed/prepatch STARTING vcore must have its secondaries grabbed.
+const STARTED: &str = "vcore is STARTING and a vcpu was already started";
 
 /// Why the secondaries must be grabbed at this stop, or None where the
 /// snapshot cannot tell:
@@ -365,25 +428,21 @@ struct Window {
 fn grab_window(cx: &Ctx, k: usize, vc: &Vcore, ee: EntryExit) -> Option<Window> {
     let st = cx.states;
     let modern = cx.s.variant == Variant::Modern;
-    let window = |why: &'static str, opened_by: Vec<(String, Value)>| Some(Window { why, opened_by });
-    // The threads of the core whose PACA field `f` (kvm_vcore or kvm_vcpu)
-    // shows the run, with that field.
-    let pointing =
-        |f: &str, shows: &dyn Fn(&Thread) -> bool, secondaries_only: bool| -> Vec<(String, Value)> {
-            core_threads(cx, vc)
-                .filter(|(_, t)| !(secondaries_only && t.cpu == vc.pcpu) && shows(t))
-                .map(|(i, t)| {
-                    let h = &t.kvm_hstate;
-                    let val = if f == "kvm_vcpu" { h.kvm_vcpu } else { h.kvm_vcore };
-                    (hs(i, f), Value::from(format!("{val:#x}")))
-                })
-                .collect()
-        };
-    let points_here = |t: &Thread| t.kvm_hstate.kvm_vcore == vc.addr;
-    let holds_vcpu_here = |t: &Thread| {
-        let h = &t.kvm_hstate;
-        h.kvm_vcpu != 0
-            && (h.kvm_vcore == vc.addr || cx.vcpu(h.kvm_vcpu).is_some_and(|(_, v)| v.vcore == vc.addr))
+    let window = |why: &'static str, opened_by: Vec<(String, Value)>| {
+        Some(Window {
+            why,
+            opened_by: OpenedBy::Fields(opened_by),
+        })
+    };
+    // Open while a thread of the core shows the run in `field`.
+    let shown = |why: &'static str, field: &'static str, secondaries_only: bool| {
+        pointing(cx, vc, field, secondaries_only).next().map(|_| Window {
+            why,
+            opened_by: OpenedBy::Pointing {
+                field,
+                secondaries_only,
+            },
+        })
     };
     let state = vc.vcore_state;
     if state == st.running {
@@ -409,25 +468,30 @@ fn grab_window(cx: &Ctx, k: usize, vc: &Vcore, ee: EntryExit) -> Option<Window> 
         };
     }
     if Some(state) == st.starting {
-        let started = pointing("kvm_vcpu", &holds_vcpu_here, false);
-        return (ee.entered() > 0 || !started.is_empty()).then_some(Window {
-            why: "vcore is STARTING and a vcpu was already started",
-            opened_by: started,
-        });
+        if ee.entered() > 0 {
+            return Some(Window {
+                why: STARTED,
+                opened_by: OpenedBy::Pointing {
+                    field: "kvm_vcpu",
+                    secondaries_only: false,
+                },
+            });
+        }
+        return shown(STARTED, "kvm_vcpu", false);
     }
     if modern && state == st.inactive {
-        let started = pointing("kvm_vcore", &points_here, false);
-        return (!started.is_empty()).then_some(Window {
-            why: "kvmppc_run_core has started a thread of the vcore (kvm_vcore set) before VCORE_RUNNING",
-            opened_by: started,
-        });
+        return shown(
+            "kvmppc_run_core has started a thread of the vcore (kvm_vcore set) before VCORE_RUNNING",
+            "kvm_vcore",
+            false,
+        );
     }
     if modern && state == st.exiting {
-        let unfinished = pointing("kvm_vcore", &points_here, true);
-        return (!unfinished.is_empty()).then_some(Window {
-            why: "vcore is EXITING and a secondary has not finished (kvm_vcore still set: kvmppc_wait_for_nap has not returned, nothing is released yet)",
-            opened_by: unfinished,
-        });
+        return shown(
+            "vcore is EXITING and a secondary has not finished (kvm_vcore still set: kvmppc_wait_for_nap has not returned, nothing is released yet)",
+            "kvm_vcore",
+            true,
+        );
     }
     None
 }
