@@ -519,13 +519,6 @@ pub(super) fn bfs(
 fn append(level: &mut Vec<Vec<(State, u32)>>, states: Vec<(State, u32)>, batch: usize) {
     match level.last_mut() {
         Some(last) if last.len() + states.len() <= batch => last.extend(states),
-        // A small one starts a segment with room for a batch, so that the
-        // next ones join it without regrowing it (a copy each time).
-        _ if !states.is_empty() && states.len() < batch / 2 => {
-            let mut seg = Vec::with_capacity(batch);
-            seg.extend(states);
-            level.push(seg);
-        }
         _ if !states.is_empty() => level.push(states),
         _ => {}
     }
