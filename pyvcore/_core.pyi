@@ -392,6 +392,11 @@ class ExploreReport:
     def peak_memory(self) -> int: ...
     @property
     def fault(self) -> Optional[str]: ...
+    @property
+    def without_fault(self) -> Optional[tuple[int, int]]:
+        """With a fault and a counterexample: (invariant, event number from 1) that the
+        same events break with the fault left out, when they do (the variant's own bug is
+        shorter than the fault's); None otherwise."""
 
 @final
 class FaultInfo:

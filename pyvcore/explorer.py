@@ -59,6 +59,11 @@ class ExploreResult:
     """The largest estimated size of the search's own structures (the seen-state set and
     the frontier), in bytes: an estimate, not the process's memory (:attr:`peak_rss`)."""
     fault: Optional[str] = None
+    without_fault: Optional[tuple[int, int]] = None
+    """With a ``fault`` and a counterexample: (invariant, event number from 1) that the
+    same events break with the fault left out, when they do -- the counterexample is then
+    the variant's own bug (prepatch's doorbell misdelivery is shorter than most faults),
+    not the fault's; None otherwise."""
     peak_rss: Optional[int] = None
     """The process's peak resident set size so far, in bytes (``getrusage(2)``'s
     ``ru_maxrss``: the interpreter, the extension and every earlier search included), or
@@ -105,6 +110,7 @@ class ExploreResult:
             "peak_memory": self.peak_memory,
             "peak_rss": self.peak_rss,
             "fault": self.fault,
+            "without_fault": list(self.without_fault) if self.without_fault else None,
         }
 
     def replay(self) -> Vcore:
@@ -241,6 +247,7 @@ def explore(
         ignored=list(r.ignored),
         peak_memory=r.peak_memory,
         fault=r.fault,
+        without_fault=r.without_fault,
         peak_rss=_peak_rss(),
     )
 

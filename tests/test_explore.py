@@ -105,8 +105,48 @@ def test_injected_faults_are_caught(variant: str, fault: str, invariant: int | N
         assert r.violation.invariant == invariant, r.violated
     assert r.counterexample and len(r.counterexample) <= 16
     assert f"FAULT {fault}" in r.bounds and r.fault == fault
-    # The same model without the fault holds: the fault is the cause.
+    # The same model without the fault holds: the fault is the cause, and the
+    # counterexample's events are legal and clean without it.
     assert explore(variant, 2).ok
+    assert r.without_fault is None
+
+
+def test_a_counterexample_that_does_not_need_the_fault_says_so(capsys: pytest.CaptureFixture) -> None:
+    """Prepatch's own doorbell misdelivery (8 events) is shorter than what most faults break:
+    the report says the counterexample holds without the fault, naming the invariant and event,
+    rather than letting it pass for the fault's.  A fault whose counterexample needs it
+    (doorbell-wrong-sibling: the doorbell lands on thread 0) gets no note."""
+    own = explore("prepatch", 4)
+    r = explore("prepatch", 4, fault="in-guest-not-cleared")
+    assert own.violation is not None and r.counterexample == own.counterexample
+    assert r.without_fault == (own.violation.invariant, len(own.counterexample or []))
+    assert (
+        main(["explore", "--variant", "prepatch", "--threads", "4", "--fault", "in-guest-not-cleared"]) == 1
+    )
+    text = capsys.readouterr().out
+    assert (
+        "note: this counterexample does not need fault in-guest-not-cleared: without it the same events "
+        "break invariant 29 (doorbell delivery) after event 8, so prepatch's own bug is found first" in text
+    )
+    needed = explore("prepatch", 4, fault="doorbell-wrong-sibling")
+    assert needed.violation is not None and needed.without_fault is None
+    assert needed.counterexample != own.counterexample
+    assert (
+        main(
+            [
+                "explore",
+                "--variant",
+                "prepatch",
+                "--threads",
+                "4",
+                "--fault",
+                "doorbell-wrong-sibling",
+                "--json",
+            ]
+        )
+        == 1
+    )
+    assert json.loads(capsys.readouterr().out)["without_fault"] is None
 
 
 def test_every_fault_is_tested_and_cites_its_fix() -> None:

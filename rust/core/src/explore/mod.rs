@@ -259,6 +259,11 @@ pub struct ExploreReport {
     /// The largest estimated memory of the search, in bytes.
     pub peak_memory: usize,
     pub fault: Option<Fault>,
+    /// With a fault and a counterexample: the invariant and the event
+    /// (1-based) at which the same events break it with the fault left out,
+    /// when they do (the variant's own bug, e.g. prepatch's doorbell
+    /// misdelivery, is shorter than what the fault breaks).  None otherwise.
+    pub without_fault: Option<(u32, usize)>,
 }
 
 impl ExploreReport {
@@ -334,11 +339,19 @@ fn explore_recording(
         bounds: opts.bounds(),
         peak_memory: 0,
         fault: opts.fault,
+        without_fault: None,
     };
     if let Some(r) = record.as_deref_mut() {
         r.push(root);
     }
     bfs(&search, root, &mut report, progress, start, record);
+    if let (Some(_), Some(events)) = (opts.fault, &report.counterexample) {
+        let plain = Search {
+            cfg: model.config,
+            ..search
+        };
+        report.without_fault = plain.first_violation(&root, events);
+    }
     report.seconds = start.elapsed().as_secs_f64();
     Ok(report)
 }

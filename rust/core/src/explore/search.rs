@@ -320,6 +320,25 @@ impl Search<'_> {
         }
     }
 
+    /// The first invariant `events` break from `root` under this search's
+    /// rules, with the event (1-based) after which it breaks; None when one
+    /// of the events is not legal or none breaks one.
+    pub(super) fn first_violation(&self, root: &State, events: &[Event]) -> Option<(u32, usize)> {
+        let (mut s, mut next) = (*root, State::initial());
+        let mut before = self.cfg.view(root, None);
+        let mut after = before.clone();
+        for (k, e) in events.iter().enumerate() {
+            let fx = self.cfg.after_into(&s, *e, &mut next)?;
+            let prev = self.opts.check_invariants.then_some(&before);
+            if let Some(v) = check(&self.cfg, &s, prev, &next, e, &fx, &self.ignored, &mut after) {
+                return Some((v.invariant, k + 1));
+            }
+            std::mem::swap(&mut before, &mut after);
+            s = next;
+        }
+        None
+    }
+
     /// Replay and check the chains `news` (see [`Visited::visit`]), in
     /// order, step by step along each chain.  Returns the new end states
     /// with their nodes (for the next level) or the first violation as

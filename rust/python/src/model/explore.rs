@@ -81,6 +81,10 @@ pub struct PyExploreReport {
     peak_memory: usize,
     #[pyo3(get)]
     fault: Option<&'static str>,
+    /// With a fault and a counterexample: (invariant, event number from 1)
+    /// that the same events break with the fault left out, if they do.
+    #[pyo3(get)]
+    without_fault: Option<(u32, usize)>,
 }
 
 impl PyExploreReport {
@@ -109,6 +113,7 @@ impl PyExploreReport {
             bounds: r.bounds.clone(),
             peak_memory: r.peak_memory,
             fault: r.fault.map(Fault::name),
+            without_fault: r.without_fault,
         })
     }
 }
