@@ -149,10 +149,10 @@ def format_result(r: ExploreResult, *, changed: Sequence[str] = (), verbose: boo
     for key, value in (v.fields or {}).items():
         lines.append(f"    {key} = {field_value(key, value, v.fields)}")
     if r.fault and r.without_fault:
-        number, event = r.without_fault
+        number, after = r.without_fault
         lines.append(
             f"note: this counterexample does not need fault {r.fault}: without it the same events "
-            f"break invariant {number} ({title(number)}) after event {event}, so {r.variant}'s own bug "
+            f"break invariant {number} ({title(number)}) after event {after}, so {r.variant}'s own bug "
             f"is found first; the fault's counterexample is longer (try it on another variant)"
         )
     return "\n".join(lines)
