@@ -11,6 +11,8 @@ use crate::consts::*;
 pub const MSR_HV: u64 = 1 << 60;
 pub const MSR_IR: u64 = 1 << 5;
 pub const MSR_DR: u64 = 1 << 4;
+pub const MSR_EE: u64 = 1 << 15;
+pub const MSR_PR: u64 = 1 << 14;
 
 pub(crate) fn check(cx: &Ctx, out: &mut Vec<Violation>) {
     if cx.s.threads.iter().any(|t| t.dpdes.is_some()) {
@@ -22,10 +24,43 @@ pub(crate) fn check(cx: &Ctx, out: &mut Vec<Violation>) {
         // only is held on the wrong thread (QEMU 0324d236d291: mtDPDES and
         // msgsndp raised the sibling's doorbell on the writing thread).
         per_core_agree(cx, 31, "dpdes", |t| t.dpdes, out);
+        no_doorbell_for_a_missing_thread(cx, out);
         no_doorbell_in_host(cx, out);
     }
     if cx.s.threads.iter().any(|t| t.msr.is_some()) {
         real_mode_in_kvm(cx, out);
+    }
+}
+
+/// 31, the thread clause: DPDES has one bit per thread of the core, so a
+/// bit at or above threads_per_core is a doorbell raised for a thread that
+/// does not exist (msgsndp names a thread of the sender's core by its number,
+/// 0..threads_per_core-1; QEMU 0324d236d291 fixed a msgsndp/mtDPDES that
+/// raised a sibling's doorbell on the wrong thread).  Only the register is
+/// judged: vc->dpdes may also be written by userspace (KVM_SET_ONE_REG
+/// KVM_REG_PPC_DPDES, kvmppc_set_one_reg_hv in book3s_hv.c, any value).
+fn no_doorbell_for_a_missing_thread(cx: &Ctx, out: &mut Vec<Violation>) {
+    let mask = !((1u64 << cx.tpc) - 1);
+    for (i, t) in cx.s.threads.iter().enumerate() {
+        let Some(d) = t.dpdes.filter(|&d| d & mask != 0) else {
+            continue;
+        };
+        let missing = (0..64)
+            .filter(|&n| (d & mask) >> n & 1 != 0)
+            .map(|n: u32| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push(
+            Violation::new(
+                31,
+                format!(
+                    "DPDES {d:#x} on thread {i} has a doorbell pending for thread {missing}, but the core has {} threads (bits 0-{})",
+                    cx.tpc,
+                    cx.tpc - 1
+                ),
+            )
+            .hex(p("threads", i, "dpdes"), d),
+        );
     }
 }
 
@@ -81,8 +116,14 @@ fn no_doorbell_in_host(cx: &Ctx, out: &mut Vec<Violation>) {
 /// stores NONE, and the nap and its wakeup run there too.  (The one access
 /// made with MSR[DR] on, kvmppc_hdsi's fetch of the guest instruction, runs
 /// with in_guest SKIP.)  A thread executing the guest (GUEST_HV) runs with
-/// MSR[HV] 0, or in real mode on its way in or out.  Hypervisor code with
-/// translation on is host kernel code: the thread woke from a nap into the
+/// MSR[HV] 0, or in real mode on its way in or out.  KVM's real-mode code
+/// also runs with MSR[PR] 0 and MSR[EE] 0: kvmppc_run_core hard-disables
+/// interrupts (hard_irq_disable) before __kvmppc_vcore_entry, whose
+/// kvmppc_hv_entry_trampoline only clears IR/DR of that MSR for the rfid
+/// (book3s_hv_rmhandlers.S), and every way back in (a hypervisor interrupt
+/// from the guest, the system reset that ends a nap) clears EE and PR.
+/// Hypervisor code with translation on, in problem state or with EE on is
+/// host code: the thread woke from a nap into the
 /// host without going through kvm_start_guest (Linux 56376c5864f8); the
 /// guest's MSR with a nap recorded means it went back to the guest without
 /// kvm_end_cede / kvm_novcpu_wakeup.
@@ -94,8 +135,13 @@ fn real_mode_in_kvm(cx: &Ctx, out: &mut Vec<Violation>) {
         let in_kvm_code = napping || h.in_guest == KVM_GUEST_MODE_HOST_HV;
         let hv = msr & MSR_HV != 0;
         let translated = msr & (MSR_IR | MSR_DR) != 0;
-        let what = if (in_kvm_code || h.in_guest == KVM_GUEST_MODE_GUEST_HV) && hv && translated {
+        let in_hv_kvm = (in_kvm_code || h.in_guest == KVM_GUEST_MODE_GUEST_HV) && hv;
+        let what = if in_hv_kvm && translated {
             "runs host code with translation on"
+        } else if in_hv_kvm && msr & MSR_PR != 0 {
+            "runs in hypervisor problem state (MSR[HV] 1, MSR[PR] 1: host user mode)"
+        } else if in_hv_kvm && msr & MSR_EE != 0 {
+            "runs hypervisor code with external interrupts on (MSR[EE] 1)"
         } else if in_kvm_code && !hv {
             "runs with MSR[HV] 0 (guest code)"
         } else {

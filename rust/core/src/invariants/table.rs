@@ -343,9 +343,9 @@ pub static INVARIANTS: &[InvariantInfo] = &[
     InvariantInfo {
         number: 31,
         title: "doorbell state per core",
-        statement: "DPDES is one register per POWER8 core, bit N pending for thread N: every thread of a core reads the same value, so a doorbell is never pending on one thread only; and once thread 0 has switched the core back to the host (host LPIDR, vc->in_guest 0) no guest doorbell is pending: the switch back saved DPDES in vc->dpdes and cleared it.",
+        statement: "DPDES is one register per POWER8 core, bit N pending for thread N: every thread of a core reads the same value, so a doorbell is never pending on one thread only; no bit at or above threads_per_core is set (there is no such thread); and once thread 0 has switched the core back to the host (host LPIDR, vc->in_guest 0) no guest doorbell is pending: the switch back saved DPDES in vc->dpdes and cleared it.",
         window: "every stop that carries threads[].dpdes (the host clause: with kvm.host_lpid and thread 0's LPIDR; live, DPDES is read once per stop, on the stopping thread)",
-        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvmppc_hv_entry (thread 0 loads VCORE_DPDES: \"DPDES and VTB are shared between threads\") and kvmhv_switch_to_host (saves it, then clears it: \"so we don't get guest doorbells in the host\"); QEMU target/ppc 0324d236d291 \"Fix mtDPDES targeting SMT siblings\"",
+        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvmppc_hv_entry (thread 0 loads VCORE_DPDES: \"DPDES and VTB are shared between threads\") and kvmhv_switch_to_host (saves it, then clears it: \"so we don't get guest doorbells in the host\"), both after the LPIDR switch and before the store to vc->in_guest; the seed has the same save and restore (b005255e12a3, v3.14: DPDES kept in the vcore, saved and restored by the primary thread); QEMU target/ppc 0324d236d291 \"Fix mtDPDES targeting SMT siblings\"",
         meaning: "A doorbell for one thread is pending on another: the intended vcpu never sees it and the wrong one takes it; or a guest's doorbell survived the switch back into the host. On an emulator, mtDPDES/msgsndp does not target the sibling (QEMU target/ppc/misc_helper.c); on a kernel, the DPDES save/restore/clear in kvmhv_switch_to_host.",
         needs: &["threads.dpdes"],
         kind: Kind::Snapshot,
@@ -353,9 +353,9 @@ pub static INVARIANTS: &[InvariantInfo] = &[
     InvariantInfo {
         number: 32,
         title: "KVM state runs in real mode",
-        statement: "A thread whose PACA says it is in KVM's real-mode code (in_guest HOST_HV, or napping CEDE/NOVCPU) runs in hypervisor real mode (MSR[HV] 1, MSR[IR] = MSR[DR] = 0); a thread executing the guest (in_guest GUEST_HV) never runs hypervisor code with translation on.",
+        statement: "A thread whose PACA says it is in KVM's real-mode code (in_guest HOST_HV, or napping CEDE/NOVCPU) runs in hypervisor real mode with interrupts off (MSR[HV] 1, MSR[IR] = MSR[DR] = 0, MSR[PR] = MSR[EE] = 0); a thread executing the guest (in_guest GUEST_HV) never runs hypervisor code with translation on, in problem state or with EE on.",
         window: "every stop that carries threads[].msr",
-        source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvmppc_hv_entry (in_guest HOST_HV after the rfid to real mode) / kvm_do_nap / kvm_start_guest / kvmhv_switch_to_host; arch/powerpc/platforms/powernv/idle.c pnv_powersave_wakeup; fix 56376c5864f8 (v4.17)",
+        source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_run_core (hard_irq_disable before __kvmppc_vcore_entry); book3s_hv_rmhandlers.S, kvmppc_hv_entry_trampoline (rfid with IR/DR cleared) / kvmppc_hv_entry (in_guest HOST_HV after the rfid to real mode) / kvm_do_nap / kvm_start_guest / kvmhv_switch_to_host; arch/powerpc/platforms/powernv/idle.c pnv_powersave_wakeup; fix 56376c5864f8 (v4.17)",
         meaning: "A thread woke from a nap in KVM into host code (it skipped the hwthread_req test and returned \"somewhere garbage\"). Look at the wakeup path in pnv_powersave_wakeup and the thread's pc.",
         needs: &["threads.msr"],
         kind: Kind::Snapshot,

@@ -1,0 +1,191 @@
+"""Held-back inputs, second pass: doorbells on threads a core does not have
+(31) and the MSR bits of KVM's real-mode code (32).  Each input is written as a user
+writes it for `pyvcore check` and run through that command.
+
+The verdicts come from the kernel source named in each case:
+book3s_hv.c kvmppc_run_core (hard_irq_disable, the n_woken/nap_count reset
+before VCORE_STARTING), kvmppc_run_vcpu (vc->runner set around
+kvmppc_run_core), kvmppc_start_thread (++n_woken);
+book3s_hv_rmhandlers.S kvmppc_hv_entry_trampoline (rfid with IR/DR cleared),
+kvmhv_switch_to_host (DPDES saved and cleared after the LPIDR switch, before
+vc->in_guest is cleared; the seed too: b005255e12a3)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any, Callable
+
+import checker_states as cs
+import pytest
+from checker_states import HOST_HV, NONE, hstate, running, vcpu
+from heldback_states import after_back
+
+from pyvcore.checker import check_trace_text
+
+HOST_VIRT = 0x9000000000009033  # HV, EE, IR, DR: host kernel code
+REAL = 0x9000000002803003  # HV, real mode, EE 0: KVM's real-mode code (as read in the lab)
+GUEST = 0x8000000000001033  # HV 0: the guest
+
+# name -> (invariant a correct checker reports, 0 = clean; the trace's lines)
+CASES: dict[str, tuple[int, Callable[[], list[dict[str, Any]]]]] = {}
+
+
+def case(name: str, expect: int) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+    def deco(fn: Callable[[], Any]) -> Callable[[], Any]:
+        def lines() -> list[dict[str, Any]]:
+            out = fn()
+            return out if isinstance(out, list) else [out]
+
+        CASES[name] = (expect, lines)
+        return fn
+
+    return deco
+
+
+def dpdes(s: dict[str, Any], values: list[int | None]) -> dict[str, Any]:
+    s["version"] = 2
+    for t, d in zip(s["threads"], values):
+        if d is not None:
+            t["dpdes"] = hex(d)
+    return s
+
+
+def msr(s: dict[str, Any], values: list[int | None]) -> dict[str, Any]:
+    s["version"] = 2
+    for t, m in zip(s["threads"], values):
+        if m is not None:
+            t["msr"] = hex(m)
+    return s
+
+
+# ---------------- doorbells for a thread the core does not have (31) ----------------
+@case("2-threads-doorbell-for-thread-2", 31)
+def _():
+    return dpdes(running(threads=2, vcpu_ids=(0, 1)), [0x4, 0x4])
+
+
+@case("4-threads-doorbell-for-thread-4-stopping-thread-only", 31)
+def _():
+    return dpdes(running(), [None, None, 0x10, None])
+
+
+@case("8-threads-doorbell-for-thread-7-everywhere", 0)
+def _():
+    return dpdes(running(threads=8, vcpu_ids=range(8)), [0x80] * 8)
+
+
+@case("4-threads-vc-dpdes-high-bit-from-userspace", 0)
+def _():
+    # KVM_SET_ONE_REG writes vc->dpdes whole (kvmppc_set_one_reg_hv): not judged.
+    s = dpdes(running(), [0] * 4)
+    s["vcores"][0]["dpdes"] = "0x30"
+    return s
+
+
+def seed_switching_back(vcore_in_guest: int) -> dict[str, Any]:
+    """Seed, thread 0 in the switch back: every entered thread has exited, the
+    core is on the host LPIDR; with vc->in_guest 1 thread 0 has not reached the
+    DPDES save yet, with 0 it has cleared DPDES."""
+    s = after_back(4, (0, 1, 2, 3), variant="seed", vcore_in_guest=vcore_in_guest)
+    hstate(s, 0)["in_guest"] = HOST_HV
+    return s
+
+
+@case("seed-doorbell-pending-before-the-dpdes-save", 0)
+def _():
+    return dpdes(seed_switching_back(1), [0x4, None, None, None])
+
+
+@case("seed-doorbell-pending-after-in-guest-0", 31)
+def _():
+    s = seed_switching_back(0)
+    hstate(s, 0)["in_guest"] = NONE
+    return dpdes(s, [0x4, None, None, None])
+
+
+# ---------------- MSR[PR] / MSR[EE] in KVM's real-mode code (32) ----------------
+@case("thread0-novcpu-nap-problem-state", 32)
+def _():
+    s = running(vcpu_ids=(1, 2, 3))
+    return msr(s, [0x9000000000004000, GUEST, GUEST, GUEST])
+
+
+@case("thread2-guest-hv-real-mode-ee-on", 32)
+def _():
+    s = running()
+    return msr(s, [GUEST, GUEST, REAL | 0x8000, GUEST])
+
+
+@case("8-threads-thread5-cede-nap-ee-on", 32)
+def _():
+    s = running(threads=8, vcpu_ids=range(8))
+    hstate(s, 5).update(napping=cs.CEDE, in_guest=HOST_HV)
+    vcpu(s, 5)["ceded"] = 1
+    s["vcores"][0]["napping_threads"] = 1 << 5
+    return msr(s, [GUEST] * 5 + [REAL | 0x8000] + [GUEST] * 2)
+
+
+@case("thread2-guest-hv-on-its-way-in-real-mode", 0)
+def _():
+    return msr(running(), [GUEST, GUEST, REAL, GUEST])
+
+
+@case("host-thread-ee-on-outside-kvm", 0)
+def _():
+    s = running(vcpu_ids=(0, 1, 2))
+    # grabbed, on its way from the idle loop (in_guest NONE: host code)
+    hstate(s, 3).update(hwthread_req=1, hwthread_state=cs.IN_KERNEL, in_guest=NONE)
+    return msr(s, [GUEST, GUEST, GUEST, HOST_VIRT])
+
+
+@case("v1-cede-nap-no-msr", 0)
+def _():
+    s = running(threads=8, vcpu_ids=range(8))
+    hstate(s, 5).update(napping=cs.CEDE, in_guest=HOST_HV)
+    vcpu(s, 5)["ceded"] = 1
+    s["vcores"][0]["napping_threads"] = 1 << 5
+    return s
+
+
+NAMES = sorted(CASES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_verdict(name: str) -> None:
+    expect, lines = CASES[name]
+    report = check_trace_text("".join(json.dumps(s) + "\n" for s in lines()))
+    found = sorted({v.invariant for v in report.violations})
+    assert report.error is None, report.error
+    assert found == ([expect] if expect else []), (name, [str(v) for v in report.violations])
+
+
+def test_pyvcore_check_on_each_case(tmp_path) -> None:
+    """Through the command a user runs: one file per case, exit 1 with only
+    the case's invariant, or exit 0."""
+    for name in NAMES:
+        expect, lines = CASES[name]
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(s) + "\n" for s in lines()))
+        r = subprocess.run(
+            [sys.executable, "-m", "pyvcore", "check", "--json", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.stderr == "", (name, r.stderr)
+        report = json.loads(r.stdout)
+        assert r.returncode == (1 if expect else 0), (name, r.stdout[-1500:])
+        assert {v["invariant"] for v in report["violations"]} == ({expect} if expect else set()), name
+
+
+def test_messages_say_what_is_wrong() -> None:
+    def first(name: str) -> str:
+        return str(check_trace_text("".join(json.dumps(s) + "\n" for s in CASES[name][1]())).violations[0])
+
+    assert "doorbell pending for thread 2, but the core has 2 threads" in first(
+        "2-threads-doorbell-for-thread-2"
+    )
+    assert "MSR[PR] 1" in first("thread0-novcpu-nap-problem-state")
+    assert "MSR[EE] 1" in first("8-threads-thread5-cede-nap-ee-on")
