@@ -1,5 +1,6 @@
 """Held-back inputs, second pass: doorbells on threads a core does not have
-(31) and the MSR bits of KVM's real-mode code (32).  Each input is written as a user
+(31), the MSR bits of KVM's real-mode code (32), what stays fixed between two
+stops of one vcore run (16's counters, 19's runner).  Each input is written as a user
 writes it for `pyvcore check` and run through that command.
 
 The verdicts come from the kernel source named in each case:
@@ -12,6 +13,7 @@ vc->in_guest is cleared; the seed too: b005255e12a3)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -19,7 +21,7 @@ from typing import Any, Callable
 
 import checker_states as cs
 import pytest
-from checker_states import HOST_HV, NONE, hstate, running, vcpu
+from checker_states import HOST_HV, IN_KVM, NONE, hstate, running, vcpu, vcpu_addr
 from heldback_states import after_back
 
 from pyvcore.checker import check_trace_text
@@ -149,6 +151,82 @@ def _():
     return s
 
 
+# ---------------- two stops of one vcore run (16, 19) ----------------
+def seq(s: dict[str, Any], n: int | None) -> dict[str, Any]:
+    s = copy.deepcopy(s)
+    s["version"] = 2
+    if n is not None:
+        s["vcores"][0]["seq"] = n
+    return s
+
+
+def seed_pair(key: str, before: int, after: int, seqs: tuple[int, int]) -> list[dict[str, Any]]:
+    a = running("seed", vcpu_ids=(0, 1, 2, 3))
+    a["vcores"][0].update(n_woken=3, nap_count=0)
+    b = copy.deepcopy(a)
+    a["vcores"][0][key], b["vcores"][0][key] = before, after
+    if key == "nap_count":
+        # secondaries that napped: their PACA no longer holds a vcpu, and the
+        # exit is under way (both stops)
+        for s in (a, b):
+            s["vcores"][0]["entry_exit_count"] = 0x404
+            s["vcores"][0]["in_guest"] = 0
+            for t in range(4):
+                s["threads"][t]["lpidr"], s["threads"][t]["sdr1"] = cs.HOST_LPID, cs.HOST_SDR1
+                h = hstate(s, t)
+                h.update(in_guest=NONE if t else HOST_HV, hwthread_state=IN_KVM)
+                if t:
+                    h["kvm_vcpu"] = 0
+            for v in s["vcpus"]:
+                v["cpu"] = -1
+            s["vcores"][0]["vcore_state"] = cs.RUNNING["seed"]
+        a["vcores"][0]["nap_count"], b["vcores"][0]["nap_count"] = before, after
+    return [seq(a, seqs[0]), seq(b, seqs[1])]
+
+
+@case("seed-n-woken-down-in-one-run", 16)
+def _():
+    return seed_pair("n_woken", 3, 2, (5, 5))
+
+
+@case("seed-n-woken-down-across-runs", 0)
+def _():
+    return seed_pair("n_woken", 3, 2, (5, 6))
+
+
+@case("seed-nap-count-down-in-one-run", 16)
+def _():
+    return seed_pair("nap_count", 3, 1, (5, 5))
+
+
+@case("seed-nap-count-up-in-one-run", 0)
+def _():
+    return seed_pair("nap_count", 1, 3, (5, 5))
+
+
+def runner_pair(seqs: tuple[int | None, int | None], second_state: int = 4) -> list[dict[str, Any]]:
+    a = running(vcpu_ids=(0, 1, 2, 3))
+    b = copy.deepcopy(a)
+    b["vcores"][0]["runner"] = hex(vcpu_addr(2))
+    b["vcores"][0]["vcore_state"] = second_state
+    return [seq(a, seqs[0]), seq(b, seqs[1])]
+
+
+@case("modern-runner-changed-in-one-run", 19)
+def _():
+    return runner_pair((7, 7))
+
+
+@case("modern-runner-changed-across-runs", 0)
+def _():
+    return runner_pair((7, 8))
+
+
+@case("modern-runner-changed-no-seq", 0)
+def _():
+    return runner_pair((None, None))
+
+
 NAMES = sorted(CASES)
 
 
@@ -189,3 +267,5 @@ def test_messages_say_what_is_wrong() -> None:
     )
     assert "MSR[PR] 1" in first("thread0-novcpu-nap-problem-state")
     assert "MSR[EE] 1" in first("8-threads-thread5-cede-nap-ee-on")
+    assert "n_woken went down from 3 to 2" in first("seed-n-woken-down-in-one-run")
+    assert "vc->runner changed" in first("modern-runner-changed-in-one-run")

@@ -6,7 +6,7 @@
 use super::ctx::{hs, p, EntryExit};
 use super::Violation;
 use crate::consts::*;
-use crate::view::Snapshot;
+use crate::view::{Snapshot, Vcore};
 
 /// What never changes during one VM's life, between two states of it (any
 /// number of steps apart): a vcpu's vcpu_id and (seed/modern) ptid, a
@@ -295,6 +295,8 @@ pub fn same_run(prev: &Snapshot, next: &Snapshot) -> Vec<(usize, usize)> {
 /// * 19: vcore_state moves forward along its graph;
 /// * 7: vc->in_guest, once back to 0 after the exit began (the switch back),
 ///   does not become 1 again in the run;
+/// * 19 and 16: the runner does not change, n_woken and nap_count do not go
+///   down ([`run_counters`]);
 /// * 44: the run ends within its bound of timebase ticks ([`run_bound_s`]).
 pub fn check_same_run(prev: &Snapshot, next: &Snapshot) -> Vec<Violation> {
     let mut out = Vec::new();
@@ -345,6 +347,7 @@ pub fn check_same_run(prev: &Snapshot, next: &Snapshot) -> Vec<Violation> {
             vc.vcore_state,
             "within one run, ",
         ));
+        run_counters(old, vc, k, &mut out);
         if old.in_guest == 0 && a.exit_started() && vc.in_guest == 1 {
             out.push(
                 Violation::new(
@@ -357,6 +360,53 @@ pub fn check_same_run(prev: &Snapshot, next: &Snapshot) -> Vec<Violation> {
         }
     }
     out
+}
+
+/// Within one run (see [`same_run`]): the runner and the seed's counters.
+///
+/// * 19: vc->runner is the same vcpu: kvmppc_run_vcpu (book3s_hv.c) sets it
+///   just before it calls kvmppc_run_core and clears it only after that
+///   returns, under vc->lock, and the other vcpus of the vcore wait while it
+///   is RUNNING/EXITING.
+/// * 16: n_woken and nap_count never go down: kvmppc_run_core resets both to
+///   0 before it stores VCORE_STARTING (the first state [`same_run`] counts);
+///   then kvmppc_start_thread only increments n_woken and a secondary's nap
+///   only increments nap_count (seed and prepatch layouts).
+fn run_counters(old: &Vcore, vc: &Vcore, k: usize, out: &mut Vec<Violation>) {
+    let seq = vc.seq.unwrap_or(0);
+    if let (Some(r0), Some(r1)) = (old.runner, vc.runner) {
+        if r0 != r1 {
+            out.push(
+                Violation::new(
+                    19,
+                    format!(
+                        "within one run (seq {seq}), vc->runner changed from {r0:#x} to {r1:#x}: the runner is set before kvmppc_run_core and cleared after it"
+                    ),
+                )
+                .hex(p("vcores", k, "runner"), r1)
+                .hex("previous", r0),
+            );
+        }
+    }
+    for (key, a, b) in [
+        ("n_woken", old.n_woken, vc.n_woken),
+        ("nap_count", old.nap_count, vc.nap_count),
+    ] {
+        if let (Some(a), Some(b)) = (a, b) {
+            if b < a {
+                out.push(
+                    Violation::new(
+                        16,
+                        format!(
+                            "within one run (seq {seq}), {key} went down from {a} to {b}: it is reset only when a run starts"
+                        ),
+                    )
+                    .field(p("vcores", k, key), b)
+                    .field("previous", a),
+                );
+            }
+        }
+    }
 }
 
 /// How long one vcore run may last, in seconds of timebase, before it is a
