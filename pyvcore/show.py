@@ -103,7 +103,7 @@ def seq_number(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pyvcore.checker import Checker, SnapshotError
+    from pyvcore.checker import Checker, SnapshotError, layout_problem
     from pyvcore.show_events import is_event_log
     from pyvcore.show_events import run as show_events
 
@@ -122,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
     shown = violations = 0
     try:
         for n, snap in snapshots(args.trace):
+            problem = layout_problem(snap, args.variant)
+            if problem:
+                raise ShowError(f"{args.trace}:{n}: {problem}")
             try:
                 j = judge(checker, snap)
             except (SnapshotError, ValueError, TypeError) as e:

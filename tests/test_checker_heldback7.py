@@ -1,6 +1,7 @@
 """Held-back inputs, second pass: doorbells on threads a core does not have
 (31), the MSR bits of KVM's real-mode code (32), what stays fixed between two
-stops of one vcore run (16's counters, 19's runner).  Each input is written as a user
+stops of one vcore run (16's counters, 19's runner), and a variant given for
+a trace whose stops have the other layout.  Each input is written as a user
 writes it for `pyvcore check` and run through that command.
 
 The verdicts come from the kernel source named in each case:
@@ -269,3 +270,36 @@ def test_messages_say_what_is_wrong() -> None:
     assert "MSR[EE] 1" in first("8-threads-thread5-cede-nap-ee-on")
     assert "n_woken went down from 3 to 2" in first("seed-n-woken-down-in-one-run")
     assert "vc->runner changed" in first("modern-runner-changed-in-one-run")
+
+
+@pytest.mark.parametrize(
+    "given, layout, refused",
+    [
+        ("prepatch", "modern", True),
+        ("seed", "modern", True),
+        ("modern", "seed", True),
+        ("seed", "prepatch", False),
+    ],
+)
+def test_a_variant_given_must_fit_the_stops_layout(tmp_path, given: str, layout: str, refused: bool) -> None:
+    """`pyvcore check --variant V` on stops of the other layout: vcore_state 4
+    is the modern RUNNING but the seed's EXITING, so the stop is refused (exit
+    2, one line naming the key and both layouts), never judged with misread
+    states.  seed and prepatch share their layout."""
+    s = running(layout, vcpu_ids=(0, 1, 2, 3))
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(s) + "\n")
+    for command in (["check"], ["show", "--line", "1"]):
+        r = subprocess.run(
+            [sys.executable, "-m", "pyvcore", *command, "--variant", given, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if refused:
+            key = "entry_exit_map" if layout == "modern" else "entry_exit_count"
+            assert r.returncode == 2, (command, r.stdout + r.stderr)
+            assert f"1: key `vcores[0].{key}`" in r.stderr and "Traceback" not in r.stderr, r.stderr
+            assert f"the variant given, {given}" in r.stderr
+        else:
+            assert r.returncode == 0, (command, r.stdout + r.stderr)

@@ -253,6 +253,41 @@ pub fn validate(s: &Snapshot, line: Option<usize>) -> Result<(), SnapshotError> 
     Ok(())
 }
 
+/// A variant given for a whole trace must fit the layout of each stop's
+/// vcores: the modern kernel's struct kvmppc_vcore has `entry_exit_map` and
+/// numbers vcore_state INACTIVE, SLEEPING, PREEMPT, PIGGYBACK, RUNNING,
+/// EXITING...; the seed and prepatch ones have `entry_exit_count`
+/// (`n_woken`, `nap_count`) and number it INACTIVE, SLEEPING, STARTING,
+/// RUNNING, EXITING (arch/powerpc/include/asm/kvm_host.h of each).  A stop
+/// of the other layout would have its states read as another variant's
+/// (the modern RUNNING as the seed's EXITING), so it is refused.
+pub fn layout_fits(s: &Snapshot, v: Variant, line: Option<usize>) -> Result<(), SnapshotError> {
+    let map = v.has_entry_exit_map();
+    for (k, vc) in s.vcores.iter().enumerate() {
+        let (key, other) = match (vc.entry_exit_map.is_some(), vc.entry_exit_count.is_some()) {
+            (true, false) if !map => ("entry_exit_map", Variant::Modern),
+            (false, true) if map => ("entry_exit_count", Variant::Seed),
+            _ => continue,
+        };
+        let (st, ost) = (v.vcore_states(), other.vcore_states());
+        let name = |v: Variant| if v == Variant::Modern { "modern" } else { "seed" };
+        return Err(SnapshotError::new(
+            line,
+            format!("vcores[{k}].{key}"),
+            format!(
+                "this vcore has the {} layout ({key}, VCORE_RUNNING = {}), but the variant given, {}, reads the {} layout (VCORE_RUNNING = {}): its vcore_state would be misread; check it without a variant (each stop's own) or as {}",
+                name(other),
+                ost.running,
+                v.name(),
+                name(v),
+                st.running,
+                other.name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// serde_json appends " at line L column C" (of the JSON text, not the
 /// trace): the column is reported on its own, the path says where.
 fn clean_message(m: &str) -> String {

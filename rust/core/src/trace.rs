@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::consts::Variant;
 use crate::invariants::{check_outcome, check_same_run, check_step, same_run, Violation};
-use crate::snapshot::{parse_snapshot, SnapshotError};
+use crate::snapshot::{layout_fits, parse_snapshot, SnapshotError};
 use crate::view::Snapshot;
 
 /// Checks a stream of snapshots, keeping the previous one for the
@@ -63,7 +63,7 @@ impl Replayer {
 
     /// Parse and check one line of text.
     pub fn push_text(&mut self, text: &str, line: Option<usize>) -> Result<Vec<Violation>, SnapshotError> {
-        let snap = parse_snapshot(text, line, self.variant)?;
+        let snap = parse_trace_line(text, line, self.variant)?;
         Ok(self.push(snap))
     }
 
@@ -357,6 +357,20 @@ fn decode(buf: &mut Vec<u8>, line: usize) -> Result<String, SnapshotError> {
 
 type Parsed = Option<Result<Snapshot, SnapshotError>>;
 
+/// One line of a trace: parsed, and (with a variant given for the whole
+/// trace) refused when its vcores have the other layout ([`layout_fits`]).
+fn parse_trace_line(
+    text: &str,
+    line: Option<usize>,
+    variant: Option<Variant>,
+) -> Result<Snapshot, SnapshotError> {
+    let snap = parse_snapshot(text, line, variant)?;
+    if let Some(v) = variant {
+        layout_fits(&snap, v, line)?;
+    }
+    Ok(snap)
+}
+
 /// Parse a batch of (line number, text), in order, on up to `workers` threads.
 fn parse_batch(batch: &[(usize, String)], variant: Option<Variant>, workers: usize) -> Vec<(usize, Parsed)> {
     let parse = |chunk: &[(usize, String)]| -> Vec<(usize, Parsed)> {
@@ -366,7 +380,7 @@ fn parse_batch(batch: &[(usize, String)], variant: Option<Variant>, workers: usi
                 let text = line.trim();
                 (
                     *n,
-                    (!text.is_empty()).then(|| parse_snapshot(text, Some(*n), variant)),
+                    (!text.is_empty()).then(|| parse_trace_line(text, Some(*n), variant)),
                 )
             })
             .collect()
