@@ -133,7 +133,8 @@ class Violation:
 
 @dataclass
 class Timeline:
-    """Lanes and what is drawn on them; ``unit`` is "us" (timebase) or "stop" (stop number)."""
+    """Lanes and what is drawn on them; ``unit`` is "us" (timebase), "stop" (stop number) or
+    "event" (event number: an event log whose timebase never advances)."""
 
     source: str  # "sampled" | "continuous"
     unit: str
@@ -188,13 +189,18 @@ class Timeline:
         return (min(times), max(times)) if times else (0.0, 1.0)
 
     @property
+    def ordinal(self) -> bool:
+        """Whether the x axis counts stops or events rather than timebase time."""
+        return self.unit in ("stop", "event")
+
+    @property
     def kvm_span(self) -> tuple[float, float] | None:
         """Where KVM is active in a timebase-timed trace: from its first vcore slice, thread
         slice away from the host or idle, or violation, to the end; None when that is
         most of the trace anyway (a sampled watch, a short log), or the axis is stop numbers.
         A continuous trace starts at the boot's first store and KVM's first vcore run comes
         seconds later: a picture of the whole span squeezes it to the right."""
-        if self.unit == "stop" or not self.focus:
+        if self.ordinal or not self.focus:
             return None
         t0, t1 = self.span
         # Not the arrows: the host's own IPIs are doorbells too (msgsnd, from the first boot seconds).

@@ -83,26 +83,36 @@ def from_events(title: str, header: dict[str, Any], lines: Iterable[tuple[int, d
     if as_int(header.get("version", 1)) != 1:
         raise TimelineError(f"{title}: event log version {header.get('version')} is not supported (1 is)")
     freq = as_int(header.get("tb_freq") or 512_000_000)
-    tl = Timeline("continuous", "us", title)
+    numbered = list(lines)
+    try:
+        ticks = {as_int(ev.get("tb")) for _, ev in numbered if "behind" not in ev and not ev.get("end")}
+    except (TypeError, ValueError) as exc:
+        raise TimelineError(f"{title}: an event's tb is not a number ({exc})") from None
+    # A log whose timebase never advances (a recorder without it) is drawn by event number.
+    by_tb = len(ticks) > 1
+    tl = Timeline("continuous", "us" if by_tb else "event", title)
     st = _State(tl, header.get("variant"), freq)
     kept: list[dict[str, Any]] = [header]
-    for number, ev in lines:
+    ordinal = 0
+    for number, ev in numbered:
         kept.append(ev)
         if "behind" in ev:  # fields behind memory at a check: for the replay only
             continue
+        ordinal += 1
         try:
-            _apply(st, ev, as_int(ev.get("tb")) * 1e6 / freq)
+            _apply(st, ev, as_int(ev.get("tb")) * 1e6 / freq if by_tb else float(ordinal))
         except (TimelineError, KeyError, TypeError, ValueError) as exc:
             raise TimelineError(f"{title}:{number}: not a usable event ({exc})") from None
     st.finish()
-    _replayed_violations(tl, kept, freq)
+    _replayed_violations(tl, kept, freq if by_tb else None)
     if not tl.marks and not tl.violations:
         raise TimelineError(f"{title}: the event log has no change to draw")
     return tl
 
 
-def _replayed_violations(tl: Timeline, lines: list[dict[str, Any]], freq: int) -> None:
-    """Violations of the shadow checker, replaying the log, where the compiled core has it."""
+def _replayed_violations(tl: Timeline, lines: list[dict[str, Any]], freq: int | None) -> None:
+    """Violations of the shadow checker, replaying the log, where the compiled core has it;
+    placed by timebase, or (``freq`` None: drawn by event number) at their event's number."""
     from pyvcore import _core
 
     replay = getattr(_core, "replay_events", None)
@@ -119,10 +129,14 @@ def _replayed_violations(tl: Timeline, lines: list[dict[str, Any]], freq: int) -
         tl.violations_per_invariant = {
             as_int(n): as_int(c) for n, c in (stats.get("violations_per_invariant") or {}).items()
         }
+    # The event number of each seq (header and read-backs not counted).
+    order = {
+        x.get("seq"): k for k, x in enumerate((x for x in lines[1:] if "behind" not in x), 1) if "seq" in x
+    }
     for v in summary.get("violations", []):
         tl.violations.append(
             Violation(
-                as_int(v.get("tb")) * 1e6 / freq,
+                as_int(v.get("tb")) * 1e6 / freq if freq else float(order.get(v.get("seq"), 0)),
                 as_int(v["invariant"]),
                 str(v.get("message", "")),
                 f"seq {v.get('seq')}",

@@ -52,7 +52,7 @@ _SCRIPT = r"""
   var view = [D.v0, D.v1], arrows = document.getElementById('arrows'), MAX_ARROWS = 400;
   function X(t) { return LW + (t - view[0]) / (view[1] - view[0]) * W; }
   function T(x) { return view[0] + (x - LW) / W * (view[1] - view[0]); }
-  var UNITS = D.unit === 'stop' ? [[1, 'stop']] : [[1e6, 's'], [1e3, 'ms'], [1, 'µs'], [1e-3, 'ns']];
+  var UNITS = D.ordinal ? [[1, D.unit]] : [[1e6, 's'], [1e3, 'ms'], [1, 'µs'], [1e-3, 'ns']];
   function unitFor(span) {
     for (var i = 0; i < UNITS.length; i++) if (span >= 2 * UNITS[i][0] || i === UNITS.length - 1) return UNITS[i];
   }
@@ -61,7 +61,7 @@ _SCRIPT = r"""
     var span = (view[1] - view[0]) / D.per, u = unitFor(span), raw = span / u[0] / 8;
     var p = Math.pow(10, Math.floor(Math.log10(raw))), step = p;
     [1, 2, 5, 10].some(function (m) { step = m * p; return m * p >= raw; });
-    if (D.unit === 'stop') step = Math.max(1, step);
+    if (D.ordinal) step = Math.max(1, step);
     ctx.fillStyle = '#333'; ctx.strokeStyle = '#ddd'; ctx.font = '11px sans-serif'; ctx.textAlign = 'center';
     var s = step * u[0] * D.per, first = Math.ceil(view[0] / s) * s;
     for (var t = first; t <= view[1]; t += s) {
@@ -246,7 +246,8 @@ def page_data(tl: Timeline) -> dict[str, Any]:
     vpad = (v1 - v0) * 0.02
     return {
         "unit": tl.unit,
-        "axis": "stop number" if tl.unit == "stop" else "timebase time",
+        "ordinal": tl.ordinal,
+        "axis": f"{tl.unit} number" if tl.ordinal else "timebase time",
         "per": PER_UNIT,
         "t0": _ticks(t0 - pad),
         "t1": _ticks(t1 + pad),
@@ -273,8 +274,8 @@ def page_data(tl: Timeline) -> dict[str, Any]:
 
 
 def _duration(value: float, unit: str) -> str:
-    if unit == "stop":
-        return f"{value:g} stops"
+    if unit in ("stop", "event"):
+        return f"{value:g} {unit}s"
     for scale, name in ((1e6, "s"), (1e3, "ms")):
         if value >= scale:
             return f"{value / scale:.3g} {name}"

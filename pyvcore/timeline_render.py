@@ -40,7 +40,7 @@ def _us(value: float) -> float | int:
 
 def chrome_trace(tl: Timeline) -> dict[str, Any]:
     """The trace-event JSON object of ``tl`` (``json.dumps`` it to a file)."""
-    scale = STOP_US if tl.unit == "stop" else 1.0
+    scale = STOP_US if tl.ordinal else 1.0
     events: list[dict[str, Any]] = []
     tids: dict[str, tuple[int, int]] = {}
     for pid_group, pid in PIDS.items():
@@ -121,7 +121,7 @@ def chrome_trace(tl: Timeline) -> dict[str, Any]:
     other = {
         "source": tl.source,
         "title": tl.title,
-        "x": "stop number, 1 ms per stop" if tl.unit == "stop" else "timebase, microseconds",
+        "x": f"{tl.unit} number, 1 ms per {tl.unit}" if tl.ordinal else "timebase, microseconds",
     }
     return {"traceEvents": events, "displayTimeUnit": "ms", "otherData": other}
 
@@ -135,8 +135,8 @@ PNG_ARROW_HEADS = 200
 def time_unit(tl: Timeline, span: tuple[float, float] | None = None) -> tuple[float, str]:
     """(divisor, name) for the x axis: stops as they are; timebase µs as s, ms or µs by the
     span drawn (``span``, default the whole trace)."""
-    if tl.unit == "stop":
-        return 1.0, "stop"
+    if tl.ordinal:
+        return 1.0, tl.unit
     t0, t1 = span or tl.span
     for scale, name in ((1e6, "s"), (1e3, "ms")):
         if t1 - t0 >= 2 * scale:
@@ -239,7 +239,7 @@ def png_figure(tl: Timeline) -> Any:
             fontsize=8,
             color=STATES["violation"],
         )
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=10, steps=[1, 2, 2.5, 5, 10], integer=tl.unit == "stop"))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=10, steps=[1, 2, 2.5, 5, 10], integer=tl.ordinal))
     plain = ScalarFormatter(useOffset=False)
     plain.set_scientific(False)
     ax.xaxis.set_major_formatter(plain)
@@ -259,6 +259,8 @@ def png_figure(tl: Timeline) -> Any:
 def _x_label(tl: Timeline, unit: str, kvm: tuple[float, float] | None, scale: float) -> str:
     if tl.unit == "stop":
         return "stop number (points: sampled stops)"
+    if tl.unit == "event":
+        return "event number (the log's timebase does not advance)"
     if kvm is None:
         return f"timebase time ({unit})"
     whole = tl.span[0] / scale

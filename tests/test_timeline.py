@@ -240,6 +240,34 @@ def test_event_log_becomes_slices_arrows_and_marks(tmp_path: Path) -> None:
     assert parsed["flows"] == Counter({"s": 2, "f": 2})
 
 
+def test_an_event_log_whose_timebase_never_advances_is_drawn_by_event_number(tmp_path: Path) -> None:
+    """A recorder without the timebase (tb 0 on every line) must not pile every slice at x = 0:
+    the axis becomes the event number, in the marks, the violations, the trace JSON, the PNG
+    and the page."""
+    timed = load(_event_log(tmp_path))
+    lines = _event_log(tmp_path).read_text().splitlines()
+    flat = [json.dumps({**json.loads(x), "tb": 0}) if '"tb"' in x else x for x in lines]
+    path = tmp_path / "flat.jsonl"
+    path.write_text("\n".join(flat) + "\n")
+    tl = load(path)
+    assert tl.unit == "event" and tl.ordinal and tl.kvm_span is None
+    cpu0 = [(m.label, m.ts, m.end) for m in tl.marks if m.lane == "cpu 0"]
+    # The same slices in the same order as by timebase, one event apart, none of them empty.
+    assert [x[0] for x in cpu0] == [m.label for m in timed.marks if m.lane == "cpu 0"]
+    starts = [ts for _l, ts, _e in cpu0]
+    assert starts == sorted(starts) and len(set(starts)) == len(starts) and starts[0] >= 1
+    assert all(end is not None and end > ts for _l, ts, end in cpu0)
+    # The violation line's own number among the events (the header not counted).
+    at = next(k for k, x in enumerate(flat[1:], 1) if '"invariant"' in x)
+    assert [v.ts for v in tl.violations] == [float(at)]
+    assert trace_events(write(tl, tmp_path / "e.json"))["lanes"]["cpu 0"] == Counter({"X": 5})
+    other = json.loads((tmp_path / "e.json").read_text())["otherData"]
+    assert other["x"] == "event number, 1 ms per event"
+    page = write(tl, tmp_path / "e.html").read_text()
+    assert '"unit":"event","ordinal":true,"axis":"event number"' in page
+    assert write(tl, tmp_path / "e.png").stat().st_size > 10_000
+
+
 # ------------------------------------------------------------------ the page
 class _Dom(HTMLParser):
     def __init__(self) -> None:
