@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -644,3 +645,17 @@ def test_vcpus_of_another_vcore_are_refused_as_the_option(capsys: pytest.Capture
     err = capsys.readouterr().err.strip()
     assert err.startswith("pyvcore explore: --vcpus 0,9: vcpu 9 belongs to vcore 2"), err
     assert "illegal event" not in err and "\n" not in err
+
+
+def test_the_readme_fault_table_says_what_explore_finds() -> None:
+    """Every row of the README's fault table ("inv. K in N events (VARIANT, N=T)") is what
+    `explore` finds today, and every fault has a row."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = re.findall(
+        r"^\| `([a-z-]+)` \|.*\| inv\. (\d+) in (\d+) events \((\w+), N=(\d)\) \|$", readme, re.M
+    )
+    assert {name for name, *_ in rows} == set(FAULTS)
+    for name, invariant, events, variant, threads in rows:
+        r = explore(variant, int(threads), fault=name)
+        assert r.violation is not None, name
+        assert (r.violation.invariant, len(r.counterexample or [])) == (int(invariant), int(events)), name
