@@ -228,6 +228,50 @@ def _():
     return runner_pair((None, None))
 
 
+@case("seed-nap-count-above-n-woken-starting", 16)
+def _():
+    # STARTING, nothing started yet: a nap counted here is a thread of an
+    # earlier run still counting (kvmppc_wait_for_nap gave up) or a nap
+    # without a start.
+    s = running("seed", vcpu_ids=(0, 1, 2, 3))
+    s["vcores"][0].update(vcore_state=2, in_guest=0, entry_exit_count=0, n_woken=0, nap_count=1)
+    for t in range(4):
+        s["threads"][t]["lpidr"], s["threads"][t]["sdr1"] = cs.HOST_LPID, cs.HOST_SDR1
+        hstate(s, t).update(
+            kvm_vcpu=0, in_guest=NONE, napping=0, hwthread_state=cs.IN_IDLE if t else cs.IN_KERNEL
+        )
+    for v in s["vcpus"]:
+        v["cpu"] = -1
+    return s
+
+
+def timebase_pair(ticks: tuple[int, int]) -> list[dict[str, Any]]:
+    out = []
+    for t in ticks:
+        s = seq(running(), 9)
+        s.update(tb=hex(t), tb_freq=512000000)
+        out.append(s)
+    return out
+
+
+@case("modern-timebase-backwards-in-one-run-not-judged", 0)
+def _():
+    # the stopping thread's tb carries vc->tb_offset inside the guest window
+    return timebase_pair((0x2000000000, 0x1FFF000000))
+
+
+@case("modern-run-lasts-20-s-of-timebase", 44)
+def _():
+    return timebase_pair((0x2000000000, 0x2000000000 + 20 * 512000000))
+
+
+@case("hdec-expired-in-guest-not-judged", 0)
+def _():
+    s = msr(running(), [GUEST] * 4)
+    s["threads"][2]["hdec"] = "0xffffff00"
+    return s
+
+
 NAMES = sorted(CASES)
 
 
@@ -270,6 +314,7 @@ def test_messages_say_what_is_wrong() -> None:
     assert "MSR[EE] 1" in first("8-threads-thread5-cede-nap-ee-on")
     assert "n_woken went down from 3 to 2" in first("seed-n-woken-down-in-one-run")
     assert "vc->runner changed" in first("modern-runner-changed-in-one-run")
+    assert "kvmppc_wait_for_nap timed out" in first("seed-nap-count-above-n-woken-starting")
 
 
 @pytest.mark.parametrize(

@@ -224,9 +224,22 @@ fn nap_count(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
     if !cx.in_run(vc.vcore_state) {
         return;
     }
+    // nap_count > n_woken: a nap counted for a start this run did not make.
+    // Only started secondaries count a nap (kvm_start_guest's path back from
+    // kvmppc_hv_entry, or secondary_too_late), each after the start's
+    // ++n_woken: thread 0 enters only after every kvmppc_start_thread.  The
+    // one way a seed kernel gets there is a latecomer of the previous run
+    // counting itself after kvmppc_wait_for_nap gave up (its 1,000,000 polls,
+    // "kvmppc_wait_for_nap timeout" in the host log) and the next run reset
+    // both counters: the kernel's own error path, flagged, with that named.
     if nc > nw {
         out.push(
-            Violation::new(16, format!("nap_count {nc} exceeds n_woken {nw}"))
+            Violation::new(
+                16,
+                format!(
+                    "nap_count {nc} exceeds n_woken {nw}: a nap counted that no start of this run made (a thread of an earlier run still counting after kvmppc_wait_for_nap timed out, or a nap counted without a start)"
+                ),
+            )
                 .field(p("vcores", k, "nap_count"), nc)
                 .field(p("vcores", k, "n_woken"), nw),
         );
