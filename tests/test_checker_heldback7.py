@@ -143,6 +143,25 @@ def _():
     return msr(s, [GUEST, GUEST, GUEST, HOST_VIRT])
 
 
+@case("grabbed-idle-thread3-in-guest-mode-with-in-guest-none", 32)
+def _():
+    # thread 3 holds no vcpu and its PACA says host, but it executes with
+    # MSR[HV] 0: its next hypervisor interrupt would be handled as the host's
+    return msr(running(vcpu_ids=(0, 1, 2)), [GUEST, GUEST, GUEST, GUEST])
+
+
+@case("8-threads-thread6-released-in-guest-mode", 32)
+def _():
+    s = after_back(8, range(8), vcore_in_guest=0)
+    hstate(s, 6).update(in_guest=NONE, kvm_vcpu=0)
+    return msr(s, [REAL] + [None] * 5 + [GUEST, None])
+
+
+@case("grabbed-idle-thread3-in-host-real-mode", 0)
+def _():
+    return msr(running(vcpu_ids=(0, 1, 2)), [GUEST, GUEST, GUEST, 0x9000000000001001])
+
+
 @case("v1-cede-nap-no-msr", 0)
 def _():
     s = running(threads=8, vcpu_ids=range(8))

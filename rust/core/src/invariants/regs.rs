@@ -144,6 +144,11 @@ fn real_mode_in_kvm(cx: &Ctx, out: &mut Vec<Violation>) {
             "runs hypervisor code with external interrupts on (MSR[EE] 1)"
         } else if in_kvm_code && !hv {
             "runs with MSR[HV] 0 (guest code)"
+        } else if h.in_guest == KVM_GUEST_MODE_NONE && !hv {
+            // fast_guest_return stores in_guest GUEST_HV before its hrfid
+            // ("so faults get handled by KVM"); with NONE, the guest's next
+            // hypervisor interrupt would be taken as the host's.
+            "runs guest code (MSR[HV] 0) with no guest mode in its PACA"
         } else {
             continue;
         };

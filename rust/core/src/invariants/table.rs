@@ -353,7 +353,7 @@ pub static INVARIANTS: &[InvariantInfo] = &[
     InvariantInfo {
         number: 32,
         title: "KVM state runs in real mode",
-        statement: "A thread whose PACA says it is in KVM's real-mode code (in_guest HOST_HV, or napping CEDE/NOVCPU) runs in hypervisor real mode with interrupts off (MSR[HV] 1, MSR[IR] = MSR[DR] = 0, MSR[PR] = MSR[EE] = 0); a thread executing the guest (in_guest GUEST_HV) never runs hypervisor code with translation on, in problem state or with EE on.",
+        statement: "A thread whose PACA says it is in KVM's real-mode code (in_guest HOST_HV, or napping CEDE/NOVCPU) runs in hypervisor real mode with interrupts off (MSR[HV] 1, MSR[IR] = MSR[DR] = 0, MSR[PR] = MSR[EE] = 0); a thread executing the guest (in_guest GUEST_HV) never runs hypervisor code with translation on, in problem state or with EE on; and a thread runs guest code (MSR[HV] 0) only with a guest mode in its PACA (never in_guest NONE: fast_guest_return stores GUEST_HV before its hrfid, so that the guest's interrupts go to KVM).",
         window: "every stop that carries threads[].msr",
         source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_run_core (hard_irq_disable before __kvmppc_vcore_entry); book3s_hv_rmhandlers.S, kvmppc_hv_entry_trampoline (rfid with IR/DR cleared) / kvmppc_hv_entry (in_guest HOST_HV after the rfid to real mode) / kvm_do_nap / kvm_start_guest / kvmhv_switch_to_host; arch/powerpc/platforms/powernv/idle.c pnv_powersave_wakeup; fix 56376c5864f8 (v4.17)",
         meaning: "A thread woke from a nap in KVM into host code (it skipped the hwthread_req test and returned \"somewhere garbage\"). Look at the wakeup path in pnv_powersave_wakeup and the thread's pc.",
