@@ -372,6 +372,17 @@ def _is_event_log(path: str) -> bool:
         return False
 
 
+def _event_log_variant(path: str) -> Optional[str]:
+    """The ``variant`` an event log's header line names (None if it names none)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            header = json.loads(f.readline(64 << 10))
+    except (OSError, ValueError):
+        return None
+    variant = header.get("variant") if isinstance(header, dict) else None
+    return variant if isinstance(variant, str) else None
+
+
 def _unusable(args: argparse.Namespace, message: str) -> int:
     """A trace that cannot be read: the report's JSON (verdict "unusable input") with
     --json, else one line; exit 2."""
@@ -415,6 +426,14 @@ def _run(args: argparse.Namespace) -> int:
         return _unusable(args, _directory_message(Path(args.trace)))
     if args.trace != "-" and _is_event_log(args.trace):  # a continuous-trace event log (pyvcore trace)
         from pyvcore.trace import check_event_log
+
+        logged = _event_log_variant(args.trace)
+        if args.variant is not None and logged is not None and args.variant != logged:
+            return _unusable(
+                args,
+                f"{escape(args.trace)} is a `pyvcore trace` event log of a {logged} kernel (its header); it is "
+                f"replayed as that variant, with that kernel's layout: --variant {args.variant} cannot judge it",
+            )
 
         return check_event_log(args.trace, as_json=args.json, every=args.all)
     keep = sys.maxsize if args.all or args.json else DEFAULT_KEEP

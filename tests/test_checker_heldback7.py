@@ -367,3 +367,26 @@ def test_a_variant_given_must_fit_the_stops_layout(tmp_path, given: str, layout:
             assert f"the variant given, {given}" in r.stderr
         else:
             assert r.returncode == 0, (command, r.stdout + r.stderr)
+
+
+def test_a_variant_given_for_an_event_log_must_be_its_own(tmp_path) -> None:
+    """An event log is replayed as the kernel its header names: --variant of
+    another one was ignored silently; now it is refused (exit 2, one line),
+    and the log's own variant is accepted."""
+    log = tmp_path / "events.jsonl"
+    header = {"format": "pyvcore-events", "tb_freq": 512000000, "threads_per_core": 4, "variant": "modern"}
+    event = {"cpu": 0, "field": "threads[0].lpidr", "new": "0x0", "old": None, "pc": "0xc00000000000e0cc"}
+    log.write_text(
+        json.dumps({**header, "version": 1}) + "\n" + json.dumps({**event, "seq": 1, "tb": 2054180601}) + "\n"
+    )
+    for variant, code in (("prepatch", 2), ("seed", 2), ("modern", 0)):
+        r = subprocess.run(
+            [sys.executable, "-m", "pyvcore", "check", "--variant", variant, str(log)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == code, (variant, r.stdout, r.stderr)
+        if code == 2:
+            assert "event log of a modern kernel" in r.stderr and f"--variant {variant}" in r.stderr
+            assert "Traceback" not in r.stderr
