@@ -390,3 +390,46 @@ def test_a_variant_given_for_an_event_log_must_be_its_own(tmp_path) -> None:
         if code == 2:
             assert "event log of a modern kernel" in r.stderr and f"--variant {variant}" in r.stderr
             assert "Traceback" not in r.stderr
+
+
+def test_a_doorbell_waits_in_vc_dpdes_through_a_run_without_its_vcpu() -> None:
+    """Invariant 29 through exits: a doorbell for thread 2 still pending at the
+    switch back is saved in vc->dpdes (kvmhv_switch_to_host), stays there
+    through a run vcpu 2 is not in (thread 2 has no vcpu to take it), and is
+    taken once, by vcpu 2, in the run after; a second take is refused."""
+    import pyvcore
+
+    vc = pyvcore.Vcore("modern", threads=4, vcpus=[0, 1, 2, 3], strict=True)
+
+    def run(ids: tuple[int, ...], send: bool = False, take: bool = False) -> int | None:
+        vc.run_core()
+        vc.enter(0)
+        vc.switch_in()
+        for t in ids[1:]:
+            vc.enter(t)
+        for t in ids:
+            vc.guest_entry(t)
+        if send:
+            vc.doorbell(0, 2)
+        got = vc.take_doorbell(2) if take else None
+        for t in ids:
+            vc.exit(t)
+        vc.switch_out()
+        for t in ids[1:]:
+            vc.tail(t)
+        vc.release()
+        vc.finish()
+        return got
+
+    vc.runnable(0, 1, 2, 3)
+    run((0, 1, 2, 3), send=True)
+    assert vc.vcore["dpdes"] == 0x4
+    vc.block(2)
+    run((0, 1, 3))
+    assert vc.vcore["dpdes"] == 0x4
+    vc.runnable(2)
+    assert run((0, 1, 2, 3), take=True) == 2
+    assert vc.vcore["dpdes"] == 0
+    with pytest.raises(pyvcore.ModelError, match="no doorbell is pending for thread 2"):
+        run((0, 1, 2, 3), take=True)
+    assert vc.violations == []
