@@ -51,8 +51,10 @@ class Kernel:
                 "or load its debuginfo)"
             )
         try:
+            # self.symbol, not self.address: the reader walks kvm.ko's vm_list when no
+            # PACA names a vcore (a preempted one), and that symbol is in no vmlinux.
             self.layout = KernelLayout(
-                self.layouts, self.address, self.image.little_endian, self.image.release
+                self.layouts, self.symbol, self.image.little_endian, self.image.release
             )
         except (KernelError, LayoutError) as e:
             raise PvError(f"pyvcore: {e}") from None

@@ -365,8 +365,27 @@ def check_text(
     return "\n".join(out)
 
 
-def _outcome_lines(snapshot: Mapping[str, Any], j: Judgement, colour: bool, explain: Any) -> list[str]:
+def _off_core_lines(snapshot: Mapping[str, Any]) -> list[str]:
+    """A vcore found with no thread of this core pointing at it (kvm.ko's vm_list, or a
+    function argument): say so, since the thread rows then judge nothing of it."""
+    names = Names.of(snapshot)
+    on_core = {num((t.get("kvm_hstate") or {}).get("kvm_vcore")) for t in snapshot.get("threads") or []}
+    states = VCORE_STATES.get(snapshot.get("variant", "modern"), VCORE_STATES["modern"])
     out = []
+    for vc in snapshot.get("vcores") or []:
+        addr = num(vc.get("addr")) or 0
+        if addr in on_core:
+            continue
+        state = name_of(states, num(vc.get("vcore_state")))
+        out.append(
+            f"{names.vcore(addr)} {addr:#x} exists but is not on this core (vcore_state {state}: no "
+            f"thread's kvm_hstate.kvm_vcore points at it): only its vcore-wide invariants are judged"
+        )
+    return out
+
+
+def _outcome_lines(snapshot: Mapping[str, Any], j: Judgement, colour: bool, explain: Any) -> list[str]:
+    out = _off_core_lines(snapshot)
     if j.not_judged:
         which = ", ".join(f"{number} ({why})" for number, why in j.not_judged)
         out.append(paint(f"not judged at this stop, for want of data: invariant {which}", "yellow", colour))

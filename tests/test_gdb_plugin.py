@@ -76,6 +76,28 @@ def test_banner_with_btf_kernel_and_not_connected():
 
 
 @needs_vmlinux
+def test_the_snapshot_reader_finds_kvm_ko_symbols():
+    """The reader behind pv-check walks kvm.ko's vm_list when no PACA names a vcore (a
+    preempted one): it must see module symbols, not only vmlinux's (pv-vcore did)."""
+    ko = Path(VMLINUX).parent.parent / "ko" / "kvm.ko"
+    if not ko.is_file():
+        pytest.skip(f"no {ko} next to the lab kernel (`pyvcore lab setup`)")
+    out = gdb_batch(
+        f"file {VMLINUX}",
+        f"source {ENTRY}",
+        f"add-symbol-file {ko} -s .text 0xc008000000000000 -s .data 0xc008000000100000 "
+        "-s .bss 0xc008000000200000",
+        "python from pyvcore._gdb_plugins import session",
+        'python print("VM_LIST", session.kernel().layout.symbol("vm_list"))',
+        "p/u (unsigned long)&vm_list",
+    )
+    found = re.search(r"VM_LIST (\S+)", out)
+    gdb_says = re.search(r"\$1 = (\d+)", out)
+    assert found and gdb_says, out
+    assert found.group(1) == gdb_says.group(1), out
+
+
+@needs_vmlinux
 def test_help_apropos_and_completion():
     out = gdb_batch(
         f"file {VMLINUX}",
