@@ -179,3 +179,17 @@ def test_a_debian_package_given_as_the_kernel_says_which_file_to_give(tmp_path: 
     with pytest.raises(KernelRefused, match="a Debian package") as caught:
         check_vmlinux(deb, what="--vmlinux")
     assert str(caught.value).count("\n") == 0
+
+
+def test_the_lab_states_every_problem_of_a_refused_kernel(tmp_path: Path) -> None:
+    """`lab up`/`diff`/`trace` print the refusal's message only (also with --json): each
+    problem must be on it, never "(and N more problem(s))"."""
+    from pyvcore.lab import inputs
+
+    reasons = refused(vmlinux(tmp_path, symbols=()), modules(tmp_path, vermagic="5.0"))
+    kvm_dir = modules(tmp_path, vermagic="5.0") / "modules/x/kernel/arch/powerpc/kvm"
+    mods = {"kvm": kvm_dir / "kvm.ko", "kvm_hv": kvm_dir / "kvm-hv.ko.xz"}
+    with pytest.raises(inputs.KernelRefused) as e:
+        inputs.validate(vmlinux(tmp_path, symbols=()), mods, HOOKS)
+    assert str(e.value) == "refused: " + "; ".join(reasons)
+    assert "more problem" not in str(e.value) and "\n" not in str(e.value)

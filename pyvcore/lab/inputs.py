@@ -341,8 +341,8 @@ def validate(
     hook_points: tuple[str, ...],
     symbols: Path | None = None,
 ) -> dict[str, Any]:
-    """Refuse a kernel the lab cannot run (KernelRefused: the first reason on the line, the
-    others in the detail) with :func:`pyvcore.kernel.validate_kernel`: not ppc64le, no
+    """Refuse a kernel the lab cannot run (KernelRefused: every reason on its one line,
+    separated by "; ") with :func:`pyvcore.kernel.validate_kernel`: not ppc64le, no
     POWER8 KVM-HV, neither BTF nor DWARF (nor a debug image of the same build), modules of
     another release (vermagic), a hook point missing. Returns the kernel's facts (release,
     variant, page size, BTF or DWARF, where kvm and kvm-hv come from, the debug image) as
@@ -353,9 +353,8 @@ def validate(
     try:
         info = validate_kernel(vmlinux, _modules_dir(modules), hook_points=hook_points, symbols=symbols)
     except Refused as err:
-        first, *rest = err.reasons or [str(err)]
-        more = f" (and {len(rest)} more problem(s))" if rest else ""
-        raise KernelRefused(f"refused: {first}{more}", "\n".join(rest)) from None
+        # every problem on the one line: the CLIs (and --json) print the message only
+        raise KernelRefused("refused: " + "; ".join(err.reasons or [str(err)])) from None
     return asdict(info)
 
 
