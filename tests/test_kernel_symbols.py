@@ -206,3 +206,16 @@ def test_a_kernel_too_big_for_powernv_is_refused_before_qemu(tmp_path: Path) -> 
         f"refused: kernel {big}: 256 MiB, more than the 128 MiB QEMU's powernv machine loads "
         "(hw/ppc/pnv.c, KERNEL_MAX_SIZE); if it is a debug image, boot the stripped one and give this as --symbols FILE"
     )
+
+
+def test_the_refusal_names_every_place_looked_in(tmp_path: Path) -> None:
+    """A boot/vmlinux-REL is also looked for in the same unpacked tree: the refusal says so."""
+    boot = image(tmp_path / "boot" / f"vmlinux-{RELEASE}")
+    line = refusal(boot, modules(tmp_path))
+    assert f"{tmp_path}/usr/lib/debug/boot/vmlinux-{RELEASE}, " in line
+    for place in (f"/usr/lib/debug/boot/vmlinux-{RELEASE}", "/usr/lib/debug/.build-id/", "beside it"):
+        assert place in line
+    # a vmlinux outside a boot/ directory has no such place
+    assert "/usr/lib/debug/boot/vmlinux-" + RELEASE + ", /usr/lib/debug/lib" in refusal(
+        image(tmp_path / "vmlinux"), modules(tmp_path)
+    )
