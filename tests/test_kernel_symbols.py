@@ -219,3 +219,23 @@ def test_the_refusal_names_every_place_looked_in(tmp_path: Path) -> None:
     assert "/usr/lib/debug/boot/vmlinux-" + RELEASE + ", /usr/lib/debug/lib" in refusal(
         image(tmp_path / "vmlinux"), modules(tmp_path)
     )
+
+
+def test_the_run_header_names_your_kernels_modules_and_symbols(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`diff`/`trace` headers (kernel_line of the lab's status) say which --modules and which
+    debug image (given with --symbols, or found) a kernel of your own was read with."""
+    from pyvcore.lab import inputs
+    from pyvcore.lab.cache import KernelManifest
+
+    monkeypatch.setattr(inputs, "cache_dir", lambda: tmp_path / "cache")
+    boot = image(tmp_path / "boot" / f"vmlinux-{RELEASE}")
+    debug = image(tmp_path / "dbg" / "vmlinux", dwarf=True)
+    mods = modules(tmp_path)
+    default = KernelManifest("p", "1", str(tmp_path / "v"), {}, str(tmp_path / "bb"), "1")
+    bk = inputs.resolve_kernel(str(boot), str(mods), default, hook_points=HOOKS, symbols=str(debug))
+    status = {"kernel": bk.label, "vmlinux": str(boot), "kernel_info": bk.info}
+    assert inputs.kernel_line(status) == (
+        f"kernel {boot} with modules from {mods}, symbols from {debug}, release {RELEASE}"
+    )

@@ -296,13 +296,16 @@ def resolve_kernel(
     :func:`kernel_manifest`'s answer. ``symbols``: the debug image of a kernel with
     neither BTF nor DWARF (a kernel set up by name brings its own: 6.1's -dbg vmlinux;
     else one is looked for where distributions put it)."""
-    if kernel is not None and is_path_like(kernel):
+    own = kernel is not None and is_path_like(kernel)
+    if own:
         vmlinux = Path(kernel).expanduser().resolve()
         if not vmlinux.is_file():
             code = errno.EISDIR if vmlinux.is_dir() else errno.ENOENT
             raise KernelRefused(cannot_read(os.fspath(kernel), code, "a kernel image (vmlinux)"))
         mods = find_modules(modules) if modules is not None else {}
         label, version = str(vmlinux), None
+        if modules is not None:
+            label += f" with modules from {Path(modules).expanduser().resolve()}"
     else:
         vmlinux = Path(default.vmlinux)
         mods = (
@@ -321,6 +324,8 @@ def resolve_kernel(
     info = validate(vmlinux, mods, hook_points, debug)
     mods = {k: plain_module(p, cache_dir()) for k, p in mods.items()}  # what gdb can read
     found = Path(info["symbols"]) if info.get("symbols") else None
+    if found is not None and own:  # your own kernel: its debug image, given or found
+        label += f", symbols from {found}"
     return BootKernel(vmlinux, mods, Path(default.busybox), label, version, info, found)
 
 
