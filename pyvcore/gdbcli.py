@@ -219,6 +219,13 @@ def run(args: argparse.Namespace) -> int:
     status: dict[str, Any] = {}
     if args.status or args.vmlinux is None or (need_remote and args.remote is None):
         found = lab_status(args)
+        if found is None and args.remote is not None and args.vmlinux is None:
+            print(
+                "pyvcore gdb: --remote HOST:PORT needs --vmlinux VMLINUX (the kernel that target runs); "
+                "no lab is running to take it from",
+                file=sys.stderr,
+            )
+            return 2
         if found is None:
             print(
                 "pyvcore gdb: no lab is running: start one with `pyvcore lab up`, "

@@ -144,7 +144,9 @@ def test_status_names_a_holder_that_lab_up_did_not_start(
     with held(lock, "Lab() pid 4242 (a test)"):
         assert main(["lab", "status"]) == 2
         err = capsys.readouterr().err
-        assert "in use by" in err and "Lab() pid 4242" in err and "--lock-wait" in err, err
+        assert "in use by" in err and "Lab() pid 4242" in err, err
+        # an option of the commands that queue, not of `lab status` (which has none)
+        assert "`pyvcore lab up --lock-wait SECONDS`" in err and "queue with --lock-wait" not in err, err
         assert main(["lab", "status", "--json"]) == 2
         doc = json.loads(capsys.readouterr().out)
         assert doc["running"] is False and "Lab() pid 4242" in doc["machine_lock_held_by"]

@@ -121,6 +121,16 @@ def test_without_a_lab_it_says_what_to_do(capsys, monkeypatch):
     assert "no lab is running: start one with `pyvcore lab up`" in capsys.readouterr().err
 
 
+def test_remote_without_vmlinux_says_it_needs_vmlinux(capsys, monkeypatch):
+    import pyvcore.lab
+
+    monkeypatch.setattr(pyvcore.lab.Lab, "running", classmethod(lambda cls: None))
+    assert main(["gdb", "--remote", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pyvcore gdb: --remote HOST:PORT needs --vmlinux VMLINUX"), err
+    assert "\n" not in err.strip() and "start one with" not in err
+
+
 def test_print_with_explicit_target(tmp_path, capsys):
     vmlinux = elfcraft.write_vmlinux(tmp_path / "vmlinux")
     assert main(["gdb", "--vmlinux", str(vmlinux), "--remote", "127.0.0.1:1", "--print"]) == 0

@@ -286,7 +286,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         elif held_by:
             print(
                 "no lab started by `pyvcore lab up` is running, but the machine's one QEMU lab "
-                f"is in use by {held_by}: queue with --lock-wait SECONDS",
+                f"is in use by {held_by}: `pyvcore lab up --lock-wait SECONDS` (or `pyvcore diff "
+                "--lock-wait SECONDS`) queues for it",
                 file=sys.stderr,
             )
         else:
