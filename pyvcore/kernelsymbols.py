@@ -54,7 +54,11 @@ def debug_places(vmlinux: Path, image: KernelImage, debug_dir: Path = SYSTEM_DEB
 def where_searched(vmlinux: Path, image: KernelImage, debug_dir: Path = SYSTEM_DEBUG_DIR) -> str:
     """The places of :func:`debug_places`, short, for a message."""
     rel = image.release or "REL"
-    places = [f"{debug_dir}/boot/vmlinux-{rel}", f"{debug_dir}/lib/modules/{rel}/vmlinux", f"{debug_dir}/.build-id/"]
+    places = [
+        f"{debug_dir}/boot/vmlinux-{rel}",
+        f"{debug_dir}/lib/modules/{rel}/vmlinux",
+        f"{debug_dir}/.build-id/",
+    ]
     if vmlinux.parent.name == "boot":
         places.append(str(vmlinux.parent.parent / "usr" / "lib" / "debug" / "boot" / vmlinux.name))
     return ", ".join([*places, f"{vmlinux.name}.debug beside it"])
