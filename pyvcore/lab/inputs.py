@@ -296,8 +296,9 @@ def resolve_kernel(
     :func:`kernel_manifest`'s answer. ``symbols``: the debug image of a kernel with
     neither BTF nor DWARF (a kernel set up by name brings its own: 6.1's -dbg vmlinux;
     else one is looked for where distributions put it)."""
-    own = kernel is not None and is_path_like(kernel)
-    if own:
+    own = False
+    if kernel is not None and is_path_like(kernel):
+        own = True
         vmlinux = Path(kernel).expanduser().resolve()
         if not vmlinux.is_file():
             code = errno.EISDIR if vmlinux.is_dir() else errno.ENOENT
