@@ -462,7 +462,8 @@ def register(subparsers: Any) -> None:
         "-o",
         "--output",
         type=_output,
-        help="OUT.html, OUT.json (Perfetto) or OUT.png (default: TRACE.html)",
+        help="OUT.html, OUT.json (Perfetto) or OUT.png (default: the trace's file name with .html, "
+        "in the current directory: a/b/run.jsonl -> ./run.html; stdin -> ./stdin.html)",
     )
     p.add_argument("--variant", choices=VARIANTS, help="model variant for the checks")
     p.add_argument(

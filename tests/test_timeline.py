@@ -444,3 +444,17 @@ def test_a_trace_on_stdin_is_read_as_show_reads_it(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr("sys.stdin", io.StringIO(CEDE.read_text()))
     assert load("-").stops == load(CEDE).stops == 20
+
+
+def test_without_o_the_page_goes_to_the_current_directory_as_help_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "sub").mkdir()
+    shutil.copy(Path(__file__).parent / "checker_live" / "cede-patched.jsonl", tmp_path / "sub" / "run.jsonl")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["timeline", "--help"])
+    assert "in the current directory" in " ".join(capsys.readouterr().out.split())
+    assert main(["timeline", "sub/run.jsonl"]) == 0
+    assert capsys.readouterr().out.startswith("run.html: ")
+    assert (tmp_path / "run.html").is_file() and not (tmp_path / "sub" / "run.html").exists()
