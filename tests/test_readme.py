@@ -124,6 +124,17 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert all("#" in line for line in block), "each command says what it does"
 
 
+def test_the_intro_and_tests_section_say_what_the_test_command_costs() -> None:
+    """The second command boots QEMU under the machine-wide lock for many minutes: the
+    paragraph under the two commands and the Tests section both say so, with figures."""
+    intro = README.split("\n## ", 1)[0]
+    tests = README.split("\n## Tests\n", 1)[1].split("\n## ", 1)[0]
+    for text in (intro, tests):
+        flat = " ".join(text.split())
+        assert re.search(r"`python -m pytest` 25 to 45 minutes", flat), flat
+        assert "/tmp/pyvcore-qemu.lock" in flat and "cargo test` about a minute" in flat
+
+
 def test_every_command_has_a_readme_section() -> None:
     assert set(SECTIONS) == set(SUBJECT_MODULES), "map the new command to its README section"
 
