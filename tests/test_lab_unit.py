@@ -342,3 +342,29 @@ def test_vcpus_get_longer_to_start_only_when_tcg_runs_slow() -> None:
     assert Lab("cede")._start_timeout() is None
     assert Lab("cede", plugin=("/p/libplugin.so", {}))._start_timeout() == 45.0
     assert Lab("all", threads=8, paused=True)._start_timeout() == 135.0
+
+
+def test_stopping_a_detached_lab_returns_once_qemu_is_reaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`lab down` of a QEMU that is not our child: it returns when the process is gone, not
+    while it is still listed <defunct> (here its parent, this test, reaps it after 0.5 s)."""
+    import threading
+
+    import psutil
+
+    monkeypatch.setattr(labqemu, "LOCK_FILE", tmp_path / "q.lock")
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+        time.sleep(0.01)
+    reaper = threading.Timer(0.5, lambda: os.waitpid(child.pid, 0))
+    reaper.start()
+    lab = Lab("cede")
+    lab.pid = child.pid
+    t0 = time.monotonic()
+    lab.stop()
+    took = time.monotonic() - t0
+    reaper.join()
+    assert took >= 0.4, took
+    assert lab.stopped_by == "exited" and lab.pid is None
+    child.returncode = 0  # reaped by the timer, not by Popen

@@ -39,7 +39,15 @@ from pyvcore.lab.boot import BootHung, StageTracker, wait_ready
 from pyvcore.lab.cache import new_run_dir, state_file
 from pyvcore.lab.inputs import QEMU_KINDS, BootKernel, LabNotSetUp, is_path_like
 from pyvcore.lab.prepare import prepare
-from pyvcore.lab.process import free_port, is_qemu_process, port_in_use, process_cmdline, spawn, wait_gone
+from pyvcore.lab.process import (
+    free_port,
+    is_qemu_process,
+    port_in_use,
+    process_cmdline,
+    spawn,
+    wait_gone,
+    wait_reaped,
+)
 from pyvcore.lab.qemu import (
     ConsoleFile,
     LabBusy,
@@ -225,6 +233,8 @@ class Lab:
         if proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+        elif pid is not None:  # not our child (`lab down` of a detached lab): gone, not <defunct>
+            wait_reaped(pid, 10.0)
         if pid is not None:
             clear_lock_info()  # QEMU held the machine lock: its file no longer names it
         self.proc = None

@@ -103,6 +103,25 @@ def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
             os.kill(pid, sig)
 
 
+def wait_reaped(pid: int, timeout: float) -> bool:
+    """Wait until ``pid``, ended, is no longer listed: a QEMU that is not our child (`lab up`
+    detached it) stays a zombie until its parent (init, or a subreaper) reaps it.  True once
+    it is gone (or the pid is another, live process's again), False if still a zombie after
+    ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        except psutil.Error:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
 def wait_gone(pid: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
     """Wait until pid has exited (reaping it when it is our child)."""
     deadline = time.monotonic() + timeout
