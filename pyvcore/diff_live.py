@@ -246,8 +246,16 @@ def _trace_path(target: Any, scenario: str, qemu: str) -> tuple[Path, Path | Non
     return tmp / f"{scenario}-{qemu}.jsonl", tmp
 
 
+# The host gave up on the guest: KVM's complaint about a secondary thread that never came
+# back (arch/powerpc/kvm/book3s_hv.c, kvmppc_wait_for_nap: "KVM: CPU %d seems to be stuck")
+# or a panic (kernel/panic.c).  The guest's remaining reports will not come.
+HOST_GAVE_UP = r"KVM: CPU \d+ seems to be stuck|Kernel panic - not syncing"
+
+
 def wait_reports(lab: Any, timeout: float, say: Say, tick: Say) -> None:
-    """Wait up to ``timeout`` s for the guest's ``PYVCORE DONE`` line, counting down on ``tick``."""
+    """Wait up to ``timeout`` s for the guest's ``PYVCORE DONE`` line, counting down on
+    ``tick``; stop at once when the host kernel has reported a stuck CPU or panicked
+    (:data:`HOST_GAVE_UP`, on the console since boot)."""
     say(f"waiting for the guest's reports (up to {timeout:g} s) ...")
     end = time.monotonic() + timeout
     while True:
@@ -257,7 +265,12 @@ def wait_reports(lab: Any, timeout: float, say: Say, tick: Say) -> None:
             return
         tick(f"waiting for the guest's reports: {left:.0f} s left")
         try:
-            lab.wait_for(r"PYVCORE DONE", timeout=min(1.0, left))
+            found = lab.wait_for(f"PYVCORE DONE|{HOST_GAVE_UP}", timeout=min(1.0, left))
+            if found is not None and not found.group(0).startswith("PYVCORE DONE"):
+                say(
+                    f"the host kernel says {found.group(0)!r}: not waiting for the rest of the guest's "
+                    "reports (they will not come)"
+                )
             return
         except Exception as exc:  # a timeout of this slice, or QEMU gone: a finding, not a crash
             if not lab.alive():

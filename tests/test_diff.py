@@ -196,3 +196,45 @@ def test_every_tool_numbers_a_stop_as_its_line_from_1(
     for n, rec in enumerate(records, 1):
         watch.record(rec["stop"], [{"invariant": 3, "message": "m"}] if n == 3 else [])
     assert watch.by_invariant[3].first_stop == 3
+
+
+class _ConsoleLab:
+    """A lab whose console holds ``text``: wait_for as the real one (a match, or a timeout)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def wait_for(self, regex: str, timeout: float = 60.0) -> Any:
+        import re
+        import time
+
+        found = re.search(regex, self.text, re.M)
+        if found is None:
+            time.sleep(timeout)
+            raise RuntimeError(f"no {regex!r} within {timeout} s")
+        return found
+
+    def alive(self) -> bool:
+        return True
+
+
+def test_waiting_for_the_guests_reports_ends_when_the_host_reports_a_stuck_cpu() -> None:
+    """The host kernel said a CPU is stuck (kvmppc_wait_for_nap): the guest's reports will not
+    come, so the wait ends at once, saying why, instead of counting down its whole timeout."""
+    import time
+
+    from pyvcore.diff_live import wait_reports
+
+    said: list[str] = []
+    stuck = _ConsoleLab("PYVCORE READY\n[   41.2] KVM: CPU 3 seems to be stuck\n")
+    t0 = time.monotonic()
+    wait_reports(stuck, 5.0, said.append, lambda _: None)
+    assert time.monotonic() - t0 < 1.0
+    assert "the host kernel says 'KVM: CPU 3 seems to be stuck'" in said[-1], said
+    # a guest that finished: no such line; one that stays silent: the whole timeout
+    said.clear()
+    wait_reports(_ConsoleLab("PYVCORE DONE\n"), 5.0, said.append, lambda _: None)
+    assert len(said) == 1
+    t0 = time.monotonic()
+    wait_reports(_ConsoleLab("PYVCORE READY\n"), 1.5, said.append, lambda _: None)
+    assert time.monotonic() - t0 >= 1.4 and "no PYVCORE DONE line within 1.5 s" in said[-1]
