@@ -372,3 +372,11 @@ def test_quick_start_prepatch_lines_say_where_each_command_reports(tmp_path: Pat
     assert json.loads(states[line - 1])["event"] == counterexample[line - 2]
     words = " ".join(text.split())
     assert f"line {line}, the state after event {line - 1} (`{counterexample[line - 2]}`)" in words
+
+
+def test_the_mutants_section_gives_run_times_and_says_kills_may_vary() -> None:
+    section = README.split("\n## Kernel mutants", 1)[1].split("\n## ", 1)[0]
+    flat = " ".join(section.split())
+    assert "What `--run` costs" in flat and re.search(r"\d+ s", flat)
+    assert "may vary from run to run" in flat
+    assert "seems to be stuck" in flat  # the wait for the guest's reports ends there
