@@ -107,37 +107,6 @@ def _check_variant(variant: Optional[str]) -> None:
         raise ValueError(f"unknown variant {variant!r} (expected one of {', '.join(VARIANTS)})")
 
 
-def layout_problem(snapshot: dict[str, Any], variant: Optional[str]) -> Optional[str]:
-    """Why ``snapshot`` cannot be judged as ``variant`` given for a whole trace, or None.
-
-    The modern struct kvmppc_vcore has ``entry_exit_map`` (VCORE_RUNNING 4);
-    seed and prepatch have ``entry_exit_count`` (VCORE_RUNNING 3), so a stop of
-    the other layout would have its vcore_state misread.  The same rule and
-    words as ``pyvcore check --variant`` (``layout_fits`` in
-    rust/core/src/snapshot.rs).  :class:`Checker` itself judges such a stop as
-    told (``pyvcore diff --variant prepatch`` compares the prepatch model's
-    placement with a modern kernel)."""
-    if variant is None:
-        return None
-    modern = variant == "modern"
-    for k, vc in enumerate(snapshot.get("vcores") or []):
-        if not isinstance(vc, dict):
-            continue
-        has_map, has_count = "entry_exit_map" in vc, "entry_exit_count" in vc
-        if has_map and not has_count and not modern:
-            key, other, running, own = "entry_exit_map", "modern", 4, ("seed", 3)
-        elif has_count and not has_map and modern:
-            key, other, running, own = "entry_exit_count", "seed", 3, ("modern", 4)
-        else:
-            continue
-        return (
-            f"key `vcores[{k}].{key}`: this vcore has the {other} layout ({key}, VCORE_RUNNING = {running}), "
-            f"but the variant given, {variant}, reads the {own[0]} layout (VCORE_RUNNING = {own[1]}): its "
-            f"vcore_state would be misread; check it without a variant (each stop's own) or as {other}"
-        )
-    return None
-
-
 class Checker:
     """Checks snapshots one after the other.
 
@@ -372,17 +341,6 @@ def _is_event_log(path: str) -> bool:
         return False
 
 
-def _event_log_variant(path: str) -> Optional[str]:
-    """The ``variant`` an event log's header line names (None if it names none)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            header = json.loads(f.readline(64 << 10))
-    except (OSError, ValueError):
-        return None
-    variant = header.get("variant") if isinstance(header, dict) else None
-    return variant if isinstance(variant, str) else None
-
-
 def _unusable(args: argparse.Namespace, message: str) -> int:
     """A trace that cannot be read: the report's JSON (verdict "unusable input") with
     --json, else one line; exit 2."""
@@ -426,8 +384,9 @@ def _run(args: argparse.Namespace) -> int:
         return _unusable(args, _directory_message(Path(args.trace)))
     if args.trace != "-" and _is_event_log(args.trace):  # a continuous-trace event log (pyvcore trace)
         from pyvcore.trace import check_event_log
+        from pyvcore.variant_fit import event_log_variant
 
-        logged = _event_log_variant(args.trace)
+        logged = event_log_variant(args.trace)
         if args.variant is not None and logged is not None and args.variant != logged:
             return _unusable(
                 args,

@@ -103,9 +103,10 @@ def seq_number(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pyvcore.checker import Checker, SnapshotError, layout_problem
+    from pyvcore.checker import Checker, SnapshotError
     from pyvcore.show_events import is_event_log
     from pyvcore.show_events import run as show_events
+    from pyvcore.variant_fit import layout_problem
 
     if is_event_log(args.trace):
         return show_events(args, explain)
