@@ -378,8 +378,8 @@ def _off_core_lines(snapshot: Mapping[str, Any]) -> list[str]:
             continue
         state = name_of(states, num(vc.get("vcore_state")))
         out.append(
-            f"{names.vcore(addr)} {addr:#x} exists but is not on this core (vcore_state {state}: no "
-            f"thread's kvm_hstate.kvm_vcore points at it): only its vcore-wide invariants are judged"
+            f"{names.vcore(addr)} {addr:#x} (vcore_state {state}) exists but no thread of this core "
+            f"points at it (no PACA's kvm_hstate.kvm_vcore): only its vcore-wide invariants are judged"
         )
     return out
 
