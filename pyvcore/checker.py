@@ -201,10 +201,11 @@ class TraceReport:
             "error": self.error,
         }
 
-    def format_text(self, *, explain: bool = True) -> str:
+    def format_text(self, *, explain: bool = True, prefix: str = "") -> str:
         """The report: each kept violation, then one line per invariant
         ("48x invariant 8, first at line 5") with its short explanation, then
-        the summary."""
+        the summary.  ``prefix`` starts the unusable line's error (the command's
+        name, ``"pyvcore check: "``, as every command's errors start)."""
         name = escape(self.path or "<trace>")
         lines = []
         for v in self.violations:
@@ -225,7 +226,7 @@ class TraceReport:
                 lines.append(f"    {info.meaning}")
                 lines.append(f"    source: {info.source}; more: pyvcore invariants {number}")
         if self.error is not None:
-            lines.append(self._error_line(name))
+            lines.append(prefix + self._error_line(name))
         if self.not_judged:
             lines.append(
                 f"{self.not_judged} stop{'s' if self.not_judged != 1 else ''} not judged "
@@ -403,9 +404,12 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as e:
         return _unusable(args, cannot_read(escape(args.trace), e))
     if args.json:
+        if report.error is not None:  # the one line, as without --json
+            name = escape(report.path or "<trace>")
+            print(f"pyvcore check: {report._error_line(name)}", file=sys.stderr)
         print(json.dumps(report.to_dict()))
     else:
-        text = report.format_text(explain=not args.no_explain)
+        text = report.format_text(explain=not args.no_explain, prefix="pyvcore check: ")
         if report.error is not None:
             print(text, file=sys.stderr)
         else:

@@ -166,7 +166,8 @@ def test_a_truncated_line_is_said_alike_by_check_show_and_timeline(
     for argv in commands:
         assert main(argv) == 2, argv
         out, err = capsys.readouterr()
-        assert said in err, (argv, err)
+        # one line, starting with the command's name (show adds what it could read)
+        assert any(line.startswith(f"pyvcore {argv[0]}: {said}") for line in err.splitlines()), (argv, err)
         assert "line 1 column" not in err and "EOF while" not in err and "Unterminated" not in err
     if kind == "snapshots":  # show printed the stops before the cut, and says that is all it read
         assert "only the 5 stops above could be read before it" in err and out.count("== line ") == 5
@@ -181,6 +182,29 @@ def test_a_line_that_is_not_json_is_said_alike(tmp_path: Path, capsys: pytest.Ca
     assert check_err.startswith(f"pyvcore check: {bad}:2: not JSON at column 11: ")
     assert main(["timeline", str(bad), "-o", str(tmp_path / "t.html")]) == 2
     assert capsys.readouterr().err.startswith(f"pyvcore timeline: {bad}:2: not JSON at column 11: ")
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_checks_unusable_line_starts_with_the_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], as_json: bool
+) -> None:
+    """A snapshot trace's unusable line, in the checker's own words or cut short, is
+    said on stderr as `pyvcore check: PATH...` (as every error of every command), also
+    with --json (whose report still says where)."""
+    stock = Path("tests/checker_live/all-stock.jsonl").read_text().splitlines()
+    no_variant = tmp_path / "no-variant.jsonl"
+    no_variant.write_text(stock[0] + "\n" + '{"version": 2}\n')
+    cut, line, length = _cut(tmp_path / "cut.jsonl", Path("tests/checker_live/all-stock.jsonl"), 2)
+    expect = {
+        no_variant: f"pyvcore check: {no_variant}: line 2, column 14: key `variant`: missing field `variant`",
+        cut: f"pyvcore check: {cut}:{line}: {CUT.format(n=length)}",
+    }
+    for trace, said in expect.items():
+        assert main(["check", str(trace), *(["--json"] if as_json else [])]) == 2
+        out, err = capsys.readouterr()
+        assert said in err.splitlines(), err
+        if as_json:
+            assert json.loads(out)["error"]["line"] in (2, line)
 
 
 # ---------------------------------------------------------------- the README's outputs
