@@ -365,6 +365,18 @@ def check_text(
     return "\n".join(out)
 
 
+def absent_cpus(snapshot: Mapping[str, Any]) -> list[int]:
+    """The cpus of the cores ``snapshot`` lists that it lacks (the checker's own rule,
+    rust/core/src/snapshot.rs ``absent_cpus``): a stop lacking one is not judged."""
+    try:
+        tpc = max(int(snapshot.get("threads_per_core") or 1), 1)
+        cpus = {int(t["cpu"]) for t in snapshot.get("threads") or []}
+    except (TypeError, ValueError, KeyError):
+        return []
+    cores = {c // tpc for c in cpus}
+    return [c for core in sorted(cores) for c in range(core * tpc, (core + 1) * tpc) if c not in cpus]
+
+
 def _off_core_lines(snapshot: Mapping[str, Any]) -> list[str]:
     """A vcore found with no thread of this core pointing at it (kvm.ko's vm_list, or a
     function argument): say so, since the thread rows then judge nothing of it."""
@@ -387,8 +399,20 @@ def _off_core_lines(snapshot: Mapping[str, Any]) -> list[str]:
 def _outcome_lines(snapshot: Mapping[str, Any], j: Judgement, colour: bool, explain: Any) -> list[str]:
     out = _off_core_lines(snapshot)
     if j.not_judged:
-        which = ", ".join(f"{number} ({why})" for number, why in j.not_judged)
+        by_why: dict[str, list[str]] = {}
+        for number, why in j.not_judged:
+            by_why.setdefault(why, []).append(str(number))
+        which = ", ".join(f"{', '.join(numbers)} ({why})" for why, numbers in by_why.items())
         out.append(paint(f"not judged at this stop, for want of data: invariant {which}", "yellow", colour))
+    if absent := absent_cpus(snapshot):
+        out.append(
+            paint(
+                f"cpu {', '.join(map(str, absent))} of this stop's core(s) not in the snapshot (a reader "
+                "leaves out a thread it could not read): what the vcore says of it cannot be judged",
+                "yellow",
+                colour,
+            )
+        )
     explained: set[int] = set()
     for v in j.violations:
         n = getattr(v, "invariant", None)
@@ -401,6 +425,8 @@ def _outcome_lines(snapshot: Mapping[str, Any], j: Judgement, colour: bool, expl
     if not j.violations:
         if not j.vcore_found:
             out.append(paint("not judged: no active vcore could be read at this stop", "yellow", colour))
+        elif absent_cpus(snapshot):
+            out.append(paint("not judged: a thread of the core is not in the snapshot", "yellow", colour))
         else:
             out.append(paint(f"no invariant violated ({snapshot.get('variant', '?')})", "green", colour))
     return out

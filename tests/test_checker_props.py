@@ -64,7 +64,8 @@ snapshot = st.integers(1, 8).flatmap(
         {
             "variant": st.sampled_from(["seed", "modern", "prepatch"]),
             "threads_per_core": st.just(n),
-            "threads": st.lists(thread, min_size=1, max_size=n),
+            # each cpu once (a cpu listed twice is refused)
+            "threads": st.lists(thread, min_size=1, max_size=n, unique_by=lambda t: t["cpu"]),
         },
         optional={
             "vcores": st.lists(vcore, max_size=3),

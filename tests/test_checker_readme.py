@@ -3,9 +3,14 @@ view.rs's: regenerate with `pyvcore invariants --markdown` when a row changes.""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
+
 from pyvcore import _core
+from pyvcore.checker import Checker, SnapshotError
+from pyvcore.cli import main
 from pyvcore.invariants import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,3 +41,57 @@ def test_readme_snapshot_format_is_view_rs_module_doc():
     assert block == fmt
     for key in ('"version"', '"tb"', '"tb_freq"', '"pc"', '"msr"', '"dpdes"', '"hdec"', '"seq"'):
         assert key in block
+
+
+def _readme_snapshot() -> dict:
+    readme = (ROOT / "README.md").read_text()
+    block = between(readme, "<!-- snapshot-format:begin", "<!-- snapshot-format:end -->")
+    return json.loads(between(block, "```text", "```"))
+
+
+def test_readme_snapshot_example_is_a_whole_snapshot_judged_clean(tmp_path: Path) -> None:
+    """The README's example is JSON a user can paste (no `...`), the whole core it claims,
+    and judged: clean, by `pyvcore check` as by the API."""
+    snap = _readme_snapshot()
+    assert len(snap["threads"]) == snap["threads_per_core"]
+    outcome = Checker().check_outcome(snap)
+    assert outcome.violations == [] and outcome.verdict == "clean"
+    trace = tmp_path / "one.jsonl"
+    trace.write_text(json.dumps(snap) + "\n")
+    assert main(["check", "--json", str(trace)]) == 0
+
+
+def test_a_snapshot_without_its_whole_core_is_not_judged_clean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Thread 0 alone of a 4-thread core whose vcore says thread 1 entered was judged
+    clean; now no invariant is judged on it (the reason says why) and the verdict is
+    "not judged" (exit 2).  A cpu listed twice is refused."""
+    snap = _readme_snapshot()
+    alone = {**snap, "threads": snap["threads"][:1]}
+    outcome = Checker().check_outcome(alone)
+    assert outcome.verdict == "not judged" and outcome.judged == []
+    assert {why for _, why in outcome.not_judged} == {"a thread of the core is not in the snapshot"}
+    trace = tmp_path / "alone.jsonl"
+    trace.write_text(json.dumps(snap) + "\n" + json.dumps(alone) + "\n")
+    assert main(["check", "--json", str(trace)]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert (report["verdict"], report["judged"], report["first_not_judged"]) == ("not judged", False, 2)
+    assert main(["check", str(trace)]) == 2
+    out = capsys.readouterr().out
+    assert "1 stop not judged (no vcore found, or a thread of the core missing; first at line 2)" in out
+    only = tmp_path / "only.jsonl"
+    only.write_text(json.dumps(alone) + "\n")
+    main(["show", "--width", "300", str(only)])
+    shown = capsys.readouterr().out
+    assert "(a thread of the core is not in the snapshot)" in shown
+    assert shown.count("a thread of the core is not in the snapshot") == 1  # one reason, its invariants
+    assert "cpu 1, 2, 3 of this stop's core(s) not in the snapshot" in shown
+    assert (
+        "not judged: a thread of the core is not in the snapshot" in shown
+        and "no invariant violated" not in shown
+    )
+    twice = {**snap, "threads": [*snap["threads"][:3], snap["threads"][2]]}
+    with pytest.raises(SnapshotError) as e:
+        Checker().check(twice)
+    assert (e.value.key, e.value.reason) == ("threads[3].cpu", "cpu 2 is listed twice")

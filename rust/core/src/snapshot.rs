@@ -249,8 +249,39 @@ pub fn validate(s: &Snapshot, line: Option<usize>) -> Result<(), SnapshotError> 
         }
     }
     // More threads than one core's (several cores, or a reader that lists
-    // every cpu) are fine: the checks group threads by cpu / threads_per_core.
+    // every cpu) are fine: the checks group threads by cpu / threads_per_core;
+    // a core with a thread left out is not judged (`absent_cpus`).
+    whole(s).map_err(|(key, message)| SnapshotError::new(line, key, message))
+}
+
+/// Each cpu once: a thread listed twice is a writer's mistake.
+fn whole(s: &Snapshot) -> Result<(), (String, String)> {
+    let mut cpus = std::collections::BTreeSet::new();
+    for (i, t) in s.threads.iter().enumerate() {
+        if !cpus.insert(t.cpu) {
+            return Err((
+                format!("threads[{i}].cpu"),
+                format!("cpu {} is listed twice", t.cpu),
+            ));
+        }
+    }
     Ok(())
+}
+
+/// The cpus of the cores `s` lists that it does not hold (each core is
+/// `threads_per_core` cpus from `core * threads_per_core`).  A reader leaves
+/// out a thread it could not read; what the core's vcore says of that thread
+/// (`entry_exit_map`, `napping_threads`, a vcpu's `ptid`) is then unknown,
+/// so such a stop is not judged (see `check_outcome`), never clean.
+pub fn absent_cpus(s: &Snapshot) -> Vec<u32> {
+    let tpc = s.threads_per_core.max(1);
+    let cpus: std::collections::BTreeSet<u32> = s.threads.iter().map(|t| t.cpu).collect();
+    let cores: std::collections::BTreeSet<u32> = cpus.iter().map(|c| c / tpc).collect();
+    cores
+        .into_iter()
+        .flat_map(|core| core * tpc..(core + 1) * tpc)
+        .filter(|c| !cpus.contains(c))
+        .collect()
 }
 
 /// A variant given for a whole trace must fit the layout of each stop's

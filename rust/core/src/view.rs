@@ -10,20 +10,29 @@
 //! # Snapshot format, version 2
 //!
 //! ```text
-//! {"version": 2, "variant": "modern", "threads_per_core": 4, "stop": "kvmppc_hv_entry@cpu1",
+//! {"version": 2, "variant": "modern", "threads_per_core": 4, "stop": "kvmhv_switch_to_host@cpu1",
 //!  "tb": "0x1d4c0b2f3a", "tb_freq": 512000000,
 //!  "threads": [{"cpu": 0, "hw_cpu_id": 8, "lpidr": "0x1", "sdr1": "0x75000006",
 //!               "pc": "0xc000000000115690", "msr": "0x9000000002803003", "dpdes": "0x0",
 //!               "hdec": "0xfff25ffe",
 //!               "kvm_hstate": {"kvm_vcpu": "0x0", "kvm_vcore": "0xc000000028186a00", "ptid": 0,
-//!                              "hwthread_req": 0, "hwthread_state": 2, "napping": 2, "in_guest": 4}}, ...],
+//!                              "hwthread_req": 0, "hwthread_state": 2, "napping": 2, "in_guest": 4}},
+//!              {"cpu": 1, "hw_cpu_id": 9, "lpidr": "0x1", "sdr1": "0x75000006",
+//!               "kvm_hstate": {"kvm_vcpu": "0xc0000000042e2400", "kvm_vcore": "0xc000000028186a00",
+//!                              "ptid": 1, "hwthread_req": 1, "hwthread_state": 2, "napping": 0, "in_guest": 4}},
+//!              {"cpu": 2, "hw_cpu_id": 10, "lpidr": "0x1", "sdr1": "0x75000006",
+//!               "kvm_hstate": {"kvm_vcpu": "0x0", "kvm_vcore": "0x0", "ptid": 0,
+//!                              "hwthread_req": 1, "hwthread_state": 1, "napping": 0, "in_guest": 0}},
+//!              {"cpu": 3, "hw_cpu_id": 11, "lpidr": "0x1", "sdr1": "0x75000006",
+//!               "kvm_hstate": {"kvm_vcpu": "0x0", "kvm_vcore": "0x0", "ptid": 0,
+//!                              "hwthread_req": 1, "hwthread_state": 1, "napping": 0, "in_guest": 0}}],
 //!  "vcores": [{"addr": "0xc000000028186a00", "first_vcpuid": 0, "pcpu": 0, "num_threads": 1,
 //!              "n_runnable": 1, "vcore_state": 4, "in_guest": 1, "entry_exit_map": 515,
 //!              "napping_threads": 1, "runner": "0xc0000000042e2400", "kvm": "0xc0000000040b8000",
 //!              "dpdes": "0x0", "seq": 3}],
 //!  "vcpus": [{"addr": "0xc0000000042e2400", "vcpu_id": 1, "vcore": "0xc000000028186a00", "ptid": 1,
 //!             "cpu": -1, "thread_cpu": -1, "state": 1, "ceded": 0}],
-//!  "kvm": {"lpid": "0x1", "sdr1": "0x...", "host_lpid": "0x0", "host_sdr1": "0x..."}}
+//!  "kvm": {"lpid": "0x1", "sdr1": "0x75000006", "host_lpid": "0x0", "host_sdr1": "0x7c000007"}}
 //! ```
 //!
 //! * Top level: `version` (1 when absent), `variant` (`seed`, `modern`,
@@ -54,6 +63,14 @@
 //! integers.  0 = NULL.  Unknown keys are ignored; optional keys are those
 //! some kernels or readers do not have, and a check that needs one runs only
 //! when it is present.
+//!
+//! A snapshot lists every thread of each core it holds (cpus
+//! core * threads_per_core up to the next core), each once (a cpu listed
+//! twice is refused).  A reader leaves out a thread it could not read: what
+//! the core's vcore says of that thread (`entry_exit_map`, `napping_threads`,
+//! a vcpu's `ptid`) is then unknown, so no invariant is judged on such a
+//! stop ("a thread of the core is not in the snapshot") and its verdict is
+//! "not judged" (exit 2), never clean.
 
 use serde::{Deserialize, Serialize};
 

@@ -111,6 +111,9 @@ pub struct CheckOutcome {
     /// on modern): neither judged nor "not judged", whatever the stop holds.
     pub not_applicable: Vec<u32>,
     pub vcore_found: bool,
+    /// Cpus of the listed cores that the snapshot lacks
+    /// ([`crate::snapshot::absent_cpus`]): none is judged clean then.
+    pub absent_cpus: Vec<u32>,
     pub same_run: usize,
 }
 
@@ -120,7 +123,7 @@ impl CheckOutcome {
     pub fn verdict(&self) -> &'static str {
         if !self.violations.is_empty() {
             "violations"
-        } else if !self.vcore_found {
+        } else if !self.vcore_found || !self.absent_cpus.is_empty() {
             "not judged"
         } else {
             "clean"
@@ -174,10 +177,16 @@ fn missing(s: &Snapshot, need: &str) -> Option<&'static str> {
     })
 }
 
+/// Why every invariant of a stop that lacks a thread of its core is not judged.
+pub const THREAD_MISSING: &str = "a thread of the core is not in the snapshot";
+
 /// [`check_snapshot`] plus what was judged: every snapshot invariant of the
 /// table, judged when the fields it needs are present.
 pub fn check_outcome(s: &Snapshot) -> CheckOutcome {
     let violations = check_snapshot(s);
+    // Any invariant may be about a thread the stop lacks (its entry in
+    // entry_exit_map, its nap, its vcpu's ptid, its LPIDR): none is judged.
+    let absent = crate::snapshot::absent_cpus(s);
     let mut judged = Vec::new();
     let mut not_judged = Vec::new();
     let mut not_applicable = Vec::new();
@@ -187,7 +196,8 @@ pub fn check_outcome(s: &Snapshot) -> CheckOutcome {
             continue;
         }
         match row.needs.iter().find_map(|n| missing(s, n)) {
-            None => judged.push(row.number),
+            None if absent.is_empty() => judged.push(row.number),
+            None => not_judged.push((row.number, THREAD_MISSING)),
             Some(reason) => not_judged.push((row.number, reason)),
         }
     }
@@ -197,6 +207,7 @@ pub fn check_outcome(s: &Snapshot) -> CheckOutcome {
         not_judged,
         not_applicable,
         vcore_found: !s.vcores.is_empty(),
+        absent_cpus: absent,
         same_run: 0,
     }
 }

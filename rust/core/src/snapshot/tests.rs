@@ -1,6 +1,6 @@
 use super::*;
 
-const GOOD: &str = r#"{"variant":"modern","threads_per_core":2,"stop":"x",
+const GOOD: &str = r#"{"variant":"modern","threads_per_core":1,"stop":"x",
         "threads":[{"cpu":0,"hw_cpu_id":8,"kvm_hstate":{"kvm_vcpu":0,"kvm_vcore":0,"ptid":0,
         "hwthread_req":0,"hwthread_state":0,"napping":0,"in_guest":0}}],"extra":1}"#;
 
@@ -42,7 +42,7 @@ fn bad_variant_and_shape() {
     let e = parse_snapshot(&GOOD.replace("\"modern\"", "\"p8\""), None, None).unwrap_err();
     assert_eq!(e.key, "variant");
     let e = parse_snapshot(
-        &GOOD.replace("\"threads_per_core\":2", "\"threads_per_core\":0"),
+        &GOOD.replace("\"threads_per_core\":1", "\"threads_per_core\":0"),
         None,
         None,
     )
@@ -64,4 +64,66 @@ fn variant_override_supplies_a_missing_variant() {
     assert_eq!(s.variant, Variant::Seed);
     let s = parse_snapshot(GOOD, None, Some(Variant::Prepatch)).unwrap();
     assert_eq!(s.variant, Variant::Prepatch);
+}
+
+/// A core of `tpc` threads, listed whole, with one vcore (at 0x100, thread 0
+/// in it) and its vcpu (at 0x200, on thread 0): `edit` changes the JSON text.
+fn core(tpc: u32, edit: impl Fn(&mut serde_json::Value)) -> Result<Snapshot, SnapshotError> {
+    let thread = |cpu: u32, vcore: u64, vcpu: u64| {
+        serde_json::json!({"cpu": cpu, "hw_cpu_id": cpu, "kvm_hstate": {"kvm_vcpu": vcpu,
+            "kvm_vcore": vcore, "ptid": cpu, "hwthread_req": 1, "hwthread_state": 2,
+            "napping": 0, "in_guest": 2}})
+    };
+    let mut threads = vec![thread(0, 0x100, 0x200)];
+    threads.extend((1..tpc).map(|c| thread(c, 0, 0)));
+    let mut v = serde_json::json!({"variant": "modern", "threads_per_core": tpc,
+        "threads": threads,
+        "vcores": [{"addr": 0x100, "first_vcpuid": 0, "pcpu": 0, "num_threads": 1,
+            "n_runnable": 1, "vcore_state": 4, "in_guest": 1, "entry_exit_map": 1,
+            "napping_threads": 0, "runner": 0x200}],
+        "vcpus": [{"addr": 0x200, "vcpu_id": 0, "vcore": 0x100, "ptid": 0, "cpu": 0,
+            "thread_cpu": 0, "state": 1, "ceded": 0}]});
+    edit(&mut v);
+    parse_snapshot(&v.to_string(), Some(4), None)
+}
+
+#[test]
+fn a_stop_that_lacks_a_thread_of_its_core_is_not_judged_clean() {
+    let ok = core(4, |_| {}).unwrap();
+    assert!(absent_cpus(&ok).is_empty());
+    assert!(!crate::invariants::check_outcome(&ok).judged.is_empty());
+    // Thread 0 alone of a 4-thread core: what its vcore says of threads 1..3
+    // (entered, napping, a vcpu's ptid) cannot be judged.
+    let alone = core(4, |v| v["threads"].as_array_mut().unwrap().truncate(1)).unwrap();
+    assert_eq!(absent_cpus(&alone), [1, 2, 3]);
+    let o = crate::invariants::check_outcome(&alone);
+    assert_eq!(
+        (o.verdict(), o.judged.len(), o.absent_cpus.clone()),
+        ("not judged", 0, vec![1, 2, 3])
+    );
+    assert!(o
+        .not_judged
+        .iter()
+        .any(|(_, why)| *why == crate::invariants::THREAD_MISSING));
+    // Two whole cores (a reader listing every cpu); then the second lacks cpu 7.
+    let second = |keep: usize| {
+        core(4, move |v| {
+            let mut more = v["threads"].as_array().unwrap().clone();
+            more.truncate(keep);
+            for (k, t) in more.iter_mut().enumerate() {
+                t["cpu"] = (4 + k).into();
+                t["kvm_hstate"]["kvm_vcore"] = 0.into();
+                t["kvm_hstate"]["kvm_vcpu"] = 0.into();
+            }
+            v["threads"].as_array_mut().unwrap().extend(more);
+        })
+        .unwrap()
+    };
+    assert!(absent_cpus(&second(4)).is_empty());
+    assert_eq!(absent_cpus(&second(3)), [7]);
+    let e = core(2, |v| v["threads"][1]["cpu"] = 0.into()).unwrap_err();
+    assert_eq!(
+        (e.key.as_str(), e.message.as_str()),
+        ("threads[1].cpu", "cpu 0 is listed twice")
+    );
 }
