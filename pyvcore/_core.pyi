@@ -499,6 +499,10 @@ class EventLogPoint:
     def violations(self) -> list[dict[str, Any]]:
         """The violations up to the point: invariant, message, fields, seq, tb, cpu, pc,
         field, and ``events``, the events that led to it."""
+    @property
+    def registers(self) -> list[tuple[int | None, int | None]]:
+        """Per thread (thread 0 first), (LPIDR, SDR1) as it last read or wrote them (None:
+        never seen); ``snapshot`` has them only while the core is in KVM (and fresh)."""
 
 def replay_events_at(text: str, *, seq: int | None = None, violation: int | None = None) -> EventLogPoint:
     """Replay a ``pyvcore-events`` log up to a point: after the store ``seq`` (every store up

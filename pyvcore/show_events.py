@@ -95,6 +95,9 @@ def render(path: str, at: Any, args: argparse.Namespace, explain: Any) -> tuple[
         snap["tb"] = at.tb
     colour = colour_for(sys.stdout) if args.colour == "auto" else args.colour == "always"
     j = judge(_checker(args.variant), snap)
+    snap, why = with_registers(snap, at.registers)
+    if why:
+        j.not_judged = [(n, why if r == NO_PARTITION_READ else r) for n, r in j.not_judged]
     if args.violation is not None:
         here = [at.violations[args.violation - 1]] if args.violation <= len(at.violations) else []
         what = f"violation {args.violation} of the log"
@@ -126,6 +129,33 @@ def render(path: str, at: Any, args: argparse.Namespace, explain: Any) -> tuple[
     else:
         parts.append("  none")
     return "\n".join(parts), len(j.violations) + len(here)
+
+
+# The checker's reason for invariant 8 on a snapshot without LPIDR/SDR1.
+NO_PARTITION_READ = "no LPIDR/SDR1 read"
+
+
+def with_registers(snap: dict[str, Any], registers: list[Any]) -> tuple[dict[str, Any], str | None]:
+    """The snapshot to show, with the LPIDR/SDR1 the log holds where the shadow's snapshot
+    leaves them out, and why they are not judged there (None: nothing filled in).
+
+    The shadow judges them only while the core is in KVM (a PACA's kvm_vcore is set) and
+    only values a thread read after its siblings' last ``mtspr`` (one register per core on
+    POWER8): at bring-up each thread writes its own copy (hash__early_init_mmu_secondary,
+    arch/powerpc/mm/book3s64/hash_utils.c; __setup_cpu_power8, cpu_setup_power.c), so in
+    the host a difference is harmless to the kernel."""
+    threads = [dict(t) for t in snap.get("threads") or []]
+    if not any(v is not None for regs in registers for v in regs):
+        return snap, None
+    if any((t.get("kvm_hstate") or {}).get("kvm_vcore") for t in threads):
+        # In KVM: the values not in the snapshot are stale (a sibling's mtspr since)
+        return snap, "no LPIDR/SDR1 re-read since a sibling's mtspr (one register per core)"
+    for t, regs in zip(threads, registers):
+        for name, value in zip(("lpidr", "sdr1"), regs):
+            if t.get(name) is None:
+                t[name] = value
+    why = "LPIDR/SDR1 judged inside KVM only (in the host each thread sets its own at bring-up): shown as last seen"
+    return {**snap, "threads": threads}, why
 
 
 def _checker(variant: str | None) -> Any:

@@ -114,3 +114,28 @@ def test_the_binding_replays_to_a_point(log: Path) -> None:
         _core.replay_events_at(text, seq=1, violation=1)
     with pytest.raises(ValueError, match="from 1"):
         _core.replay_events_at(text, violation=0)
+
+
+def test_lpidr_sdr1_in_the_host_are_shown_and_why_they_are_not_judged(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Every thread read LPIDR 0 / SDR1 0x7c000007 in the host: the log holds them, so the
+    table shows them (they showed `-`), and invariant 8 says why it is not judged there (it
+    said "no LPIDR/SDR1 read").  Once a PACA points at a vcore they are judged as before."""
+    host = [("lpidr", "0x0"), ("sdr1", "0x7c000007")]
+    events = [
+        ev(1 + 2 * i + k, f"threads[{i}].{n}", None, v, cpu=i)
+        for i in range(4)
+        for k, (n, v) in enumerate(host)
+    ]
+    log = write_log(tmp_path / "host.jsonl", [*events, *vcore_found(9)])
+    code, out, err = show(capsys, log, "--seq", 8, "--width", "300")
+    assert (code, err) == (0, "")
+    rows = [line.split() for line in out.splitlines() if re.match(r"^\d\s+t\d\s+NONE ", line)]
+    assert len(rows) == 4 and all(r[-2:] == ["0x0", "0x7c000007"] for r in rows), out
+    assert "8 (LPIDR/SDR1 judged inside KVM only (in the host each thread sets its own at bring-up)" in out
+    assert "no LPIDR/SDR1 read" not in out
+    code, out, err = show(capsys, log, "--seq", 9, "--width", "300")
+    assert "judged inside KVM only" not in out and "no LPIDR/SDR1 read" not in out
+    judged = [line for line in out.splitlines() if re.match(r"^\d\s+t\d\s.*\s0x0\s+0x7c000007$", line)]
+    assert len(judged) == 4, out  # in the snapshot, judged

@@ -48,6 +48,12 @@ pub struct PyEventLogPoint {
     /// fields, seq, tb, cpu, pc, field, and the events that led to it.
     #[pyo3(get)]
     violations: Vec<Py<PyDict>>,
+    /// Per thread, (LPIDR, SDR1) as it last read or wrote them (None: never
+    /// seen).  The snapshot has them only while the core is in KVM and the
+    /// value is fresh (see `CoreState::snapshot`); these are the values the
+    /// log holds everywhere, for display.
+    #[pyo3(get)]
+    registers: Vec<(Option<u64>, Option<u64>)>,
 }
 
 /// Replay the event log `text` up to a point: after the store `seq` (every
@@ -90,6 +96,7 @@ fn replay_events_at(
         total_violations: shadow.stats.violations,
         snapshot,
         violations,
+        registers: shadow.state().regs.iter().map(|r| (r.lpidr, r.sdr1)).collect(),
     })
 }
 
