@@ -256,12 +256,15 @@ pub fn validate(s: &Snapshot, line: Option<usize>) -> Result<(), SnapshotError> 
 
 /// Each cpu once: a thread listed twice is a writer's mistake.
 fn whole(s: &Snapshot) -> Result<(), (String, String)> {
-    let mut cpus = std::collections::BTreeSet::new();
+    let mut cpus = std::collections::BTreeMap::new();
     for (i, t) in s.threads.iter().enumerate() {
-        if !cpus.insert(t.cpu) {
+        if let Some(first) = cpus.insert(t.cpu, i) {
             return Err((
                 format!("threads[{i}].cpu"),
-                format!("cpu {} is listed twice", t.cpu),
+                format!(
+                    "cpu {} is listed twice (threads[{first}] and threads[{i}])",
+                    t.cpu
+                ),
             ));
         }
     }

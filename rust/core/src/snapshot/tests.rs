@@ -124,6 +124,9 @@ fn a_stop_that_lacks_a_thread_of_its_core_is_not_judged_clean() {
     let e = core(2, |v| v["threads"][1]["cpu"] = 0.into()).unwrap_err();
     assert_eq!(
         (e.key.as_str(), e.message.as_str()),
-        ("threads[1].cpu", "cpu 0 is listed twice")
+        (
+            "threads[1].cpu",
+            "cpu 0 is listed twice (threads[0] and threads[1])"
+        )
     );
 }
