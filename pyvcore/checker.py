@@ -230,7 +230,7 @@ class TraceReport:
         if self.not_judged:
             lines.append(
                 f"{self.not_judged} stop{'s' if self.not_judged != 1 else ''} not judged "
-                f"(no vcore found, or a thread of the core missing; first at line {self.first_not_judged})"
+                f"(no vcore found, or a thread of the core or a vcpu/vcore pointed at missing; first at line {self.first_not_judged})"
             )
         lines.append(self._summary())
         return "\n".join(lines)
@@ -268,7 +268,7 @@ class TraceReport:
         elif self.snapshots == 0:
             summary += "; empty trace: nothing judged"
         elif self.not_judged and not self.total_violations:
-            summary += "; not judged: no vcore, or a thread missing, at some stops"
+            summary += "; not judged: no vcore, or something pointed at missing, at some stops"
         return summary
 
 

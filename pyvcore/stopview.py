@@ -365,6 +365,14 @@ def check_text(
     return "\n".join(out)
 
 
+# The checker's reasons (rust/core/src/invariants/mod.rs) when a stop does not hold what it
+# names: nothing of it is judged, and its verdict is "not judged".
+INCOMPLETE = (
+    "a thread of the core is not in the snapshot",
+    "a vcpu or vcore it points at is not in the snapshot",
+)
+
+
 def absent_cpus(snapshot: Mapping[str, Any]) -> list[int]:
     """The cpus of the cores ``snapshot`` lists that it lacks (the checker's own rule,
     rust/core/src/snapshot.rs ``absent_cpus``): a stop lacking one is not judged."""
@@ -425,8 +433,8 @@ def _outcome_lines(snapshot: Mapping[str, Any], j: Judgement, colour: bool, expl
     if not j.violations:
         if not j.vcore_found:
             out.append(paint("not judged: no active vcore could be read at this stop", "yellow", colour))
-        elif absent_cpus(snapshot):
-            out.append(paint("not judged: a thread of the core is not in the snapshot", "yellow", colour))
+        elif whys := sorted({why for _, why in j.not_judged if why in INCOMPLETE}):
+            out.append(paint(f"not judged: {'; '.join(whys)}", "yellow", colour))
         else:
             out.append(paint(f"no invariant violated ({snapshot.get('variant', '?')})", "green", colour))
     return out

@@ -79,7 +79,10 @@ def test_a_snapshot_without_its_whole_core_is_not_judged_clean(
     assert (report["verdict"], report["judged"], report["first_not_judged"]) == ("not judged", False, 2)
     assert main(["check", str(trace)]) == 2
     out = capsys.readouterr().out
-    assert "1 stop not judged (no vcore found, or a thread of the core missing; first at line 2)" in out
+    assert (
+        "1 stop not judged (no vcore found, or a thread of the core or a vcpu/vcore pointed at missing; first at line 2)"
+        in out
+    )
     only = tmp_path / "only.jsonl"
     only.write_text(json.dumps(alone) + "\n")
     main(["show", "--width", "300", str(only)])
@@ -98,3 +101,19 @@ def test_a_snapshot_without_its_whole_core_is_not_judged_clean(
         "threads[3].cpu",
         "cpu 2 is listed twice (threads[2] and threads[3])",
     )
+
+
+def test_a_snapshot_without_a_vcpu_it_points_at_is_not_judged_clean(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Thread 1's PACA points at vcpu 1, the vcore's runner: with `"vcpus": []` the stop
+    was judged clean; now nothing is judged and the verdict says so."""
+    snap = {**_readme_snapshot(), "vcpus": []}
+    outcome = Checker().check_outcome(snap)
+    assert outcome.verdict == "not judged" and outcome.judged == []
+    assert "a vcpu or vcore it points at is not in the snapshot" in {why for _, why in outcome.not_judged}
+    trace = tmp_path / "novcpu.jsonl"
+    trace.write_text(json.dumps(snap) + "\n")
+    assert main(["check", str(trace)]) == 2
+    main(["show", "--width", "300", str(trace)])
+    assert "not judged: a vcpu or vcore it points at is not in the snapshot" in capsys.readouterr().out

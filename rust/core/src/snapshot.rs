@@ -271,6 +271,42 @@ fn whole(s: &Snapshot) -> Result<(), (String, String)> {
     Ok(())
 }
 
+/// The pointers of `s` to a vcpu or vcore it does not hold, as
+/// `key -> what`: a PACA's `kvm_vcpu` / `kvm_vcore`, a vcore's `runner`.
+/// What the stop says of that vcpu or vcore (its ptid, state, run) is then
+/// unknown, so such a stop is not judged (see `check_outcome`), never clean.
+/// (A vcpu of another vcore, `vcpus[].vcore`, is judged: invariant 19.)
+pub fn unheld(s: &Snapshot) -> Vec<String> {
+    let vcores: std::collections::BTreeSet<u64> = s.vcores.iter().map(|v| v.addr).collect();
+    let vcpus: std::collections::BTreeSet<u64> = s.vcpus.iter().map(|v| v.addr).collect();
+    let mut out = Vec::new();
+    let mut check = |key: String, addr: u64, vcore: bool| {
+        let held = if vcore { &vcores } else { &vcpus };
+        if addr != 0 && !held.contains(&addr) {
+            out.push(format!(
+                "{key} -> {} {addr:#x}",
+                if vcore { "vcore" } else { "vcpu" }
+            ));
+        }
+    };
+    for (i, t) in s.threads.iter().enumerate() {
+        check(
+            format!("threads[{i}].kvm_hstate.kvm_vcore"),
+            t.kvm_hstate.kvm_vcore,
+            true,
+        );
+        check(
+            format!("threads[{i}].kvm_hstate.kvm_vcpu"),
+            t.kvm_hstate.kvm_vcpu,
+            false,
+        );
+    }
+    for (k, v) in s.vcores.iter().enumerate() {
+        check(format!("vcores[{k}].runner"), v.runner.unwrap_or(0), false);
+    }
+    out
+}
+
 /// The cpus of the cores `s` lists that it does not hold (each core is
 /// `threads_per_core` cpus from `core * threads_per_core`).  A reader leaves
 /// out a thread it could not read; what the core's vcore says of that thread

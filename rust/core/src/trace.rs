@@ -170,7 +170,7 @@ struct Collector {
 impl Collector {
     fn add(&mut self, line: usize, stop: Option<Arc<str>>, outcome: crate::invariants::CheckOutcome) {
         self.report.snapshots += 1;
-        if !outcome.vcore_found || !outcome.absent_cpus.is_empty() {
+        if !outcome.vcore_found || !outcome.absent_cpus.is_empty() || !outcome.unheld.is_empty() {
             self.report.not_judged += 1;
             self.report.first_not_judged.get_or_insert(line);
         }

@@ -66,11 +66,13 @@
 //!
 //! A snapshot lists every thread of each core it holds (cpus
 //! core * threads_per_core up to the next core), each once (a cpu listed
-//! twice is refused).  A reader leaves out a thread it could not read: what
-//! the core's vcore says of that thread (`entry_exit_map`, `napping_threads`,
-//! a vcpu's `ptid`) is then unknown, so no invariant is judged on such a
-//! stop ("a thread of the core is not in the snapshot") and its verdict is
-//! "not judged" (exit 2), never clean.
+//! twice is refused), and every vcpu and vcore that a PACA (`kvm_vcpu`,
+//! `kvm_vcore`) or a vcore (`runner`) points at.  A reader leaves out what
+//! it could not read: what the stop says of it (a thread's bit in
+//! `entry_exit_map`, a vcpu's `ptid`...) is then unknown, so no invariant is
+//! judged on such a stop ("a thread of the core is not in the snapshot",
+//! "a vcpu or vcore it points at is not in the snapshot") and its verdict
+//! is "not judged" (exit 2), never clean.
 
 use serde::{Deserialize, Serialize};
 

@@ -114,6 +114,9 @@ pub struct CheckOutcome {
     /// Cpus of the listed cores that the snapshot lacks
     /// ([`crate::snapshot::absent_cpus`]): none is judged clean then.
     pub absent_cpus: Vec<u32>,
+    /// Pointers to a vcpu or vcore the snapshot lacks
+    /// ([`crate::snapshot::unheld`]): none is judged clean then.
+    pub unheld: Vec<String>,
     pub same_run: usize,
 }
 
@@ -123,7 +126,7 @@ impl CheckOutcome {
     pub fn verdict(&self) -> &'static str {
         if !self.violations.is_empty() {
             "violations"
-        } else if !self.vcore_found || !self.absent_cpus.is_empty() {
+        } else if !self.vcore_found || !self.absent_cpus.is_empty() || !self.unheld.is_empty() {
             "not judged"
         } else {
             "clean"
@@ -179,6 +182,8 @@ fn missing(s: &Snapshot, need: &str) -> Option<&'static str> {
 
 /// Why every invariant of a stop that lacks a thread of its core is not judged.
 pub const THREAD_MISSING: &str = "a thread of the core is not in the snapshot";
+/// Why every invariant of a stop that points at a vcpu or vcore it lacks is not judged.
+pub const POINTEE_MISSING: &str = "a vcpu or vcore it points at is not in the snapshot";
 
 /// [`check_snapshot`] plus what was judged: every snapshot invariant of the
 /// table, judged when the fields it needs are present.
@@ -187,6 +192,13 @@ pub fn check_outcome(s: &Snapshot) -> CheckOutcome {
     // Any invariant may be about a thread the stop lacks (its entry in
     // entry_exit_map, its nap, its vcpu's ptid, its LPIDR): none is judged.
     let absent = crate::snapshot::absent_cpus(s);
+    // Likewise a vcpu or vcore a thread or vcore points at that it lacks
+    // (with no vcore at all, "no vcore found" says it already).
+    let unheld = if s.vcores.is_empty() {
+        Vec::new()
+    } else {
+        crate::snapshot::unheld(s)
+    };
     let mut judged = Vec::new();
     let mut not_judged = Vec::new();
     let mut not_applicable = Vec::new();
@@ -196,8 +208,9 @@ pub fn check_outcome(s: &Snapshot) -> CheckOutcome {
             continue;
         }
         match row.needs.iter().find_map(|n| missing(s, n)) {
-            None if absent.is_empty() => judged.push(row.number),
-            None => not_judged.push((row.number, THREAD_MISSING)),
+            None if !absent.is_empty() => not_judged.push((row.number, THREAD_MISSING)),
+            None if !unheld.is_empty() => not_judged.push((row.number, POINTEE_MISSING)),
+            None => judged.push(row.number),
             Some(reason) => not_judged.push((row.number, reason)),
         }
     }
@@ -208,6 +221,7 @@ pub fn check_outcome(s: &Snapshot) -> CheckOutcome {
         not_applicable,
         vcore_found: !s.vcores.is_empty(),
         absent_cpus: absent,
+        unheld,
         same_run: 0,
     }
 }

@@ -130,3 +130,35 @@ fn a_stop_that_lacks_a_thread_of_its_core_is_not_judged_clean() {
         )
     );
 }
+
+#[test]
+fn a_stop_pointing_at_a_vcpu_or_vcore_it_lacks_is_not_judged_clean() {
+    let ok = core(2, |_| {}).unwrap();
+    assert!(unheld(&ok).is_empty());
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(Edit, &str); 3] = [
+        (
+            |v| v["threads"][0]["kvm_hstate"]["kvm_vcpu"] = 0x280.into(),
+            "threads[0].kvm_hstate.kvm_vcpu -> vcpu 0x280",
+        ),
+        (
+            |v| v["vcores"][0]["runner"] = 0x300.into(),
+            "vcores[0].runner -> vcpu 0x300",
+        ),
+        (
+            |v| v["threads"][1]["kvm_hstate"]["kvm_vcore"] = 0x400.into(),
+            "threads[1].kvm_hstate.kvm_vcore -> vcore 0x400",
+        ),
+    ];
+    for (edit, said) in cases {
+        let s = core(2, edit).unwrap();
+        assert_eq!(unheld(&s), [said]);
+        let o = crate::invariants::check_outcome(&s);
+        assert!(o.judged.is_empty() && o.unheld == [said], "{o:?}");
+        assert!(o
+            .not_judged
+            .iter()
+            .all(|(_, why)| *why == crate::invariants::POINTEE_MISSING || why.starts_with("no ")));
+        assert_ne!(o.verdict(), "clean");
+    }
+}
