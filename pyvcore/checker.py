@@ -228,9 +228,11 @@ class TraceReport:
         if self.error is not None:
             lines.append(prefix + self._error_line(name))
         if self.not_judged:
+            shown = name if self.path not in (None, "<stdin>") else "TRACE"
             lines.append(
                 f"{self.not_judged} stop{'s' if self.not_judged != 1 else ''} not judged "
-                f"(no vcore found, or a thread of the core or a vcpu/vcore pointed at missing; first at line {self.first_not_judged})"
+                f"(no vcore found, or a thread of the core or a vcpu/vcore pointed at missing; first at line "
+                f"{self.first_not_judged}: `pyvcore show {shown} --line {self.first_not_judged}` says which)"
             )
         lines.append(self._summary())
         return "\n".join(lines)

@@ -80,8 +80,8 @@ def test_a_snapshot_without_its_whole_core_is_not_judged_clean(
     assert main(["check", str(trace)]) == 2
     out = capsys.readouterr().out
     assert (
-        "1 stop not judged (no vcore found, or a thread of the core or a vcpu/vcore pointed at missing; first at line 2)"
-        in out
+        "1 stop not judged (no vcore found, or a thread of the core or a vcpu/vcore pointed at missing; first at line 2: "
+        f"`pyvcore show {trace} --line 2` says which)" in out
     )
     only = tmp_path / "only.jsonl"
     only.write_text(json.dumps(alone) + "\n")
