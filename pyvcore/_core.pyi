@@ -99,6 +99,12 @@ class CheckOutcome:
     @property
     def same_run(self) -> int:
         """Vcores judged against the previous stop as one run (same ``vcores[].seq``)."""
+    @property
+    def host_tb(self) -> Optional[int]:
+        """The stop's ``tb`` on the host's timebase (None: no ``tb``, or not known)."""
+    @property
+    def host_tb_unknown(self) -> Optional[str]:
+        """Why the stop's ``tb`` cannot be put on the host's timebase, else None."""
 
 _Snapshot = Union[Mapping[str, Any], str, bytes]
 

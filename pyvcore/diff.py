@@ -202,15 +202,21 @@ V2_THREAD_FIELDS = ("pc", "msr", "hdec", "dpdes")
 
 def v2_fields(record: dict[str, Any]) -> list[str]:
     """The snapshot-v2 fields one stop carries (a thread field counts when any
-    thread has it), plus "dpdes pending" / "vcore dpdes pending" when a DPDES
-    value read has a bit set."""
+    thread has it, a vcore field when every vcore has it), plus "dpdes pending" /
+    "vcore dpdes pending" when a DPDES value read has a bit set and "tb offset in
+    force" when a vcore's timebase offset was applied (the stop's tb is the guest's)."""
     out = [k for k in ("tb", "tb_freq") if record.get(k) is not None]
     threads = record.get("threads") or []
     out += [k for k in V2_THREAD_FIELDS if any(t.get(k) is not None for t in threads)]
     if any(_set(t.get("dpdes")) for t in threads):
         out.append("dpdes pending")
-    if any(_set(v.get("dpdes")) for v in record.get("vcores") or []):
+    vcores = record.get("vcores") or []
+    if any(_set(v.get("dpdes")) for v in vcores):
         out.append("vcore dpdes pending")
+    # what puts the stop's tb on the host's timebase (Snapshot::host_tb in view.rs)
+    out += [k for k in ("tb_offset", "tb_offset_applied") if vcores and all(k in v for v in vcores)]
+    if any(_set(v.get("tb_offset_applied")) for v in vcores):
+        out.append("tb offset in force")
     return out
 
 

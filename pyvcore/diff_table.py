@@ -94,11 +94,13 @@ def fields_line(summary: Summary) -> str:
     """How many judged-or-not snapshots carried each snapshot-v2 field, and the DPDES bits seen."""
     n = summary.total_snapshots
     f = summary.fields
-    parts = [f"{k} {f.get(k, 0)}/{n}" for k in ("tb", "tb_freq", "pc", "msr", "hdec", "dpdes")]
+    keys = ("tb", "tb_freq", "pc", "msr", "hdec", "dpdes", "tb_offset", "tb_offset_applied")
+    parts = [f"{k} {f.get(k, 0)}/{n}" for k in keys]
     return (
         "snapshot v2 fields (stops carrying them): "
         + ", ".join(parts)
         + f"; a DPDES bit set at {f.get('dpdes pending', 0)} stops, vc->dpdes at {f.get('vcore dpdes pending', 0)}"
+        + f"; a timebase offset in force at {f.get('tb offset in force', 0)} stops"
     )
 
 

@@ -33,7 +33,7 @@ from pyvcore.snapshot import HSTATE_FIELDS, VCORE_FIELDS
 __all__ = ("for_each_vcore", "paca_kvm_hstate", "snapshot")
 
 # The snapshot's own field lists (arch/powerpc/include/asm/kvm_book3s_asm.h, kvm_host.h).
-VCORE_OPTIONAL = ("runner", "kvm", "n_woken", "nap_count")
+VCORE_OPTIONAL = ("runner", "kvm", "n_woken", "nap_count", "tb_offset", "tb_offset_applied")
 # struct kvm_vcpu: (snapshot key, member path)
 VCPU_FIELDS = (("cpu", "cpu"), ("ptid", "arch.ptid"))
 VCPU_OPTIONAL = (("thread_cpu", "arch.thread_cpu"), ("state", "arch.state"), ("ceded", "arch.ceded"))

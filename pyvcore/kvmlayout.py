@@ -23,6 +23,7 @@ VCORE_READ_OPTIONAL = (
     "n_woken",
     "nap_count",
     "last_cpu",
+    "tb_offset",
     "tb_offset_applied",
     "dpdes",
     "conferring_threads",

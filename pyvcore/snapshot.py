@@ -33,7 +33,13 @@ VCORE_FIELDS = (
 # arch/powerpc/include/asm/kvm_host.h), saved from the DPDES register by
 # thread 0 on guest exit and loaded again on entry (book3s_hv_rmhandlers.S,
 # VCORE_DPDES).
-VCORE_OPTIONAL = ("n_woken", "nap_count", "dpdes")
+# tb_offset: the guest's timebase minus the host's (ticks, modulo 2^64),
+# set by KVM_SET_ONE_REG KVM_REG_PPC_TB_OFFSET; tb_offset_applied: the offset
+# thread 0 added to the core's TB at this run's guest entry and has not taken
+# off again (kvmppc_hv_entry / kvmhv_switch_to_host in book3s_hv_rmhandlers.S).
+# With them the checker puts the stop's ``tb`` on the host's timebase.
+VCORE_OPTIONAL = ("n_woken", "nap_count", "dpdes", "tb_offset", "tb_offset_applied")
+VCORE_WIDE = ("tb_offset", "tb_offset_applied")
 VCORE_POINTERS = ("runner", "kvm")
 # Per-thread registers written when read: pc, msr (the thread's mode),
 # lpidr/sdr1 (one register per core on POWER8), hdec, dpdes (SPR 176).  The
@@ -114,7 +120,7 @@ def _vcore(k: KernelLayout, addr: int, vc: dict[str, Any]) -> dict[str, Any]:
     d: dict[str, Any] = {"addr": address(addr)}
     for n in (*VCORE_FIELDS, k.entry_exit, *VCORE_OPTIONAL):
         if n in vc:
-            d[n] = int(vc[n])
+            d[n] = address(vc[n]) if n in VCORE_WIDE else int(vc[n])
     for n in VCORE_POINTERS:
         if n in vc:
             d[n] = address(vc[n])
@@ -141,7 +147,7 @@ WIRE_HEX: dict[str, tuple[str, ...]] = {
     "": ("tb",),
     "threads": ("lpidr", "sdr1", "pc", "msr", "dpdes", "hdec"),
     "kvm_hstate": ("kvm_vcpu", "kvm_vcore"),
-    "vcores": ("addr", "runner", "kvm", "dpdes"),
+    "vcores": ("addr", "runner", "kvm", "dpdes", "tb_offset", "tb_offset_applied"),
     "vcpus": ("addr", "vcore"),
     "kvm": ("lpid", "sdr1", "host_lpid", "host_sdr1"),
 }

@@ -150,6 +150,9 @@ class Timeline:
     violations_per_invariant: dict[int, int] = field(default_factory=dict)
     # Open on KVM's activity (kvm_span) rather than the whole trace (`--whole` clears it).
     focus: bool = True
+    # Why a sampled trace with a timebase is drawn by stop number (a stop whose host
+    # timebase is not known), said on stderr; None otherwise.
+    axis_note: str | None = None
 
     def violation_counts(self) -> dict[int, int]:
         """How many violations of each invariant were found (drawn or not)."""
@@ -315,22 +318,36 @@ def from_snapshots(
     items = list(records)
     if not items:
         raise TimelineError(f"{title}: empty trace, nothing to draw")
-    by_tb = not by_stop and all("tb" in rec for _n, rec in items)
-    freq = next((as_int(rec["tb_freq"]) for _n, rec in items if rec.get("tb_freq")), 512_000_000)
-    tl = Timeline("sampled", "us" if by_tb else "stop", title)
+    # A stop's tb is put on the host's timebase by the checker (CheckOutcome.host_tb: a stop
+    # inside the guest reads the guest's timebase, vc->tb_offset ahead or behind); the axis is
+    # timebase time only when every stop's host timebase is known.
     checker = Checker(variant)
-    for number, rec in items:  # by stop: stop N at N, the trace's line (from 1, as check and show)
-        ts = as_int(rec["tb"]) * 1e6 / freq if by_tb else float(number)
-        stop = str(rec.get("stop") or f"line {number}")
+    outcomes: dict[int, Any] = {}
+    for number, rec in items:
         if not isinstance(rec.get("threads"), list) or not rec["threads"]:
             continue  # a stop pv-watch could not read: nothing seen, nothing drawn
+        try:
+            outcomes[number] = checker.check_outcome(rec, line=number)
+        except (SnapshotError, TypeError) as exc:
+            raise TimelineError(f"{title}:{number}: not a usable snapshot ({exc})") from None
+    unknown = next(((n, o.host_tb_unknown) for n, o in outcomes.items() if o.host_tb_unknown), None)
+    by_tb = not by_stop and unknown is None and all("tb" in rec for _n, rec in items)
+    freq = next((as_int(rec["tb_freq"]) for _n, rec in items if rec.get("tb_freq")), 512_000_000)
+    tl = Timeline("sampled", "us" if by_tb else "stop", title)
+    if unknown is not None and not by_stop:
+        tl.axis_note = f"drawn by stop number: line {unknown[0]}'s host timebase is not known ({unknown[1]})"
+    for number, rec in items:  # by stop: stop N at N, the trace's line (from 1, as check and show)
+        if number not in outcomes:
+            continue
+        outcome = outcomes[number]
+        ts = outcome.host_tb * 1e6 / freq if by_tb else float(number)
+        stop = str(rec.get("stop") or f"line {number}")
         tl.stops += 1
         try:
             _draw_snapshot(tl, rec, ts, stop, variant or rec.get("variant"))
-            found = checker.check(rec, line=number)
-        except (SnapshotError, TimelineError, KeyError, TypeError) as exc:
+        except (TimelineError, KeyError, TypeError) as exc:
             raise TimelineError(f"{title}:{number}: not a usable snapshot ({exc})") from None
-        for v in found:
+        for v in outcome.violations:
             tl.violations.append(Violation(ts, v.invariant, v.message, stop))
     if not tl.stops:
         raise TimelineError(f"{title}: no stop in this trace has a snapshot, nothing to draw")
@@ -418,6 +435,8 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"pyvcore timeline: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    if tl.axis_note:
+        print(f"pyvcore timeline: {tl.axis_note}", file=sys.stderr)
     lanes = sum(1 for lane in tl.lanes if lane.group == "threads")
     print(
         f"{out}: {tl.source} timeline, {lanes:,} thread lanes, {tl.stops or len(tl.marks):,} "

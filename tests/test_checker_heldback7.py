@@ -264,24 +264,61 @@ def _():
     return s
 
 
-def timebase_pair(ticks: tuple[int, int]) -> list[dict[str, Any]]:
+def timebase_pair(ticks: tuple[int, int], offset: int = 0, guest_first: bool = False) -> list[dict[str, Any]]:
+    """Two stops of run 9 with the vcore's tb_offset (``ticks``: host ticks).  With
+    ``guest_first`` the first stop is inside the guest with the offset in force (thread 0 has
+    stored tb_offset_applied, written TBU40 and set in_guest: kvmppc_hv_entry), so its tb is the
+    host's plus the offset, and the second is after the switch back (kvmhv_switch_to_host has
+    taken the offset off and cleared in_guest), so its tb is the host's."""
     out = []
-    for t in ticks:
-        s = seq(running(), 9)
-        s.update(tb=hex(t), tb_freq=512000000)
+    for i, t in enumerate(ticks):
+        on = guest_first and i == 0
+        s = seq(running() if i == 0 or not guest_first else after_back(4, (0, 1, 2, 3), vcore_in_guest=0), 9)
+        s.update(tb=hex((t + (offset if on else 0)) % 2**64), tb_freq=512000000)
+        for vc in s["vcores"]:
+            vc.update(tb_offset=hex(offset % 2**64), tb_offset_applied=hex(offset % 2**64 if on else 0))
         out.append(s)
     return out
 
 
+THREE_HOURS = (3 * 3600 * 512000000) >> 24 << 24  # a migrated guest's offset, 2^24-aligned
+HOST = 1 << 44  # 9.5 hours of host timebase: a guest three hours behind reads a smaller tb
+
+
 @case("modern-timebase-backwards-in-one-run-not-judged", 0)
 def _():
-    # the stopping thread's tb carries vc->tb_offset inside the guest window
     return timebase_pair((0x2000000000, 0x1FFF000000))
 
 
 @case("modern-run-lasts-20-s-of-timebase", 44)
 def _():
     return timebase_pair((0x2000000000, 0x2000000000 + 20 * 512000000))
+
+
+@case("modern-guest-behind-its-host-offset-in-force-on-the-first-stop-only", 0)
+def _():
+    # half a second of host time; the first stop read the guest's TB, three hours behind
+    return timebase_pair((HOST, HOST + 256000000), -THREE_HOURS, guest_first=True)
+
+
+@case("modern-guest-ahead-of-its-host-offset-in-force-on-the-first-stop-only", 0)
+def _():
+    return timebase_pair((HOST, HOST + 256000000), THREE_HOURS, guest_first=True)
+
+
+@case("modern-run-lasts-20-s-of-host-timebase-across-the-guest-offset", 44)
+def _():
+    # the raw tb went backwards by hours: only the host's timebase shows the hang
+    return timebase_pair((HOST, HOST + 20 * 512000000), THREE_HOURS, guest_first=True)
+
+
+@case("modern-run-timebase-without-the-offset-not-judged", 0)
+def _():
+    # a stop recorded without vcores[].tb_offset: its tb may be the guest's
+    out = timebase_pair((0x2000000000, 0x2000000000 + 20 * 512000000))
+    for vc in out[1]["vcores"]:
+        del vc["tb_offset"], vc["tb_offset_applied"]
+    return out
 
 
 @case("hdec-expired-in-guest-not-judged", 0)

@@ -105,6 +105,8 @@ def test_all_scenario_snapshot():
         "runner": host.vcpu_addr(0),
         "kvm": KVM,
         "dpdes": 0b100,
+        "tb_offset": 0,  # a guest started here: no timebase offset (KVM_REG_PPC_TB_OFFSET never set)
+        "tb_offset_applied": 0,
     }
     assert sorted(v["vcpu_id"] for v in s["vcpus"]) == [0, 1, 2, 3]
     for v in s["vcpus"]:

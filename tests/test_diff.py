@@ -152,6 +152,8 @@ def test_stops_of_one_run_are_counted_as_pairs_and_v2_fields_tallied(tmp_path: P
     for r in records[1:]:
         r["vcores"][0]["seq"] = 4
     records[2]["tb"], records[2]["tb_freq"] = "0x1d4c0b2f3a", 512_000_000
+    records[2]["vcores"][0].update(tb_offset="0x3000000", tb_offset_applied="0x3000000")
+    records[3]["vcores"][0].update(tb_offset="0x3000000", tb_offset_applied="0x0")
     records[2]["threads"][2].update(
         dpdes="0x4", hdec="0xfff25ffe", pc="0xc000000000115690", msr="0x9000000002803003"
     )
@@ -161,6 +163,7 @@ def test_stops_of_one_run_are_counted_as_pairs_and_v2_fields_tallied(tmp_path: P
     text = format_table(fake_run(records, tmp_path), summary)
     assert "history: 2 consecutive stop pairs judged as one vcore run" in text
     assert "tb 1/4" in text and "dpdes 1/4" in text and "a DPDES bit set at 1 stops" in text
+    assert "tb_offset 2/4, tb_offset_applied 2/4" in text and "a timebase offset in force at 1 stops" in text
     # A new run between them (seq 5): the pair proves nothing and is not counted.
     records[3]["vcores"][0]["seq"] = 5
     assert summarize(records).same_run_pairs == 1

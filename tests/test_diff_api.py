@@ -340,6 +340,7 @@ def test_a_hung_run_is_judged_at_the_deadline_snapshot(
     assert running, "the real trace ends inside a run"
     for vc in last["vcores"]:
         vc["seq"] = 7
+        vc["tb_offset"] = vc["tb_offset_applied"] = "0x0"  # the lab's guest: no timebase offset
     last["tb"], last["tb_freq"] = 1_000_000_000, 512_000_000
     hung = copy.deepcopy(last)
     hung["stop"] = "(deadline)"

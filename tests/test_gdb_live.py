@@ -191,6 +191,9 @@ def test_snapshot_v2_fields(session: Session) -> None:
         # at kvmppc_run_core's entry no PACA points at the vcore yet: it is the argument
         want = "r3 at kvmppc_run_core" if r["stop"].startswith("kvmppc_run_core") else "kvm_hstate.kvm_vcore"
         assert r["vcores"] and want in r["vcore_from"], (r["stop"], r["vcore_from"])
+        # 6.12 has vc->tb_offset and tb_offset_applied; the lab's guest sets no offset
+        offsets = [(num(vc["tb_offset"]), num(vc["tb_offset_applied"])) for vc in r["vcores"]]
+        assert set(offsets) == {(0, 0)}, (r["stop"], offsets)
         for t in r["threads"]:  # SF set; a kernel or a real address
             assert num(t["msr"]) >> 60 in (0x8, 0x9) and num(t["pc"]) >> 60 in (0x0, 0xC), t
         # HDEC and the core's DPDES are read on the stopping thread (label@cpuN)

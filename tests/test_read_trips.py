@@ -118,3 +118,27 @@ def test_an_unreadable_paca_is_reported_alone(bad: int):
         f"cpu {bad}: PACA at {LAB_PACAS[bad]:#x} unreadable: cannot access memory at {LAB_PACAS[bad] + 8:#x} (+904)"
     ]
     assert sorted(t["cpu"] for t in reading.snapshot["threads"]) == sorted({0, 1, 2, 3} - {bad})
+
+
+def test_a_stop_carries_the_vcores_timebase_offset_and_the_checker_takes_it_off():
+    """vc->tb_offset and vc->tb_offset_applied (struct kvmppc_vcore, kvm_book3s.h) are read
+    with the vcore, in the same range (they sit next to each other), and written as hex; the
+    checker takes the applied offset off the stop's tb: inside the guest the TB register holds
+    the guest's timebase (kvmppc_hv_entry added the offset with TBU40)."""
+    from gdb_fakes import VCORE
+
+    from pyvcore import Checker
+    from pyvcore.snapshot import to_wire
+
+    host = lab_host()
+    offset = (3 * 3600 * 512_000_000) >> 24 << 24
+    host.put("kvmppc_vcore", VCORE, {"tb_offset": offset, "tb_offset_applied": offset})
+    reader = host.kernel_reader()
+    reading, reads = _pass(host, reader)
+    vc = reading.snapshot["vcores"][0]
+    assert (vc["tb_offset"], vc["tb_offset_applied"]) == (offset, offset)
+    wire = to_wire(reading.snapshot)
+    assert wire["vcores"][0]["tb_offset"] == hex(offset)
+    assert len([r for r in reads if VCORE <= r[0] < VCORE + 0x1000]) == 1, reads
+    snap = {**reading.snapshot, "tb": offset + 1000, "tb_freq": 512_000_000}
+    assert Checker().check_outcome(snap).host_tb == 1000

@@ -372,17 +372,56 @@ def test_unreadable_stops_are_not_drawn(tmp_path: Path) -> None:
     assert tl.stops == 3 and {m.ts for m in tl.marks} == {1.0, 3.0, 4.0}
 
 
+def _with_offset(recs: list[dict[str, Any]], offset: int, applied: list[bool]) -> list[dict[str, Any]]:
+    """The vcores of each stop with vc->tb_offset and, where ``applied``, the offset in force
+    (tb_offset_applied set and in_guest 1, as thread 0 leaves kvmppc_hv_entry)."""
+    for rec, on in zip(recs, applied):
+        for vc in rec["vcores"]:
+            vc["tb_offset"] = hex(offset)
+            vc["tb_offset_applied"] = hex(offset if on else 0)
+            vc["in_guest"] = 1 if on else 0
+    return recs
+
+
 def test_timebase_places_stops_in_microseconds(tmp_path: Path) -> None:
-    recs = [json.loads(x) for x in CEDE.read_text().splitlines()[:2]]
+    recs = _with_offset([json.loads(x) for x in CEDE.read_text().splitlines()[:2]], 0, [False, False])
     recs[0]["tb"], recs[1]["tb"] = "0x200", 512 + 512_000  # 1 ms later at 512 MHz
     trace = tmp_path / "tb.jsonl"
     trace.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
     tl = load(trace)
     assert tl.unit == "us" and sorted({m.ts for m in tl.marks}) == pytest.approx([1.0, 1001.0])
+    assert tl.axis_note is None
     spread = load(trace, by_stop=True)
     assert spread.unit == "stop" and sorted({m.ts for m in spread.marks}) == [1.0, 2.0]
     with pytest.raises(TimelineError):
         load(tmp_path / "nope.jsonl")
+
+
+def test_a_stop_in_the_guest_is_placed_on_the_host_timebase(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A migrated guest's timebase offset (hours, a multiple of 2^24 ticks) is in force on the
+    second stop only: that stop's tb is the guest's, and it is drawn where the host's timebase
+    puts it (1 ms after the first), not hours away.  A stop whose host timebase cannot be
+    known (thread 0 between storing tb_offset_applied and setting in_guest) puts the whole
+    trace on the stop-number axis and says why."""
+    offset = (3 * 3600 * 512_000_000) >> 24 << 24
+    recs = _with_offset([json.loads(x) for x in CEDE.read_text().splitlines()[:2]], offset, [False, True])
+    recs[0]["tb"], recs[1]["tb"] = "0x200", hex(512 + 512_000 + offset)
+    trace = tmp_path / "tb.jsonl"
+    trace.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    tl = load(trace)
+    assert tl.unit == "us" and sorted({m.ts for m in tl.marks}) == pytest.approx([1.0, 1001.0])
+    recs[1]["vcores"][0]["in_guest"] = 0
+    trace.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    tl = load(trace)
+    assert tl.unit == "stop" and sorted({m.ts for m in tl.marks}) == [1.0, 2.0]
+    assert tl.axis_note and "line 2's host timebase is not known" in tl.axis_note
+    assert "switch of the timebase offset" in tl.axis_note
+    from pyvcore.cli import main
+
+    main(["timeline", str(trace), "-o", str(tmp_path / "t.json")])
+    assert "drawn by stop number: line 2" in capsys.readouterr().err
 
 
 def test_vcore_state_names_follow_each_variants_numbering() -> None:

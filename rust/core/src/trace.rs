@@ -10,7 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::consts::Variant;
-use crate::invariants::{check_outcome, check_same_run, check_step, same_run, Violation};
+use crate::invariants::{
+    check_outcome, check_same_run, check_step, run_timing_not_judged, same_run, Violation,
+};
 use crate::snapshot::{layout_fits, parse_snapshot, SnapshotError};
 use crate::view::Snapshot;
 
@@ -53,6 +55,9 @@ impl Replayer {
         if let Some(prev) = &self.prev {
             outcome.same_run = same_run(prev, &snap).len();
             outcome.violations.extend(check_same_run(prev, &snap));
+            if let Some(reason) = run_timing_not_judged(prev, &snap) {
+                outcome.not_judged.push((44, reason));
+            }
             if self.same_vm {
                 outcome.violations.extend(check_step(prev, &snap));
             }

@@ -29,7 +29,7 @@
 //!  "vcores": [{"addr": "0xc000000028186a00", "first_vcpuid": 0, "pcpu": 0, "num_threads": 1,
 //!              "n_runnable": 1, "vcore_state": 4, "in_guest": 1, "entry_exit_map": 515,
 //!              "napping_threads": 1, "runner": "0xc0000000042e2400", "kvm": "0xc0000000040b8000",
-//!              "dpdes": "0x0", "seq": 3}],
+//!              "dpdes": "0x0", "tb_offset": "0x0", "tb_offset_applied": "0x0", "seq": 3}],
 //!  "vcpus": [{"addr": "0xc0000000042e2400", "vcpu_id": 1, "vcore": "0xc000000028186a00", "ptid": 1,
 //!             "cpu": -1, "thread_cpu": -1, "state": 1, "ceded": 0}],
 //!  "kvm": {"lpid": "0x1", "sdr1": "0x75000006", "host_lpid": "0x0", "host_sdr1": "0x7c000007"}}
@@ -37,9 +37,11 @@
 //!
 //! * Top level: `version` (1 when absent), `variant` (`seed`, `modern`,
 //!   `prepatch`), `threads_per_core` (1..8), `stop` (where the snapshot was
-//!   taken, free text), `tb` (the timebase, in ticks) and `tb_freq` (its
-//!   frequency in Hz; 512000000 on POWER8).  `judged` is never input: it is
-//!   what `pyvcore check --json` adds to its output.
+//!   taken, free text), `tb` (the core's TB register at the stop, in ticks:
+//!   the guest's timebase while its vcore's offset is in force, see
+//!   `vcores[]`) and `tb_freq` (its frequency in Hz; 512000000 on
+//!   POWER8).  `judged` is never input: it is what `pyvcore check --json`
+//!   adds to its output.
 //! * `threads[]`: one per hardware thread of the core, thread 0 first: Linux
 //!   `cpu`, `hw_cpu_id` (PIR), the thread's SPRs `lpidr`, `sdr1`, `dpdes`
 //!   (bit N = doorbell pending for thread N), `hdec` (hypervisor decrementer,
@@ -50,6 +52,12 @@
 //! * `vcores[]`: struct kvmppc_vcore: `entry_exit_map` (modern) or
 //!   `entry_exit_count` (seed layout), `n_woken`/`nap_count` (seed layout),
 //!   `dpdes` (modern: the doorbell state the kernel saved at the last exit),
+//!   `tb_offset` (the guest's timebase minus the host's, in timebase ticks,
+//!   modulo 2^64) and `tb_offset_applied` (the offset thread 0 added to the
+//!   core's TB at this run's guest entry and has not taken off again, ticks;
+//!   0 when none is in force; kernels that snapshot the offset on entry):
+//!   a stop inside the guest reads the guest's timebase in `tb`, and the
+//!   checker puts it on the host's with them before comparing two stops;
 //!   `seq` (written by a reader that watches kvmppc_run_core: the number of
 //!   runs of this vcore it has seen start; two stops with the same `seq`
 //!   lie in one run).
@@ -193,6 +201,25 @@ pub struct Vcore {
         skip_serializing_if = "Option::is_none"
     )]
     pub dpdes: Option<u64>,
+    /// vc->tb_offset: the guest's timebase minus the host's, in timebase
+    /// ticks, modulo 2^64 (a guest behind its host reads above 2^63); a
+    /// multiple of 2^24 (set by KVM_SET_ONE_REG KVM_REG_PPC_TB_OFFSET,
+    /// kvmppc_set_one_reg_hv; 93b0f4dc29c5).
+    #[serde(
+        deserialize_with = "crate::hexint::opt::deserialize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tb_offset: Option<u64>,
+    /// vc->tb_offset_applied: the offset thread 0 added to the core's TB
+    /// at this run's guest entry and has not taken off again (0: none in
+    /// force), ticks; kernels that snapshot the offset on guest entry.
+    #[serde(
+        deserialize_with = "crate::hexint::opt::deserialize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tb_offset_applied: Option<u64>,
     /// Runs of this vcore the writer saw start (kvmppc_run_core hits); equal
     /// values on two stops prove they lie in one run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -373,9 +400,78 @@ pub const HEX_KEYS: &[&str] = &[
     "host_lpid",
     "host_sdr1",
     "tb",
+    "tb_offset",
+    "tb_offset_applied",
 ];
 
+/// Why a stop's `tb` cannot be put on the host's timebase
+/// ([`Snapshot::host_tb`]): old traces.
+pub const TB_OFFSET_NOT_READ: &str =
+    "the snapshot does not carry the vcore's timebase offset (vcores[].tb_offset): whether the TB register held the guest's timebase is not known";
+/// ... a kernel that does not record the offset in force.
+pub const TB_OFFSET_NOT_RECORDED: &str = "the vcore has a timebase offset and the kernel does not record whether it is in force (no vcores[].tb_offset_applied): the TB register may hold the guest's or the host's timebase";
+/// ... a stop inside thread 0's switch of the timebase.
+pub const TB_OFFSET_SWITCHING: &str = "thread 0 is inside its switch of the timebase offset (vcores[].tb_offset_applied and in_guest disagree: kvmppc_hv_entry adds it before in_guest is set, kvmhv_switch_to_host takes it off before in_guest is cleared): the TB register may hold the guest's or the host's timebase";
+/// ... thread 0's vcore is not in the snapshot.
+pub const TB_OFFSET_NO_VCORE: &str =
+    "thread 0's vcore is not in the snapshot: whether its timebase offset was in force is not known";
+/// ... cores with different offsets in force.
+pub const TB_OFFSET_CORES: &str =
+    "the snapshot's cores have different timebase offsets in force and one tb: which core it was read on is not known";
+
 impl Snapshot {
+    /// The stop's timebase (`tb`) on the host's timebase: `Ok(None)` when
+    /// the stop carries no `tb`, `Err(reason)` when it cannot be known.
+    ///
+    /// While a vcore runs, thread 0 of the core has added `vc->tb_offset`
+    /// to the core's TB (kvmppc_hv_entry, book3s_hv_rmhandlers.S: it
+    /// stores the offset in `vc->tb_offset_applied`, writes TBU40, then
+    /// sets `vc->in_guest`); kvmhv_switch_to_host clears
+    /// `tb_offset_applied`, writes TBU40 back, then clears `in_guest`
+    /// (init_vcore_to_run in book3s_hv.c also clears it when a run
+    /// starts).  So the TB a stop reads is the guest's where
+    /// `tb_offset_applied` is set and `in_guest` is 1, the host's where
+    /// both are 0 (or no offset exists), and unknown when they disagree:
+    /// thread 0 stopped between its store and its TBU40 write.  A kernel
+    /// without `tb_offset_applied` adds and subtracts `vc->tb_offset`
+    /// itself, so only an offset of 0 is known.  The 2^24-tick carry of
+    /// the TBU40 write (one more write when the lower bits wrapped) is
+    /// below a millisecond's accuracy and ignored.
+    pub fn host_tb(&self) -> Result<Option<u64>, &'static str> {
+        let Some(tb) = self.tb else {
+            return Ok(None);
+        };
+        let per_core = self.threads_per_core.max(1);
+        let mut applied: Option<u64> = None;
+        for t in self.threads.iter().filter(|t| t.cpu % per_core == 0) {
+            let addr = t.kvm_hstate.kvm_vcore;
+            if addr == 0 {
+                continue;
+            }
+            let Some(vc) = self.vcores.iter().find(|v| v.addr == addr) else {
+                return Err(TB_OFFSET_NO_VCORE);
+            };
+            let off = match (vc.tb_offset, vc.tb_offset_applied) {
+                (Some(0), None) => 0,
+                (None, _) => return Err(TB_OFFSET_NOT_READ),
+                (Some(_), None) => return Err(TB_OFFSET_NOT_RECORDED),
+                (Some(o), Some(a)) => {
+                    let entering = a != 0 && vc.in_guest == 0;
+                    let leaving = a == 0 && vc.in_guest != 0 && o != 0;
+                    if entering || leaving {
+                        return Err(TB_OFFSET_SWITCHING);
+                    }
+                    a
+                }
+            };
+            match applied {
+                Some(other) if other != off => return Err(TB_OFFSET_CORES),
+                _ => applied = Some(off),
+            }
+        }
+        Ok(Some(tb.wrapping_sub(applied.unwrap_or(0))))
+    }
+
     /// The snapshot as JSON with every 64-bit kernel value as a hex string,
     /// the form every pyvcore writer emits.
     pub fn to_hex_json(&self) -> serde_json::Value {

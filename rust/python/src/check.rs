@@ -31,6 +31,12 @@ pub struct PyCheckOutcome {
     /// Vcores judged against the previous stop as one run (same seq).
     #[pyo3(get)]
     same_run: usize,
+    /// The stop's tb on the host's timebase (None: no tb, or not known).
+    #[pyo3(get)]
+    host_tb: Option<u64>,
+    /// Why the stop's tb cannot be put on the host's timebase.
+    #[pyo3(get)]
+    host_tb_unknown: Option<&'static str>,
 }
 
 impl PyCheckOutcome {
@@ -48,6 +54,8 @@ impl PyCheckOutcome {
             not_applicable: o.not_applicable,
             vcore_found: o.vcore_found,
             same_run: o.same_run,
+            host_tb: o.host_tb,
+            host_tb_unknown: o.host_tb_unknown,
         })
     }
 }

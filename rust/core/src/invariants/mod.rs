@@ -40,7 +40,7 @@ pub mod vcpus;
 mod tests;
 
 pub use predict::{active_vcore, predict, Prediction};
-pub use step::{check_event_step, check_same_run, check_step, same_run};
+pub use step::{check_event_step, check_same_run, check_step, run_timing_not_judged, same_run};
 pub use table::{info, InvariantInfo, Kind, INVARIANTS};
 
 use ctx::Ctx;
@@ -118,6 +118,10 @@ pub struct CheckOutcome {
     /// ([`crate::snapshot::unheld`]): none is judged clean then.
     pub unheld: Vec<String>,
     pub same_run: usize,
+    /// The stop's `tb` on the host's timebase ([`Snapshot::host_tb`]); None
+    /// without `tb` or when it cannot be known (`host_tb_unknown` says why).
+    pub host_tb: Option<u64>,
+    pub host_tb_unknown: Option<&'static str>,
 }
 
 impl CheckOutcome {
@@ -223,5 +227,7 @@ pub fn check_outcome(s: &Snapshot) -> CheckOutcome {
         absent_cpus: absent,
         unheld,
         same_run: 0,
+        host_tb: s.host_tb().ok().flatten(),
+        host_tb_unknown: s.host_tb().err(),
     }
 }

@@ -426,11 +426,28 @@ pub fn run_bound_s() -> f64 {
     (b.grab_s + 2.0 * b.exit_ipi_s + b.exiting_s) * b.slack
 }
 
+/// Why invariant 44 is not judged between `prev` and `next` although they
+/// share a vcore run: a stop's timebase cannot be put on the host's
+/// ([`Snapshot::host_tb`]).  None when judged, or when there is nothing to
+/// judge (no shared run, no timebase).
+pub fn run_timing_not_judged(prev: &Snapshot, next: &Snapshot) -> Option<&'static str> {
+    if prev.tb.is_none() || next.tb.is_none() || same_run(prev, next).is_empty() {
+        return None;
+    }
+    prev.host_tb().err().or_else(|| next.host_tb().err())
+}
+
 /// 44: two stops of one run (same seq, both in a run state) further apart
-/// in timebase than [`run_bound_s`]: the run never ended.  Judged only when
-/// both stops carry the timebase and its frequency.
+/// in host timebase than [`run_bound_s`]: the run never ended.  Judged only
+/// when both stops carry the timebase and its frequency and both can be put
+/// on the host's timebase ([`Snapshot::host_tb`], else
+/// [`run_timing_not_judged`] says why).
 fn run_lasts(prev: &Snapshot, next: &Snapshot, k: usize, out: &mut Vec<Violation>) {
-    let (Some(t0), Some(t1), Some(freq)) = (prev.tb, next.tb, next.tb_freq.or(prev.tb_freq)) else {
+    // Both on the host's timebase: a stop taken while the guest's offset is
+    // in force reads the guest's (Snapshot::host_tb).
+    let (Ok(Some(t0)), Ok(Some(t1)), Some(freq)) =
+        (prev.host_tb(), next.host_tb(), next.tb_freq.or(prev.tb_freq))
+    else {
         return;
     };
     if freq == 0 {
@@ -457,8 +474,8 @@ fn run_lasts(prev: &Snapshot, next: &Snapshot, k: usize, out: &mut Vec<Violation
                 ),
             )
             .field(p("vcores", k, "vcore_state"), vc.vcore_state)
-            .field("tb", t1)
-            .field("previous tb", t0),
+            .field("host tb", t1)
+            .field("previous host tb", t0),
         );
     }
 }

@@ -470,6 +470,8 @@ fn a_run_longer_than_its_bound_breaks_44() {
         s.tb = Some(1_000_000_000 + (secs * freq as f64) as u64);
         s.tb_freq = Some(freq);
         s.vcores[0].seq = Some(seq);
+        s.vcores[0].tb_offset = Some(0);
+        s.vcores[0].tb_offset_applied = Some(0);
         s
     };
     let bound = super::step::run_bound_s();
@@ -493,6 +495,126 @@ fn a_run_longer_than_its_bound_breaks_44() {
         "{}",
         v.message
     );
+}
+
+/// 44 on the host's timebase: thread 0 adds the vcore's tb_offset to the
+/// core's TB for the guest (kvmppc_hv_entry) and takes it off again
+/// (kvmhv_switch_to_host), so a stop inside the guest reads the guest's
+/// timebase.  A migrated guest's offset of hours, in force on one stop and
+/// not the next, is no hang; a real overrun is still one, whichever stop
+/// had the offset in force and whatever its sign.
+#[test]
+fn invariant_44_measures_the_host_timebase_across_the_guest_offset() {
+    let freq = 512_000_000u64;
+    let hours = ((3 * 3600 * freq) >> 24) << 24; // KVM rounds the offset to 2^24 ticks
+                                                 // 9.5 hours in: a guest 3 hours behind reads a smaller tb.
+    let host0 = 1u64 << 44;
+    // A stop `secs` of host time in, with `offset` in force (in guest) or not.
+    let at = |secs: f64, offset: u64, applied: bool| {
+        let mut s = running(&[0, 1, 2, 3]);
+        let host = host0 + (secs * freq as f64) as u64;
+        s.tb = Some(if applied { host.wrapping_add(offset) } else { host });
+        s.tb_freq = Some(freq);
+        let vc = &mut s.vcores[0];
+        vc.seq = Some(5);
+        vc.tb_offset = Some(offset);
+        vc.tb_offset_applied = Some(if applied { offset } else { 0 });
+        vc.in_guest = u8::from(applied);
+        s
+    };
+    let found = |a: &Snapshot, b: &Snapshot| -> Vec<u32> {
+        check_same_run(a, b).iter().map(|v| v.invariant).collect()
+    };
+    let none = Vec::<u32>::new();
+    for offset in [hours, hours.wrapping_neg()] {
+        // half a second apart on the host: no hang, either way round
+        assert_eq!(found(&at(0.0, offset, false), &at(0.5, offset, true)), none);
+        assert_eq!(found(&at(0.0, offset, true), &at(0.5, offset, false)), none);
+        assert_eq!(
+            run_timing_not_judged(&at(0.0, offset, false), &at(0.5, offset, true)),
+            None
+        );
+        // 30 s apart on the host: the run never ended, either way round
+        assert_eq!(found(&at(0.0, offset, false), &at(30.0, offset, true)), vec![44]);
+        assert_eq!(found(&at(0.0, offset, true), &at(30.0, offset, false)), vec![44]);
+        let v = &check_same_run(&at(0.0, offset, true), &at(30.0, offset, false))[0];
+        assert!(v.message.contains("30.0 s"), "{}", v.message);
+    }
+    // The host's timebase of a stop, as the outcome gives it.
+    let inside = at(0.5, hours, true);
+    assert_eq!(inside.host_tb(), Ok(Some(host0 + freq / 2)));
+    assert_eq!(check_outcome(&inside).host_tb, Some(host0 + freq / 2));
+}
+
+/// Where a stop's host timebase cannot be known, 44 is not judged and says
+/// why, never guessed: thread 0 between its store to tb_offset_applied and
+/// in_guest (entering or leaving), a kernel without tb_offset_applied and an
+/// offset, a trace recorded without the offset.
+#[test]
+fn invariant_44_is_not_judged_where_the_host_timebase_is_unknown() {
+    use crate::view::{TB_OFFSET_NOT_READ, TB_OFFSET_NOT_RECORDED, TB_OFFSET_SWITCHING};
+    let freq = 512_000_000u64;
+    let offset = 7u64 << 24;
+    let at = |secs: f64, applied: u64, in_guest: u8| {
+        let mut s = running(&[0, 1, 2, 3]);
+        s.tb = Some((1u64 << 40) + (secs * freq as f64) as u64);
+        s.tb_freq = Some(freq);
+        let vc = &mut s.vcores[0];
+        vc.seq = Some(5);
+        vc.tb_offset = Some(offset);
+        vc.tb_offset_applied = Some(applied);
+        vc.in_guest = in_guest;
+        s
+    };
+    let before = at(0.0, 0, 0);
+    for (stop, why) in [
+        (at(60.0, offset, 0), TB_OFFSET_SWITCHING), // kvmppc_hv_entry: applied stored, in_guest not yet
+        (at(60.0, 0, 1), TB_OFFSET_SWITCHING),      // kvmhv_switch_to_host: applied cleared, in_guest not yet
+    ] {
+        assert_eq!(stop.host_tb(), Err(why));
+        assert!(check_same_run(&before, &stop).is_empty());
+        assert_eq!(run_timing_not_judged(&before, &stop), Some(why));
+        let mut r = crate::trace::Replayer::new(None);
+        r.push_outcome(before.clone());
+        let o = r.push_outcome(stop.clone());
+        assert!(o.not_judged.contains(&(44, why)), "{:?}", o.not_judged);
+        assert_eq!((o.host_tb, o.host_tb_unknown), (None, Some(why)));
+        assert!(
+            o.violations.iter().all(|v| v.invariant != 44),
+            "{:?}",
+            o.violations
+        );
+        assert!(!o.judged.is_empty(), "the stop's own invariants are still judged");
+    }
+    // A kernel without tb_offset_applied: an offset of 0 is known, another is not.
+    let mut old = at(60.0, 0, 1);
+    old.vcores[0].tb_offset_applied = None;
+    assert_eq!(old.host_tb(), Err(TB_OFFSET_NOT_RECORDED));
+    old.vcores[0].tb_offset = Some(0);
+    assert_eq!(old.host_tb(), Ok(old.tb));
+    let mut zero = before.clone();
+    zero.vcores[0].tb_offset = Some(0);
+    assert_eq!(
+        check_same_run(&zero, &old)
+            .iter()
+            .map(|v| v.invariant)
+            .collect::<Vec<_>>(),
+        vec![44]
+    );
+    // A trace recorded before the offset was read: not judged, however far apart.
+    let mut unread = at(60.0, 0, 1);
+    unread.vcores[0].tb_offset = None;
+    unread.vcores[0].tb_offset_applied = None;
+    assert_eq!(unread.host_tb(), Err(TB_OFFSET_NOT_READ));
+    assert!(check_same_run(&before, &unread).is_empty());
+    // Another run, or no timebase: nothing to judge, nothing to say.
+    let mut other = at(60.0, offset, 0);
+    other.vcores[0].seq = Some(6);
+    assert_eq!(run_timing_not_judged(&before, &other), None);
+    // No vcore on thread 0: no offset can be in force.
+    let mut idle = unread.clone();
+    idle.threads[0].kvm_hstate.kvm_vcore = 0;
+    assert_eq!(idle.host_tb(), Ok(idle.tb));
 }
 
 /// 3 from the PACA alone: a started thread (modern: kvm_vcore set) with a
