@@ -150,6 +150,8 @@ BREAKS = {
             s["vcores"][0].update(entry_exit_map=0x206),
             s["vcores"][0].update(napping_threads=0),
             hstate(s, 0).update(napping=0),
+            # thread 1 set its exit bit, so it has left the guest (else 10)
+            hstate(s, 1).update(in_guest=HOST_HV),
         ),
         {12},
     ),

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::ctx::{hs, p, Ctx, EntryExit};
+use super::ctx::{hs, p, Ctx, EntryExit, HsField};
 use super::Violation;
 use crate::consts::*;
 use crate::view::{Thread, Vcore};
@@ -23,8 +23,80 @@ pub(crate) fn check(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
         }
         EntryExit::Count { raw, entry, exit } => count(cx, k, vc, (raw, entry, exit), out),
     }
+    guest_threads_entered(cx, k, vc, ee, out);
     switched_back(cx, k, vc, ee, out);
     grabbed(cx, k, vc, ee, out);
+}
+
+/// 10, the word tied to the threads it counts: a thread executing the guest
+/// (PACA in_guest GUEST_HV) has entered this run and has not begun its exit.
+/// kvmppc_hv_entry (book3s_hv_rmhandlers.S) sets the thread's entry bit
+/// (seed: increments the entry count) before fast_guest_return stores
+/// KVM_GUEST_MODE_GUEST_HV, and an exit first stores HOST_HV
+/// (kvmppc_interrupt_hv) and only then sets the thread's exit bit
+/// (kvmhv_commence_exit, book3s_hv_builtin.c; seed: the exit count in the
+/// 0xff00 bits); a thread that has begun its exit never returns to the
+/// guest in that run.  The modern bit is the PACA's ptid (`lbz r6,
+/// HSTATE_PTID(r13)` in kvmppc_hv_entry; kvmhv_commence_exit's `0x100 <<
+/// ptid`), and the PACA's kvm_vcore is the vcore whose word it is (the seed
+/// sets kvm_vcore at each start and never clears it, so a guest thread's
+/// is current).  So, modern: the thread's entry bit is set and its exit bit
+/// clear; seed/prepatch: the guest threads of the vcore are at most the
+/// entries minus the exits.
+fn guest_threads_entered(cx: &Ctx, k: usize, vc: &Vcore, ee: EntryExit, out: &mut Vec<Violation>) {
+    let in_guest = || {
+        cx.s.threads.iter().enumerate().filter(move |(_, t)| {
+            t.kvm_hstate.in_guest == KVM_GUEST_MODE_GUEST_HV && t.kvm_hstate.kvm_vcore == vc.addr
+        })
+    };
+    match ee {
+        EntryExit::Unknown => {}
+        EntryExit::Map { raw, entry, exit, .. } => {
+            for (i, t) in in_guest() {
+                let h = &t.kvm_hstate;
+                if h.ptid >= 8 {
+                    continue; // 3 reports the ptid
+                }
+                let bit = 1u32 << h.ptid;
+                let what = if entry & bit == 0 {
+                    "but its bit is not in the entry map: kvmppc_hv_entry sets it before the guest is entered"
+                } else if exit & bit != 0 {
+                    "but has begun its exit (its exit bit is set): kvmhv_commence_exit runs after the thread left the guest, and it does not go back in this run"
+                } else {
+                    continue;
+                };
+                out.push(
+                    Violation::new(
+                        10,
+                        format!(
+                            "thread {i} executes the guest (in_guest GUEST_HV, ptid {}) {what} (entry_exit_map {raw:#x})",
+                            h.ptid
+                        ),
+                    )
+                    .field(p("vcores", k, "entry_exit_map"), raw)
+                    .hstate(i, h, &[HsField::InGuest, HsField::Ptid]),
+                );
+            }
+        }
+        EntryExit::Count { raw, entry, exit } => {
+            let guest: Vec<usize> = in_guest().map(|(i, _)| i).collect();
+            let inside = entry.saturating_sub(exit);
+            if guest.len() as u32 > inside {
+                let mut v = Violation::new(
+                    10,
+                    format!(
+                        "{} threads execute the guest (in_guest GUEST_HV) but entry_exit_count {raw:#x} has {entry} entered and {exit} exiting: a thread is counted in the entries before it enters the guest and in the exits only after it left",
+                        guest.len()
+                    ),
+                )
+                .field(p("vcores", k, "entry_exit_count"), raw);
+                for i in guest {
+                    v = v.field(hs(i, "in_guest"), cx.s.threads[i].kvm_hstate.in_guest);
+                }
+                out.push(v);
+            }
+        }
+    }
 }
 
 /// 10 (modern map): bits within the core, exits within entries, an entered
@@ -64,6 +136,21 @@ fn map_shape(cx: &Ctx, k: usize, vc: &Vcore, (raw, entry, exit): (u32, u32, u32)
                 continue;
             }
             if let Some((i, t)) = cx.thread_at_cpu(vc.pcpu as u64 + bit as u64) {
+                // ... and is still in KVM: kvmppc_hv_entry stores
+                // in_guest HOST_HV before it sets the entry bit, and
+                // kvmhv_switch_to_host stores KVM_GUEST_MODE_NONE only at
+                // its end, after the thread's exit bit (thread 0 waits there
+                // for every exit bit, its own included).
+                if t.kvm_hstate.kvm_vcore == vc.addr && t.kvm_hstate.in_guest == KVM_GUEST_MODE_NONE {
+                    out.push(
+                        Violation::new(
+                            10,
+                            format!("thread {} entered the vcore and is not exiting (entry_exit_map {raw:#x}), but its PACA says it is out of KVM (in_guest NONE)", i),
+                        )
+                        .field(key(), raw)
+                        .hstate(i, &t.kvm_hstate, &[HsField::InGuest]),
+                    );
+                }
                 if t.kvm_hstate.kvm_vcore != vc.addr {
                     out.push(
                                 Violation::new(

@@ -71,20 +71,30 @@ fn no_doorbell_for_a_missing_thread(cx: &Ctx, out: &mut Vec<Violation>) {
 /// VCORE_IN_GUEST; kvmppc_hv_entry loads it after the switch to the guest's
 /// LPIDR.  So the host's LPIDR on thread 0 with every vcore's in_guest 0 means
 /// no doorbell of a guest may be pending (the host's own IPIs are hypervisor
-/// doorbells, msgsnd, not DPDES).  Judged when the VM's host LPID is known.
+/// doorbells, msgsnd, not DPDES).  Judged per core, when the VM's host LPID
+/// is known: a vcore still in the guest on one core says nothing of another.
 fn no_doorbell_in_host(cx: &Ctx, out: &mut Vec<Violation>) {
     let Some(host) = cx.s.kvm.as_ref().and_then(|k| k.host_lpid) else {
         return;
     };
-    if cx.s.vcores.iter().any(|vc| vc.in_guest != 0) {
-        return;
-    }
     let threads = &cx.s.threads;
+    // The clause is per core: a vcore whose in_guest is 1 exempts the core it
+    // runs on (its pcpu, or a thread of the core pointing at it), not the
+    // other cores of the snapshot, whose own switch back cleared their DPDES.
+    let guest_on_core = |core: u32| {
+        cx.s.vcores.iter().any(|vc| {
+            vc.in_guest != 0
+                && (vc.pcpu / cx.tpc == core
+                    || threads
+                        .iter()
+                        .any(|t| t.cpu / cx.tpc == core && t.kvm_hstate.kvm_vcore == vc.addr))
+        })
+    };
     for t0 in threads.iter().filter(|t| cx.core_thread(t) == 0) {
-        if t0.lpidr != Some(host) {
+        let core = t0.cpu / cx.tpc;
+        if t0.lpidr != Some(host) || guest_on_core(core) {
             continue;
         }
-        let core = t0.cpu / cx.tpc;
         for (i, t) in threads.iter().enumerate() {
             let Some(d) = t.dpdes.filter(|&d| d != 0) else {
                 continue;

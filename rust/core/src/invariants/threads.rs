@@ -128,6 +128,24 @@ fn paca(cx: &Ctx, i: usize, n: usize, h: &Hstate, out: &mut Vec<Violation>) {
         );
     }
 
+    // 23: a thread executing the guest holds the vcpu it runs: fast_guest_return
+    // (book3s_hv_rmhandlers.S) enters with r4 = the PACA's kvm_vcpu, and
+    // kvm_vcpu is cleared only after kvmppc_hv_entry has returned (in_guest
+    // NONE by then: kvm_secondary_got_guest, kvmppc_release_hwthread).
+    // Thread 0 with no vcpu naps (NAPPING_NOVCPU) and never enters the guest.
+    if h.in_guest == KVM_GUEST_MODE_GUEST_HV && h.kvm_vcpu == 0 {
+        out.push(
+            Violation::new(
+                23,
+                format!(
+                    "thread {} executes the guest (in_guest GUEST_HV) with no kvm_vcpu",
+                    i
+                ),
+            )
+            .hstate(i, h, &[HsField::InGuest, HsField::KvmVcpu]),
+        );
+    }
+
     // 14: napping (CEDE or NOVCPU) happens inside kvmppc_hv_entry, with
     // in_guest HOST_HV until the wakeup clears napping.
     if (h.napping == NAPPING_CEDE || h.napping == NAPPING_NOVCPU) && h.in_guest != KVM_GUEST_MODE_HOST_HV {

@@ -1,0 +1,258 @@
+"""Held-back inputs, third pass: the entry/exit word tied to the threads it
+counts (10), a thread executing the guest with no vcpu (23), and the host
+clause of the doorbell rule on a snapshot of two cores (31).  Each input is
+written as a user writes it for `pyvcore check`, next to the state a correct
+kernel shows that differs from it by one field (it must pass).
+
+The verdicts come from the Debian 6.12 source (the seed's ordering is the
+same where named): book3s_hv_rmhandlers.S kvmppc_hv_entry (in_guest HOST_HV
+first, then the entry bit by HSTATE_PTID -- seed: the entry count -- and
+only later fast_guest_return's GUEST_HV, entered with r4 = the PACA's
+kvm_vcpu), kvmppc_interrupt_hv (HOST_HV before anything else on the way
+out), kvmhv_switch_to_host (KVM_GUEST_MODE_NONE as its last store; DPDES
+saved and cleared after the LPIDR switch, before vc->in_guest = 0);
+book3s_hv_builtin.c kvmhv_commence_exit (the exit bit 0x100 << ptid, set by
+the exiting thread itself)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any, Callable
+
+import checker_states as cs
+import pytest
+from checker_states import HOST_HV, IN_IDLE, IN_KERNEL, NONE, hstate, running, vcpu
+
+from pyvcore.checker import check_trace_text
+
+# name -> (the invariant a correct checker reports, 0 = clean; the stop)
+CASES: dict[str, tuple[int, Callable[[], dict[str, Any]]]] = {}
+
+
+def case(name: str, expect: int) -> Callable[[Callable[[], dict[str, Any]]], Callable[[], dict[str, Any]]]:
+    def deco(fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+        CASES[name] = (expect, fn)
+        return fn
+
+    return deco
+
+
+def exiting(s: dict[str, Any], thread: int) -> dict[str, Any]:
+    """Thread `thread` took an interrupt from the guest and began its exit:
+    in_guest HOST_HV (kvmppc_interrupt_hv), then its exit bit."""
+    hstate(s, thread)["in_guest"] = HOST_HV
+    return s
+
+
+# ---------------- class 2: the entry/exit word and the guest threads (10) ----------------
+@case("modern-thread2-in-guest-without-its-entry-bit", 10)
+def _():
+    s = running()
+    s["vcores"][0]["entry_exit_map"] = 0xB  # threads 0, 1, 3 entered; thread 2 executes the guest
+    return s
+
+
+@case("modern-thread2-in-guest-with-its-entry-bit", 0)
+def _():
+    return running()  # 0xf: every guest thread counted
+
+
+@case("modern8-thread7-in-guest-after-its-exit-bit", 10)
+def _():
+    s = running(threads=8, vcpu_ids=range(8))
+    s["vcores"][0]["entry_exit_map"] = 0x80FF
+    return s
+
+
+@case("modern8-thread7-exiting-after-its-exit-bit", 0)
+def _():
+    s = running(threads=8, vcpu_ids=range(8))
+    s["vcores"][0]["entry_exit_map"] = 0x80FF
+    return exiting(s, 7)
+
+
+@case("modern2-novcpu0-thread1-in-guest-uncounted", 10)
+def _():
+    s = running(threads=2, vcpu_ids=(1,))
+    s["vcores"][0]["entry_exit_map"] = 0x1  # only thread 0's no-vcpu entry
+    return s
+
+
+@case("modern2-novcpu0-thread1-in-guest-counted", 0)
+def _():
+    return running(threads=2, vcpu_ids=(1,))  # 0x3
+
+
+@case("modern-holes-thread3-in-guest-after-thread3-exit", 10)
+def _():
+    s = running(vcpu_ids=(1, 3), num_threads=4)
+    s["vcores"][0]["entry_exit_map"] = 0x80B  # thread 3's exit bit, yet GUEST_HV
+    return s
+
+
+@case("modern-entered-thread2-out-of-kvm-not-exiting", 10)
+def _():
+    s = running()
+    hstate(s, 2)["in_guest"] = NONE  # entry bit set, no exit bit, PACA says out of KVM
+    return s
+
+
+@case("modern-entered-thread2-in-real-mode-not-exiting", 0)
+def _():
+    return exiting(running(), 2)  # HOST_HV (an hcall in real mode), not yet counted as exiting
+
+
+@case("seed-four-in-guest-one-exit-counted", 10)
+def _():
+    s = running("seed")
+    s["vcores"][0]["entry_exit_count"] = 0x104  # 4 entered, 1 exiting, 4 still GUEST_HV
+    return s
+
+
+@case("seed-three-in-guest-one-exit-counted", 0)
+def _():
+    s = running("seed")
+    s["vcores"][0]["entry_exit_count"] = 0x104
+    return exiting(s, 3)
+
+
+@case("seed8-holes-three-in-guest-two-entries", 10)
+def _():
+    s = running("seed", threads=8, vcpu_ids=(0, 3, 5), num_threads=8)
+    s["vcores"][0]["entry_exit_count"] = 0x2  # one short of the three guest threads
+    return s
+
+
+@case("seed8-holes-three-in-guest-three-entries", 0)
+def _():
+    return running("seed", threads=8, vcpu_ids=(0, 3, 5), num_threads=8)
+
+
+@case("prepatch2-in-guest-after-both-exits", 10)
+def _():
+    s = running("prepatch", threads=2, vcpu_ids=(0, 1))
+    s["vcores"][0]["entry_exit_count"] = 0x202
+    return exiting(s, 0)  # thread 1 still GUEST_HV with both exits counted
+
+
+@case("prepatch2-both-exiting", 0)
+def _():
+    s = running("prepatch", threads=2, vcpu_ids=(0, 1))
+    s["vcores"][0]["entry_exit_count"] = 0x202
+    return exiting(exiting(s, 0), 1)
+
+
+# ---------------- a guest thread holds its vcpu (23) ----------------
+@case("modern-thread2-in-guest-without-kvm-vcpu", 23)
+def _():
+    s = running()
+    hstate(s, 2)["kvm_vcpu"] = 0
+    vcpu(s, 2).update(cpu=-1, thread_cpu=-1)
+    return s
+
+
+@case("seed-thread1-in-guest-without-kvm-vcpu", 23)
+def _():
+    s = running("seed", vcpu_ids=(0, 1))
+    hstate(s, 1)["kvm_vcpu"] = 0
+    vcpu(s, 1)["cpu"] = -1
+    return s
+
+
+# ---------------- class 4: the host clause is per core (31) ----------------
+def two_cores(core1_dpdes: int) -> dict[str, Any]:
+    """Core 0 runs the vcore in the guest; core 1 (cpus 4-7) is in the host
+    with the host's LPIDR, DPDES read on each of its threads."""
+    s = running()
+    s["version"] = 2
+    for t in s["threads"]:
+        t["dpdes"] = "0x0"
+    for c in range(4, 8):
+        s["threads"].append(
+            {
+                "cpu": c,
+                "hw_cpu_id": 8 + c,
+                "lpidr": cs.HOST_LPID,
+                "sdr1": cs.HOST_SDR1,
+                "dpdes": hex(core1_dpdes),
+                "kvm_hstate": {
+                    "kvm_vcpu": 0,
+                    "kvm_vcore": 0,
+                    "ptid": 0,
+                    "hwthread_req": 0,
+                    "hwthread_state": IN_KERNEL if c == 4 else IN_IDLE,
+                    "napping": 0,
+                    "in_guest": NONE,
+                },
+            }
+        )
+    return s
+
+
+@case("two-cores-guest-doorbell-left-on-the-host-core", 31)
+def _():
+    return two_cores(0x2)
+
+
+@case("two-cores-host-core-without-doorbell", 0)
+def _():
+    return two_cores(0x0)
+
+
+@case("two-cores-core1-listed-first-guest-doorbell-on-the-host-core", 31)
+def _():
+    # the order of the cores in the snapshot does not matter
+    s = two_cores(0x8)
+    s["threads"] = s["threads"][4:] + s["threads"][:4]
+    return s
+
+
+NAMES = sorted(CASES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_verdict(name: str) -> None:
+    expect, build = CASES[name]
+    report = check_trace_text(json.dumps(build()) + "\n")
+    found = sorted({v.invariant for v in report.violations})
+    assert report.error is None, report.error
+    assert found == ([expect] if expect else []), (name, [str(v) for v in report.violations])
+    if not expect:
+        assert report.verdict == "clean", (name, report.verdict)
+
+
+def test_pyvcore_check_on_every_case(tmp_path) -> None:
+    """Through the command a user runs: every case one line of one trace;
+    each broken line reports only its invariant, each twin nothing; exit 1."""
+    path = tmp_path / "heldback8.jsonl"
+    path.write_text("".join(json.dumps(CASES[n][1]()) + "\n" for n in NAMES))
+    r = subprocess.run(
+        [sys.executable, "-m", "pyvcore", "check", "--json", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 1 and r.stderr == "", (r.stdout[-2000:], r.stderr)
+    report = json.loads(r.stdout)
+    assert report["snapshots"] == len(NAMES)
+    by_line: dict[int, set[int]] = {}
+    for v in report["violations"]:
+        by_line.setdefault(v["line"], set()).add(v["invariant"])
+    for line, name in enumerate(NAMES, 1):
+        expect = CASES[name][0]
+        assert by_line.get(line, set()) == ({expect} if expect else set()), name
+
+
+def test_messages_say_what_is_wrong() -> None:
+    def first(name: str) -> str:
+        return str(check_trace_text(json.dumps(CASES[name][1]()) + "\n").violations[0])
+
+    assert "thread 2 executes the guest" in first("modern-thread2-in-guest-without-its-entry-bit")
+    assert "not in the entry map" in first("modern-thread2-in-guest-without-its-entry-bit")
+    assert "has begun its exit" in first("modern8-thread7-in-guest-after-its-exit-bit")
+    assert "out of KVM (in_guest NONE)" in first("modern-entered-thread2-out-of-kvm-not-exiting")
+    assert "4 threads execute the guest" in first("seed-four-in-guest-one-exit-counted")
+    assert "with no kvm_vcpu" in first("modern-thread2-in-guest-without-kvm-vcpu")
+    assert "pending in the host partition" in first("two-cores-guest-doorbell-left-on-the-host-core")
