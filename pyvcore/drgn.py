@@ -28,7 +28,7 @@ from typing import Any
 
 from drgn import FaultError, Object, Program
 
-from pyvcore.snapshot import HSTATE_FIELDS, VCORE_FIELDS
+from pyvcore.snapshot import HSTATE_FIELDS, SNAPSHOT_VERSION, VCORE_FIELDS
 
 __all__ = ("for_each_vcore", "paca_kvm_hstate", "snapshot")
 
@@ -152,7 +152,11 @@ def snapshot(prog: Program, stop: str = "drgn") -> dict[str, Any]:
     """
     vcore_type = prog.type("struct kvmppc_vcore")
     entry_exit = "entry_exit_map" if vcore_type.has_member("entry_exit_map") else "entry_exit_count"
-    snap: dict[str, Any] = {"variant": "modern" if entry_exit == "entry_exit_map" else "seed", "stop": stop}
+    snap: dict[str, Any] = {
+        "version": SNAPSHOT_VERSION,  # the vcores' timebase offset is a version-2 field
+        "variant": "modern" if entry_exit == "entry_exit_map" else "seed",
+        "stop": stop,
+    }
     with contextlib.suppress(KeyError):
         snap["threads_per_core"] = int(prog["threads_per_core"].value_())
     threads: list[dict[str, Any]] = []

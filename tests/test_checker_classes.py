@@ -276,6 +276,7 @@ def test_bad_hex_string_names_the_key():
 
 
 def with_seq(snap, seq):
+    snap["version"] = 2  # seq is a version-2 field
     snap["vcores"][0]["seq"] = seq
     return snap
 

@@ -70,6 +70,50 @@ def test_missing_key_exits_2_naming_key_and_line(tmp_path):
     assert report["snapshots"] == 1
 
 
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (lambda s: s["threads"][1].update(msr="0x9000000002803003"), "threads[1].msr"),
+        (lambda s: s["threads"][0].update(dpdes="0x2"), "threads[0].dpdes"),
+        (lambda s: s["threads"][2].update(pc="0xc000000000115690"), "threads[2].pc"),
+        (lambda s: s["threads"][3].update(hdec="0xffffff00"), "threads[3].hdec"),
+        (lambda s: s.update(tb="0x1d4c0b2f3a"), "tb"),
+        (lambda s: s["vcores"][0].update(seq=3), "vcores[0].seq"),
+        (lambda s: s["vcores"][0].update(tb_offset="0x0"), "vcores[0].tb_offset"),
+    ],
+)
+def test_a_version_1_stop_with_a_version_2_field_is_refused(tmp_path, edit, key):
+    """A version-1 stop (no "version", or 1) is judged without the version-2 fields; one that
+    carries any is not what it claims: refused like any unusable line, naming the line, the
+    field and the version.  The same stop saying "version": 2 is judged."""
+    bad = cs.running()
+    edit(bad)
+    trace = write_trace(tmp_path / "v1.jsonl", [cs.running(), bad])
+    r = run_check(trace)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"line 2: key `{key}`: a version-2 field in a version-1 snapshot" in r.stderr
+    assert "Traceback" not in r.stderr
+    report = json.loads(run_check(trace, "--json").stdout)
+    assert (report["error"]["line"], report["error"]["key"], report["snapshots"]) == (2, key, 1)
+    bad["version"] = 1
+    assert run_check(write_trace(tmp_path / "v1.jsonl", [bad])).returncode == 2
+    bad["version"] = 2
+    r = run_check(write_trace(tmp_path / "v2.jsonl", [cs.running(), bad]))
+    assert "version-2 field" not in r.stderr and r.returncode in (0, 1), r.stderr
+
+
+def test_the_recorded_version_1_traces_carry_no_version_2_field():
+    """Every v1 trace recorded on the lab (tests/checker_live/) is still read: none has a
+    version-2 field, so none is refused."""
+    from pathlib import Path
+
+    traces = sorted((Path(__file__).parent / "checker_live").glob("*.jsonl"))
+    assert traces
+    for trace in traces:
+        r = run_check(trace)
+        assert r.returncode in (0, 1), (trace, r.stderr)
+
+
 def test_wrong_type_and_garbage_exit_2(tmp_path):
     bad = cs.running()
     bad["vcores"][0]["pcpu"] = "zero"

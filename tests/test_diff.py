@@ -150,6 +150,7 @@ def test_stops_of_one_run_are_counted_as_pairs_and_v2_fields_tallied(tmp_path: P
     consecutive pairs are judged as one run (the first stop has no seq)."""
     records = real_records()
     for r in records[1:]:
+        r["version"] = 2  # the v1 recording with version-2 fields added
         r["vcores"][0]["seq"] = 4
     records[2]["tb"], records[2]["tb_freq"] = "0x1d4c0b2f3a", 512_000_000
     records[2]["vcores"][0].update(tb_offset="0x3000000", tb_offset_applied="0x3000000")

@@ -338,6 +338,7 @@ def test_a_hung_run_is_judged_at_the_deadline_snapshot(
     last = copy.deepcopy(records[-1])
     running = [vc for vc in last["vcores"] if vc.get("vcore_state") == 4]  # modern VCORE_RUNNING
     assert running, "the real trace ends inside a run"
+    last["version"] = 2  # the v1 recording with version-2 fields added
     for vc in last["vcores"]:
         vc["seq"] = 7
         vc["tb_offset"] = vc["tb_offset_applied"] = "0x0"  # the lab's guest: no timebase offset

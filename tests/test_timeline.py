@@ -376,6 +376,7 @@ def _with_offset(recs: list[dict[str, Any]], offset: int, applied: list[bool]) -
     """The vcores of each stop with vc->tb_offset and, where ``applied``, the offset in force
     (tb_offset_applied set and in_guest 1, as thread 0 leaves kvmppc_hv_entry)."""
     for rec, on in zip(recs, applied):
+        rec["version"] = 2  # the v1 recording with version-2 fields added
         for vc in rec["vcores"]:
             vc["tb_offset"] = hex(offset)
             vc["tb_offset_applied"] = hex(offset if on else 0)

@@ -248,10 +248,54 @@ pub fn validate(s: &Snapshot, line: Option<usize>) -> Result<(), SnapshotError> 
             ));
         }
     }
+    if s.version.unwrap_or(1) == 1 {
+        if let Some(key) = v2_field(s) {
+            return Err(SnapshotError::new(
+                line,
+                key,
+                "a version-2 field in a version-1 snapshot (\"version\" 1 or absent): a version-1 stop is judged without it, \
+                 so the stop is not what it claims; write \"version\": 2 with it, or leave it out",
+            ));
+        }
+    }
     // More threads than one core's (several cores, or a reader that lists
     // every cpu) are fine: the checks group threads by cpu / threads_per_core;
     // a core with a thread left out is not judged (`absent_cpus`).
     whole(s).map_err(|(key, message)| SnapshotError::new(line, key, message))
+}
+
+/// The first field of format version 2 that `s` carries (see
+/// [`crate::view`]): the timebase, a thread's `pc`, `msr`, `dpdes`, `hdec`,
+/// a vcore's `dpdes`, `seq`, `tb_offset`, `tb_offset_applied`.  No pyvcore
+/// writer puts one in a version-1 snapshot: every v1 trace recorded (the
+/// lab's `tests/checker_live/`) has none, and every writer of them writes 2.
+fn v2_field(s: &Snapshot) -> Option<String> {
+    if s.tb.is_some() {
+        return Some("tb".into());
+    }
+    if s.tb_freq.is_some() {
+        return Some("tb_freq".into());
+    }
+    for (i, t) in s.threads.iter().enumerate() {
+        for (name, v) in [("pc", t.pc), ("msr", t.msr), ("dpdes", t.dpdes), ("hdec", t.hdec)] {
+            if v.is_some() {
+                return Some(format!("threads[{i}].{name}"));
+            }
+        }
+    }
+    for (i, vc) in s.vcores.iter().enumerate() {
+        for (name, v) in [
+            ("dpdes", vc.dpdes),
+            ("seq", vc.seq),
+            ("tb_offset", vc.tb_offset),
+            ("tb_offset_applied", vc.tb_offset_applied),
+        ] {
+            if v.is_some() {
+                return Some(format!("vcores[{i}].{name}"));
+            }
+        }
+    }
+    None
 }
 
 /// Each cpu once: a thread listed twice is a writer's mistake.

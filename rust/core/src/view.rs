@@ -35,7 +35,11 @@
 //!  "kvm": {"lpid": "0x1", "sdr1": "0x75000006", "host_lpid": "0x0", "host_sdr1": "0x7c000007"}}
 //! ```
 //!
-//! * Top level: `version` (1 when absent), `variant` (`seed`, `modern`,
+//! * Top level: `version` (1 when absent; a version-1 snapshot is judged
+//!   without the version-2 fields `tb`, `tb_freq`, a thread's `pc`, `msr`,
+//!   `dpdes`, `hdec` and a vcore's `dpdes`, `seq`, `tb_offset`,
+//!   `tb_offset_applied`, so one that carries any is refused, naming it),
+//!   `variant` (`seed`, `modern`,
 //!   `prepatch`), `threads_per_core` (1..8), `stop` (where the snapshot was
 //!   taken, free text), `tb` (the core's TB register at the stop, in ticks:
 //!   the guest's timebase while its vcore's offset is in force, see

@@ -162,3 +162,44 @@ fn a_stop_pointing_at_a_vcpu_or_vcore_it_lacks_is_not_judged_clean() {
         assert_ne!(o.verdict(), "clean");
     }
 }
+
+/// A version-1 snapshot (no "version", or 1) is judged without the
+/// version-2 fields; one that carries any is refused, naming the field.
+#[test]
+fn a_version_1_snapshot_with_a_version_2_field_is_refused() {
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(Edit, &str); 6] = [
+        (|v| v["tb"] = "0x10".into(), "tb"),
+        (|v| v["tb_freq"] = 512_000_000.into(), "tb_freq"),
+        (|v| v["threads"][1]["msr"] = "0x1".into(), "threads[1].msr"),
+        (|v| v["threads"][0]["hdec"] = 7.into(), "threads[0].hdec"),
+        (|v| v["vcores"][0]["dpdes"] = 0.into(), "vcores[0].dpdes"),
+        (
+            |v| v["vcores"][0]["tb_offset_applied"] = 0.into(),
+            "vcores[0].tb_offset_applied",
+        ),
+    ];
+    for (edit, key) in cases {
+        for version in [None, Some(1)] {
+            let e = core(2, |v| {
+                edit(v);
+                if let Some(n) = version {
+                    v["version"] = n.into();
+                }
+            })
+            .unwrap_err();
+            assert_eq!(e.key, key);
+            assert!(
+                e.message.contains("a version-2 field in a version-1 snapshot"),
+                "{e}"
+            );
+            assert!(e.to_string().starts_with(&format!("line 4: key `{key}`")), "{e}");
+        }
+        let ok = core(2, |v| {
+            edit(v);
+            v["version"] = 2.into();
+        });
+        assert!(ok.is_ok(), "{key}: {ok:?}");
+    }
+    assert!(core(2, |_| {}).is_ok(), "a plain version-1 snapshot is read");
+}
