@@ -7,8 +7,9 @@ kernel's value, the model's, and a verdict; then every violation, with the
 invariant explained once.  The trace is replayed from its first line, so the
 checker's verdict on a line is the one ``pyvcore check`` gives.
 
-Exit status: 0 no violation in the stops shown, 1 violations, 2 unusable input
-(unreadable file, a bad line, no such line or stop).
+Exit status, as ``pyvcore check`` gives them for the stops shown: 0 clean, 1 violations, 2
+unusable input (unreadable file, a bad line, no such line or stop) or a stop shown not
+judged (no vcore read, or a thread, vcpu or vcore it names missing).
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
 
     checker = Checker(args.variant)
     colour = colour_for(sys.stdout) if args.colour == "auto" else args.colour == "always"
-    shown = violations = 0
+    shown = violations = not_judged = 0
     try:
         for n, snap in snapshots(args.trace):
             problem = layout_problem(snap, args.variant)
@@ -141,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
             print(render_stop(args.trace, n, snap, j, colour=colour, width=args.width, legend=not shown))
             shown += 1
             violations += len(j.violations)
+            not_judged += j.verdict == "not judged"
             if args.line is not None:
                 break
     except ShowError as e:
@@ -158,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"pyvcore show: {args.trace}: no {what} in this trace", file=sys.stderr)
         return 2
-    return 1 if violations else 0
+    # pyvcore check's codes (TraceReport::exit_code): a stop not judged is never clean
+    return 1 if violations else 2 if not_judged else 0
 
 
 def register(subparsers: Any) -> None:
@@ -169,7 +172,8 @@ def register(subparsers: Any) -> None:
         description="Render the tables pv-check prints in gdb for recorded stops of a trace "
         "(a pv-watch log), or for the state an event log (pyvcore trace --out) held at one store "
         "(--seq N) or violation (--violation K): PACAs, vcores, kernel vs model per thread with a "
-        "verdict, violations explained. Exit status: 0 clean, 1 violations, 2 unusable input.",
+        "verdict, violations explained. Exit status: 0 clean, 1 violations, 2 unusable input or a "
+        "stop shown not judged (as pyvcore check).",
     )
     p.add_argument(
         "trace",

@@ -205,6 +205,17 @@ class Judgement:
     not_judged: list[tuple[int, str]] = field(default_factory=list)
     vcore_found: bool = True
 
+    @property
+    def verdict(self) -> str:
+        """The stop's verdict as `pyvcore check` gives it (CheckOutcome.verdict): "violations",
+        "not judged" (no vcore read, or a thread / vcpu / vcore it names missing: never clean)
+        or "clean"."""
+        if self.violations:
+            return "violations"
+        if not self.vcore_found or any(why in INCOMPLETE for _, why in self.not_judged):
+            return "not judged"
+        return "clean"
+
 
 _PATH = re.compile(r"\b(threads|vcpus|vcores)\[(\d+)\]")
 _THREAD_WORD = re.compile(r"\bthread (\d+)\b")

@@ -191,3 +191,35 @@ def test_vcore_line_decodes_entry_exit_and_breaks_only_between_fields(capsys) ->
     assert "napping_threads {}" in "\n".join(block) and "runner vcpu 1" in "\n".join(block)
     for line in block[:-1]:
         assert line.endswith(","), line
+
+
+def test_a_stop_not_judged_exits_2_as_pyvcore_check_does(capsys, tmp_path):
+    """`pyvcore check` exits 2 when a stop is not judged (never clean); `show` on that stop
+    exited 0 while printing "not judged".  Now both give 2 for it: a stop with no vcore, and
+    a stop lacking a thread of its core; a clean stop and a violation keep 0 and 1, and a
+    violation elsewhere in the stops shown still makes it 1, as check's verdict."""
+    from pyvcore.checker import check_trace
+
+    records = [json.loads(s) for s in TRACES[0].read_text().splitlines() if s.strip()]
+    clean = records[0]
+    no_vcore = {**clean, "vcores": [], "vcpus": [], "stop": "no-vcore"}
+    for h in (t["kvm_hstate"] for t in no_vcore["threads"]):
+        h.update(kvm_vcpu=0, kvm_vcore=0)
+    alone = {**clean, "threads": clean["threads"][:1], "stop": "alone"}
+    stock = [json.loads(s) for s in (Path(__file__).parent / "checker_live" / "all-stock.jsonl").open()][6]
+    trace = tmp_path / "mixed.jsonl"
+    trace.write_text("\n".join(json.dumps(r) for r in (clean, no_vcore, alone, stock)) + "\n")
+    for line, want in ((1, 0), (2, 2), (3, 2), (4, 1)):
+        one = tmp_path / f"line{line}.jsonl"
+        one.write_text(trace.read_text().splitlines()[line - 1] + "\n")
+        assert check_trace(str(one)).exit_code == want, line
+        code, out, _ = show(capsys, trace, "--line", line, "--colour", "never")
+        assert code == want, (line, out)
+        if want == 2:
+            assert "not judged" in out
+    # every stop: the trace's verdict, violations first (1), as check
+    assert show(capsys, trace)[0] == check_trace(str(trace)).exit_code == 1
+    two = tmp_path / "two.jsonl"
+    two.write_text("\n".join(json.dumps(r) for r in (clean, alone)) + "\n")
+    assert show(capsys, two)[0] == check_trace(str(two)).exit_code == 2
+    assert show(capsys, two, "--line", 1)[0] == 0
