@@ -144,6 +144,63 @@ def _():
     return exiting(exiting(s, 0), 1)
 
 
+# ---------------- class 3: vc->in_guest seen from a finished secondary (13) ----------------
+def secondary_done(vcore_in_guest: int, threads: int = 4) -> dict[str, Any]:
+    """Modern: every thread exited (map full); thread 0 still in KVM
+    (HOST_HV, the switch back under way); secondary 1 already out of KVM
+    (in_guest NONE) and about to clear its PACA (kvm_vcore still set)."""
+    s = running(threads=threads, vcpu_ids=range(threads))
+    m = (1 << threads) - 1
+    vc = s["vcores"][0]
+    vc.update(entry_exit_map=m | (m << 8), in_guest=vcore_in_guest)
+    for t in range(threads):
+        exiting(s, t)
+    if vcore_in_guest == 0:
+        for t in s["threads"]:
+            t["lpidr"], t["sdr1"] = cs.HOST_LPID, cs.HOST_SDR1
+    hstate(s, 1)["in_guest"] = NONE
+    for v in s["vcpus"]:
+        v.update(cpu=-1, thread_cpu=-1)
+    return s
+
+
+@case("modern-secondary-left-kvm-while-vcore-in-guest-1", 13)
+def _():
+    return secondary_done(1)
+
+
+@case("modern8-secondary-left-kvm-while-vcore-in-guest-1", 13)
+def _():
+    return secondary_done(1, threads=8)
+
+
+@case("modern-secondary-left-kvm-after-in-guest-0", 0)
+def _():
+    return secondary_done(0)
+
+
+@case("modern-secondary-started-not-entered-while-vcore-in-guest-1", 0)
+def _():
+    # a latecomer started on thread 3 (kvm_vcore set, NONE) with no exit bit of its own
+    s = running(vcpu_ids=(0, 1, 2))
+    s["vcores"][0]["num_threads"] = 4
+    hstate(s, 3).update(kvm_vcore=cs.VCORE, kvm_vcpu=cs.vcpu_addr(3), in_guest=NONE)
+    s["vcpus"].append(
+        {
+            "addr": cs.vcpu_addr(3),
+            "vcpu_id": 3,
+            "vcore": cs.VCORE,
+            "ptid": 3,
+            "cpu": 0,
+            "thread_cpu": 3,
+            "state": 1,
+            "ceded": 0,
+        }
+    )
+    s["vcores"][0]["n_runnable"] = 4
+    return s
+
+
 # ---------------- a guest thread holds its vcpu (23) ----------------
 @case("modern-thread2-in-guest-without-kvm-vcpu", 23)
 def _():
@@ -256,3 +313,6 @@ def test_messages_say_what_is_wrong() -> None:
     assert "4 threads execute the guest" in first("seed-four-in-guest-one-exit-counted")
     assert "with no kvm_vcpu" in first("modern-thread2-in-guest-without-kvm-vcpu")
     assert "pending in the host partition" in first("two-cores-guest-doorbell-left-on-the-host-core")
+    assert "secondaries leave only after thread 0 cleared it" in first(
+        "modern-secondary-left-kvm-while-vcore-in-guest-1"
+    )

@@ -348,6 +348,7 @@ fn switched_back(cx: &Ctx, k: usize, vc: &Vcore, ee: EntryExit, out: &mut Vec<Vi
     if vc.in_guest == 0 || !cx.in_run(vc.vcore_state) {
         return;
     }
+    secondary_past_the_wait(cx, k, vc, ee, out);
     let all_exiting = match ee {
         EntryExit::Map { entry, exit, .. } => entry & 1 != 0 && exit != 0 && exit == entry,
         EntryExit::Count { entry, exit, .. } => exit != 0 && exit == entry,
@@ -374,6 +375,43 @@ fn switched_back(cx: &Ctx, k: usize, vc: &Vcore, ee: EntryExit, out: &mut Vec<Vi
             .field(p("vcores", k, "in_guest"), vc.in_guest)
             .field(p("vcores", k, ee.key()), ee.raw())
             .field(hs(i0, "in_guest"), h.in_guest),
+        );
+    }
+}
+
+/// 13, seen from a secondary (modern): kvmhv_switch_to_host
+/// (book3s_hv_rmhandlers.S) makes every secondary spin on VCORE_IN_GUEST
+/// until thread 0 has stored 0 there, and only then store
+/// KVM_GUEST_MODE_NONE; the secondary clears kvm_vcore after that
+/// (kvm_secondary_got_guest).  So a secondary that has exited this run (its
+/// exit bit, `0x100 << ptid`, set by itself in kvmhv_commence_exit) and is
+/// out of KVM (in_guest NONE) while still pointing at the vcore has seen
+/// vc->in_guest 0, and nothing sets it to 1 again in the run.  (A secondary
+/// too late to enter sets no exit bit; the seed's count does not say which
+/// thread exited, so only the modern map is judged.)
+fn secondary_past_the_wait(cx: &Ctx, k: usize, vc: &Vcore, ee: EntryExit, out: &mut Vec<Violation>) {
+    let EntryExit::Map { raw, exit, .. } = ee else {
+        return;
+    };
+    for (i, t) in cx.s.threads.iter().enumerate() {
+        let h = &t.kvm_hstate;
+        if h.ptid == 0 || h.ptid >= 8 || h.kvm_vcore != vc.addr || h.in_guest != KVM_GUEST_MODE_NONE {
+            continue;
+        }
+        if exit & (1 << h.ptid) == 0 {
+            continue;
+        }
+        out.push(
+            Violation::new(
+                13,
+                format!(
+                    "secondary thread {i} (ptid {}) has exited (entry_exit_map {raw:#x}) and left KVM (in_guest NONE), but vcore in_guest is still {}: secondaries leave only after thread 0 cleared it at the switch back",
+                    h.ptid, vc.in_guest
+                ),
+            )
+            .field(p("vcores", k, "in_guest"), vc.in_guest)
+            .field(p("vcores", k, "entry_exit_map"), raw)
+            .hstate(i, h, &[HsField::InGuest, HsField::Ptid, HsField::KvmVcore]),
         );
     }
 }
