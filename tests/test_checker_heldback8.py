@@ -144,6 +144,49 @@ def _():
     return exiting(exiting(s, 0), 1)
 
 
+# ---------------- class 2: n_woken and the vcpus it counts (16) ----------------
+@case("seed-n-woken-3-with-2-secondary-vcpus", 16)
+def _():
+    s = running("seed", vcpu_ids=(0, 1, 2), num_threads=3)
+    s["vcores"][0]["n_woken"] = 3  # vcpus 1 and 2 are the only ones a secondary runs
+    return s
+
+
+@case("seed-n-woken-2-with-2-secondary-vcpus", 0)
+def _():
+    return running("seed", vcpu_ids=(0, 1, 2), num_threads=3)
+
+
+@case("seed-novcpu0-n-woken-3-with-vcpus-1-2", 16)
+def _():
+    s = running("seed", vcpu_ids=(1, 2), num_threads=2)
+    s["vcores"][0]["n_woken"] = 3
+    return s
+
+
+@case("seed8-holes-n-woken-3-with-vcpus-0-3-5", 16)
+def _():
+    s = running("seed", threads=8, vcpu_ids=(0, 3, 5), num_threads=3)
+    s["vcores"][0]["n_woken"] = 3
+    return s
+
+
+@case("prepatch-n-woken-3-with-2-secondary-vcpus", 16)
+def _():
+    s = running("prepatch", vcpu_ids=(0, 1, 2), num_threads=3)
+    s["vcores"][0]["n_woken"] = 3  # below the core's 3 secondaries, above its 2 vcpus
+    return s
+
+
+@case("seed-n-woken-3-vcore-not-fully-listed", 0)
+def _():
+    # num_threads 4 but only vcpus 0-2 listed: the fourth may be the third secondary
+    s = running("seed", vcpu_ids=(0, 1, 2), num_threads=4)
+    s["vcores"][0]["n_woken"] = 3
+    hstate(s, 3)["kvm_vcpu"] = 0
+    return s
+
+
 # ---------------- class 3: vc->in_guest seen from a finished secondary (13) ----------------
 def secondary_done(vcore_in_guest: int, threads: int = 4) -> dict[str, Any]:
     """Modern: every thread exited (map full); thread 0 still in KVM
@@ -312,6 +355,7 @@ def test_messages_say_what_is_wrong() -> None:
     assert "out of KVM (in_guest NONE)" in first("modern-entered-thread2-out-of-kvm-not-exiting")
     assert "4 threads execute the guest" in first("seed-four-in-guest-one-exit-counted")
     assert "with no kvm_vcpu" in first("modern-thread2-in-guest-without-kvm-vcpu")
+    assert "n_woken 3 exceeds the 2 vcpus" in first("seed-n-woken-3-with-2-secondary-vcpus")
     assert "pending in the host partition" in first("two-cores-guest-doorbell-left-on-the-host-core")
     assert "secondaries leave only after thread 0 cleared it" in first(
         "modern-secondary-left-kvm-while-vcore-in-guest-1"

@@ -213,9 +213,9 @@ pub static INVARIANTS: &[InvariantInfo] = &[
     InvariantInfo {
         number: 16,
         title: "nap count (seed)",
-        statement: "Seed: nap_count <= n_woken <= the core's secondaries during a run, and the woken secondaries still holding a vcpu plus nap_count never exceed n_woken, + 1 for a start between its kvm_vcpu store and ++n_woken while n_woken does not yet count every secondary (a secondary clears its PACA's vcpu before it counts its nap).",
+        statement: "Seed: nap_count <= n_woken <= the core's secondaries during a run, n_woken <= the vcore's vcpus with a ptid other than 0 when the snapshot lists them all (each is started, and counted, at most once a run), and the woken secondaries still holding a vcpu plus nap_count never exceed n_woken, + 1 for a start between its kvm_vcpu store and ++n_woken while n_woken does not yet count every secondary (a secondary clears its PACA's vcpu before it counts its nap).",
         window: "seed and prepatch vcore in a run (STARTING, RUNNING, EXITING); n_woken and nap_count never going down between two stops of one vcore run (same vcores[].seq)",
-        source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_start_thread (++n_woken) and kvmppc_run_core (wait for nap_count == n_woken); book3s_hv_rmhandlers.S secondary nap; 7b444c6710c6",
+        source: "arch/powerpc/kvm/book3s_hv.c, kvmppc_start_thread (++n_woken for a vcpu with ptid != 0), kvmppc_run_vcpu (a latecomer started once, RUNNING with no exit) and kvmppc_run_core (wait for nap_count == n_woken); book3s_hv_rmhandlers.S secondary nap; 7b444c6710c6",
         meaning: "The runner can release the threads while a secondary still writes its vcpu state: a nap was counted before the PACA's vcpu was cleared. Look at the order of the kvm_vcpu clear and the nap_count increment.",
         needs: &["vcores.nap_count"],
         kind: Kind::Snapshot,

@@ -264,12 +264,33 @@ fn nap_count(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
         );
         return;
     }
+    // n_woken counts the starts of vcpus whose ptid is not 0
+    // (kvmppc_start_thread: `if (vcpu->arch.ptid) ++vc->n_woken`), and a vcpu
+    // is started at most once a run: at the run's start or as a latecomer in
+    // kvmppc_run_vcpu (RUNNING, no exit yet), after which its task waits for
+    // the run to end before it can leave or come back.  So, when the snapshot
+    // lists every vcpu of the vcore, n_woken is at most the number of them
+    // with a ptid other than 0.
+    let m = cx.members(vc.addr);
+    if m.count >= vc.num_threads && m.count > 0 && nw > m.secondary {
+        out.push(
+            Violation::new(
+                16,
+                format!(
+                    "n_woken {nw} exceeds the {} vcpus of the vcore that run on a secondary thread (ptid other than 0): each is started, and counted, at most once a run",
+                    m.secondary
+                ),
+            )
+            .field(p("vcores", k, "n_woken"), nw)
+            .field(p("vcores", k, "num_threads"), vc.num_threads),
+        );
+        return;
+    }
     // A start between the kvm_vcpu store and ++n_woken needs a secondary
     // n_woken does not count yet, with a RUNNABLE vcpu of ptid other than 0
     // to run there (kvmppc_run_vcpu makes a vcpu RUNNABLE before it can be
     // started, and a started vcpu stays RUNNABLE until the run is over).
     // Known when the snapshot lists every vcpu of the vcore.
-    let m = cx.members(vc.addr);
     let startable = match (m.count >= vc.num_threads, m.all_states) {
         (true, true) => secondaries.min(m.secondary_runnable),
         (true, false) => secondaries.min(m.secondary),
