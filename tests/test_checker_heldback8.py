@@ -187,6 +187,29 @@ def _():
     return s
 
 
+# ---------------- class 2: napping_threads and the threads it marks (14) ----------------
+@case("modern-thread2-in-guest-with-its-napping-bit", 14)
+def _():
+    s = running()
+    s["vcores"][0]["napping_threads"] = 0x4
+    return s
+
+
+@case("modern-thread2-in-its-cede-with-its-napping-bit", 0)
+def _():
+    s = exiting(running(), 2)  # H_CEDE: bit set (lwarx/stwcx.), NAPPING_CEDE not yet stored
+    s["vcores"][0]["napping_threads"] = 0x4
+    vcpu(s, 2)["ceded"] = 1
+    return s
+
+
+@case("modern8-novcpu0-thread7-in-guest-with-its-napping-bit", 14)
+def _():
+    s = running(threads=8, vcpu_ids=range(1, 8))
+    s["vcores"][0]["napping_threads"] = 0x81  # thread 0's no-vcpu bit and thread 7's
+    return s
+
+
 # ---------------- class 3: vc->in_guest seen from a finished secondary (13) ----------------
 def secondary_done(vcore_in_guest: int, threads: int = 4) -> dict[str, Any]:
     """Modern: every thread exited (map full); thread 0 still in KVM
@@ -356,6 +379,7 @@ def test_messages_say_what_is_wrong() -> None:
     assert "4 threads execute the guest" in first("seed-four-in-guest-one-exit-counted")
     assert "with no kvm_vcpu" in first("modern-thread2-in-guest-without-kvm-vcpu")
     assert "n_woken 3 exceeds the 2 vcpus" in first("seed-n-woken-3-with-2-secondary-vcpus")
+    assert "its bit is set in napping_threads 0x4" in first("modern-thread2-in-guest-with-its-napping-bit")
     assert "pending in the host partition" in first("two-cores-guest-doorbell-left-on-the-host-core")
     assert "secondaries leave only after thread 0 cleared it" in first(
         "modern-secondary-left-kvm-while-vcore-in-guest-1"

@@ -193,10 +193,10 @@ pub static INVARIANTS: &[InvariantInfo] = &[
     InvariantInfo {
         number: 14,
         title: "napping threads",
-        statement: "napping_threads is a subset of the entered threads; a thread napping in KVM (CEDE or NOVCPU) has in_guest HOST_HV; napping holds a NAPPING_* value; a secondary that has begun its exit and no longer naps is out of napping_threads (kvm_end_cede clears its bit before napping).",
+        statement: "napping_threads is a subset of the entered threads; a thread napping in KVM (CEDE or NOVCPU) has in_guest HOST_HV; napping holds a NAPPING_* value; a secondary that has begun its exit and no longer naps is out of napping_threads (kvm_end_cede clears its bit before napping); a modern secondary whose bit is set is in KVM's real-mode code (not GUEST_HV, not NONE: its own H_CEDE set the bit and kvm_end_cede clears it before it leaves).",
         window: "every stop (the bits may stay stale after an exit until the next run's reset)",
         source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvmppc_h_cede / kvm_end_cede / kvm_do_nap / kvmppc_primary_no_guest",
-        meaning: "A thread set its napping bit without having entered. Look at the napping_threads updates in kvmppc_h_cede and kvmppc_primary_no_guest.",
+        meaning: "A thread set its napping bit without having entered, or went back to the guest without clearing it (the exit logic then counts it as napping). Look at the napping_threads updates in kvmppc_h_cede, kvm_end_cede and kvmppc_primary_no_guest.",
         needs: &[],
         kind: Kind::Snapshot,
     },

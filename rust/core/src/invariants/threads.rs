@@ -257,6 +257,33 @@ fn woke_and_exiting(cx: &Ctx, i: usize, h: &Hstate, out: &mut Vec<Violation>) {
     let Some(map) = vc.entry_exit_map else {
         return;
     };
+    // A secondary's bit is set by kvmppc_h_cede (lwarx/stwcx. by
+    // HSTATE_PTID) in real mode with in_guest HOST_HV, and cleared at
+    // kvm_end_cede's label 34 (also the path of a cede that finds the exit
+    // begun) before the thread can return to the guest or leave KVM; the
+    // last thread to cede branches to kvm_cede_exit without setting it, and
+    // init_vcore_to_run resets the word before the threads are started.  So
+    // a secondary whose bit is set is in KVM's real-mode code.
+    if vc.napping_threads & (1 << pt) != 0
+        && matches!(h.in_guest, KVM_GUEST_MODE_GUEST_HV | KVM_GUEST_MODE_NONE)
+    {
+        let mode = if h.in_guest == KVM_GUEST_MODE_GUEST_HV {
+            "executes the guest (in_guest GUEST_HV)"
+        } else {
+            "is out of KVM (in_guest NONE)"
+        };
+        out.push(
+            Violation::new(
+                14,
+                format!(
+                    "secondary thread {i} (ptid {pt}) {mode}, but its bit is set in napping_threads {:#x}: only its own H_CEDE sets it, and kvm_end_cede clears it before the thread leaves the cede",
+                    vc.napping_threads
+                ),
+            )
+            .field(p("vcores", k, "napping_threads"), vc.napping_threads)
+            .hstate(i, h, &[HsField::InGuest, HsField::Ptid]),
+        );
+    }
     if map & (1 << (8 + pt)) != 0 && vc.napping_threads & (1 << pt) != 0 {
         out.push(
             Violation::new(
