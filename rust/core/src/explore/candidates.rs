@@ -74,11 +74,18 @@ pub(crate) fn candidates(cfg: &Config, opts: &ExploreOptions, s: &State, chosen:
     if opts.exit_request && cfg.variant == Variant::Modern && !vc.exiting() && vc.vcore_state == st.running {
         out.push(Event::ExitRequest);
     }
+    // Thread 0 waiting (for the exits, for the secondaries' naps) is not a
+    // step: the model refuses those events, so they are not offered.
     match s.threads[0].phase {
         Phase::Entered => out.push(Event::SwitchIn),
-        Phase::Exiting | Phase::TooLate => out.push(Event::SwitchOut),
+        Phase::Exiting | Phase::TooLate if cfg.all_out(&vc) => out.push(Event::SwitchOut),
         Phase::Returned if vc.released => out.push(Event::Finish),
-        Phase::Returned => out.push(Event::Release),
+        // Modern marks the vcore EXITING while it waits (a step); seed just waits.
+        Phase::Returned
+            if (cfg.modern() && vc.vcore_state == st.running) || cfg.nap_wait(s, &vc).is_none() =>
+        {
+            out.push(Event::Release)
+        }
         Phase::Host if vc.vcore_state == st.running && !vc.lock_held => out.push(Event::Enter { thread: 0 }),
         _ => {}
     }

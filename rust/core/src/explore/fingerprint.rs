@@ -211,6 +211,12 @@ impl Dead {
         }
     }
 
+    /// The vcpus (bit per index) that may still cede: those whose
+    /// `arch.prodded` is live.
+    pub(crate) fn may_cede(self) -> u8 {
+        !self.prodded
+    }
+
     fn ipi(self, th: &ThreadModel, t: usize) -> bool {
         th.ipi && self.ipi & (1 << t) == 0
     }
@@ -403,10 +409,45 @@ fn secondary_key(s: &State, t: usize, masks: &CoreMasks, dead: Dead) -> Option<u
     Some((thread | vcpu << 28) << 16 | (v.cedes as u64) << 8 | v.prods as u64)
 }
 
-/// The state a successor's key is computed next to (its parent), with the
-/// parent's dead values and secondary keys: a successor's secondary thread
-/// whose inputs are all the parent's reuses the parent's key (an event
+/// What a state's successors' keys are computed next to, apart from the
+/// state itself: its dead values, the per-thread bits of its vcore and core
+/// ([`CoreMasks`]) and its secondary keys (None when the search is not
+/// symmetric or the state has no symmetric shape).  Computed once, when the
+/// state is found new, and kept with it in the frontier until it is
+/// expanded: a state's secondary keys come from its parent's (an event
 /// changes one or two threads; the others are compared, not recomputed).
+#[derive(Clone, Copy)]
+pub(crate) struct Carried {
+    pub(crate) dead: Dead,
+    masks: CoreMasks,
+    pub(crate) keys: Option<[u64; MAX_SMT_THREADS]>,
+}
+
+impl Carried {
+    /// Those of `s` (dead values `dead`), computed next to `base` (the
+    /// parent, whose entries `touched` may differ from `s`'s: see
+    /// [`touched`]) when given, else from scratch.
+    pub(crate) fn of(
+        cfg: &Config,
+        s: &State,
+        chosen: u8,
+        dead: Dead,
+        symmetric: bool,
+        base: Option<&Base>,
+        touched: Option<u8>,
+    ) -> Carried {
+        let masks = CoreMasks::of(s, chosen, dead);
+        let keys = if symmetric {
+            secondary_keys_with(cfg, s, &masks, dead, base, touched)
+        } else {
+            None
+        };
+        Carried { dead, masks, keys }
+    }
+}
+
+/// The state a successor's key is computed next to (its parent), with the
+/// parent's dead values and secondary keys (see [`Carried`]).
 #[derive(Clone, Copy)]
 pub(crate) struct Base<'a> {
     pub(crate) s: &'a State,
@@ -417,19 +458,13 @@ pub(crate) struct Base<'a> {
 }
 
 impl<'a> Base<'a> {
-    /// `s` with its dead values `dead` and its secondary keys (when the
-    /// search is symmetric).
-    pub(crate) fn new(cfg: &Config, s: &'a State, chosen: u8, dead: Dead, symmetric: bool) -> Self {
-        let keys = if symmetric {
-            secondary_keys(cfg, s, chosen, dead, None, None)
-        } else {
-            None
-        };
+    /// `s` with what was computed for it when it was found ([`Carried`]).
+    pub(crate) fn new(s: &'a State, c: &Carried) -> Self {
         Base {
             s,
-            dead,
-            keys,
-            masks: CoreMasks::of(s, chosen, dead),
+            dead: c.dead,
+            keys: c.keys,
+            masks: c.masks,
         }
     }
 }
@@ -549,13 +584,24 @@ pub(crate) fn secondary_keys(
     base: Option<&Base>,
     touched: Option<u8>,
 ) -> Option<[u64; MAX_SMT_THREADS]> {
+    secondary_keys_with(cfg, s, &CoreMasks::of(s, chosen, dead), dead, base, touched)
+}
+
+/// [`secondary_keys`] with the state's [`CoreMasks`] already computed.
+fn secondary_keys_with(
+    cfg: &Config,
+    s: &State,
+    masks: &CoreMasks,
+    dead: Dead,
+    base: Option<&Base>,
+    touched: Option<u8>,
+) -> Option<[u64; MAX_SMT_THREADS]> {
     let n = cfg.threads as usize;
     let mut keys = [0u64; MAX_SMT_THREADS];
-    let masks = CoreMasks::of(s, chosen, dead);
     // Threads whose key must be computed (all, without a usable base).
     let mut todo: u8 = 0xff;
     if let Some((b, bkeys)) = base.and_then(|b| Some((b, b.keys?))) {
-        debug_assert!(b.masks == CoreMasks::of(b.s, chosen, b.dead));
+        debug_assert!(b.masks == CoreMasks::of(b.s, masks.0[5], b.dead));
         let same_core = s.vcore.map(|vc| vc.pcpu) == b.s.vcore.map(|vc| vc.pcpu);
         if same_core && s.vcore.is_some() {
             todo = masks.changed(&b.masks);
@@ -579,7 +625,7 @@ pub(crate) fn secondary_keys(
     }
     for (t, slot) in keys.iter_mut().enumerate().take(n).skip(1) {
         if todo & (1 << t) != 0 {
-            *slot = secondary_key(s, t, &masks, dead)?;
+            *slot = secondary_key(s, t, masks, dead)?;
         }
     }
     Some(keys)

@@ -6,7 +6,9 @@
 use std::time::Instant;
 
 use super::candidates::{candidates, doorbell_candidates};
-use super::fingerprint::{plain_key, secondary_keys, symmetric_key, touched, twins, Base, Dead, Key};
+use super::fingerprint::{
+    plain_key, secondary_keys, symmetric_key, touched, twins, Base, Carried, Dead, Key,
+};
 use super::visited::{chain_key, shard_of, New, Visited};
 use super::{ExploreOptions, ExploreReport, Incomplete, Progress, BATCH};
 use crate::invariants::{self, Violation};
@@ -37,6 +39,11 @@ fn check(
     }
     cfg.history_check(parent, s, event, fx).into_iter().next()
 }
+
+/// A state of the frontier: the state, its node in the visited set's tree
+/// (see [`Visited::trace_to`]) and what its successors' keys are computed
+/// next to.
+pub(super) type Frontier = (State, u32, Carried);
 
 /// The longest step the explorer takes: msgsndp, the doorbell's taking, one
 /// more event.
@@ -166,15 +173,43 @@ impl Search<'_> {
         self.opts.symmetric() && self.opts.merge_symmetric
     }
 
-    /// What the keys of the successors of `s` are computed next to.
-    fn base<'s>(&self, s: &'s State) -> Base<'s> {
-        Base::new(&self.cfg, s, self.chosen, self.dead(s), self.symmetric())
+    /// What the keys of the successors of `s` are computed next to (see
+    /// [`Carried`]), `s` reached from `base.s` by events that changed the
+    /// entries `touched` (see [`touched`]), or from nothing.
+    pub(super) fn carried(
+        &self,
+        s: &State,
+        base: Option<&Base>,
+        touched: Option<u8>,
+        events: &[Event],
+    ) -> Carried {
+        let dead = self.dead_after(s, base, events);
+        Carried::of(&self.cfg, s, self.chosen, dead, self.symmetric(), base, touched)
+    }
+
+    /// The dead values of `s`, reached from `base.s` by `events` (or from
+    /// nothing): which vcpus may still cede changes only with a cede
+    /// (kvmppc_h_cede is the only step that counts one), so it is the
+    /// parent's otherwise.
+    fn dead_after(&self, s: &State, base: Option<&Base>, events: &[Event]) -> Dead {
+        let Some(b) = base.filter(|_| self.opts.merge_dead) else {
+            return self.dead(s);
+        };
+        if events.iter().any(|e| matches!(e, Event::Cede { .. })) {
+            return self.dead(s);
+        }
+        let dead = Dead::of(s, self.cfg.threads as usize, b.dead.may_cede());
+        debug_assert!(
+            dead == self.dead(s),
+            "the vcpus that may cede changed without a cede"
+        );
+        dead
     }
 
     /// The key of `s`, a successor of `base.s` (or of nothing) by an event
     /// that changed the entries `touched` (see [`touched`]).
-    fn key(&self, s: &State, base: Option<&Base>, touched: Option<u8>) -> Key {
-        let dead = self.dead(s);
+    fn key(&self, s: &State, base: Option<&Base>, touched: Option<u8>, events: &[Event]) -> Key {
+        let dead = self.dead_after(s, base, events);
         let exact = !self.opts.subsumption;
         if self.symmetric() {
             let keys = secondary_keys(&self.cfg, s, self.chosen, dead, base, touched);
@@ -201,7 +236,10 @@ impl Search<'_> {
         for (k, st) in states.iter().enumerate() {
             let before = if k == 0 { base.s } else { states[k - 1] };
             changed = changed.and_then(|m| Some(m | touched(&events[k], before, st)?));
-            let key = chain_key(&self.key(st, Some(base), changed), k + 1 == states.len());
+            let key = chain_key(
+                &self.key(st, Some(base), changed, &events[..=k]),
+                k + 1 == states.len(),
+            );
             out.keyed[shard_of(&key, count)].push((index, k as u8, key));
         }
         out.transitions += 1;
@@ -213,7 +251,7 @@ impl Search<'_> {
     }
 
     /// Successors of the states of `batch` (`offset`: index of its first).
-    fn expand(&self, batch: &[(State, u32)], offset: usize) -> Expanded {
+    fn expand(&self, batch: &[Frontier], offset: usize) -> Expanded {
         // About five successors per state at N = 8: no regrowth (a copy of
         // every successor so far) in the usual case.
         let mut out = Expanded {
@@ -226,13 +264,17 @@ impl Search<'_> {
         let (mut cands, mut lazy, mut tails) = (Vec::new(), Vec::new(), Vec::new());
         // Each successor is made in this buffer (one copy of the parent).
         let mut c = State::initial();
-        for (k, (s, _)) in batch.iter().enumerate() {
+        for (k, (s, _, carried)) in batch.iter().enumerate() {
             if s.runs_done > 0 {
                 out.finished += 1;
                 continue;
             }
             let parent = offset + k;
-            let base = self.base(s);
+            let base = Base::new(s, carried);
+            debug_assert!(
+                carried.keys == self.carried(s, None, None, &[]).keys,
+                "a state's secondary keys computed next to its parent's differ from its own"
+            );
             candidates(&self.cfg, self.opts, s, self.chosen, &mut cands);
             // Of twin secondaries only the first moves (see `twins`).
             let twins = base.keys.map_or(0, |k| twins(&k, self.cfg.threads as usize));
@@ -346,10 +388,10 @@ impl Search<'_> {
     /// violation).
     fn check_all(
         &self,
-        batch: &[(State, u32)],
+        batch: &[Frontier],
         succs: &Succs,
         news: &[New],
-    ) -> Result<Vec<(State, u32)>, (usize, usize, Violation)> {
+    ) -> Result<Vec<Frontier>, (usize, usize, Violation)> {
         let mut states = Vec::with_capacity(news.len());
         let checking = self.opts.check_invariants;
         // The views of the parent and of the two last states of a chain,
@@ -370,7 +412,9 @@ impl Search<'_> {
         ) in news.iter().enumerate()
         {
             let sc = succs.get(i);
-            let parent = &batch[sc.parent as usize].0;
+            let (parent, _, parent_carried) = &batch[sc.parent as usize];
+            // What the chain changed (see [`touched`]), for the keys of its end.
+            let mut changed = Some(0u8);
             if checking && parent_of != Some(sc.parent) {
                 self.cfg.view_into(parent, None, &mut parent_view);
                 parent_of = Some(sc.parent);
@@ -382,6 +426,7 @@ impl Search<'_> {
                     .cfg
                     .after_into(from, *e, &mut next)
                     .expect("a chain found legal replays");
+                changed = changed.and_then(|m| Some(m | touched(e, from, &next)?));
                 let prev = match (checking, k) {
                     (false, _) => None,
                     (true, 0) => Some(&parent_view),
@@ -396,7 +441,8 @@ impl Search<'_> {
                 std::mem::swap(&mut before, &mut after);
             }
             if end_new {
-                states.push((next, node));
+                let carried = self.carried(&next, Some(&Base::new(parent, parent_carried)), changed, events);
+                states.push((next, node, carried));
             }
         }
         Ok(states)
@@ -444,15 +490,15 @@ pub(super) fn bfs(
 ) {
     let opts = search.opts;
     let workers = opts.workers.max(1);
-    let mut visited = Visited::new(search.key(&root, None, None), workers);
+    let mut visited = Visited::new(search.key(&root, None, None, &[]), workers);
     // A level is kept as the workers' outputs in order (segments), not
     // copied into one vector; small ones are joined (see `append`).
-    let mut frontier: Vec<Vec<(State, u32)>> = vec![vec![(root, 0)]];
+    let mut frontier: Vec<Vec<Frontier>> = vec![vec![(root, 0, search.carried(&root, None, None, &[]))]];
     let mut depth = 0usize;
-    let size = |level: &[Vec<(State, u32)>]| level.iter().map(Vec::len).sum::<usize>();
-    let capacity = |level: &[Vec<(State, u32)>]| level.iter().map(Vec::capacity).sum::<usize>();
+    let size = |level: &[Vec<Frontier>]| level.iter().map(Vec::len).sum::<usize>();
+    let capacity = |level: &[Vec<Frontier>]| level.iter().map(Vec::capacity).sum::<usize>();
     while size(&frontier) > 0 {
-        let mut next: Vec<Vec<(State, u32)>> = Vec::new();
+        let mut next: Vec<Vec<Frontier>> = Vec::new();
         for batch in frontier.iter().flat_map(|seg| seg.chunks(BATCH * workers)) {
             let expanded = on_workers(batch, workers, |off, part| search.expand(part, off));
             let mut parts = Vec::with_capacity(expanded.len());
@@ -502,7 +548,7 @@ pub(super) fn bfs(
                 return;
             }
             let memory = visited.memory()
-                + (capacity(&frontier) + capacity(&next)) * std::mem::size_of::<(State, u32)>()
+                + (capacity(&frontier) + capacity(&next)) * std::mem::size_of::<Frontier>()
                 + succs.capacity();
             report.peak_memory = report.peak_memory.max(memory);
             let p = Progress {
@@ -521,7 +567,7 @@ pub(super) fn bfs(
             }
         }
         if let Some(r) = record.as_deref_mut() {
-            r.extend(next.iter().flatten().map(|(s, _)| *s));
+            r.extend(next.iter().flatten().map(|(s, _, _)| *s));
         }
         frontier = next;
         if size(&frontier) > 0 {
@@ -535,7 +581,7 @@ pub(super) fn bfs(
 /// Add `states` to the segments of a level: joined to the last segment
 /// when both fit in a batch (`batch` states), else as a segment of its own
 /// (moved, not copied).
-fn append(level: &mut Vec<Vec<(State, u32)>>, states: Vec<(State, u32)>, batch: usize) {
+fn append(level: &mut Vec<Vec<Frontier>>, states: Vec<Frontier>, batch: usize) {
     match level.last_mut() {
         Some(last) if last.len() + states.len() <= batch => last.extend(states),
         _ if !states.is_empty() => level.push(states),

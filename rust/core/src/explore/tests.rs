@@ -247,7 +247,7 @@ fn forgotten_values_are_never_read() {
 /// VCORE_EXIT_REQ (modern).
 #[test]
 fn keys_next_to_a_parent_and_through_masks_are_exact() {
-    use super::fingerprint::{secondary_keys, touched, Base};
+    use super::fingerprint::{secondary_keys, touched, Base, Carried};
     let mut compared = 0usize;
     let mut cases = Vec::new();
     for variant in [Variant::Seed, Variant::Modern] {
@@ -270,7 +270,8 @@ fn keys_next_to_a_parent_and_through_masks_are_exact() {
         let (mut events, mut doorbells) = (Vec::new(), Vec::new());
         for s in &states {
             let ds = dead(s);
-            let base = Base::new(&cfg, s, chosen, ds, true);
+            let carried = Carried::of(&cfg, s, chosen, ds, true, None, None);
+            let base = Base::new(s, &carried);
             candidates(&cfg, &o, s, chosen, &mut events);
             doorbell_candidates(&cfg, &o, s, &mut doorbells);
             for &e in events.iter().chain(&doorbells) {

@@ -3,9 +3,9 @@
 //! tree of the search, from which counterexamples are read.
 
 use super::fingerprint::{subsumes, FingerprintSet, Key};
-use super::search::Succs;
+use super::search::{Frontier, Succs};
 use super::table::Table;
-use crate::model::{Event, State};
+use crate::model::Event;
 
 /// Tag of the keys of a chain's intermediate states in the visited set.
 const INTERMEDIATE: u64 = 0x1d7e_43ed_1a7e << 16;
@@ -160,7 +160,7 @@ impl Visited {
     /// state they end in, or one on the way (a chain's intermediate states
     /// are checked like any other).  A chain's events become linked nodes.
     /// The shards are updated each on its own thread.
-    pub(super) fn visit(&mut self, batch: &[(State, u32)], succs: &Succs) -> Vec<New> {
+    pub(super) fn visit(&mut self, batch: &[Frontier], succs: &Succs) -> Vec<New> {
         let count = self.shards.len();
         let flags: Vec<Vec<(u32, u8)>> = if count == 1 {
             vec![self.shards[0].visit(succs, 0)]

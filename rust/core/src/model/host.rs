@@ -374,6 +374,26 @@ impl Config {
         Ok(Effects::default())
     }
 
+    /// What kvmppc_wait_for_nap still waits for, if anything: modern, a
+    /// thread (beyond 0) whose kvm_hstate.kvm_vcore is still set; seed,
+    /// vc->nap_count below vc->n_woken.  With the fault
+    /// LatecomerReleasedEarly the wait forgets the latecomers.
+    pub(crate) fn nap_wait(&self, s: &State, vc: &VcoreModel) -> Option<NapWait> {
+        let counts = |t: usize| !(self.faulty(Fault::LatecomerReleasedEarly) && s.threads[t].late);
+        if self.modern() {
+            (1..self.threads as usize)
+                .find(|&t| s.threads[t].hstate.kvm_vcore && counts(t))
+                .map(NapWait::Thread)
+        } else {
+            let late = (1..self.threads as usize).filter(|&t| !counts(t)).count() as u8;
+            let n_woken = vc.n_woken.saturating_sub(late);
+            (vc.nap_count < n_woken).then_some(NapWait::Count {
+                nap_count: vc.nap_count,
+                n_woken,
+            })
+        }
+    }
+
     /// kvmppc_run_core after __kvmppc_vcore_entry returned on thread 0:
     /// kvmppc_wait_for_nap (seed: nap_count == n_woken; modern: every
     /// secondary has cleared its kvm_vcore, with VCORE_EXITING visible
@@ -387,23 +407,7 @@ impl Config {
                 "__kvmppc_vcore_entry has not returned on thread 0 yet (or the threads were released)".into(),
             );
         }
-        // With the fault the wait forgets the latecomers.
-        let counts = |t: usize| !(self.faulty(Fault::LatecomerReleasedEarly) && s.threads[t].late);
-        let waiting = if self.modern() {
-            (1..self.threads as usize)
-                .find(|&t| s.threads[t].hstate.kvm_vcore && counts(t))
-                .map(|t| format!("kvmppc_wait_for_nap: thread {t} still has kvm_vcore set"))
-        } else {
-            let late = (1..self.threads as usize).filter(|&t| !counts(t)).count() as u8;
-            let expected = vc.n_woken.saturating_sub(late);
-            (vc.nap_count < expected).then(|| {
-                format!(
-                    "kvmppc_wait_for_nap: nap_count {} < n_woken {}",
-                    vc.nap_count, expected
-                )
-            })
-        };
-        if let Some(why) = waiting {
+        if let Some(why) = self.nap_wait(s, &vc).map(|w| w.to_string()) {
             if self.modern() && vc.vcore_state == st.running {
                 // Modern sets VCORE_EXITING before kvmppc_wait_for_nap:
                 // that state is visible while the secondaries finish.
@@ -461,5 +465,29 @@ impl Config {
         s.threads[0].phase = Phase::Host;
         s.runs_done = s.runs_done.saturating_add(1);
         Ok(Effects::default())
+    }
+}
+
+/// What kvmppc_wait_for_nap waits for (see [`Config::nap_wait`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NapWait {
+    /// Modern: this thread still has kvm_hstate.kvm_vcore set.
+    Thread(usize),
+    /// Seed: vc->nap_count is still below vc->n_woken (latecomers left out
+    /// under the fault).
+    Count { nap_count: u8, n_woken: u8 },
+}
+
+impl std::fmt::Display for NapWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            NapWait::Thread(t) => write!(f, "kvmppc_wait_for_nap: thread {t} still has kvm_vcore set"),
+            NapWait::Count { nap_count, n_woken } => {
+                write!(
+                    f,
+                    "kvmppc_wait_for_nap: nap_count {nap_count} < n_woken {n_woken}"
+                )
+            }
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! named after the kernel label it models.
 
 use crate::consts::*;
-use crate::model::state::{Mmu, Phase, State};
+use crate::model::state::{Mmu, Phase, State, VcoreModel};
 use crate::model::transitions::{vm_trap, Config, Effects, Fault, Outcome};
 
 impl Config {
@@ -312,6 +312,19 @@ impl Config {
         Ok(Effects::default())
     }
 
+    /// Whether every thread that entered has exited, as thread 0 waits for
+    /// it in kvmhv_switch_to_host (modern: the exit byte of
+    /// vc->entry_exit_map equals the entry byte; seed: the counts in
+    /// vc->entry_exit_count agree); always with the fault that skips the wait.
+    pub(crate) fn all_out(&self, vc: &VcoreModel) -> bool {
+        self.faulty(Fault::EarlySwitchOut)
+            || if self.modern() {
+                vc.exited == vc.entered
+            } else {
+                vc.exited.count_ones() == vc.entered.count_ones()
+            }
+    }
+
     /// Thread 0, once exits == entries, switches the partition back to the
     /// host, saves DPDES in vc->dpdes and clears it, clears vc->in_guest.
     pub(crate) fn kvmhv_switch_to_host(&self, s: &mut State) -> Outcome {
@@ -322,13 +335,7 @@ impl Config {
         if th.phase != Phase::Exiting && th.phase != Phase::TooLate {
             return Err(format!("thread 0 has not started exiting (it is {:?})", th.phase));
         }
-        let all_out = self.faulty(Fault::EarlySwitchOut)
-            || if self.modern() {
-                vc.exited == vc.entered
-            } else {
-                vc.exited.count_ones() == vc.entered.count_ones()
-            };
-        if !all_out {
+        if !self.all_out(&vc) {
             let word = vc.entry_exit_word(self.modern());
             return Err(format!(
                 "thread 0 waits until exits == entries (entry/exit word {word:#x})"
