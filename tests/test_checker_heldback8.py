@@ -267,6 +267,51 @@ def _():
     return s
 
 
+# ---------------- class 3 / 13: thread 0 back in the host before every exit ----------------
+def no_regs(s: dict[str, Any]) -> dict[str, Any]:
+    """A reader without LPIDR/SDR1 (8 cannot see the switch back)."""
+    for t in s["threads"]:
+        t.pop("lpidr", None)
+        t.pop("sdr1", None)
+    return s
+
+
+@case("modern-thread0-back-while-threads-1-3-in-guest", 13)
+def _():
+    s = no_regs(running())
+    s["vcores"][0]["entry_exit_map"] = 0x10F  # thread 0 exited; 1-3 still in the guest
+    hstate(s, 0)["in_guest"] = NONE
+    return s
+
+
+@case("modern-thread0-exit-bit-still-in-kvm-waiting", 0)
+def _():
+    s = no_regs(running())
+    s["vcores"][0]["entry_exit_map"] = 0x10F  # thread 0 waits in kvmhv_switch_to_host
+    hstate(s, 0).update(in_guest=HOST_HV, napping=0)
+    return s
+
+
+@case("seed8-thread0-back-with-one-of-three-exiting", 13)
+def _():
+    s = no_regs(running("seed", threads=8, vcpu_ids=(0, 3, 5), num_threads=3))
+    s["vcores"][0]["entry_exit_count"] = 0x103
+    hstate(s, 0).update(in_guest=NONE, hwthread_state=IN_KERNEL)
+    return s
+
+
+@case("seed-secondaries-entered-before-thread0-no-exit", 0)
+def _():
+    # kvmppc_run_core has started vcpus 1-2, they counted their entries and wait for
+    # vc->in_guest; thread 0 (no vcpu) has not entered kvmppc_hv_entry yet
+    s = no_regs(running("seed", vcpu_ids=(1, 2), num_threads=2))
+    s["vcores"][0].update(entry_exit_count=0x2, in_guest=0, napping_threads=0)
+    hstate(s, 0).update(in_guest=NONE, napping=0, hwthread_state=IN_KERNEL)
+    for t in (1, 2):
+        hstate(s, t)["in_guest"] = HOST_HV
+    return s
+
+
 # ---------------- a guest thread holds its vcpu (23) ----------------
 @case("modern-thread2-in-guest-without-kvm-vcpu", 23)
 def _():
@@ -380,6 +425,9 @@ def test_messages_say_what_is_wrong() -> None:
     assert "with no kvm_vcpu" in first("modern-thread2-in-guest-without-kvm-vcpu")
     assert "n_woken 3 exceeds the 2 vcpus" in first("seed-n-woken-3-with-2-secondary-vcpus")
     assert "its bit is set in napping_threads 0x4" in first("modern-thread2-in-guest-with-its-napping-bit")
+    assert "only 1 of the 4 entered threads are exiting" in first(
+        "modern-thread0-back-while-threads-1-3-in-guest"
+    )
     assert "pending in the host partition" in first("two-cores-guest-doorbell-left-on-the-host-core")
     assert "secondaries leave only after thread 0 cleared it" in first(
         "modern-secondary-left-kvm-while-vcore-in-guest-1"

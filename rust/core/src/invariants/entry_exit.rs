@@ -24,6 +24,7 @@ pub(crate) fn check(cx: &Ctx, k: usize, vc: &Vcore, out: &mut Vec<Violation>) {
         EntryExit::Count { raw, entry, exit } => count(cx, k, vc, (raw, entry, exit), out),
     }
     guest_threads_entered(cx, k, vc, ee, out);
+    thread0_back_too_early(cx, k, vc, ee, out);
     switched_back(cx, k, vc, ee, out);
     grabbed(cx, k, vc, ee, out);
 }
@@ -294,6 +295,56 @@ fn count(cx: &Ctx, k: usize, vc: &Vcore, (raw, entry, exit): (u32, u32, u32), ou
             .field(key(), raw),
         );
     }
+}
+
+/// 13, from thread 0's PACA: kvmhv_switch_to_host (book3s_hv_rmhandlers.S)
+/// makes thread 0 wait until the exit part of the word equals the entry
+/// part before it switches the partition back, and it stores
+/// KVM_GUEST_MODE_NONE only at its end; no thread enters once an exit has
+/// begun.  So thread 0 out of KVM (in_guest NONE, still pointing at the
+/// vcore) after it entered this run has every entered thread exiting.  That
+/// it entered: modern, its own exit bit is set (it sets it in
+/// kvmhv_commence_exit before the wait; a thread 0 too late to enter sets
+/// none); seed/prepatch, an exit is counted (no thread can exit before
+/// thread 0 has entered and switched the partition: secondaries wait for
+/// vc->in_guest, which thread 0 sets).  Before thread 0 enters, secondaries
+/// may already be counted while it is still NONE in kvmppc_run_core: that
+/// stop has no exit yet and is not judged.
+fn thread0_back_too_early(cx: &Ctx, k: usize, vc: &Vcore, ee: EntryExit, out: &mut Vec<Violation>) {
+    if !cx.in_run(vc.vcore_state) {
+        return;
+    }
+    let (entered, exiting, back) = match ee {
+        EntryExit::Map { entry, exit, .. } => (
+            entry.count_ones(),
+            exit.count_ones(),
+            exit & 1 != 0 && exit != entry,
+        ),
+        EntryExit::Count { entry, exit, .. } => (entry, exit, exit != 0 && exit != entry),
+        EntryExit::Unknown => return,
+    };
+    if !back {
+        return;
+    }
+    let Some((i0, t0)) = cx.thread_at_cpu(vc.pcpu as u64) else {
+        return;
+    };
+    let h = &t0.kvm_hstate;
+    if h.in_guest != KVM_GUEST_MODE_NONE || h.kvm_vcore != vc.addr {
+        return;
+    }
+    out.push(
+        Violation::new(
+            13,
+            format!(
+                "thread 0 is back in the host (in_guest NONE) but only {exiting} of the {entered} entered threads are exiting ({} {:#x}): kvmhv_switch_to_host waits for every exit before the switch back",
+                ee.key(),
+                ee.raw()
+            ),
+        )
+        .field(p("vcores", k, ee.key()), ee.raw())
+        .hstate(i0, h, &[HsField::InGuest, HsField::KvmVcore]),
+    );
 }
 
 /// 13 (after the switch back): thread 0 stores 0 to vc->in_guest ("signal

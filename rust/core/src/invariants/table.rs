@@ -183,7 +183,7 @@ pub static INVARIANTS: &[InvariantInfo] = &[
     InvariantInfo {
         number: 13,
         title: "switch back after all exit",
-        statement: "vc->in_guest drops to 0 only when every entered thread is exiting; after the switch back (thread 0 out of KVM, every entered thread exiting) vc->in_guest is 0, and it stays 0 outside STARTING, RUNNING and PIGGYBACK (kvmppc_run_core stores EXITING only after __kvmppc_vcore_entry returned); a modern secondary that has exited (its exit bit) and left KVM (in_guest NONE) while still pointing at the vcore saw vc->in_guest 0 (secondaries wait for it in kvmhv_switch_to_host).",
+        statement: "vc->in_guest drops to 0 only when every entered thread is exiting, and thread 0 is back out of KVM (in_guest NONE) after it entered the run only when every entered thread is exiting; after the switch back (thread 0 out of KVM, every entered thread exiting) vc->in_guest is 0, and it stays 0 outside STARTING, RUNNING and PIGGYBACK (kvmppc_run_core stores EXITING only after __kvmppc_vcore_entry returned); a modern secondary that has exited (its exit bit) and left KVM (in_guest NONE) while still pointing at the vcore saw vc->in_guest 0 (secondaries wait for it in kvmhv_switch_to_host).",
         window: "every stop with a vcore",
         source: "arch/powerpc/kvm/book3s_hv_rmhandlers.S, kvmhv_switch_to_host (wait for exits == entries; store 0 to VCORE_IN_GUEST; secondaries spin on it before storing KVM_GUEST_MODE_NONE); fix 7fe4e1176dfe (v5.4)",
         meaning: "Thread 0 switched back while a sibling was still in the guest, or left vc->in_guest set after the switch back so the secondaries spin forever (\"CPU N seems to be stuck\"). Look at kvmhv_switch_to_host.",
