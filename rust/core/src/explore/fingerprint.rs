@@ -270,7 +270,7 @@ impl Dead {
         let th0 = &s.threads[0];
         let novcpu = matches!(th0.phase, Phase::Entered | Phase::SwitchedIn | Phase::NovcpuNap);
         let mut ipi = u8::from(!novcpu || th0.running.is_some());
-        for (t, th) in s.threads.iter().enumerate().take(threads).skip(1) {
+        for (t, th) in s.threads[..threads].iter().enumerate().skip(1) {
             if th.phase != Phase::Host || th.hstate.kvm_vcpu.is_none() {
                 ipi |= 1 << t;
             }
@@ -694,7 +694,7 @@ fn secondary_keys_with(
             );
         }
     }
-    for (t, slot) in keys.iter_mut().enumerate().take(n).skip(1) {
+    for (t, slot) in keys[..n].iter_mut().enumerate().skip(1) {
         if todo & (1 << t) != 0 {
             *slot = secondary_key(s, t, masks, dead)?;
         }
