@@ -256,3 +256,20 @@ def test_v1_and_pc_only_stops_leave_32_and_31_not_judged():
         outcome = Checker().check_outcome(build())
         assert dict(outcome.not_judged)[32] == "no MSR read"
         assert dict(outcome.not_judged)[31] == "no DPDES read"
+
+
+def test_a_misplaced_doorbell_is_named_with_the_thread_it_is_for():
+    """Issue 10's input: vcpu 0's doorbell to thread 2 pending on thread 0 and not on
+    thread 2 (modern, 4 threads, all in the guest).  Invariant 31 says which doorbell
+    is where, not only the four readings; a doorbell every thread sees is not named."""
+    msgs = [
+        v.message
+        for v in Checker("modern").check(with_dpdes(running(), [0x4, 0, 0, 0]))
+        if v.invariant == 31
+    ]
+    assert len(msgs) == 1, msgs
+    assert "the doorbell for thread 2 (DPDES bit 2) is pending on thread 0 only" in msgs[0]
+    eight = with_dpdes(running(threads=8, vcpu_ids=range(8)), [0x81] * 4 + [0x01] * 4)
+    (msg,) = [v.message for v in Checker("modern").check(eight) if v.invariant == 31]
+    assert "the doorbell for thread 7 (DPDES bit 7) is pending on threads 0, 1, 2, 3 only" in msg
+    assert "thread 0 (DPDES bit 0)" not in msg

@@ -274,6 +274,40 @@ mod tests {
         assert!(kernel_names("vcore_state", Variant::Modern).is_none());
     }
 
+    /// The snapshot format's list of kernel values (view.rs module doc) is
+    /// these constants: every value and name of every field, for each variant.
+    #[test]
+    fn the_snapshot_format_lists_these_values() {
+        let doc: String = include_str!("view.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("//!"))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let values = &doc[doc.find("* Kernel values").expect("the list")..];
+        for field in ["in_guest", "hwthread_state", "napping", "vcpu_state"] {
+            for (v, name) in kernel_names(field, Variant::Modern).unwrap() {
+                assert!(values.contains(&format!("{v} {name}")), "{field} {v} {name}");
+            }
+        }
+        assert!(values.contains("1 IN_IDLE (seed: IN_NAP)"));
+        for (variant, label) in [
+            (Variant::Seed, "on seed and prepatch"),
+            (Variant::Modern, "on modern"),
+        ] {
+            let st = variant.vcore_states();
+            let listed: Vec<String> = (0..=8u8)
+                .filter_map(|v| st.name(v).map(|n| format!("{v} {}", &n["VCORE_".len()..])))
+                .collect();
+            assert!(
+                values.contains(&format!("{label} {}", listed.join(", "))),
+                "{label}: {}",
+                listed.join(", ")
+            );
+        }
+        assert!(values.contains(&format!("{VCORE_EXIT_REQ:#x} VCORE_EXIT_REQ")));
+    }
+
     #[test]
     fn vcore_state_numbering_differs_between_seed_and_modern() {
         assert_eq!(Variant::Seed.vcore_states().name(3), Some("VCORE_RUNNING"));

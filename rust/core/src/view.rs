@@ -67,6 +67,17 @@
 //!   lie in one run).
 //! * `vcpus[]`: struct kvm_vcpu and its arch fields.
 //! * `kvm`: the VM's LPID/SDR1 and the host's.
+//! * Kernel values (arch/powerpc/include/asm/kvm_book3s_asm.h and
+//!   kvm_host.h): a PACA's `in_guest` 0 NONE, 1 GUEST, 2 SKIP, 3 GUEST_HV,
+//!   4 HOST_HV, 5 HV_P9 (a vcore's `in_guest` is 0 or 1); `hwthread_state`
+//!   0 IN_KERNEL, 1 IN_IDLE (seed: IN_NAP), 2 IN_KVM; `napping` 0 (not
+//!   napping), 1 CEDE, 2 NOVCPU, 3 UNSPLIT; a vcpu's `state` 0 NOTREADY,
+//!   1 RUNNABLE, 2 BUSY_IN_HOST; `vcore_state` on seed and prepatch
+//!   0 INACTIVE, 1 SLEEPING, 2 STARTING, 3 RUNNING, 4 EXITING, on modern
+//!   0 INACTIVE, 1 PREEMPT, 2 PIGGYBACK, 3 SLEEPING, 4 RUNNING, 5 EXITING,
+//!   6 POLLING; `entry_exit_map` (modern) bit N thread N entered, bit 8+N
+//!   thread N exiting, 0x10000 VCORE_EXIT_REQ; `entry_exit_count` (seed)
+//!   threads entered in the low byte, exiting in the next.
 //!
 //! Addresses and other 64-bit kernel values (pointers, SPRs, tb) are written
 //! as hex strings (`"0xc000000028c26d00"`) by every pyvcore writer, because

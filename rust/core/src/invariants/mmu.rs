@@ -36,6 +36,20 @@ pub(crate) fn per_core_agree(
     get: fn(&Thread) -> Option<u64>,
     out: &mut Vec<Violation>,
 ) {
+    per_core_agree_saying(cx, number, name, get, |_| String::new(), out);
+}
+
+/// [`per_core_agree`], with `say` adding what a core's readings (thread
+/// index, value; every thread of the core with a value) mean, after the
+/// values.
+pub(crate) fn per_core_agree_saying(
+    cx: &Ctx,
+    number: u32,
+    name: &str,
+    get: fn(&Thread) -> Option<u64>,
+    say: fn(&[(usize, u64)]) -> String,
+    out: &mut Vec<Violation>,
+) {
     let threads = &cx.s.threads;
     // Fast path: one value on every thread that has one.
     let mut values = threads.iter().filter_map(get);
@@ -44,17 +58,21 @@ pub(crate) fn per_core_agree(
         None => return,
         _ => {}
     }
-    // core -> (first thread with a value, its value, the threads that differ)
-    type Core = (usize, u64, Vec<(usize, u64)>);
+    // core -> (first thread with a value, its value, the threads that
+    // differ, every reading)
+    type Core = (usize, u64, Vec<(usize, u64)>, Vec<(usize, u64)>);
     let mut cores: BTreeMap<u32, Core> = BTreeMap::new();
     for (i, t) in threads.iter().enumerate() {
         let Some(v) = get(t) else { continue };
-        let core = cores.entry(t.cpu / cx.tpc).or_insert((i, v, Vec::new()));
+        let core = cores
+            .entry(t.cpu / cx.tpc)
+            .or_insert((i, v, Vec::new(), Vec::new()));
         if core.1 != v {
             core.2.push((i, v));
         }
+        core.3.push((i, v));
     }
-    for (i0, v0, differ) in cores.into_values() {
+    for (i0, v0, differ, all) in cores.into_values() {
         if differ.is_empty() {
             continue;
         }
@@ -73,8 +91,9 @@ pub(crate) fn per_core_agree(
         let mut viol = Violation::new(
             number,
             format!(
-                "threads of one core disagree on {} (one register per core): thread {i0} {v0:#x}, {list}{more}",
-                name.to_uppercase()
+                "threads of one core disagree on {} (one register per core): thread {i0} {v0:#x}, {list}{more}{}",
+                name.to_uppercase(),
+                say(&all)
             ),
         )
         .hex(p("threads", i0, name), v0);

@@ -3,7 +3,7 @@
 //! runs only when the snapshot has the field.
 
 use super::ctx::{p, Ctx, HsField};
-use super::mmu::per_core_agree;
+use super::mmu::per_core_agree_saying;
 use super::Violation;
 use crate::consts::*;
 
@@ -14,6 +14,31 @@ pub const MSR_DR: u64 = 1 << 4;
 pub const MSR_EE: u64 = 1 << 15;
 pub const MSR_PR: u64 = 1 << 14;
 
+/// What disagreeing DPDES readings of one core (thread index, value) mean:
+/// for each doorbell (bit N, for thread N) that some threads see and others
+/// do not, which threads see it ("; the doorbell for thread 2 (DPDES bit 2)
+/// is pending on thread 0 only").
+fn doorbells_misplaced(readings: &[(usize, u64)]) -> String {
+    let bits = readings.iter().fold(0u64, |m, &(_, v)| m | v);
+    let mut out = String::new();
+    for b in (0..64).filter(|b| bits & (1 << b) != 0) {
+        let on: Vec<String> = readings
+            .iter()
+            .filter(|&&(_, v)| v & (1 << b) != 0)
+            .map(|&(i, _)| i.to_string())
+            .collect();
+        if on.len() == readings.len() {
+            continue;
+        }
+        let threads = if on.len() == 1 { "thread" } else { "threads" };
+        out.push_str(&format!(
+            "; the doorbell for thread {b} (DPDES bit {b}) is pending on {threads} {} only",
+            on.join(", ")
+        ));
+    }
+    out
+}
+
 pub(crate) fn check(cx: &Ctx, out: &mut Vec<Violation>) {
     if cx.s.threads.iter().any(|t| t.dpdes.is_some()) {
         // 31: POWER8 keeps the directed privileged doorbells of a core in one
@@ -23,7 +48,7 @@ pub(crate) fn check(cx: &Ctx, out: &mut Vec<Violation>) {
         // thread reads the same value; a doorbell visible from one thread
         // only is held on the wrong thread (QEMU 0324d236d291: mtDPDES and
         // msgsndp raised the sibling's doorbell on the writing thread).
-        per_core_agree(cx, 31, "dpdes", |t| t.dpdes, out);
+        per_core_agree_saying(cx, 31, "dpdes", |t| t.dpdes, doorbells_misplaced, out);
         no_doorbell_for_a_missing_thread(cx, out);
         no_doorbell_in_host(cx, out);
     }
