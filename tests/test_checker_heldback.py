@@ -263,9 +263,7 @@ def test_a_misplaced_doorbell_is_named_with_the_thread_it_is_for():
     thread 2 (modern, 4 threads, all in the guest).  Invariant 31 says which doorbell
     is where, not only the four readings; a doorbell every thread sees is not named."""
     msgs = [
-        v.message
-        for v in Checker("modern").check(with_dpdes(running(), [0x4, 0, 0, 0]))
-        if v.invariant == 31
+        v.message for v in Checker("modern").check(with_dpdes(running(), [0x4, 0, 0, 0])) if v.invariant == 31
     ]
     assert len(msgs) == 1, msgs
     assert "the doorbell for thread 2 (DPDES bit 2) is pending on thread 0 only" in msgs[0]
