@@ -5,19 +5,17 @@
 //! the budget used subsumes one with more (see [`Key`]).
 
 use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 
 use crate::consts::{BOOK3S_INTERRUPT_HV_DECREMENTER, BOOK3S_INTERRUPT_SYSCALL, MAX_SMT_THREADS};
 use crate::model::state::{ThreadModel, VcoreModel, VcpuModel};
 use crate::model::{vc_first, Config, Event, Mmu, Phase, State};
-use crate::view::Snapshot;
 
 /// A small fast 64-bit hash of u64 words (two multiply/rotate lanes that
 /// take the words in turn, so that the two chains of multiplications run
 /// side by side, joined by the splitmix64 mixer): the state is packed into
 /// words first (one per thread, a few per vcpu and for the vcore) and only
 /// those are mixed.
-#[derive(Clone, Copy)]
 struct Words {
     a: u64,
     b: u64,
@@ -41,75 +39,6 @@ impl Words {
     fn finish(&self) -> u64 {
         mix64(mix64(self.a) ^ self.b)
     }
-}
-
-/// A [`Hasher`] over [`Words`] that packs the small integers a derived
-/// `Hash` writes (bytes, enum tags, lengths) into 64-bit words before
-/// mixing them, for [`view_fingerprint`].
-struct Packed {
-    words: Words,
-    buf: u64,
-    bits: u32,
-}
-
-impl Packed {
-    fn push(&mut self, x: u64, bits: u32) {
-        if self.bits + bits > 64 {
-            self.words.put(self.buf);
-            self.buf = 0;
-            self.bits = 0;
-        }
-        self.buf |= x << self.bits;
-        self.bits += bits;
-    }
-}
-
-impl Hasher for Packed {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.push(b as u64, 8);
-        }
-    }
-    fn write_u8(&mut self, x: u8) {
-        self.push(x as u64, 8);
-    }
-    fn write_u16(&mut self, x: u16) {
-        self.push(x as u64, 16);
-    }
-    fn write_u32(&mut self, x: u32) {
-        self.push(x as u64, 32);
-    }
-    fn write_u64(&mut self, x: u64) {
-        self.push(x, 64);
-    }
-    fn write_usize(&mut self, x: usize) {
-        self.push(x as u64, 64);
-    }
-    fn write_i32(&mut self, x: i32) {
-        self.push(x as u32 as u64, 32);
-    }
-    fn finish(&self) -> u64 {
-        let mut w = self.words;
-        w.put(self.buf);
-        w.put(self.bits as u64);
-        w.finish()
-    }
-}
-
-/// A 64-bit fingerprint of every field of a snapshot but `stop` (the
-/// event's label, which no snapshot invariant reads), through its derived
-/// `Hash`: the explorer checks a snapshot whose fingerprint it has seen
-/// judged clean only once (see `Search::check`).
-pub(crate) fn view_fingerprint(v: &mut Snapshot) -> u64 {
-    let stop = v.stop.take();
-    let mut h = Packed {
-        words: Words::new(),
-        buf: 0,
-        bits: 0,
-    };
-    v.hash(&mut h);
-    v.stop = stop;
-    h.finish()
 }
 
 /// The splitmix64 finaliser.

@@ -37,7 +37,7 @@ use std::time::Instant;
 use crate::consts::Variant;
 use crate::invariants::Violation;
 use crate::model::{vc_first, Event, Fault, Model, ModelError, State};
-use search::{bfs, CleanViews, Search};
+use search::{bfs, Search};
 
 /// States explored at most unless told otherwise.
 pub const DEFAULT_MAX_STATES: usize = 50_000_000;
@@ -322,7 +322,6 @@ fn explore_recording(
         opts,
         chosen,
         ignored: opts.ignored(),
-        clean: opts.check_invariants.then(CleanViews::new),
     };
     let mut report = ExploreReport {
         variant: opts.variant,

@@ -3,13 +3,11 @@
 //! visited set in a fixed order, and checking the new states, on `workers`
 //! threads.
 
-use std::sync::Mutex;
 use std::time::Instant;
 
 use super::candidates::{candidates, doorbell_candidates};
 use super::fingerprint::{
-    plain_key, secondary_keys, symmetric_key, touched, twins, view_fingerprint, Base, Carried, Dead,
-    FingerprintSet, Key,
+    plain_key, secondary_keys, symmetric_key, touched, twins, Base, Carried, Dead, Key,
 };
 use super::visited::{chain_key, shard_of, New, Visited};
 use super::{ExploreOptions, ExploreReport, Incomplete, Progress, BATCH};
@@ -17,55 +15,9 @@ use crate::invariants::{self, Violation};
 use crate::model::{vc_first, Config, Effects, Event, Fault, Phase, State, INV_DEADLOCK};
 use crate::view::Snapshot;
 
-/// The fingerprints of the views the snapshot invariants judged clean
-/// (see [`view_fingerprint`]), so that a view met again (two states that
-/// differ only in what no snapshot shows: a third of them at N = 8) is not
-/// judged again: [`invariants::check_snapshot`] reads nothing but the view.
-/// A different view with the same fingerprint would go unjudged, with the
-/// odds of the visited set's own fingerprints (see docs/explorer.md).
-/// Shared by the workers, in shards under their own locks; it only skips
-/// views known to be clean, so the result does not depend on the order in
-/// which the workers fill it.
-pub(super) struct CleanViews {
-    shards: Vec<Mutex<FingerprintSet>>,
-}
-
-impl CleanViews {
-    const SHARDS: usize = 16;
-
-    pub(super) fn new() -> Self {
-        CleanViews {
-            shards: (0..Self::SHARDS).map(|_| Mutex::default()).collect(),
-        }
-    }
-
-    /// The shard of a fingerprint (bits the sets' own hashing does not use
-    /// for their buckets or tags).
-    fn shard(&self, fp: u64) -> std::sync::MutexGuard<'_, FingerprintSet> {
-        let m = &self.shards[(fp >> 32) as usize % Self::SHARDS];
-        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn contains(&self, fp: u64) -> bool {
-        self.shard(fp).contains(&fp)
-    }
-
-    fn insert(&self, fp: u64) {
-        self.shard(fp).insert(fp);
-    }
-
-    /// Bytes held (an estimate: a fingerprint and a control byte per slot).
-    pub(super) fn memory(&self) -> usize {
-        (0..Self::SHARDS)
-            .map(|i| self.shards[i].lock().map_or(0, |s| s.capacity() * 9))
-            .sum()
-    }
-}
-
 /// The first violation of state `s` reached from `parent` by `event`; the
 /// shared invariants are evaluated when `parent_view` is given, on the view
-/// of `s` written into `view` (the snapshot invariants only when `clean`,
-/// if given, has not seen that view judged clean).
+/// of `s` written into `view`.
 #[allow(clippy::too_many_arguments)]
 fn check(
     cfg: &Config,
@@ -76,21 +28,10 @@ fn check(
     fx: &Effects,
     ignored: &[u32],
     view: &mut Snapshot,
-    clean: Option<&CleanViews>,
 ) -> Option<Violation> {
     if let Some(parent_view) = parent_view {
         cfg.view_into(s, Some(event.label()), view);
-        let fp = clean.map(|c| (c, view_fingerprint(view)));
-        let mut out = match fp {
-            Some((c, f)) if c.contains(f) => Vec::new(),
-            _ => {
-                let out = invariants::check_snapshot(view);
-                if let Some((c, f)) = fp.filter(|_| out.iter().all(|x| ignored.contains(&x.invariant))) {
-                    c.insert(f);
-                }
-                out
-            }
-        };
+        let mut out = invariants::check_snapshot(view);
         out.extend(invariants::check_step(parent_view, view));
         if let Some(found) = out.into_iter().find(|x| !ignored.contains(&x.invariant)) {
             return Some(found);
@@ -217,8 +158,6 @@ pub(super) struct Search<'a> {
     pub(super) opts: &'a ExploreOptions,
     pub(super) chosen: u8,
     pub(super) ignored: Vec<u32>,
-    /// The views judged clean (see [`CleanViews`]); None: judge every one.
-    pub(super) clean: Option<CleanViews>,
 }
 
 impl Search<'_> {
@@ -433,17 +372,7 @@ impl Search<'_> {
         for (k, e) in events.iter().enumerate() {
             let fx = self.cfg.after_into(&s, *e, &mut next)?;
             let prev = self.opts.check_invariants.then_some(&before);
-            if let Some(v) = check(
-                &self.cfg,
-                &s,
-                prev,
-                &next,
-                e,
-                &fx,
-                &self.ignored,
-                &mut after,
-                None,
-            ) {
+            if let Some(v) = check(&self.cfg, &s, prev, &next, e, &fx, &self.ignored, &mut after) {
                 return Some((v.invariant, k + 1));
             }
             std::mem::swap(&mut before, &mut after);
@@ -503,18 +432,7 @@ impl Search<'_> {
                     (true, 0) => Some(&parent_view),
                     (true, _) => Some(&before),
                 };
-                let clean = self.clean.as_ref();
-                if let Some(v) = check(
-                    &self.cfg,
-                    from,
-                    prev,
-                    &next,
-                    e,
-                    &fx,
-                    &self.ignored,
-                    &mut after,
-                    clean,
-                ) {
+                if let Some(v) = check(&self.cfg, from, prev, &next, e, &fx, &self.ignored, &mut after) {
                     return Err((pos, k + 1, v));
                 }
                 if k + 1 < events.len() {
@@ -630,7 +548,6 @@ pub(super) fn bfs(
                 return;
             }
             let memory = visited.memory()
-                + search.clean.as_ref().map_or(0, CleanViews::memory)
                 + (capacity(&frontier) + capacity(&next)) * std::mem::size_of::<Frontier>()
                 + succs.capacity();
             report.peak_memory = report.peak_memory.max(memory);
