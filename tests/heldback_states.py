@@ -7,6 +7,10 @@ that must pass."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import checker_states as cs
@@ -14,6 +18,28 @@ from checker_states import HOST_HV, IN_IDLE, IN_KVM, NONE, hstate, running, vcpu
 
 Case = tuple[int, str, int, str, Callable[[], Any]]
 CASES: list[Case] = []
+
+
+def check_lines_through_cli(path: Path, cases: list[tuple[str, int, Any]]) -> None:
+    """Write each case's stop (name, the invariant expected, 0 for clean; the
+    stop) as one line of the trace `path`, run `pyvcore check --json` on it as
+    a user does, and assert that each line reports exactly its invariant and
+    each clean twin nothing, with exit 1 and nothing on stderr."""
+    path.write_text("".join(json.dumps(stop) + "\n" for _, _, stop in cases))
+    r = subprocess.run(
+        [sys.executable, "-m", "pyvcore", "check", "--json", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 1 and r.stderr == "", (r.stdout[-2000:], r.stderr)
+    report = json.loads(r.stdout)
+    assert report["snapshots"] == len(cases)
+    by_line: dict[int, set[int]] = {}
+    for v in report["violations"]:
+        by_line.setdefault(v["line"], set()).add(v["invariant"])
+    for line, (name, expect, _) in enumerate(cases, 1):
+        assert by_line.get(line, set()) == ({expect} if expect else set()), name
 
 
 def held(cls: int, name: str, expect: int, desc: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:

@@ -12,14 +12,10 @@ kvmhv_switch_to_host / kvmppc_h_cede / kvm_do_nap."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import checker_states as cs
 import pytest
 from checker_states import HOST_HV, hstate, running, vcpu
-from heldback_states import CASES, after_back, held
+from heldback_states import CASES, after_back, check_lines_through_cli, held
 
 from pyvcore import Checker
 
@@ -217,22 +213,8 @@ def test_verdict(case):
 def test_pyvcore_check_on_every_case(tmp_path):
     """Through the command a user runs: every case one line of a trace; each
     broken line reports only its invariant, each twin nothing; exit 1."""
-    path = tmp_path / "heldback.jsonl"
-    path.write_text("".join(json.dumps(c[4]()) + "\n" for c in CASES))
-    r = subprocess.run(
-        [sys.executable, "-m", "pyvcore", "check", "--json", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert r.returncode == 1 and r.stderr == "", (r.stdout[-2000:], r.stderr)
-    report = json.loads(r.stdout)
-    assert report["snapshots"] == len(CASES)
-    by_line: dict[int, set[int]] = {}
-    for v in report["violations"]:
-        by_line.setdefault(v["line"], set()).add(v["invariant"])
-    for line, (_cls, name, expect, _desc, _build) in enumerate(CASES, 1):
-        assert by_line.get(line, set()) == ({expect} if expect else set()), name
+    cases = [(name, expect, build()) for _cls, name, expect, _desc, build in CASES]
+    check_lines_through_cli(tmp_path / "heldback.jsonl", cases)
 
 
 def test_messages_name_the_window():

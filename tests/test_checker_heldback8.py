@@ -17,13 +17,12 @@ the exiting thread itself)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import Any, Callable
 
 import checker_states as cs
 import pytest
 from checker_states import HOST_HV, IN_IDLE, IN_KERNEL, NONE, hstate, running, vcpu
+from heldback_states import check_lines_through_cli
 
 from pyvcore.checker import check_trace_text
 
@@ -394,23 +393,8 @@ def test_verdict(name: str) -> None:
 def test_pyvcore_check_on_every_case(tmp_path) -> None:
     """Through the command a user runs: every case one line of one trace;
     each broken line reports only its invariant, each twin nothing; exit 1."""
-    path = tmp_path / "heldback8.jsonl"
-    path.write_text("".join(json.dumps(CASES[n][1]()) + "\n" for n in NAMES))
-    r = subprocess.run(
-        [sys.executable, "-m", "pyvcore", "check", "--json", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert r.returncode == 1 and r.stderr == "", (r.stdout[-2000:], r.stderr)
-    report = json.loads(r.stdout)
-    assert report["snapshots"] == len(NAMES)
-    by_line: dict[int, set[int]] = {}
-    for v in report["violations"]:
-        by_line.setdefault(v["line"], set()).add(v["invariant"])
-    for line, name in enumerate(NAMES, 1):
-        expect = CASES[name][0]
-        assert by_line.get(line, set()) == ({expect} if expect else set()), name
+    cases = [(n, CASES[n][0], CASES[n][1]()) for n in NAMES]
+    check_lines_through_cli(tmp_path / "heldback8.jsonl", cases)
 
 
 def test_messages_say_what_is_wrong() -> None:
