@@ -204,12 +204,16 @@ class Judgement:
     predicted: list[dict[str, Any]] | None
     not_judged: list[tuple[int, str]] = field(default_factory=list)
     vcore_found: bool = True
+    # The checker's own verdict (CheckOutcome.verdict), when it gives one.
+    checked: str | None = None
 
     @property
     def verdict(self) -> str:
         """The stop's verdict as `pyvcore check` gives it (CheckOutcome.verdict): "violations",
         "not judged" (no vcore read, or a thread / vcpu / vcore it names missing: never clean)
-        or "clean"."""
+        or "clean"; worked out here only for a checker without an outcome."""
+        if self.checked is not None:
+            return self.checked
         if self.violations:
             return "violations"
         if not self.vcore_found or any(why in INCOMPLETE for _, why in self.not_judged):
@@ -459,7 +463,9 @@ def judge(checker: Any, snapshot: Mapping[str, Any]) -> Judgement:
         violations = list(o.violations)
         not_judged = [(int(n), str(why)) for n, why in getattr(o, "not_judged", [])]
         found = bool(getattr(o, "vcore_found", True))
+        checked = getattr(o, "verdict", None)
     else:
+        checked = None
         violations, not_judged = list(checker.check(dict(snapshot))), []
         found = bool(snapshot.get("vcores"))
     predicted: list[dict[str, Any]] | None
@@ -467,7 +473,7 @@ def judge(checker: Any, snapshot: Mapping[str, Any]) -> Judgement:
         predicted = list(checker.predict(dict(snapshot)))
     except (ValueError, TypeError, NotImplementedError, AttributeError):
         predicted = None
-    return Judgement(violations, predicted, not_judged, found)
+    return Judgement(violations, predicted, not_judged, found, checked)
 
 
 def violation_count(judgements: Sequence[Judgement]) -> int:
