@@ -18,7 +18,22 @@ class SnapshotError(ValueError):
     column: Optional[int]
     """1-based column within the line, or None."""
     reason: str
-    """The reason without the line/key prefix."""
+    """The reason without the place and key prefix."""
+    detail: str
+    """The key and the reason without the place: ``key `K`: reason`` (the reason alone for
+    the snapshot as a whole); ``pyvcore.errors.at(FILE, line, column)`` is the place."""
+
+class EventLogError(ValueError):
+    """An event-log line that cannot be used; str() is ``LINE:COLUMN: reason``.
+
+    Named ``pyvcore.EventLogError`` (``__module__`` "pyvcore")."""
+
+    line: int
+    """1-based line of the log."""
+    column: Optional[int]
+    """1-based column within the line (a line that is not JSON), or None."""
+    reason: str
+    """Why the line cannot be used, without the place."""
 
 @final
 class InvariantInfo:
@@ -144,7 +159,8 @@ class CoreTraceReport:
     def first_not_judged(self) -> Optional[int]: ...
     @property
     def error(self) -> Optional[tuple[Optional[int], Optional[int], str, str, str]]:
-        """(line, column, key, reason, text) of the unusable line."""
+        """(line, column, key, reason, detail) of the unusable line; detail is ``key `K`: reason``
+        without the place (``pyvcore.errors.at(FILE, line, column)``)."""
     @property
     def exit_code(self) -> int: ...
     @property
@@ -474,7 +490,8 @@ def thread_counts() -> list[int]:
 def replay_events(text: str) -> str:
     """Replay a ``pyvcore-events`` log (header line first) through the shadow and its
     checks; JSON summary {"stats", "violations", "edges", "bounds", ...}. Runs without
-    the GIL. ValueError("line N: why") on an unusable line."""
+    the GIL. EventLogError (a ValueError: ``.line``, ``.column``, ``.reason``) on an unusable
+    line."""
 
 def is_event_log(first_line: str) -> bool:
     """Whether ``first_line`` is a ``pyvcore-events`` header."""
@@ -513,6 +530,6 @@ class EventLogPoint:
 def replay_events_at(text: str, *, seq: int | None = None, violation: int | None = None) -> EventLogPoint:
     """Replay a ``pyvcore-events`` log up to a point: after the store ``seq`` (every store up
     to and including it) or after the store that made the ``violation``-th violation (from
-    1); neither: the whole log. Runs without the GIL. ValueError("line N: why") on an
-    unusable line; ValueError for both, or ``violation=0``. Past the log's end:
+    1); neither: the whole log. Runs without the GIL. EventLogError (``.line``, ``.column``,
+    ``.reason``) on an unusable line; ValueError for both, or ``violation=0``. Past the log's end:
     ``reached`` is False."""

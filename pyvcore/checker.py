@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from pyvcore import _core, cliargs
-from pyvcore.errors import PyvcoreError, cannot_read
+from pyvcore.errors import PyvcoreError, at, cannot_read
 from pyvcore.render import partial
 
 SnapshotError = _core.SnapshotError
@@ -198,7 +198,17 @@ class TraceReport:
             "not_judged": self.not_judged,
             "first_not_judged": self.first_not_judged,
             "judged": self.verdict in ("clean", "violations"),
-            "error": self.error,
+            "error": self._error_dict(),
+        }
+
+    def _error_dict(self) -> Optional[dict[str, Any]]:
+        """``error`` of the JSON report: line, column, key, message, detail, and ``text``, the
+        line the text report prints (``PATH:N:C: ...``)."""
+        if self.error is None:
+            return None
+        return {
+            **self.error,
+            "text": self.error.get("text") or self._error_line(escape(self.path or "<trace>")),
         }
 
     def format_text(self, *, explain: bool = True, prefix: str = "") -> str:
@@ -209,7 +219,7 @@ class TraceReport:
         name = escape(self.path or "<trace>")
         lines = []
         for v in self.violations:
-            where = f"{name}:{v.line}"
+            where = at(name, v.line)
             if v.stop:
                 where += f" [{escape(v.stop)}]"
             lines.append(f"{where}: invariant {v.invariant}: {escape(v.message)}")
@@ -238,23 +248,22 @@ class TraceReport:
         return "\n".join(lines)
 
     def _error_line(self, name: str) -> str:
-        """The unusable line: ``PATH:N: not JSON ...`` in the words every reader uses
+        """The unusable line, placed as every reader places a problem in a file
+        (:func:`pyvcore.errors.at`): ``PATH:N:C: not JSON ...`` in the words every reader uses
         (:mod:`pyvcore.jsonl`) when it is not JSON, else the checker's own words
-        (``PATH: line N, column C: key `K`: ...``)."""
+        (``PATH:N:C: key `K`: ...``)."""
         from pyvcore.jsonl import bad_json, cut_short
 
         e = self.error or {}
         message = str(e.get("message") or "")
-        text = str(e.get("text", message))
-        if e.get("line") is None:
-            return f"{name}: {escape(text)}"
-        where = f"{name}:{e['line']}"
-        if not message.startswith("not valid JSON: "):
-            return f"{name}: {escape(text)}"
+        detail = str(e.get("detail", message))
+        line, column = e.get("line"), e.get("column")
+        if line is None or not message.startswith("not valid JSON: "):
+            return f"{at(name, line, column if line is not None else None)}: {escape(detail)}"
         reason = message.removeprefix("not valid JSON: ")
         if reason.endswith(TRUNCATED_HINT):
-            return cut_short(where, int(e.get("column") or 0))
-        return bad_json(where, e.get("column"), escape(reason))
+            return cut_short(name, line, int(column or 0))
+        return bad_json(name, line, column, escape(reason))
 
     def _summary(self) -> str:
         plural = "s" if self.snapshots != 1 else ""
@@ -281,8 +290,8 @@ TRUNCATED_HINT = " (the line ends inside the object: a truncated line?)"
 def _report(raw: Any, path: Optional[str]) -> TraceReport:
     error = None
     if raw.error is not None:
-        line, column, key, message, text = raw.error
-        error = {"line": line, "column": column, "key": key, "message": message, "text": text}
+        line, column, key, message, detail = raw.error
+        error = {"line": line, "column": column, "key": key, "message": message, "detail": detail}
     return TraceReport(
         path=path,
         snapshots=raw.snapshots,
@@ -350,7 +359,7 @@ def _unusable(args: argparse.Namespace, message: str) -> int:
     if not args.json:
         raise PyvcoreError(message)
     print(f"pyvcore check: {message}", file=sys.stderr)  # the one line, as without --json
-    error = {"line": None, "column": None, "key": "", "message": message, "text": message}
+    error = {"line": None, "column": None, "key": "", "message": message, "detail": message, "text": message}
     print(json.dumps(TraceReport(args.trace, 0, [], error, verdict="unusable input").to_dict()))
     return 2
 

@@ -9,6 +9,10 @@ A file a command cannot read is always said the same way, whichever command and
 option named it: ``cannot read PATH: No such file or directory``, the C
 library's wording of the errno (``strerror``), as ``cat`` and ``ls`` print it
 (:func:`cannot_read`, :class:`UnreadableFile`).
+
+A place in an input file is always said ``FILE:LINE:COLUMN: message`` (:func:`at`), the
+form gcc, grep, rustc, mypy and ruff print and editors jump to, the column left out when
+it is not known; the Rust readers say it the same way (``rust/core/src/location.rs``).
 """
 
 from __future__ import annotations
@@ -87,6 +91,18 @@ def cannot_read(path: str | os.PathLike[str], err: OSError | int, expected: str 
     return f"{line}; expected {expected}" if expected and code in (errno.EISDIR, errno.ENOTDIR) else line
 
 
+def at(path: str | os.PathLike[str], line: int | None = None, column: int | None = None) -> str:
+    """``FILE:LINE:COLUMN``, ``FILE:LINE`` or ``FILE``: where in an input file a problem is,
+    said one way by every reader (Python and Rust: ``rust/core/src/location.rs``); a
+    message follows after ``": "``."""
+    place = os.fspath(path)
+    if line is not None:
+        place += f":{line}"
+        if column is not None:
+            place += f":{column}"
+    return place
+
+
 class UnreadableFile(PyvcoreError):
     """An input file (or directory) that cannot be read: :func:`cannot_read`'s line, exit 2.
 
@@ -102,6 +118,7 @@ class UnreadableFile(PyvcoreError):
 __all__ = [
     "PyvcoreError",
     "UnreadableFile",
+    "at",
     "cannot_read",
     "could_not_run",
     "describe",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pyvcore import cliargs
-from pyvcore.errors import PyvcoreError, cannot_read
+from pyvcore.errors import PyvcoreError, at, cannot_read
 
 GDB = "gdb-multiarch"
 
@@ -194,6 +194,11 @@ def lab_status(args: argparse.Namespace) -> dict[str, Any] | None:
             status = json.loads(text)
         except OSError as e:
             raise PyvcoreError(cannot_read(args.status, e)) from None
+        except json.JSONDecodeError as e:  # STATUS:LINE:COLUMN, as every reader places a line
+            raise PyvcoreError(
+                f"{at(args.status, e.lineno, e.colno)}: not a lab status object (`pyvcore lab status --json`): "
+                f"not JSON: {e.msg}"
+            ) from None
         except ValueError as e:
             raise PyvcoreError(
                 f"{args.status} is not a lab status object (`pyvcore lab status --json`): {e}"

@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 from pyvcore import cliargs
 from pyvcore.checker import VARIANTS
+from pyvcore.errors import at
 from pyvcore.jsonl import objects
 from pyvcore.render import colour_for, wrap
 from pyvcore.stopview import Judgement, check_text, judge, threads_table, vcores_text
@@ -51,7 +52,7 @@ def snapshots(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
                 f"{path} is an event log: give it as a file (not stdin), with --seq N or --violation K"
             )
         if not isinstance(obj.get("threads"), list):
-            raise ShowError(f"{path}:{n}: not a snapshot: no `threads` list")
+            raise ShowError(f"{at(path, n)}: not a snapshot: no `threads` list")
         yield n, obj
 
 
@@ -126,11 +127,13 @@ def run(args: argparse.Namespace) -> int:
         for n, snap in snapshots(args.trace):
             problem = layout_problem(snap, args.variant)
             if problem:
-                raise ShowError(f"{args.trace}:{n}: {problem}")
+                raise ShowError(f"{at(args.trace, n)}: {problem}")
             try:
                 j = judge(checker, snap)
-            except (SnapshotError, ValueError, TypeError) as e:
-                raise ShowError(f"{args.trace}:{n}: {e}") from None
+            except SnapshotError as e:  # TRACE:LINE:COLUMN, as every reader places a line
+                raise ShowError(f"{at(args.trace, n, e.column)}: {e.detail}") from None
+            except (ValueError, TypeError) as e:
+                raise ShowError(f"{at(args.trace, n)}: {e}") from None
             if not wanted(n, snap, args):
                 continue
             if args.line is not None and n > args.line:

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pyvcore.errors import at as place
 from pyvcore.errors import cannot_read
 from pyvcore.render import colour_for, wrap
 from pyvcore.stopview import check_text, judge, threads_table, vcores_text
@@ -45,7 +46,7 @@ def is_event_log(path: str) -> bool:
 def point(path: str, seq: int | None, violation: int | None) -> Any:
     """The replay of ``path`` up to the point (:func:`pyvcore._core.replay_events_at`);
     EventShowError for an unreadable log, a bad line, or a point the log never reaches."""
-    from pyvcore._core import replay_events_at
+    from pyvcore._core import EventLogError, replay_events_at
 
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -55,8 +56,8 @@ def point(path: str, seq: int | None, violation: int | None) -> Any:
         raise EventShowError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         at = replay_events_at(text, seq=seq, violation=violation)
-    except ValueError as exc:
-        raise EventShowError(f"{path}: {exc}") from None
+    except EventLogError as exc:  # PATH:LINE:COLUMN: why, as every reader places a line
+        raise EventShowError(f"{place(path, exc.line, exc.column)}: {exc.reason}") from None
     if at.reached and (at.seq is not None or seq is not None):
         return at
     if at.seq is None and seq is None and violation is None:

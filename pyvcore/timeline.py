@@ -38,7 +38,7 @@ from typing import Any
 
 from pyvcore import cliargs, ppc64
 from pyvcore.checker import VARIANTS
-from pyvcore.errors import PyvcoreError
+from pyvcore.errors import PyvcoreError, at
 from pyvcore.jsonl import objects
 from pyvcore.ppc64 import VCORE_STATES
 
@@ -294,8 +294,8 @@ def load(path: str | Path, variant: str | None = None, *, by_stop: bool = False)
     if first[1].get("format") == "pyvcore-events":
         from pyvcore.timeline_events import from_events
 
-        return from_events(path.name, first[1], lines)
-    return from_snapshots(path.name, _chain(first, lines), variant, by_stop=by_stop)
+        return from_events(path.name, first[1], lines, source=str(path), header_line=first[0])
+    return from_snapshots(path.name, _chain(first, lines), variant, by_stop=by_stop, source=str(path))
 
 
 def _chain(
@@ -311,10 +311,13 @@ def from_snapshots(
     variant: str | None = None,
     *,
     by_stop: bool = False,
+    source: str | None = None,
 ) -> Timeline:
-    """A sampled trace: each stop a point on every lane, violations from the offline checker."""
+    """A sampled trace: each stop a point on every lane, violations from the offline checker.
+    ``source``: the file a bad line is placed in (``FILE:LINE:COLUMN``; default the title)."""
     from pyvcore.checker import Checker, SnapshotError
 
+    source = source or title
     items = list(records)
     if not items:
         raise TimelineError(f"{title}: empty trace, nothing to draw")
@@ -328,8 +331,11 @@ def from_snapshots(
             continue  # a stop pv-watch could not read: nothing seen, nothing drawn
         try:
             outcomes[number] = checker.check_outcome(rec, line=number)
-        except (SnapshotError, TypeError) as exc:
-            raise TimelineError(f"{title}:{number}: not a usable snapshot ({exc})") from None
+        except SnapshotError as exc:  # TITLE:LINE:COLUMN, as every reader places a line
+            where = at(source, number, exc.column)
+            raise TimelineError(f"{where}: not a usable snapshot ({exc.detail})") from None
+        except TypeError as exc:
+            raise TimelineError(f"{at(source, number)}: not a usable snapshot ({exc})") from None
     unknown = next(((n, o.host_tb_unknown) for n, o in outcomes.items() if o.host_tb_unknown), None)
     by_tb = not by_stop and unknown is None and all("tb" in rec for _n, rec in items)
     freq = next((as_int(rec["tb_freq"]) for _n, rec in items if rec.get("tb_freq")), 512_000_000)
@@ -346,7 +352,7 @@ def from_snapshots(
         try:
             _draw_snapshot(tl, rec, ts, stop, variant or rec.get("variant"))
         except (TimelineError, KeyError, TypeError) as exc:
-            raise TimelineError(f"{title}:{number}: not a usable snapshot ({exc})") from None
+            raise TimelineError(f"{at(source, number)}: not a usable snapshot ({exc})") from None
         for v in outcome.violations:
             tl.violations.append(Violation(ts, v.invariant, v.message, stop))
     if not tl.stops:

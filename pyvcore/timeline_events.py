@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from pyvcore.errors import at
 from pyvcore.timeline import (
     Flow,
     Mark,
@@ -78,8 +79,18 @@ class _State:
                 mark.end = max(self.last_ts, mark.ts)
 
 
-def from_events(title: str, header: dict[str, Any], lines: Iterable[tuple[int, dict[str, Any]]]) -> Timeline:
-    """Build the timeline of an event log whose header line was ``header``."""
+def from_events(
+    title: str,
+    header: dict[str, Any],
+    lines: Iterable[tuple[int, dict[str, Any]]],
+    *,
+    source: str | None = None,
+    header_line: int = 1,
+) -> Timeline:
+    """Build the timeline of an event log whose header line (line ``header_line``) was
+    ``header``.  ``source``: the file a bad line is placed in (``FILE:LINE:COLUMN``; default
+    the title)."""
+    source = source or title
     if as_int(header.get("version", 1)) != 1:
         raise TimelineError(f"{title}: event log version {header.get('version')} is not supported (1 is)")
     freq = as_int(header.get("tb_freq") or 512_000_000)
@@ -93,26 +104,32 @@ def from_events(title: str, header: dict[str, Any], lines: Iterable[tuple[int, d
     tl = Timeline("continuous", "us" if by_tb else "event", title)
     st = _State(tl, header.get("variant"), freq)
     kept: list[dict[str, Any]] = [header]
+    kept_lines = [header_line]  # the file's line of each kept object
     ordinal = 0
     for number, ev in numbered:
         kept.append(ev)
+        kept_lines.append(number)
         if "behind" in ev:  # fields behind memory at a check: for the replay only
             continue
         ordinal += 1
         try:
             _apply(st, ev, as_int(ev.get("tb")) * 1e6 / freq if by_tb else float(ordinal))
         except (TimelineError, KeyError, TypeError, ValueError) as exc:
-            raise TimelineError(f"{title}:{number}: not a usable event ({exc})") from None
+            raise TimelineError(f"{at(source, number)}: not a usable event ({exc})") from None
     st.finish()
-    _replayed_violations(tl, kept, freq if by_tb else None)
+    _replayed_violations(tl, kept, freq if by_tb else None, source, kept_lines)
     if not tl.marks and not tl.violations:
         raise TimelineError(f"{title}: the event log has no change to draw")
     return tl
 
 
-def _replayed_violations(tl: Timeline, lines: list[dict[str, Any]], freq: int | None) -> None:
+def _replayed_violations(
+    tl: Timeline, lines: list[dict[str, Any]], freq: int | None, source: str, numbers: list[int]
+) -> None:
     """Violations of the shadow checker, replaying the log, where the compiled core has it;
-    placed by timebase, or (``freq`` None: drawn by event number) at their event's number."""
+    placed by timebase, or (``freq`` None: drawn by event number) at their event's number.
+    ``numbers``: the file's line of each of ``lines`` (a line the shadow refuses is placed in
+    ``source`` by it; the column of the text replayed is not the file's, and is left out)."""
     from pyvcore import _core
 
     replay = getattr(_core, "replay_events", None)
@@ -120,8 +137,11 @@ def _replayed_violations(tl: Timeline, lines: list[dict[str, Any]], freq: int | 
         return
     try:
         summary = json.loads(replay("\n".join(json.dumps(x) for x in lines)))
-    except ValueError as exc:
-        raise TimelineError(f"{tl.title}: the shadow checker refused the log ({exc})") from None
+    except _core.EventLogError as exc:
+        line = numbers[exc.line - 1] if 0 < exc.line <= len(numbers) else None
+        raise TimelineError(
+            f"{at(source, line)}: the shadow checker refused the log ({exc.reason})"
+        ) from None
     stats = summary.get("stats", {})
     total = as_int(stats.get("violations", 0))
     if total > len(summary.get("violations", [])):

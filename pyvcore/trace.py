@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pyvcore import _core, cliargs
-from pyvcore.errors import cannot_read, could_not_run, error_line
+from pyvcore.errors import at, cannot_read, could_not_run, error_line
 
 DEFAULT_SECONDS = 5
 SUMMARY_WAIT_S = 15.0
@@ -352,10 +352,11 @@ def check_event_log(path: str, *, as_json: bool = False, every: bool = False) ->
     except OSError as exc:
         print(f"pyvcore check: {cannot_read(path, exc)}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # "line N: why" -> "PATH:N: why", as every reader names a line
-        line, sep, why = str(exc).partition(": ")
-        where = f"{path}:{line.removeprefix('line ')}" if sep and line.startswith("line ") else path
-        print(f"pyvcore check: {where}: {why if sep else exc}", file=sys.stderr)
+    except UnicodeDecodeError as exc:
+        print(f"pyvcore check: {path}: not UTF-8 text ({exc.reason} at byte {exc.start})", file=sys.stderr)
+        return 2
+    except _core.EventLogError as exc:  # PATH:LINE:COLUMN: why, as every reader places a line
+        print(f"pyvcore check: {at(path, exc.line, exc.column)}: {exc.reason}", file=sys.stderr)
         return 2
     stats = summary["stats"]
     if stats["events"] == 0:

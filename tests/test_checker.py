@@ -504,7 +504,8 @@ def test_bad_snapshots_raise_snapshot_error_with_key():
         Checker().check(s, line=4)
     assert e.value.key == "threads[2].kvm_hstate.napping"
     assert e.value.line == 4
-    assert "line 4" in str(e.value) and "missing field" in str(e.value)
+    assert str(e.value).startswith("4: key `threads[2].kvm_hstate.napping`: missing field")
+    assert e.value.detail == "key `threads[2].kvm_hstate.napping`: missing field `napping`"
     assert isinstance(e.value, ValueError)
     s = running()
     s["vcpus"][1]["cpu"] = "zero"

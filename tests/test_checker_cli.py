@@ -61,12 +61,13 @@ def test_missing_key_exits_2_naming_key_and_line(tmp_path):
     trace = write_trace(tmp_path / "bad.jsonl", [cs.running(), bad])
     r = run_check(trace)
     assert r.returncode == 2
-    assert "line 2" in r.stderr and "threads[1].kvm_hstate.hwthread_state" in r.stderr
+    assert f"{trace}:2:" in r.stderr and "threads[1].kvm_hstate.hwthread_state" in r.stderr
     assert "Traceback" not in r.stderr
     r = run_check(trace, "--json")
     assert r.returncode == 2
     report = json.loads(r.stdout)
     assert report["error"]["line"] == 2 and report["error"]["key"] == "threads[1].kvm_hstate.hwthread_state"
+    assert report["error"]["text"].startswith(f"{trace}:2:")
     assert report["snapshots"] == 1
 
 
@@ -91,7 +92,7 @@ def test_a_version_1_stop_with_a_version_2_field_is_refused(tmp_path, edit, key)
     trace = write_trace(tmp_path / "v1.jsonl", [cs.running(), bad])
     r = run_check(trace)
     assert r.returncode == 2, r.stdout + r.stderr
-    assert f"line 2: key `{key}`: a version-2 field in a version-1 snapshot" in r.stderr
+    assert f"{trace}:2: key `{key}`: a version-2 field in a version-1 snapshot" in r.stderr
     assert "Traceback" not in r.stderr
     report = json.loads(run_check(trace, "--json").stdout)
     assert (report["error"]["line"], report["error"]["key"], report["snapshots"]) == (2, key, 1)
@@ -118,9 +119,11 @@ def test_wrong_type_and_garbage_exit_2(tmp_path):
     bad = cs.running()
     bad["vcores"][0]["pcpu"] = "zero"
     r = run_check(write_trace(tmp_path / "t.jsonl", [bad]))
-    assert r.returncode == 2 and "vcores[0].pcpu" in r.stderr and "line 1" in r.stderr
+    assert (
+        r.returncode == 2 and f"{tmp_path / 't.jsonl'}:1:" in r.stderr and "key `vcores[0].pcpu`" in r.stderr
+    )
     r = run_check(write_trace(tmp_path / "g.jsonl", [], ["{not json"]))
-    assert r.returncode == 2 and f"{tmp_path / 'g.jsonl'}:1: not JSON at column 2: " in r.stderr
+    assert r.returncode == 2 and f"{tmp_path / 'g.jsonl'}:1:2: not JSON: " in r.stderr
 
 
 def test_missing_file_exits_2(tmp_path):

@@ -46,7 +46,7 @@ def test_public_exceptions_carry_their_public_names():
 
     exported = {n: getattr(pyvcore, n) for n in pyvcore.__all__}
     errors = {n: c for n, c in exported.items() if isinstance(c, type) and issubclass(c, BaseException)}
-    assert set(errors) == {"ImageError", "InvariantError", "ModelError", "SnapshotError"}
+    assert set(errors) == {"EventLogError", "ImageError", "InvariantError", "ModelError", "SnapshotError"}
     for name, cls in errors.items():
         assert (cls.__module__, cls.__qualname__, cls.__name__) == ("pyvcore", name, name)
         assert repr(cls) == f"<class 'pyvcore.{name}'>"

@@ -138,7 +138,7 @@ def test_timeline_says_it_draws_n_of_m_when_the_checker_listed_fewer() -> None:
 
 
 # ---------------------------------------------------------------- one wording per problem
-CUT = "not JSON: cut short at column {n} (the line ends inside a value)"
+CUT = "not JSON: cut short (the line ends inside a value)"
 
 
 def _cut(path: Path, source: Path, keep_lines: int) -> tuple[Path, int, int]:
@@ -159,7 +159,7 @@ def test_a_truncated_line_is_said_alike_by_check_show_and_timeline(
         else Path("tests/checker_live/all-stock.jsonl")
     )
     trace, line, length = _cut(tmp_path / "cut.jsonl", source, 5)
-    said = f"{trace}:{line}: {CUT.format(n=length)}"
+    said = f"{trace}:{line}:{length}: {CUT}"
     commands = [["check", str(trace)], ["timeline", str(trace), "-o", str(tmp_path / "t.html")]]
     if kind == "snapshots":
         commands.append(["show", str(trace)])
@@ -179,9 +179,9 @@ def test_a_line_that_is_not_json_is_said_alike(tmp_path: Path, capsys: pytest.Ca
     bad.write_text(header + '\n{"seq": 1 "tb": 2}\n')
     assert main(["check", str(bad)]) == 2
     check_err = capsys.readouterr().err
-    assert check_err.startswith(f"pyvcore check: {bad}:2: not JSON at column 11: ")
+    assert check_err.startswith(f"pyvcore check: {bad}:2:11: not JSON: ")
     assert main(["timeline", str(bad), "-o", str(tmp_path / "t.html")]) == 2
-    assert capsys.readouterr().err.startswith(f"pyvcore timeline: {bad}:2: not JSON at column 11: ")
+    assert capsys.readouterr().err.startswith(f"pyvcore timeline: {bad}:2:11: not JSON: ")
 
 
 @pytest.mark.parametrize("as_json", [False, True])
@@ -196,8 +196,8 @@ def test_checks_unusable_line_starts_with_the_command(
     no_variant.write_text(stock[0] + "\n" + '{"version": 2}\n')
     cut, line, length = _cut(tmp_path / "cut.jsonl", Path("tests/checker_live/all-stock.jsonl"), 2)
     expect = {
-        no_variant: f"pyvcore check: {no_variant}: line 2, column 14: key `variant`: missing field `variant`",
-        cut: f"pyvcore check: {cut}:{line}: {CUT.format(n=length)}",
+        no_variant: f"pyvcore check: {no_variant}:2:14: key `variant`: missing field `variant`",
+        cut: f"pyvcore check: {cut}:{line}:{length}: {CUT}",
     }
     for trace, said in expect.items():
         assert main(["check", str(trace), *(["--json"] if as_json else [])]) == 2

@@ -87,7 +87,7 @@ def test_a_point_the_log_never_reaches_is_one_line_and_exit_2(
 def test_unusable_event_logs(capsys: pytest.CaptureFixture[str], tmp_path: Path, log: Path) -> None:
     bad = write_log(tmp_path / "bad.jsonl", [*EVENTS[:3], ev(5, "threads[0].kvm_hstate.bogus", 0, 1)])
     code, _out, err = show(capsys, bad, "--seq", 1)
-    assert code == 2 and "line 5" in err and "bogus" in err and len(err.splitlines()) == 1
+    assert code == 2 and f"{bad}:5: key `field`: " in err and "bogus" in err and len(err.splitlines()) == 1
     cut = tmp_path / "cut.jsonl"
     cut.write_text(log.read_text()[:-20])
     code, _out, err = show(capsys, cut, "--seq", 4)

@@ -344,7 +344,7 @@ def test_cli_formats_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtur
     bad = tmp_path / "bad.jsonl"
     for content, message in [
         ("", "empty trace"),
-        ("{not json\n", "bad.jsonl:1: not JSON"),
+        ("{not json\n", "bad.jsonl:1:2: not JSON"),
         ("[1, 2]\n", "expected a JSON object"),
         (b"\xff\xfe\n", "not UTF-8"),
         ('{"stop": "x", "error": "Cannot access memory"}\n', "no stop in this trace has a snapshot"),

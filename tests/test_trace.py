@@ -103,8 +103,9 @@ def test_replay_is_the_same_code_as_the_live_shadow() -> None:
     assert [v["invariant"] for v in step] == [23]
     assert step[0]["seq"] == 2
     assert summary["stats"]["events_per_field"]["kvm_hstate.in_guest"] == 1
-    with pytest.raises(ValueError, match="line 1"):
+    with pytest.raises(_core.EventLogError, match=r"^1: not a pyvcore-events header") as e:
         _core.replay_events('{"not": "a header"}')
+    assert (e.value.line, e.value.column) == (1, None) and isinstance(e.value, ValueError)
 
 
 def test_plugin_key_follows_the_sources(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ pub mod explore;
 pub mod hexint;
 pub mod image;
 pub mod invariants;
+pub mod location;
 pub mod model;
 pub mod shadow;
 pub mod snapshot;

@@ -1,7 +1,7 @@
 //! Reading snapshots (the format is documented in [`crate::view`]): one JSON
 //! object per stop, one per line in a trace.  A snapshot is validated once,
 //! here; an unusable one is a [`SnapshotError`] naming the trace line, the
-//! column, the key (as a path, e.g. `threads[1].kvm_hstate.ptid`) and what
+//! column (`FILE:LINE:COLUMN: ...` once the caller adds the file), the key (as a path, e.g. `threads[1].kvm_hstate.ptid`) and what
 //! was expected.
 
 use serde::Deserializer;
@@ -33,19 +33,30 @@ impl SnapshotError {
         }
     }
 
+    /// The key and what is wrong with it, without the place:
+    /// ``key `K`: MESSAGE`` (or the message alone for the snapshot as a whole).
+    pub fn detail(&self) -> String {
+        if self.key.is_empty() {
+            self.message.clone()
+        } else {
+            format!("key `{}`: {}", self.key, self.message)
+        }
+    }
+
+    /// The error as every reader names a place in a file:
+    /// `FILE:LINE:COLUMN: key `K`: MESSAGE` ([`crate::location`]).
+    pub fn located(&self, file: &str) -> String {
+        crate::location::located(file, self.line, self.column, &self.detail())
+    }
+
+    /// `LINE:COLUMN: detail` (the file is the caller's: [`Self::located`]);
+    /// a column without a line (a single snapshot's JSON text) is said as
+    /// `column C: detail`.
     fn render(&self) -> String {
-        let mut out = String::new();
         match (self.line, self.column) {
-            (Some(l), Some(c)) => out.push_str(&format!("line {l}, column {c}: ")),
-            (Some(l), None) => out.push_str(&format!("line {l}: ")),
-            (None, Some(c)) => out.push_str(&format!("column {c}: ")),
-            (None, None) => {}
+            (None, Some(c)) => format!("column {c}: {}", self.detail()),
+            _ => self.located(""),
         }
-        if !self.key.is_empty() {
-            out.push_str(&format!("key `{}`: ", self.key));
-        }
-        out.push_str(&self.message);
-        out
     }
 }
 

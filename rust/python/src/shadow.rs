@@ -6,15 +6,40 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pythonize::pythonize;
 
-use pyvcore_core::shadow::log::{self, Until};
+use pyvcore_core::shadow::log::{self, LogError, Until};
+
+/// The exception class is named `pyvcore.EventLogError` (`__module__` "pyvcore"), a
+/// ValueError, as `SnapshotError` is for a trace of snapshots.
+mod exception {
+    use pyo3::exceptions::PyValueError;
+
+    pyo3::create_exception!(
+        pyvcore,
+        EventLogError,
+        PyValueError,
+        "An event-log line that cannot be used: `.line` the log's line (from 1), `.column` the column (None unless the line is not JSON), `.reason` why; str() is `LINE:COLUMN: reason` (`pyvcore.errors.at(FILE, .line, .column)` is the place in the file)."
+    );
+}
+use exception::EventLogError as PyEventLogError;
+
+fn log_error(py: Python<'_>, e: &LogError) -> PyErr {
+    let err = PyEventLogError::new_err(e.to_string());
+    let value = err.value(py);
+    // As for SnapshotError: setting attributes on an exception instance cannot fail
+    // short of memory exhaustion, and then the plain error is still raised.
+    let _ = value.setattr("line", e.line);
+    let _ = value.setattr("column", e.column);
+    let _ = value.setattr("reason", e.message.as_str());
+    err
+}
 
 /// Replay the event log `text` (header line first) and return the
 /// summary as JSON text: stats, violations with their events, edges.
-/// ValueError("line N: why") on an unusable line (nothing after it judged).
+/// EventLogError (line, column, reason) on an unusable line (nothing after it judged).
 #[pyfunction]
 fn replay_events(py: Python<'_>, text: &str) -> PyResult<String> {
     let out = py.detach(|| log::replay(text.lines()).map(|s| s.summary().to_string()));
-    out.map_err(|e| PyValueError::new_err(e.to_string()))
+    out.map_err(|e| log_error(py, &e))
 }
 
 /// Whether `first_line` is an event-log header.
@@ -59,7 +84,7 @@ pub struct PyEventLogPoint {
 /// Replay the event log `text` up to a point: after the store `seq` (every
 /// store up to and including it), or after the store that made the
 /// `violation`th violation (from 1); neither: the whole log.
-/// ValueError("line N: why") on an unusable line, ValueError when both or
+/// EventLogError (line, column, reason) on an unusable line, ValueError when both or
 /// `violation=0` are given.  A point past the log's end is `reached=False`.
 #[pyfunction]
 #[pyo3(signature = (text, *, seq=None, violation=None))]
@@ -78,7 +103,7 @@ fn replay_events_at(
     };
     let stopped = py
         .detach(|| log::replay_until(text.lines(), until))
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        .map_err(|e| log_error(py, &e))?;
     let shadow = &stopped.shadow;
     let snapshot = pythonize(py, &shadow.state().snapshot())?
         .cast_into::<PyDict>()?
@@ -101,6 +126,7 @@ fn replay_events_at(
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("EventLogError", m.py().get_type::<PyEventLogError>())?;
     m.add_class::<PyEventLogPoint>()?;
     m.add_function(wrap_pyfunction!(replay_events_at, m)?)?;
     m.add_function(wrap_pyfunction!(replay_events, m)?)?;

@@ -20,7 +20,7 @@ mod exception {
         pyvcore,
         SnapshotError,
         PyValueError,
-        "A snapshot (or trace line) that cannot be used: `.key` is the path of the offending key, `.line` the trace line, `.column` the column, `.reason` the bare reason."
+        "A snapshot (or trace line) that cannot be used: `.key` is the path of the offending key, `.line` the trace line, `.column` the column, `.reason` the bare reason, `.detail` the key and reason without the place (`pyvcore.errors.at(FILE, .line, .column)` is the place)."
     );
 }
 use exception::SnapshotError as PySnapshotError;
@@ -34,6 +34,7 @@ fn snapshot_error(py: Python<'_>, e: &SnapshotError) -> PyErr {
     let _ = value.setattr("line", e.line);
     let _ = value.setattr("column", e.column);
     let _ = value.setattr("reason", e.message.as_str());
+    let _ = value.setattr("detail", e.detail());
     err
 }
 

@@ -15,7 +15,8 @@ use pyvcore_core::trace::{check_reader, TraceOptions, TraceReport};
 use crate::snapshot::parse_variant;
 use crate::violation::PyViolation;
 
-/// (line, column, key, reason, text) of an unusable trace line.
+/// (line, column, key, reason, detail) of an unusable trace line: detail is
+/// ``key `K`: reason`` without the place (the caller knows the file).
 type ErrorTuple = (Option<usize>, Option<usize>, String, String, String);
 
 /// The result of replaying a trace (`pyvcore.checker.TraceReport` wraps it).
@@ -34,7 +35,7 @@ pub struct PyTraceReport {
     not_judged: usize,
     #[pyo3(get)]
     first_not_judged: Option<usize>,
-    /// (line, column, key, reason, text) of the unusable line, or None.
+    /// (line, column, key, reason, detail) of the unusable line, or None.
     #[pyo3(get)]
     error: Option<ErrorTuple>,
     #[pyo3(get)]
@@ -65,7 +66,7 @@ impl PyTraceReport {
             error: r
                 .error
                 .as_ref()
-                .map(|e| (e.line, e.column, e.key.clone(), e.message.clone(), e.to_string())),
+                .map(|e| (e.line, e.column, e.key.clone(), e.message.clone(), e.detail())),
             exit_code: r.exit_code(),
             verdict: r.verdict(),
         })

@@ -55,16 +55,27 @@ pub fn edge_value(field: FieldRef, v: u64) -> String {
     }
 }
 
-/// An unusable log line: line number (1-based) and why.
+/// An unusable log line: line number (1-based), the column where known
+/// (a line that is not JSON), and why.  Displayed `LINE:COLUMN: why`; a
+/// caller that knows the file writes `FILE:` before it
+/// ([`LogError::located`], [`crate::location`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogError {
     pub line: usize,
+    pub column: Option<usize>,
     pub message: String,
+}
+
+impl LogError {
+    /// `FILE:LINE:COLUMN: why`, as every reader names a place in a file.
+    pub fn located(&self, file: &str) -> String {
+        crate::location::located(file, Some(self.line), self.column, &self.message)
+    }
 }
 
 impl fmt::Display for LogError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}: {}", self.line, self.message)
+        f.write_str(&self.located(""))
     }
 }
 
@@ -215,19 +226,19 @@ impl Replay {
 }
 
 /// What a line that is not JSON is, in the words every pyvcore reader uses
-/// (`pyvcore.jsonl.not_json`): `not JSON: cut short at column C (the line
-/// ends inside a value)` when the line ends early (a truncated write), else
-/// `not JSON at column C: REASON`.
-pub fn not_json(line: &str, e: &serde_json::Error) -> String {
+/// (`pyvcore.jsonl.not_json`): (column, `not JSON: cut short (the line ends
+/// inside a value)`) when the line ends early (a truncated write), the
+/// column being the line's end, else (column, `not JSON: REASON`).
+pub fn not_json(line: &str, e: &serde_json::Error) -> (usize, String) {
     if e.is_eof() {
         let end = line.chars().count();
-        return format!("not JSON: cut short at column {end} (the line ends inside a value)");
+        return (end, "not JSON: cut short (the line ends inside a value)".into());
     }
     let said = e.to_string();
     let reason = said
         .rsplit_once(" at line ")
         .map_or(said.as_str(), |(head, _)| head);
-    format!("not JSON at column {}: {reason}", e.column())
+    (e.column(), format!("not JSON: {reason}"))
 }
 
 /// Replay a whole log through a fresh shadow.  The header must come first;
@@ -249,12 +260,26 @@ pub fn replay_until<'a, I: IntoIterator<Item = &'a str>>(
     let mut n = 0;
     for (i, line) in lines.into_iter().enumerate() {
         n = i + 1;
+        // Columns count from the line as the file has it (leading blanks too).
+        let lead = line.len() - line.trim_start().len();
+        let lead = line[..lead].chars().count();
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
-        let err = |message: String| LogError { line: i + 1, message };
-        let v: Value = serde_json::from_str(line).map_err(|e| err(not_json(line, &e)))?;
+        let err = |message: String| LogError {
+            line: i + 1,
+            column: None,
+            message,
+        };
+        let v: Value = serde_json::from_str(line).map_err(|e| {
+            let (column, message) = not_json(line, &e);
+            LogError {
+                line: i + 1,
+                column: Some(lead + column),
+                message,
+            }
+        })?;
         let Some(rp) = r.as_mut() else {
             let shadow = shadow_from_header(&v).map_err(err)?;
             r = Some(Replay {
@@ -301,6 +326,7 @@ pub fn replay_until<'a, I: IntoIterator<Item = &'a str>>(
     let Some(mut rp) = r else {
         return Err(LogError {
             line: n.max(1),
+            column: None,
             message: "empty log: no header".into(),
         });
     };

@@ -597,13 +597,14 @@ fn a_line_that_is_not_json_is_said_alike() {
     let e = log::replay([head, cut]).err().unwrap();
     assert_eq!(
         e.to_string(),
-        "line 2: not JSON: cut short at column 39 (the line ends inside a value)"
+        "2:39: not JSON: cut short (the line ends inside a value)"
     );
     let e = log::replay([head, r#"{"seq":1 "tb":5}"#]).err().unwrap();
-    assert_eq!(
-        e.to_string(),
-        "line 2: not JSON at column 10: expected `,` or `}`"
-    );
+    assert_eq!(e.to_string(), "2:10: not JSON: expected `,` or `}`");
+    assert_eq!(e.located("t.log"), "t.log:2:10: not JSON: expected `,` or `}`");
+    // the column counts the line's leading blanks, as an editor does
+    let e = log::replay([head, r#"  {"seq":1 "tb":5}"#]).err().unwrap();
+    assert_eq!((e.line, e.column), (2, Some(12)));
 }
 
 #[test]

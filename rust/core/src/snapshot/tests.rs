@@ -19,7 +19,12 @@ fn missing_key_names_the_path_and_line() {
     assert_eq!(e.line, Some(7));
     assert!(
         e.to_string()
-            .starts_with("line 7, column 69: key `threads[0].kvm_hstate.ptid`: missing field"),
+            .starts_with("7:69: key `threads[0].kvm_hstate.ptid`: missing field"),
+        "{e}"
+    );
+    assert!(
+        e.located("t.jsonl")
+            .starts_with("t.jsonl:7:69: key `threads[0].kvm_hstate.ptid`: missing field"),
         "{e}"
     );
 }
@@ -193,7 +198,7 @@ fn a_version_1_snapshot_with_a_version_2_field_is_refused() {
                 e.message.contains("a version-2 field in a version-1 snapshot"),
                 "{e}"
             );
-            assert!(e.to_string().starts_with(&format!("line 4: key `{key}`")), "{e}");
+            assert!(e.to_string().starts_with(&format!("4: key `{key}`")), "{e}");
         }
         let ok = core(2, |v| {
             edit(v);
