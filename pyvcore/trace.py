@@ -365,9 +365,13 @@ def check_event_log(path: str, *, as_json: bool = False, every: bool = False) ->
     if as_json:
         print(json.dumps({"trace": path, "format": "pyvcore-events", **summary}))
     else:
-        from pyvcore.trace_report import format_exit_ipi, format_violations
+        from pyvcore.trace_report import format_exit_ipi, format_liveness_timebase, format_violations
 
-        for part in (format_violations(summary, path, every=every), format_exit_ipi(summary)):
+        for part in (
+            format_violations(summary, path, every=every),
+            format_exit_ipi(summary),
+            format_liveness_timebase(summary),
+        ):
             if part:  # no blank line where there is nothing to say
                 print(part)
         print(

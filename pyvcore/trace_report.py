@@ -121,6 +121,26 @@ def format_exit_ipi(summary: dict[str, Any]) -> str | None:
     return line
 
 
+def format_liveness_timebase(summary: dict[str, Any]) -> str | None:
+    """What invariants 41-43 could not judge: the events, while a state they time was held,
+    whose ``tb`` could not be put on the host's timebase (inside thread 0's switch of the
+    vcore's timebase offset in kvmppc_hv_entry / kvmhv_switch_to_host, book3s_hv_rmhandlers.S,
+    or a log without the offset), per reason.  None when every such event was judged."""
+    counts = summary.get("stats", {}).get("liveness_not_judged") or {}
+    if not isinstance(counts, dict) or not counts:
+        return None
+
+    def events(n: int) -> str:
+        return f"{_n(n)} event{'' if n == 1 else 's'}"
+
+    total = sum(int(n) for n in counts.values())
+    why = "; ".join(f"{events(int(n))}: {reason}" for reason, n in sorted(counts.items()))
+    return (
+        f"invariants 41-43: not judged at {events(total)} where a state they time was held and the "
+        f"event's tb could not be put on the host's timebase ({why})"
+    )
+
+
 def format_edges(summary: dict[str, Any], scenario: str, variant: str, threads: int, vcpus: list[int]) -> str:
     """The kernel's edges next to the model's, both gap kinds marked."""
     from pyvcore.trace_edges import compare, kernel_edges, model_edges
@@ -169,6 +189,8 @@ def format_result(result: TraceResult, *, edges: bool = False, every: bool = Fal
     out.append(render_table(["field", "events"], [[k, _n(v)] for k, v in per_field]))
     if ipi := format_exit_ipi(s):
         out.append(ipi)
+    if unjudged := format_liveness_timebase(s):
+        out.append(unjudged)
     if s.get("violations"):
         out.append(format_violations(s, every=every))
     if edges:

@@ -476,3 +476,79 @@ def test_exit_ipi_summary_says_why_an_exit_was_not_judged() -> None:
     assert "1 not judged (the exiting vcpu's trap was not stored while the plugin watched" in line
     assert "not judged" not in (format_exit_ipi({"exit_ipi": dict(stats, unknown_trap=0)}) or "")
     assert format_exit_ipi({}) is None
+
+
+AHEAD = 1 << 40  # about 36 minutes of 512 MHz ticks: a migrated guest's timebase offset
+
+
+def grab_across_the_offset_switch(held_s: float, off: int | None) -> list[dict[str, object]]:
+    """Thread 1 is grabbed and still IN_KERNEL when thread 0 enters the guest and adds the
+    vcore's timebase offset ``off`` (kvmppc_hv_entry: tb_offset_applied, TBU40, then
+    in_guest); thread 0's events ``held_s`` of host time later read the guest's timebase.
+    ``off`` None: a log from a plugin that did not watch the offset."""
+    fields: dict[str, object] = {"n_runnable": 1, "num_threads": 1, "entry_exit_map": 0,
+                                 "napping_threads": 0, "first_vcpuid": 0, "pcpu": 0, "vcore_state": 0,
+                                 "in_guest": 0}  # fmt: skip
+    if off is not None:
+        fields |= {"tb_offset": hex(off), "tb_offset_applied": "0x0"}
+    out: list[dict[str, object]] = []
+    host, seq = 1_000_000, 0
+
+    def at(field: str, old: object, new: object, cpu: int = 0, applied: int = 0) -> None:
+        nonlocal host, seq
+        host, seq = host + 1000, seq + 1
+        out.append(ev(seq, field, old, new, cpu=cpu, tb=(host + applied) % 2**64))
+
+    at("threads[1].kvm_hstate.hwthread_state", None, 1, cpu=1)  # IN_IDLE
+    at("threads[1].kvm_hstate.hwthread_req", 0, 1)  # kvmppc_grab_hwthread
+    at("threads[1].kvm_hstate.hwthread_state", 1, 0, cpu=1)  # IN_KERNEL: woken
+    host, seq = host + 1000, seq + 1
+    out.append(ev(seq, "threads[0].kvm_hstate.kvm_vcore", "0x0", VC, tb=host))
+    out += [ev(seq, f"vcores[{VC}].{k}", None, v, tb=host) for k, v in fields.items()]
+    at(f"vcores[{VC}].vcore_state", 0, 4)
+    at("threads[0].kvm_hstate.in_guest", 0, 4)
+    at(f"vcores[{VC}].entry_exit_map", 0, 1)
+    applied = off or AHEAD  # what the TBU40 write adds, logged or not
+    if off is not None:
+        at(f"vcores[{VC}].tb_offset_applied", "0x0", hex(off))
+    at(f"vcores[{VC}].in_guest", 0, 1, applied=applied)
+    for k in range(4):
+        host += int(held_s / 4 * 512_000_000)
+        at("threads[0].msgsndp", None if k == 0 else 1, 1, applied=applied)
+    at("threads[1].kvm_hstate.hwthread_state", 0, 2, cpu=1, applied=applied)  # IN_KVM
+    return out
+
+
+@pytest.mark.parametrize("off", [AHEAD, 2**64 - AHEAD], ids=["guest ahead", "guest behind"])
+def test_check_times_41_43_on_the_host_timebase(
+    off: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A grab spanning thread 0's switch of a large timebase offset is no alarm (the raw TBs
+    are 36 minutes apart, or go backwards), and a real overrun inside the guest's window is
+    still flagged, measured in host time."""
+    header = {**HEADER, "threads_per_core": 2, "tb_freq": 512_000_000}
+    ok = write_log(tmp_path / "ok.jsonl", grab_across_the_offset_switch(0.05, off), header)
+    assert main(["check", str(ok)]) == 0
+    out = capsys.readouterr().out
+    assert "0 violations" in out and "invariant 41" not in out
+    # The one event between the store to tb_offset_applied and in_guest is not placed.
+    assert "not judged at 1 event where" in out and "inside its switch of the timebase offset" in out
+    bad = write_log(tmp_path / "bad.jsonl", grab_across_the_offset_switch(3.0, off), header)
+    assert main(["check", "--json", str(bad)]) == 1
+    (v,) = json.loads(capsys.readouterr().out)["violations"]
+    assert v["invariant"] == 41 and "after 1500.0 ms" in v["message"], v["message"]
+
+
+def test_check_of_a_log_without_the_offset_says_41_43_are_not_judged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A log from a plugin that did not watch the vcore's timebase offset still replays;
+    inside a run its events' timebase is not known on the host's, so the overrun is not
+    guessed at, and the report says what was not judged and why."""
+    header = {**HEADER, "threads_per_core": 2, "tb_freq": 512_000_000}
+    old = write_log(tmp_path / "old.jsonl", grab_across_the_offset_switch(3.0, None), header)
+    assert main(["check", str(old)]) == 0
+    out = capsys.readouterr().out
+    assert "0 violations" in out
+    assert "invariants 41-43: not judged at 9 events where a state they time was held" in out
+    assert "the event log does not carry the timebase offset of thread 0's vcore" in out

@@ -434,6 +434,30 @@ pub const TB_OFFSET_NO_VCORE: &str =
 pub const TB_OFFSET_CORES: &str =
     "the snapshot's cores have different timebase offsets in force and one tb: which core it was read on is not known";
 
+impl Vcore {
+    /// The timebase offset this vcore has in force on its core's TB, by the
+    /// rules of [`Snapshot::host_tb`] (thread 0 of the core runs it):
+    /// `tb_offset_applied` while `in_guest` agrees with it, 0 for a kernel
+    /// without `tb_offset_applied` whose `tb_offset` is 0, and `Err(reason)`
+    /// where it cannot be known.  The continuous trace
+    /// ([`crate::shadow::CoreState::host_tb`]) uses the same rules.
+    pub fn offset_in_force(&self) -> Result<u64, &'static str> {
+        match (self.tb_offset, self.tb_offset_applied) {
+            (Some(0), None) => Ok(0),
+            (None, _) => Err(TB_OFFSET_NOT_READ),
+            (Some(_), None) => Err(TB_OFFSET_NOT_RECORDED),
+            (Some(o), Some(a)) => {
+                let entering = a != 0 && self.in_guest == 0;
+                let leaving = a == 0 && self.in_guest != 0 && o != 0;
+                if entering || leaving {
+                    return Err(TB_OFFSET_SWITCHING);
+                }
+                Ok(a)
+            }
+        }
+    }
+}
+
 impl Snapshot {
     /// The stop's timebase (`tb`) on the host's timebase: `Ok(None)` when
     /// the stop carries no `tb`, `Err(reason)` when it cannot be known.
@@ -466,19 +490,7 @@ impl Snapshot {
             let Some(vc) = self.vcores.iter().find(|v| v.addr == addr) else {
                 return Err(TB_OFFSET_NO_VCORE);
             };
-            let off = match (vc.tb_offset, vc.tb_offset_applied) {
-                (Some(0), None) => 0,
-                (None, _) => return Err(TB_OFFSET_NOT_READ),
-                (Some(_), None) => return Err(TB_OFFSET_NOT_RECORDED),
-                (Some(o), Some(a)) => {
-                    let entering = a != 0 && vc.in_guest == 0;
-                    let leaving = a == 0 && vc.in_guest != 0 && o != 0;
-                    if entering || leaving {
-                        return Err(TB_OFFSET_SWITCHING);
-                    }
-                    a
-                }
-            };
+            let off = vc.offset_in_force()?;
             match applied {
                 Some(other) if other != off => return Err(TB_OFFSET_CORES),
                 _ => applied = Some(off),

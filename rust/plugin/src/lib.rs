@@ -174,6 +174,7 @@ impl Tracer {
         } else {
             stored
         };
+        // Read under the lock (see `special`).
         let tb = self.tb();
         // This thread's LPIDR/SDR1 as QEMU holds them now: the one place a
         // sibling's copy of the per-core registers can be seen.
@@ -214,17 +215,24 @@ impl Tracer {
             Reg::CommenceExit => v & 0xffff_ffff,
             _ => v,
         };
-        let tb = self.tb();
+        // The TB is read under the shadow's lock, as for a store: the
+        // shadow puts it on the host's timebase with the state every
+        // callback before it left (CoreState::host_tb), so no other
+        // thread's TBU40 write may fall between the read and that state.
         if let Ok(mut s) = self.shadow.lock() {
+            let tb = self.tb();
             s.register(cpu, pc, tb, reg, v);
         }
     }
 
     fn finish(&self) {
         // At exit there is no current vCPU to read a register from: liveness
-        // is judged up to the last timebase an event carried.
+        // is judged up to the timebase the last event carried (the last,
+        // not the highest: one read while a timebase offset was in force
+        // is the guest's, and the shadow converts the end with the state
+        // at the end).
         let Ok(mut s) = self.shadow.lock() else { return };
-        let tb = s.stats.last_tb;
+        let tb = s.last_event_tb();
         s.finish(tb);
         let mut sum = s.summary_with(|pc| self.symbols.name(pc).map(str::to_string));
         let seen: u64 = self.stores_seen.iter().map(|c| c.0.load(Ordering::Relaxed)).sum();

@@ -88,8 +88,11 @@ enum Live {
 /// Step and liveness state carried from one change to the next.
 #[derive(Clone, Debug, Default)]
 pub struct StepChecker {
-    /// Episode start (tb) and whether it was reported.
-    live: BTreeMap<Live, (u64, bool)>,
+    /// Episode start on the host's timebase (None while not yet known: it
+    /// began where an event's host timebase was not known, and is measured
+    /// from the first event after it that was, which can only shorten it)
+    /// and whether it was reported.
+    live: BTreeMap<Live, (Option<u64>, bool)>,
     /// Non-reserved LPIDR writes by threads in KVM, per vcore, this run.
     lpid_writes: BTreeMap<u64, u32>,
     /// Invariant 45: the first exiter's IPIs.
@@ -238,35 +241,56 @@ impl StepChecker {
         }
     }
 
-    /// Liveness on the state after a change, at timebase `tb`.
-    pub fn liveness(&mut self, s: &CoreState, tb: u64, tb_freq: u64, b: &Bounds) -> Vec<Violation> {
-        let mut now: Vec<(Live, f64)> = Vec::new();
+    /// Liveness on the state after a change, at `now`: the change's
+    /// timebase on the host's timebase ([`CoreState::host_tb`]), or why it
+    /// is not known.  Every interval is measured on the host's timebase: a
+    /// TB read while thread 0 has the vcore's offset in force is the
+    /// guest's (kvmppc_hv_entry adds `vc->tb_offset` with TBU40), and one
+    /// raw TB against another across the switch would be off by the whole
+    /// offset (hours for a migrated guest).  Where `now` is not known, no
+    /// held state is judged at this change; the second value then says why
+    /// when one was held (counted in [`super::Stats`]).
+    pub fn liveness(
+        &mut self,
+        s: &CoreState,
+        now: Result<u64, &'static str>,
+        tb_freq: u64,
+        b: &Bounds,
+    ) -> (Vec<Violation>, Option<&'static str>) {
+        let mut open: Vec<(Live, f64)> = Vec::new();
         for (t, h) in s.hstate.iter().enumerate().skip(1) {
             if h.hwthread_req == 1 && h.hwthread_state == KVM_HWTHREAD_IN_KERNEL {
-                now.push((Live::Grab(t), b.grab_s));
+                open.push((Live::Grab(t), b.grab_s));
             }
         }
         let exiting = s.variant.vcore_states().exiting;
         for (&a, vc) in &s.vcores {
             if vc.vcore_state == exiting {
-                now.push((Live::Exiting(a), b.exiting_s));
+                open.push((Live::Exiting(a), b.exiting_s));
             }
             if let Some((entry, exit, _)) = entry_exit(s, a) {
                 if exit != 0 && s.variant.has_entry_exit_map() {
                     for p in 0..8 {
                         if entry & (1 << p) != 0 && exit & (1 << p) == 0 {
-                            now.push((Live::ExitIpi(a, p), b.exit_ipi_s));
+                            open.push((Live::ExitIpi(a, p), b.exit_ipi_s));
                         }
                     }
                 }
             }
         }
-        self.live.retain(|k, _| now.iter().any(|(n, _)| n == k));
+        self.live.retain(|k, _| open.iter().any(|(n, _)| n == k));
+        let (tb, why) = match now {
+            Ok(tb) => (Some(tb), None),
+            Err(why) => (None, Some(why)),
+        };
+        let not_judged = if open.is_empty() { None } else { why };
         let mut out = Vec::new();
-        for (k, secs) in now {
+        for (k, secs) in open {
             let e = self.live.entry(k).or_insert((tb, false));
+            let Some(tb) = tb else { continue };
+            let start = *e.0.get_or_insert(tb);
             let limit = (secs * b.slack * tb_freq as f64) as u64;
-            let held = tb.saturating_sub(e.0);
+            let held = tb.saturating_sub(start);
             if !e.1 && held > limit {
                 e.1 = true;
                 let ms = held as f64 * 1000.0 / tb_freq as f64;
@@ -290,6 +314,6 @@ impl StepChecker {
                 });
             }
         }
-        out
+        (out, not_judged)
     }
 }

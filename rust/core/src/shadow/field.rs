@@ -52,6 +52,8 @@ names!(
         NWoken = "n_woken",
         NapCount = "nap_count",
         Dpdes = "dpdes",
+        TbOffset = "tb_offset",
+        TbOffsetApplied = "tb_offset_applied",
     }
 );
 

@@ -146,6 +146,11 @@ impl WatchLayout {
                 (VField::NWoken, "n_woken", false),
                 (VField::NapCount, "nap_count", false),
                 (VField::Dpdes, "dpdes", false),
+                // The timebase offset, for putting each event's tb on the
+                // host's timebase (CoreState::host_tb); an older kernel
+                // without tb_offset_applied is known only at offset 0.
+                (VField::TbOffset, "tb_offset", false),
+                (VField::TbOffsetApplied, "tb_offset_applied", false),
             ],
         )?;
         let cpu = layouts.struct_layout("kvm_vcpu")?;

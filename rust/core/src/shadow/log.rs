@@ -14,7 +14,14 @@ fn hex(v: u64) -> Value {
 }
 
 fn value_json(field: FieldRef, v: u64) -> Value {
-    if field.is_address() {
+    // The timebase offset is a u64 tick count modulo 2^64 (a guest behind
+    // the host has a "negative" one): hex, as the snapshots write it.
+    if field.is_address()
+        || matches!(
+            field,
+            FieldRef::Vcore(_, VField::TbOffset | VField::TbOffsetApplied)
+        )
+    {
         hex(v)
     } else {
         // Signed fields come sign-extended: show -1, not 0xffff...
@@ -47,6 +54,9 @@ pub fn edge_value(field: FieldRef, v: u64) -> String {
         FieldRef::Reg(_, Reg::Sdr1 | Reg::MtSdr1) => "value".into(),
         FieldRef::Vcore(_, VField::EntryExitMap | VField::EntryExitCount | VField::NappingThreads) => {
             format!("{v:#x}")
+        }
+        FieldRef::Vcore(_, VField::TbOffset | VField::TbOffsetApplied) => {
+            if v == 0 { "0" } else { "offset" }.into()
         }
         FieldRef::Hstate(_, HField::KvmVcpu | HField::KvmVcore)
         | FieldRef::Vcore(_, VField::Runner | VField::Kvm) => if v == 0 { "NULL" } else { "ptr" }.into(),

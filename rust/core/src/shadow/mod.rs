@@ -14,7 +14,8 @@
 //! * the step invariants between the state before and after:
 //!   [`crate::invariants::check_event_step`] (11, 19, 23) and
 //!   [`checks::StepChecker::step`] (7, 12, 13), now exactly one store apart;
-//! * the liveness bounds ([`checks::Bounds`], in timebase ticks).
+//! * the liveness bounds ([`checks::Bounds`], in timebase ticks, on the
+//!   host's timebase: [`CoreState::host_tb`]).
 //!
 //! A violation carries the last events before it (a ring of
 //! [`RING`] events): the counterexample, from the real kernel.
@@ -40,7 +41,12 @@
 //!   3...; the changes of one store (an 8-byte store covers several u8
 //!   fields; a pointer store also reports the fields of the object it
 //!   points at) share it, and are checked together;
-//! * `tb`: the timebase of the storing thread (ticks; `tb_freq` per second);
+//! * `tb`: the timebase of the storing thread (ticks; `tb_freq` per second),
+//!   the TB register as read: while thread 0 runs a vcore with a timebase
+//!   offset it is the guest's, and the checks that time (liveness, the
+//!   settling of a deferred violation) take the offset off with the
+//!   vcore's `tb_offset` / `tb_offset_applied` events
+//!   ([`CoreState::host_tb`]);
 //! * `cpu`: the hardware thread (QEMU vCPU index = thread of the core);
 //! * `pc`: the address of the storing instruction (hex string);
 //! * `field`: `paca_ptrs`, `paca_ptrs[N]`, `threads[N].kvm_hstate.F`,
@@ -113,6 +119,8 @@ pub struct Shadow {
     recorded: Vec<Recorded>,
     log: Option<Box<dyn Write + Send>>,
     settle: Settle,
+    /// The `tb` of the last event applied (raw).
+    last_event_tb: u64,
 }
 
 /// POWER8's timebase frequency (Hz).
@@ -147,6 +155,7 @@ impl Shadow {
             recorded: Vec::new(),
             log: None,
             settle: Settle::default(),
+            last_event_tb: 0,
         }
     }
 
@@ -319,6 +328,12 @@ impl Shadow {
                 );
             }
         }
+        self.last_event_tb = last.tb;
+        let host_tb = self.state.host_tb(last.tb);
+        match host_tb {
+            Ok(h) => self.stats.last_host_tb = Some(self.stats.last_host_tb.map_or(h, |l| l.max(h))),
+            Err(why) => *self.stats.host_tb_unknown.entry(why.to_string()).or_insert(0) += 1,
+        }
         if snapshot_changed {
             let next = self.state.snapshot();
             let now = check_snapshot(&next);
@@ -333,7 +348,7 @@ impl Shadow {
             let j = self.settle.judge(
                 new,
                 &next,
-                last.tb,
+                host_tb.ok(),
                 self.tb_freq,
                 self.decoder.as_ref(),
                 behind,
@@ -358,10 +373,13 @@ impl Shadow {
             }
             self.prev = next;
         }
-        found.extend(
-            self.checker
-                .liveness(&self.state, last.tb, self.tb_freq, &self.bounds),
-        );
+        let (late, not_judged) = self
+            .checker
+            .liveness(&self.state, host_tb, self.tb_freq, &self.bounds);
+        found.extend(late);
+        if let Some(why) = not_judged {
+            *self.stats.liveness_not_judged.entry(why.to_string()).or_insert(0) += 1;
+        }
         let last = last.clone();
         for v in found {
             self.record(v, &last);
@@ -392,14 +410,34 @@ impl Shadow {
         }
     }
 
-    /// The trace ended at timebase `tb`: judge liveness up to there.
+    /// The `tb` of the last event applied, as read (what the plugin ends a
+    /// trace at: at exit no vCPU is current to read the TB from).
+    pub fn last_event_tb(&self) -> u64 {
+        self.last_event_tb
+    }
+
+    /// The trace ended at timebase `tb` (the TB register as read, like an
+    /// event's; not before the last event): judge liveness up to there, on
+    /// the host's timebase as the state at the end gives it; where that is
+    /// not known, up to the last event whose host timebase was.
     pub fn finish(&mut self, tb: u64) {
-        let tb = tb.max(self.stats.last_tb);
+        let tb = tb.max(self.last_event_tb);
         if let Some(w) = self.log.as_mut() {
             let _ = writeln!(w, "{}", serde_json::json!({"end": true, "tb": tb}));
             let _ = w.flush();
         }
-        let mut found = self.checker.liveness(&self.state, tb, self.tb_freq, &self.bounds);
+        let end = match (self.state.host_tb(tb), self.stats.last_host_tb) {
+            (Ok(h), Some(l)) => Ok(h.max(l)),
+            (Ok(h), None) => Ok(h),
+            (Err(_), Some(l)) => Ok(l),
+            (Err(why), None) => Err(why),
+        };
+        let (mut found, not_judged) = self
+            .checker
+            .liveness(&self.state, end, self.tb_freq, &self.bounds);
+        if let Some(why) = not_judged {
+            *self.stats.liveness_not_judged.entry(why.to_string()).or_insert(0) += 1;
+        }
         // Violations still deferred at the end are judged as they stand.
         found.extend(
             check_snapshot(&self.state.snapshot())

@@ -72,8 +72,18 @@ pub struct Stats {
     pub violations: u64,
     /// The same, per invariant number.
     pub violations_per_invariant: BTreeMap<u32, u64>,
+    /// The first and the highest event `tb` (raw: the TB register as read).
     pub first_tb: Option<u64>,
     pub last_tb: u64,
+    /// The highest event `tb` on the host's timebase
+    /// ([`super::CoreState::host_tb`]), None before one was known.
+    pub last_host_tb: Option<u64>,
+    /// Events whose `tb` could not be put on the host's timebase, per
+    /// reason (the reasons of [`crate::view::Snapshot::host_tb`]).
+    pub host_tb_unknown: BTreeMap<String, u64>,
+    /// Of those, the events where a state the liveness bounds (41-43) time
+    /// was held and so was not judged, per reason.
+    pub liveness_not_judged: BTreeMap<String, u64>,
     /// Times a snapshot violation was deferred because a field it names was
     /// behind memory (see [`settle`]).
     pub unsettled: u64,

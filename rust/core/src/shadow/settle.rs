@@ -20,7 +20,10 @@
 //! names have settled and it still holds, or when it has been deferred for
 //! [`SETTLE_S`] of timebase (a store's callback follows its store at once
 //! on that vCPU's thread; only the host descheduling the thread delays it),
-//! or at the end of the trace.  The fields found behind are written to the
+//! or at the end of the trace.  That time is the host's
+//! ([`super::CoreState::host_tb`]: inside a run with a timebase offset the
+//! TB holds the guest's); where an event's host timebase is not known the
+//! deferral does not time out at it.  The fields found behind are written to the
 //! event log (`{"seq": S, "behind": [FIELD, ...]}`), so a replay defers the
 //! same violations.
 //!
@@ -54,10 +57,12 @@ pub enum Behind<'a> {
     Memory(&'a mut dyn Memory),
 }
 
-/// Snapshot violations deferred so far: key -> timebase first deferred.
+/// Snapshot violations deferred so far: key -> host timebase first
+/// deferred (None while not known: taken from the first event after it
+/// whose host timebase is, which can only shorten the wait measured).
 #[derive(Clone, Debug, Default)]
 pub struct Settle {
-    deferred: BTreeMap<(u32, String), u64>,
+    deferred: BTreeMap<(u32, String), Option<u64>>,
 }
 
 /// The fields a violation names, as watched fields: `threads[N].kvm_hstate.F`
@@ -94,7 +99,8 @@ pub struct Judged {
 
 impl Settle {
     /// Split the violations that just appeared (`new`, on snapshot `snap`
-    /// at timebase `tb`) into reported and deferred.  `memory_unchanged`:
+    /// at host timebase `tb`, None where not known) into reported and
+    /// deferred.  `memory_unchanged`:
     /// the events judged changed registers only, so what was deferred
     /// before stays deferred (within [`SETTLE_S`]).
     #[allow(clippy::too_many_arguments)]
@@ -102,7 +108,7 @@ impl Settle {
         &mut self,
         new: Vec<Violation>,
         snap: &Snapshot,
-        tb: u64,
+        tb: Option<u64>,
         tb_freq: u64,
         decoder: Option<&Decoder>,
         behind: Behind<'_>,
@@ -129,10 +135,11 @@ impl Settle {
         for (v, names) in new.into_iter().zip(named) {
             let key = (v.invariant, v.message.clone());
             let was_deferred = self.deferred.get(&key).copied();
-            let first = was_deferred.unwrap_or(tb);
+            let first = was_deferred.flatten().or(tb);
             let waits =
                 names.iter().any(|f| out.behind.contains(f)) || (memory_unchanged && was_deferred.is_some());
-            if waits && tb.saturating_sub(first) <= limit {
+            let timed_out = matches!((tb, first), (Some(t), Some(f)) if t.saturating_sub(f) > limit);
+            if waits && !timed_out {
                 self.deferred.insert(key.clone(), first);
                 out.deferred.push(key);
             } else {

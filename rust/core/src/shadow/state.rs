@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::consts::Variant;
-use crate::view::{Hstate, Snapshot, Thread, Vcore, Vcpu};
+use crate::view::{Hstate, Snapshot, Thread, Vcore, Vcpu, TB_OFFSET_NOT_READ};
 
 use super::field::{CField, FieldRef, HField, Reg, VField};
 
@@ -46,6 +46,10 @@ pub struct Inflight {
     /// What the writer held before (the core's value, when shared).
     pub before: Option<u64>,
 }
+
+/// Why an event's `tb` cannot be put on the host's timebase
+/// ([`CoreState::host_tb`]): the log has no timebase offset for the vcore.
+pub const TRACE_TB_OFFSET_NOT_READ: &str = "the event log does not carry the timebase offset of thread 0's vcore (vcores[].tb_offset; a log from a plugin that did not watch it): whether the TB register held the guest's timebase is not known";
 
 /// The whole core as the shadow knows it.
 #[derive(Clone, Debug)]
@@ -141,6 +145,8 @@ impl CoreState {
                     VField::NWoken => vc.n_woken = Some(v as u32),
                     VField::NapCount => vc.nap_count = Some(v as u32),
                     VField::Dpdes => vc.dpdes = Some(v),
+                    VField::TbOffset => vc.tb_offset = Some(v),
+                    VField::TbOffsetApplied => vc.tb_offset_applied = Some(v),
                 }
             }
             FieldRef::Vcpu(a, f) => {
@@ -224,6 +230,41 @@ impl CoreState {
             FieldRef::Reg(i, Reg::Dpdes | Reg::MtDpdes) if i < n => self.regs[i].dpdes?,
             _ => return None,
         })
+    }
+
+    /// An event's `tb` (the storing thread's TB register, read by the
+    /// plugin) on the host's timebase, or why that is not known.
+    ///
+    /// POWER8's TB is one register per core, and while thread 0 runs a
+    /// vcore with a timebase offset it holds the guest's timebase:
+    /// kvmppc_hv_entry (book3s_hv_rmhandlers.S) stores `vc->tb_offset` in
+    /// `vc->tb_offset_applied`, adds it with `mtspr TBU40`, then sets
+    /// `vc->in_guest`; kvmhv_switch_to_host clears `tb_offset_applied`,
+    /// takes it off with TBU40, then clears `in_guest`.  The lab's QEMU
+    /// writes every sibling's TB at the TBU40 write (helper_store_tbu40,
+    /// target/ppc/timebase_helper.c: POWER8 is LPAR-per-core), so every
+    /// thread's `tb` carries the offset of the vcore thread 0 runs.  The
+    /// rules are the stops' ([`Vcore::offset_in_force`], as for invariant
+    /// 44): known outside the switch, unknown between the store to
+    /// `tb_offset_applied` and the store to `in_guest` (the plugin reads
+    /// the TB under the shadow's lock, after every callback already
+    /// applied, so a TBU40 write can only lie inside that window), and
+    /// unknown for a vcore whose offset the log does not carry (a log from
+    /// a plugin that did not watch it).  The kernel's own P8 timing
+    /// (kvmhv_accumulate_time) takes the host's time the same way: TB
+    /// minus `tb_offset_applied`.
+    pub fn host_tb(&self, tb: u64) -> Result<u64, &'static str> {
+        let Some(addr) = self.hstate.first().map(|h| h.kvm_vcore).filter(|&a| a != 0) else {
+            return Ok(tb);
+        };
+        let Some(vc) = self.vcores.get(&addr) else {
+            return Err(TRACE_TB_OFFSET_NOT_READ);
+        };
+        match vc.offset_in_force() {
+            Ok(off) => Ok(tb.wrapping_sub(off)),
+            Err(TB_OFFSET_NOT_READ) => Err(TRACE_TB_OFFSET_NOT_READ),
+            Err(why) => Err(why),
+        }
     }
 
     /// The vcores worth showing: those a PACA points at, and every vcore

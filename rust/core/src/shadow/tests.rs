@@ -8,6 +8,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 mod exit_ipi;
+mod host_tb;
 mod replay_until;
 
 use super::checks::{LIVE_EXITING, LIVE_EXIT_IPI, LIVE_GRAB, LPID_RSVD};
@@ -64,6 +65,8 @@ fn layout() -> WatchLayout {
             slot(VField::InGuest, 25, 1, false),
             slot(VField::Runner, 152, 8, false),
             slot(VField::Kvm, 160, 8, false),
+            slot(VField::TbOffset, 168, 8, false),
+            slot(VField::TbOffsetApplied, 176, 8, false),
         ],
         vcpu: vec![
             slot(CField::Cpu, 32, 4, true),
@@ -101,7 +104,11 @@ impl Memory for FakeMem {
 struct Rig {
     s: Shadow,
     mem: FakeMem,
+    /// The host's timebase.
     tb: u64,
+    /// What thread 0's TBU40 writes added to the core's TB (the TB every
+    /// event reads is `tb + in_force`, modulo 2^64).
+    in_force: u64,
     /// The LPIDR secondaries read once in the guest (1: shared, as on
     /// POWER8; 0: stock QEMU 10.0, which does not share it).
     sec_lpidr: u64,
@@ -138,6 +145,7 @@ impl Rig {
             s,
             mem: FakeMem::default(),
             tb: 1_000_000,
+            in_force: 0,
             sec_lpidr: 1,
         };
         for i in 1..4 {
@@ -174,8 +182,9 @@ impl Rig {
         if !self.s.may_watch(pa, bytes.len() as u64) {
             return 0;
         }
+        let tb = self.tb.wrapping_add(self.in_force);
         self.s
-            .store(cpu, 0xc000_0000_0011_4000, self.tb, pa, bytes, &mut self.mem)
+            .store(cpu, 0xc000_0000_0011_4000, tb, pa, bytes, &mut self.mem)
     }
     fn hs(&mut self, cpu: usize, t: usize, f: H, v: u64) {
         let size = if matches!(f, H::Vcpu | H::Vcore) { 8 } else { 1 };
@@ -192,7 +201,8 @@ impl Rig {
     }
     fn reg(&mut self, cpu: usize, r: Reg, v: u64) {
         self.tb += 1000;
-        self.s.register(cpu, 0xc000_0000_0011_5000, self.tb, r, v);
+        let tb = self.tb.wrapping_add(self.in_force);
+        self.s.register(cpu, 0xc000_0000_0011_5000, tb, r, v);
     }
     fn invariants(&self) -> Vec<u32> {
         self.s
@@ -251,14 +261,32 @@ impl Rig {
     }
 
     /// Thread 0 in kvmppc_hv_entry: its entry bit, the partition switch
-    /// (LPIDR through LPID_RSVD, SDR1), then vcore in_guest = 1.
+    /// (LPIDR through LPID_RSVD, SDR1), the vcore's timebase offset when it
+    /// has one (`tb_offset_applied`, then the TBU40 write), then vcore
+    /// in_guest = 1.
     fn switch_in(&mut self) {
         self.hs(0, 0, H::InGuest, KVM_GUEST_MODE_HOST_HV.into());
         self.vc32(0, 8, 1);
         self.reg(0, Reg::MtLpidr, LPID_RSVD);
         self.reg(0, Reg::MtSdr1, 0x7500_0006);
         self.reg(0, Reg::MtLpidr, 1);
+        let mut off = [0u8; 8];
+        self.mem.read(VC + 168, &mut off);
+        let off = u64::from_le_bytes(off);
+        if off != 0 {
+            self.st(0, VC + 176, &off.to_le_bytes());
+            self.in_force = off; // mtspr TBU40
+        }
         self.vc8(0, 25, 1);
+    }
+
+    /// Thread 0 in kvmhv_switch_to_host takes the offset off: clears
+    /// `tb_offset_applied`, then writes TBU40.
+    fn offset_off(&mut self) {
+        if self.in_force != 0 {
+            self.st(0, VC + 176, &0u64.to_le_bytes());
+            self.in_force = 0;
+        }
     }
 
     /// Secondary `t` enters once thread 0 switched: its entry bit (threads
@@ -286,6 +314,7 @@ impl Rig {
         self.reg(0, Reg::MtLpidr, LPID_RSVD);
         self.reg(0, Reg::MtSdr1, 0x7c00_0007);
         self.reg(0, Reg::MtLpidr, 0);
+        self.offset_off();
         self.vc8(0, 25, 0);
         self.hs(0, 0, H::InGuest, KVM_GUEST_MODE_NONE.into());
         for t in 1..n {
