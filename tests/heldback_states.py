@@ -316,6 +316,14 @@ def seed_counts(threads, ids, n_woken, nap_count, holding):
     vc["entry_exit_count"] = len(ids) + (n_exit << 8)
     for t in holding:
         hstate(s, t)["in_guest"] = HOST_HV
+    if nap_count:
+        # A seed secondary counts itself in nap_count only after its wait in
+        # secondary_too_late for vc->in_guest 0, i.e. after thread 0's switch back,
+        # which waits for every exit (13): every entered thread has exited, the core
+        # is back in the host partition, thread 0 still in KVM (HOST_HV).
+        vc.update(in_guest=0, entry_exit_count=len(ids) | (len(ids) << 8))
+        hstate(s, 0)["in_guest"] = HOST_HV
+        host_regs(s)
     return s
 
 

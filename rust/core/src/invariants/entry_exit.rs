@@ -438,10 +438,15 @@ fn switched_back(cx: &Ctx, k: usize, vc: &Vcore, ee: EntryExit, out: &mut Vec<Vi
 /// exit bit, `0x100 << ptid`, set by itself in kvmhv_commence_exit) and is
 /// out of KVM (in_guest NONE) while still pointing at the vcore has seen
 /// vc->in_guest 0, and nothing sets it to 1 again in the run.  (A secondary
-/// too late to enter sets no exit bit; the seed's count does not say which
-/// thread exited, so only the modern map is judged.)
+/// too late to enter sets no exit bit.)  The seed's count does not say which
+/// thread exited, nor does a PACA (its kvm_vcore is never cleared, so a
+/// secondary out of KVM may be one of an earlier run); the seed is judged
+/// through nap_count instead ([`seed_secondary_counted`]).
 fn secondary_past_the_wait(cx: &Ctx, k: usize, vc: &Vcore, ee: EntryExit, out: &mut Vec<Violation>) {
     let EntryExit::Map { raw, exit, .. } = ee else {
+        if let EntryExit::Count { raw, .. } = ee {
+            seed_secondary_counted(cx, k, vc, raw, out);
+        }
         return;
     };
     for (i, t) in cx.s.threads.iter().enumerate() {
@@ -465,6 +470,42 @@ fn secondary_past_the_wait(cx: &Ctx, k: usize, vc: &Vcore, ee: EntryExit, out: &
             .hstate(i, h, &[HsField::InGuest, HsField::Ptid, HsField::KvmVcore]),
         );
     }
+}
+
+/// 13, the seed's secondary past its wait, through vc->nap_count (judged on a
+/// vcore in a run with vc->in_guest 1; e0b7ec058c0e, v3.14).  A seed
+/// secondary counts itself in nap_count (kvm_start_guest, book3s_hv_rmhandlers.S:
+/// the lwarx/stwcx. on VCORE_NAP_COUNT) only after `bl kvmppc_hv_entry`
+/// returned, and kvmppc_hv_entry returns for a secondary only through
+/// secondary_too_late, whose secondary branch spins until VCORE_IN_GUEST is
+/// 0 before the tail stores KVM_GUEST_MODE_NONE (both for a thread that ran
+/// the guest and for one too late to enter).  Thread 0 stores 1 there once
+/// per run, before any thread can begin an exit, and 0 at its switch back;
+/// kvmppc_run_core (book3s_hv.c) zeroes nap_count before in_guest when the
+/// run starts.  So within a run, nap_count above 0 means vc->in_guest was
+/// already cleared at the switch back and stays 0.  (A secondary of the
+/// previous run that counts itself only after kvmppc_wait_for_nap gave up
+/// on it, "kvmppc_wait_for_nap timeout", was already stuck; it is reported
+/// here too.)  prepatch is not judged: its secondary_too_late was not read.
+fn seed_secondary_counted(cx: &Ctx, k: usize, vc: &Vcore, raw: u32, out: &mut Vec<Violation>) {
+    if cx.s.variant != Variant::Seed || vc.in_guest == 0 {
+        return;
+    }
+    let Some(naps) = vc.nap_count.filter(|&n| n > 0) else {
+        return;
+    };
+    out.push(
+        Violation::new(
+            13,
+            format!(
+                "nap_count is {naps} (a secondary has finished its pass of this run) but vcore in_guest is still {} (entry_exit_count {raw:#x}): a seed secondary counts itself in nap_count only after its wait for thread 0's store of 0 at the switch back",
+                vc.in_guest
+            ),
+        )
+        .field(p("vcores", k, "in_guest"), vc.in_guest)
+        .field(p("vcores", k, "nap_count"), naps)
+        .field(p("vcores", k, "entry_exit_count"), raw),
+    );
 }
 
 /// 17: the secondaries are grabbed (hwthread_req 1) from before the first

@@ -19,7 +19,7 @@ pub(crate) fn check(cx: &Ctx, out: &mut Vec<Violation>) {
             secondary(cx, i, &t.kvm_hstate, out);
         }
         guest(cx, i, n, t, out);
-        woke_and_exiting(cx, i, &t.kvm_hstate, out);
+        woke_and_exiting(cx, i, t, out);
         held::check(cx, i, t, out);
     }
 }
@@ -246,15 +246,13 @@ fn guest(cx: &Ctx, i: usize, n: usize, t: &Thread, out: &mut Vec<Violation>) {
 /// only after that, so with its exit bit set and napping 0 its bit is clear.
 /// Thread 0 is not judged: kvm_novcpu_wakeup clears napping and, finding the
 /// exit begun, leaves without clearing its bit.
-fn woke_and_exiting(cx: &Ctx, i: usize, h: &Hstate, out: &mut Vec<Violation>) {
+fn woke_and_exiting(cx: &Ctx, i: usize, t: &Thread, out: &mut Vec<Violation>) {
+    let h = &t.kvm_hstate;
     let pt = h.ptid as u32;
     if pt == 0 || pt >= 8 || h.napping != 0 {
         return;
     }
     let Some((k, vc)) = cx.vcore(h.kvm_vcore) else {
-        return;
-    };
-    let Some(map) = vc.entry_exit_map else {
         return;
     };
     // A secondary's bit is set by kvmppc_h_cede (lwarx/stwcx. by
@@ -264,7 +262,32 @@ fn woke_and_exiting(cx: &Ctx, i: usize, h: &Hstate, out: &mut Vec<Violation>) {
     // last thread to cede branches to kvm_cede_exit without setting it, and
     // init_vcore_to_run resets the word before the threads are started.  So
     // a secondary whose bit is set is in KVM's real-mode code.
-    if vc.napping_threads & (1 << pt) != 0
+    //
+    // The seed (e0b7ec058c0e, v3.14) orders the same stores: kvmppc_h_cede
+    // sets the bit by HSTATE_PTID after kvmppc_interrupt_hv stored HOST_HV
+    // (the stwcx. is skipped when every entered thread would nap:
+    // kvm_cede_exit), kvm_end_cede's label 34 clears it before
+    // kvmppc_cede_reentry or guest_exit_cont, the first exiter's IPI in
+    // hdec_soon wakes every napping thread before thread 0 can switch back,
+    // and kvmppc_run_core (book3s_hv.c) zeroes the word at the start of each
+    // run.  Its PACAs keep kvm_vcore after the run, so only the PACA that
+    // runs ptid `pt` of this vcore is judged: cpu vc->pcpu + ptid
+    // (kvmppc_start_thread), not a PACA left from a run on another core.
+    // And only in RUNNING or EXITING, where the word is this run's:
+    // kvmppc_run_core stores VCORE_STARTING before it zeroes
+    // napping_threads, so a STARTING stop may show the last run's word.
+    let st = cx.states;
+    let own = match (vc.entry_exit_map, cx.s.variant) {
+        (Some(_), _) => true,
+        (None, Variant::Seed) => {
+            vc.entry_exit_count.is_some()
+                && (vc.vcore_state == st.running || vc.vcore_state == st.exiting)
+                && u64::from(t.cpu) == u64::from(vc.pcpu) + u64::from(pt)
+        }
+        (None, _) => false,
+    };
+    if own
+        && vc.napping_threads & (1 << pt) != 0
         && matches!(h.in_guest, KVM_GUEST_MODE_GUEST_HV | KVM_GUEST_MODE_NONE)
     {
         let mode = if h.in_guest == KVM_GUEST_MODE_GUEST_HV {
@@ -284,6 +307,9 @@ fn woke_and_exiting(cx: &Ctx, i: usize, h: &Hstate, out: &mut Vec<Violation>) {
             .hstate(i, h, &[HsField::InGuest, HsField::Ptid]),
         );
     }
+    let Some(map) = vc.entry_exit_map else {
+        return;
+    };
     if map & (1 << (8 + pt)) != 0 && vc.napping_threads & (1 << pt) != 0 {
         out.push(
             Violation::new(
