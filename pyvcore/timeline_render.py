@@ -260,6 +260,8 @@ def _x_label(tl: Timeline, unit: str, kvm: tuple[float, float] | None, scale: fl
     if tl.unit == "stop":
         return "stop number (points: sampled stops)"
     if tl.unit == "event":
+        if tl.axis_note:  # an event's host timebase not known: said on stderr in full
+            return "event number (an event's host timebase is not known)"
         return "event number (the log's timebase does not advance)"
     if kvm is None:
         return f"timebase time ({unit})"

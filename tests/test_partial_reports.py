@@ -33,7 +33,8 @@ def _ev(seq: int, field: str, old: object, new: object) -> dict[str, object]:
 def many_violations(path: Path) -> Path:
     """A log whose vcore goes RUNNING -> EXITING -> RUNNING ... (BACKWARDS times back)."""
     fields = {"n_runnable": 1, "num_threads": 1, "entry_exit_map": 0, "napping_threads": 0,
-              "first_vcpuid": 0, "pcpu": 0, "vcore_state": 0, "in_guest": 0}  # fmt: skip
+              "first_vcpuid": 0, "pcpu": 0, "vcore_state": 0, "in_guest": 0,
+              "tb_offset": "0x0", "tb_offset_applied": "0x0"}  # fmt: skip
     lines: list[dict[str, Any]] = [HEADER, _ev(1, "threads[0].kvm_hstate.kvm_vcore", "0x0", VC)]
     lines += [_ev(1, f"vcores[{VC}].{k}", None, v) for k, v in fields.items()]
     lines.append(_ev(2, f"vcores[{VC}].vcore_state", 0, 4))

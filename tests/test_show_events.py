@@ -40,7 +40,7 @@ def show(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, s
 def test_seq_shows_the_state_after_that_store(capsys: pytest.CaptureFixture[str], log: Path) -> None:
     code, out, err = show(capsys, log, "--seq", 3)
     assert (code, err) == (0, "")
-    assert re.search(r"^== seq 3  tb 3000  \(11 events applied\)$", out, re.M)
+    assert re.search(r"^== seq 3  tb 3000  \(13 events applied\)$", out, re.M)
     assert f"vc0 {VC}: EXITING" in out and "RUNNING" not in out
     assert "no invariant violated (modern)" in out
     assert "7 violations" not in out and "6 violations up to" in out  # those of seqs 1 and 2
@@ -101,7 +101,7 @@ def test_unusable_event_logs(capsys: pytest.CaptureFixture[str], tmp_path: Path,
 def test_the_binding_replays_to_a_point(log: Path) -> None:
     text = log.read_text()
     at = _core.replay_events_at(text, seq=2)
-    assert (at.seq, at.tb, at.reached, at.events) == (2, 2000, True, 10)
+    assert (at.seq, at.tb, at.reached, at.events) == (2, 2000, True, 12)
     assert isinstance(at.snapshot, dict) and at.snapshot["vcores"][0]["vcore_state"] == 4
     assert {v["invariant"] for v in at.violations} == {17}
     assert sorted(v["events"][-1]["seq"] for v in at.violations) == [1, 1, 1, 2, 2, 2]

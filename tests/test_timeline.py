@@ -123,6 +123,19 @@ def _event_log(tmp_path: Path) -> Path:
             "old": None,
             "new": vc,
         },
+        # The vcore's timebase offset, read when it is found (0: the lab's).
+        *(
+            {
+                "seq": 1,
+                "tb": 1000,
+                "cpu": 0,
+                "pc": "0xc0",
+                "field": f"vcores[{vc}].{f}",
+                "old": None,
+                "new": "0x0",
+            }
+            for f in ("tb_offset", "tb_offset_applied")
+        ),
         {
             "seq": 1,
             "tb": 1000,
@@ -498,3 +511,39 @@ def test_without_o_the_page_goes_to_the_current_directory_as_help_says(
     assert main(["timeline", "sub/run.jsonl"]) == 0
     assert capsys.readouterr().out.startswith("run.html: ")
     assert (tmp_path / "run.html").is_file() and not (tmp_path / "sub" / "run.html").exists()
+
+
+def test_an_event_log_with_a_timebase_offset_is_drawn_on_the_host_timebase(tmp_path: Path) -> None:
+    """Thread 0 adds a 2^40-tick offset (36 minutes) to the core's TB while it runs the vcore:
+    the events read then are drawn at host time, not 36 minutes on (or back); the one event
+    inside the switch (tb_offset_applied stored, in_guest not yet) sits at the event before it."""
+    from test_trace import AHEAD, grab_across_the_offset_switch
+
+    header = {"format": "pyvcore-events", "version": 1, "variant": "modern", "threads_per_core": 2}
+    for off in (AHEAD, 2**64 - AHEAD):
+        log = tmp_path / "events.jsonl"
+        events = grab_across_the_offset_switch(0.05, off)
+        log.write_text("\n".join(json.dumps(x) for x in [header, *events]) + "\n")
+        tl = load(str(log))
+        assert tl.unit == "us" and tl.axis_note is None
+        times = [m.ts for m in tl.marks]
+        # 1,000,000 ticks at the start (~1953 µs), 50 ms of host time in the guest
+        assert min(times) > 1000 and max(times) < 1953 + 50_000 + 100, (off, max(times))
+
+
+def test_an_event_log_without_the_offset_is_drawn_by_event_number_saying_why(tmp_path: Path) -> None:
+    """A log from a plugin that did not watch the vcore's timebase offset: inside a run the
+    host timebase is not known, so the log is drawn by event number and the note says why."""
+    from test_trace import grab_across_the_offset_switch
+
+    header = {"format": "pyvcore-events", "version": 1, "variant": "modern", "threads_per_core": 2}
+    log = tmp_path / "events.jsonl"
+    log.write_text(
+        "\n".join(json.dumps(x) for x in [header, *grab_across_the_offset_switch(0.05, None)]) + "\n"
+    )
+    tl = load(str(log))
+    assert tl.unit == "event"
+    assert tl.axis_note and tl.axis_note.startswith(
+        "drawn by event number: line 5's host timebase is not known"
+    )
+    assert "does not carry the timebase offset of thread 0's vcore" in tl.axis_note

@@ -47,6 +47,9 @@ def _long_log(path: Path, cycles: int = 800) -> Path:
     for i in range(4):
         ev(start + i, 0, f"threads[{i}].kvm_hstate.kvm_vcpu", VCPUS[i])
         ev(start + 4 + i, 0, f"threads[{i}].kvm_hstate.kvm_vcore", VCORE)
+        if i == 0:  # the vcore's timebase offset, read when it is found (0: the lab's), same store
+            for f in ("tb_offset", "tb_offset_applied"):
+                lines.append({**lines[-1], "field": f"vcores[{VCORE}].{f}", "new": "0x0"})
     period = TB * 25 // 10_000  # 2.5 ms
     for k in range(cycles):
         base = start + 1000 + k * period

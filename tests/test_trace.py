@@ -34,9 +34,11 @@ def write_log(path: Path, events: list[dict[str, object]], header: dict[str, obj
 
 
 def vcore_found(seq: int) -> list[dict[str, object]]:
-    """Thread 0's PACA points at a vcore: its fields come in with old = null, one seq."""
+    """Thread 0's PACA points at a vcore: its fields come in with old = null, one seq (its
+    timebase offset 0, as in the lab)."""
     fields = {"n_runnable": 1, "num_threads": 1, "entry_exit_map": 0, "napping_threads": 0,
-              "first_vcpuid": 0, "pcpu": 0, "vcore_state": 0, "in_guest": 0}  # fmt: skip
+              "first_vcpuid": 0, "pcpu": 0, "vcore_state": 0, "in_guest": 0,
+              "tb_offset": "0x0", "tb_offset_applied": "0x0"}  # fmt: skip
     out = [ev(seq, "threads[0].kvm_hstate.kvm_vcore", "0x0", VC)]
     out += [ev(seq, f"vcores[{VC}].{k}", None, v) for k, v in fields.items()]
     return out
