@@ -23,6 +23,17 @@ fn main() {
     if let Some(f) = args.get(4) {
         opts.fault = Some(Fault::parse(f).expect("fault"));
     }
+    // DOORBELLS / PRODS / CEDES=N: other bounds (to see where the states come from).
+    let bound = |name: &str| std::env::var(name).ok().map(|v| v.parse::<u8>().expect(name));
+    if let Some(n) = bound("DOORBELLS") {
+        opts.max_doorbells = n;
+    }
+    if let Some(n) = bound("PRODS") {
+        opts.max_prods = n;
+    }
+    if let Some(n) = bound("CEDES") {
+        opts.max_cedes = Some(n);
+    }
     // NO_CHECK=1: only the model's own history and deadlock checks.
     opts.check_invariants = std::env::var_os("NO_CHECK").is_none();
     let r = explore(&opts).expect("explore");

@@ -153,11 +153,13 @@ pub(crate) fn doorbell_candidates(cfg: &Config, opts: &ExploreOptions, s: &State
     }
     let first = vc_first(s);
     let may_send = s.doorbells < opts.max_doorbells;
-    // Who sends a msgsndp changes nothing but who may send it: under the
-    // reduction one sender stands for all (its chains take the next event
-    // of any thread in the guest, see search.rs), unless the fault makes
-    // the sending thread matter.
-    let one_sender = opts.reduced() && cfg.fault != Some(Fault::DoorbellWrongSibling);
+    // Who sends a msgsndp changes nothing but who may send it: the state it
+    // leads to is the same whichever vcpu in the guest sends it (msgsndp sets
+    // the target's DPDES bit and records the target; no check reads the
+    // sender), so one sender stands for all (under the partial-order
+    // reduction its chains take the next event of any thread in the guest,
+    // see search.rs), unless the fault makes the sending thread matter.
+    let one_sender = cfg.fault != Some(Fault::DoorbellWrongSibling);
     let mut sent = false;
     for x in 0..cfg.threads {
         let th = &s.threads[x as usize];

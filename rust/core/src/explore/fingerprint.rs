@@ -16,13 +16,13 @@ use crate::model::{vc_first, Config, Event, Mmu, Phase, State};
 /// side by side, joined by the splitmix64 mixer): the state is packed into
 /// words first (one per thread, a few per vcpu and for the vcore) and only
 /// those are mixed.
-struct Words {
+pub(crate) struct Words {
     a: u64,
     b: u64,
 }
 
 impl Words {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Words {
             a: 0x243f_6a88_85a3_08d3,
             b: 0x1319_8a2e_0370_7344,
@@ -30,13 +30,13 @@ impl Words {
     }
 
     /// Mix `x` into one lane; the next word goes to the other.
-    fn put(&mut self, x: u64) {
+    pub(crate) fn put(&mut self, x: u64) {
         let a = (self.a ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31);
         self.a = self.b;
         self.b = a;
     }
 
-    fn finish(&self) -> u64 {
+    pub(crate) fn finish(&self) -> u64 {
         mix64(mix64(self.a) ^ self.b)
     }
 }

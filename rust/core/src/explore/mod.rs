@@ -25,6 +25,7 @@
 //! results do not depend on the number of workers.
 
 mod candidates;
+mod clean;
 mod fingerprint;
 mod search;
 mod table;

@@ -5,7 +5,10 @@
 
 use std::time::Instant;
 
+use std::sync::Mutex;
+
 use super::candidates::{candidates, doorbell_candidates};
+use super::clean::{view_key, CleanViews};
 use super::fingerprint::{
     plain_key, secondary_keys, symmetric_key, touched, twins, Base, Carried, Dead, Key,
 };
@@ -17,7 +20,9 @@ use crate::view::Snapshot;
 
 /// The first violation of state `s` reached from `parent` by `event`; the
 /// shared invariants are evaluated when `parent_view` is given, on the view
-/// of `s` written into `view`.
+/// of `s` written into `view`.  With `clean`, a state whose snapshot was
+/// judged clean before but for the doorbell registers gets only the
+/// doorbell checks (see [`CleanViews`]); every clean one is recorded.
 #[allow(clippy::too_many_arguments)]
 fn check(
     cfg: &Config,
@@ -28,10 +33,29 @@ fn check(
     fx: &Effects,
     ignored: &[u32],
     view: &mut Snapshot,
+    clean: Option<&mut CleanViews>,
 ) -> Option<Violation> {
     if let Some(parent_view) = parent_view {
         cfg.view_into(s, Some(event.label()), view);
-        let mut out = invariants::check_snapshot(view);
+        let key = clean.as_ref().map(|_| view_key(cfg, s));
+        let mut out = match (&clean, key) {
+            (Some(c), Some(k)) if c.contains(k) => {
+                let out = invariants::check_doorbells(view);
+                debug_assert_eq!(
+                    out,
+                    invariants::check_snapshot(view),
+                    "a snapshot equal to a clean one but for its doorbells broke more than the doorbell checks"
+                );
+                out
+            }
+            _ => {
+                let out = invariants::check_snapshot(view);
+                if let (Some(c), Some(k), true) = (clean, key, out.is_empty()) {
+                    c.insert(k);
+                }
+                out
+            }
+        };
         out.extend(invariants::check_step(parent_view, view));
         if let Some(found) = out.into_iter().find(|x| !ignored.contains(&x.invariant)) {
             return Some(found);
@@ -135,8 +159,10 @@ pub(super) fn may_cede(o: &ExploreOptions, s: &State) -> u8 {
 }
 
 /// The one thread or vcpu index (vcpu id minus `first`) event `e` names,
-/// None when it names none or two (a msgsndp names a vcpu and a thread).
-fn only_index(e: &Event, first: u32) -> Option<u8> {
+/// None when it names none or two.  A msgsndp names its target thread
+/// only (`one_sender`: the sender does not change the state it leads to,
+/// see `doorbell_candidates`), else none.
+fn only_index(e: &Event, first: u32, one_sender: bool) -> Option<u8> {
     let vcpu = |id: u32| u8::try_from(id.wrapping_sub(first)).ok();
     match *e {
         Event::CreateVcpu { vcpu: id }
@@ -147,6 +173,7 @@ fn only_index(e: &Event, first: u32) -> Option<u8> {
         | Event::VcoreWake { vcpu: id }
         | Event::StartThread { vcpu: id }
         | Event::Prod { vcpu: id } => vcpu(id),
+        Event::Doorbell { thread, .. } if one_sender => Some(thread),
         Event::Doorbell { .. } => None,
         _ => e.thread(),
     }
@@ -279,7 +306,9 @@ impl Search<'_> {
             // Of twin secondaries only the first moves (see `twins`).
             let twins = base.keys.map_or(0, |k| twins(&k, self.cfg.threads as usize));
             let first = vc_first(s);
-            let moves = |e: &Event| only_index(e, first).is_none_or(|i| i >= 8 || twins & (1 << i) == 0);
+            let one_sender = self.cfg.fault != Some(Fault::DoorbellWrongSibling);
+            let moves =
+                |e: &Event| only_index(e, first, one_sender).is_none_or(|i| i >= 8 || twins & (1 << i) == 0);
             let mut any_legal = false;
             for &e in cands.iter().filter(|e| moves(e)) {
                 if self.cfg.after_into(s, e, &mut c).is_some() {
@@ -372,7 +401,17 @@ impl Search<'_> {
         for (k, e) in events.iter().enumerate() {
             let fx = self.cfg.after_into(&s, *e, &mut next)?;
             let prev = self.opts.check_invariants.then_some(&before);
-            if let Some(v) = check(&self.cfg, &s, prev, &next, e, &fx, &self.ignored, &mut after) {
+            if let Some(v) = check(
+                &self.cfg,
+                &s,
+                prev,
+                &next,
+                e,
+                &fx,
+                &self.ignored,
+                &mut after,
+                None,
+            ) {
                 return Some((v.invariant, k + 1));
             }
             std::mem::swap(&mut before, &mut after);
@@ -391,7 +430,10 @@ impl Search<'_> {
         batch: &[Frontier],
         succs: &Succs,
         news: &[New],
+        clean: &Mutex<CleanViews>,
     ) -> Result<Vec<Frontier>, (usize, usize, Violation)> {
+        // One worker per table: never contended.
+        let mut clean = clean.lock().expect("a worker panicked");
         let mut states = Vec::with_capacity(news.len());
         let checking = self.opts.check_invariants;
         // The views of the parent and of the two last states of a chain,
@@ -432,7 +474,17 @@ impl Search<'_> {
                     (true, 0) => Some(&parent_view),
                     (true, _) => Some(&before),
                 };
-                if let Some(v) = check(&self.cfg, from, prev, &next, e, &fx, &self.ignored, &mut after) {
+                if let Some(v) = check(
+                    &self.cfg,
+                    from,
+                    prev,
+                    &next,
+                    e,
+                    &fx,
+                    &self.ignored,
+                    &mut after,
+                    Some(&mut clean),
+                ) {
                     return Err((pos, k + 1, v));
                 }
                 if k + 1 < events.len() {
@@ -459,20 +511,25 @@ fn chunks<T>(items: &[T], parts: usize) -> Vec<(usize, &[T])> {
         .collect()
 }
 
-/// `f(offset, chunk)` on `workers` contiguous chunks of `items`, on as many
-/// threads (in order; the first chunk on the calling thread).
-fn on_workers<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(usize, &[T]) -> R + Sync) -> Vec<R> {
+/// `f(worker, offset, chunk)` on `workers` contiguous chunks of `items`,
+/// on as many threads (in order; the first chunk on the calling thread).
+fn on_workers<T: Sync, R: Send>(
+    items: &[T],
+    workers: usize,
+    f: impl Fn(usize, usize, &[T]) -> R + Sync,
+) -> Vec<R> {
     let parts = chunks(items, workers);
     if parts.len() < 2 {
-        return parts.iter().map(|&(off, part)| f(off, part)).collect();
+        return parts.iter().map(|&(off, part)| f(0, off, part)).collect();
     }
     let f = &f;
     std::thread::scope(|sc| {
         let handles: Vec<_> = parts[1..]
             .iter()
-            .map(|&(off, part)| sc.spawn(move || f(off, part)))
+            .enumerate()
+            .map(|(w, &(off, part))| sc.spawn(move || f(w + 1, off, part)))
             .collect();
-        let first = f(parts[0].0, parts[0].1);
+        let first = f(0, parts[0].0, parts[0].1);
         std::iter::once(first)
             .chain(handles.into_iter().map(|h| h.join().expect("explorer worker")))
             .collect()
@@ -494,13 +551,14 @@ pub(super) fn bfs(
     // A level is kept as the workers' outputs in order (segments), not
     // copied into one vector; small ones are joined (see `append`).
     let mut frontier: Vec<Vec<Frontier>> = vec![vec![(root, 0, search.carried(&root, None, None, &[]))]];
+    let clean: Vec<Mutex<CleanViews>> = (0..workers).map(|_| Mutex::new(CleanViews::new())).collect();
     let mut depth = 0usize;
     let size = |level: &[Vec<Frontier>]| level.iter().map(Vec::len).sum::<usize>();
     let capacity = |level: &[Vec<Frontier>]| level.iter().map(Vec::capacity).sum::<usize>();
     while size(&frontier) > 0 {
         let mut next: Vec<Vec<Frontier>> = Vec::new();
         for batch in frontier.iter().flat_map(|seg| seg.chunks(BATCH * workers)) {
-            let expanded = on_workers(batch, workers, |off, part| search.expand(part, off));
+            let expanded = on_workers(batch, workers, |_, off, part| search.expand(part, off));
             let mut parts = Vec::with_capacity(expanded.len());
             let mut keyed = Vec::with_capacity(expanded.len());
             for ex in expanded {
@@ -522,9 +580,9 @@ pub(super) fn bfs(
             }
             let succs = Succs::new(parts, keyed);
             let news = visited.visit(batch, &succs);
-            let checked = on_workers(&news, workers, |off, part| {
+            let checked = on_workers(&news, workers, |w, off, part| {
                 search
-                    .check_all(batch, &succs, part)
+                    .check_all(batch, &succs, part, &clean[w])
                     .map_err(|(p, k, v)| (off + p, k, v))
             });
             // The parts are in order: the first violation is the earliest.
@@ -547,7 +605,18 @@ pub(super) fn bfs(
                 report.states = visited.explored();
                 return;
             }
+            // The tables grow with the states kept (they are caches: what
+            // is judged does not depend on them).
+            for c in &clean {
+                c.lock()
+                    .expect("a worker panicked")
+                    .fit(visited.explored() / workers);
+            }
             let memory = visited.memory()
+                + clean
+                    .iter()
+                    .map(|c| c.lock().expect("a worker panicked").memory())
+                    .sum::<usize>()
                 + (capacity(&frontier) + capacity(&next)) * std::mem::size_of::<Frontier>()
                 + succs.capacity();
             report.peak_memory = report.peak_memory.max(memory);
