@@ -1,6 +1,8 @@
-//! The snapshots already judged clean, doorbells apart: a state whose
-//! snapshot equals one of them but for the doorbell registers needs only
-//! the doorbell checks (see [`crate::invariants::check_doorbells`]).  A
+//! The snapshots and steps already judged clean, doorbells apart: a state
+//! whose snapshot equals one of them but for the doorbell registers needs
+//! only the doorbell checks (see [`crate::invariants::check_doorbells`]),
+//! and a step between two such snapshots none (the step checks do not
+//! read the doorbells).  A
 //! pending doorbell multiplies the states about sixfold at N = 8 (one per
 //! thread it can wait on, or vc->dpdes) while leaving the rest of the
 //! snapshot as it was, so most states repeat a snapshot judged before.
@@ -75,6 +77,28 @@ pub(crate) fn view_key(cfg: &Config, s: &State) -> u64 {
             None => h.put(0),
         }
     }
+    h.finish()
+}
+
+/// The key of the whole snapshot of `s` (whose [`view_key`] is
+/// `view_key`): that key and the doorbell registers the snapshot shows
+/// (DPDES in every thread's `dpdes`, `vc->dpdes`), apart from the keys
+/// without them by construction.
+pub(crate) fn whole_key(view_key: u64, s: &State) -> u64 {
+    let mut h = super::fingerprint::Words::new();
+    h.put(0x3b01);
+    h.put(view_key);
+    h.put(s.dpdes as u64 | s.vcore.map_or(0x1ff, |vc| vc.dpdes as u64) << 8);
+    h.finish()
+}
+
+/// The key of a step from a state whose [`view_key`] is `from` to one whose
+/// key is `to` (apart from the snapshots' keys by construction).
+pub(crate) fn step_key(from: u64, to: u64) -> u64 {
+    let mut h = super::fingerprint::Words::new();
+    h.put(0x57e9);
+    h.put(from);
+    h.put(to);
     h.finish()
 }
 

@@ -343,14 +343,15 @@ fn a_counterexample_is_replayed_without_the_fault() {
 
 /// Two states with the same `view_key` have snapshots equal but for the
 /// doorbell registers (so the explorer may judge the second with the
-/// doorbell checks alone), and the key does see every other field: on every
+/// doorbell checks alone), and the key does see every other field; the same
+/// for `whole_key` and the whole snapshot: on every
 /// state the full search reaches at N = 2 (every variant, every fault) and
 /// the default search at N = 4 (seed, modern), grouped by key, the
 /// snapshots with DPDES and vc->dpdes cleared are equal within each group,
 /// and states whose cleared snapshots differ have different keys.
 #[test]
 fn view_keys_cover_the_snapshot() {
-    use super::clean::view_key;
+    use super::clean::{view_key, whole_key};
     use crate::view::Snapshot;
     use std::collections::HashMap;
     let mut cases: Vec<(Variant, u8, Option<Fault>)> = Vec::new();
@@ -382,7 +383,20 @@ fn view_keys_cover_the_snapshot() {
         };
         let mut by_key: HashMap<u64, Snapshot> = HashMap::new();
         let mut by_view: HashMap<Snapshot, u64> = HashMap::new();
+        let mut by_whole: HashMap<u64, Snapshot> = HashMap::new();
+        let mut whole_by_view: HashMap<Snapshot, u64> = HashMap::new();
         for s in &states {
+            let (w, v) = (whole_key(view_key(&cfg, s), s), cfg.view(s, None));
+            assert_eq!(
+                by_whole.entry(w).or_insert(v.clone()),
+                &v,
+                "{variant} {fault:?}: one whole key, two snapshots"
+            );
+            assert_eq!(
+                *whole_by_view.entry(v).or_insert(w),
+                w,
+                "{variant} {fault:?}: one snapshot, two whole keys"
+            );
             let (k, v) = (view_key(&cfg, s), cleared(s));
             match by_key.get(&k) {
                 Some(seen) => {
