@@ -15,8 +15,8 @@
 
 use crate::model::{vc_first, Config, Mmu, State};
 
-/// Slots per worker: at first (128 KiB of keys), and at most (8 MiB).
-const MIN_SLOTS: usize = 1 << 14;
+/// Slots per worker: at first (32 KiB of keys), and at most (8 MiB).
+const MIN_SLOTS: usize = 1 << 12;
 const MAX_SLOTS: usize = 1 << 20;
 
 /// A 64-bit fingerprint of every field of `s` that [`Config::view_into`]
