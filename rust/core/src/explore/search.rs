@@ -429,7 +429,7 @@ impl Search<'_> {
             let mut any_legal = false;
             for &e in cands.iter().filter(|e| moves(e)) {
                 if self.idle_prod(s, carried.dead, &e) {
-                    debug_assert!(self.cfg.after_into(s, e, &mut c).is_some_and(|_| {
+                    debug_assert!(self.cfg.after_into(s, e, &mut c).is_none_or(|_| {
                         let (kp, kc) = (self.key(s, None, None, &[]), self.key(&c, None, None, &[e]));
                         kp.fp == kc.fp && super::fingerprint::subsumes(kp.used, kc.used)
                     }));
