@@ -630,7 +630,7 @@ const CHUNK: usize = 256;
 
 /// `f(worker, offset, chunk)` on the chunks of `CHUNK` items of `items`,
 /// on `workers` threads (the calling thread is worker 0), the results in
-/// the chunks' order.  A worker takes the next chunk when it is done with
+/// the chunks' order (one worker: on all of `items` at once).  A worker takes the next chunk when it is done with
 /// one, so a core that runs slower (the machine is shared) takes fewer:
 /// split in equal halves, the faster core waited for the slower at every
 /// phase (measured: up to a second in six at modern N = 8).
@@ -639,12 +639,15 @@ fn on_workers<T: Sync, R: Send>(
     workers: usize,
     f: impl Fn(usize, usize, &[T]) -> R + Sync,
 ) -> Vec<R> {
+    if workers < 2 {
+        return vec![f(0, 0, items)];
+    }
     let parts: Vec<(usize, &[T])> = items
         .chunks(CHUNK)
         .enumerate()
         .map(|(i, c)| (i * CHUNK, c))
         .collect();
-    if workers < 2 || parts.len() < 2 {
+    if parts.len() < 2 {
         return parts.iter().map(|&(off, part)| f(0, off, part)).collect();
     }
     let next = AtomicUsize::new(0);
@@ -784,11 +787,15 @@ pub(super) fn bfs(
 
 /// Add `states` to the segments of a level: joined to the last segment
 /// when both fit in a batch (`batch` states), else as a segment of its own
-/// (moved, not copied).
-fn append(level: &mut Vec<Vec<Frontier>>, states: Vec<Frontier>, batch: usize) {
+/// (moved, not copied), with room for a batch when it is smaller (the
+/// workers' chunks are: joining them would regrow it again and again).
+fn append(level: &mut Vec<Vec<Frontier>>, mut states: Vec<Frontier>, batch: usize) {
     match level.last_mut() {
         Some(last) if last.len() + states.len() <= batch => last.extend(states),
-        _ if !states.is_empty() => level.push(states),
+        _ if !states.is_empty() => {
+            states.reserve(batch.saturating_sub(states.len()));
+            level.push(states)
+        }
         _ => {}
     }
 }
