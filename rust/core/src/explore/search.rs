@@ -725,9 +725,14 @@ pub(super) fn bfs(
             });
             // The parts are in order: the first violation is the earliest.
             let mut found = None;
+            // The states still to come from this batch: at most its new successors.
+            let mut coming = news.len();
             for part in checked {
                 match part {
-                    Ok(states) => append(&mut next, states, BATCH * workers),
+                    Ok(states) => {
+                        coming = coming.saturating_sub(states.len());
+                        append(&mut next, states, BATCH * workers, coming)
+                    }
                     Err(e) => {
                         found = Some(e);
                         break;
@@ -787,13 +792,14 @@ pub(super) fn bfs(
 
 /// Add `states` to the segments of a level: joined to the last segment
 /// when both fit in a batch (`batch` states), else as a segment of its own
-/// (moved, not copied), with room for a batch when it is smaller (the
-/// workers' chunks are: joining them would regrow it again and again).
-fn append(level: &mut Vec<Vec<Frontier>>, mut states: Vec<Frontier>, batch: usize) {
+/// (moved, not copied), with room for up to `coming` more states (those the
+/// rest of the batch may add: the workers' chunks joined into it would
+/// regrow it again and again).
+fn append(level: &mut Vec<Vec<Frontier>>, mut states: Vec<Frontier>, batch: usize, coming: usize) {
     match level.last_mut() {
         Some(last) if last.len() + states.len() <= batch => last.extend(states),
         _ if !states.is_empty() => {
-            states.reserve(batch.saturating_sub(states.len()));
+            states.reserve(coming.min(batch.saturating_sub(states.len())));
             level.push(states)
         }
         _ => {}
