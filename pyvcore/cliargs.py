@@ -135,6 +135,9 @@ def _readable(text: str, expected: str) -> str:
         return text
     path = Path(text).expanduser()
     if path.is_dir():
+        inside = path / "trace.jsonl"  # a `pyvcore diff --report` folder: name its trace, as check does
+        if expected == TRACE_FILE and inside.is_file():
+            expected += f" (this one holds {Path(text) / 'trace.jsonl'})"
         raise UnreadableFile(text, errno.EISDIR, expected)
     if not path.exists():
         raise UnreadableFile(text, errno.ENOENT)

@@ -22,7 +22,7 @@ from typing import Any, Optional
 from pyvcore import cliargs
 from pyvcore.checker import VARIANTS
 from pyvcore.errors import at
-from pyvcore.jsonl import objects
+from pyvcore.jsonl import stops
 from pyvcore.render import colour_for, wrap
 from pyvcore.stopview import Judgement, check_text, judge, threads_table, vcores_text
 
@@ -43,10 +43,11 @@ def explain(n: int, width: int = 76) -> Optional[str]:
         return None
 
 
-def snapshots(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, snapshot) for every non-empty line ("-": stdin); ShowError on a bad one
-    (:func:`pyvcore.jsonl.objects`), or on an event log, which `pyvcore timeline` reads."""
-    for n, obj in objects(path, ShowError):
+def snapshots(path: str, variant: Optional[str] = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, snapshot) for every stop ("-": stdin), as `pyvcore check` reads them
+    (:func:`pyvcore.jsonl.stops`): ShowError with check's ``FILE:LINE:COLUMN`` line on the
+    first line check refuses, or on an event log, which `pyvcore timeline` reads."""
+    for n, obj in stops(path, ShowError, variant):
         if obj.get("format") == "pyvcore-events":
             raise ShowError(
                 f"{path} is an event log: give it as a file (not stdin), with --seq N or --violation K"
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     colour = colour_for(sys.stdout) if args.colour == "auto" else args.colour == "always"
     shown = violations = not_judged = 0
     try:
-        for n, snap in snapshots(args.trace):
+        for n, snap in snapshots(args.trace, args.variant):
             problem = layout_problem(snap, args.variant)
             if problem:
                 raise ShowError(f"{at(args.trace, n)}: {problem}")

@@ -39,7 +39,7 @@ from typing import Any
 from pyvcore import cliargs, ppc64
 from pyvcore.checker import VARIANTS
 from pyvcore.errors import PyvcoreError, at
-from pyvcore.jsonl import objects
+from pyvcore.jsonl import objects, stops
 from pyvcore.ppc64 import VCORE_STATES
 
 # kvm_hstate.in_guest: KVM_GUEST_MODE_* (arch/powerpc/include/asm/kvm_asm.h)
@@ -144,6 +144,10 @@ class Timeline:
     flows: list[Flow] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
     stops: int = 0
+    # Stops the checker could not judge (CheckOutcome.verdict "not judged": no vcore found, or
+    # a thread, vcpu or vcore it names missing), as (ts, stop, trace line, why): drawn, and
+    # never counted clean (as `pyvcore check` counts them).
+    not_judged: list[tuple[float, str, int, str]] = field(default_factory=list)
     # Every violation found, when the checker found more than it listed (and so more than
     # ``violations`` holds), with the count per invariant; None: all are in ``violations``.
     violations_total: int | None = None
@@ -175,6 +179,15 @@ class Timeline:
                 "`pyvcore check LOG` counts them all per invariant)"
             )
         return text
+
+    def not_judged_text(self) -> str:
+        """``1 stop not judged (first at line 3: a thread of the core is not in the snapshot)``,
+        or "" when every stop was judged."""
+        if not self.not_judged:
+            return ""
+        count = len(self.not_judged)
+        _ts, _stop, line, why = self.not_judged[0]
+        return f"{count:,} stop{'s' if count != 1 else ''} not judged (first at line {line}: {why})"
 
     def lane(self, key: str, title: str, group: str) -> str:
         if not any(lane.key == key for lane in self.lanes):
@@ -287,22 +300,32 @@ def load(path: str | Path, variant: str | None = None, *, by_stop: bool = False)
     ``by_stop``: lay a sampled trace out one stop per step even when its stops carry a timebase
     (stops cluster where the watch was busy; this spreads them evenly, order kept)."""
     path = Path(path)
-    lines = read_lines(path)
-    first = next(lines, None)
-    if first is None:
-        raise TimelineError(f"{path}: empty trace, nothing to draw")
-    if first[1].get("format") == "pyvcore-events":
+    if str(path) == "-":  # read twice (is it an event log? then the stops): spooled first
+        import tempfile
+
+        from pyvcore.jsonl import spool_stdin
+
+        with tempfile.NamedTemporaryFile(prefix="pyvcore-stdin-", suffix=".jsonl") as spool:
+            spool_stdin(spool)
+            return _load(Path(spool.name), "<stdin>", "stdin", variant, by_stop)
+    return _load(path, str(path), path.name, variant, by_stop)
+
+
+def _load(path: Path, name: str, title: str, variant: str | None, by_stop: bool) -> Timeline:
+    from pyvcore.checker import _is_event_log
+
+    if _is_event_log(str(path)):  # as `pyvcore check` tells the two kinds apart: the header line
+        lines = objects(path, TimelineError, name)
+        header = next(lines)
         from pyvcore.timeline_events import from_events
 
-        return from_events(path.name, first[1], lines, source=str(path), header_line=first[0])
-    return from_snapshots(path.name, _chain(first, lines), variant, by_stop=by_stop, source=str(path))
-
-
-def _chain(
-    first: tuple[int, dict[str, Any]], rest: Iterable[tuple[int, dict[str, Any]]]
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    yield first
-    yield from rest
+        return from_events(title, header[1], lines, source=name, header_line=header[0])
+    # A snapshot trace: its stops as `pyvcore check` reads them (pyvcore.jsonl.stops). The
+    # first line check refuses refuses the whole timeline, with check's FILE:LINE:COLUMN line:
+    # a picture with stops left out would show a gap where a stop was recorded, and exit as
+    # if the trace were whole.
+    records = stops(path, TimelineError, variant, name=name)
+    return from_snapshots(title, records, variant, by_stop=by_stop, source=name)
 
 
 def from_snapshots(
@@ -355,6 +378,9 @@ def from_snapshots(
             raise TimelineError(f"{at(source, number)}: not a usable snapshot ({exc})") from None
         for v in outcome.violations:
             tl.violations.append(Violation(ts, v.invariant, v.message, stop))
+        if outcome.verdict == "not judged":
+            why = outcome.not_judged[0][1] if outcome.not_judged else "no vcore found"
+            tl.not_judged.append((ts, stop, number, why))
     if not tl.stops:
         raise TimelineError(f"{title}: no stop in this trace has a snapshot, nothing to draw")
     return tl
@@ -447,13 +473,15 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"{out}: {tl.source} timeline, {lanes:,} thread lanes, {tl.stops or len(tl.marks):,} "
         f"{'stops' if tl.source == 'sampled' else 'state changes'}, {len(tl.flows):,} arrows, "
-        f"{tl.violations_text()}; {out.stat().st_size:,} bytes"
+        f"{tl.violations_text()}{', ' + tl.not_judged_text() if tl.not_judged else ''}; "
+        f"{out.stat().st_size:,} bytes"
     )
     if args.open:
         import webbrowser
 
         webbrowser.open(out.resolve().as_uri())
-    return 1 if tl.violations else 0
+    # pyvcore check's codes (TraceReport.exit_code), as `pyvcore show`: a stop not judged is never clean
+    return 1 if tl.violations else 2 if tl.not_judged else 0
 
 
 OUTPUT_FORMATS = (".html", ".htm", ".json", ".png")
@@ -476,8 +504,9 @@ def register(subparsers: Any) -> None:
         description=(
             "Draw a sampled trace (pv-watch / pyvcore diff JSONL) or a continuous event log "
             "(pyvcore trace) as one lane per hardware thread, one per vcore, doorbell and exit-IPI "
-            "arrows and violation marks.  Exit 0 drawn with no violation, 1 drawn with violations, "
-            "2 unusable trace."
+            "arrows and violation marks.  A snapshot trace is read as pyvcore check reads it: a line check "
+            "refuses refuses the timeline.  Exit 0 drawn with no violation, 1 drawn with violations, "
+            "2 unusable trace or a stop not judged (as pyvcore check)."
         ),
     )
     p.add_argument(

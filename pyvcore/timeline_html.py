@@ -315,6 +315,24 @@ def _summary_table(tl: Timeline, lanes: list[Lane]) -> str:
     )
 
 
+def _not_judged_text(tl: Timeline) -> str:
+    """``, <b>N stops not judged</b> (...)`` in the summary: such a stop is never clean."""
+    text = tl.not_judged_text()
+    if not text:
+        return ""
+    head, _, rest = text.partition(" (")
+    return f', <b class="not-judged">{_esc(head)}</b> ({_esc(rest)}'
+
+
+def _not_judged_list(tl: Timeline) -> str:
+    """One line per stop the checker could not judge (click: zoom there)."""
+    items = "".join(
+        f'<li class="not-judged" data-zoom="{_ticks(ts)}">line {line} ({_esc(stop)}): not judged: {_esc(why)}</li>'
+        for ts, stop, line, why in tl.not_judged
+    )
+    return f'<ul id="not-judged">{items}</ul>' if items else ""
+
+
 def _violation_list(tl: Timeline) -> str:
     """One line per invariant: how many violations, the first one's message (click: zoom there)."""
     first: dict[int, Any] = {}
@@ -360,10 +378,11 @@ body{{font:13px sans-serif;margin:12px}} canvas{{border:1px solid #ccc;cursor:gr
 .key{{margin-right:12px;white-space:nowrap}} .key i{{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}}
 #details{{font:12px monospace;white-space:pre-wrap;background:#f4f4f4;padding:6px;min-height:1.5em}}
 #states td{{padding:2px 8px;font:12px monospace;vertical-align:top}} .violation{{color:#b00;cursor:pointer}}
+.not-judged{{color:#8a5a00;cursor:pointer}}
 </style></head><body>
 <h3>pyvcore timeline: {_esc(tl.title)}</h3>
 <p id="summary">{_esc(tl.source)} trace, {threads} hardware threads, {tl.stops or len(tl.marks)} {what},
-{len(tl.flows)} arrows, <b>{_esc(tl.violations_text())}</b>. {_esc(honest)}
+{len(tl.flows)} arrows, <b>{_esc(tl.violations_text())}</b>{_not_judged_text(tl)}. {_esc(honest)}
 {_esc(opens)}Wheel: zoom, drag: pan, double click: the whole trace, click: details. Short states ({", ".join(ACCENT)}) are drawn
 on top, at least two pixels wide: where slices are denser than pixels, the table below has the totals.</p>
 <p>{legend} <label><input type="checkbox" id="arrows" checked> arrows (doorbells, exit IPIs)</label>
@@ -372,6 +391,7 @@ on top, at least two pixels wide: where slices are denser than pixels, the table
 <canvas id="timeline" width="{LABEL_W + PLOT_W + 10}" height="{TOP + LANE_H * len(lanes) + 8}"></canvas>
 <div id="details">click a slice, point or violation</div>
 {_violation_list(tl)}
+{_not_judged_list(tl)}
 {_summary_table(tl, lanes)}
 <script type="application/json" id="timeline-data">{data}</script>
 <script>{_SCRIPT}</script>

@@ -118,11 +118,14 @@ def chrome_trace(tl: Timeline) -> dict[str, Any]:
                 "args": {"invariant": v.invariant, "message": v.message, "stop": v.stop},
             }
         )
-    other = {
+    other: dict[str, Any] = {
         "source": tl.source,
         "title": tl.title,
         "x": f"{tl.unit} number, 1 ms per {tl.unit}" if tl.ordinal else "timebase, microseconds",
     }
+    if tl.not_judged:  # never counted clean: said where the trace's own description is
+        other["not_judged"] = tl.not_judged_text()
+        other["not_judged_lines"] = [line for _ts, _stop, line, _why in tl.not_judged]
     return {"traceEvents": events, "displayTimeUnit": "ms", "otherData": other}
 
 
@@ -249,7 +252,8 @@ def png_figure(tl: Timeline) -> Any:
         pad = (t1 - t0) * 0.02
         ax.set_xlim(t0 - pad, t1 + pad)
     ax.set_xlabel(_x_label(tl, unit, kvm, scale))
-    ax.set_title(f"pyvcore timeline: {tl.title} ({tl.source}, {tl.violations_text()})", fontsize=10)
+    judged = f", {len(tl.not_judged):,} not judged" if tl.not_judged else ""
+    ax.set_title(f"pyvcore timeline: {tl.title} ({tl.source}, {tl.violations_text()}{judged})", fontsize=10)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

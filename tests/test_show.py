@@ -79,10 +79,10 @@ def test_the_live_colour_is_inside_cells(capsys):
     [
         (TRACES[0].read_text().splitlines()[0] + "\n", ["--line", "5"], "no line 5"),
         ('{"format": "pyvcore-events", "version": 1}\n', [], "the event log has no store to show"),
-        ("not json\n", [], ":1: not JSON"),
-        ('{"stop": "x"}\n', [], ":1: not a snapshot"),
-        ("[1, 2]\n", [], "t.jsonl:1: expected a JSON object, not an array"),
-        (b"\xff\xfe\n", [], "t.jsonl: not UTF-8 text"),
+        ("{not json\n", [], "t.jsonl:1:2: not JSON"),
+        ('{"stop": "x"}\n', [], "t.jsonl:1:13: key `variant`: missing field `variant`"),
+        ("[1, 2]\n", [], "t.jsonl:1: a snapshot is a JSON object, not an array"),
+        (b"\xff\xfe\n", [], "t.jsonl:1:1: not UTF-8 text (byte 0xff)"),
         ('{"variant": "modern", "threads": [{"cpu": 0}]}\n', [], ":1:"),
     ],
 )

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from pyvcore.cli import main
-from pyvcore.timeline import Timeline, TimelineError, load, thread_state, write
+from pyvcore.timeline import TimelineError, load, thread_state, write
 
 LIVE = Path(__file__).parent / "checker_live"
 STOCK = LIVE / "all-stock.jsonl"  # stock QEMU: invariant 8 at four stops
@@ -358,9 +358,9 @@ def test_cli_formats_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtur
     for content, message in [
         ("", "empty trace"),
         ("{not json\n", "bad.jsonl:1:2: not JSON"),
-        ("[1, 2]\n", "expected a JSON object"),
-        (b"\xff\xfe\n", "not UTF-8"),
-        ('{"stop": "x", "error": "Cannot access memory"}\n', "no stop in this trace has a snapshot"),
+        ("[1, 2]\n", "bad.jsonl:1: a snapshot is a JSON object, not an array"),
+        (b"\xff\xfe\n", "bad.jsonl:1:1: not UTF-8 text (byte 0xff)"),
+        ('{"stop": "x", "error": "Cannot access memory"}\n', "bad.jsonl:1:46: key `variant`: missing field"),
     ]:
         if isinstance(content, bytes):
             bad.write_bytes(content)
@@ -374,15 +374,19 @@ def test_cli_formats_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "cannot read" in capsys.readouterr().err
 
 
-def test_unreadable_stops_are_not_drawn(tmp_path: Path) -> None:
+def test_a_line_check_refuses_refuses_the_timeline(tmp_path: Path) -> None:
+    """A line `pyvcore check` refuses (here pv-watch's record of a stop it could not read) is
+    not skipped: the timeline is refused with check's FILE:LINE:COLUMN line, not drawn with a
+    silent gap (pyvcore.jsonl.stops)."""
     lines = CEDE.read_text().splitlines()[:3]
     trace = tmp_path / "gap.jsonl"
     trace.write_text(
         "\n".join([lines[0], '{"stop": "kvmppc_run_core", "error": "Cannot access memory"}', *lines[1:]])
         + "\n"
     )
-    tl: Timeline = load(trace)
-    assert tl.stops == 3 and {m.ts for m in tl.marks} == {1.0, 3.0, 4.0}
+    with pytest.raises(TimelineError) as refused:
+        load(trace)
+    assert str(refused.value) == f"{trace}:2:60: key `variant`: missing field `variant`"
 
 
 def _with_offset(recs: list[dict[str, Any]], offset: int, applied: list[bool]) -> list[dict[str, Any]]:
