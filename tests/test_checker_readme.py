@@ -117,3 +117,23 @@ def test_a_snapshot_without_a_vcpu_it_points_at_is_not_judged_clean(
     assert main(["check", str(trace)]) == 2
     main(["show", "--width", "300", str(trace)])
     assert "not judged: a vcpu or vcore it points at is not in the snapshot" in capsys.readouterr().out
+
+
+def test_the_check_sections_python_example_runs_as_pasted(capsys: pytest.CaptureFixture[str]) -> None:
+    """The Python block of "Check a trace: `pyvcore check`" runs as pasted (from a checkout's
+    top directory): it imports what it uses and defines the snapshot it checks."""
+    import os
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("## Check a trace: `pyvcore check`")
+    block = re.search(r"^```python\n(.*?)^```", readme[start:], re.S | re.M)
+    assert block and "snapshot =" in block.group(1) and "import pyvcore\n" in block.group(1)
+    here = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        exec(compile(block.group(1), "README.md", "exec"), {})
+    finally:
+        os.chdir(here)
+    out = capsys.readouterr().out
+    assert "variant" in out and "20 snapshots" in out
