@@ -351,7 +351,10 @@ def from_snapshots(
     outcomes: dict[int, Any] = {}
     for number, rec in items:
         if not isinstance(rec.get("threads"), list) or not rec["threads"]:
-            continue  # a stop pv-watch could not read: nothing seen, nothing drawn
+            # A stop pv-watch could not read ({"stop", "error"}: `pyvcore diff`'s records; a
+            # trace file never gets here, check refuses the line): nothing seen, nothing drawn,
+            # and counted not judged below, never clean.
+            continue
         try:
             outcomes[number] = checker.check_outcome(rec, line=number)
         except SnapshotError as exc:  # TITLE:LINE:COLUMN, as every reader places a line
@@ -367,6 +370,9 @@ def from_snapshots(
         tl.axis_note = f"drawn by stop number: line {unknown[0]}'s host timebase is not known ({unknown[1]})"
     for number, rec in items:  # by stop: stop N at N, the trace's line (from 1, as check and show)
         if number not in outcomes:
+            error = str(rec.get("error") or "no threads").splitlines()[0][:120]
+            stop = str(rec.get("stop") or f"line {number}")
+            tl.not_judged.append((float(number), stop, number, f"the stop could not be read ({error})"))
             continue
         outcome = outcomes[number]
         ts = outcome.host_tb * 1e6 / freq if by_tb else float(number)

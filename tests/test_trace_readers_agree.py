@@ -146,3 +146,21 @@ def test_stdin_is_read_and_refused_as_check_reads_it(tmp_path: Path) -> None:
         firsts[name] = first.removeprefix(f"pyvcore {name}: ").split("; only the ")[0]
     assert firsts["check"].startswith("<stdin>:2:")
     assert firsts["show"] == firsts["check"] == firsts["timeline"]
+
+
+def test_a_diff_reports_unread_stop_is_drawn_as_not_judged() -> None:
+    """`pyvcore diff --report` draws its run's records (pyvcore.diff_report): a stop pv-watch
+    could not read is not drawn (nothing was seen) but counted not judged on the page, never
+    left out silently."""
+    from pyvcore.timeline import from_snapshots
+
+    records = [
+        (1, json.loads(GOOD)),
+        (2, {"stop": "kvmppc_run_core", "error": "Cannot access memory at address 0x10\nmore"}),
+    ]
+    tl = from_snapshots("run", records)
+    assert tl.stops == 1 and {m.ts for m in tl.marks} == {1.0}
+    assert tl.not_judged == [
+        (2.0, "kvmppc_run_core", 2, "the stop could not be read (Cannot access memory at address 0x10)")
+    ]
+    assert tl.not_judged_text().startswith("1 stop not judged (first at line 2: the stop could not be read")
