@@ -75,6 +75,23 @@ def test_modern_with_exit_requests_holds() -> None:
     assert "VCORE_EXIT_REQ" in r.bounds
 
 
+@pytest.mark.parametrize("variant", ["seed", "prepatch"])
+def test_exit_request_is_refused_where_the_kernel_has_none(
+    variant: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """VCORE_EXIT_REQ is a bit of modern's entry_exit_map: asking for it on a kernel that counts
+    in entry_exit_count would change nothing, so it is refused (like a fault not modelled)."""
+    with pytest.raises(ValueError, match=r"exit requests \(--exit-request\) are modern only"):
+        explore(variant, 2, exit_request=True)
+    assert main(["explore", "--variant", variant, "--threads", "2", "--exit-request"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"pyvcore explore: exit requests (--exit-request) are modern only: the {variant} kernel counts "
+        "entries and exits "
+        "in vc->entry_exit_count, which has no VCORE_EXIT_REQ bit (bit 16 of modern's entry_exit_map, "
+        "set from another subcore)"
+    ]
+
+
 # Each fault reintroduces a real bug class; the explorer finds a shortest
 # counterexample and names the invariant it breaks.
 FAULT_CASES = [

@@ -188,6 +188,24 @@ impl ExploreOptions {
         self.partial_order && self.max_doorbells <= 1
     }
 
+    /// Why these options do not fit their variant (a fault the variant's
+    /// kernel cannot have, or VCORE_EXIT_REQ where its kernel has no such
+    /// bit), or None: such options are refused, not run to a search that
+    /// would change nothing.
+    pub fn unfit(&self) -> Option<String> {
+        if let Some(why) = self.fault.and_then(|f| f.not_modelled(self.variant)) {
+            return Some(why);
+        }
+        (self.exit_request && self.variant != Variant::Modern).then(|| {
+            format!(
+                "exit requests (--exit-request) are modern only: the {} kernel counts entries and exits in \
+                 vc->entry_exit_count, which has no VCORE_EXIT_REQ bit (bit 16 of modern's \
+                 entry_exit_map, set from another subcore)",
+                self.variant
+            )
+        })
+    }
+
     /// The bounds in words (printed with every report).
     pub fn bounds(&self) -> String {
         let cedes = match self.max_cedes {
@@ -310,7 +328,7 @@ fn explore_recording(
     for &id in &vcpus {
         model.apply(Event::CreateVcpu { vcpu: id })?;
     }
-    if let Some(why) = opts.fault.and_then(|f| f.not_modelled(opts.variant)) {
+    if let Some(why) = opts.unfit() {
         return Err(ModelError::new("explore", why));
     }
     let mut cfg = model.config;

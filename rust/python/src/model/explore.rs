@@ -158,10 +158,6 @@ fn explore_options(
         .map(Fault::parse)
         .transpose()
         .map_err(PyValueError::new_err)?;
-    // An option that does not fit the variant, not an illegal event.
-    if let Some(why) = opts.fault.and_then(|f| f.not_modelled(variant)) {
-        return Err(PyValueError::new_err(why));
-    }
     Ok(opts)
 }
 
@@ -218,6 +214,10 @@ fn explore(
     }
     if let Some(w) = workers {
         opts.workers = w.clamp(1, 64);
+    }
+    // An option that does not fit the variant, not an illegal event.
+    if let Some(why) = opts.unfit() {
+        return Err(PyValueError::new_err(why));
     }
     let mut raised: Option<PyErr> = None;
     let result = py.detach(|| {
