@@ -41,6 +41,7 @@ BAD_FIELD = json.dumps({**EVENT, "seq": 2, "field": "threads[0].kvm_hstate.bogus
 CASES = [
     ("check-snapshots-not-json", ["check"], [], _snapshots('{"stop" "x"}'), 2, 9),
     ("check-snapshots-cut-short", ["check"], [], _snapshots('{"stop": "x'), 2, 11),
+    ("check-snapshots-a-word", ["check"], [], _snapshots("not json"), 2, 2),  # not JSON, not "null"
     ("check-snapshots-bad-key", ["check"], [], _snapshots(BAD_KEY), 2, 13),
     ("check-snapshots-not-utf8", ["check"], [], (GOOD + "\n{").encode() + b"\xff}\n", 2, 2),
     ("check-snapshots-too-long", ["check"], ["--max-line-bytes", "4000"], _snapshots("x" * 5000), 2, None),

@@ -37,6 +37,7 @@ BAD = {
     "pv-watch-unread-stop": '{"stop": "kvmppc_run_core", "error": "Cannot access memory"}',
     "an-array": "[1, 2]",
     "not-json": '{"stop" "x"}',
+    "a-word": "not json",
     "cut-short": '{"stop": "x',
 }
 

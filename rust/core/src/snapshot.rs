@@ -60,18 +60,20 @@ impl SnapshotError {
     }
 }
 
-/// What a JSON text that is not an object is.
+/// What a JSON text that is not an object is.  Only a whole JSON value is one (`null`, `[1,2]`);
+/// a text that merely starts like one (`not json`, `[1,`) is not JSON: the parser says where.
 fn not_an_object(text: &str) -> Option<&'static str> {
-    match text.trim_start().as_bytes().first() {
+    let kind = match text.trim_start().as_bytes().first() {
         Some(b'{') => None,
         Some(b'[') => Some("an array"),
         Some(b'"') => Some("a string"),
         Some(b't' | b'f') => Some("a boolean"),
         Some(b'n') => Some("null"),
         Some(b'-' | b'0'..=b'9') => Some("a number"),
-        None => Some("empty"),
+        None => return Some("empty"),
         Some(_) => None, // not JSON at all: the parser says where
-    }
+    };
+    kind.filter(|_| serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok())
 }
 
 /// Parse one snapshot.  `variant`, when given, overrides (or supplies) the

@@ -56,6 +56,14 @@ fn bad_variant_and_shape() {
     let e = parse_snapshot("[1,2]", Some(3), None).unwrap_err();
     assert_eq!(e.key, "");
     assert_eq!(e.message, "a snapshot is a JSON object, not an array");
+    let e = parse_snapshot("null", Some(3), None).unwrap_err();
+    assert_eq!(e.message, "a snapshot is a JSON object, not null");
+    // Text that only starts like a value is not JSON, at a column: not "null" or "an array".
+    for text in ["not json", "[1,", "nul"] {
+        let e = parse_snapshot(text, Some(3), None).unwrap_err();
+        assert!(e.message.starts_with("not valid JSON"), "{text}: {}", e.message);
+        assert!(e.column.is_some(), "{text}: {e:?}");
+    }
     let e = parse_snapshot("{\"variant\":", Some(3), None).unwrap_err();
     assert!(e.message.starts_with("not valid JSON"), "{}", e.message);
     assert!(parse_snapshot(&format!("{GOOD} x"), None, None).is_err());
