@@ -40,6 +40,21 @@ fn classes(o: &ExploreOptions) -> HashSet<u64> {
         .collect()
 }
 
+/// (variant, threads, fault): every variant without a fault and with each
+/// fault it can have at N = 2, and seed and modern without one at N = 4.
+fn every_variant_and_fault_at_2_and_plain_4() -> Vec<(Variant, u8, Option<Fault>)> {
+    let mut cases = Vec::new();
+    for variant in [Variant::Seed, Variant::Modern, Variant::Prepatch] {
+        cases.push((variant, 2, None));
+        for &fault in Fault::ALL.iter().filter(|f| f.variants().contains(&variant)) {
+            cases.push((variant, 2, Some(fault)));
+        }
+    }
+    cases.push((Variant::Seed, 4, None));
+    cases.push((Variant::Modern, 4, None));
+    cases
+}
+
 /// Symmetry and subsumption reach every class of state the full search
 /// reaches, and no other; the doorbell reduction expands a subset of them
 /// (it checks the others on the way, see `partial_order`).
@@ -178,15 +193,7 @@ fn workers_and_shards_do_not_change_the_result() {
 #[test]
 fn forgotten_values_are_never_read() {
     let mut checked = 0usize;
-    let mut cases: Vec<(Variant, u8, Option<Fault>)> = Vec::new();
-    for variant in [Variant::Seed, Variant::Modern, Variant::Prepatch] {
-        cases.push((variant, 2, None));
-        for &fault in Fault::ALL.iter().filter(|f| f.variants().contains(&variant)) {
-            cases.push((variant, 2, Some(fault)));
-        }
-    }
-    cases.push((Variant::Seed, 4, None));
-    cases.push((Variant::Modern, 4, None));
+    let cases = every_variant_and_fault_at_2_and_plain_4();
     for (variant, n, fault) in cases {
         let mut o = full(variant, n);
         o.fault = fault;
@@ -354,15 +361,7 @@ fn view_keys_cover_the_snapshot() {
     use super::clean::{view_key, whole_key};
     use crate::view::Snapshot;
     use std::collections::HashMap;
-    let mut cases: Vec<(Variant, u8, Option<Fault>)> = Vec::new();
-    for variant in [Variant::Seed, Variant::Modern, Variant::Prepatch] {
-        cases.push((variant, 2, None));
-        for &fault in Fault::ALL.iter().filter(|f| f.variants().contains(&variant)) {
-            cases.push((variant, 2, Some(fault)));
-        }
-    }
-    cases.push((Variant::Seed, 4, None));
-    cases.push((Variant::Modern, 4, None));
+    let cases = every_variant_and_fault_at_2_and_plain_4();
     let mut shared = 0usize;
     for (variant, n, fault) in cases {
         let mut o = if n == 2 {
