@@ -42,6 +42,39 @@ def check_lines_through_cli(path: Path, cases: list[tuple[str, int, Any]]) -> No
         assert by_line.get(line, set()) == ({expect} if expect else set()), name
 
 
+Builder = Callable[[], dict[str, Any]]
+
+
+def named_cases() -> tuple[
+    dict[str, tuple[int, Builder]], Callable[[str, int], Callable[[Builder], Builder]]
+]:
+    """A registry of named stops for a test module: (name -> (the invariant a correct checker
+    reports, 0 = clean; the builder of the stop), the decorator `case(name, expect)` that adds
+    one)."""
+    cases: dict[str, tuple[int, Builder]] = {}
+
+    def case(name: str, expect: int) -> Callable[[Builder], Builder]:
+        def deco(fn: Builder) -> Builder:
+            cases[name] = (expect, fn)
+            return fn
+
+        return deco
+
+    return cases, case
+
+
+def assert_verdict(name: str, expect: int, stop: dict[str, Any]) -> None:
+    """`pyvcore.checker.check_trace_text` on the one stop reports exactly `expect` (0: clean)."""
+    from pyvcore.checker import check_trace_text
+
+    report = check_trace_text(json.dumps(stop) + "\n")
+    found = sorted({v.invariant for v in report.violations})
+    assert report.error is None, report.error
+    assert found == ([expect] if expect else []), (name, [str(v) for v in report.violations])
+    if not expect:
+        assert report.verdict == "clean", (name, report.verdict)
+
+
 def held(cls: int, name: str, expect: int, desc: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
     """Register a case: class number, name, the invariant a correct checker
     reports (0: the stop is clean) and what the input is."""

@@ -17,25 +17,17 @@ the exiting thread itself)."""
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any
 
 import checker_states as cs
 import pytest
 from checker_states import HOST_HV, IN_IDLE, IN_KERNEL, NONE, hstate, running, vcpu
-from heldback_states import check_lines_through_cli
+from heldback_states import assert_verdict, check_lines_through_cli, host_regs, named_cases
 
 from pyvcore.checker import check_trace_text
 
 # name -> (the invariant a correct checker reports, 0 = clean; the stop)
-CASES: dict[str, tuple[int, Callable[[], dict[str, Any]]]] = {}
-
-
-def case(name: str, expect: int) -> Callable[[Callable[[], dict[str, Any]]], Callable[[], dict[str, Any]]]:
-    def deco(fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
-        CASES[name] = (expect, fn)
-        return fn
-
-    return deco
+CASES, case = named_cases()
 
 
 def exiting(s: dict[str, Any], thread: int) -> dict[str, Any]:
@@ -221,8 +213,7 @@ def secondary_done(vcore_in_guest: int, threads: int = 4) -> dict[str, Any]:
     for t in range(threads):
         exiting(s, t)
     if vcore_in_guest == 0:
-        for t in s["threads"]:
-            t["lpidr"], t["sdr1"] = cs.HOST_LPID, cs.HOST_SDR1
+        host_regs(s)
     hstate(s, 1)["in_guest"] = NONE
     for v in s["vcpus"]:
         v.update(cpu=-1, thread_cpu=-1)
@@ -382,12 +373,7 @@ NAMES = sorted(CASES)
 @pytest.mark.parametrize("name", NAMES)
 def test_verdict(name: str) -> None:
     expect, build = CASES[name]
-    report = check_trace_text(json.dumps(build()) + "\n")
-    found = sorted({v.invariant for v in report.violations})
-    assert report.error is None, report.error
-    assert found == ([expect] if expect else []), (name, [str(v) for v in report.violations])
-    if not expect:
-        assert report.verdict == "clean", (name, report.verdict)
+    assert_verdict(name, expect, build())
 
 
 def test_pyvcore_check_on_every_case(tmp_path) -> None:
