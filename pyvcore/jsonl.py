@@ -37,6 +37,20 @@ def not_json(path: str | Path, number: int, line: str, exc: json.JSONDecodeError
     return bad_json(path, number, exc.colno, exc.msg)
 
 
+def _json_object(
+    line: str, name: str | Path, number: int, error: Callable[[str], Exception]
+) -> dict[str, Any]:
+    """Line `number` of `name` as a JSON object, or `error(message)` raised: the message names
+    the place (FILE:LINE:COLUMN) and why."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise error(not_json(name, number, line, exc)) from None
+    if not isinstance(obj, dict):
+        raise error(f"{at(name, number)}: expected a JSON object, not {JSON_KINDS[type(obj)]}")
+    return obj
+
+
 def objects(
     path: str | Path, error: Callable[[str], Exception], name: str | None = None
 ) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -55,15 +69,8 @@ def objects(
     with stream:
         try:
             for number, line in enumerate(stream, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise error(not_json(shown, number, line, exc)) from None
-                if not isinstance(obj, dict):
-                    raise error(f"{at(shown, number)}: expected a JSON object, not {JSON_KINDS[type(obj)]}")
-                yield number, obj
+                if line.strip():
+                    yield number, _json_object(line, shown, number, error)
         except UnicodeDecodeError as exc:
             raise error(f"{shown}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except OSError as exc:
@@ -129,15 +136,8 @@ def _stops(
                 if last is not None and number >= last:
                     break
                 line = raw.decode("utf-8", errors="replace")
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise error(not_json(name, number, line, exc)) from None
-                if not isinstance(obj, dict):
-                    raise error(f"{at(name, number)}: expected a JSON object, not {JSON_KINDS[type(obj)]}")
-                yield number, obj
+                if line.strip():
+                    yield number, _json_object(line, name, number, error)
     except OSError as exc:
         raise error(cannot_read(name, exc)) from None
     if refused is not None:
