@@ -282,13 +282,15 @@ def test_faults_are_found_at_every_thread_count() -> None:
 
 
 def test_dead_values_merge_states_and_keep_the_verdicts() -> None:
-    """Forgetting the values nothing reads again cuts the states by about a
-    third at N = 4 and changes no verdict."""
+    """Forgetting the values nothing reads again merges states and changes no
+    verdict.  Few since an H_PROD waits for the cede it changes: the prodded
+    flags and the kicked threads' IPI flags it merged no longer arise (12
+    states of 28,886 at seed N = 4)."""
     for variant in ("seed", "modern"):
         merged = explore(variant, 4)
         kept = explore(variant, 4, forget_dead=False)
         assert merged.ok and kept.ok and merged.complete and kept.complete
-        assert merged.states < kept.states * 0.8, (merged.states, kept.states)
+        assert merged.states < kept.states, (merged.states, kept.states)
         assert "values nothing reads again" in merged.bounds
         assert "values nothing reads again" not in kept.bounds
     for variant, fault, _ in FAULT_CASES:

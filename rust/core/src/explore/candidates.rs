@@ -23,7 +23,6 @@ pub(crate) fn candidates(cfg: &Config, opts: &ExploreOptions, s: &State, chosen:
     // Prepatch follows the kernel: lowest runnable vcpu, list order.
     let symmetric = opts.symmetric();
     let cedes: u32 = s.vcpus.iter().flatten().map(|v| v.cedes as u32).sum();
-    let prods: u32 = s.vcpus.iter().flatten().map(|v| v.prods as u32).sum();
     let may_cede = opts.max_cedes.is_none_or(|m| cedes < m as u32);
     // kvmppc_run_core starts only from an inactive vcore with no runner
     // (the model refuses it otherwise; trying it in every state is costly).
@@ -38,7 +37,7 @@ pub(crate) fn candidates(cfg: &Config, opts: &ExploreOptions, s: &State, chosen:
         if chosen & (1 << i) != 0 && v.state == KVMPPC_VCPU_NOTREADY && can_join && !vc.lock_held {
             out.push(Event::Runnable { vcpu: id });
         }
-        if v.started && prods < opts.max_prods as u32 && vc.vcore_state == st.running {
+        if !opts.defer_prods && may_prod(cfg, opts, s, i as usize) {
             out.push(Event::Prod { vcpu: id });
         }
         if symmetric && vc.is_runnable(i) {
@@ -92,6 +91,18 @@ pub(crate) fn candidates(cfg: &Config, opts: &ExploreOptions, s: &State, chosen:
     for t in 0..cfg.threads {
         thread_candidates(cfg, opts, s, t, may_cede, out);
     }
+}
+
+/// Whether an H_PROD of vcpu index `i` is within the bounds in `s`: the
+/// vcpu was started, the vcore runs, and the prods used so far are fewer
+/// than `opts.max_prods` (with `opts.defer_prods` it is tried only just
+/// before that vcpu's cede: see `Search::prod_before_cede`).
+pub(crate) fn may_prod(cfg: &Config, opts: &ExploreOptions, s: &State, i: usize) -> bool {
+    let Some(vc) = s.vcore else { return false };
+    let prods: u32 = s.vcpus.iter().flatten().map(|v| v.prods as u32).sum();
+    s.vcpus[i].is_some_and(|v| v.started)
+        && prods < opts.max_prods as u32
+        && vc.vcore_state == cfg.variant.vcore_states().running
 }
 
 /// What thread `t` itself may do next.

@@ -211,16 +211,6 @@ impl Dead {
         }
     }
 
-    /// Whether vcpu `i`'s `arch.prodded` is dead.
-    pub(crate) fn prodded_dead(self, i: usize) -> bool {
-        self.prodded & (1 << i) != 0
-    }
-
-    /// Whether thread `t`'s pending-IPI flag is dead.
-    pub(crate) fn ipi_dead(self, t: usize) -> bool {
-        self.ipi & (1 << t) != 0
-    }
-
     /// The vcpus (bit per index) that may still cede: those whose
     /// `arch.prodded` is live.
     pub(crate) fn may_cede(self) -> u8 {

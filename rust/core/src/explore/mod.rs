@@ -108,6 +108,20 @@ pub struct ExploreOptions {
     /// same choices as the symmetric search; for the tests that compare the
     /// reduced search with the full one).
     pub(crate) merge_symmetric: bool,
+    /// Explore an H_PROD only just before the cede it can change (default
+    /// true; off in [`ExploreOptions::unreduced`]).  kvmppc_h_prod sets
+    /// `arch.prodded`, which no snapshot shows and only that vcpu's next
+    /// kvmppc_h_cede reads, and kicks the vcpu's thread out of a cede nap,
+    /// whose wakeup the explorer offers anyway (so the kick's IPI flag is
+    /// dead, see `fingerprint::Dead`).  Every other event commutes with it,
+    /// so any run with a prod reaches the same snapshots as the run with
+    /// the prod moved to just before that cede, or dropped when no cede
+    /// follows.  There the cede returns at once (kvm_cede_prodded), which
+    /// leaves every field as it was but the bound counters: with
+    /// `subsumption` the pair leads nowhere new and is not tried at all
+    /// (debug builds check that it is subsumed and changes no snapshot);
+    /// without, it is tried as one step (see `Search::prod_before_cede`).
+    pub(crate) defer_prods: bool,
 }
 
 /// Why a search ended before it had seen every state.
@@ -166,11 +180,12 @@ impl ExploreOptions {
             subsumption: true,
             merge_dead: true,
             merge_symmetric: true,
+            defer_prods: true,
         }
     }
 
     /// Every merging of states off (symmetry, subsumption, dead values, the
-    /// doorbell reduction): the full search, which keeps the free choices
+    /// doorbell and prod reductions): the full search, which keeps the free choices
     /// of the symmetric one (any runner, start_thread in any order) so that
     /// both explore the same runs.
     pub fn unreduced(&mut self) {
@@ -178,6 +193,7 @@ impl ExploreOptions {
         self.subsumption = false;
         self.merge_dead = false;
         self.partial_order = false;
+        self.defer_prods = false;
     }
 
     pub(crate) fn symmetric(&self) -> bool {
@@ -228,6 +244,11 @@ impl ExploreOptions {
         } else {
             ""
         };
+        let prods = if self.defer_prods {
+            "; an H_PROD is tried only just before the cede it can change (nothing else reads arch.prodded)"
+        } else {
+            ""
+        };
         let order = if self.symmetric() {
             "any runnable vcpu may be the runner; start_thread in any order; states equal up to a \
 permutation of the secondary threads (with their vcpus) are merged"
@@ -243,7 +264,7 @@ permutation of the secondary threads (with their vcpus) are merged"
         format!(
             "one run of the vcore; each vcpu becomes runnable once, in any order, before the run or as a latecomer \
 while no thread has begun exiting; {cedes}; at most {} H_PROD(s) and {} msgsndp doorbell(s) in total, from any \
-running vcpu to any thread{por}; exits by HDEC (others reach the same states){exit_req}; {order}{merged}{fault}",
+running vcpu to any thread{por}{prods}; exits by HDEC (others reach the same states){exit_req}; {order}{merged}{fault}",
             self.max_prods, self.max_doorbells
         )
     }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::candidates::{candidates, doorbell_candidates};
+use super::candidates::{candidates, doorbell_candidates, may_prod};
 use super::clean::{step_key, view_key, whole_key, CleanViews};
 use super::fingerprint::{
     plain_key, secondary_keys, symmetric_key, touched, twins, Base, Carried, Dead, Key,
@@ -331,38 +331,6 @@ impl Search<'_> {
         }
     }
 
-    /// Whether `e` is an H_PROD that leads from `s` (dead values `dead`)
-    /// to `s` itself but for one more prod used: kvmppc_h_prod sets
-    /// `arch.prodded`, here already 1 or dead, and kicks only threads napping
-    /// in a cede, whose IPI flag is dead (the nap's wakeup is offered
-    /// anyway; see [`Dead`]), so the successor's key is `s`'s with a larger
-    /// counter, which `s`, kept in the visited set, subsumes: it would never
-    /// be new (a quarter of the transitions at N = 8, two thirds of them
-    /// such).  Only with subsumption (the counters compared) and with dead
-    /// values merged, or with nothing to change at all.
-    fn idle_prod(&self, s: &State, dead: Dead, e: &Event) -> bool {
-        let Event::Prod { vcpu } = *e else { return false };
-        if !self.opts.subsumption {
-            return false;
-        }
-        let Some(i) = vcpu
-            .checked_sub(vc_first(s))
-            .map(|i| i as usize)
-            .filter(|&i| i < 8)
-        else {
-            return false;
-        };
-        let Some(v) = s.vcpus[i] else { return false };
-        let merge = self.opts.merge_dead;
-        let prodded_stays = v.prodded == 1 || (merge && dead.prodded_dead(i));
-        let kicks_nothing = s.threads[..self.cfg.threads as usize]
-            .iter()
-            .enumerate()
-            .filter(|(_, th)| th.phase == Phase::CedeNap && th.running == Some(i as u8))
-            .all(|(t, th)| th.ipi || (merge && dead.ipi_dead(t)));
-        prodded_stays && kicks_nothing
-    }
-
     /// The visited set's shards (one per worker, a power of two).
     fn shards(&self) -> usize {
         self.opts.workers.max(1).next_power_of_two()
@@ -428,17 +396,13 @@ impl Search<'_> {
                 |e: &Event| only_index(e, first, one_sender).is_none_or(|i| i >= 8 || twins & (1 << i) == 0);
             let mut any_legal = false;
             for &e in cands.iter().filter(|e| moves(e)) {
-                if self.idle_prod(s, carried.dead, &e) {
-                    debug_assert!(self.cfg.after_into(s, e, &mut c).is_none_or(|_| {
-                        let (kp, kc) = (self.key(s, None, None, &[]), self.key(&c, None, None, &[e]));
-                        kp.fp == kc.fp && super::fingerprint::subsumes(kp.used, kc.used)
-                    }));
-                    continue;
-                }
                 if self.cfg.after_into(s, e, &mut c).is_some() {
                     // A prod alone does not move the run on.
                     any_legal |= !matches!(e, Event::Prod { .. });
                     self.push(&mut out, &base, parent, &[e], &[&c]);
+                    if let Event::Cede { thread } = e {
+                        self.prod_before_cede(&mut out, &base, parent, thread);
+                    }
                 }
             }
             doorbell_candidates(&self.cfg, self.opts, s, &mut lazy);
@@ -460,6 +424,49 @@ impl Search<'_> {
             }
         }
         out
+    }
+
+    /// The H_PROD of the vcpu on `thread` just before its cede (see
+    /// [`ExploreOptions::defer_prods`]), where the bounds allow one.  The
+    /// cede then returns at once (kvm_cede_prodded): the pair ends where it
+    /// began but for one more cede and prod used, so with subsumption the
+    /// state it starts from, already kept, subsumes its end, and the state
+    /// between shows the same snapshot (`arch.prodded` is in none): nothing
+    /// new, nothing to judge, not tried (debug builds check both).  Without
+    /// subsumption the pair is one step.
+    fn prod_before_cede(&self, out: &mut Expanded, base: &Base, parent: usize, thread: u8) {
+        let s = base.s;
+        let Some(i) = s.threads[thread as usize].running else {
+            return;
+        };
+        if !self.opts.defer_prods || !may_prod(&self.cfg, self.opts, s, i as usize) {
+            return;
+        }
+        let prod = Event::Prod {
+            vcpu: vc_first(s) + i as u32,
+        };
+        let cede = Event::Cede { thread };
+        let Some((mid, _)) = self.cfg.after(s, prod) else {
+            return;
+        };
+        let Some((end, _)) = self.cfg.after(&mid, cede) else {
+            return;
+        };
+        if self.opts.subsumption {
+            debug_assert!({
+                let (ks, ke) = (
+                    self.key(s, None, None, &[]),
+                    self.key(&end, None, None, &[prod, cede]),
+                );
+                let view = |x: &State| self.cfg.view(x, None);
+                ks.fp == ke.fp
+                    && super::fingerprint::subsumes(ks.used, ke.used)
+                    && view(&mid) == view(s)
+                    && view(&end) == view(s)
+            });
+            return;
+        }
+        self.push(out, base, parent, &[prod, cede], &[&mid, &end]);
     }
 
     /// The steps `d` (a msgsndp or a doorbell's taking) is moved up to: `d`

@@ -4,13 +4,13 @@
 
 use std::collections::HashSet;
 
-use super::candidates::{candidates, doorbell_candidates};
+use super::candidates::{candidates, doorbell_candidates, may_prod};
 use super::fingerprint::{forget_dead, plain_key, symmetric_key, Dead};
 use super::search::may_cede;
 use super::{explore, explore_recording, ExploreOptions};
 use crate::consts::Variant;
 use crate::model::state::ThreadModel;
-use crate::model::{Config, Fault, State};
+use crate::model::{Config, Event, Fault, State};
 
 /// Options with every reduction off (the full search; the runner and the
 /// order of start_thread are free, as in the symmetric search).
@@ -21,7 +21,9 @@ fn full(variant: Variant, n: u8) -> ExploreOptions {
 }
 
 /// The states expanded by a search, each as its class: the fingerprint of
-/// its symmetry class without the bound counters and the dead values.
+/// its symmetry class without the bound counters, the dead values and
+/// `arch.prodded` (which the reduced search sets only on the way to the
+/// cede that reads it: see `prods_commute_and_show_in_no_snapshot`).
 fn classes(o: &ExploreOptions) -> HashSet<u64> {
     let mut states: Vec<State> = Vec::new();
     let r = explore_recording(o, &mut |_| true, Some(&mut states)).unwrap();
@@ -35,6 +37,9 @@ fn classes(o: &ExploreOptions) -> HashSet<u64> {
             let mut s = *s;
             let live = may_cede(o, &s);
             forget_dead(&mut s, o.threads as usize, live);
+            for v in s.vcpus.iter_mut().flatten() {
+                v.prodded = 0;
+            }
             symmetric_key(&cfg, &s, chosen, Dead::NONE, None, false).fp
         })
         .collect()
@@ -75,6 +80,7 @@ fn reductions_reach_the_same_states() {
             reduced.merge_symmetric = true;
             reduced.subsumption = true;
             reduced.merge_dead = true;
+            reduced.defer_prods = true;
             let same = classes(&reduced);
             assert_eq!(all.len(), same.len(), "{variant} N={n}");
             assert!(all == same, "{variant} N={n}");
@@ -110,6 +116,7 @@ fn reductions_find_every_fault_as_short() {
                 reduced.merge_symmetric = true;
                 reduced.subsumption = true;
                 reduced.merge_dead = true;
+                reduced.defer_prods = true;
                 let b = explore(&reduced).unwrap();
                 let (Some(va), Some(vb)) = (&a.violation, &b.violation) else {
                     // Some faults need a doorbell or two cedes to show.
@@ -181,6 +188,112 @@ fn workers_and_shards_do_not_change_the_result() {
         two.violation.map(|v| v.invariant)
     );
     assert_eq!(one.counterexample, two.counterexample);
+}
+
+/// What lets an H_PROD wait for the cede that reads it
+/// (`ExploreOptions::defer_prods`), on every state of the full search (each
+/// variant, with and without each fault, at N = 2; seed and modern at N = 4
+/// with one cede and no doorbell) and every prod legal there: the prod
+/// changes no snapshot and no history verdict; every other legal event
+/// commutes with it (same effects, same verdicts, same state whichever
+/// comes first), the cede of the prodded vcpu apart; and that cede, right
+/// after the prod, returns at once and leaves the state as it was but for
+/// the bound counters.
+#[test]
+fn prods_commute_and_show_in_no_snapshot() {
+    let mut cases = every_variant_and_fault_at_2_and_plain_4();
+    cases.retain(|&(_, n, _)| n <= 4);
+    let (mut commuted, mut cancelled) = (0usize, 0usize);
+    for (variant, n, fault) in cases {
+        let mut o = full(variant, n);
+        o.fault = fault;
+        if n == 4 {
+            o.max_doorbells = 0;
+            o.max_cedes = Some(1);
+        }
+        let mut states: Vec<State> = Vec::new();
+        explore_recording(&o, &mut |_| true, Some(&mut states)).unwrap();
+        let mut cfg = Config::new(variant, n, 0).unwrap();
+        cfg.fault = fault;
+        let chosen = if n == 8 { 0xff } else { (1u8 << n) - 1 };
+        let at = |what: &str, e: &Event| format!("{variant} N={n} {fault:?}: {what} {e}");
+        for s in &states {
+            let mut events = Vec::new();
+            let mut opts = o.clone();
+            opts.max_prods = 0;
+            candidates(&cfg, &opts, s, chosen, &mut events);
+            let mut doorbells = Vec::new();
+            doorbell_candidates(&cfg, &o, s, &mut doorbells);
+            events.extend(doorbells);
+            for i in (0..n).filter(|&i| may_prod(&cfg, &o, s, i as usize)) {
+                let prod = Event::Prod { vcpu: i as u32 };
+                let Some((m, fx)) = cfg.after(s, prod) else {
+                    continue;
+                };
+                assert_eq!(
+                    cfg.view(&m, None),
+                    cfg.view(s, None),
+                    "{}",
+                    at("view after", &prod)
+                );
+                assert_eq!(
+                    cfg.history_check(s, &m, &prod, &fx),
+                    Vec::new(),
+                    "{}",
+                    at("verdict of", &prod)
+                );
+                for &e in &events {
+                    let ceder =
+                        matches!(e, Event::Cede { thread } if s.threads[thread as usize].running == Some(i));
+                    match (cfg.after(s, e), cfg.after(&m, e)) {
+                        (None, None) => {}
+                        (Some((a, fa)), Some((b, fb))) if ceder => {
+                            // kvm_cede_prodded: back in the guest at once.
+                            let mut back = b;
+                            let (v, w) = (
+                                back.vcpus[i as usize].as_mut().unwrap(),
+                                s.vcpus[i as usize].unwrap(),
+                            );
+                            assert_eq!(
+                                (v.cedes, v.prods),
+                                (w.cedes + 1, w.prods + 1),
+                                "{}",
+                                at("counters", &e)
+                            );
+                            (v.cedes, v.prods) = (w.cedes, w.prods);
+                            assert_eq!(back, *s, "{}", at("the prodded", &e));
+                            assert_eq!(
+                                cfg.history_check(&m, &b, &e, &fb),
+                                Vec::new(),
+                                "{}",
+                                at("verdict of", &e)
+                            );
+                            let _ = (a, fa);
+                            cancelled += 1;
+                        }
+                        (Some((a, fa)), Some((b, fb))) => {
+                            assert_eq!(fa, fb, "{}", at("effects of", &e));
+                            assert_eq!(
+                                cfg.history_check(s, &a, &e, &fa),
+                                cfg.history_check(&m, &b, &e, &fb),
+                                "{}",
+                                at("verdicts of", &e)
+                            );
+                            let (after, _) = cfg
+                                .after(&a, prod)
+                                .unwrap_or_else(|| panic!("{}", at("prod after", &e)));
+                            assert_eq!(after, b, "{}", at("order of prod and", &e));
+                            assert_eq!(cfg.view(&a, None), cfg.view(&b, None), "{}", at("view after", &e));
+                            commuted += 1;
+                        }
+                        _ => panic!("{}", at("legal with the prod or without it only:", &e)),
+                    }
+                }
+            }
+        }
+    }
+    // Not vacuous.
+    assert!(commuted > 10_000 && cancelled > 100, "{commuted} {cancelled}");
 }
 
 /// The values the key forgets are dead: a state and the same state with
