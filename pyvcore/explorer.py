@@ -189,8 +189,11 @@ def explore(
     nothing reads again (a secondary's IPI flag where kvmppc_hv_entry,
     kvmhv_commence_exit or kvm_end_cede clears it before any read, an
     ``arch.trap`` other than the cede's, ``arch.prodded`` of a vcpu that
-    cannot cede again).  ``reduction=False`` turns every merging off (the
-    full search over the same runs, to compare with).  Bad parameters raise
+    cannot cede again).  An H_PROD is always tried only just before the
+    cede it changes (``arch.prodded`` is in no snapshot and read only by
+    that cede, kvm_cede_prodded; with ``subsumption`` that pair leads
+    nowhere new and is not tried).  ``reduction=False`` turns every
+    reduction off (the full search over the same runs, to compare with).  Bad parameters raise
     ValueError / :class:`ModelError`.
     """
     for name, value, limit in (
@@ -372,7 +375,7 @@ SWITCHES: dict[str, str] = {
     "--no-subsumption": "do not merge states that differ only by the bound counters (cedes, prods, doorbells used)",
     "--keep-dead-values": "do not merge states that differ only in values nothing reads again "
     "(IPI flags, traps, prodded)",
-    "--no-reduction": "the full search: no merging of symmetric, subsumed or dead-value states (to compare with)",
+    "--no-reduction": "the full search: no merging of symmetric, subsumed or dead-value states, and H_PRODs tried anywhere (to compare with)",
 }
 
 
