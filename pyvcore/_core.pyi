@@ -158,6 +158,12 @@ class CoreTraceReport:
     @property
     def first_not_judged(self) -> Optional[int]: ...
     @property
+    def unread(self) -> int:
+        """Stops pv-watch could not read (``{"stop": LABEL, "error": MESSAGE}`` lines)."""
+    @property
+    def first_unread(self) -> Optional[tuple[int, str, str]]:
+        """(line, stop label, pv-watch's error) of the first of them."""
+    @property
     def error(self) -> Optional[tuple[Optional[int], Optional[int], str, str, str]]:
         """(line, column, key, reason, detail) of the unusable line; detail is ``key `K`: reason``
         without the place (``pyvcore.errors.at(FILE, line, column)``)."""

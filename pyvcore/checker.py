@@ -159,7 +159,10 @@ class TraceReport:
 
     ``violations`` holds the first ones in full (``total_violations`` counts
     all); ``groups`` is [(invariant, count, first violation)];
-    ``not_judged`` counts stops where no vcore was found; ``error`` is set
+    ``not_judged`` counts stops where no vcore was found; ``unread`` counts
+    stops pv-watch logged as unreadable (``{"stop": LABEL, "error": MESSAGE}``,
+    ``first_unread`` = (line, label, error) of the first): nothing was judged
+    there, so the trace is "not judged" at best; ``error`` is set
     (a dict with ``line``, ``column``, ``key``, ``message``, ``text``) when a
     line could not be used: the lines before it were checked.
     """
@@ -172,6 +175,8 @@ class TraceReport:
     groups: list[tuple[int, int, Violation]] = field(default_factory=list)
     not_judged: int = 0
     first_not_judged: Optional[int] = None
+    unread: int = 0
+    first_unread: Optional[tuple[int, str, str]] = None
     verdict: str = "clean"
 
     @property
@@ -197,6 +202,10 @@ class TraceReport:
             ],
             "not_judged": self.not_judged,
             "first_not_judged": self.first_not_judged,
+            "unread": self.unread,
+            "first_unread": (
+                dict(zip(("line", "stop", "error"), self.first_unread)) if self.first_unread else None
+            ),
             "judged": self.verdict in ("clean", "violations"),
             "error": self._error_dict(),
         }
@@ -244,6 +253,12 @@ class TraceReport:
                 f"(no vcore found, or a thread of the core or a vcpu/vcore pointed at missing; first at line "
                 f"{self.first_not_judged}: `pyvcore show {shown} --line {self.first_not_judged}` says which)"
             )
+        if self.first_unread is not None:
+            line, stop, error = self.first_unread
+            lines.append(
+                f"{self.unread} stop{'s' if self.unread != 1 else ''} pv-watch could not read, not judged (first at "
+                f"{at(name, line)} [{escape(stop)}]: {escape(error.splitlines()[0] if error else '')})"
+            )
         lines.append(self._summary())
         return "\n".join(lines)
 
@@ -276,8 +291,10 @@ class TraceReport:
             )
         if self.error is not None:
             summary += "; stopped at an unusable line"
-        elif self.snapshots == 0:
+        elif self.snapshots == 0 and not self.unread:
             summary += "; empty trace: nothing judged"
+        elif self.unread and not self.total_violations:
+            summary += "; not judged: some stops could not be read"
         elif self.not_judged and not self.total_violations:
             summary += "; not judged: no vcore, or something pointed at missing, at some stops"
         return summary
@@ -301,6 +318,8 @@ def _report(raw: Any, path: Optional[str]) -> TraceReport:
         groups=[tuple(g) for g in raw.groups],
         not_judged=raw.not_judged,
         first_not_judged=raw.first_not_judged,
+        unread=raw.unread,
+        first_unread=raw.first_unread,
         verdict=raw.verdict,
     )
 

@@ -46,15 +46,35 @@ def explain(n: int, width: int = 76) -> Optional[str]:
 def snapshots(path: str, variant: Optional[str] = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, snapshot) for every stop ("-": stdin), as `pyvcore check` reads them
     (:func:`pyvcore.jsonl.stops`): ShowError with check's ``FILE:LINE:COLUMN`` line on the
-    first line check refuses, or on an event log, which `pyvcore timeline` reads."""
+    first line check refuses, or on an event log, which `pyvcore timeline` reads.  A stop
+    pv-watch could not read (``{"stop": LABEL, "error": MESSAGE}``, see :func:`unread`) is
+    yielded as it is."""
     for n, obj in stops(path, ShowError, variant):
         if obj.get("format") == "pyvcore-events":
             raise ShowError(
                 f"{path} is an event log: give it as a file (not stdin), with --seq N or --violation K"
             )
-        if not isinstance(obj.get("threads"), list):
+        if not unread(obj) and not isinstance(obj.get("threads"), list):
             raise ShowError(f"{at(path, n)}: not a snapshot: no `threads` list")
         yield n, obj
+
+
+def unread(obj: dict[str, Any]) -> bool:
+    """Whether a trace line is a stop pv-watch could not read: ``{"stop": LABEL, "error":
+    MESSAGE}`` and nothing else (gdb_plugins/watch.py, ``Watcher.log_error``), which `pyvcore
+    check` counts as a stop not judged."""
+    return set(obj) == {"stop", "error"}
+
+
+def render_unread(n: int, record: dict[str, Any], width: int | None) -> str:
+    """What ``show`` prints for a stop pv-watch could not read."""
+    return "\n".join(
+        [
+            wrap(f"== line {n}  stop {record['stop']}", width),
+            wrap(f"pv-watch could not read this stop: {record['error']}", width),
+            "nothing judged here (and the stop after it is not compared with the one before)",
+        ]
+    )
 
 
 def wanted(n: int, snap: dict[str, Any], args: argparse.Namespace) -> bool:
@@ -126,6 +146,22 @@ def run(args: argparse.Namespace) -> int:
     shown = violations = not_judged = 0
     try:
         for n, snap in snapshots(args.trace, args.variant):
+            if unread(snap):
+                checker.reset()  # as check: the stops on either side are not compared
+                if not wanted(n, snap, args):
+                    continue
+                if args.line is not None and n > args.line:
+                    break
+                if shown:
+                    print()
+                else:
+                    print(wrap(f"trace {args.trace}", args.width))
+                print(render_unread(n, snap, args.width))
+                shown += 1
+                not_judged += 1
+                if args.line is not None:
+                    break
+                continue
             problem = layout_problem(snap, args.variant)
             if problem:
                 raise ShowError(f"{at(args.trace, n)}: {problem}")

@@ -351,9 +351,10 @@ def from_snapshots(
     outcomes: dict[int, Any] = {}
     for number, rec in items:
         if not isinstance(rec.get("threads"), list) or not rec["threads"]:
-            # A stop pv-watch could not read ({"stop", "error"}: `pyvcore diff`'s records; a
-            # trace file never gets here, check refuses the line): nothing seen, nothing drawn,
-            # and counted not judged below, never clean.
+            # A stop pv-watch could not read ({"stop", "error"}, in a trace file or `pyvcore
+            # diff`'s records): nothing seen, nothing drawn, and counted not judged below, never
+            # clean; the stop after it is not compared with the one before, as check does.
+            checker.reset()
             continue
         try:
             outcomes[number] = checker.check_outcome(rec, line=number)

@@ -34,7 +34,8 @@ BAD = {
     "no-threads": _with(lambda rec: rec.__setitem__("threads", [])),
     "ptid-a-string": _with(_ptid("one")),
     "ptid-too-big": _with(_ptid(2**70)),
-    "pv-watch-unread-stop": '{"stop": "kvmppc_run_core", "error": "Cannot access memory"}',
+    # Only like pv-watch's record of a stop it could not read: its error is not text.
+    "like-an-unread-stop": '{"stop": "kvmppc_run_core", "error": 5}',
     "an-array": "[1, 2]",
     "not-json": '{"stop" "x"}',
     "a-word": "not json",
@@ -109,6 +110,26 @@ def test_a_stop_not_judged_is_not_judged_in_all_three(
     json_out = tmp_path / "t.json"
     assert main(["timeline", str(trace), "-o", str(json_out)]) == 2
     assert json.loads(json_out.read_text())["otherData"]["not_judged_lines"] == [1]
+
+
+def test_a_stop_pv_watch_could_not_read_is_not_judged_in_all_three(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pv-watch's record of a stop it could not read between two stops: each reader says the
+    stop was not judged, with its line, and exits 2, as check."""
+    lines = CEDE.read_text().splitlines()[:2]
+    unread = '{"stop": "kvmppc_run_core", "error": "Cannot access memory at 0x8"}'
+    trace = tmp_path / "gap.jsonl"
+    trace.write_text("\n".join([lines[0], unread, lines[1]]) + "\n")
+    codes, outs = {}, {}
+    for name, argv in _readers(trace, tmp_path).items():
+        codes[name], outs[name], _err = _run(capsys, argv)
+    assert codes == {"check": 2, "show": 2, "timeline": 2}
+    assert (
+        f"1 stop pv-watch could not read, not judged (first at {trace}:2 [kvmppc_run_core]" in outs["check"]
+    )
+    assert "== line 2  stop kvmppc_run_core" in outs["show"] and "could not read this stop" in outs["show"]
+    assert "2 stops," in outs["timeline"] and "1 stop not judged (first at line 2: " in outs["timeline"]
 
 
 def test_a_clean_trace_is_not_reported_not_judged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

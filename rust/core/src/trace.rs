@@ -131,6 +131,10 @@ pub struct TraceReport {
     pub not_judged: usize,
     /// The first such line.
     pub first_not_judged: Option<usize>,
+    /// Stops pv-watch could not read (see [`UnreadStop`]): nothing was judged there.
+    pub unread: usize,
+    /// The first such line, with its stop label and pv-watch's error.
+    pub first_unread: Option<(usize, UnreadStop)>,
     pub error: Option<SnapshotError>,
 }
 
@@ -142,7 +146,7 @@ impl TraceReport {
             2
         } else if self.total_violations > 0 {
             1
-        } else if self.snapshots == 0 || self.not_judged > 0 {
+        } else if self.snapshots == 0 || self.not_judged > 0 || self.unread > 0 {
             2
         } else {
             0
@@ -155,9 +159,9 @@ impl TraceReport {
             "unusable input"
         } else if self.total_violations > 0 {
             "violations"
-        } else if self.snapshots == 0 {
+        } else if self.snapshots == 0 && self.unread == 0 {
             "empty"
-        } else if self.not_judged > 0 {
+        } else if self.not_judged > 0 || self.unread > 0 {
             "not judged"
         } else {
             "clean"
@@ -198,6 +202,11 @@ impl Collector {
                 self.report.violations.push(tv);
             }
         }
+    }
+
+    fn add_unread(&mut self, line: usize, unread: UnreadStop) {
+        self.report.unread += 1;
+        self.report.first_unread.get_or_insert((line, unread));
     }
 
     fn finish(mut self, error: Option<SnapshotError>) -> TraceReport {
@@ -320,7 +329,14 @@ pub fn check_reader<R: BufRead>(
         let done = batch.is_empty() || stop_error.is_some();
         for (n, parsed) in parse_batch(&batch, opts.variant, workers) {
             let snap = match parsed {
-                Some(Ok(s)) => s,
+                Some(Ok(Line::Snapshot(s))) => s,
+                Some(Ok(Line::Unread(u))) => {
+                    // What happened between the stops on either side is not
+                    // known: the next is not compared with the one before.
+                    replayer.reset();
+                    collector.add_unread(n, u);
+                    continue;
+                }
                 Some(Err(e)) => return (collector.finish(Some(e)), false),
                 None => continue, // blank line
             };
@@ -360,7 +376,26 @@ fn decode(buf: &mut Vec<u8>, line: usize) -> Result<String, SnapshotError> {
     Ok(text)
 }
 
-type Parsed = Option<Result<Snapshot, SnapshotError>>;
+/// A stop pv-watch could not read, as it logs one (gdb_plugins/watch.py,
+/// `Watcher.log_error`): `{"stop": LABEL, "error": MESSAGE}` and nothing
+/// else.  A trace with such a line is not clean: that stop was not judged.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnreadStop {
+    /// The breakpoint's label (the kernel function or hook point).
+    pub stop: String,
+    /// Why the stop could not be read (gdb's or pyvcore's message).
+    pub error: String,
+}
+
+/// One non-blank line of a trace.
+#[derive(Debug)]
+enum Line {
+    Snapshot(Snapshot),
+    Unread(UnreadStop),
+}
+
+type Parsed = Option<Result<Line, SnapshotError>>;
 
 /// One line of a trace: parsed, and (with a variant given for the whole
 /// trace) refused when its vcores have the other layout ([`layout_fits`]).
@@ -376,6 +411,18 @@ fn parse_trace_line(
     Ok(snap)
 }
 
+/// One line of a trace file: a snapshot ([`parse_trace_line`]) or a stop
+/// pv-watch could not read ([`UnreadStop`]; tried only when the line is no
+/// snapshot, and the snapshot's error stands when it is neither).
+fn parse_line(text: &str, line: Option<usize>, variant: Option<Variant>) -> Result<Line, SnapshotError> {
+    match parse_trace_line(text, line, variant) {
+        Ok(snap) => Ok(Line::Snapshot(snap)),
+        Err(e) => serde_json::from_str::<UnreadStop>(text)
+            .map(Line::Unread)
+            .map_err(|_| e),
+    }
+}
+
 /// Parse a batch of (line number, text), in order, on up to `workers` threads.
 fn parse_batch(batch: &[(usize, String)], variant: Option<Variant>, workers: usize) -> Vec<(usize, Parsed)> {
     let parse = |chunk: &[(usize, String)]| -> Vec<(usize, Parsed)> {
@@ -385,7 +432,7 @@ fn parse_batch(batch: &[(usize, String)], variant: Option<Variant>, workers: usi
                 let text = line.trim();
                 (
                     *n,
-                    (!text.is_empty()).then(|| parse_trace_line(text, Some(*n), variant)),
+                    (!text.is_empty()).then(|| parse_line(text, Some(*n), variant)),
                 )
             })
             .collect()

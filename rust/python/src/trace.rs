@@ -35,6 +35,12 @@ pub struct PyTraceReport {
     not_judged: usize,
     #[pyo3(get)]
     first_not_judged: Option<usize>,
+    /// Stops pv-watch could not read (`{"stop": LABEL, "error": MESSAGE}` lines).
+    #[pyo3(get)]
+    unread: usize,
+    /// (line, stop label, error) of the first of them, or None.
+    #[pyo3(get)]
+    first_unread: Option<(usize, String, String)>,
     /// (line, column, key, reason, detail) of the unusable line, or None.
     #[pyo3(get)]
     error: Option<ErrorTuple>,
@@ -63,6 +69,11 @@ impl PyTraceReport {
                 .collect::<PyResult<_>>()?,
             not_judged: r.not_judged,
             first_not_judged: r.first_not_judged,
+            unread: r.unread,
+            first_unread: r
+                .first_unread
+                .as_ref()
+                .map(|(line, u)| (*line, u.stop.clone(), u.error.clone())),
             error: r
                 .error
                 .as_ref()
