@@ -343,6 +343,8 @@ def vcpu_ids(max_id: int, per_core: int) -> Callable[[str], list[int]]:
         for part in (p.strip() for p in text.split(",")):
             if not part:
                 continue
+            if part.startswith("-"):
+                raise argparse.ArgumentTypeError(f"{part} is not a vcpu id: ids are 0 or more ({VCPU_HELP})")
             if "-" in part:
                 lo_text, hi_text = part.split("-", 1)
                 lo, hi = one(lo_text), one(hi_text)
@@ -359,6 +361,11 @@ def vcpu_ids(max_id: int, per_core: int) -> Callable[[str], list[int]]:
                 raise argparse.ArgumentTypeError(f"more than {per_core} ids (one vcore)")
         if not ids:
             raise argparse.ArgumentTypeError(f"no vcpu id in {text!r} ({VCPU_HELP})")
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise argparse.ArgumentTypeError(
+                f"vcpu {', '.join(map(str, twice))} given twice: a vcore's vcpus are distinct"
+            )
         return ids
 
     return parse

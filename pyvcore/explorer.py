@@ -348,7 +348,9 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict()))
     else:
         print(format_result(result, changed=_given(args), verbose=args.verbose))
-        if args.trace and result.counterexample:
+        if args.trace and not result.counterexample:
+            print(f"no counterexample: nothing written to {args.trace}")
+        elif args.trace and result.counterexample:
             events = len(result.counterexample)
             print(
                 f"counterexample written to {args.trace} as a snapshot trace (pyvcore check {args.trace}): "

@@ -56,7 +56,7 @@ EVENT_FORMS: list[str] = list(_core.event_forms())
 EVENT_LABELS: dict[str, str] = dict(_core.event_labels())
 """Event name -> the kernel function or label it models."""
 
-FAULT_INFO: dict[str, Any] = {f.name: f for f in _core.faults()}
+FAULT_INFO: dict[str, _core.FaultInfo] = {f.name: f for f in _core.faults()}
 """Fault name -> ``FaultInfo`` (``fixed_by``: the public commit that fixed the real bug,
 or None when none is known; ``description``: what it undoes, in words;
 ``variants``: where the broken code exists)."""

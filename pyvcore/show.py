@@ -24,7 +24,7 @@ from pyvcore.checker import VARIANTS
 from pyvcore.errors import at
 from pyvcore.jsonl import stops
 from pyvcore.render import colour_for, wrap
-from pyvcore.stopview import Judgement, check_text, judge, threads_table, vcores_text
+from pyvcore.stopview import Judgement, check_text, judge, registers_table, threads_table, vcores_text
 
 
 class ShowError(Exception):
@@ -91,12 +91,16 @@ def render_stop(
 ) -> str:
     """Everything ``show`` prints for one stop."""
     head = f"== line {n}  stop {snap.get('stop', '?')}"
+    if "event" in snap:  # a trace `pyvcore explore --trace` wrote: the model's event that led here
+        head += f"  after {snap['event']}"
     if "tb" in snap:
         head += f"  tb {snap['tb']}"
+    registers = registers_table(snap, width=width)
     return "\n".join(
         [
             wrap(head, width),
             threads_table(snap, width=width),
+            *([registers] if registers else []),
             vcores_text(snap, width=width),
             check_text(snap, j, colour=colour, width=width, explain=explain, legend=legend),
         ]
@@ -143,9 +147,10 @@ def run(args: argparse.Namespace) -> int:
 
     checker = Checker(args.variant)
     colour = colour_for(sys.stdout) if args.colour == "auto" else args.colour == "always"
-    shown = violations = not_judged = 0
+    shown = violations = not_judged = seen = 0
     try:
         for n, snap in snapshots(args.trace, args.variant):
+            seen += 1
             if unread(snap):
                 checker.reset()  # as check: the stops on either side are not compared
                 if not wanted(n, snap, args):
@@ -193,6 +198,9 @@ def run(args: argparse.Namespace) -> int:
             else ""
         )
         print(f"pyvcore show: {e}{read}", file=sys.stderr)
+        return 2
+    if not seen:
+        print(f"pyvcore show: {args.trace}: empty trace: nothing to show", file=sys.stderr)
         return 2
     if not shown:
         what = (

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyvcore.decode import GUEST_MODES, HWTHREAD_STATES, NAPPING, VCORE_STATES, VCPU_STATES, name_of
-from pyvcore.ppc64 import entry_exit_text
+from pyvcore.ppc64 import ThreadRegs, entry_exit_text
 from pyvcore.render import paint, render_table, wrap
 
 LEGEND = (
@@ -116,6 +116,49 @@ def threads_table(snapshot: Mapping[str, Any], *, width: int | None = None) -> s
         )
     columns = ["cpu", "t", "in_guest", "napping", "hwthread", "req", "ptid", "vcpu", "vcore", "lpidr", "sdr1"]
     return render_table(columns, rows, width=width, title=_partition_line(snapshot))
+
+
+REGISTERS = ("pc", "msr", "dpdes", "hdec")
+"""A snapshot-v2 thread's registers (absent where the reader could not read them)."""
+
+
+def registers_table(snapshot: Mapping[str, Any], *, width: int | None = None) -> str | None:
+    """Per hardware thread, the registers a version-2 snapshot carries: where it stopped (pc),
+    its MSR with the mode it says (``host``: hypervisor with translation on; ``real``:
+    hypervisor real mode, as KVM's entry and exit code runs; ``guest``: MSR[HV] clear; ``opal``:
+    big-endian firmware), DPDES (bit N: a doorbell pending for thread N) and HDEC (timebase
+    ticks; negative once it has expired).  None when no thread has any of them (a version-1
+    stop, or a reader that read none)."""
+    threads = snapshot.get("threads") or []
+    if not any(name in t for t in threads for name in REGISTERS):
+        return None
+    rows = []
+    for i, t in enumerate(threads):
+        msr = num(t.get("msr"))
+        mode = ThreadRegs(gdb_thread=i, msr=msr).mode if msr is not None else "-"
+        hdec = num(t.get("hdec"))
+        rows.append(
+            [
+                t.get("cpu", "?"),
+                f"t{i}",
+                _hex(t.get("pc")),
+                _hex(msr),
+                mode,
+                _hex(t.get("dpdes")),
+                "-" if hdec is None else str(_signed_hdec(hdec)),
+            ]
+        )
+    return render_table(["cpu", "t", "pc", "msr", "mode", "dpdes", "hdec"], rows, width=width)
+
+
+def _signed_hdec(value: int) -> int:
+    """HDEC as the signed count it is: POWER8's is 32 bits (ISA 2.07; the large decrementer
+    came with POWER9), read as is or sign-extended to 64 bits by the reader."""
+    if value >= 1 << 63:
+        return value - (1 << 64)
+    if 1 << 31 <= value < 1 << 32:
+        return value - (1 << 32)
+    return value
 
 
 def _partition_line(snapshot: Mapping[str, Any]) -> str | None:

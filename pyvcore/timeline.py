@@ -343,7 +343,7 @@ def from_snapshots(
     source = source or title
     items = list(records)
     if not items:
-        raise TimelineError(f"{title}: empty trace, nothing to draw")
+        raise TimelineError(f"{source}: empty trace: nothing to draw")
     # A stop's tb is put on the host's timebase by the checker (CheckOutcome.host_tb: a stop
     # inside the guest reads the guest's timebase, vc->tb_offset ahead or behind); the axis is
     # timebase time only when every stop's host timebase is known.

@@ -683,3 +683,25 @@ def test_the_readme_fault_table_says_what_explore_finds() -> None:
         r = explore(variant, int(threads), fault=name)
         assert r.violation is not None, name
         assert (r.violation.invariant, len(r.counterexample or [])) == (int(invariant), int(events)), name
+
+
+@pytest.mark.parametrize(
+    ("vcpus", "message"),
+    [
+        ("-1", "-1 is not a vcpu id: ids are 0 or more"),
+        ("1,1", "vcpu 1 given twice: a vcore's vcpus are distinct"),
+        ("0-2,2", "vcpu 2 given twice"),
+        ("x", "'x' is not a vcpu id"),
+    ],
+)
+def test_bad_vcpu_lists_say_what_is_wrong(capsys, vcpus: str, message: str) -> None:
+    assert main(["explore", "--variant", "modern", "--threads", "4", f"--vcpus={vcpus}"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_trace_on_a_clean_run_says_nothing_was_written(tmp_path, capsys) -> None:
+    path = tmp_path / "t.jsonl"
+    assert main(["explore", "--variant", "modern", "--threads", "2", "--trace", str(path)]) == 0
+    assert f"no counterexample: nothing written to {path}" in capsys.readouterr().out
+    assert not path.exists()

@@ -223,3 +223,39 @@ def test_a_stop_not_judged_exits_2_as_pyvcore_check_does(capsys, tmp_path):
     two.write_text("\n".join(json.dumps(r) for r in (clean, alone)) + "\n")
     assert show(capsys, two)[0] == check_trace(str(two)).exit_code == 2
     assert show(capsys, two, "--line", 1)[0] == 0
+
+
+def test_a_version_2_stop_shows_each_threads_registers(capsys, tmp_path):
+    """pc, MSR with its mode, DPDES and HDEC (signed: 32 bits on POWER8) per thread, in a table of
+    their own under the PACA table; a version-1 stop has none, and no such table."""
+    snap = _stop("cede-patched.jsonl", 4)
+    regs = [
+        (0x9000000000001033, 0, 512),  # MSR[HV] with IR/DR: host
+        (0x9000000000001001, 0, 0xFFFFFFF0),  # HV real mode; HDEC expired (-16)
+        (0x8000000000001033, 0b100, 7),  # guest; a doorbell pending for thread 2
+        (0x8000000000001033, 0, 0xFFFFFFFFFFFFFFFF),  # sign-extended -1
+    ]
+    for i, (msr, dpdes, hdec) in enumerate(regs):
+        snap["threads"][i].update(pc=0xC000000000100000 + 16 * i, msr=msr, dpdes=dpdes, hdec=hdec)
+    snap["version"] = 2
+    trace = tmp_path / "v2.jsonl"
+    trace.write_text(json.dumps(snap) + "\n")
+    main(["show", str(trace)])
+    out = capsys.readouterr().out
+    rows = {line.split()[1]: line.split() for line in out.splitlines() if re.match(r"\d+\s+t\d\s+0xc", line)}
+    assert rows["t0"][2:] == ["0xc000000000100000", "0x9000000000001033", "host", "0x0", "512"]
+    assert rows["t1"][4:] == ["real", "0x0", "-16"]
+    assert rows["t2"][4:] == ["guest", "0x4", "7"]
+    assert rows["t3"][6] == "-1"
+    v1 = tmp_path / "v1.jsonl"
+    v1.write_text(json.dumps(_stop("cede-patched.jsonl", 4)) + "\n")
+    main(["show", str(v1)])
+    assert " mode " not in capsys.readouterr().out
+
+
+def test_an_explore_trace_shows_the_event_that_led_to_each_stop(capsys, tmp_path):
+    trace = tmp_path / "pp.jsonl"
+    assert main(["explore", "--variant", "prepatch", "--threads", "2", "--trace", str(trace)]) == 1
+    capsys.readouterr()
+    main(["show", str(trace), "--line", "2"])
+    assert "== line 2  stop kvmppc_run_vcpu  after runnable(vcpu=1)" in capsys.readouterr().out

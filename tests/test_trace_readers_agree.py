@@ -186,3 +186,13 @@ def test_a_diff_reports_unread_stop_is_drawn_as_not_judged() -> None:
         (2.0, "kvmppc_run_core", 2, "the stop could not be read (Cannot access memory at address 0x10)")
     ]
     assert tl.not_judged_text().startswith("1 stop not judged (first at line 2: the stop could not be read")
+
+
+def test_an_empty_trace_is_worded_alike(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty file: all three say "empty trace" (and what they could not do) and exit 2."""
+    trace = tmp_path / "empty.jsonl"
+    trace.write_text("\n\n")
+    for name, argv in _readers(trace, tmp_path).items():
+        code, out, err = _run(capsys, argv)
+        assert code == 2, name
+        assert "empty trace: nothing " in out + err, (name, out, err)
