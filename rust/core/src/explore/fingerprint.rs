@@ -174,7 +174,8 @@ fn vcpu_used(v: Option<VcpuModel>) -> (u8, u8) {
 ///   the end of kvmppc_run_core, which asks whether it is the cede's
 ///   (0 and the HDEC vector act alike there).
 /// * `arch.prodded` of a vcpu that cannot cede again within the bounds
-///   (`may_cede` bit clear): only kvmppc_h_cede reads it.
+///   (`may_cede` bit clear): only kvmppc_h_cede reads it within the run
+///   (kvmppc_vcpu_woken reads it where a run starts, before any prod).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Dead {
     /// Threads (bit per thread) whose `ipi` is dead.

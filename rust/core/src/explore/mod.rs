@@ -110,8 +110,12 @@ pub struct ExploreOptions {
     pub(crate) merge_symmetric: bool,
     /// Explore an H_PROD only just before the cede it can change (default
     /// true; off in [`ExploreOptions::unreduced`]).  kvmppc_h_prod sets
-    /// `arch.prodded`, which no snapshot shows and only that vcpu's next
-    /// kvmppc_h_cede reads, and kicks the vcpu's thread out of a cede nap,
+    /// `arch.prodded`, which no snapshot shows and which, within the one
+    /// run explored, only that vcpu's next kvmppc_h_cede reads (the
+    /// kernel's other reader, kvmppc_vcpu_woken in book3s_hv.c, runs in
+    /// kvmppc_run_vcpu before a run starts and in kvmppc_vcore_blocked;
+    /// the search offers a prod only while the vcore runs and ends with
+    /// the run), and kicks the vcpu's thread out of a cede nap,
     /// whose wakeup the explorer offers anyway (so the kick's IPI flag is
     /// dead, see `fingerprint::Dead`).  Every other event commutes with it,
     /// so any run with a prod reaches the same snapshots as the run with
@@ -119,8 +123,8 @@ pub struct ExploreOptions {
     /// follows.  There the cede returns at once (kvm_cede_prodded), which
     /// leaves every field as it was but the bound counters: with
     /// `subsumption` the pair leads nowhere new and is not tried at all
-    /// (debug builds check that it is subsumed and changes no snapshot);
-    /// without, it is tried as one step (see `Search::prod_before_cede`).
+    /// (checked on every pair: where it does more, it is tried); without,
+    /// it is tried as one step (see `Search::prod_before_cede`).
     pub(crate) defer_prods: bool,
 }
 
@@ -245,13 +249,15 @@ impl ExploreOptions {
             ""
         };
         let prods = if self.defer_prods {
-            "; an H_PROD is tried only just before the cede it can change (nothing else reads arch.prodded)"
+            "; an H_PROD is tried only just before the cede it can change (nothing else in the run reads arch.prodded)"
         } else {
             ""
         };
-        let order = if self.symmetric() {
+        let order = if self.symmetric() && self.merge_symmetric {
             "any runnable vcpu may be the runner; start_thread in any order; states equal up to a \
 permutation of the secondary threads (with their vcpus) are merged"
+        } else if self.symmetric() {
+            "any runnable vcpu may be the runner; start_thread in any order"
         } else {
             "runner = lowest runnable vcpu; start_thread in runnable-list order"
         };

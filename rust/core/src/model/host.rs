@@ -117,6 +117,18 @@ impl Config {
                 "vcpu {runner} is not runnable, so its task cannot run the core"
             ));
         }
+        if self.modern() {
+            // kvmppc_run_vcpu's n_ceded loop: a ceded vcpu that kvmppc_vcpu_woken
+            // finds prodded (book3s_hv.c) has its cede ended before the decision.
+            let runq = *vc;
+            for &i in runq.runnable() {
+                let v = s.vcpus[i as usize].as_mut().unwrap();
+                if v.prodded != 0 {
+                    v.ceded = 0;
+                }
+            }
+        }
+        let vc = s.vcore.as_ref().unwrap();
         if vc
             .runnable()
             .iter()
@@ -195,8 +207,8 @@ impl Config {
     }
 
     /// kvmppc_vcore_blocked: every runnable vcpu has ceded and none has a
-    /// doorbell pending (kvmppc_vcpu_woken / kvmppc_doorbell_pending), so the
-    /// runner sleeps on vc->wq: VCORE_SLEEPING.
+    /// doorbell pending (kvmppc_vcpu_woken / kvmppc_doorbell_pending) or
+    /// (modern) was prodded, so the runner sleeps on vc->wq: VCORE_SLEEPING.
     pub(crate) fn kvmppc_vcore_blocked(&self, s: &mut State, runner: u32) -> Outcome {
         let st = self.states();
         let idx = self.vcpu_index(s, runner)?;
@@ -221,6 +233,13 @@ impl Config {
             if vc.dpdes & (1 << v.ptid) != 0 {
                 return Err(format!(
                     "vcpu {} has a doorbell pending in vc->dpdes: it is not blocked",
+                    i as u32 + first
+                ));
+            }
+            if self.modern() && v.prodded != 0 {
+                // kvmppc_vcore_check_block -> kvmppc_vcpu_woken (book3s_hv.c).
+                return Err(format!(
+                    "vcpu {} was prodded (arch.prodded): kvmppc_vcpu_woken finds it woken, it is not blocked",
                     i as u32 + first
                 ));
             }

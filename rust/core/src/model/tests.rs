@@ -288,6 +288,41 @@ fn ceded_vcore_sleeps_and_wakes() {
     }
 }
 
+/// A vcpu prodded after its cede ended in an exit: at the next run the
+/// modern kernel finds it woken (book3s_hv.c kvmppc_vcpu_woken, read in
+/// kvmppc_run_vcpu's n_ceded loop and kvmppc_vcore_check_block): its cede
+/// ends and the core runs, the vcore never sleeps.
+#[test]
+fn a_prod_after_the_run_wakes_the_ceded_vcpu_at_the_next() {
+    let mut m = model(Variant::Modern, 2, &[0, 1]);
+    run(
+        &mut m,
+        &[
+            "runnable(1)",
+            "run_core(runner=1)",
+            "start_thread(1)",
+            "vcore_entry",
+            "enter(0)",
+            "switch_in",
+            "guest_entry(0)",
+            "enter(1)",
+            "guest_entry(1)",
+            "cede(1)",
+            "prod(vcpu=1)",
+            "wake(0)",
+            "switch_out",
+            "tail(1)",
+            "release",
+            "finish",
+        ],
+    );
+    assert_eq!(m.snapshot().vcpus[1].ceded, Some(1));
+    let err = m.apply(ev("vcore_blocked(runner=1)")).unwrap_err();
+    assert!(err.reason.contains("kvmppc_vcpu_woken"), "{err}");
+    run(&mut m, &["run_core(runner=1)"]);
+    assert_eq!(m.snapshot().vcpus[1].ceded, Some(0));
+}
+
 /// Modern, VCORE_EXIT_REQ before thread 0 entered: thread 0 is too late and
 /// never switches the MMU; the started secondary exits without entering the guest.
 #[test]
