@@ -72,7 +72,7 @@ def huge_snapshot(n: int) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--huge", type=int, default=100_000, help="threads and vcpus in the one huge snapshot")

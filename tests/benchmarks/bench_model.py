@@ -123,7 +123,9 @@ def bench_check(threads: int, count: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="skip the 8-thread seed/modern explorations")
     parser.add_argument("--snapshots", type=int, default=100_000, help="snapshots per check trace")
     parser.add_argument("--workers", type=int, default=None, help="explorer threads (default: every core)")
