@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import operator
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from pyvcore import _core, cliargs
@@ -46,7 +48,8 @@ class ExploreResult:
     transitions: int
     seconds: float
     counterexample: Optional[list[str]]
-    """The shortest event trace to the violation (from "vcpus created"), or None."""
+    """The event trace to the violation (from "vcpus created"), or None: a shortest one,
+    but with :attr:`partial_order` the reduction may find a longer one."""
     violation: Optional[Violation]
     incomplete: Optional[str]
     """Why the search stopped before seeing every state ("the state budget ran
@@ -68,6 +71,9 @@ class ExploreResult:
     """The process's peak resident set size so far, in bytes (``getrusage(2)``'s
     ``ru_maxrss``: the interpreter, the extension and every earlier search included), or
     None where the platform has no ``getrusage``."""
+    partial_order: bool = False
+    """Found with the partial-order reduction (``partial_order=True``): its counterexample
+    may be longer than the shortest."""
 
     @property
     def ok(self) -> bool:
@@ -86,12 +92,21 @@ class ExploreResult:
         return None if v is None else f"invariant {v.invariant}: {v.message}"
 
     @property
+    def verdict(self) -> str:
+        """``"violation"`` (a counterexample was found), ``"clean"`` (every invariant holds
+        over the whole bounded space) or ``"incomplete"`` (a budget ran out: no verdict)."""
+        if self.violation is not None:
+            return "violation"
+        return "clean" if self.complete else "incomplete"
+
+    @property
     def states_per_second(self) -> float:
         return self.states / self.seconds if self.seconds > 0 else float("inf")
 
     def to_dict(self) -> dict[str, Any]:
         """The ``pyvcore explore --json`` object."""
         return {
+            "verdict": self.verdict,
             "states": self.states,
             "transitions": self.transitions,
             "seconds": self.seconds,
@@ -111,13 +126,24 @@ class ExploreResult:
             "peak_rss": self.peak_rss,
             "fault": self.fault,
             "without_fault": list(self.without_fault) if self.without_fault else None,
+            "partial_order": self.partial_order,
         }
 
     def replay(self) -> Vcore:
-        """A :class:`Vcore` taken through the counterexample (or fresh if none)."""
+        """A :class:`Vcore` taken through the counterexample (or fresh if none).
+        Raises ValueError for a result found with a ``fault``: the model keeps the
+        kernel's rules and cannot replay the fault's states."""
+        self._refuse_fault()
         vc = Vcore(self.variant, self.threads, self.vcpus)
         vc.replay(self.counterexample or [])
         return vc
+
+    def _refuse_fault(self) -> None:
+        if self.fault:
+            raise ValueError(
+                f"a counterexample found with fault {self.fault!r} cannot be replayed: the model "
+                "(Vcore, its snapshots) keeps the kernel's rules, not the fault's"
+            )
 
     def trace_lines(self) -> list[str]:
         """The counterexample as a snapshot trace: one JSON line per state,
@@ -125,10 +151,7 @@ class ExploreResult:
         the event that led to it -- what ``pyvcore check`` and gdb users read.
         Raises ValueError for a result found with a ``fault``: the snapshot
         model keeps the kernel's rules and cannot replay the fault's states."""
-        if self.fault:
-            raise ValueError(
-                f"a counterexample found with fault {self.fault!r} cannot be replayed as snapshots"
-            )
+        self._refuse_fault()
         vc = Vcore(self.variant, self.threads, self.vcpus)
         lines = [vc.snapshot_json()]
         for event in self.counterexample or []:
@@ -165,7 +188,7 @@ def explore(
     # Long only for its docstring and for passing each option through.
     """Enumerate every interleaving of one vcore run (breadth first, states
     deduplicated, expanded on ``workers`` threads) and return the shortest
-    counterexample, if any.
+    counterexample, if any (with ``partial_order``, one that may be longer).
 
     ``vcpus`` defaults to all of vcore 0 (ids 0..threads-1).  The bounds
     (``cedes_per_vcpu``, ``max_cedes``, ``max_prods``, ``max_doorbells``)
@@ -184,7 +207,8 @@ def explore(
     can do everything it can.  ``partial_order`` (default off: it no longer
     pays once subsumption is on) explores a doorbell's sending and taking
     only just before the next step of the threads it concerns (every other
-    event commutes with them; the states on the way are checked too).
+    event commutes with them; the states on the way are checked too; a
+    counterexample it finds may be longer than the shortest).
     ``forget_dead`` (default on) merges states that differ only in values
     nothing reads again (a secondary's IPI flag where kvmppc_hv_entry,
     kvmhv_commence_exit or kvm_end_cede clears it before any read, an
@@ -193,47 +217,15 @@ def explore(
     cede it changes (``arch.prodded`` is in no snapshot and read only by
     that cede, kvm_cede_prodded; with ``subsumption`` that pair leads
     nowhere new and is not tried).  ``reduction=False`` turns every
-    reduction off (the full search over the same runs, to compare with).  Bad parameters raise
-    ValueError / :class:`ModelError`.
+    reduction off (the full search over the same runs, to compare with;
+    ``partial_order=True`` with it is refused).  Bad parameters (a wrong type
+    included: a bool where a count is meant, ``vcpus="0-3"``, an invariant
+    number in ``ignore`` that does not exist) raise ValueError, an illegal
+    start :class:`ModelError`.
     """
-    for name, value, limit in (
-        ("max_states", max_states, 2**62),
-        ("max_memory", max_memory, 2**62),
-        ("cedes_per_vcpu", cedes_per_vcpu, 255),
-        ("max_cedes", max_cedes, 255),
-        ("max_prods", max_prods, 255),
-        ("max_doorbells", max_doorbells, 255),
-        ("workers", workers, 64),
-    ):
-        if value is not None and not 0 <= value <= limit:
-            raise ValueError(f"{name} must be 0..{limit}, not {value}")
-    if vcpus is not None:
-        vcpus = list(vcpus)
-        bad = [i for i in vcpus if not 0 <= i < MAX_VCPU_ID]
-        if bad:
-            raise ValueError(f"vcpu id {bad[0]} is out of range (ids are 0..{MAX_VCPU_ID - 1})")
-    r = _core.explore(
-        variant,
-        threads,
-        vcpus,
-        ignore=list(ignore) if ignore is not None else None,
-        max_states=max_states,
-        max_memory=max_memory,
-        cedes_per_vcpu=cedes_per_vcpu,
-        max_cedes=max_cedes,
-        max_prods=max_prods,
-        max_doorbells=max_doorbells,
-        check_invariants=check_invariants,
-        symmetry=symmetry,
-        exit_request=exit_request,
-        fault=fault,
-        workers=workers,
-        partial_order=partial_order,
-        subsumption=subsumption,
-        forget_dead=forget_dead,
-        reduction=reduction,
-        progress=progress,
-    )
+    # locals() here is exactly the parameters: checked and normalised in one place.
+    options = _checked_options(locals())
+    r = _core.explore(**options)
     return ExploreResult(
         variant=r.variant,
         threads=r.threads,
@@ -252,7 +244,126 @@ def explore(
         fault=r.fault,
         without_fault=r.without_fault,
         peak_rss=_peak_rss(),
+        partial_order=options["partial_order"],
     )
+
+
+COUNT_LIMITS: dict[str, int] = {
+    "max_states": 2**62,
+    "max_memory": 2**62,
+    "cedes_per_vcpu": 255,
+    "max_cedes": 255,
+    "max_prods": 255,
+    "max_doorbells": 255,
+    "workers": 64,
+}
+""":func:`explore`'s count parameters (None: the default) and the largest value of each."""
+
+SWITCH_PARAMETERS = (
+    "check_invariants",
+    "symmetry",
+    "exit_request",
+    "partial_order",
+    "subsumption",
+    "forget_dead",
+    "reduction",
+)
+""":func:`explore`'s True/False parameters."""
+
+
+def _either(words: Sequence[str]) -> str:
+    """``a, b or c``."""
+    return ", ".join(words[:-1]) + f" or {words[-1]}" if len(words) > 1 else "".join(words)
+
+
+def _what(value: object) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _is_integer(value: object) -> bool:
+    """An int or an integer type (``__index__``), but not a bool: True is no count."""
+    return not isinstance(value, bool) and hasattr(type(value), "__index__")
+
+
+def _integers(name: str, value: object, noun: str, example: str) -> list[int]:
+    """A list of integers from a sequence of them; a string (``"0-3"``, the command
+    line's form) or a bool among them is refused."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"{name} must be a list of {noun} such as {example}, not {_what(value)}")
+    out = []
+    for item in value:
+        if not _is_integer(item):
+            raise ValueError(f"{name} must be a list of {noun} (integers), not one holding {_what(item)}")
+        out.append(operator.index(item))
+    return out
+
+
+def _ranges(numbers: Sequence[int]) -> str:
+    """``1-21, 23-27, 29`` for sorted distinct numbers."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def _checked_options(given: dict[str, Any]) -> dict[str, Any]:
+    """:func:`explore`'s parameters, each checked for its type and range (ValueError, one
+    line, naming the parameter), integers made ``int`` and sequences lists: the keyword
+    arguments of ``_core.explore``.  The names of a variant and a fault are checked by the
+    model (its ValueError names the choices, and why a fault does not apply)."""
+    options = dict(given)
+    if not isinstance(options["variant"], str):
+        raise ValueError(f"variant must be a string ({_either(VARIANTS)}), not {_what(options['variant'])}")
+    if options["fault"] is not None and not isinstance(options["fault"], str):
+        raise ValueError(
+            f"fault must be None or a fault's name (pyvcore.model.FAULTS), not {_what(options['fault'])}"
+        )
+    counts = _either(list(map(str, THREAD_COUNTS)))
+    threads = options["threads"]
+    if not _is_integer(threads):
+        raise ValueError(f"threads must be an integer ({counts}), not {_what(threads)}")
+    options["threads"] = operator.index(threads)
+    if options["threads"] not in THREAD_COUNTS:
+        raise ValueError(f"threads per core must be {counts}, not {options['threads']}")
+    for name, limit in COUNT_LIMITS.items():
+        value = options[name]
+        if value is None:
+            continue
+        if not _is_integer(value):
+            raise ValueError(f"{name} must be an integer 0..{limit} or None, not {_what(value)}")
+        options[name] = operator.index(value)
+        if not 0 <= options[name] <= limit:
+            raise ValueError(f"{name} must be 0..{limit}, not {options[name]}")
+    for name in SWITCH_PARAMETERS:
+        if not isinstance(options[name], bool):
+            raise ValueError(f"{name} must be True or False, not {_what(options[name])}")
+    if options["partial_order"] and not options["reduction"]:
+        raise ValueError(
+            "partial_order=True contradicts reduction=False (the full search, every reduction off): "
+            "give one or the other"
+        )
+    if options["progress"] is not None and not callable(options["progress"]):
+        raise ValueError(f"progress must be a callable or None, not {_what(options['progress'])}")
+    if options["vcpus"] is not None:
+        vcpus = _integers("vcpus", options["vcpus"], "vcpu ids", "[0, 1, 2, 3]")
+        bad = [i for i in vcpus if not 0 <= i < MAX_VCPU_ID]
+        if bad:
+            raise ValueError(f"vcpu id {bad[0]} is out of range (ids are 0..{MAX_VCPU_ID - 1})")
+        options["vcpus"] = vcpus
+    if options["ignore"] is not None:
+        ignore = _integers("ignore", options["ignore"], "invariant numbers", "[29]")
+        known = sorted(i.number for i in _core.invariants())
+        unknown = [n for n in ignore if n not in known]
+        if unknown:
+            raise ValueError(
+                f"ignore: there is no invariant {unknown[0]} (the invariants are {_ranges(known)}; "
+                "pyvcore invariants lists them)"
+            )
+        options["ignore"] = ignore
+    return options
 
 
 def _peak_rss() -> Optional[int]:
@@ -303,6 +414,13 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.partial_order and args.no_reduction:
+        print(
+            "pyvcore explore: --partial-order contradicts --no-reduction (the full search, every "
+            "reduction off): give one or the other",
+            file=sys.stderr,
+        )
+        return 2
     progress = _TtyProgress() if sys.stderr.isatty() and not args.json else None
     try:
         result = explore(
@@ -349,7 +467,8 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print(format_result(result, changed=_given(args), verbose=args.verbose))
         if args.trace and not result.counterexample:
-            print(f"no counterexample: nothing written to {args.trace}")
+            kept = " (it already exists and was left as it was)" if Path(args.trace).exists() else ""
+            print(f"no counterexample: nothing written to {args.trace}{kept}")
         elif args.trace and result.counterexample:
             events = len(result.counterexample)
             print(
@@ -373,7 +492,8 @@ BOUNDS: dict[str, str] = {
 SWITCHES: dict[str, str] = {
     "--exit-request": "modern: also let VCORE_EXIT_REQ arrive at any time (as from another subcore)",
     "--no-symmetry": "do not merge states that differ only by a permutation of secondary threads",
-    "--partial-order": "explore doorbell events only just before the next step of the threads they concern",
+    "--partial-order": "explore doorbell events only just before the next step of the threads they concern "
+    "(a counterexample may then be longer than the shortest; not with --no-reduction)",
     "--no-subsumption": "do not merge states that differ only by the bound counters (cedes, prods, doorbells used)",
     "--keep-dead-values": "do not merge states that differ only in values nothing reads again "
     "(IPI flags, traps, prodded)",
@@ -426,7 +546,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--json",
         action="store_true",
-        help='print {"states", "transitions", "seconds", "counterexample", "violated", "complete", ...}',
+        help='print {"verdict": "clean"|"violation"|"incomplete", "states", "transitions", "seconds", '
+        '"counterexample", "violated", "complete", ...}',
     )
     p.add_argument(
         "--verbose",
