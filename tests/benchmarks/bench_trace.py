@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pyvcore.trace import _vmlinux, run_trace
+from pyvcore.trace import _preflight, run_trace
 
 
 def per_scenario(scenarios: list[str], seconds: int, mode: str, save: Path | None) -> int:
@@ -71,7 +71,10 @@ def long_run(scenario: str, seconds: int, mode: str) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="pyvcore-bench-trace-"))
     args = {
-        "vmlinux": _vmlinux(None),
+        # The lab's kernel, checked as `pyvcore trace` checks it (the plugin reads its BTF).
+        "vmlinux": _preflight(
+            scenario, qemu="patched", threads=4, seconds=seconds, kernel=None, modules=None
+        ),
         "log": str(work / "events.jsonl"),
         "summary": str(work / "summary.json"),
         "mode": mode,
