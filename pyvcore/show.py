@@ -151,31 +151,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         for n, snap in snapshots(args.trace, args.variant):
             seen += 1
+            j: Judgement | None = None
             if unread(snap):
                 checker.reset()  # as check: the stops on either side are not compared
-                if not wanted(n, snap, args):
-                    continue
-                if args.line is not None and n > args.line:
-                    break
-                if shown:
-                    print()
-                else:
-                    print(wrap(f"trace {args.trace}", args.width))
-                print(render_unread(n, snap, args.width))
-                shown += 1
-                not_judged += 1
-                if args.line is not None:
-                    break
-                continue
-            problem = layout_problem(snap, args.variant)
-            if problem:
-                raise ShowError(f"{at(args.trace, n)}: {problem}")
-            try:
-                j = judge(checker, snap)
-            except SnapshotError as e:  # TRACE:LINE:COLUMN, as every reader places a line
-                raise ShowError(f"{at(args.trace, n, e.column)}: {e.detail}") from None
-            except (ValueError, TypeError) as e:
-                raise ShowError(f"{at(args.trace, n)}: {e}") from None
+            else:
+                problem = layout_problem(snap, args.variant)
+                if problem:
+                    raise ShowError(f"{at(args.trace, n)}: {problem}")
+                try:
+                    j = judge(checker, snap)
+                except SnapshotError as e:  # TRACE:LINE:COLUMN, as every reader places a line
+                    raise ShowError(f"{at(args.trace, n, e.column)}: {e.detail}") from None
+                except (ValueError, TypeError) as e:
+                    raise ShowError(f"{at(args.trace, n)}: {e}") from None
             if not wanted(n, snap, args):
                 continue
             if args.line is not None and n > args.line:
@@ -184,10 +172,14 @@ def run(args: argparse.Namespace) -> int:
                 print()
             else:
                 print(wrap(f"trace {args.trace}", args.width))
-            print(render_stop(args.trace, n, snap, j, colour=colour, width=args.width, legend=not shown))
+            if j is None:
+                print(render_unread(n, snap, args.width))
+                not_judged += 1
+            else:
+                print(render_stop(args.trace, n, snap, j, colour=colour, width=args.width, legend=not shown))
+                violations += len(j.violations)
+                not_judged += j.verdict == "not judged"
             shown += 1
-            violations += len(j.violations)
-            not_judged += j.verdict == "not judged"
             if args.line is not None:
                 break
     except ShowError as e:

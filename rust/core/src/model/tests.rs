@@ -247,27 +247,28 @@ fn modern_run_with_cede_prod_and_latecomer() {
     assert_eq!(vc(&m).vcore_state, 4);
 }
 
+/// N = 2, vcpus 0 and 1, vcpu 1 the runner: a run up to vcpu 1's cede on
+/// thread 1 while thread 0, without a vcpu, naps (so the cede becomes an exit).
+const RUN_TO_CEDE: &[&str] = &[
+    "runnable(1)",
+    "run_core(runner=1)",
+    "start_thread(1)",
+    "vcore_entry",
+    "enter(0)",
+    "switch_in",
+    "guest_entry(0)",
+    "enter(1)",
+    "guest_entry(1)",
+    "cede(1)",
+];
+
 /// A vcpu that ceded and stays runnable after the run: the next runner
 /// sleeps (VCORE_SLEEPING) until the vcpu has work again.
 #[test]
 fn ceded_vcore_sleeps_and_wakes() {
     for variant in [Variant::Seed, Variant::Modern] {
         let mut m = model(variant, 2, &[0, 1]);
-        run(
-            &mut m,
-            &[
-                "runnable(1)",
-                "run_core(runner=1)",
-                "start_thread(1)",
-                "vcore_entry",
-                "enter(0)",
-                "switch_in",
-            ],
-        );
-        run(
-            &mut m,
-            &["guest_entry(0)", "enter(1)", "guest_entry(1)", "cede(1)"],
-        );
+        run(&mut m, RUN_TO_CEDE);
         // Thread 0 naps without a vcpu, so thread 1's cede turns into an exit.
         assert_eq!(m.state.threads[1].phase, Phase::Exiting);
         run(&mut m, &["wake(0)", "switch_out", "tail(1)", "release", "finish"]);
@@ -295,19 +296,10 @@ fn ceded_vcore_sleeps_and_wakes() {
 #[test]
 fn a_prod_after_the_run_wakes_the_ceded_vcpu_at_the_next() {
     let mut m = model(Variant::Modern, 2, &[0, 1]);
+    run(&mut m, RUN_TO_CEDE);
     run(
         &mut m,
         &[
-            "runnable(1)",
-            "run_core(runner=1)",
-            "start_thread(1)",
-            "vcore_entry",
-            "enter(0)",
-            "switch_in",
-            "guest_entry(0)",
-            "enter(1)",
-            "guest_entry(1)",
-            "cede(1)",
             "prod(vcpu=1)",
             "wake(0)",
             "switch_out",
