@@ -264,16 +264,21 @@ fn only_index(e: &Event, first: u32, one_sender: bool) -> Option<u8> {
     }
 }
 
-/// Whether `x` is `s` but for what an H_PROD of vcpu index `i` and the cede
-/// it cancels may change: that vcpu's `arch.prodded`, cedes and prods used,
-/// and the IPI flag of a thread napping in that vcpu's cede (dead there,
-/// see `fingerprint::Dead`).
-fn only_prod_differs(s: &State, x: &State, i: u8) -> bool {
+/// Whether `x` is `s` but for what an H_PROD of vcpu index `i` (and the
+/// cede it cancels) may change: that vcpu's cedes and prods used, its
+/// `arch.prodded` when `prodded` (the state between the two; after the
+/// cede it must be as before, or the pair's end would be a state of its
+/// own), and the IPI flag of a thread napping in that vcpu's cede (dead
+/// there, see `fingerprint::Dead`).
+fn only_prod_differs(s: &State, x: &State, i: u8, prodded: bool) -> bool {
     let mut y = *x;
     let (Some(v), Some(w)) = (y.vcpus[i as usize].as_mut(), s.vcpus[i as usize]) else {
         return false;
     };
-    (v.prodded, v.cedes, v.prods) = (w.prodded, w.cedes, w.prods);
+    (v.cedes, v.prods) = (w.cedes, w.prods);
+    if prodded {
+        v.prodded = w.prodded;
+    }
     for (t, th) in s.threads.iter().enumerate() {
         if th.phase == Phase::CedeNap && th.running == Some(i) {
             y.threads[t].ipi = th.ipi;
@@ -474,7 +479,10 @@ impl Search<'_> {
         let Some((end, _)) = self.cfg.after(&mid, cede) else {
             return;
         };
-        if self.opts.subsumption && only_prod_differs(s, &mid, i) && only_prod_differs(s, &end, i) {
+        if self.opts.subsumption
+            && only_prod_differs(s, &mid, i, true)
+            && only_prod_differs(s, &end, i, false)
+        {
             debug_assert!({
                 let (ks, ke) = (
                     self.key(s, None, None, &[]),
